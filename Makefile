@@ -1,0 +1,40 @@
+# The two commands a newcomer runs: `make run` and `make test`.
+# Both set themselves up: a virtualenv with the pinned packages, and (for the
+# tests) the Debian packages of the services the harness starts.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: setup run test check lint system-packages bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@rm -f $(VENV)/.installed-*
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+setup: $(STAMP)
+
+system-packages:
+	@testing/ensure-system-packages
+
+## Run the whole system on embedded defaults: in-process broker, SQLite, local telemetry store,
+## a demo city with simulated stations and vehicles. MQTT_URL / DATABASE_URL / INFLUX_URL override.
+run: setup
+	$(PY) -m kickstand.simulators.demo
+
+## The whole test suite, against real Mosquitto, PostgreSQL and InfluxDB started by the harness.
+test: setup system-packages
+	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+## Lint and types: the same script developers and CI use.
+check: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy protocol edge cloud simulators hardware-tests testing
+
+bench: setup system-packages
+	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
