@@ -1,0 +1,90 @@
+"""Settings of the cloud processes, read from the environment.
+
+Nothing here runs at import time: call :func:`get_settings` (cached) or build
+``Settings(...)`` yourself (tests do, one per test).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger("kickstand.cloud.config")
+
+#: Values people paste from examples; refused as JWT_SECRET outside development.
+PLACEHOLDER_SECRETS = frozenset(
+    {"changethis", "changeme", "secret", "jwt-secret", "password", "kickstand", "test", "dev"}
+)
+MIN_SECRET_BYTES = 32
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=True)
+
+    ENVIRONMENT: Literal["development", "production"] = "development"
+    #: Relative SQLite paths are relative to the working directory; the folder is created.
+    DATABASE_URL: str = "sqlite+aiosqlite:///var/kickstand.sqlite3"
+    #: None → the embedded in-process broker.
+    MQTT_URL: str | None = None
+    #: None → the local telemetry store.
+    INFLUX_URL: str | None = None
+    INFLUX_DATABASE: str = "kickstand"
+    INFLUX_USERNAME: str | None = None
+    INFLUX_PASSWORD: str | None = None
+    #: HMAC key of the access tokens. Development: generated once and kept in VAR_DIR.
+    JWT_SECRET: str | None = None
+    JWT_ACCESS_TTL_S: int = Field(default=900, ge=30)
+    JWT_REFRESH_TTL_S: int = Field(default=30 * 24 * 3600, ge=60)
+    COMMAND_SIGNING_KEY_FILE: Path | None = None
+    COMMAND_TIMEOUT_S: float = Field(default=5.0, gt=0)
+    #: How long an unlocked spot waits for the vehicle to leave before the rent expires.
+    RENT_UNLOCK_WINDOW_S: int = Field(default=60, ge=5)
+    VAR_DIR: Path = Path("var")
+    API_HOST: str = "127.0.0.1"
+    API_PORT: int = 8000
+
+    @model_validator(mode="after")
+    def _check_secret(self) -> Settings:
+        if self.JWT_SECRET is None:
+            if self.ENVIRONMENT != "development":
+                raise ValueError("JWT_SECRET must be set outside development")
+            self.JWT_SECRET = _dev_secret(self.VAR_DIR)
+        elif self.ENVIRONMENT != "development" and (
+            self.JWT_SECRET.lower() in PLACEHOLDER_SECRETS
+            or len(self.JWT_SECRET.encode()) < MIN_SECRET_BYTES
+        ):
+            raise ValueError(
+                f"JWT_SECRET is a placeholder or shorter than {MIN_SECRET_BYTES} bytes; "
+                "generate one with `python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+            )
+        return self
+
+    @property
+    def jwt_secret(self) -> str:
+        assert self.JWT_SECRET is not None  # set by the validator
+        return self.JWT_SECRET
+
+
+def _dev_secret(var_dir: Path) -> str:
+    path = var_dir / "jwt-secret"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    var_dir.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    path.write_text(value + "\n")
+    path.chmod(0o600)
+    log.info("event=dev_jwt_secret_generated path=%s", path)
+    return value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,32 @@
+"""Alembic environment: run programmatically by :func:`kickstand.cloud.migrations.upgrade`.
+
+The caller passes an open (sync-facade) connection in ``config.attributes["connection"]``;
+there is no alembic.ini and no URL is read from a file.
+"""
+
+from __future__ import annotations
+
+from alembic import context
+from kickstand.cloud.models import Base
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def run_migrations_online() -> None:
+    connection = config.attributes.get("connection")
+    if connection is None:
+        raise RuntimeError("run migrations with `python -m kickstand.cloud migrate`")
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+if context.is_offline_mode():
+    raise RuntimeError("offline (SQL script) migrations are not supported")
+run_migrations_online()

@@ -1,0 +1,101 @@
+"""Passwords (argon2) and tokens (JWT access, opaque rotating refresh)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from kickstand.cloud.config import Settings
+
+ALGORITHM = "HS256"
+_hasher = PasswordHasher()
+#: Verified against when the email is unknown, so timing does not reveal accounts.
+_DUMMY_HASH = _hasher.hash("not-a-real-password-0")
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password: str, password_hash: str | None) -> bool:
+    try:
+        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+class TokenError(Exception):
+    def __init__(self, message: str, *, expired: bool = False) -> None:
+        super().__init__(message)
+        self.expired = expired
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    user_id: int
+    generation: int
+    permissions: list[dict[str, Any]]
+    expires_at: datetime
+
+
+def create_access_token(
+    settings: Settings,
+    user_id: int,
+    permissions: list[dict[str, Any]],
+    generation: int,
+    now: datetime | None = None,
+) -> str:
+    now = now or datetime.now(UTC)
+    claims = {
+        "sub": str(user_id),
+        "typ": "access",
+        "gen": generation,
+        "permissions": permissions,
+        "iat": int(now.timestamp()),
+        "exp": int((now + timedelta(seconds=settings.JWT_ACCESS_TTL_S)).timestamp()),
+        "jti": uuid.uuid4().hex,
+    }
+    return jwt.encode(claims, settings.jwt_secret, algorithm=ALGORITHM)
+
+
+def decode_access_token(settings: Settings, token: str) -> AccessClaims:
+    try:
+        claims = jwt.decode(
+            token,
+            settings.jwt_secret,
+            algorithms=[ALGORITHM],
+            options={"require": ["exp", "sub", "typ"]},
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise TokenError("the access token has expired", expired=True) from exc
+    except jwt.InvalidTokenError as exc:
+        raise TokenError(f"invalid access token: {exc}") from exc
+    if claims.get("typ") != "access":
+        raise TokenError("not an access token")
+    try:
+        return AccessClaims(
+            user_id=int(claims["sub"]),
+            generation=int(claims.get("gen", 0)),
+            permissions=list(claims.get("permissions", [])),
+            expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+        )
+    except (TypeError, ValueError) as exc:
+        raise TokenError("malformed access token claims") from exc
+
+
+def new_refresh_token() -> tuple[str, str]:
+    """(token for the client, sha256 hex stored in the database)."""
+    token = secrets.token_urlsafe(48)
+    return token, hash_refresh_token(token)
+
+
+def hash_refresh_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
