@@ -1,0 +1,269 @@
+"""One supervised service process: a temp dir, a log file, a port, start/stop with timeouts.
+
+The concrete services (Mosquitto, InfluxDB) write their config into the temp dir and
+hand the command line to `ManagedProcess`. Everything here is bounded in time: starting
+waits at most `start_timeout` for the port, stopping escalates SIGTERM -> SIGKILL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import weakref
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from .errors import PortTakenError, ServiceNotInstalledError, ServiceStartError, ServiceStateError
+
+log = logging.getLogger("kickstand.testing.process")
+
+LOOPBACK = "127.0.0.1"
+_PR_SET_PDEATHSIG = 1
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A port nobody listens on right now, chosen by the kernel (bind to port 0)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_accepts(host: str, port: int, timeout: float = 0.2) -> bool:
+    """True when a TCP connection to host:port succeeds."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def require_binary(service: str, *candidates: str) -> str:
+    """The first existing executable among the candidates (absolute paths or names on PATH)."""
+    for candidate in candidates:
+        if os.path.isabs(candidate):
+            if os.access(candidate, os.X_OK):
+                return candidate
+        else:
+            found = shutil.which(candidate)
+            if found:
+                return found
+    raise ServiceNotInstalledError(service, candidates[0])
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    """The last lines of a log file ('' when there is none)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _die_with_parent() -> None:
+    # Runs in the child between fork and exec: if the test process dies (even by SIGKILL),
+    # the kernel sends the service SIGTERM, so no broker outlives the run.
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class ManagedProcess:
+    """A service binary in its own temp dir, listening on one fixed loopback port.
+
+    The port and the temp dir are chosen once; `stop()` then `start()` brings the service
+    back on the same port with the same data. Subclasses implement `_command()` and may
+    override `_ready()` (default: the port accepts TCP connections).
+    """
+
+    service_name = "service"
+    start_timeout = 20.0
+    stop_timeout = 10.0
+
+    def __init__(self, *, host: str = LOOPBACK, port: int | None = None) -> None:
+        self.host = host
+        self.port = port if port is not None else free_port(host)
+        self._tmp = tempfile.TemporaryDirectory(prefix=f"kickstand-{self.service_name}-")
+        self.base_dir = Path(self._tmp.name)
+        self.log_path = self.base_dir / f"{self.service_name}.out.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._closed = False
+        self._lock = threading.Lock()
+        # Last resort when nobody calls close(): kill the process at garbage collection
+        # or interpreter exit.
+        self._finalizer = weakref.finalize(self, ManagedProcess._reap, [None])
+
+    # -- subclass hooks -------------------------------------------------------------------
+
+    def _command(self) -> list[str]:
+        raise NotImplementedError
+
+    def _prepare(self) -> None:
+        """Write config files before the first start (called once)."""
+
+    def _ready(self) -> bool:
+        return port_accepts(self.host, self.port)
+
+    def _after_start(self) -> None:
+        """Runs once the service is ready (e.g. create a database)."""
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self.running and self._proc is not None else None
+
+    def start(self) -> Self:
+        with self._lock:
+            if self._closed:
+                raise ServiceStateError(f"{self.service_name} was closed; make a new one")
+            if self.running:
+                return self
+            if not getattr(self, "_prepared", False):
+                self._prepare()
+                self._prepared = True
+            self._wait_port_free()
+            self._spawn()
+        try:
+            self._wait_ready()
+            self._after_start()
+        except BaseException:
+            self._terminate()
+            raise
+        log.info("service_started service=%s port=%d pid=%s", self.service_name, self.port,
+                 self.pid)
+        return self
+
+    def stop(self) -> None:
+        """Graceful stop (SIGTERM, then SIGKILL after `stop_timeout`); data stays."""
+        with self._lock:
+            self._terminate()
+
+    def kill(self) -> None:
+        """Crash the service (SIGKILL) to test recovery; data written so far stays."""
+        with self._lock:
+            self._terminate(sig=signal.SIGKILL)
+
+    def restart(self) -> Self:
+        self.stop()
+        return self.start()
+
+    def close(self) -> None:
+        """Stop the service and delete its temp dir."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._terminate()
+        self._finalizer.detach()
+        with contextlib.suppress(OSError):
+            self._tmp.cleanup()
+
+    def log_tail(self, lines: int = 40) -> str:
+        return tail(self.log_path, lines)
+
+    def __enter__(self) -> Self:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _wait_port_free(self) -> None:
+        # A restart reuses our port: if someone else took it meanwhile, say so rather than
+        # talk to their service. Give a just-stopped process's socket a moment to go away.
+        deadline = time.monotonic() + 3.0
+        while port_accepts(self.host, self.port):
+            if time.monotonic() > deadline:
+                raise PortTakenError(self.service_name, self.host, self.port)
+            time.sleep(0.05)
+
+    def _spawn(self) -> None:
+        cmd = self._command()
+        out = open(self.log_path, "ab")
+        try:
+            out.write(f"\n=== start {time.strftime('%H:%M:%S')}: {' '.join(cmd)}\n".encode())
+            out.flush()
+            main_thread = threading.current_thread() is threading.main_thread()
+            self._proc = subprocess.Popen(
+                cmd,
+                cwd=self.base_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                # Only tie the child to a thread that lives as long as the process.
+                preexec_fn=_die_with_parent if main_thread else None,
+            )
+        finally:
+            out.close()
+        self._finalizer.detach()
+        self._finalizer = weakref.finalize(self, ManagedProcess._reap, [self._proc])
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        proc = self._proc
+        assert proc is not None
+        while True:
+            code = proc.poll()
+            if code is not None:
+                raise ServiceStartError(
+                    self.service_name, f"exited with code {code}", self.log_tail()
+                )
+            if self._ready():
+                return
+            if time.monotonic() > deadline:
+                raise ServiceStartError(
+                    self.service_name,
+                    f"not ready on {self.host}:{self.port} after {self.start_timeout:.0f}s",
+                    self.log_tail(),
+                )
+            time.sleep(0.02)
+
+    def _terminate(self, sig: int = signal.SIGTERM) -> None:
+        proc = self._proc
+        self._proc = None
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+        try:
+            proc.wait(timeout=self.stop_timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("service_kill service=%s pid=%d reason=stop_timeout",
+                        self.service_name, proc.pid)
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            proc.wait(timeout=self.stop_timeout)
+
+    @staticmethod
+    def _reap(procs: list[subprocess.Popen[bytes] | None]) -> None:
+        for proc in procs:
+            if proc is not None and proc.poll() is None:
+                with contextlib.suppress(Exception):
+                    proc.kill()
+                    proc.wait(timeout=5)
