@@ -1,0 +1,559 @@
+"""Protocol v1 codec: the one place where messages become bytes and back.
+
+``encode_up`` / ``decode_up`` for device -> cloud messages, ``encode_down`` /
+``decode_down`` for the cloud's boot and time replies, and the command
+payload (signed separately by :mod:`kickstand.protocol.signing`).
+
+Decoding checks, in order: the size limit of the channel, the CDDL schema of
+the channel (``protocol/schema/``, compiled once), then every field's type and
+range. Anything wrong raises one :class:`~kickstand.protocol.errors.DecodeError`
+subclass with a readable reason; nothing else escapes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import cbor2
+from kickstand.protocol.errors import (
+    DecodeError,
+    EncodeError,
+    ProtocolError,
+    SchemaError,
+    UnknownTypeError,
+)
+from kickstand.protocol.topics import Channel
+from kickstand.protocol.v1 import messages as m
+from kickstand.protocol.v1 import schema
+from kickstand.protocol.v1.enums import (
+    AuthListKind,
+    BatteryKind,
+    BootStatus,
+    ChainType,
+    CommandType,
+    DeviceKind,
+    DeviceState,
+    EventType,
+    FirmwareState,
+    LockCause,
+    LockState,
+    MotionKind,
+    RejectReason,
+    ResultStatus,
+    SpotState,
+    TriggerKind,
+)
+from kickstand.protocol.v1.fields import (
+    U64,
+    Bool,
+    Bytes,
+    ConfigMap,
+    Conv,
+    Enum,
+    FieldSpec,
+    ListOf,
+    Pair,
+    Scaled,
+    Text,
+    UInt,
+)
+
+# Largest payload accepted per channel: checked before any parsing.
+MAX_SIZE: dict[Channel, int] = {
+    Channel.BIRTH: 4096,
+    Channel.DEATH: 256,
+    Channel.HEARTBEAT: 256,
+    Channel.STATUS: 512,
+    Channel.EVENT: 512,
+    Channel.TELEMETRY: 1024,
+    Channel.RESULT: 512,
+    Channel.BOOT: 256,
+    Channel.TIME: 256,
+    Channel.COMMAND: 256 * 1024,  # a full local authorization list
+}
+
+SPOT = UInt(255)
+SERIAL = Text(16, 1)
+COMMAND_ID = Bytes(16, 16)
+BADGE_UID = Bytes(4, 10)  # ISO 14443 UIDs are 4, 7 or 10 bytes; FeliCa IDm 8
+LAT = Scaled(1_000_000, -90.0, 90.0)
+LON = Scaled(1_000_000, -180.0, 180.0)
+TENTHS = Scaled(10, -1000.0, 6553.5)
+PCT = UInt(100)
+
+
+class _ComponentConv(Conv[m.Component]):
+    def encode(self, value: m.Component) -> list[Any]:
+        return [
+            Text(16, 1).encode(value.kind),
+            SPOT.encode(value.index),
+            Text(32).encode(value.firmware),
+        ]
+
+    def decode(self, wire: Any, where: str) -> m.Component:
+        if type(wire) is not list or len(wire) != 3:
+            raise self.fail(where, "[kind, index, firmware]", wire)
+        return m.Component(
+            Text(16, 1).decode(wire[0], f"{where}.kind"),
+            SPOT.decode(wire[1], f"{where}.index"),
+            Text(32).decode(wire[2], f"{where}.firmware"),
+        )
+
+
+class _StateConv(Conv[SpotState | DeviceState]):
+    """Status state: a SpotState for spot >= 1, a DeviceState for spot 0 (fixed up in decode)."""
+
+    def encode(self, value: SpotState | DeviceState) -> int:
+        if not isinstance(value, SpotState | DeviceState):
+            raise EncodeError(f"{value!r} is neither a SpotState nor a DeviceState")
+        return int(value)
+
+    def decode(self, wire: Any, where: str) -> SpotState | DeviceState:
+        return UInt(255).decode(wire, where)  # type: ignore[return-value,unused-ignore]
+
+
+def F(attr: str, key: int, conv: Conv[Any], required: bool = False) -> FieldSpec:
+    return FieldSpec(attr, key, conv, required)
+
+
+# ------------------------------------------------------------------ the key tables
+
+BODY_FIELDS: dict[type, tuple[FieldSpec, ...]] = {
+    m.Birth: (
+        F("kind", 0, Enum(DeviceKind), True),
+        F("firmware", 1, Text(32, 1), True),
+        F("hardware", 2, Text(32, 1), True),
+        F("config_version", 3, UInt()),
+        F("auth_list_version", 4, UInt()),
+        F("inventory", 5, ListOf(_ComponentConv(), 64)),
+        F("pending_from", 6, UInt()),
+        F("serial_number", 7, SERIAL),
+    ),
+    m.Death: (F("reason", 0, Text(64)),),
+    m.Heartbeat: (),
+    m.Status: (
+        F("spot", 0, SPOT, True),
+        F("state", 1, _StateConv(), True),
+        F("lock", 2, Enum(LockState)),
+        F("serial_number", 3, SERIAL),
+        F("fault", 4, Text(64)),
+        F("battery_pct", 5, PCT),
+    ),
+    m.Telemetry: (
+        F("lat", 0, LAT),
+        F("lon", 1, LON),
+        F("speed_kmh", 2, Scaled(10, 0.0, 500.0)),
+        F("heading_deg", 3, UInt(359)),
+        F("hdop", 4, Scaled(10, 0.0, 100.0)),
+        F("battery_pct", 5, PCT),
+        F("vae_pct", 6, PCT),
+        F("vae_mv", 7, UInt(100_000)),
+        F("temperature_c", 8, TENTHS),
+        F("energy_wh", 9, UInt(U64)),
+        F("power_w", 10, UInt(1_000_000)),
+        F("spot_temperatures_c", 11, ListOf(Pair(SPOT, TENTHS), 64)),
+    ),
+    m.CommandResult: (
+        F("command_id", 0, COMMAND_ID, True),
+        F("status", 1, Enum(ResultStatus), True),
+        F("reason", 2, Enum(RejectReason)),
+        F("detail", 3, Text(128)),
+    ),
+}
+
+# Events share one key space: 0 = event type, then these keys by meaning.
+_EK_SPOT, _EK_SERIAL, _EK_CMD, _EK_BADGE, _EK_AUTH, _EK_OFFLINE, _EK_VALUE, _EK_KIND, _EK_TEXT = (
+    range(1, 10)
+)
+
+EVENT_TYPES: dict[type, EventType] = {
+    m.VehicleDocked: EventType.VEHICLE_DOCKED,
+    m.VehicleRemoved: EventType.VEHICLE_REMOVED,
+    m.Locked: EventType.LOCKED,
+    m.Unlocked: EventType.UNLOCKED,
+    m.UnlockExpired: EventType.UNLOCK_EXPIRED,
+    m.BadgePresented: EventType.BADGE_PRESENTED,
+    m.ChainInserted: EventType.CHAIN_INSERTED,
+    m.ChainRemoved: EventType.CHAIN_REMOVED,
+    m.ChainTypeChanged: EventType.CHAIN_TYPE_CHANGED,
+    m.PinIncorrect: EventType.PIN_INCORRECT,
+    m.PinEntered: EventType.PIN_ENTERED,
+    m.BatteryLow: EventType.BATTERY_LOW,
+    m.Temperature: EventType.TEMPERATURE,
+    m.PowerCut: EventType.POWER_CUT,
+    m.PowerRestored: EventType.POWER_RESTORED,
+    m.AlarmTriggered: EventType.ALARM_TRIGGERED,
+    m.AlarmCleared: EventType.ALARM_CLEARED,
+    m.Motion: EventType.MOTION,
+    m.BoardFault: EventType.BOARD_FAULT,
+    m.BoardRecovered: EventType.BOARD_RECOVERED,
+    m.FirmwareStatus: EventType.FIRMWARE_STATUS,
+    m.SpotIdentifyFail: EventType.SPOT_IDENTIFY_FAIL,
+}
+EVENT_CLASSES: dict[EventType, type] = {code: cls for cls, code in EVENT_TYPES.items()}
+
+BODY_FIELDS.update(
+    {
+        m.VehicleDocked: (
+            F("spot", _EK_SPOT, SPOT, True),
+            F("serial_number", _EK_SERIAL, SERIAL, True),
+        ),
+        m.VehicleRemoved: (
+            F("spot", _EK_SPOT, SPOT, True),
+            F("serial_number", _EK_SERIAL, SERIAL, True),
+            F("badge_uid", _EK_BADGE, BADGE_UID),
+            F("command_id", _EK_CMD, COMMAND_ID),
+        ),
+        m.Locked: (
+            F("spot", _EK_SPOT, SPOT, True),
+            F("cause", _EK_KIND, Enum(LockCause), True),
+            F("command_id", _EK_CMD, COMMAND_ID),
+        ),
+        m.Unlocked: (
+            F("spot", _EK_SPOT, SPOT, True),
+            F("cause", _EK_KIND, Enum(LockCause), True),
+            F("command_id", _EK_CMD, COMMAND_ID),
+            F("badge_uid", _EK_BADGE, BADGE_UID),
+        ),
+        m.UnlockExpired: (
+            F("spot", _EK_SPOT, SPOT, True),
+            F("command_id", _EK_CMD, COMMAND_ID),
+            F("badge_uid", _EK_BADGE, BADGE_UID),
+        ),
+        m.BadgePresented: (
+            F("badge_uid", _EK_BADGE, BADGE_UID, True),
+            F("authorized", _EK_AUTH, Bool(), True),
+            F("offline", _EK_OFFLINE, Bool(), True),
+            F("spot", _EK_SPOT, SPOT),
+        ),
+        m.ChainInserted: (F("chain_type", _EK_KIND, Enum(ChainType)),),
+        m.ChainRemoved: (),
+        m.ChainTypeChanged: (F("chain_type", _EK_KIND, Enum(ChainType), True),),
+        m.PinIncorrect: (F("attempts", _EK_VALUE, UInt(255), True),),
+        m.PinEntered: (),
+        m.BatteryLow: (
+            F("battery", _EK_KIND, Enum(BatteryKind), True),
+            F("level_pct", _EK_VALUE, PCT, True),
+        ),
+        m.Temperature: (
+            F("spot", _EK_SPOT, SPOT, True),
+            F("celsius", _EK_VALUE, TENTHS, True),
+            F("high", _EK_AUTH, Bool(), True),
+        ),
+        m.PowerCut: (),
+        m.PowerRestored: (),
+        m.AlarmTriggered: (F("reason", _EK_TEXT, Text(64)),),
+        m.AlarmCleared: (),
+        m.Motion: (F("kind", _EK_KIND, Enum(MotionKind), True),),
+        m.BoardFault: (F("spot", _EK_SPOT, SPOT, True), F("reason", _EK_TEXT, Text(64), True)),
+        m.BoardRecovered: (F("spot", _EK_SPOT, SPOT, True),),
+        m.FirmwareStatus: (
+            F("state", _EK_KIND, Enum(FirmwareState), True),
+            F("version", _EK_TEXT, Text(32), True),
+            F("spot", _EK_SPOT, SPOT),
+        ),
+        m.SpotIdentifyFail: (F("spot", _EK_SPOT, SPOT, True),),
+    }
+)
+
+DOWN_FIELDS: dict[type, tuple[FieldSpec, ...]] = {
+    m.BootReply: (
+        F("status", 0, Enum(BootStatus), True),
+        F("server_time_ms", 1, UInt(U64), True),
+        F("heartbeat_s", 2, UInt(86_400), True),
+        F("boot_id", 3, UInt(), True),
+        F("retry_after_s", 4, UInt(86_400)),
+    ),
+    m.TimeReply: (
+        F("server_time_ms", 0, UInt(U64), True),
+        F("device_ts_ms", 1, UInt(U64), True),
+    ),
+}
+
+COMMAND_TYPES: dict[type, CommandType] = {
+    m.Unlock: CommandType.UNLOCK,
+    m.Lock: CommandType.LOCK,
+    m.SetSpeedLimit: CommandType.SET_SPEED_LIMIT,
+    m.SetMaintenance: CommandType.SET_MAINTENANCE,
+    m.AuthListUpdate: CommandType.AUTH_LIST_UPDATE,
+    m.Config: CommandType.CONFIG,
+    m.Reboot: CommandType.REBOOT,
+    m.TriggerMessage: CommandType.TRIGGER_MESSAGE,
+    m.FirmwareUpdate: CommandType.FIRMWARE_UPDATE,
+}
+COMMAND_CLASSES: dict[CommandType, type] = {code: cls for cls, code in COMMAND_TYPES.items()}
+MAX_AUTH_ENTRIES = 20_000
+
+COMMAND_FIELDS: dict[type, tuple[FieldSpec, ...]] = {
+    m.Unlock: (F("spot", 0, SPOT), F("window_s", 1, UInt(600)), F("rent_id", 2, Text(40))),
+    m.Lock: (F("spot", 0, SPOT),),
+    m.SetSpeedLimit: (F("max_kmh", 0, UInt(100), True),),
+    m.SetMaintenance: (
+        F("spot", 0, SPOT, True),
+        F("on", 1, Bool(), True),
+        F("reason", 2, Text(64)),
+    ),
+    m.AuthListUpdate: (
+        F("kind", 0, Enum(AuthListKind), True),
+        F("version", 1, UInt(), True),
+        F("base_version", 2, UInt()),
+        F("add", 3, ListOf(BADGE_UID, MAX_AUTH_ENTRIES)),
+        F("remove", 4, ListOf(BADGE_UID, MAX_AUTH_ENTRIES)),
+    ),
+    m.Config: (F("version", 0, UInt(), True), F("values", 1, ConfigMap())),
+    m.Reboot: (F("hard", 0, Bool()),),
+    m.TriggerMessage: (F("which", 0, Enum(TriggerKind), True), F("spot", 1, SPOT)),
+    m.FirmwareUpdate: (
+        F("url", 0, Text(512, 1), True),
+        F("version", 1, Text(32, 1), True),
+        F("sha256", 2, Bytes(32, 32), True),
+        F("size", 3, UInt(64 * 1024 * 1024), True),
+        F("spot", 4, SPOT),
+    ),
+}
+
+# ------------------------------------------------------------------ channels
+
+_UP_CHANNEL: dict[type, Channel] = {
+    m.Birth: Channel.BIRTH,
+    m.Death: Channel.DEATH,
+    m.Heartbeat: Channel.HEARTBEAT,
+    m.Status: Channel.STATUS,
+    m.Telemetry: Channel.TELEMETRY,
+    m.CommandResult: Channel.RESULT,
+    **dict.fromkeys(EVENT_TYPES, Channel.EVENT),
+}
+_UP_CLASS: dict[Channel, type] = {
+    ch: cls for cls, ch in _UP_CHANNEL.items() if ch is not Channel.EVENT
+}
+_DOWN_CHANNEL: dict[type, Channel] = {m.BootReply: Channel.BOOT, m.TimeReply: Channel.TIME}
+_DOWN_CLASS: dict[Channel, type] = {ch: cls for cls, ch in _DOWN_CHANNEL.items()}
+
+# Messages that are queued and sequenced (seq >= 1); the others carry seq 0.
+SEQUENCED_CHANNELS = frozenset({Channel.STATUS, Channel.EVENT, Channel.TELEMETRY, Channel.RESULT})
+
+
+def channel_of(body: object) -> Channel:
+    """The channel (and so the topic suffix) a message body travels on."""
+    try:
+        return _UP_CHANNEL[type(body)]
+    except KeyError:
+        try:
+            return _DOWN_CHANNEL[type(body)]
+        except KeyError:
+            raise EncodeError(f"{type(body).__name__} is not a v1 message") from None
+
+
+# ------------------------------------------------------------------ generic map <-> dataclass
+
+
+def _encode_fields(obj: object, specs: tuple[FieldSpec, ...]) -> dict[int, Any]:
+    out: dict[int, Any] = {}
+    for spec in specs:
+        value = getattr(obj, spec.attr)
+        if value is None or (value == () and not spec.required):
+            if spec.required:
+                raise EncodeError(f"{type(obj).__name__}.{spec.attr} is required")
+            continue
+        try:
+            out[spec.key] = spec.conv.encode(value)
+        except EncodeError as exc:
+            raise EncodeError(f"{type(obj).__name__}.{spec.attr}: {exc.reason}") from None
+    return out
+
+
+def _decode_fields(
+    cls: type, specs: tuple[FieldSpec, ...], body: Mapping[Any, Any], where: str
+) -> Any:
+    kwargs: dict[str, Any] = {}
+    for spec in specs:
+        if spec.key in body:
+            kwargs[spec.attr] = spec.conv.decode(body[spec.key], f"{where}.{spec.attr}")
+        elif spec.required:
+            raise SchemaError(f"{where}.{spec.attr} (key {spec.key}) is missing", field=spec.attr)
+    # Unknown keys are ignored: a newer minor version may add optional fields.
+    return cls(**kwargs)
+
+
+def _loads(channel: Channel, data: bytes) -> Any:
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise DecodeError(f"payload must be bytes, not {type(data).__name__}", channel=channel)
+    limit = MAX_SIZE[channel]
+    if len(data) > limit:
+        raise DecodeError(f"{len(data)} bytes is over the {limit}-byte limit", channel=channel)
+    if not data:
+        raise DecodeError("empty payload", channel=channel)
+    schema.validate(channel, bytes(data))
+    try:
+        return cbor2.loads(data)
+    except Exception as exc:  # cbor2 raises several types; all mean "not CBOR"
+        raise DecodeError(f"not valid CBOR: {exc}", channel=channel) from None
+
+
+# ------------------------------------------------------------------ device -> cloud
+
+
+def encode_up(stamp: m.Stamp, body: m.UpBody) -> bytes:
+    channel = channel_of(body)
+    if channel not in SEQUENCED_CHANNELS and stamp.seq != 0:
+        raise EncodeError(f"{channel} messages carry seq 0, not {stamp.seq}")
+    if channel in SEQUENCED_CHANNELS and stamp.seq < 1:
+        raise EncodeError(f"{channel} messages carry seq >= 1")
+    header = [UInt().encode(stamp.boot_id), UInt().encode(stamp.seq), UInt(U64).encode(stamp.ts_ms)]
+    if channel is Channel.EVENT:
+        fields = {0: int(EVENT_TYPES[type(body)])}
+        fields.update(_encode_fields(body, BODY_FIELDS[type(body)]))
+    else:
+        fields = _encode_fields(body, BODY_FIELDS[type(body)])
+    return cbor2.dumps([*header, fields])
+
+
+def decode_up(channel: Channel, data: bytes) -> m.UpMessage:
+    """Decode a device message received on ``channel``; raises DecodeError subclasses only."""
+    try:
+        return _decode_up(channel, data)
+    except ProtocolError:
+        raise
+    except Exception as exc:  # a bug must not let a hostile payload crash ingest
+        raise DecodeError(f"undecodable: {type(exc).__name__}: {exc}", channel=channel) from None
+
+
+def _decode_up(channel: Channel, data: bytes) -> m.UpMessage:
+    if channel not in _UP_CLASS and channel is not Channel.EVENT:
+        raise DecodeError(f"{channel} is not a device -> cloud channel", channel=channel)
+    wire = _loads(channel, data)
+    if type(wire) is not list or len(wire) != 4 or type(wire[3]) is not dict:
+        raise SchemaError("expected [boot_id, seq, ts_ms, {body}]", channel=channel)
+    stamp = m.Stamp(
+        UInt().decode(wire[0], "boot_id"),
+        UInt().decode(wire[1], "seq"),
+        UInt(U64).decode(wire[2], "ts_ms"),
+    )
+    if (stamp.seq == 0) == (channel in SEQUENCED_CHANNELS):
+        raise SchemaError(
+            f"seq {stamp.seq} is not allowed on {channel}", channel=channel, field="seq"
+        )
+    body_map = wire[3]
+    if channel is Channel.EVENT:
+        code = body_map.get(0)
+        cls = EVENT_CLASSES.get(code) if type(code) is int else None
+        if cls is None:
+            raise UnknownTypeError(f"unknown event type {code!r}", channel=channel, field="type")
+    else:
+        cls = _UP_CLASS[channel]
+    body = _decode_fields(cls, BODY_FIELDS[cls], body_map, cls.__name__)
+    if isinstance(body, m.Status):
+        body = _fix_state(body)
+    return m.UpMessage(stamp, body)
+
+
+def _fix_state(status: m.Status) -> m.Status:
+    enum: type[SpotState] | type[DeviceState] = DeviceState if status.spot == 0 else SpotState
+    try:
+        state = enum(int(status.state))
+    except ValueError:
+        raise SchemaError(
+            f"Status.state {int(status.state)} is not a {enum.__name__}",
+            channel=Channel.STATUS,
+            field="state",
+        ) from None
+    return dataclasses.replace(status, state=state)
+
+
+# ------------------------------------------------------------------ cloud -> device
+
+
+def encode_down(body: m.BootReply | m.TimeReply) -> bytes:
+    return cbor2.dumps(_encode_fields(body, DOWN_FIELDS[type(body)]))
+
+
+def decode_down(channel: Channel, data: bytes) -> m.BootReply | m.TimeReply:
+    try:
+        if channel not in _DOWN_CLASS:
+            raise DecodeError(f"{channel} is not a boot or time reply channel", channel=channel)
+        wire = _loads(channel, data)
+        if type(wire) is not dict:
+            raise SchemaError("expected a map", channel=channel)
+        cls = _DOWN_CLASS[channel]
+        result: m.BootReply | m.TimeReply = _decode_fields(
+            cls, DOWN_FIELDS[cls], wire, cls.__name__
+        )
+        return result
+    except ProtocolError:
+        raise
+    except Exception as exc:
+        raise DecodeError(f"undecodable: {type(exc).__name__}: {exc}", channel=channel) from None
+
+
+def encode_command_payload(envelope: m.CommandEnvelope) -> bytes:
+    """The bytes that get signed (COSE_Sign1 payload)."""
+    cls = type(envelope.command)
+    if cls not in COMMAND_TYPES:
+        raise EncodeError(f"{cls.__name__} is not a v1 command")
+    if envelope.expires_at_ms <= envelope.issued_at_ms:
+        raise EncodeError("a command must expire after it is issued")
+    return cbor2.dumps(
+        {
+            0: COMMAND_ID.encode(envelope.command_id),
+            1: Text(32, 1).encode(envelope.device_id),
+            2: int(COMMAND_TYPES[cls]),
+            3: UInt(U64).encode(envelope.issued_at_ms),
+            4: UInt(U64).encode(envelope.expires_at_ms),
+            5: _encode_fields(envelope.command, COMMAND_FIELDS[cls]),
+        }
+    )
+
+
+def decode_command_payload(data: bytes) -> m.CommandEnvelope:
+    try:
+        wire = cbor2.loads(data)
+        if type(wire) is not dict:
+            raise SchemaError("command payload must be a map", channel=Channel.COMMAND)
+        for key in range(6):
+            if key not in wire:
+                raise SchemaError(f"command key {key} is missing", channel=Channel.COMMAND)
+        code = wire[2]
+        cls = COMMAND_CLASSES.get(code) if type(code) is int else None
+        if cls is None:
+            raise UnknownTypeError(
+                f"unknown command type {code!r}", channel=Channel.COMMAND, field="type"
+            )
+        if type(wire[5]) is not dict:
+            raise SchemaError("command args must be a map", channel=Channel.COMMAND, field="args")
+        return m.CommandEnvelope(
+            command_id=COMMAND_ID.decode(wire[0], "command_id"),
+            device_id=Text(32, 1).decode(wire[1], "device_id"),
+            issued_at_ms=UInt(U64).decode(wire[3], "issued_at_ms"),
+            expires_at_ms=UInt(U64).decode(wire[4], "expires_at_ms"),
+            command=_decode_fields(cls, COMMAND_FIELDS[cls], wire[5], cls.__name__),
+        )
+    except ProtocolError as exc:
+        exc.channel = Channel.COMMAND
+        raise
+    except Exception as exc:
+        raise DecodeError(
+            f"undecodable command: {type(exc).__name__}: {exc}", channel=Channel.COMMAND
+        ) from None
+
+
+def command_type_of(command: m.CommandBody) -> CommandType:
+    return COMMAND_TYPES[type(command)]
+
+
+# Re-exported for handlers that switch on codes.
+__all__ = [
+    "COMMAND_CLASSES",
+    "EVENT_CLASSES",
+    "MAX_SIZE",
+    "SEQUENCED_CHANNELS",
+    "channel_of",
+    "command_type_of",
+    "decode_command_payload",
+    "decode_down",
+    "decode_up",
+    "encode_command_payload",
+    "encode_down",
+    "encode_up",
+]
