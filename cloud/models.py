@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from kickstand.cloud.dbtypes import Money, UTCDateTime
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -29,8 +30,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from kickstand.cloud.dbtypes import Money, UTCDateTime
-
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -47,11 +46,11 @@ NAMING = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {datetime: UTCDateTime(), Decimal: Money(), dict[str, Any]: JSON}
+    type_annotation_map = {datetime: UTCDateTime(), Decimal: Money(), dict[str, Any]: JSON}  # noqa: RUF012
 
 
 def _enum(cls: type[enum.Enum], name: str) -> Enum:
-    # Stored as the value strings ("on-hold"), as a plain VARCHAR + CHECK (portable, easy to extend).
+    # Stored as value strings ("on-hold"): a plain VARCHAR + CHECK, portable and easy to extend.
     return Enum(
         cls,
         name=name,
@@ -221,14 +220,18 @@ class Spot(Base):
     station_id: Mapped[int] = mapped_column(ForeignKey("stations.id"), index=True)
     displayed_number: Mapped[int] = mapped_column(Integer)
     lock_status: Mapped[int] = mapped_column(Integer, default=int(LockStatus.LOCKED))
-    state: Mapped[SpotState] = mapped_column(_enum(SpotState, "spot_state"), default=SpotState.ACTIVE)
+    state: Mapped[SpotState] = mapped_column(
+        _enum(SpotState, "spot_state"), default=SpotState.ACTIVE
+    )
     #: Device time of the last dock/removal applied (late events older than this are stale).
     status_at: Mapped[datetime | None] = mapped_column(default=None)
 
     station: Mapped[Station] = relationship(back_populates="spots")
     vehicle: Mapped[Vehicle | None] = relationship(back_populates="spot", uselist=False)
 
-    __table_args__ = (UniqueConstraint("station_id", "displayed_number", name="uq_spots_station_number"),)
+    __table_args__ = (
+        UniqueConstraint("station_id", "displayed_number", name="uq_spots_station_number"),
+    )
 
 
 class Vehicle(Base):
@@ -489,4 +492,6 @@ class IdempotencyKey(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(default=None)
 
-    __table_args__ = (UniqueConstraint("user_id", "operation", "key", name="uq_idempotency_user_op_key"),)
+    __table_args__ = (
+        UniqueConstraint("user_id", "operation", "key", name="uq_idempotency_user_op_key"),
+    )

@@ -12,10 +12,9 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
+from kickstand.cloud.models import OutboxEvent
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-
-from kickstand.cloud.models import OutboxEvent
 
 # Topics written by the cloud core (seed 000 names where the seed has one).
 TRIP_CREATED = "trip.created"

@@ -12,7 +12,6 @@ from typing import Any
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-
 from kickstand.cloud.config import Settings
 
 ALGORITHM = "HS256"
