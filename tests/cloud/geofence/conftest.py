@@ -1,0 +1,17 @@
+"""Fixtures: the Lyon network of ``geofence_lyon`` and its index."""
+
+from __future__ import annotations
+
+import pytest
+from geofence_lyon import lyon_zones
+from kickstand.cloud.geofence import GeofenceIndex, NetworkZones
+
+
+@pytest.fixture(scope="session")
+def zones() -> NetworkZones:
+    return lyon_zones()
+
+
+@pytest.fixture(scope="session")
+def index(zones: NetworkZones) -> GeofenceIndex:
+    return GeofenceIndex(zones)
