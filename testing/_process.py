@@ -98,6 +98,7 @@ class ManagedProcess:
         self.log_path = self.base_dir / f"{self.service_name}.out.log"
         self._proc: subprocess.Popen[bytes] | None = None
         self._closed = False
+        self._started_once = False
         self._lock = threading.Lock()
         # Last resort when nobody calls close(): kill the process at garbage collection
         # or interpreter exit.
@@ -136,8 +137,9 @@ class ManagedProcess:
             if not getattr(self, "_prepared", False):
                 self._prepare()
                 self._prepared = True
-            self._wait_port_free()
+            self._wait_port_free(grace=3.0 if self._started_once else 0.0)
             self._spawn()
+            self._started_once = True
         try:
             self._wait_ready()
             self._after_start()
@@ -193,10 +195,10 @@ class ManagedProcess:
 
     # -- internals ------------------------------------------------------------------------
 
-    def _wait_port_free(self) -> None:
+    def _wait_port_free(self, grace: float) -> None:
         # A restart reuses our port: if someone else took it meanwhile, say so rather than
         # talk to their service. Give a just-stopped process's socket a moment to go away.
-        deadline = time.monotonic() + 3.0
+        deadline = time.monotonic() + grace
         while port_accepts(self.host, self.port):
             if time.monotonic() > deadline:
                 raise PortTakenError(self.service_name, self.host, self.port)
