@@ -19,16 +19,17 @@ from typing import Protocol
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from kickstand.protocol.errors import CommandRejected, ProtocolError
-from kickstand.protocol.topics import Channel
-from kickstand.protocol.v1 import codec, schema
-from kickstand.protocol.v1.enums import RejectReason
-from kickstand.protocol.v1.messages import CommandEnvelope
 from pycose.algorithms import EdDSA
 from pycose.headers import KID, Algorithm
 from pycose.keys import OKPKey
 from pycose.keys.curves import Ed25519
 from pycose.messages import Sign1Message
+
+from kickstand.protocol.errors import CommandRejected, ProtocolError
+from kickstand.protocol.topics import Channel
+from kickstand.protocol.v1 import codec, schema
+from kickstand.protocol.v1.enums import RejectReason
+from kickstand.protocol.v1.messages import CommandEnvelope
 
 DEFAULT_MAX_SKEW_MS = 30_000
 

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import cbor2
+
 from kickstand.protocol.errors import (
     DecodeError,
     EncodeError,

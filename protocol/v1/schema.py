@@ -6,6 +6,7 @@ from functools import cache
 from pathlib import Path
 
 import pycddl
+
 from kickstand.protocol.errors import SchemaError
 from kickstand.protocol.topics import Channel
 
