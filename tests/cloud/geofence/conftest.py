@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from geofence_lyon import lyon_zones
 from kickstand.cloud.geofence import GeofenceIndex, NetworkZones
+
+from tests.cloud.geofence.geofence_lyon import lyon_zones
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ import math
 from typing import Any
 
 import pytest
-from geofence_lyon import polygon, rect
 from hypothesis import given
 from hypothesis import strategies as st
 from kickstand.cloud.geofence import (
@@ -26,6 +25,8 @@ from kickstand.cloud.geofence import (
     validate_shape,
 )
 from shapely.geometry import LineString, MultiPolygon, Polygon
+
+from tests.cloud.geofence.geofence_lyon import polygon, rect
 
 
 def test_polygon_parses_in_lon_lat_order() -> None:

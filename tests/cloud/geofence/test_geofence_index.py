@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 import pytest
 import shapely
-from geofence_lyon import NETWORK_ID, lyon_zones, polygon
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from kickstand.cloud.geofence import (
@@ -21,6 +20,8 @@ from kickstand.cloud.geofence import (
     ZoneType,
 )
 from shapely.geometry import Point
+
+from tests.cloud.geofence.geofence_lyon import NETWORK_ID, lyon_zones, polygon
 
 
 def test_outside_every_zone_but_inside_border(index: GeofenceIndex) -> None:
@@ -85,7 +86,7 @@ def test_impossible_positions_raise(index: GeofenceIndex, lon: float, lat: float
 
 def test_index_is_immutable(index: GeofenceIndex) -> None:
     with pytest.raises(AttributeError):
-        index._tree = None  # type: ignore[misc]
+        index._tree = None
     with pytest.raises(ValueError):
         index._ids[0] = 99
 

@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 import pytest
-from geofence_lyon import BORDER, NETWORK_ID, lyon_zones, polygon, rect
 from kickstand.cloud.geofence import (
     CoordinateOrderError,
     DuplicateZoneError,
@@ -23,6 +22,8 @@ from kickstand.cloud.geofence import (
     check_within_border,
     parse_geometry,
 )
+
+from tests.cloud.geofence.geofence_lyon import BORDER, NETWORK_ID, lyon_zones, polygon, rect
 
 PRESQUILE = polygon(4.825, 45.750, 4.840, 45.770)
 
@@ -47,15 +48,15 @@ def test_other_attribute_errors() -> None:
     with pytest.raises(ZoneAttributeError):
         ForbiddenZone(1, NETWORK_ID, PRESQUILE, name="x" * 129)
     with pytest.raises(ZoneAttributeError):
-        NetworkBorder(NETWORK_ID, BORDER, lock_vehicle="yes")  # type: ignore[arg-type]
+        NetworkBorder(NETWORK_ID, BORDER, lock_vehicle="yes")
     with pytest.raises(ZoneAttributeError):
-        NetworkBorder(NETWORK_ID, BORDER, outside_return_policy="ignore")  # type: ignore[arg-type]
+        NetworkBorder(NETWORK_ID, BORDER, outside_return_policy="ignore")
     with pytest.raises(ZoneAttributeError):
         NetworkZones(NETWORK_ID, default_max_speed=3)
 
 
 def test_policy_accepts_its_string_value() -> None:
-    b = NetworkBorder(NETWORK_ID, BORDER, outside_return_policy="alert")  # type: ignore[arg-type]
+    b = NetworkBorder(NETWORK_ID, BORDER, outside_return_policy="alert")
     assert b.outside_return_policy is OutsideReturnPolicy.ALERT
 
 
