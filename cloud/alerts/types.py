@@ -1,0 +1,122 @@
+"""Fleet alert vocabulary: types, severities, states (seeds 002 and 003)."""
+
+from __future__ import annotations
+
+import enum
+
+
+class AlertType(str, enum.Enum):
+    """Seed 002 `AlertType`, extended with the seed 003 types (comment: their seed 003 name)."""
+
+    # seed 002
+    UNEXPECTED_UNLOCK = "unexpected-unlock"
+    SPOT_IDENTIFY_FAIL = "spot-identify-fail"
+    SPOT_HIGH_TEMPERATURE = "spot-high-temperature"
+    STATION_POWER_CUT = "station-power-cut"
+    STATION_ALARM_TRIGGERED = "station-alarm-triggered"
+    VEHICLE_ILLEGAL_MOVING = "vehicle-illegal-moving"
+    VEHICLE_DISMANTLING = "vehicle-dismantling"
+    VEHICLE_LIFTED = "vehicle-lifted"
+    VEHICLE_FALLEN = "vehicle-fallen"
+    VEHICLE_OUT_OF_NETWORK_AREA = "vehicle-out-of-network-area"
+    # seed 003
+    LOCK_BATTERY_LOW = "lock-battery-low"  # lock.bat.low
+    VEHICLE_RIDE_OUTSIDE = "vehicle-ride-outside"  # bicycle.ride_outside
+    LOCK_NO_TRACKING = "lock-no-tracking"  # lock.no_tracking
+    VEHICLE_RETURN_OUTSIDE = "vehicle-return-outside"  # bicycle.return_outside
+    VEHICLE_LOST_REPORTED = "vehicle-lost-reported"  # bicycle.lost_reported
+    VEHICLE_OUTSIDE_OPERATIONAL_PERIOD = "vehicle-outside-operational-period"
+    VEHICLE_TOO_LONG_IDLE = "vehicle-too-long-idle"  # bicycle.too_long_idle
+    LOCK_SHUTDOWN = "lock-shutdown"  # lock.shutdown
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+#: Seed 003 names of our types, for people matching alerts with that platform.
+SEED_003_NAMES: dict[AlertType, str] = {
+    AlertType.LOCK_BATTERY_LOW: "lock.bat.low",
+    AlertType.VEHICLE_RIDE_OUTSIDE: "bicycle.ride_outside",
+    AlertType.LOCK_NO_TRACKING: "lock.no_tracking",
+    AlertType.VEHICLE_RETURN_OUTSIDE: "bicycle.return_outside",
+    AlertType.VEHICLE_LOST_REPORTED: "bicycle.lost_reported",
+    AlertType.VEHICLE_OUTSIDE_OPERATIONAL_PERIOD: "bicycle.outside_operational_period",
+    AlertType.VEHICLE_TOO_LONG_IDLE: "bicycle.too_long_idle",
+    AlertType.LOCK_SHUTDOWN: "lock.shutdown",
+}
+
+
+class AlertSeverity(str, enum.Enum):
+    """Seed 002 `AlertSeverity`."""
+
+    LOW = "low"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return SEVERITY_RANK[self]
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+SEVERITY_RANK = {AlertSeverity.LOW: 1, AlertSeverity.HIGH: 2, AlertSeverity.CRITICAL: 3}
+
+
+class AlertState(str, enum.Enum):
+    """Seed 003 states. `stopped` only automatically; resolved / escalated / silenced by people."""
+
+    NEW = "new"
+    RESOLVED = "resolved"
+    ESCALATED = "escalated"
+    STOPPED = "stopped"
+    SILENCED = "silenced"
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+#: An alert in one of these states is "open": a recurrence of its cause counts on it.
+OPEN_STATES = (AlertState.NEW, AlertState.ESCALATED, AlertState.SILENCED)
+#: What the "current fleet alerts" operation lists (silenced ones are hidden, seed 003).
+CURRENT_STATES = (AlertState.NEW, AlertState.ESCALATED)
+
+DEFAULT_SEVERITY: dict[AlertType, AlertSeverity] = {
+    AlertType.UNEXPECTED_UNLOCK: AlertSeverity.CRITICAL,
+    AlertType.SPOT_IDENTIFY_FAIL: AlertSeverity.LOW,
+    AlertType.SPOT_HIGH_TEMPERATURE: AlertSeverity.HIGH,
+    AlertType.STATION_POWER_CUT: AlertSeverity.CRITICAL,
+    AlertType.STATION_ALARM_TRIGGERED: AlertSeverity.CRITICAL,
+    AlertType.VEHICLE_ILLEGAL_MOVING: AlertSeverity.HIGH,
+    AlertType.VEHICLE_DISMANTLING: AlertSeverity.CRITICAL,
+    AlertType.VEHICLE_LIFTED: AlertSeverity.LOW,
+    AlertType.VEHICLE_FALLEN: AlertSeverity.LOW,
+    AlertType.VEHICLE_OUT_OF_NETWORK_AREA: AlertSeverity.HIGH,
+    AlertType.LOCK_BATTERY_LOW: AlertSeverity.LOW,
+    AlertType.VEHICLE_RIDE_OUTSIDE: AlertSeverity.HIGH,
+    AlertType.LOCK_NO_TRACKING: AlertSeverity.HIGH,
+    AlertType.VEHICLE_RETURN_OUTSIDE: AlertSeverity.LOW,
+    AlertType.VEHICLE_LOST_REPORTED: AlertSeverity.HIGH,
+    AlertType.VEHICLE_OUTSIDE_OPERATIONAL_PERIOD: AlertSeverity.LOW,
+    AlertType.VEHICLE_TOO_LONG_IDLE: AlertSeverity.LOW,
+    AlertType.LOCK_SHUTDOWN: AlertSeverity.HIGH,
+}
+
+# Outbox topics of alert changes (`resource.event`, resource "fleet_alert").
+ALERT_CREATED = "fleet_alert.created"
+ALERT_UPDATED = "fleet_alert.updated"  # recurrence counted, reopened, severity raised
+ALERT_RESOLVED = "fleet_alert.resolved"
+ALERT_ESCALATED = "fleet_alert.escalated"
+ALERT_SILENCED = "fleet_alert.silenced"
+ALERT_STOPPED = "fleet_alert.stopped"
+
+ALERT_TOPICS: dict[str, str] = {
+    ALERT_CREATED: "Occurs whenever a fleet alert is raised.",
+    ALERT_UPDATED: "Occurs whenever the cause of an open fleet alert recurs (occurrences "
+    "counted, severity raised) or a recently stopped alert reopens.",
+    ALERT_RESOLVED: "Occurs whenever an operator resolves a fleet alert.",
+    ALERT_ESCALATED: "Occurs whenever an operator escalates a fleet alert.",
+    ALERT_SILENCED: "Occurs whenever an operator silences a fleet alert.",
+    ALERT_STOPPED: "Occurs whenever the condition of a fleet alert clears by itself.",
+}

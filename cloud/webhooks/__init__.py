@@ -1,0 +1,1 @@
+"""Webhooks: operator endpoints fed from the outbox, signed, retried, logged."""
