@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from kickstand.cloud.config import Settings
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -15,12 +14,15 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from kickstand.cloud.config import Settings
+
 
 def prepare_sqlite_path(url: str) -> None:
     """Create the folder of a relative or absolute SQLite file."""
     parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    database = parsed.database
+    if parsed.get_backend_name() == "sqlite" and database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
 
 
 def create_engine(url_or_settings: str | Settings, **kwargs: Any) -> AsyncEngine:

@@ -12,9 +12,10 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-from kickstand.cloud.models import OutboxEvent
-from sqlalchemy import select
+from sqlalchemy import ScalarResult, select
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from kickstand.cloud.models import OutboxEvent
 
 # Topics written by the cloud core (seed 000 names where the seed has one).
 TRIP_CREATED = "trip.created"
@@ -76,7 +77,7 @@ def emit(
 
 
 async def unpublished(session: AsyncSession, limit: int = 100) -> list[OutboxEvent]:
-    rows = await session.scalars(
+    rows: ScalarResult[OutboxEvent] = await session.scalars(
         select(OutboxEvent)
         .where(OutboxEvent.published_at.is_(None))
         .order_by(OutboxEvent.id)

@@ -10,8 +10,9 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from kickstand.cloud.db import create_engine
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from kickstand.cloud.db import create_engine
 
 HERE = Path(__file__).resolve().parent
 
@@ -19,6 +20,7 @@ HERE = Path(__file__).resolve().parent
 def alembic_config() -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(HERE))
+    cfg.set_main_option("path_separator", "os")
     cfg.set_main_option("version_locations", str(HERE / "versions"))
     return cfg
 

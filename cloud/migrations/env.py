@@ -7,6 +7,9 @@ there is no alembic.ini and no URL is read from a file.
 from __future__ import annotations
 
 from alembic import context
+
+# Tables defined outside models.py must be registered on Base.metadata before autogenerate.
+import kickstand.cloud.ingest.tables  # noqa: F401  (ingest/commands tables)
 from kickstand.cloud.models import Base
 
 config = context.config

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import kickstand.cloud.dbtypes
 import sqlalchemy as sa
 from alembic import op
+
+import kickstand.cloud.dbtypes
 
 revision: str = "0001"
 down_revision: str | None = None

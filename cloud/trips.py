@@ -1,0 +1,790 @@
+"""Trip engine: device events in, trips and their outbox records out.
+
+Every function works on the caller's :class:`AsyncSession` and transaction: it reads,
+changes rows, adds outbox records, flushes — and the caller commits (so the change
+and its outbox record land together) or rolls back.
+
+Times are DEVICE times (aware datetimes) taken from the events, never the server clock,
+so an event replayed late (a station that was offline) still ends a trip at the moment
+it really docked. Every function is idempotent: applying the same event twice changes
+nothing the second time (result ``action == "duplicate"``).
+
+Rules:
+
+* A trip starts when the vehicle leaves the spot (``vehicle_removed``), for the rent
+  pending at that spot (app) or for the badge presented at the station. An unlock with
+  no removal opens no trip and costs nothing (``rent_expired``).
+* It ends when the vehicle docks at any spot (``vehicle_docked``), and is billed then.
+* A removal that arrives after the dock of the same ride (dock at another, online
+  station while the first was offline) is reconciled: the trip is created and finished
+  at the recorded dock time.
+* One vehicle is never in two trips (partial unique index ``uq_trips_vehicle_active``;
+  the vehicle row is locked ``FOR UPDATE`` on PostgreSQL, SQLite serialises writers).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kickstand.cloud import outbox
+from kickstand.cloud.billing import RuleBook, compute_cost
+from kickstand.cloud.errors import ConflictError, NoPricingRuleError, NotFoundError
+from kickstand.cloud.models import (
+    ACTIVE_TRIP_STATUSES,
+    Badge,
+    Cluster,
+    Network,
+    PricingRule,
+    Rent,
+    RentKind,
+    RentStatus,
+    Spot,
+    Station,
+    Trip,
+    TripStatus,
+    User,
+    Vehicle,
+    VehicleState,
+    WalletTransaction,
+    WalletTransactionKind,
+)
+
+log = logging.getLogger("kickstand.cloud.trips")
+
+#: Rejected / ignored events by reason (exported for metrics).
+rejections: Counter[str] = Counter()
+
+Action = Literal["created", "ended", "updated", "reconciled", "duplicate", "ignored"]
+
+#: Rents a removal may start (an unlock that timed out may still have opened the lock).
+STARTABLE_RENT_STATUSES = (RentStatus.PENDING, RentStatus.UNLOCKED, RentStatus.UNLOCK_TIMEOUT)
+
+
+@dataclass
+class TripEventResult:
+    action: Action
+    trip: Trip | None = None
+    reason: str | None = None
+
+
+def _aware(at: datetime) -> datetime:
+    if at.tzinfo is None:
+        raise ValueError("event times must be timezone-aware device times")
+    return at
+
+
+def _reject(reason: str, **context: Any) -> TripEventResult:
+    rejections[reason] += 1
+    details = " ".join(f"{k}={v}" for k, v in context.items())
+    log.warning("event=trip_event_ignored reason=%s %s", reason, details)
+    return TripEventResult("ignored", None, reason)
+
+
+# ── payloads ──────────────────────────────────────────────────────────────────────────
+
+
+def trip_payload(trip: Trip, vehicle: Vehicle | None = None) -> dict[str, Any]:
+    return {
+        "trip_id": trip.id,
+        "user_id": trip.user_id,
+        "vehicle_id": trip.vehicle_id,
+        "serial_number": vehicle.serial_number if vehicle is not None else None,
+        "network_id": trip.network_id,
+        "rent_id": trip.rent_id,
+        "status": trip.status,
+        "started_at": trip.started_at,
+        "ended_at": trip.ended_at,
+        "start_spot_id": trip.start_spot_id,
+        "end_spot_id": trip.end_spot_id,
+        "start_cluster_id": trip.start_cluster_id,
+        "end_cluster_id": trip.end_cluster_id,
+        "on_hold_since": trip.on_hold_since,
+        "billing_stopped_at": trip.billing_stopped_at,
+        "cost": trip.cost,
+        "currency": trip.currency,
+        "version": trip.version,
+    }
+
+
+def _spot_payload(spot: Spot, station: Station, vehicle: Vehicle | None) -> dict[str, Any]:
+    return {
+        "spot_id": spot.id,
+        "station_id": station.id,
+        "station_device_id": station.device_id,
+        "displayed_number": spot.displayed_number,
+        "lock_status": spot.lock_status,
+        "contained_vehicle_id": vehicle.id if vehicle is not None else None,
+        "serial_number": vehicle.serial_number if vehicle is not None else None,
+        "status_at": spot.status_at,
+    }
+
+
+def _vehicle_payload(vehicle: Vehicle, **extra: Any) -> dict[str, Any]:
+    return {
+        "vehicle_id": vehicle.id,
+        "serial_number": vehicle.serial_number,
+        "network_id": vehicle.network_id,
+        "state": vehicle.state,
+        "spot_id": vehicle.spot_id,
+        "latitude": vehicle.latitude,
+        "longitude": vehicle.longitude,
+        **extra,
+    }
+
+
+def rent_payload(rent: Rent) -> dict[str, Any]:
+    return {
+        "rent_id": rent.id,
+        "user_id": rent.user_id,
+        "vehicle_id": rent.vehicle_id,
+        "spot_id": rent.spot_id,
+        "kind": rent.kind,
+        "status": rent.status,
+        "reason": rent.reason,
+        "created_at": rent.created_at,
+        "unlocked_at": rent.unlocked_at,
+        "expires_at": rent.expires_at,
+        "ended_at": rent.ended_at,
+    }
+
+
+def _emit_trip(session: AsyncSession, topic: str, trip: Trip, vehicle: Vehicle | None) -> None:
+    outbox.emit(session, topic, "trip", trip.id, trip_payload(trip, vehicle))
+
+
+# ── lookups ───────────────────────────────────────────────────────────────────────────
+
+
+async def _station_spot(
+    session: AsyncSession, station_device_id: str, spot_number: int
+) -> tuple[Station, Spot] | None:
+    row = (
+        await session.execute(
+            select(Station, Spot)
+            .join(Spot, Spot.station_id == Station.id)
+            .where(Station.device_id == station_device_id, Spot.displayed_number == spot_number)
+        )
+    ).first()
+    return (row[0], row[1]) if row else None
+
+
+async def _lock_vehicle(session: AsyncSession, **where: Any) -> Vehicle | None:
+    stmt = select(Vehicle).filter_by(**where).with_for_update()
+    return (await session.scalars(stmt)).first()
+
+
+async def _active_trip(session: AsyncSession, vehicle_id: int) -> Trip | None:
+    stmt = select(Trip).where(Trip.vehicle_id == vehicle_id, Trip.status.in_(ACTIVE_TRIP_STATUSES))
+    return (await session.scalars(stmt)).first()
+
+
+async def _trip_started_at(session: AsyncSession, vehicle_id: int, at: datetime) -> Trip | None:
+    stmt = select(Trip).where(Trip.vehicle_id == vehicle_id, Trip.started_at == at)
+    return (await session.scalars(stmt)).first()
+
+
+async def get_trip(session: AsyncSession, trip_id: int, *, lock: bool = False) -> Trip:
+    stmt = select(Trip).where(Trip.id == trip_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    trip = (await session.scalars(stmt)).first()
+    if trip is None:
+        raise NotFoundError("trip", trip_id)
+    return trip
+
+
+# ── billing ───────────────────────────────────────────────────────────────────────────
+
+
+def hold_periods(trip: Trip) -> list[tuple[datetime, datetime]]:
+    periods = [
+        (datetime.fromisoformat(p["start"]), datetime.fromisoformat(p["end"]))
+        for p in trip.hold_periods or []
+    ]
+    if trip.on_hold_since is not None and trip.ended_at is not None:
+        periods.append((trip.on_hold_since, trip.ended_at))
+    return periods
+
+
+async def rule_book(session: AsyncSession, network: Network) -> RuleBook:
+    rules: Sequence[PricingRule] = (
+        await session.scalars(
+            select(PricingRule).where(PricingRule.network_id == network.id).order_by(PricingRule.id)
+        )
+    ).all()
+    return RuleBook(rules, network.timezone, network.id)
+
+
+async def price_trip(
+    session: AsyncSession, trip: Trip, until: datetime
+) -> tuple[Decimal | None, dict[str, Any]]:
+    """Cost of ``trip`` if it ended at ``until`` (running trips: the cost so far)."""
+    network = await session.get_one(Network, trip.network_id)
+    book = await rule_book(session, network)
+    periods = hold_periods(trip)
+    if trip.on_hold_since is not None and trip.ended_at is None:
+        periods.append((trip.on_hold_since, until))
+    try:
+        cost = compute_cost(
+            book,
+            trip.currency,
+            trip.started_at,
+            until,
+            periods,
+            trip.billing_stopped_at,
+            trip.free_floating_end,
+        )
+    except NoPricingRuleError as exc:
+        log.error("event=trip_not_priced trip_id=%s error=%s", trip.id, exc)
+        return None, {"error": str(exc)}
+    return cost.total, cost.as_json()
+
+
+async def _bill(session: AsyncSession, trip: Trip) -> None:
+    assert trip.ended_at is not None
+    trip.cost, trip.cost_detail = await price_trip(session, trip, trip.ended_at)
+    if trip.cost is None or trip.user_id is None:
+        return
+    existing = (
+        await session.scalars(
+            select(WalletTransaction).where(
+                WalletTransaction.trip_id == trip.id,
+                WalletTransaction.kind == WalletTransactionKind.TRIP,
+            )
+        )
+    ).first()
+    user = await session.get_one(User, trip.user_id, with_for_update=True)
+    if existing is None:
+        session.add(
+            WalletTransaction(
+                user_id=trip.user_id,
+                kind=WalletTransactionKind.TRIP,
+                amount=-trip.cost,
+                currency=trip.currency,
+                trip_id=trip.id,
+            )
+        )
+        user.wallet_balance = user.wallet_balance - trip.cost
+    elif existing.amount != -trip.cost:
+        # Re-billed (billing stopped after the end): the one charge is corrected in place.
+        user.wallet_balance = user.wallet_balance - existing.amount - trip.cost
+        existing.amount = -trip.cost
+
+
+def _close_hold(trip: Trip, at: datetime) -> None:
+    if trip.on_hold_since is None:
+        return
+    end = max(at, trip.on_hold_since)
+    trip.hold_periods = [
+        *(trip.hold_periods or []),
+        {"start": trip.on_hold_since.isoformat(), "end": end.isoformat()},
+    ]
+    trip.on_hold_since = None
+
+
+async def _finish(
+    session: AsyncSession,
+    trip: Trip,
+    vehicle: Vehicle,
+    at: datetime,
+    *,
+    spot: Spot | None = None,
+    cluster_id: int | None = None,
+    latitude: float | None = None,
+    longitude: float | None = None,
+    free_floating: bool = False,
+) -> None:
+    if trip.on_hold_since is not None:
+        trip.ended_at = at  # hold_periods() closes the open hold at the end
+    _close_hold(trip, at)
+    trip.ended_at = at
+    trip.status = TripStatus.FINISHED
+    trip.end_spot_id = spot.id if spot is not None else None
+    trip.end_cluster_id = cluster_id
+    trip.end_latitude = latitude
+    trip.end_longitude = longitude
+    trip.free_floating_end = free_floating
+    trip.version += 1
+    await session.flush()
+    await _bill(session, trip)
+    _emit_trip(session, outbox.TRIP_TERMINATED, trip, vehicle)
+    log.info(
+        "event=trip_terminated trip_id=%s vehicle=%s ended_at=%s cost=%s",
+        trip.id,
+        vehicle.serial_number,
+        at.isoformat(),
+        trip.cost,
+    )
+
+
+async def _cluster_of(session: AsyncSession, station: Station) -> Cluster:
+    return await session.get_one(Cluster, station.cluster_id)
+
+
+# ── dock events ───────────────────────────────────────────────────────────────────────
+
+
+async def _find_rent(
+    session: AsyncSession, spot: Spot, vehicle: Vehicle, rent_id: int | str | None, at: datetime
+) -> Rent | None:
+    if rent_id is not None:
+        try:
+            rid = int(rent_id)
+        except (TypeError, ValueError):
+            return None
+        rent = await session.get(Rent, rid, with_for_update=True)
+        if rent is not None and rent.status in STARTABLE_RENT_STATUSES:
+            return rent
+        return None
+    stmt = (
+        select(Rent)
+        .where(
+            (Rent.spot_id == spot.id) | (Rent.vehicle_id == vehicle.id),
+            Rent.status.in_(STARTABLE_RENT_STATUSES),
+        )
+        .order_by(Rent.id.desc())
+        .with_for_update()
+    )
+    for rent in (await session.scalars(stmt)).all():
+        # A timed-out unlock only counts while its window is open (device time).
+        if rent.status == RentStatus.UNLOCK_TIMEOUT and rent.expires_at and at > rent.expires_at:
+            continue
+        return rent
+    return None
+
+
+async def vehicle_removed(
+    session: AsyncSession,
+    station_device_id: str,
+    spot_number: int,
+    vehicle_serial: str,
+    at: datetime,
+    badge_uid: str | None = None,
+    rent_id: int | str | None = None,
+) -> TripEventResult:
+    """The vehicle left spot ``spot_number`` at device time ``at``: start the trip."""
+    _aware(at)
+    found = await _station_spot(session, station_device_id, spot_number)
+    if found is None:
+        return _reject("unknown-spot", station=station_device_id, spot=spot_number)
+    station, spot = found
+    vehicle = await _lock_vehicle(session, serial_number=vehicle_serial)
+    if vehicle is None:
+        return _reject("unknown-vehicle", serial=vehicle_serial, station=station_device_id)
+    existing = await _trip_started_at(session, vehicle.id, at)
+    if existing is not None:
+        return TripEventResult("duplicate", existing)
+    if vehicle.docked_at is not None and vehicle.docked_at > at and vehicle.spot_id == spot.id:
+        # Docked here again after this removal: an old event replayed with no trip behind it.
+        return _reject("stale-removal", serial=vehicle_serial, at=at.isoformat())
+
+    previous = await _active_trip(session, vehicle.id)
+    if previous is not None:
+        if previous.started_at > at:
+            return _reject("removal-before-current-trip", serial=vehicle_serial)
+        # The dock that ended it never reached us: end it now rather than keep it open.
+        log.warning("event=trip_dock_missing trip_id=%s serial=%s", previous.id, vehicle_serial)
+        await _finish(session, previous, vehicle, at)
+
+    rent = await _find_rent(session, spot, vehicle, rent_id, at)
+    badge: Badge | None = None
+    if rent is None and badge_uid is not None:
+        badge = (await session.scalars(select(Badge).where(Badge.uid == badge_uid))).first()
+        if badge is not None:
+            rent = Rent(
+                user_id=badge.user_id,
+                vehicle_id=vehicle.id,
+                spot_id=spot.id,
+                badge_id=badge.id,
+                kind=RentKind.BADGE,
+                status=RentStatus.STARTED,
+                created_at=at,
+            )
+            session.add(rent)
+            await session.flush()
+
+    # The spot is empty now, whoever took the vehicle.
+    if vehicle.spot_id == spot.id:
+        vehicle.spot_id = None
+    spot.status_at = max(at, spot.status_at) if spot.status_at else at
+    outbox.emit(session, outbox.DOCK_UPDATED, "spot", spot.id, _spot_payload(spot, station, None))
+
+    if rent is None:
+        outbox.emit(
+            session,
+            outbox.VEHICLE_UPDATED,
+            "vehicle",
+            vehicle.id,
+            _vehicle_payload(vehicle, unauthorized_removal=True, at=at),
+        )
+        await session.flush()
+        reason = "unknown-badge" if badge_uid is not None else "no-rent"
+        return _reject(reason, serial=vehicle_serial, station=station_device_id, spot=spot_number)
+
+    if rent.vehicle_id != vehicle.id:
+        log.warning(
+            "event=rent_vehicle_mismatch rent_id=%s expected=%s removed=%s",
+            rent.id,
+            rent.vehicle_id,
+            vehicle.id,
+        )
+        rent.vehicle_id = vehicle.id
+    cluster = await _cluster_of(session, station)
+    network = await session.get_one(Network, vehicle.network_id)
+    rent.status = RentStatus.STARTED
+    rent.ended_at = at
+    trip = Trip(
+        user_id=rent.user_id,
+        vehicle_id=vehicle.id,
+        network_id=vehicle.network_id,
+        rent_id=rent.id,
+        badge_id=rent.badge_id,
+        status=TripStatus.RUNNING,
+        start_spot_id=spot.id,
+        start_cluster_id=cluster.id,
+        start_latitude=cluster.latitude,
+        start_longitude=cluster.longitude,
+        started_at=at,
+        currency=network.currency,
+        idempotency_key=rent.idempotency_key,
+        hold_periods=[],
+        version=1,
+    )
+    session.add(trip)
+    vehicle.state = VehicleState.RENTED
+    await session.flush()
+    _emit_trip(session, outbox.TRIP_CREATED, trip, vehicle)
+    outbox.emit(session, outbox.RENT_UPDATED, "rent", rent.id, rent_payload(rent))
+    log.info(
+        "event=trip_created trip_id=%s vehicle=%s station=%s spot=%s at=%s",
+        trip.id,
+        vehicle_serial,
+        station_device_id,
+        spot_number,
+        at.isoformat(),
+    )
+
+    if vehicle.docked_at is not None and vehicle.docked_at > at and vehicle.spot_id is not None:
+        # The dock of this ride reached us before its removal: close the trip at that time.
+        end_spot = await session.get_one(Spot, vehicle.spot_id)
+        end_station = await session.get_one(Station, end_spot.station_id)
+        end_cluster = await _cluster_of(session, end_station)
+        vehicle.state = VehicleState.AVAILABLE
+        await _finish(
+            session,
+            trip,
+            vehicle,
+            vehicle.docked_at,
+            spot=end_spot,
+            cluster_id=end_cluster.id,
+            latitude=end_cluster.latitude,
+            longitude=end_cluster.longitude,
+        )
+        await session.flush()
+        return TripEventResult("reconciled", trip)
+
+    outbox.emit(session, outbox.VEHICLE_UPDATED, "vehicle", vehicle.id, _vehicle_payload(vehicle))
+    await session.flush()
+    return TripEventResult("created", trip)
+
+
+async def vehicle_docked(
+    session: AsyncSession,
+    station_device_id: str,
+    spot_number: int,
+    vehicle_serial: str,
+    at: datetime,
+) -> TripEventResult:
+    """The vehicle locked into a spot at device time ``at``: end its trip (any network spot)."""
+    _aware(at)
+    found = await _station_spot(session, station_device_id, spot_number)
+    if found is None:
+        return _reject("unknown-spot", station=station_device_id, spot=spot_number)
+    station, spot = found
+    vehicle = await _lock_vehicle(session, serial_number=vehicle_serial)
+    if vehicle is None:
+        return _reject("unknown-vehicle", serial=vehicle_serial, station=station_device_id)
+
+    if vehicle.docked_at is not None and vehicle.docked_at >= at:
+        if vehicle.docked_at == at and vehicle.spot_id == spot.id:
+            done = (
+                await session.scalars(
+                    select(Trip).where(Trip.vehicle_id == vehicle.id, Trip.ended_at == at)
+                )
+            ).first()
+            return TripEventResult("duplicate", done)
+        return _reject("stale-dock", serial=vehicle_serial, at=at.isoformat())
+
+    trip = await _active_trip(session, vehicle.id)
+    if trip is not None and trip.started_at > at:
+        # A dock older than the running trip's start: an old event, the trip goes on.
+        return _reject("dock-before-trip-start", serial=vehicle_serial, trip_id=trip.id)
+
+    # Whatever the DB thought was in that spot has left it.
+    occupant = (
+        await session.scalars(
+            select(Vehicle).where(Vehicle.spot_id == spot.id, Vehicle.id != vehicle.id)
+        )
+    ).first()
+    if occupant is not None:
+        log.warning(
+            "event=spot_occupant_replaced spot_id=%s old=%s", spot.id, occupant.serial_number
+        )
+        occupant.spot_id = None
+        await session.flush()
+    vehicle.spot_id = spot.id
+    vehicle.docked_at = at
+    if vehicle.state == VehicleState.RENTED:
+        vehicle.state = VehicleState.AVAILABLE
+    spot.status_at = max(at, spot.status_at) if spot.status_at else at
+    cluster = await _cluster_of(session, station)
+    vehicle.latitude, vehicle.longitude, vehicle.position_at = (
+        cluster.latitude,
+        cluster.longitude,
+        at,
+    )
+    await session.flush()
+    outbox.emit(
+        session, outbox.DOCK_UPDATED, "spot", spot.id, _spot_payload(spot, station, vehicle)
+    )
+    outbox.emit(session, outbox.VEHICLE_UPDATED, "vehicle", vehicle.id, _vehicle_payload(vehicle))
+
+    if trip is None:
+        await session.flush()
+        return TripEventResult("updated", None, "no-running-trip")
+    if trip.network_id != cluster.network_id:
+        log.warning("event=trip_ended_in_other_network trip_id=%s", trip.id)
+    await _finish(
+        session,
+        trip,
+        vehicle,
+        at,
+        spot=spot,
+        cluster_id=cluster.id,
+        latitude=cluster.latitude,
+        longitude=cluster.longitude,
+    )
+    await session.flush()
+    return TripEventResult("ended", trip)
+
+
+# ── free-floating (vehicle lock box) ──────────────────────────────────────────────────
+
+
+async def vehicle_unlocked_freefloat(
+    session: AsyncSession,
+    vehicle_device_id: str,
+    at: datetime,
+    rent_id: int | str | None = None,
+    latitude: float | None = None,
+    longitude: float | None = None,
+) -> TripEventResult:
+    """The lock box opened (chain removed): resume an on-hold trip or start the rented one."""
+    _aware(at)
+    vehicle = await _lock_vehicle(session, device_id=vehicle_device_id)
+    if vehicle is None:
+        return _reject("unknown-vehicle-device", device=vehicle_device_id)
+    existing = await _trip_started_at(session, vehicle.id, at)
+    if existing is not None:
+        return TripEventResult("duplicate", existing)
+    trip = await _active_trip(session, vehicle.id)
+    if trip is not None:
+        if trip.status == TripStatus.ON_HOLD:
+            return await _resume(session, trip, vehicle, at)
+        return TripEventResult("duplicate", trip)
+    stmt = select(Rent).where(
+        Rent.vehicle_id == vehicle.id, Rent.status.in_(STARTABLE_RENT_STATUSES)
+    )
+    if rent_id is not None:
+        stmt = stmt.where(Rent.id == int(rent_id))
+    rent = (await session.scalars(stmt.order_by(Rent.id.desc()).with_for_update())).first()
+    if rent is None:
+        outbox.emit(
+            session,
+            outbox.VEHICLE_UPDATED,
+            "vehicle",
+            vehicle.id,
+            _vehicle_payload(vehicle, unauthorized_removal=True, at=at),
+        )
+        return _reject("no-rent", device=vehicle_device_id)
+    network = await session.get_one(Network, vehicle.network_id)
+    rent.status = RentStatus.STARTED
+    rent.ended_at = at
+    if vehicle.spot_id is not None:
+        vehicle.spot_id = None
+    vehicle.state = VehicleState.RENTED
+    trip = Trip(
+        user_id=rent.user_id,
+        vehicle_id=vehicle.id,
+        network_id=vehicle.network_id,
+        rent_id=rent.id,
+        status=TripStatus.RUNNING,
+        free_floating_start=True,
+        start_latitude=latitude if latitude is not None else vehicle.latitude,
+        start_longitude=longitude if longitude is not None else vehicle.longitude,
+        started_at=at,
+        currency=network.currency,
+        idempotency_key=rent.idempotency_key,
+        hold_periods=[],
+        version=1,
+    )
+    session.add(trip)
+    await session.flush()
+    _emit_trip(session, outbox.TRIP_CREATED, trip, vehicle)
+    outbox.emit(session, outbox.RENT_UPDATED, "rent", rent.id, rent_payload(rent))
+    outbox.emit(session, outbox.VEHICLE_UPDATED, "vehicle", vehicle.id, _vehicle_payload(vehicle))
+    await session.flush()
+    return TripEventResult("created", trip)
+
+
+async def vehicle_locked_freefloat(
+    session: AsyncSession,
+    vehicle_device_id: str,
+    at: datetime,
+    *,
+    hold: bool = False,
+    latitude: float | None = None,
+    longitude: float | None = None,
+) -> TripEventResult:
+    """The lock box closed outside a station: put the trip on hold (``hold``) or end it."""
+    _aware(at)
+    vehicle = await _lock_vehicle(session, device_id=vehicle_device_id)
+    if vehicle is None:
+        return _reject("unknown-vehicle-device", device=vehicle_device_id)
+    if latitude is not None and longitude is not None:
+        vehicle.latitude, vehicle.longitude, vehicle.position_at = latitude, longitude, at
+    trip = await _active_trip(session, vehicle.id)
+    if trip is None:
+        done = (
+            await session.scalars(
+                select(Trip).where(Trip.vehicle_id == vehicle.id, Trip.ended_at == at)
+            )
+        ).first()
+        if done is not None:
+            return TripEventResult("duplicate", done)
+        return TripEventResult("ignored", None, "no-running-trip")
+    if trip.started_at > at:
+        return _reject("lock-before-trip-start", device=vehicle_device_id, trip_id=trip.id)
+    if hold:
+        return await _hold(session, trip, vehicle, at)
+    vehicle.state = VehicleState.AVAILABLE
+    await _finish(
+        session,
+        trip,
+        vehicle,
+        at,
+        latitude=vehicle.latitude,
+        longitude=vehicle.longitude,
+        free_floating=True,
+    )
+    outbox.emit(session, outbox.VEHICLE_UPDATED, "vehicle", vehicle.id, _vehicle_payload(vehicle))
+    await session.flush()
+    return TripEventResult("ended", trip)
+
+
+# ── hold / resume / stop billing ──────────────────────────────────────────────────────
+
+
+async def _hold(
+    session: AsyncSession, trip: Trip, vehicle: Vehicle | None, at: datetime
+) -> TripEventResult:
+    if trip.status == TripStatus.ON_HOLD:
+        return TripEventResult("duplicate", trip)
+    if trip.status != TripStatus.RUNNING:
+        raise ConflictError(
+            f"trip {trip.id} is {trip.status}, it cannot be put on hold", reason="trip-not-running"
+        )
+    network = await session.get_one(Network, trip.network_id)
+    if not network.trip_on_hold:
+        raise ConflictError("this network does not allow trips on hold", reason="hold-not-allowed")
+    if any(datetime.fromisoformat(p["end"]) > at for p in trip.hold_periods or []):
+        return TripEventResult("duplicate", trip)  # a replay older than a later resume
+    trip.status = TripStatus.ON_HOLD
+    trip.on_hold_since = max(at, trip.started_at)
+    trip.version += 1
+    await session.flush()
+    _emit_trip(session, outbox.TRIP_UPDATED, trip, vehicle)
+    return TripEventResult("updated", trip)
+
+
+async def _resume(
+    session: AsyncSession, trip: Trip, vehicle: Vehicle | None, at: datetime
+) -> TripEventResult:
+    if trip.status == TripStatus.RUNNING:
+        return TripEventResult("duplicate", trip)
+    if trip.status != TripStatus.ON_HOLD:
+        raise ConflictError(
+            f"trip {trip.id} is {trip.status}, it cannot be resumed", reason="trip-not-on-hold"
+        )
+    _close_hold(trip, at)
+    trip.status = TripStatus.RUNNING
+    trip.version += 1
+    await session.flush()
+    _emit_trip(session, outbox.TRIP_UPDATED, trip, vehicle)
+    return TripEventResult("updated", trip)
+
+
+async def hold_trip(session: AsyncSession, trip_id: int, at: datetime) -> TripEventResult:
+    """Put a running trip on hold at ``at`` (the network must allow it)."""
+    trip = await get_trip(session, trip_id, lock=True)
+    return await _hold(session, trip, await session.get(Vehicle, trip.vehicle_id), _aware(at))
+
+
+async def resume_trip(session: AsyncSession, trip_id: int, at: datetime) -> TripEventResult:
+    trip = await get_trip(session, trip_id, lock=True)
+    return await _resume(session, trip, await session.get(Vehicle, trip.vehicle_id), _aware(at))
+
+
+async def stop_billing(session: AsyncSession, trip_id: int, at: datetime | None) -> TripEventResult:
+    """Seeds' "Stop trip billing": nothing is billed after ``at``; ``None`` erases the stop."""
+    if at is not None:
+        _aware(at)
+    trip = await get_trip(session, trip_id, lock=True)
+    if trip.billing_stopped_at == at:
+        return TripEventResult("duplicate", trip)
+    trip.billing_stopped_at = at
+    trip.version += 1
+    await session.flush()
+    if trip.status == TripStatus.FINISHED:
+        await _bill(session, trip)
+    _emit_trip(session, outbox.TRIP_UPDATED, trip, await session.get(Vehicle, trip.vehicle_id))
+    await session.flush()
+    return TripEventResult("updated", trip)
+
+
+# ── rents (before a trip exists) ──────────────────────────────────────────────────────
+
+
+async def rent_expired(session: AsyncSession, rent_id: int, at: datetime) -> Rent:
+    """The lock opened (or might have) but nobody took the vehicle: no trip, no cost."""
+    _aware(at)
+    rent = await session.get(Rent, rent_id, with_for_update=True)
+    if rent is None:
+        raise NotFoundError("rent", rent_id)
+    if rent.status in STARTABLE_RENT_STATUSES:
+        rent.status = RentStatus.EXPIRED_NO_REMOVAL
+        rent.ended_at = at
+        outbox.emit(session, outbox.RENT_UPDATED, "rent", rent.id, rent_payload(rent))
+        await session.flush()
+    return rent
+
+
+async def expire_stale_rents(session: AsyncSession, now: datetime) -> list[Rent]:
+    """Expire every rent whose unlock window is over (run periodically)."""
+    _aware(now)
+    stmt = select(Rent.id).where(
+        Rent.status.in_(STARTABLE_RENT_STATUSES),
+        Rent.expires_at.is_not(None),
+        Rent.expires_at < now,
+    )
+    ids: Sequence[int] = (await session.scalars(stmt)).all()
+    return [await rent_expired(session, rid, now) for rid in ids]
