@@ -13,6 +13,7 @@ import cbor2
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kickstand.protocol import signing
+from kickstand.protocol.errors import DecodeError
 from kickstand.protocol.jsonform import to_jsonable, vectors_path
 from kickstand.protocol.topics import Channel
 from kickstand.protocol.v1 import codec
@@ -40,6 +41,14 @@ def up(name: str, seq: int, body: m.UpBody) -> dict[str, object]:
 
 
 def bad(name: str, channel: Channel, data: bytes, error: str) -> dict[str, object]:
+    try:
+        (codec.decode_down if channel in (Channel.BOOT, Channel.TIME) else codec.decode_up)(
+            channel, data
+        )
+    except DecodeError as exc:
+        assert exc.code == error, f"{name}: {exc}"
+    else:
+        raise AssertionError(f"{name} decoded")
     return {
         "name": name,
         "channel": channel.value,
@@ -152,8 +161,8 @@ def main() -> None:
     v += [
         bad("empty", Channel.STATUS, b"", "malformed"),
         bad("not-cbor", Channel.STATUS, b"\xff\x00", "schema"),
-        bad("truncated", Channel.STATUS, ok_status[:-2], "schema"),
-        bad("json-not-cbor", Channel.EVENT, b'{"spot": 1}', "schema"),
+        bad("truncated", Channel.STATUS, ok_status[:-2], "malformed"),
+        bad("json-not-cbor", Channel.EVENT, b'{"spot": 1}', "malformed"),
         bad("status-seq-zero", Channel.STATUS, cbor2.dumps([BOOT, 0, TS, {0: 1, 1: 1}]), "schema"),
         bad("heartbeat-with-seq", Channel.HEARTBEAT, cbor2.dumps([BOOT, 5, TS, {}]), "schema"),
         bad("status-missing-state", Channel.STATUS, cbor2.dumps([BOOT, 1, TS, {0: 1}]), "schema"),

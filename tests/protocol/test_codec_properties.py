@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from kickstand.protocol import signing
 from kickstand.protocol.errors import CommandRejected, DecodeError
 from kickstand.protocol.topics import Channel
-from kickstand.protocol.v1 import codec
+from kickstand.protocol.v1 import codec, schema
 from kickstand.protocol.v1 import messages as m
 from tests.protocol.strategies import commands, up_messages
 
@@ -103,3 +103,9 @@ def test_random_command_bytes_are_refused_not_crashing(data: bytes) -> None:
 
 
 _SIGNER = signing.CommandSigner(signing.generate_private_key())
+
+
+@FAST
+@given(up_messages())
+def test_everything_the_codec_emits_matches_the_cddl(msg: m.UpMessage) -> None:
+    schema.validate(codec.channel_of(msg.body), codec.encode_up(msg.stamp, msg.body))

@@ -9,7 +9,7 @@ from kickstand.protocol import signing
 from kickstand.protocol.errors import CommandRejected, DecodeError
 from kickstand.protocol.jsonform import load_vector_keys, load_vectors, to_jsonable
 from kickstand.protocol.topics import Channel
-from kickstand.protocol.v1 import codec
+from kickstand.protocol.v1 import codec, schema
 from kickstand.protocol.v1.enums import RejectReason
 
 VECTORS = load_vectors()
@@ -105,3 +105,20 @@ def test_command_vector_refusals() -> None:
     with pytest.raises(CommandRejected) as info:
         replay.verify(data)
     assert info.value.reject_reason == RejectReason.REPLAYED
+
+
+# The CDDL files are the published contract: what the codec emits must validate against them.
+
+
+@pytest.mark.parametrize(
+    "vec",
+    [v for v in VECTORS if v["valid"] and v["channel"] != "cmd"],
+    ids=lambda v: str(v["name"]),
+)
+def test_valid_vectors_match_the_cddl(vec: dict[str, object]) -> None:
+    schema.validate(Channel(vec["channel"]), bytes.fromhex(str(vec["hex"])))
+
+
+@pytest.mark.parametrize("vec", by_kind(True, {"cmd"}), ids=lambda v: str(v["name"]))
+def test_signed_commands_match_the_cddl(vec: dict[str, object]) -> None:
+    schema.validate(Channel.COMMAND, bytes.fromhex(str(vec["hex"])))
