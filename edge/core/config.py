@@ -1,0 +1,146 @@
+"""Agent settings: a file (TOML or YAML) plus environment overrides (``KICKSTAND_*``).
+
+Precedence, highest first: keyword arguments, environment (``KICKSTAND_MQTT_PORT=1884``,
+nested with ``__``), the file given to :meth:`EdgeSettings.load`, the defaults.
+Agents subclass :class:`EdgeSettings` and add their own fields.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Self
+from urllib.parse import unquote, urlsplit
+
+import yaml
+from pydantic import Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from kickstand.edge.core.clock import DeviceClock
+from kickstand.edge.core.errors import ConfigError
+from kickstand.edge.core.link import LinkConfig
+from kickstand.protocol import topics
+from kickstand.protocol.signing import CommandVerifier, ReplayGuard, key_id
+
+_config_file: ContextVar[Path | None] = ContextVar("kickstand_edge_config_file", default=None)
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """A TOML (``.toml``) or YAML (``.yaml``/``.yml``) mapping; ConfigError otherwise."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return data
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        path = _config_file.get()
+        self._data = read_config_file(path) if path is not None else {}
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in self._data.items() if k in self.settings_cls.model_fields}
+
+
+class EdgeSettings(BaseSettings):
+    """What every agent needs: identity, broker, state directory, trusted command keys."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="KICKSTAND_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    device_id: str
+    mqtt_url: str = "mqtt://127.0.0.1:1883"  # mqtt://[user:password@]host:port
+    state_dir: Path = Path("./state")
+    # Raw Ed25519 public keys (hex) of the cloud's command signers; kid = first 8 bytes.
+    command_keys: list[str] = Field(default_factory=list)
+    max_clock_skew_ms: int = 30_000
+    keepalive_s: int = 30
+    reconnect_min_s: float = 0.5
+    reconnect_max_s: float = 30.0
+    boot_timeout_s: float = 10.0
+    queue_max_telemetry: int = 10_000
+    queue_synchronous: str = "FULL"
+    health_host: str = "127.0.0.1"
+    health_port: int | None = None  # None: no health endpoint
+    log_level: str = "INFO"
+
+    @field_validator("device_id")
+    @classmethod
+    def _device_id(cls, value: str) -> str:
+        return topics.validate_device_id(value)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _FileSource(settings_cls))
+
+    @classmethod
+    def load(cls, path: Path | str | None = None, **overrides: Any) -> Self:
+        """Settings from ``path`` (may be None), the environment and ``overrides``."""
+        token = _config_file.set(Path(path) if path is not None else None)
+        try:
+            return cls(**overrides)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid settings: {exc}") from exc
+        finally:
+            _config_file.reset(token)
+
+    def trusted_keys(self) -> dict[bytes, bytes]:
+        keys: dict[bytes, bytes] = {}
+        for text in self.command_keys:
+            try:
+                raw = bytes.fromhex(text)
+            except ValueError:
+                raise ConfigError(f"command key {text!r} is not hex") from None
+            if len(raw) != 32:
+                raise ConfigError(f"command key {text!r} is not 32 bytes")
+            keys[key_id(raw)] = raw
+        return keys
+
+    def link_config(self) -> LinkConfig:
+        url = urlsplit(self.mqtt_url)
+        if url.scheme not in {"mqtt", "tcp", ""} or not url.hostname:
+            raise ConfigError(f"mqtt_url {self.mqtt_url!r}: expected mqtt://host:port")
+        return LinkConfig(
+            device_id=self.device_id,
+            host=url.hostname,
+            port=url.port or 1883,
+            username=unquote(url.username) if url.username else None,
+            password=unquote(url.password) if url.password else None,
+            keepalive_s=self.keepalive_s,
+            reconnect_min_s=self.reconnect_min_s,
+            reconnect_max_s=self.reconnect_max_s,
+            boot_timeout_s=self.boot_timeout_s,
+        )
+
+    def verifier(self, clock: DeviceClock, replay_guard: ReplayGuard) -> CommandVerifier:
+        """The command verifier for this device, on the device clock."""
+        return CommandVerifier(
+            self.device_id,
+            self.trusted_keys(),
+            replay_guard,
+            clock=clock.now_ms,
+            max_skew_ms=self.max_clock_skew_ms,
+        )

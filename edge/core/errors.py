@@ -1,0 +1,50 @@
+"""Errors of the edge agents: one small tree, each class carrying what a caller needs."""
+
+from __future__ import annotations
+
+from kickstand.protocol.v1.enums import RejectReason
+
+
+class EdgeError(Exception):
+    """Root of the edge agents' errors."""
+
+
+class QueueError(EdgeError):
+    """The on-disk queue cannot store or read a message (disk full, corrupt file)."""
+
+
+class ConfigError(EdgeError):
+    """A configuration file that cannot be read or does not validate."""
+
+
+class TransportError(EdgeError):
+    """A hardware transport (serial port, NFC reader, inputs) failed or is not available."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class CommandRefused(EdgeError):
+    """Raised by a command handler to refuse a command before anything moved.
+
+    The router answers it with a CommandResult REJECTED carrying ``reject_reason``.
+    """
+
+    def __init__(self, reject_reason: RejectReason, detail: str = "") -> None:
+        super().__init__(f"{reject_reason.name}: {detail}" if detail else reject_reason.name)
+        self.reject_reason = reject_reason
+        self.detail = detail
+
+
+class CommandFailed(EdgeError):
+    """Raised by a command handler when the hardware did not complete the action.
+
+    The router answers it with a CommandResult FAILED carrying ``reject_reason``.
+    """
+
+    def __init__(self, reject_reason: RejectReason, detail: str = "") -> None:
+        super().__init__(f"{reject_reason.name}: {detail}" if detail else reject_reason.name)
+        self.reject_reason = reject_reason
+        self.detail = detail

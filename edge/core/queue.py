@@ -1,0 +1,277 @@
+"""Store-and-forward: every sequenced message is on disk before it is published.
+
+SQLite in WAL mode. ``append(body)`` stamps the body with the next seq of the
+current boot, encodes it with the v1 codec and commits the encoded bytes (plus
+channel, boot id, seq and device time) in one transaction, *then* returns; the
+link publishes from ``pending()`` in insertion order and calls ``ack()`` on the
+PUBACK. A message keeps the boot id / seq it was stamped with for ever, so a
+replay after a restart is recognised by the cloud's dedupe (SequenceTracker).
+
+Durability: ``synchronous=FULL`` by default. In WAL mode NORMAL already survives
+a killed process (kill -9), but a power cut may lose the last commits; FULL
+fsyncs the WAL on every commit, so an event the agent has acted on (a lock
+opened) is never lost with the power. One fsync per event is cheap at a
+station's event rate. ``synchronous="NORMAL"`` can be chosen where the storage
+is slow and the device has a supercap (documented trade-off).
+
+Bounding policy (``max_telemetry``): telemetry is the only thing ever dropped.
+When more than ``max_telemetry`` telemetry messages wait, the oldest half of
+them is thinned to every ``keep_every``-th message; if that is not enough the
+oldest telemetry goes. Events, status and command results are never dropped:
+they are bounded only by the disk (a station produces a few hundred a day).
+Every drop is counted (``counters.thinned``).
+
+Boot id: a random uint32 per process start, recorded in the ``boots`` table
+(the history a technician can read); seqs start at 1 in every boot.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from kickstand.edge.core.errors import QueueError
+from kickstand.protocol.topics import Channel
+from kickstand.protocol.v1 import codec
+from kickstand.protocol.v1.messages import Stamp, UpBody
+
+log = logging.getLogger("kickstand.edge.core.queue")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS queue (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    boot_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    channel TEXT NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    payload BLOB NOT NULL,
+    UNIQUE (boot_id, seq)
+);
+CREATE INDEX IF NOT EXISTS queue_channel ON queue (channel, id);
+CREATE TABLE IF NOT EXISTS boots (
+    boot_id INTEGER PRIMARY KEY,
+    started_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedMessage:
+    """One stored message: publish ``payload`` on the device's ``channel`` topic."""
+
+    boot_id: int
+    seq: int
+    channel: Channel
+    ts_ms: int
+    payload: bytes
+
+
+@dataclass(slots=True)
+class QueueCounters:
+    appended: int = 0
+    acked: int = 0
+    thinned: int = 0  # telemetry dropped by the bounding policy (persisted)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class DiskQueue:
+    """SQLite-backed, ordered, crash-safe queue of encoded up messages."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        clock: Callable[[], int] = _now_ms,
+        max_telemetry: int = 10_000,
+        keep_every: int = 4,
+        synchronous: str = "FULL",
+        boot_id: int | None = None,
+    ) -> None:
+        if synchronous.upper() not in {"FULL", "NORMAL", "EXTRA"}:
+            raise QueueError(f"synchronous={synchronous!r}: use FULL, NORMAL or EXTRA")
+        if max_telemetry < 2 or keep_every < 2:
+            raise QueueError("max_telemetry and keep_every must be at least 2")
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._clock = clock
+        self.max_telemetry = max_telemetry
+        self.keep_every = keep_every
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise QueueError(f"cannot open queue {self.path}: {exc}") from exc
+        self.boot_id = boot_id if boot_id is not None else self._new_boot_id()
+        self._db.execute(
+            "INSERT OR REPLACE INTO boots (boot_id, started_ms) VALUES (?, ?)",
+            (self.boot_id, self._clock()),
+        )
+        row = self._db.execute(
+            "SELECT max(seq) FROM queue WHERE boot_id = ?", (self.boot_id,)
+        ).fetchone()
+        self._seq = int(row[0] or 0)  # an explicit boot_id may continue its own sequence
+        thinned = self._db.execute(
+            "SELECT value FROM counters WHERE name = 'thinned'"
+        ).fetchone()
+        self.counters = QueueCounters(thinned=int(thinned[0]) if thinned else 0)
+        self._telemetry = int(
+            self._db.execute("SELECT count(*) FROM queue WHERE channel = 'tlm'").fetchone()[0]
+        )
+
+    def _new_boot_id(self) -> int:
+        while True:
+            candidate = secrets.randbits(32)
+            if candidate and not self._db.execute(
+                "SELECT 1 FROM boots WHERE boot_id = ?", (candidate,)
+            ).fetchone():
+                return candidate
+
+    # ------------------------------------------------------------------ writing
+
+    @property
+    def next_seq(self) -> int:
+        return self._seq + 1
+
+    def append(self, body: UpBody) -> Stamp:
+        """Stamp, encode and durably store ``body``; returns its stamp.
+
+        Raises EncodeError for a body the codec refuses (nothing stored) and
+        QueueError when the disk refuses the write.
+        """
+        channel = codec.channel_of(body)
+        if channel not in codec.SEQUENCED_CHANNELS:
+            raise QueueError(f"{type(body).__name__} goes on {channel}, which is not queued")
+        with self._lock:
+            stamp = Stamp(self.boot_id, self._seq + 1, self._clock())
+            payload = codec.encode_up(stamp, body)
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute(
+                    "INSERT INTO queue (boot_id, seq, channel, ts_ms, payload) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (stamp.boot_id, stamp.seq, channel.value, stamp.ts_ms, payload),
+                )
+                if channel is Channel.TELEMETRY:
+                    self._telemetry += 1
+                    if self._telemetry > self.max_telemetry:
+                        self._thin()
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise QueueError(f"cannot store {type(body).__name__}: {exc}") from exc
+            self._seq = stamp.seq
+            self.counters.appended += 1
+            return stamp
+
+    def _thin(self) -> None:
+        """Keep every ``keep_every``-th of the oldest half of telemetry; then drop the oldest."""
+        half = self._telemetry // 2
+        cur = self._db.execute(
+            "DELETE FROM queue WHERE id IN (SELECT id FROM queue WHERE channel = 'tlm' "
+            "ORDER BY id LIMIT ?) AND (seq % ?) != 0",
+            (half, self.keep_every),
+        )
+        dropped = cur.rowcount
+        self._telemetry -= dropped
+        excess = self._telemetry - self.max_telemetry * 3 // 4
+        if excess > 0:
+            cur = self._db.execute(
+                "DELETE FROM queue WHERE id IN (SELECT id FROM queue WHERE channel = 'tlm' "
+                "ORDER BY id LIMIT ?)",
+                (excess,),
+            )
+            dropped += cur.rowcount
+            self._telemetry -= cur.rowcount
+        self.counters.thinned += dropped
+        self._db.execute(
+            "INSERT OR REPLACE INTO counters (name, value) VALUES ('thinned', ?)",
+            (self.counters.thinned,),
+        )
+        log.warning("queue_thinned dropped=%d telemetry_left=%d", dropped, self._telemetry)
+
+    def _rollback(self) -> None:
+        try:
+            self._db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+
+    # ------------------------------------------------------------------ reading
+
+    def pending(self, limit: int = 100) -> list[QueuedMessage]:
+        """The oldest ``limit`` messages, in the order they were appended."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT boot_id, seq, channel, ts_ms, payload FROM queue ORDER BY id LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [QueuedMessage(b, s, Channel(c), t, bytes(p)) for b, s, c, t, p in rows]
+
+    def ack(self, boot_id: int, seq: int) -> bool:
+        """Delete one delivered message; False if it was not (or no longer) queued."""
+        with self._lock:
+            try:
+                cur = self._db.execute(
+                    "DELETE FROM queue WHERE boot_id = ? AND seq = ? RETURNING channel",
+                    (boot_id, seq),
+                )
+                row = cur.fetchone()
+            except sqlite3.Error as exc:
+                raise QueueError(f"cannot ack {boot_id}/{seq}: {exc}") from exc
+            if row is None:
+                return False
+            if row[0] == Channel.TELEMETRY.value:
+                self._telemetry -= 1
+            self.counters.acked += 1
+            return True
+
+    def depth(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT count(*) FROM queue").fetchone()[0])
+
+    def depth_by_channel(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT channel, count(*) FROM queue GROUP BY channel"
+            ).fetchall()
+        return {c: int(n) for c, n in rows}
+
+    def pending_from(self) -> int:
+        """For the birth: the oldest seq of the current boot still queued, else the next seq."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT min(seq) FROM queue WHERE boot_id = ?", (self.boot_id,)
+            ).fetchone()
+        return int(row[0]) if row[0] is not None else self._seq + 1
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "depth": self.depth(),
+            "appended": self.counters.appended,
+            "acked": self.counters.acked,
+            "thinned": self.counters.thinned,
+            "boot_id": self.boot_id,
+            "next_seq": self.next_seq,
+        }
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self._db.close()
+            except sqlite3.Error:
+                pass
