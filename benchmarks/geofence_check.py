@@ -90,7 +90,7 @@ def make_points(zones: NetworkZones, n: int, seed: int) -> list[tuple[float, flo
         c = z.shape.centroid
         pts.append((c.x + float(rng.normal(0, 20)) * M_LON,
                     c.y + float(rng.normal(0, 20)) * M_LAT))
-    rng.shuffle(pts)  # type: ignore[arg-type]
+    rng.shuffle(pts)
     return pts
 
 

@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, TypeAlias
 
 import shapely
+from shapely.geometry import MultiPolygon, Polygon
+
 from kickstand.cloud.geofence.errors import (
     CoordinateOrderError,
     CoordinateRangeError,
@@ -27,7 +29,6 @@ from kickstand.cloud.geofence.errors import (
     SelfIntersectionError,
     UnsupportedGeometryError,
 )
-from shapely.geometry import MultiPolygon, Polygon
 
 ZoneShape: TypeAlias = Polygon | MultiPolygon
 

@@ -1,17 +1,25 @@
 """GeofenceIndex: every zone of one network, queried for a position in microseconds.
 
 Built once per network (and again whenever its zones change; the index itself never
-changes) from a :class:`NetworkZones`: one STRtree over the speed zones, virtual
-parkings and forbidden zones, the border prepared on its own. A check is one tree
-query (bounding boxes, then GEOS ``intersects`` on the few candidates) — about the
-cost of a handful of shapely calls, independent of the number of zones.
+changes) from a :class:`NetworkZones`:
+
+- the zones' shapes (copies) are prepared and put in an STRtree;
+- from the tree, with vectorised queries, a uniform grid over the network (cells of
+  at least 25 m, at most 256 per side) records per cell the zones touching it, each
+  flagged when it covers the whole cell, and whether the border covers, cuts or
+  misses the cell.
+
+:meth:`GeofenceIndex.check` then costs two multiplications, a dict lookup and a
+prepared point-in-polygon test only for the zones whose edge crosses the position's
+cell: a few microseconds, however many zones (``benchmarks/geofence_check.py``).
+:meth:`GeofenceIndex.check_many` queries the STRtree for a whole batch at once.
 
 Zones are closed sets: a position exactly on a zone's edge is in the zone (inside
 the border, inside a parking, inside a speed zone...).
 
-Distances (for the tracker's hysteresis and parking tolerance) are in metres in a
-local equirectangular frame centred on the network, accurate to well under 1 % over
-a city.
+Distances (for the tracker's hysteresis and the parking tolerance) are in metres in
+a local equirectangular frame centred on the network, accurate to well under 1 %
+over a city.
 """
 
 from __future__ import annotations
@@ -23,6 +31,8 @@ from typing import Any
 
 import numpy as np
 import shapely
+from shapely.geometry import Point
+
 from kickstand.cloud.geofence.errors import CoordinateRangeError
 from kickstand.cloud.geofence.geojson import ZoneShape
 from kickstand.cloud.geofence.model import (
@@ -33,7 +43,6 @@ from kickstand.cloud.geofence.model import (
     VirtualParking,
     ZoneType,
 )
-from shapely.geometry import Point
 
 EARTH_RADIUS_M = 6_371_008.8
 
@@ -65,6 +74,90 @@ class GeofenceVerdict:
     forbidden_zone_ids: tuple[int, ...] = ()
 
 
+_IN = GeofenceVerdict(inside_network=True)
+_OUT = GeofenceVerdict(inside_network=False)
+
+# Grid cell states against the border.
+_NONE, _FULL, _PARTIAL = 0, 1, 2
+# Grid sizing: cells of at least this many metres, at most this many per side.
+GRID_MIN_CELL_M = 25.0
+GRID_MAX_SIDE = 256
+# Cells are widened by this much (degrees, ~0.1 mm) when classified, so a position
+# whose cell index is off by a rounding error still finds every zone it is in.
+_CELL_EPS = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class _Grid:
+    """A uniform grid over the network: per cell, the zones touching it, each flagged
+    "covers the whole cell" (no point-in-polygon test needed), and the border's state.
+
+    Built from the STRtree with vectorised queries; lets :meth:`GeofenceIndex.check`
+    skip the tree query and, for most positions, every GEOS call.
+    """
+
+    minx: float
+    miny: float
+    inv_cw: float
+    inv_ch: float
+    nx: int
+    ny: int
+    cells: dict[int, tuple[tuple[int, bool], ...]]
+    border_state: bytes
+
+    @staticmethod
+    def build(
+        geoms: np.ndarray, tree: shapely.STRtree, border: Any, kx: float, ky: float
+    ) -> _Grid | None:
+        parts = [shapely.total_bounds(geoms)] if len(geoms) else []
+        if border is not None:
+            parts.append(np.asarray(shapely.bounds(border)))
+        if not parts:
+            return None
+        b = np.array(parts)
+        pad = 1e-6  # degrees: positions on the outermost edges stay inside the grid
+        minx, miny = float(b[:, 0].min()) - pad, float(b[:, 1].min()) - pad
+        maxx, maxy = float(b[:, 2].max()) + pad, float(b[:, 3].max()) + pad
+        w_m, h_m = (maxx - minx) * kx, (maxy - miny) * ky
+        cell_m = max(GRID_MIN_CELL_M, max(w_m, h_m) / GRID_MAX_SIDE)
+        nx = max(1, math.ceil(w_m / cell_m))
+        ny = max(1, math.ceil(h_m / cell_m))
+        cw, ch = (maxx - minx) / nx, (maxy - miny) / ny
+        gi, gj = np.meshgrid(np.arange(nx), np.arange(ny), indexing="ij")
+        ii, jj = gi.ravel(), gj.ravel()  # cell key = i * ny + j, matching ravel order
+        boxes = shapely.box(
+            minx + ii * cw - _CELL_EPS,
+            miny + jj * ch - _CELL_EPS,
+            minx + (ii + 1) * cw + _CELL_EPS,
+            miny + (jj + 1) * ch + _CELL_EPS,
+        )
+        cells: dict[int, list[tuple[int, bool]]] = {}
+        if len(geoms):
+            box_idx, rows = tree.query(boxes, predicate="intersects")
+            full = shapely.covers(geoms[rows], boxes[box_idx])
+            for k, r, f in zip(box_idx.tolist(), rows.tolist(), full.tolist(), strict=True):
+                cells.setdefault(k, []).append((r, f))
+        if border is not None:
+            state = np.where(
+                shapely.covers(border, boxes),
+                _FULL,
+                np.where(shapely.intersects(border, boxes), _PARTIAL, _NONE),
+            )
+            border_state = state.astype(np.uint8).tobytes()
+        else:
+            border_state = b""
+        return _Grid(
+            minx,
+            miny,
+            1.0 / cw,
+            1.0 / ch,
+            nx,
+            ny,
+            {k: tuple(v) for k, v in cells.items()},
+            border_state,
+        )
+
+
 def _check_lon_lat(lon: float, lat: float) -> None:
     # Chained comparisons are False for NaN, so this also refuses NaN.
     if not (-180.0 <= lon <= 180.0 and -90.0 <= lat <= 90.0):
@@ -81,7 +174,9 @@ class GeofenceIndex:
         "_border_geom",
         "_border_metric",
         "_frozen",
+        "_geom_list",
         "_geoms",
+        "_grid",
         "_ids",
         "_kinds",
         "_kx",
@@ -92,6 +187,7 @@ class GeofenceIndex:
         "_metric",
         "_parking_metric_tree",
         "_parking_rows",
+        "_row_info",
         "_rows_by_key",
         "_tree",
         "_zones",
@@ -139,6 +235,9 @@ class GeofenceIndex:
         self._border_metric = self._to_metric(border_geom) if self._border is not None else None
         self._parking_rows = np.flatnonzero(self._kinds == _PARKING)
         self._parking_metric_tree = shapely.STRtree(self._metric[self._parking_rows])
+        self._geom_list: list[Any] = list(geoms)
+        self._row_info: list[tuple[int, int, int]] = [(e[0], e[1], e[3]) for e in entries]
+        self._grid = _Grid.build(geoms, self._tree, self._border_geom, self._kx, self._ky)
         self._frozen = True
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -213,13 +312,29 @@ class GeofenceIndex:
 
     def check(self, lon: float, lat: float) -> GeofenceVerdict:
         """Where (lon, lat) stands; :class:`CoordinateRangeError` on an impossible position."""
-        _check_lon_lat(lon, lat)
-        inside = self._border_geom is None or bool(
-            shapely.intersects_xy(self._border_geom, lon, lat)
-        )
-        if len(self._ids) == 0:
-            return GeofenceVerdict(inside)
-        rows = self._tree.query(Point(lon, lat), predicate="intersects")
+        if not (-180.0 <= lon <= 180.0 and -90.0 <= lat <= 90.0):
+            _check_lon_lat(lon, lat)
+        g = self._grid
+        if g is None:  # no border and no zones
+            return _IN
+        fx = (lon - g.minx) * g.inv_cw
+        fy = (lat - g.miny) * g.inv_ch
+        if not (0.0 <= fx < g.nx and 0.0 <= fy < g.ny):
+            # The grid spans every zone and the border, with a margin.
+            return _IN if self._border_geom is None else _OUT
+        key = int(fx) * g.ny + int(fy)
+        if self._border_geom is None:
+            inside = True
+        else:
+            state = g.border_state[key]
+            inside = state == _FULL or (
+                state == _PARTIAL and bool(shapely.intersects_xy(self._border_geom, lon, lat))
+            )
+        cands = g.cells.get(key)
+        if cands is None:
+            return _IN if inside else _OUT
+        geoms = self._geom_list
+        rows = [row for row, full in cands if full or shapely.intersects_xy(geoms[row], lon, lat)]
         return self._verdict(inside, rows)
 
     def check_many(
@@ -252,19 +367,19 @@ class GeofenceIndex:
 
     def _verdict(self, inside: bool, rows: Any) -> GeofenceVerdict:
         if len(rows) == 0:
-            return GeofenceVerdict(inside)
+            return _IN if inside else _OUT
         speed: list[tuple[int, int]] = []
         parking: list[int] = []
         forbidden: list[int] = []
-        kinds, ids, speeds = self._kinds, self._ids, self._max_speeds
+        info = self._row_info
         for row in rows:
-            k = kinds[row]
-            if k == _SPEED:
-                speed.append((int(speeds[row]), int(ids[row])))
-            elif k == _PARKING:
-                parking.append(int(ids[row]))
+            kind, zone_id, max_speed_ = info[row]
+            if kind == _SPEED:
+                speed.append((max_speed_, zone_id))
+            elif kind == _PARKING:
+                parking.append(zone_id)
             else:
-                forbidden.append(int(ids[row]))
+                forbidden.append(zone_id)
         max_speed = speed_zone_id = None
         if speed:
             max_speed, speed_zone_id = min(speed)

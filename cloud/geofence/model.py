@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import shapely
+from shapely.geometry import MultiPolygon, Polygon
+
 from kickstand.cloud.geofence.errors import (
     CoordinateOrderError,
     DuplicateZoneError,
@@ -32,7 +34,6 @@ from kickstand.cloud.geofence.errors import (
     ZoneOutsideBorderError,
 )
 from kickstand.cloud.geofence.geojson import ZoneShape, parse_zone_shape, to_geojson, validate_shape
-from shapely.geometry import MultiPolygon, Polygon
 
 # The seeds' limits for a speed zone's ``max_speed`` (km/h).
 MAX_SPEED_MIN = 6

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from kickstand.cloud.geofence import GeofenceIndex, NetworkZones
 
+from kickstand.cloud.geofence import GeofenceIndex, NetworkZones
 from tests.cloud.geofence.geofence_lyon import lyon_zones
 
 

@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from shapely.geometry import LineString, MultiPolygon, Polygon
+
 from kickstand.cloud.geofence import (
     CoordinateOrderError,
     CoordinateRangeError,
@@ -24,8 +26,6 @@ from kickstand.cloud.geofence import (
     to_shape,
     validate_shape,
 )
-from shapely.geometry import LineString, MultiPolygon, Polygon
-
 from tests.cloud.geofence.geofence_lyon import polygon, rect
 
 

@@ -10,6 +10,8 @@ import pytest
 import shapely
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from shapely.geometry import Point
+
 from kickstand.cloud.geofence import (
     CoordinateRangeError,
     GeofenceIndex,
@@ -19,8 +21,6 @@ from kickstand.cloud.geofence import (
     VirtualParking,
     ZoneType,
 )
-from shapely.geometry import Point
-
 from tests.cloud.geofence.geofence_lyon import NETWORK_ID, lyon_zones, polygon
 
 
@@ -204,3 +204,36 @@ def test_rebuilt_index_sees_changed_zones(zones: NetworkZones) -> None:
     assert after.check(4.86, 45.76).max_speed == 12
     assert after.check(4.8315, 45.7562).virtual_parking_id is None
     assert after.version == 2
+
+
+@settings(max_examples=300, deadline=None)
+@given(zone=st.integers(0, len(RANDOM.speed_zones) - 1), t=st.floats(0.0, 1.0),
+       jitter=st.sampled_from([0.0, 1e-12, -1e-12, 1e-9, -1e-9]))
+def test_points_on_and_near_zone_edges_agree_with_shapely(zone: int, t: float,
+                                                          jitter: float) -> None:
+    # Exactly on (or within a rounding error of) an edge is where a grid or a tree
+    # could miss a zone; the index must still agree with shapely point by point.
+    z = RANDOM.speed_zones[zone]
+    p = z.shape.exterior.interpolate(t, normalized=True)
+    lon, lat = p.x + jitter, p.y - jitter
+    speed, park = _oracle(RANDOM, lon, lat)
+    v = RANDOM_INDEX.check(lon, lat)
+    assert (v.speed_zone_ids, v.virtual_parking_ids) == (speed, park)
+
+
+def test_grid_cell_boundaries_and_outer_edges() -> None:
+    # Walk a fine lattice across Lyon's zones and border, including the exact
+    # border edges, comparing with shapely for each position.
+    zones = lyon_zones()
+    idx = GeofenceIndex(zones)
+    border = zones.border.shape if zones.border else None
+    for lon in np.linspace(4.77, 4.92, 151):
+        for lat in np.linspace(45.70, 45.81, 111):
+            x, y = float(lon), float(lat)
+            v = idx.check(x, y)
+            p = Point(x, y)
+            assert v.inside_network == (border is None or border.covers(p))
+            assert v.speed_zone_ids == tuple(sorted(
+                z.speed_zone_id for z in zones.speed_zones if z.shape.covers(p)))
+            assert v.forbidden_zone_ids == tuple(sorted(
+                z.forbidden_zone_id for z in zones.forbidden_zones if z.shape.covers(p)))

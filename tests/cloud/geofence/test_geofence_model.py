@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+
 from kickstand.cloud.geofence import (
     CoordinateOrderError,
     DuplicateZoneError,
@@ -22,7 +23,6 @@ from kickstand.cloud.geofence import (
     check_within_border,
     parse_geometry,
 )
-
 from tests.cloud.geofence.geofence_lyon import BORDER, NETWORK_ID, lyon_zones, polygon, rect
 
 PRESQUILE = polygon(4.825, 45.750, 4.840, 45.770)

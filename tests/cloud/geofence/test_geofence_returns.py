@@ -7,6 +7,7 @@ import math
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from kickstand.cloud.geofence import (
     CoordinateRangeError,
     GeofenceIndex,
@@ -15,7 +16,6 @@ from kickstand.cloud.geofence import (
     ReturnKind,
     return_verdict,
 )
-
 from tests.cloud.geofence.geofence_lyon import lyon_zones
 
 M_LAT = 1 / 111_195.0

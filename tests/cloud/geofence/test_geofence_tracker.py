@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from kickstand.cloud.geofence import (
     CoordinateRangeError,
     ForbiddenZoneEntered,
@@ -22,7 +23,6 @@ from kickstand.cloud.geofence import (
     VehicleZoneTracker,
     ZoneEvent,
 )
-
 from tests.cloud.geofence.geofence_lyon import NETWORK_ID, lyon_zones
 
 M_LAT = 1 / 111_195.0  # degrees of latitude per metre
