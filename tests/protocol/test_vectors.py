@@ -122,3 +122,29 @@ def test_valid_vectors_match_the_cddl(vec: dict[str, object]) -> None:
 @pytest.mark.parametrize("vec", by_kind(True, {"cmd"}), ids=lambda v: str(v["name"]))
 def test_signed_commands_match_the_cddl(vec: dict[str, object]) -> None:
     schema.validate(Channel.COMMAND, bytes.fromhex(str(vec["hex"])))
+
+
+def test_spec_tables_match_the_codec() -> None:
+    from kickstand.protocol import spec_tables
+
+    text = spec_tables.SPEC.read_text()
+    assert spec_tables.spliced(text) == text, (
+        "protocol/SPEC.md is out of date: run python -m kickstand.protocol.spec_tables --write"
+    )
+
+
+def test_spec_worked_example_is_the_vector() -> None:
+    from kickstand.protocol import spec_tables
+
+    vec = next(v for v in VECTORS if v["name"] == "status-spot-short")
+    lines = spec_tables.SPEC.read_text().split("Example — a spot status", 1)[1].split("```")[1]
+    hex_in_spec = "".join(
+        line.split()[0]
+        + (
+            line.split()[1]
+            if len(line.split()) > 1 and all(c in "0123456789abcdef" for c in line.split()[1])
+            else ""
+        )
+        for line in lines.strip().splitlines()
+    )
+    assert hex_in_spec == vec["hex"]
