@@ -48,9 +48,8 @@ def _table(specs: tuple[fields.FieldSpec, ...], first: list[str] | None = None) 
     rows = ["| key | field | type | required |", "| ---: | --- | --- | :---: |"]
     rows += first or []
     for spec in specs:
-        rows.append(
-            f"| {spec.key} | `{spec.attr}` | {_type(spec.conv)} | {'yes' if spec.required else ''} |"
-        )
+        required = "yes" if spec.required else ""
+        rows.append(f"| {spec.key} | `{spec.attr}` | {_type(spec.conv)} | {required} |")
     if len(rows) == 2:
         rows.append("| | *(empty map)* | | |")
     return rows
@@ -59,8 +58,8 @@ def _table(specs: tuple[fields.FieldSpec, ...], first: list[str] | None = None) 
 def render() -> str:
     out: list[str] = ["### Body keys per message", ""]
     for cls in (m.Birth, m.Death, m.Heartbeat, m.Status, m.Telemetry, m.CommandResult):
-        out += [f"#### {cls.__name__} — channel `{codec.channel_of(_blank(cls)).value}`", ""]
-        out += _table(codec.BODY_FIELDS[cls]) + [""]
+        out += [f"#### {cls.__name__} — channel `{codec.CHANNEL_OF_CLASS[cls].value}`", ""]
+        out += [*_table(codec.BODY_FIELDS[cls]), ""]
     out += [
         "#### Events — channel `evt`",
         "",
@@ -69,14 +68,14 @@ def render() -> str:
     ]
     for cls, code in codec.EVENT_TYPES.items():
         out += [f"**{cls.__name__}** (EventType {int(code)})", ""]
-        out += _table(codec.BODY_FIELDS[cls], [f"| 0 | type | {int(code)} | yes |"]) + [""]
+        out += [*_table(codec.BODY_FIELDS[cls], [f"| 0 | type | {int(code)} | yes |"]), ""]
     for cls in (m.BootReply, m.TimeReply):
-        out += [f"#### {cls.__name__} — channel `{codec.channel_of(_blank(cls)).value}`", ""]
-        out += _table(codec.DOWN_FIELDS[cls]) + [""]
+        out += [f"#### {cls.__name__} — channel `{codec.CHANNEL_OF_CLASS[cls].value}`", ""]
+        out += [*_table(codec.DOWN_FIELDS[cls]), ""]
     out += ["### Command arguments (key 5 of the signed payload)", ""]
     for cls, code in codec.COMMAND_TYPES.items():
         out += [f"**{cls.__name__}** (CommandType {int(code)})", ""]
-        out += _table(codec.COMMAND_FIELDS[cls]) + [""]
+        out += [*_table(codec.COMMAND_FIELDS[cls]), ""]
     out += ["### Codes", ""]
     for name in sorted(vars(enums)):
         e = getattr(enums, name)
@@ -84,10 +83,6 @@ def render() -> str:
             out.append(f"**{name}**: " + ", ".join(f"{int(v)} `{v.name}`" for v in e))
             out.append("")
     return "\n".join(out).rstrip() + "\n"
-
-
-def _blank(cls: type) -> object:
-    return cls.__new__(cls)
 
 
 def spliced(text: str) -> str:

@@ -337,6 +337,8 @@ _UP_CLASS: dict[Channel, type] = {
 _DOWN_CHANNEL: dict[type, Channel] = {m.BootReply: Channel.BOOT, m.TimeReply: Channel.TIME}
 _DOWN_CLASS: dict[Channel, type] = {ch: cls for cls, ch in _DOWN_CHANNEL.items()}
 
+CHANNEL_OF_CLASS: dict[type, Channel] = {**_UP_CHANNEL, **_DOWN_CHANNEL}
+
 # Messages that are queued and sequenced (seq >= 1); the others carry seq 0.
 SEQUENCED_CHANNELS = frozenset({Channel.STATUS, Channel.EVENT, Channel.TELEMETRY, Channel.RESULT})
 
