@@ -214,6 +214,7 @@ class CloudLink:
         self._commands: asyncio.Queue[bytes] = asyncio.Queue(maxsize=256)
         self._client: aiomqtt.Client | None = None
         self._stopping = False
+        self._hb_now = False
 
     # ---------------------------------------------------------------- for agents
 
@@ -222,6 +223,11 @@ class CloudLink:
         stamp = self.queue.append(body)
         self._wake.set()
         return stamp
+
+    def trigger_heartbeat(self) -> None:
+        """Send a heartbeat now (TriggerMessage HEARTBEAT): the cloud answers with the time."""
+        self._hb_now = True
+        self._wake.set()
 
     def trigger_birth(self) -> None:
         """Publish the birth again (and wait for a new BootReply) on the live session."""
@@ -414,7 +420,8 @@ class CloudLink:
                 await self._gate(client)
             await self._drain(client)
             now = loop.time()
-            if now >= next_hb:
+            if now >= next_hb or self._hb_now:
+                self._hb_now = False
                 await client.publish(
                     self._topic(Channel.HEARTBEAT),
                     codec.encode_up(self._stamp0(), Heartbeat()),

@@ -32,7 +32,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +57,10 @@ CREATE INDEX IF NOT EXISTS queue_channel ON queue (channel, id);
 CREATE TABLE IF NOT EXISTS boots (
     boot_id INTEGER PRIMARY KEY,
     started_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS device_state (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS counters (
     name TEXT PRIMARY KEY,
@@ -154,30 +158,73 @@ class DiskQueue:
         Raises EncodeError for a body the codec refuses (nothing stored) and
         QueueError when the disk refuses the write.
         """
-        channel = codec.channel_of(body)
-        if channel not in codec.SEQUENCED_CHANNELS:
-            raise QueueError(f"{type(body).__name__} goes on {channel}, which is not queued")
+        return self.append_batch((body,))[0]
+
+    def append_batch(
+        self, bodies: Sequence[UpBody], state: Mapping[str, str] | None = None
+    ) -> list[Stamp]:
+        """Store several bodies *and* device state (key -> text) in one transaction.
+
+        An agent writes the state change others must hear of (a spot's new state)
+        in the same transaction as the events announcing it: after a crash either
+        both are on disk or neither, so a restart neither repeats nor loses an event.
+        """
+        channels = []
+        for body in bodies:
+            channel = codec.channel_of(body)
+            if channel not in codec.SEQUENCED_CHANNELS:
+                raise QueueError(f"{type(body).__name__} goes on {channel}, which is not queued")
+            channels.append(channel)
         with self._lock:
-            stamp = Stamp(self.boot_id, self._seq + 1, self._clock())
-            payload = codec.encode_up(stamp, body)
+            stamps: list[Stamp] = []
+            rows = []
+            seq = self._seq
+            now = self._clock()
+            for body, channel in zip(bodies, channels, strict=True):
+                seq += 1
+                stamp = Stamp(self.boot_id, seq, now)
+                rows.append((stamp.boot_id, stamp.seq, channel.value, now,
+                             codec.encode_up(stamp, body)))
+                stamps.append(stamp)
+            telemetry = sum(1 for c in channels if c is Channel.TELEMETRY)
             try:
                 self._db.execute("BEGIN IMMEDIATE")
-                self._db.execute(
+                self._db.executemany(
                     "INSERT INTO queue (boot_id, seq, channel, ts_ms, payload) "
                     "VALUES (?, ?, ?, ?, ?)",
-                    (stamp.boot_id, stamp.seq, channel.value, stamp.ts_ms, payload),
+                    rows,
                 )
-                if channel is Channel.TELEMETRY:
-                    self._telemetry += 1
-                    if self._telemetry > self.max_telemetry:
-                        self._thin()
+                if state:
+                    self._db.executemany(
+                        "INSERT OR REPLACE INTO device_state (key, value) VALUES (?, ?)",
+                        list(state.items()),
+                    )
+                self._telemetry += telemetry
+                if telemetry and self._telemetry > self.max_telemetry:
+                    self._thin()
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._rollback()
-                raise QueueError(f"cannot store {type(body).__name__}: {exc}") from exc
-            self._seq = stamp.seq
-            self.counters.appended += 1
-            return stamp
+                self._telemetry = int(
+                    self._db.execute(
+                        "SELECT count(*) FROM queue WHERE channel = 'tlm'"
+                    ).fetchone()[0]
+                )
+                raise QueueError(f"cannot store {len(rows)} message(s): {exc}") from exc
+            self._seq = seq
+            self.counters.appended += len(rows)
+            return stamps
+
+    def save_state(self, state: Mapping[str, str]) -> None:
+        """Device state without a message (e.g. a config version)."""
+        self.append_batch((), state)
+
+    def load_state(self, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT value FROM device_state WHERE key = ?", (key,)
+            ).fetchone()
+        return None if row is None else str(row[0])
 
     def _thin(self) -> None:
         """Keep every ``keep_every``-th of the oldest half of telemetry; then drop the oldest."""
