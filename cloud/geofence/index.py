@@ -160,7 +160,11 @@ class _Grid:
 
 def _check_lon_lat(lon: float, lat: float) -> None:
     # Chained comparisons are False for NaN, so this also refuses NaN.
-    if not (-180.0 <= lon <= 180.0 and -90.0 <= lat <= 90.0):
+    try:
+        ok = -180.0 <= lon <= 180.0 and -90.0 <= lat <= 90.0
+    except TypeError:  # None, a string...
+        ok = False
+    if not ok:
         raise CoordinateRangeError(
             f"position [{lon}, {lat}] outside lon [-180, 180] / lat [-90, 90]", lon=lon, lat=lat
         )
@@ -312,7 +316,11 @@ class GeofenceIndex:
 
     def check(self, lon: float, lat: float) -> GeofenceVerdict:
         """Where (lon, lat) stands; :class:`CoordinateRangeError` on an impossible position."""
-        if not (-180.0 <= lon <= 180.0 and -90.0 <= lat <= 90.0):
+        try:
+            ok = -180.0 <= lon <= 180.0 and -90.0 <= lat <= 90.0
+        except TypeError:
+            ok = False
+        if not ok:
             _check_lon_lat(lon, lat)
         g = self._grid
         if g is None:  # no border and no zones
@@ -341,8 +349,13 @@ class GeofenceIndex:
         self, lons: Sequence[float] | np.ndarray, lats: Sequence[float] | np.ndarray
     ) -> list[GeofenceVerdict]:
         """:meth:`check` for many positions at once (one vectorised tree query)."""
-        x = np.asarray(lons, dtype=float)
-        y = np.asarray(lats, dtype=float)
+        x, y = np.asarray(lons), np.asarray(lats)
+        for arr in (x, y):
+            if arr.size and arr.dtype.kind not in "fiu":
+                raise CoordinateRangeError(
+                    f"positions must be numbers, got dtype {arr.dtype}", lon=lons, lat=lats
+                )
+        x, y = x.astype(float, copy=False), y.astype(float, copy=False)
         if x.shape != y.shape or x.ndim != 1:
             raise ValueError("lons and lats must be 1-D sequences of the same length")
         bad = ~((x >= -180.0) & (x <= 180.0) & (y >= -90.0) & (y <= 90.0))

@@ -76,7 +76,8 @@ def test_point_on_the_hole_edge_is_in_the_forbidden_zone(index: GeofenceIndex) -
 
 
 @pytest.mark.parametrize(("lon", "lat"), [(181.0, 45.0), (4.8, 91.0), (math.nan, 45.0),
-                                          (4.8, math.inf), (-180.5, 0.0)])
+                                          (4.8, math.inf), (-180.5, 0.0), (None, 45.0),
+                                          ("4.8", 45.0)])
 def test_impossible_positions_raise(index: GeofenceIndex, lon: float, lat: float) -> None:
     with pytest.raises(CoordinateRangeError):
         index.check(lon, lat)
