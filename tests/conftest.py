@@ -25,6 +25,7 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+
 from kickstand.testing import Database, InfluxService, MosquittoService, PostgresServer
 from kickstand.testing._process import ManagedProcess
 

@@ -15,6 +15,10 @@ import httpx
 import paho.mqtt.client as mqtt
 import psycopg
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
 from kickstand.testing import (
     Database,
     InfluxQueryError,
@@ -25,9 +29,6 @@ from kickstand.testing import (
     ServiceStartError,
 )
 from kickstand.testing._process import port_accepts
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 TIMEOUT = 5.0
 
@@ -242,6 +243,24 @@ def test_broker_restart_keeps_port_and_persistent_sessions(
 
     worker = open_peer(peers, broker, "ingest-durable", cloud=True, clean=False)
     assert worker.wait_for(f"ks/v1/d/{dev}/evt", b"queued while the worker was away")
+
+
+_left_stopped_on: list[int] = []
+
+
+def test_a_test_may_leave_the_session_broker_stopped(mosquitto: MosquittoService) -> None:
+    _left_stopped_on.append(mosquitto.port)
+    mosquitto.stop()
+    assert not port_accepts(mosquitto.host, mosquitto.port)
+
+
+def test_the_next_test_finds_it_running_again_on_the_same_port(
+    mosquitto: MosquittoService, peers: list[Peer]
+) -> None:
+    # tests/conftest.py restarts a stopped session service at teardown.
+    assert _left_stopped_on == [mosquitto.port]
+    assert mosquitto.running
+    open_peer(peers, mosquitto, device_id())
 
 
 def test_service_refuses_a_port_someone_else_listens_on() -> None:
