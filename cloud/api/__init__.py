@@ -1,0 +1,76 @@
+"""The rider API (FastAPI). Build it with :func:`create_app`; nothing is built at import."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from kickstand.cloud.api import errors
+from kickstand.cloud.api.routes import auth, badges, clusters, map, networks, rents, trips
+from kickstand.cloud.config import Settings, get_settings
+from kickstand.cloud.db import create_engine, create_sessionmaker
+from kickstand.cloud.rent_gateway import CommandGateway, UnavailableCommandGateway
+
+API_PREFIX = "/v1"
+
+
+def create_app(
+    settings: Settings | None = None,
+    command_gateway: CommandGateway | None = None,
+    *,
+    engine: AsyncEngine | None = None,
+) -> FastAPI:
+    """The rider API.
+
+    ``command_gateway``: what unlocks spots and vehicles (``kickstand.cloud.commands``);
+    without one every unlock fails fast as "device offline". If it is an async context
+    manager it is entered at startup and exited at shutdown. ``engine``: share an engine
+    (else one is built from ``settings.DATABASE_URL`` and disposed at shutdown).
+    """
+    settings = settings or get_settings()
+    own_engine = engine is None
+    db_engine = engine if engine is not None else create_engine(settings)
+
+    gateway = command_gateway or UnavailableCommandGateway()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            # A gateway that is an async context manager (MQTT session) lives as long as the app.
+            if hasattr(gateway, "__aenter__") and hasattr(gateway, "__aexit__"):
+                await stack.enter_async_context(gateway)
+            try:
+                yield
+            finally:
+                if own_engine:
+                    await db_engine.dispose()
+
+    app = FastAPI(
+        title="Kickstand rider API",
+        version="1",
+        description='Envelope: `{"code": 0, "data": ...}`; errors carry a non-zero `code`, '
+        "a `message` for people, a machine `reason` and, for validation, `errors[].field`.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = db_engine
+    app.state.sessionmaker = create_sessionmaker(db_engine)
+    app.state.command_gateway = gateway
+    errors.install(app)
+
+    api = APIRouter(prefix=API_PREFIX)
+    for module in (auth, networks, clusters, map, badges, rents, trips):
+        api.include_router(module.router)
+    app.include_router(api)
+
+    @app.get("/health", tags=["health"], summary="Liveness")
+    async def health() -> dict[str, object]:
+        return {"code": 0, "data": {"status": "ok"}}
+
+    return app
+
+
+__all__ = ["API_PREFIX", "create_app"]

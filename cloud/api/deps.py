@@ -1,0 +1,78 @@
+"""Dependencies as ``Annotated`` aliases: ``SessionDep``, ``CurrentUser``, ``GatewayDep``, …"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from kickstand.cloud.api.errors import ApiError, ErrorCode, unauthenticated
+from kickstand.cloud.config import Settings
+from kickstand.cloud.models import User
+from kickstand.cloud.rent_gateway import CommandGateway
+from kickstand.cloud.security import AccessClaims, TokenError, decode_access_token
+
+bearer = HTTPBearer(auto_error=False, description="access token from /v1/auth/login")
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
+    maker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    return maker
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with get_sessionmaker(request)() as session:
+        yield session
+
+
+def get_command_gateway(request: Request) -> CommandGateway:
+    """The gateway given to ``create_app`` (override with ``app.dependency_overrides``)."""
+    gateway: CommandGateway = request.app.state.command_gateway
+    return gateway
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)]
+GatewayDep = Annotated[CommandGateway, Depends(get_command_gateway)]
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+def get_token_claims(settings: SettingsDep, credentials: BearerDep) -> AccessClaims:
+    if credentials is None:
+        raise unauthenticated()
+    try:
+        return decode_access_token(settings, credentials.credentials)
+    except TokenError as exc:
+        if exc.expired:
+            raise ApiError(
+                401,
+                ErrorCode.TOKEN_EXPIRED,
+                "your session has expired: refresh the token or log in again",
+                reason="token-expired",
+                headers={"WWW-Authenticate": "Bearer"},
+            ) from exc
+        raise unauthenticated(f"{exc}; log in again") from exc
+
+
+ClaimsDep = Annotated[AccessClaims, Depends(get_token_claims)]
+
+
+async def get_current_user(session: SessionDep, claims: ClaimsDep) -> User:
+    user = await session.get(User, claims.user_id)
+    if user is None or not user.is_active:
+        raise unauthenticated("this account no longer exists or is disabled")
+    if claims.generation != user.token_generation:
+        raise unauthenticated("you logged out of every device; log in again")
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]

@@ -1,0 +1,95 @@
+"""The map: clusters, free-floating vehicles, my rents and networks in an area."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+from sqlalchemy import select
+
+from kickstand.cloud.api.deps import CurrentUser, SessionDep
+from kickstand.cloud.api.geo import BBox
+from kickstand.cloud.api.routes.networks import in_area
+from kickstand.cloud.api.routes.rents import current_rents
+from kickstand.cloud.api.schemas import (
+    ClusterPublic,
+    Envelope,
+    MapVehicle,
+    NetworkPublic,
+    RentPublic,
+)
+from kickstand.cloud.api.views import clusters_public, network_public
+from kickstand.cloud.models import Cluster, Device, Network, Vehicle, VehicleState
+
+router = APIRouter(prefix="/map", tags=["map"])
+
+
+class MapData(BaseModel):
+    clusters: list[ClusterPublic]
+    vehicles: list[MapVehicle]
+    rents: list[RentPublic]
+    networks: list[NetworkPublic]
+
+
+@router.get("", response_model=Envelope[MapData], summary="Map elements in an area")
+async def get_map(
+    user: CurrentUser,
+    session: SessionDep,
+    lat: Annotated[float, Query(ge=-90, le=90)],
+    lng: Annotated[float, Query(ge=-180, le=180)],
+    latdeg: Annotated[float, Query(ge=0, le=180)],
+    lngdeg: Annotated[float, Query(ge=0, le=360)],
+) -> Envelope[MapData]:
+    box = BBox(lat, lng, latdeg, lngdeg)
+    clusters = (
+        await session.scalars(
+            select(Cluster)
+            .where(
+                Cluster.latitude.between(box.min_lat, box.max_lat),
+                Cluster.longitude.between(box.min_lng, box.max_lng),
+            )
+            .order_by(Cluster.id)
+            .limit(1000)
+        )
+    ).all()
+    rows = (
+        await session.execute(
+            select(Vehicle, Device.online)
+            .outerjoin(Device, Device.device_id == Vehicle.device_id)
+            .where(
+                Vehicle.spot_id.is_(None),
+                Vehicle.state == VehicleState.AVAILABLE,
+                Vehicle.latitude.between(box.min_lat, box.max_lat),
+                Vehicle.longitude.between(box.min_lng, box.max_lng),
+            )
+            .order_by(Vehicle.id)
+            .limit(2000)
+        )
+    ).all()
+    vehicles = [
+        MapVehicle(
+            vehicle_id=v.id,
+            serial_number=v.serial_number,
+            latitude=v.latitude,
+            longitude=v.longitude,
+            connected=bool(online),
+            network_id=v.network_id,
+            battery_level=v.battery_level,
+            vehicle_type=v.vehicle_type.value,
+            state=v.state.value,
+            is_accessible=not v.in_maintenance,
+            is_available=v.state == VehicleState.AVAILABLE and not v.in_maintenance,
+        )
+        for v, online in rows
+    ]
+    networks = [n for n in (await session.scalars(select(Network))).all() if in_area(n, box)]
+    rents = (await current_rents(user, session)).data
+    return Envelope(
+        data=MapData(
+            clusters=await clusters_public(session, clusters),
+            vehicles=vehicles,
+            rents=rents,
+            networks=[network_public(n) for n in networks],
+        )
+    )

@@ -1,0 +1,102 @@
+"""Networks: all or in an area, by distance, detail (rent timings)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+from sqlalchemy import select
+
+from kickstand.cloud.api.deps import SessionDep
+from kickstand.cloud.api.errors import ApiError, ErrorCode, not_found
+from kickstand.cloud.api.geo import BBox, all_points, haversine_m
+from kickstand.cloud.api.schemas import Envelope, NetworkByDistance, NetworkDetail, NetworkPublic
+from kickstand.cloud.api.views import network_public
+from kickstand.cloud.models import Network
+
+router = APIRouter(prefix="/networks", tags=["networks"])
+
+
+def in_area(network: Network, box: BBox) -> bool:
+    points = all_points(network.border)
+    if points:
+        lngs, lats = [p[0] for p in points], [p[1] for p in points]
+        return box.intersects(min(lats), min(lngs), max(lats), max(lngs))
+    return box.contains(network.center_latitude, network.center_longitude)
+
+
+@router.get(
+    "",
+    response_model=Envelope[list[NetworkPublic]],
+    summary="All networks, or those in an area (lat, lng, latdeg, lngdeg all given)",
+)
+async def list_networks(
+    session: SessionDep,
+    lat: Annotated[float | None, Query(ge=-90, le=90)] = None,
+    lng: Annotated[float | None, Query(ge=-180, le=180)] = None,
+    latdeg: Annotated[float | None, Query(ge=0, le=180)] = None,
+    lngdeg: Annotated[float | None, Query(ge=0, le=360)] = None,
+) -> Envelope[list[NetworkPublic]]:
+    area = (lat, lng, latdeg, lngdeg)
+    if any(v is not None for v in area) and not all(v is not None for v in area):
+        raise ApiError(
+            422,
+            ErrorCode.VALIDATION,
+            "give all of lat, lng, latdeg and lngdeg for an area, or none of them",
+            reason="validation",
+            errors=[
+                {"field": n, "message": "required with the other area parameters"}
+                for n, v in zip(("lat", "lng", "latdeg", "lngdeg"), area, strict=True)
+                if v is None
+            ],
+        )
+    networks = (
+        await session.scalars(select(Network).where(Network.is_public).order_by(Network.id))
+    ).all()
+    if lat is not None and lng is not None and latdeg is not None and lngdeg is not None:
+        box = BBox(lat, lng, latdeg, lngdeg)
+        networks = [n for n in networks if in_area(n, box)]
+    return Envelope(data=[network_public(n) for n in networks])
+
+
+@router.get(
+    "/by-distance",
+    response_model=Envelope[list[NetworkByDistance]],
+    summary="All networks, nearest first",
+)
+async def networks_by_distance(
+    session: SessionDep,
+    lat: Annotated[float, Query(ge=-90, le=90)],
+    lng: Annotated[float, Query(ge=-180, le=180)],
+) -> Envelope[list[NetworkByDistance]]:
+    networks = (await session.scalars(select(Network).where(Network.is_public))).all()
+    items = []
+    for n in networks:
+        if n.center_latitude is None or n.center_longitude is None:
+            continue
+        distance = round(haversine_m(lat, lng, n.center_latitude, n.center_longitude))
+        items.append(NetworkByDistance(**network_public(n).model_dump(), distance=distance))
+    items.sort(key=lambda i: i.distance)
+    return Envelope(data=items)
+
+
+@router.get(
+    "/{network_id}", response_model=Envelope[NetworkDetail], summary="Network rent settings"
+)
+async def network_detail(
+    session: SessionDep, network_id: Annotated[int, Path(ge=1)]
+) -> Envelope[NetworkDetail]:
+    n = await session.get(Network, network_id)
+    if n is None:
+        raise not_found("network", network_id)
+    return Envelope(
+        data=NetworkDetail(
+            network_id=n.id,
+            allow_trip_on_hold=n.trip_on_hold,
+            max_simultaneous_rented_vehicle=n.max_simultaneous_rented_vehicle,
+            trip_too_long=n.trip_too_long_notifications,
+            trip_auto_pause=n.trip_auto_pause,
+            trip_max_pause=n.trip_max_pause,
+            trip_auto_lock=n.trip_auto_lock,
+        )
+    )

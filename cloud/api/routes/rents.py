@@ -1,0 +1,363 @@
+"""Rents: unlock a vehicle (spot or free-floating) with an Idempotency-Key; current rents.
+
+Flow of ``POST /v1/rents``: claim the Idempotency-Key → open the rent (holds the vehicle;
+one winner per vehicle) → call the command gateway *outside* any DB transaction → record
+the outcome and the response together. A retry with the same key gets the stored response
+(``Idempotent-Replayed: true``); a retry while the first is still in flight waits for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header
+from fastapi.responses import JSONResponse
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from kickstand.cloud.api.deps import (
+    CurrentUser,
+    GatewayDep,
+    SessionDep,
+    SessionmakerDep,
+    SettingsDep,
+)
+from kickstand.cloud.api.errors import ApiError, ErrorCode, not_found, rent_refused
+from kickstand.cloud.api.schemas import Envelope, RentCreate, RentPublic
+from kickstand.cloud.errors import ConflictError, NotFoundError, RentRefusedError
+from kickstand.cloud.models import (
+    ACTIVE_TRIP_STATUSES,
+    IdempotencyKey,
+    Rent,
+    RentStatus,
+    Spot,
+    Trip,
+    TripStatus,
+    User,
+    Vehicle,
+)
+from kickstand.cloud.rent_gateway import CommandGateway, UnlockOutcome, UnlockResult
+from kickstand.cloud.rents import UnlockTarget, apply_unlock_outcome, open_rent
+from kickstand.cloud.trips import STARTABLE_RENT_STATUSES, price_trip
+
+router = APIRouter(prefix="/rents", tags=["rents"])
+log = logging.getLogger("kickstand.cloud.api.rents")
+OPERATION = "POST /v1/rents"
+POLL_S = 0.05
+
+
+def _request_hash(body: RentCreate) -> str:
+    return hashlib.sha256(json.dumps(body.model_dump(), sort_keys=True).encode()).hexdigest()
+
+
+async def rent_public(
+    session: AsyncSession, rent: Rent | None, trip: Trip | None = None
+) -> RentPublic:
+    vehicle_id = trip.vehicle_id if trip is not None else rent.vehicle_id if rent else None
+    vehicle = await session.get_one(Vehicle, vehicle_id)
+    spot_id = rent.spot_id if rent is not None else trip.start_spot_id if trip else None
+    spot = await session.get(Spot, spot_id) if spot_id is not None else None
+    cost = None
+    if trip is not None:
+        cost, _ = await price_trip(session, trip, datetime.now(UTC))
+    return RentPublic(
+        rent_id=rent.id if rent is not None else None,
+        status=trip.status.value if trip is not None else rent.status.value if rent else "",
+        vehicle_id=vehicle.id,
+        serial_number=vehicle.serial_number,
+        vehicle_type=vehicle.vehicle_type.value,
+        free_floating=spot is None,
+        being_rented=trip is not None,
+        spot_id=spot.id if spot is not None else None,
+        displayed_number=spot.displayed_number if spot is not None else None,
+        lock_status=spot.lock_status if spot is not None else None,
+        trip_id=trip.id if trip is not None else None,
+        time_start=trip.started_at if trip is not None else None,
+        billing_time_stop=trip.billing_stopped_at if trip is not None else None,
+        on_hold_since=trip.on_hold_since if trip is not None else None,
+        on_hold_activated=trip is not None and trip.status == TripStatus.ON_HOLD,
+        network_id=vehicle.network_id,
+        battery_level=vehicle.battery_level,
+        expires_at=rent.expires_at if rent is not None and trip is None else None,
+        reason=rent.reason if rent is not None else None,
+        cost_so_far=str(cost) if cost is not None else None,
+        currency=trip.currency if trip is not None else None,
+    )
+
+
+async def _claim(
+    maker: async_sessionmaker[AsyncSession], user_id: int, key: str, request_hash: str
+) -> bool:
+    async with maker() as session:
+        session.add(
+            IdempotencyKey(user_id=user_id, key=key, operation=OPERATION, request_hash=request_hash)
+        )
+        try:
+            await session.commit()
+            return True
+        except IntegrityError:
+            await session.rollback()
+            return False
+
+
+async def _replay(
+    maker: async_sessionmaker[AsyncSession],
+    user_id: int,
+    key: str,
+    request_hash: str,
+    wait_s: float,
+) -> JSONResponse:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    while True:
+        async with maker() as session:
+            row: IdempotencyKey | None = (
+                await session.scalars(
+                    select(IdempotencyKey).where(
+                        IdempotencyKey.user_id == user_id,
+                        IdempotencyKey.operation == OPERATION,
+                        IdempotencyKey.key == key,
+                    )
+                )
+            ).first()
+        if row is None:  # the first attempt failed unexpectedly and released the key
+            raise ApiError(
+                409,
+                ErrorCode.IDEMPOTENCY_IN_PROGRESS,
+                "the first request with this Idempotency-Key failed; retry it",
+                reason="idempotency-retry",
+            )
+        if row.request_hash != request_hash:
+            raise ApiError(
+                422,
+                ErrorCode.IDEMPOTENCY_KEY_REUSED,
+                "this Idempotency-Key was already used for a different request; use a new key",
+                reason="idempotency-key-reused",
+                errors=[
+                    {"field": "Idempotency-Key", "message": "already used for another request"}
+                ],
+            )
+        if row.response_status is not None and row.response_body is not None:
+            return JSONResponse(
+                row.response_body,
+                status_code=row.response_status,
+                headers={"Idempotent-Replayed": "true"},
+            )
+        if loop.time() >= deadline:
+            raise ApiError(
+                409,
+                ErrorCode.IDEMPOTENCY_IN_PROGRESS,
+                "a request with this Idempotency-Key is still being processed; retry in a moment",
+                reason="idempotency-in-progress",
+            )
+        await asyncio.sleep(POLL_S)
+
+
+async def _store(
+    session: AsyncSession, user_id: int, key: str, status: int, body: dict[str, Any]
+) -> None:
+    row: IdempotencyKey = (
+        await session.scalars(
+            select(IdempotencyKey).where(
+                IdempotencyKey.user_id == user_id,
+                IdempotencyKey.operation == OPERATION,
+                IdempotencyKey.key == key,
+            )
+        )
+    ).one()
+    row.response_status = status
+    row.response_body = body
+    row.completed_at = datetime.now(UTC)
+
+
+async def _release(maker: async_sessionmaker[AsyncSession], user_id: int, key: str) -> None:
+    async with maker() as session:
+        await session.execute(
+            delete(IdempotencyKey).where(
+                IdempotencyKey.user_id == user_id,
+                IdempotencyKey.operation == OPERATION,
+                IdempotencyKey.key == key,
+            )
+        )
+        await session.commit()
+
+
+async def _unlock(
+    gateway: CommandGateway, target: UnlockTarget, rent_id: int, timeout_s: float
+) -> UnlockOutcome:
+    try:
+        if target.station_device_id is not None and target.spot_number is not None:
+            call = gateway.unlock_spot(target.station_device_id, target.spot_number, str(rent_id))
+        elif target.vehicle_device_id is not None:
+            call = gateway.unlock_vehicle(target.vehicle_device_id, str(rent_id))
+        else:
+            return UnlockOutcome.refused("nothing to unlock")
+        # The gateway has its own timeout; this one only guards against a gateway that hangs.
+        return await asyncio.wait_for(call, timeout_s + 2.0)
+    except TimeoutError:
+        log.error("event=gateway_hung rent_id=%s", rent_id)
+        return UnlockOutcome.timeout()
+    except Exception as exc:  # a gateway bug must not leave the rent pending forever
+        log.exception("event=gateway_error rent_id=%s error=%r", rent_id, exc)
+        return UnlockOutcome.timeout(f"command gateway error: {exc}")
+
+
+def _outcome_error(outcome: UnlockOutcome, rent: RentPublic, window_s: int) -> ApiError | None:
+    data = rent.model_dump(mode="json")
+    if outcome.result == UnlockResult.DEVICE_OFFLINE:
+        return ApiError(
+            503,
+            ErrorCode.DEVICE_OFFLINE,
+            "this station or vehicle is offline right now; pick another vehicle",
+            reason="device-offline",
+            data=data,
+        )
+    if outcome.result == UnlockResult.REFUSED:
+        return ApiError(
+            409,
+            ErrorCode.DEVICE_REFUSED,
+            f"the lock refused to open ({outcome.reason or 'no reason given'}); "
+            "pick another vehicle",
+            reason="device-refused",
+            data=data,
+        )
+    if outcome.result == UnlockResult.TIMEOUT:
+        return ApiError(
+            504,
+            ErrorCode.DEVICE_TIMEOUT,
+            f"the lock did not answer in time; if it opened, take the vehicle within {window_s} s, "
+            "otherwise try again in a moment",
+            reason="device-timeout",
+            data=data,
+        )
+    return None
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=Envelope[RentPublic],
+    summary="Unlock (rent) a vehicle at a spot or a free-floating one",
+    description="Requires an `Idempotency-Key` header: a retried request returns the first "
+    "answer and never opens a second rent or trip. The trip starts (and billing with it) "
+    "only when the vehicle leaves the spot.",
+    responses={
+        402: {"description": "wallet empty"},
+        409: {"description": "vehicle already rented / refused / key in use"},
+        503: {"description": "device offline"},
+        504: {"description": "device did not answer in time"},
+    },
+)
+async def create_rent(
+    body: RentCreate,
+    user: CurrentUser,
+    maker: SessionmakerDep,
+    settings: SettingsDep,
+    gateway: GatewayDep,
+    idempotency_key: Annotated[
+        str,
+        Header(
+            alias="Idempotency-Key",
+            min_length=8,
+            max_length=128,
+            description="unique per unlock attempt",
+        ),
+    ],
+) -> JSONResponse:
+    user_id = user.id
+    request_hash = _request_hash(body)
+    if not await _claim(maker, user_id, idempotency_key, request_hash):
+        return await _replay(
+            maker, user_id, idempotency_key, request_hash, settings.COMMAND_TIMEOUT_S + 5
+        )
+
+    window = settings.RENT_UNLOCK_WINDOW_S
+    try:
+        async with maker() as session:
+            rider = await session.get_one(User, user_id)
+            try:
+                rent, target = await open_rent(
+                    session,
+                    rider,
+                    spot_id=body.spot_id,
+                    vehicle_id=body.vehicle_id,
+                    idempotency_key=idempotency_key,
+                    now=datetime.now(UTC),
+                    unlock_window_s=window,
+                )
+            except (RentRefusedError, ConflictError, NotFoundError) as exc:
+                await session.rollback()
+                if isinstance(exc, RentRefusedError):
+                    err = rent_refused(exc)
+                elif isinstance(exc, ConflictError):
+                    err = ApiError(409, ErrorCode.CONFLICT, str(exc), reason=exc.reason)
+                else:
+                    err = not_found(exc.resource, exc.key)
+                await _store(session, user_id, idempotency_key, err.status, err.body())
+                await session.commit()
+                raise err from exc
+            await session.commit()
+            rent_id = rent.id
+    except ApiError:
+        raise
+    except BaseException:
+        await _release(maker, user_id, idempotency_key)
+        raise
+
+    outcome = await _unlock(gateway, target, rent_id, settings.COMMAND_TIMEOUT_S)
+
+    async with maker() as session:
+        rent = await apply_unlock_outcome(
+            session, rent_id, outcome, now=datetime.now(UTC), unlock_window_s=window
+        )
+        trip = (await session.scalars(select(Trip).where(Trip.rent_id == rent.id))).first()
+        public = await rent_public(session, rent, trip)
+        error = (
+            None
+            if rent.status in (RentStatus.UNLOCKED, RentStatus.STARTED)
+            else _outcome_error(outcome, public, window)
+        )
+        if error is not None:
+            status, payload = error.status, error.body()
+        else:
+            status, payload = 201, {"code": 0, "data": public.model_dump(mode="json")}
+        await _store(session, user_id, idempotency_key, status, payload)
+        await session.commit()
+    log.info("event=rent_answered rent_id=%s status=%s http=%s", rent_id, rent.status.value, status)
+    return JSONResponse(payload, status_code=status)
+
+
+@router.get(
+    "", response_model=Envelope[list[RentPublic]], summary="My current rents and trips in progress"
+)
+async def current_rents(user: CurrentUser, session: SessionDep) -> Envelope[list[RentPublic]]:
+    now = datetime.now(UTC)
+    items: list[RentPublic] = []
+    active_trips = (
+        await session.scalars(
+            select(Trip)
+            .where(Trip.user_id == user.id, Trip.status.in_(ACTIVE_TRIP_STATUSES))
+            .order_by(Trip.id)
+        )
+    ).all()
+    for trip in active_trips:
+        rent = await session.get(Rent, trip.rent_id) if trip.rent_id is not None else None
+        items.append(await rent_public(session, rent, trip))
+    rents = (
+        await session.scalars(
+            select(Rent)
+            .where(Rent.user_id == user.id, Rent.status.in_(STARTABLE_RENT_STATUSES))
+            .order_by(Rent.id)
+        )
+    ).all()
+    for rent in rents:
+        if rent.expires_at is not None and rent.expires_at < now:
+            continue
+        items.append(await rent_public(session, rent))
+    return Envelope(data=items)

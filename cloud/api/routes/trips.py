@@ -1,0 +1,66 @@
+"""Trip history (keyset pagination as the seeds: page_size, last_primary_key) and detail."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query
+from sqlalchemy import func, select
+
+from kickstand.cloud.api.deps import CurrentUser, SessionDep
+from kickstand.cloud.api.errors import not_found
+from kickstand.cloud.api.schemas import Envelope, Page, TripDetail, TripPublic
+from kickstand.cloud.api.views import trip_detail, trip_public
+from kickstand.cloud.models import Trip, TripStatus, Vehicle
+from kickstand.cloud.trips import price_trip
+
+router = APIRouter(prefix="/trips", tags=["trips"])
+
+
+@router.get("", response_model=Page[TripPublic], summary="My trips, newest first")
+async def list_trips(
+    user: CurrentUser,
+    session: SessionDep,
+    page_size: Annotated[int, Query(ge=10, le=500)] = 20,
+    last_primary_key: Annotated[int | None, Query(ge=1)] = None,
+    primary_key_dir: Annotated[Literal["ASC", "DESC"], Query()] = "DESC",
+    state: Annotated[list[TripStatus] | None, Query()] = None,
+) -> Page[TripPublic]:
+    where = [Trip.user_id == user.id]
+    if state:
+        where.append(Trip.status.in_(state))
+    total = int(await session.scalar(select(func.count()).select_from(Trip).where(*where)) or 0)
+    stmt = select(Trip, Vehicle).join(Vehicle, Vehicle.id == Trip.vehicle_id).where(*where)
+    if primary_key_dir == "DESC":
+        if last_primary_key is not None:
+            stmt = stmt.where(Trip.id < last_primary_key)
+        stmt = stmt.order_by(Trip.id.desc())
+    else:
+        if last_primary_key is not None:
+            stmt = stmt.where(Trip.id > last_primary_key)
+        stmt = stmt.order_by(Trip.id.asc())
+    rows = (await session.execute(stmt.limit(page_size + 1))).all()
+    more = len(rows) > page_size
+    rows = rows[:page_size]
+    data = [trip_public(trip, vehicle) for trip, vehicle in rows]
+    return Page(
+        data=data, total=total, next_primary_key=data[-1].trip_id if more and data else None
+    )
+
+
+@router.get("/{trip_id}", response_model=Envelope[TripDetail], summary="Trip detail with its cost")
+async def get_trip(
+    user: CurrentUser, session: SessionDep, trip_id: Annotated[int, Path(ge=1)]
+) -> Envelope[TripDetail]:
+    trip = await session.get(Trip, trip_id)
+    if trip is None or trip.user_id != user.id:
+        raise not_found("trip", trip_id)
+    vehicle = await session.get_one(Vehicle, trip.vehicle_id)
+    if trip.ended_at is None:
+        cost, detail = await price_trip(session, trip, datetime.now(UTC))
+        cost_str = str(cost) if cost is not None else None
+    else:
+        cost_str = str(trip.cost) if trip.cost is not None else None
+        detail = trip.cost_detail
+    return Envelope(data=trip_detail(trip, vehicle, cost_str, detail))
