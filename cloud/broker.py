@@ -1,0 +1,118 @@
+"""MQTT connection settings of the cloud, and the embedded broker of `make run`.
+
+    async with EmbeddedBroker("127.0.0.1", 1883) as url:   # "mqtt://127.0.0.1:1883"
+        ...  # ingest worker(s), API processes, simulated devices connect to `url`
+
+The embedded broker is amqtt 0.12, in-process: MQTT 3.1.1 only, no ACL, anonymous, and
+no shared subscriptions (`$share/<group>/...` is treated as a plain topic there and
+never matches). So in embedded mode exactly ONE ingest worker runs, subscribed to the
+plain filter `ks/v1/d/+/+` (``IngestWorker(..., shared=False)``). Production and the tests
+use Mosquitto (or any broker with shared subscriptions) through ``MQTT_URL``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+log = logging.getLogger("kickstand.cloud.broker")
+
+DEFAULT_PORT = 1883
+
+
+class BrokerUrlError(ValueError):
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"MQTT URL {url!r}: {reason}")
+        self.url = url
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class MqttUrl:
+    host: str
+    port: int = DEFAULT_PORT
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> MqttUrl:
+        """`mqtt://[user[:password]@]host[:port]` (tcp:// accepted too)."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "tcp"):
+            raise BrokerUrlError(url, "scheme must be mqtt:// (TLS is not configured here)")
+        if not parts.hostname:
+            raise BrokerUrlError(url, "no host")
+        try:
+            port = parts.port or DEFAULT_PORT
+        except ValueError as exc:
+            raise BrokerUrlError(url, str(exc)) from None
+        return cls(
+            host=parts.hostname,
+            port=port,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+        )
+
+    def safe(self) -> str:
+        user = f"{self.username}:***@" if self.username else ""
+        return f"mqtt://{user}{self.host}:{self.port}"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class EmbeddedBroker:
+    """amqtt running in this event loop; ``async with`` yields the URL to connect to."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int | None = None) -> None:
+        self.host = host
+        self.port = port if port is not None else free_port(host)
+        self._broker: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+    async def start(self) -> str:
+        from amqtt.broker import Broker
+
+        config = {
+            "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
+            "plugins": {
+                "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True},
+            },
+        }
+        self._broker = Broker(config)
+        await self._broker.start()
+        log.info("event=embedded_broker_started url=%s", self.url)
+        return self.url
+
+    async def stop(self) -> None:
+        if self._broker is not None:
+            broker, self._broker = self._broker, None
+            try:
+                await asyncio.wait_for(broker.shutdown(), timeout=10)
+            except Exception as exc:  # a broker that fails to stop must not hide the real error
+                log.warning("event=embedded_broker_stop_failed error=%r", exc)
+            log.info("event=embedded_broker_stopped url=%s", self.url)
+
+    async def __aenter__(self) -> str:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+

@@ -1,0 +1,1 @@
+"""Signed commands to devices over MQTT, awaited until the device answers."""

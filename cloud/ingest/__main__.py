@@ -1,0 +1,106 @@
+"""`python -m kickstand.cloud ingest [--workers N] [--no-shared]`: run ingest workers.
+
+Reads the cloud Settings (MQTT_URL, DATABASE_URL, INFLUX_URL, VAR_DIR). Worker client
+ids are stable (``<prefix>-<n>``) so their persistent sessions survive restarts: the
+broker keeps queueing for a worker while it is down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+
+log = logging.getLogger("kickstand.cloud.ingest")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m kickstand.cloud ingest")
+    parser.add_argument("--workers", type=int, default=1, help="workers in this process")
+    parser.add_argument(
+        "--no-shared",
+        action="store_true",
+        help="plain subscription ks/v1/d/+/+ (brokers without $share; run ONE worker)",
+    )
+    parser.add_argument("--client-id-prefix", default=f"ingest-{socket.gethostname()}")
+    parser.add_argument("--batch-max", type=int, default=200)
+    parser.add_argument("--heartbeat-s", type=int, default=30)
+    return parser
+
+
+async def serve(args: argparse.Namespace) -> int:
+    from kickstand.cloud.config import get_settings
+    from kickstand.cloud.db import create_engine, create_sessionmaker
+    from kickstand.cloud.ingest.worker import IngestWorker
+    from kickstand.cloud.telemetry import open_telemetry_store
+
+    settings = get_settings()
+    if not settings.MQTT_URL:
+        print(
+            "error: MQTT_URL is not set. A separate ingest process needs a broker; the "
+            "embedded broker only lives inside `make run`.",
+            file=sys.stderr,
+        )
+        return 2
+    if args.no_shared and args.workers != 1:
+        print("error: --no-shared runs exactly one worker", file=sys.stderr)
+        return 2
+    engine = create_engine(settings)
+    sessionmaker = create_sessionmaker(engine)
+    store = open_telemetry_store(
+        settings.INFLUX_URL,
+        settings.INFLUX_DATABASE,
+        settings.INFLUX_USERNAME,
+        settings.INFLUX_PASSWORD,
+        spool_dir=settings.VAR_DIR / "telemetry-spool",
+        local_path=settings.VAR_DIR / "telemetry.sqlite3",
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        async with store, contextlib.AsyncExitStack() as stack:
+            workers = [
+                await stack.enter_async_context(
+                    IngestWorker(
+                        settings.MQTT_URL,
+                        sessionmaker,
+                        telemetry=store,
+                        client_id=f"{args.client_id_prefix}-{n}",
+                        shared=not args.no_shared,
+                        batch_max=args.batch_max,
+                        heartbeat_s=args.heartbeat_s,
+                    )
+                )
+                for n in range(1, args.workers + 1)
+            ]
+            log.info("event=ingest_running workers=%s", len(workers))
+            waits = [asyncio.create_task(w.wait()) for w in workers]
+            stopper = asyncio.create_task(stop.wait())
+            done, _ = await asyncio.wait([stopper, *waits], return_when=asyncio.FIRST_COMPLETED)
+            for task in [stopper, *waits]:
+                task.cancel()
+            for task in done:
+                if task is not stopper and not task.cancelled() and task.exception():
+                    log.error("event=ingest_worker_crashed error=%r", task.exception())
+                    return 1
+    finally:
+        await engine.dispose()
+    return 0
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(list(argv) if argv is not None else None)
+    return asyncio.run(serve(args))
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    sys.exit(run())

@@ -1,0 +1,889 @@
+"""Apply one batch of decoded device messages to the database, in one transaction.
+
+The database is the arbiter between workers (a shared subscription hands the messages
+of ONE device to several workers, in any interleaving):
+
+* events and command results (sequenced, not idempotent by nature) insert their
+  (device_id, boot_id, seq) into ``ingested_messages`` first — ``ON CONFLICT DO NOTHING
+  RETURNING`` says which are new; only those are applied, in the same transaction. A
+  second worker racing on the same key waits for the first to commit, then skips it.
+* status is a conditional upsert into ``device_status`` (newer stamp wins: same boot →
+  higher seq, other boot → later device time), so an older status never overwrites a
+  newer one, whichever worker gets it last.
+* birth / death / heartbeat are conditional UPDATEs of ``devices`` (a death only
+  applies to the current boot and not before that boot's last birth).
+* events are ordered by (device, boot, seq) within the batch; the trip engine orders
+  by DEVICE time across batches (late events are reconciled there).
+
+Rows are touched in a sorted order to keep lock waits between workers deadlock-free
+as far as possible; a deadlock that still happens is retried by the worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+from typing import Any
+
+from sqlalchemy import and_, bindparam, exists, func, or_, select, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from kickstand.cloud import outbox, trips
+from kickstand.cloud.ingest.tables import (
+    CommandStatus,
+    DeviceBoot,
+    DeviceCommand,
+    DeviceStatus,
+    IngestedMessage,
+)
+from kickstand.cloud.models import (
+    Cluster,
+    Device,
+    DeviceKind,
+    LockStatus,
+    Rent,
+    Spot,
+    SpotState,
+    Station,
+    Vehicle,
+    utcnow,
+)
+from kickstand.cloud.telemetry.points import (
+    StationEnergy,
+    TelemetryPoint,
+    Temperature,
+    VehicleBattery,
+    VehiclePosition,
+)
+from kickstand.protocol import topics
+from kickstand.protocol.topics import Channel
+from kickstand.protocol.v1 import codec
+from kickstand.protocol.v1 import enums as pe
+from kickstand.protocol.v1 import messages as m
+
+log = logging.getLogger("kickstand.cloud.ingest.apply")
+
+#: A Will is stamped when the connection that set it was made, i.e. just before that
+#: connection's birth: a death up to this much older than the boot's last birth applies.
+DEFAULT_DEATH_SLACK_MS = 2_000
+REJECTED_RETRY_AFTER_S = 300
+
+
+@dataclass(slots=True)
+class Inbound:
+    """A decoded device message of a batch."""
+
+    device_id: str
+    channel: Channel
+    msg: m.UpMessage
+
+    @property
+    def key(self) -> tuple[str, int, int]:
+        return (self.device_id, self.msg.stamp.boot_id, self.msg.stamp.seq)
+
+    @property
+    def at(self) -> datetime:
+        return datetime.fromtimestamp(self.msg.stamp.ts_ms / 1000, UTC)
+
+
+@dataclass(slots=True)
+class Reply:
+    topic: str
+    payload: bytes
+    qos: int
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    replies: list[Reply] = field(default_factory=list)
+    points: list[TelemetryPoint] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class IngestStats:
+    """Counters of one worker. ``rejected`` and ``ignored`` are per reason."""
+
+    received: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    batches: int = 0
+    retries: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    ignored: Counter[str] = field(default_factory=Counter)
+    by_channel: Counter[str] = field(default_factory=Counter)
+
+    def reject(self, reason: str, **context: Any) -> None:
+        self.rejected[reason] += 1
+        details = " ".join(f"{k}={v}" for k, v in context.items())
+        log.warning("event=ingest_rejected reason=%s %s", reason, details)
+
+    def ignore(self, reason: str, **context: Any) -> None:
+        self.ignored[reason] += 1
+        details = " ".join(f"{k}={v}" for k, v in context.items())
+        log.info("event=ingest_ignored reason=%s %s", reason, details)
+
+
+@dataclass(slots=True)
+class _DeviceInfo:
+    device_id: str
+    kind: DeviceKind
+    decommissioned: bool
+    station_id: int | None = None
+    network_id: int | None = None
+    vehicle_id: int | None = None
+    serial_number: str | None = None
+
+
+def _is_decommissioned(device: Device) -> bool:
+    creds = device.credentials or {}
+    return bool(creds.get("decommissioned"))
+
+
+def _insert(session: AsyncSession, table: Any) -> Any:
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Deadlocks, serialization failures and lost connections: retry the batch."""
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        if code in ("40P01", "40001", "55P03", "57P01", "08006", "08003", "08001"):
+            return True
+        text = str(exc.orig).lower()
+        return any(
+            s in text
+            for s in ("deadlock", "database is locked", "could not serialize", "connection")
+        )
+    return isinstance(exc, OSError | ConnectionError | TimeoutError)
+
+
+_SPOT_STATE_FROM_DEVICE: dict[int, SpotState] = {
+    pe.SpotState.FAULT: SpotState.OUT_OF_ORDER,
+    pe.SpotState.MAINTENANCE: SpotState.MAINTENANCE,
+}
+
+
+class BatchApplier:
+    """Turns a batch of decoded messages into one database transaction."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        stats: IngestStats,
+        *,
+        heartbeat_s: int = 30,
+        death_slack_ms: int = DEFAULT_DEATH_SLACK_MS,
+        clock_ms: Callable[[], int] = _now_ms,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self.stats = stats
+        self.heartbeat_s = heartbeat_s
+        self.death_slack_ms = death_slack_ms
+        self._clock_ms = clock_ms
+
+    async def apply(self, batch: list[Inbound]) -> BatchOutcome:
+        out = BatchOutcome()
+        if not batch:
+            return out
+        async with self._sessionmaker() as session, session.begin():
+            infos = await self._devices(session, {i.device_id for i in batch})
+            known: list[Inbound] = []
+            for item in batch:
+                info = infos.get(item.device_id)
+                if info is None or info.decommissioned:
+                    reason = "unknown-device" if info is None else "decommissioned-device"
+                    if item.channel is Channel.BIRTH:
+                        out.replies.append(self._boot_reply(item, pe.BootStatus.REJECTED))
+                    self.stats.reject(reason, device=item.device_id, channel=item.channel)
+                    continue
+                known.append(item)
+            if not known:
+                return out
+            fresh = await self._dedupe(session, known)
+            by_channel: dict[Channel, list[Inbound]] = {}
+            for item in fresh:
+                by_channel.setdefault(item.channel, []).append(item)
+            ts_key: Callable[[Inbound], int] = lambda i: i.msg.stamp.ts_ms  # noqa: E731
+            for item in sorted(by_channel.get(Channel.BIRTH, []), key=ts_key):
+                await self._birth(session, item, infos[item.device_id], out)
+            for item in sorted(by_channel.get(Channel.DEATH, []), key=ts_key):
+                await self._death(session, item, infos[item.device_id])
+            await self._heartbeats(session, by_channel.get(Channel.HEARTBEAT, []), out)
+            await self._statuses(session, by_channel.get(Channel.STATUS, []), infos)
+            await self._telemetry(session, by_channel.get(Channel.TELEMETRY, []), infos, out)
+            for item in sorted(by_channel.get(Channel.EVENT, []), key=lambda i: i.key):
+                await self._event(session, item, infos[item.device_id])
+            for item in by_channel.get(Channel.RESULT, []):
+                await self._result(session, item)
+            await self._seen(session, {i.device_id for i in known})
+            self.stats.applied += len(fresh)
+            for item in fresh:
+                self.stats.by_channel[item.channel.value] += 1
+        return out
+
+    # -- lookups ----------------------------------------------------------------------
+
+    async def _devices(self, session: AsyncSession, ids: set[str]) -> dict[str, _DeviceInfo]:
+        rows: Any = (
+            await session.execute(
+                select(Device, Station.id, Cluster.network_id)
+                .outerjoin(Station, Station.device_id == Device.device_id)
+                .outerjoin(Cluster, Cluster.id == Station.cluster_id)
+                .where(Device.device_id.in_(sorted(ids)))
+            )
+        ).all()
+        infos: dict[str, _DeviceInfo] = {}
+        for device, station_id, network_id in rows:
+            infos[device.device_id] = _DeviceInfo(
+                device.device_id,
+                device.kind,
+                _is_decommissioned(device),
+                station_id=station_id,
+                network_id=network_id,
+            )
+        vehicles = {i for i, info in infos.items() if info.kind == DeviceKind.VEHICLE}
+        if vehicles:
+            vrows: Any = (
+                await session.execute(
+                    select(
+                        Vehicle.id, Vehicle.serial_number, Vehicle.network_id, Vehicle.device_id
+                    ).where(Vehicle.device_id.in_(sorted(vehicles)))
+                )
+            ).all()
+            for vid, serial, network_id, dev in vrows:
+                if dev is None:
+                    continue
+                info = infos[dev]
+                info.vehicle_id, info.serial_number, info.network_id = vid, serial, network_id
+        return infos
+
+    async def _dedupe(self, session: AsyncSession, items: list[Inbound]) -> list[Inbound]:
+        """Claim (device, boot, seq) of events and results; keep the ones we won."""
+        claim = sorted(
+            {i.key for i in items if i.channel in (Channel.EVENT, Channel.RESULT)}
+        )
+        won: set[tuple[str, int, int]] = set()
+        if claim:
+            now = utcnow()
+            stmt = (
+                _insert(session, IngestedMessage)
+                .values(
+                    [
+                        {"device_id": d, "boot_id": b, "seq": s, "ingested_at": now}
+                        for d, b, s in claim
+                    ]
+                )
+                .on_conflict_do_nothing(index_elements=["device_id", "boot_id", "seq"])
+                .returning(IngestedMessage.device_id, IngestedMessage.boot_id, IngestedMessage.seq)
+            )
+            rows: Any = (await session.execute(stmt)).all()
+            won = {(str(d), int(b), int(s)) for d, b, s in rows}
+        fresh: list[Inbound] = []
+        for item in items:
+            if item.channel in (Channel.EVENT, Channel.RESULT):
+                if item.key not in won:
+                    self.stats.duplicates += 1
+                    continue
+                won.discard(item.key)  # a second copy inside this batch is a duplicate
+            fresh.append(item)
+        return fresh
+
+    # -- birth / death / heartbeat ------------------------------------------------------
+
+    def _boot_reply(self, item: Inbound, status: pe.BootStatus) -> Reply:
+        reply = m.BootReply(
+            status=status,
+            server_time_ms=self._clock_ms(),
+            heartbeat_s=self.heartbeat_s,
+            boot_id=item.msg.stamp.boot_id,
+            retry_after_s=REJECTED_RETRY_AFTER_S if status is pe.BootStatus.REJECTED else None,
+        )
+        return Reply(topics.down(item.device_id, Channel.BOOT), codec.encode_down(reply), 1)
+
+    async def _birth(
+        self, session: AsyncSession, item: Inbound, info: _DeviceInfo, out: BatchOutcome
+    ) -> None:
+        birth = item.msg.body
+        assert isinstance(birth, m.Birth)
+        station = info.kind == DeviceKind.STATION
+        expected = pe.DeviceKind.STATION if station else pe.DeviceKind.VEHICLE
+        if birth.kind != expected:
+            self.stats.reject("kind-mismatch", device=item.device_id, birth_kind=birth.kind.name)
+            out.replies.append(self._boot_reply(item, pe.BootStatus.REJECTED))
+            return
+        stamp = item.msg.stamp
+        now = utcnow()
+        values = {
+            "device_id": item.device_id,
+            "boot_id": stamp.boot_id,
+            "birth_ts_ms": stamp.ts_ms,
+            "received_at": now,
+            "firmware": birth.firmware,
+            "hardware": birth.hardware,
+            "config_version": birth.config_version,
+            "auth_list_version": birth.auth_list_version,
+            "inventory": [
+                {"kind": c.kind, "index": c.index, "firmware": c.firmware} for c in birth.inventory
+            ],
+            "pending_from": birth.pending_from,
+            "serial_number": birth.serial_number,
+            "accepted": True,
+            "died_at": None,
+            "death_ts_ms": None,
+            "death_reason": None,
+        }
+        ins = _insert(session, DeviceBoot).values(values)
+        await session.execute(
+            ins.on_conflict_do_update(
+                index_elements=["device_id", "boot_id"],
+                set_={k: ins.excluded[k] for k in values if k not in ("device_id", "boot_id")},
+            )
+        )
+        was_online: bool = (
+            await session.execute(
+                select(Device.online).where(Device.device_id == item.device_id)
+            )
+        ).scalar_one()
+        await session.execute(
+            update(Device)
+            .where(Device.device_id == item.device_id)
+            .values(
+                boot_id=str(stamp.boot_id),
+                online=True,
+                last_seen_at=now,
+                firmware_version=birth.firmware,
+                hardware_version=birth.hardware,
+                config_version=birth.config_version,
+            )
+        )
+        if not was_online:
+            self._emit_online(session, info, True, now)
+        out.replies.append(self._boot_reply(item, pe.BootStatus.ACCEPTED))
+        log.info(
+            "event=device_birth device=%s boot_id=%s firmware=%s pending_from=%s",
+            item.device_id,
+            stamp.boot_id,
+            birth.firmware,
+            birth.pending_from,
+        )
+
+    def _emit_online(
+        self, session: AsyncSession, info: _DeviceInfo, online: bool, at: datetime
+    ) -> None:
+        if info.kind == DeviceKind.STATION:
+            topic, resource, rid = "station.updated", "station", info.device_id
+        else:
+            topic, resource, rid = outbox.VEHICLE_UPDATED, "vehicle", info.device_id
+        outbox.emit(
+            session, topic, resource, rid, {"device_id": info.device_id, "online": online, "at": at}
+        )
+
+    async def _death(self, session: AsyncSession, item: Inbound, info: _DeviceInfo) -> None:
+        death = item.msg.body
+        assert isinstance(death, m.Death)
+        stamp = item.msg.stamp
+        boot = str(stamp.boot_id)
+        later_birth = exists().where(
+            DeviceBoot.device_id == item.device_id,
+            DeviceBoot.boot_id == stamp.boot_id,
+            DeviceBoot.birth_ts_ms > stamp.ts_ms + self.death_slack_ms,
+        )
+        result = await session.execute(
+            update(Device)
+            .where(
+                Device.device_id == item.device_id,
+                Device.boot_id == boot,
+                Device.online.is_(True),
+                ~later_birth,
+            )
+            .values(online=False)
+        )
+        if getattr(result, "rowcount", 0) == 0:
+            self.stats.ignore(
+                "stale-death", device=item.device_id, boot_id=stamp.boot_id, ts_ms=stamp.ts_ms
+            )
+            return
+        now = utcnow()
+        await session.execute(
+            update(DeviceBoot)
+            .where(DeviceBoot.device_id == item.device_id, DeviceBoot.boot_id == stamp.boot_id)
+            .values(died_at=now, death_ts_ms=stamp.ts_ms, death_reason=death.reason or "will")
+        )
+        self._emit_online(session, info, False, now)
+        log.info(
+            "event=device_death device=%s boot_id=%s reason=%s",
+            item.device_id,
+            stamp.boot_id,
+            death.reason or "will",
+        )
+
+    async def _heartbeats(
+        self, session: AsyncSession, items: list[Inbound], out: BatchOutcome
+    ) -> None:
+        if not items:
+            return
+        now = utcnow()
+        # A heartbeat of the current boot proves the device is online again, unless the
+        # boot's death is newer than the heartbeat (late heartbeat after a graceful death).
+        dead_after = exists().where(
+            DeviceBoot.device_id == bindparam("d"),
+            DeviceBoot.boot_id == bindparam("b"),
+            DeviceBoot.death_ts_ms >= bindparam("ts"),
+        )
+        params = []
+        for item in sorted(items, key=lambda i: i.device_id):
+            stamp = item.msg.stamp
+            params.append({"d": item.device_id, "bs": str(stamp.boot_id), "b": stamp.boot_id,
+                           "ts": stamp.ts_ms})
+            reply = m.TimeReply(server_time_ms=self._clock_ms(), device_ts_ms=stamp.ts_ms)
+            out.replies.append(
+                Reply(topics.down(item.device_id, Channel.TIME), codec.encode_down(reply), 0)
+            )
+        devices = Device.__table__
+        await session.execute(
+            update(devices)
+            .where(
+                devices.c.device_id == bindparam("d"),
+                devices.c.boot_id == bindparam("bs"),
+                devices.c.online.is_(False),
+                ~dead_after,
+            )
+            .values(online=True, last_seen_at=now),
+            params,
+        )
+
+    async def _seen(self, session: AsyncSession, ids: set[str]) -> None:
+        await session.execute(
+            update(Device)
+            .where(Device.device_id.in_(sorted(ids)))
+            .values(last_seen_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+
+    # -- status -----------------------------------------------------------------------
+
+    async def _statuses(
+        self, session: AsyncSession, items: list[Inbound], infos: dict[str, _DeviceInfo]
+    ) -> None:
+        if not items:
+            return
+        newest: dict[tuple[str, int], Inbound] = {}
+        for item in items:
+            status = item.msg.body
+            assert isinstance(status, m.Status)
+            k = (item.device_id, status.spot)
+            cur = newest.get(k)
+            if cur is None or _newer(item.msg.stamp, cur.msg.stamp):
+                if cur is not None:
+                    self.stats.ignore("superseded-status", device=item.device_id)
+                newest[k] = item
+            else:
+                self.stats.ignore("superseded-status", device=item.device_id)
+        now = utcnow()
+        rows = []
+        for (device_id, spot), item in sorted(newest.items()):
+            st = item.msg.body
+            assert isinstance(st, m.Status)
+            rows.append(
+                {
+                    "device_id": device_id,
+                    "spot": spot,
+                    "boot_id": item.msg.stamp.boot_id,
+                    "seq": item.msg.stamp.seq,
+                    "ts_ms": item.msg.stamp.ts_ms,
+                    "state": int(st.state),
+                    "lock": int(st.lock) if st.lock is not None else None,
+                    "serial_number": st.serial_number,
+                    "fault": st.fault,
+                    "battery_pct": st.battery_pct,
+                    "received_at": now,
+                }
+            )
+        ins = _insert(session, DeviceStatus).values(rows)
+        cur = DeviceStatus.__table__.c
+        stmt = ins.on_conflict_do_update(
+            index_elements=["device_id", "spot"],
+            set_={k: ins.excluded[k] for k in rows[0] if k not in ("device_id", "spot")},
+            where=or_(
+                and_(cur.boot_id == ins.excluded.boot_id, cur.seq < ins.excluded.seq),
+                and_(cur.boot_id != ins.excluded.boot_id, cur.ts_ms < ins.excluded.ts_ms),
+            ),
+        ).returning(cur.device_id, cur.spot)
+        returned: Any = (await session.execute(stmt)).all()
+        applied = {(str(d), int(s)) for d, s in returned}
+        stale = len(rows) - len(applied)
+        if stale:
+            self.stats.ignored["stale-status"] += stale
+        spot_updates: list[tuple[int, int, m.Status]] = []
+        battery: list[dict[str, Any]] = []
+        for key in sorted(applied):
+            item = newest[key]
+            st = item.msg.body
+            assert isinstance(st, m.Status)
+            info = infos[item.device_id]
+            if info.kind == DeviceKind.STATION and st.spot >= 1 and info.station_id is not None:
+                spot_updates.append((info.station_id, st.spot, st))
+            elif info.kind == DeviceKind.VEHICLE and info.vehicle_id is not None:
+                if st.battery_pct is not None:
+                    battery.append({"vid": info.vehicle_id, "pct": st.battery_pct})
+        if spot_updates:
+            await self._apply_spot_statuses(session, spot_updates, infos)
+        if battery:
+            vehicles = Vehicle.__table__
+            await session.execute(
+                update(vehicles)
+                .where(vehicles.c.id == bindparam("vid"))
+                .values(battery_level=bindparam("pct")),
+                battery,
+            )
+
+    async def _apply_spot_statuses(
+        self,
+        session: AsyncSession,
+        updates: list[tuple[int, int, m.Status]],
+        infos: dict[str, _DeviceInfo],
+    ) -> None:
+        station_ids = sorted({u[0] for u in updates})
+        spots = {
+            (s.station_id, s.displayed_number): s
+            for s in (
+                await session.execute(
+                    select(Spot.__table__).where(Spot.__table__.c.station_id.in_(station_ids))
+                )
+            ).all()
+        }
+        changes: list[dict[str, Any]] = []
+        for station_id, number, st in updates:
+            row = spots.get((station_id, number))
+            if row is None:
+                self.stats.ignore("unknown-spot", station_id=station_id, spot=number)
+                continue
+            lock_status = row.lock_status
+            if st.lock is pe.LockState.LOCKED:
+                lock_status = int(LockStatus.LOCKED)
+            elif st.lock is pe.LockState.OPEN:
+                lock_status = int(LockStatus.UNLOCKED)
+            state = row.state
+            device_state = _SPOT_STATE_FROM_DEVICE.get(int(st.state))
+            if device_state is not None:
+                state = device_state
+            elif state == SpotState.OUT_OF_ORDER:
+                state = SpotState.ACTIVE  # the board recovered
+            if lock_status != row.lock_status or state != row.state:
+                changes.append({"sid": row.id, "lock": lock_status, "state": state})
+                outbox.emit(
+                    session,
+                    outbox.DOCK_UPDATED,
+                    "spot",
+                    row.id,
+                    {
+                        "spot_id": row.id,
+                        "station_id": station_id,
+                        "displayed_number": number,
+                        "lock_status": lock_status,
+                        "state": state,
+                        "fault": st.fault,
+                    },
+                )
+        if changes:
+            table = Spot.__table__
+            await session.execute(
+                update(table)
+                .where(table.c.id == bindparam("sid"))
+                .values(lock_status=bindparam("lock"), state=bindparam("state")),
+                changes,
+            )
+
+    # -- telemetry --------------------------------------------------------------------
+
+    async def _telemetry(
+        self,
+        session: AsyncSession,
+        items: list[Inbound],
+        infos: dict[str, _DeviceInfo],
+        out: BatchOutcome,
+    ) -> None:
+        if not items:
+            return
+        latest_pos: dict[int, tuple[int, m.Telemetry]] = {}
+        for item in items:
+            t = item.msg.body
+            assert isinstance(t, m.Telemetry)
+            info = infos[item.device_id]
+            ts_ns = item.msg.stamp.ts_ms * 1_000_000
+            network = str(info.network_id) if info.network_id is not None else None
+            try:
+                out.points.extend(_points(item.device_id, info, t, ts_ns, network))
+            except Exception as exc:  # a point the store refuses must not sink the batch
+                self.stats.reject("bad-telemetry", device=item.device_id, error=exc)
+            if info.vehicle_id is not None:
+                prev = latest_pos.get(info.vehicle_id)
+                if prev is None or prev[0] < item.msg.stamp.ts_ms:
+                    latest_pos[info.vehicle_id] = (item.msg.stamp.ts_ms, t)
+        pos_rows: list[dict[str, Any]] = []
+        bat_rows: list[dict[str, Any]] = []
+        for vid, (ts_ms, t) in sorted(latest_pos.items()):
+            at = datetime.fromtimestamp(ts_ms / 1000, UTC)
+            if t.lat is not None and t.lon is not None:
+                pos_rows.append({"vid": vid, "lat": t.lat, "lon": t.lon, "at": at})
+            if t.battery_pct is not None or t.vae_pct is not None:
+                bat_rows.append({"vid": vid, "b": t.battery_pct, "v": t.vae_pct})
+        vehicles = Vehicle.__table__
+        if pos_rows:
+            # Docked vehicles keep their station's position; older fixes never win.
+            await session.execute(
+                update(vehicles)
+                .where(
+                    vehicles.c.id == bindparam("vid"),
+                    vehicles.c.spot_id.is_(None),
+                    or_(vehicles.c.position_at.is_(None), vehicles.c.position_at < bindparam("at")),
+                )
+                .values(latitude=bindparam("lat"), longitude=bindparam("lon"),
+                        position_at=bindparam("at")),
+                pos_rows,
+            )
+        if bat_rows:
+            await session.execute(
+                update(vehicles)
+                .where(vehicles.c.id == bindparam("vid"))
+                .values(
+                    battery_level=func.coalesce(bindparam("b"), vehicles.c.battery_level),
+                    assist_battery_level=func.coalesce(
+                        bindparam("v"), vehicles.c.assist_battery_level
+                    ),
+                ),
+                bat_rows,
+            )
+
+    # -- events -----------------------------------------------------------------------
+
+    async def _event(self, session: AsyncSession, item: Inbound, info: _DeviceInfo) -> None:
+        body = item.msg.body
+        try:
+            async with session.begin_nested():
+                await self._dispatch_event(session, item, info, body)
+        except DBAPIError as exc:
+            if is_transient(exc):
+                raise
+            self.stats.reject(
+                "event-apply-failed", device=item.device_id, event=type(body).__name__, error=exc
+            )
+        except Exception as exc:  # a domain error on one event must not lose the batch
+            self.stats.reject(
+                "event-apply-failed",
+                device=item.device_id,
+                event=type(body).__name__,
+                error=repr(exc),
+            )
+
+    async def _dispatch_event(
+        self, session: AsyncSession, item: Inbound, info: _DeviceInfo, body: object
+    ) -> None:
+        at = item.at
+        dev = item.device_id
+        station = info.kind == DeviceKind.STATION
+        if isinstance(body, m.VehicleDocked) and station:
+            r = await trips.vehicle_docked(session, dev, body.spot, body.serial_number, at)
+            self._trip_result(item, r)
+        elif isinstance(body, m.VehicleRemoved) and station:
+            rent_id = await self._rent_of_command(session, body.command_id)
+            r = await trips.vehicle_removed(
+                session,
+                dev,
+                body.spot,
+                body.serial_number,
+                at,
+                badge_uid=body.badge_uid.hex().upper() if body.badge_uid else None,
+                rent_id=rent_id,
+            )
+            self._trip_result(item, r)
+        elif isinstance(body, m.UnlockExpired) and station:
+            rent_id = await self._rent_of_command(session, body.command_id)
+            if rent_id is None:
+                rent_id = await self._open_rent_at_spot(session, dev, body.spot)
+            if rent_id is None:
+                self.stats.ignore("unlock-expired-without-rent", device=dev, spot=body.spot)
+            else:
+                await trips.rent_expired(session, rent_id, at)
+        elif isinstance(body, m.Unlocked) and not station:
+            rent_id = await self._rent_of_command(session, body.command_id)
+            r = await trips.vehicle_unlocked_freefloat(
+                session, dev, at, rent_id=rent_id, latitude=None, longitude=None
+            )
+            self._trip_result(item, r)
+        elif isinstance(body, m.Locked) and not station:
+            r = await trips.vehicle_locked_freefloat(session, dev, at)
+            self._trip_result(item, r)
+        topic = EVENT_TOPICS.get(type(body), "device.event")
+        outbox.emit(
+            session,
+            topic,
+            "station" if station else "vehicle",
+            dev,
+            {
+                "device_id": dev,
+                "event": type(body).__name__,
+                "at": at,
+                "boot_id": item.msg.stamp.boot_id,
+                "seq": item.msg.stamp.seq,
+                "data": _event_data(body),
+            },
+        )
+
+    def _trip_result(self, item: Inbound, result: trips.TripEventResult) -> None:
+        if result.action == "ignored":
+            self.stats.ignore(
+                f"trip-{result.reason or 'ignored'}",
+                device=item.device_id,
+                event=type(item.msg.body).__name__,
+            )
+
+    async def _rent_of_command(self, session: AsyncSession, command_id: bytes | None) -> int | None:
+        if command_id is None:
+            return None
+        rent_id: int | None = (
+            await session.execute(
+                select(DeviceCommand.rent_id).where(DeviceCommand.command_id == command_id.hex())
+            )
+        ).scalar_one_or_none()
+        return rent_id
+
+    async def _open_rent_at_spot(self, session: AsyncSession, dev: str, spot: int) -> int | None:
+        rent_id: int | None = (
+            await session.execute(
+                select(Rent.id)
+                .join(Spot, Spot.id == Rent.spot_id)
+                .join(Station, Station.id == Spot.station_id)
+                .where(
+                    Station.device_id == dev,
+                    Spot.displayed_number == spot,
+                    Rent.status.in_(trips.STARTABLE_RENT_STATUSES),
+                )
+                .order_by(Rent.id.desc())
+                .limit(1)
+            )
+        ).scalar_one_or_none()
+        return rent_id
+
+    # -- command results --------------------------------------------------------------
+
+    async def _result(self, session: AsyncSession, item: Inbound) -> None:
+        res = item.msg.body
+        assert isinstance(res, m.CommandResult)
+        status = RESULT_STATUS[res.status]
+        reason = res.reason.name.lower().replace("_", "-") if res.reason is not None else None
+        if res.detail:
+            reason = f"{reason}: {res.detail}" if reason else res.detail
+        allowed_from = (
+            (CommandStatus.PENDING,)
+            if status == CommandStatus.ACCEPTED
+            else (CommandStatus.PENDING, CommandStatus.ACCEPTED)
+        )
+        await session.execute(
+            update(DeviceCommand)
+            .where(
+                DeviceCommand.command_id == res.command_id.hex(),
+                DeviceCommand.device_id == item.device_id,
+                DeviceCommand.status.in_(allowed_from),
+            )
+            .values(status=status, reason=reason[:200] if reason else None, result_at=item.at)
+        )
+
+    # -- maintenance ------------------------------------------------------------------
+
+    async def prune(self, older_than: timedelta) -> int:
+        """Forget dedupe keys older than ``older_than`` (the device queues are long delivered)."""
+        cutoff = utcnow() - older_than
+        async with self._sessionmaker() as session, session.begin():
+            result = await session.execute(
+                IngestedMessage.__table__.delete().where(
+                    IngestedMessage.__table__.c.ingested_at < cutoff
+                )
+            )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _newer(a: m.Stamp, b: m.Stamp) -> bool:
+    if a.boot_id == b.boot_id:
+        return a.seq > b.seq
+    return a.ts_ms > b.ts_ms
+
+
+RESULT_STATUS = {
+    pe.ResultStatus.ACCEPTED: CommandStatus.ACCEPTED,
+    pe.ResultStatus.DONE: CommandStatus.DONE,
+    pe.ResultStatus.REJECTED: CommandStatus.REJECTED,
+    pe.ResultStatus.FAILED: CommandStatus.FAILED,
+}
+
+#: Seed 000 topics where the catalogue has one; the rest go out as `device.event`.
+EVENT_TOPICS: dict[type, str] = {
+    m.VehicleDocked: "dock.vehicle_docked",
+    m.VehicleRemoved: "dock.vehicle_removed",
+    m.Locked: "boitier.locked",
+    m.Unlocked: "boitier.unlocked",
+    m.PinIncorrect: "boitier.pin.incorrect",
+    m.ChainTypeChanged: "boitier.chain_type.updated",
+    m.BatteryLow: "vehicule.battery.low",
+}
+
+
+def _event_data(body: object) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for name in getattr(body, "__slots__", ()):
+        value = getattr(body, name)
+        if isinstance(value, bytes):
+            value = value.hex().upper()
+        elif isinstance(value, Enum):
+            value = value.name.lower()
+        data[name] = value
+    return data
+
+
+def _points(
+    device_id: str, info: _DeviceInfo, t: m.Telemetry, ts_ns: int, network: str | None
+) -> Iterable[TelemetryPoint]:
+    if info.kind == DeviceKind.VEHICLE:
+        vehicle = info.serial_number or device_id
+        if t.lat is not None and t.lon is not None:
+            yield VehiclePosition(
+                vehicle, t.lat, t.lon, ts_ns, speed=t.speed_kmh,
+                heading=float(t.heading_deg) if t.heading_deg is not None else None,
+                network=network, device=device_id,
+            )
+        if t.battery_pct is not None or t.vae_pct is not None or t.vae_mv is not None:
+            yield VehicleBattery(
+                vehicle, ts_ns,
+                internal_pct=float(t.battery_pct) if t.battery_pct is not None else None,
+                vae_pct=float(t.vae_pct) if t.vae_pct is not None else None,
+                voltage=t.vae_mv / 1000 if t.vae_mv is not None else None,
+                network=network, device=device_id,
+            )
+        return
+    if t.temperature_c is not None:
+        yield Temperature(device_id, t.temperature_c, ts_ns, network=network)
+    for spot, celsius in t.spot_temperatures_c:
+        yield Temperature(device_id, celsius, ts_ns, spot=str(spot), network=network)
+    if t.energy_wh is not None:
+        yield StationEnergy(
+            device_id, float(t.energy_wh), ts_ns,
+            power_w=float(t.power_w) if t.power_w is not None else None, network=network,
+        )
