@@ -7,10 +7,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from kickstand.cloud.alerts.types import OPEN_STATES, AlertSeverity, AlertState, AlertType
-from kickstand.cloud.models import Base, utcnow
 from sqlalchemy import JSON, Enum, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
+
+from kickstand.cloud.alerts.types import OPEN_STATES, AlertSeverity, AlertState, AlertType
+from kickstand.cloud.models import Base, utcnow
 
 
 def value_enum(cls: type[enum.Enum], name: str, length: int = 48) -> Enum:
@@ -42,9 +43,7 @@ class FleetAlert(Base):
     uuid: Mapped[str] = mapped_column(String(36), unique=True, default=new_uuid)
     network_id: Mapped[int | None] = mapped_column(ForeignKey("networks.id"), default=None)
     alert_type: Mapped[AlertType] = mapped_column(value_enum(AlertType, "alert_type"))
-    severity: Mapped[AlertSeverity] = mapped_column(
-        value_enum(AlertSeverity, "alert_severity", 16)
-    )
+    severity: Mapped[AlertSeverity] = mapped_column(value_enum(AlertSeverity, "alert_severity", 16))
     state: Mapped[AlertState] = mapped_column(
         value_enum(AlertState, "alert_state", 16), default=AlertState.NEW
     )

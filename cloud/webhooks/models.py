@@ -6,10 +6,11 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from kickstand.cloud.alerts.models import value_enum
-from kickstand.cloud.models import Base, utcnow
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
+
+from kickstand.cloud.alerts.models import value_enum
+from kickstand.cloud.models import Base, utcnow
 
 
 class DeliveryStatus(str, enum.Enum):
@@ -53,9 +54,7 @@ class WebhookDelivery(Base):
     __tablename__ = "webhook_deliveries"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    endpoint_id: Mapped[int] = mapped_column(
-        ForeignKey("webhook_endpoints.id", ondelete="CASCADE")
-    )
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
     #: The outbox record it comes from (no foreign key: the outbox may be pruned).
     outbox_id: Mapped[int | None] = mapped_column(Integer, default=None)
     #: Envelope `id`: the same for every endpoint, attempt and replay of one event.

@@ -1,0 +1,54 @@
+"""`python -m kickstand.cloud.webhooks` (or `python -m kickstand.cloud webhooks`): a delivery
+worker over DATABASE_URL until SIGINT / SIGTERM. Run as many as you like side by side."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from kickstand.cloud.config import get_settings
+from kickstand.cloud.db import create_engine, create_sessionmaker
+from kickstand.cloud.webhooks.delivery import DeliveryPolicy, WebhookWorker
+
+log = logging.getLogger("kickstand.cloud.webhooks")
+
+
+async def serve(database_url: str, policy: DeliveryPolicy | None = None) -> None:
+    engine = create_engine(database_url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread
+            pass
+    try:
+        async with WebhookWorker(create_sessionmaker(engine), policy) as worker:
+            await worker.run(stop)
+    finally:
+        await engine.dispose()
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kickstand.cloud webhooks")
+    parser.add_argument(
+        "--concurrency", type=int, default=None, help="requests in flight at once (default 32)"
+    )
+    args = parser.parse_args(list(argv or []))
+    policy = (
+        DeliveryPolicy()
+        if args.concurrency is None
+        else DeliveryPolicy(concurrency=max(1, args.concurrency))
+    )
+    settings = get_settings()
+    asyncio.run(serve(settings.DATABASE_URL, policy))
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    sys.exit(run(sys.argv[1:]))

@@ -1,0 +1,35 @@
+"""Errors of the webhooks package."""
+
+from __future__ import annotations
+
+from kickstand.cloud.errors import CloudError, NotFoundError
+
+
+class WebhookError(CloudError):
+    """Root of the webhook errors."""
+
+
+class SignatureError(WebhookError):
+    """A received signature does not verify (receivers' side; ``reason`` says why)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"webhook signature refused: {reason}")
+        self.reason = reason
+
+
+class InvalidEndpointError(WebhookError, ValueError):
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class EndpointNotFoundError(NotFoundError, WebhookError):
+    def __init__(self, endpoint_id: int) -> None:
+        super().__init__("webhook endpoint", endpoint_id)
+        self.endpoint_id = endpoint_id
+
+
+class DeliveryNotFoundError(NotFoundError, WebhookError):
+    def __init__(self, delivery_id: int) -> None:
+        super().__init__("webhook delivery", delivery_id)
+        self.delivery_id = delivery_id
