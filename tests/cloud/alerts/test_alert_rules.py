@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from itertools import count
+from typing import Any
 
 import pytest
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from kickstand.cloud.alerts.engine import AlertConfig, AlertEngine
 from kickstand.cloud.alerts.models import FleetAlert
 from kickstand.cloud.alerts.types import AlertSeverity, AlertState, AlertType
@@ -30,8 +34,6 @@ from kickstand.protocol.v1.enums import (
     LockCause,
     MotionKind,
 )
-from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 NOW = datetime(2026, 11, 18, 10, 0, tzinfo=UTC)  # a Wednesday, 11:00 in Lyon
 OUTSIDE = (45.20, 4.20)  # far outside the Lyon border
@@ -147,7 +149,8 @@ async def test_unexpected_unlock_only_without_command_or_badge(
     st = demo.station_device_ids[0]
     cmd = bytes(16)
     assert await feed(rules, session, st, m.Unlocked(1, LockCause.COMMAND, command_id=cmd)) == []
-    assert await feed(rules, session, st, m.Unlocked(2, LockCause.BADGE, badge_uid=b"\x04\x01")) == []
+    badge = m.Unlocked(2, LockCause.BADGE, badge_uid=b"\x04\x01")
+    assert await feed(rules, session, st, badge) == []
     [forced] = await feed(rules, session, st, m.Unlocked(1, LockCause.MANUAL))
     assert forced.alert_type == AlertType.UNEXPECTED_UNLOCK
     assert forced.severity == AlertSeverity.CRITICAL and forced.spot_number == 1
@@ -196,8 +199,12 @@ async def test_motion_alerts(
     await session.refresh(raised)
     assert raised.state == (AlertState.STOPPED if cleared_by_use else AlertState.NEW)
     if not cleared_by_use:  # docking at a station does not clear dismantling either
-        await feed(rules, session, demo.station_device_ids[0],
-                   m.VehicleDocked(spot=5, serial_number="LYF002"))
+        await feed(
+            rules,
+            session,
+            demo.station_device_ids[0],
+            m.VehicleDocked(spot=5, serial_number="LYF002"),
+        )
         await session.refresh(raised)
         assert raised.state == AlertState.NEW
 
@@ -244,7 +251,8 @@ async def test_lock_box_events_become_seed_000_topics(
         "boitier.pass.unrecognized",
         "boitier.pin.incorrect",
     ]
-    payloads = list(await session.scalars(select(OutboxEvent.payload).order_by(OutboxEvent.id)))
+    query = select(OutboxEvent.payload).order_by(OutboxEvent.id)
+    payloads: list[dict[str, Any]] = list(await session.scalars(query))
     assert payloads[2]["chain_type"] == "cable" and payloads[3]["badge_uid"] == "dead"
     assert all(p["serial_number"] == "LYF004" for p in payloads)
 
@@ -300,8 +308,9 @@ async def test_return_outside_on_trip_end(
     assert alert.alert_type == AlertType.VEHICLE_RETURN_OUTSIDE and alert.trip_id == trip.id
     assert alert.severity == AlertSeverity.LOW
     # docked again: the sweep stops it
-    await feed(rules, session, demo.station_device_ids[0],
-               m.VehicleDocked(spot=6, serial_number="LYF002"))
+    await feed(
+        rules, session, demo.station_device_ids[0], m.VehicleDocked(spot=6, serial_number="LYF002")
+    )
     await session.refresh(alert)
     assert alert.state == AlertState.STOPPED
 
@@ -340,9 +349,13 @@ async def test_sweep_idle_too_long(
 ) -> None:
     scooter = await vehicle(session, "LYF003")
     old = Trip(
-        user_id=demo.user_ids["bob@example.com"], vehicle_id=scooter.id,
-        network_id=demo.network_id, status=TripStatus.FINISHED, currency="EUR",
-        started_at=NOW - timedelta(days=5, minutes=30), ended_at=NOW - timedelta(days=5),
+        user_id=demo.user_ids["bob@example.com"],
+        vehicle_id=scooter.id,
+        network_id=demo.network_id,
+        status=TripStatus.FINISHED,
+        currency="EUR",
+        started_at=NOW - timedelta(days=5, minutes=30),
+        ended_at=NOW - timedelta(days=5),
     )
     session.add(old)
     await session.commit()
@@ -360,10 +373,18 @@ async def test_sweep_outside_operational_period(
 ) -> None:
     await session.execute(delete(PricingRule).where(PricingRule.network_id == demo.network_id))
     # open Saturday and Sunday only; NOW is a Wednesday
-    session.add(PricingRule(
-        network_id=demo.network_id, start_dow=6, start_hod="00:00:00", end_dow=1,
-        end_hod="00:00:00", unlock_price=1, use_per_minute_price=0, on_hold_price=0,
-    ))
+    session.add(
+        PricingRule(
+            network_id=demo.network_id,
+            start_dow=6,
+            start_hod="00:00:00",
+            end_dow=1,
+            end_hod="00:00:00",
+            unlock_price=1,
+            use_per_minute_price=0,
+            on_hold_price=0,
+        )
+    )
     await session.commit()
     scooter = await vehicle(session, "LYF001")
     trip = await _running_trip(session, demo, scooter)
@@ -380,8 +401,13 @@ async def test_sweep_outside_operational_period(
 
 async def test_lost_reported(rules: AlertEngine, session: AsyncSession, demo: DemoRefs) -> None:
     scooter = await vehicle(session, "LYF002")
-    change = await rules.report_lost(session, scooter.id, user_id=demo.user_ids["bob@example.com"],
-                                      note="not where the app says", now=NOW)
+    change = await rules.report_lost(
+        session,
+        scooter.id,
+        user_id=demo.user_ids["bob@example.com"],
+        note="not where the app says",
+        now=NOW,
+    )
     await session.commit()
     assert change.alert.alert_type == AlertType.VEHICLE_LOST_REPORTED
     assert change.alert.extra["note"] == "not where the app says"
@@ -391,8 +417,9 @@ async def test_lost_reported(rules: AlertEngine, session: AsyncSession, demo: De
     [lost] = [c.alert for c in await rules.sweep(session, NOW)]
     await session.commit()
     assert lost.vehicle_id == other.id
-    await feed(rules, session, demo.station_device_ids[1],
-               m.VehicleDocked(spot=7, serial_number="LYF002"))
+    await feed(
+        rules, session, demo.station_device_ids[1], m.VehicleDocked(spot=7, serial_number="LYF002")
+    )
     await session.refresh(change.alert)
     assert change.alert.state == AlertState.STOPPED
 
