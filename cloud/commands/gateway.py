@@ -1,0 +1,369 @@
+"""`MqttCommandGateway`: sign a command, publish it, await the device's result.
+
+    gateway = MqttCommandGateway.from_settings(settings, sessionmaker)
+    async with gateway:                                   # subscribed to results
+        app = create_app(settings, command_gateway=gateway)
+        outcome = await gateway.unlock_spot("st-0001", 2, rent_id="42")
+
+Any number of API processes run side by side: each has its own MQTT client id and its
+own NON-shared subscription to ``ks/v1/d/+/res``, so every process sees every result and
+resolves only the futures it registered (the command id is 16 random bytes). Each
+pending future is removed when it resolves, times out or is cancelled.
+
+A command to a device that is unknown, marked offline, or silent for longer than
+``offline_after_s`` fails fast (nothing is published). A command expires on the device
+when the gateway stops waiting for it (``expires_at = issued_at + timeout``), so a
+"timeout" answer to the rider means the lock will not open later by surprise — up to the
+device's clock skew.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Self
+
+import aiomqtt
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from kickstand.cloud.broker import MqttUrl
+from kickstand.cloud.commands.errors import CommandTimeoutError, DeviceOfflineError
+from kickstand.cloud.config import Settings
+from kickstand.cloud.ingest.tables import CommandStatus, DeviceCommand
+from kickstand.cloud.models import Device
+from kickstand.cloud.rent_gateway import UnlockOutcome
+from kickstand.protocol import topics
+from kickstand.protocol.errors import DecodeError, TopicError
+from kickstand.protocol.signing import CommandSigner
+from kickstand.protocol.topics import Channel
+from kickstand.protocol.v1 import codec
+from kickstand.protocol.v1 import messages as m
+from kickstand.protocol.v1.enums import RejectReason, ResultStatus
+
+log = logging.getLogger("kickstand.cloud.commands.gateway")
+
+RESULT_FILTER = f"{topics.ROOT}/d/+/{Channel.RESULT.value}"
+FINAL = frozenset({ResultStatus.DONE, ResultStatus.REJECTED, ResultStatus.FAILED})
+
+
+@dataclass(frozen=True, slots=True)
+class CommandReply:
+    """The device's final answer to a command."""
+
+    command_id: bytes
+    device_id: str
+    status: ResultStatus
+    reason: RejectReason | None
+    detail: str | None
+    #: Device time of the result.
+    at: datetime
+
+
+@dataclass(slots=True)
+class _Pending:
+    device_id: str
+    future: asyncio.Future[CommandReply]
+    accepted: bool = False
+    sent_at: float = field(default_factory=time.monotonic)
+
+
+def _ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class MqttCommandGateway:
+    """Implements :class:`kickstand.cloud.rent_gateway.CommandGateway` over MQTT."""
+
+    def __init__(
+        self,
+        mqtt_url: str,
+        signer: CommandSigner,
+        sessionmaker: async_sessionmaker[AsyncSession] | None = None,
+        *,
+        timeout_s: float = 5.0,
+        unlock_window_s: int = 60,
+        offline_after_s: float = 90.0,
+        client_id: str | None = None,
+    ) -> None:
+        self.url = MqttUrl.parse(mqtt_url)
+        self.signer = signer
+        self.timeout_s = timeout_s
+        self.unlock_window_s = unlock_window_s
+        self.offline_after_s = offline_after_s
+        self.client_id = client_id or f"api-{uuid.uuid4().hex[:12]}"
+        self._sessionmaker = sessionmaker
+        self._pending: dict[bytes, _Pending] = {}
+        self._client: aiomqtt.Client | None = None
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        #: Results for commands this process did not send (another API process's): ignored.
+        self.foreign_results = 0
+        self.bad_results = 0
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        sessionmaker: async_sessionmaker[AsyncSession] | None,
+        *,
+        mqtt_url: str | None = None,
+        heartbeat_s: int = 30,
+    ) -> MqttCommandGateway:
+        from kickstand.cloud.commands.keys import load_signer
+
+        url = mqtt_url or settings.MQTT_URL
+        if not url:
+            raise ValueError("no MQTT URL: pass mqtt_url= (the embedded broker's) or set MQTT_URL")
+        return cls(
+            url,
+            load_signer(settings),
+            sessionmaker,
+            timeout_s=settings.COMMAND_TIMEOUT_S,
+            unlock_window_s=settings.RENT_UNLOCK_WINDOW_S,
+            offline_after_s=3 * heartbeat_s,
+        )
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self, connect_timeout: float = 10.0) -> None:
+        self._closing = False
+        self._task = asyncio.create_task(self._run(), name=f"commands:{self.client_id}")
+        try:
+            await asyncio.wait_for(self._ready.wait(), connect_timeout)
+        except TimeoutError:
+            await self.close()
+            raise DeviceOfflineError(
+                "*", f"MQTT broker {self.url.safe()} unreachable within {connect_timeout:.0f} s"
+            ) from None
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for pending in self._pending.values():
+            if not pending.future.done():
+                pending.future.cancel()
+        self._pending.clear()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def _run(self) -> None:
+        delay = 0.2
+        while not self._closing:
+            client = aiomqtt.Client(
+                self.url.host,
+                self.url.port,
+                username=self.url.username,
+                password=self.url.password,
+                identifier=self.client_id,
+                clean_session=True,
+                keepalive=30,
+            )
+            try:
+                async with client:
+                    await client.subscribe(RESULT_FILTER, qos=1)
+                    self._client = client
+                    self._ready.set()
+                    delay = 0.2
+                    log.info("event=command_gateway_ready client=%s", self.client_id)
+                    async for message in client.messages:
+                        self._on_result(str(message.topic), message.payload)
+            except aiomqtt.MqttError as exc:
+                log.warning(
+                    "event=command_gateway_disconnected client=%s error=%s", self.client_id, exc
+                )
+            finally:
+                self._ready.clear()
+                self._client = None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    def _on_result(self, topic: str, payload: object) -> None:
+        try:
+            device_id = topics.parse(topic).device_id
+            if not isinstance(payload, bytes | bytearray):
+                raise DecodeError("payload is not bytes", channel=Channel.RESULT)
+            msg = codec.decode_up(Channel.RESULT, bytes(payload))
+        except (TopicError, DecodeError) as exc:
+            self.bad_results += 1
+            log.warning("event=command_result_rejected topic=%s error=%s", topic, exc)
+            return
+        result = msg.body
+        assert isinstance(result, m.CommandResult)
+        pending = self._pending.get(result.command_id)
+        if pending is None:
+            self.foreign_results += 1
+            return
+        if pending.device_id != device_id:
+            self.bad_results += 1
+            log.warning(
+                "event=command_result_wrong_device command=%s expected=%s got=%s",
+                result.command_id.hex(),
+                pending.device_id,
+                device_id,
+            )
+            return
+        if result.status not in FINAL:
+            pending.accepted = True
+            return
+        if not pending.future.done():
+            pending.future.set_result(
+                CommandReply(
+                    result.command_id,
+                    device_id,
+                    result.status,
+                    result.reason,
+                    result.detail,
+                    datetime.fromtimestamp(msg.stamp.ts_ms / 1000, UTC),
+                )
+            )
+
+    # -- sending ------------------------------------------------------------------------
+
+    async def send(
+        self,
+        device_id: str,
+        command: m.CommandBody,
+        *,
+        rent_id: int | None = None,
+        timeout_s: float | None = None,
+    ) -> CommandReply:
+        """Sign, publish, await the final result; raises DeviceOfflineError (nothing sent)
+        or CommandTimeoutError (sent, no final answer in time)."""
+        timeout = timeout_s if timeout_s is not None else self.timeout_s
+        topics.validate_device_id(device_id)
+        command_id = os.urandom(16)
+        issued = _ms()
+        envelope = m.CommandEnvelope(
+            command_id=command_id,
+            device_id=device_id,
+            issued_at_ms=issued,
+            expires_at_ms=issued + int(timeout * 1000),
+            command=command,
+        )
+        payload = self.signer.sign(envelope)
+        if self._client is None or not self._ready.is_set():
+            raise DeviceOfflineError(device_id, f"MQTT broker {self.url.safe()} unreachable")
+        await self._check_and_record(device_id, envelope, rent_id)
+        client = self._client
+        if client is None:
+            raise DeviceOfflineError(device_id, f"MQTT broker {self.url.safe()} unreachable")
+        loop = asyncio.get_running_loop()
+        pending = _Pending(device_id, loop.create_future())
+        self._pending[command_id] = pending
+        try:
+            try:
+                await client.publish(topics.down(device_id, Channel.COMMAND), payload, qos=1)
+            except aiomqtt.MqttError as exc:
+                raise DeviceOfflineError(device_id, f"publish failed: {exc}") from exc
+            try:
+                return await asyncio.wait_for(asyncio.shield(pending.future), timeout)
+            except TimeoutError:
+                accepted = pending.accepted
+                raise CommandTimeoutError(device_id, command_id, timeout, accepted) from None
+        finally:
+            self._pending.pop(command_id, None)
+            if not pending.future.done():
+                pending.future.cancel()
+
+    async def _check_and_record(
+        self, device_id: str, envelope: m.CommandEnvelope, rent_id: int | None
+    ) -> None:
+        if self._sessionmaker is None:
+            return
+        command = envelope.command
+        async with self._sessionmaker() as session, session.begin():
+            row = (
+                await session.execute(
+                    select(Device.online, Device.last_seen_at).where(Device.device_id == device_id)
+                )
+            ).first()
+            if row is None:
+                raise DeviceOfflineError(device_id, "unknown device")
+            online: bool = row[0]
+            last_seen: datetime | None = row[1]
+            now = datetime.now(UTC)
+            if not online:
+                seen = f" (last seen {last_seen.isoformat()})" if last_seen else ""
+                raise DeviceOfflineError(device_id, f"device is offline{seen}")
+            if last_seen is None or now - last_seen > timedelta(seconds=self.offline_after_s):
+                raise DeviceOfflineError(
+                    device_id,
+                    f"device silent for more than {self.offline_after_s:.0f} s",
+                )
+            session.add(
+                DeviceCommand(
+                    command_id=envelope.command_id.hex(),
+                    device_id=device_id,
+                    command_type=type(command).__name__.lower(),
+                    spot=getattr(command, "spot", None),
+                    rent_id=rent_id,
+                    issued_at=datetime.fromtimestamp(envelope.issued_at_ms / 1000, UTC),
+                    expires_at=datetime.fromtimestamp(envelope.expires_at_ms / 1000, UTC),
+                    sent_by=self.client_id,
+                    status=CommandStatus.PENDING,
+                )
+            )
+
+    # -- CommandGateway -------------------------------------------------------------------
+
+    async def unlock_spot(
+        self, station_device_id: str, spot_number: int, rent_id: str
+    ) -> UnlockOutcome:
+        command = m.Unlock(spot=spot_number, window_s=self.unlock_window_s, rent_id=rent_id)
+        return await self._unlock(station_device_id, command, rent_id)
+
+    async def unlock_vehicle(self, vehicle_device_id: str, rent_id: str) -> UnlockOutcome:
+        command = m.Unlock(spot=0, window_s=self.unlock_window_s, rent_id=rent_id)
+        return await self._unlock(vehicle_device_id, command, rent_id)
+
+    async def _unlock(self, device_id: str, command: m.Unlock, rent_id: str) -> UnlockOutcome:
+        rid = int(rent_id) if rent_id.isdigit() else None
+        try:
+            reply = await self.send(device_id, command, rent_id=rid)
+        except DeviceOfflineError as exc:
+            log.info("event=unlock_failed_fast device=%s reason=%s", device_id, exc.reason)
+            return UnlockOutcome.offline(f"{device_id}: {exc.reason}")
+        except CommandTimeoutError as exc:
+            log.warning("event=unlock_timeout device=%s accepted=%s", device_id, exc.accepted)
+            return UnlockOutcome.timeout(str(exc))
+        except Exception as exc:  # the protocol says: never raise for device-side problems
+            log.exception("event=unlock_error device=%s", device_id)
+            return UnlockOutcome.offline(f"{device_id}: command could not be sent ({exc!r})")
+        if reply.status is ResultStatus.DONE:
+            return UnlockOutcome.unlocked(reply.at)
+        reason = reply.reason.name.lower().replace("_", "-") if reply.reason else "refused"
+        if reply.status is ResultStatus.FAILED:
+            reason = f"hardware-failed: {reason}"
+        if reply.detail:
+            reason = f"{reason}: {reply.detail}"
+        return UnlockOutcome.refused(reason)
+
+
+__all__ = ["RESULT_FILTER", "CommandReply", "MqttCommandGateway"]
