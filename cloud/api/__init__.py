@@ -61,8 +61,12 @@ def create_app(
     app.state.command_gateway = gateway
     errors.install(app)
 
+    # Operator routers of other packages (imported here: they import this package's deps).
+    from kickstand.cloud.alerts import api as fleet_alerts
+    from kickstand.cloud.webhooks import api as webhooks
+
     api = APIRouter(prefix=API_PREFIX)
-    for module in (auth, networks, clusters, map, badges, rents, trips):
+    for module in (auth, networks, clusters, map, badges, rents, trips, fleet_alerts, webhooks):
         api.include_router(module.router)
     app.include_router(api)
 

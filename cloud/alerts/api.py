@@ -1,0 +1,199 @@
+"""Seed 002 FleetAlerts for operators: current alerts, history, resolve (+ silence, escalate).
+
+Mounted by the app factory under ``/v1``: ``/v1/dashboard/fleet-alerts…``.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, Field, field_validator
+from sqlalchemy import func, select
+
+from kickstand.cloud.alerts import service
+from kickstand.cloud.alerts.models import FleetAlert
+from kickstand.cloud.alerts.types import AlertSeverity, AlertState, AlertType
+from kickstand.cloud.api.deps import CurrentUser, SessionDep
+from kickstand.cloud.api.errors import ApiError, ErrorCode
+from kickstand.cloud.models import User, UserRole
+
+router = APIRouter(prefix="/dashboard/fleet-alerts", tags=["fleet-alerts"])
+
+OPERATOR_ROLES = (UserRole.OPERATOR, UserRole.ADMIN)
+
+
+def require_operator(user: CurrentUser) -> User:
+    """An operator or an admin (the dashboard's `AuthenticatedPermissions`)."""
+    if user.role not in OPERATOR_ROLES:
+        raise ApiError(
+            403, ErrorCode.FORBIDDEN, "this operation is for operators", reason="not-an-operator"
+        )
+    return user
+
+
+OperatorUser = Annotated[User, Depends(require_operator)]
+
+
+def parse_networks(
+    networks: Annotated[
+        str,
+        Query(
+            description="Identifier(s) of networks: `networks=5` or `networks=1,5,7`.",
+            examples=["5", "1,5,7"],
+        ),
+    ],
+) -> list[int]:
+    """Seed 002 `networks`: an array of integers >= 1, comma separated or repeated."""
+    try:
+        ids = [int(part) for part in networks.replace(" ", "").split(",") if part]
+    except ValueError as exc:
+        raise _invalid("networks", "a comma separated list of network ids") from exc
+    if not ids or any(i < 1 for i in ids):
+        raise _invalid("networks", "at least one network id >= 1")
+    return ids
+
+
+NetworksDep = Annotated[list[int], Depends(parse_networks)]
+
+
+def _invalid(field: str, message: str) -> ApiError:
+    return ApiError(
+        422,
+        ErrorCode.VALIDATION,
+        f"invalid {field}: {message}",
+        reason="validation",
+        errors=[{"field": field, "message": message}],
+    )
+
+
+class AlertIds(BaseModel):
+    alert_ids: list[Annotated[int, Field(ge=1)]] = Field(min_length=1, max_length=500)
+
+
+class SilenceRequest(AlertIds):
+    #: Back to `new` at that time (None: until an operator acts).
+    until: datetime | None = None
+
+    @field_validator("until")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("give a timezone (e.g. 2026-11-21T18:00:00Z)")
+        return value
+
+
+class EscalateRequest(AlertIds):
+    note: str | None = Field(default=None, max_length=2000)
+
+
+@router.get("", summary="Get fleet alerts (current alerts of the networks)")
+async def get_fleet_alerts(
+    _operator: OperatorUser, session: SessionDep, networks: NetworksDep
+) -> dict[str, Any]:
+    alerts = await service.current_alerts(session, networks)
+    return {"code": 0, "data": await service.describe(session, alerts)}
+
+
+@router.get("/history", summary="Get fleet alerts history")
+async def get_fleet_alerts_history(
+    _operator: OperatorUser,
+    session: SessionDep,
+    networks: NetworksDep,
+    primary_key_dir: Literal["ASC", "DESC"] = "DESC",
+    page_size: Annotated[int, Query(ge=10, le=500)] = 20,
+    last_primary_key: Annotated[int | None, Query(ge=1)] = None,
+    sort_by: Literal["creation_date", "alert_severity", "resolved_at"] | None = None,
+    sort_dir: Literal["ASC", "DESC"] = "DESC",
+    alert_type: AlertType | None = None,
+    alert_severity: AlertSeverity | None = None,
+    creation_date_min: date | None = None,
+    creation_date_max: date | None = None,
+    user_id: Annotated[int | None, Query(ge=1)] = None,
+    email: Annotated[str | None, Query(min_length=1)] = None,
+    resolved_at_min: date | None = None,
+    resolved_at_max: date | None = None,
+    cluster_name: Annotated[str | None, Query(min_length=1, max_length=50)] = None,
+    cluster_id: Annotated[int | None, Query(ge=1)] = None,
+    vehicle_id: Annotated[int | None, Query(ge=1)] = None,
+    serial_number: Annotated[str | None, Query(min_length=6, max_length=10)] = None,
+    state: Annotated[list[AlertState] | None, Query()] = None,
+) -> dict[str, Any]:
+    filters = service.HistoryFilters(
+        networks=networks,
+        primary_key_dir=primary_key_dir,
+        page_size=page_size + 1,  # one more tells whether there is a next page
+        last_primary_key=last_primary_key,
+        sort_by=sort_by,
+        sort_dir=sort_dir,
+        alert_type=alert_type,
+        alert_severity=alert_severity,
+        creation_date_min=creation_date_min,
+        creation_date_max=creation_date_max,
+        user_id=user_id,
+        email=email,
+        resolved_at_min=resolved_at_min,
+        resolved_at_max=resolved_at_max,
+        cluster_name=cluster_name,
+        cluster_id=cluster_id,
+        vehicle_id=vehicle_id,
+        serial_number=serial_number,
+        state=state,
+    )
+    rows = await service.alert_history(session, filters)
+    more = len(rows) > page_size
+    rows = rows[:page_size]
+    total = await session.scalar(
+        select(func.count()).select_from(FleetAlert).where(FleetAlert.network_id.in_(networks))
+    )
+    return {
+        "code": 0,
+        "data": await service.describe(session, rows),
+        "total": int(total or 0),
+        "next_primary_key": rows[-1].id if more and rows else None,
+    }
+
+
+@router.post("/resolve", summary="Resolve alerts (several at once)")
+async def resolve_alerts(
+    operator: OperatorUser, session: SessionDep, body: AlertIds
+) -> dict[str, Any]:
+    await service.resolve_alerts(session, body.alert_ids, operator_id=operator.id)
+    await session.commit()
+    return {"code": 0}
+
+
+@router.post("/silence", summary="Silence alerts (hidden from the current list)")
+async def silence_alerts(
+    operator: OperatorUser, session: SessionDep, body: SilenceRequest
+) -> dict[str, Any]:
+    await service.silence_alerts(session, body.alert_ids, operator_id=operator.id, until=body.until)
+    await session.commit()
+    return {"code": 0}
+
+
+@router.post("/escalate", summary="Escalate alerts (turned into a task)")
+async def escalate_alerts(
+    operator: OperatorUser, session: SessionDep, body: EscalateRequest
+) -> dict[str, Any]:
+    await service.escalate_alerts(session, body.alert_ids, operator_id=operator.id, note=body.note)
+    await session.commit()
+    return {"code": 0}
+
+
+@router.get("/types", summary="Alert types with their default severity")
+async def get_alert_types(_operator: OperatorUser) -> dict[str, Any]:
+    from kickstand.cloud.alerts.types import DEFAULT_SEVERITY, SEED_003_NAMES
+
+    return {
+        "code": 0,
+        "data": [
+            {
+                "alert_type": t.value,
+                "default_severity": DEFAULT_SEVERITY[t].value,
+                "seed_003_name": SEED_003_NAMES.get(t),
+            }
+            for t in AlertType
+        ],
+    }

@@ -1,0 +1,186 @@
+"""Webhooks for operators: topics, endpoints, the delivery log and replays.
+
+Mounted by the app factory under ``/v1``: ``/v1/dashboard/webhooks…``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, Field
+
+from kickstand.cloud.alerts.api import OperatorUser
+from kickstand.cloud.api.deps import SessionDep
+from kickstand.cloud.api.errors import ApiError, ErrorCode
+from kickstand.cloud.webhooks import service
+from kickstand.cloud.webhooks.delivery import endpoint_payload
+from kickstand.cloud.webhooks.errors import InvalidEndpointError
+from kickstand.cloud.webhooks.models import DeliveryStatus, WebhookEndpoint
+from kickstand.cloud.webhooks.signing import SIGNATURE_HEADER
+from kickstand.cloud.webhooks.topics import catalogue
+
+router = APIRouter(prefix="/dashboard/webhooks", tags=["webhooks"])
+
+EndpointId = Annotated[int, Path(ge=1)]
+
+
+class EndpointCreate(BaseModel):
+    url: str = Field(min_length=8, max_length=2000)
+    topics: list[str] = Field(min_length=1, max_length=100)
+    description: str | None = Field(default=None, max_length=200)
+    network_ids: list[Annotated[int, Field(ge=1)]] | None = None
+    livemode: bool = True
+
+
+class EndpointUpdate(BaseModel):
+    url: str | None = Field(default=None, min_length=8, max_length=2000)
+    topics: list[str] | None = Field(default=None, min_length=1, max_length=100)
+    description: str | None = Field(default=None, max_length=200)
+    network_ids: list[Annotated[int, Field(ge=1)]] | None = None
+    #: true re-enables an endpoint that was disabled for failing.
+    is_active: bool | None = None
+
+
+def _invalid(exc: InvalidEndpointError) -> ApiError:
+    return ApiError(
+        422,
+        ErrorCode.VALIDATION,
+        str(exc),
+        reason="validation",
+        errors=[{"field": exc.field, "message": str(exc)}],
+    )
+
+
+def _with_secret(endpoint: WebhookEndpoint) -> dict[str, Any]:
+    return {
+        **endpoint_payload(endpoint),
+        "secret": endpoint.secret,
+        "signature_header": SIGNATURE_HEADER,
+    }
+
+
+@router.get("/topics", summary="Topics an endpoint can subscribe to")
+async def get_topics(_operator: OperatorUser) -> dict[str, Any]:
+    return {
+        "code": 0,
+        "data": [
+            {"topic": t.name, "resource": t.resource, "description": t.description}
+            for t in catalogue()
+        ],
+    }
+
+
+@router.get("/endpoints", summary="Webhook endpoints")
+async def list_endpoints(_operator: OperatorUser, session: SessionDep) -> dict[str, Any]:
+    rows = await service.list_endpoints(session)
+    return {"code": 0, "data": [endpoint_payload(e) for e in rows]}
+
+
+@router.post("/endpoints", summary="Register an endpoint (the answer shows its secret)")
+async def create_endpoint(
+    operator: OperatorUser, session: SessionDep, body: EndpointCreate
+) -> dict[str, Any]:
+    try:
+        endpoint = await service.create_endpoint(
+            session,
+            url=body.url,
+            topics=body.topics,
+            description=body.description,
+            network_ids=body.network_ids,
+            livemode=body.livemode,
+            created_by_id=operator.id,
+        )
+    except InvalidEndpointError as exc:
+        raise _invalid(exc) from exc
+    await session.commit()
+    return {"code": 0, "data": _with_secret(endpoint)}
+
+
+@router.get("/endpoints/{endpoint_id}", summary="One endpoint")
+async def get_endpoint(
+    _operator: OperatorUser, session: SessionDep, endpoint_id: EndpointId
+) -> dict[str, Any]:
+    return {"code": 0, "data": endpoint_payload(await service.get_endpoint(session, endpoint_id))}
+
+
+@router.patch("/endpoints/{endpoint_id}", summary="Change an endpoint, or re-enable it")
+async def update_endpoint(
+    _operator: OperatorUser, session: SessionDep, endpoint_id: EndpointId, body: EndpointUpdate
+) -> dict[str, Any]:
+    try:
+        endpoint = await service.update_endpoint(
+            session,
+            endpoint_id,
+            url=body.url,
+            topics=body.topics,
+            description=body.description,
+            network_ids=body.network_ids,
+            is_active=body.is_active,
+        )
+    except InvalidEndpointError as exc:
+        raise _invalid(exc) from exc
+    await session.commit()
+    return {"code": 0, "data": endpoint_payload(endpoint)}
+
+
+@router.post("/endpoints/{endpoint_id}/rotate-secret", summary="New signing secret")
+async def rotate_secret(
+    _operator: OperatorUser, session: SessionDep, endpoint_id: EndpointId
+) -> dict[str, Any]:
+    endpoint = await service.rotate_secret(session, endpoint_id)
+    await session.commit()
+    return {"code": 0, "data": _with_secret(endpoint)}
+
+
+@router.delete("/endpoints/{endpoint_id}", summary="Delete an endpoint and its log")
+async def delete_endpoint(
+    _operator: OperatorUser, session: SessionDep, endpoint_id: EndpointId
+) -> dict[str, Any]:
+    await service.delete_endpoint(session, endpoint_id)
+    await session.commit()
+    return {"code": 0}
+
+
+@router.get("/endpoints/{endpoint_id}/deliveries", summary="Delivery log, newest first")
+async def list_deliveries(
+    _operator: OperatorUser,
+    session: SessionDep,
+    endpoint_id: EndpointId,
+    status: DeliveryStatus | None = None,
+    event: Annotated[str | None, Query(max_length=64)] = None,
+    page_size: Annotated[int, Query(ge=10, le=500)] = 20,
+    last_primary_key: Annotated[int | None, Query(ge=1)] = None,
+) -> dict[str, Any]:
+    rows = await service.list_deliveries(
+        session,
+        endpoint_id,
+        status=status,
+        topic=event,
+        page_size=page_size + 1,
+        last_primary_key=last_primary_key,
+    )
+    more = len(rows) > page_size
+    rows = rows[:page_size]
+    return {
+        "code": 0,
+        "data": [service.delivery_payload(d) for d in rows],
+        "next_primary_key": rows[-1].id if more and rows else None,
+    }
+
+
+@router.get("/deliveries/{delivery_id}", summary="One delivery with its attempts and data")
+async def get_delivery(
+    _operator: OperatorUser, session: SessionDep, delivery_id: Annotated[int, Path(ge=1)]
+) -> dict[str, Any]:
+    delivery, attempts = await service.get_delivery(session, delivery_id)
+    return {"code": 0, "data": service.delivery_payload(delivery, attempts)}
+
+
+@router.post("/deliveries/{delivery_id}/replay", summary="Deliver the event again")
+async def replay_delivery(
+    _operator: OperatorUser, session: SessionDep, delivery_id: Annotated[int, Path(ge=1)]
+) -> dict[str, Any]:
+    replay = await service.replay_delivery(session, delivery_id)
+    await session.commit()
+    return {"code": 0, "data": service.delivery_payload(replay)}
