@@ -34,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def serve(args: argparse.Namespace) -> int:
+    from kickstand.cloud.alerts.engine import AlertEngine
     from kickstand.cloud.config import get_settings
     from kickstand.cloud.db import create_engine, create_sessionmaker
     from kickstand.cloud.ingest.worker import IngestWorker
@@ -60,6 +61,7 @@ async def serve(args: argparse.Namespace) -> int:
         spool_dir=settings.VAR_DIR / "telemetry-spool",
         local_path=settings.VAR_DIR / "telemetry.sqlite3",
     )
+    alerts = AlertEngine()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -77,6 +79,8 @@ async def serve(args: argparse.Namespace) -> int:
                         shared=not args.no_shared,
                         batch_max=args.batch_max,
                         heartbeat_s=args.heartbeat_s,
+                        alerts=alerts,
+                        sweep_alerts_every_s=60.0 if n == 1 else None,
                     )
                 )
                 for n in range(1, args.workers + 1)

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.exc import DBAPIError
@@ -66,6 +66,9 @@ from kickstand.protocol.topics import Channel
 from kickstand.protocol.v1 import codec
 from kickstand.protocol.v1 import enums as pe
 from kickstand.protocol.v1 import messages as m
+
+if TYPE_CHECKING:
+    from kickstand.cloud.alerts.engine import AlertEngine
 
 log = logging.getLogger("kickstand.cloud.ingest.apply")
 
@@ -192,8 +195,11 @@ class BatchApplier:
         heartbeat_s: int = 30,
         death_slack_ms: int = DEFAULT_DEATH_SLACK_MS,
         clock_ms: Callable[[], int] = _now_ms,
+        alerts: AlertEngine | None = None,
     ) -> None:
+        """``alerts``: the fleet alert rules, fed every new message in the same transaction."""
         self._sessionmaker = sessionmaker
+        self.alerts = alerts
         self.stats = stats
         self.heartbeat_s = heartbeat_s
         self.death_slack_ms = death_slack_ms
@@ -377,6 +383,7 @@ class BatchApplier:
         if not was_online:
             self._emit_online(session, info, True, now)
         out.replies.append(self._boot_reply(item, pe.BootStatus.ACCEPTED))
+        await self._alert(session, item)
         log.info(
             "event=device_birth device=%s boot_id=%s firmware=%s pending_from=%s",
             item.device_id,
@@ -428,6 +435,7 @@ class BatchApplier:
             .values(died_at=now, death_ts_ms=stamp.ts_ms, death_reason=death.reason or "will")
         )
         self._emit_online(session, info, False, now)
+        await self._alert(session, item)
         log.info(
             "event=device_death device=%s boot_id=%s reason=%s",
             item.device_id,
@@ -544,6 +552,7 @@ class BatchApplier:
             elif info.kind == DeviceKind.VEHICLE and info.vehicle_id is not None:
                 if st.battery_pct is not None:
                     battery.append({"vid": info.vehicle_id, "pct": st.battery_pct})
+                await self._alert(session, item)
         if spot_updates:
             await self._apply_spot_statuses(session, spot_updates, infos)
         if battery:
@@ -624,6 +633,7 @@ class BatchApplier:
         if not items:
             return
         latest_pos: dict[int, tuple[int, m.Telemetry]] = {}
+        latest_item: dict[int, Inbound] = {}
         for item in items:
             t = item.msg.body
             assert isinstance(t, m.Telemetry)
@@ -638,6 +648,7 @@ class BatchApplier:
                 prev = latest_pos.get(info.vehicle_id)
                 if prev is None or prev[0] < item.msg.stamp.ts_ms:
                     latest_pos[info.vehicle_id] = (item.msg.stamp.ts_ms, t)
+                    latest_item[info.vehicle_id] = item
         pos_rows: list[dict[str, Any]] = []
         bat_rows: list[dict[str, Any]] = []
         for vid, (ts_ms, t) in sorted(latest_pos.items()):
@@ -660,6 +671,9 @@ class BatchApplier:
                         position_at=bindparam("at")),
                 pos_rows,
             )
+        # The alert rules (geofence, battery) see the newest fix of each vehicle per batch.
+        for vid in sorted(latest_item):
+            await self._alert(session, latest_item[vid])
         if bat_rows:
             await session.execute(
                 update(vehicles)
@@ -702,7 +716,7 @@ class BatchApplier:
         station = info.kind == DeviceKind.STATION
         if isinstance(body, m.VehicleDocked) and station:
             r = await trips.vehicle_docked(session, dev, body.spot, body.serial_number, at)
-            self._trip_result(item, r)
+            await self._trip_result(session, item, r)
         elif isinstance(body, m.VehicleRemoved) and station:
             rent_id = await self._rent_of_command(session, body.command_id)
             r = await trips.vehicle_removed(
@@ -714,7 +728,7 @@ class BatchApplier:
                 badge_uid=body.badge_uid.hex().upper() if body.badge_uid else None,
                 rent_id=rent_id,
             )
-            self._trip_result(item, r)
+            await self._trip_result(session, item, r)
         elif isinstance(body, m.UnlockExpired) and station:
             rent_id = await self._rent_of_command(session, body.command_id)
             if rent_id is None:
@@ -728,14 +742,14 @@ class BatchApplier:
             r = await trips.vehicle_unlocked_freefloat(
                 session, dev, at, rent_id=rent_id, latitude=None, longitude=None
             )
-            self._trip_result(item, r)
+            await self._trip_result(session, item, r)
         elif isinstance(body, m.Locked) and not station:
             r = await trips.vehicle_locked_freefloat(session, dev, at)
-            self._trip_result(item, r)
-        topic = EVENT_TOPICS.get(type(body), "device.event")
+            await self._trip_result(session, item, r)
+        await self._alert(session, item)
         outbox.emit(
             session,
-            topic,
+            "device.event",
             "station" if station else "vehicle",
             dev,
             {
@@ -748,7 +762,16 @@ class BatchApplier:
             },
         )
 
-    def _trip_result(self, item: Inbound, result: trips.TripEventResult) -> None:
+    async def _alert(self, session: AsyncSession, item: Inbound) -> None:
+        if self.alerts is not None:
+            await self.alerts.on_device_message(session, item.device_id, item.msg)
+
+    async def _trip_result(
+        self, session: AsyncSession, item: Inbound, result: trips.TripEventResult
+    ) -> None:
+        if result.action in ("ended", "reconciled") and result.trip is not None:
+            if self.alerts is not None:
+                await self.alerts.on_trip_terminated(session, result.trip)
         if result.action == "ignored":
             self.stats.ignore(
                 f"trip-{result.reason or 'ignored'}",
@@ -809,6 +832,13 @@ class BatchApplier:
 
     # -- maintenance ------------------------------------------------------------------
 
+    async def sweep_alerts(self) -> int:
+        """The alert rules of silence and time (one worker runs it periodically)."""
+        if self.alerts is None:
+            return 0
+        async with self._sessionmaker() as session, session.begin():
+            return len(await self.alerts.sweep(session))
+
     async def prune(self, older_than: timedelta) -> int:
         """Forget dedupe keys older than ``older_than`` (the device queues are long delivered)."""
         cutoff = utcnow() - older_than
@@ -833,18 +863,6 @@ RESULT_STATUS = {
     pe.ResultStatus.REJECTED: CommandStatus.REJECTED,
     pe.ResultStatus.FAILED: CommandStatus.FAILED,
 }
-
-#: Seed 000 topics where the catalogue has one; the rest go out as `device.event`.
-EVENT_TOPICS: dict[type, str] = {
-    m.VehicleDocked: "dock.vehicle_docked",
-    m.VehicleRemoved: "dock.vehicle_removed",
-    m.Locked: "boitier.locked",
-    m.Unlocked: "boitier.unlocked",
-    m.PinIncorrect: "boitier.pin.incorrect",
-    m.ChainTypeChanged: "boitier.chain_type.updated",
-    m.BatteryLow: "vehicule.battery.low",
-}
-
 
 def _event_data(body: object) -> dict[str, Any]:
     data: dict[str, Any] = {}

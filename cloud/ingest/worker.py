@@ -17,7 +17,7 @@ import contextlib
 import logging
 from datetime import timedelta
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -36,6 +36,9 @@ from kickstand.protocol import topics
 from kickstand.protocol.errors import DecodeError, TopicError
 from kickstand.protocol.topics import Direction
 from kickstand.protocol.v1 import codec
+
+if TYPE_CHECKING:
+    from kickstand.cloud.alerts.engine import AlertEngine
 
 log = logging.getLogger("kickstand.cloud.ingest.worker")
 
@@ -59,6 +62,8 @@ class IngestWorker:
         death_slack_ms: int = DEFAULT_DEATH_SLACK_MS,
         retention: timedelta = timedelta(days=7),
         prune_every_s: float = 600.0,
+        alerts: AlertEngine | None = None,
+        sweep_alerts_every_s: float | None = None,
     ) -> None:
         """``shared=False`` subscribes the plain filter (embedded amqtt has no ``$share``):
         then run exactly one worker."""
@@ -74,8 +79,13 @@ class IngestWorker:
             self.url, client_id, self.topic, clean_session=clean_session
         )
         self._applier = BatchApplier(
-            sessionmaker, self.stats, heartbeat_s=heartbeat_s, death_slack_ms=death_slack_ms
+            sessionmaker,
+            self.stats,
+            heartbeat_s=heartbeat_s,
+            death_slack_ms=death_slack_ms,
+            alerts=alerts,
         )
+        self.sweep_alerts_every_s = sweep_alerts_every_s
         self._task: asyncio.Task[None] | None = None
         self._prune_task: asyncio.Task[None] | None = None
         self._busy = False
@@ -224,11 +234,22 @@ class IngestWorker:
                 self.stats.reject("telemetry-refused", error=repr(exc))
 
     async def _prune_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_prune = loop.time() + self.prune_every_s
+        sweep_every = self.sweep_alerts_every_s
+        next_sweep = loop.time() + sweep_every if sweep_every else float("inf")
         while True:
-            await asyncio.sleep(self.prune_every_s)
+            await asyncio.sleep(max(0.0, min(next_prune, next_sweep) - loop.time()))
+            now = loop.time()
             try:
-                removed = await self._applier.prune(self.retention)
-                if removed:
-                    log.info("event=ingest_pruned client=%s rows=%s", self.client_id, removed)
-            except Exception as exc:  # pruning is housekeeping: retried next time
-                log.warning("event=ingest_prune_failed client=%s error=%r", self.client_id, exc)
+                if now >= next_prune:
+                    next_prune = now + self.prune_every_s
+                    removed = await self._applier.prune(self.retention)
+                    if removed:
+                        log.info("event=ingest_pruned client=%s rows=%s", self.client_id, removed)
+                if sweep_every and now >= next_sweep:
+                    next_sweep = now + sweep_every
+                    await self._applier.sweep_alerts()
+            except Exception as exc:  # housekeeping: retried next time
+                log.warning("event=ingest_housekeeping_failed client=%s error=%r",
+                            self.client_id, exc)

@@ -53,8 +53,13 @@ async def gateways(
         await gw.close()
 
 
-def answering(device: FakeDevice, signer: CommandSigner, status: pe.ResultStatus,
-              reason: pe.RejectReason | None = None, delay_s: float = 0.0) -> None:
+def answering(
+    device: FakeDevice,
+    signer: CommandSigner,
+    status: pe.ResultStatus,
+    reason: pe.RejectReason | None = None,
+    delay_s: float = 0.0,
+) -> None:
     """Verify every command like an agent does, then answer with ``status``."""
     verifier = CommandVerifier(device.device_id, trusted_keys(signer), MemoryReplayGuard())
     device.commands = []  # type: ignore[attr-defined]
@@ -63,8 +68,11 @@ def answering(device: FakeDevice, signer: CommandSigner, status: pe.ResultStatus
         try:
             envelope = verifier.verify(data)
         except CommandRejected as exc:
-            result = m.CommandResult(exc.command_id or bytes(16), pe.ResultStatus.REJECTED,
-                                     pe.RejectReason(exc.reject_reason))
+            result = m.CommandResult(
+                exc.command_id or bytes(16),
+                pe.ResultStatus.REJECTED,
+                pe.RejectReason(exc.reject_reason),
+            )
         else:
             device.commands.append(envelope)  # type: ignore[attr-defined]
             if status is pe.ResultStatus.DONE:

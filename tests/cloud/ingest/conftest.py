@@ -9,17 +9,16 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from kickstand.cloud.alerts.engine import AlertEngine
 from kickstand.cloud.db import create_engine, create_sessionmaker
 from kickstand.cloud.ingest import IngestWorker
 from kickstand.testing import MosquittoService
-from tests.cloud.conftest import migrated_seeded_pg
 from tests.cloud.ingest.fakes import unique
 
 
 @pytest.fixture
-async def pg_sessionmaker(pg_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    await migrated_seeded_pg(pg_url)
-    engine = create_engine(pg_url)
+async def pg_sessionmaker(pg_seeded_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = create_engine(pg_seeded_url)
     try:
         yield create_sessionmaker(engine)
     finally:
@@ -41,6 +40,7 @@ async def start_worker(
             kwargs.setdefault("client_id", unique("ingest-"))
             kwargs.setdefault("group", group)
             kwargs.setdefault("batch_max", 50)
+            kwargs.setdefault("alerts", AlertEngine())
             sessionmaker = kwargs.pop("sessionmaker", pg_sessionmaker)
             worker = IngestWorker(mosquitto.url, sessionmaker, **kwargs)
             return await stack.enter_async_context(worker)

@@ -8,6 +8,8 @@ import cbor2
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from kickstand.cloud.alerts.models import FleetAlert
+from kickstand.cloud.alerts.types import AlertType
 from kickstand.cloud.ingest.tables import DeviceBoot, DeviceStatus, IngestedMessage
 from kickstand.cloud.models import Device, LockStatus, OutboxEvent, Spot, SpotState, Station
 from kickstand.protocol.topics import Channel
@@ -138,25 +140,33 @@ async def test_replays_split_across_two_workers_apply_once(
             await dev.send(event, seq=i)
 
         async def all_seen() -> bool:
-            return w1.stats.applied + w1.stats.duplicates + w2.stats.applied + w2.stats.duplicates \
+            return (
+                w1.stats.applied + w1.stats.duplicates + w2.stats.applied + w2.stats.duplicates
                 >= 1 + 2 * len(events)
+            )
 
         await eventually(all_seen)
     assert w1.stats.received > 0 and w2.stats.received > 0, "the shared subscription splits"
     assert w1.stats.duplicates + w2.stats.duplicates == len(events)
     async with pg_sessionmaker() as s:
         outbox = await s.scalar(
-            select(func.count()).select_from(OutboxEvent).where(
-                OutboxEvent.resource_id == "st-0003", OutboxEvent.topic == "device.event"
-            )
+            select(func.count())
+            .select_from(OutboxEvent)
+            .where(OutboxEvent.resource_id == "st-0003", OutboxEvent.topic == "device.event")
         )
         keys = await s.scalar(
-            select(func.count()).select_from(IngestedMessage).where(
-                IngestedMessage.device_id == "st-0003"
-            )
+            select(func.count())
+            .select_from(IngestedMessage)
+            .where(IngestedMessage.device_id == "st-0003")
         )
     assert outbox == len(events)
     assert keys == len(events)
+    async with pg_sessionmaker() as s:
+        alert = (
+            await s.scalars(select(FleetAlert).where(FleetAlert.device_id == "st-0003"))
+        ).one()
+    assert alert.alert_type == AlertType.STATION_ALARM_TRIGGERED
+    assert alert.occurrences == len(events)
 
 
 async def test_status_applies_newest_only_whatever_the_arrival_order(
