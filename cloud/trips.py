@@ -654,8 +654,13 @@ async def vehicle_locked_freefloat(
     hold: bool = False,
     latitude: float | None = None,
     longitude: float | None = None,
+    free_float_fee: bool = True,
 ) -> TripEventResult:
-    """The lock box closed outside a station: put the trip on hold (``hold``) or end it."""
+    """The lock box closed outside a station: put the trip on hold (``hold``) or end it.
+
+    ``free_float_fee=False``: the return is inside a virtual parking (the geofence's
+    return verdict, :mod:`kickstand.cloud.freefloat`): no free-float lock price.
+    """
     _aware(at)
     vehicle = await _lock_vehicle(session, device_id=vehicle_device_id)
     if vehicle is None:
@@ -684,7 +689,7 @@ async def vehicle_locked_freefloat(
         at,
         latitude=vehicle.latitude,
         longitude=vehicle.longitude,
-        free_floating=True,
+        free_floating=free_float_fee,
     )
     outbox.emit(session, outbox.VEHICLE_UPDATED, "vehicle", vehicle.id, _vehicle_payload(vehicle))
     await session.flush()
