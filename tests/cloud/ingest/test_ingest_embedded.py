@@ -23,7 +23,8 @@ async def test_embedded_broker_with_sqlite_and_one_plain_worker(sqlite_url: str)
             async with IngestWorker(url, maker, shared=False, client_id="ingest-embedded") as w:
                 assert w.topic == PLAIN_SUBSCRIPTION
                 async with FakeDevice(broker.host, broker.port, "st-0001", boot_id=4) as dev:
-                    await dev.send(m.Birth(kind=pe.DeviceKind.STATION, firmware="2.0", hardware="v1"))
+                    birth = m.Birth(kind=pe.DeviceKind.STATION, firmware="2.0", hardware="v1")
+                    await dev.send(birth)
                     assert (await dev.expect(Channel.BOOT)).status is pe.BootStatus.ACCEPTED
                     for seq in (1, 2, 1):
                         await dev.send(m.PowerCut(), seq=seq)
