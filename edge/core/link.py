@@ -31,7 +31,7 @@ import contextlib
 import dataclasses
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -223,6 +223,15 @@ class CloudLink:
         stamp = self.queue.append(body)
         self._wake.set()
         return stamp
+
+    def emit_batch(
+        self, bodies: Sequence[UpBody], state: Mapping[str, str] | None = None
+    ) -> list[Stamp]:
+        """Store bodies and device state in one transaction (see DiskQueue.append_batch)."""
+        stamps = self.queue.append_batch(bodies, state)
+        if stamps:
+            self._wake.set()
+        return stamps
 
     def trigger_heartbeat(self) -> None:
         """Send a heartbeat now (TriggerMessage HEARTBEAT): the cloud answers with the time."""

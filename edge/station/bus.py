@@ -1,0 +1,114 @@
+"""Spot-bus master: one request at a time, answer within the timeout or retry.
+
+Corrupt frames (CRC, length, garbage) are skipped by the parser and counted; a
+request without a valid answer is retried ``retries`` times, then the board
+counts as not answering (:class:`BoardNoAnswer`). An error response becomes
+:class:`BoardBusError` with the board's BusError code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from kickstand.edge.core.errors import EdgeError
+from kickstand.edge.transports import SerialPort
+from kickstand.protocol.spotbus import (
+    RESPONSE_TIMEOUT_S,
+    RETRIES,
+    BusError,
+    Cmd,
+    Frame,
+    FrameParser,
+    request,
+)
+
+log = logging.getLogger("kickstand.edge.station.bus")
+
+
+class BoardNoAnswer(EdgeError):
+    def __init__(self, addr: int, cmd: Cmd) -> None:
+        super().__init__(f"board {addr} did not answer {cmd.name}")
+        self.addr = addr
+        self.cmd = cmd
+
+
+class BoardBusError(EdgeError):
+    def __init__(self, addr: int, cmd: Cmd, error: BusError | int) -> None:
+        name = error.name if isinstance(error, BusError) else f"0x{error:02x}"
+        super().__init__(f"board {addr} refused {cmd.name}: {name}")
+        self.addr = addr
+        self.cmd = cmd
+        self.error = error
+
+
+@dataclass(slots=True)
+class BusCounters:
+    requests: int = 0
+    retries: int = 0
+    no_answer: int = 0
+    error_responses: int = 0
+    stray_frames: int = 0
+
+
+class SpotBusMaster:
+    def __init__(
+        self,
+        port: SerialPort,
+        *,
+        response_timeout_s: float = RESPONSE_TIMEOUT_S,
+        retries: int = RETRIES,
+    ) -> None:
+        self.port = port
+        self.response_timeout_s = response_timeout_s
+        self.retries = retries
+        self.parser = FrameParser()
+        self.counters = BusCounters()
+        self._lock = asyncio.Lock()
+
+    async def transact(self, addr: int, cmd: Cmd, payload: bytes = b"") -> Frame:
+        frame = request(addr, cmd, payload).encode()
+        loop = asyncio.get_running_loop()
+        async with self._lock:
+            self.counters.requests += 1
+            for attempt in range(self.retries + 1):
+                if attempt:
+                    self.counters.retries += 1
+                self.port.discard_input()
+                self.parser.reset()
+                await self.port.write(frame)
+                deadline = loop.time() + self.response_timeout_s
+                while (left := deadline - loop.time()) > 0:
+                    data = await self.port.read(left)
+                    if not data:
+                        break
+                    for answer in self.parser.feed(data):
+                        if (
+                            answer.addr == addr
+                            and answer.is_response
+                            and answer.request_cmd == int(cmd)
+                        ):
+                            if answer.is_error:
+                                self.counters.error_responses += 1
+                                code = answer.payload[0] if answer.payload else 0
+                                try:
+                                    raise BoardBusError(addr, cmd, BusError(code))
+                                except ValueError:
+                                    raise BoardBusError(addr, cmd, code) from None
+                            return answer
+                        self.counters.stray_frames += 1
+            self.counters.no_answer += 1
+            raise BoardNoAnswer(addr, cmd)
+
+    def snapshot(self) -> dict[str, int]:
+        c = self.counters
+        return {
+            "requests": c.requests,
+            "retries": c.retries,
+            "no_answer": c.no_answer,
+            "error_responses": c.error_responses,
+            "stray_frames": c.stray_frames,
+            "crc_errors": self.parser.crc_errors,
+            "bytes_discarded": self.parser.bytes_discarded,
+        }
