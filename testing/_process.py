@@ -99,6 +99,7 @@ class ManagedProcess:
         self._proc: subprocess.Popen[bytes] | None = None
         self._closed = False
         self._started_once = False
+        self._paused = False
         self._lock = threading.Lock()
         # Last resort when nobody calls close(): kill the process at garbage collection
         # or interpreter exit.
@@ -123,6 +124,10 @@ class ManagedProcess:
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def paused(self) -> bool:
+        return self._paused and self.running
 
     @property
     def pid(self) -> int | None:
@@ -159,6 +164,22 @@ class ManagedProcess:
         """Crash the service (SIGKILL) to test recovery; data written so far stays."""
         with self._lock:
             self._terminate(sig=signal.SIGKILL)
+
+    def pause(self) -> None:
+        """Freeze the service (SIGSTOP): connections stay open but nothing answers, the
+        way a hung broker or a network partition looks to a client."""
+        with self._lock:
+            if self._proc is None or self._proc.poll() is not None:
+                raise ServiceStateError(f"{self.service_name} is not running")
+            self._proc.send_signal(signal.SIGSTOP)
+            self._paused = True
+
+    def resume(self) -> None:
+        """Undo `pause()` (SIGCONT)."""
+        with self._lock:
+            if self._proc is not None and self._proc.poll() is None:
+                self._proc.send_signal(signal.SIGCONT)
+            self._paused = False
 
     def restart(self) -> Self:
         self.stop()
@@ -253,6 +274,9 @@ class ManagedProcess:
             return
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(sig)
+            if self._paused:
+                proc.send_signal(signal.SIGCONT)
+        self._paused = False
         try:
             proc.wait(timeout=self.stop_timeout)
         except subprocess.TimeoutExpired:

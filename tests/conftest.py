@@ -14,7 +14,7 @@ Function scope:
     mosquitto_private / influx_private   a broker / InfluxDB of the test's own (to kill,
                                     stop or break without disturbing other tests)
 
-A test that stops a session service and fails before starting it again does not break
+A test that stops (or pauses) a session service and fails before starting it again does not break
 the tests after it: the service is started again (same port, same data) at teardown.
 Tests using these fixtures get the matching marker (mqtt, postgres, influx) added.
 """
@@ -71,6 +71,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_teardown(item: pytest.Item) -> None:
     for service in _session_services:
+        if service.paused:
+            service.resume()
         if not service.running:
             log.warning("session_service_restart service=%s test=%s",
                         service.service_name, item.nodeid)

@@ -263,6 +263,22 @@ def test_the_next_test_finds_it_running_again_on_the_same_port(
     open_peer(peers, mosquitto, device_id())
 
 
+def test_paused_broker_hangs_and_resumes(mosquitto_private: MosquittoService,
+                                        peers: list[Peer]) -> None:
+    dev = device_id()
+    cloud = open_peer(peers, mosquitto_private, f"cloud-{dev}", cloud=True)
+    cloud.subscribe(f"ks/v1/d/{dev}/#")
+    device = open_peer(peers, mosquitto_private, dev)
+    mosquitto_private.pause()
+    info = device.client.publish(f"ks/v1/d/{dev}/evt", b"during the hang", qos=1)
+    time.sleep(0.3)
+    assert not info.is_published()  # no PUBACK from a frozen broker
+    mosquitto_private.resume()
+    info.wait_for_publish(timeout=TIMEOUT)
+    assert cloud.wait_for(f"ks/v1/d/{dev}/evt", b"during the hang")
+    mosquitto_private.pause()  # close() must still stop a paused broker promptly
+
+
 def test_service_refuses_a_port_someone_else_listens_on() -> None:
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", 0))
