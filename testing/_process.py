@@ -19,6 +19,7 @@ import tempfile
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -70,12 +71,24 @@ def tail(path: Path, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def _load_prctl() -> Callable[..., int] | None:
+    try:
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return prctl
+
+
+# Resolved once here: the child, between fork and exec, must not dlopen (a lock another
+# thread held at fork time would hang it).
+_PRCTL = _load_prctl()
+
+
 def _die_with_parent() -> None:
     # Runs in the child between fork and exec: if the test process dies (even by SIGKILL),
     # the kernel sends the service SIGTERM, so no broker outlives the run.
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class ManagedProcess:
@@ -240,7 +253,7 @@ class ManagedProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 # Only tie the child to a thread that lives as long as the process.
-                preexec_fn=_die_with_parent if main_thread else None,
+                preexec_fn=_die_with_parent if main_thread and _PRCTL else None,
             )
         finally:
             out.close()
