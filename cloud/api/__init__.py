@@ -9,7 +9,17 @@ from fastapi import APIRouter, FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from kickstand.cloud.api import errors
-from kickstand.cloud.api.routes import auth, badges, clusters, map, networks, rents, trips
+from kickstand.cloud.api.routes import (
+    auth,
+    badges,
+    clusters,
+    freefloat,
+    geofencing,
+    map,
+    networks,
+    rents,
+    trips,
+)
 from kickstand.cloud.config import Settings, get_settings
 from kickstand.cloud.db import create_engine, create_sessionmaker
 from kickstand.cloud.rent_gateway import CommandGateway, UnavailableCommandGateway
@@ -66,7 +76,8 @@ def create_app(
     from kickstand.cloud.webhooks import api as webhooks
 
     api = APIRouter(prefix=API_PREFIX)
-    for module in (auth, networks, clusters, map, badges, rents, trips, fleet_alerts, webhooks):
+    routers = (auth, networks, clusters, map, badges, rents, trips, fleet_alerts, webhooks)
+    for module in (*routers, freefloat, geofencing):
         api.include_router(module.router)
     app.include_router(api)
 

@@ -34,6 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from kickstand.cloud import outbox
 from kickstand.cloud.geofence.errors import GeofenceError, ZoneAttributeError
 from kickstand.cloud.geofence.geojson import parse_zone_shape, to_geojson
 from kickstand.cloud.geofence.index import GeofenceIndex
@@ -287,11 +288,55 @@ async def load_zones(session: AsyncSession, network_id: int) -> NetworkZones:
     )
 
 
+ZONE_CREATED = "zone.created"
+ZONE_UPDATED = "zone.updated"
+ZONE_DELETED = "zone.deleted"
+
+
+def zone_payload(row: ZoneRow) -> dict[str, Any]:
+    """A zone as the API and the webhooks show it (seed field names, GeoJSON ``shape``)."""
+    base: dict[str, Any] = {"network_id": row.network_id, "shape": row.shape}
+    if isinstance(row, SpeedZoneRow):
+        kind = ZoneType.SPEED_ZONE
+        base |= {"speed_zone_id": row.id, "max_speed": row.max_speed}
+    elif isinstance(row, VirtualParkingRow):
+        kind = ZoneType.VIRTUAL_PARKING
+        base |= {
+            "virtual_parking_id": row.id,
+            "cluster_id": row.cluster_id,
+            "capacity": row.capacity,
+        }
+    else:
+        kind = ZoneType.FORBIDDEN_ZONE
+        base |= {"forbidden_zone_id": row.id, "name": row.name}
+    return {
+        "zone_type": kind.value,
+        **base,
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
+        "deleted_at": row.deleted_at,
+    }
+
+
+def _emit(session: AsyncSession, topic: str, row: ZoneRow) -> None:
+    outbox.emit(session, topic, "zone", f"{row.__tablename__}:{row.id}", zone_payload(row))
+
+
 # ── changes (validated; the caller commits) ───────────────────────────────────────────
 
 
 def _canonical(shape: object, kind: ZoneType, zone_id: int | None) -> dict[str, Any]:
     return to_geojson(parse_zone_shape(shape, zone_kind=kind.value, zone_id=zone_id))
+
+
+def _prevalidate(kind: ZoneType, build: Callable[[], object]) -> None:
+    """Validate a new zone's fields before its row exists (errors carry no zone id)."""
+    try:
+        build()
+    except GeofenceError as exc:
+        exc.zone_id = None
+        exc.args = (f"{exc.message} ({kind.value})",)
+        raise
 
 
 async def _check_in_border(
@@ -313,12 +358,17 @@ async def create_speed_zone(
 ) -> SpeedZoneRow:
     await _network(session, network_id)
     geo = _canonical(shape, ZoneType.SPEED_ZONE, None)
+    _prevalidate(
+        ZoneType.SPEED_ZONE,
+        lambda: SpeedZone(1, network_id, geo, max_speed),
+    )
     row = SpeedZoneRow(network_id=network_id, shape=geo, max_speed=max_speed)
     session.add(row)
     await session.flush()
     speed_zone_of(row)  # field limits (max_speed 6..25), with the real id in errors
     await _check_in_border(session, network_id, geo, ZoneType.SPEED_ZONE, row.id)
     await bump_version(session, network_id)
+    _emit(session, ZONE_CREATED, row)
     return row
 
 
@@ -336,6 +386,7 @@ async def update_speed_zone(
     row.updated_at = utcnow()
     await session.flush()
     await bump_version(session, row.network_id)
+    _emit(session, ZONE_UPDATED, row)
     return row
 
 
@@ -357,6 +408,10 @@ async def create_virtual_parking(
                 zone_kind=ZoneType.VIRTUAL_PARKING.value,
             )
     geo = _canonical(shape, ZoneType.VIRTUAL_PARKING, None)
+    _prevalidate(
+        ZoneType.VIRTUAL_PARKING,
+        lambda: VirtualParking(1, network_id, geo, capacity=capacity),
+    )
     row = VirtualParkingRow(
         network_id=network_id, shape=geo, capacity=capacity, cluster_id=cluster_id
     )
@@ -365,6 +420,7 @@ async def create_virtual_parking(
     virtual_parking_of(row)
     await _check_in_border(session, network_id, geo, ZoneType.VIRTUAL_PARKING, row.id)
     await bump_version(session, network_id)
+    _emit(session, ZONE_CREATED, row)
     return row
 
 
@@ -382,6 +438,7 @@ async def update_virtual_parking(
     row.updated_at = utcnow()
     await session.flush()
     await bump_version(session, row.network_id)
+    _emit(session, ZONE_UPDATED, row)
     return row
 
 
@@ -390,12 +447,17 @@ async def create_forbidden_zone(
 ) -> ForbiddenZoneRow:
     await _network(session, network_id)
     geo = _canonical(shape, ZoneType.FORBIDDEN_ZONE, None)
+    _prevalidate(
+        ZoneType.FORBIDDEN_ZONE,
+        lambda: ForbiddenZone(1, network_id, geo, name=name),
+    )
     row = ForbiddenZoneRow(network_id=network_id, shape=geo, name=name)
     session.add(row)
     await session.flush()
     forbidden_zone_of(row)
     await _check_in_border(session, network_id, geo, ZoneType.FORBIDDEN_ZONE, row.id)
     await bump_version(session, network_id)
+    _emit(session, ZONE_CREATED, row)
     return row
 
 
@@ -413,6 +475,7 @@ async def update_forbidden_zone(
     row.updated_at = utcnow()
     await session.flush()
     await bump_version(session, row.network_id)
+    _emit(session, ZONE_UPDATED, row)
     return row
 
 
@@ -422,6 +485,7 @@ async def delete_zone(session: AsyncSession, kind: ZoneType, zone_id: int) -> Zo
     row.updated_at = row.deleted_at
     await session.flush()
     await bump_version(session, row.network_id)
+    _emit(session, ZONE_DELETED, row)
     return row
 
 
