@@ -32,6 +32,7 @@ def _seed(_args: argparse.Namespace) -> int:
 
 def _api(args: argparse.Namespace) -> int:
     import uvicorn
+
     from kickstand.cloud.config import get_settings
 
     settings = get_settings()

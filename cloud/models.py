@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from kickstand.cloud.dbtypes import Money, UTCDateTime
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -29,6 +28,8 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from kickstand.cloud.dbtypes import Money, UTCDateTime
 
 
 def utcnow() -> datetime:

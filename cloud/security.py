@@ -12,6 +12,7 @@ from typing import Any
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+
 from kickstand.cloud.config import Settings
 
 ALGORITHM = "HS256"

@@ -36,7 +36,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kickstand.cloud import outbox
-from kickstand.cloud.billing import RuleBook, compute_cost
+from kickstand.cloud.billing import RuleBook, compute_cost, round_money
 from kickstand.cloud.errors import ConflictError, NoPricingRuleError, NotFoundError
 from kickstand.cloud.models import (
     ACTIVE_TRIP_STATUSES,
@@ -109,7 +109,7 @@ def trip_payload(trip: Trip, vehicle: Vehicle | None = None) -> dict[str, Any]:
         "end_cluster_id": trip.end_cluster_id,
         "on_hold_since": trip.on_hold_since,
         "billing_stopped_at": trip.billing_stopped_at,
-        "cost": trip.cost,
+        "cost": round_money(trip.cost, trip.currency) if trip.cost is not None else None,
         "currency": trip.currency,
         "version": trip.version,
     }

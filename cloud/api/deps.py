@@ -72,6 +72,9 @@ async def get_current_user(session: SessionDep, claims: ClaimsDep) -> User:
         raise unauthenticated("this account no longer exists or is disabled")
     if claims.generation != user.token_generation:
         raise unauthenticated("you logged out of every device; log in again")
+    # End the read transaction now: on SQLite it holds the database lock, and routes that
+    # wait on devices must not hold one (objects stay loaded: expire_on_commit=False).
+    await session.commit()
     return user
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kickstand.cloud.api.geo import outer_ring
 from kickstand.cloud.api.schemas import ClusterPublic, NetworkPublic, TripDetail, TripPublic
+from kickstand.cloud.billing import round_money
 from kickstand.cloud.models import (
     Cluster,
     Device,
@@ -22,6 +24,12 @@ from kickstand.cloud.models import (
     Vehicle,
     VehicleState,
 )
+
+
+def money_str(amount: Decimal | None, currency: str) -> str | None:
+    """Money as a string in the currency's minor unit ("2.60", not "2.6000")."""
+    return str(round_money(amount, currency)) if amount is not None else None
+
 
 #: Summary for riders; the full rules are in kickstand.cloud.billing.
 PRICING_NOTE = (
@@ -118,7 +126,7 @@ def trip_public(trip: Trip, vehicle: Vehicle) -> TripPublic:
         cluster_start_id=trip.start_cluster_id,
         cluster_end_id=trip.end_cluster_id,
         free_floating_end=trip.free_floating_end,
-        cost=str(trip.cost) if trip.cost is not None else None,
+        cost=money_str(trip.cost, trip.currency),
         currency=trip.currency,
     )
 

@@ -15,7 +15,12 @@ from kickstand.cloud.commands.errors import (
     CommandTimeoutError,
     DeviceOfflineError,
 )
-from kickstand.cloud.commands.gateway import RESULT_FILTER, CommandReply, MqttCommandGateway
+from kickstand.cloud.commands.gateway import (
+    RESULT_FILTER,
+    CommandReply,
+    MqttCommandGateway,
+    create_gateway,
+)
 from kickstand.cloud.commands.keys import (
     load_signer,
     provisioning_document,
@@ -31,6 +36,7 @@ __all__ = [
     "CommandTimeoutError",
     "DeviceOfflineError",
     "MqttCommandGateway",
+    "create_gateway",
     "load_signer",
     "provisioning_document",
     "publish_public_key",

@@ -32,14 +32,14 @@ from typing import Self
 
 import aiomqtt
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from kickstand.cloud.broker import MqttUrl
 from kickstand.cloud.commands.errors import CommandTimeoutError, DeviceOfflineError
 from kickstand.cloud.config import Settings
 from kickstand.cloud.ingest.tables import CommandStatus, DeviceCommand
 from kickstand.cloud.models import Device
-from kickstand.cloud.rent_gateway import UnlockOutcome
+from kickstand.cloud.rent_gateway import CommandGateway, UnavailableCommandGateway, UnlockOutcome
 from kickstand.protocol import topics
 from kickstand.protocol.errors import DecodeError, TopicError
 from kickstand.protocol.signing import CommandSigner
@@ -100,6 +100,8 @@ class MqttCommandGateway:
         self.offline_after_s = offline_after_s
         self.client_id = client_id or f"api-{uuid.uuid4().hex[:12]}"
         self._sessionmaker = sessionmaker
+        #: An engine this gateway built itself (``create_gateway``), disposed on close.
+        self.owned_engine: AsyncEngine | None = None
         self._pending: dict[bytes, _Pending] = {}
         self._client: aiomqtt.Client | None = None
         self._ready = asyncio.Event()
@@ -156,6 +158,8 @@ class MqttCommandGateway:
             if not pending.future.done():
                 pending.future.cancel()
         self._pending.clear()
+        if self.owned_engine is not None:
+            await self.owned_engine.dispose()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -366,4 +370,31 @@ class MqttCommandGateway:
         return UnlockOutcome.refused(reason)
 
 
-__all__ = ["RESULT_FILTER", "CommandReply", "MqttCommandGateway"]
+def create_gateway(
+    settings: Settings,
+    *,
+    mqtt_url: str | None = None,
+    sessionmaker: async_sessionmaker[AsyncSession] | None = None,
+) -> CommandGateway:
+    """The gateway of an API process (``kickstand.cloud.api.main`` calls this).
+
+    ``mqtt_url`` overrides ``MQTT_URL`` (the demo launcher passes its embedded broker's);
+    without any URL every unlock fails fast as offline. Without ``sessionmaker`` the
+    gateway opens its own engine on ``DATABASE_URL`` (disposed when it closes).
+    """
+    url = mqtt_url or settings.MQTT_URL
+    if not url:
+        log.warning("event=no_mqtt_url: unlocks will fail fast as device-offline")
+        return UnavailableCommandGateway()
+    owned = None
+    if sessionmaker is None:
+        from kickstand.cloud.db import create_engine, create_sessionmaker
+
+        owned = create_engine(settings)
+        sessionmaker = create_sessionmaker(owned)
+    gateway = MqttCommandGateway.from_settings(settings, sessionmaker, mqtt_url=url)
+    gateway.owned_engine = owned
+    return gateway
+
+
+__all__ = ["RESULT_FILTER", "CommandReply", "MqttCommandGateway", "create_gateway"]

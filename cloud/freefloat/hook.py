@@ -349,4 +349,3 @@ class FreeFloatHook:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-

@@ -69,6 +69,7 @@ from kickstand.protocol.v1 import messages as m
 
 if TYPE_CHECKING:
     from kickstand.cloud.alerts.engine import AlertEngine
+    from kickstand.cloud.freefloat.hook import FreeFloatHook
 
 log = logging.getLogger("kickstand.cloud.ingest.apply")
 
@@ -196,10 +197,13 @@ class BatchApplier:
         death_slack_ms: int = DEFAULT_DEATH_SLACK_MS,
         clock_ms: Callable[[], int] = _now_ms,
         alerts: AlertEngine | None = None,
+        freefloat: FreeFloatHook | None = None,
     ) -> None:
-        """``alerts``: the fleet alert rules, fed every new message in the same transaction."""
+        """``alerts``: the fleet alert rules, fed every new message in the same transaction.
+        ``freefloat``: geofencing of vehicle positions and free-float lock verdicts."""
         self._sessionmaker = sessionmaker
         self.alerts = alerts
+        self.freefloat = freefloat
         self.stats = stats
         self.heartbeat_s = heartbeat_s
         self.death_slack_ms = death_slack_ms
@@ -209,6 +213,8 @@ class BatchApplier:
         out = BatchOutcome()
         if not batch:
             return out
+        if self.freefloat is not None:
+            self.freefloat.begin_batch()
         async with self._sessionmaker() as session, session.begin():
             infos = await self._devices(session, {i.device_id for i in batch})
             known: list[Inbound] = []
@@ -243,6 +249,8 @@ class BatchApplier:
             self.stats.applied += len(fresh)
             for item in fresh:
                 self.stats.by_channel[item.channel.value] += 1
+        if self.freefloat is not None:
+            await self.freefloat.after_commit(self._sessionmaker)
         return out
 
     # -- lookups ----------------------------------------------------------------------
@@ -645,6 +653,10 @@ class BatchApplier:
             except Exception as exc:  # a point the store refuses must not sink the batch
                 self.stats.reject("bad-telemetry", device=item.device_id, error=exc)
             if info.vehicle_id is not None:
+                if self.freefloat is not None and info.network_id is not None and t.lat is not None:
+                    self.freefloat.add_position(
+                        info.vehicle_id, item.device_id, info.network_id, t.lon, t.lat, item.at
+                    )
                 prev = latest_pos.get(info.vehicle_id)
                 if prev is None or prev[0] < item.msg.stamp.ts_ms:
                     latest_pos[info.vehicle_id] = (item.msg.stamp.ts_ms, t)
@@ -744,7 +756,10 @@ class BatchApplier:
             )
             await self._trip_result(session, item, r)
         elif isinstance(body, m.Locked) and not station:
-            r = await trips.vehicle_locked_freefloat(session, dev, at)
+            if self.freefloat is not None:
+                r = await self.freefloat.on_locked(session, dev, at)
+            else:
+                r = await trips.vehicle_locked_freefloat(session, dev, at)
             await self._trip_result(session, item, r)
         await self._alert(session, item)
         outbox.emit(

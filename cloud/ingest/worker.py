@@ -39,6 +39,7 @@ from kickstand.protocol.v1 import codec
 
 if TYPE_CHECKING:
     from kickstand.cloud.alerts.engine import AlertEngine
+    from kickstand.cloud.freefloat.hook import FreeFloatHook
 
 log = logging.getLogger("kickstand.cloud.ingest.worker")
 
@@ -64,6 +65,7 @@ class IngestWorker:
         prune_every_s: float = 600.0,
         alerts: AlertEngine | None = None,
         sweep_alerts_every_s: float | None = None,
+        freefloat: FreeFloatHook | None = None,
     ) -> None:
         """``shared=False`` subscribes the plain filter (embedded amqtt has no ``$share``):
         then run exactly one worker."""
@@ -84,6 +86,7 @@ class IngestWorker:
             heartbeat_s=heartbeat_s,
             death_slack_ms=death_slack_ms,
             alerts=alerts,
+            freefloat=freefloat,
         )
         self.sweep_alerts_every_s = sweep_alerts_every_s
         self._task: asyncio.Task[None] | None = None

@@ -9,6 +9,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 
 from kickstand.cloud.config import get_settings
 from kickstand.cloud.db import create_engine, create_sessionmaker
@@ -35,14 +36,31 @@ async def serve(database_url: str, policy: DeliveryPolicy | None = None) -> None
 
 def run(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kickstand.cloud webhooks")
+    defaults = DeliveryPolicy()
     parser.add_argument(
-        "--concurrency", type=int, default=None, help="requests in flight at once (default 32)"
+        "--concurrency",
+        type=int,
+        default=defaults.concurrency,
+        help="requests in flight at once (default %(default)s)",
+    )
+    parser.add_argument(
+        "--per-endpoint",
+        type=int,
+        default=defaults.per_endpoint_concurrency,
+        help="requests in flight at once to one endpoint (default %(default)s)",
+    )
+    parser.add_argument(
+        "--poll-interval",
+        type=float,
+        default=defaults.poll_interval_s,
+        help="seconds between polls when idle (default %(default)s)",
     )
     args = parser.parse_args(list(argv or []))
-    policy = (
-        DeliveryPolicy()
-        if args.concurrency is None
-        else DeliveryPolicy(concurrency=max(1, args.concurrency))
+    policy = replace(
+        defaults,
+        concurrency=max(1, args.concurrency),
+        per_endpoint_concurrency=max(1, args.per_endpoint),
+        poll_interval_s=max(0.01, args.poll_interval),
     )
     settings = get_settings()
     asyncio.run(serve(settings.DATABASE_URL, policy))

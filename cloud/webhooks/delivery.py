@@ -80,6 +80,8 @@ class DeliveryPolicy:
     read_timeout_s: float = 10.0
     #: Requests in flight at once per worker (a slow receiver holds one slot, not the worker).
     concurrency: int = 32
+    #: … of which one endpoint may hold at most this many (a slow one cannot take them all).
+    per_endpoint_concurrency: int = 8
     batch_size: int = 100
     fanout_batch: int = 500
     poll_interval_s: float = 0.5
@@ -255,6 +257,7 @@ class WebhookWorker:
         self._own_client = client is None
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._inflight: Counter[int] = Counter()
 
     async def __aenter__(self) -> WebhookWorker:
         if self._client is None:
@@ -295,10 +298,14 @@ class WebhookWorker:
         self.counters["outbox_rows"] += n
         return n
 
-    async def claim(self, limit: int) -> list[Job]:
-        """Lease up to ``limit`` due deliveries (the head of each endpoint/resource chain)."""
+    async def claim(self, limit: int, inflight: Counter[int] | None = None) -> list[Job]:
+        """Lease up to ``limit`` due deliveries (the head of each endpoint/resource chain),
+        at most ``policy.per_endpoint_concurrency`` per endpoint counting ``inflight``."""
         if limit <= 0:
             return []
+        taken: Counter[int] = Counter(inflight or {})
+        cap = self.policy.per_endpoint_concurrency
+        saturated = [endpoint_id for endpoint_id, n in taken.items() if n >= cap]
         now = self.clock()
         d = WebhookDelivery
         earlier = aliased(WebhookDelivery)
@@ -318,10 +325,11 @@ class WebhookWorker:
                         d.next_attempt_at <= now,
                         or_(d.leased_until.is_(None), d.leased_until <= now),
                         WebhookEndpoint.is_active.is_(True),
+                        WebhookEndpoint.id.not_in(saturated),
                         ~blocked,
                     )
                     .order_by(d.id)
-                    .limit(limit)
+                    .limit(limit * 4)
                     .with_for_update(of=d, skip_locked=True)
                 )
             ).all()
@@ -330,6 +338,11 @@ class WebhookWorker:
             for row in rows:
                 delivery: WebhookDelivery = row[0]
                 endpoint: WebhookEndpoint = row[1]
+                if len(jobs) >= limit:
+                    break
+                if taken[endpoint.id] >= cap:
+                    continue  # left unleased: due again at the next claim
+                taken[endpoint.id] += 1
                 delivery.leased_until = lease
                 jobs.append(
                     Job(
@@ -492,8 +505,9 @@ class WebhookWorker:
                 if self.do_fan_out:
                     await self.fan_out()
                 free = self.policy.concurrency - len(self._tasks)
-                for job in await self.claim(min(free, self.policy.batch_size)):
+                for job in await self.claim(min(free, self.policy.batch_size), self._inflight):
                     claimed += 1
+                    self._inflight[job.endpoint_id] += 1
                     task = asyncio.create_task(self._attempt_logged(job))
                     self._tasks.add(task)
                     task.add_done_callback(self._task_done)
@@ -533,6 +547,10 @@ class WebhookWorker:
             log.warning(
                 "event=webhook_attempt_not_recorded delivery_id=%s error=%r", job.delivery_id, exc
             )
+        finally:
+            self._inflight[job.endpoint_id] -= 1
+            if self._inflight[job.endpoint_id] <= 0:
+                del self._inflight[job.endpoint_id]
 
     async def _drain(self, wait_s: float) -> None:
         if not self._tasks:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from kickstand.cloud.db import create_engine, create_sessionmaker
 from kickstand.cloud.migrations import upgrade
 from kickstand.cloud.seed import DemoRefs, seed_demo
+from kickstand.testing import PostgresServer
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +29,9 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
             await seed_demo(session)
         await engine.dispose()  # the last connection closing checkpoints the WAL
 
-    asyncio.run(build())
+    # A thread of its own: this may be requested from inside a running event loop.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, build()).result()
     return path
 
 
@@ -65,11 +69,28 @@ async def demo(session: AsyncSession) -> DemoRefs:
     return refs
 
 
-async def migrated_seeded_pg(pg_url: str) -> DemoRefs:
-    engine = create_engine(pg_url)
-    try:
+@pytest.fixture(scope="session")
+def pg_template(pg_server: PostgresServer) -> str:
+    """A PostgreSQL database migrated (Alembic) and seeded once; tests get clones of it."""
+    url = pg_server.create_database()
+
+    async def build() -> None:
+        engine = create_engine(url)
         await upgrade(engine)
         async with create_sessionmaker(engine)() as session, session.begin():
-            return await seed_demo(session)
-    finally:
+            await seed_demo(session)
         await engine.dispose()
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, build()).result()
+    return url
+
+
+@pytest.fixture
+def pg_seeded_url(pg_server: PostgresServer, pg_template: str) -> Iterator[str]:
+    """A fresh clone of the migrated, seeded template (postgresql+asyncpg:// URL)."""
+    database = pg_server.new_database(template=pg_template)
+    try:
+        yield database.url
+    finally:
+        pg_server.drop_database(database.name)

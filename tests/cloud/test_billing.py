@@ -7,6 +7,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
+
 from kickstand.cloud.billing import Rule, RuleBook, compute_cost, round_money
 from kickstand.cloud.errors import InvalidPricingRuleError, NoPricingRuleError
 

@@ -30,6 +30,7 @@ from kickstand.cloud.api.deps import (
 )
 from kickstand.cloud.api.errors import ApiError, ErrorCode, not_found, rent_refused
 from kickstand.cloud.api.schemas import Envelope, RentCreate, RentPublic
+from kickstand.cloud.api.views import money_str
 from kickstand.cloud.errors import ConflictError, NotFoundError, RentRefusedError
 from kickstand.cloud.models import (
     ACTIVE_TRIP_STATUSES,
@@ -86,7 +87,7 @@ async def rent_public(
         battery_level=vehicle.battery_level,
         expires_at=rent.expires_at if rent is not None and trip is None else None,
         reason=rent.reason if rent is not None else None,
-        cost_so_far=str(cost) if cost is not None else None,
+        cost_so_far=money_str(cost, trip.currency) if trip is not None else None,
         currency=trip.currency if trip is not None else None,
     )
 

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from kickstand.cloud.api.deps import CurrentUser, SessionDep
 from kickstand.cloud.api.errors import not_found
 from kickstand.cloud.api.schemas import Envelope, Page, TripDetail, TripPublic
-from kickstand.cloud.api.views import trip_detail, trip_public
+from kickstand.cloud.api.views import money_str, trip_detail, trip_public
 from kickstand.cloud.models import Trip, TripStatus, Vehicle
 from kickstand.cloud.trips import price_trip
 
@@ -59,8 +59,8 @@ async def get_trip(
     vehicle = await session.get_one(Vehicle, trip.vehicle_id)
     if trip.ended_at is None:
         cost, detail = await price_trip(session, trip, datetime.now(UTC))
-        cost_str = str(cost) if cost is not None else None
+        cost_str = money_str(cost, trip.currency)
     else:
-        cost_str = str(trip.cost) if trip.cost is not None else None
+        cost_str = money_str(trip.cost, trip.currency)
         detail = trip.cost_detail
     return Envelope(data=trip_detail(trip, vehicle, cost_str, detail))

@@ -43,13 +43,15 @@ def polygon(x0: float, y0: float, x1: float, y1: float) -> dict[str, Any]:
 BORDER = polygon(4.77, 45.70, 4.92, 45.81)
 
 
-def lyon_zones(policy: OutsideReturnPolicy = OutsideReturnPolicy.REFUSE,
-               **border_settings: bool) -> NetworkZones:
+def lyon_zones(
+    policy: OutsideReturnPolicy = OutsideReturnPolicy.REFUSE, **border_settings: bool
+) -> NetworkZones:
     n = NETWORK_ID
     return NetworkZones(
         network_id=n,
-        border=NetworkBorder(network_id=n, shape=BORDER, outside_return_policy=policy,
-                             **border_settings),
+        border=NetworkBorder(
+            network_id=n, shape=BORDER, outside_return_policy=policy, **border_settings
+        ),
         speed_zones=(
             SpeedZone(1, n, polygon(4.825, 45.750, 4.840, 45.770), max_speed=15),
             SpeedZone(2, n, polygon(4.830, 45.756, 4.834, 45.759), max_speed=8),
@@ -57,18 +59,33 @@ def lyon_zones(policy: OutsideReturnPolicy = OutsideReturnPolicy.REFUSE,
         ),
         virtual_parkings=(
             VirtualParking(10, n, polygon(4.8310, 45.7560, 4.8320, 45.7565), capacity=20),
-            VirtualParking(11, n, {
-                "type": "MultiPolygon",
-                "coordinates": [[rect(4.8550, 45.7600, 4.8560, 45.7605)],
-                                [rect(4.8600, 45.7600, 4.8610, 45.7605)]],
-            }, capacity=40, cluster_id=3),
+            VirtualParking(
+                11,
+                n,
+                {
+                    "type": "MultiPolygon",
+                    "coordinates": [
+                        [rect(4.8550, 45.7600, 4.8560, 45.7605)],
+                        [rect(4.8600, 45.7600, 4.8610, 45.7605)],
+                    ],
+                },
+                capacity=40,
+                cluster_id=3,
+            ),
         ),
         forbidden_zones=(
-            ForbiddenZone(20, n, {
-                "type": "Polygon",
-                "coordinates": [rect(4.845, 45.770, 4.860, 45.785),
-                                rect(4.851, 45.775, 4.853, 45.780)[::-1]],
-            }, name="Parc de la Tête d'Or"),
+            ForbiddenZone(
+                20,
+                n,
+                {
+                    "type": "Polygon",
+                    "coordinates": [
+                        rect(4.845, 45.770, 4.860, 45.785),
+                        rect(4.851, 45.775, 4.853, 45.780)[::-1],
+                    ],
+                },
+                name="Parc de la Tête d'Or",
+            ),
         ),
         default_max_speed=25,
         version=1,

@@ -37,11 +37,17 @@ def test_polygon_parses_in_lon_lat_order() -> None:
 
 
 def test_feature_and_multipolygon_and_altitude() -> None:
-    doc = {"type": "Feature", "properties": {}, "geometry": {
-        "type": "MultiPolygon",
-        "coordinates": [[[[*p, 170.0] for p in rect(4.85, 45.76, 4.86, 45.77)]],
-                        [rect(4.87, 45.76, 4.88, 45.77)]],
-    }}
+    doc = {
+        "type": "Feature",
+        "properties": {},
+        "geometry": {
+            "type": "MultiPolygon",
+            "coordinates": [
+                [[[*p, 170.0] for p in rect(4.85, 45.76, 4.86, 45.77)]],
+                [rect(4.87, 45.76, 4.88, 45.77)],
+            ],
+        },
+    }
     g = parse_geometry(doc)
     assert isinstance(g, MultiPolygon)
     assert len(g.geoms) == 2
@@ -57,8 +63,12 @@ def test_seed_shape_form_is_closed_automatically() -> None:
 
 
 def test_self_intersecting_bowtie_is_refused_with_location() -> None:
-    bowtie = {"type": "Polygon", "coordinates": [[[4.80, 45.70], [4.82, 45.72], [4.82, 45.70],
-                                                  [4.80, 45.72], [4.80, 45.70]]]}
+    bowtie = {
+        "type": "Polygon",
+        "coordinates": [
+            [[4.80, 45.70], [4.82, 45.72], [4.82, 45.70], [4.80, 45.72], [4.80, 45.70]]
+        ],
+    }
     with pytest.raises(SelfIntersectionError) as exc:
         parse_geometry(bowtie, zone_kind="speed_zone", zone_id=4)
     assert exc.value.location is not None
@@ -70,8 +80,10 @@ def test_self_intersecting_bowtie_is_refused_with_location() -> None:
 
 
 def test_hole_outside_shell_is_invalid() -> None:
-    doc = {"type": "Polygon", "coordinates": [rect(4.80, 45.70, 4.81, 45.71),
-                                              rect(4.90, 45.70, 4.91, 45.71)]}
+    doc = {
+        "type": "Polygon",
+        "coordinates": [rect(4.80, 45.70, 4.81, 45.71), rect(4.90, 45.70, 4.91, 45.71)],
+    }
     with pytest.raises(InvalidGeometryError) as exc:
         parse_geometry(doc)
     assert not isinstance(exc.value, SelfIntersectionError)
@@ -80,8 +92,10 @@ def test_hole_outside_shell_is_invalid() -> None:
 
 def test_swapped_lat_lon_is_detected_when_latitude_out_of_range() -> None:
     # A network at lon 120 (e.g. Asia) sent as [lat, lon].
-    swapped = {"type": "Polygon", "coordinates": [[[p[1], p[0]] for p in
-                                                   rect(120.0, 30.0, 120.1, 30.1)]]}
+    swapped = {
+        "type": "Polygon",
+        "coordinates": [[[p[1], p[0]] for p in rect(120.0, 30.0, 120.1, 30.1)]],
+    }
     with pytest.raises(CoordinateOrderError) as exc:
         parse_geometry(swapped)
     assert exc.value.index == 0
@@ -108,25 +122,48 @@ def test_non_finite_positions(value: float) -> None:
         ({"type": "Polygon", "coordinates": []}, EmptyGeometryError),
         ({"type": "Polygon", "coordinates": [[]]}, EmptyGeometryError),
         ({"type": "MultiPolygon", "coordinates": []}, EmptyGeometryError),
-        ({"type": "Polygon", "coordinates": [[[4.8, 45.7], [4.9, 45.7], [4.8, 45.7]]]},
-         EmptyGeometryError),
+        (
+            {"type": "Polygon", "coordinates": [[[4.8, 45.7], [4.9, 45.7], [4.8, 45.7]]]},
+            EmptyGeometryError,
+        ),
         # collinear: a ring enclosing no area
-        ({"type": "Polygon", "coordinates": [[[4.8, 45.7], [4.85, 45.7], [4.9, 45.7],
-                                              [4.8, 45.7]]]}, GeofenceError),
+        (
+            {
+                "type": "Polygon",
+                "coordinates": [[[4.8, 45.7], [4.85, 45.7], [4.9, 45.7], [4.8, 45.7]]],
+            },
+            GeofenceError,
+        ),
         ({"type": "Point", "coordinates": [4.8, 45.7]}, UnsupportedGeometryError),
-        ({"type": "LineString", "coordinates": [[4.8, 45.7], [4.9, 45.7]]},
-         UnsupportedGeometryError),
+        (
+            {"type": "LineString", "coordinates": [[4.8, 45.7], [4.9, 45.7]]},
+            UnsupportedGeometryError,
+        ),
         ({"coordinates": [rect(4.8, 45.7, 4.9, 45.8)]}, UnsupportedGeometryError),
         ({"type": "Polygon"}, GeoJSONError),
         ({"type": "Polygon", "coordinates": "4.8,45.7"}, GeoJSONError),
-        ({"type": "Polygon", "coordinates": [[[4.8, 45.7], [4.9, 45.7], [4.9, 45.8]]]},
-         GeoJSONError),  # not closed
-        ({"type": "Polygon", "coordinates": [[[4.8, "45.7"], [4.9, 45.7], [4.9, 45.8],
-                                              [4.8, "45.7"]]]}, GeoJSONError),
-        ({"type": "Polygon", "coordinates": [[[4.8, True], [4.9, 45.7], [4.9, 45.8],
-                                              [4.8, True]]]}, GeoJSONError),
-        ({"type": "Polygon", "coordinates": [[[4.8], [4.9, 45.7], [4.9, 45.8], [4.8]]]},
-         GeoJSONError),
+        (
+            {"type": "Polygon", "coordinates": [[[4.8, 45.7], [4.9, 45.7], [4.9, 45.8]]]},
+            GeoJSONError,
+        ),  # not closed
+        (
+            {
+                "type": "Polygon",
+                "coordinates": [[[4.8, "45.7"], [4.9, 45.7], [4.9, 45.8], [4.8, "45.7"]]],
+            },
+            GeoJSONError,
+        ),
+        (
+            {
+                "type": "Polygon",
+                "coordinates": [[[4.8, True], [4.9, 45.7], [4.9, 45.8], [4.8, True]]],
+            },
+            GeoJSONError,
+        ),
+        (
+            {"type": "Polygon", "coordinates": [[[4.8], [4.9, 45.7], [4.9, 45.8], [4.8]]]},
+            GeoJSONError,
+        ),
         ({"type": "Feature", "geometry": None}, GeoJSONError),
         ([1, 2, 3], GeoJSONError),
     ],
@@ -136,8 +173,10 @@ def test_malformed_geojson_raises_typed_errors(doc: Any, error: type[Exception])
         parse_zone_shape(doc) if isinstance(doc, dict) else parse_geometry(doc)
 
 
-@pytest.mark.parametrize("shape", [None, [], [[4.8, 45.7]], "abc", [[4.8, 45.7], [4.9, 45.7]],
-                                   [[4.8, 45.7], None, [4.9, 45.8]]])
+@pytest.mark.parametrize(
+    "shape",
+    [None, [], [[4.8, 45.7]], "abc", [[4.8, 45.7], [4.9, 45.7]], [[4.8, 45.7], None, [4.9, 45.8]]],
+)
 def test_malformed_seed_shapes(shape: Any) -> None:
     with pytest.raises(GeofenceError):
         parse_shape(shape)
@@ -151,8 +190,12 @@ def test_validate_shape_refuses_other_geometries() -> None:
 
 
 def test_to_shape_refuses_what_the_list_form_cannot_hold() -> None:
-    holed = parse_geometry({"type": "Polygon", "coordinates": [
-        rect(4.80, 45.70, 4.90, 45.80), rect(4.84, 45.74, 4.86, 45.76)]})
+    holed = parse_geometry(
+        {
+            "type": "Polygon",
+            "coordinates": [rect(4.80, 45.70, 4.90, 45.80), rect(4.84, 45.74, 4.86, 45.76)],
+        }
+    )
     with pytest.raises(GeoJSONError):
         to_shape(holed)
 
@@ -164,10 +207,12 @@ sizes = st.floats(min_value=1e-5, max_value=0.05, allow_nan=False)
 
 @given(x=lons, y=lats, w=sizes, h=sizes, n=st.integers(min_value=1, max_value=3))
 def test_geojson_round_trip_is_exact(x: float, y: float, w: float, h: float, n: int) -> None:
-    polys = [polygon(x + i * 2 * w, y, x + i * 2 * w + w, y + h)["coordinates"]
-             for i in range(n)]
-    doc = ({"type": "Polygon", "coordinates": polys[0]} if n == 1
-           else {"type": "MultiPolygon", "coordinates": polys})
+    polys = [polygon(x + i * 2 * w, y, x + i * 2 * w + w, y + h)["coordinates"] for i in range(n)]
+    doc = (
+        {"type": "Polygon", "coordinates": polys[0]}
+        if n == 1
+        else {"type": "MultiPolygon", "coordinates": polys}
+    )
     g = parse_geometry(doc)
     out = to_geojson(g)
     assert out == doc

@@ -57,8 +57,14 @@ def test_hole_in_forbidden_zone_is_allowed(index: GeofenceIndex) -> None:
 
 @pytest.mark.parametrize(
     ("lon", "lat"),
-    [(4.825, 45.760), (4.840, 45.760), (4.830, 45.750), (4.830, 45.770),  # edges
-     (4.825, 45.750), (4.840, 45.770)],  # corners
+    [
+        (4.825, 45.760),
+        (4.840, 45.760),
+        (4.830, 45.750),
+        (4.830, 45.770),  # edges
+        (4.825, 45.750),
+        (4.840, 45.770),
+    ],  # corners
 )
 def test_points_on_edges_are_in_the_zone(index: GeofenceIndex, lon: float, lat: float) -> None:
     assert 1 in index.check(lon, lat).speed_zone_ids
@@ -75,9 +81,18 @@ def test_point_on_the_hole_edge_is_in_the_forbidden_zone(index: GeofenceIndex) -
     assert index.check(math.nextafter(4.851, 5.0), 45.777).forbidden_zone_id is None
 
 
-@pytest.mark.parametrize(("lon", "lat"), [(181.0, 45.0), (4.8, 91.0), (math.nan, 45.0),
-                                          (4.8, math.inf), (-180.5, 0.0), (None, 45.0),
-                                          ("4.8", 45.0)])
+@pytest.mark.parametrize(
+    ("lon", "lat"),
+    [
+        (181.0, 45.0),
+        (4.8, 91.0),
+        (math.nan, 45.0),
+        (4.8, math.inf),
+        (-180.5, 0.0),
+        (None, 45.0),
+        ("4.8", 45.0),
+    ],
+)
 def test_impossible_positions_raise(index: GeofenceIndex, lon: float, lat: float) -> None:
     with pytest.raises(CoordinateRangeError):
         index.check(lon, lat)
@@ -134,6 +149,7 @@ def test_distances_in_metres(index: GeofenceIndex) -> None:
 
 # -- against a naive oracle: random zones, random points -----------------------------------
 
+
 def _random_network(seed: int, n: int) -> NetworkZones:
     rng = np.random.default_rng(seed)
     speed, parkings = [], []
@@ -142,8 +158,10 @@ def _random_network(seed: int, n: int) -> NetworkZones:
         k = int(rng.integers(3, 12))
         angles = np.sort(rng.uniform(0, 2 * np.pi, k))
         r = rng.uniform(0.0005, 0.01, k)
-        ring = [[float(cx + r[j] * np.cos(angles[j])), float(cy + r[j] * np.sin(angles[j]))]
-                for j in range(k)]
+        ring = [
+            [float(cx + r[j] * np.cos(angles[j])), float(cy + r[j] * np.sin(angles[j]))]
+            for j in range(k)
+        ]
         shape: Any = shapely.Polygon(ring)
         if not shape.is_valid or shape.area == 0:
             shape = polygon(cx, cy, cx + 0.002, cy + 0.002)
@@ -161,8 +179,7 @@ RANDOM_INDEX = GeofenceIndex(RANDOM)
 def _oracle(zones: NetworkZones, lon: float, lat: float) -> tuple[tuple[int, ...], ...]:
     p = Point(lon, lat)
     speed = tuple(sorted(z.speed_zone_id for z in zones.speed_zones if z.shape.covers(p)))
-    park = tuple(sorted(z.virtual_parking_id for z in zones.virtual_parkings
-                        if z.shape.covers(p)))
+    park = tuple(sorted(z.virtual_parking_id for z in zones.virtual_parkings if z.shape.covers(p)))
     return speed, park
 
 
@@ -172,8 +189,9 @@ def test_index_agrees_with_naive_loop(lon: float, lat: float) -> None:
     v = RANDOM_INDEX.check(lon, lat)
     speed, park = _oracle(RANDOM, lon, lat)
     assert (v.speed_zone_ids, v.virtual_parking_ids) == (speed, park)
-    expected = min((z.max_speed for z in RANDOM.speed_zones if z.speed_zone_id in speed),
-                   default=None)
+    expected = min(
+        (z.max_speed for z in RANDOM.speed_zones if z.speed_zone_id in speed), default=None
+    )
     assert v.max_speed == expected
 
 
@@ -195,9 +213,12 @@ def test_rebuilt_index_sees_changed_zones(zones: NetworkZones) -> None:
     before = GeofenceIndex(zones)
     changed = lyon_zones()
     changed = NetworkZones(
-        network_id=changed.network_id, border=changed.border,
-        speed_zones=(*changed.speed_zones[:2],
-                     SpeedZone(3, NETWORK_ID, polygon(4.850, 45.755, 4.865, 45.765), 12)),
+        network_id=changed.network_id,
+        border=changed.border,
+        speed_zones=(
+            *changed.speed_zones[:2],
+            SpeedZone(3, NETWORK_ID, polygon(4.850, 45.755, 4.865, 45.765), 12),
+        ),
         version=2,
     )
     after = GeofenceIndex(changed)
@@ -208,10 +229,14 @@ def test_rebuilt_index_sees_changed_zones(zones: NetworkZones) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(zone=st.integers(0, len(RANDOM.speed_zones) - 1), t=st.floats(0.0, 1.0),
-       jitter=st.sampled_from([0.0, 1e-12, -1e-12, 1e-9, -1e-9]))
-def test_points_on_and_near_zone_edges_agree_with_shapely(zone: int, t: float,
-                                                          jitter: float) -> None:
+@given(
+    zone=st.integers(0, len(RANDOM.speed_zones) - 1),
+    t=st.floats(0.0, 1.0),
+    jitter=st.sampled_from([0.0, 1e-12, -1e-12, 1e-9, -1e-9]),
+)
+def test_points_on_and_near_zone_edges_agree_with_shapely(
+    zone: int, t: float, jitter: float
+) -> None:
     # Exactly on (or within a rounding error of) an edge is where a grid or a tree
     # could miss a zone; the index must still agree with shapely point by point.
     z = RANDOM.speed_zones[zone]
@@ -234,7 +259,9 @@ def test_grid_cell_boundaries_and_outer_edges() -> None:
             v = idx.check(x, y)
             p = Point(x, y)
             assert v.inside_network == (border is None or border.covers(p))
-            assert v.speed_zone_ids == tuple(sorted(
-                z.speed_zone_id for z in zones.speed_zones if z.shape.covers(p)))
-            assert v.forbidden_zone_ids == tuple(sorted(
-                z.forbidden_zone_id for z in zones.forbidden_zones if z.shape.covers(p)))
+            assert v.speed_zone_ids == tuple(
+                sorted(z.speed_zone_id for z in zones.speed_zones if z.shape.covers(p))
+            )
+            assert v.forbidden_zone_ids == tuple(
+                sorted(z.forbidden_zone_id for z in zones.forbidden_zones if z.shape.covers(p))
+            )

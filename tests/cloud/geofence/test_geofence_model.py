@@ -62,8 +62,13 @@ def test_policy_accepts_its_string_value() -> None:
 
 def test_duplicate_ids_and_foreign_zones_are_refused() -> None:
     with pytest.raises(DuplicateZoneError):
-        NetworkZones(NETWORK_ID, speed_zones=(SpeedZone(1, NETWORK_ID, PRESQUILE, 10),
-                                              SpeedZone(1, NETWORK_ID, PRESQUILE, 12)))
+        NetworkZones(
+            NETWORK_ID,
+            speed_zones=(
+                SpeedZone(1, NETWORK_ID, PRESQUILE, 10),
+                SpeedZone(1, NETWORK_ID, PRESQUILE, 12),
+            ),
+        )
     with pytest.raises(ZoneAttributeError):
         NetworkZones(NETWORK_ID, speed_zones=(SpeedZone(1, NETWORK_ID + 1, PRESQUILE, 10),))
     with pytest.raises(ZoneAttributeError):
@@ -72,8 +77,10 @@ def test_duplicate_ids_and_foreign_zones_are_refused() -> None:
 
 def test_swapped_lyon_zone_is_caught_against_the_border() -> None:
     # [lat, lon] for Lyon is still in range ([45.76, 4.83]); only the border can tell.
-    swapped = {"type": "Polygon",
-               "coordinates": [[[p[1], p[0]] for p in rect(4.825, 45.750, 4.840, 45.770)]]}
+    swapped = {
+        "type": "Polygon",
+        "coordinates": [[[p[1], p[0]] for p in rect(4.825, 45.750, 4.840, 45.770)]],
+    }
     zone = SpeedZone(4, NETWORK_ID, swapped, max_speed=10)  # valid on its own
     border = NetworkBorder(NETWORK_ID, BORDER)
     with pytest.raises(CoordinateOrderError) as exc:
@@ -99,10 +106,20 @@ def test_feature_collection_round_trip_through_json() -> None:
     zones = lyon_zones(OutsideReturnPolicy.ALERT, lock_vehicle=True)
     doc = json.loads(json.dumps(zones.to_feature_collection()))
     assert [f["properties"]["zone_type"] for f in doc["features"]] == [
-        "border", "speed_zone", "speed_zone", "speed_zone", "virtual_parking",
-        "virtual_parking", "forbidden_zone"]
+        "border",
+        "speed_zone",
+        "speed_zone",
+        "speed_zone",
+        "virtual_parking",
+        "virtual_parking",
+        "forbidden_zone",
+    ]
     assert doc["features"][1]["properties"] == {
-        "zone_type": "speed_zone", "speed_zone_id": 1, "network_id": NETWORK_ID, "max_speed": 15}
+        "zone_type": "speed_zone",
+        "speed_zone_id": 1,
+        "network_id": NETWORK_ID,
+        "max_speed": 15,
+    }
     back = NetworkZones.from_feature_collection(doc)
     assert back == zones
     a, b = GeofenceIndex(zones), GeofenceIndex(back)
@@ -116,20 +133,46 @@ def test_feature_collection_round_trip_through_json() -> None:
         {"type": "Feature"},
         {"type": "FeatureCollection", "features": {}},
         {"type": "FeatureCollection", "features": [{"type": "Polygon"}]},
-        {"type": "FeatureCollection", "properties": {"network_id": 1},
-         "features": [{"type": "Feature", "geometry": PRESQUILE}]},
-        {"type": "FeatureCollection", "properties": {"network_id": 1},
-         "features": [{"type": "Feature", "geometry": PRESQUILE,
-                       "properties": {"zone_type": "lake"}}]},
-        {"type": "FeatureCollection", "properties": {"network_id": 1},
-         "features": [{"type": "Feature", "geometry": PRESQUILE,
-                       "properties": {"zone_type": "speed_zone", "speed_zone_id": 1,
-                                      "max_speed": 10, "colour": "red"}}]},
+        {
+            "type": "FeatureCollection",
+            "properties": {"network_id": 1},
+            "features": [{"type": "Feature", "geometry": PRESQUILE}],
+        },
+        {
+            "type": "FeatureCollection",
+            "properties": {"network_id": 1},
+            "features": [
+                {"type": "Feature", "geometry": PRESQUILE, "properties": {"zone_type": "lake"}}
+            ],
+        },
+        {
+            "type": "FeatureCollection",
+            "properties": {"network_id": 1},
+            "features": [
+                {
+                    "type": "Feature",
+                    "geometry": PRESQUILE,
+                    "properties": {
+                        "zone_type": "speed_zone",
+                        "speed_zone_id": 1,
+                        "max_speed": 10,
+                        "colour": "red",
+                    },
+                }
+            ],
+        },
         {"type": "FeatureCollection", "properties": {"network_id": "one"}, "features": []},
-        {"type": "FeatureCollection", "properties": {"network_id": 1},
-         "features": [{"type": "Feature", "geometry": None,
-                       "properties": {"zone_type": "speed_zone", "speed_zone_id": 1,
-                                      "max_speed": 10}}]},
+        {
+            "type": "FeatureCollection",
+            "properties": {"network_id": 1},
+            "features": [
+                {
+                    "type": "Feature",
+                    "geometry": None,
+                    "properties": {"zone_type": "speed_zone", "speed_zone_id": 1, "max_speed": 10},
+                }
+            ],
+        },
     ],
 )
 def test_malformed_feature_collections(doc: dict[str, Any]) -> None:

@@ -43,10 +43,10 @@ def test_in_a_forbidden_zone_is_reported(index: GeofenceIndex) -> None:
     assert r.kind is ReturnKind.OUTSIDE_PARKING and r.forbidden_zone_id == 20
 
 
-@pytest.mark.parametrize(("policy", "refused"), [(OutsideReturnPolicy.REFUSE, True),
-                                                 (OutsideReturnPolicy.ALERT, False)])
-def test_outside_the_network_follows_the_policy(policy: OutsideReturnPolicy,
-                                                refused: bool) -> None:
+@pytest.mark.parametrize(
+    ("policy", "refused"), [(OutsideReturnPolicy.REFUSE, True), (OutsideReturnPolicy.ALERT, False)]
+)
+def test_outside_the_network_follows_the_policy(policy: OutsideReturnPolicy, refused: bool) -> None:
     r = return_verdict(GeofenceIndex(lyon_zones(policy)), 4.60, 45.75)
     assert r.kind is ReturnKind.OUTSIDE_NETWORK and r.kind.value == "outside-network"
     assert r.policy is policy and r.refused is refused

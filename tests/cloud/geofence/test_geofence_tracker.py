@@ -30,8 +30,9 @@ M_LON = M_LAT / math.cos(math.radians(45.755))  # degrees of longitude per metre
 T0 = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
 
 
-def feed(tracker: VehicleZoneTracker, points: list[tuple[float, float]],
-         vehicle: str = "KS123456") -> list[ZoneEvent]:
+def feed(
+    tracker: VehicleZoneTracker, points: list[tuple[float, float]], vehicle: str = "KS123456"
+) -> list[ZoneEvent]:
     events: list[ZoneEvent] = []
     for lon, lat in points:
         events += tracker.update(vehicle, lon, lat)
@@ -57,8 +58,10 @@ def test_ride_through_nested_speed_zones(index: GeofenceIndex) -> None:
     # Ride east along lat 45.7575 at ~25 m steps into zone 1, then 2, then out of both.
     lons = [4.80 + i * 25 * M_LON for i in range(int((4.845 - 4.80) / (25 * M_LON)))]
     events = feed(t, [(x, 45.7575) for x in lons])
-    assert [(type(e).__name__, getattr(e, "speed_zone_id", None), getattr(e, "max_speed", None))
-            for e in events] == [
+    assert [
+        (type(e).__name__, getattr(e, "speed_zone_id", None), getattr(e, "max_speed", None))
+        for e in events
+    ] == [
         ("SpeedZoneEntered", 1, 15),
         ("SpeedZoneEntered", 2, 8),
         ("SpeedZoneLeft", 2, 15),
@@ -77,8 +80,9 @@ def test_riding_along_an_edge_does_not_flip_flop(index: GeofenceIndex) -> None:
     path = [(4.865 + rng.uniform(-6, 6) * M_LON, 45.756 + i * 5 * M_LAT) for i in range(150)]
     debounced = feed(VehicleZoneTracker(index), [(4.875, 45.756), *path])
     assert kinds(debounced) == ["SpeedZoneEntered"]
-    naive = feed(VehicleZoneTracker(index, hysteresis_m=0.0, confirmations=1),
-                 [(4.875, 45.756), *path])
+    naive = feed(
+        VehicleZoneTracker(index, hysteresis_m=0.0, confirmations=1), [(4.875, 45.756), *path]
+    )
     assert len(naive) > 20  # without the debounce it flips on every other fix
 
 
@@ -98,8 +102,9 @@ def test_single_stray_fix_into_forbidden_zone_is_ignored(index: GeofenceIndex) -
 
 
 def test_leaving_and_reentering_the_network_area() -> None:
-    index = GeofenceIndex(lyon_zones(trigger_alert=True, reduce_vehicle_speed=True,
-                                     lock_vehicle=False))
+    index = GeofenceIndex(
+        lyon_zones(trigger_alert=True, reduce_vehicle_speed=True, lock_vehicle=False)
+    )
     t = VehicleZoneTracker(index)
     assert feed(t, [(4.78, 45.75)]) == []
     # 5 m outside the west border (4.77): inside the hysteresis band, nothing.
@@ -129,7 +134,9 @@ def test_stale_positions_are_ignored(index: GeofenceIndex) -> None:
     assert t.update("KS1", 4.8315, 45.7562, T0) == []
     assert t.stale_positions == 2
     assert kinds(t.update("KS1", 4.8315, 45.7562, T0 + timedelta(seconds=5))) == [
-        "SpeedZoneEntered", "SpeedZoneEntered"]
+        "SpeedZoneEntered",
+        "SpeedZoneEntered",
+    ]
 
 
 def test_bad_position_raises_and_keeps_state(index: GeofenceIndex) -> None:
@@ -148,7 +155,12 @@ def test_state_snapshot_and_forget(index: GeofenceIndex) -> None:
     s = t.state("KS1")
     assert s is not None
     assert (s.in_network, s.speed_zone_ids, s.forbidden_zone_ids, s.max_speed, s.at) == (
-        True, frozenset({1, 2}), frozenset(), 8, T0)
+        True,
+        frozenset({1, 2}),
+        frozenset(),
+        8,
+        T0,
+    )
     assert s.last_verdict.virtual_parking_id == 10
     assert len(t) == 1
     t.forget("KS1")
@@ -159,8 +171,13 @@ def test_state_snapshot_and_forget(index: GeofenceIndex) -> None:
 def test_index_swap_leaves_a_deleted_zone(zones: NetworkZones) -> None:
     t = VehicleZoneTracker(GeofenceIndex(zones))
     t.update("KS1", 4.86, 45.76)  # speed zone 3
-    without_3 = NetworkZones(NETWORK_ID, border=zones.border,
-                             speed_zones=zones.speed_zones[:2], default_max_speed=25, version=2)
+    without_3 = NetworkZones(
+        NETWORK_ID,
+        border=zones.border,
+        speed_zones=zones.speed_zones[:2],
+        default_max_speed=25,
+        version=2,
+    )
     t.set_index(GeofenceIndex(without_3))
     assert t.update("KS1", 4.86, 45.76) == []  # still confirming
     events = t.update("KS1", 4.86, 45.76)
@@ -190,10 +207,14 @@ points = st.tuples(st.floats(4.822, 4.850), st.floats(45.748, 45.772))
 
 
 @settings(max_examples=150, deadline=None)
-@given(path=st.lists(points, min_size=1, max_size=60),
-       confirmations=st.integers(1, 3), hysteresis=st.sampled_from([0.0, 5.0, 10.0, 30.0]))
-def test_events_alternate_and_match_the_state(path: list[tuple[float, float]],
-                                              confirmations: int, hysteresis: float) -> None:
+@given(
+    path=st.lists(points, min_size=1, max_size=60),
+    confirmations=st.integers(1, 3),
+    hysteresis=st.sampled_from([0.0, 5.0, 10.0, 30.0]),
+)
+def test_events_alternate_and_match_the_state(
+    path: list[tuple[float, float]], confirmations: int, hysteresis: float
+) -> None:
     t = VehicleZoneTracker(LYON_INDEX, hysteresis_m=hysteresis, confirmations=confirmations)
     inside: set[tuple[str, int]] = set()
     for lon, lat in path:

@@ -1,0 +1,49 @@
+"""Test helpers of the API tests: a fake command gateway and a client wrapper."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from kickstand.cloud.rent_gateway import UnlockOutcome
+from kickstand.cloud.seed import DemoRefs
+
+
+@dataclass
+class FakeGateway:
+    """Answers unlocks with ``outcome`` after ``delay`` seconds and records the calls."""
+
+    outcome: UnlockOutcome = field(default_factory=UnlockOutcome.unlocked)
+    delay: float = 0.0
+    calls: list[tuple[str, ...]] = field(default_factory=list)
+
+    async def unlock_spot(
+        self, station_device_id: str, spot_number: int, rent_id: str
+    ) -> UnlockOutcome:
+        self.calls.append(("spot", station_device_id, str(spot_number), rent_id))
+        await asyncio.sleep(self.delay)
+        return self.outcome
+
+    async def unlock_vehicle(self, vehicle_device_id: str, rent_id: str) -> UnlockOutcome:
+        self.calls.append(("vehicle", vehicle_device_id, rent_id))
+        await asyncio.sleep(self.delay)
+        return self.outcome
+
+
+@dataclass
+class Api:
+    client: httpx.AsyncClient
+    gateway: FakeGateway
+    sessionmaker: async_sessionmaker[AsyncSession]
+    demo: DemoRefs
+    backend: str
+
+    async def login(self, email: str = "alice@example.com") -> dict[str, str]:
+        r = await self.client.post(
+            "/v1/auth/login", json={"email": email, "password": self.demo.passwords[email]}
+        )
+        assert r.status_code == 200, r.text
+        return {"Authorization": f"Bearer {r.json()['data']['token']}"}
