@@ -134,8 +134,17 @@ class FreeFloatHook:
         self._positions.clear()
 
     def add_position(
-        self, vehicle_id: int, device_id: str, network_id: int, lon: float, lat: float, at: datetime
+        self,
+        vehicle_id: int,
+        device_id: str,
+        network_id: int,
+        lon: float | None,
+        lat: float | None,
+        at: datetime,
     ) -> None:
+        """A vehicle telemetry of the batch (a telemetry without a fix is ignored)."""
+        if lon is None or lat is None:
+            return
         self._positions.append(Fix(vehicle_id, device_id, network_id, lon, lat, at))
 
     async def on_locked(

@@ -653,7 +653,7 @@ class BatchApplier:
             except Exception as exc:  # a point the store refuses must not sink the batch
                 self.stats.reject("bad-telemetry", device=item.device_id, error=exc)
             if info.vehicle_id is not None:
-                if self.freefloat is not None and info.network_id is not None and t.lat is not None:
+                if self.freefloat is not None and info.network_id is not None:
                     self.freefloat.add_position(
                         info.vehicle_id, item.device_id, info.network_id, t.lon, t.lat, item.at
                     )
