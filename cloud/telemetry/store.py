@@ -85,8 +85,8 @@ class BatterySample:
 
 @dataclass(frozen=True, slots=True)
 class DailyEnergy:
-    """Energy consumed by a station on one local day; None when no meter reading
-    brackets the day."""
+    """Energy consumed by a station on one local day (Wh); None when the meter sent
+    no reading that day."""
 
     date: date
     energy_wh: float | None
@@ -242,17 +242,19 @@ def daily_consumption(
 
     `last_before[i]`: last counter reading before boundary i (within the lookback);
     `first_after[i]`: first reading in [boundary i, boundary i+1) (len = days).
-    A day's start value is the last reading before its midnight, or else its first
-    reading; its end value is the last reading before the next midnight. A counter
-    that went backwards (meter reset or replaced) counts from zero.
+    A day without any reading is None (what it used shows up on the next day with
+    readings). Otherwise its start value is the last reading before its midnight,
+    or else its first reading (a station commissioned that day); its end value is
+    its last reading. A counter that went backwards (meter reset or replaced)
+    counts from zero.
     """
     result: list[DailyEnergy] = []
     for i, day in enumerate(plan.days):
-        begin = last_before[i] if last_before[i] is not None else first_after[i]
-        end = last_before[i + 1]
-        if begin is None or end is None:
+        first, end = first_after[i], last_before[i + 1]
+        if first is None or end is None:
             result.append(DailyEnergy(day, None))
             continue
+        begin = last_before[i] if last_before[i] is not None else first
         used = end - begin
         result.append(DailyEnergy(day, round(end if used < 0 else used, 6)))
     return result
