@@ -6,6 +6,7 @@ import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,20 +17,28 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from kickstand.cloud.config import Settings
 
 ALGORITHM = "HS256"
-_hasher = PasswordHasher()
-#: Verified against when the email is unknown, so timing does not reveal accounts.
-_DUMMY_HASH = _hasher.hash("not-a-real-password-0")
+_hasher = PasswordHasher()  # argon2id, library defaults (RFC 9106 low-memory profile)
+#: For the demo accounts only, whose passwords are printed by the seed anyway.
+_demo_hasher = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1)
 
 
-def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+@lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    """Verified against when the email is unknown, so timing does not reveal accounts."""
+    return _hasher.hash("not-a-real-password-0")
+
+
+def hash_password(password: str, *, demo: bool = False) -> str:
+    return (_demo_hasher if demo else _hasher).hash(password)
 
 
 def verify_password(password: str, password_hash: str | None) -> bool:
+    """Parameters come from the hash itself, so strong and demo hashes both verify."""
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        ok = _hasher.verify(password_hash or _dummy_hash(), password)
     except (VerificationError, InvalidHashError):
         return False
+    return ok and password_hash is not None
 
 
 class TokenError(Exception):

@@ -107,8 +107,8 @@ def vehicle_device_id(serial_number: str) -> str:
 
 @lru_cache(maxsize=16)
 def _demo_hash(password: str) -> str:
-    # argon2 is slow on purpose; the demo passwords are hashed once per process.
-    return hash_password(password)
+    # The demo passwords are public (printed by the seed): a light argon2 profile is enough.
+    return hash_password(password, demo=True)
 
 
 def rider_permissions(network_id: int) -> list[dict[str, Any]]:

@@ -15,9 +15,10 @@ from kickstand.cloud.seed import seed_demo
 from tests.cloud.api.support import Api, FakeGateway
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture
 def db_url(request: pytest.FixtureRequest) -> str:
-    if request.param == "sqlite":
+    """SQLite unless the test is parametrized with ``BOTH_DATABASES``."""
+    if getattr(request, "param", "sqlite") == "sqlite":
         url: str = request.getfixturevalue("sqlite_url")
         return url
     url = request.getfixturevalue("pg_seeded_url")

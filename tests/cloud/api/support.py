@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 import httpx
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kickstand.cloud.rent_gateway import UnlockOutcome
@@ -47,3 +48,9 @@ class Api:
         )
         assert r.status_code == 200, r.text
         return {"Authorization": f"Bearer {r.json()['data']['token']}"}
+
+
+#: Run a test on SQLite and on the harness's PostgreSQL.
+BOTH_DATABASES = pytest.mark.parametrize(
+    "db_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from tests.cloud.api.support import Api
+from tests.cloud.api.support import BOTH_DATABASES, Api
 
 
+@BOTH_DATABASES
 async def test_login_returns_tokens_and_seed_permissions(api: Api) -> None:
     r = await api.client.post(
         "/v1/auth/login",
@@ -51,6 +52,7 @@ async def test_validation_errors_name_the_field(api: Api) -> None:
     assert "email" in body["message"] or "password" in body["message"]
 
 
+@BOTH_DATABASES
 async def test_refresh_rotates_and_reuse_is_refused(api: Api) -> None:
     login = (
         await api.client.post(

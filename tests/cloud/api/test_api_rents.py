@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from kickstand.cloud import trips
 from kickstand.cloud.models import Rent, RentStatus, Spot, Station, Trip
 from kickstand.cloud.rent_gateway import UnlockOutcome
-from tests.cloud.api.support import Api
+from tests.cloud.api.support import BOTH_DATABASES, Api
 
 T0 = datetime(2026, 11, 18, 10, 0, tzinfo=ZoneInfo("Europe/Paris"))  # a Wednesday
 
@@ -31,6 +31,7 @@ async def count_rents(api: Api) -> int:
         return int(await session.scalar(select(func.count()).select_from(Rent)) or 0)
 
 
+@BOTH_DATABASES
 async def test_unlock_retry_returns_first_answer_and_opens_one_rent(api: Api) -> None:
     auth = await api.login()
     sid = await spot_id(api, "st-0001", 1)
@@ -55,6 +56,7 @@ async def test_unlock_retry_returns_first_answer_and_opens_one_rent(api: Api) ->
     assert [r["rent_id"] for r in current] == [data["rent_id"]]
 
 
+@BOTH_DATABASES
 async def test_concurrent_retries_with_one_key(api: Api) -> None:
     auth = await api.login()
     api.gateway.delay = 0.3  # the first request is still waiting for the station
@@ -68,6 +70,7 @@ async def test_concurrent_retries_with_one_key(api: Api) -> None:
     assert len(api.gateway.calls) == 1 and await count_rents(api) == 1
 
 
+@BOTH_DATABASES
 async def test_concurrent_riders_same_vehicle_one_wins(api: Api) -> None:
     alice, bob = await api.login("alice@example.com"), await api.login("bob@example.com")
     api.gateway.delay = 0.05
@@ -176,6 +179,7 @@ async def test_free_floating_unlock_uses_vehicle_lock(api: Api) -> None:
     assert api.gateway.calls[0][:2] == ("vehicle", "vh-LYF002")
 
 
+@BOTH_DATABASES
 async def test_trip_detail_cost_after_dock_events(api: Api) -> None:
     auth = await api.login()
     sid = await spot_id(api, "st-0001", 2)
