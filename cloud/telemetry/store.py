@@ -254,7 +254,8 @@ def daily_consumption(
         if first is None or end is None:
             result.append(DailyEnergy(day, None))
             continue
-        begin = last_before[i] if last_before[i] is not None else first
+        before = last_before[i]
+        begin = before if before is not None else first
         used = end - begin
         result.append(DailyEnergy(day, round(end if used < 0 else used, 6)))
     return result

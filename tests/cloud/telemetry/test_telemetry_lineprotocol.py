@@ -48,7 +48,7 @@ def test_optional_tags_and_fields_are_left_out() -> None:
     [("ns", T), ("u", T // 1_000), ("ms", T // 1_000_000), ("s", T // 1_000_000_000)],
 )
 def test_precision(precision: str, stamp: int) -> None:
-    line = encode(Temperature("S1", 21.5, T, spot="3"), precision)  # type: ignore[arg-type]
+    line = encode(Temperature("S1", 21.5, T, spot="3"), precision)
     assert line == f"temperature,spot=3,station=S1 celsius=21.5 {stamp}"
 
 
@@ -88,7 +88,7 @@ def test_every_point_kind_encodes() -> None:
         lambda: VehiclePosition("AB1", 0.0, 0.0, T, speed=math.inf),
         lambda: VehicleBattery("AB1", T),
         lambda: VehicleBattery("AB1", T, internal_pct=101.0),
-        lambda: Temperature("S1", 20.0, 1.5),  # type: ignore[arg-type]
+        lambda: Temperature("S1", 20.0, 1.5),
         lambda: SpotStatus("S1", "1", True, T),
         lambda: Point("m", {}, {}, T),
         lambda: Point("", {}, {"v": 1.0}, T),
@@ -107,8 +107,8 @@ def test_bad_points_are_refused_when_built(make: object) -> None:
         Point("m", {"t": "x"}, {"v": math.nan}, T),
         Point("m", {"t": "x"}, {"s": "two\nlines"}, T),
         Point("#comment", {}, {"v": 1.0}, T),
-        Point("m", {"t": 5}, {"v": 1.0}, T),  # type: ignore[dict-item]
-        Point("m", {}, {"v": [1]}, T),  # type: ignore[dict-item]
+        Point("m", {"t": 5}, {"v": 1.0}, T),
+        Point("m", {}, {"v": [1]}, T),
         VehiclePosition("AB\n1", 0.0, 0.0, T),
     ],
 )
