@@ -411,7 +411,9 @@ class CloudLink:
         deadline = loop.time() + wait_s
         while (left := deadline - loop.time()) > 0:
             try:
-                reply = await asyncio.wait_for(self._boot_replies.get(), left)
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation.
+                async with asyncio.timeout(left):
+                    reply = await self._boot_replies.get()
             except TimeoutError:
                 return None
             if reply.boot_id == self.queue.boot_id:

@@ -403,8 +403,10 @@ class StationAgent:
             wait = min(s.next_poll for s in self.spots.values()) - now
             if wait > 0:
                 self._poke.clear()
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._poke.wait(), wait)
+                    async with asyncio.timeout(wait):
+                        await self._poke.wait()
 
     def _schedule(self, spot: SpotRecord) -> None:
         now = asyncio.get_running_loop().time()
@@ -680,7 +682,8 @@ class StationAgent:
         async def later() -> None:
             # Give the link a moment to deliver the result before the process restarts.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._queue_empty(), 3.0)
+                async with asyncio.timeout(3.0):
+                    await self._queue_empty()
             self.stop("reboot")
 
         self._spawn(later())

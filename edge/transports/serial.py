@@ -85,8 +85,10 @@ class FdSerialPort(SerialPort):
             raise TransportError(self.path, "not open")
         if not self._buf:
             self._event.clear()
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._event.wait(), wait_s)
+                async with asyncio.timeout(wait_s):
+                    await self._event.wait()
         data = bytes(self._buf)
         self._buf.clear()
         return data

@@ -96,6 +96,7 @@ class CloudPeer:
         self._client: aiomqtt.Client | None = None
         self._task: asyncio.Task[None] | None = None
         self._changed = asyncio.Condition()
+        self.connected = asyncio.Event()
 
     @property
     def public_key_hex(self) -> str:
@@ -105,16 +106,8 @@ class CloudPeer:
         return self.devices.setdefault(device_id, DeviceView())
 
     async def __aenter__(self) -> CloudPeer:
-        self._client = aiomqtt.Client(
-            self.host,
-            self.port,
-            username=self.username,
-            password=self.password,
-            identifier=self.client_id,
-        )
-        await self._client.__aenter__()
-        await self._client.subscribe(f"{topics.ROOT}/d/+/+", qos=1)
-        self._task = asyncio.create_task(self._read())
+        self._task = asyncio.create_task(self._run())
+        await asyncio.wait_for(self.connected.wait(), 10)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -122,13 +115,33 @@ class CloudPeer:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
                 await self._task
-        if self._client is not None:
-            with contextlib.suppress(aiomqtt.MqttError):
-                await self._client.__aexit__(None, None, None)
+            self._task = None
 
-    async def _read(self) -> None:
-        assert self._client is not None
-        async for message in self._client.messages:
+    async def _run(self) -> None:
+        """Stay connected: a broker restart only pauses the peer (state is kept)."""
+        while True:
+            client = aiomqtt.Client(
+                self.host,
+                self.port,
+                username=self.username,
+                password=self.password,
+                identifier=self.client_id,
+            )
+            try:
+                async with client:
+                    await client.subscribe(f"{topics.ROOT}/d/+/+", qos=1)
+                    self._client = client
+                    self.connected.set()
+                    await self._read(client)
+            except aiomqtt.MqttError as exc:
+                log.info("cloudpeer_disconnected error=%s", exc)
+            finally:
+                self._client = None
+                self.connected.clear()
+            await asyncio.sleep(0.2)
+
+    async def _read(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
             try:
                 topic = topics.parse(str(message.topic))
                 payload = message.payload
@@ -138,7 +151,12 @@ class CloudPeer:
                 self.invalid += 1
                 log.warning("cloudpeer_invalid topic=%s error=%s", message.topic, exc)
                 continue
-            await self._on_up(topic.device_id, topic.channel, up)
+            try:
+                await self._on_up(topic.device_id, topic.channel, up)
+            except aiomqtt.MqttError:
+                raise
+            except Exception:
+                log.exception("cloudpeer_handler_failed")
 
     async def _on_up(self, device_id: str, channel: Channel, up: UpMessage) -> None:
         view = self.view(device_id)
@@ -201,6 +219,7 @@ class CloudPeer:
         await self.send_raw(device_id or envelope.device_id, self.signer.sign(envelope))
 
     async def send_raw(self, device_id: str, payload: bytes) -> None:
+        await asyncio.wait_for(self.connected.wait(), 10)
         assert self._client is not None
         await self._client.publish(topics.down(device_id, Channel.COMMAND), payload, qos=1)
 

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import tomllib
 from pathlib import Path
@@ -242,11 +241,11 @@ class StationRig:
     async def stop_agent(self) -> None:
         if self.agent is not None and self._task is not None:
             self.agent.stop()
-            with contextlib.suppress(asyncio.CancelledError):
-                try:
-                    await asyncio.wait_for(self._task, 10)
-                except TimeoutError:
-                    self._task.cancel()
+            done, _ = await asyncio.wait({self._task}, timeout=10)
+            if not done:
+                log.error("agent_stop_timeout device=%s", self.device_id)
+                self._task.cancel()
+                await asyncio.wait({self._task}, timeout=5)
             self._task = None
 
     async def restart_agent(self) -> StationAgent:
