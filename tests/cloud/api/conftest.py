@@ -11,8 +11,8 @@ import pytest
 from kickstand.cloud.api import create_app
 from kickstand.cloud.config import Settings
 from kickstand.cloud.db import create_engine, create_sessionmaker
-from kickstand.cloud.seed import seed_demo
 from tests.cloud.api.support import Api, FakeGateway
+from tests.cloud.conftest import demo_refs
 
 
 @pytest.fixture
@@ -38,9 +38,7 @@ async def api(db_url: str, tmp_path: Path) -> AsyncIterator[Api]:
     gateway = FakeGateway()
     app = create_app(settings, command_gateway=gateway, engine=engine)
     maker = create_sessionmaker(engine)
-    async with maker() as session:
-        demo = await seed_demo(session)
-        await session.commit()
+    demo = demo_refs(db_url)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://kickstand.test") as client:
         yield Api(client, gateway, maker, demo, "postgres" if "postgresql" in db_url else "sqlite")
