@@ -160,9 +160,12 @@ class SocketBatteryPeer(BatteryPeer):
 
     async def connect(self, on_notify: Notify) -> None:
         try:
-            self._reader, self._writer = await asyncio.wait_for(
-                asyncio.open_unix_connection(self.path, limit=MAX_LINE * 4), self.timeout_s
-            )
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
+            # that races with the connect completing.
+            async with asyncio.timeout(self.timeout_s):
+                self._reader, self._writer = await asyncio.open_unix_connection(
+                    self.path, limit=MAX_LINE * 4
+                )
         except (OSError, TimeoutError) as exc:
             raise BleDisconnected(self.address, f"connect: {exc}") from None
         self._closed.clear()
@@ -170,6 +173,11 @@ class SocketBatteryPeer(BatteryPeer):
         self._task = asyncio.create_task(self._read_loop(), name=f"ble-read {self.path}")
         for handle in HANDLES:
             await self._send(f"SUB {handle:04x}")
+        try:
+            await self.read(H_INTERNAL_LEVEL)  # a peer that answers, not just a socket
+        except BleError:
+            await self.disconnect()
+            raise
 
     async def _send(self, line: str) -> None:
         if self._writer is None or self._closed.is_set():

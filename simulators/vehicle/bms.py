@@ -37,7 +37,7 @@ class Battery:
 
     @property
     def level_pct(self) -> int:
-        return max(0, min(100, int(self.level)))
+        return max(0, min(100, round(self.level)))
 
     @property
     def voltage_mv(self) -> int:

@@ -3,7 +3,7 @@
     proxy = CoverageProxy("127.0.0.1", broker.port); await proxy.start()
     agent connects to 127.0.0.1:proxy.port
     proxy.cut()       # every connection drops, new ones are refused (closed at once)
-    proxy.restore()   # connections go through again
+    await proxy.restore()   # connections go through again
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class CoverageProxy:
         self._writers: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> CoverageProxy:
-        self._server = await asyncio.start_server(self._accept, self.host, 0)
+        self._server = await asyncio.start_server(self._accept, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -39,9 +39,10 @@ class CoverageProxy:
             self._server.close()
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
-        for task in list(self._links):
-            task.cancel()
-        await asyncio.gather(*self._links, return_exceptions=True)
+        # The cut aborted every transport, so the handlers end by themselves (cancelling
+        # a stream server's handler task makes asyncio log an error).
+        if self._links:
+            await asyncio.wait(list(self._links), timeout=2.0)
 
     async def __aenter__(self) -> CoverageProxy:
         return await self.start()
@@ -50,15 +51,20 @@ class CoverageProxy:
         await self.stop()
 
     def cut(self) -> None:
+        """No network: live connections drop, new ones are refused (nobody listens)."""
         self.covered = False
+        if self._server is not None:
+            self._server.close()  # the port stays ours: restore() listens on it again
         for writer in list(self._writers):
             with contextlib.suppress(Exception):
                 writer.transport.abort()
         self._writers.clear()
         log.info("coverage_cut port=%s", self.port)
 
-    def restore(self) -> None:
+    async def restore(self) -> None:
         self.covered = True
+        if self._server is not None and not self._server.is_serving():
+            self._server = await asyncio.start_server(self._accept, self.host, self.port)
         log.info("coverage_restored port=%s", self.port)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

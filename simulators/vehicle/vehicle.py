@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from kickstand.edge.transports.gps import gga_sentence, nmea_sentence, rmc_sentence
+from kickstand.edge.transports.gps import distance_m, gga_sentence, nmea_sentence, rmc_sentence
 from kickstand.edge.transports.motion import Sensed, motion_line
 from kickstand.edge.transports.pinpad import pin_line
 from kickstand.protocol.spotbus import BusLock
@@ -173,11 +173,15 @@ class SimulatedVehicle:
     # -- riding ----------------------------------------------------------------------
 
     def ride(self, route: Route | list[tuple[float, float]], speed_kmh: float = 18.0) -> None:
-        """Ride ``route`` (lon/lat waypoints) at ``speed_kmh``, starting at its first point."""
+        """Ride ``route`` (lon/lat waypoints) at ``speed_kmh``, from where the vehicle stands."""
         if not isinstance(route, Route):
             route = Route.of(route)
         if not 0 < speed_kmh <= 60:
             raise ScenarioError(f"speed {speed_kmh} km/h is not a ride")
+        start_lon, start_lat = route.waypoints[0]
+        if distance_m(self.lat, self.lon, start_lat, start_lon) > 5:
+            # the vehicle rides from where it stands to the route, it does not jump there
+            route = Route(((self.lon, self.lat), *route.waypoints))
         self._route, self._route_pos, self.speed_kmh = route, 0.0, speed_kmh
         self.lat, self.lon, self.heading = route.at(0)
         self._route_done.clear()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,8 @@ from kickstand.protocol.v1.enums import BatteryKind, ChainType
 from kickstand.simulators.vehicle.bms import BmsPeer
 from kickstand.simulators.vehicle.lockbox import LockBoxFirmware
 from kickstand.simulators.vehicle.wire import PtyLine
+
+Eventually = Callable[..., Awaitable[None]]
 
 
 async def test_lockbox_over_a_pty() -> None:
@@ -65,7 +68,9 @@ async def test_lockbox_over_a_pty() -> None:
         line.close()
 
 
-async def test_bms_peer_reads_notifies_and_survives_disconnects(tmp_path: Path) -> None:
+async def test_bms_peer_reads_notifies_and_survives_disconnects(
+    tmp_path: Path, eventually: Eventually
+) -> None:
     peer = BmsPeer(str(tmp_path / "bms.sock"))
     await peer.start()
     readings: list[BatteryReading] = []
@@ -76,30 +81,22 @@ async def test_bms_peer_reads_notifies_and_survives_disconnects(tmp_path: Path) 
     task = asyncio.create_task(monitor.run())
     try:
         await asyncio.wait_for(monitor.connected.wait(), 5)
-        async with asyncio.timeout(5):
-            while monitor.batteries[BatteryKind.VAE].level_pct != 76:
-                await asyncio.sleep(0.02)
+        await eventually(lambda: monitor.batteries[BatteryKind.VAE].level_pct == 76)
         assert monitor.batteries[BatteryKind.INTERNAL].level_pct == 88
         assert monitor.batteries[BatteryKind.VAE].voltage_mv == 30000 + 12000 * 76 // 100
         # notification on change
         peer.batteries[BatteryKind.VAE].level = 42
         peer.notify_changes()
-        async with asyncio.timeout(5):
-            while monitor.batteries[BatteryKind.VAE].level_pct != 42:
-                await asyncio.sleep(0.02)
+        await eventually(lambda: monitor.batteries[BatteryKind.VAE].level_pct == 42)
         # out of range for a while: link lost, connects refused, then back
         peer.set_available(False)
-        async with asyncio.timeout(5):
-            while monitor.disconnects < 1:
-                await asyncio.sleep(0.02)
+        await eventually(lambda: monitor.disconnects >= 1)
         assert not monitor.connected.is_set()
         peer.batteries[BatteryKind.VAE].level = 41
         await asyncio.sleep(0.3)
         peer.set_available(True)
         await asyncio.wait_for(monitor.connected.wait(), 5)
-        async with asyncio.timeout(5):
-            while monitor.batteries[BatteryKind.VAE].level_pct != 41:
-                await asyncio.sleep(0.02)
+        await eventually(lambda: monitor.batteries[BatteryKind.VAE].level_pct == 41)
         assert monitor.connects >= 2
     finally:
         task.cancel()
@@ -114,7 +111,7 @@ def test_bms_values_are_checked() -> None:
             decode_value(handle, value)
 
 
-async def test_hostile_bms_peer_lines_are_counted(tmp_path: Path) -> None:
+async def test_hostile_bms_peer_lines_are_counted(tmp_path: Path, eventually: Eventually) -> None:
     path = str(tmp_path / "evil.sock")
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -128,9 +125,7 @@ async def test_hostile_bms_peer_lines_are_counted(tmp_path: Path) -> None:
     monitor = BatteryMonitor(SocketBatteryPeer(path), poll_s=10)
     task = asyncio.create_task(monitor.run())
     try:
-        async with asyncio.timeout(5):
-            while monitor.bad_values < 3:
-                await asyncio.sleep(0.02)
+        await eventually(lambda: monitor.bad_values >= 3)
         assert monitor.batteries[BatteryKind.VAE].level_pct is None
     finally:
         task.cancel()

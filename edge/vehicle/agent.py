@@ -1,0 +1,915 @@
+"""The vehicle edge agent: GPS, lock box + chain, BMS, NFC, PIN pad, motion → CloudLink.
+
+    settings = VehicleSettings.load("vehicle.toml")
+    async with VehicleAgent(settings) as agent:      # runs until the block ends
+        await agent.link.accepted.wait()
+
+Everything the cloud must hear of goes through ``link.emit`` (the edge core's
+DiskQueue, on disk before it is sent, stamped with the device time of the
+moment it happened): a vehicle locked out of coverage reports its Locked event
+with the lock time when coverage returns.
+
+Reporting adapts to the state: a Telemetry (position, speed, batteries) every
+``riding_interval_s`` while unlocked, every ``parked_interval_s`` while locked,
+one at once on every lock and unlock; events are sent as they happen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from kickstand.edge.core.clock import DeviceClock
+from kickstand.edge.core.errors import (
+    CommandFailed,
+    CommandRefused,
+    EdgeError,
+    QueueError,
+    TransportError,
+)
+from kickstand.edge.core.health import HealthServer
+from kickstand.edge.core.link import CloudLink, CommandRouter, Outcome
+from kickstand.edge.core.queue import DiskQueue
+from kickstand.edge.core.replay import SqliteReplayGuard
+from kickstand.edge.transports import SerialPort, open_badge_reader, open_serial
+from kickstand.edge.transports.ble import (
+    BatteryMonitor,
+    BatteryReading,
+    open_battery_peer,
+)
+from kickstand.edge.transports.gps import Fix, GpsReceiver
+from kickstand.edge.transports.motion import MotionSensor, Sensed
+from kickstand.edge.transports.pinpad import PinChecker, PinEntry, PinPad
+from kickstand.edge.vehicle.config import CONFIGURABLE, VehicleSettings
+from kickstand.edge.vehicle.errors import FirmwareError, LockBoxError
+from kickstand.edge.vehicle.lockbox import LockBox
+from kickstand.edge.vehicle.store import VehicleStore
+from kickstand.protocol.errors import ProtocolError
+from kickstand.protocol.spotbus import BusLock
+from kickstand.protocol.v1.enums import (
+    AuthListKind,
+    BatteryKind,
+    ChainType,
+    DeviceKind,
+    DeviceState,
+    FirmwareState,
+    LockCause,
+    LockState,
+    MotionKind,
+    RejectReason,
+    ResultStatus,
+    TriggerKind,
+)
+from kickstand.protocol.v1.messages import (
+    AuthListUpdate,
+    BadgePresented,
+    BatteryLow,
+    Birth,
+    BoardFault,
+    BoardRecovered,
+    ChainInserted,
+    ChainRemoved,
+    ChainTypeChanged,
+    CommandEnvelope,
+    CommandResult,
+    Component,
+    Config,
+    FirmwareStatus,
+    FirmwareUpdate,
+    Lock,
+    Locked,
+    Motion,
+    PinEntered,
+    PinIncorrect,
+    Reboot,
+    SetMaintenance,
+    SetSpeedLimit,
+    Status,
+    Telemetry,
+    TriggerMessage,
+    Unlock,
+    Unlocked,
+    UnlockExpired,
+    UpBody,
+)
+
+log = logging.getLogger("kickstand.edge.vehicle.agent")
+
+LOCKBOX_FAULT_AFTER = 3  # consecutive unanswered polls before a BoardFault
+MAX_FIRMWARE_BYTES = 32 * 1024 * 1024
+_LOCK_STATE = {BusLock.LOCKED: LockState.LOCKED, BusLock.OPEN: LockState.OPEN,
+               BusLock.JAMMED: LockState.JAMMED}
+
+
+class _RebootRequested(Exception):
+    pass
+
+
+class VehicleAgent:
+    """One vehicle controller. ``run()`` serves until cancelled; a Reboot command restarts
+    the whole agent in-process (new boot id, peripherals reopened)."""
+
+    def __init__(self, settings: VehicleSettings) -> None:
+        self.base_settings = settings
+        self.settings = settings
+        self.device_id = settings.device_id
+        self.state_dir = Path(settings.state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.clock = DeviceClock()
+        self.store = VehicleStore(self.state_dir / "vehicle.json")
+        self.boots = 0
+        self.started = asyncio.Event()  # the current boot's link exists
+        self.gps = GpsReceiver()
+        self.pin = PinChecker()
+        self.motion = MotionSensor()
+        self.pinpad = PinPad()
+        self.battery_monitor: BatteryMonitor | None = None
+        self.lockbox: LockBox | None = None
+        self.lockbox_firmware = ""
+        self.lock_state: BusLock | None = None
+        self.chain: tuple[bool, int] | None = None
+        self.batteries: dict[BatteryKind, BatteryReading] = {}
+        self.counters: dict[str, int] = {}
+        self._queue: DiskQueue | None = None
+        self._link: CloudLink | None = None
+        self._reboot = asyncio.Event()
+        self._reporter_wake = asyncio.Event()
+        self._bus = asyncio.Lock()
+        self._lockbox_failures = 0
+        self._lockbox_fault = False
+        self._last_illegal_move = -1e9
+        self._unlock_window: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        self._sent_battery: dict[BatteryKind, tuple[int | None, int | None]] = {}
+        self._runner: asyncio.Task[None] | None = None
+        self._apply_config(self.store.memory.config_values)
+
+    # ---------------------------------------------------------------- lifecycle
+
+    @property
+    def link(self) -> CloudLink:
+        if self._link is None:
+            raise EdgeError("the agent is not running")
+        return self._link
+
+    async def __aenter__(self) -> VehicleAgent:
+        self._runner = asyncio.create_task(self.run(), name=f"vehicle-agent {self.device_id}")
+        started = asyncio.ensure_future(self.started.wait())
+        await asyncio.wait({started, self._runner}, return_when=asyncio.FIRST_COMPLETED)
+        started.cancel()
+        if self._runner.done():
+            self._runner.result()  # raises what stopped it
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+
+    async def run(self) -> None:
+        """Serve until cancelled; a Reboot command starts a new boot in the same process."""
+        while True:
+            self._reboot.clear()
+            try:
+                await self._run_boot()
+            except _RebootRequested:
+                log.warning("vehicle_rebooting device=%s", self.device_id)
+                continue
+
+    async def _run_boot(self) -> None:
+        s = self.settings
+        self.boots += 1
+        queue = DiskQueue(
+            self.state_dir / "queue.db",
+            clock=self.clock.now_ms,
+            max_telemetry=s.queue_max_telemetry,
+            synchronous=s.queue_synchronous,
+        )
+        guard = SqliteReplayGuard(self.state_dir / "replay.db", clock=self.clock.now_ms)
+        router = CommandRouter()
+        self._register(router)
+        link = CloudLink(
+            s.link_config(),
+            queue=queue,
+            birth=self._birth,
+            verifier=s.verifier(self.clock, guard),
+            router=router,
+            clock=self.clock,
+            on_accepted=self._on_accepted,
+        )
+        self._queue, self._link = queue, link
+        self.lock_state, self.chain = None, None
+        health: HealthServer | None = None
+        tasks: list[asyncio.Task[Any]] = []
+        try:
+            if s.health_port is not None:
+                health = HealthServer(self.snapshot, host=s.health_host, port=s.health_port)
+                await health.start()
+            jobs: list[tuple[str, Coroutine[Any, Any, None]]] = [
+                ("link", link.run()),
+                ("gps", self._gps_loop()),
+                ("lockbox", self._lockbox_loop()),
+                ("reporter", self._reporter_loop()),
+                ("pinpad", self._line_loop(s.pinpad_port, self.pinpad.feed, "pinpad")),
+                ("motion", self._line_loop(s.motion_port, self.motion.feed, "motion")),
+                ("bms", self._bms_loop()),
+                ("nfc", self._nfc_loop()),
+            ]
+            tasks = [asyncio.create_task(coro, name=f"{self.device_id}-{name}")
+                     for name, coro in jobs]
+            self.started.set()
+            reboot = asyncio.create_task(self._reboot.wait())
+            running: set[asyncio.Task[Any]] = set(tasks)
+            try:
+                while True:
+                    done, _ = await asyncio.wait(
+                        {reboot, *running}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    if reboot in done:
+                        raise _RebootRequested()
+                    for task in done:
+                        running.discard(task)  # a peripheral that is "none" ends at once
+                        error = None if task.cancelled() else task.exception()
+                        if error is not None:
+                            log.error("vehicle_task_died task=%s error=%r", task.get_name(),
+                                      error)
+                            if task is tasks[0]:
+                                raise _RebootRequested()  # no link: start over
+            finally:
+                reboot.cancel()
+        finally:
+            self.started.clear()
+            for task in [*tasks, *self._background]:
+                task.cancel()
+            await asyncio.gather(*tasks, *self._background, return_exceptions=True)
+            self._background.clear()
+            if health is not None:
+                await health.stop()
+            queue.close()
+            guard_close = getattr(guard, "close", None)
+            if callable(guard_close):
+                guard_close()
+            self._link = None
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _count(self, name: str, n: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + n
+
+    def emit(self, body: UpBody) -> None:
+        """Store durably and send when possible; a disk error is logged, never raised."""
+        if self._link is None:
+            return
+        try:
+            self._link.emit(body)
+        except (QueueError, ProtocolError) as exc:
+            self._count("emit_failed")
+            log.error("vehicle_emit_failed device=%s body=%s error=%s", self.device_id,
+                      type(body).__name__, exc)
+
+    # ---------------------------------------------------------------- birth, status
+
+    def _birth(self) -> Birth:
+        mem = self.store.memory
+        inventory = [Component("lockbox", 0, self.lockbox_firmware[:32])]
+        s = self.settings
+        for kind, path in (("gps", s.gps_port), ("bms", s.bms_address), ("nfc", s.nfc_path),
+                           ("pinpad", s.pinpad_port), ("motion", s.motion_port)):
+            if path not in ("", "none"):
+                inventory.append(Component(kind, 0, ""))
+        return Birth(
+            kind=DeviceKind.VEHICLE,
+            firmware=(mem.firmware or s.firmware)[:32],
+            hardware=s.hardware[:32],
+            config_version=mem.config_version,
+            auth_list_version=mem.auth_list_version,
+            inventory=tuple(inventory),
+            serial_number=s.serial_number,
+        )
+
+    def _on_accepted(self) -> None:
+        link = self.link
+        link.heartbeat_s = max(link.heartbeat_s, self.settings.min_heartbeat_s)
+
+    @property
+    def device_state(self) -> DeviceState:
+        if self.store.memory.maintenance:
+            return DeviceState.MAINTENANCE
+        if self.lock_state is BusLock.JAMMED or self._lockbox_fault:
+            return DeviceState.FAULT
+        if self.lock_state is BusLock.LOCKED:
+            return DeviceState.LOCKED
+        fix = self._fresh_fix()
+        if self.motion.moving or (fix is not None and (fix.speed_kmh or 0) > 3):
+            return DeviceState.RIDING
+        return DeviceState.UNLOCKED
+
+    @property
+    def parked(self) -> bool:
+        return self.lock_state is BusLock.LOCKED or self.lock_state is None
+
+    def _status(self) -> Status:
+        fault = None
+        if self.lock_state is BusLock.JAMMED:
+            fault = "lock jammed"
+        elif self._lockbox_fault:
+            fault = "lock box not answering"
+        level = None
+        for kind in (BatteryKind.VAE, BatteryKind.INTERNAL):
+            reading = self.batteries.get(kind)
+            if reading is not None and reading.level_pct is not None:
+                level = reading.level_pct
+                break
+        return Status(
+            spot=0,
+            state=self.device_state,
+            lock=_LOCK_STATE.get(self.lock_state) if self.lock_state is not None else None,
+            serial_number=self.settings.serial_number,
+            fault=fault,
+            battery_pct=level,
+        )
+
+    def emit_status(self) -> None:
+        self.emit(self._status())
+
+    def _fresh_fix(self) -> Fix | None:
+        fix = self.gps.latest
+        if fix is None or time.monotonic() - fix.monotonic_s > self.settings.fix_max_age_s:
+            return None
+        return fix
+
+    def telemetry(self, *, with_batteries: bool = False) -> Telemetry | None:
+        """The current position (if fresh) and battery values (if changed or asked for)."""
+        fix = self._fresh_fix()
+        fields: dict[str, Any] = {}
+        if fix is not None:
+            fields.update(lat=round(fix.lat, 6), lon=round(fix.lon, 6))
+            if fix.speed_kmh is not None:
+                fields["speed_kmh"] = round(min(fix.speed_kmh, 500.0), 1)
+            if fix.heading_deg is not None:
+                fields["heading_deg"] = round(fix.heading_deg) % 360
+            if fix.hdop is not None:
+                fields["hdop"] = round(min(fix.hdop, 100.0), 1)
+        for kind, reading in self.batteries.items():
+            value = (reading.level_pct, reading.voltage_mv)
+            if not with_batteries and self._sent_battery.get(kind, (None, None))[0] == value[0]:
+                continue
+            self._sent_battery[kind] = value
+            if kind is BatteryKind.INTERNAL:
+                fields["battery_pct"] = reading.level_pct
+            else:
+                fields["vae_pct"] = reading.level_pct
+                fields["vae_mv"] = reading.voltage_mv
+        if not fields:
+            return None
+        return Telemetry(**fields)
+
+    def report_now(self, *, with_batteries: bool = False) -> None:
+        body = self.telemetry(with_batteries=with_batteries)
+        if body is not None:
+            self.emit(body)
+        self._reporter_wake.set()
+
+    async def _reporter_loop(self) -> None:
+        while True:
+            parked = self.parked
+            s = self.settings
+            interval = s.parked_interval_s if parked else s.riding_interval_s
+            self._reporter_wake.clear()
+            try:
+                async with asyncio.timeout(interval):
+                    await self._reporter_wake.wait()
+                continue  # state changed: start a new interval
+            except TimeoutError:
+                pass
+            body = self.telemetry(with_batteries=parked)
+            if body is not None:
+                self.emit(body)
+                self._count("telemetry")
+
+    # ---------------------------------------------------------------- serial lines
+
+    async def _open(self, path: str, baudrate: int, what: str) -> SerialPort:
+        delay = 0.5
+        while True:
+            port = open_serial(path, baudrate)
+            try:
+                await port.open()
+                return port
+            except TransportError as exc:
+                log.warning("vehicle_port_unavailable what=%s path=%s reason=%s", what, path,
+                            exc.reason)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    async def _gps_loop(self) -> None:
+        path = self.settings.gps_port
+        if path in ("", "none"):
+            return
+        port = await self._open(path, self.settings.gps_baudrate, "gps")
+        try:
+            while True:
+                data = await port.read(1.0)
+                if data:
+                    self.gps.feed(data)
+        finally:
+            await port.close()
+
+    async def _line_loop(self, path: str, feed: Callable[[bytes], object], what: str) -> None:
+        if path in ("", "none"):
+            return
+        port = await self._open(path, 9600, what)
+        try:
+            while True:
+                data = await port.read(1.0)
+                if data:
+                    feed(data)
+        finally:
+            await port.close()
+
+    # ---------------------------------------------------------------- lock box
+
+    async def _lockbox_loop(self) -> None:
+        path = self.settings.lockbox_port
+        if path in ("", "none"):
+            return
+        port = await self._open(path, 115200, "lockbox")
+        self.lockbox = LockBox(port, timeout_s=self.settings.lockbox_timeout_s)
+        try:
+            with contextlib.suppress(LockBoxError):
+                self.lockbox_firmware = (await self.lockbox.info()).firmware
+            while True:
+                await self.poll_lockbox()
+                await asyncio.sleep(self.settings.lock_poll_s)
+        finally:
+            self.lockbox = None
+            await port.close()
+
+    async def poll_lockbox(self) -> None:
+        if self.lockbox is None:
+            return
+        async with self._bus:
+            try:
+                report = await self.lockbox.status()
+                chain = await self.lockbox.chain()
+            except LockBoxError as exc:
+                self._lockbox_failures += 1
+                if self._lockbox_failures >= LOCKBOX_FAULT_AFTER and not self._lockbox_fault:
+                    self._lockbox_fault = True
+                    log.error("lockbox_fault device=%s reason=%s", self.device_id, exc.reason)
+                    self.emit(BoardFault(0, f"lock box: {exc.reason}"[:64]))
+                    self.emit_status()
+                return
+            self._lockbox_failures = 0
+            if self._lockbox_fault:
+                self._lockbox_fault = False
+                self.emit(BoardRecovered(0))
+                self.emit_status()
+            self._observe_lock(report.lock)
+            self._observe_chain(chain.inserted, chain.chain_type)
+
+    def _observe_lock(self, lock: BusLock) -> None:
+        if self.lock_state is None:
+            # First look after a (re)boot: report a change that happened while we were down.
+            last = self.store.memory.last_lock
+            self.lock_state = BusLock(last) if last is not None else lock
+            if last is None:
+                self._remember_lock(lock)
+                self.emit_status()
+                return
+        if lock is not self.lock_state:
+            self._set_lock(lock, LockCause.MANUAL)
+
+    def _set_lock(
+        self, lock: BusLock, cause: LockCause, command_id: bytes | None = None,
+        badge_uid: bytes | None = None, *, silent: bool = False,
+    ) -> None:
+        previous = self.lock_state
+        self.lock_state = lock
+        self._remember_lock(lock)
+        if lock is previous:
+            return
+        if not silent:
+            if lock is BusLock.LOCKED:
+                self.emit(Locked(0, cause, command_id))
+            elif lock is BusLock.OPEN:
+                self.emit(Unlocked(0, cause, command_id, badge_uid))
+        if lock is not BusLock.OPEN and self._unlock_window is not None:
+            self._unlock_window.cancel()
+            self._unlock_window = None
+        self.emit_status()
+        self.report_now(with_batteries=True)  # the position of the lock / unlock
+        log.info("vehicle_lock device=%s lock=%s cause=%s", self.device_id, lock.name, cause.name)
+
+    def _remember_lock(self, lock: BusLock) -> None:
+        if self.store.memory.last_lock != int(lock):
+            self.store.memory.last_lock = int(lock)
+            try:
+                self.store.save()
+            except QueueError as exc:
+                log.error("vehicle_store_failed error=%s", exc)
+
+    def _observe_chain(self, inserted: bool, code: int) -> None:
+        try:
+            chain_type = ChainType(code)
+        except ValueError:
+            self._count("chain_type_unknown")
+            chain_type = ChainType.STANDARD
+        previous = self.chain
+        self.chain = (inserted, int(chain_type))
+        if previous is None or previous == self.chain:
+            return
+        was_in, old_type = previous
+        if was_in and not inserted:
+            self.emit(ChainRemoved())
+        elif inserted and not was_in:
+            self.emit(ChainInserted(chain_type))
+        elif inserted and old_type != int(chain_type):
+            self.emit(ChainTypeChanged(chain_type))
+
+    async def _drive_lock(
+        self, target: BusLock, cause: LockCause, command_id: bytes | None,
+        badge_uid: bytes | None = None,
+    ) -> bool:
+        """Open or close the lock; False if it already was. CommandFailed if the box fails."""
+        if self.lockbox is None:
+            raise CommandFailed(RejectReason.HARDWARE_FAULT, "lock box not connected")
+        async with self._bus:
+            if self.lock_state is target:
+                return False
+            try:
+                if target is BusLock.OPEN:
+                    await self.lockbox.unlock()
+                else:
+                    await self.lockbox.lock()
+            except LockBoxError as exc:
+                raise CommandFailed(RejectReason.HARDWARE_FAULT, exc.reason[:100]) from None
+            self._set_lock(target, cause, command_id, badge_uid)
+            return True
+
+    def _start_unlock_window(self, window_s: float, command_id: bytes | None,
+                             badge_uid: bytes | None) -> None:
+        if self._unlock_window is not None:
+            self._unlock_window.cancel()
+        self._unlock_window = asyncio.create_task(
+            self._unlock_window_watch(window_s, command_id, badge_uid)
+        )
+        self._background.add(self._unlock_window)
+        self._unlock_window.add_done_callback(self._background.discard)
+
+    async def _unlock_window_watch(self, window_s: float, command_id: bytes | None,
+                                   badge_uid: bytes | None) -> None:
+        """Nobody took the vehicle (chain still in, not moved): close the lock again."""
+        moved = self.motion.events
+        await asyncio.sleep(window_s)
+        if self.lock_state is not BusLock.OPEN or self.lockbox is None:
+            return
+        chain_in = self.chain is not None and self.chain[0]
+        if not chain_in or self.motion.events != moved or self.device_state is DeviceState.RIDING:
+            return
+        self._unlock_window = None
+        async with self._bus:
+            try:
+                await self.lockbox.lock()
+            except LockBoxError as exc:
+                log.error("vehicle_relock_failed device=%s reason=%s", self.device_id, exc.reason)
+                return
+            self.emit(UnlockExpired(0, command_id, badge_uid))
+            self._set_lock(BusLock.LOCKED, LockCause.AUTO_RELOCK, command_id, silent=True)
+
+    # ---------------------------------------------------------------- inputs
+
+    def _on_pin(self, entry: PinEntry) -> None:
+        if self.pin.check(entry):
+            self.emit(PinEntered())
+        else:
+            self.emit(PinIncorrect(min(self.pin.attempts, 255)))
+
+    def _on_motion(self, sensed: Sensed) -> None:
+        kind = {
+            Sensed.LIFTED: MotionKind.LIFTED,
+            Sensed.FALLEN: MotionKind.FALLEN,
+            Sensed.DISMANTLING: MotionKind.DISMANTLING,
+        }.get(sensed)
+        if kind is None and sensed is Sensed.MOVING and self.lock_state is BusLock.LOCKED:
+            now = time.monotonic()
+            if now - self._last_illegal_move >= self.settings.illegal_move_every_s:
+                self._last_illegal_move = now
+                kind = MotionKind.ILLEGAL_MOVING
+        if kind is not None:
+            self.emit(Motion(kind))
+
+    def _on_battery(self, reading: BatteryReading) -> None:
+        self.batteries[reading.kind] = reading
+        level = reading.level_pct
+        if level is None:
+            return
+        sent = self.store.memory.battery_low_sent
+        threshold = self.settings.battery_low_pct
+        changed = False
+        if level < threshold and int(reading.kind) not in sent:
+            self.emit(BatteryLow(reading.kind, level))
+            sent.append(int(reading.kind))
+            changed = True
+        elif level >= threshold + self.settings.battery_rearm_pct and int(reading.kind) in sent:
+            sent.remove(int(reading.kind))
+            changed = True
+        if changed:
+            try:
+                self.store.save()
+            except QueueError as exc:
+                log.error("vehicle_store_failed error=%s", exc)
+
+    async def _bms_loop(self) -> None:
+        address = self.settings.bms_address
+        if address in ("", "none"):
+            return
+        self.battery_monitor = BatteryMonitor(
+            open_battery_peer(address), self._on_battery, poll_s=self.settings.bms_poll_s
+        )
+        await self.battery_monitor.run()
+
+    async def _nfc_loop(self) -> None:
+        path = self.settings.nfc_path
+        if path in ("", "none"):
+            return
+        delay = 1.0
+        while True:
+            try:
+                reader = open_badge_reader(path)
+                await reader.start()
+            except (TransportError, ImportError) as exc:
+                log.warning("vehicle_nfc_unavailable path=%s error=%s", path, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 60.0)
+                continue
+            try:
+                async for uid in reader.badges():
+                    await self.badge_presented(uid)
+            except TransportError as exc:
+                log.warning("vehicle_nfc_lost path=%s error=%s", path, exc)
+            finally:
+                await reader.close()
+            await asyncio.sleep(delay)
+
+    async def badge_presented(self, uid: bytes) -> None:
+        """A pass on the reader. Online the cloud decides; offline the local list does."""
+        if not 4 <= len(uid) <= 10:
+            self._count("badge_invalid")
+            return
+        offline = self._link is None or not self._link.accepted.is_set()
+        authorized = self.store.badge_authorized(uid)
+        self.emit(BadgePresented(uid, authorized, offline))
+        if offline and authorized and not self.store.memory.maintenance and \
+                self.lock_state is BusLock.LOCKED:
+            try:
+                opened = await self._drive_lock(BusLock.OPEN, LockCause.OFFLINE_BADGE, None, uid)
+            except CommandFailed as exc:
+                log.error("vehicle_offline_unlock_failed reason=%s", exc.detail)
+                return
+            if opened:
+                self._start_unlock_window(self._window(30), None, uid)
+
+    # ---------------------------------------------------------------- commands
+
+    def _register(self, router: CommandRouter) -> None:
+        handlers: dict[type, Callable[[CommandEnvelope, Any], Awaitable[Outcome | None]]] = {
+            Unlock: self._cmd_unlock,
+            Lock: self._cmd_lock,
+            SetSpeedLimit: self._cmd_speed_limit,
+            SetMaintenance: self._cmd_maintenance,
+            Config: self._cmd_config,
+            Reboot: self._cmd_reboot,
+            TriggerMessage: self._cmd_trigger,
+            FirmwareUpdate: self._cmd_firmware,
+            AuthListUpdate: self._cmd_auth_list,
+        }
+        for command_type, handler in handlers.items():
+            router.add(command_type, handler)
+
+    def _window(self, requested: int) -> float:
+        return float(self.settings.unlock_window_s or requested)
+
+    async def _cmd_unlock(self, envelope: CommandEnvelope, cmd: Unlock) -> Outcome:
+        if cmd.spot != 0:
+            raise CommandRefused(RejectReason.MALFORMED, "a vehicle has spot 0 only")
+        if self.store.memory.maintenance:
+            raise CommandRefused(RejectReason.MAINTENANCE, self.store.memory.maintenance_reason)
+        if self.lock_state is BusLock.JAMMED:
+            raise CommandRefused(RejectReason.HARDWARE_FAULT, "lock jammed")
+        opened = await self._drive_lock(BusLock.OPEN, LockCause.COMMAND, envelope.command_id)
+        if not opened:
+            return Outcome(detail="already unlocked")
+        self._start_unlock_window(self._window(cmd.window_s), envelope.command_id, None)
+        return Outcome()
+
+    async def _cmd_lock(self, envelope: CommandEnvelope, cmd: Lock) -> Outcome:
+        if cmd.spot != 0:
+            raise CommandRefused(RejectReason.MALFORMED, "a vehicle has spot 0 only")
+        closed = await self._drive_lock(BusLock.LOCKED, LockCause.COMMAND, envelope.command_id)
+        return Outcome(detail=None if closed else "already locked")
+
+    async def _cmd_speed_limit(self, envelope: CommandEnvelope, cmd: SetSpeedLimit) -> Outcome:
+        if not 0 <= cmd.max_kmh <= 100:
+            raise CommandRefused(RejectReason.MALFORMED, f"max {cmd.max_kmh} km/h")
+        # The motor controller enforces it; the agent keeps it across reboots.
+        self.store.memory.speed_limit_kmh = cmd.max_kmh
+        self._save()
+        log.info("vehicle_speed_limit device=%s max_kmh=%d", self.device_id, cmd.max_kmh)
+        return Outcome(detail=f"max {cmd.max_kmh} km/h")
+
+    async def _cmd_maintenance(self, envelope: CommandEnvelope, cmd: SetMaintenance) -> Outcome:
+        if cmd.spot != 0:
+            raise CommandRefused(RejectReason.MALFORMED, "a vehicle has spot 0 only")
+        mem = self.store.memory
+        mem.maintenance, mem.maintenance_reason = cmd.on, cmd.reason if cmd.on else ""
+        self._save()
+        self.emit_status()
+        return Outcome()
+
+    async def _cmd_config(self, envelope: CommandEnvelope, cmd: Config) -> Outcome:
+        values: dict[str, Any] = {}
+        for key, value in cmd.values.items():
+            kind = CONFIGURABLE.get(key)
+            if kind is None:
+                raise CommandRefused(RejectReason.NOT_SUPPORTED, f"unknown key {key}"[:100])
+            if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+                values[key] = float(value)
+            elif kind is int and isinstance(value, int) and not isinstance(value, bool):
+                values[key] = value
+            elif kind is str and isinstance(value, str):
+                values[key] = value
+            else:
+                raise CommandRefused(RejectReason.MALFORMED, f"{key}: {value!r}"[:100])
+        merged = {**self.store.memory.config_values, **values}
+        try:
+            self._apply_config(merged)
+        except ValueError as exc:
+            raise CommandRefused(RejectReason.MALFORMED, str(exc)[:100]) from None
+        self.store.memory.config_values = merged
+        self.store.memory.config_version = cmd.version
+        self._save()
+        self._reporter_wake.set()
+        return Outcome(detail=f"config {cmd.version}")
+
+    def _apply_config(self, values: dict[str, Any]) -> None:
+        try:
+            settings = self.base_settings.model_validate(
+                {**self.base_settings.model_dump(), **values}
+            )
+        except Exception as exc:
+            raise ValueError(f"invalid config: {exc}") from None
+        self.settings = settings
+        self.gps.filter.max_hdop = settings.max_hdop
+        self.gps.filter.min_satellites = settings.min_satellites
+        self.gps.filter.max_speed_kmh = settings.max_jump_speed_kmh
+        self.pin.set_code(settings.pin_code)
+        self.motion.on_motion = self._on_motion
+        self.pinpad.on_entry = self._on_pin
+
+    async def _cmd_reboot(self, envelope: CommandEnvelope, cmd: Reboot) -> Outcome:
+        # The result is stored right after this returns; the reboot follows it.
+        asyncio.get_running_loop().call_later(0.2, self._reboot.set)
+        return Outcome()
+
+    async def _cmd_trigger(self, envelope: CommandEnvelope, cmd: TriggerMessage) -> Outcome:
+        if cmd.which is TriggerKind.BIRTH:
+            self.link.trigger_birth()
+        elif cmd.which is TriggerKind.STATUS:
+            self.emit_status()
+        elif cmd.which is TriggerKind.TELEMETRY:
+            body = self.telemetry(with_batteries=True)
+            if body is None:
+                raise CommandFailed(RejectReason.HARDWARE_FAULT, "no position nor battery value")
+            self.emit(body)
+        else:
+            raise CommandRefused(RejectReason.NOT_SUPPORTED, "heartbeats keep their interval")
+        return Outcome()
+
+    async def _cmd_auth_list(self, envelope: CommandEnvelope, cmd: AuthListUpdate) -> Outcome:
+        mem = self.store.memory
+        if cmd.kind is AuthListKind.FULL:
+            self.store.replace_auth_list(cmd.version, cmd.add)
+        else:
+            if cmd.base_version != mem.auth_list_version:
+                raise CommandRefused(
+                    RejectReason.VERSION_MISMATCH,
+                    f"have {mem.auth_list_version}, diff is on {cmd.base_version}",
+                )
+            self.store.diff_auth_list(cmd.version, cmd.add, cmd.remove)
+        return Outcome(detail=f"auth list {cmd.version}")
+
+    async def _cmd_firmware(self, envelope: CommandEnvelope, cmd: FirmwareUpdate) -> Outcome:
+        if cmd.spot != 0:
+            raise CommandRefused(RejectReason.NOT_SUPPORTED, "lock box firmware is not updatable")
+        if not 0 < cmd.size <= MAX_FIRMWARE_BYTES or len(cmd.sha256) != 32:
+            raise CommandRefused(RejectReason.MALFORMED, "size or sha256 out of range")
+        if urlsplit(cmd.url).scheme not in ("http", "https", "file"):
+            raise CommandRefused(RejectReason.MALFORMED, f"url scheme of {cmd.url[:60]}")
+        self._spawn(self._firmware(envelope.command_id, cmd), "firmware")
+        return Outcome(status=ResultStatus.ACCEPTED)
+
+    async def _firmware(self, command_id: bytes, cmd: FirmwareUpdate) -> None:
+        def status(state: FirmwareState) -> None:
+            self.emit(FirmwareStatus(state, cmd.version[:32]))
+
+        status(FirmwareState.DOWNLOADING)
+        try:
+            image = await fetch_firmware(cmd.url, cmd.size)
+        except FirmwareError as exc:
+            status(FirmwareState.DOWNLOAD_FAILED)
+            self.emit(CommandResult(command_id, ResultStatus.FAILED, RejectReason.HARDWARE_FAULT,
+                                    str(exc)[:120]))
+            return
+        status(FirmwareState.DOWNLOADED)
+        status(FirmwareState.VERIFYING)
+        if len(image) != cmd.size or hashlib.sha256(image).digest() != cmd.sha256:
+            status(FirmwareState.VERIFY_FAILED)
+            self.emit(CommandResult(command_id, ResultStatus.FAILED, RejectReason.MALFORMED,
+                                    "size or sha256 mismatch"))
+            return
+        status(FirmwareState.VERIFIED)
+        status(FirmwareState.INSTALLING)
+        target = self.state_dir / "firmware" / f"{hashlib.sha256(image).hexdigest()}.bin"
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(target.write_bytes, image)
+        except OSError as exc:
+            status(FirmwareState.INSTALL_FAILED)
+            self.emit(CommandResult(command_id, ResultStatus.FAILED, RejectReason.HARDWARE_FAULT,
+                                    f"install: {exc}"[:120]))
+            return
+        self.store.memory.firmware = cmd.version[:32]
+        self._save()
+        status(FirmwareState.INSTALLED)
+        self.emit(CommandResult(command_id, ResultStatus.DONE, None, f"firmware {cmd.version}"))
+        # The new image runs after a restart; the birth then carries its version.
+        asyncio.get_running_loop().call_later(0.5, self._reboot.set)
+
+    def _save(self) -> None:
+        try:
+            self.store.save()
+        except QueueError as exc:
+            raise CommandFailed(RejectReason.HARDWARE_FAULT, f"storage: {exc}"[:100]) from None
+
+    # ---------------------------------------------------------------- health
+
+    def snapshot(self) -> dict[str, Any]:
+        out: dict[str, Any] = self._link.snapshot() if self._link is not None else {}
+        stats = dataclasses.asdict(self.gps.stats)
+        mem = self.store.memory
+        out["vehicle"] = {
+            "serial_number": self.settings.serial_number,
+            "state": self.device_state.name,
+            "lock": self.lock_state.name if self.lock_state is not None else None,
+            "chain": self.chain,
+            "maintenance": mem.maintenance,
+            "speed_limit_kmh": mem.speed_limit_kmh,
+            "config_version": mem.config_version,
+            "firmware": mem.firmware or self.settings.firmware,
+            "batteries": {k.name: dataclasses.asdict(v) for k, v in self.batteries.items()},
+            "gps": stats,
+            "lockbox": dataclasses.asdict(self.lockbox.counters) if self.lockbox else None,
+            "counters": dict(self.counters),
+            "boots": self.boots,
+        }
+        return out
+
+
+async def fetch_firmware(url: str, size: int) -> bytes:
+    """The image at ``url`` (http, https or file), refusing anything larger than ``size``."""
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        path = Path(parts.path)
+        try:
+            if path.stat().st_size > size:
+                raise FirmwareError(f"{path} is larger than {size} bytes")
+            return await asyncio.to_thread(path.read_bytes)
+        except OSError as exc:
+            raise FirmwareError(f"cannot read {path}: {exc}") from None
+    import httpx
+
+    try:
+        async with httpx.AsyncClient(timeout=30.0) as client, client.stream("GET", url) as resp:
+            if resp.status_code != 200:
+                raise FirmwareError(f"GET {url}: HTTP {resp.status_code}")
+            data = bytearray()
+            async for chunk in resp.aiter_bytes():
+                data.extend(chunk)
+                if len(data) > size:
+                    raise FirmwareError(f"{url} is larger than {size} bytes")
+            return bytes(data)
+    except httpx.HTTPError as exc:
+        raise FirmwareError(f"GET {url}: {exc}") from None
