@@ -77,7 +77,10 @@ def encode_timestamp(time_ns: int, precision: Precision) -> int:
 
 def encode(point: TelemetryPoint, precision: Precision = "ns") -> str:
     """One line of line protocol (no trailing newline) for a point."""
-    generic: Point = point.to_point()
+    if not isinstance(point, Point):
+        # The measurement classes build their line directly (the hot path of ingest).
+        return f"{point.line_protocol()} {point.time_ns // _DIVISOR[precision]}"
+    generic: Point = point
     m = generic.measurement
     parts = [escape_measurement(m)]
     for key in sorted(generic.tags):  # sorted tags: InfluxDB's fast path

@@ -12,7 +12,6 @@ never meets a field type conflict (an int then a float) in InfluxDB.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -46,15 +45,15 @@ def datetime_from_ns(time_ns: int) -> datetime:
     return _EPOCH + timedelta(microseconds=time_ns // 1_000)
 
 
-def _finite(measurement: str, name: str, value: float | None) -> None:
-    if value is not None and not math.isfinite(value):
-        raise InvalidPointError(measurement, f"{name} must be finite, got {value!r}")
-
-
 def _in_range(measurement: str, name: str, value: float | None, low: float, high: float) -> None:
-    _finite(measurement, name, value)
-    if value is not None and not low <= value <= high:
-        raise InvalidPointError(measurement, f"{name}={value!r} outside [{low}, {high}]")
+    if value is None:
+        return
+    try:
+        inside = low <= value <= high  # False for NaN and infinities too
+    except TypeError:
+        inside = False
+    if not inside or isinstance(value, bool):
+        raise InvalidPointError(measurement, f"{name}={value!r} not a number in [{low}, {high}]")
 
 
 def _identifier(measurement: str, name: str, value: str | None, *, required: bool) -> None:
@@ -72,6 +71,26 @@ def _time(measurement: str, time_ns: int) -> None:
     # InfluxDB's valid range is roughly years 1677..2262 (int64 nanoseconds).
     if not -9_223_372_036_854_775_806 <= time_ns <= 9_223_372_036_854_775_806:
         raise InvalidPointError(measurement, f"time_ns {time_ns} outside the int64 range")
+
+
+_TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
+
+
+def _tag(measurement: str, value: str) -> str:
+    """An escaped tag value (the line protocol rules of `lineprotocol.py`)."""
+    if value.isalnum():  # serial numbers and ids: nothing to escape
+        return value
+    if "\n" in value or "\r" in value:
+        raise InvalidPointError(measurement, f"tag value {value!r} contains a newline")
+    if "\\" in value:
+        raise InvalidPointError(measurement, f"tag value {value!r} contains a backslash")
+    return value.translate(_TAG_ESCAPES)
+
+
+def _string_field(measurement: str, value: str) -> str:
+    if "\n" in value or "\r" in value:
+        raise InvalidPointError(measurement, f"string field {value!r} contains a newline")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _put(target: dict[str, str], key: str, value: str | None) -> None:
@@ -119,8 +138,9 @@ class VehiclePosition:
     def __post_init__(self) -> None:
         m = self.measurement
         _identifier(m, "vehicle", self.vehicle, required=True)
-        for name in ("network", "device", "trip"):
-            _identifier(m, name, getattr(self, name), required=False)
+        _identifier(m, "network", self.network, required=False)
+        _identifier(m, "device", self.device, required=False)
+        _identifier(m, "trip", self.trip, required=False)
         _in_range(m, "lat", self.lat, -90.0, 90.0)
         _in_range(m, "lon", self.lon, -180.0, 180.0)
         _in_range(m, "speed", self.speed, 0.0, 500.0)
@@ -138,6 +158,24 @@ class VehiclePosition:
         if self.heading is not None:
             fields["heading"] = float(self.heading)
         return Point(self.measurement, tags, fields, self.time_ns)
+
+    def line_protocol(self) -> str:
+        """Measurement, tags and fields as one line-protocol prefix (no timestamp);
+        the same text `encode(self.to_point())` gives, built without the detour."""
+        m = self.measurement
+        line = m
+        if self.device:
+            line += ",device=" + _tag(m, self.device)
+        if self.network:
+            line += ",network=" + _tag(m, self.network)
+        if self.trip:
+            line += ",trip=" + _tag(m, self.trip)
+        line += f",vehicle={_tag(m, self.vehicle)} lat={float(self.lat)!r},lon={float(self.lon)!r}"
+        if self.speed is not None:
+            line += f",speed={float(self.speed)!r}"
+        if self.heading is not None:
+            line += f",heading={float(self.heading)!r}"
+        return line
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +218,23 @@ class VehicleBattery:
             fields["voltage"] = float(self.voltage)
         return Point(self.measurement, tags, fields, self.time_ns)
 
+    def line_protocol(self) -> str:
+        m = self.measurement
+        line = m
+        if self.device:
+            line += ",device=" + _tag(m, self.device)
+        if self.network:
+            line += ",network=" + _tag(m, self.network)
+        line += ",vehicle=" + _tag(m, self.vehicle) + " "
+        fields = []
+        if self.internal_pct is not None:
+            fields.append(f"internal_pct={float(self.internal_pct)!r}")
+        if self.vae_pct is not None:
+            fields.append(f"vae_pct={float(self.vae_pct)!r}")
+        if self.voltage is not None:
+            fields.append(f"voltage={float(self.voltage)!r}")
+        return line + ",".join(fields)
+
 
 @dataclass(frozen=True, slots=True)
 class Temperature:
@@ -206,6 +261,15 @@ class Temperature:
         _put(tags, "spot", self.spot)
         _put(tags, "network", self.network)
         return Point(self.measurement, tags, {"celsius": float(self.celsius)}, self.time_ns)
+
+    def line_protocol(self) -> str:
+        m = self.measurement
+        line = m
+        if self.network:
+            line += ",network=" + _tag(m, self.network)
+        if self.spot:
+            line += ",spot=" + _tag(m, self.spot)
+        return line + f",station={_tag(m, self.station)} celsius={float(self.celsius)!r}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +300,16 @@ class StationEnergy:
         if self.power_w is not None:
             fields["power_w"] = float(self.power_w)
         return Point(self.measurement, tags, fields, self.time_ns)
+
+    def line_protocol(self) -> str:
+        m = self.measurement
+        line = m
+        if self.network:
+            line += ",network=" + _tag(m, self.network)
+        line += f",station={_tag(m, self.station)} energy_wh={float(self.energy_wh)!r}"
+        if self.power_w is not None:
+            line += f",power_w={float(self.power_w)!r}"
+        return line
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +345,17 @@ class SpotStatus:
             "vehicle": self.vehicle or "",
         }
         return Point(self.measurement, tags, fields, self.time_ns)
+
+    def line_protocol(self) -> str:
+        m = self.measurement
+        line = m
+        if self.network:
+            line += ",network=" + _tag(m, self.network)
+        return (
+            line + f",spot={_tag(m, self.spot)},station={_tag(m, self.station)} "
+            f"lock_status={float(self.lock_status)!r},"
+            f"vehicle={_string_field(m, self.vehicle or '')}"
+        )
 
 
 TelemetryPoint = VehiclePosition | VehicleBattery | Temperature | StationEnergy | SpotStatus | Point

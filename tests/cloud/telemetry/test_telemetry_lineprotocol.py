@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kickstand.cloud.telemetry import (
     InvalidPointError,
@@ -141,3 +143,33 @@ def test_escaped_values_round_trip_through_influxdb(influx: InfluxService,
     )
     (series,) = response.json()["results"][0]["series"]
     assert series["values"] == [[T, text, 7, tricky]]
+
+
+_ids = st.text(alphabet=st.characters(exclude_characters="\\\n\r",
+                                      exclude_categories=["Cs"]), min_size=1, max_size=12)
+_opt_ids = st.none() | _ids
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    vehicle=_ids, device=_opt_ids, network=_opt_ids, trip=_opt_ids, station=_ids, spot=_ids,
+    lat=st.floats(-90, 90), lon=st.floats(-180, 180), pct=st.none() | st.floats(0, 100),
+    value=st.floats(0, 1e9), time_ns=st.integers(-(2**62), 2**62),
+    lock=st.integers(-5, 5),
+)
+def test_fast_path_matches_the_generic_encoder(
+    vehicle: str, device: str | None, network: str | None, trip: str | None, station: str,
+    spot: str, lat: float, lon: float, pct: float | None, value: float, time_ns: int, lock: int,
+) -> None:
+    points = [
+        VehiclePosition(vehicle, lat, lon, time_ns, speed=pct, heading=pct, network=network,
+                        device=device, trip=trip),
+        VehicleBattery(vehicle, time_ns, internal_pct=pct, vae_pct=50.0, voltage=pct,
+                       network=network, device=device),
+        Temperature(station, 21.0, time_ns, spot=trip, network=network),
+        StationEnergy(station, value, time_ns, power_w=pct, network=network),
+        SpotStatus(station, spot, lock, time_ns, vehicle=device, network=network),
+    ]
+    for point in points:
+        for precision in ("ns", "ms"):
+            assert encode(point, precision) == encode(point.to_point(), precision)
