@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -39,6 +40,7 @@ from kickstand.edge.core.health import HealthServer
 from kickstand.edge.core.link import CloudLink, CommandRouter, Outcome
 from kickstand.edge.core.queue import DiskQueue
 from kickstand.edge.core.replay import SqliteReplayGuard
+from kickstand.edge.station.authlist import LocalAuthList
 from kickstand.edge.transports import SerialPort, open_badge_reader, open_serial
 from kickstand.edge.transports.ble import (
     BatteryMonitor,
@@ -55,7 +57,6 @@ from kickstand.edge.vehicle.store import VehicleStore
 from kickstand.protocol.errors import ProtocolError
 from kickstand.protocol.spotbus import BusLock
 from kickstand.protocol.v1.enums import (
-    AuthListKind,
     BatteryKind,
     ChainType,
     DeviceKind,
@@ -103,6 +104,7 @@ from kickstand.protocol.v1.messages import (
 
 log = logging.getLogger("kickstand.edge.vehicle.agent")
 
+LOCK_STATE_KEY = "vehicle.lock"  # device state in the DiskQueue, written with its event
 LOCKBOX_FAULT_AFTER = 3  # consecutive unanswered polls before a BoardFault
 MAX_FIRMWARE_BYTES = 32 * 1024 * 1024
 _LOCK_STATE = {BusLock.LOCKED: LockState.LOCKED, BusLock.OPEN: LockState.OPEN,
@@ -125,6 +127,7 @@ class VehicleAgent:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.clock = DeviceClock()
         self.store = VehicleStore(self.state_dir / "vehicle.json")
+        self.authlist = LocalAuthList(self.state_dir / "authlist.json")
         self.boots = 0
         self.started = asyncio.Event()  # the current boot's link exists
         self.gps = GpsReceiver()
@@ -149,6 +152,7 @@ class VehicleAgent:
         self._unlock_window: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._sent_battery: dict[BatteryKind, tuple[int | None, int | None]] = {}
+        self._battery_low: dict[BatteryKind, bool | None] = {}
         self._runner: asyncio.Task[None] | None = None
         self._apply_config(self.store.memory.config_values)
 
@@ -208,6 +212,7 @@ class VehicleAgent:
         )
         self._queue, self._link = queue, link
         self.lock_state, self.chain = None, None
+        self._battery_low.clear()
         health: HealthServer | None = None
         tasks: list[asyncio.Task[Any]] = []
         try:
@@ -268,16 +273,29 @@ class VehicleAgent:
     def _count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
 
-    def emit(self, body: UpBody) -> None:
-        """Store durably and send when possible; a disk error is logged, never raised."""
-        if self._link is None:
+    def emit(self, *bodies: UpBody | None, state: dict[str, str] | None = None) -> None:
+        """Store ``bodies`` and device ``state`` in one transaction, send when possible.
+
+        A disk error is logged and counted, never raised: the vehicle keeps working.
+        """
+        items = [b for b in bodies if b is not None]
+        if self._link is None or not (items or state):
             return
         try:
-            self._link.emit(body)
+            self._link.emit_batch(items, state)
         except (QueueError, ProtocolError) as exc:
             self._count("emit_failed")
-            log.error("vehicle_emit_failed device=%s body=%s error=%s", self.device_id,
-                      type(body).__name__, exc)
+            log.error("vehicle_emit_failed device=%s bodies=%s error=%s", self.device_id,
+                      [type(b).__name__ for b in items], exc)
+
+    def _load_state(self, key: str) -> str | None:
+        if self._queue is None:
+            return None
+        try:
+            return self._queue.load_state(key)
+        except (QueueError, sqlite3.Error) as exc:
+            log.error("vehicle_state_unreadable key=%s error=%s", key, exc)
+            return None
 
     # ---------------------------------------------------------------- birth, status
 
@@ -294,7 +312,7 @@ class VehicleAgent:
             firmware=(mem.firmware or s.firmware)[:32],
             hardware=s.hardware[:32],
             config_version=mem.config_version,
-            auth_list_version=mem.auth_list_version,
+            auth_list_version=self.authlist.version,
             inventory=tuple(inventory),
             serial_number=s.serial_number,
         )
@@ -483,43 +501,39 @@ class VehicleAgent:
     def _observe_lock(self, lock: BusLock) -> None:
         if self.lock_state is None:
             # First look after a (re)boot: report a change that happened while we were down.
-            last = self.store.memory.last_lock
-            self.lock_state = BusLock(last) if last is not None else lock
-            if last is None:
-                self._remember_lock(lock)
-                self.emit_status()
+            last = self._load_state(LOCK_STATE_KEY)
+            if last not in BusLock.__members__:
+                self.lock_state = lock
+                self.emit(self._status(), state={LOCK_STATE_KEY: lock.name})
                 return
+            self.lock_state = BusLock[last]
         if lock is not self.lock_state:
             self._set_lock(lock, LockCause.MANUAL)
 
     def _set_lock(
         self, lock: BusLock, cause: LockCause, command_id: bytes | None = None,
-        badge_uid: bytes | None = None, *, silent: bool = False,
+        badge_uid: bytes | None = None, *, silent: bool = False, extra: tuple[UpBody, ...] = (),
     ) -> None:
+        """The lock is now ``lock``: event, status and the position, with the new state,
+        in one transaction (``extra`` bodies go first, e.g. UnlockExpired)."""
         previous = self.lock_state
         self.lock_state = lock
-        self._remember_lock(lock)
         if lock is previous:
             return
-        if not silent:
-            if lock is BusLock.LOCKED:
-                self.emit(Locked(0, cause, command_id))
-            elif lock is BusLock.OPEN:
-                self.emit(Unlocked(0, cause, command_id, badge_uid))
+        event: UpBody | None = None
+        if not silent and lock is BusLock.LOCKED:
+            event = Locked(0, cause, command_id)
+        elif not silent and lock is BusLock.OPEN:
+            event = Unlocked(0, cause, command_id, badge_uid)
         if lock is not BusLock.OPEN and self._unlock_window is not None:
-            self._unlock_window.cancel()
+            if self._unlock_window is not asyncio.current_task():
+                self._unlock_window.cancel()
             self._unlock_window = None
-        self.emit_status()
-        self.report_now(with_batteries=True)  # the position of the lock / unlock
+        # the position of the lock / unlock goes with it: where a free-floating trip ends
+        self.emit(*extra, event, self._status(), self.telemetry(with_batteries=True),
+                  state={LOCK_STATE_KEY: lock.name})
+        self._reporter_wake.set()
         log.info("vehicle_lock device=%s lock=%s cause=%s", self.device_id, lock.name, cause.name)
-
-    def _remember_lock(self, lock: BusLock) -> None:
-        if self.store.memory.last_lock != int(lock):
-            self.store.memory.last_lock = int(lock)
-            try:
-                self.store.save()
-            except QueueError as exc:
-                log.error("vehicle_store_failed error=%s", exc)
 
     def _observe_chain(self, inserted: bool, code: int) -> None:
         try:
@@ -579,15 +593,14 @@ class VehicleAgent:
         chain_in = self.chain is not None and self.chain[0]
         if not chain_in or self.motion.events != moved or self.device_state is DeviceState.RIDING:
             return
-        self._unlock_window = None
         async with self._bus:
             try:
                 await self.lockbox.lock()
             except LockBoxError as exc:
                 log.error("vehicle_relock_failed device=%s reason=%s", self.device_id, exc.reason)
                 return
-            self.emit(UnlockExpired(0, command_id, badge_uid))
-            self._set_lock(BusLock.LOCKED, LockCause.AUTO_RELOCK, command_id, silent=True)
+            self._set_lock(BusLock.LOCKED, LockCause.AUTO_RELOCK, command_id, silent=True,
+                           extra=(UnlockExpired(0, command_id, badge_uid),))
 
     # ---------------------------------------------------------------- inputs
 
@@ -616,21 +629,19 @@ class VehicleAgent:
         level = reading.level_pct
         if level is None:
             return
-        sent = self.store.memory.battery_low_sent
+        # "Once per crossing", across reboots too: whether it was sent is device state,
+        # stored with the event.
+        key = f"vehicle.battery_low.{reading.kind.name.lower()}"
+        if self._battery_low.get(reading.kind) is None:
+            self._battery_low[reading.kind] = self._load_state(key) == "sent"
         threshold = self.settings.battery_low_pct
-        changed = False
-        if level < threshold and int(reading.kind) not in sent:
-            self.emit(BatteryLow(reading.kind, level))
-            sent.append(int(reading.kind))
-            changed = True
-        elif level >= threshold + self.settings.battery_rearm_pct and int(reading.kind) in sent:
-            sent.remove(int(reading.kind))
-            changed = True
-        if changed:
-            try:
-                self.store.save()
-            except QueueError as exc:
-                log.error("vehicle_store_failed error=%s", exc)
+        if level < threshold and not self._battery_low[reading.kind]:
+            self._battery_low[reading.kind] = True
+            self.emit(BatteryLow(reading.kind, level), state={key: "sent"})
+        elif level >= threshold + self.settings.battery_rearm_pct and \
+                self._battery_low[reading.kind]:
+            self._battery_low[reading.kind] = False
+            self.emit(state={key: "armed"})
 
     async def _bms_loop(self) -> None:
         address = self.settings.bms_address
@@ -670,7 +681,7 @@ class VehicleAgent:
             self._count("badge_invalid")
             return
         offline = self._link is None or not self._link.accepted.is_set()
-        authorized = self.store.badge_authorized(uid)
+        authorized = uid in self.authlist
         self.emit(BadgePresented(uid, authorized, offline))
         if offline and authorized and not self.store.memory.maintenance and \
                 self.lock_state is BusLock.LOCKED:
@@ -795,20 +806,14 @@ class VehicleAgent:
                 raise CommandFailed(RejectReason.HARDWARE_FAULT, "no position nor battery value")
             self.emit(body)
         else:
-            raise CommandRefused(RejectReason.NOT_SUPPORTED, "heartbeats keep their interval")
+            self.link.trigger_heartbeat()
         return Outcome()
 
     async def _cmd_auth_list(self, envelope: CommandEnvelope, cmd: AuthListUpdate) -> Outcome:
-        mem = self.store.memory
-        if cmd.kind is AuthListKind.FULL:
-            self.store.replace_auth_list(cmd.version, cmd.add)
-        else:
-            if cmd.base_version != mem.auth_list_version:
-                raise CommandRefused(
-                    RejectReason.VERSION_MISMATCH,
-                    f"have {mem.auth_list_version}, diff is on {cmd.base_version}",
-                )
-            self.store.diff_auth_list(cmd.version, cmd.add, cmd.remove)
+        try:
+            self.authlist.apply(cmd)  # CommandRefused on VERSION_MISMATCH / MALFORMED
+        except OSError as exc:
+            raise CommandFailed(RejectReason.HARDWARE_FAULT, f"storage: {exc}"[:100]) from None
         return Outcome(detail=f"auth list {cmd.version}")
 
     async def _cmd_firmware(self, envelope: CommandEnvelope, cmd: FirmwareUpdate) -> Outcome:

@@ -1,8 +1,9 @@
 """What the vehicle remembers across reboots, in one small JSON file written atomically.
 
-Config values and version, the speed limit, maintenance, the installed firmware
-version, the local authorization list (badges accepted while offline), the last
-lock state seen and which low-battery events were already sent.
+Config values and version, the speed limit, maintenance and the installed
+firmware version. (State announced by an event — the lock, low batteries — lives
+in the DiskQueue's device state, written in the same transaction as the event;
+the local authorization list is the station's LocalAuthList.)
 """
 
 from __future__ import annotations
@@ -27,17 +28,12 @@ class VehicleMemory:
     maintenance: bool = False
     maintenance_reason: str = ""
     firmware: str | None = None  # installed by a FirmwareUpdate; None: the settings' one
-    auth_list_version: int = 0
-    auth_list: list[str] = field(default_factory=list)  # badge UIDs, hex
-    last_lock: int | None = None  # BusLock value last seen
-    battery_low_sent: list[int] = field(default_factory=list)  # BatteryKind values
 
 
 class VehicleStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.memory = VehicleMemory()
-        self._badges: set[bytes] = set()
         if path.exists():
             try:
                 data = json.loads(path.read_text())
@@ -46,7 +42,6 @@ class VehicleStore:
             except (OSError, ValueError, TypeError) as exc:
                 # A corrupt file must not stop the vehicle: start from defaults, say so.
                 log.error("vehicle_store_unreadable path=%s error=%s", path, exc)
-        self._badges = {bytes.fromhex(uid) for uid in self.memory.auth_list if _is_hex(uid)}
 
     def save(self) -> None:
         tmp = self.path.with_suffix(".tmp")
@@ -59,32 +54,3 @@ class VehicleStore:
             os.replace(tmp, self.path)
         except OSError as exc:
             raise QueueError(f"cannot save {self.path}: {exc}") from exc
-
-    # -- local authorization list ------------------------------------------------------
-
-    def badge_authorized(self, uid: bytes) -> bool:
-        return uid in self._badges
-
-    def replace_auth_list(self, version: int, uids: tuple[bytes, ...]) -> None:
-        self._badges = set(uids)
-        self._save_auth(version)
-
-    def diff_auth_list(
-        self, version: int, add: tuple[bytes, ...], remove: tuple[bytes, ...]
-    ) -> None:
-        self._badges -= set(remove)
-        self._badges |= set(add)
-        self._save_auth(version)
-
-    def _save_auth(self, version: int) -> None:
-        self.memory.auth_list_version = version
-        self.memory.auth_list = sorted(uid.hex() for uid in self._badges)
-        self.save()
-
-
-def _is_hex(text: str) -> bool:
-    try:
-        bytes.fromhex(text)
-    except ValueError:
-        return False
-    return True

@@ -61,7 +61,7 @@ async def test_lockbox_over_a_pty() -> None:
         firmware.state.mute = True
         with pytest.raises(LockBoxTimeout):
             await box.request(Cmd.GET_STATUS)
-        assert box.counters.retries >= 2 and box.counters.timeouts == 1
+        assert box.counters.retries >= 2 and box.counters.no_answer == 1
     finally:
         await port.close()
         await firmware.stop()
