@@ -1,5 +1,5 @@
 """End-to-end fixtures: the seeded PostgreSQL template of the cloud tests."""
 
-from tests.cloud.conftest import pg_seeded_url, pg_template
+from tests.cloud.conftest import pg_template
 
-__all__ = ["pg_seeded_url", "pg_template"]
+__all__ = ["pg_template"]

@@ -14,17 +14,22 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
 from decimal import Decimal
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+import pytest_asyncio
 from sqlalchemy import func, select
 
 from kickstand.cloud.models import Device, Rent, RentStatus, Trip, User
-from kickstand.testing import MosquittoService
+from kickstand.testing import MosquittoService, PostgresServer
 from tests.e2e.city import City, eventually
 
-pytestmark = [pytest.mark.slow, pytest.mark.mqtt, pytest.mark.postgres]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.mqtt,
+    pytest.mark.postgres,
+    pytest.mark.asyncio(loop_scope="module"),
+]
 
 ALICE = ("alice@example.com", "alice-demo-1")
 PARIS = ZoneInfo("Europe/Paris")
@@ -44,24 +49,33 @@ def seeded_price(start: datetime, end: datetime) -> Decimal:
     return unlock + per_minute * math.ceil(billable / 60)
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def city(
-    mosquitto: MosquittoService, pg_seeded_url: str, tmp_path: Path
+    mosquitto: MosquittoService,
+    pg_server: PostgresServer,
+    pg_template: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[City]:
-    async with City(
-        mqtt_url=mosquitto.url,
-        broker_host=mosquitto.host,
-        broker_port=mosquitto.port,
-        database_url=pg_seeded_url,
-        workdir=tmp_path,
-        # The seed docks LY0001-3 at st-0001 spots 1-3 and LY0004-6 at st-0002 spots 1-3.
-        stations={
-            "st-0001": {1: "LY0001", 2: "LY0002", 3: "LY0003"},
-            "st-0002": {1: "LY0004", 2: "LY0005", 3: "LY0006"},
-        },
-        unlock_window_s=3,
-    ) as c:
-        yield c
+    """One city for the module (its scenarios use different spots; wallets are compared
+    before/after): starting two stations, ingest and the API takes seconds."""
+    database = pg_server.new_database(template=pg_template)
+    try:
+        async with City(
+            mqtt_url=mosquitto.url,
+            broker_host=mosquitto.host,
+            broker_port=mosquitto.port,
+            database_url=database.url,
+            workdir=tmp_path_factory.mktemp("city"),
+            # The seed docks LY0001-3 at st-0001 spots 1-3 and LY0004-6 at st-0002 spots 1-3.
+            stations={
+                "st-0001": {1: "LY0001", 2: "LY0002", 3: "LY0003"},
+                "st-0002": {1: "LY0004", 2: "LY0005", 3: "LY0006"},
+            },
+            unlock_window_s=3,
+        ) as c:
+            yield c
+    finally:
+        pg_server.drop_database(database.name)
 
 
 async def rent(city: City, headers: dict[str, str], spot_id: int, key: str) -> tuple[int, dict]:
