@@ -106,7 +106,7 @@ async def test_journey_rent_remove_dock_elsewhere_is_billed(
     t = await topics(session)
     assert t.count("trip.created") == 1 and t.count("trip.terminated") == 1
     assert "dock.updated" in t and "rent.created" in t and "rent.updated" in t
-    terminated = (
+    terminated: OutboxEvent = (
         await session.scalars(select(OutboxEvent).where(OutboxEvent.topic == "trip.terminated"))
     ).one()
     assert terminated.payload["cost"] == "2.50" and terminated.payload["serial_number"] == "LY0001"
@@ -203,7 +203,7 @@ async def test_removal_without_rent_or_with_unknown_badge(
     assert r.action == "ignored" and r.reason == "unknown-badge"
     assert trips.rejections["unknown-badge"] == before + 1
     assert await count(session, Trip) == 0
-    event = (
+    event: OutboxEvent = (
         await session.scalars(select(OutboxEvent).where(OutboxEvent.topic == "vehicule.updated"))
     ).one()
     assert event.payload["unauthorized_removal"] is True
@@ -302,7 +302,7 @@ async def test_concurrent_rents_one_wins(session: AsyncSession, demo: DemoRefs) 
     from kickstand.cloud.errors import ConflictError as Conflict
 
     spot = await spot_of(session, "st-0002", 3)
-    bob = (await session.scalars(select(User).where(User.email == "bob@example.com"))).one()
+    bob: User = (await session.scalars(select(User).where(User.email == "bob@example.com"))).one()
     await open_rent(session, await alice(session), spot_id=spot.id, now=at(0))
     await session.commit()
     with pytest.raises(Conflict):

@@ -56,7 +56,7 @@ async def test_two_workers_apply_the_same_events_once(
     maker: async_sessionmaker[AsyncSession],
 ) -> None:
     async with maker() as session:
-        vehicle = (
+        vehicle: Vehicle = (
             await session.scalars(select(Vehicle).where(Vehicle.serial_number == "LY0004"))
         ).one()
         rent, _ = await open_rent(
@@ -84,7 +84,7 @@ async def test_two_workers_apply_the_same_events_once(
     assert await _count(maker, WalletTransaction) == 1
     assert await _count(maker, OutboxEvent, OutboxEvent.topic == "trip.terminated") == 1
     async with maker() as session:
-        trip = (await session.scalars(select(Trip))).one()
+        trip: Trip = (await session.scalars(select(Trip))).one()
         # 1.00 + (15 − 5) × 0.10 = 2.00, on PostgreSQL NUMERIC as exact as on SQLite.
         assert trip.cost == Decimal("2.00") and trip.status == TripStatus.FINISHED
         assert (await _user(session, "alice@example.com")).wallet_balance == Decimal("18.00")
@@ -95,7 +95,7 @@ async def test_concurrent_rents_for_one_vehicle_one_wins(
 ) -> None:
     async def attempt(email: str) -> str:
         async with maker() as session:
-            vehicle = (
+            vehicle: Vehicle = (
                 await session.scalars(select(Vehicle).where(Vehicle.serial_number == "LY0007"))
             ).one()
             try:
@@ -114,7 +114,7 @@ async def test_partial_unique_index_holds_on_postgres(
     maker: async_sessionmaker[AsyncSession],
 ) -> None:
     async with maker() as session:
-        vehicle = (
+        vehicle: Vehicle = (
             await session.scalars(select(Vehicle).where(Vehicle.serial_number == "LY0008"))
         ).one()
         for minute in (0, 1):
