@@ -12,12 +12,13 @@ store, and the queries the dashboard serves from them.
 from kickstand.cloud.telemetry.errors import (
     InvalidPointError,
     QueryRangeError,
+    SpoolLockedError,
     TelemetryError,
     TelemetryQueryError,
     TelemetryUnavailableError,
     WriterClosedError,
 )
-from kickstand.cloud.telemetry.factory import open_telemetry_store
+from kickstand.cloud.telemetry.factory import open_telemetry_store, telemetry_store_from_settings
 from kickstand.cloud.telemetry.influx_store import InfluxTelemetryStore
 from kickstand.cloud.telemetry.lineprotocol import Precision, encode, encode_many
 from kickstand.cloud.telemetry.local import LocalTelemetryStore
@@ -56,6 +57,7 @@ __all__ = [
     "PositionSample",
     "Precision",
     "QueryRangeError",
+    "SpoolLockedError",
     "SpotStatus",
     "StationEnergy",
     "TelemetryError",
@@ -73,4 +75,5 @@ __all__ = [
     "encode_many",
     "ns_from_datetime",
     "open_telemetry_store",
+    "telemetry_store_from_settings",
 ]

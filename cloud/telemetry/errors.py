@@ -50,3 +50,14 @@ class QueryRangeError(TelemetryError, ValueError):
         self.parameter = parameter
         self.reason = reason
         super().__init__(f"{parameter}: {reason}")
+
+
+class SpoolLockedError(TelemetryError):
+    """Another writer (process) is using this spool directory: give each one its own."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        super().__init__(
+            f"spool directory {directory} is in use by another writer; "
+            "give each writer process its own spool_dir"
+        )

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from kickstand.cloud.telemetry.influx_store import InfluxTelemetryStore
 from kickstand.cloud.telemetry.local import LocalTelemetryStore
 from kickstand.cloud.telemetry.store import TelemetryStore
 from kickstand.cloud.telemetry.writer import InfluxV1Writer
+
+if TYPE_CHECKING:
+    from kickstand.cloud.config import Settings
 
 
 def open_telemetry_store(
@@ -47,4 +51,19 @@ def open_telemetry_store(
     return LocalTelemetryStore(local_path, **local_options)
 
 
-__all__ = ["open_telemetry_store"]
+def telemetry_store_from_settings(settings: Settings, *, name: str = "main") -> TelemetryStore:
+    """The store the cloud settings describe (`INFLUX_URL`, `INFLUX_DATABASE`,
+    `INFLUX_USERNAME`, `INFLUX_PASSWORD`, `VAR_DIR`). `name` picks the spool
+    directory: each process writing telemetry needs its own (e.g. "ingest-1")."""
+    var_dir = Path(settings.VAR_DIR)
+    return open_telemetry_store(
+        settings.INFLUX_URL,
+        settings.INFLUX_DATABASE,
+        settings.INFLUX_USERNAME,
+        settings.INFLUX_PASSWORD,
+        spool_dir=var_dir / "telemetry-spool" / name,
+        local_path=var_dir / "telemetry.sqlite3",
+    )
+
+
+__all__ = ["open_telemetry_store", "telemetry_store_from_settings"]

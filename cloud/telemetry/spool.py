@@ -5,17 +5,24 @@ never sees half a segment. Segments are sent oldest first and deleted once
 InfluxDB acknowledged them; whatever is left when the process stops is picked up
 by the next writer on the same directory. Lines InfluxDB refuses go to
 `quarantine/` with the reason beside them, for an operator to look at.
+
+One writer process per directory: `open()` takes an exclusive lock on it (two
+processes appending would race on segment numbers).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
+
+from kickstand.cloud.telemetry.errors import SpoolLockedError
 
 log = logging.getLogger("kickstand.cloud.telemetry.spool")
 
@@ -38,6 +45,22 @@ class Spool:
         self.quarantine_dir.mkdir(exist_ok=True)
         self._segments: deque[Segment] = deque()
         self._points = 0
+        self._next_seq = 1
+        self._quarantine_seq = 0
+        self._lock_handle: IO[str] | None = None
+
+    def open(self) -> None:
+        """Take the directory for this process (raises `SpoolLockedError` if another
+        writer has it) and pick up the segments a previous writer left."""
+        if self._lock_handle is not None:
+            return
+        handle = open(self.directory / ".lock", "a", encoding="utf-8")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            handle.close()
+            raise SpoolLockedError(str(self.directory)) from exc
+        self._lock_handle = handle
         for leftover in self.directory.glob(".*.tmp"):
             leftover.unlink(missing_ok=True)  # a crash mid-write: never renamed, never acked
         found: list[Segment] = []
@@ -53,13 +76,17 @@ class Spool:
                 count = 0
             found.append(Segment(seq, path, count))
         found.sort(key=lambda s: s.seq)
-        self._segments.extend(found)
+        self._segments = deque(found)
         self._points = sum(s.points for s in found)
         self._next_seq = found[-1].seq + 1 if found else 1
-        self._quarantine_seq = 0
         if found:
             log.info("spool_resumed dir=%s segments=%d points=%d", self.directory, len(found),
                      self._points)
+
+    def close(self) -> None:
+        if self._lock_handle is not None:
+            self._lock_handle.close()  # releases the flock
+            self._lock_handle = None
 
     def __len__(self) -> int:
         return len(self._segments)

@@ -137,8 +137,6 @@ class InfluxV1Writer:
         self._wakeup = asyncio.Event()
         self._spool_ready = asyncio.Event()
         self._spool_empty = asyncio.Event()
-        if not len(self._spool):
-            self._spool_empty.set()
         self._flush_lock = asyncio.Lock()
 
     # ------------------------------------------------------------ lifecycle
@@ -158,6 +156,11 @@ class InfluxV1Writer:
     async def start(self) -> None:
         if self._running:
             return
+        self._spool.open()
+        if len(self._spool):
+            self._spool_empty.clear()
+        else:
+            self._spool_empty.set()
         self._client = httpx.AsyncClient(
             base_url=self.url,
             timeout=self._timeout,
@@ -204,6 +207,7 @@ class InfluxV1Writer:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+        self._spool.close()
         if len(self._spool):
             log.warning(
                 "writer_closed_with_spool points=%d dir=%s", self._spool.points,

@@ -11,11 +11,17 @@ from typing import Any
 import httpx
 import pytest
 
+from kickstand.cloud.config import Settings
 from kickstand.cloud.telemetry import (
+    InfluxTelemetryStore,
     InfluxV1Writer,
+    LocalTelemetryStore,
     Point,
+    SpoolLockedError,
+    TelemetryStore,
     VehiclePosition,
     WriterClosedError,
+    telemetry_store_from_settings,
 )
 from kickstand.testing import InfluxService
 
@@ -204,3 +210,34 @@ async def test_status_handling_with_a_fake_server(tmp_path: Path) -> None:
     assert stats.failed_requests == 3 + 4
     assert stats.spooled == 7 and stats.retried == 7
     assert [len(b) for b in bodies[:3]] == [7, 7, 7]
+
+
+async def test_one_writer_per_spool_directory(tmp_path: Path) -> None:
+    def fake(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(204)
+
+    first = InfluxV1Writer("http://influx.invalid", "db", spool_dir=tmp_path,
+                           transport=httpx.MockTransport(fake))
+    second = InfluxV1Writer("http://influx.invalid", "db", spool_dir=tmp_path,
+                            transport=httpx.MockTransport(fake))
+    async with first:
+        with pytest.raises(SpoolLockedError) as info:
+            await second.start()
+        assert info.value.directory == str(tmp_path)
+    async with second:  # released by close()
+        second.write(position(1))
+        await second.drain()
+        assert second.stats.written == 1
+
+
+def test_store_from_settings_without_influx_is_local(tmp_path: Path) -> None:
+    settings = Settings(VAR_DIR=tmp_path, INFLUX_URL=None)
+    store = telemetry_store_from_settings(settings)
+    assert isinstance(store, LocalTelemetryStore)
+    assert store.path == str(tmp_path / "telemetry.sqlite3")
+    influx_settings = Settings(VAR_DIR=tmp_path, INFLUX_URL="http://127.0.0.1:1",
+                               INFLUX_USERNAME="u", INFLUX_PASSWORD="p")
+    remote = telemetry_store_from_settings(influx_settings, name="ingest-2")
+    assert isinstance(remote, InfluxTelemetryStore)
+    assert remote.writer.spool.directory == tmp_path / "telemetry-spool" / "ingest-2"
+    assert isinstance(remote, TelemetryStore) and isinstance(store, TelemetryStore)
