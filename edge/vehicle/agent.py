@@ -680,6 +680,7 @@ class VehicleAgent:
         if not 4 <= len(uid) <= 10:
             self._count("badge_invalid")
             return
+        self._count("badges")
         offline = self._link is None or not self._link.accepted.is_set()
         authorized = uid in self.authlist
         self.emit(BadgePresented(uid, authorized, offline))

@@ -48,6 +48,7 @@ def agent_settings(
         "pinpad_port": ports.pinpad,
         "motion_port": ports.motion,
         "bms_address": ports.bms,
+        "nfc_path": ports.nfc,
         "lockbox_timeout_s": 0.3,  # a pty in a busy test process, not a 50 ms UART
     }
     values.update(overrides)
@@ -109,13 +110,16 @@ class VehicleFleet:
         serial_number: str,
         *,
         position: tuple[float, float] = DEFAULT_POSITION,
+        nfc: bool = False,
         **agent_overrides: Any,
     ) -> FleetMember:
+        """A simulated vehicle (with an NFC peer if ``nfc``), its proxy and its agent."""
         sim = SimulatedVehicle(
             serial_number,
             base_dir=self.base_dir / serial_number,
             position=position,
             gps_interval_s=self.gps_interval_s,
+            nfc=nfc,
         )
         if sim.device_id in self.members:
             raise ScenarioError(f"{sim.device_id} is already in the fleet")

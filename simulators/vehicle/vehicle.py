@@ -8,8 +8,9 @@
 
 GPS: RMC + GGA every ``gps_interval_s`` on a pty. Lock box + chain: spot-bus
 frames at address 1 on a pty. BMS: the GATT-like Unix socket. PIN pad and
-motion sensor: ASCII lines on ptys. NFC: a pass presented with ``present_pass``
-(through :mod:`kickstand.simulators.nfc` when it is available).
+motion sensor: ASCII lines on ptys. NFC (``nfc=True``): a pass presented with
+``present_pass`` to the agent's nfcpy reader over the ``udp`` driver
+(:class:`kickstand.simulators.nfc.BadgeTagPeer`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from kickstand.edge.transports.motion import Sensed, motion_line
 from kickstand.edge.transports.pinpad import pin_line
 from kickstand.protocol.spotbus import BusLock
 from kickstand.protocol.v1.enums import BatteryKind, ChainType
+from kickstand.simulators.nfc import BadgeTagPeer
 from kickstand.simulators.vehicle.bms import BmsPeer
 from kickstand.simulators.vehicle.errors import ScenarioError
 from kickstand.simulators.vehicle.lockbox import LockBoxFirmware
@@ -47,6 +49,7 @@ class VehiclePorts:
     pinpad: str  # tty path
     motion: str  # tty path
     bms: str  # BLE peer address ("sim:/path/to/socket")
+    nfc: str = "none"  # nfcpy path ("udp:127.0.0.1:<port>") when the NFC peer runs
 
 
 class SimulatedVehicle:
@@ -58,6 +61,7 @@ class SimulatedVehicle:
         position: tuple[float, float] = DEFAULT_POSITION,
         gps_interval_s: float = 1.0,
         seed: int | None = None,
+        nfc: bool = False,
     ) -> None:
         if not (serial_number.isascii() and serial_number.isalnum() and
                 6 <= len(serial_number) <= 10):
@@ -86,6 +90,7 @@ class SimulatedVehicle:
         self.lockbox = LockBoxFirmware(self.lockbox_line, serial_number)
         base_dir.mkdir(parents=True, exist_ok=True)
         self.bms = BmsPeer(str(base_dir / f"bms-{serial_number}.sock"))
+        self.nfc = BadgeTagPeer() if nfc else None
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -100,6 +105,7 @@ class SimulatedVehicle:
             pinpad=self.pinpad_line.slave_path,
             motion=self.motion_line.slave_path,
             bms=self.bms.address,
+            nfc=self.nfc.path if self.nfc is not None else "none",
         )
 
     # -- lifecycle -------------------------------------------------------------------
@@ -107,6 +113,8 @@ class SimulatedVehicle:
     async def start(self) -> None:
         self.lockbox.start()
         await self.bms.start()
+        if self.nfc is not None:
+            await self.nfc.start()
         self._task = asyncio.create_task(self._tick_loop(), name=f"sim {self.serial_number}")
 
     async def stop(self) -> None:
@@ -115,6 +123,8 @@ class SimulatedVehicle:
             await asyncio.gather(self._task, return_exceptions=True)
         await self.lockbox.stop()
         await self.bms.stop()
+        if self.nfc is not None:
+            await self.nfc.stop()
         for line in (self.gps_line, self.lockbox_line, self.pinpad_line, self.motion_line):
             line.close()
 
@@ -250,6 +260,15 @@ class SimulatedVehicle:
         """Somebody moves the vehicle (while it is locked: an illegal move)."""
         self.motion_line.write(motion_line(Sensed.MOVING))
         self.motion_line.write(motion_line(Sensed.STILL))
+
+    def present_pass(self, uid: bytes, duration_s: float = 2.5) -> None:
+        """Hold an NFC pass (4, 7 or 10-byte UID) on the vehicle's reader."""
+        if self.nfc is None:
+            raise ScenarioError(f"{self.device_id} was built without NFC (nfc=True)")
+        try:
+            self.nfc.present(uid, duration_s)
+        except ValueError as exc:
+            raise ScenarioError(str(exc)) from None
 
     def enter_pin(self, code: str) -> None:
         self.pinpad_line.write(pin_line(code))

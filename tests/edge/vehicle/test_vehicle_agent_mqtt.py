@@ -7,6 +7,7 @@ dedupes by (boot, seq) as ingest does). Intervals are short so the suite stays f
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import secrets
 import time
@@ -18,10 +19,12 @@ import pytest
 
 from kickstand.protocol.signing import CommandSigner, generate_private_key
 from kickstand.protocol.v1.enums import (
+    AuthListKind,
     BatteryKind,
     ChainType,
     DeviceKind,
     DeviceState,
+    FirmwareState,
     LockCause,
     MotionKind,
     RejectReason,
@@ -29,6 +32,8 @@ from kickstand.protocol.v1.enums import (
     TriggerKind,
 )
 from kickstand.protocol.v1.messages import (
+    AuthListUpdate,
+    BadgePresented,
     BatteryLow,
     Birth,
     ChainInserted,
@@ -36,11 +41,14 @@ from kickstand.protocol.v1.messages import (
     CommandEnvelope,
     CommandResult,
     Config,
+    FirmwareStatus,
+    FirmwareUpdate,
     Lock,
     Locked,
     Motion,
     PinEntered,
     PinIncorrect,
+    Reboot,
     SetMaintenance,
     SetSpeedLimit,
     Status,
@@ -365,3 +373,73 @@ async def test_unlock_window_relocks_and_lock_command(
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+async def test_offline_pass_opens_from_the_local_list(
+    fleet: VehicleFleet, cloud: CloudPeer, eventually: Eventually
+) -> None:
+    m = await online(fleet, cloud, nfc=True)
+    assert m.proxy is not None and m.agent is not None
+    rider, stranger = bytes.fromhex("04a1b2c3d4e5f6"), bytes.fromhex("deadbeef")
+    await command_ok(cloud, m, AuthListUpdate(AuthListKind.FULL, 1, add=(rider,)))
+    cid = await cloud.send_command(
+        m.device_id, AuthListUpdate(AuthListKind.DIFF, 3, base_version=2, add=(stranger,))
+    )
+    assert (await cloud.wait_result(m.device_id, cid)).reason is RejectReason.VERSION_MISMATCH
+
+    m.proxy.cut()
+    await eventually(lambda: not m.agent.link.accepted.is_set())
+    m.sim.present_pass(stranger)
+    await eventually(lambda: m.agent.counters.get("badges", 0) >= 1, within_s=8)
+    assert m.sim.lock.name == "LOCKED"
+    m.sim.present_pass(rider)
+    await eventually(lambda: m.sim.lock.name == "OPEN", within_s=8)
+
+    await m.proxy.restore()
+    unlocked = await cloud.wait_for(m.device_id, lambda r: isinstance(r.body, Unlocked), 15)
+    assert unlocked.body.cause is LockCause.OFFLINE_BADGE and unlocked.body.badge_uid == rider
+    badges = of(cloud, m, BadgePresented)
+    assert (badges[0].badge_uid, badges[0].authorized, badges[0].offline) == (stranger, False, True)
+    assert (badges[1].badge_uid, badges[1].authorized, badges[1].offline) == (rider, True, True)
+
+
+async def test_firmware_update_checked_installed_and_rebooted(
+    fleet: VehicleFleet, cloud: CloudPeer, tmp_path: Path
+) -> None:
+    m = await online(fleet, cloud)
+    assert m.agent is not None
+    image = secrets.token_bytes(3000)
+    path = tmp_path / "vh-1.1.0.bin"
+    path.write_bytes(image)
+    url = path.as_uri()
+
+    bad = await cloud.send_command(
+        m.device_id, FirmwareUpdate(url, "vh-1.1.0", hashlib.sha256(b"other").digest(), 3000)
+    )
+    failed = await cloud.wait_for(
+        m.device_id, lambda r: isinstance(r.body, CommandResult) and r.body.command_id == bad
+        and r.body.status is ResultStatus.FAILED,
+    )
+    assert failed.body.detail == "size or sha256 mismatch"
+    states = [f.state for f in of(cloud, m, FirmwareStatus)]
+    assert states[-1] is FirmwareState.VERIFY_FAILED
+    assert m.agent.store.memory.firmware is None
+
+    boot = m.agent.link.queue.boot_id
+    good = await cloud.send_command(
+        m.device_id, FirmwareUpdate(url, "vh-1.1.0", hashlib.sha256(image).digest(), 3000)
+    )
+    await cloud.wait_for(
+        m.device_id, lambda r: isinstance(r.body, CommandResult) and r.body.command_id == good
+        and r.body.status is ResultStatus.DONE,
+    )
+    birth = await cloud.wait_birth(m.device_id, 2)
+    assert birth.firmware == "vh-1.1.0"
+    assert m.agent.link.queue.boot_id != boot and m.agent.boots == 2
+    assert FirmwareState.INSTALLED in [f.state for f in of(cloud, m, FirmwareStatus)]
+
+    cid = await cloud.send_command(m.device_id, Reboot())
+    assert (await cloud.wait_result(m.device_id, cid)).status is ResultStatus.DONE
+    await cloud.wait_birth(m.device_id, 3)
+    # the lock state survived the reboots: no phantom Locked / Unlocked
+    assert not of(cloud, m, Locked) and not of(cloud, m, Unlocked)
