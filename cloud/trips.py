@@ -28,7 +28,7 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -338,13 +338,12 @@ async def _find_rent(
 ) -> Rent | None:
     if rent_id is not None:
         try:
-            rid = int(rent_id)
+            rent = await session.get(Rent, int(rent_id), with_for_update=True)
         except (TypeError, ValueError):
-            return None
-        rent = await session.get(Rent, rid, with_for_update=True)
+            rent = None
         if rent is not None and rent.status in STARTABLE_RENT_STATUSES:
             return rent
-        return None
+        # Unknown or already closed: fall back to what is open at that spot.
     stmt = (
         select(Rent)
         .where(
@@ -398,7 +397,7 @@ async def vehicle_removed(
     rent = await _find_rent(session, spot, vehicle, rent_id, at)
     badge: Badge | None = None
     if rent is None and badge_uid is not None:
-        badge = (await session.scalars(select(Badge).where(Badge.uid == badge_uid))).first()
+        badge = (await session.scalars(select(Badge).where(Badge.uid == badge_uid.upper()))).first()
         if badge is not None:
             rent = Rent(
                 user_id=badge.user_id,
@@ -793,3 +792,47 @@ async def expire_stale_rents(session: AsyncSession, now: datetime) -> list[Rent]
     )
     ids: Sequence[int] = (await session.scalars(stmt)).all()
     return [await rent_expired(session, rid, now) for rid in ids]
+
+
+async def end_overdue_holds(session: AsyncSession, now: datetime) -> list[Trip]:
+    """End trips on hold longer than their network's ``trip_max_pause`` (run periodically).
+
+    Seeds: "If the user doesn't unlock the vehicle after this delay, the trip will be
+    stopped and the vehicle will be available to everyone." The trip ends at
+    ``on_hold_since + trip_max_pause``, where the vehicle stands (free-floating end).
+    """
+    _aware(now)
+    rows = (
+        await session.execute(
+            select(Trip.id, Network.trip_max_pause)
+            .join(Network, Network.id == Trip.network_id)
+            .where(Trip.status == TripStatus.ON_HOLD, Trip.on_hold_since.is_not(None))
+        )
+    ).all()
+    ended: list[Trip] = []
+    for row in rows:
+        trip_id: int = row[0]
+        max_pause: int = row[1]
+        trip = await get_trip(session, trip_id, lock=True)
+        if trip.status != TripStatus.ON_HOLD or trip.on_hold_since is None:
+            continue
+        deadline = trip.on_hold_since + timedelta(seconds=max_pause)
+        if now < deadline:
+            continue
+        vehicle = await session.get_one(Vehicle, trip.vehicle_id, with_for_update=True)
+        vehicle.state = VehicleState.AVAILABLE
+        await _finish(
+            session,
+            trip,
+            vehicle,
+            deadline,
+            latitude=vehicle.latitude,
+            longitude=vehicle.longitude,
+            free_floating=vehicle.spot_id is None,
+        )
+        outbox.emit(
+            session, outbox.VEHICLE_UPDATED, "vehicle", vehicle.id, _vehicle_payload(vehicle)
+        )
+        ended.append(trip)
+    await session.flush()
+    return ended

@@ -307,3 +307,34 @@ async def test_concurrent_rents_one_wins(session: AsyncSession, demo: DemoRefs) 
     await session.commit()
     with pytest.raises(Conflict):
         await open_rent(session, bob, spot_id=spot.id, now=at(0))
+
+
+async def test_overdue_hold_ends_the_trip_at_the_max_pause(
+    session: AsyncSession, demo: DemoRefs
+) -> None:
+    # Demo network: trip_max_pause = 1800 s.
+    v = await vehicle(session, "LYF003")
+    rent, _ = await open_rent(session, await alice(session), vehicle_id=v.id, now=at(-1))
+    await apply_unlock_outcome(session, rent.id, UnlockOutcome.unlocked(), now=at(-1))
+    started = await trips.vehicle_unlocked_freefloat(session, "vh-LYF003", at(0))
+    await trips.vehicle_locked_freefloat(session, "vh-LYF003", at(10), hold=True)
+    await session.commit()
+    assert await trips.end_overdue_holds(session, at(39)) == []
+    ended = await trips.end_overdue_holds(session, at(90))
+    await session.commit()
+    assert started.trip is not None and [t.id for t in ended] == [started.trip.id]
+    trip = ended[0]
+    assert trip.status == TripStatus.FINISHED and trip.ended_at == at(40)
+    # 1.00 + 5 riding × 0.10 + 30 on hold × 0.05 + free-float lock 0.50 = 3.50.
+    assert trip.cost == Decimal("3.50")
+    assert (await vehicle(session, "LYF003")).state == VehicleState.AVAILABLE
+    assert await trips.end_overdue_holds(session, at(120)) == []
+
+
+async def test_removal_with_a_closed_rent_id_falls_back_to_the_spot(
+    session: AsyncSession, demo: DemoRefs
+) -> None:
+    rent = await rent_spot(session, "st-0003", 1)
+    result = await trips.vehicle_removed(session, "st-0003", 1, "LY0007", at(0), rent_id="999999")
+    assert result.action == "created" and result.trip is not None
+    assert result.trip.rent_id == rent.id
