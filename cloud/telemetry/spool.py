@@ -109,6 +109,18 @@ class Spool:
     def oldest(self) -> Segment | None:
         return self._segments[0] if self._segments else None
 
+    def oldest_segments(self, max_points: int) -> list[Segment]:
+        """The oldest segments holding together at most `max_points` points (at
+        least one segment when any)."""
+        chosen: list[Segment] = []
+        total = 0
+        for segment in self._segments:
+            if chosen and total + segment.points > max_points:
+                break
+            chosen.append(segment)
+            total += segment.points
+        return chosen
+
     def read(self, segment: Segment) -> list[str]:
         return self._read(segment.path)
 

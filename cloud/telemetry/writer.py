@@ -190,24 +190,31 @@ class InfluxV1Writer:
         self._closing = True
         deadline = time.monotonic() + self._close_timeout
         self._wakeup.set()
-        if self._flush_task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._flush_task), self._close_timeout)
-            except TimeoutError:
-                await _cancel(self._flush_task)
-        # Whatever the loop did not take (it exits after one last pass).
-        await self._final_flush(deadline)
-        if self._healthy and len(self._spool):
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                    await self._spool_empty.wait()
-        if self._drain_task is not None:
-            await _cancel(self._drain_task)
-        self._flush_task = self._drain_task = None
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
-        self._spool.close()
+        try:
+            if self._flush_task is not None:
+                try:
+                    await asyncio.wait_for(asyncio.shield(self._flush_task), self._close_timeout)
+                except TimeoutError:
+                    await _cancel(self._flush_task)
+            # Whatever the loop did not take (it exits after one last pass).
+            await self._final_flush(deadline)
+            if self._healthy and len(self._spool):
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                        await self._spool_empty.wait()
+        finally:
+            # Even when close() itself is cancelled: no task, socket or lock outlives it.
+            for task in (self._flush_task, self._drain_task):
+                if task is not None:
+                    await _cancel(task)
+            self._flush_task = self._drain_task = None
+            if self._buffer or self._overflow:
+                self._spool_lines(self._buffer + self._overflow)
+                self._buffer, self._overflow = [], []
+            if self._client is not None:
+                await self._client.aclose()
+                self._client = None
+            self._spool.close()
         if len(self._spool):
             log.warning(
                 "writer_closed_with_spool points=%d dir=%s", self._spool.points,
@@ -297,6 +304,9 @@ class InfluxV1Writer:
             raise TelemetryQueryError(
                 influxql, f"not JSON: {response.text[:200]}", response.status_code
             ) from exc
+        if not isinstance(body, dict):
+            raise TelemetryQueryError(influxql, f"unexpected answer {str(body)[:200]}",
+                                      response.status_code)
         if response.status_code >= 400 or "error" in body:
             raise TelemetryQueryError(
                 influxql, str(body.get("error", response.text[:200])), response.status_code
@@ -378,26 +388,33 @@ class InfluxV1Writer:
     async def _drain_loop(self) -> None:
         attempt = 0
         while True:
-            segment = self._spool.oldest()
-            if segment is None:
+            # Small segments (an outage spools one per flush) are sent together.
+            segments = self._spool.oldest_segments(self._batch_size)
+            if not segments:
                 self._spool_empty.set()
                 self._spool_ready.clear()
                 await self._spool_ready.wait()
                 continue
-            try:
-                lines = self._spool.read(segment)
-            except (OSError, UnicodeDecodeError) as exc:
-                log.error("spool_segment_unreadable path=%s error=%s", segment.path, exc)
-                self._spool.quarantine_segment(segment, f"unreadable: {exc}")
+            lines: list[str] = []
+            unreadable = False
+            for segment in segments:
+                try:
+                    lines += self._spool.read(segment)
+                except (OSError, UnicodeDecodeError) as exc:
+                    log.error("spool_segment_unreadable path=%s error=%s", segment.path, exc)
+                    self._spool.quarantine_segment(segment, f"unreadable: {exc}")
+                    unreadable = True
+            if unreadable:
                 continue
             try:
                 remaining = await self._deliver(lines) if lines else []
             except Exception:  # a bug must not stop the drainer: log, back off
-                log.exception("spool_drain_failed segment=%s", segment.path)
+                log.exception("spool_drain_failed segments=%d", len(segments))
                 remaining = lines
             self._stats.retried += len(lines) - len(remaining)
             if not remaining:
-                self._spool.remove(segment)
+                for segment in segments:
+                    self._spool.remove(segment)
                 if not len(self._spool):
                     self._spool_empty.set()
                 if not self._healthy:
@@ -407,7 +424,11 @@ class InfluxV1Writer:
                 attempt = 0
                 continue
             if len(remaining) < len(lines):
-                self._spool.replace(segment, remaining)
+                # Keep what is left in the first segment, then drop the others: a
+                # crash in between only means some points are sent twice (harmless).
+                self._spool.replace(segments[0], remaining)
+                for segment in segments[1:]:
+                    self._spool.remove(segment)
             self._mark_unhealthy()
             attempt += 1
             ceiling = min(self._backoff_max, self._backoff_initial * 2 ** min(attempt - 1, 30))

@@ -15,9 +15,12 @@ from kickstand.cloud.telemetry import (
     DailyEnergy,
     InfluxTelemetryStore,
     LocalTelemetryStore,
+    Point,
     QueryRangeError,
+    SpotStatus,
     StationEnergy,
     TelemetryStore,
+    Temperature,
     VehicleBattery,
     VehiclePosition,
     WriterClosedError,
@@ -221,3 +224,29 @@ async def test_write_after_close_is_refused(tmp_path: Path) -> None:
     async with LocalTelemetryStore(tmp_path / "t.sqlite3") as again:
         history = await again.battery_history("AB12345", T0, T0 + timedelta(minutes=1))
         assert [b.internal_pct for b in history] == [50.0]
+
+
+async def test_every_point_kind_is_stored(store: TelemetryStore) -> None:
+    points = [
+        VehiclePosition("AB12345", 45.0, 4.0, at(0), network="5", device="ctl 1"),
+        VehicleBattery("AB12345", at(0), internal_pct=90.0),
+        Temperature("42", 61.5, at(0), spot="3", network="5"),
+        Temperature("42", 21.0, at(0)),
+        StationEnergy("42", 10.0, at(0), power_w=3.5),
+        SpotStatus("42", "3", 1, at(0), vehicle="AB12345"),
+        SpotStatus("42", "4", 0, at(0)),
+        Point("custom,kind", {"station": "42"}, {"alarm": True, "count": 3, "note": 'a "b"'},
+              at(0)),
+    ]
+    for point in points:
+        store.write(point)
+    # Twice: idempotent per series and timestamp.
+    for point in points:
+        store.write(point)
+    await settle(store)
+    assert store.stats.written == 2 * len(points)
+    if isinstance(store, InfluxTelemetryStore):
+        (result,) = await store.writer.query('SELECT * FROM "custom,kind"')
+        assert result["series"][0]["values"] == [[at(0), True, 3, 'a "b"', "42"]]
+        (result,) = await store.writer.query("SELECT count(celsius) FROM temperature")
+        assert result["series"][0]["values"][0][1] == 2
