@@ -100,7 +100,7 @@ class SentCommand:
 
 
 class FreeFloatHook:
-    """See the module docstring. One per ingest worker (or shared by one process's workers)."""
+    """See the module docstring. Share one between the ingest workers of a process."""
 
     def __init__(
         self,
@@ -124,14 +124,16 @@ class FreeFloatHook:
         #: The latest command outcomes (newest last), for metrics and tests.
         self.sent: deque[SentCommand] = deque(maxlen=1000)
         self._trackers: dict[int, VehicleZoneTracker] = {}
-        self._positions: list[Fix] = []
+        # Per task: the workers of one process share the hook (and its trackers), each
+        # applying its own batches in its own task.
+        self._positions: dict[asyncio.Task[Any] | None, list[Fix]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ── inside the ingest transaction ─────────────────────────────────────────────────
 
     def begin_batch(self) -> None:
-        """Forget positions of a batch that did not commit."""
-        self._positions.clear()
+        """Forget positions of a batch that did not commit (this task's)."""
+        self._positions.pop(asyncio.current_task(), None)
 
     def add_position(
         self,
@@ -145,7 +147,8 @@ class FreeFloatHook:
         """A vehicle telemetry of the batch (a telemetry without a fix is ignored)."""
         if lon is None or lat is None:
             return
-        self._positions.append(Fix(vehicle_id, device_id, network_id, lon, lat, at))
+        fix = Fix(vehicle_id, device_id, network_id, lon, lat, at)
+        self._positions.setdefault(asyncio.current_task(), []).append(fix)
 
     async def on_locked(
         self, session: AsyncSession, device_id: str, at: datetime
@@ -164,7 +167,7 @@ class FreeFloatHook:
 
     async def after_commit(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         """Feed the batch's positions to the trackers; write and send what they cause."""
-        fixes, self._positions = self._positions, []
+        fixes = self._positions.pop(asyncio.current_task(), [])
         if not fixes:
             return
         by_network: dict[int, list[Fix]] = {}

@@ -35,8 +35,11 @@ def _parser() -> argparse.ArgumentParser:
 
 async def serve(args: argparse.Namespace) -> int:
     from kickstand.cloud.alerts.engine import AlertEngine
+    from kickstand.cloud.commands import MqttCommandGateway
     from kickstand.cloud.config import get_settings
     from kickstand.cloud.db import create_engine, create_sessionmaker
+    from kickstand.cloud.freefloat import FreeFloatHook
+    from kickstand.cloud.geofence.store import GeofenceCache
     from kickstand.cloud.ingest.worker import IngestWorker
     from kickstand.cloud.telemetry import open_telemetry_store
 
@@ -69,6 +72,13 @@ async def serve(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
     try:
         async with store, contextlib.AsyncExitStack() as stack:
+            # Geofencing: speed limits go out signed, through a command gateway of our own.
+            commands = MqttCommandGateway.from_settings(
+                settings, sessionmaker, heartbeat_s=args.heartbeat_s
+            )
+            await stack.enter_async_context(commands)
+            freefloat = FreeFloatHook(GeofenceCache(), commands=commands, alerts=alerts)
+            stack.push_async_callback(freefloat.aclose)
             workers = [
                 await stack.enter_async_context(
                     IngestWorker(
@@ -81,6 +91,7 @@ async def serve(args: argparse.Namespace) -> int:
                         heartbeat_s=args.heartbeat_s,
                         alerts=alerts,
                         sweep_alerts_every_s=60.0 if n == 1 else None,
+                        freefloat=freefloat,
                     )
                 )
                 for n in range(1, args.workers + 1)
