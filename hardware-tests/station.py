@@ -1,0 +1,473 @@
+"""Station end-of-line suite: the production station agent, driven as the cloud drives it.
+
+Order: boot and birth → each spot board's firmware → per spot: docked vehicle's serial,
+lock cycle, release → badge reader → temperature → power → offline queue across a power
+cut → firmware staging to a spot board. With ``simulated=True`` the station's hardware is
+:class:`~kickstand.simulators.station.sim.SimulatedStation` (spot boards on a pty, a badge
+over nfcpy's udp driver, the power inputs) and the simulator plays the technician.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kickstand.protocol.v1.enums import (
+    FirmwareState,
+    LockState,
+    ResultStatus,
+    SpotState,
+    TriggerKind,
+)
+from kickstand.protocol.v1.messages import (
+    BadgePresented,
+    Birth,
+    FirmwareStatus,
+    FirmwareUpdate,
+    Lock,
+    PowerCut,
+    PowerRestored,
+    SpotIdentifyFail,
+    Status,
+    Telemetry,
+    Unlock,
+    UnlockExpired,
+    VehicleDocked,
+    VehicleRemoved,
+)
+from kickstand.rigs.bench import Bench
+from kickstand.rigs.config import StationRig
+from kickstand.rigs.runner import Mode, StepContext, SuiteRunner
+from kickstand.rigs.session import BENCH_TIMINGS, DeviceSession, describe_result, expect_done
+from kickstand.simulators.spotboard import firmware_image
+from kickstand.simulators.station.sim import SimulatedStation
+
+AGENT_MODULE = "kickstand.edge.station"
+STATION_TIMINGS: dict[str, Any] = {
+    **BENCH_TIMINGS,
+    "poll_interval_s": 0.25,
+    "active_poll_interval_s": 0.05,
+    "inputs_interval_s": 0.1,
+    "board_retry_min_s": 0.2,
+    "board_retry_max_s": 1.0,
+}
+SIM_TIMINGS: dict[str, Any] = {"response_timeout_s": 0.2}  # a pty in a busy process
+
+
+@dataclass(slots=True)
+class StationFaults:
+    """Faults injected in the simulated station (``--fault`` on the command line)."""
+
+    jammed_locks: set[int] = field(default_factory=set)  # the latch does not close
+    board_firmware: dict[int, str] = field(default_factory=dict)  # spot -> wrong version
+    dead_badge_reader: bool = False  # nothing answers the reader's polling
+    silent_boards: set[int] = field(default_factory=set)  # board does not answer at all
+    hot_spots: dict[int, float] = field(default_factory=dict)  # spot -> °C
+
+    def apply(self, sim: SimulatedStation) -> None:
+        for spot in self.jammed_locks:
+            sim.jam_lock(spot)
+        for spot, version in self.board_firmware.items():
+            sim.set_board_firmware(spot, version)
+        for spot in self.silent_boards:
+            sim.silence(spot)
+        for spot, celsius in self.hot_spots.items():
+            sim.overheat(spot, celsius)
+
+
+class StationSuite(DeviceSession):
+    def __init__(
+        self, rig: StationRig, bench: Bench, runner: SuiteRunner, workdir: Path,
+        sim: SimulatedStation | None = None,
+    ) -> None:
+        super().__init__(bench, rig.device_id, workdir, AGENT_MODULE)
+        self.rig = rig
+        self.runner = runner
+        self.sim = sim
+        self.inventory: dict[int, str] = {}
+        self.docked_spot: int | None = None  # where the test vehicle is, if anywhere
+
+    # ---------------------------------------------------------------- setup
+
+    def configure_agent(self) -> None:
+        common = {
+            **STATION_TIMINGS,
+            "state_dir": str(self.workdir / "state"),
+            "expected_board_firmware": self.rig.expect.spot_firmware,
+            "log_level": "INFO",
+        }
+        if self.sim is not None:
+            values = self.sim.agent_config(self.bench.device_mqtt_url, [self.bench.command_key],
+                                           **common, **SIM_TIMINGS)
+            self.write_agent_config(values)
+            return
+        ports = self.rig.agent
+        values = {
+            "device_id": self.rig.device_id,
+            "mqtt_url": self.bench.device_mqtt_url,
+            "command_keys": [self.bench.command_key],
+            "spots": self.rig.expect.spots,
+            "spot_bus": ports.spot_bus,
+            "badge_reader": ports.badge_reader,
+            "inputs": ports.inputs,
+            **common,
+            **ports.extra,
+        }
+        self.write_agent_config(values, ports.config)
+
+    # ---------------------------------------------------------------- the suite
+
+    async def run(self) -> None:
+        r, lim = self.runner, self.rig.limits
+        spots = range(1, self.rig.expect.spots + 1)
+        await r.step("boot", "Mainboard boots and sends its birth", self.step_boot,
+                     timeout_s=lim.boot_timeout_s + 10,
+                     hint="Check the agent log, the mainboard's firmware and hardware ids.")
+        for n in spots:
+            await r.step(f"spot{n}.firmware", f"Spot {n}: board answers with its firmware",
+                         lambda s, n=n: self.step_board(s, n), timeout_s=5, requires=["boot"])
+        for n in spots:
+            await r.step(f"spot{n}.vehicle_serial", f"Spot {n}: reads the docked vehicle's serial",
+                         lambda s, n=n: self.step_serial(s, n), timeout_s=10, requires=["boot"])
+            await r.step(f"spot{n}.lock_cycle", f"Spot {n}: lock cycle within its time budget",
+                         lambda s, n=n: self.step_lock_cycle(s, n), timeout_s=lim.lock_cycle_s + 10,
+                         requires=[f"spot{n}.vehicle_serial"])
+            if n != spots[-1]:
+                await r.step(f"spot{n}.release", f"Spot {n}: test vehicle released and removed",
+                             lambda s, n=n: self.step_release(s, n), timeout_s=15,
+                             requires=[f"spot{n}.vehicle_serial"])
+        await r.step("badge", "Badge reader reads the test badge", self.step_badge,
+                     timeout_s=5, requires=["boot"])
+        await r.step("temperature", "Temperatures in range", self.step_temperature,
+                     timeout_s=10, requires=["boot"])
+        await r.step("power", "Power readings in range", self.step_power,
+                     timeout_s=10, requires=["boot"])
+        await r.step("offline_queue", "Offline queue survives a power cut", self.step_offline,
+                     timeout_s=lim.boot_timeout_s * 2 + 20, requires=["boot"])
+        await r.step("firmware_staging",
+                     f"Firmware staged to spot {self.rig.firmware.spot} and verified",
+                     self.step_firmware, timeout_s=lim.firmware_timeout_s + 10,
+                     requires=["boot"])
+
+    # ---------------------------------------------------------------- steps
+
+    async def step_boot(self, s: StepContext) -> None:
+        started = time.monotonic()
+        await self.agent.start()
+        birth = await self.wait_birth(1, self.rig.limits.boot_timeout_s)
+        s.measure("birth after", round(time.monotonic() - started, 2), "s")
+        # The agent reports every spot once its first bus round is done.
+        spots = self.rig.expect.spots
+        try:
+            await self.bench.peer.wait_until(
+                lambda: all(self.latest_status(n) is not None for n in range(spots + 1)), 10.0)
+        except TimeoutError:
+            s.fail(f"birth received but no status for all {spots} spots: is the spot bus "
+                   f"({self.rig.agent.spot_bus}) connected?")
+        s.check("kind", birth.kind.name, equals="STATION")
+        s.check("mainboard firmware", birth.firmware, equals=self.rig.expect.mainboard_firmware)
+        s.check("hardware", birth.hardware, equals=self.rig.expect.hardware)
+        s.hint = "Flash the expected mainboard firmware or fix the rig description."
+        fresh = await self.fresh_birth()
+        self.inventory = {c.index: c.firmware for c in fresh.inventory if c.kind == "spot"}
+
+    async def step_board(self, s: StepContext, n: int) -> None:
+        expected = self.rig.expect.spot_firmware
+        firmware = self.inventory.get(n)
+        if not firmware:
+            s.measure("firmware", None)
+            s.fail(f"spot {n}: the board did not answer GET_INFO. Check its bus cable, its "
+                   f"address setting ({n}) and its power.")
+        s.check("firmware", firmware, equals=expected)
+        s.hint = (f"Spot {n}'s board runs another firmware: flash {expected} "
+                  f"(or stage it from the rig).")
+
+    async def step_serial(self, s: StepContext, n: int) -> None:
+        serial = self.rig.test.vehicle_serial
+        status = self.latest_status(n)
+        if status is not None and status.state is SpotState.DOCKED_LOCKED and \
+                status.serial_number:
+            s.measure("already docked", status.serial_number)
+            got = status.serial_number
+        else:
+            mark = self.mark()
+
+            async def docked() -> Any:
+                return await self.wait_body(
+                    (VehicleDocked, SpotIdentifyFail), 1e6, mark, lambda b: b.spot == n)
+
+            body = await s.person(
+                f"Dock the test vehicle {serial} in spot {n}",
+                until=docked,
+                simulate=(lambda: self.sim.dock(n, serial)) if self.sim else None,
+                missing=(f"spot {n} saw no vehicle: check the presence sensor and that the "
+                         f"vehicle is pushed fully in"),
+            )
+            if isinstance(body, SpotIdentifyFail):
+                s.fail(f"spot {n} senses a vehicle but cannot read its serial: check the "
+                       f"spot's tag reader coil and the vehicle's tag")
+            got = body.serial_number
+        self.docked_spot = n
+        s.check("serial number", got, equals=serial)
+        s.hint = f"Is {serial} the vehicle in spot {n}? Check the rig description's test vehicle."
+
+    async def step_lock_cycle(self, s: StepContext, n: int) -> None:
+        budget = self.rig.limits.lock_cycle_s
+        started = time.monotonic()
+        result = await self.bench.command(self.device_id, Unlock(spot=n, window_s=120), 10)
+        if result.status is not ResultStatus.DONE:
+            s.measure("unlock", describe_result(result))
+            detail = result.detail or ""
+            if "did not close" in detail:
+                s.fail(f"spot {n}: the lock did not close on the docked vehicle (agent: "
+                       f"{detail}); check the latch mechanism and its position sensor")
+            s.fail(f"spot {n}: unlock {describe_result(result)}; check the lock board")
+        opened = await self._sensed(s, n, LockState.OPEN, started, budget)
+        s.check("open sensed after", round(opened, 2), high=budget, unit="s")
+        relock_started = time.monotonic()
+        result = await self.bench.command(self.device_id, Lock(spot=n), 10)
+        if result.status is not ResultStatus.DONE:
+            s.measure("re-lock", describe_result(result))
+            s.fail(f"spot {n}: the lock did not close ({describe_result(result)}); check the "
+                   f"latch for obstruction and the motor")
+        closed = await self._sensed(s, n, LockState.LOCKED, relock_started, budget)
+        s.check("closed sensed after", round(closed, 2), high=budget, unit="s")
+        s.check("cycle", round(time.monotonic() - started, 2), high=budget, unit="s")
+        s.hint = f"Spot {n}'s lock is slow: check the latch for friction and the motor supply."
+
+    async def _sensed(
+        self, s: StepContext, n: int, lock: LockState, since: float, budget: float
+    ) -> float:
+        """Seconds until the agent reports ``lock`` as read back from the board."""
+        # The agent polls the board; a triggered status carries what it last read.
+        deadline = since + budget + 2.0
+        while True:
+            await asyncio.sleep(0.1)
+            mark = self.mark()
+            await self.trigger(TriggerKind.STATUS, n)
+            status: Status = await self.wait_body(Status, 5.0, mark, lambda b: b.spot == n)
+            if status.lock is lock:
+                return time.monotonic() - since
+            if time.monotonic() > deadline:
+                got = status.lock.name if status.lock is not None else "unknown"
+                s.fail(f"spot {n}: the board still reports the lock {got} {budget:.1f} s after "
+                       f"the command (expected {lock.name}); check the latch and its sensor")
+
+    async def step_release(self, s: StepContext, n: int) -> None:
+        result = await self.bench.command(self.device_id, Unlock(spot=n, window_s=120), 10)
+        s.measure("unlock", describe_result(result))
+        mark = self.mark()
+        present = self.latest_status(n)
+        if present is not None and present.state is SpotState.EMPTY:
+            self.docked_spot = None
+            return
+        await s.person(
+            f"Take the test vehicle out of spot {n}",
+            until=lambda: self.wait_body(VehicleRemoved, 1e6, mark, lambda b: b.spot == n),
+            simulate=(lambda: self.sim.take(n)) if self.sim else None,
+            missing=f"spot {n} did not sense the vehicle leaving: check the presence sensor",
+        )
+        self.docked_spot = None  # the latch stays open: an empty spot waits for a vehicle
+
+    async def step_badge(self, s: StepContext) -> None:
+        uid = bytes.fromhex(self.rig.test.badge_uid)
+        reader = "simulated" if self.sim else self.rig.agent.badge_reader
+        mark = self.mark()
+
+        def simulate() -> None:
+            assert self.sim is not None
+            self.sim.present_badge(uid, 3.0)
+
+        body: BadgePresented = await s.person(
+            f"Place the test badge {uid.hex()} on the station's reader",
+            until=lambda: self.wait_body(BadgePresented, 1e6, mark),
+            simulate=simulate if self.sim else None,
+            missing=(f"no badge read: check the NFC reader ({reader}), its cable and "
+                     f"antenna; the agent log ({self.agent.log_path}) shows reader errors"),
+        )
+        s.check("badge uid", body.badge_uid.hex(), equals=uid.hex())
+        s.hint = "Another card was read: use the test badge from the rig description."
+
+    async def _telemetry(self) -> Telemetry:
+        mark = self.mark()
+        await self.trigger(TriggerKind.TELEMETRY)
+        body: Telemetry = await self.wait_body(Telemetry, 5.0, mark)
+        return body
+
+    async def step_temperature(self, s: StepContext) -> None:
+        lim = self.rig.limits
+        tlm = await self._telemetry()
+        if tlm.temperature_c is not None:
+            s.check("mainboard", tlm.temperature_c, low=lim.temperature_c[0],
+                    high=lim.temperature_c[1], unit="°C")
+        else:
+            s.measure("mainboard", None, "°C", "no sensor configured (inputs)")
+        temps = dict(tlm.spot_temperatures_c)
+        for n in range(1, self.rig.expect.spots + 1):
+            s.check(f"spot {n}", temps.get(n), low=lim.spot_temperature_c[0],
+                    high=lim.spot_temperature_c[1], unit="°C")
+        s.hint = ("A temperature out of range: check the sensor (a missing value means the "
+                  "board did not report one) and the cabinet's ventilation.")
+
+    async def step_power(self, s: StepContext) -> None:
+        if self.sim is None and self.rig.agent.inputs == "none":
+            s.skip("no power inputs configured ([agent] inputs in the rig description)")
+        lim = self.rig.limits
+        tlm = await self._telemetry()
+        station = self.latest_status(0)
+        s.check("power", tlm.power_w, low=lim.power_w[0], high=lim.power_w[1], unit="W")
+        s.measure("energy meter", tlm.energy_wh, "Wh")
+        if station is not None:
+            s.check("mains present", station.fault != "power cut", equals=True)
+        s.hint = "Check the power supply and the energy meter's wiring."
+
+    async def step_offline(self, s: StepContext) -> None:
+        lim = self.rig.limits
+        view = self.bench.peer.view(self.device_id)
+        spot = await self._docked_working_spot(s)
+        mark = self.mark()
+        dup_before = view.duplicates
+        births_before = len(self.births)
+        expected: list[tuple[type, int | None]] = []
+        if spot is not None:
+            result = await self.bench.command(
+                self.device_id, Unlock(spot=spot, window_s=lim.offline_window_s), 10)
+            expect_done(result, f"unlock spot {spot}")
+            expected.append((UnlockExpired, spot))
+        elif self.sim is None:
+            s.skip("no spot with a docked vehicle and a working lock to make events with")
+        depth_before = (await self.health())["queue"]["depth"]
+        # ---- the link goes down; events happen while offline
+        self.bench.cut_link()
+        if self.sim is not None:
+            self.sim.cut_power()
+            expected.append((PowerCut, None))
+            await asyncio.sleep(0.5)
+            self.sim.restore_power()
+            expected.append((PowerRestored, None))
+        queued = depth_before
+        try:
+            async with asyncio.timeout(lim.offline_window_s + 5.0):
+                while queued < depth_before + len(expected):
+                    await asyncio.sleep(0.1)
+                    queued = (await self.health())["queue"]["depth"]
+        except TimeoutError:
+            pass
+        await asyncio.sleep(0.3)  # the statuses going with the last event
+        queued = (await self.health())["queue"]["depth"]
+        s.measure("queued offline", queued, "messages")
+        # ---- power cut: the agent dies without shutting down, then boots again
+        await self.agent.power_cut()
+        await self.agent.start()
+        await asyncio.sleep(1.0)  # booting while still offline
+        self.bench.restore_link()
+        birth = await self.wait_birth(births_before + 1, lim.boot_timeout_s)
+        s.measure("pending_from in birth", birth.pending_from)
+
+        def arrived() -> bool:
+            return all(self._matches(kind, spot_, mark) for kind, spot_ in expected)
+
+        try:
+            await self.bench.peer.wait_until(arrived, 10.0)
+        except TimeoutError:
+            pass
+        generated = len(expected)
+        delivered = 0
+        for kind, spot_ in expected:
+            count = len(self._matches(kind, spot_, mark))
+            name = kind.__name__ + (f" spot {spot_}" if spot_ else "")
+            s.check(name, count, equals=1)
+            delivered += min(count, 1)
+        s.measure("events", f"{delivered}/{generated}")
+        # in order: what the device queued is delivered in its queue order
+        after = self.messages(mark)
+        by_boot: dict[int, list[int]] = {}
+        for r in after:
+            by_boot.setdefault(r.message.stamp.boot_id, []).append(r.message.stamp.seq)
+        in_order = all(seqs == sorted(seqs) for seqs in by_boot.values())
+        s.check("in queue order", in_order, equals=True)
+        gaps = sum(max(seqs) - min(seqs) + 1 - len(set(seqs)) for seqs in by_boot.values())
+        s.check("lost (seq gaps)", gaps, equals=0)
+        s.measure("duplicates dropped", view.duplicates - dup_before)
+        s.hint = (f"The agent's offline queue lost, repeated or reordered events: check the "
+                  f"state directory's disk and the agent log ({self.agent.log_path}).")
+
+    def _matches(self, kind: type, spot: int | None, start: int) -> list[Any]:
+        return [b for b in self.bodies(kind, start) if spot is None or b.spot == spot]
+
+    async def _docked_working_spot(self, s: StepContext) -> int | None:
+        working = [n for n in range(1, self.rig.expect.spots + 1)
+                   if self.runner.passed(f"spot{n}.lock_cycle")]
+        if not working:
+            return None
+        if self.docked_spot in working:
+            status = self.latest_status(self.docked_spot)
+            if status is not None and status.state is SpotState.DOCKED_LOCKED:
+                return self.docked_spot
+        n = working[0]
+        serial = self.rig.test.vehicle_serial
+        mark = self.mark()
+        await s.person(
+            f"Dock the test vehicle {serial} in spot {n} (for the power-cut test)",
+            until=lambda: self.wait_body(VehicleDocked, 1e6, mark, lambda b: b.spot == n),
+            simulate=(lambda: self.sim.dock(n, serial)) if self.sim else None,
+        )
+        self.docked_spot = n
+        return n
+
+    async def step_firmware(self, s: StepContext) -> None:
+        fw = self.rig.firmware
+        if self.sim is not None:
+            image = firmware_image(fw.version or "sb-1.4.3")
+            path = self.workdir / f"{fw.version}.bin"
+            path.write_bytes(image)
+        elif fw.image is None:
+            s.skip("no firmware image in the rig description ([firmware] image, version)")
+        else:
+            path = fw.image.resolve()
+            try:
+                image = path.read_bytes()
+            except OSError as exc:
+                s.fail(f"cannot read the firmware image {path}: {exc.strerror}")
+        n = fw.spot
+        mark = self.mark()
+        started = time.monotonic()
+        command = FirmwareUpdate(url=path.as_uri(), version=fw.version,
+                                 sha256=hashlib.sha256(image).digest(), size=len(image), spot=n)
+        result = await self.bench.command(self.device_id, command,
+                                          self.rig.limits.firmware_timeout_s)
+        s.measure("image", f"{len(image)} bytes")
+        s.measure("staging time", round(time.monotonic() - started, 2), "s")
+        states = [b.state for b in self.bodies(FirmwareStatus, mark) if b.spot == n]
+        s.measure("states", " → ".join(st.name for st in states) or "none")
+        if result.status is not ResultStatus.DONE:
+            s.fail(f"spot {n}: staging {describe_result(result)}; check the board's "
+                   f"bus connection and retry")
+        s.check("FirmwareStatus", states[-1].name if states else None,
+                equals=FirmwareState.INSTALLED.name)
+        birth: Birth = await self.fresh_birth()
+        reported = {c.index: c.firmware for c in birth.inventory if c.kind == "spot"}.get(n)
+        s.check("GET_INFO reports", reported, equals=fw.version)
+        if self.sim is not None:
+            s.check("board runs (simulator)", self.sim.boards[n].firmware, equals=fw.version)
+        s.hint = f"Spot {n}'s board did not take the image: re-stage it or replace the board."
+
+
+# ---------------------------------------------------------------- simulated hardware
+
+
+async def start_simulated_station(
+    rig: StationRig, workdir: Path, faults: StationFaults | None
+) -> SimulatedStation:
+    sim = SimulatedStation(rig.device_id, rig.expect.spots, workdir=workdir / "sim",
+                           board_firmware=rig.expect.spot_firmware)
+    await sim.start()
+    if faults is not None:
+        faults.apply(sim)
+        if faults.dead_badge_reader and sim.badge is not None:
+            await sim.badge.stop()  # its polling goes unanswered
+    return sim
