@@ -8,6 +8,7 @@ here: the trip starts only when the vehicle leaves (:mod:`kickstand.cloud.trips`
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -34,7 +35,7 @@ from kickstand.cloud.models import (
     VehicleType,
 )
 from kickstand.cloud.rent_gateway import UnlockOutcome, UnlockResult
-from kickstand.cloud.trips import rent_payload
+from kickstand.cloud.trips import rent_expired, rent_payload
 
 log = logging.getLogger("kickstand.cloud.rents")
 
@@ -85,8 +86,22 @@ async def open_rent(
     unlock_window_s: int = 60,
 ) -> tuple[Rent, UnlockTarget]:
     """Check the rules and hold the vehicle with a pending rent (flushed, not committed)."""
+    # Serialise this rider's rent requests (the simultaneous-rent limit is per rider).
+    await session.execute(select(User.id).where(User.id == user.id).with_for_update())
     vehicle, spot, station = await _target_vehicle(session, spot_id, vehicle_id)
     network = await session.get_one(Network, vehicle.network_id)
+    # Unlock windows that closed without news from the device must not hold anything.
+    stale: Sequence[int] = (
+        await session.scalars(
+            select(Rent.id).where(
+                (Rent.vehicle_id == vehicle.id) | (Rent.user_id == user.id),
+                Rent.status.in_(ACTIVE_RENT_STATUSES),
+                Rent.expires_at < now,
+            )
+        )
+    ).all()
+    for rid in stale:
+        await rent_expired(session, rid, now)
     if vehicle.state != VehicleState.AVAILABLE or vehicle.in_maintenance:
         raise RentRefusedError(
             "this vehicle is not available right now", reason="vehicle-unavailable"

@@ -303,8 +303,6 @@ async def _finish(
     longitude: float | None = None,
     free_floating: bool = False,
 ) -> None:
-    if trip.on_hold_since is not None:
-        trip.ended_at = at  # hold_periods() closes the open hold at the end
     _close_hold(trip, at)
     trip.ended_at = at
     trip.status = TripStatus.FINISHED

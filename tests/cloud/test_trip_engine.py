@@ -338,3 +338,17 @@ async def test_removal_with_a_closed_rent_id_falls_back_to_the_spot(
     result = await trips.vehicle_removed(session, "st-0003", 1, "LY0007", at(0), rent_id="999999")
     assert result.action == "created" and result.trip is not None
     assert result.trip.rent_id == rent.id
+
+
+async def test_a_stale_unlock_does_not_hold_the_vehicle(
+    session: AsyncSession, demo: DemoRefs
+) -> None:
+    spot = await spot_of(session, "st-0002", 3)
+    bob: User = (await session.scalars(select(User).where(User.email == "bob@example.com"))).one()
+    first, _ = await open_rent(session, await alice(session), spot_id=spot.id, now=at(0))
+    await session.commit()
+    # No removal, no expiry event: two minutes later (window 60 s) bob can rent it.
+    second, _ = await open_rent(session, bob, spot_id=spot.id, now=at(2))
+    await session.commit()
+    assert (await session.get_one(Rent, first.id)).status == RentStatus.EXPIRED_NO_REMOVAL
+    assert second.status == RentStatus.PENDING
