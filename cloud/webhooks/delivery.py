@@ -30,7 +30,7 @@ from types import TracebackType
 from typing import Any
 
 import httpx
-from sqlalchemy import exists, or_, select, text
+from sqlalchemy import ScalarResult, exists, or_, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
@@ -253,24 +253,17 @@ class WebhookWorker:
         self.rng = rng or random.Random()
         self.do_fan_out = fan_out
         self.counters: Counter[str] = Counter()
+        #: A client given by the caller serves every endpoint (and is not closed here).
         self._client = client
-        self._own_client = client is None
+        self._clients: dict[str, httpx.AsyncClient] = {}
+        self._open = False
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._inflight: Counter[int] = Counter()
+        self._results: list[tuple[Job, AttemptResult]] = []
 
     async def __aenter__(self) -> WebhookWorker:
-        if self._client is None:
-            limits = httpx.Limits(
-                max_connections=self.policy.concurrency * 2,
-                max_keepalive_connections=self.policy.concurrency,
-            )
-            self._client = httpx.AsyncClient(
-                timeout=self.policy.timeout(),
-                limits=limits,
-                follow_redirects=False,
-                headers={"User-Agent": USER_AGENT},
-            )
+        self._open = True
         return self
 
     async def __aexit__(
@@ -280,15 +273,31 @@ class WebhookWorker:
         tb: TracebackType | None,
     ) -> None:
         await self._drain(self.policy.read_timeout_s)
-        if self._own_client and self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.aclose()
+        self._open = False
 
-    @property
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            raise RuntimeError("use `async with WebhookWorker(...)` to open its HTTP client")
-        return self._client
+    def client_for(self, url: str) -> httpx.AsyncClient:
+        """The HTTP client of the URL's origin: one small keep-alive pool per receiver
+        (httpcore's pool bookkeeping grows with its size; a slow receiver gets its own)."""
+        if self._client is not None:
+            return self._client
+        if not self._open:
+            raise RuntimeError("use `async with WebhookWorker(...)` to open its HTTP clients")
+        parts = httpx.URL(url)
+        key = f"{parts.scheme}://{parts.host}:{parts.port}"
+        client = self._clients.get(key)
+        if client is None:
+            size = self.policy.per_endpoint_concurrency
+            client = httpx.AsyncClient(
+                timeout=self.policy.timeout(),
+                limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+                follow_redirects=False,
+                headers={"User-Agent": USER_AGENT},
+            )
+            self._clients[key] = client
+        return client
 
     # ── steps ─────────────────────────────────────────────────────────────────────────
 
@@ -334,7 +343,7 @@ class WebhookWorker:
                 )
             ).all()
             lease = now + timedelta(seconds=self.policy.lease_s)
-            jobs = []
+            jobs: list[Job] = []
             for row in rows:
                 delivery: WebhookDelivery = row[0]
                 endpoint: WebhookEndpoint = row[1]
@@ -374,7 +383,7 @@ class WebhookWorker:
         t0 = time.perf_counter()
         result = AttemptResult(attempt_id=attempt_id, started_at=started, duration_ms=0)
         try:
-            response = await self.client.post(job.url, content=body, headers=headers)
+            response = await self.client_for(job.url).post(job.url, content=body, headers=headers)
             result.status_code = response.status_code
             result.response_excerpt = response.text[:500] or None
             if not result.succeeded:
@@ -385,77 +394,114 @@ class WebhookWorker:
         return result
 
     async def record(self, job: Job, result: AttemptResult) -> None:
-        """Write the attempt and its consequences (delivery, endpoint) in one transaction."""
+        await self.record_many([(job, result)])
+
+    async def record_many(self, outcomes: list[tuple[Job, AttemptResult]]) -> None:
+        """Write attempts and their consequences (deliveries, endpoints) in one transaction.
+
+        Rows are locked in id order (deliveries, then endpoints) so that workers recording
+        at the same time never deadlock.
+        """
+        if not outcomes:
+            return
         now = self.clock()
+        outcomes = sorted(outcomes, key=lambda o: o[1].started_at)
         async with self.sessionmaker() as session, session.begin():
-            delivery = await session.get(WebhookDelivery, job.delivery_id, with_for_update=True)
-            endpoint = await session.get(WebhookEndpoint, job.endpoint_id, with_for_update=True)
-            if delivery is None or endpoint is None:
-                self.counters["vanished"] += 1  # endpoint deleted while in flight
-                return
-            session.add(
-                WebhookAttempt(
-                    delivery_id=delivery.id,
-                    attempt_id=result.attempt_id,
-                    started_at=result.started_at,
-                    duration_ms=result.duration_ms,
-                    status_code=result.status_code,
-                    succeeded=result.succeeded,
-                    error=result.error,
-                    response_excerpt=result.response_excerpt,
-                )
+            delivery_ids = sorted({job.delivery_id for job, _ in outcomes})
+            endpoint_ids = sorted({job.endpoint_id for job, _ in outcomes})
+            found_deliveries: ScalarResult[WebhookDelivery] = await session.scalars(
+                select(WebhookDelivery)
+                .where(WebhookDelivery.id.in_(delivery_ids))
+                .order_by(WebhookDelivery.id)
+                .with_for_update()
             )
-            delivery.attempts += 1
-            delivery.last_attempt_at = result.started_at
-            delivery.last_status_code = result.status_code
-            delivery.last_error = result.error
-            delivery.leased_until = None
-            if result.succeeded:
-                self.counters["delivered"] += 1
-                delivery.status = DeliveryStatus.SUCCEEDED
-                delivery.delivered_at = now
-                endpoint.consecutive_failures = 0
-                endpoint.failing_since = None
-                endpoint.last_success_at = now
-                return
-            self.counters["failed_attempts"] += 1
-            # Every attempt so far failed (a success ends the delivery).
-            delay = self.policy.delay_s(delivery.attempts, self.rng)
-            if delay is None:
-                delivery.status = DeliveryStatus.FAILED
-                self.counters["gave_up"] += 1
-                log.warning(
-                    "event=webhook_delivery_failed delivery_id=%s endpoint_id=%s attempts=%s",
-                    delivery.id,
-                    endpoint.id,
-                    delivery.attempts,
-                )
-            else:
-                delivery.next_attempt_at = now + timedelta(seconds=delay)
-            endpoint.consecutive_failures += 1
-            endpoint.last_failure_at = now
-            if endpoint.failing_since is None:
-                endpoint.failing_since = now
-            if endpoint.is_active and self._should_disable(endpoint, now):
-                endpoint.is_active = False
-                endpoint.disabled_at = now
-                endpoint.disabled_reason = (
-                    f"{endpoint.consecutive_failures} failed attempts in a row since "
-                    f"{endpoint.failing_since.isoformat()}; last: {result.error}"
-                )[:300]
-                self.counters["endpoints_disabled"] += 1
-                log.warning(
-                    "event=webhook_endpoint_disabled endpoint_id=%s failures=%s",
-                    endpoint.id,
-                    endpoint.consecutive_failures,
-                )
-                outbox.emit(
-                    session,
-                    WEBHOOK_ENDPOINT_DISABLED,
-                    "webhook_endpoint",
-                    endpoint.id,
-                    endpoint_payload(endpoint),
-                )
+            deliveries = {d.id: d for d in found_deliveries}
+            found_endpoints: ScalarResult[WebhookEndpoint] = await session.scalars(
+                select(WebhookEndpoint)
+                .where(WebhookEndpoint.id.in_(endpoint_ids))
+                .order_by(WebhookEndpoint.id)
+                .with_for_update()
+            )
+            endpoints = {e.id: e for e in found_endpoints}
+            for job, result in outcomes:
+                delivery = deliveries.get(job.delivery_id)
+                endpoint = endpoints.get(job.endpoint_id)
+                if delivery is None or endpoint is None:
+                    self.counters["vanished"] += 1  # endpoint deleted while in flight
+                    continue
+                self._apply(session, delivery, endpoint, result, now)
+
+    def _apply(
+        self,
+        session: AsyncSession,
+        delivery: WebhookDelivery,
+        endpoint: WebhookEndpoint,
+        result: AttemptResult,
+        now: datetime,
+    ) -> None:
+        session.add(
+            WebhookAttempt(
+                delivery_id=delivery.id,
+                attempt_id=result.attempt_id,
+                started_at=result.started_at,
+                duration_ms=result.duration_ms,
+                status_code=result.status_code,
+                succeeded=result.succeeded,
+                error=result.error,
+                response_excerpt=result.response_excerpt,
+            )
+        )
+        delivery.attempts += 1
+        delivery.last_attempt_at = result.started_at
+        delivery.last_status_code = result.status_code
+        delivery.last_error = result.error
+        delivery.leased_until = None
+        if result.succeeded:
+            self.counters["delivered"] += 1
+            delivery.status = DeliveryStatus.SUCCEEDED
+            delivery.delivered_at = now
+            endpoint.consecutive_failures = 0
+            endpoint.failing_since = None
+            endpoint.last_success_at = now
+            return
+        self.counters["failed_attempts"] += 1
+        # Every attempt so far failed (a success ends the delivery).
+        delay = self.policy.delay_s(delivery.attempts, self.rng)
+        if delay is None:
+            delivery.status = DeliveryStatus.FAILED
+            self.counters["gave_up"] += 1
+            log.warning(
+                "event=webhook_delivery_failed delivery_id=%s endpoint_id=%s attempts=%s",
+                delivery.id,
+                endpoint.id,
+                delivery.attempts,
+            )
+        else:
+            delivery.next_attempt_at = now + timedelta(seconds=delay)
+        endpoint.consecutive_failures += 1
+        endpoint.last_failure_at = now
+        if endpoint.failing_since is None:
+            endpoint.failing_since = now
+        if endpoint.is_active and self._should_disable(endpoint, now):
+            endpoint.is_active = False
+            endpoint.disabled_at = now
+            endpoint.disabled_reason = (
+                f"{endpoint.consecutive_failures} failed attempts in a row since "
+                f"{endpoint.failing_since.isoformat()}; last: {result.error}"
+            )[:300]
+            self.counters["endpoints_disabled"] += 1
+            log.warning(
+                "event=webhook_endpoint_disabled endpoint_id=%s failures=%s",
+                endpoint.id,
+                endpoint.consecutive_failures,
+            )
+            outbox.emit(
+                session,
+                WEBHOOK_ENDPOINT_DISABLED,
+                "webhook_endpoint",
+                endpoint.id,
+                endpoint_payload(endpoint),
+            )
 
     def _should_disable(self, endpoint: WebhookEndpoint, now: datetime) -> bool:
         if endpoint.consecutive_failures < self.policy.disable_after_failures:
@@ -469,10 +515,11 @@ class WebhookWorker:
         return result
 
     async def deliver_due(self) -> int:
-        """Claim one batch of due deliveries and attempt them all (concurrently)."""
+        """Claim one batch of due deliveries, POST them concurrently, record them at once."""
         jobs = await self.claim(min(self.policy.batch_size, self.policy.concurrency))
         if jobs:
-            await asyncio.gather(*(self.attempt(job) for job in jobs))
+            results = await asyncio.gather(*(self.post(job) for job in jobs))
+            await self.record_many(list(zip(jobs, results, strict=True)))
         return len(jobs)
 
     async def run_once(self) -> int:
@@ -494,21 +541,27 @@ class WebhookWorker:
     # ── the long-running loop ─────────────────────────────────────────────────────────
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
-        """Fan out and deliver until ``stop`` is set; attempts run as tasks in
-        ``policy.concurrency`` slots, so a slow receiver never holds up the others."""
+        """Fan out and deliver until ``stop`` is set.
+
+        POSTs run as tasks in ``policy.concurrency`` slots (at most
+        ``policy.per_endpoint_concurrency`` per endpoint), so a slow receiver never holds
+        up the others; finished attempts are recorded in batches, one transaction each.
+        """
         stop = stop or asyncio.Event()
         backoff = self.policy.poll_interval_s
         log.info("event=webhook_worker_started concurrency=%s", self.policy.concurrency)
         while not stop.is_set():
             claimed = 0
             try:
+                await self._flush_results()
                 if self.do_fan_out:
                     await self.fan_out()
-                free = self.policy.concurrency - len(self._tasks)
-                for job in await self.claim(min(free, self.policy.batch_size), self._inflight):
+                free = self.policy.concurrency - sum(self._inflight.values())
+                jobs = await self.claim(min(free, self.policy.batch_size), self._inflight)
+                for job in jobs:
                     claimed += 1
                     self._inflight[job.endpoint_id] += 1
-                    task = asyncio.create_task(self._attempt_logged(job))
+                    task = asyncio.create_task(self._post_to_results(job))
                     self._tasks.add(task)
                     task.add_done_callback(self._task_done)
                 backoff = self.policy.poll_interval_s
@@ -518,7 +571,7 @@ class WebhookWorker:
                 await _sleep_or_stop(stop, backoff)
                 backoff = min(backoff * 2, 30.0)
                 continue
-            if claimed == 0 or len(self._tasks) >= self.policy.concurrency:
+            if not self._results and (claimed == 0 or not free):
                 self._wake.clear()
                 waiters = [
                     asyncio.ensure_future(self._wake.wait()),
@@ -532,25 +585,35 @@ class WebhookWorker:
                 for w in waiters:
                     w.cancel()
         await self._drain(self.policy.read_timeout_s)
+        try:
+            await self._flush_results()
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("event=webhook_results_not_recorded error=%r", exc)
         log.info("event=webhook_worker_stopped counters=%s", dict(self.counters))
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         self._wake.set()
 
-    async def _attempt_logged(self, job: Job) -> None:
+    async def _post_to_results(self, job: Job) -> None:
+        result = await self.post(job)
+        self._results.append((job, result))
+
+    async def _flush_results(self) -> None:
+        if not self._results:
+            return
+        batch, self._results = self._results, []
         try:
-            await self.attempt(job)
-        except (SQLAlchemyError, OSError) as exc:
-            # The lease expires and another attempt follows: at least once.
-            self.counters["record_errors"] += 1
-            log.warning(
-                "event=webhook_attempt_not_recorded delivery_id=%s error=%r", job.delivery_id, exc
-            )
+            await self.record_many(batch)
+        except (SQLAlchemyError, OSError):
+            # Not recorded: the leases expire and other attempts follow (at least once).
+            self.counters["record_errors"] += len(batch)
+            raise
         finally:
-            self._inflight[job.endpoint_id] -= 1
-            if self._inflight[job.endpoint_id] <= 0:
-                del self._inflight[job.endpoint_id]
+            for job, _ in batch:
+                self._inflight[job.endpoint_id] -= 1
+                if self._inflight[job.endpoint_id] <= 0:
+                    del self._inflight[job.endpoint_id]
 
     async def _drain(self, wait_s: float) -> None:
         if not self._tasks:
