@@ -17,6 +17,7 @@ from kickstand.cloud.telemetry.points import (
 )
 from kickstand.cloud.telemetry.store import (
     ENERGY_LOOKBACK_NS,
+    MAX_HEATMAP_POSITIONS,
     BatterySample,
     BoundingBox,
     DailyEnergy,
@@ -177,6 +178,8 @@ class InfluxTelemetryStore:
         date_min: datetime,
         date_max: datetime,
         zoom: int,
+        *,
+        max_positions: int = MAX_HEATMAP_POSITIONS,
     ) -> list[HeatmapPoint]:
         check_zoom(zoom)
         nets = check_networks(networks)
@@ -186,7 +189,8 @@ class InfluxTelemetryStore:
             f"SELECT lat, lon FROM {VEHICLE_POSITION} WHERE ({network_filter}) "
             f"AND time >= {start_ns} AND time < {end_ns} "
             f"AND lat >= {area.south:.9f} AND lat <= {area.north:.9f} "
-            f"AND lon >= {area.west:.9f} AND lon <= {area.east:.9f}"
+            f"AND lon >= {area.west:.9f} AND lon <= {area.east:.9f} "
+            f"LIMIT {max_positions + 1}"
         )
         (result,) = await self.writer.query(q)
         return aggregate_heatmap(
@@ -196,6 +200,7 @@ class InfluxTelemetryStore:
                 if r.get("lat") is not None and r.get("lon") is not None
             ),
             zoom,
+            limit=max_positions,
         )
 
 

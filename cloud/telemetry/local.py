@@ -36,6 +36,7 @@ from kickstand.cloud.telemetry.points import (
 )
 from kickstand.cloud.telemetry.store import (
     ENERGY_LOOKBACK_NS,
+    MAX_HEATMAP_POSITIONS,
     BatterySample,
     BoundingBox,
     DailyEnergy,
@@ -344,6 +345,8 @@ class LocalTelemetryStore:
         date_min: datetime,
         date_max: datetime,
         zoom: int,
+        *,
+        max_positions: int = MAX_HEATMAP_POSITIONS,
     ) -> list[HeatmapPoint]:
         check_zoom(zoom)
         nets = check_networks(networks)
@@ -351,12 +354,15 @@ class LocalTelemetryStore:
         marks = ",".join("?" * len(nets))
         sql = (
             f"SELECT time_ns, lat, lon FROM vehicle_position WHERE network IN ({marks}) "
-            "AND time_ns >= ? AND time_ns < ? AND lat BETWEEN ? AND ? AND lon BETWEEN ? AND ?"
+            "AND time_ns >= ? AND time_ns < ? AND lat BETWEEN ? AND ? AND lon BETWEEN ? AND ? "
+            f"LIMIT {max_positions + 1}"
         )
         found = await self._select(
             sql, [*nets, start_ns, end_ns, area.south, area.north, area.west, area.east]
         )
-        return aggregate_heatmap(((t, lat, lon) for t, lat, lon in found), zoom)
+        return aggregate_heatmap(
+            ((t, lat, lon) for t, lat, lon in found), zoom, limit=max_positions
+        )
 
 
 def _fetch(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:

@@ -29,6 +29,8 @@ MAX_ENERGY_DAYS = 366
 # How far back the last meter reading before a day may be to count as its start.
 ENERGY_LOOKBACK_NS = 35 * 86_400 * 1_000_000_000
 MAX_TIMELINE_LIMIT = 100_000
+# Positions a heatmap may aggregate (they are counted in the API process).
+MAX_HEATMAP_POSITIONS = 2_000_000
 
 
 @dataclass(slots=True)
@@ -185,6 +187,8 @@ class TelemetryStore(Protocol):
         date_min: datetime,
         date_max: datetime,
         zoom: int,
+        *,
+        max_positions: int = MAX_HEATMAP_POSITIONS,
     ) -> list[HeatmapPoint]: ...
 
 
@@ -303,11 +307,18 @@ def check_networks(networks: Sequence[str | int]) -> list[str]:
     return [str(n) for n in networks]
 
 
-def aggregate_heatmap(rows: Iterable[tuple[int, float, float]], zoom: int) -> list[HeatmapPoint]:
-    """Count (time_ns, lat, lon) rows per rounded coordinate and month."""
+def aggregate_heatmap(
+    rows: Iterable[tuple[int, float, float]], zoom: int, *, limit: int = MAX_HEATMAP_POSITIONS
+) -> list[HeatmapPoint]:
+    """Count (time_ns, lat, lon) rows per rounded coordinate and month; more than
+    `limit` rows is refused (ask for a smaller area or period)."""
     scale, digits = _rounder(zoom)
     counts: Counter[tuple[float, float, date]] = Counter()
-    for time_ns, lat, lon in rows:
+    for seen, (time_ns, lat, lon) in enumerate(rows, start=1):
+        if seen > limit:
+            raise QueryRangeError(
+                "date_min/date_max", f"more than {limit} positions: narrow the area or period"
+            )
         moment = datetime_from_ns(time_ns)
         key = (
             round(round(lat * scale) / scale, digits),

@@ -206,6 +206,8 @@ async def test_heatmap(store: TelemetryStore) -> None:
     fine = await store.heatmap(["5", "7"], area, march, march, zoom=2)
     assert [(p.lat, p.lng, p.weight) for p in fine] == [(45.7501, 4.8501, 1),
                                                         (45.7504, 4.8504, 2)]
+    with pytest.raises(QueryRangeError):  # too many positions to count
+        await store.heatmap(["5", "7"], area, march, march, zoom=0, max_positions=2)
     with pytest.raises(QueryRangeError):
         await store.heatmap(["5"], area, march, march, zoom=3)
     with pytest.raises(QueryRangeError):
