@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from kickstand.cloud.api.deps import CurrentUser, SessionDep
 from kickstand.cloud.api.geo import BBox
+from kickstand.cloud.api.routes.freefloat import rider_zones
 from kickstand.cloud.api.routes.networks import in_area
 from kickstand.cloud.api.routes.rents import current_rents
 from kickstand.cloud.api.schemas import (
@@ -30,6 +31,9 @@ class MapData(BaseModel):
     vehicles: list[MapVehicle]
     rents: list[RentPublic]
     networks: list[NetworkPublic]
+    #: Seed 001: the virtual parkings and speed zones of the networks in the area.
+    parkings: list[dict[str, Any]] = []
+    speed_zones: list[dict[str, Any]] = []
 
 
 @router.get("", response_model=Envelope[MapData], summary="Map elements in an area")
@@ -85,11 +89,14 @@ async def get_map(
     ]
     networks = [n for n in (await session.scalars(select(Network))).all() if in_area(n, box)]
     rents = (await current_rents(user, session)).data
+    zones = [await rider_zones(session, n.id) for n in networks]
     return Envelope(
         data=MapData(
             clusters=await clusters_public(session, clusters),
             vehicles=vehicles,
             rents=rents,
             networks=[network_public(n) for n in networks],
+            parkings=[p for z in zones for p in z.parkings],
+            speed_zones=[sz for z in zones for sz in z.speed_zones],
         )
     )

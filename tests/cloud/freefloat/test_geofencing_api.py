@@ -290,3 +290,21 @@ async def test_seed_zones_are_idempotent(ops: Ops) -> None:
         loaded = await zones.load_zones(s, ops.refs.network_id)
     assert len(loaded.speed_zones) == 1 and len(loaded.virtual_parkings) == 4
     assert len(loaded.forbidden_zones) == 1 and loaded.border is not None
+
+
+async def test_rider_map_carries_parkings_and_speed_zones(ops: Ops) -> None:
+    async with ops.maker() as s, s.begin():
+        await zones.seed_zones(s, ops.refs.network_id)
+    rider = await ops.headers("alice@example.com")
+    r = await ops.client.get(
+        "/v1/map",
+        params={"lat": 45.76, "lng": 4.84, "latdeg": 0.1, "lngdeg": 0.1},
+        headers=rider,
+    )
+    assert r.status_code == 200, r.text
+    data = r.json()["data"]
+    assert len(data["parkings"]) == 4 and len(data["speed_zones"]) == 1
+    assert data["speed_zones"][0]["max_speed"] == 10
+    assert data["parkings"][0]["shape"][0] == [4.8335, 45.7615]
+    scooters = {v["serial_number"]: v for v in data["vehicles"]}
+    assert scooters["LYF001"]["battery_level"] == 75 and scooters["LYF001"]["state"] == "available"
