@@ -159,6 +159,11 @@ class VehicleAgent:
     # ---------------------------------------------------------------- lifecycle
 
     @property
+    def queue_depth(self) -> int:
+        """Messages stored and not yet acknowledged by the broker (0 when not running)."""
+        return self._queue.depth() if self._queue is not None else 0
+
+    @property
     def link(self) -> CloudLink:
         if self._link is None:
             raise EdgeError("the agent is not running")

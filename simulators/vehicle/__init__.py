@@ -7,7 +7,7 @@ from kickstand.simulators.vehicle.coverage import CoverageProxy
 from kickstand.simulators.vehicle.errors import ScenarioError, SimulatorError
 from kickstand.simulators.vehicle.fleet import VehicleFleet
 from kickstand.simulators.vehicle.route import LYON_RIDE, Route
-from kickstand.simulators.vehicle.vehicle import SimulatedVehicle, VehiclePorts
+from kickstand.simulators.vehicle.vehicle import SimulatedVehicle, VehiclePorts, wait_until
 
 __all__ = [
     "LYON_RIDE",
@@ -18,4 +18,5 @@ __all__ = [
     "SimulatorError",
     "VehicleFleet",
     "VehiclePorts",
+    "wait_until",
 ]

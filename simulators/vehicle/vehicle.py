@@ -16,9 +16,11 @@ motion sensor: ASCII lines on ptys. NFC (``nfc=True``): a pass presented with
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -327,3 +329,11 @@ class SimulatedVehicle:
         """Place the vehicle (parked) somewhere, without a jump filter excuse."""
         self.lon, self.lat = lon, lat
 
+
+async def wait_until(condition: Callable[[], bool], within_s: float | None = 10.0) -> None:
+    """Poll ``condition`` (every 50 ms) until it holds; TimeoutError after ``within_s``."""
+    async with asyncio.timeout(within_s):
+        for _ in itertools.count():
+            if condition():
+                return
+            await asyncio.sleep(0.05)
