@@ -241,3 +241,21 @@ def test_store_from_settings_without_influx_is_local(tmp_path: Path) -> None:
     assert isinstance(remote, InfluxTelemetryStore)
     assert remote.writer.spool.directory == tmp_path / "telemetry-spool" / "ingest-2"
     assert isinstance(remote, TelemetryStore) and isinstance(store, TelemetryStore)
+
+
+async def test_auth_with_username_and_password(tmp_path: Path) -> None:
+    with InfluxService(auth=True) as secured:
+        assert secured.username and secured.password
+        async with writer(secured.url, secured.database, tmp_path / "bad",
+                          username=secured.username, password="wrong") as refused:
+            refused.write(position(1))
+            await refused.flush()
+            # A refused login is a configuration problem, not a bad point: kept, retried.
+            assert refused.stats.spool_pending == 1 and refused.stats.quarantined == 0
+        async with writer(secured.url, secured.database, tmp_path / "good",
+                          username=secured.username, password=secured.password) as w:
+            for i in range(10):
+                w.write(position(i))
+            async with asyncio.timeout(10):
+                await w.drain()
+            assert len(await stored_times(w)) == 10
