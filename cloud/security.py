@@ -6,8 +6,8 @@ import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass
-from functools import lru_cache
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import jwt
