@@ -14,7 +14,7 @@ from rich.console import Console
 
 from kickstand.rigs.bench import Bench
 from kickstand.rigs.config import RigDescription, StationRig, VehicleRig
-from kickstand.rigs.report import write_reports
+from kickstand.rigs.report import free_stem, write_reports
 from kickstand.rigs.results import Outcome, RunReport
 from kickstand.rigs.runner import Mode, SuiteRunner
 
@@ -74,17 +74,18 @@ async def run_rig(
                  + (" · simulated" if simulated else ""))
     runner = SuiteRunner(report, mode=mode, console=console,
                          person_timeout_s=rig.limits.person_timeout_s)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = free_stem(report, out_dir)
+    # The agent's log lands beside the reports: the failure messages point at it.
+    report.agent_log = out_dir / f"{stem}.agent.log"
     async with _workdir(workdir) as work:
         async with Bench(work, broker_url) as bench:
             if isinstance(rig, StationRig):
-                await _station(rig, bench, runner, work, simulated, faults)
+                await _station(rig, bench, runner, work, simulated, faults, report.agent_log)
             else:
-                await _vehicle(rig, bench, runner, work, simulated, faults)
+                await _vehicle(rig, bench, runner, work, simulated, faults, report.agent_log)
         report.finished_at = datetime.now().astimezone()
-        log_copy = _keep_log(work / "agent.log", out_dir, report) if workdir is None else \
-            work / "agent.log"
-        report.agent_log = log_copy
-        xml_path, md_path = write_reports(report, out_dir)
+        xml_path, md_path = write_reports(report, out_dir, stem)
     counts = report.counts()
     verdict = "[bold green]PASSED[/]" if report.ok else "[bold red]FAILED[/]"
     console.rule(f"{verdict} · {counts[Outcome.PASSED]} passed, "
@@ -93,20 +94,9 @@ async def run_rig(
     return RigRun(report, xml_path, md_path)
 
 
-def _keep_log(log_path: Path, out_dir: Path, report: RunReport) -> Path | None:
-    if not log_path.exists():
-        return None
-    from kickstand.rigs.report import report_stem
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / f"{report_stem(report)}.agent.log"
-    target.write_bytes(log_path.read_bytes())
-    return target
-
-
 async def _station(
     rig: StationRig, bench: Bench, runner: SuiteRunner, work: Path, simulated: bool,
-    faults: object | None,
+    faults: object | None, agent_log: Path,
 ) -> None:
     from kickstand.rigs.station import StationFaults, StationSuite, start_simulated_station
 
@@ -115,6 +105,7 @@ async def _station(
         sim = await start_simulated_station(
             rig, work, faults if isinstance(faults, StationFaults) else None)
     suite = StationSuite(rig, bench, runner, work, sim)
+    suite.agent.log_path = agent_log
     try:
         suite.configure_agent()
         await suite.run()
@@ -126,19 +117,21 @@ async def _station(
 
 async def _vehicle(
     rig: VehicleRig, bench: Bench, runner: SuiteRunner, work: Path, simulated: bool,
-    faults: object | None,
+    faults: object | None, agent_log: Path,
 ) -> None:
     from kickstand.rigs.vehicle import VehicleFaults, VehicleSuite, start_simulated_vehicle
 
-    sim = None
+    simbench = None
     if simulated:
-        sim = await start_simulated_vehicle(
+        simbench = await start_simulated_vehicle(
             rig, work, faults if isinstance(faults, VehicleFaults) else None)
-    suite = VehicleSuite(rig, bench, runner, work, sim)
+    suite = VehicleSuite(rig, bench, runner, work, simbench.sim if simbench else None,
+                         faults if isinstance(faults, VehicleFaults) else None)
+    suite.agent.log_path = agent_log
     try:
         suite.configure_agent()
         await suite.run()
     finally:
         await suite.agent.stop()
-        if sim is not None:
-            await sim.stop()
+        if simbench is not None:
+            await simbench.stop()

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from kickstand.protocol import topics
+from kickstand.protocol.errors import TopicError
 from kickstand.rigs.errors import RigConfigError
 
 Range = tuple[float, float]
@@ -102,7 +103,10 @@ class StationRig(_Model):
     @field_validator("device_id")
     @classmethod
     def _device_id(cls, value: str) -> str:
-        return topics.validate_device_id(value)
+        try:
+            return topics.validate_device_id(value)
+        except TopicError as exc:
+            raise ValueError(str(exc)) from None
 
     @property
     def serial(self) -> str:

@@ -18,14 +18,22 @@ def report_stem(report: RunReport) -> str:
     return f"{report.serial}_{report.started_at.strftime('%Y-%m-%dT%H%M')}"
 
 
-def write_reports(report: RunReport, directory: Path) -> tuple[Path, Path]:
-    """Write ``<stem>.xml`` and ``<stem>.md``; a second run in the same minute gets ``-2``…"""
-    directory.mkdir(parents=True, exist_ok=True)
-    stem = report_stem(report)
-    n = 1
-    while (directory / f"{stem}.xml").exists() or (directory / f"{stem}.md").exists():
+def free_stem(report: RunReport, directory: Path) -> str:
+    """The report's file stem; a second run in the same minute gets ``-2``, ``-3``…"""
+    base = report_stem(report)
+    stem, n = base, 1
+    while any((directory / f"{stem}{ext}").exists() for ext in (".xml", ".md", ".agent.log")):
         n += 1
-        stem = f"{report_stem(report)}-{n}"
+        stem = f"{base}-{n}"
+    return stem
+
+
+def write_reports(
+    report: RunReport, directory: Path, stem: str | None = None
+) -> tuple[Path, Path]:
+    """Write ``<stem>.xml`` and ``<stem>.md`` in ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = stem or free_stem(report, directory)
     xml_path, md_path = directory / f"{stem}.xml", directory / f"{stem}.md"
     xml_path.write_bytes(junit_xml(report))
     md_path.write_text(markdown(report))
