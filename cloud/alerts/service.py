@@ -279,31 +279,18 @@ async def describe(session: AsyncSession, alerts: Sequence[FleetAlert]) -> list[
     serials: dict[int, str] = {}
     emails: dict[int, str] = {}
     if cluster_ids:
-        clusters = dict(
-            (
-                await session.execute(
-                    select(Cluster.id, Cluster.name).where(Cluster.id.in_(cluster_ids))
-                )
-            )
-            .tuples()
-            .all()
+        result = await session.execute(
+            select(Cluster.id, Cluster.name).where(Cluster.id.in_(cluster_ids))
         )
+        clusters = {row[0]: row[1] for row in result}
     if vehicle_ids:
-        serials = dict(
-            (
-                await session.execute(
-                    select(Vehicle.id, Vehicle.serial_number).where(Vehicle.id.in_(vehicle_ids))
-                )
-            )
-            .tuples()
-            .all()
+        result = await session.execute(
+            select(Vehicle.id, Vehicle.serial_number).where(Vehicle.id.in_(vehicle_ids))
         )
+        serials = {row[0]: row[1] for row in result}
     if user_ids:
-        emails = dict(
-            (await session.execute(select(User.id, User.email).where(User.id.in_(user_ids))))
-            .tuples()
-            .all()
-        )
+        result = await session.execute(select(User.id, User.email).where(User.id.in_(user_ids)))
+        emails = {row[0]: row[1] for row in result}
     out = []
     for alert in alerts:
         row = alert_payload(alert)
