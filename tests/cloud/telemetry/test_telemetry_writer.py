@@ -47,13 +47,14 @@ async def stored_times(w: InfluxV1Writer, measurement: str = "vehicle_position")
     return [row[0] for series in result.get("series", []) for row in series["values"]]
 
 
+@pytest.mark.parametrize("how", ["stop", "kill"])
 async def test_influx_restart_mid_stream_loses_nothing(influx_private: InfluxService,
-                                                       tmp_path: Path) -> None:
+                                                       tmp_path: Path, how: str) -> None:
     total, chunk = 3_000, 50
     async with writer(influx_private.url, influx_private.database, tmp_path) as w:
         for n in range(total // chunk):
-            if n == 20:
-                await asyncio.to_thread(influx_private.stop)
+            if n == 20:  # a graceful stop, or a crash
+                await asyncio.to_thread(getattr(influx_private, how))
             if n == 40:
                 await asyncio.to_thread(influx_private.start)
             for i in range(n * chunk, (n + 1) * chunk):
