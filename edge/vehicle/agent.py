@@ -487,19 +487,17 @@ class VehicleAgent:
             try:
                 report = await self.lockbox.status()
                 chain = await self.lockbox.chain()
-            except LockBoxError as exc:
+            except (LockBoxError, TransportError) as exc:
                 self._lockbox_failures += 1
                 if self._lockbox_failures >= LOCKBOX_FAULT_AFTER and not self._lockbox_fault:
                     self._lockbox_fault = True
-                    log.error("lockbox_fault device=%s reason=%s", self.device_id, exc.reason)
-                    self.emit(BoardFault(0, f"lock box: {exc.reason}"[:64]))
-                    self.emit_status()
+                    log.error("lockbox_fault device=%s reason=%s", self.device_id, exc)
+                    self.emit(BoardFault(0, f"lock box: {exc}"[:64]), self._status())
                 return
             self._lockbox_failures = 0
             if self._lockbox_fault:
                 self._lockbox_fault = False
-                self.emit(BoardRecovered(0))
-                self.emit_status()
+                self.emit(BoardRecovered(0), self._status())
             self._observe_lock(report.lock)
             self._observe_chain(chain.inserted, chain.chain_type)
 
@@ -573,8 +571,8 @@ class VehicleAgent:
                     await self.lockbox.unlock()
                 else:
                     await self.lockbox.lock()
-            except LockBoxError as exc:
-                raise CommandFailed(RejectReason.HARDWARE_FAULT, exc.reason[:100]) from None
+            except (LockBoxError, TransportError) as exc:
+                raise CommandFailed(RejectReason.HARDWARE_FAULT, str(exc)[:100]) from None
             self._set_lock(target, cause, command_id, badge_uid)
             return True
 
@@ -601,8 +599,8 @@ class VehicleAgent:
         async with self._bus:
             try:
                 await self.lockbox.lock()
-            except LockBoxError as exc:
-                log.error("vehicle_relock_failed device=%s reason=%s", self.device_id, exc.reason)
+            except (LockBoxError, TransportError) as exc:
+                log.error("vehicle_relock_failed device=%s reason=%s", self.device_id, exc)
                 return
             self._set_lock(BusLock.LOCKED, LockCause.AUTO_RELOCK, command_id, silent=True,
                            extra=(UnlockExpired(0, command_id, badge_uid),))

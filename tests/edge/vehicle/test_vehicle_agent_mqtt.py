@@ -36,6 +36,8 @@ from kickstand.protocol.v1.messages import (
     BadgePresented,
     BatteryLow,
     Birth,
+    BoardFault,
+    BoardRecovered,
     ChainInserted,
     ChainRemoved,
     CommandEnvelope,
@@ -443,3 +445,22 @@ async def test_firmware_update_checked_installed_and_rebooted(
     await cloud.wait_birth(m.device_id, 3)
     # the lock state survived the reboots: no phantom Locked / Unlocked
     assert not of(cloud, m, Locked) and not of(cloud, m, Unlocked)
+
+
+async def test_lockbox_silent_is_a_fault_then_recovers(
+    fleet: VehicleFleet, cloud: CloudPeer
+) -> None:
+    m = await online(fleet, cloud)
+    m.sim.mute_lockbox(True)
+    fault = await cloud.wait_for(m.device_id, lambda r: isinstance(r.body, BoardFault))
+    assert fault.body.spot == 0 and "lock box" in fault.body.reason
+    status = await cloud.wait_for(
+        m.device_id, lambda r: isinstance(r.body, Status) and r.body.state is DeviceState.FAULT
+    )
+    assert status.body.fault == "lock box not answering"
+    cid = await cloud.send_command(m.device_id, Unlock())
+    result = await cloud.wait_result(m.device_id, cid)
+    assert (result.status, result.reason) == (ResultStatus.FAILED, RejectReason.HARDWARE_FAULT)
+    m.sim.mute_lockbox(False)
+    await cloud.wait_for(m.device_id, lambda r: isinstance(r.body, BoardRecovered))
+    assert m.sim.lock.name == "LOCKED" and not of(cloud, m, Unlocked)
