@@ -22,7 +22,7 @@ import socket
 import sys
 import urllib.request
 from pathlib import Path
-from typing import Any, IO
+from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
 from kickstand.protocol.signing import CommandSigner, load_or_create_private_key
@@ -223,14 +223,14 @@ class AgentProcess:
             await self.process.wait()
         self._close_log()
 
-    async def stop(self, timeout: float = 10.0) -> int | None:
+    async def stop(self, grace_s: float = 10.0) -> int | None:
         if self.process is None:
             return None
         if self.process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.process.send_signal(signal.SIGTERM)
             try:
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout(grace_s):
                     await self.process.wait()
             except TimeoutError:
                 self.process.kill()
@@ -250,12 +250,12 @@ class AgentProcess:
             return ""
 
 
-async def fetch_health(port: int, timeout: float = 3.0) -> dict[str, Any]:
+async def fetch_health(port: int, within_s: float = 3.0) -> dict[str, Any]:
     """The agent's local status endpoint (the same a technician reads with ``… status``)."""
 
     def get() -> dict[str, Any]:
         url = f"http://127.0.0.1:{port}/status"
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback
+        with urllib.request.urlopen(url, timeout=within_s) as response:
             data: dict[str, Any] = json.loads(response.read())
         return data
 

@@ -54,7 +54,7 @@ class StationAgentPorts(_Model):
 
 
 class StationExpect(_Model):
-    spots: int = Field(8, ge=1, le=32)
+    spots: int = Field(default=8, ge=1, le=32)
     mainboard_firmware: str = "st-1.0.0"
     hardware: str = "ksm-1"
     spot_firmware: str = "sb-1.4.2"
@@ -68,14 +68,14 @@ class StationTest(_Model):
 
 
 class StationLimits(_Model):
-    lock_cycle_s: float = Field(3.0, gt=0)  # unlock, sense open, re-lock, sense closed
+    lock_cycle_s: float = Field(default=3.0, gt=0)  # unlock, sense open, re-lock, sense closed
     temperature_c: Range = (-20.0, 55.0)
     spot_temperature_c: Range = (-20.0, 55.0)
     power_w: Range = (5.0, 150.0)
-    boot_timeout_s: float = Field(30.0, gt=0)
-    person_timeout_s: float = Field(120.0, gt=0)  # a prompt waits this long
-    firmware_timeout_s: float = Field(120.0, gt=0)
-    offline_window_s: int = Field(2, ge=1)  # unlock window left to expire while offline
+    boot_timeout_s: float = Field(default=30.0, gt=0)
+    person_timeout_s: float = Field(default=120.0, gt=0)  # a prompt waits this long
+    firmware_timeout_s: float = Field(default=120.0, gt=0)
+    offline_window_s: int = Field(default=2, ge=1)  # unlock window left to expire while offline
 
     _check = field_validator("temperature_c", "spot_temperature_c", "power_w")(_range)
 
@@ -83,7 +83,7 @@ class StationLimits(_Model):
 class FirmwareStaging(_Model):
     image: Path | None = None  # None: the step is skipped with a reason
     version: str = ""
-    spot: int = Field(1, ge=1)
+    spot: int = Field(default=1, ge=1)
 
 
 class ReportSettings(_Model):
@@ -147,7 +147,7 @@ class VehicleExpect(_Model):
 class VehicleTest(_Model):
     pass_uid: str = "04c0ffee123456"
     pin_code: str = "2468"
-    speed_limit_kmh: int = Field(20, ge=0, le=100)
+    speed_limit_kmh: int = Field(default=20, ge=0, le=100)
 
     _uid = field_validator("pass_uid")(_hex_uid)
 
@@ -160,17 +160,17 @@ class VehicleTest(_Model):
 
 
 class VehicleLimits(_Model):
-    gps_fix_timeout_s: float = Field(60.0, gt=0)
-    gps_sample_s: float = Field(10.0, gt=0)  # NMEA counted over this long
+    gps_fix_timeout_s: float = Field(default=60.0, gt=0)
+    gps_sample_s: float = Field(default=10.0, gt=0)  # NMEA counted over this long
     max_hdop: float = 2.5
-    max_checksum_error_rate: float = Field(0.02, ge=0, le=1)
+    max_checksum_error_rate: float = Field(default=0.02, ge=0, le=1)
     min_sentences_per_s: float = 1.0
     battery_pct: Range = (20.0, 100.0)
     vae_pct: Range = (20.0, 100.0)
     vae_mv: Range = (30000.0, 42600.0)
-    lock_cycle_s: float = Field(3.0, gt=0)
-    boot_timeout_s: float = Field(30.0, gt=0)
-    person_timeout_s: float = Field(120.0, gt=0)
+    lock_cycle_s: float = Field(default=3.0, gt=0)
+    boot_timeout_s: float = Field(default=30.0, gt=0)
+    person_timeout_s: float = Field(default=120.0, gt=0)
 
     _check = field_validator("battery_pct", "vae_pct", "vae_mv")(_range)
 

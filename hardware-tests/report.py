@@ -9,7 +9,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from kickstand.rigs.results import Outcome, RunReport
+from kickstand.rigs.results import Measurement, Outcome, RunReport
 
 _WORD = {Outcome.PASSED: "PASS", Outcome.FAILED: "**FAIL**", Outcome.SKIPPED: "skip"}
 
@@ -116,9 +116,9 @@ def markdown(report: RunReport) -> str:
     out += ["## Steps", "", "| # | step | result | measured | limit | note |",
             "| --- | --- | --- | --- | --- | --- |"]
     for i, s in enumerate(report.steps, 1):
-        ms = s.measurements or []
+        rows: list[Measurement | None] = list(s.measurements) or [None]
         first = True
-        for m in ms or [None]:
+        for m in rows:
             measured = f"{m.name}: {m.value_text()}" if m else ""
             if m is not None and m.ok is False:
                 measured = f"**{measured}**"

@@ -197,5 +197,5 @@ class SuiteRunner:
         if values:
             self.console.print(f"     [cyan]{escape(values)}[/]", highlight=False)
         if r.message:
-            self.console.print(f"     {escape(r.message)}", style="red" if not r.passed else "yellow",
-                               highlight=False)
+            style = "red" if not r.passed else "yellow"
+            self.console.print(f"     {escape(r.message)}", style=style, highlight=False)

@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ from kickstand.protocol.v1.messages import (
 )
 from kickstand.rigs.bench import Bench
 from kickstand.rigs.config import StationRig
-from kickstand.rigs.runner import Mode, StepContext, SuiteRunner
+from kickstand.rigs.runner import StepContext, SuiteRunner
 from kickstand.rigs.session import BENCH_TIMINGS, DeviceSession, describe_result, expect_done
 from kickstand.simulators.spotboard import firmware_image
 from kickstand.simulators.station.sim import SimulatedStation
@@ -129,16 +130,16 @@ class StationSuite(DeviceSession):
                      hint="Check the agent log, the mainboard's firmware and hardware ids.")
         for n in spots:
             await r.step(f"spot{n}.firmware", f"Spot {n}: board answers with its firmware",
-                         lambda s, n=n: self.step_board(s, n), timeout_s=5, requires=["boot"])
+                         partial(self.step_board, n=n), timeout_s=5, requires=["boot"])
         for n in spots:
             await r.step(f"spot{n}.vehicle_serial", f"Spot {n}: reads the docked vehicle's serial",
-                         lambda s, n=n: self.step_serial(s, n), timeout_s=10, requires=["boot"])
+                         partial(self.step_serial, n=n), timeout_s=10, requires=["boot"])
             await r.step(f"spot{n}.lock_cycle", f"Spot {n}: lock cycle within its time budget",
-                         lambda s, n=n: self.step_lock_cycle(s, n), timeout_s=lim.lock_cycle_s + 10,
+                         partial(self.step_lock_cycle, n=n), timeout_s=lim.lock_cycle_s + 10,
                          requires=[f"spot{n}.vehicle_serial"])
             if n != spots[-1]:
                 await r.step(f"spot{n}.release", f"Spot {n}: test vehicle released and removed",
-                             lambda s, n=n: self.step_release(s, n), timeout_s=15,
+                             partial(self.step_release, n=n), timeout_s=15,
                              requires=[f"spot{n}.vehicle_serial"])
         await r.step("badge", "Badge reader reads the test badge", self.step_badge,
                      timeout_s=5, requires=["boot"])
@@ -188,6 +189,7 @@ class StationSuite(DeviceSession):
 
     async def step_serial(self, s: StepContext, n: int) -> None:
         serial = self.rig.test.vehicle_serial
+        sim = self.sim
         status = self.latest_status(n)
         if status is not None and status.state is SpotState.DOCKED_LOCKED and \
                 status.serial_number:
@@ -203,7 +205,7 @@ class StationSuite(DeviceSession):
             body = await s.person(
                 f"Dock the test vehicle {serial} in spot {n}",
                 until=docked,
-                simulate=(lambda: self.sim.dock(n, serial)) if self.sim else None,
+                simulate=(lambda: sim.dock(n, serial)) if sim else None,
                 missing=(f"spot {n} saw no vehicle: check the presence sensor and that the "
                          f"vehicle is pushed fully in"),
             )
@@ -258,6 +260,7 @@ class StationSuite(DeviceSession):
                        f"the command (expected {lock.name}); check the latch and its sensor")
 
     async def step_release(self, s: StepContext, n: int) -> None:
+        sim = self.sim
         result = await self.bench.command(self.device_id, Unlock(spot=n, window_s=120), 10)
         s.measure("unlock", describe_result(result))
         mark = self.mark()
@@ -268,7 +271,7 @@ class StationSuite(DeviceSession):
         await s.person(
             f"Take the test vehicle out of spot {n}",
             until=lambda: self.wait_body(VehicleRemoved, 1e6, mark, lambda b: b.spot == n),
-            simulate=(lambda: self.sim.take(n)) if self.sim else None,
+            simulate=(lambda: sim.take(n)) if sim else None,
             missing=f"spot {n} did not sense the vehicle leaving: check the presence sensor",
         )
         self.docked_spot = None  # the latch stays open: an empty spot waits for a vehicle
@@ -410,11 +413,12 @@ class StationSuite(DeviceSession):
                 return self.docked_spot
         n = working[0]
         serial = self.rig.test.vehicle_serial
+        sim = self.sim
         mark = self.mark()
         await s.person(
             f"Dock the test vehicle {serial} in spot {n} (for the power-cut test)",
             until=lambda: self.wait_body(VehicleDocked, 1e6, mark, lambda b: b.spot == n),
-            simulate=(lambda: self.sim.dock(n, serial)) if self.sim else None,
+            simulate=(lambda: sim.dock(n, serial)) if sim else None,
         )
         self.docked_spot = n
         return n

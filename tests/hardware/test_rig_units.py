@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import xml.etree.ElementTree as ET
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -72,7 +73,7 @@ def test_fault_options() -> None:
 
 def _report() -> RunReport:
     report = RunReport("station", "st-0042", "st-0042",
-                       datetime(2026, 11, 21, 17, 30, tzinfo=timezone.utc), False, False,
+                       datetime(2026, 11, 21, 17, 30, tzinfo=UTC), False, False,
                        "bench.toml")
     report.steps = [
         StepResult("boot", "Mainboard boots", Outcome.PASSED,
@@ -107,7 +108,7 @@ def test_reports_named_by_serial_and_date_and_junit_parses(tmp_path: Path) -> No
 
 
 async def test_person_steps_unattended_skip_and_interactive_times_out() -> None:
-    console = Console(file=open("/dev/null", "w"), width=100)  # noqa: SIM115, ASYNC230
+    console = Console(file=io.StringIO(), width=100)
     seen = asyncio.Event()
 
     async def step(s: StepContext) -> None:
@@ -129,11 +130,10 @@ async def test_person_steps_unattended_skip_and_interactive_times_out() -> None:
     seen.set()
     r = await interactive.step("button3", "Button", step, timeout_s=1)
     assert r.outcome is Outcome.PASSED
-    console.file.close()
 
 
 async def test_checks_outside_limits_fail_the_step_with_the_hint() -> None:
-    console = Console(file=open("/dev/null", "w"), width=100)  # noqa: SIM115, ASYNC230
+    console = Console(file=io.StringIO(), width=100)
 
     async def step(s: StepContext) -> None:
         s.check("temperature", 71.5, low=-20, high=55, unit="°C")
@@ -147,4 +147,3 @@ async def test_checks_outside_limits_fail_the_step_with_the_hint() -> None:
     assert r.outcome is Outcome.FAILED
     assert r.message == "temperature 71.5 °C (limit -20..55 °C). Check the ventilation."
     assert [m.ok for m in r.measurements] == [False, True]
-    console.file.close()
