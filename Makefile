@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: setup run test check lint system-packages bench clean
+.PHONY: setup run test check lint system-packages bench clean rig
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,12 @@ test: setup system-packages
 check: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy protocol edge cloud simulators hardware-tests testing
+
+## A technician's test rig: the station suite against the simulators, report in reports/.
+## RIG_ARGS="vehicle --simulated", or "station --rig my-bench.toml" for real hardware.
+RIG_ARGS ?= station --simulated
+rig: setup
+	$(PY) -m kickstand.rigs $(RIG_ARGS)
 
 bench: setup system-packages
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
