@@ -74,6 +74,7 @@ class EdgeSettings(BaseSettings):
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
     boot_timeout_s: float = 10.0
+    connect_timeout_s: float = 5.0
     queue_max_telemetry: int = 10_000
     queue_synchronous: str = "FULL"
     health_host: str = "127.0.0.1"
@@ -133,6 +134,7 @@ class EdgeSettings(BaseSettings):
             reconnect_min_s=self.reconnect_min_s,
             reconnect_max_s=self.reconnect_max_s,
             boot_timeout_s=self.boot_timeout_s,
+            connect_timeout_s=self.connect_timeout_s,
         )
 
     def verifier(self, clock: DeviceClock, replay_guard: ReplayGuard) -> CommandVerifier:

@@ -165,6 +165,7 @@ class LinkConfig:
     default_heartbeat_s: int = 60
     drain_batch: int = 50
     publish_timeout_s: float = 10.0
+    connect_timeout_s: float = 5.0  # a half-open connect (a proxy that accepts and drops)
 
 
 @dataclass(slots=True)
@@ -296,7 +297,7 @@ class CloudLink:
                     will=will,
                     clean_session=True,
                     keepalive=self.config.keepalive_s,
-                    timeout=self.config.publish_timeout_s,
+                    timeout=self.config.connect_timeout_s,
                 )
                 try:
                     async with client:
@@ -378,7 +379,10 @@ class CloudLink:
         while True:
             birth = dataclasses.replace(self._birth(), pending_from=self.queue.pending_from())
             await client.publish(
-                self._topic(Channel.BIRTH), codec.encode_up(self._stamp0(), birth), qos=1
+                self._topic(Channel.BIRTH),
+                codec.encode_up(self._stamp0(), birth),
+                qos=1,
+                timeout=self.config.publish_timeout_s,
             )
             self.counters.births += 1
             wait = self.config.boot_timeout_s
@@ -465,7 +469,12 @@ class CloudLink:
             # receives them in order; we wait for all PUBACKs of the batch.
             pubs = [
                 asyncio.ensure_future(
-                    client.publish(self._topic(msg.channel), msg.payload, qos=1)
+                    client.publish(
+                        self._topic(msg.channel),
+                        msg.payload,
+                        qos=1,
+                        timeout=self.config.publish_timeout_s,
+                    )
                 )
                 for msg in batch
             ]

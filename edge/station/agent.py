@@ -270,6 +270,7 @@ class StationAgent:
         self._result = "stopped"
         self._tasks: set[asyncio.Task[Any]] = set()
         self._first_accept = True
+        self._status_sent: set[int] = set()  # spots (0 = station) whose status this boot sent
         self.health: HealthServer | None = None
 
     # ---------------------------------------------------------------- lifecycle
@@ -338,9 +339,17 @@ class StationAgent:
 
     async def _on_accepted(self) -> None:
         if self._first_accept:
-            # As OCPP's StatusNotification after boot: the cloud learns every spot's state.
             self._first_accept = False
-            self._commit([], list(self.spots.values()), force=True)
+            self._spawn(self._statuses_after_boot())
+
+    async def _statuses_after_boot(self) -> None:
+        """As OCPP's StatusNotification after boot: the cloud learns every spot's state.
+
+        Spots whose status this process already queued are skipped.
+        """
+        await self.ready.wait()
+        stale = [s for s in self.spots.values() if s.spot not in self._status_sent]
+        self._commit([], stale, force=True, force_station=0 not in self._status_sent)
 
     # ---------------------------------------------------------------- commit
 
@@ -357,7 +366,12 @@ class StationAgent:
         return Status(0, state, fault=fault)
 
     def _commit(
-        self, events: Sequence[UpBody], spots: Sequence[SpotRecord], *, force: bool = False
+        self,
+        events: Sequence[UpBody],
+        spots: Sequence[SpotRecord],
+        *,
+        force: bool = False,
+        force_station: bool | None = None,
     ) -> None:
         """Events, then the status of each changed spot, with their state: one transaction."""
         bodies: list[UpBody] = list(events)
@@ -368,12 +382,16 @@ class StationAgent:
             if force or key != spot.last_status:
                 spot.last_status = key
                 bodies.append(status)
+                self._status_sent.add(spot.spot)
             state[f"spot:{spot.spot}"] = spot.persisted()
         station = self._station_status()
         skey = [int(station.state), station.fault]
-        if force or skey != self.last_station_status:
+        if (force if force_station is None else force_station) or (
+            skey != self.last_station_status
+        ):
             self.last_station_status = skey
             bodies.append(station)
+            self._status_sent.add(0)
         state["station"] = json.dumps({
             "power_present": self.power_present, "alarm": self.alarm,
             "maintenance": self.station_maintenance, "last_status": self.last_station_status,

@@ -38,6 +38,7 @@ FAST: dict[str, Any] = {
     "reconnect_min_s": 0.1,
     "reconnect_max_s": 0.5,
     "boot_timeout_s": 2.0,
+    "connect_timeout_s": 1.0,
     "queue_synchronous": "NORMAL",
 }
 

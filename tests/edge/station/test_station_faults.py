@@ -99,7 +99,7 @@ async def test_power_alarm_temperature_identify(rig: StationRig, cloud: CloudPee
     await cloud.wait_for(dev, lambda r: r.body == SpotIdentifyFail(2))
     rig.sim.inputs.garbage()  # a broken meter file: logged, nothing else
     assert rig.agent is not None
-    await eventually(lambda: rig.agent is not None and rig.agent.inputs.errors > 0)  # type: ignore[attr-defined]
+    await eventually(lambda: rig.agent is not None and rig.agent.inputs.errors > 0)
 
 
 async def test_lock_that_wont_close(rig: StationRig, cloud: CloudPeer) -> None:
