@@ -62,6 +62,13 @@ def _ingest(args: argparse.Namespace) -> int:
     return int(result or 0)
 
 
+def _webhooks(args: argparse.Namespace) -> int:
+    # The worker parses its own options (argparse's REMAINDER drops leading `--options`).
+    from kickstand.cloud.webhooks.__main__ import run
+
+    return run(args.rest)
+
+
 def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -70,6 +77,9 @@ def _safe_url(url: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["webhooks"]:
+        return _webhooks(argparse.Namespace(rest=argv[1:]))
     parser = argparse.ArgumentParser(prog="python -m kickstand.cloud")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("migrate", help="bring the database (DATABASE_URL) to the latest schema")
@@ -79,8 +89,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     api.add_argument("--port", type=int, default=None)
     ingest = sub.add_parser("ingest", help="run an ingest worker (kickstand.cloud.ingest)")
     ingest.add_argument("rest", nargs=argparse.REMAINDER)
+    webhooks = sub.add_parser("webhooks", help="run a webhook delivery worker")
+    webhooks.add_argument("rest", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
-    handlers = {"migrate": _migrate, "seed": _seed, "api": _api, "ingest": _ingest}
+    handlers = {
+        "migrate": _migrate,
+        "seed": _seed,
+        "api": _api,
+        "ingest": _ingest,
+        "webhooks": _webhooks,
+    }
     return handlers[args.command](args)
 
 
