@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--riding-interval-s", type=float, default=5.0)
     p.add_argument("--reconnect-max-s", type=float, default=2.0,
                    help="agents' longest reconnect back-off (a device uses 30)")
+    p.add_argument("--durable", action="store_true",
+                   help="fsync every queued message as a device does (slow with many vehicles)")
     p.add_argument("--duration", type=float, default=None,
                    help="stop after this many seconds (default: when the scenario ends)")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -146,6 +148,7 @@ async def run(args: argparse.Namespace) -> int:
             base, mqtt_host=host, mqtt_port=port, command_keys=keys,
             agent_overrides={"riding_interval_s": args.riding_interval_s,
                              "reconnect_max_s": args.reconnect_max_s,
+                             "queue_synchronous": "FULL" if args.durable else "NORMAL",
                              "lockbox_timeout_s": 0.3},
         ))
         await fleet.add_many(args.count, prefix=args.prefix)

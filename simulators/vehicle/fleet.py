@@ -12,7 +12,6 @@ member's :class:`CoverageProxy`, so coverage can be dropped per vehicle.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -140,15 +139,19 @@ class VehicleFleet:
         return member
 
     async def add_many(
-        self, count: int, *, prefix: str = "BK", start: int = 1
+        self, count: int, *, prefix: str = "BK", start: int = 1, parallel: int = 16
     ) -> list[FleetMember]:
-        members = []
-        for i in range(start, start + count):
+        """``count`` vehicles ``<prefix><number:06d>``, parked a few metres apart."""
+        gate = asyncio.Semaphore(parallel)
+
+        async def one(i: int) -> FleetMember:
             lon, lat = DEFAULT_POSITION
             # spread them a little around the centre, as a parked fleet is
             position = (lon + (i % 20) * 0.0007, lat + (i // 20 % 20) * 0.0005)
-            members.append(await self.add(f"{prefix}{i:06d}", position=position))
-        return members
+            async with gate:
+                return await self.add(f"{prefix}{i:06d}", position=position)
+
+        return list(await asyncio.gather(*(one(i) for i in range(start, start + count))))
 
     async def remove(self, device_id: str) -> None:
         member = self.members.pop(device_id, None)
@@ -161,9 +164,13 @@ class VehicleFleet:
         await member.sim.stop()
 
     async def stop(self) -> None:
-        for device_id in list(self.members):
-            with contextlib.suppress(Exception):
-                await self.remove(device_id)
+        results = await asyncio.gather(
+            *(self.remove(device_id) for device_id in list(self.members)),
+            return_exceptions=True,
+        )
+        for error in results:
+            if isinstance(error, Exception):
+                log.warning("fleet_stop_error error=%r", error)
 
     async def wait_online(self, timeout_s: float = 20.0) -> None:
         """Until every agent's boot was accepted by the cloud."""
