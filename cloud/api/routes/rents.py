@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import json
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header
@@ -150,6 +150,10 @@ async def _replay(
                 status_code=row.response_status,
                 headers={"Idempotent-Replayed": "true"},
             )
+        if datetime.now(UTC) - row.created_at > timedelta(seconds=2 * wait_s):
+            # The process that claimed the key died before answering: answer from the
+            # rent it left behind (or release the key when it got no further).
+            return await _recover(maker, user_id, key, wait_s)
         if loop.time() >= deadline:
             raise ApiError(
                 409,
@@ -158,6 +162,71 @@ async def _replay(
                 reason="idempotency-in-progress",
             )
         await asyncio.sleep(POLL_S)
+
+
+async def _recover(
+    maker: async_sessionmaker[AsyncSession], user_id: int, key: str, window_s: float
+) -> JSONResponse:
+    async with maker() as session:
+        rent = (
+            await session.scalars(
+                select(Rent).where(Rent.user_id == user_id, Rent.idempotency_key == key)
+            )
+        ).first()
+        if rent is None:
+            await session.execute(
+                delete(IdempotencyKey).where(
+                    IdempotencyKey.user_id == user_id,
+                    IdempotencyKey.operation == OPERATION,
+                    IdempotencyKey.key == key,
+                )
+            )
+            await session.commit()
+            raise ApiError(
+                409,
+                ErrorCode.IDEMPOTENCY_IN_PROGRESS,
+                "the first request with this Idempotency-Key did not finish; retry it",
+                reason="idempotency-retry",
+            )
+        # Never answered: treat as an unlock that timed out (a removal still starts it).
+        rent = await apply_unlock_outcome(
+            session,
+            rent.id,
+            UnlockOutcome.timeout("the request was interrupted"),
+            now=datetime.now(UTC),
+            unlock_window_s=int(window_s),
+        )
+        status, payload = await _answer(session, rent, int(window_s))
+        await _store(session, user_id, key, status, payload)
+        await session.commit()
+    log.warning("event=idempotency_key_recovered rent_id=%s http=%s", rent.id, status)
+    return JSONResponse(payload, status_code=status)
+
+
+_STATUS_OUTCOME = {
+    RentStatus.REFUSED: UnlockResult.REFUSED,
+    RentStatus.UNLOCK_TIMEOUT: UnlockResult.TIMEOUT,
+    RentStatus.EXPIRED_NO_REMOVAL: UnlockResult.TIMEOUT,
+}
+
+
+async def _answer(
+    session: AsyncSession, rent: Rent, window_s: int, outcome: UnlockOutcome | None = None
+) -> tuple[int, dict[str, Any]]:
+    """HTTP status and body for a rent after its unlock attempt."""
+    trip = (await session.scalars(select(Trip).where(Trip.rent_id == rent.id))).first()
+    public = await rent_public(session, rent, trip)
+    if rent.status in (RentStatus.UNLOCKED, RentStatus.STARTED):
+        return 201, {"code": 0, "data": public.model_dump(mode="json")}
+    if outcome is None:
+        outcome = UnlockOutcome(_STATUS_OUTCOME.get(rent.status, UnlockResult.TIMEOUT), rent.reason)
+    error = _outcome_error(outcome, public, window_s)
+    if error is None:  # an "unlocked" outcome on a rent that is not: report it as refused
+        error = _outcome_error(
+            UnlockOutcome.refused(rent.reason or rent.status.value), public, window_s
+        )
+    assert error is not None
+    return error.status, error.body()
 
 
 async def _store(
@@ -317,17 +386,7 @@ async def create_rent(
         rent = await apply_unlock_outcome(
             session, rent_id, outcome, now=datetime.now(UTC), unlock_window_s=window
         )
-        trip = (await session.scalars(select(Trip).where(Trip.rent_id == rent.id))).first()
-        public = await rent_public(session, rent, trip)
-        error = (
-            None
-            if rent.status in (RentStatus.UNLOCKED, RentStatus.STARTED)
-            else _outcome_error(outcome, public, window)
-        )
-        if error is not None:
-            status, payload = error.status, error.body()
-        else:
-            status, payload = 201, {"code": 0, "data": public.model_dump(mode="json")}
+        status, payload = await _answer(session, rent, window, outcome)
         await _store(session, user_id, idempotency_key, status, payload)
         await session.commit()
     log.info("event=rent_answered rent_id=%s status=%s http=%s", rent_id, rent.status.value, status)

@@ -244,3 +244,60 @@ async def test_trip_history_keyset_pagination(api: Api) -> None:
     assert not set(ids) & {t["trip_id"] for t in second["data"]}
     bad = await api.client.get("/v1/trips?page_size=5", headers=auth)
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "page_size"
+
+
+async def test_a_key_abandoned_by_a_dead_process_is_recovered(api: Api) -> None:
+    from datetime import UTC
+
+    from kickstand.cloud.api.routes.rents import OPERATION, _request_hash
+    from kickstand.cloud.api.schemas import RentCreate
+    from kickstand.cloud.models import IdempotencyKey, RentKind
+
+    auth = await api.login()
+    user_id = api.demo.user_ids["alice@example.com"]
+    long_ago = datetime.now(UTC) - timedelta(minutes=5)
+    sid_a, sid_b = await spot_id(api, "st-0002", 2), await spot_id(api, "st-0002", 3)
+    async with api.sessionmaker() as session:
+        for key, sid in (("dead-with-rent", sid_a), ("dead-no-rent", sid_b)):
+            session.add(
+                IdempotencyKey(
+                    user_id=user_id,
+                    key=key,
+                    operation=OPERATION,
+                    request_hash=_request_hash(RentCreate(spot_id=sid)),
+                    created_at=long_ago,
+                )
+            )
+        vehicle_id = api.demo.vehicle_ids["LY0005"]  # docked in st-0002 spot 2
+        session.add(
+            Rent(
+                user_id=user_id,
+                vehicle_id=vehicle_id,
+                spot_id=sid_a,
+                kind=RentKind.APP_SPOT,
+                status=RentStatus.PENDING,
+                idempotency_key="dead-with-rent",
+                created_at=long_ago,
+                expires_at=long_ago + timedelta(seconds=60),
+            )
+        )
+        await session.commit()
+    # The rent the dead process left pending is answered as a timed-out unlock.
+    r = await api.client.post(
+        "/v1/rents", json={"spot_id": sid_a}, headers={**auth, "Idempotency-Key": "dead-with-rent"}
+    )
+    assert r.status_code == 504 and r.json()["data"]["status"] == "unlock-timeout"
+    again = await api.client.post(
+        "/v1/rents", json={"spot_id": sid_a}, headers={**auth, "Idempotency-Key": "dead-with-rent"}
+    )
+    assert again.json() == r.json() and again.headers["idempotent-replayed"] == "true"
+    # A key that got no rent is released: the first retry says so, the next one works.
+    r = await api.client.post(
+        "/v1/rents", json={"spot_id": sid_b}, headers={**auth, "Idempotency-Key": "dead-no-rent"}
+    )
+    assert r.status_code == 409 and r.json()["reason"] == "idempotency-retry"
+    r = await api.client.post(
+        "/v1/rents", json={"spot_id": sid_b}, headers={**auth, "Idempotency-Key": "dead-no-rent"}
+    )
+    assert r.status_code == 201, r.text
+    assert api.gateway.calls == [("spot", "st-0002", "3", str(r.json()["data"]["rent_id"]))]
