@@ -60,6 +60,9 @@ from kickstand.protocol.v1.messages import (
 )
 
 log = logging.getLogger("kickstand.edge.core.link")
+# aiomqtt warns at every publish beyond 10 in flight: normal while draining a batch.
+_mqtt_log = logging.getLogger("kickstand.edge.core.link.mqtt")
+_mqtt_log.setLevel(logging.ERROR)
 
 NO_COMMAND_ID = bytes(16)  # answer to a command whose id could not even be read
 
@@ -298,6 +301,7 @@ class CloudLink:
                     clean_session=True,
                     keepalive=self.config.keepalive_s,
                     timeout=self.config.connect_timeout_s,
+                    logger=_mqtt_log,
                 )
                 try:
                     async with client:
