@@ -81,6 +81,11 @@ class StepContext:
 
     # -------------------------------------------------------------- people
 
+    def needs_person(self, instruction: str) -> None:
+        """Skip now (before anything moves) if nobody is at the bench."""
+        if self.mode is Mode.UNATTENDED:
+            self.skip(f"needs a person at the bench ({instruction}); run without --unattended")
+
     async def person(
         self,
         instruction: str,
@@ -97,8 +102,7 @@ class StepContext:
         ``missing`` is the failure message when nothing is seen in time.
         """
         timeout = self.person_timeout_s if timeout_s is None else timeout_s
-        if self.mode is Mode.UNATTENDED:
-            self.skip(f"needs a person at the bench ({instruction}); run without --unattended")
+        self.needs_person(instruction)
         waiter = asyncio.ensure_future(until())
         try:
             if self.mode is Mode.SIMULATED:

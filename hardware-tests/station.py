@@ -261,6 +261,7 @@ class StationSuite(DeviceSession):
 
     async def step_release(self, s: StepContext, n: int) -> None:
         sim = self.sim
+        s.needs_person(f"take the test vehicle out of spot {n}; it stays there")
         result = await self.bench.command(self.device_id, Unlock(spot=n, window_s=120), 10)
         s.measure("unlock", describe_result(result))
         mark = self.mark()
