@@ -52,6 +52,10 @@ def create_app(
             # A gateway that is an async context manager (MQTT session) lives as long as the app.
             if hasattr(gateway, "__aenter__") and hasattr(gateway, "__aexit__"):
                 await stack.enter_async_context(gateway)
+            # The dashboard's telemetry store: app.state.telemetry_store (deps.TelemetryDep).
+            from kickstand.cloud.api.routes.telemetry import telemetry_lifespan
+
+            await stack.enter_async_context(telemetry_lifespan(_app, settings))
             try:
                 yield
             finally:
@@ -69,14 +73,18 @@ def create_app(
     app.state.engine = db_engine
     app.state.sessionmaker = create_sessionmaker(db_engine)
     app.state.command_gateway = gateway
+    app.state.telemetry_store = None  # opened by the lifespan
     errors.install(app)
 
     # Operator routers of other packages (imported here: they import this package's deps).
     from kickstand.cloud.alerts import api as fleet_alerts
+    from kickstand.cloud.api.routes import telemetry
     from kickstand.cloud.webhooks import api as webhooks
 
     api = APIRouter(prefix=API_PREFIX)
-    routers = (auth, networks, clusters, map, badges, rents, trips, fleet_alerts, webhooks)
+    routers = (
+        auth, networks, clusters, map, badges, rents, trips, fleet_alerts, webhooks, telemetry
+    )
     for module in (*routers, freefloat, geofencing):
         api.include_router(module.router)
     app.include_router(api)

@@ -1,4 +1,5 @@
-"""Dependencies as ``Annotated`` aliases: ``SessionDep``, ``CurrentUser``, ``GatewayDep``, …"""
+"""Dependencies as ``Annotated`` aliases: ``SessionDep``, ``CurrentUser``, ``GatewayDep``,
+``TelemetryDep``, …"""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from kickstand.cloud.config import Settings
 from kickstand.cloud.models import User
 from kickstand.cloud.rent_gateway import CommandGateway
 from kickstand.cloud.security import AccessClaims, TokenError, decode_access_token
+from kickstand.cloud.telemetry import TelemetryStore
 
 bearer = HTTPBearer(auto_error=False, description="access token from /v1/auth/login")
 
@@ -39,10 +41,25 @@ def get_command_gateway(request: Request) -> CommandGateway:
     return gateway
 
 
+def get_telemetry_store(request: Request) -> TelemetryStore:
+    """The store opened at startup (``routes.telemetry.telemetry_lifespan``; override with
+    ``app.dependency_overrides``); none (not opened, or it failed to): 503."""
+    store: TelemetryStore | None = getattr(request.app.state, "telemetry_store", None)
+    if store is None:
+        raise ApiError(
+            503,
+            ErrorCode.TELEMETRY_UNAVAILABLE,
+            "telemetry is unavailable right now; please try again later",
+            reason="telemetry-unavailable",
+        )
+    return store
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)]
 GatewayDep = Annotated[CommandGateway, Depends(get_command_gateway)]
+TelemetryDep = Annotated[TelemetryStore, Depends(get_telemetry_store)]
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 

@@ -38,6 +38,7 @@ class ErrorCode(enum.IntEnum):
     REFRESH_TOKEN_REUSED = 18
     WALLET_EMPTY = 19
     METHOD_NOT_ALLOWED = 20
+    TELEMETRY_UNAVAILABLE = 21
 
 
 class ApiError(Exception):
