@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import count
 from pathlib import Path
@@ -34,6 +34,7 @@ from kickstand.cloud.webhooks.receiver import Receiver
 from kickstand.protocol.topics import Channel
 from kickstand.protocol.v1 import messages as m
 from kickstand.protocol.v1.enums import LockCause
+from kickstand.testing import PostgresServer
 
 SECRET = "a-test-secret-that-is-long-enough-for-hs256-0123456789"
 _seq = count(1)
@@ -53,18 +54,40 @@ class Env:
         self.settings = settings
 
 
+async def _migrate_and_seed(url: str) -> None:
+    engine = create_engine(url)
+    try:
+        await upgrade(engine)
+        async with create_sessionmaker(engine)() as session, session.begin():
+            await seed_demo(session)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def alerts_template(pg_server: PostgresServer) -> Iterator[str]:
+    """A migrated, seeded database copied for each test (CREATE DATABASE … TEMPLATE)."""
+    database = pg_server.new_database(suffix="alerts_template")
+    asyncio.run(_migrate_and_seed(database.url))
+    yield database.name
+    pg_server.drop_database(database.name)
+
+
 @pytest.fixture
-async def env(pg_url: str, tmp_path: Path) -> AsyncIterator[Env]:
-    engine = create_engine(pg_url, pool_size=10)
-    await upgrade(engine)
+async def env(
+    pg_server: PostgresServer, alerts_template: str, tmp_path: Path
+) -> AsyncIterator[Env]:
+    database = pg_server.new_database(template=alerts_template)
+    engine = create_engine(database.url, pool_size=10)
     maker = create_sessionmaker(engine)
     async with maker() as session, session.begin():
-        demo = await seed_demo(session)
-    settings = Settings(DATABASE_URL=pg_url, JWT_SECRET=SECRET, VAR_DIR=tmp_path)
+        demo = await seed_demo(session)  # nothing created: the references only
+    settings = Settings(DATABASE_URL=database.url, JWT_SECRET=SECRET, VAR_DIR=tmp_path)
     try:
         yield Env(engine, maker, demo, settings)
     finally:
         await engine.dispose()
+        pg_server.drop_database(database.name)
 
 
 @pytest.fixture

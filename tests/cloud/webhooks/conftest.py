@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +16,7 @@ from kickstand.cloud.db import create_engine, create_sessionmaker
 from kickstand.cloud.migrations import upgrade
 from kickstand.cloud.seed import DemoRefs, seed_demo
 from kickstand.cloud.webhooks.delivery import DeliveryPolicy, WebhookWorker
+from kickstand.testing import PostgresServer
 
 #: Retries in tens of milliseconds instead of seconds to hours.
 FAST = DeliveryPolicy(
@@ -38,17 +39,37 @@ class PgEnv:
     demo: DemoRefs
 
 
-@pytest.fixture
-async def pg(pg_url: str) -> AsyncIterator[PgEnv]:
-    engine = create_engine(pg_url, pool_size=10, max_overflow=10)
-    await upgrade(engine)
-    maker = create_sessionmaker(engine)
-    async with maker() as session, session.begin():
-        demo = await seed_demo(session)
+async def _migrate_and_seed(url: str) -> None:
+    engine = create_engine(url)
     try:
-        yield PgEnv(pg_url, engine, maker, demo)
+        await upgrade(engine)
+        async with create_sessionmaker(engine)() as session, session.begin():
+            await seed_demo(session)
     finally:
         await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def webhooks_template(pg_server: PostgresServer) -> Iterator[str]:
+    """A migrated, seeded database copied for each test (CREATE DATABASE … TEMPLATE)."""
+    database = pg_server.new_database(suffix="webhooks_template")
+    asyncio.run(_migrate_and_seed(database.url))
+    yield database.name
+    pg_server.drop_database(database.name)
+
+
+@pytest.fixture
+async def pg(pg_server: PostgresServer, webhooks_template: str) -> AsyncIterator[PgEnv]:
+    database = pg_server.new_database(template=webhooks_template)
+    engine = create_engine(database.url, pool_size=10, max_overflow=10)
+    maker = create_sessionmaker(engine)
+    async with maker() as session, session.begin():
+        demo = await seed_demo(session)  # nothing created: the references only
+    try:
+        yield PgEnv(database.url, engine, maker, demo)
+    finally:
+        await engine.dispose()
+        pg_server.drop_database(database.name)
 
 
 async def write_events(

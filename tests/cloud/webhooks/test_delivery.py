@@ -230,7 +230,7 @@ async def test_slow_receiver_does_not_slow_writers_nor_other_endpoints(
         "0.05",
     ]
     with (
-        Receiver(behaviour=lambda _n, _e: (200, 1.0)) as slow,
+        Receiver(behaviour=lambda _n, _e: (200, 0.5)) as slow,
         Receiver() as fast,
     ):
         await add_endpoint(pg, slow.url, ["trip.*"])
@@ -254,7 +254,7 @@ async def test_slow_receiver_does_not_slow_writers_nor_other_endpoints(
                 _, stderr = await worker.communicate()
     # the writers only insert outbox rows: the slow receiver costs them nothing
     assert with_worker < baseline * 3 + 0.5, (with_worker, baseline)
-    # the fast endpoint got everything while the slow one (2 at a time, 1 s each) lags
+    # the fast endpoint got everything while the slow one (2 at a time, 0.5 s each) lags
     assert fast_done == len(events) + 1
     assert slow_done < len(events) // 2
     assert worker.returncode == 0, stderr.decode(errors="replace")[-2000:]
