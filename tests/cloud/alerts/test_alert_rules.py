@@ -430,3 +430,24 @@ async def test_unknown_device_is_counted_not_raised(
     assert await feed(rules, session, "st-9999", m.PowerCut()) == []
     assert rules.counters["unknown_device"] == 1
     assert await alerts(session) == []
+
+
+async def test_silenced_alert_counts_recurrences_and_comes_back(
+    rules: AlertEngine, session: AsyncSession, demo: DemoRefs
+) -> None:
+    from kickstand.cloud.alerts.service import current_alerts, silence_alerts
+
+    st = demo.station_device_ids[2]
+    [alarm] = await feed(rules, session, st, m.AlarmTriggered(reason="tilt"))
+    await silence_alerts(
+        session, [alarm.id], operator_id=None, until=NOW + timedelta(hours=1), now=NOW
+    )
+    await session.commit()
+    assert await current_alerts(session, [demo.network_id]) == []
+    [again] = await feed(rules, session, st, m.AlarmTriggered(reason="tilt"))
+    assert again.id == alarm.id and again.state == AlertState.SILENCED and again.occurrences == 2
+    assert await rules.sweep(session, NOW + timedelta(minutes=30)) == []
+    [back] = [c.alert for c in await rules.sweep(session, NOW + timedelta(hours=2))]
+    await session.commit()
+    assert back.id == alarm.id and back.state == AlertState.NEW
+    assert [a.id for a in await current_alerts(session, [demo.network_id])] == [alarm.id]

@@ -1,0 +1,36 @@
+"""The embedded default: one delivery worker over the SQLite database."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from kickstand.cloud.webhooks import service
+from kickstand.cloud.webhooks.delivery import WebhookWorker
+from kickstand.cloud.webhooks.receiver import Receiver
+
+from .conftest import FAST, run_until, write_events
+
+
+async def test_one_worker_on_sqlite_delivers_in_order_after_failures(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    with Receiver(behaviour=lambda n, _e: (500 if n in (0, 2, 5) else 200, 0.0)) as receiver:
+        async with sessionmaker() as session, session.begin():
+            endpoint = await service.create_endpoint(session, url=receiver.url, topics=["dock.*"])
+        receiver.secret = endpoint.secret
+        events = [
+            ("dock.updated", "spot", spot, {"spot_id": spot, "version": version})
+            for version in range(1, 5)
+            for spot in (1, 2)
+        ]
+        await write_events(sessionmaker, events)
+        async with WebhookWorker(sessionmaker, FAST) as worker:
+            await run_until([worker], lambda: len(receiver.accepted()) >= len(events))
+        accepted = receiver.accepted()
+    assert len(accepted) == len(events) and all(r.signature_ok for r in accepted)
+    versions: dict[int, list[int]] = defaultdict(list)
+    for r in accepted:
+        versions[r.envelope["data"]["spot_id"]].append(r.envelope["data"]["version"])
+    assert versions == {1: [1, 2, 3, 4], 2: [1, 2, 3, 4]}
