@@ -43,6 +43,7 @@ class StepContext:
     console: Console
     person_timeout_s: float
     hint: str = ""
+    deadline: asyncio.Timeout | None = None  # the step's own budget, paused for people
 
     # -------------------------------------------------------------- measurements
 
@@ -103,6 +104,12 @@ class StepContext:
         """
         timeout = self.person_timeout_s if timeout_s is None else timeout_s
         self.needs_person(instruction)
+        loop = asyncio.get_running_loop()
+        # Time spent waiting for a person does not count against the step's own budget.
+        budget_end = self.deadline.when() if self.deadline is not None else None
+        if self.deadline is not None and budget_end is not None:
+            self.deadline.reschedule(budget_end + timeout + 5.0)
+        asked = loop.time()
         waiter = asyncio.ensure_future(until())
         try:
             if self.mode is Mode.SIMULATED:
@@ -123,6 +130,8 @@ class StepContext:
                 self.fail(missing or f"nothing seen within {timeout:.0f} s: {instruction}")
         finally:
             waiter.cancel()
+            if self.deadline is not None and budget_end is not None:
+                self.deadline.reschedule(budget_end + loop.time() - asked)
 
 
 StepFn = Callable[[StepContext], Awaitable[None]]
@@ -136,6 +145,7 @@ class SuiteRunner:
         self.mode = mode
         self.console = console
         self.person_timeout_s = person_timeout_s
+        self.planned = 0  # steps the suite will run, for the progress display
 
     def passed(self, *step_ids: str) -> bool:
         ids = set(step_ids)
@@ -152,7 +162,11 @@ class SuiteRunner:
         requires: Iterable[str] = (),
         hint: str = "",
     ) -> StepResult:
-        """Run one step (bounded by ``timeout_s`` plus person time) and record its result."""
+        """Run one step and record its result.
+
+        ``timeout_s`` bounds the step's own work; time spent waiting for a person (each
+        prompt up to ``person_timeout_s``) is added to it.
+        """
         result = StepResult(step_id, title)
         self.report.steps.append(result)
         ctx = StepContext(result, self.mode, self.console, self.person_timeout_s, hint)
@@ -162,9 +176,11 @@ class SuiteRunner:
             names = ", ".join(self._title(r) for r in blocked)
             result.outcome, result.message = Outcome.SKIPPED, f"not run: {names} did not pass"
         else:
-            with self.console.status(f"{title}…", spinner="dots"):
+            counter = f"[{len(self.report.steps)}/{self.planned}] " if self.planned else ""
+            with self.console.status(f"{counter}{escape(title)}…", spinner="dots"):
                 try:
-                    async with asyncio.timeout(timeout_s + self.person_timeout_s):
+                    async with asyncio.timeout(timeout_s) as deadline:
+                        ctx.deadline = deadline
                         await fn(ctx)
                     bad = [m for m in result.measurements if m.ok is False]
                     if bad:

@@ -100,6 +100,7 @@ class VehicleSuite(DeviceSession):
 
     async def run(self) -> None:
         r, lim = self.runner, self.rig.limits
+        r.planned = 10
         await r.step("boot", "Controller boots and sends its birth", self.step_boot,
                      timeout_s=lim.boot_timeout_s + 10,
                      hint="Check the agent log, the controller's firmware and serial number.")

@@ -147,3 +147,23 @@ async def test_checks_outside_limits_fail_the_step_with_the_hint() -> None:
     assert r.outcome is Outcome.FAILED
     assert r.message == "temperature 71.5 °C (limit -20..55 °C). Check the ventilation."
     assert [m.ok for m in r.measurements] == [False, True]
+
+
+async def test_time_waiting_for_a_person_is_not_the_steps_budget() -> None:
+    console = Console(file=io.StringIO(), width=100)
+    seen = asyncio.Event()
+
+    async def step(s: StepContext) -> None:
+        await s.person("Dock the vehicle", until=seen.wait, missing="no vehicle: check the sensor")
+        await asyncio.sleep(0.05)  # the step's own work, within its budget
+
+    report = _report()
+    report.steps = []
+    runner = SuiteRunner(report, mode=Mode.INTERACTIVE, console=console, person_timeout_s=1.0)
+    asyncio.get_running_loop().call_later(0.4, seen.set)  # a slow technician
+    r = await runner.step("dock", "Dock", step, timeout_s=0.2)
+    assert r.outcome is Outcome.PASSED, r.message
+    seen.clear()
+    r = await runner.step("dock2", "Dock", step, timeout_s=0.2)  # nobody comes
+    assert r.outcome is Outcome.FAILED and r.message == "no vehicle: check the sensor"
+    assert "Dock the vehicle" in console.file.getvalue()  # type: ignore[attr-defined]
