@@ -167,3 +167,45 @@ async def test_time_waiting_for_a_person_is_not_the_steps_budget() -> None:
     r = await runner.step("dock2", "Dock", step, timeout_s=0.2)  # nobody comes
     assert r.outcome is Outcome.FAILED and r.message == "no vehicle: check the sensor"
     assert "Dock the vehicle" in console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def test_bench_agent_settings_from_a_rig_file(tmp_path: Path) -> None:
+    """The agent gets the rig's ports and key over the device's own settings file."""
+    import tomllib
+
+    from kickstand.rigs.bench import Bench
+    from kickstand.rigs.runner import SuiteRunner as Runner
+    from kickstand.rigs.station import StationSuite
+    from kickstand.rigs.vehicle import VehicleSuite
+    from kickstand.simulators.station.proxy import LinkProxy
+
+    device = tmp_path / "st-0007.toml"
+    device.write_text('firmware = "st-1.0.9"\nhardware = "ksm-2"\nmqtt_url = "mqtt://prod:1883"\n')
+    rig = parse_rig({"kind": "station", "device_id": "st-0007",
+                     "agent": {"spot_bus": "/dev/ttyS7", "badge_reader": "tty:USB1:pn532",
+                               "config": "st-0007.toml", "extra": {"bus_retries": 4}}},
+                    tmp_path / "bench.toml")
+    bench = Bench(tmp_path)
+    bench.proxy = LinkProxy("127.0.0.1", 1883, port=18830)  # not started: only its address
+    runner = Runner(_report(), mode=Mode.UNATTENDED, console=Console(file=io.StringIO()),
+                    person_timeout_s=1)
+    assert isinstance(rig, StationRig)
+    suite = StationSuite(rig, bench, runner, tmp_path)
+    suite.configure_agent()
+    settings = tomllib.loads(suite.config_path.read_text())
+    assert settings["firmware"] == "st-1.0.9" and settings["hardware"] == "ksm-2"  # the device's
+    assert settings["mqtt_url"] == "mqtt://127.0.0.1:18830"  # the rig's broker, via the proxy
+    assert settings["command_keys"] == [bench.command_key]
+    assert (settings["spot_bus"], settings["badge_reader"]) == ("/dev/ttyS7", "tty:USB1:pn532")
+    assert settings["bus_retries"] == 4 and settings["spots"] == 8
+    assert settings["health_port"] == suite.health_port
+
+    vrig = load_rig(EXAMPLES / "vehicle.toml")
+    assert isinstance(vrig, VehicleRig)
+    vsuite = VehicleSuite(vrig, bench, runner, tmp_path / "v")
+    (tmp_path / "v").mkdir()
+    vsuite.configure_agent()
+    vsettings = tomllib.loads(vsuite.config_path.read_text())
+    assert vsettings["bms_address"] == "C4:7F:51:0A:22:13"
+    assert vsettings["nfc_path"] == "tty:USB4:pn532" and vsettings["pin_code"] == "2468"
+    assert vsettings["device_id"] == "vh-BK123456"
