@@ -375,7 +375,7 @@ class StationAgent:
     ) -> None:
         """Events, then the status of each changed spot, with their state: one transaction."""
         bodies: list[UpBody] = list(events)
-        state: dict[str, str] = {}
+        changed: list[SpotRecord] = []
         for spot in spots:
             status = spot.status()
             key = [int(status.state), status.lock, status.serial_number, status.fault]
@@ -383,7 +383,7 @@ class StationAgent:
                 spot.last_status = key
                 bodies.append(status)
                 self._status_sent.add(spot.spot)
-            state[f"spot:{spot.spot}"] = spot.persisted()
+            changed.append(spot)
         station = self._station_status()
         skey = [int(station.state), station.fault]
         if (force if force_station is None else force_station) or (
@@ -392,12 +392,13 @@ class StationAgent:
             self.last_station_status = skey
             bodies.append(station)
             self._status_sent.add(0)
+        if not bodies:
+            return  # an idle poll: nothing to say, nothing to write
+        state = {f"spot:{s.spot}": s.persisted() for s in changed}
         state["station"] = json.dumps({
             "power_present": self.power_present, "alarm": self.alarm,
             "maintenance": self.station_maintenance, "last_status": self.last_station_status,
         })
-        if not bodies:
-            return
         self.link.emit_batch(bodies, state)
         for body in events:
             log.info("event device=%s %s", self.device_id, body)
