@@ -105,6 +105,7 @@ from kickstand.protocol.v1.messages import (
 log = logging.getLogger("kickstand.edge.vehicle.agent")
 
 LOCK_STATE_KEY = "vehicle.lock"  # device state in the DiskQueue, written with its event
+CHAIN_STATE_KEY = "vehicle.chain"  # "<inserted 0|1>:<ChainType>"
 LOCKBOX_FAULT_AFTER = 3  # consecutive unanswered polls before a BoardFault
 MAX_FIRMWARE_BYTES = 32 * 1024 * 1024
 _LOCK_STATE = {BusLock.LOCKED: LockState.LOCKED, BusLock.OPEN: LockState.OPEN,
@@ -546,15 +547,27 @@ class VehicleAgent:
             chain_type = ChainType.STANDARD
         previous = self.chain
         self.chain = (inserted, int(chain_type))
-        if previous is None or previous == self.chain:
+        state = {CHAIN_STATE_KEY: f"{int(inserted)}:{int(chain_type)}"}
+        if previous is None:
+            # First look after a (re)boot: what changed while the controller was off?
+            stored = self._load_state(CHAIN_STATE_KEY)
+            try:
+                was, _, kind = (stored or "").partition(":")
+                previous = (bool(int(was)), int(kind))
+            except ValueError:
+                self.emit(state=state)
+                return
+        if previous == self.chain:
             return
         was_in, old_type = previous
+        event: UpBody | None = None
         if was_in and not inserted:
-            self.emit(ChainRemoved())
+            event = ChainRemoved()
         elif inserted and not was_in:
-            self.emit(ChainInserted(chain_type))
+            event = ChainInserted(chain_type)
         elif inserted and old_type != int(chain_type):
-            self.emit(ChainTypeChanged(chain_type))
+            event = ChainTypeChanged(chain_type)
+        self.emit(event, state=state)
 
     async def _drive_lock(
         self, target: BusLock, cause: LockCause, command_id: bytes | None,

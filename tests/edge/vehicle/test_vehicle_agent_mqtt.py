@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from kickstand.edge.vehicle import VehicleAgent
 from kickstand.protocol.signing import CommandSigner, generate_private_key
 from kickstand.protocol.v1.enums import (
     AuthListKind,
@@ -40,6 +41,7 @@ from kickstand.protocol.v1.messages import (
     BoardRecovered,
     ChainInserted,
     ChainRemoved,
+    ChainTypeChanged,
     CommandEnvelope,
     CommandResult,
     Config,
@@ -464,3 +466,40 @@ async def test_lockbox_silent_is_a_fault_then_recovers(
     m.sim.mute_lockbox(False)
     await cloud.wait_for(m.device_id, lambda r: isinstance(r.body, BoardRecovered))
     assert m.sim.lock.name == "LOCKED" and not of(cloud, m, Unlocked)
+
+
+async def test_power_cut_offline_keeps_the_lock_for_the_next_boot(
+    fleet: VehicleFleet, cloud: CloudPeer, eventually: Eventually
+) -> None:
+    """Locked in a tunnel, then the controller loses power: the next boot delivers it."""
+    m = await online(fleet, cloud)
+    agent = m.agent
+    assert agent is not None and m.proxy is not None
+    await command_ok(cloud, m, Unlock())
+    m.sim.take_chain_out()
+    m.sim.drain_battery(BatteryKind.VAE, 12)
+    await cloud.wait_for(m.device_id, lambda r: isinstance(r.body, BatteryLow))
+    m.proxy.cut()
+    await eventually(lambda: not agent.link.connected.is_set())
+    lock_ms = time.time_ns() // 1_000_000
+    m.sim.rider_lock()
+    await eventually(lambda: agent.lock_state is not None and agent.lock_state.name == "LOCKED")
+    first_boot = agent.link.queue.boot_id
+    await agent.__aexit__(None, None, None)  # power cut: the process is gone
+
+    m.sim.insert_chain(ChainType.CABLE)  # changed while the controller was off
+    await m.proxy.restore()
+    reborn = VehicleAgent(agent.base_settings)
+    m.agent = reborn
+    async with reborn:
+        locked = await cloud.wait_for(m.device_id, lambda r: isinstance(r.body, Locked), 15)
+        assert locked.message.stamp.boot_id == first_boot  # stamped in the boot it happened
+        assert abs(locked.message.stamp.ts_ms - lock_ms) < 400
+        changed = await cloud.wait_for(
+            m.device_id, lambda r: isinstance(r.body, ChainTypeChanged)
+        )
+        assert changed.body.chain_type is ChainType.CABLE
+        await eventually(lambda: BatteryKind.VAE in reborn.batteries)
+        await asyncio.sleep(0.5)
+        assert len(of(cloud, m, Locked)) == 1 and len(of(cloud, m, BatteryLow)) == 1
+        assert reborn.link.queue.boot_id != first_boot
