@@ -119,7 +119,7 @@ class StationRig(_Model):
             device_id="st-0001",
             expect=StationExpect(spots=spots),
             limits=StationLimits(
-                lock_cycle_s=2.0, boot_timeout_s=20.0, person_timeout_s=6.0,
+                lock_cycle_s=3.0, boot_timeout_s=20.0, person_timeout_s=6.0,
                 firmware_timeout_s=20.0, offline_window_s=1,
             ),
             firmware=FirmwareStaging(version="sb-1.4.3", spot=1),
@@ -205,7 +205,7 @@ class VehicleRig(_Model):
             serial_number="BK123456",
             limits=VehicleLimits(
                 gps_fix_timeout_s=10.0, gps_sample_s=2.0, person_timeout_s=6.0,
-                boot_timeout_s=20.0, lock_cycle_s=2.0,
+                boot_timeout_s=20.0, lock_cycle_s=3.0,
             ),
         )
 
