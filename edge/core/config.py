@@ -21,6 +21,7 @@ from kickstand.edge.core.clock import DeviceClock
 from kickstand.edge.core.errors import ConfigError
 from kickstand.edge.core.link import LinkConfig
 from kickstand.protocol import topics
+from kickstand.protocol.errors import TopicError
 from kickstand.protocol.signing import CommandVerifier, ReplayGuard, key_id
 
 _config_file: ContextVar[Path | None] = ContextVar("kickstand_edge_config_file", default=None)
@@ -91,7 +92,10 @@ class EdgeSettings(BaseSettings):
     @field_validator("device_id")
     @classmethod
     def _device_id(cls, value: str) -> str:
-        return topics.validate_device_id(value)
+        try:
+            return topics.validate_device_id(value)
+        except TopicError as exc:
+            raise ValueError(exc.reason) from None
 
     @classmethod
     def settings_customise_sources(

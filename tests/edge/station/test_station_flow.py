@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from kickstand.protocol.v1.enums import LockCause, ResultStatus, SpotState
 from kickstand.protocol.v1.messages import (
     Birth,
@@ -75,3 +77,34 @@ async def test_unlock_window_expires_relocks(rig: StationRig, cloud: CloudPeer) 
     await eventually(lambda: rig.sim.boards[2].lock.name == "LOCKED")
     assert rig.agent is not None and rig.agent.spots[2].state is SpotState.DOCKED_LOCKED
     assert not cloud.bodies(dev, VehicleRemoved)
+
+
+async def test_trigger_config_telemetry_reboot(rig: StationRig, cloud: CloudPeer) -> None:
+    from kickstand.protocol.v1.enums import TriggerKind
+    from kickstand.protocol.v1.messages import Config, Reboot, Telemetry, TriggerMessage
+
+    dev = rig.device_id
+    assert rig.agent is not None
+    rig.sim.inputs.add_energy(1234)
+    await eventually(lambda: rig.agent is not None
+                     and rig.agent.last_inputs.energy_wh == 1234)
+    cid = await cloud.send_command(dev, TriggerMessage(TriggerKind.TELEMETRY))
+    assert (await cloud.wait_result(dev, cid)).status is ResultStatus.DONE
+    tlm = (await cloud.wait_for(dev, lambda r: isinstance(r.body, Telemetry))).body
+    assert tlm.energy_wh == 1234 and [s for s, _ in tlm.spot_temperatures_c] == [1, 2, 3, 4]
+    cid = await cloud.send_command(dev, Config(5, {"unlock_window_s": 7}))
+    assert (await cloud.wait_result(dev, cid)).status is ResultStatus.DONE
+    assert rig.agent.settings.unlock_window_s == 7
+    cid = await cloud.send_command(dev, TriggerMessage(TriggerKind.BIRTH))
+    birth = await cloud.wait_birth(dev, count=2)
+    assert birth.config_version == 5
+    before = len([s for s in cloud.bodies(dev, Status) if s.spot == 2])
+    await cloud.send_command(dev, TriggerMessage(TriggerKind.STATUS, spot=2))
+    await cloud.wait_until(
+        lambda: len([s for s in cloud.bodies(dev, Status) if s.spot == 2]) == before + 1
+    )
+    cid = await cloud.send_command(dev, Reboot())
+    assert (await cloud.wait_result(dev, cid)).status is ResultStatus.ACCEPTED
+    task = rig._task
+    assert task is not None
+    assert await asyncio.wait_for(task, 10) == "reboot"
