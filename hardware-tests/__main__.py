@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[bold red]kickstand-rig:[/] {exc}", highlight=False)
         return 2
     except KeyboardInterrupt:
-        console.print("[yellow]interrupted: no report written[/]")
+        console.print("[yellow]interrupted[/]")
         return 130
     return run.exit_code
 

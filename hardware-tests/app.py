@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import tempfile
@@ -78,14 +79,24 @@ async def run_rig(
     stem = free_stem(report, out_dir)
     # The agent's log lands beside the reports: the failure messages point at it.
     report.agent_log = out_dir / f"{stem}.agent.log"
+    interrupted = False
     async with _workdir(workdir) as work:
-        async with Bench(work, broker_url) as bench:
-            if isinstance(rig, StationRig):
-                await _station(rig, bench, runner, work, simulated, faults, report.agent_log)
-            else:
-                await _vehicle(rig, bench, runner, work, simulated, faults, report.agent_log)
+        try:
+            async with Bench(work, broker_url) as bench:
+                if isinstance(rig, StationRig):
+                    await _station(rig, bench, runner, work, simulated, faults, report.agent_log)
+                else:
+                    await _vehicle(rig, bench, runner, work, simulated, faults, report.agent_log)
+        except asyncio.CancelledError:
+            # Ctrl-C: the steps done so far are still worth filing.
+            interrupted = True
+            report.complete = False
+            report.notes.append("interrupted before the end: later steps did not run")
         report.finished_at = datetime.now().astimezone()
         xml_path, md_path = write_reports(report, out_dir, stem)
+    if interrupted:
+        console.print(f"[yellow]interrupted[/]: partial report {md_path}", highlight=False)
+        raise asyncio.CancelledError
     counts = report.counts()
     verdict = "[bold green]PASSED[/]" if report.ok else "[bold red]FAILED[/]"
     console.rule(f"{verdict} · {counts[Outcome.PASSED]} passed, "

@@ -93,7 +93,7 @@ def _cell(text: str) -> str:
 
 def markdown(report: RunReport) -> str:
     counts = report.counts()
-    verdict = "PASSED" if report.ok else "FAILED"
+    verdict = "PASSED" if report.ok else ("FAILED" if report.failed else "INCOMPLETE")
     finished = report.finished_at.isoformat(timespec="seconds") if report.finished_at else "—"
     out = [
         f"# {report.kind.capitalize()} {report.serial}: {verdict}",

@@ -60,6 +60,7 @@ class RunReport:
     steps: list[StepResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     agent_log: Path | None = None
+    complete: bool = True  # False: interrupted before its last step
 
     def counts(self) -> dict[Outcome, int]:
         out = dict.fromkeys(Outcome, 0)
@@ -73,7 +74,7 @@ class RunReport:
 
     @property
     def ok(self) -> bool:
-        return not self.failed
+        return self.complete and not self.failed
 
     def step(self, step_id: str) -> StepResult:
         for s in self.steps:

@@ -197,6 +197,10 @@ class SuiteRunner:
                 except Exception as exc:  # a broken step is a failed step, not a dead rig
                     result.outcome = Outcome.FAILED
                     result.message = f"rig error: {type(exc).__name__}: {exc}"
+                except asyncio.CancelledError:
+                    result.outcome, result.message = Outcome.SKIPPED, "interrupted"
+                    result.duration_s = time.monotonic() - started
+                    raise
         result.duration_s = time.monotonic() - started
         self._show(result)
         return result
