@@ -20,6 +20,7 @@ import multiprocessing.connection
 import time
 from dataclasses import replace
 
+import httpx
 from sqlalchemy import func, select
 
 from kickstand.cloud import outbox
@@ -45,6 +46,31 @@ def serve_receivers(n: int, conn: multiprocessing.connection.Connection) -> None
         receiver.stop()
 
 
+async def bare_posts(urls: list[str], total: int, concurrency: int) -> float:
+    """Baseline: the same receivers, plain POSTs of a small JSON body, no database."""
+    clients = {
+        u: httpx.AsyncClient(limits=httpx.Limits(max_connections=max(1, concurrency // 2)))
+        for u in urls
+    }
+    gate = asyncio.Semaphore(concurrency)
+    body = (
+        b'{"id":"x","attemptId":"y","created":0,"event":"trip.updated","data":{},"livemode":true}'
+    )
+
+    async def one(i: int) -> None:
+        url = urls[i % len(urls)]
+        async with gate:
+            response = await clients[url].post(url, content=body)
+            response.raise_for_status()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(total)))
+    elapsed = time.perf_counter() - t0
+    for client in clients.values():
+        await client.aclose()
+    return total / elapsed
+
+
 async def bench(url: str, events: int, endpoints: int, workers: int, concurrency: int) -> None:
     engine = create_engine(url, pool_size=10 * workers, max_overflow=10)
     await upgrade(engine)
@@ -59,6 +85,7 @@ async def bench(url: str, events: int, endpoints: int, workers: int, concurrency
             for receiver_url in urls:
                 ep = await service.create_endpoint(session, url=receiver_url, topics=["*"])
                 secrets.append(ep.secret)
+        bare_rate = await bare_posts(urls, min(2000, events * endpoints), concurrency * workers)
         parent.send(secrets)
         async with maker() as session, session.begin():
             for i in range(events):
@@ -110,6 +137,7 @@ async def bench(url: str, events: int, endpoints: int, workers: int, concurrency
     print(f"workers: {workers} x concurrency {concurrency}; attempts: {attempts}")
     print(f"signed deliveries verified by the receivers: {verified}")
     print(f"elapsed: {elapsed:.2f} s (fan-out, POST, attempt log; ordered per resource)")
+    print(f"baseline, bare POSTs to the same receivers (no database): {bare_rate:.0f}/s")
     print(f"webhook deliveries/s: {expected / elapsed:.0f}")
 
 

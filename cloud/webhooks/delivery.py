@@ -549,13 +549,18 @@ class WebhookWorker:
         """
         stop = stop or asyncio.Event()
         backoff = self.policy.poll_interval_s
+        loop = asyncio.get_running_loop()
+        next_fan_out = loop.time()
         log.info("event=webhook_worker_started concurrency=%s", self.policy.concurrency)
         while not stop.is_set():
             claimed = 0
             try:
                 await self._flush_results()
-                if self.do_fan_out:
-                    await self.fan_out()
+                loop_now = loop.time()
+                if self.do_fan_out and loop_now >= next_fan_out:
+                    # Poll the outbox every poll interval, at once again after a full batch.
+                    full = await self.fan_out() >= self.policy.fanout_batch
+                    next_fan_out = loop_now if full else loop_now + self.policy.poll_interval_s
                 free = self.policy.concurrency - sum(self._inflight.values())
                 jobs = await self.claim(min(free, self.policy.batch_size), self._inflight)
                 for job in jobs:
