@@ -272,6 +272,23 @@ class CloudLink:
     def stop(self) -> None:
         self._stopping = True
 
+    async def publish_death(self, reason: str) -> bool:
+        """On a graceful stop: say why (the broker's Will only covers a lost connection)."""
+        client = self._client
+        if client is None or not self.connected.is_set():
+            return False
+        try:
+            await client.publish(
+                self._topic(Channel.DEATH),
+                codec.encode_up(self._stamp0(), Death(reason[:60])),
+                qos=1,
+                timeout=1.0,
+            )
+        except (aiomqtt.MqttError, ProtocolError) as exc:
+            log.info("death_not_sent device=%s error=%s", self.device_id, exc)
+            return False
+        return True
+
     # ---------------------------------------------------------------- session
 
     def _stamp0(self) -> Stamp:

@@ -313,6 +313,7 @@ class StationAgent:
 
     async def _stopper(self) -> None:
         await self._stop.wait()
+        await self.link.publish_death(self._result)
         raise _Stop
 
     def stop(self, result: str = "stopped") -> None:

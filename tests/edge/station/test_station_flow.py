@@ -108,3 +108,4 @@ async def test_trigger_config_telemetry_reboot(rig: StationRig, cloud: CloudPeer
     task = rig._task
     assert task is not None
     assert await asyncio.wait_for(task, 10) == "reboot"
+    await cloud.wait_until(lambda: cloud.view(dev).deaths == 1)  # said goodbye
