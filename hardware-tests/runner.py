@@ -134,6 +134,13 @@ class StepContext:
                 self.deadline.reschedule(budget_end + loop.time() - asked)
 
 
+def _out_of_limit(m: Measurement) -> str:
+    limit = m.limit or ""
+    if limit.startswith("= "):
+        return f"{m.name} {m.value_text()} (expected {limit[2:]})"
+    return f"{m.name} {m.value_text()} (limit {limit})"
+
+
 StepFn = Callable[[StepContext], Awaitable[None]]
 
 
@@ -184,8 +191,7 @@ class SuiteRunner:
                         await fn(ctx)
                     bad = [m for m in result.measurements if m.ok is False]
                     if bad:
-                        text = "; ".join(f"{m.name} {m.value_text()} (limit {m.limit})"
-                                         for m in bad)
+                        text = "; ".join(_out_of_limit(m) for m in bad)
                         raise StepFailed(f"{text}. {ctx.hint}".strip() if ctx.hint else text)
                 except StepFailed as exc:
                     result.outcome, result.message = Outcome.FAILED, exc.message

@@ -80,7 +80,7 @@ async def test_station_faults_fail_exactly_their_steps(
     assert set(failed) == {"spot2.lock_cycle", "spot3.firmware", "badge"}
     assert "lock did not close" in failed["spot2.lock_cycle"]
     assert "latch" in failed["spot2.lock_cycle"]
-    assert "sb-1.3.9 (limit = sb-1.4.2)" in failed["spot3.firmware"]
+    assert "firmware sb-1.3.9 (expected sb-1.4.2)" in failed["spot3.firmware"]
     assert "flash sb-1.4.2" in failed["spot3.firmware"]
     assert "NFC reader" in failed["badge"] and "antenna" in failed["badge"]
     assert run.exit_code == 1
