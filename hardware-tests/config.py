@@ -13,7 +13,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from kickstand.protocol import topics
 from kickstand.protocol.errors import TopicError
@@ -107,6 +114,13 @@ class StationRig(_Model):
             return topics.validate_device_id(value)
         except TopicError as exc:
             raise ValueError(str(exc)) from None
+
+    @model_validator(mode="after")
+    def _firmware_spot(self) -> StationRig:
+        if self.firmware.spot > self.expect.spots:
+            raise ValueError(f"firmware.spot {self.firmware.spot} but the station has "
+                             f"{self.expect.spots} spots")
+        return self
 
     @property
     def serial(self) -> str:

@@ -40,6 +40,7 @@ def test_examples_parse_and_resolve_paths() -> None:
         ({"kind": "station", "spot_count": 4}, "spot_count: Extra inputs"),
         ({"kind": "station", "test": {"badge_uid": "zz"}}, "test.badge_uid"),
         ({"kind": "station", "device_id": "station one"}, "device_id"),
+        ({"kind": "station", "expect": {"spots": 2}, "firmware": {"spot": 3}}, "firmware.spot 3"),
         ({"kind": "vehicle", "serial_number": "X1"}, "serial_number"),
         ({"kind": "vehicle", "test": {"pin_code": "12"}}, "pin_code"),
     ],
