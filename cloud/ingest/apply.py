@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, bindparam, exists, func, or_, select, update
+from sqlalchemy import and_, bindparam, exists, func, or_, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -77,6 +77,13 @@ log = logging.getLogger("kickstand.cloud.ingest.apply")
 #: connection's birth: a death up to this much older than the boot's last birth applies.
 DEFAULT_DEATH_SLACK_MS = 2_000
 REJECTED_RETRY_AFTER_S = 300
+#: Device identity cache: known devices for INFO_TTL_S, unknown ones for UNKNOWN_TTL_S (a
+#: device created in the database is accepted within that time; a decommissioning takes
+#: effect within INFO_TTL_S).
+INFO_TTL_S = 30.0
+UNKNOWN_TTL_S = 5.0
+INFO_CACHE_MAX = 200_000
+SEEN_WRITE_S = 5.0
 
 
 @dataclass(slots=True)
@@ -129,8 +136,9 @@ class IngestStats:
 
     def ignore(self, reason: str, **context: Any) -> None:
         self.ignored[reason] += 1
-        details = " ".join(f"{k}={v}" for k, v in context.items())
-        log.info("event=ingest_ignored reason=%s %s", reason, details)
+        if log.isEnabledFor(logging.DEBUG):
+            details = " ".join(f"{k}={v}" for k, v in context.items())
+            log.debug("event=ingest_ignored reason=%s %s", reason, details)
 
 
 @dataclass(slots=True)
@@ -198,9 +206,15 @@ class BatchApplier:
         clock_ms: Callable[[], int] = _now_ms,
         alerts: AlertEngine | None = None,
         freefloat: FreeFloatHook | None = None,
+        alert_sample_s: float = 5.0,
     ) -> None:
-        """``alerts``: the fleet alert rules, fed every new message in the same transaction.
+        """``alerts``: the fleet alert rules, fed every new message in the same transaction
+        — events, births and deaths always; a vehicle's telemetry and status at most once
+        per ``alert_sample_s`` (its newest one: a geofence or battery rule needs no finer
+        grain, and the rules cost several queries per call).
         ``freefloat``: geofencing of vehicle positions and free-float lock verdicts."""
+        self.alert_sample_s = alert_sample_s
+        self._sampled: dict[tuple[str, Channel], float] = {}
         self._sessionmaker = sessionmaker
         self.alerts = alerts
         self.freefloat = freefloat
@@ -208,6 +222,9 @@ class BatchApplier:
         self.heartbeat_s = heartbeat_s
         self.death_slack_ms = death_slack_ms
         self._clock_ms = clock_ms
+        # Identity of devices (kind, station, vehicle, network) rarely changes: cached.
+        self._infos: dict[str, tuple[float, _DeviceInfo | None]] = {}
+        self._seen_written: dict[str, float] = {}
 
     async def apply(self, batch: list[Inbound]) -> BatchOutcome:
         out = BatchOutcome()
@@ -256,6 +273,30 @@ class BatchApplier:
     # -- lookups ----------------------------------------------------------------------
 
     async def _devices(self, session: AsyncSession, ids: set[str]) -> dict[str, _DeviceInfo]:
+        now = time.monotonic()
+        infos: dict[str, _DeviceInfo] = {}
+        missing: set[str] = set()
+        for device_id in ids:
+            cached = self._infos.get(device_id)
+            if cached is None or cached[0] < now:
+                missing.add(device_id)
+            elif cached[1] is not None:
+                infos[device_id] = cached[1]
+        if missing:
+            loaded = await self._load_devices(session, missing)
+            if len(self._infos) > INFO_CACHE_MAX:
+                self._infos.clear()
+            for device_id in missing:
+                info = loaded.get(device_id)
+                ttl = INFO_TTL_S if info is not None else UNKNOWN_TTL_S
+                self._infos[device_id] = (now + ttl, info)
+                if info is not None:
+                    infos[device_id] = info
+        return infos
+
+    async def _load_devices(
+        self, session: AsyncSession, ids: set[str]
+    ) -> dict[str, _DeviceInfo]:
         rows: Any = (
             await session.execute(
                 select(Device, Station.id, Cluster.network_id)
@@ -297,18 +338,18 @@ class BatchApplier:
         won: set[tuple[str, int, int]] = set()
         if claim:
             now = utcnow()
+            table = IngestedMessage.__table__
+            # executemany ("insertmanyvalues"): the statement compiles once and is cached,
+            # whatever the batch size; RETURNING gives the keys this transaction inserted.
             stmt = (
-                _insert(session, IngestedMessage)
-                .values(
-                    [
-                        {"device_id": d, "boot_id": b, "seq": s, "ingested_at": now}
-                        for d, b, s in claim
-                    ]
-                )
+                _insert(session, table)
                 .on_conflict_do_nothing(index_elements=["device_id", "boot_id", "seq"])
-                .returning(IngestedMessage.device_id, IngestedMessage.boot_id, IngestedMessage.seq)
+                .returning(table.c.device_id, table.c.boot_id, table.c.seq)
             )
-            rows: Any = (await session.execute(stmt)).all()
+            params = [
+                {"device_id": d, "boot_id": b, "seq": s, "ingested_at": now} for d, b, s in claim
+            ]
+            rows: Any = (await session.execute(stmt, params)).all()
             won = {(str(d), int(b), int(s)) for d, b, s in rows}
         fresh: list[Inbound] = []
         for item in items:
@@ -487,9 +528,19 @@ class BatchApplier:
         )
 
     async def _seen(self, session: AsyncSession, ids: set[str]) -> None:
+        # last_seen_at is for "is it alive" (minutes): written at most every few seconds
+        # per device, so busy devices do not serialise the workers on their devices row.
+        now = time.monotonic()
+        due = sorted(i for i in ids if self._seen_written.get(i, 0.0) + SEEN_WRITE_S <= now)
+        if not due:
+            return
+        if len(self._seen_written) > INFO_CACHE_MAX:
+            self._seen_written.clear()
+        for device_id in due:
+            self._seen_written[device_id] = now
         await session.execute(
             update(Device)
-            .where(Device.device_id.in_(sorted(ids)))
+            .where(Device.device_id.in_(due))
             .values(last_seen_at=utcnow())
             .execution_options(synchronize_session=False)
         )
@@ -533,7 +584,7 @@ class BatchApplier:
                     "received_at": now,
                 }
             )
-        ins = _insert(session, DeviceStatus).values(rows)
+        ins = _insert(session, DeviceStatus.__table__)
         cur = DeviceStatus.__table__.c
         stmt = ins.on_conflict_do_update(
             index_elements=["device_id", "spot"],
@@ -543,7 +594,7 @@ class BatchApplier:
                 and_(cur.boot_id != ins.excluded.boot_id, cur.ts_ms < ins.excluded.ts_ms),
             ),
         ).returning(cur.device_id, cur.spot)
-        returned: Any = (await session.execute(stmt)).all()
+        returned: Any = (await session.execute(stmt, rows)).all()
         applied = {(str(d), int(s)) for d, s in returned}
         stale = len(rows) - len(applied)
         if stale:
@@ -559,18 +610,12 @@ class BatchApplier:
                 spot_updates.append((info.station_id, st.spot, st))
             elif info.kind == DeviceKind.VEHICLE and info.vehicle_id is not None:
                 if st.battery_pct is not None:
-                    battery.append({"vid": info.vehicle_id, "pct": st.battery_pct})
-                await self._alert(session, item)
+                    battery.append({"vid": info.vehicle_id, "b": st.battery_pct, "v": None})
+                await self._alert_sampled(session, item)
         if spot_updates:
             await self._apply_spot_statuses(session, spot_updates, infos)
         if battery:
-            vehicles = Vehicle.__table__
-            await session.execute(
-                update(vehicles)
-                .where(vehicles.c.id == bindparam("vid"))
-                .values(battery_level=bindparam("pct")),
-                battery,
-            )
+            await _update_batteries(session, battery)
 
     async def _apply_spot_statuses(
         self,
@@ -669,35 +714,13 @@ class BatchApplier:
                 pos_rows.append({"vid": vid, "lat": t.lat, "lon": t.lon, "at": at})
             if t.battery_pct is not None or t.vae_pct is not None:
                 bat_rows.append({"vid": vid, "b": t.battery_pct, "v": t.vae_pct})
-        vehicles = Vehicle.__table__
         if pos_rows:
-            # Docked vehicles keep their station's position; older fixes never win.
-            await session.execute(
-                update(vehicles)
-                .where(
-                    vehicles.c.id == bindparam("vid"),
-                    vehicles.c.spot_id.is_(None),
-                    or_(vehicles.c.position_at.is_(None), vehicles.c.position_at < bindparam("at")),
-                )
-                .values(latitude=bindparam("lat"), longitude=bindparam("lon"),
-                        position_at=bindparam("at")),
-                pos_rows,
-            )
+            await _update_positions(session, pos_rows)
         # The alert rules (geofence, battery) see the newest fix of each vehicle per batch.
         for vid in sorted(latest_item):
-            await self._alert(session, latest_item[vid])
+            await self._alert_sampled(session, latest_item[vid])
         if bat_rows:
-            await session.execute(
-                update(vehicles)
-                .where(vehicles.c.id == bindparam("vid"))
-                .values(
-                    battery_level=func.coalesce(bindparam("b"), vehicles.c.battery_level),
-                    assist_battery_level=func.coalesce(
-                        bindparam("v"), vehicles.c.assist_battery_level
-                    ),
-                ),
-                bat_rows,
-            )
+            await _update_batteries(session, bat_rows)
 
     # -- events -----------------------------------------------------------------------
 
@@ -780,6 +803,19 @@ class BatchApplier:
     async def _alert(self, session: AsyncSession, item: Inbound) -> None:
         if self.alerts is not None:
             await self.alerts.on_device_message(session, item.device_id, item.msg)
+
+    async def _alert_sampled(self, session: AsyncSession, item: Inbound) -> None:
+        if self.alerts is None:
+            return
+        key = (item.device_id, item.channel)
+        now = time.monotonic()
+        if self._sampled.get(key, -1e18) + self.alert_sample_s > now:
+            self.stats.ignored["alert-sampled-out"] += 1
+            return
+        if len(self._sampled) > INFO_CACHE_MAX:
+            self._sampled.clear()
+        self._sampled[key] = now
+        await self.alerts.on_device_message(session, item.device_id, item.msg)
 
     async def _trip_result(
         self, session: AsyncSession, item: Inbound, result: trips.TripEventResult
@@ -864,6 +900,77 @@ class BatchApplier:
                 )
             )
         return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _pg(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+# Bulk updates: on PostgreSQL one statement over arrays (unnest) — a fixed SQL text,
+# prepared once, whatever the batch size; elsewhere an executemany.
+
+_PG_POSITIONS = text(
+    "UPDATE vehicles AS v SET latitude = u.lat, longitude = u.lon, position_at = u.at "
+    "FROM unnest(CAST(:vid AS integer[]), CAST(:lat AS float8[]), CAST(:lon AS float8[]), "
+    "CAST(:at AS timestamptz[])) AS u(vid, lat, lon, at) "
+    "WHERE v.id = u.vid AND v.spot_id IS NULL AND (v.position_at IS NULL OR v.position_at < u.at)"
+)
+_PG_BATTERIES = text(
+    "UPDATE vehicles AS v SET battery_level = COALESCE(u.b, v.battery_level), "
+    "assist_battery_level = COALESCE(u.v, v.assist_battery_level) "
+    "FROM unnest(CAST(:vid AS integer[]), CAST(:b AS integer[]), CAST(:v AS integer[])) "
+    "AS u(vid, b, v) WHERE v.id = u.vid"
+)
+
+
+async def _update_positions(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Docked vehicles keep their station's position; older fixes never win."""
+    if _pg(session):
+        await session.execute(
+            _PG_POSITIONS,
+            {
+                "vid": [r["vid"] for r in rows],
+                "lat": [r["lat"] for r in rows],
+                "lon": [r["lon"] for r in rows],
+                "at": [r["at"] for r in rows],
+            },
+        )
+        return
+    vehicles = Vehicle.__table__
+    await session.execute(
+        update(vehicles)
+        .where(
+            vehicles.c.id == bindparam("vid"),
+            vehicles.c.spot_id.is_(None),
+            or_(vehicles.c.position_at.is_(None), vehicles.c.position_at < bindparam("at")),
+        )
+        .values(latitude=bindparam("lat"), longitude=bindparam("lon"), position_at=bindparam("at")),
+        rows,
+    )
+
+
+async def _update_batteries(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """``b`` internal battery %, ``v`` e-assist battery % (None: unchanged)."""
+    if _pg(session):
+        await session.execute(
+            _PG_BATTERIES,
+            {
+                "vid": [r["vid"] for r in rows],
+                "b": [r["b"] for r in rows],
+                "v": [r["v"] for r in rows],
+            },
+        )
+        return
+    vehicles = Vehicle.__table__
+    await session.execute(
+        update(vehicles)
+        .where(vehicles.c.id == bindparam("vid"))
+        .values(
+            battery_level=func.coalesce(bindparam("b"), vehicles.c.battery_level),
+            assist_battery_level=func.coalesce(bindparam("v"), vehicles.c.assist_battery_level),
+        ),
+        rows,
+    )
 
 
 def _newer(a: m.Stamp, b: m.Stamp) -> bool:

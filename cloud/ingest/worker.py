@@ -58,7 +58,7 @@ class IngestWorker:
         shared: bool = True,
         group: str = "ingest",
         clean_session: bool = False,
-        batch_max: int = 200,
+        batch_max: int = 1000,
         heartbeat_s: int = 30,
         death_slack_ms: int = DEFAULT_DEATH_SLACK_MS,
         retention: timedelta = timedelta(days=7),
@@ -92,6 +92,8 @@ class IngestWorker:
         self._task: asyncio.Task[None] | None = None
         self._prune_task: asyncio.Task[None] | None = None
         self._busy = False
+        self._decoding = False
+        self._stage: asyncio.Queue[tuple[list[Received], list[Inbound]]] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -136,26 +138,51 @@ class IngestWorker:
     @property
     def idle(self) -> bool:
         """Nothing received is waiting or being applied (for tests and benchmarks)."""
-        return not self._busy and self._consumer.backlog == 0
+        return (
+            not self._busy
+            and not self._decoding
+            and (self._stage is None or self._stage.empty())
+            and self._consumer.backlog == 0
+        )
 
     # -- the loop -----------------------------------------------------------------------
 
     async def _run(self) -> None:
+        # Two stages: batch N+1 is decoded while batch N waits on the database.
+        decoded: asyncio.Queue[tuple[list[Received], list[Inbound]]] = asyncio.Queue(maxsize=1)
+        self._stage = decoded
+        decoder = asyncio.create_task(self._decode_loop(decoded), name=f"decode:{self.client_id}")
+        try:
+            while True:
+                items, batch = await decoded.get()
+                self._busy = True
+                try:
+                    await self._handle(items, batch)
+                finally:
+                    self._busy = False
+        finally:
+            decoder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await decoder
+
+    async def _decode_loop(
+        self, out: asyncio.Queue[tuple[list[Received], list[Inbound]]]
+    ) -> None:
         while True:
             items = await self._consumer.next_batch(self.batch_max)
-            self._busy = True
+            self._decoding = True
             try:
-                await self._handle(items)
+                batch: list[Inbound] = []
+                for item in items:
+                    self.stats.received += 1
+                    inbound = self._decode(item)
+                    if inbound is not None:
+                        batch.append(inbound)
             finally:
-                self._busy = False
+                self._decoding = False
+            await out.put((items, batch))
 
-    async def _handle(self, items: list[Received]) -> None:
-        decoded: list[Inbound] = []
-        for item in items:
-            self.stats.received += 1
-            inbound = self._decode(item)
-            if inbound is not None:
-                decoded.append(inbound)
+    async def _handle(self, items: list[Received], decoded: list[Inbound]) -> None:
         outcome = await self._apply(decoded)
         for reply in outcome.replies:
             self._consumer.publish(reply.topic, reply.payload, reply.qos)

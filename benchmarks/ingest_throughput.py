@@ -1,0 +1,278 @@
+"""Ingest throughput: status + telemetry messages per second through real Mosquitto into the
+ingest workers (decode, dedupe, state upserts in PostgreSQL, telemetry to InfluxDB),
+against a bare paho subscriber draining the same broker in the same run.
+
+Method (same for both, so the publisher's speed never limits either): the consumer's
+persistent session is subscribed, then disconnected; N messages are published into the
+broker queue; the consumer reconnects and the time to drain the N messages is measured.
+For ingest "drained" means applied and committed (the worker's PUBACK follows its commit).
+A bare aiomqtt subscriber is measured too (paho vs aiomqtt for the ingest's MQTT side).
+
+    .venv/bin/python benchmarks/ingest_throughput.py [--messages 20000] [--workers 2]
+
+Last line: ``ingest ratio: X (ingest N msg/s, bare M msg/s)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import aiomqtt
+import paho.mqtt.client as mqtt
+from sqlalchemy import func, select
+
+from kickstand.cloud.alerts.engine import AlertEngine
+from kickstand.cloud.db import create_engine, create_sessionmaker
+from kickstand.cloud.ingest import IngestWorker
+from kickstand.cloud.ingest.tables import DeviceStatus
+from kickstand.cloud.migrations import upgrade
+from kickstand.cloud.models import Device, DeviceKind, Network, Vehicle, VehicleType
+from kickstand.cloud.seed import seed_demo
+from kickstand.cloud.telemetry import open_telemetry_store
+from kickstand.protocol import topics
+from kickstand.protocol.v1 import codec
+from kickstand.protocol.v1 import enums as pe
+from kickstand.protocol.v1 import messages as m
+from kickstand.testing import InfluxService, MosquittoService, PostgresServer
+
+STATIONS = [f"st-{i:04d}" for i in range(1, 5)]
+VEHICLES = [f"vh-LY{i:04d}" for i in range(1, 13)] + [f"vh-LYF{i:03d}" for i in range(1, 5)]
+
+
+async def add_fleet(db_url: str, vehicles: int) -> None:
+    """Free-floating vehicles (device + vehicle rows) on top of the demo network."""
+    engine = create_engine(db_url)
+    async with create_sessionmaker(engine)() as s, s.begin():
+        network_id = (await s.execute(select(Network.id))).scalars().first()
+        for i in range(1, vehicles + 1):
+            serial = f"BX{i:04d}"
+            s.add(Device(device_id=f"vh-{serial}", kind=DeviceKind.VEHICLE))
+            s.add(Vehicle(serial_number=serial, vehicle_type=VehicleType.KICK_SCOOTER,
+                          network_id=network_id, device_id=f"vh-{serial}", battery_level=90))
+            VEHICLES.append(f"vh-{serial}")
+    await engine.dispose()
+
+
+def build_messages(n: int) -> list[tuple[str, bytes]]:
+    """Half status, half telemetry, spread over the seeded stations and vehicles."""
+    boot = 7
+    seqs: dict[str, int] = {}
+    ts0 = time.time_ns() // 1_000_000 - n
+    out: list[tuple[str, bytes]] = []
+    devices = STATIONS + VEHICLES
+    for i in range(n):
+        dev = devices[i % len(devices)]
+        seqs[dev] = seqs.get(dev, 0) + 1
+        stamp = m.Stamp(boot, seqs[dev], ts0 + i)
+        body: m.UpBody
+        if dev.startswith("st-"):
+            if i % 2:
+                spot = 1 + (i // len(devices)) % 6
+                locked = (i // 7) % 2 == 0
+                body = m.Status(
+                    spot,
+                    pe.SpotState.DOCKED_LOCKED if locked else pe.SpotState.EMPTY,
+                    pe.LockState.LOCKED if locked else pe.LockState.OPEN,
+                )
+            else:
+                body = m.Telemetry(
+                    temperature_c=21.5, spot_temperatures_c=((1, 22.0), (2, 22.5)),
+                    energy_wh=1000 + i, power_w=40,
+                )
+        elif i % 2:
+            body = m.Status(0, pe.DeviceState.LOCKED, battery_pct=80 + i % 20)
+        else:
+            body = m.Telemetry(
+                lat=45.76 + (i % 100) * 1e-4, lon=4.83 + (i % 50) * 1e-4,
+                speed_kmh=12.5, heading_deg=90, battery_pct=80, vae_pct=60,
+            )
+        out.append((topics.up(dev, codec.channel_of(body)), codec.encode_up(stamp, body)))
+    return out
+
+
+def publish_all(broker: MosquittoService, messages: list[tuple[str, bytes]]) -> float:
+    """Publish at QoS 1 with the cloud account (it may write ks/#); returns seconds."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{uuid.uuid4().hex[:6]}")
+    client.username_pw_set(broker.cloud_username, broker.cloud_password)
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    done = threading.Event()
+    acked = 0
+
+    def on_publish(_c: object, _u: object, _mid: int, _rc: object, _p: object) -> None:
+        nonlocal acked
+        acked += 1
+        if acked == len(messages):
+            done.set()
+
+    client.on_publish = on_publish
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    t0 = time.perf_counter()
+    for topic, payload in messages:
+        client.publish(topic, payload, qos=1)
+    done.wait(120)
+    elapsed = time.perf_counter() - t0
+    client.disconnect()
+    client.loop_stop()
+    return elapsed
+
+
+def bare_paho(broker: MosquittoService, messages: list[tuple[str, bytes]]) -> float:
+    client_id = f"bench-bare-{uuid.uuid4().hex[:6]}"
+    received = 0
+    target = len(messages)
+    done = threading.Event()
+    subscribed = threading.Event()
+
+    def on_message(_c: object, _u: object, _msg: mqtt.MQTTMessage) -> None:
+        nonlocal received
+        received += 1
+        if received >= target:
+            done.set()
+
+    def make() -> mqtt.Client:
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+        c.username_pw_set(broker.cloud_username, broker.cloud_password)
+        c.on_message = on_message
+        c.on_subscribe = lambda *_a: subscribed.set()
+        return c
+
+    c = make()
+    c.connect(broker.host, broker.port)
+    c.loop_start()
+    c.subscribe(f"{topics.ROOT}/d/+/+", qos=1)
+    subscribed.wait(10)
+    c.disconnect()
+    c.loop_stop()
+    publish_all(broker, messages)
+    c = make()
+    t0 = time.perf_counter()
+    c.connect(broker.host, broker.port)
+    c.loop_start()
+    done.wait(120)
+    elapsed = time.perf_counter() - t0
+    c.disconnect()
+    c.loop_stop()
+    if received < target:
+        raise RuntimeError(f"bare paho got {received}/{target}")
+    return elapsed
+
+
+async def bare_aiomqtt(broker: MosquittoService, messages: list[tuple[str, bytes]]) -> float:
+    ident = f"bench-aio-{uuid.uuid4().hex[:6]}"
+    kwargs = dict(username=broker.cloud_username, password=broker.cloud_password,
+                  identifier=ident, clean_session=False)
+    async with aiomqtt.Client(broker.host, broker.port, **kwargs) as c:  # type: ignore[arg-type]
+        await c.subscribe(f"{topics.ROOT}/d/+/+", qos=1)
+    await asyncio.to_thread(publish_all, broker, messages)
+    received = 0
+    t0 = time.perf_counter()
+    async with aiomqtt.Client(broker.host, broker.port, **kwargs) as c:  # type: ignore[arg-type]
+        async for _ in c.messages:
+            received += 1
+            if received >= len(messages):
+                break
+    return time.perf_counter() - t0
+
+
+async def ingest(
+    broker: MosquittoService, db_url: str, influx: InfluxService | None,
+    messages: list[tuple[str, bytes]], workers: int, batch_max: int, tmp: Path,
+    with_alerts: bool = True,
+) -> tuple[float, list[IngestWorker]]:
+    engine = create_engine(db_url, pool_size=workers + 2)
+    maker = create_sessionmaker(engine)
+    group = f"bench{uuid.uuid4().hex[:6]}"
+    store = open_telemetry_store(
+        influx.url if influx else None, influx.database if influx else "kickstand",
+        spool_dir=tmp / "spool", local_path=tmp / "telemetry.sqlite3",
+    )
+    alerts = AlertEngine() if with_alerts else None
+    ids = [f"{group}-{n}" for n in range(workers)]
+
+    def make(client_id: str) -> IngestWorker:
+        return IngestWorker(broker.url, maker, telemetry=store, client_id=client_id,
+                            group=group, batch_max=batch_max, alerts=alerts)
+
+    async with store:
+        # Subscribe the persistent sessions, then go away: the broker queues for them.
+        for cid in ids:
+            w = make(cid)
+            await w.start()
+            await w.stop()
+        await asyncio.to_thread(publish_all, broker, messages)
+        running = [make(cid) for cid in ids]
+        t0 = time.perf_counter()
+        for w in running:
+            await w.start()
+        target = len(messages)
+        while sum(w.stats.received for w in running) < target or not all(w.idle for w in running):
+            await asyncio.sleep(0.005)
+        elapsed = time.perf_counter() - t0
+        for w in running:
+            await w.stop()
+        await store.flush()
+        async with maker() as s:
+            statuses = await s.scalar(select(func.count()).select_from(DeviceStatus))
+        print(f"  state rows (device_status): {statuses}; telemetry written: {store.stats.written}")
+    await engine.dispose()
+    return elapsed, running
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch-max", type=int, default=1000)
+    parser.add_argument("--no-influx", action="store_true")
+    parser.add_argument("--fleet", type=int, default=200, help="extra vehicles sending")
+    parser.add_argument("--no-alerts", action="store_true", help="without the fleet alert rules")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    n = args.messages
+    with tempfile.TemporaryDirectory() as tmpdir, MosquittoService() as broker, \
+            PostgresServer() as pg:
+        tmp = Path(tmpdir)
+        influx_cm = None if args.no_influx else InfluxService()
+        influx = influx_cm.__enter__() if influx_cm else None
+        try:
+            db_url = pg.create_database()
+            engine = create_engine(db_url)
+            await upgrade(engine)
+            async with create_sessionmaker(engine)() as s, s.begin():
+                await seed_demo(s)
+            await engine.dispose()
+            await add_fleet(db_url, args.fleet)
+            messages = build_messages(n)
+
+            bare_s = await asyncio.to_thread(bare_paho, broker, messages)
+            aio_s = await bare_aiomqtt(broker, messages)
+            ingest_s, workers = await ingest(
+                broker, db_url, influx, messages, args.workers, args.batch_max, tmp,
+                with_alerts=not args.no_alerts,
+            )
+        finally:
+            if influx_cm is not None:
+                influx_cm.__exit__(None, None, None)
+    bare, aio, ing = n / bare_s, n / aio_s, n / ingest_s
+    rejected = sum(sum(w.stats.rejected.values()) for w in workers)
+    batches = sum(w.stats.batches for w in workers)
+    print(f"messages: {n} (status + telemetry, {len(STATIONS)} stations, {len(VEHICLES)} vehicles)")
+    print(f"bare paho subscriber:    {bare:9.0f} msg/s")
+    print(f"bare aiomqtt subscriber: {aio:9.0f} msg/s")
+    print(f"ingest ({args.workers} workers, paho thread + asyncio, PostgreSQL, "
+          f"{'InfluxDB' if not args.no_influx else 'local store'}): {ing:9.0f} msg/s, "
+          f"{batches} batches (avg {n / max(batches, 1):.0f} msg), rejected {rejected}")
+    print(f"ingest ratio: {ing / bare:.2f} (ingest {ing:.0f} msg/s, bare {bare:.0f} msg/s)")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
