@@ -28,7 +28,7 @@ def _parser() -> argparse.ArgumentParser:
         help="plain subscription ks/v1/d/+/+ (brokers without $share; run ONE worker)",
     )
     parser.add_argument("--client-id-prefix", default=f"ingest-{socket.gethostname()}")
-    parser.add_argument("--batch-max", type=int, default=200)
+    parser.add_argument("--batch-max", type=int, default=1000)
     parser.add_argument("--heartbeat-s", type=int, default=30)
     return parser
 
