@@ -293,7 +293,7 @@ class StationAgent:
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._first_round_then_poll(), name="station-poll")
-                tg.create_task(self.link.run(), name="station-link")
+                tg.create_task(self._link_after_first_round(), name="station-link")
                 tg.create_task(self._badges(), name="station-badges")
                 tg.create_task(self._inputs_loop(), name="station-inputs")
                 tg.create_task(self._telemetry_loop(), name="station-telemetry")
@@ -310,6 +310,11 @@ class StationAgent:
             self.queue.close()
             self.replay_guard.close()
         return self._result
+
+    async def _link_after_first_round(self) -> None:
+        # The birth's inventory carries every board's firmware: read them first.
+        await self.ready.wait()
+        await self.link.run()
 
     async def _stopper(self) -> None:
         await self._stop.wait()

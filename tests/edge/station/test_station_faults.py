@@ -32,6 +32,7 @@ from kickstand.protocol.v1.messages import (
 from kickstand.simulators.spotboard import firmware_image
 from kickstand.simulators.station.cloudpeer import CloudPeer, eventually
 from kickstand.simulators.station.sim import StationRig
+from kickstand.testing import MosquittoService
 
 
 async def test_board_stops_answering_others_keep_working(rig: StationRig,
@@ -198,3 +199,25 @@ async def test_firmware_update_of_a_spot_board(rig: StationRig, cloud: CloudPeer
     await cloud.wait_until(lambda: statuses(cid) == [ResultStatus.ACCEPTED, ResultStatus.FAILED])
     assert FirmwareState.VERIFY_FAILED in [b.state for b in cloud.bodies(dev, FirmwareStatus)]
     assert rig.sim.boards[3].firmware == "sb-1.4.2"
+
+
+async def test_wrong_board_firmware_is_reported_once(
+    mosquitto: MosquittoService, cloud: CloudPeer, tmp_path: Path
+) -> None:
+    async with StationRig("st-fwbad01", mosquitto.host, mosquitto.port,
+                          command_keys=[cloud.public_key_hex], workdir=tmp_path, spots=2,
+                          nfc=False, expected_board_firmware="sb-1.4.2") as rig:
+        rig.sim.set_board_firmware(2, "sb-0.9.1")
+        rig.sim.silence(2)  # board reboots with its (old) firmware
+        await cloud.wait_for(rig.device_id, lambda r: r.body == BoardFault(2, "no answer"))
+        rig.sim.silence(2, False)
+        fault = await cloud.wait_for(
+            rig.device_id,
+            lambda r: isinstance(r.body, BoardFault) and "firmware" in r.body.reason,
+        )
+        assert fault.body == BoardFault(2, "firmware sb-0.9.1, expected sb-1.4.2")
+        birth = cloud.view(rig.device_id).births[-1]
+        assert birth.inventory[0].firmware == "sb-1.4.2"
+        assert rig.agent is not None
+        await eventually(lambda: rig.agent is not None
+                         and rig.agent.spots[2].firmware == "sb-0.9.1")
