@@ -88,7 +88,7 @@ async def badge_presented(
             Badge.link_expires_at >= at,
         )
         .order_by(Badge.id.desc())
-        .with_for_update()
+        .with_for_update(key_share=True)
     )
     for badge in (await session.scalars(stmt)).all():
         if badge.link_spot_id is not None and spot_number is not None:

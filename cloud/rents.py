@@ -11,6 +11,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -87,7 +88,9 @@ async def open_rent(
 ) -> tuple[Rent, UnlockTarget]:
     """Check the rules and hold the vehicle with a pending rent (flushed, not committed)."""
     # Serialise this rider's rent requests (the simultaneous-rent limit is per rider).
-    await session.execute(select(User.id).where(User.id == user.id).with_for_update())
+    # FOR NO KEY UPDATE on PostgreSQL: it does not conflict with the KEY SHARE locks that
+    # foreign-key checks of concurrent inserts (idempotency keys, rents) take on the row.
+    await session.execute(select(User.id).where(User.id == user.id).with_for_update(key_share=True))
     vehicle, spot, station = await _target_vehicle(session, spot_id, vehicle_id)
     network = await session.get_one(Network, vehicle.network_id)
     # Unlock windows that closed without news from the device must not hold anything.
@@ -118,24 +121,24 @@ async def open_rent(
         raise RentRefusedError("this vehicle's battery is too low to rent", reason="battery-low")
     if user.wallet_balance <= 0:
         raise RentRefusedError("your wallet is empty: top it up to rent", reason="wallet-empty")
-    busy = await session.scalar(
-        select(func.count())
-        .select_from(Trip)
-        .where(Trip.vehicle_id == vehicle.id, Trip.status.in_(ACTIVE_TRIP_STATUSES))
-    )
+
+    def count(model: type[Trip] | type[Rent], *where: Any) -> Any:
+        return select(func.count()).select_from(model).where(*where).scalar_subquery()
+
+    # One round trip for the three counts.
+    counts = (
+        await session.execute(
+            select(
+                count(Trip, Trip.vehicle_id == vehicle.id, Trip.status.in_(ACTIVE_TRIP_STATUSES)),
+                count(Rent, Rent.user_id == user.id, Rent.status.in_(ACTIVE_RENT_STATUSES)),
+                count(Trip, Trip.user_id == user.id, Trip.status.in_(ACTIVE_TRIP_STATUSES)),
+            )
+        )
+    ).one()
+    busy, active_rents, active_trips = (int(c or 0) for c in counts)
     if busy:
         raise ConflictError("this vehicle is already rented", reason="vehicle-rented")
-    active_rents = await session.scalar(
-        select(func.count())
-        .select_from(Rent)
-        .where(Rent.user_id == user.id, Rent.status.in_(ACTIVE_RENT_STATUSES))
-    )
-    active_trips = await session.scalar(
-        select(func.count())
-        .select_from(Trip)
-        .where(Trip.user_id == user.id, Trip.status.in_(ACTIVE_TRIP_STATUSES))
-    )
-    if (active_rents or 0) + (active_trips or 0) >= network.max_simultaneous_rented_vehicle:
+    if active_rents + active_trips >= network.max_simultaneous_rented_vehicle:
         raise RentRefusedError(
             f"you already rent {network.max_simultaneous_rented_vehicle} vehicle(s), "
             "the most this network allows; return one first",
@@ -183,7 +186,7 @@ async def apply_unlock_outcome(
     unlock_window_s: int = 60,
 ) -> Rent:
     """Record the device's answer. A rent the removal already started stays started."""
-    rent = await session.get(Rent, rent_id, with_for_update=True)
+    rent = await session.get(Rent, rent_id, with_for_update={"key_share": True})
     if rent is None:
         raise NotFoundError("rent", rent_id)
     if rent.status != RentStatus.PENDING:

@@ -19,7 +19,10 @@ Rules:
   station while the first was offline) is reconciled: the trip is created and finished
   at the recorded dock time.
 * One vehicle is never in two trips (partial unique index ``uq_trips_vehicle_active``;
-  the vehicle row is locked ``FOR UPDATE`` on PostgreSQL, SQLite serialises writers).
+  the vehicle row is locked on PostgreSQL, SQLite serialises writers).
+* Row locks are ``FOR NO KEY UPDATE`` (``key_share=True``): they never conflict with the
+  KEY SHARE locks that foreign-key checks of concurrent inserts take, so an API process
+  opening a rent and an ingest worker ending a trip cannot deadlock on user/vehicle rows.
 """
 
 from __future__ import annotations
@@ -178,7 +181,7 @@ async def _station_spot(
 
 
 async def _lock_vehicle(session: AsyncSession, **where: Any) -> Vehicle | None:
-    stmt = select(Vehicle).filter_by(**where).with_for_update()
+    stmt = select(Vehicle).filter_by(**where).with_for_update(key_share=True)
     return (await session.scalars(stmt)).first()
 
 
@@ -195,7 +198,7 @@ async def _trip_started_at(session: AsyncSession, vehicle_id: int, at: datetime)
 async def get_trip(session: AsyncSession, trip_id: int, *, lock: bool = False) -> Trip:
     stmt = select(Trip).where(Trip.id == trip_id)
     if lock:
-        stmt = stmt.with_for_update()
+        stmt = stmt.with_for_update(key_share=True)
     trip = (await session.scalars(stmt)).first()
     if trip is None:
         raise NotFoundError("trip", trip_id)
@@ -262,7 +265,7 @@ async def _bill(session: AsyncSession, trip: Trip) -> None:
             )
         )
     ).first()
-    user = await session.get_one(User, trip.user_id, with_for_update=True)
+    user = await session.get_one(User, trip.user_id, with_for_update={"key_share": True})
     if existing is None:
         session.add(
             WalletTransaction(
@@ -336,7 +339,7 @@ async def _find_rent(
 ) -> Rent | None:
     if rent_id is not None:
         try:
-            rent = await session.get(Rent, int(rent_id), with_for_update=True)
+            rent = await session.get(Rent, int(rent_id), with_for_update={"key_share": True})
         except (TypeError, ValueError):
             rent = None
         if rent is not None and rent.status in STARTABLE_RENT_STATUSES:
@@ -349,7 +352,7 @@ async def _find_rent(
             Rent.status.in_(STARTABLE_RENT_STATUSES),
         )
         .order_by(Rent.id.desc())
-        .with_for_update()
+        .with_for_update(key_share=True)
     )
     for rent in (await session.scalars(stmt)).all():
         # A timed-out unlock only counts while its window is open (device time).
@@ -603,7 +606,9 @@ async def vehicle_unlocked_freefloat(
     )
     if rent_id is not None:
         stmt = stmt.where(Rent.id == int(rent_id))
-    rent = (await session.scalars(stmt.order_by(Rent.id.desc()).with_for_update())).first()
+    rent = (
+        await session.scalars(stmt.order_by(Rent.id.desc()).with_for_update(key_share=True))
+    ).first()
     if rent is None:
         outbox.emit(
             session,
@@ -769,7 +774,7 @@ async def stop_billing(session: AsyncSession, trip_id: int, at: datetime | None)
 async def rent_expired(session: AsyncSession, rent_id: int, at: datetime) -> Rent:
     """The lock opened (or might have) but nobody took the vehicle: no trip, no cost."""
     _aware(at)
-    rent = await session.get(Rent, rent_id, with_for_update=True)
+    rent = await session.get(Rent, rent_id, with_for_update={"key_share": True})
     if rent is None:
         raise NotFoundError("rent", rent_id)
     if rent.status in STARTABLE_RENT_STATUSES:
@@ -817,7 +822,9 @@ async def end_overdue_holds(session: AsyncSession, now: datetime) -> list[Trip]:
         deadline = trip.on_hold_since + timedelta(seconds=max_pause)
         if now < deadline:
             continue
-        vehicle = await session.get_one(Vehicle, trip.vehicle_id, with_for_update=True)
+        vehicle = await session.get_one(
+            Vehicle, trip.vehicle_id, with_for_update={"key_share": True}
+        )
         vehicle.state = VehicleState.AVAILABLE
         await _finish(
             session,

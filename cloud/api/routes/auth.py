@@ -99,7 +99,7 @@ async def refresh(
         await session.scalars(
             select(RefreshToken)
             .where(RefreshToken.token_hash == hash_refresh_token(credentials.credentials))
-            .with_for_update()
+            .with_for_update(key_share=True)
         )
     ).first()
     if row is None:

@@ -92,21 +92,6 @@ async def rent_public(
     )
 
 
-async def _claim(
-    maker: async_sessionmaker[AsyncSession], user_id: int, key: str, request_hash: str
-) -> bool:
-    async with maker() as session:
-        session.add(
-            IdempotencyKey(user_id=user_id, key=key, operation=OPERATION, request_hash=request_hash)
-        )
-        try:
-            await session.commit()
-            return True
-        except IntegrityError:
-            await session.rollback()
-            return False
-
-
 async def _replay(
     maker: async_sessionmaker[AsyncSession],
     user_id: int,
@@ -246,18 +231,6 @@ async def _store(
     row.completed_at = datetime.now(UTC)
 
 
-async def _release(maker: async_sessionmaker[AsyncSession], user_id: int, key: str) -> None:
-    async with maker() as session:
-        await session.execute(
-            delete(IdempotencyKey).where(
-                IdempotencyKey.user_id == user_id,
-                IdempotencyKey.operation == OPERATION,
-                IdempotencyKey.key == key,
-            )
-        )
-        await session.commit()
-
-
 async def _unlock(
     gateway: CommandGateway, target: UnlockTarget, rent_id: int, timeout_s: float
 ) -> UnlockOutcome:
@@ -342,27 +315,37 @@ async def create_rent(
 ) -> JSONResponse:
     user_id = user.id
     request_hash = _request_hash(body)
-    if not await _claim(maker, user_id, idempotency_key, request_hash):
-        return await _replay(
-            maker, user_id, idempotency_key, request_hash, settings.COMMAND_TIMEOUT_S + 5
-        )
-
     window = settings.RENT_UNLOCK_WINDOW_S
-    try:
-        async with maker() as session:
+    # One transaction claims the key and opens the rent (a refusal is stored under the
+    # key instead); a concurrent request with the same key waits on the key's unique
+    # index, then replays.
+    async with maker() as session:
+        session.add(
+            IdempotencyKey(
+                user_id=user_id, key=idempotency_key, operation=OPERATION, request_hash=request_hash
+            )
+        )
+        try:
+            await session.flush()
+        except IntegrityError:
+            await session.rollback()
+            claimed = False
+        else:
+            claimed = True
+        if claimed:
             rider = await session.get_one(User, user_id)
             try:
-                rent, target = await open_rent(
-                    session,
-                    rider,
-                    spot_id=body.spot_id,
-                    vehicle_id=body.vehicle_id,
-                    idempotency_key=idempotency_key,
-                    now=datetime.now(UTC),
-                    unlock_window_s=window,
-                )
+                async with session.begin_nested():
+                    rent, target = await open_rent(
+                        session,
+                        rider,
+                        spot_id=body.spot_id,
+                        vehicle_id=body.vehicle_id,
+                        idempotency_key=idempotency_key,
+                        now=datetime.now(UTC),
+                        unlock_window_s=window,
+                    )
             except (RentRefusedError, ConflictError, NotFoundError) as exc:
-                await session.rollback()
                 if isinstance(exc, RentRefusedError):
                     err = rent_refused(exc)
                 elif isinstance(exc, ConflictError):
@@ -374,11 +357,10 @@ async def create_rent(
                 raise err from exc
             await session.commit()
             rent_id = rent.id
-    except ApiError:
-        raise
-    except BaseException:
-        await _release(maker, user_id, idempotency_key)
-        raise
+    if not claimed:
+        return await _replay(
+            maker, user_id, idempotency_key, request_hash, settings.COMMAND_TIMEOUT_S + 5
+        )
 
     outcome = await _unlock(gateway, target, rent_id, settings.COMMAND_TIMEOUT_S)
 

@@ -83,8 +83,8 @@ async def telemetry_lifespan(app: FastAPI, settings: Settings) -> AsyncIterator[
     """
     store: TelemetryStore | None = None
     for name in ("api", f"api-{os.getpid()}"):
-        candidate = telemetry_store_from_settings(settings, name=name)
         try:
+            candidate = telemetry_store_from_settings(settings, name=name)
             await candidate.start()
         except SpoolLockedError:
             continue

@@ -301,3 +301,26 @@ async def test_a_key_abandoned_by_a_dead_process_is_recovered(api: Api) -> None:
     )
     assert r.status_code == 201, r.text
     assert api.gateway.calls == [("spot", "st-0002", "3", str(r.json()["data"]["rent_id"]))]
+
+
+@BOTH_DATABASES
+async def test_one_rider_many_concurrent_unlocks_respects_the_limit(api: Api) -> None:
+    auth = await api.login()
+    api.gateway.delay = 0.05
+    spots = [await spot_id(api, "st-0003", n) for n in (1, 2, 3)] + [
+        await spot_id(api, "st-0004", 1)
+    ]
+    answers = await asyncio.gather(
+        *(
+            api.client.post(
+                "/v1/rents",
+                json={"spot_id": sid},
+                headers={**auth, "Idempotency-Key": f"burst-{sid}"},
+            )
+            for sid in spots
+        )
+    )
+    codes = sorted(r.status_code for r in answers)
+    assert codes == [201, 201, 409, 409], [r.text for r in answers]  # the demo network allows 2
+    assert {r.json()["reason"] for r in answers if r.status_code == 409} == {"too-many-rents"}
+    assert await count_rents(api) == 2
