@@ -101,6 +101,9 @@ class AlertConfig:
     idle_s: int = 72 * 3600
     #: A cause recurring within this time after its alert stopped reopens that alert.
     flap_window_s: int = 600
+    #: A recurrence on an open alert writes a `fleet_alert.updated` event only if the cause
+    #: was quiet for this long before (or the severity rose); it is always counted.
+    recurrence_event_min_s: int = 60
 
 
 @dataclass(frozen=True)
@@ -327,7 +330,7 @@ class AlertEngine:
                 alert.state = AlertState.NEW
                 alert.stopped_at = None
                 self.counters["reopened"] += 1
-                return self._recur(session, alert, severity, merged_extra, now)
+                return self._recur(session, alert, severity, merged_extra, now, notify=True)
             fresh = FleetAlert(
                 network_id=subject.network_id,
                 alert_type=alert_type,
@@ -421,15 +424,24 @@ class AlertEngine:
         severity: AlertSeverity,
         extra: dict[str, Any],
         now: datetime,
+        *,
+        notify: bool = False,
     ) -> AlertChange:
+        previous = alert.last_seen_at
         alert.occurrences += 1
         alert.last_seen_at = now
         alert.modified_at = now
         if severity.rank > AlertSeverity(alert.severity).rank:
             alert.severity = severity
+            notify = True
         alert.extra = {**(alert.extra or {}), **outbox.jsonable(extra)}
         self.counters["recurrences"] += 1
-        return self._emit(session, alert, t.ALERT_UPDATED)
+        quiet_s = self.config.recurrence_event_min_s
+        if notify or previous is None or (now - _aware(previous)).total_seconds() >= quiet_s:
+            return self._emit(session, alert, t.ALERT_UPDATED)
+        # A sensor repeating itself: counted on the alert, no outbox event (no webhook flood).
+        self.counters["recurrences_unannounced"] += 1
+        return AlertChange(alert, t.ALERT_UPDATED)
 
     def _emit(self, session: AsyncSession, alert: FleetAlert, topic: str) -> AlertChange:
         outbox.emit(session, topic, "fleet_alert", alert.id, alert_payload(alert))
