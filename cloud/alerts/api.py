@@ -10,10 +10,8 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field, field_validator
-from sqlalchemy import func, select
 
 from kickstand.cloud.alerts import service
-from kickstand.cloud.alerts.models import FleetAlert
 from kickstand.cloud.alerts.types import AlertSeverity, AlertState, AlertType
 from kickstand.cloud.api.deps import CurrentUser, SessionDep
 from kickstand.cloud.api.errors import ApiError, ErrorCode
@@ -144,13 +142,11 @@ async def get_fleet_alerts_history(
     rows = await service.alert_history(session, filters)
     more = len(rows) > page_size
     rows = rows[:page_size]
-    total = await session.scalar(
-        select(func.count()).select_from(FleetAlert).where(FleetAlert.network_id.in_(networks))
-    )
+    total = await service.count_history(session, filters)
     return {
         "code": 0,
         "data": await service.describe(session, rows),
-        "total": int(total or 0),
+        "total": total,
         "next_primary_key": rows[-1].id if more and rows else None,
     }
 

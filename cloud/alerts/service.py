@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, ScalarResult, and_, case, func, or_, select
+from sqlalchemy import ColumnElement, ScalarResult, Select, and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kickstand.cloud import outbox
@@ -96,12 +96,7 @@ async def current_alerts(session: AsyncSession, networks: Sequence[int]) -> list
     return list(rows)
 
 
-async def alert_history(session: AsyncSession, f: HistoryFilters) -> list[FleetAlert]:
-    """Seed 002 "Get fleet alerts history": every alert of the networks, filtered, one page.
-
-    Keyset pagination: pass the last id of a page as ``last_primary_key`` for the next one.
-    With ``sort_by``, pages follow (sort key, id), the key of the last row looked up by id.
-    """
+def _filtered(f: HistoryFilters) -> Select[tuple[FleetAlert]]:
     query = select(FleetAlert).where(FleetAlert.network_id.in_(list(f.networks)))
     if f.state:
         query = query.where(FleetAlert.state.in_(list(f.state)))
@@ -141,6 +136,22 @@ async def alert_history(session: AsyncSession, f: HistoryFilters) -> list[FleetA
                 select(Vehicle.id).where(Vehicle.serial_number == f.serial_number)
             )
         )
+    return query
+
+
+async def count_history(session: AsyncSession, f: HistoryFilters) -> int:
+    """How many alerts match the filters (all pages)."""
+    total = await session.scalar(select(func.count()).select_from(_filtered(f).subquery()))
+    return int(total or 0)
+
+
+async def alert_history(session: AsyncSession, f: HistoryFilters) -> list[FleetAlert]:
+    """Seed 002 "Get fleet alerts history": every alert of the networks, filtered, one page.
+
+    Keyset pagination: pass the last id of a page as ``last_primary_key`` for the next one.
+    With ``sort_by``, pages follow (sort key, id), the key of the last row looked up by id.
+    """
+    query = _filtered(f)
     pk_desc = f.primary_key_dir == "DESC"
     pk_order = FleetAlert.id.desc() if pk_desc else FleetAlert.id.asc()
     if f.sort_by is None:

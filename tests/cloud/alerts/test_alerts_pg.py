@@ -272,6 +272,7 @@ async def test_fleet_alerts_api(env: Env, api: httpx.AsyncClient) -> None:
     assert everything["total"] == 4
     assert [a["id"] for a in everything["data"]] == sorted(ids.values(), reverse=True)
     resolved = await history(resolved_at_min=datetime.now(UTC).date().isoformat())
+    assert resolved["total"] == 2
     assert {a["id"] for a in resolved["data"]} == {
         ids["station-power-cut"],
         ids["spot-identify-fail"],
