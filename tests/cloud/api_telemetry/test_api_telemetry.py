@@ -356,3 +356,60 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+@pytest.mark.parametrize("influx_url", [None, "http://127.0.0.1:9"])
+async def test_store_that_cannot_open_leaves_the_api_up(
+    sqlite_url: str, tmp_path: Path, influx_url: str | None
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where VAR_DIR should be")
+    settings = Settings(
+        DATABASE_URL=sqlite_url, VAR_DIR=blocker, JWT_SECRET=JWT, INFLUX_URL=influx_url
+    )
+    engine = create_engine(sqlite_url)
+    app = create_app(settings, engine=engine)
+    async with app.router.lifespan_context(app):
+        assert app.state.telemetry_store is None
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            assert (await client.get("/health")).status_code == 200
+            tapi = TelemetryApi(
+                app, client, create_sessionmaker(engine), demo_refs(sqlite_url), settings,
+                None,
+                "none",
+            )
+            r = await client.get(
+                f"/v1/dashboard/vehicles/{tapi.demo.vehicle_ids[SERIAL]}/battery-history",
+                headers=await tapi.headers(), params={"date_min": iso(T0)},
+            )
+            assert r.status_code == 503 and r.json()["reason"] == "telemetry-unavailable"
+    await engine.dispose()
+
+
+@pytest.mark.influx
+async def test_refused_influx_query_is_a_502_envelope(
+    influx: Any, sqlite_url: str, tmp_path: Path
+) -> None:
+    """An InfluxDB that answers but refuses (here: no such database) is not 'unavailable'."""
+    settings = Settings(DATABASE_URL=sqlite_url, VAR_DIR=tmp_path / "var", JWT_SECRET=JWT)
+    engine = create_engine(sqlite_url)
+    app = create_app(settings, engine=engine)
+    missing = open_telemetry_store(
+        influx.url, "no_such_database_here", spool_dir=tmp_path / "spool",
+        create_database=False,
+    )
+    demo = demo_refs(sqlite_url)
+    async with missing:
+        app.dependency_overrides[get_telemetry_store] = lambda: missing
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            maker = create_sessionmaker(engine)
+            tapi = TelemetryApi(app, client, maker, demo, settings, missing, "influx")
+            r = await client.get(
+                f"/v1/dashboard/vehicles/{demo.vehicle_ids[SERIAL]}/timeline",
+                headers=await tapi.headers(), params={"date_min": iso(T0)},
+            )
+            assert r.status_code == 502, r.text
+            assert r.json()["code"] == 21 and r.json()["reason"] == "telemetry-query-failed"
+    await engine.dispose()
