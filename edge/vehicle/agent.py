@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import hashlib
 import logging
 import sqlite3
 import time
@@ -52,6 +51,7 @@ from kickstand.edge.transports.motion import MotionSensor, Sensed
 from kickstand.edge.transports.pinpad import PinChecker, PinEntry, PinPad
 from kickstand.edge.vehicle.config import CONFIGURABLE, VehicleSettings
 from kickstand.edge.vehicle.errors import FirmwareError, LockBoxError
+from kickstand.edge.vehicle.firmware import MAX_FIRMWARE_BYTES, SCHEMES, stage_firmware
 from kickstand.edge.vehicle.lockbox import LockBox
 from kickstand.edge.vehicle.store import VehicleStore
 from kickstand.protocol.errors import ProtocolError
@@ -107,7 +107,6 @@ log = logging.getLogger("kickstand.edge.vehicle.agent")
 LOCK_STATE_KEY = "vehicle.lock"  # device state in the DiskQueue, written with its event
 CHAIN_STATE_KEY = "vehicle.chain"  # "<inserted 0|1>:<ChainType>"
 LOCKBOX_FAULT_AFTER = 3  # consecutive unanswered polls before a BoardFault
-MAX_FIRMWARE_BYTES = 32 * 1024 * 1024
 _LOCK_STATE = {BusLock.LOCKED: LockState.LOCKED, BusLock.OPEN: LockState.OPEN,
                BusLock.JAMMED: LockState.JAMMED}
 
@@ -610,6 +609,8 @@ class VehicleAgent:
         if not chain_in or self.motion.events != moved or self.device_state is DeviceState.RIDING:
             return
         async with self._bus:
+            if self.lock_state is not BusLock.OPEN or self.lockbox is None:
+                return  # closed by hand while we waited for the bus
             try:
                 await self.lockbox.lock()
             except (LockBoxError, TransportError) as exc:
@@ -838,45 +839,32 @@ class VehicleAgent:
             raise CommandRefused(RejectReason.NOT_SUPPORTED, "lock box firmware is not updatable")
         if not 0 < cmd.size <= MAX_FIRMWARE_BYTES or len(cmd.sha256) != 32:
             raise CommandRefused(RejectReason.MALFORMED, "size or sha256 out of range")
-        if urlsplit(cmd.url).scheme not in ("http", "https", "file"):
+        if urlsplit(cmd.url).scheme not in SCHEMES:
             raise CommandRefused(RejectReason.MALFORMED, f"url scheme of {cmd.url[:60]}")
         self._spawn(self._firmware(envelope.command_id, cmd), "firmware")
         return Outcome(status=ResultStatus.ACCEPTED)
 
     async def _firmware(self, command_id: bytes, cmd: FirmwareUpdate) -> None:
-        def status(state: FirmwareState) -> None:
-            self.emit(FirmwareStatus(state, cmd.version[:32]))
-
-        status(FirmwareState.DOWNLOADING)
+        version = cmd.version[:32]
         try:
-            image = await fetch_firmware(cmd.url, cmd.size)
+            await stage_firmware(
+                cmd, self.state_dir, lambda state: self.emit(FirmwareStatus(state, version))
+            )
+            self.store.memory.firmware = version
+            self.store.save()
         except FirmwareError as exc:
-            status(FirmwareState.DOWNLOAD_FAILED)
-            self.emit(CommandResult(command_id, ResultStatus.FAILED, RejectReason.HARDWARE_FAULT,
-                                    str(exc)[:120]))
+            log.error("vehicle_firmware_failed version=%s reason=%s", version, exc.reason)
+            self.emit(FirmwareStatus(exc.state, version),
+                      CommandResult(command_id, ResultStatus.FAILED, exc.reject_reason,
+                                    exc.reason[:120]))
             return
-        status(FirmwareState.DOWNLOADED)
-        status(FirmwareState.VERIFYING)
-        if len(image) != cmd.size or hashlib.sha256(image).digest() != cmd.sha256:
-            status(FirmwareState.VERIFY_FAILED)
-            self.emit(CommandResult(command_id, ResultStatus.FAILED, RejectReason.MALFORMED,
-                                    "size or sha256 mismatch"))
+        except QueueError as exc:  # the staged image stays; the version did not get recorded
+            self.emit(FirmwareStatus(FirmwareState.INSTALL_FAILED, version),
+                      CommandResult(command_id, ResultStatus.FAILED,
+                                    RejectReason.HARDWARE_FAULT, str(exc)[:120]))
             return
-        status(FirmwareState.VERIFIED)
-        status(FirmwareState.INSTALLING)
-        target = self.state_dir / "firmware" / f"{hashlib.sha256(image).hexdigest()}.bin"
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            await asyncio.to_thread(target.write_bytes, image)
-        except OSError as exc:
-            status(FirmwareState.INSTALL_FAILED)
-            self.emit(CommandResult(command_id, ResultStatus.FAILED, RejectReason.HARDWARE_FAULT,
-                                    f"install: {exc}"[:120]))
-            return
-        self.store.memory.firmware = cmd.version[:32]
-        self._save()
-        status(FirmwareState.INSTALLED)
-        self.emit(CommandResult(command_id, ResultStatus.DONE, None, f"firmware {cmd.version}"))
+        self.emit(FirmwareStatus(FirmwareState.INSTALLED, version),
+                  CommandResult(command_id, ResultStatus.DONE, None, f"firmware {version}"))
         # The new image runs after a restart; the birth then carries its version.
         asyncio.get_running_loop().call_later(0.5, self._reboot.set)
 
@@ -909,29 +897,3 @@ class VehicleAgent:
         }
         return out
 
-
-async def fetch_firmware(url: str, size: int) -> bytes:
-    """The image at ``url`` (http, https or file), refusing anything larger than ``size``."""
-    parts = urlsplit(url)
-    if parts.scheme == "file":
-        path = Path(parts.path)
-        try:
-            if path.stat().st_size > size:
-                raise FirmwareError(f"{path} is larger than {size} bytes")
-            return await asyncio.to_thread(path.read_bytes)
-        except OSError as exc:
-            raise FirmwareError(f"cannot read {path}: {exc}") from None
-    import httpx
-
-    try:
-        async with httpx.AsyncClient(timeout=30.0) as client, client.stream("GET", url) as resp:
-            if resp.status_code != 200:
-                raise FirmwareError(f"GET {url}: HTTP {resp.status_code}")
-            data = bytearray()
-            async for chunk in resp.aiter_bytes():
-                data.extend(chunk)
-                if len(data) > size:
-                    raise FirmwareError(f"{url} is larger than {size} bytes")
-            return bytes(data)
-    except httpx.HTTPError as exc:
-        raise FirmwareError(f"GET {url}: {exc}") from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from kickstand.edge.core.errors import EdgeError
 from kickstand.protocol.spotbus import BusError
+from kickstand.protocol.v1.enums import FirmwareState, RejectReason
 
 
 class LockBoxError(EdgeError):
@@ -29,4 +30,14 @@ class LockBoxRefused(LockBoxError):
 
 
 class FirmwareError(EdgeError):
-    """A firmware image that cannot be fetched or does not match its size / SHA-256."""
+    """A firmware image that cannot be fetched, does not match, or cannot be stored.
+
+    ``state`` is the FirmwareStatus state to report (DOWNLOAD_FAILED, VERIFY_FAILED,
+    INSTALL_FAILED), ``reject_reason`` the reason of the FAILED command result.
+    """
+
+    def __init__(self, reason: str, state: FirmwareState, reject_reason: RejectReason) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.state = state
+        self.reject_reason = reject_reason
