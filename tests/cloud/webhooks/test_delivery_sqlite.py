@@ -7,10 +7,10 @@ from collections import defaultdict
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kickstand.cloud.webhooks import service
-from kickstand.cloud.webhooks.delivery import WebhookWorker
+from kickstand.cloud.webhooks.delivery import WebhookWorker, start_worker
 from kickstand.cloud.webhooks.receiver import Receiver
 
-from .conftest import FAST, run_until, write_events
+from .conftest import FAST, run_until, wait_for, write_events
 
 
 async def test_one_worker_on_sqlite_delivers_in_order_after_failures(
@@ -34,3 +34,21 @@ async def test_one_worker_on_sqlite_delivers_in_order_after_failures(
     for r in accepted:
         versions[r.envelope["data"]["spot_id"]].append(r.envelope["data"]["version"])
     assert versions == {1: [1, 2, 3, 4], 2: [1, 2, 3, 4]}
+
+
+async def test_start_worker_handle_for_the_embedded_launcher(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    with Receiver() as receiver:
+        async with sessionmaker() as session, session.begin():
+            endpoint = await service.create_endpoint(session, url=receiver.url, topics=["*"])
+        receiver.secret = endpoint.secret
+        handle = await start_worker(sessionmaker, FAST)
+        try:
+            await write_events(sessionmaker, [("rent.created", "rent", 1, {"rent_id": 1})])
+            assert await wait_for(lambda: len(receiver.accepted()) == 1, 10)
+        finally:
+            await handle.stop()
+        assert handle.task.done() and handle.worker.counters["delivered"] == 1
+        [got] = receiver.accepted()
+    assert got.signature_ok and got.envelope["event"] == "rent.created"
