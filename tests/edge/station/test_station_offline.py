@@ -88,20 +88,23 @@ async def test_local_list_and_offline_badge_unlock(rig: StationRig, cloud: Cloud
     assert BADGE_B in rig.agent.authlist and BADGE_C not in rig.agent.authlist
 
     # online: the badge goes to the cloud, which decides
-    rig.sim.present_badge(BADGE_B)
+    rig.sim.present_badge(BADGE_B, None)  # held until removed: no race with the poll cycle
     online = await cloud.wait_for(dev, lambda r: isinstance(r.body, BadgePresented), within=8)
     assert online.body == BadgePresented(BADGE_B, True, False, 0)
+    assert rig.sim.badge is not None
+    rig.sim.badge.remove()
 
     rig.sim.dock(2, "OFF0002")
     rig.sim.dock(3, "OFF0003")
     await cloud.wait_until(lambda: len(cloud.bodies(dev, VehicleDocked)) == 2)
     rig.cut_link()
     await eventually(lambda: rig.agent is not None and not rig.agent.link.accepted.is_set())
-    rig.sim.present_badge(UNKNOWN)  # unknown offline: refused, nothing opens
+    rig.sim.present_badge(UNKNOWN, None)  # unknown offline: refused, nothing opens
     await eventually(lambda: rig.agent is not None
                      and rig.agent.counters["badges_refused"] == 1, within=8)
-    rig.sim.present_badge(BADGE_A)
+    rig.sim.present_badge(BADGE_A, None)
     await eventually(lambda: rig.sim.boards[2].lock.name == "OPEN", within=8)
+    rig.sim.badge.remove()
     assert rig.sim.boards[3].lock.name == "LOCKED"
     rig.sim.take(2)
     await eventually(lambda: rig.agent is not None and not rig.agent.spots[2].present)
