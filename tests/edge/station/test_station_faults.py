@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from kickstand.protocol.signing import CommandSigner, generate_private_key
@@ -199,6 +202,23 @@ async def test_firmware_update_of_a_spot_board(rig: StationRig, cloud: CloudPeer
     await cloud.wait_until(lambda: statuses(cid) == [ResultStatus.ACCEPTED, ResultStatus.FAILED])
     assert FirmwareState.VERIFY_FAILED in [b.state for b in cloud.bodies(dev, FirmwareStatus)]
     assert rig.sim.boards[3].firmware == "sb-1.4.2"
+    # over http://, from a plain web server
+    image2 = firmware_image("sb-1.6.0", 900)
+    (tmp_path / "sb-1.6.0.bin").write_bytes(image2)
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/sb-1.6.0.bin"
+        cid = await cloud.send_command(dev, FirmwareUpdate(
+            url, "sb-1.6.0", hashlib.sha256(image2).digest(), len(image2), spot=4))
+        await cloud.wait_until(
+            lambda: statuses(cid) == [ResultStatus.ACCEPTED, ResultStatus.DONE])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert rig.sim.boards[4].firmware == "sb-1.6.0"
 
 
 async def test_wrong_board_firmware_is_reported_once(
