@@ -149,6 +149,7 @@ class VehicleAgent:
         self._lockbox_failures = 0
         self._lockbox_fault = False
         self._last_illegal_move = -1e9
+        self._tracking_until = -1e9
         self._unlock_window: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._sent_battery: dict[BatteryKind, tuple[int | None, int | None]] = {}
@@ -409,7 +410,8 @@ class VehicleAgent:
         while True:
             parked = self.parked
             s = self.settings
-            interval = s.parked_interval_s if parked else s.riding_interval_s
+            tracking = time.monotonic() < self._tracking_until
+            interval = s.riding_interval_s if tracking or not parked else s.parked_interval_s
             self._reporter_wake.clear()
             try:
                 async with asyncio.timeout(interval):
@@ -640,6 +642,11 @@ class VehicleAgent:
                 kind = MotionKind.ILLEGAL_MOVING
         if kind is not None:
             self.emit(Motion(kind))
+            if kind is not MotionKind.FALLEN and self.lock_state is BusLock.LOCKED:
+                # A locked vehicle lifted, moved or taken apart: maybe a theft. Report its
+                # position at the riding cadence for a while.
+                self._tracking_until = time.monotonic() + self.settings.theft_tracking_s
+                self._reporter_wake.set()
 
     def _on_battery(self, reading: BatteryReading) -> None:
         self.batteries[reading.kind] = reading

@@ -63,6 +63,7 @@ class VehicleSettings(EdgeSettings):
     max_jump_speed_kmh: float = 80.0
     unlock_window_s: int | None = None  # None: the Unlock command's window_s
     illegal_move_every_s: float = 60.0  # at most one ILLEGAL_MOVING event per period
+    theft_tracking_s: float = 600.0  # locked and lifted / moved: positions at riding cadence
     pin_code: str | None = None
     # A parked vehicle sends little: heartbeats at least 15 min apart (the BootReply's
     # heartbeat_s if longer) and an MQTT keepalive of 10 min, so an idle link costs

@@ -503,3 +503,21 @@ async def test_power_cut_offline_keeps_the_lock_for_the_next_boot(
         await asyncio.sleep(0.5)
         assert len(of(cloud, m, Locked)) == 1 and len(of(cloud, m, BatteryLow)) == 1
         assert reborn.link.queue.boot_id != first_boot
+
+
+async def test_locked_vehicle_moved_is_tracked(
+    fleet: VehicleFleet, cloud: CloudPeer, eventually: Eventually
+) -> None:
+    m = await online(fleet, cloud, theft_tracking_s=1.5)
+    assert m.agent is not None
+    await eventually(lambda: m.agent is not None and m.agent.lock_state is not None)
+    await asyncio.sleep(0.7)
+    before = len(of(cloud, m, Telemetry))  # parked: nothing more for parked_interval_s
+    m.sim.shake()
+    await cloud.wait_for(m.device_id, lambda r: isinstance(r.body, Motion)
+                         and r.body.kind is MotionKind.ILLEGAL_MOVING)
+    await eventually(lambda: len(of(cloud, m, Telemetry)) >= before + 3)
+    await asyncio.sleep(1.5)  # the tracking period is over: back to the parked cadence
+    settled = len(of(cloud, m, Telemetry))
+    await asyncio.sleep(0.9)
+    assert len(of(cloud, m, Telemetry)) == settled
