@@ -83,7 +83,16 @@ def create_app(
 
     api = APIRouter(prefix=API_PREFIX)
     routers = (
-        auth, networks, clusters, map, badges, rents, trips, fleet_alerts, webhooks, telemetry
+        auth,
+        networks,
+        clusters,
+        map,
+        badges,
+        rents,
+        trips,
+        fleet_alerts,
+        webhooks,
+        telemetry,
     )
     for module in (*routers, freefloat, geofencing):
         api.include_router(module.router)

@@ -114,6 +114,23 @@ class NetworkDetail(BaseModel):
     trip_auto_lock: int
 
 
+class PricingRulePublic(BaseModel):
+    """A pricing rule (seeds' "Get pricing"): a week window in network local time, 0 = Sunday."""
+
+    pricing_id: int
+    network_id: int
+    start_dow: int
+    start_hod: str
+    end_dow: int
+    end_hod: str
+    unlock_price: str
+    unlock_included_time: int
+    freefloat_lock_price: str
+    use_per_minute_price: str
+    on_hold_price: str
+    currency: str
+
+
 class ClusterPublic(BaseModel):
     cluster_id: int
     latitude: float

@@ -10,9 +10,15 @@ from sqlalchemy import select
 from kickstand.cloud.api.deps import SessionDep
 from kickstand.cloud.api.errors import ApiError, ErrorCode, not_found
 from kickstand.cloud.api.geo import BBox, all_points, haversine_m
-from kickstand.cloud.api.schemas import Envelope, NetworkByDistance, NetworkDetail, NetworkPublic
-from kickstand.cloud.api.views import network_public
-from kickstand.cloud.models import Network
+from kickstand.cloud.api.schemas import (
+    Envelope,
+    NetworkByDistance,
+    NetworkDetail,
+    NetworkPublic,
+    PricingRulePublic,
+)
+from kickstand.cloud.api.views import money_str, network_public
+from kickstand.cloud.models import Network, PricingRule
 
 router = APIRouter(prefix="/networks", tags=["networks"])
 
@@ -99,4 +105,41 @@ async def network_detail(
             trip_max_pause=n.trip_max_pause,
             trip_auto_lock=n.trip_auto_lock,
         )
+    )
+
+
+@router.get(
+    "/{network_id}/pricing",
+    response_model=Envelope[list[PricingRulePublic]],
+    summary="Pricing rules of a network (how trips are billed: see kickstand.cloud.billing)",
+)
+async def network_pricing(
+    session: SessionDep, network_id: Annotated[int, Path(ge=1)]
+) -> Envelope[list[PricingRulePublic]]:
+    n = await session.get(Network, network_id)
+    if n is None:
+        raise not_found("network", network_id)
+    rules = (
+        await session.scalars(
+            select(PricingRule).where(PricingRule.network_id == n.id).order_by(PricingRule.id)
+        )
+    ).all()
+    return Envelope(
+        data=[
+            PricingRulePublic(
+                pricing_id=r.id,
+                network_id=n.id,
+                start_dow=r.start_dow,
+                start_hod=r.start_hod,
+                end_dow=r.end_dow,
+                end_hod=r.end_hod,
+                unlock_price=money_str(r.unlock_price, n.currency) or "0",
+                unlock_included_time=r.unlock_included_time,
+                freefloat_lock_price=money_str(r.freefloat_lock_price, n.currency) or "0",
+                use_per_minute_price=str(r.use_per_minute_price.normalize()),
+                on_hold_price=str(r.on_hold_price.normalize()),
+                currency=n.currency,
+            )
+            for r in rules
+        ]
     )

@@ -334,9 +334,7 @@ async def get_trip_positions(
         if date_min > end:
             raise _invalid("date_min", "is after the end of the trip")
         start = max(start, date_min)
-    positions, next_date_min = await _positions(
-        store, vehicle.serial_number, start, end, page_size
-    )
+    positions, next_date_min = await _positions(store, vehicle.serial_number, start, end, page_size)
     return TripPositionsEnvelope(
         data=TripPositions(
             trip_id=trip.id,
@@ -367,9 +365,7 @@ async def get_vehicle_timeline(
     vehicle = await _vehicle(session, operator, vehicle_id)
     await _release(session)
     start, end = _period(date_min, date_max)
-    positions, next_date_min = await _positions(
-        store, vehicle.serial_number, start, end, page_size
-    )
+    positions, next_date_min = await _positions(store, vehicle.serial_number, start, end, page_size)
     return PositionsPage(data=positions, next_date_min=next_date_min)
 
 

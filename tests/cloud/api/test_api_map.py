@@ -87,6 +87,15 @@ async def test_networks_list_area_distance_detail(api: Api) -> None:
     assert 380_000 < by_distance["data"][0]["distance"] < 400_000  # Paris → Lyon centre ≈ 392 km
     detail = (await api.client.get(f"/v1/networks/{api.demo.network_id}")).json()["data"]
     assert detail["allow_trip_on_hold"] is True and detail["trip_max_pause"] == 1800
+    pricing = (await api.client.get(f"/v1/networks/{api.demo.network_id}/pricing")).json()["data"]
+    assert [
+        (p["start_dow"], p["end_hod"], p["unlock_price"], p["use_per_minute_price"])
+        for p in pricing
+    ] == [
+        (0, "24:00:00", "1.00", "0.1"),
+        (6, "00:00:00", "0.50", "0.15"),
+    ]
+    assert (await api.client.get("/v1/networks/999/pricing")).status_code == 404
 
 
 async def test_map_shows_clusters_free_floating_vehicles_and_my_rents(api: Api) -> None:
