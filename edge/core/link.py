@@ -505,8 +505,7 @@ class CloudLink:
                 for p in pubs:
                     p.cancel()
                 raise
-            for msg in batch:
-                self.queue.ack(msg.boot_id, msg.seq)
+            self.queue.ack_many([(msg.boot_id, msg.seq) for msg in batch])
             self.counters.published += len(batch)
 
     # ---------------------------------------------------------------- commands

@@ -137,6 +137,8 @@ class DiskQueue:
         self._telemetry = int(
             self._db.execute("SELECT count(*) FROM queue WHERE channel = 'tlm'").fetchone()[0]
         )
+        # Kept in memory: count(*) scans the table, and the link asks at every turn.
+        self._depth = int(self._db.execute("SELECT count(*) FROM queue").fetchone()[0])
 
     def _new_boot_id(self) -> int:
         while True:
@@ -205,13 +207,10 @@ class DiskQueue:
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._rollback()
-                self._telemetry = int(
-                    self._db.execute(
-                        "SELECT count(*) FROM queue WHERE channel = 'tlm'"
-                    ).fetchone()[0]
-                )
+                self._recount()
                 raise QueueError(f"cannot store {len(rows)} message(s): {exc}") from exc
             self._seq = seq
+            self._depth += len(rows)
             self.counters.appended += len(rows)
             return stamps
 
@@ -246,6 +245,7 @@ class DiskQueue:
             dropped += cur.rowcount
             self._telemetry -= cur.rowcount
         self.counters.thinned += dropped
+        self._depth -= dropped
         self._db.execute(
             "INSERT OR REPLACE INTO counters (name, value) VALUES ('thinned', ?)",
             (self.counters.thinned,),
@@ -271,25 +271,46 @@ class DiskQueue:
 
     def ack(self, boot_id: int, seq: int) -> bool:
         """Delete one delivered message; False if it was not (or no longer) queued."""
+        return self.ack_many(((boot_id, seq),)) == 1
+
+    def ack_many(self, keys: Sequence[tuple[int, int]]) -> int:
+        """Delete delivered messages (boot_id, seq) in one transaction; returns how many.
+
+        One commit for a whole batch: a lost delete only means a resend, which the
+        cloud's dedupe absorbs, so acks need not cost one fsync each.
+        """
+        if not keys:
+            return 0
         with self._lock:
+            deleted = telemetry = 0
             try:
-                cur = self._db.execute(
-                    "DELETE FROM queue WHERE boot_id = ? AND seq = ? RETURNING channel",
-                    (boot_id, seq),
-                )
-                row = cur.fetchone()
+                self._db.execute("BEGIN IMMEDIATE")
+                for boot_id, seq in keys:
+                    row = self._db.execute(
+                        "DELETE FROM queue WHERE boot_id = ? AND seq = ? RETURNING channel",
+                        (boot_id, seq),
+                    ).fetchone()
+                    if row is not None:
+                        deleted += 1
+                        telemetry += row[0] == Channel.TELEMETRY.value
+                self._db.execute("COMMIT")
             except sqlite3.Error as exc:
-                raise QueueError(f"cannot ack {boot_id}/{seq}: {exc}") from exc
-            if row is None:
-                return False
-            if row[0] == Channel.TELEMETRY.value:
-                self._telemetry -= 1
-            self.counters.acked += 1
-            return True
+                self._rollback()
+                self._recount()
+                raise QueueError(f"cannot ack {len(keys)} message(s): {exc}") from exc
+            self._telemetry -= telemetry
+            self._depth -= deleted
+            self.counters.acked += deleted
+            return deleted
+
+    def _recount(self) -> None:
+        self._telemetry = int(
+            self._db.execute("SELECT count(*) FROM queue WHERE channel = 'tlm'").fetchone()[0]
+        )
+        self._depth = int(self._db.execute("SELECT count(*) FROM queue").fetchone()[0])
 
     def depth(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT count(*) FROM queue").fetchone()[0])
+        return self._depth
 
     def depth_by_channel(self) -> dict[str, int]:
         with self._lock:

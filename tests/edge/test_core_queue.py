@@ -76,3 +76,14 @@ def test_replay_guard_persists(tmp_path: Path) -> None:
     g2 = SqliteReplayGuard(tmp_path / "r.db")
     assert not g2.check_and_remember(cid, 10**13)
     assert g2.check_and_remember(bytes(16), 10**13)
+
+
+def test_ack_many_and_depth_track_the_disk(tmp_path: Path) -> None:
+    q = DiskQueue(tmp_path / "q.db", max_telemetry=10, keep_every=2)
+    stamps = [q.append(PowerCut()) for _ in range(5)] + [q.append(Telemetry()) for _ in range(30)]
+    assert q.depth() == 35 - q.counters.thinned
+    assert q.ack_many([(s.boot_id, s.seq) for s in stamps[:5]] + [(1, 1)]) == 5
+    left = q.depth()
+    assert left == sum(q.depth_by_channel().values()) == 30 - q.counters.thinned
+    q.close()
+    assert DiskQueue(tmp_path / "q.db").depth() == left
