@@ -91,7 +91,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ingest.add_argument("rest", nargs=argparse.REMAINDER)
     webhooks = sub.add_parser("webhooks", help="run a webhook delivery worker")
     webhooks.add_argument("rest", nargs=argparse.REMAINDER)
-    args = parser.parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    if raw[:1] == ["ingest"] and len(raw) > 1 and raw[1] not in ("-h", "--help", "--"):
+        # argparse's REMAINDER drops leading options (--workers 2): pass them untouched.
+        raw = ["ingest", "--", *raw[1:]]
+    args = parser.parse_args(raw)
     handlers = {
         "migrate": _migrate,
         "seed": _seed,

@@ -112,7 +112,10 @@ async def serve(args: argparse.Namespace) -> int:
 
 
 def run(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(list(argv) if argv is not None else None)
+    rest = list(argv) if argv is not None else sys.argv[1:]
+    if rest[:1] == ["--"]:
+        rest = rest[1:]
+    args = _parser().parse_args(rest)
     return asyncio.run(serve(args))
 
 
