@@ -170,10 +170,12 @@ def _emit_trip(session: AsyncSession, topic: str, trip: Trip, vehicle: Vehicle |
 async def _station_spot(
     session: AsyncSession, station_device_id: str, spot_number: int
 ) -> tuple[Station, Spot] | None:
+    # The cluster comes along into the identity map: later `session.get(Cluster)` is free.
     row = (
         await session.execute(
-            select(Station, Spot)
+            select(Station, Spot, Cluster)
             .join(Spot, Spot.station_id == Station.id)
+            .join(Cluster, Cluster.id == Station.cluster_id)
             .where(Station.device_id == station_device_id, Spot.displayed_number == spot_number)
         )
     ).first()
@@ -193,6 +195,23 @@ async def _active_trip(session: AsyncSession, vehicle_id: int) -> Trip | None:
 async def _trip_started_at(session: AsyncSession, vehicle_id: int, at: datetime) -> Trip | None:
     stmt = select(Trip).where(Trip.vehicle_id == vehicle_id, Trip.started_at == at)
     return (await session.scalars(stmt)).first()
+
+
+async def _same_or_active_trip(
+    session: AsyncSession, vehicle_id: int, at: datetime
+) -> tuple[Trip | None, Trip | None]:
+    """(the trip this vehicle started at ``at``, its active trip) in one query."""
+    rows: Sequence[Trip] = (
+        await session.scalars(
+            select(Trip).where(
+                Trip.vehicle_id == vehicle_id,
+                (Trip.started_at == at) | Trip.status.in_(ACTIVE_TRIP_STATUSES),
+            )
+        )
+    ).all()
+    same = next((t for t in rows if t.started_at == at), None)
+    active = next((t for t in rows if t.status in ACTIVE_TRIP_STATUSES), None)
+    return same, active
 
 
 async def get_trip(session: AsyncSession, trip_id: int, *, lock: bool = False) -> Trip:
@@ -252,19 +271,24 @@ async def price_trip(
     return cost.total, cost.as_json()
 
 
-async def _bill(session: AsyncSession, trip: Trip) -> None:
+async def _bill(session: AsyncSession, trip: Trip, *, first: bool = False) -> None:
+    """Price an ended trip and charge (``first``: just ended, no charge can exist yet)."""
     assert trip.ended_at is not None
     trip.cost, trip.cost_detail = await price_trip(session, trip, trip.ended_at)
     if trip.cost is None or trip.user_id is None:
         return
-    existing = (
-        await session.scalars(
-            select(WalletTransaction).where(
-                WalletTransaction.trip_id == trip.id,
-                WalletTransaction.kind == WalletTransactionKind.TRIP,
+    existing: WalletTransaction | None = (
+        None
+        if first
+        else (
+            await session.scalars(
+                select(WalletTransaction).where(
+                    WalletTransaction.trip_id == trip.id,
+                    WalletTransaction.kind == WalletTransactionKind.TRIP,
+                )
             )
-        )
-    ).first()
+        ).first()
+    )
     user = await session.get_one(User, trip.user_id, with_for_update={"key_share": True})
     if existing is None:
         session.add(
@@ -316,7 +340,7 @@ async def _finish(
     trip.free_floating_end = free_floating
     trip.version += 1
     await session.flush()
-    await _bill(session, trip)
+    await _bill(session, trip, first=True)
     _emit_trip(session, outbox.TRIP_TERMINATED, trip, vehicle)
     log.info(
         "event=trip_terminated trip_id=%s vehicle=%s ended_at=%s cost=%s",
@@ -380,14 +404,13 @@ async def vehicle_removed(
     vehicle = await _lock_vehicle(session, serial_number=vehicle_serial)
     if vehicle is None:
         return _reject("unknown-vehicle", serial=vehicle_serial, station=station_device_id)
-    existing = await _trip_started_at(session, vehicle.id, at)
+    existing, previous = await _same_or_active_trip(session, vehicle.id, at)
     if existing is not None:
         return TripEventResult("duplicate", existing)
     if vehicle.docked_at is not None and vehicle.docked_at > at and vehicle.spot_id == spot.id:
         # Docked here again after this removal: an old event replayed with no trip behind it.
         return _reject("stale-removal", serial=vehicle_serial, at=at.isoformat())
 
-    previous = await _active_trip(session, vehicle.id)
     if previous is not None:
         if previous.started_at > at:
             return _reject("removal-before-current-trip", serial=vehicle_serial)
