@@ -34,6 +34,32 @@ def require_operator(user: CurrentUser) -> User:
 OperatorUser = Annotated[User, Depends(require_operator)]
 
 
+def operator_networks(user: User) -> set[int] | None:
+    """Networks an operator works on (the `ou.networks` of its permissions); None: admin, all."""
+    if user.role == UserRole.ADMIN:
+        return None
+    networks: set[int] = set()
+    for permission in user.permissions or []:
+        ou = permission.get("ou") if isinstance(permission, dict) else None
+        if isinstance(ou, dict):
+            networks.update(n for n in ou.get("networks", []) if isinstance(n, int))
+    return networks
+
+
+def check_networks(user: User, networks: list[int]) -> None:
+    allowed = operator_networks(user)
+    if allowed is None:
+        return
+    refused = sorted(set(networks) - allowed)
+    if refused:
+        raise ApiError(
+            403,
+            ErrorCode.FORBIDDEN,
+            f"you do not operate network(s) {', '.join(map(str, refused))}",
+            reason="network-not-allowed",
+        )
+
+
 def parse_networks(
     networks: Annotated[
         str,
@@ -88,15 +114,16 @@ class EscalateRequest(AlertIds):
 
 @router.get("", summary="Get fleet alerts (current alerts of the networks)")
 async def get_fleet_alerts(
-    _operator: OperatorUser, session: SessionDep, networks: NetworksDep
+    operator: OperatorUser, session: SessionDep, networks: NetworksDep
 ) -> dict[str, Any]:
+    check_networks(operator, networks)
     alerts = await service.current_alerts(session, networks)
     return {"code": 0, "data": await service.describe(session, alerts)}
 
 
 @router.get("/history", summary="Get fleet alerts history")
 async def get_fleet_alerts_history(
-    _operator: OperatorUser,
+    operator: OperatorUser,
     session: SessionDep,
     networks: NetworksDep,
     primary_key_dir: Literal["ASC", "DESC"] = "DESC",
@@ -118,6 +145,7 @@ async def get_fleet_alerts_history(
     serial_number: Annotated[str | None, Query(min_length=6, max_length=10)] = None,
     state: Annotated[list[AlertState] | None, Query()] = None,
 ) -> dict[str, Any]:
+    check_networks(operator, networks)
     filters = service.HistoryFilters(
         networks=networks,
         primary_key_dir=primary_key_dir,
@@ -155,7 +183,12 @@ async def get_fleet_alerts_history(
 async def resolve_alerts(
     operator: OperatorUser, session: SessionDep, body: AlertIds
 ) -> dict[str, Any]:
-    await service.resolve_alerts(session, body.alert_ids, operator_id=operator.id)
+    await service.resolve_alerts(
+        session,
+        body.alert_ids,
+        operator_id=operator.id,
+        allowed_networks=operator_networks(operator),
+    )
     await session.commit()
     return {"code": 0}
 
@@ -164,7 +197,13 @@ async def resolve_alerts(
 async def silence_alerts(
     operator: OperatorUser, session: SessionDep, body: SilenceRequest
 ) -> dict[str, Any]:
-    await service.silence_alerts(session, body.alert_ids, operator_id=operator.id, until=body.until)
+    await service.silence_alerts(
+        session,
+        body.alert_ids,
+        operator_id=operator.id,
+        until=body.until,
+        allowed_networks=operator_networks(operator),
+    )
     await session.commit()
     return {"code": 0}
 
@@ -173,7 +212,13 @@ async def silence_alerts(
 async def escalate_alerts(
     operator: OperatorUser, session: SessionDep, body: EscalateRequest
 ) -> dict[str, Any]:
-    await service.escalate_alerts(session, body.alert_ids, operator_id=operator.id, note=body.note)
+    await service.escalate_alerts(
+        session,
+        body.alert_ids,
+        operator_id=operator.id,
+        note=body.note,
+        allowed_networks=operator_networks(operator),
+    )
     await session.commit()
     return {"code": 0}
 

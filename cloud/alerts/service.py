@@ -6,7 +6,7 @@ Each action writes the alert change and its outbox record in the caller's transa
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
@@ -182,7 +182,11 @@ async def alert_history(session: AsyncSession, f: HistoryFilters) -> list[FleetA
     return list(rows)
 
 
-async def _load_for_action(session: AsyncSession, alert_ids: Sequence[int]) -> list[FleetAlert]:
+async def _load_for_action(
+    session: AsyncSession,
+    alert_ids: Sequence[int],
+    allowed_networks: Collection[int] | None = None,
+) -> list[FleetAlert]:
     ids = sorted(set(alert_ids))
     rows: list[FleetAlert] = list(
         await session.scalars(
@@ -192,6 +196,8 @@ async def _load_for_action(session: AsyncSession, alert_ids: Sequence[int]) -> l
             .with_for_update()
         )
     )
+    if allowed_networks is not None:  # an operator acts on the alerts of their networks
+        rows = [a for a in rows if a.network_id in allowed_networks]
     missing = sorted(set(ids) - {a.id for a in rows})
     if missing:
         raise AlertsNotFoundError(missing)
@@ -215,11 +221,12 @@ async def resolve_alerts(
     alert_ids: Sequence[int],
     *,
     operator_id: int | None,
+    allowed_networks: Collection[int] | None = None,
     now: datetime | None = None,
 ) -> list[FleetAlert]:
     """Seed 002 "Resolve alerts". Already resolved or stopped alerts are left as they are."""
     now = now or datetime.now(UTC)
-    alerts = await _load_for_action(session, alert_ids)
+    alerts = await _load_for_action(session, alert_ids, allowed_networks)
     changed = []
     for alert in alerts:
         if alert.state not in OPEN_STATES:
@@ -241,12 +248,13 @@ async def escalate_alerts(
     alert_ids: Sequence[int],
     *,
     operator_id: int | None,
+    allowed_networks: Collection[int] | None = None,
     note: str | None = None,
     now: datetime | None = None,
 ) -> list[FleetAlert]:
     """Seed 003 "escalated": the alert was turned into a task (a note says which)."""
     now = now or datetime.now(UTC)
-    alerts = await _load_for_action(session, alert_ids)
+    alerts = await _load_for_action(session, alert_ids, allowed_networks)
     _check(alerts, "escalate", (AlertState.NEW, AlertState.SILENCED, AlertState.ESCALATED))
     for alert in alerts:
         alert.state = AlertState.ESCALATED
@@ -264,12 +272,13 @@ async def silence_alerts(
     alert_ids: Sequence[int],
     *,
     operator_id: int | None,
+    allowed_networks: Collection[int] | None = None,
     until: datetime | None = None,
     now: datetime | None = None,
 ) -> list[FleetAlert]:
     """Seed 003 "silenced": still active, hidden from the current list (until ``until``)."""
     now = now or datetime.now(UTC)
-    alerts = await _load_for_action(session, alert_ids)
+    alerts = await _load_for_action(session, alert_ids, allowed_networks)
     _check(alerts, "silence", (AlertState.NEW, AlertState.ESCALATED, AlertState.SILENCED))
     for alert in alerts:
         alert.state = AlertState.SILENCED

@@ -9,13 +9,19 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from kickstand.cloud.alerts.api import OperatorUser
+from kickstand.cloud.alerts.api import OperatorUser, operator_networks
 from kickstand.cloud.api.deps import SessionDep
 from kickstand.cloud.api.errors import ApiError, ErrorCode
+from kickstand.cloud.models import User
 from kickstand.cloud.webhooks import service
 from kickstand.cloud.webhooks.delivery import endpoint_payload
-from kickstand.cloud.webhooks.errors import InvalidEndpointError
+from kickstand.cloud.webhooks.errors import (
+    DeliveryNotFoundError,
+    EndpointNotFoundError,
+    InvalidEndpointError,
+)
 from kickstand.cloud.webhooks.models import DeliveryStatus, WebhookEndpoint
 from kickstand.cloud.webhooks.signing import SIGNATURE_HEADER
 from kickstand.cloud.webhooks.topics import catalogue
@@ -52,6 +58,48 @@ def _invalid(exc: InvalidEndpointError) -> ApiError:
     )
 
 
+def _visible(operator: User, endpoint: WebhookEndpoint) -> bool:
+    """Admins see every endpoint; an operator those scoped to networks it operates."""
+    allowed = operator_networks(operator)
+    if allowed is None:
+        return True
+    return endpoint.network_ids is not None and set(endpoint.network_ids) <= allowed
+
+
+async def _endpoint(session: AsyncSession, operator: User, endpoint_id: int) -> WebhookEndpoint:
+    endpoint = await service.get_endpoint(session, endpoint_id)
+    if not _visible(operator, endpoint):
+        raise EndpointNotFoundError(endpoint_id)
+    return endpoint
+
+
+def _scope(operator: User, network_ids: list[int] | None) -> list[int] | None:
+    """The networks an endpoint may be scoped to by this operator (default: all of its own)."""
+    allowed = operator_networks(operator)
+    if allowed is None:
+        return network_ids
+    if network_ids is None:
+        return sorted(allowed)
+    refused = sorted(set(network_ids) - allowed)
+    if refused:
+        raise ApiError(
+            403,
+            ErrorCode.FORBIDDEN,
+            f"you do not operate network(s) {', '.join(map(str, refused))}",
+            reason="network-not-allowed",
+        )
+    return network_ids
+
+
+async def _delivery_endpoint(
+    session: AsyncSession, operator: User, endpoint_id: int, delivery_id: int
+) -> None:
+    try:
+        await _endpoint(session, operator, endpoint_id)
+    except EndpointNotFoundError as exc:
+        raise DeliveryNotFoundError(delivery_id) from exc
+
+
 def _with_secret(endpoint: WebhookEndpoint) -> dict[str, Any]:
     return {
         **endpoint_payload(endpoint),
@@ -72,9 +120,9 @@ async def get_topics(_operator: OperatorUser) -> dict[str, Any]:
 
 
 @router.get("/endpoints", summary="Webhook endpoints")
-async def list_endpoints(_operator: OperatorUser, session: SessionDep) -> dict[str, Any]:
+async def list_endpoints(operator: OperatorUser, session: SessionDep) -> dict[str, Any]:
     rows = await service.list_endpoints(session)
-    return {"code": 0, "data": [endpoint_payload(e) for e in rows]}
+    return {"code": 0, "data": [endpoint_payload(e) for e in rows if _visible(operator, e)]}
 
 
 @router.post("/endpoints", summary="Register an endpoint (the answer shows its secret)")
@@ -87,7 +135,7 @@ async def create_endpoint(
             url=body.url,
             topics=body.topics,
             description=body.description,
-            network_ids=body.network_ids,
+            network_ids=_scope(operator, body.network_ids),
             livemode=body.livemode,
             created_by_id=operator.id,
         )
@@ -99,15 +147,17 @@ async def create_endpoint(
 
 @router.get("/endpoints/{endpoint_id}", summary="One endpoint")
 async def get_endpoint(
-    _operator: OperatorUser, session: SessionDep, endpoint_id: EndpointId
+    operator: OperatorUser, session: SessionDep, endpoint_id: EndpointId
 ) -> dict[str, Any]:
-    return {"code": 0, "data": endpoint_payload(await service.get_endpoint(session, endpoint_id))}
+    return {"code": 0, "data": endpoint_payload(await _endpoint(session, operator, endpoint_id))}
 
 
 @router.patch("/endpoints/{endpoint_id}", summary="Change an endpoint, or re-enable it")
 async def update_endpoint(
-    _operator: OperatorUser, session: SessionDep, endpoint_id: EndpointId, body: EndpointUpdate
+    operator: OperatorUser, session: SessionDep, endpoint_id: EndpointId, body: EndpointUpdate
 ) -> dict[str, Any]:
+    await _endpoint(session, operator, endpoint_id)
+    network_ids = _scope(operator, body.network_ids) if body.network_ids is not None else None
     try:
         endpoint = await service.update_endpoint(
             session,
@@ -115,7 +165,7 @@ async def update_endpoint(
             url=body.url,
             topics=body.topics,
             description=body.description,
-            network_ids=body.network_ids,
+            network_ids=network_ids,
             is_active=body.is_active,
         )
     except InvalidEndpointError as exc:
@@ -126,8 +176,9 @@ async def update_endpoint(
 
 @router.post("/endpoints/{endpoint_id}/rotate-secret", summary="New signing secret")
 async def rotate_secret(
-    _operator: OperatorUser, session: SessionDep, endpoint_id: EndpointId
+    operator: OperatorUser, session: SessionDep, endpoint_id: EndpointId
 ) -> dict[str, Any]:
+    await _endpoint(session, operator, endpoint_id)
     endpoint = await service.rotate_secret(session, endpoint_id)
     await session.commit()
     return {"code": 0, "data": _with_secret(endpoint)}
@@ -135,8 +186,9 @@ async def rotate_secret(
 
 @router.delete("/endpoints/{endpoint_id}", summary="Delete an endpoint and its log")
 async def delete_endpoint(
-    _operator: OperatorUser, session: SessionDep, endpoint_id: EndpointId
+    operator: OperatorUser, session: SessionDep, endpoint_id: EndpointId
 ) -> dict[str, Any]:
+    await _endpoint(session, operator, endpoint_id)
     await service.delete_endpoint(session, endpoint_id)
     await session.commit()
     return {"code": 0}
@@ -144,7 +196,7 @@ async def delete_endpoint(
 
 @router.get("/endpoints/{endpoint_id}/deliveries", summary="Delivery log, newest first")
 async def list_deliveries(
-    _operator: OperatorUser,
+    operator: OperatorUser,
     session: SessionDep,
     endpoint_id: EndpointId,
     status: DeliveryStatus | None = None,
@@ -152,6 +204,7 @@ async def list_deliveries(
     page_size: Annotated[int, Query(ge=10, le=500)] = 20,
     last_primary_key: Annotated[int | None, Query(ge=1)] = None,
 ) -> dict[str, Any]:
+    await _endpoint(session, operator, endpoint_id)
     rows = await service.list_deliveries(
         session,
         endpoint_id,
@@ -171,16 +224,19 @@ async def list_deliveries(
 
 @router.get("/deliveries/{delivery_id}", summary="One delivery with its attempts and data")
 async def get_delivery(
-    _operator: OperatorUser, session: SessionDep, delivery_id: Annotated[int, Path(ge=1)]
+    operator: OperatorUser, session: SessionDep, delivery_id: Annotated[int, Path(ge=1)]
 ) -> dict[str, Any]:
     delivery, attempts = await service.get_delivery(session, delivery_id)
+    await _delivery_endpoint(session, operator, delivery.endpoint_id, delivery_id)
     return {"code": 0, "data": service.delivery_payload(delivery, attempts)}
 
 
 @router.post("/deliveries/{delivery_id}/replay", summary="Deliver the event again")
 async def replay_delivery(
-    _operator: OperatorUser, session: SessionDep, delivery_id: Annotated[int, Path(ge=1)]
+    operator: OperatorUser, session: SessionDep, delivery_id: Annotated[int, Path(ge=1)]
 ) -> dict[str, Any]:
+    delivery, _ = await service.get_delivery(session, delivery_id)
+    await _delivery_endpoint(session, operator, delivery.endpoint_id, delivery_id)
     replay = await service.replay_delivery(session, delivery_id)
     await session.commit()
     return {"code": 0, "data": service.delivery_payload(replay)}

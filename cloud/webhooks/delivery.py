@@ -172,7 +172,11 @@ def _wants(endpoint: WebhookEndpoint, row: OutboxEvent) -> bool:
         return False
     if endpoint.network_ids is None:
         return True
-    return _network_of(row.payload or {}) in endpoint.network_ids
+    payload = row.payload or {}
+    scoped = payload.get("network_ids")  # an event about several networks (an endpoint)
+    if isinstance(scoped, list):
+        return bool(set(scoped) & set(endpoint.network_ids))
+    return _network_of(payload) in endpoint.network_ids
 
 
 async def fan_out(session: AsyncSession, *, limit: int = 500, now: datetime | None = None) -> int:

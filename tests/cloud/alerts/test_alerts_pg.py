@@ -217,6 +217,8 @@ async def test_fleet_alerts_api(env: Env, api: httpx.AsyncClient) -> None:
     assert r.status_code == 422 and r.json()["code"] != 0
 
     r = await api.get("/dashboard/fleet-alerts", params={"networks": f"{net},999"}, headers=ops)
+    assert r.status_code == 403 and r.json()["reason"] == "network-not-allowed"
+    r = await api.get("/dashboard/fleet-alerts", params={"networks": str(net)}, headers=ops)
     body = r.json()
     assert r.status_code == 200 and body["code"] == 0
     assert {a["id"] for a in body["data"]} == set(ids.values())

@@ -57,6 +57,11 @@ async def test_topics_and_endpoint_validation(api: httpx.AsyncClient) -> None:
     r = await api.post("/endpoints", json={"url": "file:///etc/passwd", "topics": ["*"]})
     assert r.status_code == 422
     r = await api.post(
+        "/endpoints",
+        json={"url": "https://ops.example/h", "topics": ["*"], "network_ids": [12345]},
+    )
+    assert r.status_code == 403 and r.json()["reason"] == "network-not-allowed"
+    r = await api.post(
         "/endpoints", json={"url": "https://ops.example/h", "topics": ["trip.*", "fleet_alert.*"]}
     )
     created = r.json()["data"]
@@ -78,9 +83,15 @@ async def test_log_replay_and_re_enable(pg: PgEnv, api: httpx.AsyncClient) -> No
         r = await api.post("/endpoints", json={"url": receiver.url, "topics": ["trip.*"]})
         endpoint = r.json()["data"]
         receiver.secret = endpoint["secret"]
+        net = pg.demo.network_id
+        assert endpoint["network_ids"] == [net]  # an operator's endpoint: its networks
         await write_events(
             pg.sessionmaker,
-            [("trip.created", "trip", 1, {"trip_id": 1}), ("trip.updated", "trip", 1, {"v": 2})],
+            [
+                ("trip.created", "trip", 1, {"trip_id": 1, "network_id": net}),
+                ("trip.created", "trip", 2, {"trip_id": 2, "network_id": net + 1}),  # not ours
+                ("trip.updated", "trip", 1, {"trip_id": 1, "network_id": net, "v": 2}),
+            ],
         )
         policy = replace(FAST, disable_after_failures=3, disable_after_s=0.0)
         async with WebhookWorker(pg.sessionmaker, policy) as worker:
@@ -97,7 +108,7 @@ async def test_log_replay_and_re_enable(pg: PgEnv, api: httpx.AsyncClient) -> No
         r = await api.get(f"/deliveries/{log[1]['id']}")
         detail = r.json()["data"]
         assert [a["status_code"] for a in detail["attempt_log"]] == [500, 500, 500]
-        assert detail["data"] == {"trip_id": 1}
+        assert detail["data"] == {"trip_id": 1, "network_id": net}
 
         # the receiver is fixed; the operator re-enables: both go out, in order
         state["status"] = 200
