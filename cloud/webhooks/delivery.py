@@ -30,7 +30,7 @@ from types import TracebackType
 from typing import Any
 
 import httpx
-from sqlalchemy import ScalarResult, exists, or_, select, text
+from sqlalchemy import ScalarResult, delete, exists, or_, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
@@ -85,6 +85,11 @@ class DeliveryPolicy:
     batch_size: int = 100
     fanout_batch: int = 500
     poll_interval_s: float = 0.5
+    #: Published outbox rows and finished deliveries (with their attempts) are deleted
+    #: after these many days (None: kept), checked every ``prune_every_s``.
+    outbox_retention_days: float | None = 7.0
+    delivery_retention_days: float | None = 30.0
+    prune_every_s: float = 3600.0
 
     def delay_s(self, failed_attempts: int, rng: random.Random) -> float | None:
         """Delay before the next attempt after ``failed_attempts`` failures (None: give up)."""
@@ -526,6 +531,41 @@ class WebhookWorker:
             await self.record_many(list(zip(jobs, results, strict=True)))
         return len(jobs)
 
+    async def prune(self) -> int:
+        """Delete old published outbox rows and old finished deliveries; returns rows deleted."""
+        now = self.clock()
+        removed = 0
+        async with self.sessionmaker() as session, session.begin():
+            if self.policy.outbox_retention_days is not None:
+                limit = now - timedelta(days=self.policy.outbox_retention_days)
+                result = await session.execute(
+                    delete(OutboxEvent).where(
+                        OutboxEvent.published_at.is_not(None), OutboxEvent.published_at < limit
+                    )
+                )
+                removed += int(getattr(result, "rowcount", 0) or 0)
+            if self.policy.delivery_retention_days is not None:
+                limit = now - timedelta(days=self.policy.delivery_retention_days)
+                old = select(WebhookDelivery.id).where(
+                    WebhookDelivery.status != DeliveryStatus.PENDING,
+                    WebhookDelivery.created_at < limit,
+                )
+                await session.execute(
+                    update(WebhookDelivery)
+                    .where(WebhookDelivery.replay_of_id.in_(old))
+                    .values(replay_of_id=None)
+                )
+                await session.execute(
+                    delete(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(old))
+                )
+                result = await session.execute(
+                    delete(WebhookDelivery).where(WebhookDelivery.id.in_(old))
+                )
+                removed += int(getattr(result, "rowcount", 0) or 0)
+        if removed:
+            log.info("event=webhook_pruned rows=%s", removed)
+        return removed
+
     async def run_once(self) -> int:
         """One fan-out and one delivery batch; returns the deliveries attempted."""
         if self.do_fan_out:
@@ -555,6 +595,7 @@ class WebhookWorker:
         backoff = self.policy.poll_interval_s
         loop = asyncio.get_running_loop()
         next_fan_out = loop.time()
+        next_prune = loop.time() + min(60.0, self.policy.prune_every_s)
         log.info("event=webhook_worker_started concurrency=%s", self.policy.concurrency)
         while not stop.is_set():
             claimed = 0
@@ -565,6 +606,9 @@ class WebhookWorker:
                     # Poll the outbox every poll interval, at once again after a full batch.
                     full = await self.fan_out() >= self.policy.fanout_batch
                     next_fan_out = loop_now if full else loop_now + self.policy.poll_interval_s
+                if loop_now >= next_prune:
+                    next_prune = loop_now + self.policy.prune_every_s
+                    await self.prune()
                 free = self.policy.concurrency - sum(self._inflight.values())
                 jobs = await self.claim(min(free, self.policy.batch_size), self._inflight)
                 for job in jobs:

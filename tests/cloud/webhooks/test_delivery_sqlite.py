@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from kickstand.cloud.models import OutboxEvent
 from kickstand.cloud.webhooks import service
 from kickstand.cloud.webhooks.delivery import WebhookWorker, start_worker
+from kickstand.cloud.webhooks.models import DeliveryStatus, WebhookDelivery
 from kickstand.cloud.webhooks.receiver import Receiver
 
 from .conftest import FAST, run_until, wait_for, write_events
@@ -52,3 +56,26 @@ async def test_start_worker_handle_for_the_embedded_launcher(
         assert handle.task.done() and handle.worker.counters["delivered"] == 1
         [got] = receiver.accepted()
     assert got.signature_ok and got.envelope["event"] == "rent.created"
+
+
+async def test_prune_keeps_pending_and_recent(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    with Receiver(behaviour=lambda _n, e: (200 if e["data"]["ok"] else 500, 0.0)) as receiver:
+        async with sessionmaker() as session, session.begin():
+            endpoint = await service.create_endpoint(session, url=receiver.url, topics=["*"])
+        receiver.secret = endpoint.secret
+        await write_events(
+            sessionmaker,
+            [("rent.created", "rent", 1, {"ok": True}), ("rent.created", "rent", 2, {"ok": False})],
+        )
+        async with WebhookWorker(sessionmaker, FAST) as worker:
+            await run_until([worker], lambda: len(receiver.snapshot()) >= 2)
+    later = datetime.now(UTC) + timedelta(days=40)
+    assert await WebhookWorker(sessionmaker, FAST).prune() == 0  # all recent
+    removed = await WebhookWorker(sessionmaker, FAST, clock=lambda: later).prune()
+    async with sessionmaker() as session:
+        left: list[DeliveryStatus] = list(await session.scalars(select(WebhookDelivery.status)))
+        outbox_left = await session.scalar(select(func.count()).select_from(OutboxEvent))
+    assert removed == 3  # 2 outbox rows + the delivered one
+    assert left == [DeliveryStatus.PENDING] and outbox_left == 0
