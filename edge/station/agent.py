@@ -23,7 +23,7 @@ import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -43,7 +43,7 @@ from kickstand.edge.transports import (
     open_serial,
     open_station_inputs,
 )
-from kickstand.protocol.errors import FrameError
+from kickstand.protocol.errors import FrameError, ProtocolError
 from kickstand.protocol.spotbus import (
     FW_CHUNK_DATA,
     BoardInfo,
@@ -101,6 +101,7 @@ log = logging.getLogger("kickstand.edge.station.agent")
 
 UNKNOWN_SERIAL = "unknown"  # a removed vehicle whose serial was never readable
 MAX_FIRMWARE_BYTES = 1 << 20
+TEMP_MIN_C, TEMP_MAX_C = -100.0, 250.0
 _LOCK_STATE = {BusLock.LOCKED: LockState.LOCKED, BusLock.OPEN: LockState.OPEN,
                BusLock.JAMMED: LockState.JAMMED}
 
@@ -263,7 +264,7 @@ class StationAgent:
         self.ready = asyncio.Event()  # first poll round done
         self.counters: dict[str, int] = {
             "badges": 0, "offline_unlocks": 0, "badges_refused": 0, "unlocks": 0,
-            "unlock_expired": 0, "inputs_errors": 0,
+            "unlock_expired": 0, "inputs_errors": 0, "poll_errors": 0,
         }
         self._poke = asyncio.Event()
         self._stop = asyncio.Event()
@@ -453,8 +454,13 @@ class StationAgent:
     async def _poll_spot(self, spot: SpotRecord) -> None:
         try:
             await self._poll_spot_inner(spot)
-        except EdgeError as exc:
+        except (EdgeError, ProtocolError) as exc:
+            self.counters["poll_errors"] += 1
             log.error("poll_failed spot=%d error=%s", spot.spot, exc)
+        except Exception:
+            # Whatever a board says, the other spots keep being served.
+            self.counters["poll_errors"] += 1
+            log.exception("poll_crashed spot=%d", spot.spot)
         finally:
             self._schedule(spot)
 
@@ -488,7 +494,8 @@ class StationAgent:
         n = spot.spot
         previous_lock = spot.lock
         spot.lock = report.lock
-        spot.temperature_c = report.temperature_c
+        # A broken sensor may say anything an int16 holds; keep it inside what the wire carries.
+        spot.temperature_c = min(TEMP_MAX_C, max(TEMP_MIN_C, report.temperature_c))
         # presence
         if report.vehicle_present and not spot.present:
             spot.present = True
@@ -527,7 +534,7 @@ class StationAgent:
             spot.lock_fault = None
             events.append(BoardRecovered(n))
         # temperature with hysteresis
-        t = report.temperature_c
+        t = spot.temperature_c
         if not spot.temp_high and t >= self.settings.temperature_high_c:
             spot.temp_high = True
             events.append(Temperature(n, t, True))
@@ -777,47 +784,61 @@ class StationAgent:
             ))
 
         try:
-            status(FirmwareState.DOWNLOADING)
-            try:
-                image = await self._fetch(cmd.url, cmd.size)
-            except Exception as exc:
-                status(FirmwareState.DOWNLOAD_FAILED)
-                done(False, RejectReason.HARDWARE_FAULT, f"download: {exc}")
-                return
-            status(FirmwareState.DOWNLOADED)
-            status(FirmwareState.VERIFYING)
-            if len(image) != cmd.size or hashlib.sha256(image).digest() != cmd.sha256:
-                status(FirmwareState.VERIFY_FAILED)
-                done(False, RejectReason.MALFORMED, "size or sha256 mismatch")
-                return
-            status(FirmwareState.VERIFIED)
-            status(FirmwareState.INSTALLING)
-            try:
-                await self.bus.transact(spot.spot, Cmd.FW_BEGIN,
-                                        fw_begin_payload(len(image), cmd.sha256))
-                for offset in range(0, len(image), FW_CHUNK_DATA):
-                    chunk = image[offset: offset + FW_CHUNK_DATA]
-                    await self.bus.transact(spot.spot, Cmd.FW_CHUNK,
-                                            fw_chunk_payload(offset, chunk))
-                    if self.settings.firmware_chunk_delay_s:
-                        await asyncio.sleep(self.settings.firmware_chunk_delay_s)
-                await self.bus.transact(spot.spot, Cmd.FW_COMMIT)
-                frame = await self.bus.transact(spot.spot, Cmd.GET_INFO)
-                info = BoardInfo.from_payload(frame.payload)
-            except (BoardNoAnswer, BoardBusError, FrameError) as exc:
-                status(FirmwareState.INSTALL_FAILED)
+            await self._firmware_steps(command_id, cmd, spot, status, done)
+        except (EdgeError, ProtocolError) as exc:
+            log.error("firmware_update_failed spot=%d error=%s", spot.spot, exc)
+            with contextlib.suppress(EdgeError, ProtocolError):
                 done(False, RejectReason.HARDWARE_FAULT, str(exc))
-                return
-            spot.firmware = info.firmware
-            if info.firmware != cmd.version:
-                status(FirmwareState.INSTALL_FAILED)
-                done(False, RejectReason.HARDWARE_FAULT, f"board reports {info.firmware}")
-                return
-            spot.firmware_flagged = False
-            status(FirmwareState.INSTALLED)
-            done(True)
         finally:
             spot.updating = False
+
+    async def _firmware_steps(
+        self,
+        command_id: bytes,
+        cmd: FirmwareUpdate,
+        spot: SpotRecord,
+        status: Callable[[FirmwareState], None],
+        done: Callable[..., None],
+    ) -> None:
+        status(FirmwareState.DOWNLOADING)
+        try:
+            image = await self._fetch(cmd.url, cmd.size)
+        except Exception as exc:
+            status(FirmwareState.DOWNLOAD_FAILED)
+            done(False, RejectReason.HARDWARE_FAULT, f"download: {exc}")
+            return
+        status(FirmwareState.DOWNLOADED)
+        status(FirmwareState.VERIFYING)
+        if len(image) != cmd.size or hashlib.sha256(image).digest() != cmd.sha256:
+            status(FirmwareState.VERIFY_FAILED)
+            done(False, RejectReason.MALFORMED, "size or sha256 mismatch")
+            return
+        status(FirmwareState.VERIFIED)
+        status(FirmwareState.INSTALLING)
+        try:
+            await self.bus.transact(spot.spot, Cmd.FW_BEGIN,
+                                    fw_begin_payload(len(image), cmd.sha256))
+            for offset in range(0, len(image), FW_CHUNK_DATA):
+                chunk = image[offset: offset + FW_CHUNK_DATA]
+                await self.bus.transact(spot.spot, Cmd.FW_CHUNK,
+                                        fw_chunk_payload(offset, chunk))
+                if self.settings.firmware_chunk_delay_s:
+                    await asyncio.sleep(self.settings.firmware_chunk_delay_s)
+            await self.bus.transact(spot.spot, Cmd.FW_COMMIT)
+            frame = await self.bus.transact(spot.spot, Cmd.GET_INFO)
+            info = BoardInfo.from_payload(frame.payload)
+        except (BoardNoAnswer, BoardBusError, FrameError) as exc:
+            status(FirmwareState.INSTALL_FAILED)
+            done(False, RejectReason.HARDWARE_FAULT, str(exc))
+            return
+        spot.firmware = info.firmware
+        if info.firmware != cmd.version:
+            status(FirmwareState.INSTALL_FAILED)
+            done(False, RejectReason.HARDWARE_FAULT, f"board reports {info.firmware}")
+            return
+        spot.firmware_flagged = False
+        status(FirmwareState.INSTALLED)
+        done(True)
 
     # ---------------------------------------------------------------- badges
 
@@ -825,7 +846,7 @@ class StationAgent:
         async for uid in self.badge_reader.badges():
             try:
                 await self._on_badge(uid)
-            except EdgeError as exc:
+            except (EdgeError, ProtocolError) as exc:
                 log.error("badge_handling_failed uid=%s error=%s", uid.hex(), exc)
 
     async def _on_badge(self, uid: bytes) -> None:
@@ -878,7 +899,10 @@ class StationAgent:
                 events.append(AlarmTriggered(reading.alarm_reason[:60]) if reading.alarm
                               else AlarmCleared())
             if events:
-                self._commit(events, [])
+                try:
+                    self._commit(events, [])
+                except (EdgeError, ProtocolError) as exc:
+                    log.error("inputs_commit_failed error=%s", exc)
             await asyncio.sleep(self.settings.inputs_interval_s)
 
     def _emit_telemetry(self) -> None:
@@ -900,7 +924,7 @@ class StationAgent:
             await asyncio.sleep(self.settings.telemetry_interval_s)
             try:
                 self._emit_telemetry()
-            except EdgeError as exc:
+            except (EdgeError, ProtocolError) as exc:
                 log.error("telemetry_failed error=%s", exc)
 
     # ---------------------------------------------------------------- status

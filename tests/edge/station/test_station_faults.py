@@ -98,6 +98,11 @@ async def test_power_alarm_temperature_identify(rig: StationRig, cloud: CloudPee
     assert hot.body == Temperature(3, 72.5, True)
     rig.sim.cool(3)
     await cloud.wait_for(dev, lambda r: isinstance(r.body, Temperature) and not r.body.high)
+    rig.sim.overheat(4, -3000.0)  # a sensor gone mad: clamped, never a crash
+    await eventually(lambda: rig.agent is not None and rig.agent.spots[4].temperature_c == -100)
+    rig.sim.overheat(4, 3276.7)
+    mad = await cloud.wait_for(dev, lambda r: isinstance(r.body, Temperature) and r.body.spot == 4)
+    assert mad.body == Temperature(4, 250.0, True)
     rig.sim.unreadable_serial(2)
     rig.sim.dock(2, "HIDDEN1")
     await cloud.wait_for(dev, lambda r: r.body == SpotIdentifyFail(2))
