@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--index", type=int, default=None,
                      help="seed index of the station (default: from the device id)")
     run.add_argument("--no-agent", action="store_true", help="hardware only")
+    run.add_argument("--health-port", type=int, default=None,
+                     help="agent's local status endpoint (kickstand-station status)")
     add_common(run)
     ctl = sub.add_parser("ctl", help="send one scenario command to a running simulator")
     ctl.add_argument("--port", type=int, required=True)
@@ -162,6 +164,7 @@ async def run_station(args: argparse.Namespace) -> int:
         args.device_id, mqtt_url=args.mqtt_url, keys=command_keys(args), spots=args.spots,
         workdir=workdir, nfc=args.nfc, fast=args.fast, seed_docked=args.seed_docked,
         index=args.index, agent=not args.no_agent,
+        **({"health_port": args.health_port} if args.health_port is not None else {}),
     )
     server = ControlServer({args.device_id: ScenarioController(sim, rig)},
                            port=args.control_port or 0)
@@ -172,6 +175,9 @@ async def run_station(args: argparse.Namespace) -> int:
     print(f"  inputs: {sim.inputs.path}   workdir: {workdir}", flush=True)
     if rig is not None:
         print(f"  agent -> {rig.mqtt_url} (proxy to {args.mqtt_url})", flush=True)
+        if args.health_port is not None:
+            print(f"  agent status: python -m kickstand.edge.station status "
+                  f"http://127.0.0.1:{args.health_port}", flush=True)
     print(f"  control: 127.0.0.1:{server.port} (or type commands here; 'help')", flush=True)
     stdin_task = asyncio.create_task(_stdin_commands(server)) if sys.stdin.isatty() else None
     try:
