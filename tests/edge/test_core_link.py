@@ -27,9 +27,14 @@ DEVICE = "st-link01"
 
 @contextlib.asynccontextmanager
 async def running_link(
-    broker: MosquittoService, cloud: CloudPeer, state: Path, device: str = DEVICE
+    broker: MosquittoService,
+    cloud: CloudPeer,
+    state: Path,
+    device: str = DEVICE,
+    clock: DeviceClock | None = None,
+    **config: float,
 ) -> AsyncIterator[CloudLink]:
-    clock = DeviceClock()
+    clock = clock or DeviceClock()
     queue = DiskQueue(state / "queue.db", clock=clock.now_ms)
     guard = SqliteReplayGuard(state / "replay.db")
     pub = cloud.signer.public_key
@@ -42,7 +47,7 @@ async def running_link(
 
     link = CloudLink(
         LinkConfig(device, broker.host, broker.port, reconnect_min_s=0.1, reconnect_max_s=0.5,
-                   boot_timeout_s=2),
+                   boot_timeout_s=2, **config),
         queue=queue,
         birth=lambda: Birth(DeviceKind.STATION, "1.0", "sim"),
         verifier=verifier,
@@ -124,3 +129,30 @@ async def test_broker_outage_nothing_lost(mosquitto_private: MosquittoService,
             await eventually(lambda: link.queue.depth() == 0)
     finally:
         await clock_link.__aexit__(None, None, None)
+
+
+async def test_rejected_device_sends_nothing_but_births(
+    mosquitto: MosquittoService, tmp_path: Path
+) -> None:
+    async with CloudPeer(mosquitto.host, mosquitto.port, username=mosquitto.cloud_username,
+                         password=mosquitto.cloud_password,
+                         boot_status=BootStatus.REJECTED) as cloud:
+        async with running_link(mosquitto, cloud, tmp_path, "st-reject1",
+                                rejected_retry_s=0.3) as link:
+            link.emit(PowerCut())
+            await cloud.wait_birth("st-reject1", count=3, within=5)  # retried, slowly
+            assert cloud.bodies("st-reject1") == [] and link.queue.depth() == 1
+            assert link.boot_status is BootStatus.REJECTED and not link.accepted.is_set()
+
+
+async def test_clock_is_synced_from_the_cloud(mosquitto: MosquittoService, tmp_path: Path) -> None:
+    async with CloudPeer(mosquitto.host, mosquitto.port, username=mosquitto.cloud_username,
+                         password=mosquitto.cloud_password, heartbeat_s=1) as cloud:
+        skewed = DeviceClock(offset_ms=3_600_000)  # an hour ahead: every command "expired"?
+        async with running_link(mosquitto, cloud, tmp_path, "st-clock1", clock=skewed) as link:
+            await asyncio.wait_for(link.accepted.wait(), 5)
+            assert abs(skewed.offset_ms) < 2_000  # corrected by the BootReply
+            await cloud.wait_until(lambda: cloud.view("st-clock1").heartbeats >= 1, within=5)
+            await eventually(lambda: skewed.last_rtt_ms is not None and link.counters.heartbeats)
+            cid = await cloud.send_command("st-clock1", Lock(spot=1))
+            assert (await cloud.wait_result("st-clock1", cid)).status is ResultStatus.DONE
