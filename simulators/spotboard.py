@@ -61,6 +61,7 @@ class SpotBoard:
     serial_unreadable: bool = False  # vehicle present, serial not readable
     tamper: bool = False
     delay_s: float = 0.0  # answer late
+    bad_payload: bool = False  # well-framed answers whose payload is nonsense
     # counters
     requests: int = 0
     # firmware staging
@@ -102,6 +103,8 @@ class SpotBoard:
     def handle(self, req: Frame) -> Frame:
         self.requests += 1
         cmd = req.request_cmd
+        if cmd == Cmd.GET_STATUS and self.bad_payload:
+            return response(req, b"\x07\x09\xff")
         if cmd == Cmd.GET_STATUS:
             report = SpotReport(
                 self.lock,

@@ -74,10 +74,15 @@ async def test_corrupt_frames_and_garbage_are_counted_and_survived(
         rig.sim.flood(700)
     rig.sim.dock(4, "FLOOD01")
     await cloud.wait_for(dev, lambda r: r.body == VehicleDocked(4, "FLOOD01"), within=5)
+    rig.sim.boards[2].bad_payload = True  # well framed, meaningless: a fault, not a crash
+    fault = await cloud.wait_for(dev, lambda r: isinstance(r.body, BoardFault))
+    assert fault.body.spot == 2 and fault.body.reason.startswith("bad status")
+    rig.sim.boards[2].bad_payload = False
+    await cloud.wait_for(dev, lambda r: r.body == BoardRecovered(2), within=5)
     bus = rig.agent.bus.snapshot()
     assert bus["crc_errors"] >= 2
     assert bus["bytes_discarded"] > 0
-    assert not cloud.bodies(dev, BoardFault)
+    assert len(cloud.bodies(dev, BoardFault)) == 1
 
 
 async def test_power_alarm_temperature_identify(rig: StationRig, cloud: CloudPeer) -> None:
