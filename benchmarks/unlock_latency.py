@@ -63,6 +63,9 @@ async def run_stations(spec: dict[str, Any]) -> None:
                 device_id, spec["host"], spec["port"], command_keys=[spec["key"]],
                 workdir=Path(spec["workdir"]) / device_id, spots=spec["spots"], nfc=False,
                 proxy=False, unlock_window_s=spec["window_s"],
+                # Real-hardware polling (the test rigs' FAST polling would saturate this
+                # process with 50 boards); a bus answer may take the actuator's time.
+                poll_interval_s=1.0, active_poll_interval_s=0.2, response_timeout_s=0.2,
             )
             for addr in list(rig.sim.bus.boards):
                 rig.sim.bus.boards[addr] = ActuatedBoard(addr, actuator_s=actuator_s)

@@ -25,10 +25,11 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import aiomqtt
 from sqlalchemy import select
@@ -103,6 +104,7 @@ class MqttCommandGateway:
         #: An engine this gateway built itself (``create_gateway``), disposed on close.
         self.owned_engine: AsyncEngine | None = None
         self._pending: dict[bytes, _Pending] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self._client: aiomqtt.Client | None = None
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -158,6 +160,8 @@ class MqttCommandGateway:
             if not pending.future.done():
                 pending.future.cancel()
         self._pending.clear()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=5)
         if self.owned_engine is not None:
             await self.owned_engine.dispose()
 
@@ -233,6 +237,12 @@ class MqttCommandGateway:
                 device_id,
             )
             return
+        log.debug(
+            "event=command_result device=%s command=%s status=%s",
+            device_id,
+            result.command_id.hex(),
+            result.status.name,
+        )
         if result.status not in FINAL:
             pending.accepted = True
             return
@@ -274,7 +284,7 @@ class MqttCommandGateway:
         payload = self.signer.sign(envelope)
         if self._client is None or not self._ready.is_set():
             raise DeviceOfflineError(device_id, f"MQTT broker {self.url.safe()} unreachable")
-        await self._check_and_record(device_id, envelope, rent_id)
+        await self._check_online(device_id)
         client = self._client
         if client is None:
             raise DeviceOfflineError(device_id, f"MQTT broker {self.url.safe()} unreachable")
@@ -286,6 +296,10 @@ class MqttCommandGateway:
                 await client.publish(topics.down(device_id, Channel.COMMAND), payload, qos=1)
             except aiomqtt.MqttError as exc:
                 raise DeviceOfflineError(device_id, f"publish failed: {exc}") from exc
+            # The audit row (and command → rent mapping) is written beside the wait, off
+            # the rider's critical path.
+            self._spawn(self._record(device_id, envelope, rent_id))
+            log.debug("event=command_published device=%s command=%s", device_id, command_id.hex())
             try:
                 return await asyncio.wait_for(asyncio.shield(pending.future), timeout)
             except TimeoutError:
@@ -296,43 +310,57 @@ class MqttCommandGateway:
             if not pending.future.done():
                 pending.future.cancel()
 
-    async def _check_and_record(
-        self, device_id: str, envelope: m.CommandEnvelope, rent_id: int | None
-    ) -> None:
+    async def _check_online(self, device_id: str) -> None:
         if self._sessionmaker is None:
             return
-        command = envelope.command
-        async with self._sessionmaker() as session, session.begin():
+        async with self._sessionmaker() as session:
             row = (
                 await session.execute(
                     select(Device.online, Device.last_seen_at).where(Device.device_id == device_id)
                 )
             ).first()
-            if row is None:
-                raise DeviceOfflineError(device_id, "unknown device")
-            online: bool = row[0]
-            last_seen: datetime | None = row[1]
-            now = datetime.now(UTC)
-            if not online:
-                seen = f" (last seen {last_seen.isoformat()})" if last_seen else ""
-                raise DeviceOfflineError(device_id, f"device is offline{seen}")
-            if last_seen is None or now - last_seen > timedelta(seconds=self.offline_after_s):
-                raise DeviceOfflineError(
-                    device_id,
-                    f"device silent for more than {self.offline_after_s:.0f} s",
+        if row is None:
+            raise DeviceOfflineError(device_id, "unknown device")
+        online: bool = row[0]
+        last_seen: datetime | None = row[1]
+        now = datetime.now(UTC)
+        if not online:
+            seen = f" (last seen {last_seen.isoformat()})" if last_seen else ""
+            raise DeviceOfflineError(device_id, f"device is offline{seen}")
+        if last_seen is None or now - last_seen > timedelta(seconds=self.offline_after_s):
+            raise DeviceOfflineError(
+                device_id, f"device silent for more than {self.offline_after_s:.0f} s"
+            )
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _record(
+        self, device_id: str, envelope: m.CommandEnvelope, rent_id: int | None
+    ) -> None:
+        if self._sessionmaker is None:
+            return
+        command = envelope.command
+        try:
+            async with self._sessionmaker() as session, session.begin():
+                session.add(
+                    DeviceCommand(
+                        command_id=envelope.command_id.hex(),
+                        device_id=device_id,
+                        command_type=type(command).__name__.lower(),
+                        spot=getattr(command, "spot", None),
+                        rent_id=rent_id,
+                        issued_at=datetime.fromtimestamp(envelope.issued_at_ms / 1000, UTC),
+                        expires_at=datetime.fromtimestamp(envelope.expires_at_ms / 1000, UTC),
+                        sent_by=self.client_id,
+                        status=CommandStatus.PENDING,
+                    )
                 )
-            session.add(
-                DeviceCommand(
-                    command_id=envelope.command_id.hex(),
-                    device_id=device_id,
-                    command_type=type(command).__name__.lower(),
-                    spot=getattr(command, "spot", None),
-                    rent_id=rent_id,
-                    issued_at=datetime.fromtimestamp(envelope.issued_at_ms / 1000, UTC),
-                    expires_at=datetime.fromtimestamp(envelope.expires_at_ms / 1000, UTC),
-                    sent_by=self.client_id,
-                    status=CommandStatus.PENDING,
-                )
+        except Exception as exc:  # the audit row must never fail the command
+            log.warning(
+                "event=command_record_failed command=%s error=%r", envelope.command_id.hex(), exc
             )
 
     # -- CommandGateway -------------------------------------------------------------------
