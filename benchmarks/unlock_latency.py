@@ -262,8 +262,16 @@ async def drive(args: argparse.Namespace) -> None:
             async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as http:
                 tokens = []
                 for i in range(args.riders):
-                    r = await http.post("/v1/auth/login", json={
-                        "email": f"rider{i:03d}@bench.example.com", "password": RIDER_PASSWORD})
+                    for attempt in range(5):
+                        try:
+                            r = await http.post("/v1/auth/login", json={
+                                "email": f"rider{i:03d}@bench.example.com",
+                                "password": RIDER_PASSWORD})
+                            break
+                        except httpx.TransportError:
+                            if attempt == 4:
+                                raise
+                            await asyncio.sleep(0.5)
                     r.raise_for_status()
                     tokens.append(r.json()["data"]["token"])
                 # Warm-up: one unlock (connections, prepared statements), then let it expire.
@@ -273,11 +281,16 @@ async def drive(args: argparse.Namespace) -> None:
 
                 async def unlock(i: int) -> None:
                     t0 = time.perf_counter()
-                    r = await http.post(
-                        "/v1/rents", json={"spot_id": spots[i]},
-                        headers={"Authorization": f"Bearer {tokens[i]}",
-                                 "Idempotency-Key": f"bench-{uuid.uuid4()}"},
-                    )
+                    try:
+                        r = await http.post(
+                            "/v1/rents", json={"spot_id": spots[i]},
+                            headers={"Authorization": f"Bearer {tokens[i]}",
+                                     "Idempotency-Key": f"bench-{uuid.uuid4()}"},
+                        )
+                    except httpx.TransportError as exc:
+                        name = type(exc).__name__
+                        failures[name] = failures.get(name, 0) + 1
+                        return
                     elapsed = (time.perf_counter() - t0) * 1000
                     if r.status_code == 201:
                         latencies.append(elapsed)

@@ -584,17 +584,22 @@ class BatchApplier:
                     "received_at": now,
                 }
             )
-        ins = _insert(session, DeviceStatus.__table__)
-        cur = DeviceStatus.__table__.c
-        stmt = ins.on_conflict_do_update(
-            index_elements=["device_id", "spot"],
-            set_={k: ins.excluded[k] for k in rows[0] if k not in ("device_id", "spot")},
-            where=or_(
-                and_(cur.boot_id == ins.excluded.boot_id, cur.seq < ins.excluded.seq),
-                and_(cur.boot_id != ins.excluded.boot_id, cur.ts_ms < ins.excluded.ts_ms),
-            ),
-        ).returning(cur.device_id, cur.spot)
-        returned: Any = (await session.execute(stmt, rows)).all()
+        returned: Any
+        if _pg(session):
+            columns = {name: [r[name] for r in rows] for name in _STATUS_COLUMNS}
+            returned = (await session.execute(_PG_STATUS_UPSERT, columns)).all()
+        else:
+            ins = _insert(session, DeviceStatus.__table__)
+            cur = DeviceStatus.__table__.c
+            stmt = ins.on_conflict_do_update(
+                index_elements=["device_id", "spot"],
+                set_={k: ins.excluded[k] for k in rows[0] if k not in ("device_id", "spot")},
+                where=or_(
+                    and_(cur.boot_id == ins.excluded.boot_id, cur.seq < ins.excluded.seq),
+                    and_(cur.boot_id != ins.excluded.boot_id, cur.ts_ms < ins.excluded.ts_ms),
+                ),
+            ).returning(cur.device_id, cur.spot)
+            returned = (await session.execute(stmt, rows)).all()
         applied = {(str(d), int(s)) for d, s in returned}
         stale = len(rows) - len(applied)
         if stale:
@@ -665,7 +670,16 @@ class BatchApplier:
                         "fault": st.fault,
                     },
                 )
-        if changes:
+        if changes and _pg(session):
+            await session.execute(
+                _PG_SPOTS,
+                {
+                    "sid": [c["sid"] for c in changes],
+                    "lock": [c["lock"] for c in changes],
+                    "state": [str(c["state"].value) for c in changes],
+                },
+            )
+        elif changes:
             table = Spot.__table__
             await session.execute(
                 update(table)
@@ -920,6 +934,34 @@ _PG_BATTERIES = text(
     "assist_battery_level = COALESCE(u.v, v.assist_battery_level) "
     "FROM unnest(CAST(:vid AS integer[]), CAST(:b AS integer[]), CAST(:v AS integer[])) "
     "AS u(vid, b, v) WHERE v.id = u.vid"
+)
+
+
+_STATUS_COLUMNS = (
+    "device_id", "spot", "boot_id", "seq", "ts_ms", "state", "lock", "serial_number", "fault",
+    "battery_pct", "received_at",
+)  # fmt: skip
+# The newer stamp wins: same boot → higher seq; another boot → later device time.
+_PG_STATUS_UPSERT = text(
+    "INSERT INTO device_status (device_id, spot, boot_id, seq, ts_ms, state, lock, "
+    "serial_number, fault, battery_pct, received_at) "
+    "SELECT * FROM unnest(CAST(:device_id AS varchar[]), CAST(:spot AS integer[]), "
+    "CAST(:boot_id AS bigint[]), CAST(:seq AS bigint[]), CAST(:ts_ms AS bigint[]), "
+    "CAST(:state AS integer[]), CAST(:lock AS integer[]), CAST(:serial_number AS varchar[]), "
+    "CAST(:fault AS varchar[]), CAST(:battery_pct AS integer[]), "
+    "CAST(:received_at AS timestamptz[])) "
+    "ON CONFLICT (device_id, spot) DO UPDATE SET boot_id = excluded.boot_id, "
+    "seq = excluded.seq, ts_ms = excluded.ts_ms, state = excluded.state, lock = excluded.lock, "
+    "serial_number = excluded.serial_number, fault = excluded.fault, "
+    "battery_pct = excluded.battery_pct, received_at = excluded.received_at "
+    "WHERE (device_status.boot_id = excluded.boot_id AND device_status.seq < excluded.seq) "
+    "OR (device_status.boot_id <> excluded.boot_id AND device_status.ts_ms < excluded.ts_ms) "
+    "RETURNING device_id, spot"
+)
+_PG_SPOTS = text(
+    "UPDATE spots AS s SET lock_status = u.lock, state = u.state "
+    "FROM unnest(CAST(:sid AS integer[]), CAST(:lock AS integer[]), CAST(:state AS varchar[])) "
+    "AS u(sid, lock, state) WHERE s.id = u.sid"
 )
 
 
