@@ -85,6 +85,8 @@ class DeliveryPolicy:
     batch_size: int = 100
     fanout_batch: int = 500
     poll_interval_s: float = 0.5
+    #: Finished attempts wait at most this long to be recorded together.
+    batch_window_s: float = 0.02
     #: Published outbox rows and finished deliveries (with their attempts) are deleted
     #: after these many days (None: kept), checked every ``prune_every_s``.
     outbox_retention_days: float | None = 7.0
@@ -270,6 +272,7 @@ class WebhookWorker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._inflight: Counter[int] = Counter()
         self._results: list[tuple[Job, AttemptResult]] = []
+        self._results_since = 0.0
 
     async def __aenter__(self) -> WebhookWorker:
         self._open = True
@@ -597,11 +600,21 @@ class WebhookWorker:
         next_fan_out = loop.time()
         next_prune = loop.time() + min(60.0, self.policy.prune_every_s)
         log.info("event=webhook_worker_started concurrency=%s", self.policy.concurrency)
+        # Batches: record finished attempts and claim new ones a few at a time (one
+        # transaction each), not one by one as each POST ends.
+        min_batch = max(1, min(self.policy.batch_size, self.policy.concurrency) // 4)
+        window = self.policy.batch_window_s
         while not stop.is_set():
             claimed = 0
+            free = 0
             try:
-                await self._flush_results()
                 loop_now = loop.time()
+                if self._results and (
+                    len(self._results) >= min_batch
+                    or not self._tasks
+                    or loop_now - self._results_since >= window
+                ):
+                    await self._flush_results()
                 if self.do_fan_out and loop_now >= next_fan_out:
                     # Poll the outbox every poll interval, at once again after a full batch.
                     full = await self.fan_out() >= self.policy.fanout_batch
@@ -610,13 +623,14 @@ class WebhookWorker:
                     next_prune = loop_now + self.policy.prune_every_s
                     await self.prune()
                 free = self.policy.concurrency - sum(self._inflight.values())
-                jobs = await self.claim(min(free, self.policy.batch_size), self._inflight)
-                for job in jobs:
-                    claimed += 1
-                    self._inflight[job.endpoint_id] += 1
-                    task = asyncio.create_task(self._post_to_results(job))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._task_done)
+                if free >= min_batch or (free > 0 and not self._tasks):
+                    jobs = await self.claim(min(free, self.policy.batch_size), self._inflight)
+                    for job in jobs:
+                        claimed += 1
+                        self._inflight[job.endpoint_id] += 1
+                        task = asyncio.create_task(self._post_to_results(job))
+                        self._tasks.add(task)
+                        task.add_done_callback(self._task_done)
                 backoff = self.policy.poll_interval_s
             except (SQLAlchemyError, OSError) as exc:
                 self.counters["db_errors"] += 1
@@ -624,7 +638,8 @@ class WebhookWorker:
                 await _sleep_or_stop(stop, backoff)
                 backoff = min(backoff * 2, 30.0)
                 continue
-            if not self._results and (claimed == 0 or not free):
+            if claimed == 0 or claimed >= free:
+                # Nothing more to start now: wait for a POST to end, the window, or a poll.
                 self._wake.clear()
                 waiters = [
                     asyncio.ensure_future(self._wake.wait()),
@@ -632,7 +647,7 @@ class WebhookWorker:
                 ]
                 await asyncio.wait(
                     waiters,
-                    timeout=self.policy.poll_interval_s,
+                    timeout=window if self._results else self.policy.poll_interval_s,
                     return_when=asyncio.FIRST_COMPLETED,
                 )
                 for w in waiters:
@@ -650,6 +665,8 @@ class WebhookWorker:
 
     async def _post_to_results(self, job: Job) -> None:
         result = await self.post(job)
+        if not self._results:
+            self._results_since = asyncio.get_running_loop().time()
         self._results.append((job, result))
 
     async def _flush_results(self) -> None:
