@@ -298,7 +298,9 @@ class FixFilter:
     the last accepted fix is above ``max_speed_kmh`` (plus ``slack_m`` for the
     receiver's own noise). A vehicle really carried far away while the receiver
     was off would be stuck behind that rule, so ``reanchor_after`` consecutive
-    rejected fixes that agree with each other become the new reference.
+    rejected fixes that agree with each other become the new reference. The very
+    first reference is not one lone fix either (a glitch at start would then hold
+    the real track off): ``confirm_first`` consecutive fixes must agree.
     """
 
     max_hdop: float = 5.0
@@ -306,6 +308,7 @@ class FixFilter:
     max_speed_kmh: float = 80.0
     slack_m: float = 30.0
     reanchor_after: int = 10
+    confirm_first: int = 2
     accepted: int = 0
     rejected_quality: int = 0
     rejected_jump: int = 0
@@ -329,7 +332,14 @@ class FixFilter:
             log.debug("gps_fix_poor quality=%s sats=%s hdop=%s", fix.quality, fix.satellites,
                       fix.hdop)
             return False
-        if self.last is not None and not self._plausible(self.last, fix):
+        if self.last is None:
+            if self._suspects and not self._plausible(self._suspects[-1], fix):
+                self.rejected_jump += 1
+                self._suspects.clear()
+            self._suspects.append(fix)
+            if len(self._suspects) < self.confirm_first:
+                return False
+        elif not self._plausible(self.last, fix):
             self.rejected_jump += 1
             log.info("gps_fix_jump lat=%.6f lon=%.6f from_lat=%.6f from_lon=%.6f",
                      fix.lat, fix.lon, self.last.lat, self.last.lon)

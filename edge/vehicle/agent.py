@@ -137,13 +137,15 @@ class VehicleAgent:
         self.battery_monitor: BatteryMonitor | None = None
         self.lockbox: LockBox | None = None
         self.lockbox_firmware = ""
-        self.lock_state: BusLock | None = None
+        self.lock_state: BusLock | None = None  # LOCKED or OPEN: the last definite state
+        self.jammed = False  # the box reports its lock jammed (a fault, not a lock state)
         self.chain: tuple[bool, int] | None = None
         self.batteries: dict[BatteryKind, BatteryReading] = {}
         self.counters: dict[str, int] = {}
         self._queue: DiskQueue | None = None
         self._link: CloudLink | None = None
         self._reboot = asyncio.Event()
+        self._probed = asyncio.Event()  # the lock box was asked for its version (or is absent)
         self._reporter_wake = asyncio.Event()
         self._bus = asyncio.Lock()
         self._lockbox_failures = 0
@@ -217,7 +219,10 @@ class VehicleAgent:
             on_accepted=self._on_accepted,
         )
         self._queue, self._link = queue, link
-        self.lock_state, self.chain = None, None
+        self.lock_state, self.chain, self.jammed = None, None, False
+        self._probed.clear()
+        if s.lockbox_port in ("", "none"):
+            self._probed.set()
         self._battery_low.clear()
         health: HealthServer | None = None
         tasks: list[asyncio.Task[Any]] = []
@@ -226,7 +231,7 @@ class VehicleAgent:
                 health = HealthServer(self.snapshot, host=s.health_host, port=s.health_port)
                 await health.start()
             jobs: list[tuple[str, Coroutine[Any, Any, None]]] = [
-                ("link", link.run()),
+                ("link", self._run_link(link)),
                 ("gps", self._gps_loop()),
                 ("lockbox", self._lockbox_loop()),
                 ("reporter", self._reporter_loop()),
@@ -331,7 +336,7 @@ class VehicleAgent:
     def device_state(self) -> DeviceState:
         if self.store.memory.maintenance:
             return DeviceState.MAINTENANCE
-        if self.lock_state is BusLock.JAMMED or self._lockbox_fault:
+        if self.jammed or self._lockbox_fault:
             return DeviceState.FAULT
         if self.lock_state is BusLock.LOCKED:
             return DeviceState.LOCKED
@@ -346,7 +351,7 @@ class VehicleAgent:
 
     def _status(self) -> Status:
         fault = None
-        if self.lock_state is BusLock.JAMMED:
+        if self.jammed:
             fault = "lock jammed"
         elif self._lockbox_fault:
             fault = "lock box not answering"
@@ -359,7 +364,9 @@ class VehicleAgent:
         return Status(
             spot=0,
             state=self.device_state,
-            lock=_LOCK_STATE.get(self.lock_state) if self.lock_state is not None else None,
+            lock=LockState.JAMMED if self.jammed else (
+                _LOCK_STATE.get(self.lock_state) if self.lock_state is not None else None
+            ),
             serial_number=self.settings.serial_number,
             fault=fault,
             battery_pct=level,
@@ -472,15 +479,38 @@ class VehicleAgent:
             return
         port = await self._open(path, 115200, "lockbox")
         self.lockbox = LockBox(port, timeout_s=self.settings.lockbox_timeout_s)
+        next_info = 0.0
         try:
-            with contextlib.suppress(LockBoxError):
-                self.lockbox_firmware = (await self.lockbox.info()).firmware
             while True:
+                if not self.lockbox_firmware and time.monotonic() >= next_info:
+                    await self._read_lockbox_info()
+                    next_info = time.monotonic() + 10.0
+                self._probed.set()
                 await self.poll_lockbox()
                 await asyncio.sleep(self.settings.lock_poll_s)
         finally:
             self.lockbox = None
             await port.close()
+
+    async def _read_lockbox_info(self) -> None:
+        """The lock box's firmware for the birth's inventory (a new birth if it came late)."""
+        if self.lockbox is None:
+            return
+        try:
+            info = await self.lockbox.info()
+        except (LockBoxError, TransportError) as exc:
+            log.warning("lockbox_info_unavailable device=%s reason=%s", self.device_id, exc)
+            return
+        self.lockbox_firmware = info.firmware
+        if self._link is not None and self._link.counters.births:
+            self._link.trigger_birth()
+
+    async def _run_link(self, link: CloudLink) -> None:
+        """The birth carries the inventory: give the peripherals a moment to answer first."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2.0):
+                await self._probed.wait()
+        await link.run()
 
     async def poll_lockbox(self) -> None:
         if self.lockbox is None:
@@ -504,6 +534,15 @@ class VehicleAgent:
             self._observe_chain(chain.inserted, chain.chain_type)
 
     def _observe_lock(self, lock: BusLock) -> None:
+        if lock is BusLock.JAMMED:
+            if not self.jammed:
+                self.jammed = True
+                log.error("vehicle_lock_jammed device=%s", self.device_id)
+                self.emit(BoardFault(0, "lock jammed"), self._status())
+            return
+        if self.jammed:
+            self.jammed = False
+            self.emit(BoardRecovered(0), self._status())
         if self.lock_state is None:
             # First look after a (re)boot: report a change that happened while we were down.
             last = self._load_state(LOCK_STATE_KEY)
@@ -743,7 +782,7 @@ class VehicleAgent:
             raise CommandRefused(RejectReason.MALFORMED, "a vehicle has spot 0 only")
         if self.store.memory.maintenance:
             raise CommandRefused(RejectReason.MAINTENANCE, self.store.memory.maintenance_reason)
-        if self.lock_state is BusLock.JAMMED:
+        if self.jammed:
             raise CommandRefused(RejectReason.HARDWARE_FAULT, "lock jammed")
         opened = await self._drive_lock(BusLock.OPEN, LockCause.COMMAND, envelope.command_id)
         if not opened:

@@ -351,11 +351,17 @@ async def test_commands_verified_refused_and_applied(
     assert kinds == [MotionKind.FALLEN, MotionKind.ILLEGAL_MOVING]
 
     # the lock box fails: FAILED with HARDWARE_FAULT, not a hang
+    # (REJECTED when the poll saw the jam first, FAILED when the UNLOCK hit it)
     m.sim.jam_lock(True)
     cid = await cloud.send_command(dev, Unlock())
     result = await cloud.wait_result(dev, cid)
-    assert (result.status, result.reason) == (ResultStatus.FAILED, RejectReason.HARDWARE_FAULT)
+    assert result.status in (ResultStatus.REJECTED, ResultStatus.FAILED)
+    assert result.reason is RejectReason.HARDWARE_FAULT
+    await cloud.wait_for(dev, lambda r: isinstance(r.body, BoardFault))
     m.sim.jam_lock(False)
+    await cloud.wait_for(dev, lambda r: isinstance(r.body, BoardRecovered))
+    await asyncio.sleep(0.2)
+    assert not of(cloud, m, Locked)  # a cleared jam is not a new lock
 
 
 async def test_unlock_window_relocks_and_lock_command(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -23,6 +25,11 @@ REAL_GGA = b"$GPGGA,092750.000,5321.6802,N,00630.3372,W,1,8,1.03,61.7,M,55.2,M,,
 REAL_RMC = b"$GPRMC,092750.000,A,5321.6802,N,00630.3372,W,0.02,31.66,280511,,,A*43\r\n"
 
 
+def receiver(**kwargs: Any) -> GpsReceiver:
+    """A receiver that trusts the first good fix (parsing tests; cold start is tested apart)."""
+    return GpsReceiver(fix_filter=FixFilter(confirm_first=1), **kwargs)
+
+
 class Clock:
     def __init__(self) -> None:
         self.t = 1000.0
@@ -37,7 +44,7 @@ def test_checksum_of_a_real_sentence() -> None:
 
 
 def test_real_sentences_make_one_fix() -> None:
-    rx = GpsReceiver()
+    rx = receiver()
     fixes = rx.feed(REAL_RMC + REAL_GGA)
     assert len(fixes) == 1
     fix = fixes[0]
@@ -50,7 +57,7 @@ def test_real_sentences_make_one_fix() -> None:
 
 
 def test_bad_checksum_garbage_and_overlong_lines_are_counted_and_dropped() -> None:
-    rx = GpsReceiver()
+    rx = receiver()
     bad = REAL_GGA.replace(b"*76", b"*77")
     noise = bytes(b for b in range(256) if b != 10)[:60] + b"\n"
     overlong = b"$GPGGA," + b"1" * 300 + b"\r\n"
@@ -66,7 +73,7 @@ def test_bad_checksum_garbage_and_overlong_lines_are_counted_and_dropped() -> No
 
 
 def test_sentence_split_across_reads_and_noise_before_dollar() -> None:
-    rx = GpsReceiver()
+    rx = receiver()
     data = b"\x00\x13" + REAL_RMC + REAL_GGA
     fixes = []
     for i in range(0, len(data), 7):
@@ -80,14 +87,14 @@ def test_sentence_split_across_reads_and_noise_before_dollar() -> None:
     ids=["no-fix", "few-satellites", "high-hdop"],
 )
 def test_poor_fixes_are_filtered(quality: int, satellites: int, hdop: float) -> None:
-    rx = GpsReceiver()
+    rx = receiver()
     s = gga_sentence(3600, 45.76, 4.83, quality=quality, satellites=satellites, hdop=hdop)
     assert rx.feed(s.encode()) == []
     assert rx.stats.rejected_quality == 1
 
 
 def test_rmc_void_status_invalidates_the_fix() -> None:
-    rx = GpsReceiver()
+    rx = receiver()
     data = rmc_sentence(3600, 45.76, 4.83, speed_kmh=0, course_deg=0, valid=False) + \
         gga_sentence(3600, 45.76, 4.83)
     assert rx.feed(data.encode()) == []
@@ -95,7 +102,7 @@ def test_rmc_void_status_invalidates_the_fix() -> None:
 
 def test_teleport_is_filtered_and_the_track_continues() -> None:
     clock = Clock()
-    rx = GpsReceiver(clock=clock)
+    rx = receiver(clock=clock)
     lat, lon = 45.7640, 4.8357
     assert rx.feed(gga_sentence(0, lat, lon).encode())
     clock.t += 1
@@ -110,7 +117,7 @@ def test_teleport_is_filtered_and_the_track_continues() -> None:
 def test_consistent_new_place_is_adopted_after_a_while() -> None:
     """A vehicle carried away on a truck with the receiver off must not be stuck for ever."""
     clock = Clock()
-    rx = GpsReceiver(fix_filter=FixFilter(reanchor_after=5), clock=clock)
+    rx = GpsReceiver(fix_filter=FixFilter(reanchor_after=5, confirm_first=1), clock=clock)
     rx.feed(gga_sentence(0, 45.0, 4.0).encode())
     accepted = []
     for i in range(1, 8):
@@ -118,6 +125,21 @@ def test_consistent_new_place_is_adopted_after_a_while() -> None:
         accepted += rx.feed(gga_sentence(i, 46.0 + i * 1e-5, 4.0).encode())
     assert rx.filter.reanchored == 1
     assert accepted and accepted[0].lat == pytest.approx(46.0 + 5e-5, abs=1e-6)
+
+
+def test_a_glitch_at_cold_start_does_not_become_the_reference() -> None:
+    clock = Clock()
+    rx = GpsReceiver(clock=clock)  # confirm_first=2
+    lat, lon = 45.7640, 4.8357
+    assert rx.feed(gga_sentence(0, 48.8566, 2.3522).encode()) == []  # Paris, alone
+    clock.t += 1
+    assert rx.feed(gga_sentence(1, lat, lon).encode()) == []  # disagrees: start over
+    clock.t += 1
+    fixes = rx.feed(gga_sentence(2, lat + 0.00002, lon).encode())
+    assert len(fixes) == 1 and fixes[0].lat == pytest.approx(lat + 0.00002, abs=1e-6)
+    clock.t += 1
+    assert rx.feed(gga_sentence(3, 48.8566, 2.3522).encode()) == []
+    assert rx.stats.rejected_jump == 2
 
 
 def test_line_framer_bounds_memory() -> None:

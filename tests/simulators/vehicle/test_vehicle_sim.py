@@ -53,14 +53,15 @@ async def test_gps_pty_follows_the_route(tmp_path: Path) -> None:
                 sim.tick(1.0)  # 10 m per tick
                 await asyncio.sleep(0.01)
                 rx.feed(os.read(fd, 65536))
-            assert rx.stats.fixes_accepted == 5 and rx.stats.unsupported == 5  # GSV too
+            # the first fix waits for a second one to agree (cold start)
+            assert rx.stats.fixes_accepted == 4 and rx.stats.unsupported == 5  # GSV too
             assert rx.latest is not None and rx.latest.speed_kmh == pytest.approx(36, abs=0.1)
             assert rx.latest.lon > 4.8361
             sim.send_bad_nmea(3)
             sim.tick(1.0)
             await asyncio.sleep(0.01)
             rx.feed(os.read(fd, 65536))
-            assert rx.stats.checksum_errors == 3 and rx.stats.fixes_accepted == 6
+            assert rx.stats.checksum_errors == 3 and rx.stats.fixes_accepted == 5
         finally:
             os.close(fd)
 
