@@ -53,6 +53,8 @@ EVENT_NAMESPACE = uuid.UUID("6d1f7f0e-3c55-4d8e-9a0e-4b7a1c0f5e21")
 #: pg_try_advisory_xact_lock key of the fan-out ("KSWHFAN").
 FANOUT_LOCK_KEY = 0x4B53574846414E
 USER_AGENT = "Kickstand-Webhooks/1"
+#: A worker that created this many deliveries since its last ANALYZE runs one (PostgreSQL).
+ANALYZE_EVERY = 2000
 
 
 def utcnow() -> datetime:
@@ -186,11 +188,18 @@ def _wants(endpoint: WebhookEndpoint, row: OutboxEvent) -> bool:
     return _network_of(payload) in endpoint.network_ids
 
 
-async def fan_out(session: AsyncSession, *, limit: int = 500, now: datetime | None = None) -> int:
+async def fan_out(
+    session: AsyncSession,
+    *,
+    limit: int = 500,
+    now: datetime | None = None,
+    stats: Counter[str] | None = None,
+) -> int:
     """Turn unpublished outbox rows into deliveries; returns the rows handled.
 
     Runs in the caller's transaction (commit after). On PostgreSQL a second concurrent
-    fan-out returns 0 at once instead of waiting.
+    fan-out returns 0 at once instead of waiting. ``stats["deliveries"]`` counts the
+    deliveries created.
     """
     now = now or utcnow()
     if session.get_bind().dialect.name == "postgresql":
@@ -222,6 +231,8 @@ async def fan_out(session: AsyncSession, *, limit: int = 500, now: datetime | No
         for endpoint in endpoints:
             if not _wants(endpoint, row):
                 continue
+            if stats is not None:
+                stats["deliveries"] += 1
             session.add(
                 WebhookDelivery(
                     endpoint_id=endpoint.id,
@@ -273,6 +284,7 @@ class WebhookWorker:
         self._inflight: Counter[int] = Counter()
         self._results: list[tuple[Job, AttemptResult]] = []
         self._results_since = 0.0
+        self._analyzed_at = 0
 
     async def __aenter__(self) -> WebhookWorker:
         self._open = True
@@ -315,8 +327,17 @@ class WebhookWorker:
 
     async def fan_out(self) -> int:
         async with self.sessionmaker() as session, session.begin():
-            n = await fan_out(session, limit=self.policy.fanout_batch, now=self.clock())
+            n = await fan_out(
+                session, limit=self.policy.fanout_batch, now=self.clock(), stats=self.counters
+            )
+            postgres = session.get_bind().dialect.name == "postgresql"
         self.counters["outbox_rows"] += n
+        if postgres and self.counters["deliveries"] - self._analyzed_at >= ANALYZE_EVERY:
+            # The delivery queue grows by bursts; the claim query's plan needs fresh
+            # statistics long before autovacuum's next round (it is 5-10x slower without).
+            self._analyzed_at = self.counters["deliveries"]
+            async with self.sessionmaker() as session, session.begin():
+                await session.execute(text("ANALYZE webhook_deliveries"))
         return n
 
     async def claim(self, limit: int, inflight: Counter[int] | None = None) -> list[Job]:
