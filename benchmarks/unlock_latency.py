@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import statistics
@@ -163,6 +164,41 @@ async def open_rents(db_url: str) -> int:
     return int(n)
 
 
+async def breakdown(
+    db_url: str, wall: dict[int, tuple[float, float]]
+) -> dict[str, list[float]]:
+    """Where the time went, from the rows' timestamps (same host clock; the device's
+    result time is the agent's clock, synchronised by the heartbeat TimeReply)."""
+    from sqlalchemy import select
+
+    from kickstand.cloud.db import create_engine
+    from kickstand.cloud.ingest.tables import DeviceCommand
+    from kickstand.cloud.models import Rent
+
+    engine = create_engine(db_url)
+    stages: dict[str, list[float]] = {
+        "api before command (auth, idempotency, rent)": [],
+        "rent commit, offline check, sign": [],
+        "device (broker, agent, bus, actuator, result)": [],
+        "back to the rider (broker, rent update, answer)": [],
+    }
+    async with engine.connect() as conn:
+        rows = (await conn.execute(
+            select(Rent.id, Rent.created_at, DeviceCommand.issued_at, DeviceCommand.result_at)
+            .join(DeviceCommand, DeviceCommand.rent_id == Rent.id)
+        )).all()
+    await engine.dispose()
+    names = list(stages)
+    for rent_id, created, issued, result in rows:
+        if rent_id not in wall or result is None:
+            continue
+        sent, answered = wall[rent_id]
+        points = [sent, created.timestamp(), issued.timestamp(), result.timestamp(), answered]
+        for name, (a, b) in zip(names, itertools.pairwise(points), strict=True):
+            stages[name].append((b - a) * 1000)
+    return stages
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     k = max(0, min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1))))
@@ -240,10 +276,12 @@ async def drive(args: argparse.Namespace) -> None:
                 sys.executable, "-m", "kickstand.cloud", "ingest", "--workers", "1",
                 "--client-id-prefix", f"bench-{uuid.uuid4().hex[:6]}", env=env, **quiet,
             ))
-            procs.append(await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "kickstand.cloud", "api", "--port", str(port),
-                env=env, **quiet,
-            ))
+            ports = [port, *(free_port() for _ in range(args.api_processes - 1))]
+            for api_port in ports:  # several API processes, each with its own gateway
+                procs.append(await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "kickstand.cloud", "api", "--port", str(api_port),
+                    env=env, **quiet,
+                ))
             spec = {
                 "host": broker.host, "port": broker.port, "key": public_hex,
                 "workdir": str(tmp / "stations"), "spots": STATIONS_PER_CHILD_SPOTS,
@@ -254,17 +292,18 @@ async def drive(args: argparse.Namespace) -> None:
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             )
             procs.append(child)
-            base = f"http://127.0.0.1:{port}"
-            await wait_http(f"{base}/health")
+            bases = [f"http://127.0.0.1:{p}" for p in ports]
+            for base in bases:
+                await wait_http(f"{base}/health")
             await wait_line(child, "stations ready")
             spots = await spot_ids(db_url, stations)
             limits = httpx.Limits(max_connections=args.riders + 10)
-            async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as http:
+            async with httpx.AsyncClient(timeout=30, limits=limits) as http:
                 tokens = []
                 for i in range(args.riders):
                     for attempt in range(5):
                         try:
-                            r = await http.post("/v1/auth/login", json={
+                            r = await http.post(f"{bases[i % len(bases)]}/v1/auth/login", json={
                                 "email": f"rider{i:03d}@bench.example.com",
                                 "password": RIDER_PASSWORD})
                             break
@@ -278,12 +317,14 @@ async def drive(args: argparse.Namespace) -> None:
                 await asyncio.sleep(1.0)
                 latencies: list[float] = []
                 failures: dict[str, int] = {}
+                wall: dict[int, tuple[float, float]] = {}  # rent id → (sent, answered)
 
                 async def unlock(i: int) -> None:
                     t0 = time.perf_counter()
+                    sent = time.time()
                     try:
                         r = await http.post(
-                            "/v1/rents", json={"spot_id": spots[i]},
+                            f"{bases[i % len(bases)]}/v1/rents", json={"spot_id": spots[i]},
                             headers={"Authorization": f"Bearer {tokens[i]}",
                                      "Idempotency-Key": f"bench-{uuid.uuid4()}"},
                         )
@@ -294,9 +335,13 @@ async def drive(args: argparse.Namespace) -> None:
                     elapsed = (time.perf_counter() - t0) * 1000
                     if r.status_code == 201:
                         latencies.append(elapsed)
+                        wall[r.json()["data"]["rent_id"]] = (sent, time.time())
                     else:
-                        reason = r.json().get("reason", str(r.status_code))
+                        body = r.json()
+                        reason = body.get("reason", str(r.status_code))
                         failures[reason] = failures.get(reason, 0) + 1
+                        if failures[reason] <= 2:
+                            print(f"  {reason}: {body.get('message', '')[:160]}", flush=True)
 
                 for rnd in range(args.rounds):
                     await asyncio.gather(*(unlock(i) for i in range(args.riders)))
@@ -315,13 +360,20 @@ async def drive(args: argparse.Namespace) -> None:
                     await asyncio.wait_for(proc.wait(), 10)
                 except TimeoutError:
                     proc.kill()
+        stages = await breakdown(db_url, wall)
     if not latencies:
         raise SystemExit(f"no unlock succeeded: {failures}")
     a = args.actuator_ms
     p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
+    print(f"API processes: {args.api_processes}, stations: {n_stations} x "
+          f"{STATIONS_PER_CHILD_SPOTS} spots (one agent process), ingest: 1 worker")
     print(f"riders: {args.riders} concurrent, rounds: {args.rounds}, unlocks: {len(latencies)}, "
           f"failed: {sum(failures.values())} {failures or ''}")
     print(f"simulated actuator time: {a:.0f} ms (reported apart)")
+    for name, values in stages.items():
+        if values:
+            print(f"  stage {name}: p50 {percentile(values, 50):.1f} ms, "
+                  f"p99 {percentile(values, 99):.1f} ms")
     print(f"beyond actuator: p50 {p50 - a:.1f} ms, p99 {p99 - a:.1f} ms "
           f"(mean {statistics.mean(latencies) - a:.1f} ms, max {max(latencies) - a:.1f} ms)")
     print(f"unlock p50_ms: {p50:.1f} p99_ms: {p99:.1f}")
@@ -332,6 +384,7 @@ def main() -> None:
     parser.add_argument("--riders", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--actuator-ms", type=float, default=20.0)
+    parser.add_argument("--api-processes", type=int, default=1)
     parser.add_argument("--stations-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stations_child:
