@@ -1,0 +1,350 @@
+"""Alert bookkeeping shared by the rules: one open alert per cause, counted recurrences,
+reopening after a flap, stopping, and the outbox record of every change."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ScalarResult, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kickstand.cloud import outbox
+from kickstand.cloud.alerts import types as t
+from kickstand.cloud.alerts.models import FleetAlert
+from kickstand.cloud.alerts.types import (
+    DEFAULT_SEVERITY,
+    OPEN_STATES,
+    AlertSeverity,
+    AlertState,
+    AlertType,
+)
+from kickstand.cloud.models import (
+    Vehicle,
+)
+
+log = logging.getLogger("kickstand.cloud.alerts.core")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class AlertConfig:
+    #: Internal battery level (%) at or under which a low-battery alert is "high".
+    battery_high_severity_pct: int = 10
+    #: Level (%) from which a reported battery clears the low-battery alert (hysteresis).
+    battery_clear_pct: int = 25
+    #: No position for that long → lock-no-tracking.
+    no_tracking_s: int = 3600
+    #: No trip for that long (available vehicle) → vehicle-too-long-idle.
+    idle_s: int = 72 * 3600
+    #: A cause recurring within this time after its alert stopped reopens that alert.
+    flap_window_s: int = 600
+    #: A recurrence on an open alert writes a `fleet_alert.updated` event only if the cause
+    #: was quiet for this long before (or the severity rose); it is always counted.
+    recurrence_event_min_s: int = 60
+
+
+@dataclass(frozen=True)
+class AlertChange:
+    """An alert that changed in this call and the outbox topic written for it."""
+
+    alert: FleetAlert
+    topic: str
+
+
+@dataclass
+class Subject:
+    """What an alert is about, resolved from a device id, a vehicle or a trip."""
+
+    key: str
+    network_id: int | None = None
+    cluster_id: int | None = None
+    station_id: int | None = None
+    spot_id: int | None = None
+    spot_number: int | None = None
+    vehicle_id: int | None = None
+    trip_id: int | None = None
+    user_id: int | None = None
+    device_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    label: str = ""
+
+
+def point(lat: float | None, lon: float | None) -> dict[str, Any] | None:
+    """A GeoJSON Point (coordinates [lng, lat]) or None."""
+    if lat is None or lon is None:
+        return None
+    return {"type": "Point", "coordinates": [lon, lat]}
+
+
+def vehicle_extra(vehicle: Vehicle) -> dict[str, Any]:
+    """Seed 003 `extra` of a vehicle causality: location, state of charge, references."""
+    extra: dict[str, Any] = {
+        "vehicle_id": vehicle.id,
+        "vehicle_serial_number": vehicle.serial_number,
+        "vehicle_type": str(vehicle.vehicle_type),
+        "lock_device_id": vehicle.device_id,
+    }
+    location = point(vehicle.latitude, vehicle.longitude)
+    if location is not None:
+        extra["location"] = location
+    if vehicle.battery_level is not None:
+        extra["state_of_charge"] = vehicle.battery_level
+    if vehicle.assist_battery_level is not None:
+        extra["assist_state_of_charge"] = vehicle.assist_battery_level
+    return extra
+
+
+def vehicle_subject(vehicle: Vehicle, key: str | None = None) -> Subject:
+    return Subject(
+        key=key or f"vehicle:{vehicle.id}",
+        network_id=vehicle.network_id,
+        vehicle_id=vehicle.id,
+        device_id=vehicle.device_id,
+        extra=vehicle_extra(vehicle),
+        label=f"vehicle {vehicle.serial_number}",
+    )
+
+
+class AlertCore:
+    """Raises, counts and stops fleet alerts; the rules live in the subclasses."""
+
+    def __init__(
+        self,
+        config: AlertConfig | None = None,
+        *,
+        emit_device_topics: bool = True,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.config = config or AlertConfig()
+        #: Also write the seed 000 device topics (boitier.*, vehicule.battery*.low).
+        self.emit_device_topics = emit_device_topics
+        self.clock = clock
+        self.counters: Counter[str] = Counter()
+        self._borders: dict[int, tuple[int, Any]] = {}
+
+    # ── raising and stopping ──────────────────────────────────────────────────────────
+
+    async def raise_alert(
+        self,
+        session: AsyncSession,
+        alert_type: AlertType,
+        subject: Subject,
+        *,
+        now: datetime,
+        message: str | None = None,
+        severity: AlertSeverity | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> AlertChange:
+        """Open an alert for the cause, or count an occurrence on the one already open."""
+        severity = severity or DEFAULT_SEVERITY[alert_type]
+        cause_key = f"{alert_type.value}|{subject.key}"
+        merged_extra = {**subject.extra, **(extra or {})}
+        text = (message or f"{alert_type.value}: {subject.label or subject.key}")[:300]
+        alert = await self._open_alert(session, cause_key)
+        if alert is None:
+            alert = await self._recently_stopped(session, cause_key, now)
+            if alert is not None:
+                alert.state = AlertState.NEW
+                alert.stopped_at = None
+                self.counters["reopened"] += 1
+                return self._recur(session, alert, severity, merged_extra, now, notify=True)
+            fresh = FleetAlert(
+                network_id=subject.network_id,
+                alert_type=alert_type,
+                severity=severity,
+                state=AlertState.NEW,
+                cause_key=cause_key,
+                device_id=subject.device_id,
+                cluster_id=subject.cluster_id,
+                station_id=subject.station_id,
+                spot_id=subject.spot_id,
+                spot_number=subject.spot_number,
+                vehicle_id=subject.vehicle_id,
+                trip_id=subject.trip_id,
+                user_id=subject.user_id,
+                message=text,
+                extra=outbox.jsonable(merged_extra),
+                occurrences=1,
+                created_at=now,
+                modified_at=now,
+                last_seen_at=now,
+            )
+            try:
+                async with session.begin_nested():
+                    session.add(fresh)
+                    await session.flush()
+            except IntegrityError:
+                # Another worker opened it between our look and our insert: count on theirs.
+                self.counters["raise_races"] += 1
+                alert = await self._open_alert(session, cause_key)
+                if alert is None:
+                    raise
+                return self._recur(session, alert, severity, merged_extra, now)
+            self.counters["raised"] += 1
+            log.info(
+                "event=fleet_alert_raised alert_id=%s type=%s cause=%s severity=%s",
+                fresh.id,
+                alert_type.value,
+                cause_key,
+                severity.value,
+            )
+            return self._emit(session, fresh, t.ALERT_CREATED)
+        return self._recur(session, alert, severity, merged_extra, now)
+
+    async def stop_alert(
+        self, session: AsyncSession, alert_type: AlertType, subject_key: str, *, now: datetime
+    ) -> AlertChange | None:
+        """The condition cleared: the open alert of this cause (if any) becomes `stopped`."""
+        alert = await self._open_alert(session, f"{alert_type.value}|{subject_key}")
+        if alert is None:
+            return None
+        return self.stop(session, alert, now)
+
+    def stop(self, session: AsyncSession, alert: FleetAlert, now: datetime) -> AlertChange:
+        alert.state = AlertState.STOPPED
+        alert.stopped_at = now
+        alert.modified_at = now
+        self.counters["stopped"] += 1
+        log.info("event=fleet_alert_stopped alert_id=%s cause=%s", alert.id, alert.cause_key)
+        return self._emit(session, alert, t.ALERT_STOPPED)
+
+    async def _stop_many(
+        self, session: AsyncSession, types: Iterable[AlertType], subject_key: str, now: datetime
+    ) -> list[AlertChange]:
+        changes = []
+        for alert_type in types:
+            change = await self.stop_alert(session, alert_type, subject_key, now=now)
+            if change is not None:
+                changes.append(change)
+        return changes
+
+    async def _stop_vehicle_alerts(
+        self, session: AsyncSession, types: Iterable[AlertType], vehicle_id: int, now: datetime
+    ) -> list[AlertChange]:
+        """Stop every open alert of these types about the vehicle (whatever its cause key)."""
+        rows: ScalarResult[FleetAlert] = await session.scalars(
+            select(FleetAlert)
+            .where(
+                FleetAlert.vehicle_id == vehicle_id,
+                FleetAlert.alert_type.in_(list(types)),
+                FleetAlert.state.in_(OPEN_STATES),
+            )
+            .order_by(FleetAlert.id)
+            .with_for_update()
+        )
+        return [self.stop(session, alert, now) for alert in rows.all()]
+
+    def _recur(
+        self,
+        session: AsyncSession,
+        alert: FleetAlert,
+        severity: AlertSeverity,
+        extra: dict[str, Any],
+        now: datetime,
+        *,
+        notify: bool = False,
+    ) -> AlertChange:
+        previous = alert.last_seen_at
+        alert.occurrences += 1
+        alert.last_seen_at = now
+        alert.modified_at = now
+        if severity.rank > AlertSeverity(alert.severity).rank:
+            alert.severity = severity
+            notify = True
+        alert.extra = {**(alert.extra or {}), **outbox.jsonable(extra)}
+        self.counters["recurrences"] += 1
+        quiet_s = self.config.recurrence_event_min_s
+        if notify or previous is None or (now - _aware(previous)).total_seconds() >= quiet_s:
+            return self._emit(session, alert, t.ALERT_UPDATED)
+        # A sensor repeating itself: counted on the alert, no outbox event (no webhook flood).
+        self.counters["recurrences_unannounced"] += 1
+        return AlertChange(alert, t.ALERT_UPDATED)
+
+    def _emit(self, session: AsyncSession, alert: FleetAlert, topic: str) -> AlertChange:
+        outbox.emit(session, topic, "fleet_alert", alert.id, alert_payload(alert))
+        return AlertChange(alert, topic)
+
+    async def _open_alert(self, session: AsyncSession, cause_key: str) -> FleetAlert | None:
+        return await session.scalar(
+            select(FleetAlert)
+            .where(FleetAlert.cause_key == cause_key, FleetAlert.state.in_(OPEN_STATES))
+            .with_for_update()
+        )
+
+    async def _recently_stopped(
+        self, session: AsyncSession, cause_key: str, now: datetime
+    ) -> FleetAlert | None:
+        since = now - timedelta(seconds=self.config.flap_window_s)
+        return await session.scalar(
+            select(FleetAlert)
+            .where(
+                FleetAlert.cause_key == cause_key,
+                FleetAlert.state == AlertState.STOPPED,
+                FleetAlert.stopped_at >= since,
+            )
+            .order_by(FleetAlert.id.desc())
+            .limit(1)
+            .with_for_update()
+        )
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def causality(alert: FleetAlert) -> str | None:
+    """Seed 003 `causality`: a reference to the resource that caused the alert."""
+    if alert.trip_id is not None:
+        return f"/trips/{alert.trip_id}"
+    if alert.vehicle_id is not None and alert.station_id is None:
+        return f"/vehicles/{alert.vehicle_id}"
+    if alert.station_id is not None:
+        base = f"/stations/{alert.station_id}"
+        return f"{base}/spots/{alert.spot_number}" if alert.spot_number else base
+    return None
+
+
+def alert_payload(alert: FleetAlert) -> dict[str, Any]:
+    """The alert as the API and the webhooks show it."""
+    return outbox.jsonable(
+        {
+            "id": alert.id,
+            "uuid": alert.uuid,
+            "alert_type": alert.alert_type,
+            "alert_severity": alert.severity,
+            "state": alert.state,
+            "network_id": alert.network_id,
+            "cluster_id": alert.cluster_id,
+            "station_id": alert.station_id,
+            "spot_id": alert.spot_id,
+            "spot_number": alert.spot_number,
+            "vehicle_id": alert.vehicle_id,
+            "trip_id": alert.trip_id,
+            "user_id": alert.user_id,
+            "device_id": alert.device_id,
+            "causality": causality(alert),
+            "roles": ["fleet_operator"],
+            "message": alert.message,
+            "extra": alert.extra or {},
+            "occurrences": alert.occurrences,
+            "creation_date": alert.created_at,
+            "modified": alert.modified_at,
+            "last_seen_at": alert.last_seen_at,
+            "resolved_at": alert.resolved_at,
+            "escalated_at": alert.escalated_at,
+            "silenced_at": alert.silenced_at,
+            "silenced_until": alert.silenced_until,
+            "stopped_at": alert.stopped_at,
+            "operator_id": alert.operator_id,
+            "note": alert.note,
+        }
+    )

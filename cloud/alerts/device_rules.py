@@ -1,0 +1,441 @@
+"""Rules fed by decoded device messages (stations and vehicle controllers)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kickstand.cloud import outbox
+from kickstand.cloud.alerts.core import (
+    AlertChange,
+    AlertCore,
+    Subject,
+    point,
+    vehicle_subject,
+)
+from kickstand.cloud.alerts.types import (
+    AlertSeverity,
+    AlertType,
+)
+from kickstand.cloud.models import (
+    ACTIVE_TRIP_STATUSES,
+    Cluster,
+    Network,
+    OutOfBorderPolicy,
+    Spot,
+    Station,
+    Trip,
+    Vehicle,
+)
+from kickstand.protocol.v1 import messages as m
+from kickstand.protocol.v1.enums import BatteryKind, LockCause, MotionKind
+
+log = logging.getLogger("kickstand.cloud.alerts.device_rules")
+
+# Device events that map straight onto seed 000 webhook topics (vehicle lock box).
+BOITIER_LOCKED = "boitier.locked"
+BOITIER_UNLOCKED = "boitier.unlocked"
+BOITIER_PASS_UNRECOGNIZED = "boitier.pass.unrecognized"
+BOITIER_PIN_INCORRECT = "boitier.pin.incorrect"
+BOITIER_CHAIN_TYPE_UPDATED = "boitier.chain_type.updated"
+VEHICULE_BATTERY_LOW = "vehicule.battery.low"
+VEHICULE_BATTERY_VAE_LOW = "vehicule.battery_vae.low"
+
+MOTION_TYPES = {
+    MotionKind.LIFTED: AlertType.VEHICLE_LIFTED,
+    MotionKind.FALLEN: AlertType.VEHICLE_FALLEN,
+    MotionKind.ILLEGAL_MOVING: AlertType.VEHICLE_ILLEGAL_MOVING,
+    MotionKind.DISMANTLING: AlertType.VEHICLE_DISMANTLING,
+}
+#: Motion that a legitimate unlock or a docking explains (dismantling stays for people).
+MOTION_CLEARED_BY_USE = (
+    AlertType.VEHICLE_LIFTED,
+    AlertType.VEHICLE_FALLEN,
+    AlertType.VEHICLE_ILLEGAL_MOVING,
+)
+#: Vehicle alerts a docking at a station clears (the vehicle is back, in the network).
+CLEARED_BY_DOCKING = (
+    *MOTION_CLEARED_BY_USE,
+    AlertType.VEHICLE_OUT_OF_NETWORK_AREA,
+    AlertType.VEHICLE_RIDE_OUTSIDE,
+    AlertType.VEHICLE_RETURN_OUTSIDE,
+    AlertType.VEHICLE_LOST_REPORTED,
+)
+AUTHORIZED_UNLOCK_CAUSES = (LockCause.COMMAND, LockCause.BADGE, LockCause.OFFLINE_BADGE)
+
+
+@dataclass
+class _DeviceContext:
+    device_id: str
+    station: Station | None = None
+    cluster: Cluster | None = None
+    vehicle: Vehicle | None = None
+
+    @property
+    def network_id(self) -> int | None:
+        if self.vehicle is not None:
+            return self.vehicle.network_id
+        return self.cluster.network_id if self.cluster is not None else None
+
+
+class DeviceRules(AlertCore):
+    """Station and vehicle rules: what each device message raises or stops."""
+
+    # ── device rules ──────────────────────────────────────────────────────────────────
+
+    async def _device_context(self, session: AsyncSession, device_id: str) -> _DeviceContext | None:
+        station = await session.scalar(select(Station).where(Station.device_id == device_id))
+        if station is not None:
+            cluster = await session.get(Cluster, station.cluster_id)
+            return _DeviceContext(device_id, station=station, cluster=cluster)
+        vehicle = await session.scalar(select(Vehicle).where(Vehicle.device_id == device_id))
+        if vehicle is not None:
+            return _DeviceContext(device_id, vehicle=vehicle)
+        return None
+
+    async def _spot_subject(self, session: AsyncSession, ctx: _DeviceContext, spot: int) -> Subject:
+        station, cluster = ctx.station, ctx.cluster
+        assert station is not None
+        subject = Subject(
+            key=f"{ctx.device_id}/{spot}" if spot else ctx.device_id,
+            network_id=ctx.network_id,
+            cluster_id=station.cluster_id,
+            station_id=station.id,
+            spot_number=spot or None,
+            device_id=ctx.device_id,
+            label=f"station {station.name}" + (f" spot {spot}" if spot else ""),
+        )
+        subject.extra = {
+            "station_id": station.id,
+            "station_device_id": station.device_id,
+            "cluster_id": station.cluster_id,
+        }
+        if cluster is not None:
+            subject.extra["cluster_name"] = cluster.name
+            subject.extra["location"] = point(cluster.latitude, cluster.longitude)
+        if spot:
+            row = await session.scalar(
+                select(Spot).where(Spot.station_id == station.id, Spot.displayed_number == spot)
+            )
+            subject.extra["spot_number"] = spot
+            if row is not None:
+                subject.spot_id = row.id
+                subject.extra["spot_id"] = row.id
+                docked = await session.scalar(select(Vehicle).where(Vehicle.spot_id == row.id))
+                if docked is not None:
+                    subject.extra["vehicle_id"] = docked.id
+                    subject.extra["vehicle_serial_number"] = docked.serial_number
+        return subject
+
+    async def _station_rules(
+        self, session: AsyncSession, ctx: _DeviceContext, body: m.UpBody, now: datetime
+    ) -> list[AlertChange]:
+        device = ctx.device_id
+        stamp_extra: dict[str, Any] = {}
+        match body:
+            case m.PowerCut():
+                subject = await self._spot_subject(session, ctx, 0)
+                return [
+                    await self.raise_alert(
+                        session,
+                        AlertType.STATION_POWER_CUT,
+                        subject,
+                        now=now,
+                        message=f"power cut at {subject.label}",
+                    )
+                ]
+            case m.PowerRestored():
+                return await self._stop_many(session, [AlertType.STATION_POWER_CUT], device, now)
+            case m.AlarmTriggered(reason=reason):
+                subject = await self._spot_subject(session, ctx, 0)
+                stamp_extra = {"reason": reason} if reason else {}
+                return [
+                    await self.raise_alert(
+                        session,
+                        AlertType.STATION_ALARM_TRIGGERED,
+                        subject,
+                        now=now,
+                        message=f"alarm triggered at {subject.label}"
+                        + (f": {reason}" if reason else ""),
+                        extra=stamp_extra,
+                    )
+                ]
+            case m.AlarmCleared():
+                return await self._stop_many(
+                    session, [AlertType.STATION_ALARM_TRIGGERED], device, now
+                )
+            case m.Temperature(spot=spot, celsius=celsius, high=high):
+                key = f"{device}/{spot}" if spot else device
+                if not high:
+                    return await self._stop_many(
+                        session, [AlertType.SPOT_HIGH_TEMPERATURE], key, now
+                    )
+                subject = await self._spot_subject(session, ctx, spot)
+                return [
+                    await self.raise_alert(
+                        session,
+                        AlertType.SPOT_HIGH_TEMPERATURE,
+                        subject,
+                        now=now,
+                        message=f"high temperature {celsius:.1f} °C at {subject.label}",
+                        extra={"temperature_c": celsius},
+                    )
+                ]
+            case m.SpotIdentifyFail(spot=spot):
+                subject = await self._spot_subject(session, ctx, spot)
+                return [
+                    await self.raise_alert(
+                        session,
+                        AlertType.SPOT_IDENTIFY_FAIL,
+                        subject,
+                        now=now,
+                        message=f"vehicle not identified at {subject.label}",
+                    )
+                ]
+            case m.BoardRecovered(spot=spot):
+                return await self._stop_many(
+                    session, [AlertType.SPOT_IDENTIFY_FAIL], f"{device}/{spot}", now
+                )
+            case m.Unlocked(spot=spot) if not _authorized_unlock(body):
+                subject = await self._spot_subject(session, ctx, spot)
+                return [
+                    await self.raise_alert(
+                        session,
+                        AlertType.UNEXPECTED_UNLOCK,
+                        subject,
+                        now=now,
+                        message=f"unlocked without command or badge at {subject.label}",
+                        extra={"lock_cause": body.cause.name.lower()},
+                    )
+                ]
+            case m.Locked(spot=spot):
+                return await self._stop_many(
+                    session, [AlertType.UNEXPECTED_UNLOCK], f"{device}/{spot}", now
+                )
+            case m.VehicleDocked(spot=spot, serial_number=serial):
+                changes = await self._stop_many(
+                    session,
+                    [AlertType.UNEXPECTED_UNLOCK, AlertType.SPOT_IDENTIFY_FAIL],
+                    f"{device}/{spot}",
+                    now,
+                )
+                vehicle = await session.scalar(
+                    select(Vehicle).where(Vehicle.serial_number == serial)
+                )
+                if vehicle is not None:
+                    changes += await self._stop_vehicle_alerts(
+                        session, CLEARED_BY_DOCKING, vehicle.id, now
+                    )
+                return changes
+        return []
+
+    async def _vehicle_rules(
+        self,
+        session: AsyncSession,
+        ctx: _DeviceContext,
+        vehicle: Vehicle,
+        body: m.UpBody,
+        now: datetime,
+    ) -> list[AlertChange]:
+        vkey = f"vehicle:{vehicle.id}"
+        match body:
+            case m.Motion(kind=kind):
+                alert_type = MOTION_TYPES[MotionKind(kind)]
+                return [
+                    await self.raise_alert(
+                        session,
+                        alert_type,
+                        vehicle_subject(vehicle),
+                        now=now,
+                        message=f"{alert_type.value.removeprefix('vehicle-').replace('-', ' ')}: "
+                        f"vehicle {vehicle.serial_number}",
+                    )
+                ]
+            case m.BatteryLow(battery=battery, level_pct=level):
+                if BatteryKind(battery) == BatteryKind.VAE:
+                    self._device_topic(
+                        session,
+                        VEHICULE_BATTERY_VAE_LOW,
+                        vehicle,
+                        {"level_pct": level, "battery": "vae"},
+                    )
+                    return []
+                self._device_topic(
+                    session,
+                    VEHICULE_BATTERY_LOW,
+                    vehicle,
+                    {"level_pct": level, "battery": "internal"},
+                )
+                severity = (
+                    AlertSeverity.HIGH
+                    if level <= self.config.battery_high_severity_pct
+                    else AlertSeverity.LOW
+                )
+                return [
+                    await self.raise_alert(
+                        session,
+                        AlertType.LOCK_BATTERY_LOW,
+                        vehicle_subject(vehicle),
+                        now=now,
+                        severity=severity,
+                        extra={"state_of_charge": level},
+                        message=f"lock battery low ({level} %) on vehicle {vehicle.serial_number}",
+                    )
+                ]
+            case m.Telemetry():
+                return await self._telemetry(session, vehicle, body, now)
+            case m.Status(spot=0, battery_pct=level) if level is not None:
+                if level >= self.config.battery_clear_pct:
+                    return await self._stop_many(session, [AlertType.LOCK_BATTERY_LOW], vkey, now)
+            case m.Death(reason=reason):
+                return [
+                    await self.raise_alert(
+                        session,
+                        AlertType.LOCK_SHUTDOWN,
+                        vehicle_subject(vehicle),
+                        now=now,
+                        message=f"lock of vehicle {vehicle.serial_number} shut down"
+                        + (f": {reason}" if reason else " (connection lost)"),
+                        extra={"reason": reason or "connection-lost"},
+                    )
+                ]
+            case m.Birth():
+                return await self._stop_many(session, [AlertType.LOCK_SHUTDOWN], vkey, now)
+            case m.Unlocked(spot=spot):
+                if not _authorized_unlock(body):
+                    subject = vehicle_subject(vehicle, f"{ctx.device_id}/{spot}")
+                    return [
+                        await self.raise_alert(
+                            session,
+                            AlertType.UNEXPECTED_UNLOCK,
+                            subject,
+                            now=now,
+                            message=f"vehicle {vehicle.serial_number} unlocked without command "
+                            "or badge",
+                            extra={"lock_cause": body.cause.name.lower()},
+                        )
+                    ]
+                return await self._stop_vehicle_alerts(
+                    session, MOTION_CLEARED_BY_USE, vehicle.id, now
+                )
+            case m.Locked(spot=spot):
+                return await self._stop_many(
+                    session, [AlertType.UNEXPECTED_UNLOCK], f"{ctx.device_id}/{spot}", now
+                )
+            case m.ChainInserted(chain_type=chain_type):
+                self._device_topic(
+                    session, BOITIER_LOCKED, vehicle, {"chain_type": chain_type.name.lower()}
+                )
+            case m.ChainRemoved():
+                self._device_topic(session, BOITIER_UNLOCKED, vehicle, {})
+            case m.ChainTypeChanged(chain_type=chain_type):
+                self._device_topic(
+                    session,
+                    BOITIER_CHAIN_TYPE_UPDATED,
+                    vehicle,
+                    {"chain_type": chain_type.name.lower()},
+                )
+            case m.BadgePresented(authorized=False, badge_uid=uid, offline=offline):
+                self._device_topic(
+                    session,
+                    BOITIER_PASS_UNRECOGNIZED,
+                    vehicle,
+                    {"badge_uid": uid.hex(), "offline": offline},
+                )
+            case m.PinIncorrect(attempts=attempts):
+                self._device_topic(session, BOITIER_PIN_INCORRECT, vehicle, {"attempts": attempts})
+        return []
+
+    async def _telemetry(
+        self, session: AsyncSession, vehicle: Vehicle, body: m.Telemetry, now: datetime
+    ) -> list[AlertChange]:
+        vkey = f"vehicle:{vehicle.id}"
+        changes: list[AlertChange] = []
+        if body.battery_pct is not None and body.battery_pct >= self.config.battery_clear_pct:
+            changes += await self._stop_many(session, [AlertType.LOCK_BATTERY_LOW], vkey, now)
+        if body.lat is None or body.lon is None:
+            return changes
+        changes += await self._stop_many(session, [AlertType.LOCK_NO_TRACKING], vkey, now)
+        network = await session.get(Network, vehicle.network_id)
+        if network is None or network.out_of_border_policy == OutOfBorderPolicy.NONE:
+            return changes
+        inside = self._inside(network, body.lat, body.lon)
+        if inside is None:
+            return changes
+        outside_types = [AlertType.VEHICLE_OUT_OF_NETWORK_AREA, AlertType.VEHICLE_RIDE_OUTSIDE]
+        if inside:
+            return changes + await self._stop_many(session, outside_types, vkey, now)
+        trip = await session.scalar(
+            select(Trip).where(Trip.vehicle_id == vehicle.id, Trip.status.in_(ACTIVE_TRIP_STATUSES))
+        )
+        subject = vehicle_subject(vehicle)
+        subject.extra["location"] = point(body.lat, body.lon)
+        if body.battery_pct is not None:
+            subject.extra["state_of_charge"] = body.battery_pct
+        if trip is not None:
+            subject.trip_id, subject.user_id = trip.id, trip.user_id
+            subject.extra["trip_id"] = trip.id
+            alert_type, text = AlertType.VEHICLE_RIDE_OUTSIDE, "ridden outside the network area"
+        else:
+            alert_type, text = AlertType.VEHICLE_OUT_OF_NETWORK_AREA, "out of the network area"
+        changes.append(
+            await self.raise_alert(
+                session,
+                alert_type,
+                subject,
+                now=now,
+                message=f"vehicle {vehicle.serial_number} {text}",
+            )
+        )
+        return changes
+
+    def _device_topic(
+        self, session: AsyncSession, topic: str, vehicle: Vehicle, data: dict[str, Any]
+    ) -> None:
+        if not self.emit_device_topics:
+            return
+        payload = {
+            "vehicle_id": vehicle.id,
+            "serial_number": vehicle.serial_number,
+            "network_id": vehicle.network_id,
+            "device_id": vehicle.device_id,
+            **data,
+        }
+        outbox.emit(session, topic, "vehicle", vehicle.id, payload)
+
+    def _inside(self, network: Network, lat: float, lon: float) -> bool | None:
+        """Whether the point is inside the network border (None: no usable border)."""
+        if not network.border:
+            return None
+        fingerprint = hash(repr(network.border))
+        cached = self._borders.get(network.id)
+        if cached is None or cached[0] != fingerprint:
+            from shapely.prepared import prep
+
+            from kickstand.cloud.geofence import GeofenceError, parse_geometry
+
+            try:
+                shape = prep(parse_geometry(network.border, zone_kind="border"))
+            except GeofenceError as exc:
+                self.counters["bad_border"] += 1
+                log.warning("event=alert_border_unusable network_id=%s error=%s", network.id, exc)
+                return None
+            cached = (fingerprint, shape)
+            self._borders[network.id] = cached
+        from shapely.geometry import Point
+
+        return bool(cached[1].covers(Point(lon, lat)))
+
+
+def _authorized_unlock(body: m.Unlocked) -> bool:
+    cause = LockCause(body.cause)
+    if cause == LockCause.COMMAND:
+        return body.command_id is not None
+    if cause in (LockCause.BADGE, LockCause.OFFLINE_BADGE):
+        return body.badge_uid is not None
+    return False

@@ -1,0 +1,256 @@
+"""Rules of silence and time, run by the periodic sweep."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from sqlalchemy import ScalarResult, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kickstand.cloud.alerts import types as t
+from kickstand.cloud.alerts.core import (
+    AlertChange,
+    AlertCore,
+    Subject,
+    _aware,
+    vehicle_subject,
+)
+from kickstand.cloud.alerts.models import FleetAlert
+from kickstand.cloud.alerts.types import (
+    OPEN_STATES,
+    AlertState,
+    AlertType,
+)
+from kickstand.cloud.billing import RuleBook
+from kickstand.cloud.errors import NoPricingRuleError
+from kickstand.cloud.models import (
+    ACTIVE_TRIP_STATUSES,
+    Network,
+    PricingRule,
+    Trip,
+    Vehicle,
+    VehicleState,
+)
+
+log = logging.getLogger("kickstand.cloud.alerts.sweeps")
+
+
+class SweepRules(AlertCore):
+    """No tracking, idle too long, outside the operational period, lost, silences ending."""
+
+    # ── sweeps ────────────────────────────────────────────────────────────────────────
+
+    async def _open_of_type(self, session: AsyncSession, alert_type: AlertType) -> list[FleetAlert]:
+        rows: ScalarResult[FleetAlert] = await session.scalars(
+            select(FleetAlert).where(
+                FleetAlert.alert_type == alert_type, FleetAlert.state.in_(OPEN_STATES)
+            )
+        )
+        return list(rows)
+
+    async def _sweep_vehicles(
+        self,
+        session: AsyncSession,
+        now: datetime,
+        alert_type: AlertType,
+        due: list[Vehicle],
+        message: Callable[[Vehicle], str],
+    ) -> list[AlertChange]:
+        """Raise for the `due` vehicles (each sweep counts an occurrence only once: raised
+        alerts are left alone), stop the open alerts of vehicles no longer due."""
+        changes: list[AlertChange] = []
+        due_ids = {v.id for v in due}
+        open_alerts = await self._open_of_type(session, alert_type)
+        open_vehicles = {a.vehicle_id for a in open_alerts}
+        for alert in open_alerts:
+            if alert.vehicle_id not in due_ids:
+                changes.append(self.stop(session, alert, now))
+        for vehicle in due:
+            if vehicle.id not in open_vehicles:
+                changes.append(
+                    await self.raise_alert(
+                        session,
+                        alert_type,
+                        vehicle_subject(vehicle),
+                        now=now,
+                        message=message(vehicle),
+                    )
+                )
+        return changes
+
+    async def _sweep_no_tracking(self, session: AsyncSession, now: datetime) -> list[AlertChange]:
+        limit = now - timedelta(seconds=self.config.no_tracking_s)
+        due: list[Vehicle] = list(
+            await session.scalars(
+                select(Vehicle).where(
+                    Vehicle.device_id.is_not(None),
+                    Vehicle.position_at.is_not(None),
+                    Vehicle.position_at < limit,
+                    Vehicle.spot_id.is_(None),  # a docked vehicle is tracked by its station
+                )
+            )
+        )
+        return await self._sweep_vehicles(
+            session,
+            now,
+            AlertType.LOCK_NO_TRACKING,
+            due,
+            lambda v: f"no position from vehicle {v.serial_number} since {v.position_at}",
+        )
+
+    async def _sweep_idle(self, session: AsyncSession, now: datetime) -> list[AlertChange]:
+        limit = now - timedelta(seconds=self.config.idle_s)
+        last_trip = (
+            select(
+                Trip.vehicle_id,
+                func.max(func.coalesce(Trip.ended_at, Trip.started_at)).label("last"),
+            )
+            .group_by(Trip.vehicle_id)
+            .subquery()
+        )
+        active = select(Trip.vehicle_id).where(Trip.status.in_(ACTIVE_TRIP_STATUSES))
+        rows = await session.execute(
+            select(Vehicle, last_trip.c.last)
+            .join(last_trip, last_trip.c.vehicle_id == Vehicle.id, isouter=True)
+            .where(
+                Vehicle.state == VehicleState.AVAILABLE,
+                Vehicle.in_maintenance.is_(False),
+                Vehicle.id.not_in(active),
+            )
+        )
+        due: list[Vehicle] = []
+        for row in rows:
+            vehicle: Vehicle = row[0]
+            last: datetime | None = row[1]
+            last_activity = _aware(last) if last is not None else vehicle.docked_at
+            if last_activity is not None and last_activity < limit:
+                due.append(vehicle)
+        return await self._sweep_vehicles(
+            session,
+            now,
+            AlertType.VEHICLE_TOO_LONG_IDLE,
+            due,
+            lambda v: f"vehicle {v.serial_number} not used for "
+            f"{self.config.idle_s // 3600} h or more",
+        )
+
+    async def _sweep_lost(self, session: AsyncSession, now: datetime) -> list[AlertChange]:
+        changes: list[AlertChange] = []
+        lost: ScalarResult[Vehicle] = await session.scalars(
+            select(Vehicle).where(Vehicle.state == VehicleState.LOST_OR_STOLEN)
+        )
+        for vehicle in lost:
+            if (
+                await self._open_alert(
+                    session, f"{AlertType.VEHICLE_LOST_REPORTED.value}|vehicle:{vehicle.id}"
+                )
+                is None
+            ):
+                changes.append(
+                    await self.raise_alert(
+                        session,
+                        AlertType.VEHICLE_LOST_REPORTED,
+                        vehicle_subject(vehicle),
+                        now=now,
+                        message=f"vehicle {vehicle.serial_number} is lost or stolen",
+                    )
+                )
+        return changes
+
+    async def _sweep_docked_vehicles(
+        self, session: AsyncSession, now: datetime
+    ) -> list[AlertChange]:
+        """Vehicle alerts whose vehicle is docked again (or riding again) no longer apply."""
+        changes: list[AlertChange] = []
+        for alert_type in (AlertType.VEHICLE_RETURN_OUTSIDE, AlertType.VEHICLE_LOST_REPORTED):
+            for alert in await self._open_of_type(session, alert_type):
+                if alert.vehicle_id is None:
+                    continue
+                vehicle = await session.get(Vehicle, alert.vehicle_id)
+                if vehicle is None or vehicle.spot_id is not None:
+                    changes.append(self.stop(session, alert, now))
+                elif alert_type == AlertType.VEHICLE_RETURN_OUTSIDE and alert.trip_id is not None:
+                    newer = await session.scalar(
+                        select(Trip.id)
+                        .where(Trip.vehicle_id == alert.vehicle_id, Trip.id > alert.trip_id)
+                        .limit(1)
+                    )
+                    if newer is not None:
+                        changes.append(self.stop(session, alert, now))
+        return changes
+
+    async def _sweep_operational_period(
+        self, session: AsyncSession, now: datetime
+    ) -> list[AlertChange]:
+        changes: list[AlertChange] = []
+        books: dict[int, RuleBook | None] = {}
+        trips: list[Trip] = list(
+            await session.scalars(select(Trip).where(Trip.status.in_(ACTIVE_TRIP_STATUSES)))
+        )
+        outside: dict[int, Trip] = {}
+        for trip in trips:
+            if trip.network_id not in books:
+                network = await session.get(Network, trip.network_id)
+                rules: list[PricingRule] = list(
+                    await session.scalars(
+                        select(PricingRule).where(PricingRule.network_id == trip.network_id)
+                    )
+                )
+                books[trip.network_id] = (
+                    RuleBook(rules, network.timezone, network.id) if network and rules else None
+                )
+            book = books[trip.network_id]
+            if book is None:
+                continue  # no rules at all: the network defines no operational period
+            try:
+                book.rule_at(now)
+            except NoPricingRuleError:
+                outside[trip.id] = trip
+        open_alerts = await self._open_of_type(
+            session, AlertType.VEHICLE_OUTSIDE_OPERATIONAL_PERIOD
+        )
+        open_trips = {a.trip_id for a in open_alerts}
+        for alert in open_alerts:
+            if alert.trip_id not in outside:
+                changes.append(self.stop(session, alert, now))
+        for trip in outside.values():
+            if trip.id in open_trips:
+                continue
+            vehicle = await session.get(Vehicle, trip.vehicle_id)
+            subject = (
+                vehicle_subject(vehicle, f"trip:{trip.id}")
+                if vehicle is not None
+                else Subject(key=f"trip:{trip.id}", network_id=trip.network_id)
+            )
+            subject.trip_id, subject.user_id = trip.id, trip.user_id
+            subject.extra["trip_id"] = trip.id
+            changes.append(
+                await self.raise_alert(
+                    session,
+                    AlertType.VEHICLE_OUTSIDE_OPERATIONAL_PERIOD,
+                    subject,
+                    now=now,
+                    message=f"trip {trip.id} running outside the operational period",
+                )
+            )
+        return changes
+
+    async def _sweep_silence_expired(
+        self, session: AsyncSession, now: datetime
+    ) -> list[AlertChange]:
+        rows: ScalarResult[FleetAlert] = await session.scalars(
+            select(FleetAlert).where(
+                FleetAlert.state == AlertState.SILENCED,
+                FleetAlert.silenced_until.is_not(None),
+                FleetAlert.silenced_until <= now,
+            )
+        )
+        changes = []
+        for alert in rows:
+            alert.state = AlertState.NEW
+            alert.silenced_until = None
+            alert.modified_at = now
+            changes.append(self._emit(session, alert, t.ALERT_UPDATED))
+        return changes
