@@ -148,6 +148,10 @@ class MqttConsumer:
         self._client.publish(topic, payload, qos=qos)
 
     @property
+    def subscribed(self) -> bool:
+        return self._subscribed.is_set()
+
+    @property
     def backlog(self) -> int:
         return len(self._pending)
 

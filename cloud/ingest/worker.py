@@ -136,6 +136,11 @@ class IngestWorker:
         await self.stop()
 
     @property
+    def subscribed(self) -> bool:
+        """Connected and subscribed now (after a broker restart: once re-subscribed)."""
+        return self._consumer.subscribed
+
+    @property
     def idle(self) -> bool:
         """Nothing received is waiting or being applied (for tests and benchmarks)."""
         return (

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kickstand.cloud.alerts.models import FleetAlert
 from kickstand.cloud.alerts.types import AlertType
+from kickstand.cloud.ingest import IngestWorker
 from kickstand.cloud.ingest.tables import DeviceBoot, DeviceStatus, IngestedMessage
 from kickstand.cloud.models import Device, LockStatus, OutboxEvent, Spot, SpotState, Station
 from kickstand.protocol.topics import Channel
@@ -236,3 +237,24 @@ async def test_worker_restart_gets_what_the_broker_queued_meanwhile(
 
         await eventually(applied)
     assert (await device_row(pg_sessionmaker, "st-0001")).online
+
+
+async def test_worker_reconnects_after_a_broker_restart(
+    mosquitto_private: MosquittoService, pg_sessionmaker: Maker
+) -> None:
+    broker = mosquitto_private
+    async with IngestWorker(broker.url, pg_sessionmaker, client_id="ingest-restart-b") as worker:
+        broker.stop()
+        broker.start()  # same port, persisted sessions
+        # Mosquitto 2.0 does not restore shared subscriptions from its persistence: the
+        # worker re-subscribes on reconnect. A birth sent in that gap is lost, and the
+        # device's boot gating (retry until a BootReply) is what makes that harmless.
+        await eventually(lambda: _true(worker.subscribed and worker._consumer.connections >= 2),
+                         wait_s=15)
+        async with FakeDevice(broker.host, broker.port, "st-0002", boot_id=21) as dev:
+            await dev.send(birth())
+            assert (await dev.expect(Channel.BOOT, wait_s=15)).status is pe.BootStatus.ACCEPTED
+
+
+async def _true(value: bool) -> bool:
+    return value
