@@ -25,7 +25,7 @@ from kickstand.cloud.config import Settings
 from kickstand.cloud.db import create_engine, create_sessionmaker
 from kickstand.cloud.ingest.apply import BatchApplier, Inbound, IngestStats
 from kickstand.cloud.migrations import upgrade
-from kickstand.cloud.models import OutboxEvent, User
+from kickstand.cloud.models import OutboxEvent, User, Vehicle
 from kickstand.cloud.security import create_access_token
 from kickstand.cloud.seed import DemoRefs, seed_demo
 from kickstand.cloud.webhooks import service as webhooks
@@ -33,7 +33,7 @@ from kickstand.cloud.webhooks.delivery import DeliveryPolicy, WebhookWorker
 from kickstand.cloud.webhooks.receiver import Receiver
 from kickstand.protocol.topics import Channel
 from kickstand.protocol.v1 import messages as m
-from kickstand.protocol.v1.enums import LockCause
+from kickstand.protocol.v1.enums import BatteryKind, LockCause, MotionKind
 from kickstand.testing import PostgresServer
 
 SECRET = "a-test-secret-that-is-long-enough-for-hs256-0123456789"
@@ -332,3 +332,39 @@ async def test_fleet_alerts_api(env: Env, api: httpx.AsyncClient) -> None:
     assert topics.count("fleet_alert.resolved") == 2
     assert topics.count("fleet_alert.silenced") == 1
     assert topics.count("fleet_alert.escalated") == 1
+
+
+async def test_ingest_path_vehicle_rules(env: Env) -> None:
+    async with env.maker() as session:
+        scooter = await session.scalar(select(Vehicle).where(Vehicle.serial_number == "LYF001"))
+    assert scooter is not None and scooter.device_id is not None
+    dev = scooter.device_id
+    applier = BatchApplier(env.maker, IngestStats(), alerts=AlertEngine(), alert_sample_s=0)
+    await applier.apply(
+        [
+            inbound(dev, Channel.EVENT, m.Motion(MotionKind.LIFTED)),
+            inbound(dev, Channel.EVENT, m.BatteryLow(BatteryKind.INTERNAL, 12)),
+            inbound(dev, Channel.TELEMETRY, m.Telemetry(lat=45.2, lon=4.2, battery_pct=12)),
+        ]
+    )
+    raised = {a.alert_type: a for a in await open_alerts(env)}
+    assert set(raised) >= {
+        AlertType.VEHICLE_LIFTED,
+        AlertType.LOCK_BATTERY_LOW,
+        AlertType.VEHICLE_OUT_OF_NETWORK_AREA,
+    }
+    assert all(a.state == AlertState.NEW for a in raised.values())
+    back = (scooter.latitude, scooter.longitude)
+    await applier.apply(
+        [
+            inbound(dev, Channel.TELEMETRY, m.Telemetry(lat=back[0], lon=back[1], battery_pct=80)),
+            inbound(dev, Channel.EVENT, m.Unlocked(0, LockCause.COMMAND, command_id=b"\x02" * 16)),
+        ]
+    )
+    states = {a.alert_type: a.state for a in await open_alerts(env)}
+    assert states[AlertType.VEHICLE_LIFTED] == AlertState.STOPPED
+    assert states[AlertType.LOCK_BATTERY_LOW] == AlertState.STOPPED
+    assert states[AlertType.VEHICLE_OUT_OF_NETWORK_AREA] == AlertState.STOPPED
+    async with env.maker() as session:
+        topics: list[str] = list(await session.scalars(select(OutboxEvent.topic)))
+    assert "vehicule.battery.low" in topics
