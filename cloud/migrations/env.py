@@ -9,7 +9,9 @@ from __future__ import annotations
 from alembic import context
 
 # Tables defined outside models.py must be registered on Base.metadata before autogenerate.
-import kickstand.cloud.ingest.tables  # noqa: F401  (ingest/commands tables)
+import kickstand.cloud.alerts.models  # fleet_alerts
+import kickstand.cloud.ingest.tables  # ingest/commands tables
+import kickstand.cloud.webhooks.models  # noqa: F401  (webhook_* tables)
 from kickstand.cloud.models import Base
 
 config = context.config
