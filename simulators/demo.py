@@ -1,0 +1,291 @@
+"""`make run`: the whole system on embedded defaults, with a simulated city.
+
+    python -m kickstand.simulators.demo [--api-port 8000] [--broker-port 1883]
+
+One process, one event loop:
+
+- the MQTT broker: ``MQTT_URL`` when set, else an in-process broker (amqtt) on
+  ``--broker-port`` (the next free port when it is taken);
+- the database: ``DATABASE_URL`` (default SQLite ``var/kickstand.sqlite3``), migrated
+  and seeded with the Lyon demo network and its geofencing zones;
+- telemetry: ``INFLUX_URL`` when set, else the local store ``var/telemetry.sqlite3``;
+- the cloud: the rider/operator API (uvicorn), an ingest worker with fleet alerts and
+  the geofencing hook, the webhook delivery worker;
+- the devices: the seed's four stations, spot boards emulated on pseudo terminals and
+  each driven by the real station agent, and the seed's free-floating scooters, their
+  GPS / lock box / battery emulated and each driven by the real vehicle agent.
+
+Ctrl-C stops everything cleanly. This module lives with the simulators because it
+starts them; the cloud and the agents run unmodified.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("kickstand.simulators.demo")
+
+BANNER = """
+Kickstand is running (Ctrl-C to stop)
+
+  rider/operator API   http://{api}   (OpenAPI: http://{api}/docs)
+  MQTT broker          {broker}
+  database             {database}
+  telemetry            {telemetry}
+  stations             {stations}
+  free-floating        {vehicles}
+  scenario control     127.0.0.1:{control}, e.g. a rider takes the bike out of spot 1:
+                       python -m kickstand.simulators station ctl --port {control} st-0001 take 1
+
+Demo accounts: alice@example.com / alice-demo-1 (rider), operator@example.com / operator-demo-1
+
+Try it (a rider unlocks bike LY0001 in spot 1 of st-0001, rides, docks at st-0002):
+  API=http://{api}
+  TOKEN=$(curl -s -X POST $API/v1/auth/login -H 'content-type: application/json' \
+          -d '{{"email":"alice@example.com","password":"alice-demo-1"}}' | python3 -c \
+          'import json,sys; print(json.load(sys.stdin)["data"]["token"])')
+  curl -s -X POST $API/v1/rents -H "authorization: Bearer $TOKEN" \
+       -H 'content-type: application/json' -H "Idempotency-Key: $(date +%s)" -d '{{"spot_id": 1}}'
+  python -m kickstand.simulators station ctl --port {control} st-0001 take 1
+  python -m kickstand.simulators station ctl --port {control} st-0002 dock 5 LY0001
+  curl -s $API/v1/trips -H "authorization: Bearer $TOKEN"
+"""
+
+
+class _QuietServer:
+    """A uvicorn server that leaves the process's signals to this launcher."""
+
+    def __init__(self, app: Any, host: str, port: int) -> None:
+        import uvicorn
+
+        class Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self) -> Iterator[None]:
+                yield
+
+        self.server = Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+
+    async def serve(self) -> None:
+        await self.server.serve()
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _pick_port(host: str, preferred: int) -> int:
+    if _port_free(host, preferred):
+        return preferred
+    from kickstand.cloud.broker import free_port
+
+    port = free_port(host)
+    log.warning("event=port_taken port=%s using=%s", preferred, port)
+    return port
+
+
+async def _prepare_database(settings: Any) -> tuple[list[str], list[tuple[str, float, float]]]:
+    """Migrate, seed, add the demo zones; returns station device ids and free-floating vehicles."""
+    from sqlalchemy import select
+
+    from kickstand.cloud.db import create_engine, create_sessionmaker
+    from kickstand.cloud.geofence.store import seed_zones
+    from kickstand.cloud.migrations import upgrade
+    from kickstand.cloud.models import Station, Vehicle
+    from kickstand.cloud.seed import seed_demo
+
+    engine = create_engine(settings)
+    try:
+        await upgrade(engine)
+        sessionmaker = create_sessionmaker(engine)
+        async with sessionmaker() as session, session.begin():
+            refs = await seed_demo(session)
+            await seed_zones(session, refs.network_id)
+        async with sessionmaker() as session:
+            stations = list((await session.scalars(select(Station.device_id))).all())
+            floating = [
+                (v.serial_number, float(v.longitude), float(v.latitude))
+                for v in await session.scalars(
+                    select(Vehicle).where(Vehicle.spot_id.is_(None), Vehicle.longitude.is_not(None))
+                )
+            ]
+    finally:
+        await engine.dispose()
+    return sorted(s for s in stations if s), sorted(floating)
+
+
+async def run(args: argparse.Namespace) -> int:
+    from kickstand.cloud.alerts.engine import AlertEngine
+    from kickstand.cloud.api import create_app
+    from kickstand.cloud.broker import EmbeddedBroker, MqttUrl
+    from kickstand.cloud.commands import MqttCommandGateway
+    from kickstand.cloud.commands.gateway import create_gateway
+    from kickstand.cloud.commands.keys import load_signer
+    from kickstand.cloud.config import get_settings
+    from kickstand.cloud.db import create_engine, create_sessionmaker
+    from kickstand.cloud.freefloat import FreeFloatHook
+    from kickstand.cloud.geofence.store import GeofenceCache
+    from kickstand.cloud.ingest.worker import IngestWorker
+    from kickstand.cloud.telemetry import open_telemetry_store
+    from kickstand.cloud.webhooks.delivery import start_worker
+    from kickstand.simulators.station.fleet import StationFleet
+    from kickstand.simulators.station.scenario import ControlServer, ScenarioController
+    from kickstand.simulators.vehicle.fleet import VehicleFleet
+
+    settings = get_settings()
+    settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
+    stations, floating = await _prepare_database(settings)
+    signer = load_signer(settings)
+    keys = [signer.public_key.hex()]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    async with contextlib.AsyncExitStack() as stack:
+        if settings.MQTT_URL:
+            cloud_url, shared = settings.MQTT_URL, True
+            broker = MqttUrl.parse(cloud_url)
+            device_url = f"mqtt://{broker.host}:{broker.port}"
+        else:
+            port = _pick_port(args.host, args.broker_port)
+            cloud_url = device_url = await stack.enter_async_context(
+                EmbeddedBroker(args.host, port)
+            )
+            shared = False  # amqtt has no $share: exactly one ingest worker
+        engine = create_engine(settings)
+        stack.push_async_callback(engine.dispose)
+        sessionmaker = create_sessionmaker(engine)
+        store = open_telemetry_store(
+            settings.INFLUX_URL,
+            settings.INFLUX_DATABASE,
+            settings.INFLUX_USERNAME,
+            settings.INFLUX_PASSWORD,
+            spool_dir=settings.VAR_DIR / "telemetry-spool" / "demo",
+            local_path=settings.VAR_DIR / "telemetry.sqlite3",
+        )
+        await stack.enter_async_context(store)
+
+        alerts = AlertEngine()
+        ingest_commands = MqttCommandGateway.from_settings(
+            settings, sessionmaker, mqtt_url=cloud_url
+        )
+        await stack.enter_async_context(ingest_commands)
+        freefloat = FreeFloatHook(GeofenceCache(), commands=ingest_commands, alerts=alerts)
+        stack.push_async_callback(freefloat.aclose)
+        await stack.enter_async_context(
+            IngestWorker(
+                cloud_url,
+                sessionmaker,
+                telemetry=store,
+                client_id="ingest-demo",
+                shared=shared,
+                alerts=alerts,
+                sweep_alerts_every_s=60.0,
+                freefloat=freefloat,
+            )
+        )
+        webhooks = await start_worker(sessionmaker)
+        stack.push_async_callback(webhooks.stop)
+
+        app = create_app(
+            settings,
+            command_gateway=create_gateway(settings, mqtt_url=cloud_url, sessionmaker=sessionmaker),
+        )
+        api = _QuietServer(app, args.host, _pick_port(args.host, args.api_port))
+        api_task = asyncio.create_task(api.serve(), name="api")
+
+        workdir = settings.VAR_DIR / "demo"
+        fleet = await stack.enter_async_context(
+            StationFleet(
+                len(stations), mqtt_url=device_url, keys=keys, workdir=workdir / "stations"
+            )
+        )
+        vehicles = await stack.enter_async_context(
+            VehicleFleet(
+                workdir / "vehicles",
+                mqtt_host=MqttUrl.parse(device_url).host,
+                mqtt_port=MqttUrl.parse(device_url).port,
+                command_keys=keys,
+            )
+        )
+        for serial, lon, lat in floating:
+            await vehicles.add(serial, position=(lon, lat))
+        control = ControlServer(
+            {d: ScenarioController(r.sim, r) for d, r in fleet.rigs.items()},
+            port=_pick_port("127.0.0.1", args.control_port),
+        )
+        await control.start()
+        stack.push_async_callback(control.stop)
+
+        print(
+            BANNER.format(
+                api=f"{args.host}:{api.server.config.port}",
+                broker=MqttUrl.parse(device_url).safe()
+                + ("" if settings.MQTT_URL else " (in-process)"),
+                database=settings.DATABASE_URL.split("@")[-1],
+                telemetry=settings.INFLUX_URL
+                or f"local store {settings.VAR_DIR}/telemetry.sqlite3",
+                stations=", ".join(fleet.rigs),
+                vehicles=", ".join(serial for serial, _, _ in floating) or "none",
+                control=control.port,
+            ),
+            flush=True,
+        )
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({stopper, api_task}, return_when=asyncio.FIRST_COMPLETED)
+        print("stopping…", flush=True)
+        api.stop()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(api_task, 10)
+        stopper.cancel()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m kickstand.simulators.demo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--api-port", type=int, default=int(os.environ.get("API_PORT", "8000")))
+    parser.add_argument("--broker-port", type=int, default=1883)
+    parser.add_argument("--control-port", type=int, default=7100)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    os.environ.setdefault("ENVIRONMENT", "development")
+    Path("var").mkdir(exist_ok=True)
+    try:
+        return asyncio.run(run(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
