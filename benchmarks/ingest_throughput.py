@@ -235,7 +235,7 @@ async def ingest(
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=20_000)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-max", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3, help="bare/ingest pairs; medians")
     parser.add_argument("--fleet", type=int, default=200, help="extra vehicles sending")

@@ -171,6 +171,8 @@ class CommandVerifier:
             valid = False
         if not valid:
             raise CommandRejected("signature does not verify", RejectReason.BAD_SIGNATURE)
+        if not isinstance(msg.payload, bytes):
+            raise CommandRejected("COSE_Sign1 without a payload", RejectReason.MALFORMED)
         try:
             envelope = codec.decode_command_payload(msg.payload)
         except ProtocolError as exc:

@@ -66,16 +66,18 @@ def render() -> str:
         "Key 0 is the EventType code; the other keys keep one meaning across events.",
         "",
     ]
-    for cls, code in codec.EVENT_TYPES.items():
-        out += [f"**{cls.__name__}** (EventType {int(code)})", ""]
-        out += [*_table(codec.BODY_FIELDS[cls], [f"| 0 | type | {int(code)} | yes |"]), ""]
-    for cls in (m.BootReply, m.TimeReply):
-        out += [f"#### {cls.__name__} — channel `{codec.CHANNEL_OF_CLASS[cls].value}`", ""]
-        out += [*_table(codec.DOWN_FIELDS[cls]), ""]
+    for event_cls, event_code in codec.EVENT_TYPES.items():
+        out += [f"**{event_cls.__name__}** (EventType {int(event_code)})", ""]
+        first = [f"| 0 | type | {int(event_code)} | yes |"]
+        out += [*_table(codec.BODY_FIELDS[event_cls], first), ""]
+    for down_cls in (m.BootReply, m.TimeReply):
+        channel = codec.CHANNEL_OF_CLASS[down_cls].value
+        out += [f"#### {down_cls.__name__} — channel `{channel}`", ""]
+        out += [*_table(codec.DOWN_FIELDS[down_cls]), ""]
     out += ["### Command arguments (key 5 of the signed payload)", ""]
-    for cls, code in codec.COMMAND_TYPES.items():
-        out += [f"**{cls.__name__}** (CommandType {int(code)})", ""]
-        out += [*_table(codec.COMMAND_FIELDS[cls]), ""]
+    for command_cls, command_code in codec.COMMAND_TYPES.items():
+        out += [f"**{command_cls.__name__}** (CommandType {int(command_code)})", ""]
+        out += [*_table(codec.COMMAND_FIELDS[command_cls]), ""]
     out += ["### Codes", ""]
     for name in sorted(vars(enums)):
         e = getattr(enums, name)

@@ -121,10 +121,9 @@ async def _prepare_database(settings: Any) -> tuple[list[str], list[tuple[str, f
         async with sessionmaker() as session:
             stations = list((await session.scalars(select(Station.device_id))).all())
             floating = [
-                (v.serial_number, float(v.longitude), float(v.latitude))
-                for v in await session.scalars(
-                    select(Vehicle).where(Vehicle.spot_id.is_(None), Vehicle.longitude.is_not(None))
-                )
+                (v.serial_number, v.longitude, v.latitude)
+                for v in await session.scalars(select(Vehicle).where(Vehicle.spot_id.is_(None)))
+                if v.longitude is not None and v.latitude is not None
             ]
     finally:
         await engine.dispose()

@@ -83,7 +83,8 @@ def _sort_column(sort_by: SortBy) -> ColumnElement[Any]:
         return _severity_rank()
     if sort_by == "resolved_at":
         return func.coalesce(FleetAlert.resolved_at, _NEVER)
-    return FleetAlert.created_at
+    created: ColumnElement[Any] = FleetAlert.created_at  # type: ignore[assignment]
+    return created
 
 
 async def current_alerts(session: AsyncSession, networks: Sequence[int]) -> list[FleetAlert]:
@@ -96,7 +97,7 @@ async def current_alerts(session: AsyncSession, networks: Sequence[int]) -> list
     return list(rows)
 
 
-def _filtered(f: HistoryFilters) -> Select[tuple[FleetAlert]]:
+def _filtered(f: HistoryFilters) -> Select[FleetAlert]:
     query = select(FleetAlert).where(FleetAlert.network_id.in_(list(f.networks)))
     if f.state:
         query = query.where(FleetAlert.state.in_(list(f.state)))

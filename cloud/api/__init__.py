@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -50,7 +50,7 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             # A gateway that is an async context manager (MQTT session) lives as long as the app.
-            if hasattr(gateway, "__aenter__") and hasattr(gateway, "__aexit__"):
+            if isinstance(gateway, AbstractAsyncContextManager):
                 await stack.enter_async_context(gateway)
             # The dashboard's telemetry store: app.state.telemetry_store (deps.TelemetryDep).
             from kickstand.cloud.api.routes.telemetry import telemetry_lifespan

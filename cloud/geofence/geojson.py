@@ -44,7 +44,7 @@ def parse_geometry(
 
     ``doc`` may be a geometry or a Feature. ``zone_kind`` / ``zone_id`` only label errors.
     """
-    ctx = {"zone_kind": zone_kind, "zone_id": zone_id}
+    ctx: dict[str, Any] = {"zone_kind": zone_kind, "zone_id": zone_id}
     if not isinstance(doc, Mapping):
         raise GeoJSONError(f"expected a GeoJSON object, got {type(doc).__name__}", **ctx)
     gtype = doc.get("type")
@@ -71,7 +71,7 @@ def parse_shape(
     shape: object, *, zone_kind: str | None = None, zone_id: int | None = None
 ) -> Polygon:
     """A validated Polygon from the seeds' ``shape`` field: ``[[lon, lat], ...]``, ≥ 3 points."""
-    ctx = {"zone_kind": zone_kind, "zone_id": zone_id}
+    ctx: dict[str, Any] = {"zone_kind": zone_kind, "zone_id": zone_id}
     ring = _ring(shape, close=True, ctx=ctx)
     geom = Polygon(ring)
     validated = validate_shape(geom, zone_kind=zone_kind, zone_id=zone_id)
@@ -92,7 +92,7 @@ def validate_shape(
     geom: object, *, zone_kind: str | None = None, zone_id: int | None = None
 ) -> ZoneShape:
     """Check a shapely geometry built elsewhere: type, emptiness, ranges, validity, area."""
-    ctx = {"zone_kind": zone_kind, "zone_id": zone_id}
+    ctx: dict[str, Any] = {"zone_kind": zone_kind, "zone_id": zone_id}
     if not isinstance(geom, Polygon | MultiPolygon):
         raise UnsupportedGeometryError(getattr(geom, "geom_type", type(geom).__name__), **ctx)
     if geom.is_empty:

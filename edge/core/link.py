@@ -144,6 +144,8 @@ def _command_id_of(data: bytes) -> bytes:
         from pycose.messages import Sign1Message
 
         msg = Sign1Message.decode(bytes(data))
+        if not isinstance(msg.payload, bytes):
+            return NO_COMMAND_ID
         cid = codec.decode_command_payload(msg.payload).command_id
         return cid if len(cid) == 16 else NO_COMMAND_ID
     except Exception:
@@ -423,7 +425,7 @@ class CloudLink:
                         await result
                 return
             if reply.status is BootStatus.PENDING:
-                retry = reply.retry_after_s or 10
+                retry: float = reply.retry_after_s or 10
             else:
                 retry = self.config.rejected_retry_s
             log.info(

@@ -546,7 +546,7 @@ class VehicleAgent:
         if self.lock_state is None:
             # First look after a (re)boot: report a change that happened while we were down.
             last = self._load_state(LOCK_STATE_KEY)
-            if last not in BusLock.__members__:
+            if last is None or last not in BusLock.__members__:
                 self.lock_state = lock
                 self.emit(self._status(), state={LOCK_STATE_KEY: lock.name})
                 return

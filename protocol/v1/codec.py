@@ -198,7 +198,7 @@ EVENT_TYPES: dict[type, EventType] = {
     m.FirmwareStatus: EventType.FIRMWARE_STATUS,
     m.SpotIdentifyFail: EventType.SPOT_IDENTIFY_FAIL,
 }
-EVENT_CLASSES: dict[EventType, type] = {code: cls for cls, code in EVENT_TYPES.items()}
+EVENT_CLASSES: dict[int, type] = {int(code): cls for cls, code in EVENT_TYPES.items()}
 
 BODY_FIELDS.update(
     {
@@ -289,7 +289,7 @@ COMMAND_TYPES: dict[type, CommandType] = {
     m.TriggerMessage: CommandType.TRIGGER_MESSAGE,
     m.FirmwareUpdate: CommandType.FIRMWARE_UPDATE,
 }
-COMMAND_CLASSES: dict[CommandType, type] = {code: cls for cls, code in COMMAND_TYPES.items()}
+COMMAND_CLASSES: dict[int, type] = {int(code): cls for cls, code in COMMAND_TYPES.items()}
 MAX_AUTH_ENTRIES = 20_000
 
 COMMAND_FIELDS: dict[type, tuple[FieldSpec, ...]] = {

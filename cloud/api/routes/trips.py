@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 from sqlalchemy import func, select
@@ -57,6 +57,7 @@ async def get_trip(
     if trip is None or trip.user_id != user.id:
         raise not_found("trip", trip_id)
     vehicle = await session.get_one(Vehicle, trip.vehicle_id)
+    detail: dict[str, Any] | None
     if trip.ended_at is None:
         cost, detail = await price_trip(session, trip, datetime.now(UTC))
         cost_str = money_str(cost, trip.currency)

@@ -21,7 +21,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def _times(with_deleted: bool = True) -> list[sa.Column[object]]:
-    cols = [
+    cols: list[sa.Column[object]] = [
         sa.Column("created_at", kickstand.cloud.dbtypes.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", kickstand.cloud.dbtypes.UTCDateTime(timezone=True), nullable=False),
     ]
