@@ -38,6 +38,9 @@ _DESCRIPTIONS: dict[str, str] = {
     "battery is low.",
     "vehicule.position.forbidden": "Occurs whenever a vehicule with a running trip just went "
     "into a forbidden zone.",
+    "vehicule.position.out_of_network": "Occurs whenever a vehicule leaves the network's border.",
+    "trip.return.refused": "Occurs whenever a free-floating vehicule is locked outside the "
+    "network's border where returns are refused: the trip keeps running.",
     alert_engine.BOITIER_LOCKED: "Occurs whenever a chain is added into a vehicule lock.",
     alert_engine.BOITIER_UNLOCKED: "Occurs whenever a chain is removed from a vehicule lock.",
     alert_engine.BOITIER_PASS_UNRECOGNIZED: "Occurs whenever an NFC card swiped on a vehicule "

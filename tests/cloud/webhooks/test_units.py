@@ -90,3 +90,10 @@ def test_retry_schedule_spans_hours_with_jitter() -> None:
 
 def test_event_ids_are_stable() -> None:
     assert event_id_for(42) == event_id_for(42) != event_id_for(43)
+
+
+def test_free_floating_topics_can_be_subscribed_to() -> None:
+    from kickstand.cloud.freefloat.hook import VEHICLE_POSITION_OUT_OF_NETWORK
+    from kickstand.cloud.freefloat.service import TRIP_RETURN_REFUSED
+
+    assert {TRIP_RETURN_REFUSED, VEHICLE_POSITION_OUT_OF_NETWORK} <= topic_names()
