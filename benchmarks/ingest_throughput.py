@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import re
 import statistics
 import tempfile
 import threading
@@ -59,6 +60,22 @@ async def add_fleet(db_url: str, vehicles: int) -> None:
                           network_id=network_id, device_id=f"vh-{serial}", battery_level=90))
             VEHICLES.append(f"vh-{serial}")
     await engine.dispose()
+
+
+class TunedMosquitto(MosquittoService):
+    """The harness broker with a wider QoS 1 window per client (``--inflight``): the ingest
+    acknowledges after its commit, so the window bounds its batch size."""
+
+    inflight = 100
+
+    def _prepare(self) -> None:
+        super()._prepare()
+        text = self.config_path.read_text()
+        line = f"max_inflight_messages {self.inflight}"
+        self.config_path.write_text(
+            re.sub(r"^max_inflight_messages .*$", line, text, flags=re.M)
+            if "max_inflight_messages" in text else text + line + "\n"
+        )
 
 
 def build_messages(n: int, boot: int = 7) -> list[tuple[str, bytes]]:
@@ -235,10 +252,12 @@ async def ingest(
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=20_000)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--batch-max", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3, help="bare/ingest pairs; medians")
     parser.add_argument("--fleet", type=int, default=200, help="extra vehicles sending")
+    parser.add_argument("--inflight", type=int, default=100,
+                        help="broker max_inflight_messages (the harness config has 100)")
     parser.add_argument("--no-influx", action="store_true")
     parser.add_argument("--alerts-messages", type=int, default=4000,
                         help="one more ingest run with the fleet alert rules on (0: skip)")
@@ -250,7 +269,8 @@ async def main() -> None:
     ing: list[float] = []
     with_alerts: float | None = None
     batches = rejected = 0
-    with tempfile.TemporaryDirectory() as tmpdir, MosquittoService() as broker, \
+    TunedMosquitto.inflight = args.inflight
+    with tempfile.TemporaryDirectory() as tmpdir, TunedMosquitto() as broker, \
             PostgresServer() as pg:
         tmp = Path(tmpdir)
         influx_cm = None if args.no_influx else InfluxService()
