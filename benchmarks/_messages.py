@@ -7,6 +7,8 @@ import json
 from enum import IntEnum
 from typing import Any
 
+from kickstand.protocol.topics import Channel
+from kickstand.protocol.v1 import codec
 from kickstand.protocol.v1 import messages as m
 from kickstand.protocol.v1.enums import (
     BatteryKind,
@@ -80,10 +82,10 @@ SAMPLES: dict[str, tuple[m.Stamp, m.UpBody]] = {
 }
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {
-            f.name: _plain(getattr(value, f.name))
+            f.name: plain(getattr(value, f.name))
             for f in dataclasses.fields(value)
             if getattr(value, f.name) not in (None, ())
         }
@@ -92,29 +94,19 @@ def _plain(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.hex()
     if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value
 
 
 def as_json(stamp: m.Stamp, body: m.UpBody) -> bytes:
     """The same content as a typical device would send it in compact JSON."""
-    doc = {"boot_id": stamp.boot_id, "seq": stamp.seq, "ts": stamp.ts_ms}
-    if isinstance(body, tuple(_EVENTS)):
+    doc: dict[str, Any] = {"boot_id": stamp.boot_id, "seq": stamp.seq, "ts": stamp.ts_ms}
+    if codec.channel_of(body) is Channel.EVENT:
         doc["event"] = type(body).__name__
-    doc.update(_plain(body))
+    doc.update(plain(body))
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
 def from_json(data: bytes) -> dict[str, Any]:
     doc: dict[str, Any] = json.loads(data)
     return doc
-
-
-_EVENTS = {
-    m.VehicleDocked,
-    m.VehicleRemoved,
-    m.Unlocked,
-    m.BadgePresented,
-    m.BatteryLow,
-    m.Motion,
-}

@@ -29,8 +29,12 @@ import math
 import secrets
 import sys
 from collections import Counter
-from enum import IntEnum
+from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _messages import as_json, plain  # the JSON baseline of the benchmarks
 
 from kickstand.edge.vehicle.config import VehicleSettings
 from kickstand.protocol import topics
@@ -80,39 +84,14 @@ PING = 2 + 2  # PINGREQ + PINGRESP
 # ------------------------------------------------------------------ JSON baseline
 
 
-def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {
-            f.name: _plain(getattr(value, f.name))
-            for f in dataclasses.fields(value)
-            if getattr(value, f.name) not in (None, ())
-        }
-    if isinstance(value, IntEnum):
-        return value.name.lower()
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
-    return value
-
-
-def json_up(stamp: m.Stamp, body: m.UpBody) -> bytes:
-    """The same content as a typical JSON device protocol: named fields, None left out."""
-    doc: dict[str, Any] = {"boot_id": stamp.boot_id, "seq": stamp.seq, "ts": stamp.ts_ms}
-    if codec.channel_of(body) is Channel.EVENT:
-        doc["event"] = type(body).__name__
-    doc.update(_plain(body))
-    return json.dumps(doc, separators=(",", ":")).encode()
-
-
 def json_down(body: m.BootReply | m.TimeReply) -> bytes:
-    return json.dumps(_plain(body), separators=(",", ":")).encode()
+    return json.dumps(plain(body), separators=(",", ":")).encode()
 
 
 def json_command(envelope: m.CommandEnvelope, signer: CommandSigner) -> bytes:
     """A JWS-like JSON command: the envelope, the key id and an Ed25519 signature."""
-    doc = _plain(envelope)
-    doc["command"] = {"type": type(envelope.command).__name__, **_plain(envelope.command)}
+    doc = plain(envelope)
+    doc["command"] = {"type": type(envelope.command).__name__, **plain(envelope.command)}
     doc["kid"] = signer.kid.hex()
     doc["sig"] = base64.urlsafe_b64encode(secrets.token_bytes(64)).decode().rstrip("=")
     return json.dumps(doc, separators=(",", ":")).encode()
@@ -160,8 +139,10 @@ class Day:
         topic = topics.up(DEVICE, channel)
         qos = 0 if channel is Channel.HEARTBEAT else 1
         label = label or (type(body).__name__ if channel is not Channel.EVENT else "events")
-        for tally, payload in ((self.cbor, codec.encode_up(stamp, body)),
-                               (self.json, json_up(stamp, body))):
+        for tally, payload in (
+            (self.cbor, codec.encode_up(stamp, body)),
+            (self.json, as_json(stamp, body)),
+        ):
             n = publish_bytes(topic, len(payload), qos)
             tally.up += n
             tally.down += PUBACK if qos else 0
@@ -186,22 +167,27 @@ class Day:
         issued = DAY_START_MS + int(t * 1000)
         env = m.CommandEnvelope(secrets.token_bytes(16), DEVICE, issued, issued + 30_000, command)
         topic = topics.down(DEVICE, Channel.COMMAND)
-        for tally, payload in ((self.cbor, self.signer.sign(env)),
-                               (self.json, json_command(env, self.signer))):
+        for tally, payload in (
+            (self.cbor, self.signer.sign(env)),
+            (self.json, json_command(env, self.signer)),
+        ):
             n = publish_bytes(topic, len(payload), 1)
             tally.down += n
             tally.up += PUBACK
             tally.by_kind["commands"] += n + PUBACK
             tally.count["commands"] += 1
         self.client_sends.append(t)
-        self.up(t + 0.2, m.CommandResult(env.command_id, ResultStatus.DONE, None, detail),
-                "CommandResult")
+        self.up(
+            t + 0.2,
+            m.CommandResult(env.command_id, ResultStatus.DONE, None, detail),
+            "CommandResult",
+        )
 
     def session(self, t: float) -> None:
         """A new MQTT session: CONNECT (with the Will), CONNACK, SUBSCRIBE, SUBACK, birth."""
         will_topic = topics.up(DEVICE, Channel.DEATH)
         death = codec.encode_up(m.Stamp(self.boot_id, 0, DAY_START_MS), m.Death())
-        death_json = json_up(m.Stamp(self.boot_id, 0, DAY_START_MS), m.Death())
+        death_json = as_json(m.Stamp(self.boot_id, 0, DAY_START_MS), m.Death())
         sub_filter = topics.device_subscriptions(DEVICE)
         for tally, will in ((self.cbor, death), (self.json, death_json)):
             connect = packet_bytes(10 + 2 + len(DEVICE) + 2 + len(will_topic) + 2 + len(will))
@@ -211,28 +197,47 @@ class Day:
             tally.by_kind["mqtt session"] += connect + subscribe + 9
         self.client_sends.append(t)
         self.up(t + 0.1, self.birth(), "Birth")
-        self.down(t + 0.3, m.BootReply(BootStatus.ACCEPTED, DAY_START_MS + int(t * 1000),
-                                       self.s.min_heartbeat_s, self.boot_id))
+        self.down(
+            t + 0.3,
+            m.BootReply(
+                BootStatus.ACCEPTED,
+                DAY_START_MS + int(t * 1000),
+                self.s.min_heartbeat_s,
+                self.boot_id,
+            ),
+        )
 
     def birth(self) -> m.Birth:
         s = self.s
         return m.Birth(
-            kind=DeviceKind.VEHICLE, firmware=s.firmware, hardware=s.hardware,
-            config_version=3, auth_list_version=12,
+            kind=DeviceKind.VEHICLE,
+            firmware=s.firmware,
+            hardware=s.hardware,
+            config_version=3,
+            auth_list_version=12,
             inventory=(
-                m.Component("lockbox", 0, "lb-2.4.1"), m.Component("gps", 0, ""),
-                m.Component("bms", 0, ""), m.Component("nfc", 0, ""),
-                m.Component("pinpad", 0, ""), m.Component("motion", 0, ""),
+                m.Component("lockbox", 0, "lb-2.4.1"),
+                m.Component("gps", 0, ""),
+                m.Component("bms", 0, ""),
+                m.Component("nfc", 0, ""),
+                m.Component("pinpad", 0, ""),
+                m.Component("motion", 0, ""),
             ),
-            pending_from=self.seq + 1, serial_number=SERIAL,
+            pending_from=self.seq + 1,
+            serial_number=SERIAL,
         )
 
-    def telemetry(self, t: float, lat: float, lon: float, speed: float, heading: float,
-                  parked: bool) -> None:
+    def telemetry(
+        self, t: float, lat: float, lon: float, speed: float, heading: float, parked: bool
+    ) -> None:
         """What VehicleAgent.telemetry() sends: the fix, batteries when changed / parked."""
-        fields: dict[str, Any] = {"lat": round(lat, 6), "lon": round(lon, 6),
-                                  "speed_kmh": round(speed, 1), "heading_deg": round(heading) % 360,
-                                  "hdop": 0.9}
+        fields: dict[str, Any] = {
+            "lat": round(lat, 6),
+            "lon": round(lon, 6),
+            "speed_kmh": round(speed, 1),
+            "heading_deg": round(heading) % 360,
+            "hdop": 0.9,
+        }
         for name, level in (("battery_pct", round(self.internal)), ("vae_pct", round(self.vae))):
             if parked or self.sent_battery.get(name) != level:
                 self.sent_battery[name] = level
@@ -276,8 +281,9 @@ class Day:
             while t < b:
                 step = 18 / 3.6 * s.riding_interval_s
                 lat += step * math.cos(math.radians(heading)) / 111_195
-                lon += step * math.sin(math.radians(heading)) / (111_195 * math.cos(
-                    math.radians(lat)))
+                lon += (
+                    step * math.sin(math.radians(heading)) / (111_195 * math.cos(math.radians(lat)))
+                )
                 heading = (heading + 7) % 360 if int(t) % 60 < 5 else heading
                 self.vae -= 1.6 * step / 1000
                 self.telemetry(t, lat, lon, 17.0 + (int(t) % 7) * 0.6, heading, parked=False)
@@ -313,11 +319,15 @@ def main() -> None:
     settings = VehicleSettings(device_id=DEVICE, serial_number=SERIAL)
     day = Day(settings)
     day.run()
-    print(f"agent config: riding_interval_s={settings.riding_interval_s:g} "
-          f"parked_interval_s={settings.parked_interval_s:g} "
-          f"min_heartbeat_s={settings.min_heartbeat_s} keepalive_s={settings.keepalive_s}")
-    print(f"duty cycle: {RIDING_S // 60} min riding in {TRIPS} trips, "
-          f"{(DAY_S - RIDING_S) // 3600} h parked, {RECONNECTS} MQTT sessions")
+    print(
+        f"agent config: riding_interval_s={settings.riding_interval_s:g} "
+        f"parked_interval_s={settings.parked_interval_s:g} "
+        f"min_heartbeat_s={settings.min_heartbeat_s} keepalive_s={settings.keepalive_s}"
+    )
+    print(
+        f"duty cycle: {RIDING_S // 60} min riding in {TRIPS} trips, "
+        f"{(DAY_S - RIDING_S) // 3600} h parked, {RECONNECTS} MQTT sessions"
+    )
     print(f"{'traffic':26} {'count':>6} {'cbor B':>8} {'json B':>8} {'ratio':>6}")
     for kind in sorted(day.cbor.by_kind, key=lambda k: -day.cbor.by_kind[k]):
         c, j = day.cbor.by_kind[kind], day.json.by_kind[kind]
@@ -326,8 +336,10 @@ def main() -> None:
     print(f"{'down (broker -> device)':26} {'':>6} {day.cbor.down:>8} {day.json.down:>8}")
     total, total_json = day.cbor.total, day.json.total
     verdict = "OK" if total <= TARGET else "OVER"
-    print(f"target <= {TARGET} B/day: {verdict} ({total / 1024:.1f} KiB; JSON "
-          f"{total_json / 1024:.1f} KiB, ratio {total / total_json:.2f})")
+    print(
+        f"target <= {TARGET} B/day: {verdict} ({total / 1024:.1f} KiB; JSON "
+        f"{total_json / 1024:.1f} KiB, ratio {total / total_json:.2f})"
+    )
     print(f"vehicle bytes/day: {total} (json: {total_json})")
     if total > TARGET:
         sys.exit(1)
