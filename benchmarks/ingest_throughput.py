@@ -252,7 +252,7 @@ async def ingest(
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=20_000)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-max", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3, help="bare/ingest pairs; medians")
     parser.add_argument("--fleet", type=int, default=200, help="extra vehicles sending")
@@ -313,7 +313,7 @@ async def main() -> None:
           f"{len(VEHICLES)} vehicles); medians of {args.rounds} rounds")
     print(f"bare paho subscriber (QoS 1):    {b:9.0f} msg/s")
     print(f"bare aiomqtt subscriber (QoS 1): {a:9.0f} msg/s")
-    print(f"ingest, {args.workers} worker(s) (paho thread + asyncio, decode + CDDL, PostgreSQL "
+    print(f"ingest, {args.workers} worker(s) (paho in the event loop, decode + CDDL, PostgreSQL "
           f"state upserts, {store}): {i:9.0f} msg/s; {batches} batches "
           f"(avg {n * args.rounds / max(batches, 1):.0f} msg), rejected {rejected}")
     if with_alerts is not None:

@@ -1,17 +1,20 @@
-"""The MQTT side of an ingest worker: paho-mqtt 2.x on its network thread, feeding asyncio.
+"""The MQTT side of an ingest worker: paho-mqtt 2.x driven by the asyncio event loop.
 
-Why paho on a thread (not aiomqtt): its network loop runs beside the event loop, so while
-one batch is in the database the next one is already arriving; and paho lets us send the
-PUBACK ourselves (``manual_ack``), after the batch is committed. A worker that dies
-mid-batch leaves its messages unacknowledged: the broker sends them again (persistent
-session), and the database dedupe makes that replay harmless.
+Why paho (not aiomqtt): paho lets us send the PUBACK ourselves (``manual_ack``), after the
+batch is committed. A worker that dies mid-batch leaves its messages unacknowledged: the
+broker sends them again (persistent session), and the database dedupe makes that replay
+harmless. Why in the event loop (paho's documented external-loop API: socket callbacks,
+``loop_read``/``loop_write``/``loop_misc``), not on paho's thread: the work is CPU-bound
+Python, so a second thread only adds GIL hand-offs and a wake-up syscall per PUBACK;
+here acknowledgements queue up and go out in one write, and the socket is read whenever
+the worker awaits the database.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import threading
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +40,9 @@ class Received:
 class MqttConsumer:
     """Subscribe ``topic`` (QoS 1) on a persistent session and hand batches to asyncio."""
 
+    #: Packets read per readiness callback at most (then the loop gets a turn).
+    READ_BURST = 512
+
     def __init__(
         self,
         url: MqttUrl,
@@ -58,23 +64,30 @@ class MqttConsumer:
         )
         if url.username:
             self._client.username_pw_set(url.username, url.password)
-        self._client.reconnect_delay_set(min_delay=1, max_delay=10)
         self._client.max_queued_messages_set(0)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
+        self._client.on_socket_open = self._on_socket_open
+        self._client.on_socket_close = self._on_socket_close
+        self._client.on_socket_register_write = self._on_register_write
+        self._client.on_socket_unregister_write = self._on_unregister_write
         self._keepalive = keepalive
         self._pending: deque[Received] = deque()
-        self._signalled = False
+        self._received = 0
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._generation = 0
-        self._subscribed = threading.Event()
+        self._subscribed = False
+        self._subscribed_event: asyncio.Event | None = None
         self._connect_error: str | None = None
+        self._connected_once = False
+        self._misc_task: asyncio.Task[None] | None = None
+        self._closing = False
         self.connections = 0
 
-    # -- paho thread ------------------------------------------------------------------
+    # -- paho callbacks (all on the event loop thread) ----------------------------------
 
     def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
         if reason.is_failure:
@@ -95,44 +108,96 @@ class MqttConsumer:
             self._connect_error = f"subscription to {self.topic} refused: {reasons}"
             log.error("event=mqtt_subscribe_refused client=%s topic=%s", self.client_id, self.topic)
             return
-        self._subscribed.set()
+        self._subscribed = True
+        if self._subscribed_event is not None:
+            self._subscribed_event.set()
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        self._subscribed.clear()
+        self._subscribed = False
+        if self._subscribed_event is not None:
+            self._subscribed_event.clear()
         log.warning("event=mqtt_disconnected client=%s reason=%s", self.client_id, reason)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        self._pending.append(
-            Received(msg.topic, msg.payload, msg.mid, msg.qos, self._generation)
-        )
-        if not self._signalled and self._loop is not None and self._wake is not None:
-            self._signalled = True
-            try:
-                self._loop.call_soon_threadsafe(self._wake.set)
-            except RuntimeError:  # the loop is closed: we are shutting down
-                pass
+        self._pending.append(Received(msg.topic, msg.payload, msg.mid, msg.qos, self._generation))
+        self._received += 1
+        if self._wake is not None:
+            self._wake.set()
+
+    def _on_socket_open(self, _c: mqtt.Client, _u: Any, sock: Any) -> None:
+        assert self._loop is not None
+        self._loop.add_reader(sock, self._on_readable)
+
+    def _on_socket_close(self, _c: mqtt.Client, _u: Any, sock: Any) -> None:
+        assert self._loop is not None
+        self._loop.remove_reader(sock)
+        self._loop.remove_writer(sock)
+
+    def _on_register_write(self, _c: mqtt.Client, _u: Any, sock: Any) -> None:
+        assert self._loop is not None
+        self._loop.add_writer(sock, self._client.loop_write)
+
+    def _on_unregister_write(self, _c: mqtt.Client, _u: Any, sock: Any) -> None:
+        assert self._loop is not None
+        self._loop.remove_writer(sock)
+
+    def _on_readable(self) -> None:
+        # loop_read() reads one packet; read a burst while PUBLISHes keep coming.
+        for _ in range(self.READ_BURST):
+            before = self._received
+            if self._client.loop_read() != mqtt.MQTT_ERR_SUCCESS or self._received == before:
+                return
+
+    # -- connection management ----------------------------------------------------------
+
+    def _connect(self) -> bool:
+        try:
+            if self._connected_once:
+                self._client.reconnect()
+            else:
+                self._connected_once = True  # connect() records the address, then connects
+                self._client.connect(self.url.host, self.url.port, keepalive=self._keepalive)
+        except (OSError, ValueError) as exc:
+            self._connect_error = str(exc)
+            log.warning("event=mqtt_connect_failed client=%s error=%s", self.client_id, exc)
+            return False
+        return True
+
+    async def _misc_loop(self) -> None:
+        """Keepalive pings, and reconnection with back-off when the link is gone."""
+        delay = 1.0
+        while not self._closing:
+            await asyncio.sleep(1.0 if self._client.socket() is not None else delay)
+            if self._closing:
+                return
+            if self._client.socket() is not None:
+                self._client.loop_misc()
+                delay = 1.0
+                continue
+            if not self._connect():
+                delay = min(delay * 2, 10.0)
 
     # -- asyncio side -----------------------------------------------------------------
 
     async def start(self, connect_timeout: float = 10.0) -> None:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
-        self._client.connect_async(self.url.host, self.url.port, keepalive=self._keepalive)
-        self._client.loop_start()
-        ok = await asyncio.to_thread(self._subscribed.wait, connect_timeout)
-        if not ok:
+        self._subscribed_event = asyncio.Event()
+        self._closing = False
+        self._connect()  # a refused first connect is retried by the misc loop
+        self._misc_task = asyncio.create_task(self._misc_loop(), name=f"mqtt:{self.client_id}")
+        try:
+            await asyncio.wait_for(self._subscribed_event.wait(), connect_timeout)
+        except TimeoutError:
             await self.stop()
             reason = self._connect_error or f"not subscribed within {connect_timeout:.0f} s"
-            raise BrokerConnectError(self.url.safe(), reason)
+            raise BrokerConnectError(self.url.safe(), reason) from None
 
     async def next_batch(self, max_items: int) -> list[Received]:
         """Wait for at least one message; return up to ``max_items`` in arrival order."""
         assert self._wake is not None, "start() first"
         while not self._pending:
             self._wake.clear()
-            self._signalled = False
-            if self._pending:
-                break
             await self._wake.wait()
         out: list[Received] = []
         pending = self._pending
@@ -149,15 +214,26 @@ class MqttConsumer:
 
     @property
     def subscribed(self) -> bool:
-        return self._subscribed.is_set()
+        return self._subscribed
 
     @property
     def backlog(self) -> int:
         return len(self._pending)
 
     async def stop(self) -> None:
-        try:
+        self._closing = True
+        if self._misc_task is not None:
+            self._misc_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._misc_task
+            self._misc_task = None
+        sock = self._client.socket()
+        if sock is not None:
             self._client.disconnect()
-        except Exception as exc:  # already gone
-            log.debug("event=mqtt_disconnect_error error=%r", exc)
-        await asyncio.to_thread(self._client.loop_stop)
+            self._client.loop_write()  # send the DISCONNECT now; paho then closes the socket
+            sock = self._client.socket()
+            if sock is not None and self._loop is not None:
+                self._loop.remove_reader(sock)
+                self._loop.remove_writer(sock)
+                with contextlib.suppress(OSError):
+                    sock.close()
