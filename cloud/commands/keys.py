@@ -5,7 +5,7 @@
 
 Devices trust the raw public key: put ``doc["public_key"]`` in the agent's
 ``command_keys`` (``KICKSTAND_COMMAND_KEYS='["<hex>"]'``). ``python -m
-kickstand.cloud.commands.keys`` prints the document (and creates the key in development).
+kickstand.cloud.commands`` prints the document (and creates the key in development).
 
 The key file is ``COMMAND_SIGNING_KEY_FILE``; when unset, development uses
 ``VAR_DIR/command-signing.key`` (created on first use, mode 0600) and production refuses.
