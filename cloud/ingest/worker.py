@@ -45,6 +45,7 @@ log = logging.getLogger("kickstand.cloud.ingest.worker")
 
 PLAIN_SUBSCRIPTION = f"{topics.ROOT}/d/+/+"
 MAX_BACKOFF_S = 5.0
+TOPIC_CACHE_MAX = 100_000
 
 
 class IngestWorker:
@@ -93,6 +94,8 @@ class IngestWorker:
         self._prune_task: asyncio.Task[None] | None = None
         self._busy = False
         self._decoding = False
+        #: Parsed topics (a device uses a handful; parsing validates with a regex).
+        self._topics: dict[str, topics.Topic] = {}
         self._stage: asyncio.Queue[tuple[list[Received], list[Inbound]]] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -198,11 +201,16 @@ class IngestWorker:
         self.stats.batches += 1
 
     def _decode(self, item: Received) -> Inbound | None:
-        try:
-            topic = topics.parse(item.topic)
-        except TopicError as exc:
-            self.stats.reject("bad-topic", topic=item.topic, error=exc.reason)
-            return None
+        topic = self._topics.get(item.topic)
+        if topic is None:
+            try:
+                topic = topics.parse(item.topic)
+            except TopicError as exc:
+                self.stats.reject("bad-topic", topic=item.topic, error=exc.reason)
+                return None
+            if len(self._topics) > TOPIC_CACHE_MAX:
+                self._topics.clear()
+            self._topics[item.topic] = topic
         if topic.direction is not Direction.UP:
             self.stats.reject("bad-topic", topic=item.topic, error="not a device topic")
             return None
