@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import re
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -143,6 +145,58 @@ def publish_all(broker: MosquittoService, messages: list[tuple[str, bytes]]) -> 
     return elapsed
 
 
+def publish_child(host: str, port: int, user: str, password: str, n: int, boot: int,
+                  fleet: int) -> None:
+    """``--publish-child``: the live publisher, in a process of its own."""
+    VEHICLES.extend(f"vh-BX{i:04d}" for i in range(1, fleet + 1))
+    messages = build_messages(n, boot=boot)
+    broker = argparse.Namespace(host=host, port=port, cloud_username=user,
+                                cloud_password=password)
+    publish_all(broker, messages)  # type: ignore[arg-type]
+
+
+async def publish_live(broker: MosquittoService, n: int, boot: int, fleet: int) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--publish-child",
+        json.dumps([broker.host, broker.port, broker.cloud_username, broker.cloud_password,
+                    n, boot, fleet]),
+    )
+    if await proc.wait() != 0:
+        raise RuntimeError("the publisher failed")
+
+
+async def bare_paho_live(broker: MosquittoService, n: int, boot: int, fleet: int) -> float:
+    received = 0
+    done = threading.Event()
+    subscribed = threading.Event()
+
+    first = 0.0
+
+    def on_message(_c: object, _u: object, _msg: mqtt.MQTTMessage) -> None:
+        nonlocal received, first
+        if not received:
+            first = time.perf_counter()
+        received += 1
+        if received >= n:
+            done.set()
+
+    client_id = f"bench-live-{uuid.uuid4().hex[:6]}"
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+    c.username_pw_set(broker.cloud_username, broker.cloud_password)
+    c.on_message = on_message
+    c.on_subscribe = lambda *_a: subscribed.set()
+    c.connect(broker.host, broker.port)
+    c.loop_start()
+    c.subscribe(f"{topics.ROOT}/d/+/+", qos=1)
+    subscribed.wait(10)
+    await publish_live(broker, n, boot, fleet)
+    await asyncio.to_thread(done.wait, 120)
+    elapsed = time.perf_counter() - first  # first to last message (publisher start-up apart)
+    c.disconnect()
+    c.loop_stop()
+    return elapsed
+
+
 def bare_paho(broker: MosquittoService, messages: list[tuple[str, bytes]]) -> float:
     client_id = f"bench-bare-{uuid.uuid4().hex[:6]}"
     received = 0
@@ -205,7 +259,10 @@ async def ingest(
     broker: MosquittoService, db_url: str, influx: InfluxService | None,
     messages: list[tuple[str, bytes]], workers: int, batch_max: int, tmp: Path,
     with_alerts: bool = True,
+    live: tuple[int, int] | None = None,
 ) -> tuple[float, list[IngestWorker]]:
+    """Drain a backlog (default), or ``live=(boot, fleet)``: workers online while a
+    publisher process sends."""
     engine = create_engine(db_url, pool_size=workers + 2)
     maker = create_sessionmaker(engine)
     group = f"bench{uuid.uuid4().hex[:6]}"
@@ -221,17 +278,24 @@ async def ingest(
                             group=group, batch_max=batch_max, alerts=alerts)
 
     async with store:
-        # Subscribe the persistent sessions, then go away: the broker queues for them.
-        for cid in ids:
-            w = make(cid)
-            await w.start()
-            await w.stop()
-        await asyncio.to_thread(publish_all, broker, messages)
+        if live is None:
+            # Subscribe the persistent sessions, then go away: the broker queues for them.
+            for cid in ids:
+                w = make(cid)
+                await w.start()
+                await w.stop()
+            await asyncio.to_thread(publish_all, broker, messages)
         running = [make(cid) for cid in ids]
         t0 = time.perf_counter()
         for w in running:
             await w.start()
         target = len(messages)
+        if live is not None:
+            publisher = asyncio.create_task(publish_live(broker, len(messages), *live))
+            while not sum(w.stats.received for w in running):  # noqa: ASYNC110
+                await asyncio.sleep(0.001)
+            t0 = time.perf_counter()  # first message in (publisher start-up apart)
+            await publisher
         def drained() -> bool:
             return sum(w.stats.received for w in running) >= target and all(w.idle for w in running)
 
@@ -259,15 +323,23 @@ async def main() -> None:
     parser.add_argument("--inflight", type=int, default=100,
                         help="broker max_inflight_messages (the harness config has 100)")
     parser.add_argument("--no-influx", action="store_true")
+    parser.add_argument("--live", action="store_true",
+                        help="also measure live flow: consumers online, a publisher process")
+    parser.add_argument("--publish-child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--alerts-messages", type=int, default=4000,
                         help="one more ingest run with the fleet alert rules on (0: skip)")
     args = parser.parse_args()
+    if args.publish_child:
+        publish_child(*json.loads(args.publish_child))
+        return
     logging.basicConfig(level=logging.ERROR)
     n = args.messages
     bare: list[float] = []
     aio: list[float] = []
     ing: list[float] = []
     with_alerts: float | None = None
+    live_bare: float | None = None
+    live_ing: float | None = None
     batches = rejected = 0
     TunedMosquitto.inflight = args.inflight
     with tempfile.TemporaryDirectory() as tmpdir, TunedMosquitto() as broker, \
@@ -297,6 +369,14 @@ async def main() -> None:
                 rejected += sum(sum(w.stats.rejected.values()) for w in workers)
                 print(f"round {r + 1}: bare paho {bare[-1]:.0f}, bare aiomqtt {aio[-1]:.0f}, "
                       f"ingest {ing[-1]:.0f} msg/s", flush=True)
+            if args.live:
+                live_bare = n / await bare_paho_live(broker, n, 500, args.fleet)
+                messages = build_messages(n, boot=501)
+                elapsed, _ = await ingest(
+                    broker, db_url, influx, messages, args.workers, args.batch_max, tmp,
+                    with_alerts=False, live=(501, args.fleet),
+                )
+                live_ing = n / elapsed
             if args.alerts_messages:
                 messages = build_messages(args.alerts_messages, boot=999)
                 elapsed, _ = await ingest(
@@ -319,6 +399,9 @@ async def main() -> None:
     if with_alerts is not None:
         print(f"ingest with the fleet alert rules on (telemetry sampled every 5 s per vehicle): "
               f"{with_alerts:.0f} msg/s ({args.alerts_messages} messages)")
+    if live_bare is not None and live_ing is not None:
+        print(f"live flow (consumers online, publisher process): ingest {live_ing:.0f} msg/s, "
+              f"bare {live_bare:.0f} msg/s, ratio {live_ing / live_bare:.2f}")
     print(f"ingest ratio: {i / b:.2f} (ingest {i:.0f} msg/s, bare {b:.0f} msg/s)")
 
 
