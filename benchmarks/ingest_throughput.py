@@ -7,8 +7,12 @@ persistent session is subscribed, then disconnected; N messages are published in
 broker queue; the consumer reconnects and the time to drain the N messages is measured.
 For ingest "drained" means applied and committed (the worker's PUBACK follows its commit).
 A bare aiomqtt subscriber is measured too (paho vs aiomqtt for the ingest's MQTT side).
+Medians of ``--rounds`` bare/ingest pairs. ``--live`` adds a live-flow figure (consumers
+online, a publisher process sending; first to last message), where the publisher is the
+limit for both. The fleet alert rules are off for the headline (they are measured apart:
+``--alerts-messages``).
 
-    .venv/bin/python benchmarks/ingest_throughput.py [--messages 20000] [--workers 2]
+    .venv/bin/python benchmarks/ingest_throughput.py [--messages 20000] [--workers 2] [--live]
 
 Last line: ``ingest ratio: X (ingest N msg/s, bare M msg/s)``.
 """
