@@ -250,7 +250,7 @@ async def test_worker_reconnects_after_a_broker_restart(
         # worker re-subscribes on reconnect. A birth sent in that gap is lost, and the
         # device's boot gating (retry until a BootReply) is what makes that harmless.
         await eventually(lambda: _true(worker.subscribed and worker._consumer.connections >= 2),
-                         wait_s=15)
+                         wait_s=30)
         async with FakeDevice(broker.host, broker.port, "st-0002", boot_id=21) as dev:
             await dev.send(birth())
             assert (await dev.expect(Channel.BOOT, wait_s=15)).status is pe.BootStatus.ACCEPTED
