@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, bindparam, exists, func, or_, select, text, update
+from sqlalchemy import Table, and_, bindparam, exists, func, or_, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -155,6 +155,12 @@ class _DeviceInfo:
 def _is_decommissioned(device: Device) -> bool:
     creds = device.credentials or {}
     return bool(creds.get("decommissioned"))
+
+
+def _table(model: type[Any]) -> Table:
+    """The Core table of a mapped class, typed as one (``__table__`` is a FromClause)."""
+    table: Table = model.__table__
+    return table
 
 
 def _insert(session: AsyncSession, table: Any) -> Any:
@@ -338,7 +344,7 @@ class BatchApplier:
         won: set[tuple[str, int, int]] = set()
         if claim:
             now = utcnow()
-            table = IngestedMessage.__table__
+            table = _table(IngestedMessage)
             # executemany ("insertmanyvalues"): the statement compiles once and is cached,
             # whatever the batch size; RETURNING gives the keys this transaction inserted.
             stmt = (
@@ -514,7 +520,7 @@ class BatchApplier:
             out.replies.append(
                 Reply(topics.down(item.device_id, Channel.TIME), codec.encode_down(reply), 0)
             )
-        devices = Device.__table__
+        devices = _table(Device)
         await session.execute(
             update(devices)
             .where(
@@ -589,16 +595,16 @@ class BatchApplier:
             columns = {name: [r[name] for r in rows] for name in _STATUS_COLUMNS}
             returned = (await session.execute(_PG_STATUS_UPSERT, columns)).all()
         else:
-            ins = _insert(session, DeviceStatus.__table__)
-            cur = DeviceStatus.__table__.c
+            ins = _insert(session, _table(DeviceStatus))
+            col = _table(DeviceStatus).c
             stmt = ins.on_conflict_do_update(
                 index_elements=["device_id", "spot"],
                 set_={k: ins.excluded[k] for k in rows[0] if k not in ("device_id", "spot")},
                 where=or_(
-                    and_(cur.boot_id == ins.excluded.boot_id, cur.seq < ins.excluded.seq),
-                    and_(cur.boot_id != ins.excluded.boot_id, cur.ts_ms < ins.excluded.ts_ms),
+                    and_(col.boot_id == ins.excluded.boot_id, col.seq < ins.excluded.seq),
+                    and_(col.boot_id != ins.excluded.boot_id, col.ts_ms < ins.excluded.ts_ms),
                 ),
-            ).returning(cur.device_id, cur.spot)
+            ).returning(col.device_id, col.spot)
             returned = (await session.execute(stmt, rows)).all()
         applied = {(str(d), int(s)) for d, s in returned}
         stale = len(rows) - len(applied)
@@ -633,7 +639,7 @@ class BatchApplier:
             (s.station_id, s.displayed_number): s
             for s in (
                 await session.execute(
-                    select(Spot.__table__).where(Spot.__table__.c.station_id.in_(station_ids))
+                    select(_table(Spot)).where(_table(Spot).c.station_id.in_(station_ids))
                 )
             ).all()
         }
@@ -680,7 +686,7 @@ class BatchApplier:
                 },
             )
         elif changes:
-            table = Spot.__table__
+            table = _table(Spot)
             await session.execute(
                 update(table)
                 .where(table.c.id == bindparam("sid"))
@@ -909,8 +915,8 @@ class BatchApplier:
         cutoff = utcnow() - older_than
         async with self._sessionmaker() as session, session.begin():
             result = await session.execute(
-                IngestedMessage.__table__.delete().where(
-                    IngestedMessage.__table__.c.ingested_at < cutoff
+                _table(IngestedMessage).delete().where(
+                    _table(IngestedMessage).c.ingested_at < cutoff
                 )
             )
         return int(getattr(result, "rowcount", 0) or 0)
@@ -978,7 +984,7 @@ async def _update_positions(session: AsyncSession, rows: list[dict[str, Any]]) -
             },
         )
         return
-    vehicles = Vehicle.__table__
+    vehicles = _table(Vehicle)
     await session.execute(
         update(vehicles)
         .where(
@@ -1003,7 +1009,7 @@ async def _update_batteries(session: AsyncSession, rows: list[dict[str, Any]]) -
             },
         )
         return
-    vehicles = Vehicle.__table__
+    vehicles = _table(Vehicle)
     await session.execute(
         update(vehicles)
         .where(vehicles.c.id == bindparam("vid"))

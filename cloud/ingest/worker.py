@@ -256,11 +256,11 @@ class IngestWorker:
                         merged.replies.extend(part.replies)
                         merged.points.extend(part.points)
                     return merged
-                one = batch[0] if batch else None
+                first = batch[0] if batch else None
                 self.stats.reject(
                     "apply-failed",
-                    device=one.device_id if one else None,
-                    channel=one.channel if one else None,
+                    device=first.device_id if first else None,
+                    channel=first.channel if first else None,
                     error=repr(exc),
                 )
                 log.exception("event=ingest_apply_failed client=%s", self.client_id)
