@@ -903,12 +903,17 @@ class BatchApplier:
 
     # -- maintenance ------------------------------------------------------------------
 
-    async def sweep_alerts(self) -> int:
-        """The alert rules of silence and time (one worker runs it periodically)."""
-        if self.alerts is None:
-            return 0
+    async def sweep(self, now: datetime | None = None) -> int:
+        """The rules of time and silence (one worker runs them periodically): unlock windows
+        that closed with no event from the device, trips on hold past their network's limit,
+        and the fleet alert sweeps. Returns how many things changed."""
+        now = now or utcnow()
         async with self._sessionmaker() as session, session.begin():
-            return len(await self.alerts.sweep(session))
+            changed = len(await trips.expire_stale_rents(session, now))
+            changed += len(await trips.end_overdue_holds(session, now))
+            if self.alerts is not None:
+                changed += len(await self.alerts.sweep(session, now))
+        return changed
 
     async def prune(self, older_than: timedelta) -> int:
         """Forget dedupe keys older than ``older_than`` (the device queues are long delivered)."""

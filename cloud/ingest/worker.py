@@ -292,7 +292,7 @@ class IngestWorker:
                         log.info("event=ingest_pruned client=%s rows=%s", self.client_id, removed)
                 if sweep_every and now >= next_sweep:
                     next_sweep = now + sweep_every
-                    await self._applier.sweep_alerts()
+                    await self._applier.sweep()
             except Exception as exc:  # housekeeping: retried next time
                 log.warning("event=ingest_housekeeping_failed client=%s error=%r",
                             self.client_id, exc)
