@@ -24,8 +24,9 @@ system-packages:
 run: setup
 	$(PY) -m kickstand.simulators.demo
 
-## The whole test suite, against real Mosquitto, PostgreSQL and InfluxDB started by the harness.
-test: setup system-packages
+## The whole test suite, against real Mosquitto, PostgreSQL and InfluxDB started by the harness,
+## after the lint and type checks (ruff, mypy).
+test: setup system-packages check
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 ## Lint and types: the same script developers and CI use.
@@ -49,4 +50,4 @@ bench: setup system-packages
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .build .pytest_cache .mypy_cache .ruff_cache
