@@ -7,6 +7,7 @@ keys and floats become scaled integers.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Generic, TypeVar
@@ -18,14 +19,15 @@ U32 = 0xFFFF_FFFF
 U64 = 0xFFFF_FFFF_FFFF_FFFF
 
 
-class Conv(Generic[T]):
+class Conv(ABC, Generic[T]):
     """Encode a domain value to its wire value, and check/convert it back."""
 
     def encode(self, value: T) -> Any:
         return value
 
+    @abstractmethod
     def decode(self, wire: Any, where: str) -> T:
-        raise NotImplementedError  # every converter below defines it
+        """The domain value of ``wire``, or a SchemaError naming ``where``."""
 
     @staticmethod
     def fail(where: str, expected: str, wire: Any) -> SchemaError:
