@@ -353,6 +353,31 @@ async def _check_in_border(
         )
 
 
+async def _save_created(
+    session: AsyncSession, row: ZoneRow, kind: ZoneType, validate: Callable[[Any], object]
+) -> None:
+    """Store a new zone: its field limits (with the real id in errors), inside the border,
+    a new zones version for the caches, and its outbox record in the same transaction."""
+    session.add(row)
+    await session.flush()
+    validate(row)
+    await _check_in_border(session, row.network_id, row.shape, kind, row.id)
+    await bump_version(session, row.network_id)
+    _emit(session, ZONE_CREATED, row)
+
+
+async def _save_updated(
+    session: AsyncSession, row: ZoneRow, kind: ZoneType, validate: Callable[[Any], object]
+) -> None:
+    """The same checks for an edited zone, then its new version and outbox record."""
+    validate(row)
+    await _check_in_border(session, row.network_id, row.shape, kind, row.id)
+    row.updated_at = utcnow()
+    await session.flush()
+    await bump_version(session, row.network_id)
+    _emit(session, ZONE_UPDATED, row)
+
+
 async def create_speed_zone(
     session: AsyncSession, network_id: int, shape: object, max_speed: int
 ) -> SpeedZoneRow:
@@ -363,12 +388,7 @@ async def create_speed_zone(
         lambda: SpeedZone(1, network_id, geo, max_speed),
     )
     row = SpeedZoneRow(network_id=network_id, shape=geo, max_speed=max_speed)
-    session.add(row)
-    await session.flush()
-    speed_zone_of(row)  # field limits (max_speed 6..25), with the real id in errors
-    await _check_in_border(session, network_id, geo, ZoneType.SPEED_ZONE, row.id)
-    await bump_version(session, network_id)
-    _emit(session, ZONE_CREATED, row)
+    await _save_created(session, row, ZoneType.SPEED_ZONE, speed_zone_of)
     return row
 
 
@@ -381,12 +401,7 @@ async def update_speed_zone(
         row.shape = _canonical(shape, ZoneType.SPEED_ZONE, zone_id)
     if max_speed is not None:
         row.max_speed = max_speed
-    speed_zone_of(row)
-    await _check_in_border(session, row.network_id, row.shape, ZoneType.SPEED_ZONE, zone_id)
-    row.updated_at = utcnow()
-    await session.flush()
-    await bump_version(session, row.network_id)
-    _emit(session, ZONE_UPDATED, row)
+    await _save_updated(session, row, ZoneType.SPEED_ZONE, speed_zone_of)
     return row
 
 
@@ -415,12 +430,7 @@ async def create_virtual_parking(
     row = VirtualParkingRow(
         network_id=network_id, shape=geo, capacity=capacity, cluster_id=cluster_id
     )
-    session.add(row)
-    await session.flush()
-    virtual_parking_of(row)
-    await _check_in_border(session, network_id, geo, ZoneType.VIRTUAL_PARKING, row.id)
-    await bump_version(session, network_id)
-    _emit(session, ZONE_CREATED, row)
+    await _save_created(session, row, ZoneType.VIRTUAL_PARKING, virtual_parking_of)
     return row
 
 
@@ -433,12 +443,7 @@ async def update_virtual_parking(
         row.shape = _canonical(shape, ZoneType.VIRTUAL_PARKING, zone_id)
     if capacity is not None:
         row.capacity = capacity
-    virtual_parking_of(row)
-    await _check_in_border(session, row.network_id, row.shape, ZoneType.VIRTUAL_PARKING, zone_id)
-    row.updated_at = utcnow()
-    await session.flush()
-    await bump_version(session, row.network_id)
-    _emit(session, ZONE_UPDATED, row)
+    await _save_updated(session, row, ZoneType.VIRTUAL_PARKING, virtual_parking_of)
     return row
 
 
@@ -452,12 +457,7 @@ async def create_forbidden_zone(
         lambda: ForbiddenZone(1, network_id, geo, name=name),
     )
     row = ForbiddenZoneRow(network_id=network_id, shape=geo, name=name)
-    session.add(row)
-    await session.flush()
-    forbidden_zone_of(row)
-    await _check_in_border(session, network_id, geo, ZoneType.FORBIDDEN_ZONE, row.id)
-    await bump_version(session, network_id)
-    _emit(session, ZONE_CREATED, row)
+    await _save_created(session, row, ZoneType.FORBIDDEN_ZONE, forbidden_zone_of)
     return row
 
 
@@ -470,12 +470,7 @@ async def update_forbidden_zone(
         row.shape = _canonical(shape, ZoneType.FORBIDDEN_ZONE, zone_id)
     if name is not None:
         row.name = name
-    forbidden_zone_of(row)
-    await _check_in_border(session, row.network_id, row.shape, ZoneType.FORBIDDEN_ZONE, zone_id)
-    row.updated_at = utcnow()
-    await session.flush()
-    await bump_version(session, row.network_id)
-    _emit(session, ZONE_UPDATED, row)
+    await _save_updated(session, row, ZoneType.FORBIDDEN_ZONE, forbidden_zone_of)
     return row
 
 

@@ -11,6 +11,7 @@ is rebuilt) and writes ``zone.created`` / ``zone.updated`` / ``zone.deleted``.
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -297,6 +298,28 @@ def _public(row: zones.ZoneRow) -> dict[str, Any]:
     return data
 
 
+async def _saved(
+    request: Request, session: AsyncSession, change: Awaitable[zones.ZoneRow]
+) -> Envelope[dict[str, Any]]:
+    """Apply a zone change; the library's errors become an envelope naming the field."""
+    try:
+        row = await change
+    except GeofenceError as exc:
+        raise geofence_error(exc) from exc
+    data = _public(row)
+    await _commit(request, session, row.network_id)
+    return Envelope(data=data)
+
+
+async def _deleted(
+    request: Request, session: AsyncSession, user: User, kind: ZoneType, zone_id: int
+) -> OkEnvelope:
+    row = await _zone_for(session, user, kind, zone_id)
+    await zones.delete_zone(session, kind, zone_id)
+    await _commit(request, session, row.network_id)
+    return OkEnvelope()
+
+
 @router.get(
     "/speed-zones", response_model=Envelope[list[dict[str, Any]]], summary="Get speed zones"
 )
@@ -316,13 +339,11 @@ async def create_speed_zone(
     body: SpeedZoneCreate, user: OperatorDep, session: SessionDep, request: Request
 ) -> Envelope[dict[str, Any]]:
     await check_network(session, user, body.network_id)
-    try:
-        row = await zones.create_speed_zone(session, body.network_id, body.shape, body.max_speed)
-    except GeofenceError as exc:
-        raise geofence_error(exc) from exc
-    data = _public(row)
-    await _commit(request, session, body.network_id)
-    return Envelope(data=data)
+    return await _saved(
+        request,
+        session,
+        zones.create_speed_zone(session, body.network_id, body.shape, body.max_speed),
+    )
 
 
 @router.patch(
@@ -335,26 +356,19 @@ async def update_speed_zone(
     session: SessionDep,
     request: Request,
 ) -> Envelope[dict[str, Any]]:
-    row = await _zone_for(session, user, ZoneType.SPEED_ZONE, zone_id)
-    try:
-        row = await zones.update_speed_zone(
-            session, zone_id, shape=body.shape, max_speed=body.max_speed
-        )
-    except GeofenceError as exc:
-        raise geofence_error(exc) from exc
-    data = _public(row)
-    await _commit(request, session, row.network_id)
-    return Envelope(data=data)
+    await _zone_for(session, user, ZoneType.SPEED_ZONE, zone_id)
+    return await _saved(
+        request,
+        session,
+        zones.update_speed_zone(session, zone_id, shape=body.shape, max_speed=body.max_speed),
+    )
 
 
 @router.delete("/speed-zones/{zone_id}", response_model=OkEnvelope, summary="Delete speed zone")
 async def delete_speed_zone(
     zone_id: ZoneIdPath, user: OperatorDep, session: SessionDep, request: Request
 ) -> OkEnvelope:
-    row = await _zone_for(session, user, ZoneType.SPEED_ZONE, zone_id)
-    await zones.delete_zone(session, ZoneType.SPEED_ZONE, zone_id)
-    await _commit(request, session, row.network_id)
-    return OkEnvelope()
+    return await _deleted(request, session, user, ZoneType.SPEED_ZONE, zone_id)
 
 
 @router.get(
@@ -378,15 +392,13 @@ async def create_virtual_parking(
     body: VirtualParkingCreate, user: OperatorDep, session: SessionDep, request: Request
 ) -> Envelope[dict[str, Any]]:
     await check_network(session, user, body.network_id)
-    try:
-        row = await zones.create_virtual_parking(
+    return await _saved(
+        request,
+        session,
+        zones.create_virtual_parking(
             session, body.network_id, body.shape, body.capacity, body.cluster_id
-        )
-    except GeofenceError as exc:
-        raise geofence_error(exc) from exc
-    data = _public(row)
-    await _commit(request, session, body.network_id)
-    return Envelope(data=data)
+        ),
+    )
 
 
 @router.put(
@@ -401,16 +413,12 @@ async def update_virtual_parking(
     session: SessionDep,
     request: Request,
 ) -> Envelope[dict[str, Any]]:
-    row = await _zone_for(session, user, ZoneType.VIRTUAL_PARKING, zone_id)
-    try:
-        row = await zones.update_virtual_parking(
-            session, zone_id, shape=body.shape, capacity=body.capacity
-        )
-    except GeofenceError as exc:
-        raise geofence_error(exc) from exc
-    data = _public(row)
-    await _commit(request, session, row.network_id)
-    return Envelope(data=data)
+    await _zone_for(session, user, ZoneType.VIRTUAL_PARKING, zone_id)
+    return await _saved(
+        request,
+        session,
+        zones.update_virtual_parking(session, zone_id, shape=body.shape, capacity=body.capacity),
+    )
 
 
 @router.delete(
@@ -419,10 +427,7 @@ async def update_virtual_parking(
 async def delete_virtual_parking(
     zone_id: ZoneIdPath, user: OperatorDep, session: SessionDep, request: Request
 ) -> OkEnvelope:
-    row = await _zone_for(session, user, ZoneType.VIRTUAL_PARKING, zone_id)
-    await zones.delete_zone(session, ZoneType.VIRTUAL_PARKING, zone_id)
-    await _commit(request, session, row.network_id)
-    return OkEnvelope()
+    return await _deleted(request, session, user, ZoneType.VIRTUAL_PARKING, zone_id)
 
 
 @router.get(
@@ -446,13 +451,11 @@ async def create_forbidden_zone(
     body: ForbiddenZoneCreate, user: OperatorDep, session: SessionDep, request: Request
 ) -> Envelope[dict[str, Any]]:
     await check_network(session, user, body.network_id)
-    try:
-        row = await zones.create_forbidden_zone(session, body.network_id, body.shape, body.name)
-    except GeofenceError as exc:
-        raise geofence_error(exc) from exc
-    data = _public(row)
-    await _commit(request, session, body.network_id)
-    return Envelope(data=data)
+    return await _saved(
+        request,
+        session,
+        zones.create_forbidden_zone(session, body.network_id, body.shape, body.name),
+    )
 
 
 @router.patch(
@@ -467,14 +470,12 @@ async def update_forbidden_zone(
     session: SessionDep,
     request: Request,
 ) -> Envelope[dict[str, Any]]:
-    row = await _zone_for(session, user, ZoneType.FORBIDDEN_ZONE, zone_id)
-    try:
-        row = await zones.update_forbidden_zone(session, zone_id, shape=body.shape, name=body.name)
-    except GeofenceError as exc:
-        raise geofence_error(exc) from exc
-    data = _public(row)
-    await _commit(request, session, row.network_id)
-    return Envelope(data=data)
+    await _zone_for(session, user, ZoneType.FORBIDDEN_ZONE, zone_id)
+    return await _saved(
+        request,
+        session,
+        zones.update_forbidden_zone(session, zone_id, shape=body.shape, name=body.name),
+    )
 
 
 @router.delete(
@@ -483,7 +484,4 @@ async def update_forbidden_zone(
 async def delete_forbidden_zone(
     zone_id: ZoneIdPath, user: OperatorDep, session: SessionDep, request: Request
 ) -> OkEnvelope:
-    row = await _zone_for(session, user, ZoneType.FORBIDDEN_ZONE, zone_id)
-    await zones.delete_zone(session, ZoneType.FORBIDDEN_ZONE, zone_id)
-    await _commit(request, session, row.network_id)
-    return OkEnvelope()
+    return await _deleted(request, session, user, ZoneType.FORBIDDEN_ZONE, zone_id)
