@@ -30,6 +30,10 @@ class RentRefusedError(CloudError):
         self.reason = reason
 
 
+class RiderSessionError(CloudError):
+    """The rider's session is no longer valid (account gone or disabled, logged out)."""
+
+
 class NoPricingRuleError(CloudError):
     def __init__(self, network_id: int | None, local_time: object) -> None:
         super().__init__(f"no pricing rule in force on network {network_id} at {local_time}")

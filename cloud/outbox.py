@@ -7,12 +7,13 @@ act, then set ``published_at`` (and ``delivered_at`` once acknowledged).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import Enum
 from typing import Any
 
 from sqlalchemy import ScalarResult, select
+from sqlalchemy import insert as sa_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kickstand.cloud.models import OutboxEvent
@@ -66,14 +67,35 @@ def emit(
     payload: dict[str, Any],
 ) -> OutboxEvent:
     """Add an outbox record to the session (committed with the change it describes)."""
-    event = OutboxEvent(
-        topic=topic,
-        resource_type=resource_type,
-        resource_id=str(resource_id),
-        payload=jsonable(payload),
-    )
+    event = OutboxEvent(**_row(topic, resource_type, resource_id, payload))
     session.add(event)
     return event
+
+
+async def insert(
+    session: AsyncSession,
+    topic: str,
+    resource_type: str,
+    resource_id: int | str,
+    payload: dict[str, Any],
+) -> None:
+    """Like :func:`emit`, as one INSERT now: for paths that write with Core statements and
+    never flush the unit of work."""
+    await session.execute(
+        sa_insert(OutboxEvent).values(**_row(topic, resource_type, resource_id, payload))
+    )
+
+
+def _row(
+    topic: str, resource_type: str, resource_id: int | str, payload: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "topic": topic,
+        "resource_type": resource_type,
+        "resource_id": str(resource_id),
+        "payload": jsonable(payload),
+        "created_at": datetime.now(UTC),
+    }
 
 
 async def unpublished(session: AsyncSession, limit: int = 100) -> list[OutboxEvent]:

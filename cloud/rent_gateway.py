@@ -44,29 +44,53 @@ class UnlockOutcome:
         return cls(UnlockResult.TIMEOUT, reason)
 
 
+@dataclass(frozen=True, slots=True)
+class DevicePresence:
+    """What the caller already read of the commanded device (ingest keeps it): lets the
+    gateway fail fast for an offline device without a query of its own."""
+
+    online: bool | None
+    last_seen_at: datetime | None
+
+
 @runtime_checkable
 class CommandGateway(Protocol):
     """Unlock commands, awaited until the device answers or the timeout passes.
 
     Implementations must never raise for device-side problems: they return an
     outcome (offline, refused, timeout). ``rent_id`` is ``str(Rent.id)``; put it in the
-    command so the device can echo it in the removal event.
+    command so the device can echo it in the removal event. ``presence``, when given, is
+    what the caller read of the device (None: the gateway looks it up itself).
     """
 
     async def unlock_spot(
-        self, station_device_id: str, spot_number: int, rent_id: str
+        self,
+        station_device_id: str,
+        spot_number: int,
+        rent_id: str,
+        *,
+        presence: DevicePresence | None = None,
     ) -> UnlockOutcome: ...
 
-    async def unlock_vehicle(self, vehicle_device_id: str, rent_id: str) -> UnlockOutcome: ...
+    async def unlock_vehicle(
+        self, vehicle_device_id: str, rent_id: str, *, presence: DevicePresence | None = None
+    ) -> UnlockOutcome: ...
 
 
 class UnavailableCommandGateway:
     """Used when no gateway was given: every unlock fails fast as offline."""
 
     async def unlock_spot(
-        self, station_device_id: str, spot_number: int, rent_id: str
+        self,
+        station_device_id: str,
+        spot_number: int,
+        rent_id: str,
+        *,
+        presence: DevicePresence | None = None,
     ) -> UnlockOutcome:
         return UnlockOutcome.offline("no command gateway configured on this API process")
 
-    async def unlock_vehicle(self, vehicle_device_id: str, rent_id: str) -> UnlockOutcome:
+    async def unlock_vehicle(
+        self, vehicle_device_id: str, rent_id: str, *, presence: DevicePresence | None = None
+    ) -> UnlockOutcome:
         return UnlockOutcome.offline("no command gateway configured on this API process")

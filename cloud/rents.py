@@ -11,17 +11,25 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from decimal import Decimal
+from typing import Any, NamedTuple
 
-from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Select, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kickstand.cloud import outbox
-from kickstand.cloud.errors import ConflictError, NotFoundError, RentRefusedError
+from kickstand.cloud.errors import (
+    ConflictError,
+    NotFoundError,
+    RentRefusedError,
+    RiderSessionError,
+)
 from kickstand.cloud.models import (
     ACTIVE_RENT_STATUSES,
     ACTIVE_TRIP_STATUSES,
+    Device,
     Network,
     Rent,
     RentKind,
@@ -50,54 +58,168 @@ class UnlockTarget:
     vehicle_device_id: str | None = None
 
 
-async def _target_vehicle(
-    session: AsyncSession, spot_id: int | None, vehicle_id: int | None
-) -> tuple[Vehicle, Spot | None, Station | None]:
-    if spot_id is not None:
-        spot = await session.get(Spot, spot_id)
-        if spot is None:
-            raise NotFoundError("spot", spot_id)
-        vehicle = (await session.scalars(select(Vehicle).where(Vehicle.spot_id == spot.id))).first()
-        if vehicle is None:
-            raise RentRefusedError("there is no vehicle in this spot", reason="spot-empty")
-        if vehicle_id is not None and vehicle.id != vehicle_id:
-            raise RentRefusedError(
-                "this vehicle is not in the given spot", reason="vehicle-not-in-spot"
+@dataclass(frozen=True, slots=True)
+class RentTarget:
+    """The vehicle asked for, its spot and the device to command, read in one query: enough
+    to check the rules, open the rent and answer the rider without reading anything again."""
+
+    vehicle_id: int
+    serial_number: str
+    vehicle_type: VehicleType
+    vehicle_state: VehicleState
+    in_maintenance: bool
+    battery_level: int | None
+    network_id: int
+    max_simultaneous_rented_vehicle: int
+    min_battery_to_rent: int
+    vehicle_device_id: str | None
+    spot_id: int | None
+    spot_number: int | None
+    spot_state: SpotState | None
+    lock_status: int | None
+    station_device_id: str | None
+    #: The device that gets the command (the station's when docked), as ingest last saw it.
+    device_online: bool | None
+    device_last_seen_at: datetime | None
+
+    @property
+    def unlock(self) -> UnlockTarget | None:
+        if self.spot_id is not None and self.station_device_id is not None:
+            return UnlockTarget(
+                station_device_id=self.station_device_id, spot_number=self.spot_number
             )
-    elif vehicle_id is not None:
-        found = await session.get(Vehicle, vehicle_id)
-        if found is None:
-            raise NotFoundError("vehicle", vehicle_id)
-        vehicle = found
-        spot = await session.get(Spot, vehicle.spot_id) if vehicle.spot_id is not None else None
+        if self.vehicle_device_id is not None:
+            return UnlockTarget(vehicle_device_id=self.vehicle_device_id)
+        return None
+
+
+_TARGET_COLUMNS = (
+    Vehicle.id,
+    Vehicle.serial_number,
+    Vehicle.vehicle_type,
+    Vehicle.state,
+    Vehicle.in_maintenance,
+    Vehicle.battery_level,
+    Vehicle.network_id,
+    Network.max_simultaneous_rented_vehicle,
+    Network.min_battery_to_rent,
+    Vehicle.device_id,
+    Spot.id,
+    Spot.displayed_number,
+    Spot.state,
+    Spot.lock_status,
+    Station.device_id,
+    Device.online,
+    Device.last_seen_at,
+)
+
+
+def _target_query(
+    spot_id: int | None, vehicle_id: int | None, user_id: int, now: datetime
+) -> Select[*tuple[Any, ...]]:
+    active_rent = Rent.status.in_(ACTIVE_RENT_STATUSES)
+    active_trip = Trip.status.in_(ACTIVE_TRIP_STATUSES)
+    # What already holds the rider or the vehicle, in the same statement: run after the
+    # rider's row is locked, it sees every rent a concurrent request of theirs committed.
+    counts = (
+        _count(Rent, Rent.user_id == user_id, active_rent, Rent.expires_at >= now),
+        _count(Trip, Trip.user_id == user_id, active_trip),
+        _count(Trip, Trip.vehicle_id == Vehicle.id, active_trip),
+        # Unlock windows that closed without news from the device hold nothing.
+        _count(
+            Rent,
+            (Rent.vehicle_id == Vehicle.id) | (Rent.user_id == user_id),
+            active_rent,
+            Rent.expires_at < now,
+        ),
+    )
+    stmt = select(*_TARGET_COLUMNS, *counts)
+    if spot_id is not None:
+        stmt = (
+            stmt.select_from(Spot)
+            .join(Station, Station.id == Spot.station_id)
+            .outerjoin(Vehicle, Vehicle.spot_id == Spot.id)
+            .where(Spot.id == spot_id)
+        )
     else:
-        raise RentRefusedError("give a spot_id or a vehicle_id", reason="no-target")
-    station = await session.get(Station, spot.station_id) if spot is not None else None
-    return vehicle, spot, station
+        stmt = (
+            stmt.select_from(Vehicle)
+            .outerjoin(Spot, Spot.id == Vehicle.spot_id)
+            .outerjoin(Station, Station.id == Spot.station_id)
+            .where(Vehicle.id == vehicle_id)
+        )
+    commanded = func.coalesce(Station.device_id, Vehicle.device_id)
+    return stmt.outerjoin(Network, Network.id == Vehicle.network_id).outerjoin(
+        Device, Device.device_id == commanded
+    )
 
 
-async def open_rent(
+@dataclass(frozen=True, slots=True)
+class Holds:
+    """What already holds the rider or the vehicle."""
+
+    active_rents: int
+    active_trips: int
+    vehicle_in_trip: int
+    stale_rents: int
+
+
+async def read_target(
     session: AsyncSession,
-    user: User,
-    *,
-    spot_id: int | None = None,
-    vehicle_id: int | None = None,
-    idempotency_key: str | None = None,
+    spot_id: int | None,
+    vehicle_id: int | None,
+    user_id: int,
     now: datetime,
-    unlock_window_s: int = 60,
-) -> tuple[Rent, UnlockTarget]:
-    """Check the rules and hold the vehicle with a pending rent (flushed, not committed)."""
-    # Serialise this rider's rent requests (the simultaneous-rent limit is per rider).
-    # FOR NO KEY UPDATE on PostgreSQL: it does not conflict with the KEY SHARE locks that
-    # foreign-key checks of concurrent inserts (idempotency keys, rents) take on the row.
-    await session.execute(select(User.id).where(User.id == user.id).with_for_update(key_share=True))
-    vehicle, spot, station = await _target_vehicle(session, spot_id, vehicle_id)
-    network = await session.get_one(Network, vehicle.network_id)
-    # Unlock windows that closed without news from the device must not hold anything.
+) -> tuple[RentTarget, Holds]:
+    """The target of a rent request; NotFoundError / RentRefusedError when there is none."""
+    if spot_id is None and vehicle_id is None:
+        raise RentRefusedError("give a spot_id or a vehicle_id", reason="no-target")
+    row = (await session.execute(_target_query(spot_id, vehicle_id, user_id, now))).first()
+    if row is None:
+        raise NotFoundError("spot" if spot_id is not None else "vehicle", spot_id or vehicle_id)
+    if row[0] is None:  # a spot with nothing in it
+        raise RentRefusedError("there is no vehicle in this spot", reason="spot-empty")
+    if spot_id is not None and vehicle_id is not None and row[0] != vehicle_id:
+        raise RentRefusedError(
+            "this vehicle is not in the given spot", reason="vehicle-not-in-spot"
+        )
+    n = len(_TARGET_COLUMNS)
+    return RentTarget(*row[:n]), Holds(*(int(c or 0) for c in row[n:]))
+
+
+@dataclass(frozen=True, slots=True)
+class Rider:
+    is_active: bool
+    token_generation: int
+    wallet_balance: Decimal
+
+
+def _count(model: type[Trip] | type[Rent], *where: Any) -> Any:
+    return select(func.count()).select_from(model).where(*where).scalar_subquery()
+
+
+async def _lock_rider(session: AsyncSession, user_id: int) -> Rider | None:
+    """Serialise this rider's rent requests (the simultaneous-rent limit is per rider).
+
+    FOR NO KEY UPDATE on PostgreSQL: it does not conflict with the KEY SHARE locks that
+    foreign-key checks of concurrent inserts (idempotency keys, rents) take on the row.
+    """
+    stmt = (
+        select(User.is_active, User.token_generation, User.wallet_balance)
+        .where(User.id == user_id)
+        .with_for_update(key_share=True)
+    )
+    row = (await session.execute(stmt)).first()
+    return None if row is None else Rider(*row)
+
+
+async def _expire_stale(
+    session: AsyncSession, user_id: int, vehicle_id: int, now: datetime
+) -> None:
     stale: Sequence[int] = (
         await session.scalars(
             select(Rent.id).where(
-                (Rent.vehicle_id == vehicle.id) | (Rent.user_id == user.id),
+                (Rent.vehicle_id == vehicle_id) | (Rent.user_id == user_id),
                 Rent.status.in_(ACTIVE_RENT_STATUSES),
                 Rent.expires_at < now,
             )
@@ -105,76 +227,107 @@ async def open_rent(
     ).all()
     for rid in stale:
         await rent_expired(session, rid, now)
-    if vehicle.state != VehicleState.AVAILABLE or vehicle.in_maintenance:
+
+
+def _check_rules(target: RentTarget, rider: Rider, holds: Holds) -> UnlockTarget:
+    if target.vehicle_state != VehicleState.AVAILABLE or target.in_maintenance:
         raise RentRefusedError(
             "this vehicle is not available right now", reason="vehicle-unavailable"
         )
-    if spot is not None and spot.state != SpotState.ACTIVE:
+    if target.spot_id is not None and target.spot_state != SpotState.ACTIVE:
         raise RentRefusedError(
             "this spot is out of order; pick another one", reason="spot-unavailable"
         )
     if (
-        vehicle.vehicle_type != VehicleType.BIKE
-        and vehicle.battery_level is not None
-        and vehicle.battery_level < network.min_battery_to_rent
+        target.vehicle_type != VehicleType.BIKE
+        and target.battery_level is not None
+        and target.battery_level < target.min_battery_to_rent
     ):
         raise RentRefusedError("this vehicle's battery is too low to rent", reason="battery-low")
-    if user.wallet_balance <= 0:
+    if rider.wallet_balance <= 0:
         raise RentRefusedError("your wallet is empty: top it up to rent", reason="wallet-empty")
-
-    def count(model: type[Trip] | type[Rent], *where: Any) -> Any:
-        return select(func.count()).select_from(model).where(*where).scalar_subquery()
-
-    # One round trip for the three counts.
-    counts = (
-        await session.execute(
-            select(
-                count(Trip, Trip.vehicle_id == vehicle.id, Trip.status.in_(ACTIVE_TRIP_STATUSES)),
-                count(Rent, Rent.user_id == user.id, Rent.status.in_(ACTIVE_RENT_STATUSES)),
-                count(Trip, Trip.user_id == user.id, Trip.status.in_(ACTIVE_TRIP_STATUSES)),
-            )
-        )
-    ).one()
-    busy, active_rents, active_trips = (int(c or 0) for c in counts)
-    if busy:
+    if holds.vehicle_in_trip:
         raise ConflictError("this vehicle is already rented", reason="vehicle-rented")
-    if active_rents + active_trips >= network.max_simultaneous_rented_vehicle:
+    limit = target.max_simultaneous_rented_vehicle
+    if holds.active_rents + holds.active_trips >= limit:
         raise RentRefusedError(
-            f"you already rent {network.max_simultaneous_rented_vehicle} vehicle(s), "
-            "the most this network allows; return one first",
+            f"you already rent {limit} vehicle(s), the most this network allows; "
+            "return one first",
             reason="too-many-rents",
         )
-    if spot is not None and station is not None:
-        target = UnlockTarget(
-            station_device_id=station.device_id, spot_number=spot.displayed_number
-        )
-        kind = RentKind.APP_SPOT
-    elif vehicle.device_id is not None:
-        target = UnlockTarget(vehicle_device_id=vehicle.device_id)
-        kind = RentKind.APP_VEHICLE
-    else:
+    unlock = target.unlock
+    if unlock is None:
         raise RentRefusedError("this vehicle cannot be unlocked remotely", reason="no-lock")
-    rent = Rent(
-        user_id=user.id,
-        vehicle_id=vehicle.id,
-        spot_id=spot.id if spot is not None else None,
-        kind=kind,
-        status=RentStatus.PENDING,
-        idempotency_key=idempotency_key,
-        created_at=now,
-        expires_at=now + timedelta(seconds=unlock_window_s),
-    )
-    try:
-        async with session.begin_nested():
-            session.add(rent)
-            await session.flush()
-    except IntegrityError as exc:
+    return unlock
+
+
+def _insert_ignoring_conflicts(session: AsyncSession, table: Any) -> Any:
+    # One statement instead of SAVEPOINT/INSERT/RELEASE: a unique-index clash (another
+    # rider holds the vehicle) inserts nothing instead of aborting the transaction.
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return pg_insert(table).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        return sqlite_insert(table).on_conflict_do_nothing()
+    raise NotImplementedError(f"no insert-or-ignore for {dialect}")  # pragma: no cover
+
+
+class OpenedRent(NamedTuple):
+    rent: Rent
+    unlock: UnlockTarget
+    target: RentTarget
+
+
+async def open_rent(
+    session: AsyncSession,
+    user_id: int,
+    *,
+    spot_id: int | None = None,
+    vehicle_id: int | None = None,
+    idempotency_key: str | None = None,
+    now: datetime,
+    unlock_window_s: int = 60,
+    token_generation: int | None = None,
+) -> OpenedRent:
+    """Check the rules and hold the vehicle with a pending rent (not committed).
+
+    Three statements on the happy path: the rider's row (locked), the target with what
+    holds the rider or the vehicle, and the rent's insert (its outbox record is the
+    fourth). ``token_generation`` checks the rider's session in the same locked read
+    (RiderSessionError when logged out or disabled).
+    """
+    rider = await _lock_rider(session, user_id)
+    if rider is None or not rider.is_active:
+        raise RiderSessionError("this account no longer exists or is disabled")
+    if token_generation is not None and token_generation != rider.token_generation:
+        raise RiderSessionError("you logged out of every device; log in again")
+    target, holds = await read_target(session, spot_id, vehicle_id, user_id, now)
+    if holds.stale_rents:
+        await _expire_stale(session, user_id, target.vehicle_id, now)
+        target, holds = await read_target(session, spot_id, vehicle_id, user_id, now)
+    unlock = _check_rules(target, rider, holds)
+    values = {
+        "user_id": user_id,
+        "vehicle_id": target.vehicle_id,
+        "spot_id": target.spot_id if unlock.station_device_id is not None else None,
+        "kind": RentKind.APP_SPOT if unlock.station_device_id is not None else RentKind.APP_VEHICLE,
+        "status": RentStatus.PENDING,
+        "idempotency_key": idempotency_key,
+        "created_at": now,
+        "expires_at": now + timedelta(seconds=unlock_window_s),
+    }
+    stmt = _insert_ignoring_conflicts(session, Rent).values(**values).returning(Rent.id)
+    rent_id = (await session.execute(stmt)).scalar()
+    if rent_id is None:
         raise ConflictError(
             "someone else is renting this vehicle right now", reason="vehicle-rented"
-        ) from exc
-    outbox.emit(session, outbox.RENT_CREATED, "rent", rent.id, rent_payload(rent))
-    await session.flush()
-    return rent, target
+        )
+    rent = Rent(id=rent_id, **values)
+    await outbox.insert(session, outbox.RENT_CREATED, "rent", rent_id, rent_payload(rent))
+    return OpenedRent(rent, unlock, target)
+
+
+_RENT_COLUMNS = tuple(Rent.__table__.c)
 
 
 async def apply_unlock_outcome(
@@ -185,25 +338,43 @@ async def apply_unlock_outcome(
     now: datetime,
     unlock_window_s: int = 60,
 ) -> Rent:
-    """Record the device's answer. A rent the removal already started stays started."""
-    rent = await session.get(Rent, rent_id, with_for_update={"key_share": True})
-    if rent is None:
-        raise NotFoundError("rent", rent_id)
-    if rent.status != RentStatus.PENDING:
-        return rent
+    """Record the device's answer. A rent the removal already started stays started.
+
+    One UPDATE guarded on ``status = pending`` (ingest may have started or expired the
+    rent meanwhile: then the rent is only read) and the outbox record.
+    """
     if outcome.result == UnlockResult.UNLOCKED:
-        rent.status = RentStatus.UNLOCKED
-        rent.unlocked_at = outcome.unlocked_at or now
-        rent.expires_at = rent.unlocked_at + timedelta(seconds=unlock_window_s)
+        unlocked_at = outcome.unlocked_at or now
+        values: dict[str, Any] = {
+            "status": RentStatus.UNLOCKED,
+            "unlocked_at": unlocked_at,
+            "expires_at": unlocked_at + timedelta(seconds=unlock_window_s),
+        }
     elif outcome.result == UnlockResult.TIMEOUT:
-        rent.status = RentStatus.UNLOCK_TIMEOUT
-        rent.reason = outcome.reason
-        rent.expires_at = now + timedelta(seconds=unlock_window_s)
+        values = {
+            "status": RentStatus.UNLOCK_TIMEOUT,
+            "reason": outcome.reason,
+            "expires_at": now + timedelta(seconds=unlock_window_s),
+        }
     else:
-        rent.status = RentStatus.REFUSED
-        rent.reason = (outcome.reason or outcome.result.value)[:200]
-        rent.ended_at = now
-    outbox.emit(session, outbox.RENT_UPDATED, "rent", rent.id, rent_payload(rent))
-    await session.flush()
+        values = {
+            "status": RentStatus.REFUSED,
+            "reason": (outcome.reason or outcome.result.value)[:200],
+            "ended_at": now,
+        }
+    stmt = (
+        update(Rent)
+        .where(Rent.id == rent_id, Rent.status == RentStatus.PENDING)
+        .values(**values)
+        .returning(*_RENT_COLUMNS)
+    )
+    row = (await session.execute(stmt, execution_options={"synchronize_session": False})).first()
+    if row is None:
+        rent = await session.get(Rent, rent_id, populate_existing=True)
+        if rent is None:
+            raise NotFoundError("rent", rent_id)
+        return rent
+    rent = Rent(**row._asdict())
+    await outbox.insert(session, outbox.RENT_UPDATED, "rent", rent.id, rent_payload(rent))
     log.info("event=rent_unlock_outcome rent_id=%s result=%s", rent.id, outcome.result.value)
     return rent

@@ -40,7 +40,12 @@ from kickstand.cloud.commands.errors import CommandTimeoutError, DeviceOfflineEr
 from kickstand.cloud.config import Settings
 from kickstand.cloud.ingest.tables import CommandStatus, DeviceCommand
 from kickstand.cloud.models import Device
-from kickstand.cloud.rent_gateway import CommandGateway, UnavailableCommandGateway, UnlockOutcome
+from kickstand.cloud.rent_gateway import (
+    CommandGateway,
+    DevicePresence,
+    UnavailableCommandGateway,
+    UnlockOutcome,
+)
 from kickstand.protocol import topics
 from kickstand.protocol.errors import DecodeError, TopicError
 from kickstand.protocol.signing import CommandSigner
@@ -267,6 +272,7 @@ class MqttCommandGateway:
         *,
         rent_id: int | None = None,
         timeout_s: float | None = None,
+        presence: DevicePresence | None = None,
     ) -> CommandReply:
         """Sign, publish, await the final result; raises DeviceOfflineError (nothing sent)
         or CommandTimeoutError (sent, no final answer in time)."""
@@ -284,7 +290,9 @@ class MqttCommandGateway:
         payload = self.signer.sign(envelope)
         if self._client is None or not self._ready.is_set():
             raise DeviceOfflineError(device_id, f"MQTT broker {self.url.safe()} unreachable")
-        await self._check_online(device_id)
+        if presence is None:
+            presence = await self._presence(device_id)
+        self._check_online(device_id, presence)
         client = self._client
         if client is None:
             raise DeviceOfflineError(device_id, f"MQTT broker {self.url.safe()} unreachable")
@@ -310,9 +318,9 @@ class MqttCommandGateway:
             if not pending.future.done():
                 pending.future.cancel()
 
-    async def _check_online(self, device_id: str) -> None:
+    async def _presence(self, device_id: str) -> DevicePresence | None:
         if self._sessionmaker is None:
-            return
+            return None
         async with self._sessionmaker() as session:
             row = (
                 await session.execute(
@@ -321,13 +329,20 @@ class MqttCommandGateway:
             ).first()
         if row is None:
             raise DeviceOfflineError(device_id, "unknown device")
-        online: bool = row[0]
-        last_seen: datetime | None = row[1]
-        now = datetime.now(UTC)
-        if not online:
+        return DevicePresence(row[0], row[1])
+
+    def _check_online(self, device_id: str, presence: DevicePresence | None) -> None:
+        if presence is None:  # no database to ask: the device's answer (or silence) will tell
+            return
+        if presence.online is None:
+            raise DeviceOfflineError(device_id, "unknown device")
+        last_seen = presence.last_seen_at
+        if not presence.online:
             seen = f" (last seen {last_seen.isoformat()})" if last_seen else ""
             raise DeviceOfflineError(device_id, f"device is offline{seen}")
-        if last_seen is None or now - last_seen > timedelta(seconds=self.offline_after_s):
+        if last_seen is None or datetime.now(UTC) - last_seen > timedelta(
+            seconds=self.offline_after_s
+        ):
             raise DeviceOfflineError(
                 device_id, f"device silent for more than {self.offline_after_s:.0f} s"
             )
@@ -366,19 +381,28 @@ class MqttCommandGateway:
     # -- CommandGateway -------------------------------------------------------------------
 
     async def unlock_spot(
-        self, station_device_id: str, spot_number: int, rent_id: str
+        self,
+        station_device_id: str,
+        spot_number: int,
+        rent_id: str,
+        *,
+        presence: DevicePresence | None = None,
     ) -> UnlockOutcome:
         command = m.Unlock(spot=spot_number, window_s=self.unlock_window_s, rent_id=rent_id)
-        return await self._unlock(station_device_id, command, rent_id)
+        return await self._unlock(station_device_id, command, rent_id, presence)
 
-    async def unlock_vehicle(self, vehicle_device_id: str, rent_id: str) -> UnlockOutcome:
+    async def unlock_vehicle(
+        self, vehicle_device_id: str, rent_id: str, *, presence: DevicePresence | None = None
+    ) -> UnlockOutcome:
         command = m.Unlock(spot=0, window_s=self.unlock_window_s, rent_id=rent_id)
-        return await self._unlock(vehicle_device_id, command, rent_id)
+        return await self._unlock(vehicle_device_id, command, rent_id, presence)
 
-    async def _unlock(self, device_id: str, command: m.Unlock, rent_id: str) -> UnlockOutcome:
+    async def _unlock(
+        self, device_id: str, command: m.Unlock, rent_id: str, presence: DevicePresence | None
+    ) -> UnlockOutcome:
         rid = int(rent_id) if rent_id.isdigit() else None
         try:
-            reply = await self.send(device_id, command, rent_id=rid)
+            reply = await self.send(device_id, command, rent_id=rid, presence=presence)
         except DeviceOfflineError as exc:
             log.info("event=unlock_failed_fast device=%s reason=%s", device_id, exc.reason)
             return UnlockOutcome.offline(f"{device_id}: {exc.reason}")

@@ -61,8 +61,8 @@ async def alice(session: AsyncSession) -> User:
 
 async def rent_spot(session: AsyncSession, device_id: str, number: int, key: str = "k1") -> Rent:
     spot = await spot_of(session, device_id, number)
-    rent, target = await open_rent(
-        session, await alice(session), spot_id=spot.id, idempotency_key=key, now=at(-1)
+    rent, target, _ = await open_rent(
+        session, (await alice(session)).id, spot_id=spot.id, idempotency_key=key, now=at(-1)
     )
     assert target.station_device_id == device_id and target.spot_number == number
     await apply_unlock_outcome(session, rent.id, UnlockOutcome.unlocked(), now=at(-0.5))
@@ -278,7 +278,9 @@ async def test_one_vehicle_never_in_two_trips_db_constraint(
 
 async def test_free_floating_rent_hold_and_end(session: AsyncSession, demo: DemoRefs) -> None:
     v = await vehicle(session, "LYF001")
-    rent, target = await open_rent(session, await alice(session), vehicle_id=v.id, now=at(-1))
+    rent, target, _ = await open_rent(
+        session, (await alice(session)).id, vehicle_id=v.id, now=at(-1)
+    )
     assert target.vehicle_device_id == "vh-LYF001"
     await apply_unlock_outcome(session, rent.id, UnlockOutcome.unlocked(), now=at(-1))
     started = await trips.vehicle_unlocked_freefloat(session, "vh-LYF001", at(0))
@@ -303,10 +305,10 @@ async def test_concurrent_rents_one_wins(session: AsyncSession, demo: DemoRefs) 
 
     spot = await spot_of(session, "st-0002", 3)
     bob: User = (await session.scalars(select(User).where(User.email == "bob@example.com"))).one()
-    await open_rent(session, await alice(session), spot_id=spot.id, now=at(0))
+    await open_rent(session, (await alice(session)).id, spot_id=spot.id, now=at(0))
     await session.commit()
     with pytest.raises(Conflict):
-        await open_rent(session, bob, spot_id=spot.id, now=at(0))
+        await open_rent(session, bob.id, spot_id=spot.id, now=at(0))
 
 
 async def test_overdue_hold_ends_the_trip_at_the_max_pause(
@@ -314,7 +316,7 @@ async def test_overdue_hold_ends_the_trip_at_the_max_pause(
 ) -> None:
     # Demo network: trip_max_pause = 1800 s.
     v = await vehicle(session, "LYF003")
-    rent, _ = await open_rent(session, await alice(session), vehicle_id=v.id, now=at(-1))
+    rent, _, _ = await open_rent(session, (await alice(session)).id, vehicle_id=v.id, now=at(-1))
     await apply_unlock_outcome(session, rent.id, UnlockOutcome.unlocked(), now=at(-1))
     started = await trips.vehicle_unlocked_freefloat(session, "vh-LYF003", at(0))
     await trips.vehicle_locked_freefloat(session, "vh-LYF003", at(10), hold=True)
@@ -345,10 +347,10 @@ async def test_a_stale_unlock_does_not_hold_the_vehicle(
 ) -> None:
     spot = await spot_of(session, "st-0002", 3)
     bob: User = (await session.scalars(select(User).where(User.email == "bob@example.com"))).one()
-    first, _ = await open_rent(session, await alice(session), spot_id=spot.id, now=at(0))
+    first, _, _ = await open_rent(session, (await alice(session)).id, spot_id=spot.id, now=at(0))
     await session.commit()
     # No removal, no expiry event: two minutes later (window 60 s) bob can rent it.
-    second, _ = await open_rent(session, bob, spot_id=spot.id, now=at(2))
+    second, _, _ = await open_rent(session, bob.id, spot_id=spot.id, now=at(2))
     await session.commit()
     assert (await session.get_one(Rent, first.id)).status == RentStatus.EXPIRED_NO_REMOVAL
     assert second.status == RentStatus.PENDING

@@ -59,8 +59,8 @@ async def test_two_workers_apply_the_same_events_once(
         vehicle: Vehicle = (
             await session.scalars(select(Vehicle).where(Vehicle.serial_number == "LY0004"))
         ).one()
-        rent, _ = await open_rent(
-            session, await _user(session, "alice@example.com"), vehicle_id=vehicle.id, now=T0
+        rent, _, _ = await open_rent(
+            session, (await _user(session, "alice@example.com")).id, vehicle_id=vehicle.id, now=T0
         )
         await apply_unlock_outcome(session, rent.id, UnlockOutcome.unlocked(), now=T0)
         await session.commit()
@@ -99,7 +99,9 @@ async def test_concurrent_rents_for_one_vehicle_one_wins(
                 await session.scalars(select(Vehicle).where(Vehicle.serial_number == "LY0007"))
             ).one()
             try:
-                await open_rent(session, await _user(session, email), vehicle_id=vehicle.id, now=T0)
+                await open_rent(
+                    session, (await _user(session, email)).id, vehicle_id=vehicle.id, now=T0
+                )
                 await session.commit()
                 return "won"
             except ConflictError:

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
 
 from kickstand.cloud.api.deps import (
+    ClaimsDep,
     CurrentUser,
     GatewayDep,
     SessionDep,
@@ -84,6 +85,7 @@ class FreeFloatUnlock(BaseModel):
 async def unlock(
     body: FreeFloatUnlock,
     user: CurrentUser,
+    claims: ClaimsDep,
     session: SessionDep,
     maker: SessionmakerDep,
     settings: SettingsDep,
@@ -107,7 +109,7 @@ async def unlock(
     vehicle_id = vehicle.id
     await session.close()  # the rent flow opens its own sessions
     return await create_rent(
-        RentCreate(vehicle_id=vehicle_id), user, maker, settings, gateway, idempotency_key
+        RentCreate(vehicle_id=vehicle_id), claims, maker, settings, gateway, idempotency_key
     )
 
 

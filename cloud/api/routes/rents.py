@@ -1,9 +1,16 @@
 """Rents: unlock a vehicle (spot or free-floating) with an Idempotency-Key; current rents.
 
-Flow of ``POST /v1/rents``: claim the Idempotency-Key → open the rent (holds the vehicle;
-one winner per vehicle) → call the command gateway *outside* any DB transaction → record
-the outcome and the response together. A retry with the same key gets the stored response
-(``Idempotent-Replayed: true``); a retry while the first is still in flight waits for it.
+Flow of ``POST /v1/rents``, two short transactions around the device's answer:
+
+1. claim the Idempotency-Key, read the target (vehicle, spot, network limits, the commanded
+   device's presence) and the rider's locked row with its counts, open the rent (holds the
+   vehicle; one winner per vehicle) with its outbox record — commit;
+2. the command gateway, *outside* any transaction (no DB read: the presence comes from 1);
+3. record the outcome (an UPDATE guarded on ``pending``), its outbox record and the stored
+   response — commit; the answer is built from what 1 read.
+
+A retry with the same key gets the stored response (``Idempotent-Replayed: true``); a retry
+while the first is still in flight waits for it.
 """
 
 from __future__ import annotations
@@ -17,24 +24,37 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kickstand.cloud.api.deps import (
+    ClaimsDep,
     CurrentUser,
     GatewayDep,
     SessionDep,
     SessionmakerDep,
     SettingsDep,
 )
-from kickstand.cloud.api.errors import ApiError, ErrorCode, not_found, rent_refused
+from kickstand.cloud.api.errors import (
+    ApiError,
+    ErrorCode,
+    not_found,
+    rent_refused,
+    unauthenticated,
+)
 from kickstand.cloud.api.schemas import Envelope, RentCreate, RentPublic
 from kickstand.cloud.api.views import money_str
-from kickstand.cloud.errors import ConflictError, NotFoundError, RentRefusedError
+from kickstand.cloud.errors import (
+    ConflictError,
+    NotFoundError,
+    RentRefusedError,
+    RiderSessionError,
+)
 from kickstand.cloud.models import (
     ACTIVE_TRIP_STATUSES,
     IdempotencyKey,
+    LockStatus,
     Rent,
     RentStatus,
     Spot,
@@ -43,8 +63,14 @@ from kickstand.cloud.models import (
     User,
     Vehicle,
 )
-from kickstand.cloud.rent_gateway import CommandGateway, UnlockOutcome, UnlockResult
-from kickstand.cloud.rents import UnlockTarget, apply_unlock_outcome, open_rent
+from kickstand.cloud.rent_gateway import (
+    CommandGateway,
+    DevicePresence,
+    UnlockOutcome,
+    UnlockResult,
+)
+from kickstand.cloud.rents import OpenedRent, UnlockTarget, apply_unlock_outcome, open_rent
+from kickstand.cloud.security import AccessClaims
 from kickstand.cloud.trips import STARTABLE_RENT_STATUSES, price_trip
 
 router = APIRouter(prefix="/rents", tags=["rents"])
@@ -182,7 +208,16 @@ async def _recover(
             unlock_window_s=int(window_s),
         )
         status, payload = await _answer(session, rent, int(window_s))
-        await _store(session, user_id, key, status, payload)
+        key_id = (
+            await session.scalars(
+                select(IdempotencyKey.id).where(
+                    IdempotencyKey.user_id == user_id,
+                    IdempotencyKey.operation == OPERATION,
+                    IdempotencyKey.key == key,
+                )
+            )
+        ).one()
+        await _store(session, key_id, status, payload)
         await session.commit()
     log.warning("event=idempotency_key_recovered rent_id=%s http=%s", rent.id, status)
     return JSONResponse(payload, status_code=status)
@@ -198,9 +233,43 @@ _STATUS_OUTCOME = {
 async def _answer(
     session: AsyncSession, rent: Rent, window_s: int, outcome: UnlockOutcome | None = None
 ) -> tuple[int, dict[str, Any]]:
-    """HTTP status and body for a rent after its unlock attempt."""
+    """HTTP status and body for a rent after its unlock attempt, read from the database."""
     trip = (await session.scalars(select(Trip).where(Trip.rent_id == rent.id))).first()
-    public = await rent_public(session, rent, trip)
+    return _decide(rent, await rent_public(session, rent, trip), window_s, outcome)
+
+
+def _answer_opened(
+    opened: OpenedRent, rent: Rent, window_s: int, outcome: UnlockOutcome
+) -> tuple[int, dict[str, Any]]:
+    """The same answer for a rent this request opened and just updated from ``pending``
+    (so no trip exists yet), from what the request already read: no query."""
+    target = opened.target
+    unlocked = rent.status == RentStatus.UNLOCKED
+    public = RentPublic(
+        rent_id=rent.id,
+        status=rent.status.value,
+        vehicle_id=target.vehicle_id,
+        serial_number=target.serial_number,
+        vehicle_type=target.vehicle_type.value,
+        free_floating=rent.spot_id is None,
+        being_rented=False,
+        spot_id=rent.spot_id,
+        displayed_number=target.spot_number if rent.spot_id is not None else None,
+        # The device just said the latch opened: fresher than the spot's last status.
+        lock_status=(int(LockStatus.UNLOCKED) if unlocked else target.lock_status)
+        if rent.spot_id is not None
+        else None,
+        network_id=target.network_id,
+        battery_level=target.battery_level,
+        expires_at=rent.expires_at,
+        reason=rent.reason,
+    )
+    return _decide(rent, public, window_s, outcome)
+
+
+def _decide(
+    rent: Rent, public: RentPublic, window_s: int, outcome: UnlockOutcome | None
+) -> tuple[int, dict[str, Any]]:
     if rent.status in (RentStatus.UNLOCKED, RentStatus.STARTED):
         return 201, {"code": 0, "data": public.model_dump(mode="json")}
     if outcome is None:
@@ -215,30 +284,54 @@ async def _answer(
 
 
 async def _store(
-    session: AsyncSession, user_id: int, key: str, status: int, body: dict[str, Any]
+    session: AsyncSession, key_id: int, status: int, body: dict[str, Any]
 ) -> None:
-    row: IdempotencyKey = (
-        await session.scalars(
-            select(IdempotencyKey).where(
-                IdempotencyKey.user_id == user_id,
-                IdempotencyKey.operation == OPERATION,
-                IdempotencyKey.key == key,
+    await session.execute(
+        update(IdempotencyKey)
+        .where(IdempotencyKey.id == key_id)
+        .values(response_status=status, response_body=body, completed_at=datetime.now(UTC)),
+        execution_options={"synchronize_session": False},
+    )
+
+
+async def _claim(
+    session: AsyncSession, user_id: int, key: str, request_hash: str, now: datetime
+) -> int | None:
+    """Insert the Idempotency-Key as the transaction's first statement: a clash (a retry, or
+    the same request running) aborts nothing else, and the caller replays."""
+    try:
+        return (
+            await session.execute(
+                insert(IdempotencyKey)
+                .values(
+                    user_id=user_id,
+                    key=key,
+                    operation=OPERATION,
+                    request_hash=request_hash,
+                    created_at=now,
+                )
+                .returning(IdempotencyKey.id)
             )
-        )
-    ).one()
-    row.response_status = status
-    row.response_body = body
-    row.completed_at = datetime.now(UTC)
+        ).scalar_one()
+    except IntegrityError:
+        await session.rollback()
+        return None
 
 
 async def _unlock(
-    gateway: CommandGateway, target: UnlockTarget, rent_id: int, timeout_s: float
+    gateway: CommandGateway,
+    target: UnlockTarget,
+    rent_id: int,
+    timeout_s: float,
+    presence: DevicePresence | None = None,
 ) -> UnlockOutcome:
     try:
         if target.station_device_id is not None and target.spot_number is not None:
-            call = gateway.unlock_spot(target.station_device_id, target.spot_number, str(rent_id))
+            call = gateway.unlock_spot(
+                target.station_device_id, target.spot_number, str(rent_id), presence=presence
+            )
         elif target.vehicle_device_id is not None:
-            call = gateway.unlock_vehicle(target.vehicle_device_id, str(rent_id))
+            call = gateway.unlock_vehicle(target.vehicle_device_id, str(rent_id), presence=presence)
         else:
             return UnlockOutcome.refused("nothing to unlock")
         # The gateway has its own timeout; this one only guards against a gateway that hangs.
@@ -299,7 +392,7 @@ def _outcome_error(outcome: UnlockOutcome, rent: RentPublic, window_s: int) -> A
 )
 async def create_rent(
     body: RentCreate,
-    user: CurrentUser,
+    claims: ClaimsDep,
     maker: SessionmakerDep,
     settings: SettingsDep,
     gateway: GatewayDep,
@@ -313,38 +406,32 @@ async def create_rent(
         ),
     ],
 ) -> JSONResponse:
-    user_id = user.id
+    user_id = claims.user_id
     request_hash = _request_hash(body)
     window = settings.RENT_UNLOCK_WINDOW_S
-    # One transaction claims the key and opens the rent (a refusal is stored under the
-    # key instead); a concurrent request with the same key waits on the key's unique
-    # index, then replays.
+    now = datetime.now(UTC)
+    # One transaction claims the key, checks the rider's session, and opens the rent (a
+    # refusal is stored under the key instead); a concurrent request with the same key
+    # waits on the key's unique index, then replays.
     async with maker() as session:
-        session.add(
-            IdempotencyKey(
-                user_id=user_id, key=idempotency_key, operation=OPERATION, request_hash=request_hash
-            )
-        )
-        try:
-            await session.flush()
-        except IntegrityError:
-            await session.rollback()
-            claimed = False
+        key_id = await _claim(session, user_id, idempotency_key, request_hash, now)
+        if key_id is None:
+            await _check_rider(session, claims)
         else:
-            claimed = True
-        if claimed:
-            rider = await session.get_one(User, user_id)
             try:
-                async with session.begin_nested():
-                    rent, target = await open_rent(
-                        session,
-                        rider,
-                        spot_id=body.spot_id,
-                        vehicle_id=body.vehicle_id,
-                        idempotency_key=idempotency_key,
-                        now=datetime.now(UTC),
-                        unlock_window_s=window,
-                    )
+                opened = await open_rent(
+                    session,
+                    user_id,
+                    spot_id=body.spot_id,
+                    vehicle_id=body.vehicle_id,
+                    idempotency_key=idempotency_key,
+                    now=now,
+                    unlock_window_s=window,
+                    token_generation=claims.generation,
+                )
+            except RiderSessionError as exc:
+                await session.rollback()
+                raise unauthenticated(str(exc)) from exc
             except (RentRefusedError, ConflictError, NotFoundError) as exc:
                 if isinstance(exc, RentRefusedError):
                     err = rent_refused(exc)
@@ -352,27 +439,47 @@ async def create_rent(
                     err = ApiError(409, ErrorCode.CONFLICT, str(exc), reason=exc.reason)
                 else:
                     err = not_found(exc.resource, exc.key)
-                await _store(session, user_id, idempotency_key, err.status, err.body())
+                await _store(session, key_id, err.status, err.body())
                 await session.commit()
                 raise err from exc
             await session.commit()
-            rent_id = rent.id
-    if not claimed:
+    if key_id is None:
         return await _replay(
             maker, user_id, idempotency_key, request_hash, settings.COMMAND_TIMEOUT_S + 5
         )
 
-    outcome = await _unlock(gateway, target, rent_id, settings.COMMAND_TIMEOUT_S)
+    rent_id = opened.rent.id
+    target = opened.target
+    presence = DevicePresence(target.device_online, target.device_last_seen_at)
+    outcome = await _unlock(gateway, opened.unlock, rent_id, settings.COMMAND_TIMEOUT_S, presence)
 
     async with maker() as session:
         rent = await apply_unlock_outcome(
             session, rent_id, outcome, now=datetime.now(UTC), unlock_window_s=window
         )
-        status, payload = await _answer(session, rent, window, outcome)
-        await _store(session, user_id, idempotency_key, status, payload)
+        if rent.status == RentStatus.STARTED:  # the removal beat the answer: read the trip
+            status, payload = await _answer(session, rent, window, outcome)
+        else:
+            status, payload = _answer_opened(opened, rent, window, outcome)
+        await _store(session, key_id, status, payload)
         await session.commit()
     log.info("event=rent_answered rent_id=%s status=%s http=%s", rent_id, rent.status.value, status)
     return JSONResponse(payload, status_code=status)
+
+
+async def _check_rider(session: AsyncSession, claims: AccessClaims) -> None:
+    """Before replaying for a key that could not be claimed: is the session still valid
+    (the claim also fails when the account is gone)?"""
+    row = (
+        await session.execute(
+            select(User.is_active, User.token_generation).where(User.id == claims.user_id)
+        )
+    ).first()
+    await session.rollback()
+    if row is None or not row[0]:
+        raise unauthenticated("this account no longer exists or is disabled")
+    if row[1] != claims.generation:
+        raise unauthenticated("you logged out of every device; log in again")
 
 
 @router.get(

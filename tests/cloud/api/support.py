@@ -9,7 +9,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kickstand.cloud.rent_gateway import UnlockOutcome
+from kickstand.cloud.rent_gateway import DevicePresence, UnlockOutcome
 from kickstand.cloud.seed import DemoRefs
 
 
@@ -22,13 +22,20 @@ class FakeGateway:
     calls: list[tuple[str, ...]] = field(default_factory=list)
 
     async def unlock_spot(
-        self, station_device_id: str, spot_number: int, rent_id: str
+        self,
+        station_device_id: str,
+        spot_number: int,
+        rent_id: str,
+        *,
+        presence: DevicePresence | None = None,
     ) -> UnlockOutcome:
         self.calls.append(("spot", station_device_id, str(spot_number), rent_id))
         await asyncio.sleep(self.delay)
         return self.outcome
 
-    async def unlock_vehicle(self, vehicle_device_id: str, rent_id: str) -> UnlockOutcome:
+    async def unlock_vehicle(
+        self, vehicle_device_id: str, rent_id: str, *, presence: DevicePresence | None = None
+    ) -> UnlockOutcome:
         self.calls.append(("vehicle", vehicle_device_id, rent_id))
         await asyncio.sleep(self.delay)
         return self.outcome

@@ -31,11 +31,11 @@ from kickstand.cloud.freefloat import FreeFloatHook
 from kickstand.cloud.geofence import store as zones
 from kickstand.cloud.ingest.apply import BatchApplier, Inbound, IngestStats
 from kickstand.cloud.models import OutboxEvent, Trip, User, Vehicle
-from kickstand.cloud.rent_gateway import UnlockOutcome
 from kickstand.cloud.security import create_access_token
 from kickstand.cloud.seed import DemoRefs, seed_demo
 from kickstand.protocol.v1 import codec
 from kickstand.protocol.v1 import messages as m
+from tests.cloud.api.support import FakeGateway
 
 LAT = 45.7593
 SPEED_ZONE = (4.8430, 4.8450)
@@ -70,19 +70,6 @@ class RecordingSender:
     ) -> Any:
         self.sent.append((device_id, command))
         return None
-
-
-@dataclass
-class FakeGateway:
-    calls: list[tuple[str, ...]] = field(default_factory=list)
-
-    async def unlock_spot(self, station_device_id: str, spot_number: int, rent_id: str) -> Any:
-        self.calls.append(("spot", station_device_id, str(spot_number), rent_id))
-        return UnlockOutcome.unlocked()
-
-    async def unlock_vehicle(self, vehicle_device_id: str, rent_id: str) -> UnlockOutcome:
-        self.calls.append(("vehicle", vehicle_device_id, rent_id))
-        return UnlockOutcome.unlocked()
 
 
 @dataclass

@@ -22,7 +22,7 @@ async def test_sweep_expires_a_rent_whose_window_closed_silently(
     async with sessionmaker() as session, session.begin():
         alice = await session.get(User, demo.user_ids["alice@example.com"])
         assert alice is not None
-        rent, _ = await open_rent(session, alice, spot_id=1, now=t0, unlock_window_s=30)
+        rent, _, _ = await open_rent(session, alice.id, spot_id=1, now=t0, unlock_window_s=30)
         await apply_unlock_outcome(
             session, rent.id, UnlockOutcome.unlocked(), now=t0, unlock_window_s=30
         )
