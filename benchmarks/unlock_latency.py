@@ -1,18 +1,47 @@
 """Unlock latency: rider API request → broker → station agent → simulated spot board →
-result → API response, with 50 riders unlocking at once.
+result → API response, and where the CPU goes per unlock.
 
 Deployed as in production, one process each, on loopback: Mosquitto and PostgreSQL
 (kickstand.testing), the ingest worker (`python -m kickstand.cloud ingest`), the rider
-API (`python -m kickstand.cloud api`, uvicorn, MqttCommandGateway), and the stations (a
-child process running the REAL station agents against simulated spot boards, one board
-per spot on a pty bus). This process only drives HTTP clients.
+API (`python -m kickstand.cloud api`, uvicorn, MqttCommandGateway; ``--api-processes``),
+and the stations (a child process running the REAL station agents against simulated spot
+boards, one board per spot on a pty bus). This process only drives HTTP: one persistent
+keep-alive connection per rider (a rider = one phone) on a lean asyncio client
+(`_lean_http.py`), so the driver's own CPU does not show up as server latency.
 
-The simulated actuator answers UNLOCK after ``--actuator-ms`` (the lock's own time):
-figures are reported with it and beyond it.
+Two workloads on the same stack, one after the other; each rider owns one docked bike:
 
-    .venv/bin/python benchmarks/unlock_latency.py [--riders 50] [--rounds 3]
+- **riders** (the headline): ``--riders`` closed-loop virtual users, the usual meaning
+  of "concurrent users" in load testing. They start at random offsets spread uniformly
+  over one unlock window; each then loops: ``POST /v1/rents`` (timed) → like the app,
+  ``GET /v1/rents`` every 0.5 s until the rent is no longer current (the agent re-locks
+  after its window, the rent expires, no trip) → unlock again at once.
+  ``--unlocks-per-rider`` attempts each, or as many as fit in ``--duration`` seconds.
+- **burst**: every rider sends ``POST /v1/rents`` in the same instant, ``--rounds``
+  times (all rents over between rounds): the thundering herd, the worst case.
 
-Last line: ``unlock p50_ms: X p99_ms: Y`` (total, actuator included).
+Each block reports the unlock latency (p50/p99/mean/max, total and beyond the simulated
+actuator, which answers UNLOCK after ``--actuator-ms``), the stages from the rent and
+device_command rows' timestamps, failures by reason, and CPU per unlock by process
+(utime+stime from /proc via psutil: API, ingest, stations, this driver, Mosquitto, and
+the PostgreSQL backends of the bench database, sampled every 0.1 s so pooled
+connections that come and go are counted; a backend living less than that is missed):
+
+    cpu ms per unlock: api 12.3, ingest 4.1, ... (total 21.2; 2 cores → floor for 50 at
+    once ≈ 530 ms, ceiling ≈ 94 unlocks/s)
+
+The floor is what a burst of ``--riders`` unlocks can physically achieve on this
+machine: that much CPU has to be spent before the last rider gets an answer. The
+riders' CPU covers the whole workload (the app's polls and the re-locks included); the
+burst's only the herd itself, from the first request to the last answer. "other
+processes on the machine" is the CPU the rest of the machine used meanwhile, per unlock:
+when it is large, the figures above it are noisy.
+
+    .venv/bin/python benchmarks/unlock_latency.py [--riders 50] [--unlocks-per-rider 4 |
+        --duration S] [--rounds 2] [--actuator-ms 20] [--api-processes 1]
+
+Last two lines: ``burst unlock p50_ms: X p99_ms: Y``, then the headline
+``unlock p50_ms: X p99_ms: Y`` for the riders workload (totals, actuator included).
 """
 
 from __future__ import annotations
@@ -23,39 +52,58 @@ import contextlib
 import itertools
 import json
 import os
+import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
-STATIONS_PER_CHILD_SPOTS = 10
+import psutil
+from _lean_http import HttpError, KeepAliveConnection
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from kickstand.simulators.station.sim import StationRig
+
+SPOTS_PER_STATION = 10
 RIDER_PASSWORD = "bench-rider-1"
+AGENT_UNLOCK_WINDOW_S = 2  # the agent re-locks a spot whose bike stayed this long
+API_UNLOCK_WINDOW_S = 5  # RENT_UNLOCK_WINDOW_S: a pending unlock expires after this
+POLL_S = 0.5  # the app's GET /v1/rents period while a rent is current
+RENT_END_WAIT_S = 30  # a rent still current after this is a failure, not a hang
+CPU_SAMPLE_S = 0.1
+SEED = 20261101  # the riders' start offsets: the same from run to run
 
 
 # ── the stations child process ────────────────────────────────────────────────────────
 
 
-async def run_stations(spec: dict[str, Any]) -> None:
+def install_boards(rig: StationRig, actuator_s: float) -> None:
+    """The spot boards of one simulated station: UNLOCK answered after the lock actuated.
+    The one place that chooses the board model."""
     from kickstand.protocol.spotbus import Cmd, Frame
     from kickstand.simulators.spotboard import SpotBoard
-    from kickstand.simulators.station.sim import StationRig
-
-    actuator_s = spec["actuator_ms"] / 1000
 
     @dataclass(slots=True)
     class ActuatedBoard(SpotBoard):
-        """A board whose UNLOCK answer comes after the lock actuated."""
-
         actuator_s: float = 0.0
 
         def handle(self, req: Frame) -> Frame:
             self.delay_s = self.actuator_s if req.cmd == Cmd.UNLOCK else 0.0
             return SpotBoard.handle(self, req)
+
+    for addr in list(rig.sim.bus.boards):
+        rig.sim.bus.boards[addr] = ActuatedBoard(addr, actuator_s=actuator_s)
+
+
+async def run_stations(spec: dict[str, Any]) -> None:
+    from kickstand.simulators.station.sim import StationRig
 
     rigs: list[StationRig] = []
     async with contextlib.AsyncExitStack() as stack:
@@ -68,18 +116,17 @@ async def run_stations(spec: dict[str, Any]) -> None:
                 # process with 50 boards); a bus answer may take the actuator's time.
                 poll_interval_s=1.0, active_poll_interval_s=0.2, response_timeout_s=0.2,
             )
-            for addr in list(rig.sim.bus.boards):
-                rig.sim.bus.boards[addr] = ActuatedBoard(addr, actuator_s=actuator_s)
+            install_boards(rig, spec["actuator_ms"] / 1000)
             for spot, serial in docked.items():
                 rig.sim.dock(int(spot), serial)
             rigs.append(await stack.enter_async_context(rig))
         for rig in rigs:
             await rig.accepted(within=30)
         print("stations ready", flush=True)
-        await asyncio.Event().wait()  # until killed
+        await asyncio.Event().wait()  # until terminated
 
 
-# ── the driver ────────────────────────────────────────────────────────────────────────
+# ── the database ──────────────────────────────────────────────────────────────────────
 
 
 async def prepare_database(db_url: str, stations: dict[str, dict[int, str]], riders: int) -> None:
@@ -115,14 +162,16 @@ async def prepare_database(db_url: str, stations: dict[str, dict[int, str]], rid
             station = Station(cluster_id=cluster.id, device_id=device_id, name=device_id)
             s.add(station)
             await s.flush()
-            for number in range(1, STATIONS_PER_CHILD_SPOTS + 1):
+            for number in range(1, SPOTS_PER_STATION + 1):
                 spot = Spot(station_id=station.id, displayed_number=number)
                 s.add(spot)
                 await s.flush()
                 if number in docked:
                     s.add(Vehicle(serial_number=docked[number], vehicle_type=VehicleType.BIKE,
                                   network_id=network.id, spot_id=spot.id))
-        password_hash = hash_password(RIDER_PASSWORD)
+        # Cheap demo-grade hashes: 50 logins with the production cost would take ~15 s of
+        # API CPU before the first unlock (the bench measures unlocks, not logins).
+        password_hash = hash_password(RIDER_PASSWORD, demo=True)
         for i in range(riders):
             s.add(User(email=f"rider{i:03d}@bench.example.com", password_hash=password_hash,
                        role=UserRole.RIDER, permissions=rider_permissions(network.id),
@@ -147,21 +196,6 @@ async def spot_ids(db_url: str, stations: dict[str, dict[int, str]]) -> list[int
                 )).scalar_one())
     await engine.dispose()
     return ids
-
-
-async def open_rents(db_url: str) -> int:
-    from sqlalchemy import func, select
-
-    from kickstand.cloud.db import create_engine
-    from kickstand.cloud.models import ACTIVE_RENT_STATUSES, Rent
-
-    engine = create_engine(db_url)
-    async with engine.connect() as conn:
-        n = (await conn.execute(
-            select(func.count()).select_from(Rent).where(Rent.status.in_(ACTIVE_RENT_STATUSES))
-        )).scalar_one()
-    await engine.dispose()
-    return int(n)
 
 
 async def breakdown(
@@ -199,23 +233,306 @@ async def breakdown(
     return stages
 
 
+# ── CPU accounting ────────────────────────────────────────────────────────────────────
+
+
+class CpuMeter:
+    """Cumulative CPU seconds per process group, and for the whole machine.
+
+    Services count their reaped children too. The PostgreSQL backends serving one
+    database are found in pg_stat_activity (queried from another database, so the
+    meter's own backend is not among them) and sampled every CPU_SAMPLE_S: a backend
+    that has gone keeps its last reading, so the pool's connections that come and go
+    during a workload are counted up to their last sample.
+    """
+
+    def __init__(self, services: dict[str, list[int]], admin_dsn: str, database: str) -> None:
+        self.services, self.admin_dsn, self.database = services, admin_dsn, database
+        self._procs: dict[int, psutil.Process] = {}
+        self._last: dict[int, float] = {}  # pid → last CPU seconds read
+        self._backends: set[int] = set()
+        self._lock = asyncio.Lock()
+        self._conn: asyncpg.Connection | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> CpuMeter:
+        import asyncpg
+
+        self._conn = await asyncpg.connect(self.admin_dsn)
+        await self._sample_backends()
+        self._task = asyncio.create_task(self._sample_forever())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._conn is not None:
+            await self._conn.close()
+
+    @property
+    def backends_seen(self) -> int:
+        return len(self._backends)
+
+    async def mark(self) -> dict[str, float]:
+        await self._sample_backends()
+        seconds = {name: sum(self._cpu(pid, children=True) for pid in pids)
+                   for name, pids in self.services.items()}
+        seconds["driver"] = time.process_time()
+        seconds["postgres"] = sum(self._last.get(pid, 0.0) for pid in self._backends)
+        t = psutil.cpu_times()  # Linux; guest time is already in user
+        seconds["machine"] = t.user + t.nice + t.system + t.irq + t.softirq + t.steal
+        return seconds
+
+    async def _sample_forever(self) -> None:
+        while True:
+            await asyncio.sleep(CPU_SAMPLE_S)
+            await self._sample_backends()
+
+    async def _sample_backends(self) -> None:
+        assert self._conn is not None
+        async with self._lock:
+            rows = await self._conn.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE datname = $1", self.database
+            )
+        for (pid,) in rows:
+            self._backends.add(pid)
+            self._cpu(pid, children=False)
+
+    def _cpu(self, pid: int, *, children: bool) -> float:
+        try:
+            proc = self._procs.get(pid) or self._procs.setdefault(pid, psutil.Process(pid))
+            t = proc.cpu_times()
+        except psutil.Error:
+            return self._last.get(pid, 0.0)  # gone since: its last reading stands
+        seconds = t.user + t.system + (t.children_user + t.children_system if children else 0.0)
+        self._last[pid] = seconds
+        return seconds
+
+
+def cpu_delta(start: dict[str, float], end: dict[str, float]) -> dict[str, float]:
+    return {name: end[name] - start[name] for name in start}
+
+
+# ── the riders ────────────────────────────────────────────────────────────────────────
+
+
+@dataclass
+class Rider:
+    email: str
+    spot_id: int
+    conn: KeepAliveConnection
+    token: str = ""
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@dataclass
+class Tally:
+    """One workload's figures."""
+
+    latencies: list[float] = field(default_factory=list)  # ms, successful unlocks
+    failures: Counter[str] = field(default_factory=Counter)
+    wall: dict[int, tuple[float, float]] = field(default_factory=dict)  # rent → (sent, answered)
+    polls: int = 0
+    reconnects: int = 0  # timed requests that had to open a new connection
+    last_answered: float = 0.0  # monotonic
+    busy_s: float = 0.0  # the unlock rate's time: first request to last answer (per herd)
+    cpu_s: dict[str, float] = field(default_factory=dict)
+
+    def add_cpu(self, delta: dict[str, float]) -> None:
+        for name, seconds in delta.items():
+            self.cpu_s[name] = self.cpu_s.get(name, 0.0) + seconds
+
+
+async def unlock(rider: Rider, tally: Tally) -> int | None:
+    """One timed ``POST /v1/rents``; the rent id, or None after tallying the failure."""
+    t0 = time.perf_counter()
+    sent = time.time()
+    connects = rider.conn.connects
+    try:
+        r = await rider.conn.request(
+            "POST", "/v1/rents", json_body={"spot_id": rider.spot_id},
+            headers={**rider.headers(), "Idempotency-Key": f"bench-{uuid.uuid4()}"},
+        )
+    except HttpError as exc:
+        tally.failures[exc.reason] += 1
+        return None
+    elapsed = (time.perf_counter() - t0) * 1000
+    tally.reconnects += rider.conn.connects != connects
+    tally.last_answered = max(tally.last_answered, time.monotonic())
+    if r.status == 201:
+        rent_id: int = r.json()["data"]["rent_id"]
+        tally.latencies.append(elapsed)
+        tally.wall[rent_id] = (sent, time.time())
+        return rent_id
+    try:
+        body = r.json()
+    except ValueError:  # uvicorn's own 500 is plain text
+        body = {"message": r.body.decode(errors="replace")}
+    reason = str(body.get("reason") or f"http {r.status}")
+    tally.failures[reason] += 1
+    if tally.failures[reason] <= 2:
+        print(f"  {reason}: {str(body.get('message', ''))[:160]}", flush=True)
+    return None
+
+
+async def current_rents(rider: Rider) -> list[dict[str, Any]]:
+    """``GET /v1/rents`` as the app does."""
+    r = await rider.conn.request("GET", "/v1/rents", headers=rider.headers())
+    if r.status != 200:
+        raise HttpError(f"http {r.status}", r.body[:300].decode(errors="replace"))
+    rents: list[dict[str, Any]] = r.json()["data"]
+    return rents
+
+
+async def wait_rent_over(rider: Rider, rent_id: int, tally: Tally) -> None:
+    """Poll until the rent is no longer current."""
+    deadline = time.monotonic() + RENT_END_WAIT_S
+    while time.monotonic() < deadline:
+        await asyncio.sleep(POLL_S)
+        tally.polls += 1
+        try:
+            rents = await current_rents(rider)
+        except HttpError as exc:
+            tally.failures[f"GET /v1/rents {exc.reason}"] += 1
+            continue
+        if all(item.get("rent_id") != rent_id for item in rents):
+            return
+    tally.failures["rent still current"] += 1
+
+
+async def riders_workload(riders: list[Rider], args: argparse.Namespace,
+                          meter: CpuMeter) -> Tally:
+    tally = Tally()
+    rng = random.Random(SEED)
+    offsets = [rng.uniform(0, AGENT_UNLOCK_WINDOW_S) for _ in riders]
+    stop_at = None if args.duration is None else time.monotonic() + args.duration
+
+    async def ride(rider: Rider, offset: float) -> None:
+        await asyncio.sleep(offset)
+        attempts = 0
+        while (time.monotonic() < stop_at) if stop_at is not None \
+                else (attempts < args.unlocks_per_rider):
+            attempts += 1
+            rent_id = await unlock(rider, tally)
+            if rent_id is None:
+                await asyncio.sleep(POLL_S)  # the app would not hammer a refusal either
+            else:
+                await wait_rent_over(rider, rent_id, tally)
+
+    start = await meter.mark()
+    t0 = time.monotonic()
+    await asyncio.gather(*(ride(r, o) for r, o in zip(riders, offsets, strict=True)))
+    tally.busy_s = tally.last_answered - t0
+    tally.add_cpu(cpu_delta(start, await meter.mark()))
+    return tally
+
+
+async def burst_workload(riders: list[Rider], rounds: int, meter: CpuMeter) -> Tally:
+    tally = Tally()
+    for rnd in range(rounds):
+        # The app refreshes its view first: no herd request pays for a connection that
+        # uvicorn closed while the rider waited for the others.
+        for res in await asyncio.gather(*(current_rents(r) for r in riders),
+                                        return_exceptions=True):
+            if isinstance(res, HttpError):
+                tally.failures[f"GET /v1/rents {res.reason}"] += 1
+            elif isinstance(res, BaseException):
+                raise res
+        start = await meter.mark()
+        t0 = time.monotonic()
+        rent_ids = await asyncio.gather(*(unlock(r, tally) for r in riders))
+        tally.busy_s += time.monotonic() - t0
+        tally.add_cpu(cpu_delta(start, await meter.mark()))
+        # Outside the herd's CPU window: the app's polls until every rent is over.
+        await asyncio.gather(*(wait_rent_over(r, rent_id, tally)
+                               for r, rent_id in zip(riders, rent_ids, strict=True)
+                               if rent_id is not None))
+        print(f"burst round {rnd + 1}: {len(tally.latencies)} unlocked so far, "
+              f"failures {dict(tally.failures)}", flush=True)
+    return tally
+
+
+async def log_in(riders: list[Rider]) -> None:
+    """Each rider logs in on its own connection (which stays open), then loads its
+    current rents once: connections, the pools and the token path are warm."""
+
+    async def one(rider: Rider) -> None:
+        r = await rider.conn.request("POST", "/v1/auth/login", json_body={
+            "email": rider.email, "password": RIDER_PASSWORD})
+        if r.status != 200:
+            raise RuntimeError(f"login of {rider.email}: HTTP {r.status} {r.body[:300]!r}")
+        rider.token = r.json()["data"]["token"]
+        await current_rents(rider)
+
+    await asyncio.gather(*(one(r) for r in riders))
+
+
+# ── the report ────────────────────────────────────────────────────────────────────────
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     k = max(0, min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1))))
     return ordered[k]
 
 
-async def wait_http(url: str, wait_s: float = 60) -> None:
-    import httpx
+def spread(values: list[float], minus: float = 0.0) -> str:
+    p50, p99 = percentile(values, 50) - minus, percentile(values, 99) - minus
+    mean, top = statistics.mean(values) - minus, max(values) - minus
+    return f"p50 {p50:.1f} ms, p99 {p99:.1f} ms (mean {mean:.1f} ms, max {top:.1f} ms)"
 
+
+CPU_GROUPS = ("api", "ingest", "stations", "driver", "postgres", "mosquitto")
+
+
+def cpu_line(cpu_s: dict[str, float], unlocks: int, riders: int) -> str:
+    per = {name: cpu_s[name] * 1000 / unlocks for name in cpu_s}
+    total = sum(per[name] for name in CPU_GROUPS)
+    cores = psutil.cpu_count() or 1
+    parts = ", ".join(f"{name} {per[name]:.1f}" for name in CPU_GROUPS)
+    return (f"cpu ms per unlock: {parts} (total {total:.1f}; {cores} cores → floor for "
+            f"{riders} at once ≈ {total * riders / cores:.0f} ms, ceiling ≈ "
+            f"{cores * 1000 / total:.0f} unlocks/s); other processes on the machine "
+            f"{per['machine'] - total:.1f}")
+
+
+def report(title: str, tally: Tally, stages: dict[str, list[float]], args: argparse.Namespace,
+           riders: int) -> None:
+    failed = sum(tally.failures.values())
+    print(f"== {title}")
+    if not tally.latencies:
+        print(f"  no unlock succeeded: {dict(tally.failures)}")
+        return
+    n = len(tally.latencies)
+    span = max(tally.busy_s, 1e-9)
+    print(f"  unlocks: {n} in {span:.1f} s ({n / span:.1f} unlocks/s), failed: {failed}"
+          f"{' ' + str(dict(tally.failures)) if failed else ''}, "
+          f"polls per unlock: {tally.polls / n:.1f}, reconnects: {tally.reconnects}")
+    for name, values in stages.items():
+        if values:
+            print(f"  stage {name}: p50 {percentile(values, 50):.1f} ms, "
+                  f"p99 {percentile(values, 99):.1f} ms")
+    print(f"  total: {spread(tally.latencies)}")
+    print(f"  beyond actuator: {spread(tally.latencies, args.actuator_ms)}")
+    print(f"  {cpu_line(tally.cpu_s, n, riders)}")
+
+
+# ── the run ───────────────────────────────────────────────────────────────────────────
+
+
+async def wait_http(host: str, port: int, path: str, wait_s: float = 60) -> None:
     deadline = time.monotonic() + wait_s
-    async with httpx.AsyncClient() as client:
+    async with KeepAliveConnection(host, port, timeout_s=2) as conn:
         while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if (await client.get(url)).status_code == 200:
+            with contextlib.suppress(HttpError):
+                if (await conn.request("GET", path)).status == 200:
                     return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{url} not up")
+                raise TimeoutError(f"http://{host}:{port}{path} not up")
             await asyncio.sleep(0.2)
 
 
@@ -225,168 +542,166 @@ async def wait_line(proc: asyncio.subprocess.Process, text: str, wait_s: float =
         while True:
             line = await proc.stdout.readline()
             if not line:
-                err = await proc.stderr.read() if proc.stderr else b""
-                raise RuntimeError(f"child exited before {text!r}: {err.decode()[-3000:]}")
+                raise RuntimeError(f"child exited before {text!r}")
             if text in line.decode():
                 return
 
 
-async def drive(args: argparse.Namespace) -> None:
-    import httpx
+def plan_stations(riders: int) -> dict[str, dict[int, str]]:
+    """Station device id → {spot number → docked bike serial}, one bike per rider."""
+    serials = iter(f"BK{n:04d}" for n in range(1, riders + 1))
+    stations: dict[str, dict[int, str]] = {}
+    for s in range((riders + SPOTS_PER_STATION - 1) // SPOTS_PER_STATION):
+        batch = list(itertools.islice(serials, SPOTS_PER_STATION))
+        stations[f"st-{9000 + s}"] = dict(enumerate(batch, start=1))
+    return stations
 
+
+class Children:
+    """The child processes, each logging to a file; all terminated at exit."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.procs: dict[str, asyncio.subprocess.Process] = {}
+        self._files: list[IO[bytes]] = []
+
+    async def start(self, name: str, *argv: str, env: dict[str, str] | None = None,
+                    stdout_pipe: bool = False) -> asyncio.subprocess.Process:
+        log = (self.logs / f"{name}.log").open("wb")
+        self._files.append(log)
+        proc = await asyncio.create_subprocess_exec(
+            *argv, env=env, stderr=log,
+            stdout=asyncio.subprocess.PIPE if stdout_pipe else log,
+        )
+        self.procs[name] = proc
+        return proc
+
+    def pids(self, prefix: str) -> list[int]:
+        return [p.pid for name, p in self.procs.items() if name.startswith(prefix)]
+
+    def print_log_tails(self, lines: int = 15) -> None:
+        for name in self.procs:
+            text = (self.logs / f"{name}.log").read_text(errors="replace").splitlines()
+            if text:
+                print(f"-- {name} log (last {lines} lines):", *text[-lines:], sep="\n  ",
+                      file=sys.stderr)
+
+    async def terminate(self) -> None:
+        for proc in self.procs.values():
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        for log in self._files:
+            log.close()
+
+
+async def drive(args: argparse.Namespace) -> None:
     from kickstand.cloud.broker import free_port
     from kickstand.cloud.commands import load_signer
     from kickstand.cloud.config import Settings
     from kickstand.testing import MosquittoService, PostgresServer
 
-    n_stations = (args.riders + STATIONS_PER_CHILD_SPOTS - 1) // STATIONS_PER_CHILD_SPOTS
-    stations: dict[str, dict[int, str]] = {}
-    serial = 0
-    for s in range(n_stations):
-        docked: dict[int, str] = {}
-        for spot in range(1, STATIONS_PER_CHILD_SPOTS + 1):
-            if serial < args.riders:
-                serial += 1
-                docked[spot] = f"BK{serial:04d}"
-        stations[f"st-{9000 + s}"] = docked
-
-    procs: list[asyncio.subprocess.Process] = []
+    stations = plan_stations(args.riders)
     with tempfile.TemporaryDirectory() as tmpdir, MosquittoService() as broker, \
             PostgresServer() as pg:
         tmp = Path(tmpdir)
-        db_url = pg.create_database()
-        await prepare_database(db_url, stations, args.riders)
+        db = pg.new_database()
+        await prepare_database(db.url, stations, args.riders)
         var = tmp / "var"
         key_file = var / "command-signing.key"
-        settings = Settings(VAR_DIR=var, COMMAND_SIGNING_KEY_FILE=key_file)
-        public_hex = load_signer(settings).public_key.hex()
-        port = free_port()
+        public_hex = load_signer(
+            Settings(VAR_DIR=var, COMMAND_SIGNING_KEY_FILE=key_file)).public_key.hex()
         env = {
             **os.environ,
-            "DATABASE_URL": db_url,
+            "DATABASE_URL": db.url,
             "MQTT_URL": broker.url,
             "VAR_DIR": str(var),
             "COMMAND_SIGNING_KEY_FILE": str(key_file),
             "COMMAND_TIMEOUT_S": "5",
-            "RENT_UNLOCK_WINDOW_S": "5",
+            "RENT_UNLOCK_WINDOW_S": str(API_UNLOCK_WINDOW_S),
         }
-        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        children = Children(tmp)
+        riders: list[Rider] = []
         try:
-            procs.append(await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "kickstand.cloud", "ingest", "--workers", "1",
-                "--client-id-prefix", f"bench-{uuid.uuid4().hex[:6]}", env=env, **quiet,
-            ))
-            ports = [port, *(free_port() for _ in range(args.api_processes - 1))]
-            for api_port in ports:  # several API processes, each with its own gateway
-                procs.append(await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "kickstand.cloud", "api", "--port", str(api_port),
-                    env=env, **quiet,
-                ))
+            await children.start(
+                "ingest", sys.executable, "-m", "kickstand.cloud", "ingest", "--workers", "1",
+                "--client-id-prefix", f"bench-{uuid.uuid4().hex[:6]}", env=env)
+            ports = [free_port() for _ in range(args.api_processes)]
+            for n, port in enumerate(ports):  # each API process has its own gateway
+                await children.start(f"api-{n}", sys.executable, "-m", "kickstand.cloud", "api",
+                                     "--port", str(port), env=env)
             spec = {
                 "host": broker.host, "port": broker.port, "key": public_hex,
-                "workdir": str(tmp / "stations"), "spots": STATIONS_PER_CHILD_SPOTS,
-                "stations": stations, "actuator_ms": args.actuator_ms, "window_s": 2,
+                "workdir": str(tmp / "stations"), "spots": SPOTS_PER_STATION,
+                "stations": stations, "actuator_ms": args.actuator_ms,
+                "window_s": AGENT_UNLOCK_WINDOW_S,
             }
-            child = await asyncio.create_subprocess_exec(
-                sys.executable, __file__, "--stations-child", json.dumps(spec),
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            )
-            procs.append(child)
-            bases = [f"http://127.0.0.1:{p}" for p in ports]
-            for base in bases:
-                await wait_http(f"{base}/health")
+            child = await children.start("stations", sys.executable, __file__,
+                                         "--stations-child", json.dumps(spec), stdout_pipe=True)
+            for port in ports:
+                await wait_http("127.0.0.1", port, "/health")
             await wait_line(child, "stations ready")
-            spots = await spot_ids(db_url, stations)
-            limits = httpx.Limits(max_connections=args.riders + 10)
-            async with httpx.AsyncClient(timeout=30, limits=limits) as http:
-                tokens = []
-                for i in range(args.riders):
-                    for attempt in range(5):
-                        try:
-                            r = await http.post(f"{bases[i % len(bases)]}/v1/auth/login", json={
-                                "email": f"rider{i:03d}@bench.example.com",
-                                "password": RIDER_PASSWORD})
-                            break
-                        except httpx.TransportError:
-                            if attempt == 4:
-                                raise
-                            await asyncio.sleep(0.5)
-                    r.raise_for_status()
-                    tokens.append(r.json()["data"]["token"])
-                # Warm-up: one unlock (connections, prepared statements), then let it expire.
-                await asyncio.sleep(1.0)
-                latencies: list[float] = []
-                failures: dict[str, int] = {}
-                wall: dict[int, tuple[float, float]] = {}  # rent id → (sent, answered)
-
-                async def unlock(i: int) -> None:
-                    t0 = time.perf_counter()
-                    sent = time.time()
-                    try:
-                        r = await http.post(
-                            f"{bases[i % len(bases)]}/v1/rents", json={"spot_id": spots[i]},
-                            headers={"Authorization": f"Bearer {tokens[i]}",
-                                     "Idempotency-Key": f"bench-{uuid.uuid4()}"},
-                        )
-                    except httpx.TransportError as exc:
-                        name = type(exc).__name__
-                        failures[name] = failures.get(name, 0) + 1
-                        return
-                    elapsed = (time.perf_counter() - t0) * 1000
-                    if r.status_code == 201:
-                        latencies.append(elapsed)
-                        wall[r.json()["data"]["rent_id"]] = (sent, time.time())
-                    else:
-                        body = r.json()
-                        reason = body.get("reason", str(r.status_code))
-                        failures[reason] = failures.get(reason, 0) + 1
-                        if failures[reason] <= 2:
-                            print(f"  {reason}: {body.get('message', '')[:160]}", flush=True)
-
-                for rnd in range(args.rounds):
-                    await asyncio.gather(*(unlock(i) for i in range(args.riders)))
-                    print(f"round {rnd + 1}: {len(latencies)} unlocked so far, "
-                          f"failures {failures}", flush=True)
-                    # The agents re-lock after their window; the rents expire (no trip).
-                    deadline = time.monotonic() + 30
-                    while await open_rents(db_url) and time.monotonic() < deadline:  # noqa: ASYNC110
-                        await asyncio.sleep(0.25)
+            riders = [
+                Rider(f"rider{i:03d}@bench.example.com", spot,
+                      KeepAliveConnection("127.0.0.1", ports[i % len(ports)]))
+                for i, spot in enumerate(await spot_ids(db.url, stations))
+            ]
+            await log_in(riders)
+            services = {"api": children.pids("api-"), "ingest": children.pids("ingest"),
+                        "stations": children.pids("stations"), "mosquitto": [broker.pid or 0]}
+            async with CpuMeter(services, pg.dsn_for("postgres"), db.name) as meter:
+                ridden = await riders_workload(riders, args, meter)
+                print(f"riders: {len(ridden.latencies)} unlocked, "
+                      f"failures {dict(ridden.failures)}", flush=True)
+                burst = await burst_workload(riders, args.rounds, meter)
+        except Exception:
+            children.print_log_tails()
+            raise
         finally:
-            for proc in procs:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.terminate()
-            for proc in procs:
-                try:
-                    await asyncio.wait_for(proc.wait(), 10)
-                except TimeoutError:
-                    proc.kill()
-        stages = await breakdown(db_url, wall)
-    if not latencies:
-        raise SystemExit(f"no unlock succeeded: {failures}")
-    a = args.actuator_ms
-    p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
-    print(f"API processes: {args.api_processes}, stations: {n_stations} x "
-          f"{STATIONS_PER_CHILD_SPOTS} spots (one agent process), ingest: 1 worker")
-    print(f"riders: {args.riders} concurrent, rounds: {args.rounds}, unlocks: {len(latencies)}, "
-          f"failed: {sum(failures.values())} {failures or ''}")
-    print(f"simulated actuator time: {a:.0f} ms (reported apart)")
-    for name, values in stages.items():
-        if values:
-            print(f"  stage {name}: p50 {percentile(values, 50):.1f} ms, "
-                  f"p99 {percentile(values, 99):.1f} ms")
-    print(f"beyond actuator: p50 {p50 - a:.1f} ms, p99 {p99 - a:.1f} ms "
-          f"(mean {statistics.mean(latencies) - a:.1f} ms, max {max(latencies) - a:.1f} ms)")
-    print(f"unlock p50_ms: {p50:.1f} p99_ms: {p99:.1f}")
+            for rider in riders:
+                await rider.conn.close()
+            await children.terminate()
+        reconnects = sum(r.conn.connects - 1 for r in riders)
+        ridden_stages = await breakdown(db.url, ridden.wall)
+        burst_stages = await breakdown(db.url, burst.wall)
+
+    print(f"API processes: {args.api_processes}, stations: {len(stations)} x "
+          f"{SPOTS_PER_STATION} spots (one agent process), ingest: 1 worker; "
+          f"simulated actuator: {args.actuator_ms:.0f} ms (reported apart); "
+          f"rider reconnects: {reconnects}; PostgreSQL backends metered: {meter.backends_seen}")
+    how_long = (f"for {args.duration:.0f} s" if args.duration is not None
+                else f"{args.unlocks_per_rider} unlocks each")
+    report(f"riders: {args.riders} closed-loop riders, {how_long}, starts spread over "
+           f"{AGENT_UNLOCK_WINDOW_S} s, GET /v1/rents every {POLL_S} s while a rent is current "
+           "(cpu: whole workload)", ridden, ridden_stages, args, args.riders)
+    report(f"burst: {args.riders} riders fire at once, {args.rounds} rounds "
+           "(cpu: the herds only)", burst, burst_stages, args, args.riders)
+    if not ridden.latencies or not burst.latencies:
+        raise SystemExit("a workload had no successful unlock")
+    for prefix, tally in (("burst unlock", burst), ("unlock", ridden)):
+        print(f"{prefix} p50_ms: {percentile(tally.latencies, 50):.1f} "
+              f"p99_ms: {percentile(tally.latencies, 99):.1f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--riders", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=3)
+    amount = parser.add_mutually_exclusive_group()
+    amount.add_argument("--unlocks-per-rider", type=int, default=4)
+    amount.add_argument("--duration", type=float, default=None,
+                        help="seconds of the riders workload, instead of --unlocks-per-rider")
+    parser.add_argument("--rounds", type=int, default=2, help="bursts")
     parser.add_argument("--actuator-ms", type=float, default=20.0)
     parser.add_argument("--api-processes", type=int, default=1)
     parser.add_argument("--stations-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if min(args.riders, args.api_processes, args.unlocks_per_rider, args.rounds) < 1:
+        parser.error("--riders, --api-processes, --unlocks-per-rider and --rounds must be ≥ 1")
     if args.stations_child:
         import logging
 
