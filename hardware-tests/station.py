@@ -57,6 +57,7 @@ STATION_TIMINGS: dict[str, Any] = {
     "board_retry_max_s": 1.0,
 }
 SIM_TIMINGS: dict[str, Any] = {"response_timeout_s": 0.2}  # a pty in a busy process
+SIM_ACTUATION_S = 0.03  # the simulated latches take a real latch's time to release
 
 
 @dataclass(slots=True)
@@ -228,6 +229,10 @@ class StationSuite(DeviceSession):
             if "did not close" in detail:
                 s.fail(f"spot {n}: the lock did not close on the docked vehicle (agent: "
                        f"{detail}); check the latch mechanism and its position sensor")
+            if "did not open" in detail:
+                s.fail(f"spot {n}: the board took the UNLOCK but its lock sensor never read "
+                       f"open (agent: {detail}); check the latch solenoid or motor, its "
+                       f"supply, and the position sensor")
             s.fail(f"spot {n}: unlock {describe_result(result)}; check the lock board")
         opened = await self._sensed(s, n, LockState.OPEN, started, budget)
         s.check("open sensed after", round(opened, 2), high=budget, unit="s")
@@ -470,7 +475,8 @@ async def start_simulated_station(
     rig: StationRig, workdir: Path, faults: StationFaults | None
 ) -> SimulatedStation:
     sim = SimulatedStation(rig.device_id, rig.expect.spots, workdir=workdir / "sim",
-                           board_firmware=rig.expect.spot_firmware)
+                           board_firmware=rig.expect.spot_firmware,
+                           actuation_s=SIM_ACTUATION_S)
     await sim.start()
     if faults is not None:
         faults.apply(sim)

@@ -30,6 +30,11 @@ ERROR = 0xC0
 BAUDRATE = 115200
 RESPONSE_TIMEOUT_S = 0.05  # a board answers within 50 ms
 RETRIES = 2  # then the board counts as not answering
+# UNLOCK is acknowledged when the latch release *starts*; the lock sensor (GET_STATUS
+# ``lock``) says when it is open. The master frees the bus between readings, so the
+# other boards' latches move at the same time.
+UNLOCK_POLL_S = 0.005  # GET_STATUS to an unlocking board this often
+ACTUATION_TIMEOUT_S = 1.0  # a latch that does not read OPEN within this is faulty
 
 
 class Cmd(IntEnum):

@@ -9,7 +9,15 @@ as ``kickstand.protocol.spotbus`` frames them. Faults are injected per board:
     bus.boards[3].take()             # rider takes it (only if the lock is open)
     bus.boards[3].silent = True      # board stops answering
     bus.boards[3].corrupt_next = 4   # next 4 responses with a broken CRC
+    bus.boards[3].actuation_s = 0.02 # UNLOCK acked at once, latch open 20 ms later
+    bus.boards[3].lock_wont_open = True  # UNLOCK acked, the latch never releases
+    bus.boards[3].open_latch()       # ... until it is freed (a test decides when)
+    bus.boards[3].acks_after_actuation = True  # old firmware: UNLOCK answered once open
     bus.flood(500)                   # garbage on the bus
+
+Each board keeps a short log of what its latch saw, stamped with ``time.monotonic()``
+in the order it happened ("unlock received", "latch opened"): a test reads the order
+of events across boards from it instead of measuring durations.
 """
 
 from __future__ import annotations
@@ -21,7 +29,9 @@ import logging
 import os
 import random
 import struct
+import time
 import tty
+from collections import deque
 from dataclasses import dataclass, field
 
 from kickstand.protocol.spotbus import (
@@ -37,6 +47,10 @@ from kickstand.protocol.spotbus import (
 )
 
 log = logging.getLogger("kickstand.simulators.spotboard")
+
+UNLOCK_RECEIVED = "unlock received"
+LATCH_OPENED = "latch opened"
+LATCH_LOG_SIZE = 256  # a long demo run keeps the recent events only
 
 
 class SimError(Exception):
@@ -60,10 +74,18 @@ class SpotBoard:
     lock_wont_close: bool = False  # LOCK fails with HARDWARE_FAULT, latch stays open
     serial_unreadable: bool = False  # vehicle present, serial not readable
     tamper: bool = False
-    delay_s: float = 0.0  # answer late
+    delay_s: float = 0.0  # answer late (every command; old firmware answers UNLOCK so)
     bad_payload: bool = False  # well-framed answers whose payload is nonsense
+    # the latch: UNLOCK is acknowledged at once and the lock reads OPEN after actuation_s
+    actuation_s: float = 0.0
+    lock_wont_open: bool = False  # UNLOCK acknowledged, the latch never releases
+    acks_after_actuation: bool = False  # old firmware: the UNLOCK answer waits for the latch
     # counters
     requests: int = 0
+    latch_log: deque[tuple[float, str]] = field(
+        default_factory=lambda: deque(maxlen=LATCH_LOG_SIZE)
+    )
+    _releasing: asyncio.TimerHandle | None = None
     # firmware staging
     _fw_size: int = 0
     _fw_sha: bytes = b""
@@ -77,6 +99,7 @@ class SpotBoard:
             raise SimError(f"spot {self.addr} already holds {self.serial_number}")
         self.vehicle_present = True
         self.serial_number = serial_number
+        self.stop_actuating()
         if not self.lock_wont_close:
             self.lock = BusLock.LOCKED  # the latch closes on the vehicle
 
@@ -98,6 +121,42 @@ class SpotBoard:
         self.tamper = True
         return serial
 
+    # ---------------------------------------------------------------- the latch
+
+    def _unlock(self) -> None:
+        self.latch_log.append((time.monotonic(), UNLOCK_RECEIVED))
+        if self.lock is BusLock.OPEN or self._releasing is not None or self.lock_wont_open:
+            return  # already open, already moving (a repeated UNLOCK), or stuck
+        if self.actuation_s <= 0:
+            self._latch_opened()
+            return
+        self._releasing = asyncio.get_running_loop().call_later(
+            self.actuation_s, self._latch_opened
+        )
+
+    def _latch_opened(self) -> None:
+        self._releasing = None
+        self.lock = BusLock.OPEN
+        self.latch_log.append((time.monotonic(), LATCH_OPENED))
+
+    def open_latch(self) -> None:
+        """The latch releases now: a stuck one freed, or a release finishing early."""
+        self.stop_actuating()
+        if self.lock is not BusLock.OPEN:
+            self._latch_opened()
+
+    def answer_delay_s(self, req: Frame) -> float:
+        """How late the answer to ``req`` goes out (after :meth:`handle`)."""
+        if self.acks_after_actuation and req.request_cmd == Cmd.UNLOCK:
+            return self.delay_s + self.actuation_s
+        return self.delay_s
+
+    def stop_actuating(self) -> None:
+        """A latch release in progress stops (LOCK, a docking vehicle, the bus shut down)."""
+        if self._releasing is not None:
+            self._releasing.cancel()
+            self._releasing = None
+
     # ---------------------------------------------------------------- firmware
 
     def handle(self, req: Frame) -> Frame:
@@ -116,9 +175,10 @@ class SpotBoard:
             )
             return response(req, report.to_payload())
         if cmd == Cmd.UNLOCK:
-            self.lock = BusLock.OPEN
+            self._unlock()
             return response(req)
         if cmd == Cmd.LOCK:
+            self.stop_actuating()
             if self.lock_wont_close:
                 self.lock = BusLock.JAMMED if self.vehicle_present else BusLock.OPEN
                 return error_response(req, BusError.HARDWARE_FAULT)
@@ -205,6 +265,8 @@ class SpotBusSim:
             asyncio.get_running_loop().remove_reader(self._master)
             for task in list(self._tasks):
                 task.cancel()
+            for board in self.boards.values():
+                board.stop_actuating()
             os.close(self._master)
             self._master = None
         if self._slave is not None:
@@ -229,17 +291,21 @@ class SpotBusSim:
             if board.corrupt_next > 0:
                 board.corrupt_next -= 1
                 answer = answer[:-1] + bytes(((answer[-1] ^ 0x5A) or 1,))
-            if board.delay_s > 0:
+            delay = board.answer_delay_s(frame)
+            if delay > 0:
                 task = asyncio.get_running_loop().create_task(
-                    self._later(board.delay_s, answer)
+                    self._later(delay, answer, board, frame)
                 )
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
             else:
                 self.write(answer)
 
-    async def _later(self, delay: float, data: bytes) -> None:
+    async def _later(self, delay: float, data: bytes, board: SpotBoard, req: Frame) -> None:
         await asyncio.sleep(delay)
+        if board.acks_after_actuation and req.request_cmd == Cmd.UNLOCK \
+                and not board.lock_wont_open:
+            board.open_latch()  # old firmware answers once its latch is open
         self.write(data)
 
     def write(self, data: bytes) -> None:

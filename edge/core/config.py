@@ -83,6 +83,7 @@ class EdgeSettings(BaseSettings):
     reconnect_max_s: float = 30.0
     boot_timeout_s: float = 10.0
     connect_timeout_s: float = 5.0
+    max_commands_in_flight: int = Field(default=64, ge=1)  # concurrent ones; beyond: BUSY
     queue_max_telemetry: int = 10_000
     queue_synchronous: str = "FULL"
     health_host: str = "127.0.0.1"
@@ -146,6 +147,7 @@ class EdgeSettings(BaseSettings):
             reconnect_max_s=self.reconnect_max_s,
             boot_timeout_s=self.boot_timeout_s,
             connect_timeout_s=self.connect_timeout_s,
+            max_commands_in_flight=self.max_commands_in_flight,
         )
 
     def verifier(self, clock: DeviceClock, replay_guard: ReplayGuard) -> CommandVerifier:

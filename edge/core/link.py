@@ -14,14 +14,29 @@ One connection at a time (aiomqtt 2.x, ``async with``), client id = device id, t
 Will is a Death stamped with seq 0. On every (re)connect: subscribe to the device's
 command tree, publish the birth, wait for the BootReply of *this* boot id
 (ACCEPTED / PENDING → retry after ``retry_after_s`` / REJECTED → retry slowly,
-publish nothing else). Once accepted: drain the DiskQueue in order at QoS 1,
+publish nothing else). Once accepted: publish the DiskQueue in order at QoS 1,
 deleting each message only on its PUBACK; heartbeats every ``heartbeat_s``
 (TimeReply adjusts the DeviceClock). A broker that is down for days only means
 more reconnect attempts with back-off (capped); the queue keeps everything.
 
-Commands: verified with CommandVerifier, then routed by type to the handler
+Publishing is a window, not a batch: up to ``publish_window`` messages are out
+awaiting their PUBACK, and a message queued meanwhile (a command result) goes out
+at once behind them, in queue order, instead of waiting for the previous
+PUBACKs. The PUBACKs that have arrived are deleted together, one transaction per
+turn of the loop.
+
+Commands: verified one at a time in arrival order (CommandVerifier; the replay
+guard sees them in the order they came), then routed by type to the handler
 registered with ``@router.on(CommandClass)``; every outcome (refusal included)
-is answered with a CommandResult through the queue.
+is answered with a CommandResult through the queue. A command registered with
+``concurrent=True`` (one spot's unlock or lock: it waits on hardware) runs as its
+own task beside the others of its kind, at most ``max_commands_in_flight`` at a
+time; beyond that it is refused BUSY and counted (``commands_over_limit``). Any
+other command is *exclusive*: it starts once every command before it has ended
+and ends before any command after it starts (device-wide state: config, reboot,
+maintenance, the authorization list). A handler's Outcome may carry bodies and
+device state to store in the same transaction as its result (one fsync: the
+event of the action and its DONE are on disk together or not at all).
 """
 
 from __future__ import annotations
@@ -60,7 +75,7 @@ from kickstand.protocol.v1.messages import (
 )
 
 log = logging.getLogger("kickstand.edge.core.link")
-# aiomqtt warns at every publish beyond 10 in flight: normal while draining a batch.
+# aiomqtt warns at every publish beyond 10 in flight: normal with a publish window.
 _mqtt_log = logging.getLogger("kickstand.edge.core.link.mqtt")
 _mqtt_log.setLevel(logging.ERROR)
 
@@ -74,24 +89,38 @@ C = TypeVar("C")
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What a handler returns: DONE by default; ACCEPTED when a later result follows."""
+    """What a handler returns: DONE by default; ACCEPTED when a later result follows.
+
+    ``bodies`` and ``state`` are stored in the result's transaction, bodies first: the
+    handler hands over what it would otherwise write on its own just before.
+    """
 
     status: ResultStatus = ResultStatus.DONE
     reason: RejectReason | None = None
     detail: str | None = None
+    bodies: tuple[UpBody, ...] = ()
+    state: Mapping[str, str] | None = None
+
+
+_NOTHING_TO_STORE = Outcome()
 
 
 Handler = Callable[[CommandEnvelope, Any], Awaitable["Outcome | None"]]
 
 
 class CommandRouter:
-    """Handlers registered per command class; unknown commands → NOT_SUPPORTED."""
+    """Handlers registered per command class; unknown commands → NOT_SUPPORTED.
+
+    ``concurrent=True``: commands of that class may run beside each other (each acts
+    on one spot and its handler refuses a spot that is busy); all others run alone.
+    """
 
     def __init__(self) -> None:
         self._handlers: dict[type, Handler] = {}
+        self._concurrent: set[type] = set()
 
     def on(
-        self, command_type: type[C]
+        self, command_type: type[C], *, concurrent: bool = False
     ) -> Callable[
         [Callable[[CommandEnvelope, C], Awaitable[Outcome | None]]],
         Callable[[CommandEnvelope, C], Awaitable[Outcome | None]],
@@ -99,19 +128,29 @@ class CommandRouter:
         def register(
             fn: Callable[[CommandEnvelope, C], Awaitable[Outcome | None]],
         ) -> Callable[[CommandEnvelope, C], Awaitable[Outcome | None]]:
-            self._handlers[command_type] = fn
+            self.add(command_type, fn, concurrent=concurrent)
             return fn
 
         return register
 
-    def add(self, command_type: type, handler: Handler) -> None:
+    def add(self, command_type: type, handler: Handler, *, concurrent: bool = False) -> None:
         self._handlers[command_type] = handler
+        if concurrent:
+            self._concurrent.add(command_type)
+        else:
+            self._concurrent.discard(command_type)
 
     def supports(self, command: CommandBody) -> bool:
         return type(command) in self._handlers
 
-    async def dispatch(self, envelope: CommandEnvelope) -> CommandResult:
-        """Run the handler; never raises: every outcome becomes a CommandResult."""
+    def concurrent(self, command: CommandBody) -> bool:
+        return type(command) in self._concurrent
+
+    async def dispatch(self, envelope: CommandEnvelope) -> tuple[CommandResult, Outcome]:
+        """Run the handler; never raises: every outcome becomes a CommandResult.
+
+        Returned with the Outcome whose bodies and state go in the result's transaction.
+        """
         cid = envelope.command_id
         handler = self._handlers.get(type(envelope.command))
         if handler is None:
@@ -120,22 +159,26 @@ class CommandRouter:
                 ResultStatus.REJECTED,
                 RejectReason.NOT_SUPPORTED,
                 f"{type(envelope.command).__name__} not supported",
-            )
+            ), _NOTHING_TO_STORE
         try:
             outcome = await handler(envelope, envelope.command)
         except CommandRefused as exc:
-            return CommandResult(cid, ResultStatus.REJECTED, exc.reject_reason, exc.detail or None)
+            return CommandResult(
+                cid, ResultStatus.REJECTED, exc.reject_reason, exc.detail or None
+            ), _NOTHING_TO_STORE
         except CommandFailed as exc:
-            return CommandResult(cid, ResultStatus.FAILED, exc.reject_reason, exc.detail or None)
+            return CommandResult(
+                cid, ResultStatus.FAILED, exc.reject_reason, exc.detail or None
+            ), _NOTHING_TO_STORE
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.exception("command_handler_crashed command=%s", type(envelope.command).__name__)
             return CommandResult(
                 cid, ResultStatus.FAILED, RejectReason.HARDWARE_FAULT, f"handler error: {exc}"[:120]
-            )
-        outcome = outcome or Outcome()
-        return CommandResult(cid, outcome.status, outcome.reason, outcome.detail)
+            ), _NOTHING_TO_STORE
+        outcome = outcome or _NOTHING_TO_STORE
+        return CommandResult(cid, outcome.status, outcome.reason, outcome.detail), outcome
 
 
 def _command_id_of(data: bytes) -> bytes:
@@ -168,7 +211,8 @@ class LinkConfig:
     boot_timeout_s: float = 10.0  # no BootReply within it: publish the birth again
     rejected_retry_s: float = 300.0
     default_heartbeat_s: int = 60
-    drain_batch: int = 50
+    publish_window: int = 50  # queued messages published and awaiting their PUBACK
+    max_commands_in_flight: int = 64  # concurrent commands running; beyond: BUSY
     publish_timeout_s: float = 10.0
     connect_timeout_s: float = 5.0  # a half-open connect (a proxy that accepts and drops)
 
@@ -182,6 +226,7 @@ class LinkCounters:
     heartbeats: int = 0
     commands: int = 0
     commands_rejected: int = 0
+    commands_over_limit: int = 0  # refused BUSY: max_commands_in_flight were running
     inbound_invalid: int = 0
     rejections: dict[str, int] = field(default_factory=dict)
 
@@ -218,6 +263,10 @@ class CloudLink:
         self._rebirth = asyncio.Event()  # TriggerMessage(BIRTH): re-send the birth
         self._boot_replies: asyncio.Queue[BootReply] = asyncio.Queue()
         self._commands: asyncio.Queue[bytes] = asyncio.Queue(maxsize=256)
+        self._running: set[asyncio.Task[None]] = set()  # concurrent commands
+        # This session's published, not yet deleted messages: (boot_id, seq) -> publish.
+        self._inflight: dict[tuple[int, int], asyncio.Future[None]] = {}
+        self._published_row = 0  # the newest queue row published in this session
         self._client: aiomqtt.Client | None = None
         self._stopping = False
         self._hb_now = False
@@ -263,9 +312,12 @@ class CloudLink:
                 "connect_failures": c.connect_failures,
                 "births": c.births,
                 "published": c.published,
+                "awaiting_puback": len(self._inflight),
                 "heartbeats": c.heartbeats,
                 "commands": c.commands,
                 "commands_rejected": c.commands_rejected,
+                "commands_in_flight": len(self._running),
+                "commands_over_limit": c.commands_over_limit,
                 "inbound_invalid": c.inbound_invalid,
                 "rejections": dict(c.rejections),
             },
@@ -452,98 +504,163 @@ class CloudLink:
         await self._gate(client)
         loop = asyncio.get_running_loop()
         next_hb = loop.time() + self.heartbeat_s
-        while True:
-            if self._rebirth.is_set():
-                self._rebirth.clear()
-                await self._gate(client)
-            await self._drain(client)
-            now = loop.time()
-            if now >= next_hb or self._hb_now:
-                self._hb_now = False
-                await client.publish(
-                    self._topic(Channel.HEARTBEAT),
-                    codec.encode_up(self._stamp0(), Heartbeat()),
-                    qos=0,
-                )
-                self.counters.heartbeats += 1
-                next_hb = now + self.heartbeat_s
-                continue
-            self._wake.clear()
-            if self.queue.depth():
-                continue
-            wake = asyncio.ensure_future(self._wake.wait())
-            rebirth = asyncio.ensure_future(self._rebirth.wait())
-            try:
-                await asyncio.wait(
-                    (wake, rebirth), timeout=max(0.0, next_hb - now),
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-            finally:
-                wake.cancel()
-                rebirth.cancel()
-
-    async def _drain(self, client: aiomqtt.Client) -> None:
-        """Publish queued messages in order at QoS 1; delete each on its PUBACK."""
-        while True:
-            batch = self.queue.pending(self.config.drain_batch)
-            if not batch:
-                return
-            # Tasks are created (and call paho's publish) in queue order, so the broker
-            # receives them in order; we wait for all PUBACKs of the batch.
-            pubs = [
-                asyncio.ensure_future(
-                    client.publish(
-                        self._topic(msg.channel),
-                        msg.payload,
-                        qos=1,
-                        timeout=self.config.publish_timeout_s,
+        self._inflight = {}
+        self._published_row = 0
+        try:
+            while True:
+                if self._rebirth.is_set():
+                    await self._settle()  # the birth gates everything after it
+                    self._rebirth.clear()
+                    await self._gate(client)
+                self._wake.clear()
+                self._publish_more(client)
+                now = loop.time()
+                if now >= next_hb or self._hb_now:
+                    self._hb_now = False
+                    await client.publish(
+                        self._topic(Channel.HEARTBEAT),
+                        codec.encode_up(self._stamp0(), Heartbeat()),
+                        qos=0,
                     )
+                    self.counters.heartbeats += 1
+                    next_hb = now + self.heartbeat_s
+                await self._await_news(max(0.0, next_hb - loop.time()))
+                self._delete_acknowledged()
+        finally:
+            for publish in self._inflight.values():
+                publish.cancel()
+            self._inflight = {}
+
+    def _publish_more(self, client: aiomqtt.Client) -> None:
+        """Publish the queued messages not yet out, oldest first, while the window has room.
+
+        Each publish task calls paho's publish when it first runs, and tasks run in the
+        order they were created: the broker receives the messages in queue order.
+        """
+        room = self.config.publish_window - len(self._inflight)
+        if room <= 0:
+            return
+        for msg in self.queue.pending(room, after_row=self._published_row):
+            self._inflight[(msg.boot_id, msg.seq)] = asyncio.ensure_future(
+                client.publish(
+                    self._topic(msg.channel),
+                    msg.payload,
+                    qos=1,
+                    timeout=self.config.publish_timeout_s,
                 )
-                for msg in batch
-            ]
-            try:
-                await asyncio.gather(*pubs)
-            except BaseException:
-                for p in pubs:
-                    p.cancel()
-                raise
-            self.queue.ack_many([(msg.boot_id, msg.seq) for msg in batch])
-            self.counters.published += len(batch)
+            )
+            self._published_row = msg.row
+
+    async def _await_news(self, wait_s: float) -> None:
+        """Until something was queued, a PUBACK came, a rebirth was asked, or ``wait_s``."""
+        wake = asyncio.ensure_future(self._wake.wait())
+        rebirth = asyncio.ensure_future(self._rebirth.wait())
+        news: list[asyncio.Future[Any]] = [wake, rebirth, *self._inflight.values()]
+        try:
+            await asyncio.wait(
+                news,
+                timeout=wait_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            wake.cancel()
+            rebirth.cancel()
+
+    def _delete_acknowledged(self) -> None:
+        """Delete every message whose PUBACK arrived, in one transaction.
+
+        A failed publish (timeout, connection lost) raises: the session ends and the
+        next one republishes whatever is still queued, oldest first.
+        """
+        inflight = self._inflight
+        done = [key for key, publish in inflight.items() if publish.done()]
+        if not done:
+            return
+        for key in done:
+            error = inflight[key].exception()
+            if error is not None:
+                raise error
+        self.queue.ack_many(done)
+        for key in done:
+            del inflight[key]
+        self.counters.published += len(done)
+
+    async def _settle(self) -> None:
+        if self._inflight:
+            await asyncio.wait(tuple(self._inflight.values()))
+            self._delete_acknowledged()
 
     # ---------------------------------------------------------------- commands
 
     async def _command_worker(self) -> None:
-        """Verify and dispatch commands one at a time, in arrival order."""
-        while True:
-            data = await self._commands.get()
-            try:
-                await self._handle_command(data)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("command_worker_error device=%s", self.device_id)
+        """Verify in arrival order; run concurrent commands as tasks, the others alone."""
+        running = self._running
+        try:
+            while True:
+                data = await self._commands.get()
+                try:
+                    envelope = self._admit(data)
+                    if envelope is None:
+                        continue
+                    if not self.router.concurrent(envelope.command):
+                        if running:
+                            await asyncio.wait(tuple(running))
+                        await self._execute(envelope)
+                        continue
+                    if len(running) >= self.config.max_commands_in_flight:
+                        self.counters.commands_over_limit += 1
+                        self._reject_result(
+                            envelope.command_id, RejectReason.BUSY, "too many commands in flight"
+                        )
+                        continue
+                    task = asyncio.create_task(
+                        self._execute(envelope),
+                        name=f"command-{envelope.command_id.hex()[:8]}",
+                    )
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("command_worker_error device=%s", self.device_id)
+        finally:
+            tasks = tuple(running)
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks)
 
-    async def _handle_command(self, data: bytes) -> None:
+    def _admit(self, data: bytes) -> CommandEnvelope | None:
+        """The verified envelope, or None once a refusal is queued."""
         self.counters.commands += 1
         try:
             envelope = self.verifier.verify(data)
         except CommandRejected as exc:
             cid = exc.command_id or _command_id_of(data)
             self._reject_result(cid, RejectReason(exc.reject_reason), exc.reason)
-            return
+            return None
         if not self.accepted.is_set():
             self._reject_result(envelope.command_id, RejectReason.BUSY, "boot not accepted")
-            return
+            return None
         log.info(
             "command device=%s type=%s id=%s",
             self.device_id,
             type(envelope.command).__name__,
             envelope.command_id.hex(),
         )
-        result = await self.router.dispatch(envelope)
-        if result.status is ResultStatus.REJECTED and result.reason is not None:
-            self._count_rejection(result.reason)
-        self._store_result(result)
+        return envelope
+
+    async def _execute(self, envelope: CommandEnvelope) -> None:
+        try:
+            result, outcome = await self.router.dispatch(envelope)
+            # Nothing is awaited from the handler's return to this store: no other task
+            # can queue a message about the same spot in between: events keep their order.
+            if result.status is ResultStatus.REJECTED and result.reason is not None:
+                self._count_rejection(result.reason)
+            self._store_result(result, outcome.bodies, outcome.state)
+        except Exception:
+            # A concurrent command's task has nobody awaiting it: say it here.
+            log.exception("command_execution_error device=%s", self.device_id)
 
     def _count_rejection(self, reason: RejectReason) -> None:
         self.counters.commands_rejected += 1
@@ -556,7 +673,20 @@ class CloudLink:
         )
         self._store_result(CommandResult(command_id, ResultStatus.REJECTED, reason, detail[:120]))
 
-    def _store_result(self, result: CommandResult) -> None:
+    def _store_result(
+        self,
+        result: CommandResult,
+        bodies: Sequence[UpBody] = (),
+        state: Mapping[str, str] | None = None,
+    ) -> None:
+        try:
+            self.emit_batch((*bodies, result), state)
+            return
+        except (QueueError, ProtocolError) as exc:
+            log.error("result_not_stored device=%s error=%s", self.device_id, exc)
+            if not bodies and not state:
+                return
+        # What came with the result could not be stored: at least answer the command.
         try:
             self.emit(result)
         except (QueueError, ProtocolError) as exc:

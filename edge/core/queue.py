@@ -3,8 +3,8 @@
 SQLite in WAL mode. ``append(body)`` stamps the body with the next seq of the
 current boot, encodes it with the v1 codec and commits the encoded bytes (plus
 channel, boot id, seq and device time) in one transaction, *then* returns; the
-link publishes from ``pending()`` in insertion order and calls ``ack()`` on the
-PUBACK. A message keeps the boot id / seq it was stamped with for ever, so a
+link publishes from ``pending()`` in insertion order and deletes (``ack_many``)
+what the broker acknowledged. A message keeps the boot id / seq it was stamped with for ever, so a
 replay after a restart is recognised by the cloud's dedupe (SequenceTracker).
 
 Durability: ``synchronous=FULL`` by default. In WAL mode NORMAL already survives
@@ -78,6 +78,7 @@ class QueuedMessage:
     channel: Channel
     ts_ms: int
     payload: bytes
+    row: int  # position in the queue: later messages have larger rows
 
 
 @dataclass(slots=True)
@@ -260,14 +261,19 @@ class DiskQueue:
 
     # ------------------------------------------------------------------ reading
 
-    def pending(self, limit: int = 100) -> list[QueuedMessage]:
-        """The oldest ``limit`` messages, in the order they were appended."""
+    def pending(self, limit: int = 100, *, after_row: int = 0) -> list[QueuedMessage]:
+        """The oldest ``limit`` messages after ``after_row``, in the order they were appended.
+
+        ``after_row``: the row of the last message already taken (published, awaiting
+        its ack), so a sender can keep several out without taking them twice.
+        """
         with self._lock:
             rows = self._db.execute(
-                "SELECT boot_id, seq, channel, ts_ms, payload FROM queue ORDER BY id LIMIT ?",
-                (limit,),
+                "SELECT boot_id, seq, channel, ts_ms, payload, id FROM queue WHERE id > ? "
+                "ORDER BY id LIMIT ?",
+                (after_row, limit),
             ).fetchall()
-        return [QueuedMessage(b, s, Channel(c), t, bytes(p)) for b, s, c, t, p in rows]
+        return [QueuedMessage(b, s, Channel(c), t, bytes(p), r) for b, s, c, t, p, r in rows]
 
     def ack(self, boot_id: int, seq: int) -> bool:
         """Delete one delivered message; False if it was not (or no longer) queued."""

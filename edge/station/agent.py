@@ -4,8 +4,9 @@ Per spot (board at bus address = spot number) the state is derived from what the
 board reports and what the agent did:
 
     MAINTENANCE               set by SetMaintenance; unlocks refused
-    FAULT                     board not answering, or the lock would not close
-    UNLOCKING                 an UNLOCK is on the bus
+    FAULT                     board not answering, or the lock would not close / open
+    UNLOCKING                 UNLOCK sent; the latch is releasing (the lock sensor is read
+                              every ``unlock_poll_s`` until it says OPEN)
     EMPTY                     no vehicle
     UNLOCKED_AWAITING_REMOVAL lock open for the unlock window; re-locked when it ends
                               (UnlockExpired: no phantom ride)
@@ -13,7 +14,21 @@ board reports and what the agent did:
 
 Each change of a spot is written to the on-disk queue in the same transaction as
 the events and the status announcing it (``append_batch`` with device state), so
-a restart neither repeats nor loses an event.
+a restart neither repeats nor loses an event. A command's own events go in its
+result's transaction (the link stores what the handler's Outcome carries).
+
+Commands: Unlock and Lock act on one spot and run concurrently (the link runs them
+as tasks): ten riders at ten spots wait one latch actuation, not ten. One action
+per spot at a time: a spot unlocking, locking or taking a firmware image refuses
+another with BUSY. Every other command (Config, Reboot, FirmwareUpdate,
+AuthListUpdate, SetMaintenance, TriggerMessage) changes station-wide state and runs
+alone, after the commands before it have ended (see ``kickstand.edge.core.link``);
+a FirmwareUpdate only starts its staging there and goes on in the background.
+
+A latch that does not read OPEN within ``actuation_timeout_s`` fails the command
+(FAILED, HARDWARE_FAULT "lock did not open"): the agent sends LOCK so a late
+release cannot free a vehicle without a trip, and the spot is FAULT until a Lock
+command closes it (as after a lock that would not close).
 """
 
 from __future__ import annotations
@@ -32,7 +47,12 @@ from kickstand.edge.core.errors import CommandFailed, CommandRefused, EdgeError
 from kickstand.edge.core.health import HealthServer
 from kickstand.edge.core.link import CloudLink, CommandRouter, Outcome
 from kickstand.edge.station.authlist import LocalAuthList
-from kickstand.edge.station.bus import BoardBusError, BoardNoAnswer, SpotBusMaster
+from kickstand.edge.station.bus import (
+    BoardBusError,
+    BoardNoAnswer,
+    LatchDidNotOpen,
+    SpotBusMaster,
+)
 from kickstand.edge.station.config import StationSettings
 from kickstand.edge.transports import (
     BadgeReader,
@@ -100,6 +120,8 @@ from kickstand.protocol.v1.messages import (
 log = logging.getLogger("kickstand.edge.station.agent")
 
 UNKNOWN_SERIAL = "unknown"  # a removed vehicle whose serial was never readable
+LOCK_DID_NOT_CLOSE = "lock did not close"
+LOCK_DID_NOT_OPEN = "lock did not open"
 MAX_FIRMWARE_BYTES = 1 << 20
 TEMP_MIN_C, TEMP_MAX_C = -100.0, 250.0
 _LOCK_STATE = {BusLock.LOCKED: LockState.LOCKED, BusLock.OPEN: LockState.OPEN,
@@ -152,6 +174,7 @@ class SpotRecord:
     lock: BusLock | None = field(default=None, metadata={"runtime": True})
     temperature_c: float | None = field(default=None, metadata={"runtime": True})
     unlocking: bool = field(default=False, metadata={"runtime": True})
+    locking: bool = field(default=False, metadata={"runtime": True})
     updating: bool = field(default=False, metadata={"runtime": True})
     failures: int = field(default=0, metadata={"runtime": True})
     next_poll: float = field(default=0.0, metadata={"runtime": True})
@@ -381,6 +404,30 @@ class StationAgent:
         force_station: bool | None = None,
     ) -> None:
         """Events, then the status of each changed spot, with their state: one transaction."""
+        staged = self._staged(events, spots, force=force, force_station=force_station)
+        if staged is not None:
+            self.link.emit_batch(*staged)
+
+    def _done(self, events: Sequence[UpBody], spots: Sequence[SpotRecord]) -> Outcome:
+        """DONE, carrying what :meth:`_commit` would write, for the result's transaction."""
+        staged = self._staged(events, spots)
+        if staged is None:
+            return Outcome(ResultStatus.DONE)
+        bodies, state = staged
+        return Outcome(ResultStatus.DONE, bodies=tuple(bodies), state=state)
+
+    def _staged(
+        self,
+        events: Sequence[UpBody],
+        spots: Sequence[SpotRecord],
+        *,
+        force: bool = False,
+        force_station: bool | None = None,
+    ) -> tuple[list[UpBody], dict[str, str]] | None:
+        """What :meth:`_commit` writes (None: nothing); the statuses count as sent.
+
+        The caller stores it before its next ``await``, so nothing can come between.
+        """
         bodies: list[UpBody] = list(events)
         changed: list[SpotRecord] = []
         for spot in spots:
@@ -400,15 +447,15 @@ class StationAgent:
             bodies.append(station)
             self._status_sent.add(0)
         if not bodies:
-            return  # an idle poll: nothing to say, nothing to write
+            return None  # an idle poll: nothing to say, nothing to write
         state = {f"spot:{s.spot}": s.persisted() for s in changed}
         state["station"] = json.dumps({
             "power_present": self.power_present, "alarm": self.alarm,
             "maintenance": self.station_maintenance, "last_status": self.last_station_status,
         })
-        self.link.emit_batch(bodies, state)
         for body in events:
             log.info("event device=%s %s", self.device_id, body)
+        return bodies, state
 
     # ---------------------------------------------------------------- polling
 
@@ -508,7 +555,7 @@ class StationAgent:
             if report.lock is BusLock.LOCKED:
                 events.append(Locked(n, LockCause.DOCKING))
             else:
-                spot.lock_fault = "lock did not close"
+                spot.lock_fault = LOCK_DID_NOT_CLOSE
                 events.append(BoardFault(n, spot.lock_fault))
         elif report.vehicle_present and spot.serial is None and report.serial_number:
             spot.serial = report.serial_number
@@ -529,8 +576,10 @@ class StationAgent:
             spot.present = False
             spot.serial = None
             spot.unlock = None
-        # a lock fault clears when the board reports the lock closed again
-        if spot.lock_fault and report.lock is BusLock.LOCKED and not report.lock_fault:
+        # A lock that would not close recovers when the board reports it closed. One that
+        # would not open reads closed all along: that proves nothing (a Lock clears it).
+        if spot.lock_fault == LOCK_DID_NOT_CLOSE and report.lock is BusLock.LOCKED \
+                and not report.lock_fault:
             spot.lock_fault = None
             events.append(BoardRecovered(n))
         # temperature with hysteresis
@@ -581,12 +630,18 @@ class StationAgent:
             await self.bus.transact(spot.spot, Cmd.LOCK)
             spot.lock = BusLock.LOCKED
         except (BoardNoAnswer, BoardBusError) as exc:
-            spot.lock_fault = "lock did not close"
+            spot.lock_fault = LOCK_DID_NOT_CLOSE
             events.append(BoardFault(spot.spot, spot.lock_fault))
             log.warning("relock_failed spot=%d error=%s", spot.spot, exc)
         return events
 
     # ---------------------------------------------------------------- unlock
+
+    @staticmethod
+    def _check_idle(spot: SpotRecord) -> None:
+        """One action per spot: a second one while the first runs is refused BUSY."""
+        if spot.unlocking or spot.locking or spot.updating:
+            raise CommandRefused(RejectReason.BUSY, f"spot {spot.spot} busy")
 
     def _check_unlockable(self, spot: SpotRecord) -> None:
         if spot.maintenance or self.station_maintenance:
@@ -595,7 +650,8 @@ class StationAgent:
             raise CommandRefused(
                 RejectReason.HARDWARE_FAULT, spot.board_fault or spot.lock_fault or ""
             )
-        if spot.unlocking or spot.unlock is not None or spot.updating:
+        self._check_idle(spot)
+        if spot.unlock is not None:
             raise CommandRefused(RejectReason.BUSY, f"spot {spot.spot} busy")
         if not spot.present:
             raise CommandRefused(RejectReason.INVALID_STATE, f"spot {spot.spot} is empty")
@@ -607,22 +663,17 @@ class StationAgent:
         cause: LockCause,
         command_id: bytes | None = None,
         badge_uid: bytes | None = None,
-    ) -> None:
+    ) -> list[UpBody]:
+        """Open the spot's latch; the events to store with the spot (the caller stores them).
+
+        CommandRefused before anything moved, CommandFailed when the hardware failed.
+        """
         self._check_unlockable(spot)
-        spot.unlocking = True
-        self._commit([], [spot])
+        spot.unlocking = True  # before the first await: a second unlock now sees BUSY
         try:
-            await self.bus.transact(spot.spot, Cmd.UNLOCK)
-        except BoardNoAnswer as exc:
+            await self._release_latch(spot)
+        finally:
             spot.unlocking = False
-            self._board_failed(spot, "no answer")
-            self._commit([], [spot])
-            raise CommandFailed(RejectReason.HARDWARE_FAULT, str(exc)) from None
-        except BoardBusError as exc:
-            spot.unlocking = False
-            self._commit([], [spot])
-            raise CommandFailed(RejectReason.HARDWARE_FAULT, str(exc)) from None
-        spot.unlocking = False
         spot.lock = BusLock.OPEN
         spot.unlock = UnlockContext(
             self.clock.now_ms() + window_s * 1000,
@@ -630,8 +681,43 @@ class StationAgent:
             badge_uid.hex() if badge_uid else None,
         )
         self.counters["unlocks"] += 1
-        self._commit([Unlocked(spot.spot, cause, command_id, badge_uid)], [spot])
         self._poke_spot(spot)
+        return [Unlocked(spot.spot, cause, command_id, badge_uid)]
+
+    async def _release_latch(self, spot: SpotRecord) -> None:
+        n = spot.spot
+        try:
+            await self.bus.transact(n, Cmd.UNLOCK)
+            # Written while the latch moves, not before it starts: off the rider's wait.
+            self._commit([], [spot])
+            await self.bus.wait_open(
+                n, poll_s=self.settings.unlock_poll_s, timeout_s=self.settings.actuation_timeout_s
+            )
+        except BoardNoAnswer as exc:
+            spot.unlocking = False
+            self._board_failed(spot, "no answer")
+            self._commit([], [spot])
+            raise CommandFailed(RejectReason.HARDWARE_FAULT, str(exc)) from None
+        except (BoardBusError, FrameError) as exc:
+            spot.unlocking = False
+            self._commit([], [spot])
+            raise CommandFailed(RejectReason.HARDWARE_FAULT, str(exc)[:120]) from None
+        except LatchDidNotOpen as exc:
+            log.warning("latch_did_not_open device=%s spot=%d reads=%s",
+                        self.device_id, n, exc.last.name)
+            spot.lock_fault = LOCK_DID_NOT_OPEN
+            await self._abort_release(spot)
+            spot.unlocking = False
+            spot.lock = exc.last
+            self._commit([BoardFault(n, LOCK_DID_NOT_OPEN)], [spot])
+            raise CommandFailed(RejectReason.HARDWARE_FAULT, LOCK_DID_NOT_OPEN) from None
+
+    async def _abort_release(self, spot: SpotRecord) -> None:
+        """LOCK after a latch that did not open: a late release must not free a vehicle."""
+        try:
+            await self.bus.transact(spot.spot, Cmd.LOCK)
+        except (BoardNoAnswer, BoardBusError) as exc:
+            log.warning("abort_release_failed spot=%d error=%s", spot.spot, exc)
 
     def _spot(self, number: int) -> SpotRecord:
         spot = self.spots.get(number)
@@ -643,8 +729,9 @@ class StationAgent:
 
     def _register_handlers(self) -> None:
         r = self.router
-        r.add(Unlock, self._cmd_unlock)
-        r.add(Lock, self._cmd_lock)
+        # One spot each, waiting on a latch: side by side (see the module docstring).
+        r.add(Unlock, self._cmd_unlock, concurrent=True)
+        r.add(Lock, self._cmd_lock, concurrent=True)
         r.add(SetMaintenance, self._cmd_maintenance)
         r.add(AuthListUpdate, self._cmd_authlist)
         r.add(Config, self._cmd_config)
@@ -655,22 +742,30 @@ class StationAgent:
     async def _cmd_unlock(self, envelope: CommandEnvelope, cmd: Unlock) -> Outcome:
         spot = self._spot(cmd.spot)
         window = self.settings.unlock_window_s or cmd.window_s or 30
-        await self._unlock(spot, window, LockCause.COMMAND, command_id=envelope.command_id)
-        return Outcome(ResultStatus.DONE)
+        events = await self._unlock(
+            spot, window, LockCause.COMMAND, command_id=envelope.command_id
+        )
+        return self._done(events, [spot])
 
     async def _cmd_lock(self, envelope: CommandEnvelope, cmd: Lock) -> Outcome:
         spot = self._spot(cmd.spot)
         if spot.board_fault:
             raise CommandRefused(RejectReason.HARDWARE_FAULT, spot.board_fault)
+        self._check_idle(spot)
+        spot.locking = True
         try:
             await self.bus.transact(spot.spot, Cmd.LOCK)
         except (BoardNoAnswer, BoardBusError) as exc:
             raise CommandFailed(RejectReason.HARDWARE_FAULT, str(exc)) from None
+        finally:
+            spot.locking = False
+        events: list[UpBody] = [Locked(spot.spot, LockCause.COMMAND, envelope.command_id)]
+        if spot.lock_fault is not None:
+            events.append(BoardRecovered(spot.spot))
         spot.lock = BusLock.LOCKED
         spot.unlock = None
         spot.lock_fault = None
-        self._commit([Locked(spot.spot, LockCause.COMMAND, envelope.command_id)], [spot])
-        return Outcome(ResultStatus.DONE)
+        return self._done(events, [spot])
 
     async def _cmd_maintenance(self, envelope: CommandEnvelope, cmd: SetMaintenance) -> Outcome:
         if cmd.spot == 0:
@@ -741,7 +836,8 @@ class StationAgent:
         if cmd.spot == 0:
             raise CommandRefused(RejectReason.NOT_SUPPORTED, "mainboard update by package only")
         spot = self._spot(cmd.spot)
-        if spot.updating or spot.unlocking or spot.unlock is not None:
+        self._check_idle(spot)
+        if spot.unlock is not None:
             raise CommandRefused(RejectReason.BUSY, f"spot {spot.spot} busy")
         if spot.board_fault:
             raise CommandRefused(RejectReason.HARDWARE_FAULT, spot.board_fault)
@@ -871,12 +967,14 @@ class StationAgent:
         spot = candidates[0]
         self._commit([BadgePresented(uid, True, True, spot.spot)], [])
         try:
-            await self._unlock(
+            events = await self._unlock(
                 spot, self.settings.offline_window_s, LockCause.OFFLINE_BADGE, badge_uid=uid
             )
-            self.counters["offline_unlocks"] += 1
         except (CommandRefused, CommandFailed) as exc:
             log.warning("offline_unlock_failed spot=%d error=%s", spot.spot, exc)
+            return
+        self._commit(events, [spot])
+        self.counters["offline_unlocks"] += 1
 
     # ---------------------------------------------------------------- inputs, telemetry
 

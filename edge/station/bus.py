@@ -4,6 +4,11 @@ Corrupt frames (CRC, length, garbage) are skipped by the parser and counted; a
 request without a valid answer is retried ``retries`` times, then the board
 counts as not answering (:class:`BoardNoAnswer`). An error response becomes
 :class:`BoardBusError` with the board's BusError code.
+
+:meth:`SpotBusMaster.wait_open` holds the bus only for single requests: after
+UNLOCK (the board acknowledges the start of the latch release) it reads GET_STATUS
+every ``poll_s`` until the lock sensor says OPEN. Several spots' latches therefore move
+at the same time, each unlock costing one actuation, not one per spot before it.
 """
 
 from __future__ import annotations
@@ -15,12 +20,16 @@ from dataclasses import dataclass
 from kickstand.edge.core.errors import EdgeError
 from kickstand.edge.transports import SerialPort
 from kickstand.protocol.spotbus import (
+    ACTUATION_TIMEOUT_S,
     RESPONSE_TIMEOUT_S,
     RETRIES,
+    UNLOCK_POLL_S,
     BusError,
+    BusLock,
     Cmd,
     Frame,
     FrameParser,
+    SpotReport,
     request,
 )
 
@@ -43,6 +52,15 @@ class BoardBusError(EdgeError):
         self.error = error
 
 
+class LatchDidNotOpen(EdgeError):
+    """The board took the UNLOCK but its lock sensor never read OPEN in time."""
+
+    def __init__(self, addr: int, last: BusLock) -> None:
+        super().__init__(f"board {addr}: lock did not open (reads {last.name})")
+        self.addr = addr
+        self.last = last
+
+
 @dataclass(slots=True)
 class BusCounters:
     requests: int = 0
@@ -50,6 +68,8 @@ class BusCounters:
     no_answer: int = 0
     error_responses: int = 0
     stray_frames: int = 0
+    unlock_polls: int = 0  # GET_STATUS readings while a latch was releasing
+    latch_timeouts: int = 0
 
 
 class SpotBusMaster:
@@ -101,6 +121,33 @@ class SpotBusMaster:
             self.counters.no_answer += 1
             raise BoardNoAnswer(addr, cmd)
 
+    async def wait_open(
+        self,
+        addr: int,
+        *,
+        poll_s: float = UNLOCK_POLL_S,
+        timeout_s: float = ACTUATION_TIMEOUT_S,
+    ) -> SpotReport:
+        """After UNLOCK's ack: read ``addr``'s lock sensor until it says OPEN, bus free between.
+
+        The first reading follows at once: a board whose firmware answers UNLOCK only
+        after actuating reads OPEN there. Raises BoardNoAnswer / BoardBusError /
+        FrameError as :meth:`transact` and the report parser do, and LatchDidNotOpen
+        when the lock still reads otherwise ``timeout_s`` after the first reading.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            self.counters.unlock_polls += 1
+            frame = await self.transact(addr, Cmd.GET_STATUS)
+            report = SpotReport.from_payload(frame.payload)
+            if report.lock is BusLock.OPEN:
+                return report
+            if loop.time() >= deadline:
+                self.counters.latch_timeouts += 1
+                raise LatchDidNotOpen(addr, report.lock)
+            await asyncio.sleep(poll_s)
+
     def snapshot(self) -> dict[str, int]:
         c = self.counters
         return {
@@ -109,6 +156,8 @@ class SpotBusMaster:
             "no_answer": c.no_answer,
             "error_responses": c.error_responses,
             "stray_frames": c.stray_frames,
+            "unlock_polls": c.unlock_polls,
+            "latch_timeouts": c.latch_timeouts,
             "crc_errors": self.parser.crc_errors,
             "bytes_discarded": self.parser.bytes_discarded,
         }

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from kickstand.edge.core.config import EdgeSettings
+from kickstand.protocol.spotbus import ACTUATION_TIMEOUT_S, UNLOCK_POLL_S
 
 
 class StationSettings(EdgeSettings):
@@ -14,6 +17,9 @@ class StationSettings(EdgeSettings):
     hardware: str = "ksm-1"
     response_timeout_s: float = 0.05
     bus_retries: int = 2
+    # After UNLOCK's ack: read the lock sensor this often until OPEN, at most this long.
+    unlock_poll_s: float = Field(default=UNLOCK_POLL_S, gt=0)
+    actuation_timeout_s: float = Field(default=ACTUATION_TIMEOUT_S, gt=0)
     poll_interval_s: float = 1.0  # idle spots
     active_poll_interval_s: float = 0.2  # spots being unlocked / awaiting removal
     board_retry_min_s: float = 1.0

@@ -12,6 +12,7 @@ Commands::
     overheat SPOT [CELSIUS]   cool SPOT              silence SPOT [off]
     crc SPOT [RESPONSES]      flood [BYTES]          firmware SPOT VERSION
     jam SPOT [off]            unreadable SPOT [off]  link cut|restore
+    stuck SPOT [off]          actuation SECONDS [SPOT]
     status                    help
 """
 
@@ -105,6 +106,10 @@ class ScenarioController:
             sim.set_board_firmware(self._spot(args[0]), args[1])
         elif cmd == "jam":
             sim.jam_lock(self._spot(args[0]), not off)
+        elif cmd == "stuck":
+            sim.stick_lock(self._spot(args[0]), not off)
+        elif cmd == "actuation":
+            sim.set_actuation(float(args[0]), self._spot(args[1]) if len(args) > 1 else None)
         elif cmd == "unreadable":
             sim.unreadable_serial(self._spot(args[0]), not off)
         elif cmd == "link":

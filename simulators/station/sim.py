@@ -54,12 +54,15 @@ class SimulatedStation:
         workdir: Path,
         nfc: bool = True,
         board_firmware: str = "sb-1.4.2",
+        actuation_s: float = 0.0,
     ) -> None:
         self.device_id = device_id
         self.workdir = Path(workdir)
         self.bus = SpotBusSim()
         for addr in range(1, spots + 1):
-            self.bus.add_board(SpotBoard(addr, firmware=board_firmware))
+            self.bus.add_board(
+                SpotBoard(addr, firmware=board_firmware, actuation_s=actuation_s)
+            )
         self.badge = BadgeTagPeer() if nfc else None
         self.inputs = InputsSim(self.workdir / "inputs")
 
@@ -159,6 +162,21 @@ class SimulatedStation:
     def unreadable_serial(self, spot: int, unreadable: bool = True) -> None:
         self.boards[spot].serial_unreadable = unreadable
 
+    def stick_lock(self, spot: int, stuck: bool = True) -> None:
+        """The latch takes UNLOCK but never releases (a seized latch, a dead solenoid)."""
+        self.boards[spot].lock_wont_open = stuck
+
+    def set_actuation(self, seconds: float, spot: int | None = None) -> None:
+        """How long latches take to open after UNLOCK (one spot, or all)."""
+        for board in self.boards.values() if spot is None else [self.boards[spot]]:
+            board.actuation_s = seconds
+
+    def latch_events(self) -> list[tuple[float, int, str]]:
+        """Every board's latch log merged: (time.monotonic(), spot, event), oldest first."""
+        return sorted(
+            (t, b.addr, event) for b in self.boards.values() for t, event in b.latch_log
+        )
+
     def describe(self) -> list[dict[str, Any]]:
         return [
             {
@@ -169,6 +187,8 @@ class SimulatedStation:
                 "firmware": b.firmware,
                 "silent": b.silent,
                 "lock_wont_close": b.lock_wont_close,
+                "lock_wont_open": b.lock_wont_open,
+                "actuation_s": b.actuation_s,
             }
             for b in self.boards.values()
         ]
@@ -200,9 +220,12 @@ class StationRig:
         nfc: bool = True,
         proxy: bool = True,
         fast: bool = True,
+        actuation_s: float = 0.0,
         **overrides: Any,
     ) -> None:
-        self.sim = SimulatedStation(device_id, spots, workdir=workdir, nfc=nfc)
+        self.sim = SimulatedStation(
+            device_id, spots, workdir=workdir, nfc=nfc, actuation_s=actuation_s
+        )
         self.broker_host, self.broker_port = broker_host, broker_port
         self.proxy = LinkProxy(broker_host, broker_port) if proxy else None
         self.command_keys = command_keys

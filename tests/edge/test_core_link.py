@@ -131,6 +131,33 @@ async def test_broker_outage_nothing_lost(mosquitto_private: MosquittoService,
         await clock_link.__aexit__(None, None, None)
 
 
+async def test_a_message_queued_meanwhile_does_not_wait_for_earlier_pubacks(
+    mosquitto_private: MosquittoService, tmp_path: Path
+) -> None:
+    broker = mosquitto_private
+    async with CloudPeer(broker.host, broker.port, username=broker.cloud_username,
+                         password=broker.cloud_password) as cloud:
+        async with running_link(broker, cloud, tmp_path) as link:
+            await asyncio.wait_for(link.accepted.wait(), 5)
+
+            def awaiting_puback() -> int:
+                count: int = link.snapshot()["link"]["awaiting_puback"]
+                return count
+
+            broker.pause()  # frozen: no PUBACK can come back
+            try:
+                link.emit(AlarmTriggered("first"))
+                await eventually(lambda: awaiting_puback() == 1)
+                link.emit(AlarmTriggered("second"))  # e.g. a command result
+                await eventually(lambda: awaiting_puback() == 2)
+                assert link.queue.depth() == 2  # deleted only on their PUBACKs
+            finally:
+                broker.resume()
+            await cloud.wait_until(lambda: len(cloud.bodies(DEVICE)) == 2)
+            assert [b.reason for b in cloud.bodies(DEVICE)] == ["first", "second"]
+            await eventually(lambda: link.queue.depth() == 0 and awaiting_puback() == 0)
+
+
 async def test_rejected_device_sends_nothing_but_births(
     mosquitto: MosquittoService, tmp_path: Path
 ) -> None:

@@ -43,6 +43,21 @@ def test_survives_reopen_new_boot_keeps_old_stamps(tmp_path: Path) -> None:
     assert order == [(old_boot, 1), (old_boot, 2), (s.boot_id, 1)]
 
 
+def test_pending_after_a_row_skips_what_was_taken_even_when_acked_out_of_order(
+    tmp_path: Path,
+) -> None:
+    q = DiskQueue(tmp_path / "q.db")
+    for spot in range(1, 5):
+        q.append(VehicleDocked(spot, f"AB{spot:04d}"))
+    taken = q.pending(2)
+    assert [m.seq for m in taken] == [1, 2] and taken[0].row < taken[1].row
+    assert [m.seq for m in q.pending(10, after_row=taken[-1].row)] == [3, 4]
+    q.ack(q.boot_id, 2)  # the later PUBACK first
+    q.append(PowerCut())
+    assert [m.seq for m in q.pending(10, after_row=taken[-1].row)] == [3, 4, 5]
+    assert [m.seq for m in q.pending(10)] == [1, 3, 4, 5]  # a new session starts over
+
+
 def test_unqueued_channel_refused(tmp_path: Path) -> None:
     q = DiskQueue(tmp_path / "q.db")
     with pytest.raises(QueueError):

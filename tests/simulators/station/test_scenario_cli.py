@@ -29,6 +29,12 @@ async def test_scenario_commands(tmp_path: Path) -> None:
         assert await send_control(server.port, "silence 3") == "ok"
         assert sim.boards[3].silent
         assert await ctl.execute("silence 3 off") == "ok" and not sim.boards[3].silent
+        assert await ctl.execute("stuck 1") == "ok" and sim.boards[1].lock_wont_open
+        assert await ctl.execute("stuck 1 off") == "ok" and not sim.boards[1].lock_wont_open
+        assert await ctl.execute("actuation 0.2 3") == "ok"
+        assert [b.actuation_s for b in sim.boards.values()] == [0.0, 0.0, 0.2]
+        assert await ctl.execute("actuation 0.05") == "ok"
+        assert {b.actuation_s for b in sim.boards.values()} == {0.05}
         assert await ctl.execute("power off") == "ok"
         assert (tmp_path / "inputs" / "power_present").read_text().strip() == "0"
         assert await ctl.execute("badge 04a1b2c3 1") == "ok"

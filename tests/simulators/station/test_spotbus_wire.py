@@ -10,7 +10,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from kickstand.edge.station.bus import BoardBusError, BoardNoAnswer, SpotBusMaster
+from kickstand.edge.station.bus import (
+    BoardBusError,
+    BoardNoAnswer,
+    LatchDidNotOpen,
+    SpotBusMaster,
+)
 from kickstand.edge.transports.serial import FdSerialPort
 from kickstand.protocol.spotbus import (
     BoardInfo,
@@ -22,7 +27,13 @@ from kickstand.protocol.spotbus import (
     fw_begin_payload,
     fw_chunk_payload,
 )
-from kickstand.simulators.spotboard import SpotBoard, SpotBusSim, firmware_image
+from kickstand.simulators.spotboard import (
+    LATCH_OPENED,
+    UNLOCK_RECEIVED,
+    SpotBoard,
+    SpotBusSim,
+    firmware_image,
+)
 
 
 @pytest.fixture
@@ -144,3 +155,77 @@ async def test_pty_survives_agent_reopen(bus: tuple[SpotBusSim, FdSerialPort]) -
     assert (await master.transact(7, Cmd.GET_STATUS)).addr == 7
     await again.close()
     assert os.path.exists(sim.slave_path)
+
+
+def _events(board: SpotBoard) -> list[str]:
+    return [event for _, event in board.latch_log]
+
+
+def _docked(
+    bus: tuple[SpotBusSim, FdSerialPort], addr: int, response_timeout_s: float = 0.2
+) -> tuple[SpotBusMaster, SpotBoard]:
+    """A master on the bus and board ``addr`` holding a vehicle (latch closed)."""
+    sim, port = bus
+    board = sim.boards[addr]
+    board.dock(f"AB{addr:04d}")
+    return SpotBusMaster(port, response_timeout_s=response_timeout_s), board
+
+
+async def _lock_reads(master: SpotBusMaster, addr: int) -> BusLock:
+    frame = await master.transact(addr, Cmd.GET_STATUS)
+    return SpotReport.from_payload(frame.payload).lock
+
+
+async def test_unlock_is_acknowledged_before_the_latch_releases(
+    bus: tuple[SpotBusSim, FdSerialPort],
+) -> None:
+    master, board = _docked(bus, 1)
+    board.actuation_s = 3600.0  # releases only when the test says so
+    assert (await master.transact(1, Cmd.UNLOCK)).payload == b""
+    assert await _lock_reads(master, 1) is BusLock.LOCKED  # acknowledged, still closed
+    assert _events(board) == [UNLOCK_RECEIVED]
+    await master.transact(1, Cmd.UNLOCK)  # a repeated UNLOCK does not restart anything
+    board.open_latch()
+    assert await _lock_reads(master, 1) is BusLock.OPEN
+    assert _events(board) == [UNLOCK_RECEIVED, UNLOCK_RECEIVED, LATCH_OPENED]
+    # a latch with a real actuation time: the master reads until it says OPEN
+    _, board2 = _docked(bus, 2)
+    board2.actuation_s = 0.03
+    await master.transact(2, Cmd.UNLOCK)
+    report = await master.wait_open(2, poll_s=0.005, timeout_s=5.0)
+    assert report.lock is BusLock.OPEN and report.serial_number == "AB0002"
+    assert _events(board2) == [UNLOCK_RECEIVED, LATCH_OPENED]
+    assert master.counters.latch_timeouts == 0
+
+
+async def test_a_latch_that_never_opens_times_out_and_lock_stops_it(
+    bus: tuple[SpotBusSim, FdSerialPort],
+) -> None:
+    master, board = _docked(bus, 1)
+    board.lock_wont_open = True
+    await master.transact(1, Cmd.UNLOCK)
+    with pytest.raises(LatchDidNotOpen) as err:
+        await master.wait_open(1, poll_s=0.005, timeout_s=0.05)
+    assert err.value.last is BusLock.LOCKED and "lock did not open" in str(err.value)
+    assert master.counters.latch_timeouts == 1 and master.counters.unlock_polls >= 2
+    # LOCK during a release stops it: the latch stays closed past its release time
+    board.lock_wont_open = False
+    board.actuation_s = 0.5
+    await master.transact(1, Cmd.UNLOCK)
+    await master.transact(1, Cmd.LOCK)
+    await asyncio.sleep(0.7)  # past the time the release would have come
+    assert await _lock_reads(master, 1) is BusLock.LOCKED
+    assert LATCH_OPENED not in _events(board)
+
+
+async def test_old_firmware_answers_unlock_after_actuating(
+    bus: tuple[SpotBusSim, FdSerialPort],
+) -> None:
+    master, board = _docked(bus, 7, response_timeout_s=0.5)
+    board.acks_after_actuation = True
+    board.actuation_s = 0.05
+    await master.transact(7, Cmd.UNLOCK)
+    assert _events(board) == [UNLOCK_RECEIVED, LATCH_OPENED]  # open before the answer
+    report = await master.wait_open(7, poll_s=0.005, timeout_s=1.0)
+    assert report.lock is BusLock.OPEN
+    assert master.counters.unlock_polls == 1  # the first reading says OPEN
