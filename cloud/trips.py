@@ -1,8 +1,10 @@
 """Trip engine: device events in, trips and their outbox records out.
 
 Every function works on the caller's :class:`AsyncSession` and transaction: it reads,
-changes rows, adds outbox records, flushes — and the caller commits (so the change
-and its outbox record land together) or rolls back.
+changes rows, adds outbox records — and the caller commits (so the change and its outbox
+record land together) or rolls back. Changes are flushed where a later step needs them (a
+new trip's id); the rest goes out with the caller's next query or flush, together with what
+the caller adds (one INSERT for all the outbox records of an event).
 
 Times are DEVICE times (aware datetimes) taken from the events, never the server clock,
 so an event replayed late (a station that was offline) still ends a trip at the moment
@@ -167,10 +169,17 @@ def _emit_trip(session: AsyncSession, topic: str, trip: Trip, vehicle: Vehicle |
 # ── lookups ───────────────────────────────────────────────────────────────────────────
 
 
+def _keep(session: AsyncSession, *rows: object) -> None:
+    """Keep rows alive for the session. The identity map holds unchanged objects weakly:
+    without a reference, a later ``session.get`` of the same row (the cluster of a dock,
+    the network when billing, the station in the alert rules) would query it again."""
+    kept: list[object] = session.info.setdefault("kickstand.trips.kept", [])
+    kept.extend(rows)
+
+
 async def _station_spot(
     session: AsyncSession, station_device_id: str, spot_number: int
-) -> tuple[Station, Spot] | None:
-    # The cluster comes along into the identity map: later `session.get(Cluster)` is free.
+) -> tuple[Station, Spot, Cluster] | None:
     row = (
         await session.execute(
             select(Station, Spot, Cluster)
@@ -179,21 +188,30 @@ async def _station_spot(
             .where(Station.device_id == station_device_id, Spot.displayed_number == spot_number)
         )
     ).first()
-    return (row[0], row[1]) if row else None
+    if row is None:
+        return None
+    _keep(session, *row)
+    return row[0], row[1], row[2]
 
 
 async def _lock_vehicle(session: AsyncSession, **where: Any) -> Vehicle | None:
-    stmt = select(Vehicle).filter_by(**where).with_for_update(key_share=True)
-    return (await session.scalars(stmt)).first()
+    """The vehicle row, locked; its network comes along (a trip's currency and price)."""
+    stmt = (
+        select(Vehicle, Network)
+        .join(Network, Network.id == Vehicle.network_id)
+        .where(*(getattr(Vehicle, column) == value for column, value in where.items()))
+        .with_for_update(of=Vehicle, key_share=True)
+    )
+    row = (await session.execute(stmt)).first()
+    if row is None:
+        return None
+    _keep(session, *row)
+    vehicle: Vehicle = row[0]
+    return vehicle
 
 
 async def _active_trip(session: AsyncSession, vehicle_id: int) -> Trip | None:
     stmt = select(Trip).where(Trip.vehicle_id == vehicle_id, Trip.status.in_(ACTIVE_TRIP_STATUSES))
-    return (await session.scalars(stmt)).first()
-
-
-async def _trip_started_at(session: AsyncSession, vehicle_id: int, at: datetime) -> Trip | None:
-    stmt = select(Trip).where(Trip.vehicle_id == vehicle_id, Trip.started_at == at)
     return (await session.scalars(stmt)).first()
 
 
@@ -274,7 +292,8 @@ async def price_trip(
 async def _bill(session: AsyncSession, trip: Trip, *, first: bool = False) -> None:
     """Price an ended trip and charge (``first``: just ended, no charge can exist yet)."""
     assert trip.ended_at is not None
-    trip.cost, trip.cost_detail = await price_trip(session, trip, trip.ended_at)
+    with session.no_autoflush:  # the rules do not depend on the trip's pending changes
+        trip.cost, trip.cost_detail = await price_trip(session, trip, trip.ended_at)
     if trip.cost is None or trip.user_id is None:
         return
     existing: WalletTransaction | None = (
@@ -339,7 +358,8 @@ async def _finish(
     trip.end_longitude = longitude
     trip.free_floating_end = free_floating
     trip.version += 1
-    await session.flush()
+    # No flush here: the end and the cost go out as one UPDATE (the user lock query of the
+    # billing flushes them, or the caller's flush does).
     await _bill(session, trip, first=True)
     _emit_trip(session, outbox.TRIP_TERMINATED, trip, vehicle)
     log.info(
@@ -352,7 +372,9 @@ async def _finish(
 
 
 async def _cluster_of(session: AsyncSession, station: Station) -> Cluster:
-    return await session.get_one(Cluster, station.cluster_id)
+    cluster = await session.get_one(Cluster, station.cluster_id)
+    _keep(session, cluster)
+    return cluster
 
 
 # ── dock events ───────────────────────────────────────────────────────────────────────
@@ -400,7 +422,7 @@ async def vehicle_removed(
     found = await _station_spot(session, station_device_id, spot_number)
     if found is None:
         return _reject("unknown-spot", station=station_device_id, spot=spot_number)
-    station, spot = found
+    station, spot, cluster = found
     vehicle = await _lock_vehicle(session, serial_number=vehicle_serial)
     if vehicle is None:
         return _reject("unknown-vehicle", serial=vehicle_serial, station=station_device_id)
@@ -449,7 +471,6 @@ async def vehicle_removed(
             vehicle.id,
             _vehicle_payload(vehicle, unauthorized_removal=True, at=at),
         )
-        await session.flush()
         reason = "unknown-badge" if badge_uid is not None else "no-rent"
         return _reject(reason, serial=vehicle_serial, station=station_device_id, spot=spot_number)
 
@@ -461,7 +482,6 @@ async def vehicle_removed(
             vehicle.id,
         )
         rent.vehicle_id = vehicle.id
-    cluster = await _cluster_of(session, station)
     network = await session.get_one(Network, vehicle.network_id)
     rent.status = RentStatus.STARTED
     rent.ended_at = at
@@ -512,11 +532,9 @@ async def vehicle_removed(
             latitude=end_cluster.latitude,
             longitude=end_cluster.longitude,
         )
-        await session.flush()
         return TripEventResult("reconciled", trip)
 
     outbox.emit(session, outbox.VEHICLE_UPDATED, "vehicle", vehicle.id, _vehicle_payload(vehicle))
-    await session.flush()
     return TripEventResult("created", trip)
 
 
@@ -532,7 +550,7 @@ async def vehicle_docked(
     found = await _station_spot(session, station_device_id, spot_number)
     if found is None:
         return _reject("unknown-spot", station=station_device_id, spot=spot_number)
-    station, spot = found
+    station, spot, cluster = found
     vehicle = await _lock_vehicle(session, serial_number=vehicle_serial)
     if vehicle is None:
         return _reject("unknown-vehicle", serial=vehicle_serial, station=station_device_id)
@@ -569,7 +587,6 @@ async def vehicle_docked(
     if vehicle.state == VehicleState.RENTED:
         vehicle.state = VehicleState.AVAILABLE
     spot.status_at = max(at, spot.status_at) if spot.status_at else at
-    cluster = await _cluster_of(session, station)
     vehicle.latitude, vehicle.longitude, vehicle.position_at = (
         cluster.latitude,
         cluster.longitude,
@@ -582,7 +599,6 @@ async def vehicle_docked(
     outbox.emit(session, outbox.VEHICLE_UPDATED, "vehicle", vehicle.id, _vehicle_payload(vehicle))
 
     if trip is None:
-        await session.flush()
         return TripEventResult("updated", None, "no-running-trip")
     if trip.network_id != cluster.network_id:
         log.warning("event=trip_ended_in_other_network trip_id=%s", trip.id)
@@ -596,7 +612,6 @@ async def vehicle_docked(
         latitude=cluster.latitude,
         longitude=cluster.longitude,
     )
-    await session.flush()
     return TripEventResult("ended", trip)
 
 
@@ -616,10 +631,9 @@ async def vehicle_unlocked_freefloat(
     vehicle = await _lock_vehicle(session, device_id=vehicle_device_id)
     if vehicle is None:
         return _reject("unknown-vehicle-device", device=vehicle_device_id)
-    existing = await _trip_started_at(session, vehicle.id, at)
+    existing, trip = await _same_or_active_trip(session, vehicle.id, at)
     if existing is not None:
         return TripEventResult("duplicate", existing)
-    trip = await _active_trip(session, vehicle.id)
     if trip is not None:
         if trip.status == TripStatus.ON_HOLD:
             return await _resume(session, trip, vehicle, at)
@@ -667,7 +681,6 @@ async def vehicle_unlocked_freefloat(
     _emit_trip(session, outbox.TRIP_CREATED, trip, vehicle)
     outbox.emit(session, outbox.RENT_UPDATED, "rent", rent.id, rent_payload(rent))
     outbox.emit(session, outbox.VEHICLE_UPDATED, "vehicle", vehicle.id, _vehicle_payload(vehicle))
-    await session.flush()
     return TripEventResult("created", trip)
 
 
@@ -717,7 +730,6 @@ async def vehicle_locked_freefloat(
         free_floating=free_float_fee,
     )
     outbox.emit(session, outbox.VEHICLE_UPDATED, "vehicle", vehicle.id, _vehicle_payload(vehicle))
-    await session.flush()
     return TripEventResult("ended", trip)
 
 

@@ -220,12 +220,28 @@ class AlertCore:
     async def _stop_many(
         self, session: AsyncSession, types: Iterable[AlertType], subject_key: str, now: datetime
     ) -> list[AlertChange]:
-        changes = []
-        for alert_type in types:
-            change = await self.stop_alert(session, alert_type, subject_key, now=now)
-            if change is not None:
-                changes.append(change)
-        return changes
+        return await self._stop_causes(
+            session, [f"{alert_type.value}|{subject_key}" for alert_type in types], now
+        )
+
+    async def _stop_causes(
+        self, session: AsyncSession, cause_keys: list[str], now: datetime
+    ) -> list[AlertChange]:
+        """Stop the open alerts of these causes, in this order (one query for all)."""
+        if not cause_keys:
+            return []
+        if len(cause_keys) == 1:
+            alert = await self._open_alert(session, cause_keys[0])
+            return [] if alert is None else [self.stop(session, alert, now)]
+        rows: ScalarResult[FleetAlert] = await session.scalars(
+            select(FleetAlert)
+            .where(FleetAlert.cause_key.in_(cause_keys), FleetAlert.state.in_(OPEN_STATES))
+            .order_by(FleetAlert.id)
+            .with_for_update()
+        )
+        # At most one open alert per cause (uq_fleet_alerts_open_cause).
+        found = {alert.cause_key: alert for alert in rows.all()}
+        return [self.stop(session, found[key], now) for key in cause_keys if key in found]
 
     async def _stop_vehicle_alerts(
         self, session: AsyncSession, types: Iterable[AlertType], vehicle_id: int, now: datetime

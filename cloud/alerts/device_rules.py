@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ScalarResult, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kickstand.cloud import outbox
@@ -18,7 +18,9 @@ from kickstand.cloud.alerts.core import (
     point,
     vehicle_subject,
 )
+from kickstand.cloud.alerts.models import FleetAlert
 from kickstand.cloud.alerts.types import (
+    OPEN_STATES,
     AlertSeverity,
     AlertType,
 )
@@ -58,6 +60,8 @@ MOTION_CLEARED_BY_USE = (
     AlertType.VEHICLE_FALLEN,
     AlertType.VEHICLE_ILLEGAL_MOVING,
 )
+#: Alerts of a spot that a vehicle docking in it clears.
+CLEARED_AT_SPOT_BY_DOCKING = (AlertType.UNEXPECTED_UNLOCK, AlertType.SPOT_IDENTIFY_FAIL)
 #: Vehicle alerts a docking at a station clears (the vehicle is back, in the network).
 CLEARED_BY_DOCKING = (
     *MOTION_CLEARED_BY_USE,
@@ -69,9 +73,21 @@ CLEARED_BY_DOCKING = (
 AUTHORIZED_UNLOCK_CAUSES = (LockCause.COMMAND, LockCause.BADGE, LockCause.OFFLINE_BADGE)
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceRef:
+    """What a caller already knows of a device (the ingest caches it): the station or the
+    vehicle row it belongs to. With it the rules load rows only when they raise an alert;
+    the stops need nothing but the device id and the vehicle id."""
+
+    station_id: int | None = None
+    vehicle_id: int | None = None
+
+
 @dataclass
 class _DeviceContext:
     device_id: str
+    station_id: int | None = None
+    vehicle_id: int | None = None
     station: Station | None = None
     cluster: Cluster | None = None
     vehicle: Vehicle | None = None
@@ -88,19 +104,51 @@ class DeviceRules(AlertCore):
 
     # ── device rules ──────────────────────────────────────────────────────────────────
 
-    async def _device_context(self, session: AsyncSession, device_id: str) -> _DeviceContext | None:
+    async def _device_context(
+        self, session: AsyncSession, device_id: str, ref: DeviceRef | None = None
+    ) -> _DeviceContext | None:
+        if ref is not None:
+            if ref.station_id is None and ref.vehicle_id is None:
+                return None
+            return _DeviceContext(device_id, ref.station_id, ref.vehicle_id)
         station = await session.scalar(select(Station).where(Station.device_id == device_id))
         if station is not None:
             cluster = await session.get(Cluster, station.cluster_id)
-            return _DeviceContext(device_id, station=station, cluster=cluster)
+            return _DeviceContext(device_id, station.id, station=station, cluster=cluster)
         vehicle = await session.scalar(select(Vehicle).where(Vehicle.device_id == device_id))
         if vehicle is not None:
-            return _DeviceContext(device_id, vehicle=vehicle)
+            return _DeviceContext(device_id, vehicle_id=vehicle.id, vehicle=vehicle)
         return None
 
+    async def _load_station(self, session: AsyncSession, ctx: _DeviceContext) -> Station:
+        if ctx.station is None:
+            assert ctx.station_id is not None
+            station = await session.get_one(Station, ctx.station_id)
+            ctx.station, ctx.cluster = station, await session.get(Cluster, station.cluster_id)
+            return station
+        return ctx.station
+
+    async def _load_vehicle(self, session: AsyncSession, ctx: _DeviceContext) -> Vehicle:
+        if ctx.vehicle is None:
+            assert ctx.vehicle_id is not None
+            vehicle = await session.get_one(Vehicle, ctx.vehicle_id)
+            ctx.vehicle = vehicle
+            return vehicle
+        return ctx.vehicle
+
+    async def _network(self, session: AsyncSession, network_id: int) -> Network | None:
+        # Kept for the session: the border of a network is read for every vehicle fix of
+        # a batch (the identity map alone holds an unchanged row weakly).
+        networks: dict[int, Network | None] = session.info.setdefault(
+            "kickstand.alerts.networks", {}
+        )
+        if network_id not in networks:
+            networks[network_id] = await session.get(Network, network_id)
+        return networks[network_id]
+
     async def _spot_subject(self, session: AsyncSession, ctx: _DeviceContext, spot: int) -> Subject:
-        station, cluster = ctx.station, ctx.cluster
-        assert station is not None
+        station = await self._load_station(session, ctx)
+        cluster = ctx.cluster
         subject = Subject(
             key=f"{ctx.device_id}/{spot}" if spot else ctx.device_id,
             network_id=ctx.network_id,
@@ -218,33 +266,53 @@ class DeviceRules(AlertCore):
                     session, [AlertType.UNEXPECTED_UNLOCK], f"{device}/{spot}", now
                 )
             case m.VehicleDocked(spot=spot, serial_number=serial):
-                changes = await self._stop_many(
-                    session,
-                    [AlertType.UNEXPECTED_UNLOCK, AlertType.SPOT_IDENTIFY_FAIL],
-                    f"{device}/{spot}",
-                    now,
-                )
-                vehicle = await session.scalar(
-                    select(Vehicle).where(Vehicle.serial_number == serial)
-                )
-                if vehicle is not None:
-                    changes += await self._stop_vehicle_alerts(
-                        session, CLEARED_BY_DOCKING, vehicle.id, now
-                    )
-                return changes
+                return await self._docked(session, f"{device}/{spot}", serial, now)
         return []
+
+    async def _docked(
+        self, session: AsyncSession, spot_key: str, serial: str, now: datetime
+    ) -> list[AlertChange]:
+        """The spot's unexpected unlock and identify failure stop (in that order), then the
+        docked vehicle's alerts a docking clears (by id): one query for both."""
+        keys = [f"{t.value}|{spot_key}" for t in CLEARED_AT_SPOT_BY_DOCKING]
+        vehicle_id = select(Vehicle.id).where(Vehicle.serial_number == serial).scalar_subquery()
+        rows: ScalarResult[FleetAlert] = await session.scalars(
+            select(FleetAlert)
+            .where(
+                FleetAlert.state.in_(OPEN_STATES),
+                or_(
+                    FleetAlert.cause_key.in_(keys),
+                    and_(
+                        FleetAlert.vehicle_id == vehicle_id,
+                        FleetAlert.alert_type.in_(CLEARED_BY_DOCKING),
+                    ),
+                ),
+            )
+            .order_by(FleetAlert.id)
+            .with_for_update()
+        )
+        at_spot: dict[str, FleetAlert] = {}
+        of_vehicle: list[FleetAlert] = []
+        for alert in rows.all():
+            if alert.cause_key in keys:
+                at_spot[alert.cause_key] = alert
+            else:
+                of_vehicle.append(alert)
+        ordered = [at_spot[key] for key in keys if key in at_spot] + of_vehicle
+        return [self.stop(session, alert, now) for alert in ordered]
 
     async def _vehicle_rules(
         self,
         session: AsyncSession,
         ctx: _DeviceContext,
-        vehicle: Vehicle,
         body: m.UpBody,
         now: datetime,
     ) -> list[AlertChange]:
-        vkey = f"vehicle:{vehicle.id}"
+        assert ctx.vehicle_id is not None
+        vkey = f"vehicle:{ctx.vehicle_id}"
         match body:
             case m.Motion(kind=kind):
+                vehicle = await self._load_vehicle(session, ctx)
                 alert_type = MOTION_TYPES[MotionKind(kind)]
                 return [
                     await self.raise_alert(
@@ -257,18 +325,19 @@ class DeviceRules(AlertCore):
                     )
                 ]
             case m.BatteryLow(battery=battery, level_pct=level):
+                vehicle = await self._load_vehicle(session, ctx)
                 if BatteryKind(battery) == BatteryKind.VAE:
-                    self._device_topic(
+                    await self._device_topic(
                         session,
                         VEHICULE_BATTERY_VAE_LOW,
-                        vehicle,
+                        ctx,
                         {"level_pct": level, "battery": "vae"},
                     )
                     return []
-                self._device_topic(
+                await self._device_topic(
                     session,
                     VEHICULE_BATTERY_LOW,
-                    vehicle,
+                    ctx,
                     {"level_pct": level, "battery": "internal"},
                 )
                 severity = (
@@ -288,11 +357,12 @@ class DeviceRules(AlertCore):
                     )
                 ]
             case m.Telemetry():
-                return await self._telemetry(session, vehicle, body, now)
+                return await self._telemetry(session, ctx, body, now)
             case m.Status(spot=0, battery_pct=level) if level is not None:
                 if level >= self.config.battery_clear_pct:
                     return await self._stop_many(session, [AlertType.LOCK_BATTERY_LOW], vkey, now)
             case m.Death(reason=reason):
+                vehicle = await self._load_vehicle(session, ctx)
                 return [
                     await self.raise_alert(
                         session,
@@ -308,6 +378,7 @@ class DeviceRules(AlertCore):
                 return await self._stop_many(session, [AlertType.LOCK_SHUTDOWN], vkey, now)
             case m.Unlocked(spot=spot):
                 if not _authorized_unlock(body):
+                    vehicle = await self._load_vehicle(session, ctx)
                     subject = vehicle_subject(vehicle, f"{ctx.device_id}/{spot}")
                     return [
                         await self.raise_alert(
@@ -321,55 +392,61 @@ class DeviceRules(AlertCore):
                         )
                     ]
                 return await self._stop_vehicle_alerts(
-                    session, MOTION_CLEARED_BY_USE, vehicle.id, now
+                    session, MOTION_CLEARED_BY_USE, ctx.vehicle_id, now
                 )
             case m.Locked(spot=spot):
                 return await self._stop_many(
                     session, [AlertType.UNEXPECTED_UNLOCK], f"{ctx.device_id}/{spot}", now
                 )
             case m.ChainInserted(chain_type=chain_type):
-                self._device_topic(
-                    session, BOITIER_LOCKED, vehicle, {"chain_type": chain_type.name.lower()}
+                await self._device_topic(
+                    session, BOITIER_LOCKED, ctx, {"chain_type": chain_type.name.lower()}
                 )
             case m.ChainRemoved():
-                self._device_topic(session, BOITIER_UNLOCKED, vehicle, {})
+                await self._device_topic(session, BOITIER_UNLOCKED, ctx, {})
             case m.ChainTypeChanged(chain_type=chain_type):
-                self._device_topic(
+                await self._device_topic(
                     session,
                     BOITIER_CHAIN_TYPE_UPDATED,
-                    vehicle,
+                    ctx,
                     {"chain_type": chain_type.name.lower()},
                 )
             case m.BadgePresented(authorized=False, badge_uid=uid, offline=offline):
-                self._device_topic(
+                await self._device_topic(
                     session,
                     BOITIER_PASS_UNRECOGNIZED,
-                    vehicle,
+                    ctx,
                     {"badge_uid": uid.hex(), "offline": offline},
                 )
             case m.PinIncorrect(attempts=attempts):
-                self._device_topic(session, BOITIER_PIN_INCORRECT, vehicle, {"attempts": attempts})
+                await self._device_topic(
+                    session, BOITIER_PIN_INCORRECT, ctx, {"attempts": attempts}
+                )
         return []
 
     async def _telemetry(
-        self, session: AsyncSession, vehicle: Vehicle, body: m.Telemetry, now: datetime
+        self, session: AsyncSession, ctx: _DeviceContext, body: m.Telemetry, now: datetime
     ) -> list[AlertChange]:
-        vkey = f"vehicle:{vehicle.id}"
-        changes: list[AlertChange] = []
+        vkey = f"vehicle:{ctx.vehicle_id}"
+        # What clears, in this order: the battery, the tracking, being outside (one query).
+        clears: list[str] = []
         if body.battery_pct is not None and body.battery_pct >= self.config.battery_clear_pct:
-            changes += await self._stop_many(session, [AlertType.LOCK_BATTERY_LOW], vkey, now)
+            clears.append(f"{AlertType.LOCK_BATTERY_LOW.value}|{vkey}")
         if body.lat is None or body.lon is None:
-            return changes
-        changes += await self._stop_many(session, [AlertType.LOCK_NO_TRACKING], vkey, now)
-        network = await session.get(Network, vehicle.network_id)
+            return await self._stop_causes(session, clears, now)
+        clears.append(f"{AlertType.LOCK_NO_TRACKING.value}|{vkey}")
+        vehicle = await self._load_vehicle(session, ctx)
+        network = await self._network(session, vehicle.network_id)
         if network is None or network.out_of_border_policy == OutOfBorderPolicy.NONE:
-            return changes
+            return await self._stop_causes(session, clears, now)
         inside = self._inside(network, body.lat, body.lon)
         if inside is None:
-            return changes
+            return await self._stop_causes(session, clears, now)
         outside_types = [AlertType.VEHICLE_OUT_OF_NETWORK_AREA, AlertType.VEHICLE_RIDE_OUTSIDE]
         if inside:
-            return changes + await self._stop_many(session, outside_types, vkey, now)
+            clears += [f"{t.value}|{vkey}" for t in outside_types]
+            return await self._stop_causes(session, clears, now)
+        changes = await self._stop_causes(session, clears, now)
         trip = await session.scalar(
             select(Trip).where(Trip.vehicle_id == vehicle.id, Trip.status.in_(ACTIVE_TRIP_STATUSES))
         )
@@ -394,11 +471,12 @@ class DeviceRules(AlertCore):
         )
         return changes
 
-    def _device_topic(
-        self, session: AsyncSession, topic: str, vehicle: Vehicle, data: dict[str, Any]
+    async def _device_topic(
+        self, session: AsyncSession, topic: str, ctx: _DeviceContext, data: dict[str, Any]
     ) -> None:
         if not self.emit_device_topics:
             return
+        vehicle = await self._load_vehicle(session, ctx)
         payload = {
             "vehicle_id": vehicle.id,
             "serial_number": vehicle.serial_number,

@@ -42,6 +42,7 @@ from kickstand.cloud.alerts.device_rules import (
     MOTION_TYPES,
     VEHICULE_BATTERY_LOW,
     VEHICULE_BATTERY_VAE_LOW,
+    DeviceRef,
     DeviceRules,
 )
 from kickstand.cloud.alerts.sweeps import SweepRules
@@ -71,10 +72,12 @@ class AlertEngine(DeviceRules, SweepRules):
         message: m.UpMessage,
         *,
         now: datetime | None = None,
+        device: DeviceRef | None = None,
     ) -> list[AlertChange]:
-        """Apply the rules to one decoded device message (not a duplicate)."""
+        """Apply the rules to one decoded device message (not a duplicate). ``device``: the
+        station or vehicle the caller knows the device to be (else looked up)."""
         now = now or self.clock()
-        ctx = await self._device_context(session, device_id)
+        ctx = await self._device_context(session, device_id, device)
         if ctx is None:
             self.counters["unknown_device"] += 1
             log.warning(
@@ -85,10 +88,10 @@ class AlertEngine(DeviceRules, SweepRules):
         self.counters["messages"] += 1
         changes: list[AlertChange] = []
         try:
-            if ctx.station is not None:
+            if ctx.station_id is not None:
                 changes += await self._station_rules(session, ctx, body, now)
-            if ctx.vehicle is not None:
-                changes += await self._vehicle_rules(session, ctx, ctx.vehicle, body, now)
+            elif ctx.vehicle_id is not None:
+                changes += await self._vehicle_rules(session, ctx, body, now)
         except (TypeError, ValueError, AttributeError) as exc:
             # A malformed body (should not pass the codec) is logged and counted, never raised.
             self.counters["rule_errors"] += 1
@@ -185,6 +188,7 @@ __all__ = [
     "AlertConfig",
     "AlertCore",
     "AlertEngine",
+    "DeviceRef",
     "Subject",
     "alert_payload",
     "causality",

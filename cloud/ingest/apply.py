@@ -32,9 +32,10 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Table, and_, bindparam, exists, func, or_, select, text, update
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from kickstand.cloud import outbox, trips
+from kickstand.cloud.alerts.device_rules import DeviceRef
 from kickstand.cloud.ingest.tables import (
     CommandStatus,
     DeviceBoot,
@@ -151,10 +152,12 @@ class _DeviceInfo:
     vehicle_id: int | None = None
     serial_number: str | None = None
 
-
-def _is_decommissioned(device: Device) -> bool:
-    creds = device.credentials or {}
-    return bool(creds.get("decommissioned"))
+    @property
+    def ref(self) -> DeviceRef:
+        """The row the alert rules know this device by (a station first, as they look)."""
+        if self.station_id is not None:
+            return DeviceRef(station_id=self.station_id)
+        return DeviceRef(vehicle_id=self.vehicle_id)
 
 
 def _table(model: type[Any]) -> Table:
@@ -193,6 +196,27 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, OSError | ConnectionError | TimeoutError)
 
 
+#: SQLAlchemy's per-connection savepoint counter (sa_savepoint_<n>), reset per batch.
+_SAVEPOINT_SEQ = "_Connection__savepoint_seq"
+_DEVICE_ID = _table(Device).c.device_id
+# Identity of devices, stations and vehicles in one round trip (device_id is unique on
+# stations and on vehicles: one row per device).
+_DEVICES = (
+    select(
+        _DEVICE_ID,
+        Device.kind,
+        Device.credentials,
+        Station.id,
+        Cluster.network_id,
+        Vehicle.id,
+        Vehicle.serial_number,
+        Vehicle.network_id,
+    )
+    .outerjoin(Station, Station.device_id == Device.device_id)
+    .outerjoin(Cluster, Cluster.id == Station.cluster_id)
+    .outerjoin(Vehicle, Vehicle.device_id == Device.device_id)
+)
+
 _SPOT_STATE_FROM_DEVICE: dict[int, SpotState] = {
     pe.SpotState.FAULT: SpotState.OUT_OF_ORDER,
     pe.SpotState.MAINTENANCE: SpotState.MAINTENANCE,
@@ -213,12 +237,15 @@ class BatchApplier:
         alerts: AlertEngine | None = None,
         freefloat: FreeFloatHook | None = None,
         alert_sample_s: float = 5.0,
+        hold_connection: bool = False,
     ) -> None:
         """``alerts``: the fleet alert rules, fed every new message in the same transaction
         — events, births and deaths always; a vehicle's telemetry and status at most once
         per ``alert_sample_s`` (its newest one: a geofence or battery rule needs no finer
         grain, and the rules cost several queries per call).
-        ``freefloat``: geofencing of vehicle positions and free-float lock verdicts."""
+        ``freefloat``: geofencing of vehicle positions and free-float lock verdicts.
+        ``hold_connection``: keep one connection between batches (a worker does; call
+        :meth:`release` when done)."""
         self.alert_sample_s = alert_sample_s
         self._sampled: dict[tuple[str, Channel], float] = {}
         self._sessionmaker = sessionmaker
@@ -231,14 +258,50 @@ class BatchApplier:
         # Identity of devices (kind, station, vehicle, network) rarely changes: cached.
         self._infos: dict[str, tuple[float, _DeviceInfo | None]] = {}
         self._seen_written: dict[str, float] = {}
+        self.hold_connection = hold_connection
+        self._connection: AsyncConnection | None = None
+
+    async def _session(self) -> AsyncSession:
+        """A session for one batch. With ``hold_connection`` it runs on this applier's own
+        connection, kept between batches: a pool checkout costs a liveness ping (three round
+        trips) and pool bookkeeping, per batch, i.e. per message when devices are quiet."""
+        if not self.hold_connection:
+            return self._sessionmaker()
+        if self._connection is None:
+            bind = self._sessionmaker.kw["bind"]
+            engine: AsyncEngine = bind if isinstance(bind, AsyncEngine) else bind.engine
+            self._connection = await engine.connect()
+        sync = self._connection.sync_connection
+        if sync is None or not hasattr(sync, _SAVEPOINT_SEQ):
+            # Savepoint names count up per connection: never reset, every event would
+            # prepare two new statements (and push useful ones out of asyncpg's cache).
+            self.hold_connection = False
+            await self.release()
+            return self._sessionmaker()
+        setattr(sync, _SAVEPOINT_SEQ, 0)
+        return self._sessionmaker(bind=self._connection)
+
+    async def release(self) -> None:
+        """Give the held connection back to the pool (after a failure: the next batch takes
+        a fresh, pinged one)."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.close()
 
     async def apply(self, batch: list[Inbound]) -> BatchOutcome:
-        out = BatchOutcome()
         if not batch:
-            return out
+            return BatchOutcome()
+        try:
+            return await self._apply(batch)
+        except BaseException:
+            await self.release()
+            raise
+
+    async def _apply(self, batch: list[Inbound]) -> BatchOutcome:
+        out = BatchOutcome()
         if self.freefloat is not None:
             self.freefloat.begin_batch()
-        async with self._sessionmaker() as session, session.begin():
+        async with await self._session() as session, session.begin():
             infos = await self._devices(session, {i.device_id for i in batch})
             known: list[Inbound] = []
             for item in batch:
@@ -305,35 +368,21 @@ class BatchApplier:
     ) -> dict[str, _DeviceInfo]:
         rows: Any = (
             await session.execute(
-                select(Device, Station.id, Cluster.network_id)
-                .outerjoin(Station, Station.device_id == Device.device_id)
-                .outerjoin(Cluster, Cluster.id == Station.cluster_id)
-                .where(Device.device_id.in_(sorted(ids)))
+                _DEVICES.where(_DEVICE_ID.in_(sorted(ids)))
             )
         ).all()
         infos: dict[str, _DeviceInfo] = {}
-        for device, station_id, network_id in rows:
-            infos[device.device_id] = _DeviceInfo(
-                device.device_id,
-                device.kind,
-                _is_decommissioned(device),
+        for device_id, kind, creds, station_id, station_network, vid, serial, vnetwork in rows:
+            info = _DeviceInfo(
+                device_id,
+                kind,
+                bool((creds or {}).get("decommissioned")),
                 station_id=station_id,
-                network_id=network_id,
+                network_id=station_network,
             )
-        vehicles = {i for i, info in infos.items() if info.kind == DeviceKind.VEHICLE}
-        if vehicles:
-            vrows: Any = (
-                await session.execute(
-                    select(
-                        Vehicle.id, Vehicle.serial_number, Vehicle.network_id, Vehicle.device_id
-                    ).where(Vehicle.device_id.in_(sorted(vehicles)))
-                )
-            ).all()
-            for vid, serial, network_id, dev in vrows:
-                if dev is None:
-                    continue
-                info = infos[dev]
-                info.vehicle_id, info.serial_number, info.network_id = vid, serial, network_id
+            if kind == DeviceKind.VEHICLE and vid is not None:
+                info.vehicle_id, info.serial_number, info.network_id = vid, serial, vnetwork
+            infos[device_id] = info
         return infos
 
     async def _dedupe(self, session: AsyncSession, items: list[Inbound]) -> list[Inbound]:
@@ -438,7 +487,7 @@ class BatchApplier:
         if not was_online:
             self._emit_online(session, info, True, now)
         out.replies.append(self._boot_reply(item, pe.BootStatus.ACCEPTED))
-        await self._alert(session, item)
+        await self._alert(session, item, info)
         log.info(
             "event=device_birth device=%s boot_id=%s firmware=%s pending_from=%s",
             item.device_id,
@@ -490,7 +539,7 @@ class BatchApplier:
             .values(died_at=now, death_ts_ms=stamp.ts_ms, death_reason=death.reason or "will")
         )
         self._emit_online(session, info, False, now)
-        await self._alert(session, item)
+        await self._alert(session, item, info)
         log.info(
             "event=device_death device=%s boot_id=%s reason=%s",
             item.device_id,
@@ -612,6 +661,7 @@ class BatchApplier:
             self.stats.ignored["stale-status"] += stale
         spot_updates: list[tuple[int, int, m.Status]] = []
         battery: list[dict[str, Any]] = []
+        vehicles: list[Inbound] = []
         for key in sorted(applied):
             item = newest[key]
             st = item.msg.body
@@ -622,7 +672,9 @@ class BatchApplier:
             elif info.kind == DeviceKind.VEHICLE and info.vehicle_id is not None:
                 if st.battery_pct is not None:
                     battery.append({"vid": info.vehicle_id, "b": st.battery_pct, "v": None})
-                await self._alert_sampled(session, item)
+                vehicles.append(item)
+        for item in self._sample(vehicles):
+            await self._alert(session, item, infos[item.device_id])
         if spot_updates:
             await self._apply_spot_statuses(session, spot_updates, infos)
         if battery:
@@ -737,8 +789,17 @@ class BatchApplier:
         if pos_rows:
             await _update_positions(session, pos_rows)
         # The alert rules (geofence, battery) see the newest fix of each vehicle per batch.
-        for vid in sorted(latest_item):
-            await self._alert_sampled(session, latest_item[vid])
+        due = self._sample([latest_item[vid] for vid in sorted(latest_item)])
+        # The rules read the vehicle of each fix: all in one query, kept for the loop.
+        located = [infos[i.device_id].vehicle_id for i in due if _has_fix(i.msg.body)]
+        loaded = (
+            (await session.scalars(select(Vehicle).where(Vehicle.id.in_(located)))).all()
+            if located
+            else ()
+        )
+        for item in due:
+            await self._alert(session, item, infos[item.device_id])
+        del loaded
         if bat_rows:
             await _update_batteries(session, bat_rows)
 
@@ -804,7 +865,7 @@ class BatchApplier:
             else:
                 r = await trips.vehicle_locked_freefloat(session, dev, at)
             await self._trip_result(session, item, r)
-        await self._alert(session, item)
+        await self._alert(session, item, info)
         outbox.emit(
             session,
             "device.event",
@@ -820,22 +881,28 @@ class BatchApplier:
             },
         )
 
-    async def _alert(self, session: AsyncSession, item: Inbound) -> None:
+    async def _alert(self, session: AsyncSession, item: Inbound, info: _DeviceInfo) -> None:
         if self.alerts is not None:
-            await self.alerts.on_device_message(session, item.device_id, item.msg)
+            await self.alerts.on_device_message(
+                session, item.device_id, item.msg, device=info.ref
+            )
 
-    async def _alert_sampled(self, session: AsyncSession, item: Inbound) -> None:
+    def _sample(self, items: list[Inbound]) -> list[Inbound]:
+        """The items the alert rules see (a device and channel at most every alert_sample_s)."""
         if self.alerts is None:
-            return
-        key = (item.device_id, item.channel)
+            return []
+        due: list[Inbound] = []
         now = time.monotonic()
-        if self._sampled.get(key, -1e18) + self.alert_sample_s > now:
-            self.stats.ignored["alert-sampled-out"] += 1
-            return
-        if len(self._sampled) > INFO_CACHE_MAX:
-            self._sampled.clear()
-        self._sampled[key] = now
-        await self.alerts.on_device_message(session, item.device_id, item.msg)
+        for item in items:
+            key = (item.device_id, item.channel)
+            if self._sampled.get(key, -1e18) + self.alert_sample_s > now:
+                self.stats.ignored["alert-sampled-out"] += 1
+                continue
+            if len(self._sampled) > INFO_CACHE_MAX:
+                self._sampled.clear()
+            self._sampled[key] = now
+            due.append(item)
+        return due
 
     async def _trip_result(
         self, session: AsyncSession, item: Inbound, result: trips.TripEventResult
@@ -1024,6 +1091,10 @@ async def _update_batteries(session: AsyncSession, rows: list[dict[str, Any]]) -
         ),
         rows,
     )
+
+
+def _has_fix(body: object) -> bool:
+    return isinstance(body, m.Telemetry) and body.lat is not None and body.lon is not None
 
 
 def _newer(a: m.Stamp, b: m.Stamp) -> bool:

@@ -88,6 +88,7 @@ class IngestWorker:
             death_slack_ms=death_slack_ms,
             alerts=alerts,
             freefloat=freefloat,
+            hold_connection=True,
         )
         self.sweep_alerts_every_s = sweep_alerts_every_s
         self._task: asyncio.Task[None] | None = None
@@ -119,6 +120,7 @@ class IngestWorker:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._task = self._prune_task = None
+        await self._applier.release()
         await self._consumer.stop()
         log.info("event=ingest_worker_stopped client=%s stats=%s", self.client_id, self.stats)
 
