@@ -8,9 +8,13 @@ MQTT, await the device's result with a timeout). The API receives one through
 from __future__ import annotations
 
 import enum
+import os
+import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
+
+from kickstand.protocol.v1 import messages as m
 
 
 class UnlockResult(str, enum.Enum):
@@ -45,6 +49,42 @@ class UnlockOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class IssuedCommand:
+    """A command built (and signed) before it is sent: its audit row, which maps the command
+    to its rent for ingest, is written in the caller's transaction before anything moves."""
+
+    command_id: bytes
+    device_id: str
+    command: m.CommandBody
+    issued_at: datetime
+    expires_at: datetime
+    rent_id: int | None = None
+    #: Which API process sends it (its MQTT client id).
+    sent_by: str | None = None
+    #: The signed envelope on the wire (empty for gateways that sign nothing).
+    payload: bytes = b""
+
+    @classmethod
+    def new(
+        cls,
+        device_id: str,
+        command: m.CommandBody,
+        *,
+        timeout_s: float,
+        rent_id: int | None = None,
+        sent_by: str | None = None,
+    ) -> IssuedCommand:
+        # Whole milliseconds: the envelope on the wire carries ms.
+        issued = datetime.fromtimestamp(time.time_ns() // 1_000_000 / 1000, UTC)
+        expires = issued + timedelta(milliseconds=int(timeout_s * 1000))
+        return cls(os.urandom(16), device_id, command, issued, expires, rent_id, sent_by)
+
+    @property
+    def timeout_s(self) -> float:
+        return (self.expires_at - self.issued_at).total_seconds()
+
+
+@dataclass(frozen=True, slots=True)
 class DevicePresence:
     """What the caller already read of the commanded device (ingest keeps it): lets the
     gateway fail fast for an offline device without a query of its own."""
@@ -58,18 +98,21 @@ class CommandGateway(Protocol):
     """Unlock commands, awaited until the device answers or the timeout passes.
 
     Implementations must never raise for device-side problems: they return an
-    outcome (offline, refused, timeout). ``rent_id`` is ``str(Rent.id)``; put it in the
+    outcome (offline, refused, timeout). ``rent_id`` is ``Rent.id``; it goes in the
     command so the device can echo it in the removal event. ``presence``, when given, is
     what the caller read of the device (None: the gateway looks it up itself).
+
+    The rent flow issues the command (``unlock_command``), records it in its own
+    transaction (``kickstand.cloud.commands.records.record_command``), then sends it
+    (``send_unlock``). ``unlock_vehicle`` does all three (re-opening a running trip's lock).
     """
 
-    async def unlock_spot(
-        self,
-        station_device_id: str,
-        spot_number: int,
-        rent_id: str,
-        *,
-        presence: DevicePresence | None = None,
+    def unlock_command(
+        self, device_id: str, spot_number: int, rent_id: int | None
+    ) -> IssuedCommand: ...
+
+    async def send_unlock(
+        self, issued: IssuedCommand, *, presence: DevicePresence | None = None
     ) -> UnlockOutcome: ...
 
     async def unlock_vehicle(
@@ -80,13 +123,14 @@ class CommandGateway(Protocol):
 class UnavailableCommandGateway:
     """Used when no gateway was given: every unlock fails fast as offline."""
 
-    async def unlock_spot(
-        self,
-        station_device_id: str,
-        spot_number: int,
-        rent_id: str,
-        *,
-        presence: DevicePresence | None = None,
+    def unlock_command(
+        self, device_id: str, spot_number: int, rent_id: int | None
+    ) -> IssuedCommand:
+        command = m.Unlock(spot=spot_number, window_s=0, rent_id=str(rent_id or ""))
+        return IssuedCommand.new(device_id, command, timeout_s=0, rent_id=rent_id)
+
+    async def send_unlock(
+        self, issued: IssuedCommand, *, presence: DevicePresence | None = None
     ) -> UnlockOutcome:
         return UnlockOutcome.offline("no command gateway configured on this API process")
 

@@ -21,15 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
-import os
 import time
 import uuid
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 import aiomqtt
 from sqlalchemy import select
@@ -37,12 +36,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from kickstand.cloud.broker import MqttUrl
 from kickstand.cloud.commands.errors import CommandTimeoutError, DeviceOfflineError
+from kickstand.cloud.commands.records import record_command
 from kickstand.cloud.config import Settings
-from kickstand.cloud.ingest.tables import CommandStatus, DeviceCommand
 from kickstand.cloud.models import Device
 from kickstand.cloud.rent_gateway import (
     CommandGateway,
     DevicePresence,
+    IssuedCommand,
     UnavailableCommandGateway,
     UnlockOutcome,
 )
@@ -81,10 +81,6 @@ class _Pending:
     sent_at: float = field(default_factory=time.monotonic)
 
 
-def _ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class MqttCommandGateway:
     """Implements :class:`kickstand.cloud.rent_gateway.CommandGateway` over MQTT."""
 
@@ -109,7 +105,6 @@ class MqttCommandGateway:
         #: An engine this gateway built itself (``create_gateway``), disposed on close.
         self.owned_engine: AsyncEngine | None = None
         self._pending: dict[bytes, _Pending] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
         self._client: aiomqtt.Client | None = None
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -165,8 +160,6 @@ class MqttCommandGateway:
             if not pending.future.done():
                 pending.future.cancel()
         self._pending.clear()
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=5)
         if self.owned_engine is not None:
             await self.owned_engine.dispose()
 
@@ -265,6 +258,30 @@ class MqttCommandGateway:
 
     # -- sending ------------------------------------------------------------------------
 
+    def issue(
+        self,
+        device_id: str,
+        command: m.CommandBody,
+        *,
+        rent_id: int | None = None,
+        timeout_s: float | None = None,
+    ) -> IssuedCommand:
+        """Build and sign a command (nothing sent): it expires on the device when this
+        gateway stops waiting for it."""
+        topics.validate_device_id(device_id)
+        timeout = timeout_s if timeout_s is not None else self.timeout_s
+        draft = IssuedCommand.new(
+            device_id, command, timeout_s=timeout, rent_id=rent_id, sent_by=self.client_id
+        )
+        envelope = m.CommandEnvelope(
+            command_id=draft.command_id,
+            device_id=device_id,
+            issued_at_ms=round(draft.issued_at.timestamp() * 1000),
+            expires_at_ms=round(draft.expires_at.timestamp() * 1000),
+            command=command,
+        )
+        return dataclasses.replace(draft, payload=self.signer.sign(envelope))
+
     async def send(
         self,
         device_id: str,
@@ -274,20 +291,18 @@ class MqttCommandGateway:
         timeout_s: float | None = None,
         presence: DevicePresence | None = None,
     ) -> CommandReply:
-        """Sign, publish, await the final result; raises DeviceOfflineError (nothing sent)
-        or CommandTimeoutError (sent, no final answer in time)."""
-        timeout = timeout_s if timeout_s is not None else self.timeout_s
-        topics.validate_device_id(device_id)
-        command_id = os.urandom(16)
-        issued = _ms()
-        envelope = m.CommandEnvelope(
-            command_id=command_id,
-            device_id=device_id,
-            issued_at_ms=issued,
-            expires_at_ms=issued + int(timeout * 1000),
-            command=command,
-        )
-        payload = self.signer.sign(envelope)
+        """Sign, record, publish, await the final result; raises DeviceOfflineError
+        (nothing sent) or CommandTimeoutError (sent, no final answer in time)."""
+        issued = self.issue(device_id, command, rent_id=rent_id, timeout_s=timeout_s)
+        # The audit row first: ingest records the device's answer on it.
+        await self._record(issued)
+        return await self.dispatch(issued, presence=presence)
+
+    async def dispatch(
+        self, issued: IssuedCommand, *, presence: DevicePresence | None = None
+    ) -> CommandReply:
+        """Publish an issued command and await its final result (see :meth:`send`)."""
+        device_id, command_id = issued.device_id, issued.command_id
         if self._client is None or not self._ready.is_set():
             raise DeviceOfflineError(device_id, f"MQTT broker {self.url.safe()} unreachable")
         if presence is None:
@@ -299,20 +314,20 @@ class MqttCommandGateway:
         loop = asyncio.get_running_loop()
         pending = _Pending(device_id, loop.create_future())
         self._pending[command_id] = pending
+        timeout = max(0.0, (issued.expires_at - datetime.now(UTC)).total_seconds())
         try:
             try:
-                await client.publish(topics.down(device_id, Channel.COMMAND), payload, qos=1)
+                await client.publish(topics.down(device_id, Channel.COMMAND), issued.payload, qos=1)
             except aiomqtt.MqttError as exc:
                 raise DeviceOfflineError(device_id, f"publish failed: {exc}") from exc
-            # The audit row (and command → rent mapping) is written beside the wait, off
-            # the rider's critical path.
-            self._spawn(self._record(device_id, envelope, rent_id))
             log.debug("event=command_published device=%s command=%s", device_id, command_id.hex())
             try:
                 return await asyncio.wait_for(asyncio.shield(pending.future), timeout)
             except TimeoutError:
                 accepted = pending.accepted
-                raise CommandTimeoutError(device_id, command_id, timeout, accepted) from None
+                raise CommandTimeoutError(
+                    device_id, command_id, issued.timeout_s, accepted
+                ) from None
         finally:
             self._pending.pop(command_id, None)
             if not pending.future.done():
@@ -347,38 +362,28 @@ class MqttCommandGateway:
                 device_id, f"device silent for more than {self.offline_after_s:.0f} s"
             )
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _record(
-        self, device_id: str, envelope: m.CommandEnvelope, rent_id: int | None
-    ) -> None:
+    async def _record(self, issued: IssuedCommand) -> None:
         if self._sessionmaker is None:
             return
-        command = envelope.command
         try:
             async with self._sessionmaker() as session, session.begin():
-                session.add(
-                    DeviceCommand(
-                        command_id=envelope.command_id.hex(),
-                        device_id=device_id,
-                        command_type=type(command).__name__.lower(),
-                        spot=getattr(command, "spot", None),
-                        rent_id=rent_id,
-                        issued_at=datetime.fromtimestamp(envelope.issued_at_ms / 1000, UTC),
-                        expires_at=datetime.fromtimestamp(envelope.expires_at_ms / 1000, UTC),
-                        sent_by=self.client_id,
-                        status=CommandStatus.PENDING,
-                    )
-                )
+                await record_command(session, issued)
         except Exception as exc:  # the audit row must never fail the command
             log.warning(
-                "event=command_record_failed command=%s error=%r", envelope.command_id.hex(), exc
+                "event=command_record_failed command=%s error=%r", issued.command_id.hex(), exc
             )
 
     # -- CommandGateway -------------------------------------------------------------------
+
+    def unlock_command(
+        self, device_id: str, spot_number: int, rent_id: int | None
+    ) -> IssuedCommand:
+        command = m.Unlock(
+            spot=spot_number,
+            window_s=self.unlock_window_s,
+            rent_id=str(rent_id) if rent_id is not None else None,
+        )
+        return self.issue(device_id, command, rent_id=rent_id)
 
     async def unlock_spot(
         self,
@@ -388,21 +393,23 @@ class MqttCommandGateway:
         *,
         presence: DevicePresence | None = None,
     ) -> UnlockOutcome:
-        command = m.Unlock(spot=spot_number, window_s=self.unlock_window_s, rent_id=rent_id)
-        return await self._unlock(station_device_id, command, rent_id, presence)
+        """Issue, record and send an unlock; ``rent_id`` is str(Rent.id)."""
+        rid = int(rent_id) if rent_id.isdigit() else None
+        issued = self.unlock_command(station_device_id, spot_number, rid)
+        await self._record(issued)
+        return await self.send_unlock(issued, presence=presence)
 
     async def unlock_vehicle(
         self, vehicle_device_id: str, rent_id: str, *, presence: DevicePresence | None = None
     ) -> UnlockOutcome:
-        command = m.Unlock(spot=0, window_s=self.unlock_window_s, rent_id=rent_id)
-        return await self._unlock(vehicle_device_id, command, rent_id, presence)
+        return await self.unlock_spot(vehicle_device_id, 0, rent_id, presence=presence)
 
-    async def _unlock(
-        self, device_id: str, command: m.Unlock, rent_id: str, presence: DevicePresence | None
+    async def send_unlock(
+        self, issued: IssuedCommand, *, presence: DevicePresence | None = None
     ) -> UnlockOutcome:
-        rid = int(rent_id) if rent_id.isdigit() else None
+        device_id = issued.device_id
         try:
-            reply = await self.send(device_id, command, rent_id=rid, presence=presence)
+            reply = await self.dispatch(issued, presence=presence)
         except DeviceOfflineError as exc:
             log.info("event=unlock_failed_fast device=%s reason=%s", device_id, exc.reason)
             return UnlockOutcome.offline(f"{device_id}: {exc.reason}")

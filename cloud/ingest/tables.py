@@ -88,6 +88,8 @@ class CommandStatus:
     DONE = "done"
     REJECTED = "rejected"
     FAILED = "failed"
+    #: Never published: the device was known offline (or the broker unreachable).
+    NOT_SENT = "not-sent"
 
 
 class DeviceCommand(Base):

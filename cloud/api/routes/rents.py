@@ -5,6 +5,7 @@ Flow of ``POST /v1/rents``, two short transactions around the device's answer:
 1. claim the Idempotency-Key, read the target (vehicle, spot, network limits, the commanded
    device's presence) and the rider's locked row with its counts, open the rent (holds the
    vehicle; one winner per vehicle) with its outbox record — commit;
+   and the command's audit row (so ingest can tie the device's events to the rent);
 2. the command gateway, *outside* any transaction (no DB read: the presence comes from 1);
 3. record the outcome (an UPDATE guarded on ``pending``), its outbox record and the stored
    response — commit; the answer is built from what 1 read.
@@ -45,6 +46,7 @@ from kickstand.cloud.api.errors import (
 )
 from kickstand.cloud.api.schemas import Envelope, RentCreate, RentPublic
 from kickstand.cloud.api.views import money_str
+from kickstand.cloud.commands.records import record_command, record_not_sent
 from kickstand.cloud.errors import (
     ConflictError,
     NotFoundError,
@@ -66,10 +68,11 @@ from kickstand.cloud.models import (
 from kickstand.cloud.rent_gateway import (
     CommandGateway,
     DevicePresence,
+    IssuedCommand,
     UnlockOutcome,
     UnlockResult,
 )
-from kickstand.cloud.rents import OpenedRent, UnlockTarget, apply_unlock_outcome, open_rent
+from kickstand.cloud.rents import OpenedRent, apply_unlock_outcome, open_rent
 from kickstand.cloud.security import AccessClaims
 from kickstand.cloud.trips import STARTABLE_RENT_STATUSES, price_trip
 
@@ -318,29 +321,19 @@ async def _claim(
         return None
 
 
-async def _unlock(
-    gateway: CommandGateway,
-    target: UnlockTarget,
-    rent_id: int,
-    timeout_s: float,
-    presence: DevicePresence | None = None,
+async def _send(
+    gateway: CommandGateway, issued: IssuedCommand, presence: DevicePresence
 ) -> UnlockOutcome:
     try:
-        if target.station_device_id is not None and target.spot_number is not None:
-            call = gateway.unlock_spot(
-                target.station_device_id, target.spot_number, str(rent_id), presence=presence
-            )
-        elif target.vehicle_device_id is not None:
-            call = gateway.unlock_vehicle(target.vehicle_device_id, str(rent_id), presence=presence)
-        else:
-            return UnlockOutcome.refused("nothing to unlock")
         # The gateway has its own timeout; this one only guards against a gateway that hangs.
-        return await asyncio.wait_for(call, timeout_s + 2.0)
+        return await asyncio.wait_for(
+            gateway.send_unlock(issued, presence=presence), issued.timeout_s + 2.0
+        )
     except TimeoutError:
-        log.error("event=gateway_hung rent_id=%s", rent_id)
+        log.error("event=gateway_hung rent_id=%s", issued.rent_id)
         return UnlockOutcome.timeout()
     except Exception as exc:  # a gateway bug must not leave the rent pending forever
-        log.exception("event=gateway_error rent_id=%s error=%r", rent_id, exc)
+        log.exception("event=gateway_error rent_id=%s error=%r", issued.rent_id, exc)
         return UnlockOutcome.timeout(f"command gateway error: {exc}")
 
 
@@ -429,6 +422,13 @@ async def create_rent(
                     unlock_window_s=window,
                     token_generation=claims.generation,
                 )
+                unlock = opened.unlock
+                issued = gateway.unlock_command(
+                    unlock.station_device_id or unlock.vehicle_device_id or "",
+                    unlock.spot_number or 0,
+                    opened.rent.id,
+                )
+                await record_command(session, issued)
             except RiderSessionError as exc:
                 await session.rollback()
                 raise unauthenticated(str(exc)) from exc
@@ -451,12 +451,14 @@ async def create_rent(
     rent_id = opened.rent.id
     target = opened.target
     presence = DevicePresence(target.device_online, target.device_last_seen_at)
-    outcome = await _unlock(gateway, opened.unlock, rent_id, settings.COMMAND_TIMEOUT_S, presence)
+    outcome = await _send(gateway, issued, presence)
 
     async with maker() as session:
         rent = await apply_unlock_outcome(
             session, rent_id, outcome, now=datetime.now(UTC), unlock_window_s=window
         )
+        if outcome.result == UnlockResult.DEVICE_OFFLINE:
+            await record_not_sent(session, issued, outcome.reason)
         if rent.status == RentStatus.STARTED:  # the removal beat the answer: read the trip
             status, payload = await _answer(session, rent, window, outcome)
         else:

@@ -9,8 +9,9 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kickstand.cloud.rent_gateway import DevicePresence, UnlockOutcome
+from kickstand.cloud.rent_gateway import DevicePresence, IssuedCommand, UnlockOutcome
 from kickstand.cloud.seed import DemoRefs
+from kickstand.protocol.v1 import messages as m
 
 
 @dataclass
@@ -21,15 +22,22 @@ class FakeGateway:
     delay: float = 0.0
     calls: list[tuple[str, ...]] = field(default_factory=list)
 
-    async def unlock_spot(
-        self,
-        station_device_id: str,
-        spot_number: int,
-        rent_id: str,
-        *,
-        presence: DevicePresence | None = None,
+    def unlock_command(
+        self, device_id: str, spot_number: int, rent_id: int | None
+    ) -> IssuedCommand:
+        command = m.Unlock(spot=spot_number, window_s=60, rent_id=str(rent_id))
+        return IssuedCommand.new(device_id, command, timeout_s=5.0, rent_id=rent_id)
+
+    async def send_unlock(
+        self, issued: IssuedCommand, *, presence: DevicePresence | None = None
     ) -> UnlockOutcome:
-        self.calls.append(("spot", station_device_id, str(spot_number), rent_id))
+        command = issued.command
+        assert isinstance(command, m.Unlock)
+        rent_id = str(issued.rent_id)
+        if command.spot:
+            self.calls.append(("spot", issued.device_id, str(command.spot), rent_id))
+        else:
+            self.calls.append(("vehicle", issued.device_id, rent_id))
         await asyncio.sleep(self.delay)
         return self.outcome
 

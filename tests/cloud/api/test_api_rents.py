@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 
 from kickstand.cloud import trips
+from kickstand.cloud.ingest.tables import DeviceCommand
 from kickstand.cloud.models import Rent, RentStatus, Spot, Station, Trip
 from kickstand.cloud.rent_gateway import UnlockOutcome
 from tests.cloud.api.support import BOTH_DATABASES, Api
@@ -24,6 +25,19 @@ async def spot_id(api: Api, device_id: str, number: int) -> int:
             .where(Station.device_id == device_id, Spot.displayed_number == number)
         )
         return int((await session.scalars(stmt)).one())
+
+
+async def commands_of(api: Api, rent_id: int) -> list[tuple[str, str, int | None, str]]:
+    async with api.sessionmaker() as session:
+        rows = await session.execute(
+            select(
+                DeviceCommand.device_id,
+                DeviceCommand.command_type,
+                DeviceCommand.spot,
+                DeviceCommand.status,
+            ).where(DeviceCommand.rent_id == rent_id)
+        )
+        return [tuple(row) for row in rows]  # type: ignore[misc]
 
 
 async def count_rents(api: Api) -> int:
@@ -42,6 +56,8 @@ async def test_unlock_retry_returns_first_answer_and_opens_one_rent(api: Api) ->
     assert data["status"] == "unlocked" and data["serial_number"] == "LY0001"
     assert data["displayed_number"] == 1 and data["being_rented"] is False
     assert api.gateway.calls == [("spot", "st-0001", "1", str(data["rent_id"]))]
+    # The command's audit row was written with the rent, before anything was sent.
+    assert await commands_of(api, data["rent_id"]) == [("st-0001", "unlock", 1, "pending")]
 
     again = await api.client.post("/v1/rents", json={"spot_id": sid}, headers=headers)
     assert again.status_code == 201
@@ -104,6 +120,9 @@ async def test_offline_station_fails_fast_and_frees_the_vehicle(api: Api) -> Non
     body = r.json()
     assert body["code"] == 13 and "offline" in body["message"]
     assert body["data"]["status"] == "refused"
+    assert await commands_of(api, body["data"]["rent_id"]) == [
+        ("st-0004", "unlock", 1, "not-sent")
+    ]
     api.gateway.outcome = UnlockOutcome.unlocked()
     retry = await api.client.post(
         "/v1/rents", json={"spot_id": sid}, headers={**auth, "Idempotency-Key": "offline-002"}
