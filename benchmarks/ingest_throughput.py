@@ -10,7 +10,13 @@ A bare aiomqtt subscriber is measured too (paho vs aiomqtt for the ingest's MQTT
 Medians of ``--rounds`` bare/ingest pairs. ``--live`` adds a live-flow figure (consumers
 online, a publisher process sending; first to last message), where the publisher is the
 limit for both. The fleet alert rules are off for the headline (they are measured apart:
-``--alerts-messages``).
+``--alerts-messages``). Then an event mix, with the alert rules on and off: what the
+devices send when every one of ``--event-stations`` x 3 docked vehicles and
+``--event-floating`` lock-box vehicles is unlocked once (statuses, Unlocked, command
+results, VehicleRemoved / VehicleDocked / Locked for a ride, UnlockExpired for an unlock
+nobody used; rents and commands recorded beforehand as the rent API does). Every figure
+comes with the CPU of the workers per message (this process while draining), which a busy
+machine disturbs less than the rate.
 
     .venv/bin/python benchmarks/ingest_throughput.py [--messages 20000] [--workers 2] [--live]
 
@@ -30,6 +36,10 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import aiomqtt
@@ -39,9 +49,22 @@ from sqlalchemy import func, select
 from kickstand.cloud.alerts.engine import AlertEngine
 from kickstand.cloud.db import create_engine, create_sessionmaker
 from kickstand.cloud.ingest import IngestWorker
-from kickstand.cloud.ingest.tables import DeviceStatus
+from kickstand.cloud.ingest.tables import CommandStatus, DeviceCommand, DeviceStatus
 from kickstand.cloud.migrations import upgrade
-from kickstand.cloud.models import Device, DeviceKind, Network, Vehicle, VehicleType
+from kickstand.cloud.models import (
+    Cluster,
+    Device,
+    DeviceKind,
+    Network,
+    Rent,
+    RentKind,
+    RentStatus,
+    Spot,
+    Station,
+    User,
+    Vehicle,
+    VehicleType,
+)
 from kickstand.cloud.seed import seed_demo
 from kickstand.cloud.telemetry import open_telemetry_store
 from kickstand.protocol import topics
@@ -66,6 +89,145 @@ async def add_fleet(db_url: str, vehicles: int) -> None:
                           network_id=network_id, device_id=f"vh-{serial}", battery_level=90))
             VEHICLES.append(f"vh-{serial}")
     await engine.dispose()
+
+
+@dataclass
+class EventFleet:
+    """Stations with docked vehicles and free-floating vehicles, each with a pending rent
+    and its unlock command on record (as the rent API leaves them): one unlock each."""
+
+    tag: str
+    stations: list[tuple[str, list[tuple[int, str]]]] = field(default_factory=list)
+    floating: list[str] = field(default_factory=list)
+    commands: dict[str, bytes] = field(default_factory=dict)  # serial -> command id
+
+
+async def add_event_fleet(db_url: str, tag: str, stations: int, floating: int) -> EventFleet:
+    """``stations`` stations of 6 spots with vehicles in spots 1-3, ``floating`` lock-box
+    vehicles, riders with money; a rent (pending) and an unlock command per vehicle."""
+    fleet = EventFleet(tag)
+    engine = create_engine(db_url)
+    now = datetime.now(UTC)
+    async with create_sessionmaker(engine)() as s, s.begin():
+        network_id = (await s.execute(select(Network.id))).scalars().first()
+        clusters = (await s.execute(select(Cluster.id))).scalars().all()
+        riders = [
+            User(email=f"bench-{tag}-{i}@example.com", password_hash="x",
+                 wallet_balance=Decimal("1000"))
+            for i in range(25)
+        ]
+        s.add_all(riders)
+        await s.flush()
+        pending: list[tuple[Vehicle, Spot | None, str]] = []
+        for n in range(1, stations + 1):
+            device_id = f"st-{tag}{n:03d}"
+            s.add(Device(device_id=device_id, kind=DeviceKind.STATION))
+            station = Station(device_id=device_id, cluster_id=clusters[n % len(clusters)],
+                              name=f"bench {tag} {n}")
+            s.add(station)
+            await s.flush()
+            docked: list[tuple[int, str]] = []
+            for number in range(1, 7):
+                spot = Spot(station_id=station.id, displayed_number=number)
+                s.add(spot)
+                await s.flush()
+                if number <= 3:
+                    serial = f"{tag}S{n:03d}{number}"
+                    s.add(Device(device_id=f"vh-{serial}", kind=DeviceKind.VEHICLE))
+                    vehicle = Vehicle(serial_number=serial, vehicle_type=VehicleType.BIKE,
+                                      network_id=network_id, device_id=f"vh-{serial}",
+                                      spot_id=spot.id, docked_at=now - timedelta(hours=1),
+                                      battery_level=90)
+                    s.add(vehicle)
+                    pending.append((vehicle, spot, device_id))
+                    docked.append((number, serial))
+            fleet.stations.append((device_id, docked))
+        for n in range(1, floating + 1):
+            serial = f"{tag}F{n:04d}"
+            s.add(Device(device_id=f"vh-{serial}", kind=DeviceKind.VEHICLE))
+            vehicle = Vehicle(serial_number=serial, vehicle_type=VehicleType.KICK_SCOOTER,
+                              network_id=network_id, device_id=f"vh-{serial}", battery_level=90,
+                              latitude=45.76 + n * 1e-5, longitude=4.84, position_at=now)
+            s.add(vehicle)
+            pending.append((vehicle, None, f"vh-{serial}"))
+            fleet.floating.append(serial)
+        await s.flush()
+        for i, (vehicle, spot, target) in enumerate(pending):
+            rent = Rent(user_id=riders[i % len(riders)].id, vehicle_id=vehicle.id,
+                        spot_id=spot.id if spot is not None else None,
+                        kind=RentKind.APP_SPOT if spot is not None else RentKind.APP_VEHICLE,
+                        status=RentStatus.PENDING, created_at=now,
+                        expires_at=now + timedelta(hours=1))
+            s.add(rent)
+            await s.flush()
+            command_id = uuid.uuid4().bytes
+            s.add(DeviceCommand(command_id=command_id.hex(), device_id=target,
+                                command_type="unlock", spot=spot.displayed_number if spot else 0,
+                                rent_id=rent.id, issued_at=now,
+                                expires_at=now + timedelta(minutes=1), sent_by="bench",
+                                status=CommandStatus.PENDING))
+            fleet.commands[vehicle.serial_number] = command_id
+    await engine.dispose()
+    return fleet
+
+
+def build_event_mix(fleet: EventFleet, boot: int = 11) -> list[tuple[str, bytes]]:
+    """What the devices send for one unlock each, as the riders of the unlock benchmark make
+    it: a station spot goes UNLOCKING, Unlocked, awaiting removal, command result; then two
+    rides in three take the vehicle (VehicleRemoved, empty spot; later VehicleDocked in spot
+    +3, Locked by docking, docked status) and one in three leaves it (UnlockExpired, locked
+    status). A lock-box vehicle: Unlocked, result, status, later Locked, status. The stages
+    of all unlocks interleave (everyone unlocks at once), each device's seq rising."""
+    seqs: dict[str, int] = {}
+    ts = time.time_ns() // 1_000_000 - 600_000
+    stages: list[list[tuple[str, m.UpBody]]] = [[] for _ in range(6)]
+    locked, open_ = pe.LockState.LOCKED, pe.LockState.OPEN
+    n = 0
+    for device_id, docked in fleet.stations:
+        for spot, serial in docked:
+            n += 1
+            cid = fleet.commands[serial]
+            stages[0].append((device_id, m.Status(spot, pe.SpotState.UNLOCKING, locked, serial)))
+            stages[1].append((device_id, m.Unlocked(spot, pe.LockCause.COMMAND, cid)))
+            stages[1].append((device_id, m.Status(
+                spot, pe.SpotState.UNLOCKED_AWAITING_REMOVAL, open_, serial)))
+            stages[2].append((device_id, m.CommandResult(cid, pe.ResultStatus.DONE)))
+            if n % 3:
+                stages[3].append((device_id, m.VehicleRemoved(spot, serial, command_id=cid)))
+                stages[3].append((device_id, m.Status(spot, pe.SpotState.EMPTY, open_)))
+                stages[4].append((device_id, m.VehicleDocked(spot + 3, serial)))
+                stages[4].append((device_id, m.Locked(spot + 3, pe.LockCause.DOCKING)))
+                stages[5].append((device_id, m.Status(
+                    spot + 3, pe.SpotState.DOCKED_LOCKED, locked, serial)))
+            else:
+                stages[3].append((device_id, m.UnlockExpired(spot, cid)))
+                stages[4].append((device_id, m.Status(
+                    spot, pe.SpotState.DOCKED_LOCKED, locked, serial)))
+    for serial in fleet.floating:
+        device_id, cid = f"vh-{serial}", fleet.commands[serial]
+        stages[0].append((device_id, m.Unlocked(0, pe.LockCause.COMMAND, cid)))
+        stages[1].append((device_id, m.CommandResult(cid, pe.ResultStatus.DONE)))
+        stages[2].append((device_id, m.Status(0, pe.DeviceState.UNLOCKED, battery_pct=88)))
+        stages[4].append((device_id, m.Locked(0, pe.LockCause.MANUAL)))
+        stages[5].append((device_id, m.Status(0, pe.DeviceState.LOCKED, battery_pct=87)))
+    out: list[tuple[str, bytes]] = []
+    for stage in stages:
+        ts += 60_000  # a minute between stages: a ride has a price
+        for i, (device_id, body) in enumerate(stage):
+            seq = seqs[device_id] = seqs.get(device_id, 0) + 1
+            stamp = m.Stamp(boot, seq, ts + i)
+            out.append((topics.up(device_id, codec.channel_of(body)),
+                        codec.encode_up(stamp, body)))
+    return out
+
+
+def check_event_mix(drain: Drain, count: int) -> None:
+    """The mix did what riders do (trips started and ended), not a pile of rejections."""
+    applied = sum(w.stats.applied for w in drain.workers)
+    rejected = sum(sum(w.stats.rejected.values()) for w in drain.workers)
+    if applied + sum(w.stats.duplicates for w in drain.workers) < count or rejected:
+        reasons = sum((w.stats.rejected for w in drain.workers), Counter())
+        raise RuntimeError(f"event mix: {applied}/{count} applied, rejected {dict(reasons)}")
 
 
 class TunedMosquitto(MosquittoService):
@@ -259,12 +421,26 @@ async def bare_aiomqtt(broker: MosquittoService, messages: list[tuple[str, bytes
     return time.perf_counter() - t0
 
 
+@dataclass
+class Drain:
+    seconds: float
+    #: CPU of this process while draining: the workers (publishing is over by then).
+    cpu_s: float
+    workers: list[IngestWorker]
+
+    def rate(self, n: int) -> float:
+        return n / self.seconds
+
+    def cpu_ms(self, n: int) -> float:
+        return self.cpu_s * 1000 / n
+
+
 async def ingest(
     broker: MosquittoService, db_url: str, influx: InfluxService | None,
     messages: list[tuple[str, bytes]], workers: int, batch_max: int, tmp: Path,
     with_alerts: bool = True,
     live: tuple[int, int] | None = None,
-) -> tuple[float, list[IngestWorker]]:
+) -> Drain:
     """Drain a backlog (default), or ``live=(boot, fleet)``: workers online while a
     publisher process sends."""
     engine = create_engine(db_url, pool_size=workers + 2)
@@ -290,7 +466,7 @@ async def ingest(
                 await w.stop()
             await asyncio.to_thread(publish_all, broker, messages)
         running = [make(cid) for cid in ids]
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         for w in running:
             await w.start()
         target = len(messages)
@@ -298,14 +474,14 @@ async def ingest(
             publisher = asyncio.create_task(publish_live(broker, len(messages), *live))
             while not sum(w.stats.received for w in running):  # noqa: ASYNC110
                 await asyncio.sleep(0.001)
-            t0 = time.perf_counter()  # first message in (publisher start-up apart)
+            t0, cpu0 = time.perf_counter(), time.process_time()  # first message in
             await publisher
         def drained() -> bool:
             return sum(w.stats.received for w in running) >= target and all(w.idle for w in running)
 
         while not drained():  # noqa: ASYNC110 (polling the workers' counters)
             await asyncio.sleep(0.005)
-        elapsed = time.perf_counter() - t0
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         for w in running:
             await w.stop()
         await store.flush()
@@ -314,7 +490,7 @@ async def ingest(
         if statuses == 0:
             raise RuntimeError("no state was written")
     await engine.dispose()
-    return elapsed, running
+    return Drain(elapsed, cpu, running)
 
 
 async def main() -> None:
@@ -332,6 +508,10 @@ async def main() -> None:
     parser.add_argument("--publish-child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--alerts-messages", type=int, default=4000,
                         help="one more ingest run with the fleet alert rules on (0: skip)")
+    parser.add_argument("--event-stations", type=int, default=40,
+                        help="event mix: stations (3 docked vehicles each) unlocked once")
+    parser.add_argument("--event-floating", type=int, default=150,
+                        help="event mix: lock-box vehicles unlocked once (0 and 0: skip)")
     args = parser.parse_args()
     if args.publish_child:
         publish_child(*json.loads(args.publish_child))
@@ -341,7 +521,9 @@ async def main() -> None:
     bare: list[float] = []
     aio: list[float] = []
     ing: list[float] = []
-    with_alerts: float | None = None
+    cpu: list[float] = []
+    with_alerts: Drain | None = None
+    events: dict[str, tuple[int, Drain]] = {}
     live_bare: float | None = None
     live_ing: float | None = None
     batches = rejected = 0
@@ -364,30 +546,42 @@ async def main() -> None:
                 messages = build_messages(n, boot=100 + r)
                 bare.append(n / await asyncio.to_thread(bare_paho, broker, messages))
                 aio.append(n / await bare_aiomqtt(broker, messages))
-                elapsed, workers = await ingest(
+                drain = await ingest(
                     broker, db_url, influx, messages, args.workers, args.batch_max, tmp,
                     with_alerts=False,
                 )
-                ing.append(n / elapsed)
-                batches += sum(w.stats.batches for w in workers)
-                rejected += sum(sum(w.stats.rejected.values()) for w in workers)
+                ing.append(drain.rate(n))
+                cpu.append(drain.cpu_ms(n))
+                batches += sum(w.stats.batches for w in drain.workers)
+                rejected += sum(sum(w.stats.rejected.values()) for w in drain.workers)
                 print(f"round {r + 1}: bare paho {bare[-1]:.0f}, bare aiomqtt {aio[-1]:.0f}, "
-                      f"ingest {ing[-1]:.0f} msg/s", flush=True)
+                      f"ingest {ing[-1]:.0f} msg/s ({cpu[-1]:.3f} CPU ms/msg)", flush=True)
             if args.live:
                 live_bare = n / await bare_paho_live(broker, n, 500, args.fleet)
                 messages = build_messages(n, boot=501)
-                elapsed, _ = await ingest(
+                drain = await ingest(
                     broker, db_url, influx, messages, args.workers, args.batch_max, tmp,
                     with_alerts=False, live=(501, args.fleet),
                 )
-                live_ing = n / elapsed
+                live_ing = drain.rate(n)
             if args.alerts_messages:
                 messages = build_messages(args.alerts_messages, boot=999)
-                elapsed, _ = await ingest(
+                with_alerts = await ingest(
                     broker, db_url, influx, messages, args.workers, args.batch_max, tmp,
                     with_alerts=True,
                 )
-                with_alerts = args.alerts_messages / elapsed
+            if args.event_stations or args.event_floating:
+                for tag, alerts_on in (("EA", True), ("EB", False)):
+                    fleet = await add_event_fleet(
+                        db_url, tag, args.event_stations, args.event_floating
+                    )
+                    messages = build_event_mix(fleet)
+                    drain = await ingest(
+                        broker, db_url, influx, messages, args.workers, args.batch_max, tmp,
+                        with_alerts=alerts_on,
+                    )
+                    events["on" if alerts_on else "off"] = (len(messages), drain)
+                    check_event_mix(drain, len(messages))
         finally:
             if influx_cm is not None:
                 influx_cm.__exit__(None, None, None)
@@ -399,10 +593,18 @@ async def main() -> None:
     print(f"bare aiomqtt subscriber (QoS 1): {a:9.0f} msg/s")
     print(f"ingest, {args.workers} worker(s) (paho in the event loop, decode + CDDL, PostgreSQL "
           f"state upserts, {store}): {i:9.0f} msg/s; {batches} batches "
-          f"(avg {n * args.rounds / max(batches, 1):.0f} msg), rejected {rejected}")
+          f"(avg {n * args.rounds / max(batches, 1):.0f} msg), rejected {rejected}; "
+          f"{statistics.median(cpu):.3f} CPU ms/msg")
     if with_alerts is not None:
+        alerts_n = args.alerts_messages
         print(f"ingest with the fleet alert rules on (telemetry sampled every 5 s per vehicle): "
-              f"{with_alerts:.0f} msg/s ({args.alerts_messages} messages)")
+              f"{with_alerts.rate(alerts_n):.0f} msg/s, {with_alerts.cpu_ms(alerts_n):.3f} CPU ms/msg "
+              f"({alerts_n} messages)")
+    for mode, (count, drain) in events.items():
+        print(f"ingest, event mix (unlocks: statuses, Unlocked, results, VehicleRemoved, "
+              f"VehicleDocked, UnlockExpired, Locked), alert rules {mode}: "
+              f"{drain.rate(count):.0f} msg/s, {drain.cpu_ms(count):.3f} CPU ms/msg "
+              f"({count} messages)")
     if live_bare is not None and live_ing is not None:
         print(f"live flow (consumers online, publisher process): ingest {live_ing:.0f} msg/s, "
               f"bare {live_bare:.0f} msg/s, ratio {live_ing / live_bare:.2f}")
