@@ -598,8 +598,8 @@ async def main() -> None:
     if with_alerts is not None:
         alerts_n = args.alerts_messages
         print(f"ingest with the fleet alert rules on (telemetry sampled every 5 s per vehicle): "
-              f"{with_alerts.rate(alerts_n):.0f} msg/s, {with_alerts.cpu_ms(alerts_n):.3f} CPU ms/msg "
-              f"({alerts_n} messages)")
+              f"{with_alerts.rate(alerts_n):.0f} msg/s, "
+              f"{with_alerts.cpu_ms(alerts_n):.3f} CPU ms/msg ({alerts_n} messages)")
     for mode, (count, drain) in events.items():
         print(f"ingest, event mix (unlocks: statuses, Unlocked, results, VehicleRemoved, "
               f"VehicleDocked, UnlockExpired, Locked), alert rules {mode}: "

@@ -30,6 +30,10 @@ from kickstand.cloud.models import (
 
 log = logging.getLogger("kickstand.cloud.alerts.core")
 
+#: ``session.info`` key: the open alert (or None) of causes looked up ahead, in one query,
+#: by :meth:`AlertCore.prefetch_causes` — rows locked FOR UPDATE until the commit.
+_KNOWN = "kickstand.alerts.known_open"
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -155,6 +159,7 @@ class AlertCore:
             if alert is not None:
                 alert.state = AlertState.NEW
                 alert.stopped_at = None
+                self._know(session, cause_key, alert)
                 self.counters["reopened"] += 1
                 return self._recur(session, alert, severity, merged_extra, now, notify=True)
             fresh = FleetAlert(
@@ -185,10 +190,12 @@ class AlertCore:
             except IntegrityError:
                 # Another worker opened it between our look and our insert: count on theirs.
                 self.counters["raise_races"] += 1
+                session.info.get(_KNOWN, {}).pop(cause_key, None)
                 alert = await self._open_alert(session, cause_key)
                 if alert is None:
                     raise
                 return self._recur(session, alert, severity, merged_extra, now)
+            self._know(session, cause_key, fresh)
             self.counters["raised"] += 1
             log.info(
                 "event=fleet_alert_raised alert_id=%s type=%s cause=%s severity=%s",
@@ -210,6 +217,7 @@ class AlertCore:
         return self.stop(session, alert, now)
 
     def stop(self, session: AsyncSession, alert: FleetAlert, now: datetime) -> AlertChange:
+        self._know(session, alert.cause_key, None)
         alert.state = AlertState.STOPPED
         alert.stopped_at = now
         alert.modified_at = now
@@ -228,11 +236,36 @@ class AlertCore:
         self, session: AsyncSession, cause_keys: list[str], now: datetime
     ) -> list[AlertChange]:
         """Stop the open alerts of these causes, in this order (one query for all)."""
-        if not cause_keys:
-            return []
-        if len(cause_keys) == 1:
-            alert = await self._open_alert(session, cause_keys[0])
-            return [] if alert is None else [self.stop(session, alert, now)]
+        known = session.info.get(_KNOWN, {})
+        found = {key: known[key] for key in cause_keys if key in known}
+        unknown = [key for key in cause_keys if key not in known]
+        if len(unknown) == 1:
+            found[unknown[0]] = await self._open_alert(session, unknown[0])
+        elif unknown:
+            found.update(await self._load_open(session, unknown))
+        return [self.stop(session, alert, now) for key in cause_keys if (alert := found.get(key))]
+
+    async def prefetch_causes(self, session: AsyncSession, cause_keys: list[str]) -> None:
+        """Look up the open alerts of these causes in one query (locked until the commit);
+        the rules of this session then take them from there, not one query each."""
+        known: dict[str, FleetAlert | None] = session.info.setdefault(_KNOWN, {})
+        wanted = [key for key in dict.fromkeys(cause_keys) if key not in known]
+        if wanted:
+            found = await self._load_open(session, wanted)
+            known.update({key: found.get(key) for key in wanted})
+
+    def forget_causes(self, session: AsyncSession) -> None:
+        """Drop what :meth:`prefetch_causes` knew (after a rollback to a savepoint)."""
+        session.info.pop(_KNOWN, None)
+
+    def _know(self, session: AsyncSession, cause_key: str, alert: FleetAlert | None) -> None:
+        known: dict[str, FleetAlert | None] | None = session.info.get(_KNOWN)
+        if known is not None and cause_key in known:
+            known[cause_key] = alert
+
+    async def _load_open(
+        self, session: AsyncSession, cause_keys: list[str]
+    ) -> dict[str, FleetAlert]:
         rows: ScalarResult[FleetAlert] = await session.scalars(
             select(FleetAlert)
             .where(FleetAlert.cause_key.in_(cause_keys), FleetAlert.state.in_(OPEN_STATES))
@@ -240,8 +273,7 @@ class AlertCore:
             .with_for_update()
         )
         # At most one open alert per cause (uq_fleet_alerts_open_cause).
-        found = {alert.cause_key: alert for alert in rows.all()}
-        return [self.stop(session, found[key], now) for key in cause_keys if key in found]
+        return {alert.cause_key: alert for alert in rows.all()}
 
     async def _stop_vehicle_alerts(
         self, session: AsyncSession, types: Iterable[AlertType], vehicle_id: int, now: datetime
@@ -290,6 +322,9 @@ class AlertCore:
         return AlertChange(alert, topic)
 
     async def _open_alert(self, session: AsyncSession, cause_key: str) -> FleetAlert | None:
+        known: dict[str, FleetAlert | None] = session.info.get(_KNOWN, {})
+        if cause_key in known:
+            return known[cause_key]
         return await session.scalar(
             select(FleetAlert)
             .where(FleetAlert.cause_key == cause_key, FleetAlert.state.in_(OPEN_STATES))

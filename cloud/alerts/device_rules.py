@@ -146,6 +146,25 @@ class DeviceRules(AlertCore):
             networks[network_id] = await session.get(Network, network_id)
         return networks[network_id]
 
+    def _sampled_causes(self, ref: DeviceRef, body: m.UpBody) -> list[str]:
+        """The causes the vehicle rules may stop or count on for a telemetry or a status
+        (:meth:`_telemetry`, :meth:`_vehicle_rules`), to look them all up at once."""
+        if ref.station_id is not None or ref.vehicle_id is None:
+            return []
+        vkey = f"vehicle:{ref.vehicle_id}"
+        types: list[AlertType] = []
+        battery = body.battery_pct if isinstance(body, m.Telemetry | m.Status) else None
+        if battery is not None and battery >= self.config.battery_clear_pct:
+            if isinstance(body, m.Telemetry) or (isinstance(body, m.Status) and body.spot == 0):
+                types.append(AlertType.LOCK_BATTERY_LOW)
+        if isinstance(body, m.Telemetry) and body.lat is not None and body.lon is not None:
+            types += [
+                AlertType.LOCK_NO_TRACKING,
+                AlertType.VEHICLE_OUT_OF_NETWORK_AREA,
+                AlertType.VEHICLE_RIDE_OUTSIDE,
+            ]
+        return [f"{t.value}|{vkey}" for t in types]
+
     async def _spot_subject(self, session: AsyncSession, ctx: _DeviceContext, spot: int) -> Subject:
         station = await self._load_station(session, ctx)
         cluster = ctx.cluster

@@ -103,6 +103,15 @@ class AlertEngine(DeviceRules, SweepRules):
             )
         return changes
 
+    async def prefetch(
+        self, session: AsyncSession, messages: list[tuple[DeviceRef, m.UpMessage]]
+    ) -> None:
+        """Before :meth:`on_device_message` for many devices' telemetry and statuses (an
+        ingest batch): the open alerts their rules may stop, in one query, not one each."""
+        await self.prefetch_causes(
+            session, [key for ref, msg in messages for key in self._sampled_causes(ref, msg.body)]
+        )
+
     async def on_trip_terminated(
         self, session: AsyncSession, trip: Trip, *, now: datetime | None = None
     ) -> list[AlertChange]:

@@ -673,8 +673,7 @@ class BatchApplier:
                 if st.battery_pct is not None:
                     battery.append({"vid": info.vehicle_id, "b": st.battery_pct, "v": None})
                 vehicles.append(item)
-        for item in self._sample(vehicles):
-            await self._alert(session, item, infos[item.device_id])
+        await self._alert_all(session, self._sample(vehicles), infos)
         if spot_updates:
             await self._apply_spot_statuses(session, spot_updates, infos)
         if battery:
@@ -797,8 +796,7 @@ class BatchApplier:
             if located
             else ()
         )
-        for item in due:
-            await self._alert(session, item, infos[item.device_id])
+        await self._alert_all(session, due, infos)
         del loaded
         if bat_rows:
             await _update_batteries(session, bat_rows)
@@ -813,16 +811,22 @@ class BatchApplier:
         except DBAPIError as exc:
             if is_transient(exc):
                 raise
+            self._rolled_back(session)
             self.stats.reject(
                 "event-apply-failed", device=item.device_id, event=type(body).__name__, error=exc
             )
         except Exception as exc:  # a domain error on one event must not lose the batch
+            self._rolled_back(session)
             self.stats.reject(
                 "event-apply-failed",
                 device=item.device_id,
                 event=type(body).__name__,
                 error=repr(exc),
             )
+
+    def _rolled_back(self, session: AsyncSession) -> None:
+        if self.alerts is not None:
+            self.alerts.forget_causes(session)
 
     async def _dispatch_event(
         self, session: AsyncSession, item: Inbound, info: _DeviceInfo, body: object
@@ -886,6 +890,15 @@ class BatchApplier:
             await self.alerts.on_device_message(
                 session, item.device_id, item.msg, device=info.ref
             )
+
+    async def _alert_all(
+        self, session: AsyncSession, items: list[Inbound], infos: dict[str, _DeviceInfo]
+    ) -> None:
+        if self.alerts is None or not items:
+            return
+        await self.alerts.prefetch(session, [(infos[i.device_id].ref, i.msg) for i in items])
+        for item in items:
+            await self._alert(session, item, infos[item.device_id])
 
     def _sample(self, items: list[Inbound]) -> list[Inbound]:
         """The items the alert rules see (a device and channel at most every alert_sample_s)."""

@@ -33,7 +33,7 @@ from kickstand.cloud.webhooks.delivery import DeliveryPolicy, WebhookWorker
 from kickstand.cloud.webhooks.receiver import Receiver
 from kickstand.protocol.topics import Channel
 from kickstand.protocol.v1 import messages as m
-from kickstand.protocol.v1.enums import BatteryKind, LockCause, MotionKind
+from kickstand.protocol.v1.enums import BatteryKind, DeviceState, LockCause, MotionKind
 from kickstand.testing import PostgresServer
 
 SECRET = "a-test-secret-that-is-long-enough-for-hs256-0123456789"
@@ -368,3 +368,50 @@ async def test_ingest_path_vehicle_rules(env: Env) -> None:
     async with env.maker() as session:
         topics: list[str] = list(await session.scalars(select(OutboxEvent.topic)))
     assert "vehicule.battery.low" in topics
+
+
+async def test_ingest_batch_looks_alerts_up_once_and_stays_right_through_its_events(
+    env: Env,
+) -> None:
+    """A batch looks up the open alerts of its vehicles' statuses in one query; an event of
+    the same batch then sees what the statuses changed (a stopped alert reopens)."""
+    async with env.maker() as session:
+        rows: ScalarResult[Vehicle] = await session.scalars(
+            select(Vehicle).where(Vehicle.serial_number.in_(["LYF001", "LYF002"]))
+        )
+        devs = sorted(v.device_id for v in rows if v.device_id is not None)
+    assert len(devs) == 2
+    applier = BatchApplier(env.maker, IngestStats(), alerts=AlertEngine(), alert_sample_s=0)
+    low = m.BatteryLow(BatteryKind.INTERNAL, 12)
+    await applier.apply([inbound(devs[0], Channel.EVENT, low)])
+    [first] = await open_alerts(env)
+    full = m.Status(0, DeviceState.LOCKED, battery_pct=90)
+    await applier.apply(
+        [
+            inbound(devs[0], Channel.STATUS, full),  # stops it
+            inbound(devs[1], Channel.STATUS, full),  # nothing open
+            inbound(devs[0], Channel.EVENT, low),  # within the flap window: reopens it
+            inbound(devs[1], Channel.EVENT, low),  # a new one
+        ]
+    )
+    alerts = {a.vehicle_id: a for a in await open_alerts(env)}
+    assert len(alerts) == 2
+    again = alerts[first.vehicle_id]
+    assert again.id == first.id and again.state == AlertState.NEW and again.occurrences == 2
+    assert all(a.state == AlertState.NEW for a in alerts.values())
+    async with env.maker() as session:
+        topics: list[str] = list(
+            await session.scalars(
+                select(OutboxEvent.topic)
+                .where(OutboxEvent.resource_type == "fleet_alert")
+                .order_by(OutboxEvent.id)
+            )
+        )
+    assert topics == [
+        "fleet_alert.created",
+        "fleet_alert.stopped",
+        "fleet_alert.updated",
+        "fleet_alert.created",
+    ]
+    await applier.apply([inbound(dev, Channel.STATUS, full) for dev in devs])
+    assert {a.state for a in await open_alerts(env)} == {AlertState.STOPPED}
