@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -23,6 +23,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
     text,
@@ -34,6 +35,11 @@ from kickstand.cloud.dbtypes import Money, UTCDateTime
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def table_of(model: type[Base]) -> Table:
+    """A model's Table, for Core statements built once on hot paths (typed as a Table)."""
+    return cast(Table, model.__table__)
 
 
 NAMING = {

@@ -16,7 +16,7 @@ from sqlalchemy import ScalarResult, select
 from sqlalchemy import insert as sa_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kickstand.cloud.models import OutboxEvent
+from kickstand.cloud.models import OutboxEvent, table_of
 
 # Topics written by the cloud core (seed 000 names where the seed has one).
 TRIP_CREATED = "trip.created"
@@ -81,9 +81,11 @@ async def insert(
 ) -> None:
     """Like :func:`emit`, as one INSERT now: for paths that write with Core statements and
     never flush the unit of work."""
-    await session.execute(
-        sa_insert(OutboxEvent).values(**_row(topic, resource_type, resource_id, payload))
-    )
+    await session.execute(_INSERT, _row(topic, resource_type, resource_id, payload))
+
+
+#: Built once: the compiled form and its cache key are reused.
+_INSERT = sa_insert(table_of(OutboxEvent))
 
 
 def _row(

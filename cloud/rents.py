@@ -7,6 +7,7 @@ here: the trip starts only when the vehicle leaves (:mod:`kickstand.cloud.trips`
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Integer, Select, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -42,6 +43,7 @@ from kickstand.cloud.models import (
     Vehicle,
     VehicleState,
     VehicleType,
+    table_of,
 )
 from kickstand.cloud.rent_gateway import UnlockOutcome, UnlockResult
 from kickstand.cloud.trips import rent_expired, rent_payload
@@ -114,9 +116,12 @@ _TARGET_COLUMNS = (
 )
 
 
-def _target_query(
-    spot_id: int | None, vehicle_id: int | None, user_id: int, now: datetime
-) -> Select[*tuple[Any, ...]]:
+@functools.cache
+def _target_query(by_spot: bool) -> Select[*tuple[Any, ...]]:
+    """Built once (per kind of target): SQLAlchemy then reuses its compiled form and cache
+    key instead of rebuilding both on every request. Parameters: target, user_id, now."""
+    user_id = bindparam("user_id", type_=Integer)
+    now = bindparam("now", type_=Rent.expires_at.type)
     active_rent = Rent.status.in_(ACTIVE_RENT_STATUSES)
     active_trip = Trip.status.in_(ACTIVE_TRIP_STATUSES)
     # What already holds the rider or the vehicle, in the same statement: run after the
@@ -134,19 +139,19 @@ def _target_query(
         ),
     )
     stmt = select(*_TARGET_COLUMNS, *counts)
-    if spot_id is not None:
+    if by_spot:
         stmt = (
             stmt.select_from(Spot)
             .join(Station, Station.id == Spot.station_id)
             .outerjoin(Vehicle, Vehicle.spot_id == Spot.id)
-            .where(Spot.id == spot_id)
+            .where(Spot.id == bindparam("target"))
         )
     else:
         stmt = (
             stmt.select_from(Vehicle)
             .outerjoin(Spot, Spot.id == Vehicle.spot_id)
             .outerjoin(Station, Station.id == Spot.station_id)
-            .where(Vehicle.id == vehicle_id)
+            .where(Vehicle.id == bindparam("target"))
         )
     commanded = func.coalesce(Station.device_id, Vehicle.device_id)
     return stmt.outerjoin(Network, Network.id == Vehicle.network_id).outerjoin(
@@ -174,7 +179,9 @@ async def read_target(
     """The target of a rent request; NotFoundError / RentRefusedError when there is none."""
     if spot_id is None and vehicle_id is None:
         raise RentRefusedError("give a spot_id or a vehicle_id", reason="no-target")
-    row = (await session.execute(_target_query(spot_id, vehicle_id, user_id, now))).first()
+    target = spot_id if spot_id is not None else vehicle_id
+    params = {"target": target, "user_id": user_id, "now": now}
+    row = (await session.execute(_target_query(spot_id is not None), params)).first()
     if row is None:
         raise NotFoundError("spot" if spot_id is not None else "vehicle", spot_id or vehicle_id)
     if row[0] is None:  # a spot with nothing in it
@@ -198,18 +205,20 @@ def _count(model: type[Trip] | type[Rent], *where: Any) -> Any:
     return select(func.count()).select_from(model).where(*where).scalar_subquery()
 
 
+_LOCK_RIDER = (
+    select(User.is_active, User.token_generation, User.wallet_balance)
+    .where(User.id == bindparam("user_id"))
+    .with_for_update(key_share=True)
+)
+
+
 async def _lock_rider(session: AsyncSession, user_id: int) -> Rider | None:
     """Serialise this rider's rent requests (the simultaneous-rent limit is per rider).
 
     FOR NO KEY UPDATE on PostgreSQL: it does not conflict with the KEY SHARE locks that
     foreign-key checks of concurrent inserts (idempotency keys, rents) take on the row.
     """
-    stmt = (
-        select(User.is_active, User.token_generation, User.wallet_balance)
-        .where(User.id == user_id)
-        .with_for_update(key_share=True)
-    )
-    row = (await session.execute(stmt)).first()
+    row = (await session.execute(_LOCK_RIDER, {"user_id": user_id})).first()
     return None if row is None else Rider(*row)
 
 
@@ -251,8 +260,7 @@ def _check_rules(target: RentTarget, rider: Rider, holds: Holds) -> UnlockTarget
     limit = target.max_simultaneous_rented_vehicle
     if holds.active_rents + holds.active_trips >= limit:
         raise RentRefusedError(
-            f"you already rent {limit} vehicle(s), the most this network allows; "
-            "return one first",
+            f"you already rent {limit} vehicle(s), the most this network allows; return one first",
             reason="too-many-rents",
         )
     unlock = target.unlock
@@ -261,14 +269,15 @@ def _check_rules(target: RentTarget, rider: Rider, holds: Holds) -> UnlockTarget
     return unlock
 
 
-def _insert_ignoring_conflicts(session: AsyncSession, table: Any) -> Any:
+@functools.cache
+def _insert_rent(dialect: str) -> Any:
     # One statement instead of SAVEPOINT/INSERT/RELEASE: a unique-index clash (another
     # rider holds the vehicle) inserts nothing instead of aborting the transaction.
-    dialect = session.get_bind().dialect.name
+    table = table_of(Rent)
     if dialect == "postgresql":
-        return pg_insert(table).on_conflict_do_nothing()
+        return pg_insert(table).on_conflict_do_nothing().returning(table.c.id)
     if dialect == "sqlite":
-        return sqlite_insert(table).on_conflict_do_nothing()
+        return sqlite_insert(table).on_conflict_do_nothing().returning(table.c.id)
     raise NotImplementedError(f"no insert-or-ignore for {dialect}")  # pragma: no cover
 
 
@@ -316,8 +325,8 @@ async def open_rent(
         "created_at": now,
         "expires_at": now + timedelta(seconds=unlock_window_s),
     }
-    stmt = _insert_ignoring_conflicts(session, Rent).values(**values).returning(Rent.id)
-    rent_id = (await session.execute(stmt)).scalar()
+    stmt = _insert_rent(session.get_bind().dialect.name)
+    rent_id = (await session.execute(stmt, values)).scalar()
     if rent_id is None:
         raise ConflictError(
             "someone else is renting this vehicle right now", reason="vehicle-rented"
@@ -327,7 +336,21 @@ async def open_rent(
     return OpenedRent(rent, unlock, target)
 
 
-_RENT_COLUMNS = tuple(Rent.__table__.c)
+_RENTS = table_of(Rent)
+#: One statement for every outcome: a column an outcome does not set is passed as NULL
+#: and keeps its value.
+_SET_OUTCOME = (
+    update(_RENTS)
+    .where(_RENTS.c.id == bindparam("rent_id"), _RENTS.c.status == RentStatus.PENDING)
+    .values(
+        status=bindparam("new_status"),
+        **{
+            name: func.coalesce(bindparam(f"new_{name}", type_=_RENTS.c[name].type), _RENTS.c[name])
+            for name in ("reason", "unlocked_at", "expires_at", "ended_at")
+        },
+    )
+    .returning(*_RENTS.c)
+)
 
 
 async def apply_unlock_outcome(
@@ -362,13 +385,12 @@ async def apply_unlock_outcome(
             "reason": (outcome.reason or outcome.result.value)[:200],
             "ended_at": now,
         }
-    stmt = (
-        update(Rent)
-        .where(Rent.id == rent_id, Rent.status == RentStatus.PENDING)
-        .values(**values)
-        .returning(*_RENT_COLUMNS)
-    )
-    row = (await session.execute(stmt, execution_options={"synchronize_session": False})).first()
+    params = {"reason": None, "unlocked_at": None, "expires_at": None, "ended_at": None, **values}
+    row = (
+        await session.execute(
+            _SET_OUTCOME, {"rent_id": rent_id, **{f"new_{k}": v for k, v in params.items()}}
+        )
+    ).first()
     if row is None:
         rent = await session.get(Rent, rent_id, populate_existing=True)
         if rent is None:

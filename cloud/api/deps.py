@@ -19,29 +19,33 @@ from kickstand.cloud.telemetry import TelemetryStore
 
 bearer = HTTPBearer(auto_error=False, description="access token from /v1/auth/login")
 
+# Dependencies are ``async def`` even when they never await: FastAPI runs a plain ``def``
+# dependency in its thread pool, a thread hand-off per dependency per request.
 
-def get_settings(request: Request) -> Settings:
+
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
+async def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
     maker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     return maker
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with get_sessionmaker(request)() as session:
+    maker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    async with maker() as session:
         yield session
 
 
-def get_command_gateway(request: Request) -> CommandGateway:
+async def get_command_gateway(request: Request) -> CommandGateway:
     """The gateway given to ``create_app`` (override with ``app.dependency_overrides``)."""
     gateway: CommandGateway = request.app.state.command_gateway
     return gateway
 
 
-def get_telemetry_store(request: Request) -> TelemetryStore:
+async def get_telemetry_store(request: Request) -> TelemetryStore:
     """The store opened at startup (``routes.telemetry.telemetry_lifespan``; override with
     ``app.dependency_overrides``); none (not opened, or it failed to): 503."""
     store: TelemetryStore | None = getattr(request.app.state, "telemetry_store", None)
@@ -63,7 +67,7 @@ TelemetryDep = Annotated[TelemetryStore, Depends(get_telemetry_store)]
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
-def get_token_claims(settings: SettingsDep, credentials: BearerDep) -> AccessClaims:
+async def get_token_claims(settings: SettingsDep, credentials: BearerDep) -> AccessClaims:
     if credentials is None:
         raise unauthenticated()
     try:

@@ -11,23 +11,30 @@ from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kickstand.cloud.ingest.tables import CommandStatus, DeviceCommand
+from kickstand.cloud.models import table_of
 from kickstand.cloud.rent_gateway import IssuedCommand
+
+#: Built once: the compiled form and its cache key are reused.
+_INSERT = insert(table_of(DeviceCommand))
 
 
 async def record_command(session: AsyncSession, issued: IssuedCommand) -> None:
     command = issued.command
     await session.execute(
-        insert(DeviceCommand).values(
-            command_id=issued.command_id.hex(),
-            device_id=issued.device_id,
-            command_type=type(command).__name__.lower(),
-            spot=getattr(command, "spot", None),
-            rent_id=issued.rent_id,
-            issued_at=issued.issued_at,
-            expires_at=issued.expires_at,
-            sent_by=issued.sent_by,
-            status=CommandStatus.PENDING,
-        )
+        _INSERT,
+        {
+            "command_id": issued.command_id.hex(),
+            "device_id": issued.device_id,
+            "command_type": type(command).__name__.lower(),
+            "spot": getattr(command, "spot", None),
+            "rent_id": issued.rent_id,
+            "issued_at": issued.issued_at,
+            "expires_at": issued.expires_at,
+            "sent_by": issued.sent_by,
+            "status": CommandStatus.PENDING,
+            "reason": None,
+            "result_at": None,
+        },
     )
 
 

@@ -25,7 +25,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -64,6 +64,7 @@ from kickstand.cloud.models import (
     TripStatus,
     User,
     Vehicle,
+    table_of,
 )
 from kickstand.cloud.rent_gateway import (
     CommandGateway,
@@ -286,14 +287,26 @@ def _decide(
     return error.status, error.body()
 
 
+_KEYS = table_of(IdempotencyKey)
+#: Built once: the compiled forms and their cache keys are reused on every request.
+_CLAIM_KEY = insert(_KEYS).returning(_KEYS.c.id)
+_STORE_ANSWER = (
+    update(_KEYS)
+    .where(_KEYS.c.id == bindparam("key_id"))
+    .values(
+        response_status=bindparam("status"),
+        response_body=bindparam("body", type_=_KEYS.c.response_body.type),
+        completed_at=bindparam("at", type_=_KEYS.c.completed_at.type),
+    )
+)
+
+
 async def _store(
     session: AsyncSession, key_id: int, status: int, body: dict[str, Any]
 ) -> None:
     await session.execute(
-        update(IdempotencyKey)
-        .where(IdempotencyKey.id == key_id)
-        .values(response_status=status, response_body=body, completed_at=datetime.now(UTC)),
-        execution_options={"synchronize_session": False},
+        _STORE_ANSWER,
+        {"key_id": key_id, "status": status, "body": body, "at": datetime.now(UTC)},
     )
 
 
@@ -302,20 +315,18 @@ async def _claim(
 ) -> int | None:
     """Insert the Idempotency-Key as the transaction's first statement: a clash (a retry, or
     the same request running) aborts nothing else, and the caller replays."""
+    values = {
+        "user_id": user_id,
+        "key": key,
+        "operation": OPERATION,
+        "request_hash": request_hash,
+        "created_at": now,
+        "response_status": None,
+        "response_body": None,
+        "completed_at": None,
+    }
     try:
-        return (
-            await session.execute(
-                insert(IdempotencyKey)
-                .values(
-                    user_id=user_id,
-                    key=key,
-                    operation=OPERATION,
-                    request_hash=request_hash,
-                    created_at=now,
-                )
-                .returning(IdempotencyKey.id)
-            )
-        ).scalar_one()
+        return (await session.execute(_CLAIM_KEY, values)).scalar_one()
     except IntegrityError:
         await session.rollback()
         return None
