@@ -33,6 +33,12 @@ class RentRefusedError(CloudError):
 class RiderSessionError(CloudError):
     """The rider's session is no longer valid (account gone or disabled, logged out)."""
 
+    def __init__(self, is_active: bool | None, token_generation: int | None) -> None:
+        super().__init__("the rider's session is no longer valid")
+        #: As read (None: no such account).
+        self.is_active = is_active
+        self.token_generation = token_generation
+
 
 class NoPricingRuleError(CloudError):
     def __init__(self, network_id: int | None, local_time: object) -> None:

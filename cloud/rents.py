@@ -306,10 +306,12 @@ async def open_rent(
     (RiderSessionError when logged out or disabled).
     """
     rider = await _lock_rider(session, user_id)
-    if rider is None or not rider.is_active:
-        raise RiderSessionError("this account no longer exists or is disabled")
-    if token_generation is not None and token_generation != rider.token_generation:
-        raise RiderSessionError("you logged out of every device; log in again")
+    if rider is None:
+        raise RiderSessionError(None, None)
+    if not rider.is_active or (
+        token_generation is not None and token_generation != rider.token_generation
+    ):
+        raise RiderSessionError(rider.is_active, rider.token_generation)
     target, holds = await read_target(session, spot_id, vehicle_id, user_id, now)
     if holds.stale_rents:
         await _expire_stale(session, user_id, target.vehicle_id, now)

@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kickstand.cloud.api.errors import ApiError, ErrorCode, unauthenticated
@@ -87,12 +88,33 @@ async def get_token_claims(settings: SettingsDep, credentials: BearerDep) -> Acc
 ClaimsDep = Annotated[AccessClaims, Depends(get_token_claims)]
 
 
+def check_rider(claims: AccessClaims, is_active: bool | None, generation: int | None) -> None:
+    """Is the token's session still valid for the account as read (None: no account)?"""
+    if not is_active:
+        raise unauthenticated("this account no longer exists or is disabled")
+    if claims.generation != generation:
+        raise unauthenticated("you logged out of every device; log in again")
+
+
+_RIDER_SESSION = select(User.is_active, User.token_generation).where(
+    User.id == bindparam("user_id")
+)
+
+
+async def verify_rider(session: AsyncSession, claims: AccessClaims) -> None:
+    """The checks of ``CurrentUser`` without loading the user (for hot read paths)."""
+    row = (await session.execute(_RIDER_SESSION, {"user_id": claims.user_id})).first()
+    check_rider(claims, *(row if row is not None else (None, None)))
+
+
 async def get_current_user(session: SessionDep, claims: ClaimsDep) -> User:
     user = await session.get(User, claims.user_id)
-    if user is None or not user.is_active:
-        raise unauthenticated("this account no longer exists or is disabled")
-    if claims.generation != user.token_generation:
-        raise unauthenticated("you logged out of every device; log in again")
+    check_rider(
+        claims,
+        user.is_active if user is not None else None,
+        user.token_generation if user is not None else None,
+    )
+    assert user is not None
     # End the read transaction now: on SQLite it holds the database lock, and routes that
     # wait on devices must not hold one (objects stay loaded: expire_on_commit=False).
     await session.commit()

@@ -12,7 +12,7 @@ from kickstand.cloud.api.deps import CurrentUser, SessionDep
 from kickstand.cloud.api.geo import BBox
 from kickstand.cloud.api.routes.freefloat import rider_zones
 from kickstand.cloud.api.routes.networks import in_area
-from kickstand.cloud.api.routes.rents import current_rents
+from kickstand.cloud.api.routes.rents import rider_rents
 from kickstand.cloud.api.schemas import (
     ClusterPublic,
     Envelope,
@@ -88,7 +88,7 @@ async def get_map(
         for v, online in rows
     ]
     networks = [n for n in (await session.scalars(select(Network))).all() if in_area(n, box)]
-    rents = (await current_rents(user, session)).data
+    rents = await rider_rents(session, user.id)
     zones = [await rider_zones(session, n.id) for n in networks]
     return Envelope(
         data=MapData(

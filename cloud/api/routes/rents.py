@@ -21,28 +21,29 @@ import hashlib
 import json
 import logging
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kickstand.cloud.api.deps import (
     ClaimsDep,
-    CurrentUser,
     GatewayDep,
     SessionDep,
     SessionmakerDep,
     SettingsDep,
+    check_rider,
+    verify_rider,
 )
 from kickstand.cloud.api.errors import (
     ApiError,
     ErrorCode,
     not_found,
     rent_refused,
-    unauthenticated,
 )
 from kickstand.cloud.api.schemas import Envelope, RentCreate, RentPublic
 from kickstand.cloud.api.views import money_str
@@ -62,7 +63,6 @@ from kickstand.cloud.models import (
     Spot,
     Trip,
     TripStatus,
-    User,
     Vehicle,
     table_of,
 )
@@ -74,7 +74,6 @@ from kickstand.cloud.rent_gateway import (
     UnlockResult,
 )
 from kickstand.cloud.rents import OpenedRent, apply_unlock_outcome, open_rent
-from kickstand.cloud.security import AccessClaims
 from kickstand.cloud.trips import STARTABLE_RENT_STATUSES, price_trip
 
 router = APIRouter(prefix="/rents", tags=["rents"])
@@ -97,6 +96,17 @@ async def rent_public(
     cost = None
     if trip is not None:
         cost, _ = await price_trip(session, trip, datetime.now(UTC))
+    return public_of(rent, vehicle, spot, trip, cost)
+
+
+def public_of(
+    rent: Rent | None,
+    vehicle: Vehicle,
+    spot: Spot | None,
+    trip: Trip | None = None,
+    cost: Decimal | None = None,
+) -> RentPublic:
+    assert rent is not None or trip is not None
     return RentPublic(
         rent_id=rent.id if rent is not None else None,
         status=trip.status.value if trip is not None else rent.status.value if rent else "",
@@ -420,7 +430,9 @@ async def create_rent(
     async with maker() as session:
         key_id = await _claim(session, user_id, idempotency_key, request_hash, now)
         if key_id is None:
-            await _check_rider(session, claims)
+            # The claim also fails when the account is gone: check before replaying.
+            await verify_rider(session, claims)
+            await session.rollback()
         else:
             try:
                 opened = await open_rent(
@@ -442,7 +454,8 @@ async def create_rent(
                 await record_command(session, issued)
             except RiderSessionError as exc:
                 await session.rollback()
-                raise unauthenticated(str(exc)) from exc
+                check_rider(claims, exc.is_active, exc.token_generation)
+                raise AssertionError("a refused session passed the check") from exc
             except (RentRefusedError, ConflictError, NotFoundError) as exc:
                 if isinstance(exc, RentRefusedError):
                     err = rent_refused(exc)
@@ -480,46 +493,42 @@ async def create_rent(
     return JSONResponse(payload, status_code=status)
 
 
-async def _check_rider(session: AsyncSession, claims: AccessClaims) -> None:
-    """Before replaying for a key that could not be claimed: is the session still valid
-    (the claim also fails when the account is gone)?"""
-    row = (
-        await session.execute(
-            select(User.is_active, User.token_generation).where(User.id == claims.user_id)
-        )
-    ).first()
-    await session.rollback()
-    if row is None or not row[0]:
-        raise unauthenticated("this account no longer exists or is disabled")
-    if row[1] != claims.generation:
-        raise unauthenticated("you logged out of every device; log in again")
-
-
 @router.get(
     "", response_model=Envelope[list[RentPublic]], summary="My current rents and trips in progress"
 )
-async def current_rents(user: CurrentUser, session: SessionDep) -> Envelope[list[RentPublic]]:
-    now = datetime.now(UTC)
+async def current_rents(claims: ClaimsDep, session: SessionDep) -> Envelope[list[RentPublic]]:
+    # Riders' apps poll this while a rent is open: three reads, nothing loaded twice.
+    await verify_rider(session, claims)
+    return Envelope(data=await rider_rents(session, claims.user_id))
+
+
+async def rider_rents(session: AsyncSession, user_id: int) -> list[RentPublic]:
+    """A rider's trips in progress, then their rents still waiting for the vehicle."""
     items: list[RentPublic] = []
     active_trips = (
         await session.scalars(
             select(Trip)
-            .where(Trip.user_id == user.id, Trip.status.in_(ACTIVE_TRIP_STATUSES))
+            .where(Trip.user_id == user_id, Trip.status.in_(ACTIVE_TRIP_STATUSES))
             .order_by(Trip.id)
         )
     ).all()
     for trip in active_trips:
         rent = await session.get(Rent, trip.rent_id) if trip.rent_id is not None else None
         items.append(await rent_public(session, rent, trip))
-    rents = (
-        await session.scalars(
-            select(Rent)
-            .where(Rent.user_id == user.id, Rent.status.in_(STARTABLE_RENT_STATUSES))
-            .order_by(Rent.id)
-        )
-    ).all()
-    for rent in rents:
-        if rent.expires_at is not None and rent.expires_at < now:
-            continue
-        items.append(await rent_public(session, rent))
-    return Envelope(data=items)
+    rows = await session.execute(_OPEN_RENTS, {"user_id": user_id, "now": datetime.now(UTC)})
+    items.extend(public_of(rent, vehicle, spot) for rent, vehicle, spot in rows)
+    return items
+
+
+#: A rider's rents still waiting for the vehicle to leave, with their vehicle and spot.
+_OPEN_RENTS = (
+    select(Rent, Vehicle, Spot)
+    .join(Vehicle, Vehicle.id == Rent.vehicle_id)
+    .outerjoin(Spot, Spot.id == Rent.spot_id)
+    .where(
+        Rent.user_id == bindparam("user_id"),
+        Rent.status.in_(STARTABLE_RENT_STATUSES),
+        or_(Rent.expires_at.is_(None), Rent.expires_at >= bindparam("now")),
+    )
+    .order_by(Rent.id)
+)
