@@ -37,7 +37,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kickstand.cloud import outbox
@@ -169,6 +169,57 @@ def _emit_trip(session: AsyncSession, topic: str, trip: Trip, vehicle: Vehicle |
 # ── lookups ───────────────────────────────────────────────────────────────────────────
 
 
+# The statements of the event paths, built once: building one and its cache key costs about
+# as much CPU as running it.
+_STATION_SPOT = (
+    select(Station, Spot, Cluster)
+    .join(Spot, Spot.station_id == Station.id)
+    .join(Cluster, Cluster.id == Station.cluster_id)
+    .where(Station.device_id == bindparam("station"), Spot.displayed_number == bindparam("spot"))
+)
+_LOCK_VEHICLE = {
+    column: select(Vehicle, Network)
+    .join(Network, Network.id == Vehicle.network_id)
+    .where(getattr(Vehicle, column) == bindparam("value"))
+    .with_for_update(of=Vehicle, key_share=True)
+    for column in ("serial_number", "device_id")
+}
+_ACTIVE_TRIP = select(Trip).where(
+    Trip.vehicle_id == bindparam("vid"), Trip.status.in_(ACTIVE_TRIP_STATUSES)
+)
+_SAME_OR_ACTIVE_TRIP = select(Trip).where(
+    Trip.vehicle_id == bindparam("vid"),
+    (Trip.started_at == bindparam("at")) | Trip.status.in_(ACTIVE_TRIP_STATUSES),
+)
+_TRIP_ENDED_AT = select(Trip).where(
+    Trip.vehicle_id == bindparam("vid"), Trip.ended_at == bindparam("at")
+)
+_RULES = (
+    select(PricingRule)
+    .where(PricingRule.network_id == bindparam("network"))
+    .order_by(PricingRule.id)
+)
+_OPEN_RENTS_AT = (
+    select(Rent)
+    .where(
+        (Rent.spot_id == bindparam("spot")) | (Rent.vehicle_id == bindparam("vid")),
+        Rent.status.in_(STARTABLE_RENT_STATUSES),
+    )
+    .order_by(Rent.id.desc())
+    .with_for_update(key_share=True)
+)
+_VEHICLE_RENT = (
+    select(Rent)
+    .where(Rent.vehicle_id == bindparam("vid"), Rent.status.in_(STARTABLE_RENT_STATUSES))
+    .order_by(Rent.id.desc())
+    .with_for_update(key_share=True)
+)
+_VEHICLE_RENT_BY_ID = _VEHICLE_RENT.where(Rent.id == bindparam("rent"))
+_OCCUPANT = select(Vehicle).where(
+    Vehicle.spot_id == bindparam("spot"), Vehicle.id != bindparam("vid")
+)
+
+
 def _keep(session: AsyncSession, *rows: object) -> None:
     """Keep rows alive for the session. The identity map holds unchanged objects weakly:
     without a reference, a later ``session.get`` of the same row (the cluster of a dock,
@@ -181,12 +232,7 @@ async def _station_spot(
     session: AsyncSession, station_device_id: str, spot_number: int
 ) -> tuple[Station, Spot, Cluster] | None:
     row = (
-        await session.execute(
-            select(Station, Spot, Cluster)
-            .join(Spot, Spot.station_id == Station.id)
-            .join(Cluster, Cluster.id == Station.cluster_id)
-            .where(Station.device_id == station_device_id, Spot.displayed_number == spot_number)
-        )
+        await session.execute(_STATION_SPOT, {"station": station_device_id, "spot": spot_number})
     ).first()
     if row is None:
         return None
@@ -194,15 +240,10 @@ async def _station_spot(
     return row[0], row[1], row[2]
 
 
-async def _lock_vehicle(session: AsyncSession, **where: Any) -> Vehicle | None:
-    """The vehicle row, locked; its network comes along (a trip's currency and price)."""
-    stmt = (
-        select(Vehicle, Network)
-        .join(Network, Network.id == Vehicle.network_id)
-        .where(*(getattr(Vehicle, column) == value for column, value in where.items()))
-        .with_for_update(of=Vehicle, key_share=True)
-    )
-    row = (await session.execute(stmt)).first()
+async def _lock_vehicle(session: AsyncSession, column: str, value: str) -> Vehicle | None:
+    """The vehicle row (by ``serial_number`` or ``device_id``), locked; its network comes
+    along (a trip's currency and price)."""
+    row = (await session.execute(_LOCK_VEHICLE[column], {"value": value})).first()
     if row is None:
         return None
     _keep(session, *row)
@@ -211,8 +252,7 @@ async def _lock_vehicle(session: AsyncSession, **where: Any) -> Vehicle | None:
 
 
 async def _active_trip(session: AsyncSession, vehicle_id: int) -> Trip | None:
-    stmt = select(Trip).where(Trip.vehicle_id == vehicle_id, Trip.status.in_(ACTIVE_TRIP_STATUSES))
-    return (await session.scalars(stmt)).first()
+    return (await session.scalars(_ACTIVE_TRIP, {"vid": vehicle_id})).first()
 
 
 async def _same_or_active_trip(
@@ -220,12 +260,7 @@ async def _same_or_active_trip(
 ) -> tuple[Trip | None, Trip | None]:
     """(the trip this vehicle started at ``at``, its active trip) in one query."""
     rows: Sequence[Trip] = (
-        await session.scalars(
-            select(Trip).where(
-                Trip.vehicle_id == vehicle_id,
-                (Trip.started_at == at) | Trip.status.in_(ACTIVE_TRIP_STATUSES),
-            )
-        )
+        await session.scalars(_SAME_OR_ACTIVE_TRIP, {"vid": vehicle_id, "at": at})
     ).all()
     same = next((t for t in rows if t.started_at == at), None)
     active = next((t for t in rows if t.status in ACTIVE_TRIP_STATUSES), None)
@@ -256,11 +291,7 @@ def hold_periods(trip: Trip) -> list[tuple[datetime, datetime]]:
 
 
 async def rule_book(session: AsyncSession, network: Network) -> RuleBook:
-    rules: Sequence[PricingRule] = (
-        await session.scalars(
-            select(PricingRule).where(PricingRule.network_id == network.id).order_by(PricingRule.id)
-        )
-    ).all()
+    rules: Sequence[PricingRule] = (await session.scalars(_RULES, {"network": network.id})).all()
     return RuleBook(rules, network.timezone, network.id)
 
 
@@ -391,16 +422,7 @@ async def _find_rent(
         if rent is not None and rent.status in STARTABLE_RENT_STATUSES:
             return rent
         # Unknown or already closed: fall back to what is open at that spot.
-    stmt = (
-        select(Rent)
-        .where(
-            (Rent.spot_id == spot.id) | (Rent.vehicle_id == vehicle.id),
-            Rent.status.in_(STARTABLE_RENT_STATUSES),
-        )
-        .order_by(Rent.id.desc())
-        .with_for_update(key_share=True)
-    )
-    for rent in (await session.scalars(stmt)).all():
+    for rent in (await session.scalars(_OPEN_RENTS_AT, {"spot": spot.id, "vid": vehicle.id})).all():
         # A timed-out unlock only counts while its window is open (device time).
         if rent.status == RentStatus.UNLOCK_TIMEOUT and rent.expires_at and at > rent.expires_at:
             continue
@@ -423,7 +445,7 @@ async def vehicle_removed(
     if found is None:
         return _reject("unknown-spot", station=station_device_id, spot=spot_number)
     station, spot, cluster = found
-    vehicle = await _lock_vehicle(session, serial_number=vehicle_serial)
+    vehicle = await _lock_vehicle(session, "serial_number", vehicle_serial)
     if vehicle is None:
         return _reject("unknown-vehicle", serial=vehicle_serial, station=station_device_id)
     existing, previous = await _same_or_active_trip(session, vehicle.id, at)
@@ -551,17 +573,13 @@ async def vehicle_docked(
     if found is None:
         return _reject("unknown-spot", station=station_device_id, spot=spot_number)
     station, spot, cluster = found
-    vehicle = await _lock_vehicle(session, serial_number=vehicle_serial)
+    vehicle = await _lock_vehicle(session, "serial_number", vehicle_serial)
     if vehicle is None:
         return _reject("unknown-vehicle", serial=vehicle_serial, station=station_device_id)
 
     if vehicle.docked_at is not None and vehicle.docked_at >= at:
         if vehicle.docked_at == at and vehicle.spot_id == spot.id:
-            done = (
-                await session.scalars(
-                    select(Trip).where(Trip.vehicle_id == vehicle.id, Trip.ended_at == at)
-                )
-            ).first()
+            done = (await session.scalars(_TRIP_ENDED_AT, {"vid": vehicle.id, "at": at})).first()
             return TripEventResult("duplicate", done)
         return _reject("stale-dock", serial=vehicle_serial, at=at.isoformat())
 
@@ -571,11 +589,7 @@ async def vehicle_docked(
         return _reject("dock-before-trip-start", serial=vehicle_serial, trip_id=trip.id)
 
     # Whatever the DB thought was in that spot has left it.
-    occupant = (
-        await session.scalars(
-            select(Vehicle).where(Vehicle.spot_id == spot.id, Vehicle.id != vehicle.id)
-        )
-    ).first()
+    occupant = (await session.scalars(_OCCUPANT, {"spot": spot.id, "vid": vehicle.id})).first()
     if occupant is not None:
         log.warning(
             "event=spot_occupant_replaced spot_id=%s old=%s", spot.id, occupant.serial_number
@@ -628,7 +642,7 @@ async def vehicle_unlocked_freefloat(
 ) -> TripEventResult:
     """The lock box opened (chain removed): resume an on-hold trip or start the rented one."""
     _aware(at)
-    vehicle = await _lock_vehicle(session, device_id=vehicle_device_id)
+    vehicle = await _lock_vehicle(session, "device_id", vehicle_device_id)
     if vehicle is None:
         return _reject("unknown-vehicle-device", device=vehicle_device_id)
     existing, trip = await _same_or_active_trip(session, vehicle.id, at)
@@ -638,14 +652,13 @@ async def vehicle_unlocked_freefloat(
         if trip.status == TripStatus.ON_HOLD:
             return await _resume(session, trip, vehicle, at)
         return TripEventResult("duplicate", trip)
-    stmt = select(Rent).where(
-        Rent.vehicle_id == vehicle.id, Rent.status.in_(STARTABLE_RENT_STATUSES)
-    )
-    if rent_id is not None:
-        stmt = stmt.where(Rent.id == int(rent_id))
-    rent = (
-        await session.scalars(stmt.order_by(Rent.id.desc()).with_for_update(key_share=True))
-    ).first()
+    if rent_id is None:
+        found = await session.scalars(_VEHICLE_RENT, {"vid": vehicle.id})
+    else:
+        found = await session.scalars(
+            _VEHICLE_RENT_BY_ID, {"vid": vehicle.id, "rent": int(rent_id)}
+        )
+    rent = found.first()
     if rent is None:
         outbox.emit(
             session,
@@ -700,18 +713,14 @@ async def vehicle_locked_freefloat(
     return verdict, :mod:`kickstand.cloud.freefloat`): no free-float lock price.
     """
     _aware(at)
-    vehicle = await _lock_vehicle(session, device_id=vehicle_device_id)
+    vehicle = await _lock_vehicle(session, "device_id", vehicle_device_id)
     if vehicle is None:
         return _reject("unknown-vehicle-device", device=vehicle_device_id)
     if latitude is not None and longitude is not None:
         vehicle.latitude, vehicle.longitude, vehicle.position_at = latitude, longitude, at
     trip = await _active_trip(session, vehicle.id)
     if trip is None:
-        done = (
-            await session.scalars(
-                select(Trip).where(Trip.vehicle_id == vehicle.id, Trip.ended_at == at)
-            )
-        ).first()
+        done = (await session.scalars(_TRIP_ENDED_AT, {"vid": vehicle.id, "at": at})).first()
         if done is not None:
             return TripEventResult("duplicate", done)
         return TripEventResult("ignored", None, "no-running-trip")

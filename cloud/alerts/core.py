@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ScalarResult, select
+from sqlalchemy import ScalarResult, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,6 +33,32 @@ log = logging.getLogger("kickstand.cloud.alerts.core")
 #: ``session.info`` key: the open alert (or None) of causes looked up ahead, in one query,
 #: by :meth:`AlertCore.prefetch_causes` — rows locked FOR UPDATE until the commit.
 _KNOWN = "kickstand.alerts.known_open"
+
+# Built once (building a statement and its cache key costs about as much CPU as running it).
+_OPEN_ALERT = (
+    select(FleetAlert)
+    .where(FleetAlert.cause_key == bindparam("key"), FleetAlert.state.in_(OPEN_STATES))
+    .with_for_update()
+)
+_OPEN_ALERTS = (
+    select(FleetAlert)
+    .where(
+        FleetAlert.cause_key.in_(bindparam("keys", expanding=True)),
+        FleetAlert.state.in_(OPEN_STATES),
+    )
+    .order_by(FleetAlert.id)
+    .with_for_update()
+)
+_OPEN_VEHICLE_ALERTS = (
+    select(FleetAlert)
+    .where(
+        FleetAlert.vehicle_id == bindparam("vid"),
+        FleetAlert.alert_type.in_(bindparam("types", expanding=True)),
+        FleetAlert.state.in_(OPEN_STATES),
+    )
+    .order_by(FleetAlert.id)
+    .with_for_update()
+)
 
 
 def utcnow() -> datetime:
@@ -266,12 +292,7 @@ class AlertCore:
     async def _load_open(
         self, session: AsyncSession, cause_keys: list[str]
     ) -> dict[str, FleetAlert]:
-        rows: ScalarResult[FleetAlert] = await session.scalars(
-            select(FleetAlert)
-            .where(FleetAlert.cause_key.in_(cause_keys), FleetAlert.state.in_(OPEN_STATES))
-            .order_by(FleetAlert.id)
-            .with_for_update()
-        )
+        rows: ScalarResult[FleetAlert] = await session.scalars(_OPEN_ALERTS, {"keys": cause_keys})
         # At most one open alert per cause (uq_fleet_alerts_open_cause).
         return {alert.cause_key: alert for alert in rows.all()}
 
@@ -280,14 +301,7 @@ class AlertCore:
     ) -> list[AlertChange]:
         """Stop every open alert of these types about the vehicle (whatever its cause key)."""
         rows: ScalarResult[FleetAlert] = await session.scalars(
-            select(FleetAlert)
-            .where(
-                FleetAlert.vehicle_id == vehicle_id,
-                FleetAlert.alert_type.in_(list(types)),
-                FleetAlert.state.in_(OPEN_STATES),
-            )
-            .order_by(FleetAlert.id)
-            .with_for_update()
+            _OPEN_VEHICLE_ALERTS, {"vid": vehicle_id, "types": list(types)}
         )
         return [self.stop(session, alert, now) for alert in rows.all()]
 
@@ -325,11 +339,7 @@ class AlertCore:
         known: dict[str, FleetAlert | None] = session.info.get(_KNOWN, {})
         if cause_key in known:
             return known[cause_key]
-        return await session.scalar(
-            select(FleetAlert)
-            .where(FleetAlert.cause_key == cause_key, FleetAlert.state.in_(OPEN_STATES))
-            .with_for_update()
-        )
+        return await session.scalar(_OPEN_ALERT, {"key": cause_key})
 
     async def _recently_stopped(
         self, session: AsyncSession, cause_key: str, now: datetime

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ScalarResult, and_, or_, select
+from sqlalchemy import ScalarResult, and_, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kickstand.cloud import outbox
@@ -71,6 +71,27 @@ CLEARED_BY_DOCKING = (
     AlertType.VEHICLE_LOST_REPORTED,
 )
 AUTHORIZED_UNLOCK_CAUSES = (LockCause.COMMAND, LockCause.BADGE, LockCause.OFFLINE_BADGE)
+
+# What a docking stops: the spot's alerts by cause, the vehicle's by id (one statement,
+# built once).
+_CLEARED_BY_DOCKING = (
+    select(FleetAlert)
+    .where(
+        FleetAlert.state.in_(OPEN_STATES),
+        or_(
+            FleetAlert.cause_key.in_(bindparam("keys", expanding=True)),
+            and_(
+                FleetAlert.vehicle_id
+                == select(Vehicle.id)
+                .where(Vehicle.serial_number == bindparam("serial"))
+                .scalar_subquery(),
+                FleetAlert.alert_type.in_(CLEARED_BY_DOCKING),
+            ),
+        ),
+    )
+    .order_by(FleetAlert.id)
+    .with_for_update()
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,21 +315,8 @@ class DeviceRules(AlertCore):
         """The spot's unexpected unlock and identify failure stop (in that order), then the
         docked vehicle's alerts a docking clears (by id): one query for both."""
         keys = [f"{t.value}|{spot_key}" for t in CLEARED_AT_SPOT_BY_DOCKING]
-        vehicle_id = select(Vehicle.id).where(Vehicle.serial_number == serial).scalar_subquery()
         rows: ScalarResult[FleetAlert] = await session.scalars(
-            select(FleetAlert)
-            .where(
-                FleetAlert.state.in_(OPEN_STATES),
-                or_(
-                    FleetAlert.cause_key.in_(keys),
-                    and_(
-                        FleetAlert.vehicle_id == vehicle_id,
-                        FleetAlert.alert_type.in_(CLEARED_BY_DOCKING),
-                    ),
-                ),
-            )
-            .order_by(FleetAlert.id)
-            .with_for_update()
+            _CLEARED_BY_DOCKING, {"keys": keys, "serial": serial}
         )
         at_spot: dict[str, FleetAlert] = {}
         of_vehicle: list[FleetAlert] = []

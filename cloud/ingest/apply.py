@@ -104,6 +104,15 @@ class Inbound:
         return datetime.fromtimestamp(self.msg.stamp.ts_ms / 1000, UTC)
 
 
+class _LoneEventFailed(Exception):
+    """The event of a one-message batch, applied with no savepoint, failed (and was counted):
+    the transaction is rolled back and the batch applied again without it."""
+
+    def __init__(self, key: tuple[str, int, int]) -> None:
+        super().__init__(key)
+        self.key = key
+
+
 @dataclass(slots=True)
 class Reply:
     topic: str
@@ -215,7 +224,34 @@ _DEVICES = (
     .outerjoin(Station, Station.device_id == Device.device_id)
     .outerjoin(Cluster, Cluster.id == Station.cluster_id)
     .outerjoin(Vehicle, Vehicle.device_id == Device.device_id)
+    .where(_DEVICE_ID.in_(bindparam("ids", expanding=True)))
 )
+# Statements of the hot paths are built once (building one and its cache key costs about
+# as much CPU as running it). Core where no ORM object is wanted.
+_CLAIM: dict[str, Any] = {}  # per dialect: the dedupe claim (INSERT … ON CONFLICT DO NOTHING)
+_SEEN = (
+    _table(Device)
+    .update()
+    .where(_DEVICE_ID.in_(bindparam("ids", expanding=True)))
+    .values(last_seen_at=bindparam("now"))
+)
+_COMMANDS = _table(DeviceCommand)
+_RENT_OF_COMMAND = select(_COMMANDS.c.rent_id).where(_COMMANDS.c.command_id == bindparam("cid"))
+_COMMAND_RESULT = (
+    _COMMANDS.update()
+    .where(
+        _COMMANDS.c.command_id == bindparam("cid"),
+        _COMMANDS.c.device_id == bindparam("dev"),
+        _COMMANDS.c.status.in_(bindparam("allowed_from", expanding=True)),
+    )
+    .values(
+        status=bindparam("new_status"), reason=bindparam("new_reason"), result_at=bindparam("at")
+    )
+)
+_SPOTS_OF = select(_table(Spot)).where(
+    _table(Spot).c.station_id.in_(bindparam("stations", expanding=True))
+)
+_VEHICLES = select(Vehicle).where(Vehicle.id.in_(bindparam("ids", expanding=True)))
 
 _SPOT_STATE_FROM_DEVICE: dict[int, SpotState] = {
     pe.SpotState.FAULT: SpotState.OUT_OF_ORDER,
@@ -292,12 +328,19 @@ class BatchApplier:
         if not batch:
             return BatchOutcome()
         try:
-            return await self._apply(batch)
+            try:
+                return await self._apply(batch)
+            except _LoneEventFailed as failed:
+                return await self._apply(batch, failed=failed.key)
         except BaseException:
             await self.release()
             raise
 
-    async def _apply(self, batch: list[Inbound]) -> BatchOutcome:
+    async def _apply(
+        self, batch: list[Inbound], failed: tuple[str, int, int] | None = None
+    ) -> BatchOutcome:
+        """``failed``: the key of the event of a one-message batch that failed (counted): the
+        batch is applied again without it (the key claimed, the device seen)."""
         out = BatchOutcome()
         if self.freefloat is not None:
             self.freefloat.begin_batch()
@@ -327,8 +370,12 @@ class BatchApplier:
             await self._heartbeats(session, by_channel.get(Channel.HEARTBEAT, []), out)
             await self._statuses(session, by_channel.get(Channel.STATUS, []), infos)
             await self._telemetry(session, by_channel.get(Channel.TELEMETRY, []), infos, out)
+            # An event alone in its batch needs no savepoint (two round trips): if it fails,
+            # the batch runs again without it, as the savepoint would have left it.
+            lone = len(batch) == 1 and failed is None
             for item in sorted(by_channel.get(Channel.EVENT, []), key=lambda i: i.key):
-                await self._event(session, item, infos[item.device_id])
+                if item.key != failed:
+                    await self._event(session, item, infos[item.device_id], savepoint=not lone)
             for item in by_channel.get(Channel.RESULT, []):
                 await self._result(session, item)
             await self._seen(session, {i.device_id for i in known})
@@ -366,11 +413,7 @@ class BatchApplier:
     async def _load_devices(
         self, session: AsyncSession, ids: set[str]
     ) -> dict[str, _DeviceInfo]:
-        rows: Any = (
-            await session.execute(
-                _DEVICES.where(_DEVICE_ID.in_(sorted(ids)))
-            )
-        ).all()
+        rows: Any = (await session.execute(_DEVICES, {"ids": sorted(ids)})).all()
         infos: dict[str, _DeviceInfo] = {}
         for device_id, kind, creds, station_id, station_network, vid, serial, vnetwork in rows:
             info = _DeviceInfo(
@@ -393,14 +436,16 @@ class BatchApplier:
         won: set[tuple[str, int, int]] = set()
         if claim:
             now = utcnow()
-            table = _table(IngestedMessage)
             # executemany ("insertmanyvalues"): the statement compiles once and is cached,
             # whatever the batch size; RETURNING gives the keys this transaction inserted.
-            stmt = (
-                _insert(session, table)
-                .on_conflict_do_nothing(index_elements=["device_id", "boot_id", "seq"])
-                .returning(table.c.device_id, table.c.boot_id, table.c.seq)
-            )
+            stmt = _CLAIM.get(session.get_bind().dialect.name)
+            if stmt is None:
+                table = _table(IngestedMessage)
+                stmt = _CLAIM[session.get_bind().dialect.name] = (
+                    _insert(session, table)
+                    .on_conflict_do_nothing(index_elements=["device_id", "boot_id", "seq"])
+                    .returning(table.c.device_id, table.c.boot_id, table.c.seq)
+                )
             params = [
                 {"device_id": d, "boot_id": b, "seq": s, "ingested_at": now} for d, b, s in claim
             ]
@@ -593,12 +638,7 @@ class BatchApplier:
             self._seen_written.clear()
         for device_id in due:
             self._seen_written[device_id] = now
-        await session.execute(
-            update(Device)
-            .where(Device.device_id.in_(due))
-            .values(last_seen_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
+        await session.execute(_SEEN, {"ids": due, "now": utcnow()})
 
     # -- status -----------------------------------------------------------------------
 
@@ -688,11 +728,7 @@ class BatchApplier:
         station_ids = sorted({u[0] for u in updates})
         spots = {
             (s.station_id, s.displayed_number): s
-            for s in (
-                await session.execute(
-                    select(_table(Spot)).where(_table(Spot).c.station_id.in_(station_ids))
-                )
-            ).all()
+            for s in (await session.execute(_SPOTS_OF, {"stations": station_ids})).all()
         }
         changes: list[dict[str, Any]] = []
         for station_id, number, st in updates:
@@ -791,11 +827,7 @@ class BatchApplier:
         due = self._sample([latest_item[vid] for vid in sorted(latest_item)])
         # The rules read the vehicle of each fix: all in one query, kept for the loop.
         located = [infos[i.device_id].vehicle_id for i in due if _has_fix(i.msg.body)]
-        loaded = (
-            (await session.scalars(select(Vehicle).where(Vehicle.id.in_(located)))).all()
-            if located
-            else ()
-        )
+        loaded = (await session.scalars(_VEHICLES, {"ids": located})).all() if located else ()
         await self._alert_all(session, due, infos)
         del loaded
         if bat_rows:
@@ -803,11 +835,17 @@ class BatchApplier:
 
     # -- events -----------------------------------------------------------------------
 
-    async def _event(self, session: AsyncSession, item: Inbound, info: _DeviceInfo) -> None:
+    async def _event(
+        self, session: AsyncSession, item: Inbound, info: _DeviceInfo, *, savepoint: bool = True
+    ) -> None:
         body = item.msg.body
         try:
-            async with session.begin_nested():
+            if savepoint:
+                async with session.begin_nested():
+                    await self._dispatch_event(session, item, info, body)
+            else:
                 await self._dispatch_event(session, item, info, body)
+                await session.flush()  # what the savepoint's release would flush, here
         except DBAPIError as exc:
             if is_transient(exc):
                 raise
@@ -815,6 +853,8 @@ class BatchApplier:
             self.stats.reject(
                 "event-apply-failed", device=item.device_id, event=type(body).__name__, error=exc
             )
+            if not savepoint:
+                raise _LoneEventFailed(item.key) from exc
         except Exception as exc:  # a domain error on one event must not lose the batch
             self._rolled_back(session)
             self.stats.reject(
@@ -823,6 +863,8 @@ class BatchApplier:
                 event=type(body).__name__,
                 error=repr(exc),
             )
+            if not savepoint:
+                raise _LoneEventFailed(item.key) from exc
 
     def _rolled_back(self, session: AsyncSession) -> None:
         if self.alerts is not None:
@@ -934,9 +976,7 @@ class BatchApplier:
         if command_id is None:
             return None
         rent_id: int | None = (
-            await session.execute(
-                select(DeviceCommand.rent_id).where(DeviceCommand.command_id == command_id.hex())
-            )
+            await session.execute(_RENT_OF_COMMAND, {"cid": command_id.hex()})
         ).scalar_one_or_none()
         return rent_id
 
@@ -972,13 +1012,15 @@ class BatchApplier:
             else (CommandStatus.PENDING, CommandStatus.ACCEPTED)
         )
         await session.execute(
-            update(DeviceCommand)
-            .where(
-                DeviceCommand.command_id == res.command_id.hex(),
-                DeviceCommand.device_id == item.device_id,
-                DeviceCommand.status.in_(allowed_from),
-            )
-            .values(status=status, reason=reason[:200] if reason else None, result_at=item.at)
+            _COMMAND_RESULT,
+            {
+                "cid": res.command_id.hex(),
+                "dev": item.device_id,
+                "allowed_from": list(allowed_from),
+                "new_status": status,
+                "new_reason": reason[:200] if reason else None,
+                "at": item.at,
+            },
         )
 
     # -- maintenance ------------------------------------------------------------------
