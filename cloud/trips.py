@@ -177,13 +177,25 @@ _STATION_SPOT = (
     .join(Cluster, Cluster.id == Station.cluster_id)
     .where(Station.device_id == bindparam("station"), Spot.displayed_number == bindparam("spot"))
 )
+# Locked rows are read afresh (populate_existing): a copy loaded earlier in the session,
+# unlocked, would otherwise keep its old values.
 _LOCK_VEHICLE = {
     column: select(Vehicle, Network)
     .join(Network, Network.id == Vehicle.network_id)
     .where(getattr(Vehicle, column) == bindparam("value"))
     .with_for_update(of=Vehicle, key_share=True)
+    .execution_options(populate_existing=True)
     for column in ("serial_number", "device_id")
 }
+# A docking: the vehicle and whatever the spot held before, both locked (in id order).
+_LOCK_DOCKING = (
+    select(Vehicle, Network)
+    .join(Network, Network.id == Vehicle.network_id)
+    .where((Vehicle.serial_number == bindparam("serial")) | (Vehicle.spot_id == bindparam("spot")))
+    .order_by(Vehicle.id)
+    .with_for_update(of=Vehicle, key_share=True)
+    .execution_options(populate_existing=True)
+)
 _ACTIVE_TRIP = select(Trip).where(
     Trip.vehicle_id == bindparam("vid"), Trip.status.in_(ACTIVE_TRIP_STATUSES)
 )
@@ -215,9 +227,6 @@ _VEHICLE_RENT = (
     .with_for_update(key_share=True)
 )
 _VEHICLE_RENT_BY_ID = _VEHICLE_RENT.where(Rent.id == bindparam("rent"))
-_OCCUPANT = select(Vehicle).where(
-    Vehicle.spot_id == bindparam("spot"), Vehicle.id != bindparam("vid")
-)
 
 
 def _keep(session: AsyncSession, *rows: object) -> None:
@@ -236,8 +245,9 @@ async def _station_spot(
     ).first()
     if row is None:
         return None
-    _keep(session, *row)
-    return row[0], row[1], row[2]
+    station, spot, cluster = row
+    _keep(session, station, cluster)  # not the spot: unlocked, others change it
+    return station, spot, cluster
 
 
 async def _lock_vehicle(session: AsyncSession, column: str, value: str) -> Vehicle | None:
@@ -573,7 +583,14 @@ async def vehicle_docked(
     if found is None:
         return _reject("unknown-spot", station=station_device_id, spot=spot_number)
     station, spot, cluster = found
-    vehicle = await _lock_vehicle(session, "serial_number", vehicle_serial)
+    vehicle: Vehicle | None = None
+    occupant: Vehicle | None = None
+    for row in await session.execute(_LOCK_DOCKING, {"serial": vehicle_serial, "spot": spot.id}):
+        _keep(session, *row)
+        if row[0].serial_number == vehicle_serial:
+            vehicle = row[0]
+        else:
+            occupant = row[0]
     if vehicle is None:
         return _reject("unknown-vehicle", serial=vehicle_serial, station=station_device_id)
 
@@ -589,7 +606,6 @@ async def vehicle_docked(
         return _reject("dock-before-trip-start", serial=vehicle_serial, trip_id=trip.id)
 
     # Whatever the DB thought was in that spot has left it.
-    occupant = (await session.scalars(_OCCUPANT, {"spot": spot.id, "vid": vehicle.id})).first()
     if occupant is not None:
         log.warning(
             "event=spot_occupant_replaced spot_id=%s old=%s", spot.id, occupant.serial_number

@@ -30,7 +30,19 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Table, and_, bindparam, exists, func, or_, select, text, update
+from sqlalchemy import (
+    Integer,
+    String,
+    Table,
+    and_,
+    bindparam,
+    exists,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -48,6 +60,7 @@ from kickstand.cloud.models import (
     Device,
     DeviceKind,
     LockStatus,
+    Network,
     Rent,
     Spot,
     SpotState,
@@ -251,7 +264,11 @@ _COMMAND_RESULT = (
 _SPOTS_OF = select(_table(Spot)).where(
     _table(Spot).c.station_id.in_(bindparam("stations", expanding=True))
 )
-_VEHICLES = select(Vehicle).where(Vehicle.id.in_(bindparam("ids", expanding=True)))
+_VEHICLES = (
+    select(Vehicle, Network)
+    .join(Network, Network.id == Vehicle.network_id)
+    .where(Vehicle.id.in_(bindparam("ids", expanding=True)))
+)
 
 _SPOT_STATE_FROM_DEVICE: dict[int, SpotState] = {
     pe.SpotState.FAULT: SpotState.OUT_OF_ORDER,
@@ -680,9 +697,12 @@ class BatchApplier:
                 }
             )
         returned: Any
+        spots: dict[tuple[int, int], Any] | None = None
         if _pg(session):
             columns = {name: [r[name] for r in rows] for name in _STATUS_COLUMNS}
-            returned = (await session.execute(_PG_STATUS_UPSERT, columns)).all()
+            returned = (await session.execute(_PG_STATUS_UPSERT_SPOTS, columns)).all()
+            spots = {(r.station_id, r.displayed_number): r for r in returned if r.id is not None}
+            returned = [(r.device_id, r.spot) for r in returned]
         else:
             ins = _insert(session, _table(DeviceStatus))
             col = _table(DeviceStatus).c
@@ -715,7 +735,7 @@ class BatchApplier:
                 vehicles.append(item)
         await self._alert_all(session, self._sample(vehicles), infos)
         if spot_updates:
-            await self._apply_spot_statuses(session, spot_updates, infos)
+            await self._apply_spot_statuses(session, spot_updates, spots)
         if battery:
             await _update_batteries(session, battery)
 
@@ -723,13 +743,15 @@ class BatchApplier:
         self,
         session: AsyncSession,
         updates: list[tuple[int, int, m.Status]],
-        infos: dict[str, _DeviceInfo],
+        spots: dict[tuple[int, int], Any] | None,
     ) -> None:
-        station_ids = sorted({u[0] for u in updates})
-        spots = {
-            (s.station_id, s.displayed_number): s
-            for s in (await session.execute(_SPOTS_OF, {"stations": station_ids})).all()
-        }
+        """``spots``: the rows of the updated spots by (station id, number), if read already."""
+        if spots is None:
+            station_ids = sorted({u[0] for u in updates})
+            spots = {
+                (s.station_id, s.displayed_number): s
+                for s in (await session.execute(_SPOTS_OF, {"stations": station_ids})).all()
+            }
         changes: list[dict[str, Any]] = []
         for station_id, number, st in updates:
             row = spots.get((station_id, number))
@@ -825,9 +847,10 @@ class BatchApplier:
             await _update_positions(session, pos_rows)
         # The alert rules (geofence, battery) see the newest fix of each vehicle per batch.
         due = self._sample([latest_item[vid] for vid in sorted(latest_item)])
-        # The rules read the vehicle of each fix: all in one query, kept for the loop.
+        # The rules read the vehicle of each fix and its network: all in one query, kept
+        # for the loop.
         located = [infos[i.device_id].vehicle_id for i in due if _has_fix(i.msg.body)]
-        loaded = (await session.scalars(_VEHICLES, {"ids": located})).all() if located else ()
+        loaded = (await session.execute(_VEHICLES, {"ids": located})).all() if located else ()
         await self._alert_all(session, due, infos)
         del loaded
         if bat_rows:
@@ -1090,6 +1113,21 @@ _PG_STATUS_UPSERT = text(
     "WHERE (device_status.boot_id = excluded.boot_id AND device_status.seq < excluded.seq) "
     "OR (device_status.boot_id <> excluded.boot_id AND device_status.ts_ms < excluded.ts_ms) "
     "RETURNING device_id, spot"
+)
+# The same, with the spot rows of the statuses applied (one round trip instead of two).
+_PG_STATUS_UPSERT_SPOTS = text(
+    f"WITH applied AS ({_PG_STATUS_UPSERT.text}) "
+    "SELECT a.device_id, a.spot, s.id, s.station_id, s.displayed_number, s.lock_status, "
+    "s.state FROM applied AS a LEFT JOIN stations AS st ON st.device_id = a.device_id "
+    "LEFT JOIN spots AS s ON s.station_id = st.id AND s.displayed_number = a.spot"
+).columns(
+    device_id=String,
+    spot=Integer,
+    id=Integer,
+    station_id=Integer,
+    displayed_number=Integer,
+    lock_status=Integer,
+    state=_table(Spot).c.state.type,
 )
 _PG_SPOTS = text(
     "UPDATE spots AS s SET lock_status = u.lock, state = u.state "
