@@ -50,6 +50,7 @@ from kickstand.protocol import topics
 from kickstand.protocol.errors import DecodeError, TopicError
 from kickstand.protocol.signing import CommandSigner
 from kickstand.protocol.topics import Channel
+from kickstand.protocol.transport import SOCKET_OPTIONS
 from kickstand.protocol.v1 import codec
 from kickstand.protocol.v1 import messages as m
 from kickstand.protocol.v1.enums import RejectReason, ResultStatus
@@ -190,6 +191,7 @@ class MqttCommandGateway:
                 identifier=self.client_id,
                 clean_session=True,
                 keepalive=30,
+                socket_options=SOCKET_OPTIONS,
             )
             try:
                 async with client:

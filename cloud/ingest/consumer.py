@@ -23,6 +23,7 @@ import paho.mqtt.client as mqtt
 
 from kickstand.cloud.broker import MqttUrl
 from kickstand.cloud.ingest.errors import BrokerConnectError
+from kickstand.protocol.transport import apply_socket_options
 
 log = logging.getLogger("kickstand.cloud.ingest.consumer")
 
@@ -126,6 +127,7 @@ class MqttConsumer:
 
     def _on_socket_open(self, _c: mqtt.Client, _u: Any, sock: Any) -> None:
         assert self._loop is not None
+        apply_socket_options(sock)
         self._loop.add_reader(sock, self._on_readable)
 
     def _on_socket_close(self, _c: mqtt.Client, _u: Any, sock: Any) -> None:

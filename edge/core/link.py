@@ -59,6 +59,7 @@ from kickstand.protocol import topics
 from kickstand.protocol.errors import CommandRejected, ProtocolError
 from kickstand.protocol.signing import CommandVerifier
 from kickstand.protocol.topics import Channel
+from kickstand.protocol.transport import SOCKET_OPTIONS
 from kickstand.protocol.v1 import codec
 from kickstand.protocol.v1.enums import BootStatus, RejectReason, ResultStatus
 from kickstand.protocol.v1.messages import (
@@ -372,7 +373,10 @@ class CloudLink:
                     clean_session=True,
                     keepalive=self.config.keepalive_s,
                     timeout=self.config.connect_timeout_s,
+                    # paho's own limit (20) would hold back part of our publish window
+                    max_inflight_messages=self.config.publish_window,
                     logger=_mqtt_log,
+                    socket_options=SOCKET_OPTIONS,
                 )
                 try:
                     async with client:

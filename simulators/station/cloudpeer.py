@@ -28,6 +28,7 @@ from kickstand.protocol.errors import ProtocolError
 from kickstand.protocol.sequence import SequenceTracker, Verdict
 from kickstand.protocol.signing import CommandSigner, generate_private_key
 from kickstand.protocol.topics import Channel
+from kickstand.protocol.transport import SOCKET_OPTIONS
 from kickstand.protocol.v1 import codec
 from kickstand.protocol.v1.enums import BootStatus
 from kickstand.protocol.v1.messages import (
@@ -126,6 +127,7 @@ class CloudPeer:
                 username=self.username,
                 password=self.password,
                 identifier=self.client_id,
+                socket_options=SOCKET_OPTIONS,
             )
             try:
                 async with client:
