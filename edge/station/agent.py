@@ -39,7 +39,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from kickstand.edge.core import DeviceClock, DiskQueue, SqliteReplayGuard
@@ -204,10 +204,10 @@ class SpotRecord:
         )
 
     def persisted(self) -> str:
-        data = {
-            k: v for k, v in asdict(self).items()
-            if not self.__dataclass_fields__[k].metadata.get("runtime")
-        }
+        # Written at every change of the spot: no deep copy (asdict) on that path.
+        data = {name: getattr(self, name) for name in _PERSISTED}
+        if self.unlock is not None:
+            data["unlock"] = asdict(self.unlock)
         return json.dumps(data)
 
     @classmethod
@@ -227,6 +227,11 @@ class SpotRecord:
             log.warning("spot_state_unreadable spot=%d error=%s", spot, exc)
             return cls(spot)
         return record
+
+
+_PERSISTED = tuple(
+    f.name for f in fields(SpotRecord) if not f.metadata.get("runtime")
+)
 
 
 class StationAgent:
@@ -686,13 +691,13 @@ class StationAgent:
 
     async def _release_latch(self, spot: SpotRecord) -> None:
         n = spot.spot
+        poll_s = self.settings.unlock_poll_s
         try:
-            await self.bus.transact(n, Cmd.UNLOCK)
+            if await self.bus.unlock(n, poll_s=poll_s):
+                return
             # Written while the latch moves, not before it starts: off the rider's wait.
             self._commit([], [spot])
-            await self.bus.wait_open(
-                n, poll_s=self.settings.unlock_poll_s, timeout_s=self.settings.actuation_timeout_s
-            )
+            await self.bus.wait_open(n, poll_s=poll_s, timeout_s=self.settings.actuation_timeout_s)
         except BoardNoAnswer as exc:
             spot.unlocking = False
             self._board_failed(spot, "no answer")

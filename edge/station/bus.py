@@ -5,10 +5,11 @@ request without a valid answer is retried ``retries`` times, then the board
 counts as not answering (:class:`BoardNoAnswer`). An error response becomes
 :class:`BoardBusError` with the board's BusError code.
 
-:meth:`SpotBusMaster.wait_open` holds the bus only for single requests: after
-UNLOCK (the board acknowledges the start of the latch release) it reads GET_STATUS
-every ``poll_s`` until the lock sensor says OPEN. Several spots' latches therefore move
-at the same time, each unlock costing one actuation, not one per spot before it.
+:meth:`SpotBusMaster.unlock` and :meth:`SpotBusMaster.wait_open` hold the bus only for
+single requests: UNLOCK (the board acknowledges the start of the latch release),
+then GET_STATUS every ``poll_s`` until the lock sensor says OPEN. Several spots'
+latches therefore move at the same time, each unlock costing one actuation, not
+one per spot before it.
 """
 
 from __future__ import annotations
@@ -88,38 +89,61 @@ class SpotBusMaster:
         self._lock = asyncio.Lock()
 
     async def transact(self, addr: int, cmd: Cmd, payload: bytes = b"") -> Frame:
+        async with self._lock:
+            return await self._exchange(addr, cmd, payload)
+
+    async def _exchange(self, addr: int, cmd: Cmd, payload: bytes = b"") -> Frame:
+        """One request and its answer, with retries; the caller holds the bus."""
         frame = request(addr, cmd, payload).encode()
         loop = asyncio.get_running_loop()
+        self.counters.requests += 1
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.counters.retries += 1
+            self.port.discard_input()
+            self.parser.reset()
+            await self.port.write(frame)
+            deadline = loop.time() + self.response_timeout_s
+            while (left := deadline - loop.time()) > 0:
+                data = await self.port.read(left)
+                if not data:
+                    break
+                for answer in self.parser.feed(data):
+                    if (
+                        answer.addr == addr
+                        and answer.is_response
+                        and answer.request_cmd == int(cmd)
+                    ):
+                        if answer.is_error:
+                            self.counters.error_responses += 1
+                            code = answer.payload[0] if answer.payload else 0
+                            try:
+                                raise BoardBusError(addr, cmd, BusError(code))
+                            except ValueError:
+                                raise BoardBusError(addr, cmd, code) from None
+                        return answer
+                    self.counters.stray_frames += 1
+        self.counters.no_answer += 1
+        raise BoardNoAnswer(addr, cmd)
+
+    async def unlock(self, addr: int, *, poll_s: float = UNLOCK_POLL_S) -> bool:
+        """Send UNLOCK; True when the lock already reads OPEN (then nothing is left to wait).
+
+        A board that took ``poll_s`` or longer to answer is read at once, before the bus
+        is freed: firmware that answers only after actuating reads OPEN there, and its
+        unlock ends with its own answer instead of queueing behind every other request.
+        A board that answered at once has only started releasing: the bus is freed and
+        :meth:`wait_open` reads it in turn with the others.
+        """
+        loop = asyncio.get_running_loop()
         async with self._lock:
-            self.counters.requests += 1
-            for attempt in range(self.retries + 1):
-                if attempt:
-                    self.counters.retries += 1
-                self.port.discard_input()
-                self.parser.reset()
-                await self.port.write(frame)
-                deadline = loop.time() + self.response_timeout_s
-                while (left := deadline - loop.time()) > 0:
-                    data = await self.port.read(left)
-                    if not data:
-                        break
-                    for answer in self.parser.feed(data):
-                        if (
-                            answer.addr == addr
-                            and answer.is_response
-                            and answer.request_cmd == int(cmd)
-                        ):
-                            if answer.is_error:
-                                self.counters.error_responses += 1
-                                code = answer.payload[0] if answer.payload else 0
-                                try:
-                                    raise BoardBusError(addr, cmd, BusError(code))
-                                except ValueError:
-                                    raise BoardBusError(addr, cmd, code) from None
-                            return answer
-                        self.counters.stray_frames += 1
-            self.counters.no_answer += 1
-            raise BoardNoAnswer(addr, cmd)
+            sent = loop.time()
+            await self._exchange(addr, Cmd.UNLOCK)
+            if loop.time() - sent < poll_s:
+                return False
+            self.counters.unlock_polls += 1
+            frame = await self._exchange(addr, Cmd.GET_STATUS)
+        return SpotReport.from_payload(frame.payload).lock is BusLock.OPEN
 
     async def wait_open(
         self,

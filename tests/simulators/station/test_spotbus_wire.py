@@ -181,8 +181,9 @@ async def test_unlock_is_acknowledged_before_the_latch_releases(
 ) -> None:
     master, board = _docked(bus, 1)
     board.actuation_s = 3600.0  # releases only when the test says so
-    assert (await master.transact(1, Cmd.UNLOCK)).payload == b""
-    assert await _lock_reads(master, 1) is BusLock.LOCKED  # acknowledged, still closed
+    assert await master.unlock(1) is False  # acknowledged at once: only started
+    assert master.counters.unlock_polls == 0  # the bus was freed without a reading
+    assert await _lock_reads(master, 1) is BusLock.LOCKED
     assert _events(board) == [UNLOCK_RECEIVED]
     await master.transact(1, Cmd.UNLOCK)  # a repeated UNLOCK does not restart anything
     board.open_latch()
@@ -224,8 +225,12 @@ async def test_old_firmware_answers_unlock_after_actuating(
     master, board = _docked(bus, 7, response_timeout_s=0.5)
     board.acks_after_actuation = True
     board.actuation_s = 0.05
-    await master.transact(7, Cmd.UNLOCK)
+    # the answer took longer than a poll interval: read before the bus is freed
+    assert await master.unlock(7, poll_s=0.005) is True
     assert _events(board) == [UNLOCK_RECEIVED, LATCH_OPENED]  # open before the answer
+    assert master.counters.unlock_polls == 1  # that first reading said OPEN
+    # and when the master waits anyway, its first reading says OPEN
+    board.lock = BusLock.LOCKED
+    await master.transact(7, Cmd.UNLOCK)
     report = await master.wait_open(7, poll_s=0.005, timeout_s=1.0)
-    assert report.lock is BusLock.OPEN
-    assert master.counters.unlock_polls == 1  # the first reading says OPEN
+    assert report.lock is BusLock.OPEN and master.counters.unlock_polls == 2
