@@ -17,8 +17,8 @@ from kickstand.rigs.config import RigDescription, StationRig, VehicleRig, load_r
 from kickstand.rigs.errors import RigConfigError, RigError
 
 FAULT_HELP = """simulated faults (repeatable):
-  station: lock-jam:SPOT  board-firmware:SPOT=VERSION  board-silent:SPOT
-           badge-dead  spot-hot:SPOT=CELSIUS
+  station: lock-jam:SPOT  lock-stuck:SPOT  board-firmware:SPOT=VERSION
+           board-silent:SPOT  badge-dead  spot-hot:SPOT=CELSIUS
   vehicle: gps-bad-checksums  lock-jam  ble-dead  pinpad-dead"""
 
 
@@ -36,6 +36,8 @@ def parse_faults(kind: str, specs: list[str]) -> object | None:
                 name, _, arg = spec.partition(":")
                 if name == "lock-jam":
                     sf.jammed_locks.add(int(arg))
+                elif name == "lock-stuck":
+                    sf.stuck_locks.add(int(arg))
                 elif name == "board-firmware":
                     spot, _, version = arg.partition("=")
                     sf.board_firmware[int(spot)] = version or "sb-0.0.0"

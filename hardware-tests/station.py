@@ -65,6 +65,7 @@ class StationFaults:
     """Faults injected in the simulated station (``--fault`` on the command line)."""
 
     jammed_locks: set[int] = field(default_factory=set)  # the latch does not close
+    stuck_locks: set[int] = field(default_factory=set)  # the latch does not open
     board_firmware: dict[int, str] = field(default_factory=dict)  # spot -> wrong version
     dead_badge_reader: bool = False  # nothing answers the reader's polling
     silent_boards: set[int] = field(default_factory=set)  # board does not answer at all
@@ -73,6 +74,8 @@ class StationFaults:
     def apply(self, sim: SimulatedStation) -> None:
         for spot in self.jammed_locks:
             sim.jam_lock(spot)
+        for spot in self.stuck_locks:
+            sim.stick_lock(spot)
         for spot, version in self.board_firmware.items():
             sim.set_board_firmware(spot, version)
         for spot in self.silent_boards:
@@ -270,6 +273,9 @@ class StationSuite(DeviceSession):
         s.needs_person(f"take the test vehicle out of spot {n}; it stays there")
         result = await self.bench.command(self.device_id, Unlock(spot=n, window_s=120), 10)
         s.measure("unlock", describe_result(result))
+        if "did not open" in (result.detail or ""):
+            s.fail(f"spot {n}: the latch does not open, the test vehicle stays in the spot "
+                   f"(agent: {result.detail}); free it by hand, then repair the latch")
         mark = self.mark()
         present = self.latest_status(n)
         if present is not None and present.state is SpotState.EMPTY:

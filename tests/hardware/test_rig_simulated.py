@@ -71,13 +71,17 @@ async def test_station_suite_passes_on_the_simulators(
 async def test_station_faults_fail_exactly_their_steps(
     mosquitto: MosquittoService, tmp_path: Path
 ) -> None:
-    faults = StationFaults(jammed_locks={2}, board_firmware={3: "sb-1.3.9"},
+    faults = StationFaults(jammed_locks={2}, stuck_locks={1}, board_firmware={3: "sb-1.3.9"},
                            dead_badge_reader=True)
     run = await run_rig(_station("st-rig02"), simulated=True, broker_url=mosquitto.url,
                         reports_dir=tmp_path / "reports", console=_console(tmp_path),
                         faults=faults)
     failed = {s.id: s.message for s in run.report.failed}
-    assert set(failed) == {"spot2.lock_cycle", "spot3.firmware", "badge"}
+    assert set(failed) == {"spot1.lock_cycle", "spot1.release", "spot2.lock_cycle",
+                           "spot3.firmware", "badge"}
+    assert "lock did not open" in failed["spot1.lock_cycle"]
+    assert "solenoid" in failed["spot1.lock_cycle"]
+    assert "free it by hand" in failed["spot1.release"]
     assert "lock did not close" in failed["spot2.lock_cycle"]
     assert "latch" in failed["spot2.lock_cycle"]
     assert "firmware sb-1.3.9 (expected sb-1.4.2)" in failed["spot3.firmware"]

@@ -63,9 +63,10 @@ def test_unreadable_rig_file_exit_status_2(tmp_path: Path) -> None:
 
 
 def test_fault_options() -> None:
-    faults = parse_faults("station", ["lock-jam:2", "board-firmware:3=sb-1.3.9", "badge-dead"])
-    assert faults == StationFaults(jammed_locks={2}, board_firmware={3: "sb-1.3.9"},
-                                   dead_badge_reader=True)
+    faults = parse_faults("station", ["lock-jam:2", "lock-stuck:1", "board-firmware:3=sb-1.3.9",
+                                      "badge-dead"])
+    assert faults == StationFaults(jammed_locks={2}, stuck_locks={1},
+                                   board_firmware={3: "sb-1.3.9"}, dead_badge_reader=True)
     with pytest.raises(RigConfigError):
         parse_faults("station", ["lock-jam:two"])
     with pytest.raises(RigConfigError):

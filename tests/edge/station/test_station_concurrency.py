@@ -210,3 +210,19 @@ async def test_boards_that_answer_unlock_after_actuating_still_unlock(
             assert (await cloud.wait_result(device_id, cid)).status is ResultStatus.DONE
         assert rig.agent.bus.counters.unlock_polls == 3  # each first reading said OPEN
         assert rig.agent.bus.counters.latch_timeouts == 0
+
+
+async def test_stopping_mid_unlock_leaves_no_command_task_behind(
+    mosquitto: MosquittoService, cloud: CloudPeer, tmp_path: Path, device_id: str
+) -> None:
+    async with station(mosquitto, cloud, tmp_path, device_id, 2,
+                       actuation_timeout_s=60.0) as rig:
+        assert rig.agent is not None
+        link = rig.agent.link
+        rig.sim.stick_lock(1)
+        await cloud.send_command(device_id, Unlock(spot=1))
+        await eventually(received_unlock(rig, 1), within=10)
+        assert link.snapshot()["link"]["commands_in_flight"] == 1
+        await rig.stop_agent()
+        assert link.snapshot()["link"]["commands_in_flight"] == 0
+        assert [t for t in asyncio.all_tasks() if t.get_name().startswith("command-")] == []
