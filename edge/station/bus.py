@@ -157,7 +157,7 @@ class SpotBusMaster:
         The first reading follows at once: a board whose firmware answers UNLOCK only
         after actuating reads OPEN there. Raises BoardNoAnswer / BoardBusError /
         FrameError as :meth:`transact` and the report parser do, and LatchDidNotOpen
-        when the lock still reads otherwise ``timeout_s`` after the first reading.
+        when a reading taken ``timeout_s`` or more after the call still says otherwise.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
