@@ -226,6 +226,9 @@ _VEHICLE_RENT = (
     .order_by(Rent.id.desc())
     .with_for_update(key_share=True)
 )
+# Session.get(..., with_for_update=...) builds its SELECT on every call; the same, once.
+_LOCK_USER = select(User).where(User.id == bindparam("id")).with_for_update(key_share=True)
+_LOCK_RENT = select(Rent).where(Rent.id == bindparam("id")).with_for_update(key_share=True)
 _VEHICLE_RENT_BY_ID = _VEHICLE_RENT.where(Rent.id == bindparam("rent"))
 
 
@@ -349,7 +352,7 @@ async def _bill(session: AsyncSession, trip: Trip, *, first: bool = False) -> No
             )
         ).first()
     )
-    user = await session.get_one(User, trip.user_id, with_for_update={"key_share": True})
+    user = (await session.scalars(_LOCK_USER, {"id": trip.user_id})).one()
     if existing is None:
         session.add(
             WalletTransaction(
@@ -426,7 +429,7 @@ async def _find_rent(
 ) -> Rent | None:
     if rent_id is not None:
         try:
-            rent = await session.get(Rent, int(rent_id), with_for_update={"key_share": True})
+            rent = (await session.scalars(_LOCK_RENT, {"id": int(rent_id)})).first()
         except (TypeError, ValueError):
             rent = None
         if rent is not None and rent.status in STARTABLE_RENT_STATUSES:
