@@ -104,20 +104,13 @@ class EventFleet:
 
 async def add_event_fleet(db_url: str, tag: str, stations: int, floating: int) -> EventFleet:
     """``stations`` stations of 6 spots with vehicles in spots 1-3, ``floating`` lock-box
-    vehicles, riders with money; a rent (pending) and an unlock command per vehicle."""
+    vehicles; for each vehicle a rider with money, a rent (pending) and an unlock command."""
     fleet = EventFleet(tag)
     engine = create_engine(db_url)
     now = datetime.now(UTC)
     async with create_sessionmaker(engine)() as s, s.begin():
         network_id = (await s.execute(select(Network.id))).scalars().first()
         clusters = (await s.execute(select(Cluster.id))).scalars().all()
-        riders = [
-            User(email=f"bench-{tag}-{i}@example.com", password_hash="x",
-                 wallet_balance=Decimal("1000"))
-            for i in range(25)
-        ]
-        s.add_all(riders)
-        await s.flush()
         pending: list[tuple[Vehicle, Spot | None, str]] = []
         for n in range(1, stations + 1):
             device_id = f"st-{tag}{n:03d}"
@@ -151,9 +144,16 @@ async def add_event_fleet(db_url: str, tag: str, stations: int, floating: int) -
             s.add(vehicle)
             pending.append((vehicle, None, f"vh-{serial}"))
             fleet.floating.append(serial)
+        # A rider per rent, as when everyone unlocks at once (no rider row shared by trips).
+        riders = [
+            User(email=f"bench-{tag}-{i}@example.com", password_hash="x",
+                 wallet_balance=Decimal("1000"))
+            for i in range(len(pending))
+        ]
+        s.add_all(riders)
         await s.flush()
-        for i, (vehicle, spot, target) in enumerate(pending):
-            rent = Rent(user_id=riders[i % len(riders)].id, vehicle_id=vehicle.id,
+        for rider, (vehicle, spot, target) in zip(riders, pending, strict=True):
+            rent = Rent(user_id=rider.id, vehicle_id=vehicle.id,
                         spot_id=spot.id if spot is not None else None,
                         kind=RentKind.APP_SPOT if spot is not None else RentKind.APP_VEHICLE,
                         status=RentStatus.PENDING, created_at=now,
