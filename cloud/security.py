@@ -76,15 +76,27 @@ def create_access_token(
 
 
 def decode_access_token(settings: Settings, token: str) -> AccessClaims:
+    """Verify an access token; a token verified before is not verified again (its
+    signature cannot change), only its expiry is checked at every use."""
+    claims = _verified(settings.jwt_secret, token)
+    if datetime.now(UTC) >= claims.expires_at:
+        raise TokenError("the access token has expired", expired=True)
+    return claims
+
+
+@lru_cache(maxsize=8192)
+def _verified(secret: str, token: str) -> AccessClaims:
+    # A rider's app sends the same token with every request until it refreshes it; the
+    # HMAC check and PyJWT's parsing cost more than the rest of a light request. Only
+    # successes are cached (an exception is not): bad tokens cannot crowd the cache out
+    # of good ones for longer than one round of LRU eviction.
     try:
         claims = jwt.decode(
             token,
-            settings.jwt_secret,
+            secret,
             algorithms=[ALGORITHM],
-            options={"require": ["exp", "sub", "typ"]},
+            options={"require": ["exp", "sub", "typ"], "verify_exp": False},
         )
-    except jwt.ExpiredSignatureError as exc:
-        raise TokenError("the access token has expired", expired=True) from exc
     except jwt.InvalidTokenError as exc:
         raise TokenError(f"invalid access token: {exc}") from exc
     if claims.get("typ") != "access":

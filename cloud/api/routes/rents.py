@@ -505,13 +505,7 @@ async def current_rents(claims: ClaimsDep, session: SessionDep) -> Envelope[list
 async def rider_rents(session: AsyncSession, user_id: int) -> list[RentPublic]:
     """A rider's trips in progress, then their rents still waiting for the vehicle."""
     items: list[RentPublic] = []
-    active_trips = (
-        await session.scalars(
-            select(Trip)
-            .where(Trip.user_id == user_id, Trip.status.in_(ACTIVE_TRIP_STATUSES))
-            .order_by(Trip.id)
-        )
-    ).all()
+    active_trips = (await session.scalars(_ACTIVE_TRIPS, {"user_id": user_id})).all()
     for trip in active_trips:
         rent = await session.get(Rent, trip.rent_id) if trip.rent_id is not None else None
         items.append(await rent_public(session, rent, trip))
@@ -520,6 +514,12 @@ async def rider_rents(session: AsyncSession, user_id: int) -> list[RentPublic]:
     return items
 
 
+#: A rider's trips in progress.
+_ACTIVE_TRIPS = (
+    select(Trip)
+    .where(Trip.user_id == bindparam("user_id"), Trip.status.in_(ACTIVE_TRIP_STATUSES))
+    .order_by(Trip.id)
+)
 #: A rider's rents still waiting for the vehicle to leave, with their vehicle and spot.
 _OPEN_RENTS = (
     select(Rent, Vehicle, Spot)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from kickstand.cloud.config import Settings
+from kickstand.cloud.security import create_access_token
 from tests.cloud.api.support import BOTH_DATABASES, Api
 
 
@@ -136,3 +141,22 @@ async def test_unknown_route_and_openapi(api: Api) -> None:
     assert "/v1/rents" in spec["paths"] and "/v1/trips/{trip_id}" in spec["paths"]
     docs = await api.client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+async def test_an_access_token_expires_even_after_it_was_accepted(api: Api) -> None:
+    """Verified tokens are remembered (signature), but the expiry is checked every time."""
+    settings: Settings = api.client._transport.app.state.settings  # type: ignore[attr-defined]
+    user_id = api.demo.user_ids["alice@example.com"]
+    ttl = settings.JWT_ACCESS_TTL_S
+    almost = datetime.now(UTC) - timedelta(seconds=ttl) + timedelta(seconds=1)
+    token = create_access_token(settings, user_id, [], 0, now=almost)
+    headers = {"Authorization": f"Bearer {token}"}
+    assert (await api.client.get("/v1/rents", headers=headers)).status_code == 200
+    await asyncio.sleep(
+        max(0.0, (almost + timedelta(seconds=ttl) - datetime.now(UTC)).total_seconds()) + 0.05
+    )
+    r = await api.client.get("/v1/rents", headers=headers)
+    assert r.status_code == 401 and r.json()["reason"] == "token-expired"
+    forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    r = await api.client.get("/v1/rents", headers={"Authorization": f"Bearer {forged}"})
+    assert r.status_code == 401 and r.json().get("reason") != "token-expired"
