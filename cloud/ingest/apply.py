@@ -753,6 +753,7 @@ class BatchApplier:
                 for s in (await session.execute(_SPOTS_OF, {"stations": station_ids})).all()
             }
         changes: list[dict[str, Any]] = []
+        records: list[_Record] = []
         for station_id, number, st in updates:
             row = spots.get((station_id, number))
             if row is None:
@@ -771,20 +772,22 @@ class BatchApplier:
                 state = SpotState.ACTIVE  # the board recovered
             if lock_status != row.lock_status or state != row.state:
                 changes.append({"sid": row.id, "lock": lock_status, "state": state})
-                outbox.emit(
-                    session,
-                    outbox.DOCK_UPDATED,
-                    "spot",
-                    row.id,
-                    {
-                        "spot_id": row.id,
-                        "station_id": station_id,
-                        "displayed_number": number,
-                        "lock_status": lock_status,
-                        "state": state,
-                        "fault": st.fault,
-                    },
+                records.append(
+                    (
+                        outbox.DOCK_UPDATED,
+                        "spot",
+                        row.id,
+                        {
+                            "spot_id": row.id,
+                            "station_id": station_id,
+                            "displayed_number": number,
+                            "lock_status": lock_status,
+                            "state": state,
+                            "fault": st.fault,
+                        },
+                    )
                 )
+        await _record(session, records)
         if changes and _pg(session):
             await session.execute(
                 _PG_SPOTS,
@@ -935,8 +938,7 @@ class BatchApplier:
                 r = await trips.vehicle_locked_freefloat(session, dev, at)
             await self._trip_result(session, item, r)
         await self._alert(session, item, info)
-        outbox.emit(
-            session,
+        record: _Record = (
             "device.event",
             "station" if station else "vehicle",
             dev,
@@ -949,6 +951,7 @@ class BatchApplier:
                 "data": _event_data(body),
             },
         )
+        await _record(session, [record])
 
     async def _alert(self, session: AsyncSession, item: Inbound, info: _DeviceInfo) -> None:
         if self.alerts is not None:
@@ -1184,6 +1187,21 @@ async def _update_batteries(session: AsyncSession, rows: list[dict[str, Any]]) -
         ),
         rows,
     )
+
+
+#: An outbox record: topic, resource type, resource id, payload.
+_Record = tuple[str, str, int | str, dict[str, Any]]
+
+
+async def _record(session: AsyncSession, records: list[_Record]) -> None:
+    """The ingest's outbox records. One alone, with nothing waiting in the unit of work, is
+    one Core INSERT now (no flush machinery for it); otherwise they join the unit of work
+    after what waits there, in one INSERT with it (outbox ids keep the order of changes)."""
+    if len(records) == 1 and not session.new:
+        await outbox.insert(session, *records[0])
+        return
+    for record in records:
+        outbox.emit(session, *record)
 
 
 def _has_fix(body: object) -> bool:
