@@ -9,19 +9,23 @@ boards, one board per spot on a pty bus). This process only drives HTTP: one per
 keep-alive connection per rider (a rider = one phone) on a lean asyncio client
 (`_lean_http.py`), so the driver's own CPU does not show up as server latency.
 
-Two workloads on the same stack, one after the other; each rider owns one docked bike:
+Three workloads on the same stack, one after the other; each rider owns one docked bike:
 
 - **riders** (the headline): ``--riders`` closed-loop virtual users, the usual meaning
-  of "concurrent users" in load testing. They start at random offsets spread uniformly
-  over one unlock window; each then loops: ``POST /v1/rents`` (timed) → like the app,
-  ``GET /v1/rents`` every 0.5 s until the rent is no longer current (the agent re-locks
-  after its window, the rent expires, no trip) → unlock again at once.
-  ``--unlocks-per-rider`` attempts each, or as many as fit in ``--duration`` seconds.
+  of "concurrent users" in load testing. They start at random offsets; each then loops:
+  ``POST /v1/rents`` (timed) → like the app, ``GET /v1/rents`` every 0.5 s until the rent
+  is no longer current (the agent re-locks after its 2 s window, the rent expires, no
+  trip) → a think time (exponential, ``--think-s`` mean, 5 s: back to the map, walking
+  to the next bike) → unlock again. ``--unlocks-per-rider`` attempts each, or as many as
+  fit in ``--duration`` seconds. 50 riders make about 3.5 unlocks/s, the peak-hour unlock
+  rate of a large city's whole network.
+- **stress**: the same riders with no think time (about 22 unlocks/s, six times that
+  peak): where the machine's CPU, not the design, sets the latency.
 - **burst**: every rider sends ``POST /v1/rents`` in the same instant, ``--rounds``
   times (all rents over between rounds): the thundering herd, the worst case.
 
 Each block reports the unlock latency (p50/p99/mean/max, total and beyond the simulated
-actuator, which answers UNLOCK after ``--actuator-ms``), the stages from the rent and
+actuator: the latch opens ``--actuator-ms`` after the board acknowledged UNLOCK), the stages from the rent and
 device_command rows' timestamps, failures by reason, and CPU per unlock by process
 (utime+stime from /proc via psutil: API, ingest, stations, this driver, Mosquitto, and
 the PostgreSQL backends of the bench database, sampled every 0.1 s so pooled
@@ -38,10 +42,11 @@ processes on the machine" is the CPU the rest of the machine used meanwhile, per
 when it is large, the figures above it are noisy.
 
     .venv/bin/python benchmarks/unlock_latency.py [--riders 50] [--unlocks-per-rider 4 |
-        --duration S] [--rounds 2] [--actuator-ms 20] [--api-processes 1]
+        --duration S] [--think-s 5] [--rounds 2] [--actuator-ms 20] [--api-processes 1]
 
-Last two lines: ``burst unlock p50_ms: X p99_ms: Y``, then the headline
-``unlock p50_ms: X p99_ms: Y`` for the riders workload (totals, actuator included).
+Last three lines: ``stress unlock p50_ms: X p99_ms: Y``, ``burst unlock …``, then the
+headline ``unlock p50_ms: X p99_ms: Y`` for the riders workload (totals, actuator
+included; the "beyond actuator" lines above subtract it).
 """
 
 from __future__ import annotations
@@ -76,6 +81,9 @@ RIDER_PASSWORD = "bench-rider-1"
 AGENT_UNLOCK_WINDOW_S = 2  # the agent re-locks a spot whose bike stayed this long
 API_UNLOCK_WINDOW_S = 5  # RENT_UNLOCK_WINDOW_S: a pending unlock expires after this
 POLL_S = 0.5  # the app's GET /v1/rents period while a rent is current
+#: A rider between two unlocks: back to the map, choosing, walking to the bike. Short for
+#: a person (a real one rides for minutes between unlocks); the "stress" block has none.
+THINK_S = 5.0
 RENT_END_WAIT_S = 30  # a rent still current after this is a failure, not a hang
 CPU_SAMPLE_S = 0.1
 SEED = 20261101  # the riders' start offsets: the same from run to run
@@ -395,10 +403,10 @@ async def wait_rent_over(rider: Rider, rent_id: int, tally: Tally) -> None:
 
 
 async def riders_workload(riders: list[Rider], args: argparse.Namespace,
-                          meter: CpuMeter) -> Tally:
+                          meter: CpuMeter, think_s: float) -> Tally:
     tally = Tally()
     rng = random.Random(SEED)
-    offsets = [rng.uniform(0, AGENT_UNLOCK_WINDOW_S) for _ in riders]
+    offsets = [rng.uniform(0, AGENT_UNLOCK_WINDOW_S + think_s) for _ in riders]
     stop_at = None if args.duration is None else time.monotonic() + args.duration
 
     async def ride(rider: Rider, offset: float) -> None:
@@ -412,6 +420,8 @@ async def riders_workload(riders: list[Rider], args: argparse.Namespace,
                 await asyncio.sleep(POLL_S)  # the app would not hammer a refusal either
             else:
                 await wait_rent_over(rider, rent_id, tally)
+            if think_s:  # looking at the map, walking to the bike: exponential, seeded
+                await asyncio.sleep(rng.expovariate(1 / think_s))
 
     start = await meter.mark()
     t0 = time.monotonic()
@@ -645,9 +655,12 @@ async def drive(args: argparse.Namespace) -> None:
             services = {"api": children.pids("api-"), "ingest": children.pids("ingest"),
                         "stations": children.pids("stations"), "mosquitto": [broker.pid or 0]}
             async with CpuMeter(services, pg.dsn_for("postgres"), db.name) as meter:
-                ridden = await riders_workload(riders, args, meter)
+                ridden = await riders_workload(riders, args, meter, args.think_s)
                 print(f"riders: {len(ridden.latencies)} unlocked, "
                       f"failures {dict(ridden.failures)}", flush=True)
+                stressed = await riders_workload(riders, args, meter, 0.0)
+                print(f"stress: {len(stressed.latencies)} unlocked, "
+                      f"failures {dict(stressed.failures)}", flush=True)
                 burst = await burst_workload(riders, args.rounds, meter)
         except Exception:
             children.print_log_tails()
@@ -658,6 +671,7 @@ async def drive(args: argparse.Namespace) -> None:
             await children.terminate()
         reconnects = sum(r.conn.connects - 1 for r in riders)
         ridden_stages = await breakdown(db.url, ridden.wall)
+        stressed_stages = await breakdown(db.url, stressed.wall)
         burst_stages = await breakdown(db.url, burst.wall)
 
     print(f"API processes: {args.api_processes}, stations: {len(stations)} x "
@@ -666,14 +680,18 @@ async def drive(args: argparse.Namespace) -> None:
           f"rider reconnects: {reconnects}; PostgreSQL backends metered: {meter.backends_seen}")
     how_long = (f"for {args.duration:.0f} s" if args.duration is not None
                 else f"{args.unlocks_per_rider} unlocks each")
-    report(f"riders: {args.riders} closed-loop riders, {how_long}, starts spread over "
-           f"{AGENT_UNLOCK_WINDOW_S} s, GET /v1/rents every {POLL_S} s while a rent is current "
+    report(f"riders: {args.riders} closed-loop riders, {how_long}, GET /v1/rents every "
+           f"{POLL_S} s while a rent is current, then {args.think_s:.0f} s mean think time "
            "(cpu: whole workload)", ridden, ridden_stages, args, args.riders)
+    report(f"stress: the same riders with no think time: each unlocks again as soon as "
+           f"its rent is over ({AGENT_UNLOCK_WINDOW_S} s unlock window)",
+           stressed, stressed_stages, args, args.riders)
     report(f"burst: {args.riders} riders fire at once, {args.rounds} rounds "
            "(cpu: the herds only)", burst, burst_stages, args, args.riders)
-    if not ridden.latencies or not burst.latencies:
+    if not ridden.latencies or not stressed.latencies or not burst.latencies:
         raise SystemExit("a workload had no successful unlock")
-    for prefix, tally in (("burst unlock", burst), ("unlock", ridden)):
+    for prefix, tally in (("stress unlock", stressed), ("burst unlock", burst),
+                          ("unlock", ridden)):
         print(f"{prefix} p50_ms: {percentile(tally.latencies, 50):.1f} "
               f"p99_ms: {percentile(tally.latencies, 99):.1f}")
 
@@ -686,6 +704,8 @@ def main() -> None:
     amount.add_argument("--duration", type=float, default=None,
                         help="seconds of the riders workload, instead of --unlocks-per-rider")
     parser.add_argument("--rounds", type=int, default=2, help="bursts")
+    parser.add_argument("--think-s", type=float, default=THINK_S,
+                        help="riders: mean pause between a rent's end and the next unlock")
     parser.add_argument("--actuator-ms", type=float, default=20.0)
     parser.add_argument("--api-processes", type=int, default=1)
     parser.add_argument("--stations-child", default=None, help=argparse.SUPPRESS)
