@@ -25,8 +25,8 @@ Three workloads on the same stack, one after the other; each rider owns one dock
   times (all rents over between rounds): the thundering herd, the worst case.
 
 Each block reports the unlock latency (p50/p99/mean/max, total and beyond the simulated
-actuator: the latch opens ``--actuator-ms`` after the board acknowledged UNLOCK), the stages from the rent and
-device_command rows' timestamps, failures by reason, and CPU per unlock by process
+actuator: the latch opens ``--actuator-ms`` after the board acknowledged UNLOCK), the
+stages from the rent and device_command rows' timestamps, failures by reason, and CPU per unlock by process
 (utime+stime from /proc via psutil: API, ingest, stations, this driver, Mosquitto, and
 the PostgreSQL backends of the bench database, sampled every 0.1 s so pooled
 connections that come and go are counted; a backend living less than that is missed):
