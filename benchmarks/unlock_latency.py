@@ -26,9 +26,9 @@ Three workloads on the same stack, one after the other; each rider owns one dock
 
 Each block reports the unlock latency (p50/p99/mean/max, total and beyond the simulated
 actuator: the latch opens ``--actuator-ms`` after the board acknowledged UNLOCK), the
-stages from the rent and device_command rows' timestamps, failures by reason, and CPU per unlock by process
-(utime+stime from /proc via psutil: API, ingest, stations, this driver, Mosquitto, and
-the PostgreSQL backends of the bench database, sampled every 0.1 s so pooled
+stages from the rent and device_command rows' timestamps, failures by reason, and CPU
+per unlock by process (utime+stime from /proc via psutil: API, ingest, stations, this
+driver, Mosquitto, and the PostgreSQL backends of the bench database, sampled every 0.1 s so pooled
 connections that come and go are counted; a backend living less than that is missed):
 
     cpu ms per unlock: api 12.3, ingest 4.1, ... (total 21.2; 2 cores → floor for 50 at
