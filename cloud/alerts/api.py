@@ -22,7 +22,8 @@ router = APIRouter(prefix="/dashboard/fleet-alerts", tags=["fleet-alerts"])
 OPERATOR_ROLES = (UserRole.OPERATOR, UserRole.ADMIN)
 
 
-def require_operator(user: CurrentUser) -> User:
+# Async, as every dependency of the API (kickstand.cloud.api.deps): no thread hand-off.
+async def require_operator(user: CurrentUser) -> User:
     """An operator or an admin (the dashboard's `AuthenticatedPermissions`)."""
     if user.role not in OPERATOR_ROLES:
         raise ApiError(
@@ -60,7 +61,7 @@ def check_networks(user: User, networks: list[int]) -> None:
         )
 
 
-def parse_networks(
+async def parse_networks(
     networks: Annotated[
         str,
         Query(
