@@ -15,9 +15,10 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from sqlalchemy import Integer, Select, bindparam, func, select, update
+from sqlalchemy import Integer, Select, bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kickstand.cloud import outbox
@@ -270,7 +271,7 @@ def _check_rules(target: RentTarget, rider: Rider, holds: Holds) -> UnlockTarget
 
 
 @functools.cache
-def _insert_rent(dialect: str) -> Any:
+def _insert_or_ignore(dialect: str) -> Any | None:
     # One statement instead of SAVEPOINT/INSERT/RELEASE: a unique-index clash (another
     # rider holds the vehicle) inserts nothing instead of aborting the transaction.
     table = table_of(Rent)
@@ -278,7 +279,29 @@ def _insert_rent(dialect: str) -> Any:
         return pg_insert(table).on_conflict_do_nothing().returning(table.c.id)
     if dialect == "sqlite":
         return sqlite_insert(table).on_conflict_do_nothing().returning(table.c.id)
-    raise NotImplementedError(f"no insert-or-ignore for {dialect}")  # pragma: no cover
+    return None
+
+
+_INSERT_RENT = insert(table_of(Rent)).returning(table_of(Rent).c.id)
+
+
+async def _insert_rent(session: AsyncSession, values: dict[str, Any]) -> int | None:
+    """The new rent's id; None when another open rent holds the vehicle."""
+    stmt = _insert_or_ignore(session.get_bind().dialect.name)
+    if stmt is None:
+        return await _insert_rent_in_savepoint(session, values)
+    rent_id: int | None = (await session.execute(stmt, values)).scalar()
+    return rent_id
+
+
+async def _insert_rent_in_savepoint(session: AsyncSession, values: dict[str, Any]) -> int | None:
+    """For a database without INSERT … ON CONFLICT: the clash rolls back a savepoint only."""
+    try:
+        async with session.begin_nested():
+            rent_id: int | None = (await session.execute(_INSERT_RENT, values)).scalar()
+            return rent_id
+    except IntegrityError:
+        return None
 
 
 class OpenedRent(NamedTuple):
@@ -327,8 +350,7 @@ async def open_rent(
         "created_at": now,
         "expires_at": now + timedelta(seconds=unlock_window_s),
     }
-    stmt = _insert_rent(session.get_bind().dialect.name)
-    rent_id = (await session.execute(stmt, values)).scalar()
+    rent_id = await _insert_rent(session, values)
     if rent_id is None:
         raise ConflictError(
             "someone else is renting this vehicle right now", reason="vehicle-rented"

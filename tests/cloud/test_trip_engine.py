@@ -20,6 +20,7 @@ from kickstand.cloud.errors import ConflictError
 from kickstand.cloud.models import (
     OutboxEvent,
     Rent,
+    RentKind,
     RentStatus,
     Spot,
     Station,
@@ -309,6 +310,30 @@ async def test_concurrent_rents_one_wins(session: AsyncSession, demo: DemoRefs) 
     await session.commit()
     with pytest.raises(Conflict):
         await open_rent(session, bob.id, spot_id=spot.id, now=at(0))
+
+
+async def test_rent_insert_without_on_conflict_uses_a_savepoint(
+    session: AsyncSession, demo: DemoRefs
+) -> None:
+    """The path for databases without INSERT … ON CONFLICT: a clash costs the savepoint only."""
+    from kickstand.cloud.rents import _insert_rent_in_savepoint
+
+    spot = await spot_of(session, "st-0002", 3)
+    first = await open_rent(session, (await alice(session)).id, spot_id=spot.id, now=at(0))
+    bob: User = (await session.scalars(select(User).where(User.email == "bob@example.com"))).one()
+    values = {
+        "user_id": bob.id,
+        "vehicle_id": first.rent.vehicle_id,
+        "kind": RentKind.APP_SPOT,
+        "status": RentStatus.PENDING,
+        "created_at": at(0),
+    }
+    assert await _insert_rent_in_savepoint(session, values) is None
+    other = await spot_of(session, "st-0002", 2)
+    vehicle = (await session.scalars(select(Vehicle).where(Vehicle.spot_id == other.id))).one()
+    new_id = await _insert_rent_in_savepoint(session, {**values, "vehicle_id": vehicle.id})
+    assert new_id is not None and new_id != first.rent.id
+    assert (await session.get_one(Rent, first.rent.id)).status == RentStatus.PENDING
 
 
 async def test_overdue_hold_ends_the_trip_at_the_max_pause(
