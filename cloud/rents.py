@@ -60,6 +60,18 @@ class UnlockTarget:
     spot_number: int | None = None
     vehicle_device_id: str | None = None
 
+    @property
+    def device_id(self) -> str:
+        """The device that gets the Unlock command."""
+        device_id = self.station_device_id or self.vehicle_device_id
+        assert device_id is not None, "an unlock target names a station or a vehicle"
+        return device_id
+
+    @property
+    def spot(self) -> int:
+        """The Unlock command's ``spot``: 0 on a vehicle's own lock."""
+        return self.spot_number or 0
+
 
 @dataclass(frozen=True, slots=True)
 class RentTarget:

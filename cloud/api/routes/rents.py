@@ -26,7 +26,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse
-from sqlalchemy import bindparam, delete, insert, or_, select, update
+from sqlalchemy import ColumnElement, bindparam, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -80,6 +80,15 @@ router = APIRouter(prefix="/rents", tags=["rents"])
 log = logging.getLogger("kickstand.cloud.api.rents")
 OPERATION = "POST /v1/rents"
 POLL_S = 0.05
+
+
+def _this_key(user_id: int, key: str) -> tuple[ColumnElement[bool], ...]:
+    """Where a rider's Idempotency-Key row for this operation is."""
+    return (
+        IdempotencyKey.user_id == user_id,
+        IdempotencyKey.operation == OPERATION,
+        IdempotencyKey.key == key,
+    )
 
 
 def _request_hash(body: RentCreate) -> str:
@@ -144,13 +153,7 @@ async def _replay(
     while True:
         async with maker() as session:
             row: IdempotencyKey | None = (
-                await session.scalars(
-                    select(IdempotencyKey).where(
-                        IdempotencyKey.user_id == user_id,
-                        IdempotencyKey.operation == OPERATION,
-                        IdempotencyKey.key == key,
-                    )
-                )
+                await session.scalars(select(IdempotencyKey).where(*_this_key(user_id, key)))
             ).first()
         if row is None:  # the first attempt failed unexpectedly and released the key
             raise ApiError(
@@ -199,13 +202,7 @@ async def _recover(
             )
         ).first()
         if rent is None:
-            await session.execute(
-                delete(IdempotencyKey).where(
-                    IdempotencyKey.user_id == user_id,
-                    IdempotencyKey.operation == OPERATION,
-                    IdempotencyKey.key == key,
-                )
-            )
+            await session.execute(delete(IdempotencyKey).where(*_this_key(user_id, key)))
             await session.commit()
             raise ApiError(
                 409,
@@ -223,13 +220,7 @@ async def _recover(
         )
         status, payload = await _answer(session, rent, int(window_s))
         key_id = (
-            await session.scalars(
-                select(IdempotencyKey.id).where(
-                    IdempotencyKey.user_id == user_id,
-                    IdempotencyKey.operation == OPERATION,
-                    IdempotencyKey.key == key,
-                )
-            )
+            await session.scalars(select(IdempotencyKey.id).where(*_this_key(user_id, key)))
         ).one()
         await _store(session, key_id, status, payload)
         await session.commit()
@@ -258,27 +249,20 @@ def _answer_opened(
     """The same answer for a rent this request opened and just updated from ``pending``
     (so no trip exists yet), from what the request already read: no query."""
     target = opened.target
-    unlocked = rent.status == RentStatus.UNLOCKED
-    public = RentPublic(
-        rent_id=rent.id,
-        status=rent.status.value,
-        vehicle_id=target.vehicle_id,
+    vehicle = Vehicle(
+        id=target.vehicle_id,
         serial_number=target.serial_number,
-        vehicle_type=target.vehicle_type.value,
-        free_floating=rent.spot_id is None,
-        being_rented=False,
-        spot_id=rent.spot_id,
-        displayed_number=target.spot_number if rent.spot_id is not None else None,
-        # The device just said the latch opened: fresher than the spot's last status.
-        lock_status=(int(LockStatus.UNLOCKED) if unlocked else target.lock_status)
-        if rent.spot_id is not None
-        else None,
+        vehicle_type=target.vehicle_type,
         network_id=target.network_id,
         battery_level=target.battery_level,
-        expires_at=rent.expires_at,
-        reason=rent.reason,
     )
-    return _decide(rent, public, window_s, outcome)
+    spot = None
+    if rent.spot_id is not None:
+        # The device just said the latch opened: fresher than the spot's last status.
+        unlocked = rent.status == RentStatus.UNLOCKED
+        lock_status = int(LockStatus.UNLOCKED) if unlocked else target.lock_status
+        spot = Spot(id=rent.spot_id, displayed_number=target.spot_number, lock_status=lock_status)
+    return _decide(rent, public_of(rent, vehicle, spot), window_s, outcome)
 
 
 def _decide(
@@ -311,9 +295,7 @@ _STORE_ANSWER = (
 )
 
 
-async def _store(
-    session: AsyncSession, key_id: int, status: int, body: dict[str, Any]
-) -> None:
+async def _store(session: AsyncSession, key_id: int, status: int, body: dict[str, Any]) -> None:
     await session.execute(
         _STORE_ANSWER,
         {"key_id": key_id, "status": status, "body": body, "at": datetime.now(UTC)},
@@ -446,11 +428,7 @@ async def create_rent(
                     token_generation=claims.generation,
                 )
                 unlock = opened.unlock
-                issued = gateway.unlock_command(
-                    unlock.station_device_id or unlock.vehicle_device_id or "",
-                    unlock.spot_number or 0,
-                    opened.rent.id,
-                )
+                issued = gateway.unlock_command(unlock.device_id, unlock.spot, opened.rent.id)
                 await record_command(session, issued)
             except RiderSessionError as exc:
                 await session.rollback()
