@@ -7,6 +7,7 @@ waits at most `start_timeout` for the port, stopping escalates SIGTERM -> SIGKIL
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import ctypes
 import logging
@@ -91,7 +92,7 @@ def _die_with_parent() -> None:
         _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-class ManagedProcess:
+class ManagedProcess(abc.ABC):
     """A service binary in its own temp dir, listening on one fixed loopback port.
 
     The port and the temp dir are chosen once; `stop()` then `start()` brings the service
@@ -120,16 +121,17 @@ class ManagedProcess:
 
     # -- subclass hooks -------------------------------------------------------------------
 
+    @abc.abstractmethod
     def _command(self) -> list[str]:
-        raise NotImplementedError
+        """The service's command line."""
 
-    def _prepare(self) -> None:
+    def _prepare(self) -> None:  # noqa: B027 (an optional hook: doing nothing is right)
         """Write config files before the first start (called once)."""
 
     def _ready(self) -> bool:
         return port_accepts(self.host, self.port)
 
-    def _after_start(self) -> None:
+    def _after_start(self) -> None:  # noqa: B027 (an optional hook: doing nothing is right)
         """Runs once the service is ready (e.g. create a database)."""
 
     # -- lifecycle ------------------------------------------------------------------------
