@@ -41,6 +41,8 @@ def _type(conv: fields.Conv[object]) -> str:
             return f"{{* tstr => scalar}} (≤ {n})"
     if type(conv).__name__ == "_ComponentConv":
         return "[kind tstr, index uint, firmware tstr]"
+    if type(conv).__name__ == "_AckRangeConv":
+        return "[boot_id uint, first_seq uint, last_seq uint]"
     return "uint: SpotState (spot ≥ 1) / DeviceState (spot 0)"
 
 
@@ -70,7 +72,7 @@ def render() -> str:
         out += [f"**{event_cls.__name__}** (EventType {int(event_code)})", ""]
         first = [f"| 0 | type | {int(event_code)} | yes |"]
         out += [*_table(codec.BODY_FIELDS[event_cls], first), ""]
-    for down_cls in (m.BootReply, m.TimeReply):
+    for down_cls in (m.BootReply, m.TimeReply, m.Ack):
         channel = codec.CHANNEL_OF_CLASS[down_cls].value
         out += [f"#### {down_cls.__name__} — channel `{channel}`", ""]
         out += [*_table(codec.DOWN_FIELDS[down_cls]), ""]

@@ -38,6 +38,7 @@ class Channel(StrEnum):
     BOOT = "boot"
     TIME = "time"
     COMMAND = "cmd"
+    ACK = "ack"
 
 
 UP_CHANNELS = frozenset(
@@ -51,7 +52,7 @@ UP_CHANNELS = frozenset(
         Channel.RESULT,
     }
 )
-DOWN_CHANNELS = frozenset({Channel.BOOT, Channel.TIME, Channel.COMMAND})
+DOWN_CHANNELS = frozenset({Channel.BOOT, Channel.TIME, Channel.COMMAND, Channel.ACK})
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ field tables, and ingest decodes every device message (see SPEC.md).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import cbor2
@@ -78,6 +78,7 @@ MAX_SIZE: dict[Channel, int] = {
     Channel.BOOT: 256,
     Channel.TIME: 256,
     Channel.COMMAND: 256 * 1024,  # a full local authorization list
+    Channel.ACK: 2048,
 }
 
 SPOT = UInt(255)
@@ -108,6 +109,28 @@ class _ComponentConv(Conv[m.Component]):
         )
 
 
+MAX_ACK_RANGES = 128
+
+
+class _AckRangeConv(Conv[m.AckRange]):
+    """``[boot_id, first_seq, last_seq]``: seqs are >= 1 and first <= last."""
+
+    def encode(self, value: m.AckRange) -> list[int]:
+        if not 1 <= value.first <= value.last:
+            raise EncodeError(f"ack range {value.first}..{value.last}: need 1 <= first <= last")
+        return [UInt().encode(value.boot_id), UInt().encode(value.first), UInt().encode(value.last)]
+
+    def decode(self, wire: Any, where: str) -> m.AckRange:
+        if type(wire) is not list or len(wire) != 3:
+            raise self.fail(where, "[boot_id, first_seq, last_seq]", wire)
+        boot_id = UInt().decode(wire[0], f"{where}.boot_id")
+        first = UInt().decode(wire[1], f"{where}.first")
+        last = UInt().decode(wire[2], f"{where}.last")
+        if not 1 <= first <= last:
+            raise self.fail(where, "1 <= first_seq <= last_seq", wire)
+        return m.AckRange(boot_id, first, last)
+
+
 class _StateConv(Conv[SpotState | DeviceState]):
     """Status state: a SpotState for spot >= 1, a DeviceState for spot 0 (fixed up in decode)."""
 
@@ -136,6 +159,7 @@ BODY_FIELDS: dict[type, tuple[FieldSpec, ...]] = {
         F("inventory", 5, ListOf(_ComponentConv(), 64)),
         F("pending_from", 6, UInt()),
         F("serial_number", 7, SERIAL),
+        F("acks", 8, Bool()),
     ),
     m.Death: (F("reason", 0, Text(64)),),
     m.Heartbeat: (),
@@ -271,11 +295,13 @@ DOWN_FIELDS: dict[type, tuple[FieldSpec, ...]] = {
         F("heartbeat_s", 2, UInt(86_400), True),
         F("boot_id", 3, UInt(), True),
         F("retry_after_s", 4, UInt(86_400)),
+        F("acks", 5, Bool()),
     ),
     m.TimeReply: (
         F("server_time_ms", 0, UInt(U64), True),
         F("device_ts_ms", 1, UInt(U64), True),
     ),
+    m.Ack: (F("ranges", 0, ListOf(_AckRangeConv(), MAX_ACK_RANGES), True),),
 }
 
 COMMAND_TYPES: dict[type, CommandType] = {
@@ -334,7 +360,11 @@ _UP_CHANNEL: dict[type, Channel] = {
 _UP_CLASS: dict[Channel, type] = {
     ch: cls for cls, ch in _UP_CHANNEL.items() if ch is not Channel.EVENT
 }
-_DOWN_CHANNEL: dict[type, Channel] = {m.BootReply: Channel.BOOT, m.TimeReply: Channel.TIME}
+_DOWN_CHANNEL: dict[type, Channel] = {
+    m.BootReply: Channel.BOOT,
+    m.TimeReply: Channel.TIME,
+    m.Ack: Channel.ACK,
+}
 _DOWN_CLASS: dict[Channel, type] = {ch: cls for cls, ch in _DOWN_CHANNEL.items()}
 
 CHANNEL_OF_CLASS: dict[type, Channel] = {**_UP_CHANNEL, **_DOWN_CHANNEL}
@@ -472,19 +502,22 @@ def _fix_state(status: m.Status) -> m.Status:
 # ------------------------------------------------------------------ cloud -> device
 
 
-def encode_down(body: m.BootReply | m.TimeReply) -> bytes:
+DownBody = m.BootReply | m.TimeReply | m.Ack
+
+
+def encode_down(body: DownBody) -> bytes:
     return cbor2.dumps(_encode_fields(body, DOWN_FIELDS[type(body)]))
 
 
-def decode_down(channel: Channel, data: bytes) -> m.BootReply | m.TimeReply:
+def decode_down(channel: Channel, data: bytes) -> DownBody:
     try:
         if channel not in _DOWN_CLASS:
-            raise DecodeError(f"{channel} is not a boot or time reply channel", channel=channel)
+            raise DecodeError(f"{channel} is not a boot, time or ack channel", channel=channel)
         wire = _loads(channel, data)
         if type(wire) is not dict:
             raise SchemaError("expected a map", channel=channel)
         cls = _DOWN_CLASS[channel]
-        result: m.BootReply | m.TimeReply = _decode_fields(
+        result: DownBody = _decode_fields(
             cls, DOWN_FIELDS[cls], wire, cls.__name__
         )
         return result
@@ -545,6 +578,27 @@ def decode_command_payload(data: bytes) -> m.CommandEnvelope:
         ) from None
 
 
+def ack_ranges(keys: Iterable[tuple[int, int]]) -> list[m.AckRange]:
+    """(boot_id, seq) keys merged into ranges of consecutive seqs, boot by boot, seq by seq."""
+    ranges: list[m.AckRange] = []
+    for boot_id, seq in sorted(set(keys)):
+        last = ranges[-1] if ranges else None
+        if last is not None and last.boot_id == boot_id and last.last + 1 == seq:
+            ranges[-1] = m.AckRange(boot_id, last.first, seq)
+        else:
+            ranges.append(m.AckRange(boot_id, seq, seq))
+    return ranges
+
+
+def acks_for(keys: Iterable[tuple[int, int]]) -> list[m.Ack]:
+    """The Ack messages covering ``keys``: as many as needed at MAX_ACK_RANGES ranges each."""
+    ranges = ack_ranges(keys)
+    return [
+        m.Ack(tuple(ranges[i : i + MAX_ACK_RANGES]))
+        for i in range(0, len(ranges), MAX_ACK_RANGES)
+    ]
+
+
 def command_type_of(command: m.CommandBody) -> CommandType:
     return COMMAND_TYPES[type(command)]
 
@@ -552,6 +606,9 @@ def command_type_of(command: m.CommandBody) -> CommandType:
 # Re-exported for handlers that switch on codes.
 __all__ = [
     "COMMAND_CLASSES",
+    "MAX_ACK_RANGES",
+    "ack_ranges",
+    "acks_for",
     "EVENT_CLASSES",
     "MAX_SIZE",
     "SEQUENCED_CHANNELS",

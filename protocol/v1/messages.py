@@ -65,6 +65,8 @@ class Birth:
     # everything below it was delivered or deliberately thinned.
     pending_from: int = 1
     serial_number: str | None = None  # vehicles: the frame's serial number
+    # The device keeps every queued message until the cloud's Ack covers it (SPEC §4.6).
+    acks: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,12 +297,29 @@ class BootReply:
     heartbeat_s: int
     boot_id: int  # the birth this answers; a device ignores replies to an older boot
     retry_after_s: int | None = None  # with PENDING
+    acks: bool | None = None  # the cloud will Ack this device's messages (SPEC §4.6)
 
 
 @dataclass(frozen=True, slots=True)
 class TimeReply:
     server_time_ms: int
     device_ts_ms: int  # echo of the heartbeat's stamp, for round-trip and offset
+
+
+@dataclass(frozen=True, slots=True)
+class AckRange:
+    """Seqs ``first``..``last`` (inclusive) of boot ``boot_id`` are committed in the cloud."""
+
+    boot_id: int
+    first: int
+    last: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """End-to-end acknowledgement: the device may forget the messages these ranges cover."""
+
+    ranges: tuple[AckRange, ...]
 
 
 # Commands: one class per command type, wrapped in a signed CommandEnvelope.

@@ -24,7 +24,7 @@ KEYS = load_vector_keys()
 
 
 @pytest.mark.parametrize(
-    "vec", [v for v in VECTORS if v["channel"] in ("boot", "time")], ids=lambda v: v["name"]
+    "vec", [v for v in VECTORS if v["channel"] in ("boot", "time", "ack")], ids=lambda v: v["name"]
 )
 def test_down_vectors(vec: dict[str, Any]) -> None:
     data = bytes.fromhex(vec["hex"])

@@ -42,7 +42,7 @@ def up(name: str, seq: int, body: m.UpBody) -> dict[str, object]:
 
 def bad(name: str, channel: Channel, data: bytes, error: str) -> dict[str, object]:
     try:
-        (codec.decode_down if channel in (Channel.BOOT, Channel.TIME) else codec.decode_up)(
+        (codec.decode_down if channel in (Channel.BOOT, Channel.TIME, Channel.ACK) else codec.decode_up)(
             channel, data
         )
     except DecodeError as exc:
@@ -93,6 +93,13 @@ def main() -> None:
                 1,
                 "EB102938",
             ),
+        )
+    )
+    v.append(
+        up(
+            "birth-station-acks",
+            0,
+            m.Birth(DeviceKind.STATION, "1.5.0", "mb-3", 12, 7, (), 41, acks=True),
         )
     )
     v.append(up("death-will", 0, m.Death()))
@@ -249,7 +256,13 @@ def main() -> None:
     for name, body in [
         ("boot-accepted", m.BootReply(BootStatus.ACCEPTED, TS + 40, 60, BOOT)),
         ("boot-pending", m.BootReply(BootStatus.PENDING, TS + 40, 60, BOOT, 30)),
+        ("boot-accepted-acks", m.BootReply(BootStatus.ACCEPTED, TS + 40, 60, BOOT, acks=True)),
         ("time", m.TimeReply(TS + 55, TS)),
+        ("ack-one", m.Ack((m.AckRange(BOOT, 1, 1),))),
+        (
+            "ack-ranges",
+            m.Ack((m.AckRange(BOOT - 1, 17, 40), m.AckRange(BOOT, 1, 12), m.AckRange(BOOT, 14, 14))),
+        ),
     ]:
         data = codec.encode_down(body)
         v.append(
@@ -262,6 +275,9 @@ def main() -> None:
             }
         )
     v.append(bad("boot-missing-boot-id", Channel.BOOT, cbor2.dumps({0: 1, 1: TS, 2: 60}), "schema"))
+    v.append(bad("ack-empty-map", Channel.ACK, cbor2.dumps({}), "schema"))
+    v.append(bad("ack-seq-zero", Channel.ACK, cbor2.dumps({0: [[BOOT, 0, 3]]}), "schema"))
+    v.append(bad("ack-first-after-last", Channel.ACK, cbor2.dumps({0: [[BOOT, 9, 3]]}), "schema"))
 
     signer = signing.CommandSigner(Ed25519PrivateKey.from_private_bytes(TEST_SEED))
     commands = [
