@@ -606,12 +606,12 @@ def command_type_of(command: m.CommandBody) -> CommandType:
 # Re-exported for handlers that switch on codes.
 __all__ = [
     "COMMAND_CLASSES",
-    "MAX_ACK_RANGES",
-    "ack_ranges",
-    "acks_for",
     "EVENT_CLASSES",
+    "MAX_ACK_RANGES",
     "MAX_SIZE",
     "SEQUENCED_CHANNELS",
+    "ack_ranges",
+    "acks_for",
     "channel_of",
     "command_type_of",
     "decode_command_payload",

@@ -42,9 +42,8 @@ def up(name: str, seq: int, body: m.UpBody) -> dict[str, object]:
 
 def bad(name: str, channel: Channel, data: bytes, error: str) -> dict[str, object]:
     try:
-        (codec.decode_down if channel in (Channel.BOOT, Channel.TIME, Channel.ACK) else codec.decode_up)(
-            channel, data
-        )
+        down = channel in (Channel.BOOT, Channel.TIME, Channel.ACK)
+        (codec.decode_down if down else codec.decode_up)(channel, data)
     except DecodeError as exc:
         assert exc.code == error, f"{name}: {exc}"
     else:
@@ -261,7 +260,9 @@ def main() -> None:
         ("ack-one", m.Ack((m.AckRange(BOOT, 1, 1),))),
         (
             "ack-ranges",
-            m.Ack((m.AckRange(BOOT - 1, 17, 40), m.AckRange(BOOT, 1, 12), m.AckRange(BOOT, 14, 14))),
+            m.Ack(
+                (m.AckRange(BOOT - 1, 17, 40), m.AckRange(BOOT, 1, 12), m.AckRange(BOOT, 14, 14))
+            ),
         ),
     ]:
         data = codec.encode_down(body)
