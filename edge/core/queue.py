@@ -3,9 +3,17 @@
 SQLite in WAL mode. ``append(body)`` stamps the body with the next seq of the
 current boot, encodes it with the v1 codec and commits the encoded bytes (plus
 channel, boot id, seq and device time) in one transaction, *then* returns; the
-link publishes from ``pending()`` in insertion order and deletes (``ack_many``)
-what the broker acknowledged. A message keeps the boot id / seq it was stamped with for ever, so a
-replay after a restart is recognised by the cloud's dedupe (SequenceTracker).
+link publishes from ``due()`` in insertion order. A message keeps the boot id / seq
+it was stamped with for ever, so a replay after a restart is recognised by the
+cloud's dedupe (SequenceTracker).
+
+Deletion: with a cloud that answers with end-to-end Acks, a message stays until
+an Ack covers it (``ack_ranges``, one transaction per Ack): the broker's PUBACK
+only says the broker has it. Meanwhile ``published_ms`` records when it was last
+published (``mark_published``), so ``due()`` hands it out again once it has waited
+``timeout_ms`` unacknowledged, or when it was published before the current session
+(``since_ms``). With an older cloud the link deletes on PUBACK (``ack_many``) and
+never marks. Queue files of earlier versions get the column in place on open.
 
 Durability: ``synchronous=FULL`` by default. In WAL mode NORMAL already survives
 a killed process (kill -9), but a power cut may lose the last commits; FULL
@@ -32,7 +40,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +59,7 @@ CREATE TABLE IF NOT EXISTS queue (
     channel TEXT NOT NULL,
     ts_ms INTEGER NOT NULL,
     payload BLOB NOT NULL,
+    published_ms INTEGER,
     UNIQUE (boot_id, seq)
 );
 CREATE INDEX IF NOT EXISTS queue_channel ON queue (channel, id);
@@ -68,6 +77,16 @@ CREATE TABLE IF NOT EXISTS counters (
 );
 """
 
+# After _SCHEMA: a queue file of an earlier version gets published_ms first (_migrate).
+# Partial: only messages awaiting their Ack are in it, so the next one due is found
+# without a scan and an older cloud's queue (never marked) pays nothing for it.
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS queue_published ON queue (published_ms)
+    WHERE published_ms IS NOT NULL;
+"""
+
+_COLUMNS = "boot_id, seq, channel, ts_ms, payload, id, published_ms"
+
 
 @dataclass(frozen=True, slots=True)
 class QueuedMessage:
@@ -79,12 +98,22 @@ class QueuedMessage:
     ts_ms: int
     payload: bytes
     row: int  # position in the queue: later messages have larger rows
+    published_ms: int | None = None  # last published (queue clock); None: never
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return (self.boot_id, self.seq)
+
+
+def _message(row: tuple[int, int, str, int, bytes, int, int | None]) -> QueuedMessage:
+    boot_id, seq, channel, ts_ms, payload, rowid, published_ms = row
+    return QueuedMessage(boot_id, seq, Channel(channel), ts_ms, bytes(payload), rowid, published_ms)
 
 
 @dataclass(slots=True)
 class QueueCounters:
     appended: int = 0
-    acked: int = 0
+    acked: int = 0  # deleted as delivered: on PUBACK (older cloud) or on an Ack
     thinned: int = 0  # telemetry dropped by the bounding policy (persisted)
 
 
@@ -114,12 +143,15 @@ class DiskQueue:
         self._clock = clock
         self.max_telemetry = max_telemetry
         self.keep_every = keep_every
+        self._synchronous = synchronous.upper()
         self._lock = threading.Lock()
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            self._db.execute(f"PRAGMA synchronous={self._synchronous}")
             self._db.executescript(_SCHEMA)
+            self._migrate()
+            self._db.executescript(_INDEXES)
         except sqlite3.Error as exc:
             raise QueueError(f"cannot open queue {self.path}: {exc}") from exc
         self.boot_id = boot_id if boot_id is not None else self._new_boot_id()
@@ -140,6 +172,17 @@ class DiskQueue:
         )
         # Kept in memory: count(*) scans the table, and the link asks at every turn.
         self._depth = int(self._db.execute("SELECT count(*) FROM queue").fetchone()[0])
+
+    def _migrate(self) -> None:
+        """Bring a queue file of an earlier version up to date, keeping its messages.
+
+        A station's queue survives agent upgrades: its messages were never published
+        as far as this version knows (NULL), so they all go out on the next session.
+        """
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(queue)")}
+        if "published_ms" not in columns:
+            self._db.execute("ALTER TABLE queue ADD COLUMN published_ms INTEGER")
+            log.info("queue_migrated path=%s added=published_ms", self.path)
 
     def _new_boot_id(self) -> int:
         while True:
@@ -269,11 +312,83 @@ class DiskQueue:
         """
         with self._lock:
             rows = self._db.execute(
-                "SELECT boot_id, seq, channel, ts_ms, payload, id FROM queue WHERE id > ? "
-                "ORDER BY id LIMIT ?",
+                f"SELECT {_COLUMNS} FROM queue WHERE id > ? ORDER BY id LIMIT ?",
                 (after_row, limit),
             ).fetchall()
-        return [QueuedMessage(b, s, Channel(c), t, bytes(p), r) for b, s, c, t, p, r in rows]
+        return [_message(r) for r in rows]
+
+    def due(self, limit: int, *, timeout_ms: int, since_ms: int = 0) -> list[QueuedMessage]:
+        """The oldest ``limit`` messages to publish (again), in the order they were appended.
+
+        Due: never published, published more than ``timeout_ms`` ago without an Ack,
+        published before ``since_ms`` (the link's current session: after a reconnect
+        everything unacknowledged goes again), or stamped later than now (the device
+        clock was set back: one early resend rather than a message held for hours).
+        """
+        with self._lock:
+            now = self._clock()
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM queue WHERE published_ms IS NULL "
+                "OR published_ms <= ? OR published_ms < ? OR published_ms > ? "
+                "ORDER BY id LIMIT ?",
+                (now - timeout_ms, since_ms, now, limit),
+            ).fetchall()
+        return [_message(r) for r in rows]
+
+    def next_due_ms(
+        self, *, timeout_ms: int, since_ms: int = 0, skip: Collection[int] = ()
+    ) -> int | None:
+        """When the next published message falls due (queue clock), None if none awaits.
+
+        ``skip``: rows not to consider (still awaiting their PUBACK: republishing those
+        would only duplicate them). Unpublished messages are not counted: they are due
+        at once and the caller publishes them while its window has room.
+        """
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, published_ms FROM queue WHERE published_ms IS NOT NULL "
+                "ORDER BY published_ms LIMIT ?",
+                (len(skip) + 1,),
+            ).fetchall()
+            now = self._clock()
+        for rowid, published_ms in rows:
+            if rowid in skip:
+                continue
+            if published_ms < since_ms or published_ms > now:
+                return now
+            return int(published_ms) + timeout_ms
+        return None
+
+    def mark_published(self, messages: Sequence[QueuedMessage]) -> None:
+        """Record that ``messages`` are being published now, in one transaction.
+
+        Not worth an fsync of its own: a lost mark only means an earlier resend.
+        It shares the WAL's next sync with the following commit.
+        """
+        if not messages:
+            return
+        with self._lock:
+            now = self._clock()
+            try:
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany(
+                    "UPDATE queue SET published_ms = ? WHERE id = ?",
+                    [(now, m.row) for m in messages],
+                )
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise QueueError(f"cannot mark {len(messages)} published: {exc}") from exc
+            finally:
+                self._restore_synchronous()
+
+    def _restore_synchronous(self) -> None:
+        try:
+            self._db.execute(f"PRAGMA synchronous={self._synchronous}")
+        except sqlite3.Error as exc:
+            # Appends would lose their fsync: refuse to go on rather than risk it.
+            raise QueueError(f"cannot restore synchronous={self._synchronous}: {exc}") from exc
 
     def ack(self, boot_id: int, seq: int) -> bool:
         """Delete one delivered message; False if it was not (or no longer) queued."""
@@ -309,6 +424,36 @@ class DiskQueue:
             self.counters.acked += deleted
             return deleted
 
+    def ack_ranges(self, ranges: Sequence[tuple[int, int, int]]) -> int:
+        """Delete what an end-to-end Ack covers, ``(boot_id, first_seq, last_seq)`` each.
+
+        One transaction per Ack; returns how many queued messages it deleted (seqs
+        already gone, or never queued, are simply not there).
+        """
+        if not ranges:
+            return 0
+        with self._lock:
+            deleted = telemetry = 0
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                for boot_id, first, last in ranges:
+                    rows = self._db.execute(
+                        "DELETE FROM queue WHERE boot_id = ? AND seq BETWEEN ? AND ? "
+                        "RETURNING channel",
+                        (boot_id, first, last),
+                    ).fetchall()
+                    deleted += len(rows)
+                    telemetry += sum(1 for (channel,) in rows if channel == Channel.TELEMETRY.value)
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                self._recount()
+                raise QueueError(f"cannot ack {len(ranges)} range(s): {exc}") from exc
+            self._telemetry -= telemetry
+            self._depth -= deleted
+            self.counters.acked += deleted
+            return deleted
+
     def _recount(self) -> None:
         self._telemetry = int(
             self._db.execute("SELECT count(*) FROM queue WHERE channel = 'tlm'").fetchone()[0]
@@ -333,9 +478,27 @@ class DiskQueue:
             ).fetchone()
         return int(row[0]) if row[0] is not None else self._seq + 1
 
-    def stats(self) -> dict[str, int]:
+    def awaiting_ack(self) -> int:
+        """Messages published and not yet acknowledged (from the partial index: no table scan)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT count(*) FROM queue WHERE published_ms IS NOT NULL"
+            ).fetchone()
+        return int(row[0])
+
+    def oldest_age_ms(self) -> int | None:
+        """How long the oldest queued (unacknowledged) message has waited; None if empty."""
+        with self._lock:
+            row = self._db.execute("SELECT ts_ms FROM queue ORDER BY id LIMIT 1").fetchone()
+            now = self._clock()
+        return None if row is None else max(0, now - int(row[0]))
+
+    def stats(self) -> dict[str, int | float | None]:
+        oldest = self.oldest_age_ms()
         return {
             "depth": self.depth(),
+            "oldest_unacked_s": None if oldest is None else round(oldest / 1000, 1),
+            "awaiting_ack": self.awaiting_ack(),
             "appended": self.counters.appended,
             "acked": self.counters.acked,
             "thinned": self.counters.thinned,
