@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     VAR_DIR: Path = Path("var")
     API_HOST: str = "127.0.0.1"
     API_PORT: int = 8000
+    #: Prometheus /metrics of the ingest and webhook workers (0: not served); the API
+    #: serves its own on API_PORT. METRICS_TOKEN set: the API's /metrics wants it as bearer.
+    METRICS_PORT: int = Field(default=9108, ge=0, le=65535)
+    METRICS_TOKEN: str | None = None
 
     @model_validator(mode="after")
     def _check_secret(self) -> Settings:

@@ -98,6 +98,10 @@ def create_app(
         api.include_router(module.router)
     app.include_router(api)
 
+    from kickstand.cloud.api import metrics as api_metrics
+
+    api_metrics.install(app, settings.METRICS_TOKEN)
+
     @app.get("/health", tags=["health"], summary="Liveness")
     async def health() -> dict[str, object]:
         return {"code": 0, "data": {"status": "ok"}}

@@ -34,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def serve(args: argparse.Namespace) -> int:
+    from kickstand.cloud import metrics
     from kickstand.cloud.alerts.engine import AlertEngine
     from kickstand.cloud.commands import MqttCommandGateway
     from kickstand.cloud.config import get_settings
@@ -96,6 +97,7 @@ async def serve(args: argparse.Namespace) -> int:
                 )
                 for n in range(1, args.workers + 1)
             ]
+            metrics.serve(settings.METRICS_PORT)  # every worker's IngestStats, at scrape time
             log.info("event=ingest_running workers=%s", len(workers))
             waits = [asyncio.create_task(w.wait()) for w in workers]
             stopper = asyncio.create_task(stop.wait())

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Self
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from kickstand.cloud import metrics
 from kickstand.cloud.broker import MqttUrl
 from kickstand.cloud.ingest.apply import (
     DEFAULT_DEATH_SLACK_MS,
@@ -103,6 +104,7 @@ class IngestWorker:
 
     async def start(self) -> None:
         await self._consumer.start()
+        metrics.register("ingest", self.client_id, self.stats)
         self._task = asyncio.create_task(self._run(), name=f"ingest:{self.client_id}")
         self._prune_task = asyncio.create_task(self._prune_loop(), name=f"prune:{self.client_id}")
         log.info(
@@ -122,6 +124,7 @@ class IngestWorker:
         self._task = self._prune_task = None
         await self._applier.release()
         await self._consumer.stop()
+        metrics.unregister("ingest", self.client_id)
         log.info("event=ingest_worker_stopped client=%s stats=%s", self.client_id, self.stats)
 
     async def wait(self) -> None:

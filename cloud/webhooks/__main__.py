@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 
+from kickstand.cloud import metrics
 from kickstand.cloud.config import get_settings
 from kickstand.cloud.db import create_engine, create_sessionmaker
 from kickstand.cloud.webhooks.delivery import DeliveryPolicy, WebhookWorker
@@ -18,7 +19,9 @@ from kickstand.cloud.webhooks.delivery import DeliveryPolicy, WebhookWorker
 log = logging.getLogger("kickstand.cloud.webhooks")
 
 
-async def serve(database_url: str, policy: DeliveryPolicy | None = None) -> None:
+async def serve(
+    database_url: str, policy: DeliveryPolicy | None = None, metrics_port: int = 0
+) -> None:
     engine = create_engine(database_url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -29,6 +32,7 @@ async def serve(database_url: str, policy: DeliveryPolicy | None = None) -> None
             pass
     try:
         async with WebhookWorker(create_sessionmaker(engine), policy) as worker:
+            metrics.serve(metrics_port)
             await worker.run(stop)
     finally:
         await engine.dispose()
@@ -63,7 +67,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         poll_interval_s=max(0.01, args.poll_interval),
     )
     settings = get_settings()
-    asyncio.run(serve(settings.DATABASE_URL, policy))
+    asyncio.run(serve(settings.DATABASE_URL, policy, settings.METRICS_PORT))
     return 0
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import random
 import time
 import uuid
@@ -35,7 +36,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
-from kickstand.cloud import outbox
+from kickstand.cloud import metrics, outbox
 from kickstand.cloud.models import OutboxEvent
 from kickstand.cloud.webhooks import signing
 from kickstand.cloud.webhooks.models import (
@@ -285,9 +286,11 @@ class WebhookWorker:
         self._results: list[tuple[Job, AttemptResult]] = []
         self._results_since = 0.0
         self._analyzed_at = 0
+        self._metrics_name = f"webhooks-{os.getpid()}-{id(self):x}"
 
     async def __aenter__(self) -> WebhookWorker:
         self._open = True
+        metrics.register("webhooks", self._metrics_name, self.counters)
         return self
 
     async def __aexit__(
@@ -296,6 +299,7 @@ class WebhookWorker:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        metrics.unregister("webhooks", self._metrics_name)
         await self._drain(self.policy.read_timeout_s)
         clients, self._clients = list(self._clients.values()), {}
         for client in clients:
