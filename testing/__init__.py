@@ -1,6 +1,7 @@
 """The test-services harness: real Mosquitto, PostgreSQL and InfluxDB on loopback.
 
     from kickstand.testing import MosquittoService, PostgresServer, InfluxService
+    from kickstand.testing import PostgresCluster, open_postgres
 
 Each service runs in its own temp dir on a free port chosen by the kernel, never reuses a
 service someone else left running, is bounded by timeouts, shows its log when it fails
@@ -17,6 +18,7 @@ from .errors import (
 )
 from .influx import InfluxQueryError, InfluxService
 from .mosquitto import MosquittoService
+from .pgcluster import PostgresCluster, open_postgres
 from .postgres import Database, PostgresServer
 
 __all__ = [
@@ -26,9 +28,11 @@ __all__ = [
     "InfluxService",
     "MosquittoService",
     "PortTakenError",
+    "PostgresCluster",
     "PostgresServer",
     "PostgresUnavailableError",
     "ServiceNotInstalledError",
     "ServiceStartError",
     "ServiceStateError",
+    "open_postgres",
 ]

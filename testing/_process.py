@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -21,6 +22,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -63,6 +65,26 @@ def require_binary(service: str, *candidates: str) -> str:
     raise ServiceNotInstalledError(service, candidates[0])
 
 
+@dataclass(frozen=True)
+class RunAs:
+    """`subprocess` arguments that run a child as a system user (only root changes user)."""
+
+    user: int | None = None
+    group: int | None = None
+    extra_groups: list[int] | None = None
+
+    @classmethod
+    def named(cls, name: str | None) -> RunAs:
+        if name is None or os.geteuid() != 0:
+            return cls()
+        entry = pwd.getpwnam(name)
+        return cls(entry.pw_uid, entry.pw_gid, [])
+
+    def chown(self, path: Path) -> None:
+        if self.user is not None:
+            os.chown(path, self.user, self.group if self.group is not None else -1)
+
+
 def tail(path: Path, lines: int = 40) -> str:
     """The last lines of a log file ('' when there is none)."""
     try:
@@ -85,11 +107,15 @@ def _load_prctl() -> Callable[..., int] | None:
 _PRCTL = _load_prctl()
 
 
-def _die_with_parent() -> None:
-    # Runs in the child between fork and exec: if the test process dies (even by SIGKILL),
-    # the kernel sends the service SIGTERM, so no broker outlives the run.
-    if _PRCTL is not None:
-        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def _die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None]:
+    def arm() -> None:
+        # Runs in the child between fork and exec (after a change of user, which would
+        # clear it): if the test process dies (even by SIGKILL), the kernel sends the
+        # service `sig`, so no broker outlives the run.
+        if _PRCTL is not None:
+            _PRCTL(_PR_SET_PDEATHSIG, sig)
+
+    return arm
 
 
 class ManagedProcess(abc.ABC):
@@ -103,6 +129,10 @@ class ManagedProcess(abc.ABC):
     service_name = "service"
     start_timeout = 20.0
     stop_timeout = 10.0
+    #: What `stop()` sends first (PostgreSQL's SIGTERM waits for its clients: it takes SIGINT).
+    stop_signal: int = signal.SIGTERM
+    #: A system user to run the service as (PostgreSQL refuses to run as root); None: ours.
+    run_as: str | None = None
 
     def __init__(self, *, host: str = LOOPBACK, port: int | None = None) -> None:
         self.host = host
@@ -171,12 +201,13 @@ class ManagedProcess(abc.ABC):
         return self
 
     def stop(self) -> None:
-        """Graceful stop (SIGTERM, then SIGKILL after `stop_timeout`); data stays."""
+        """Graceful stop (`stop_signal`, then SIGKILL after `stop_timeout`); data stays."""
         with self._lock:
-            self._terminate()
+            self._terminate(sig=self.stop_signal)
 
     def kill(self) -> None:
-        """Crash the service (SIGKILL) to test recovery; data written so far stays."""
+        """Crash the service (SIGKILL to its whole process group, as a machine crash
+        would: no helper process outlives it) to test recovery; data written so far stays."""
         with self._lock:
             self._terminate(sig=signal.SIGKILL)
 
@@ -206,7 +237,7 @@ class ManagedProcess(abc.ABC):
             if self._closed:
                 return
             self._closed = True
-            self._terminate()
+            self._terminate(sig=self.stop_signal)
         self._finalizer.detach()
         with contextlib.suppress(OSError):
             self._tmp.cleanup()
@@ -242,6 +273,7 @@ class ManagedProcess(abc.ABC):
 
     def _spawn(self) -> None:
         cmd = self._command()
+        run_as = RunAs.named(self.run_as)
         out = open(self.log_path, "ab")
         try:
             out.write(f"\n=== start {time.strftime('%H:%M:%S')}: {' '.join(cmd)}\n".encode())
@@ -255,7 +287,11 @@ class ManagedProcess(abc.ABC):
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 # Only tie the child to a thread that lives as long as the process.
-                preexec_fn=_die_with_parent if main_thread and _PRCTL else None,
+                preexec_fn=_die_with_parent(self.stop_signal) if main_thread and _PRCTL
+                else None,
+                user=run_as.user,
+                group=run_as.group,
+                extra_groups=run_as.extra_groups,
             )
         finally:
             out.close()
@@ -287,8 +323,12 @@ class ManagedProcess(abc.ABC):
         self._proc = None
         if proc is None or proc.poll() is not None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(sig)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if sig == signal.SIGKILL:
+                # The service leads its own session (start_new_session): its group is ours.
+                os.killpg(proc.pid, sig)
+            else:
+                proc.send_signal(sig)
             if self._paused:
                 proc.send_signal(signal.SIGCONT)
         self._paused = False

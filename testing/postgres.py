@@ -1,8 +1,9 @@
-"""Fresh PostgreSQL databases on the machine's server, for one test run or one test.
+"""Fresh PostgreSQL databases on a server, for one test run or one test.
 
-The server itself is not ours (127.0.0.1:5432, trust auth, user postgres; PGHOST / PGPORT /
-PGUSER / PGPASSWORD point elsewhere): the harness only creates uniquely named databases
-and drops every one of them at `close()`.
+The server is the machine's (127.0.0.1:5432, trust auth, user postgres; PGHOST / PGPORT /
+PGUSER / PGPASSWORD point elsewhere) or a cluster of the harness's own
+(`kickstand.testing.pgcluster`; `open_postgres()` picks): this class only creates uniquely
+named databases and drops every one of them at `close()`.
 
     with PostgresServer() as pg:
         url = pg.create_database()             # postgresql+asyncpg://... , empty
@@ -16,11 +17,8 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
 import socket
-import subprocess
 import threading
-import time
 import uuid
 from dataclasses import dataclass
 from types import TracebackType
@@ -58,14 +56,12 @@ class PostgresServer:
         user: str | None = None,
         password: str | None = None,
         connect_timeout: float = 5.0,
-        start_if_down: bool = True,
     ) -> None:
         self.host = host or os.environ.get("PGHOST") or "127.0.0.1"
         self.port = port or int(os.environ.get("PGPORT") or 5432)
         self.user = user or os.environ.get("PGUSER") or "postgres"
         self.password = password if password is not None else os.environ.get("PGPASSWORD")
         self.connect_timeout = connect_timeout
-        self._start_if_down = start_if_down
         self._run_id = f"{DB_PREFIX}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
         self._counter = 0
         self._created: list[str] = []
@@ -113,59 +109,29 @@ class PostgresServer:
             connect_timeout=max(1, int(self.connect_timeout)),
         )
 
+    def reachable(self) -> bool:
+        """True when the server answers a query now."""
+        try:
+            with self._admin() as conn:
+                conn.execute("SELECT 1")
+        except psycopg.OperationalError:
+            return False
+        return True
+
     def check(self) -> None:
-        """Make sure the server answers; try to start a local Debian cluster if it does not."""
+        """Make sure the server answers (PostgresUnavailableError if not)."""
         if self._checked:
             return
         try:
             with self._admin() as conn:
                 conn.execute("SELECT 1")
         except psycopg.OperationalError as exc:
-            if not (self._start_if_down and self._is_local()):
-                raise PostgresUnavailableError(self.dsn_for("postgres"), str(exc)) from exc
-            self._start_local_cluster(exc)
+            raise PostgresUnavailableError(self.dsn_for("postgres"), str(exc)) from exc
         self._checked = True
         self._drop_orphans()
 
     def _is_local(self) -> bool:
         return self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("/")
-
-    def _start_local_cluster(self, cause: Exception) -> None:
-        dsn = self.dsn_for("postgres")
-        if shutil.which("pg_lsclusters") is None or shutil.which("pg_ctlcluster") is None:
-            raise PostgresUnavailableError(dsn, f"{cause}; no pg_ctlcluster here") from cause
-        listing = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True,
-                                 timeout=10, check=False)
-        cluster = None
-        for line in listing.stdout.splitlines():
-            fields = line.split()
-            if len(fields) >= 3 and fields[2] == str(self.port):
-                cluster = (fields[0], fields[1])
-                break
-        if cluster is None:
-            raise PostgresUnavailableError(dsn, f"{cause}; no local cluster on port {self.port}")
-        cmd = ["pg_ctlcluster", "--skip-systemctl-redirect", cluster[0], cluster[1], "start"]
-        if os.geteuid() != 0:
-            if shutil.which("sudo") is None:
-                raise PostgresUnavailableError(dsn, f"{cause}; not permitted to start it")
-            cmd = ["sudo", "-n", *cmd]
-        log.warning("postgres_start cluster=%s/%s", *cluster)
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
-        if result.returncode != 0:
-            raise PostgresUnavailableError(
-                dsn, f"{cause}; `{' '.join(cmd)}` failed: {result.stderr.strip()}"
-            )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with self._admin() as conn:
-                    conn.execute("SELECT 1")
-                return
-            except psycopg.OperationalError as exc:
-                if time.monotonic() > deadline:
-                    raise PostgresUnavailableError(dsn, f"started but not answering: {exc}") \
-                        from exc
-                time.sleep(0.2)
 
     def _drop_orphans(self) -> None:
         # Databases of earlier runs killed before their teardown: their process is gone.

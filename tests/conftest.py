@@ -4,7 +4,11 @@ Session scope (one per run, started only when a test asks):
     mosquitto    MosquittoService   host, port, url (cloud login), device_url,
                                     cloud_username, cloud_password, stop(), start()
     pg_server    PostgresServer     create_database() -> url, new_database() -> Database,
-                                    drop_database(name), dsn_for(name), url_for(name)
+                                    drop_database(name), dsn_for(name), url_for(name);
+                                    the machine's server, or when none answers on
+                                    127.0.0.1:5432 a cluster of the harness's own
+    pg_cluster   PostgresCluster    a cluster of the harness's own, always (kill(), stop(),
+                                    start(), hold_starting_up(), promote(), server())
     influx       InfluxService      url, database, query(), write(), stop(), start()
 
 Function scope:
@@ -14,8 +18,9 @@ Function scope:
     mosquitto_private / influx_private   a broker / InfluxDB of the test's own (to kill,
                                     stop or break without disturbing other tests)
 
-A test that stops (or pauses) a session service and fails before starting it again does not break
-the tests after it: the service is started again (same port, same data) at teardown.
+A test that stops (or pauses, or holds starting up) a session service and fails before
+starting it again does not break the tests after it: the service is started again (same
+port, same data) at teardown.
 Tests using these fixtures get the matching marker (mqtt, postgres, influx) added.
 """
 
@@ -26,7 +31,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from kickstand.testing import Database, InfluxService, MosquittoService, PostgresServer
+from kickstand.testing import (
+    Database,
+    InfluxService,
+    MosquittoService,
+    PostgresCluster,
+    PostgresServer,
+    open_postgres,
+)
 from kickstand.testing._process import ManagedProcess
 
 log = logging.getLogger("kickstand.testing.fixtures")
@@ -42,6 +54,7 @@ _FIXTURE_MARKERS = {
     "mosquitto": "mqtt",
     "mosquitto_private": "mqtt",
     "pg_server": "postgres",
+    "pg_cluster": "postgres",
     "pg_url": "postgres",
     "pg_database": "postgres",
     "influx": "influx",
@@ -73,6 +86,8 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
     for service in _session_services:
         if service.paused:
             service.resume()
+        if isinstance(service, PostgresCluster) and service.starting_up:
+            service.promote()
         if not service.running:
             log.warning("session_service_restart service=%s test=%s",
                         service.service_name, item.nodeid)
@@ -103,8 +118,18 @@ def mosquitto_private() -> Iterator[MosquittoService]:
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PostgresServer]:
-    with PostgresServer() as server:
+    with open_postgres() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PostgresCluster]:
+    with PostgresCluster() as cluster:
+        _session_services.append(cluster)
+        try:
+            yield cluster
+        finally:
+            _session_services.remove(cluster)
 
 
 @pytest.fixture

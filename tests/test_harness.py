@@ -25,10 +25,13 @@ from kickstand.testing import (
     InfluxService,
     MosquittoService,
     PortTakenError,
+    PostgresCluster,
     PostgresServer,
     ServiceStartError,
+    open_postgres,
 )
-from kickstand.testing._process import port_accepts
+from kickstand.testing._process import free_port, port_accepts
+from kickstand.testing.pgcluster import sqlstate_of
 
 TIMEOUT = 5.0
 
@@ -413,3 +416,101 @@ def test_influx_with_auth_refuses_anonymous_writes() -> None:
         assert anonymous.status_code == 401
         influx.write("m v=1 1700000000000000000")  # with the admin login
         assert influx.env["INFLUX_USERNAME"] == influx.username
+
+
+# -- PostgreSQL: a cluster of the harness's own ---------------------------------------------
+
+
+def _rows(dsn: str, query: str) -> list[tuple[object, ...]]:
+    with psycopg.connect(dsn, connect_timeout=2) as conn:
+        return conn.execute(query).fetchall()
+
+
+def test_own_cluster_survives_kill_9_with_its_data(pg_cluster: PostgresCluster) -> None:
+    server = pg_cluster.server()
+    database = server.new_database()
+    port, pid = pg_cluster.port, pg_cluster.pid
+    assert pid is not None
+    with psycopg.connect(database.dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE ride (id int PRIMARY KEY)")
+        conn.execute("INSERT INTO ride VALUES (1), (2)")
+    pg_cluster.kill()
+    assert not pg_cluster.running
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    with pytest.raises(psycopg.OperationalError):
+        _rows(database.dsn, "SELECT 1")
+    pg_cluster.start()  # crash recovery from the WAL
+    assert pg_cluster.port == port
+    assert _rows(database.dsn, "SELECT id FROM ride ORDER BY id") == [(1,), (2,)]
+    server.close()
+    assert _rows(pg_cluster.dsn(), "SELECT count(*) FROM pg_database WHERE datname = "
+                 f"'{database.name}'") == [(0,)]
+
+
+def test_own_cluster_stop_and_start_keep_port_and_data(pg_cluster: PostgresCluster) -> None:
+    with psycopg.connect(pg_cluster.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS harness_note (note text)")
+        conn.execute("INSERT INTO harness_note VALUES ('before the stop')")
+    pg_cluster.stop()
+    assert not port_accepts(pg_cluster.host, pg_cluster.port)
+    pg_cluster.start()
+    assert ("before the stop",) in _rows(pg_cluster.dsn(), "SELECT note FROM harness_note")
+
+
+def test_starting_up_mode_refuses_with_57p03_until_promoted(pg_cluster: PostgresCluster) -> None:
+    with psycopg.connect(pg_cluster.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS harness_held (n int)")
+        conn.execute("INSERT INTO harness_held VALUES (1)")
+    pg_cluster.hold_starting_up()
+    assert pg_cluster.starting_up
+    for _ in range(3):  # for as long as the test wants, not a passing moment
+        with pytest.raises(psycopg.OperationalError) as refused:
+            psycopg.connect(pg_cluster.dsn(), connect_timeout=2)
+        assert sqlstate_of(refused.value) == "57P03", refused.value
+        time.sleep(0.3)
+    pg_cluster.promote()
+    assert not pg_cluster.starting_up
+    with psycopg.connect(pg_cluster.dsn(), autocommit=True) as conn:
+        assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (False,)
+        conn.execute("INSERT INTO harness_held VALUES (2)")  # writable: a primary again
+    assert (1,) in _rows(pg_cluster.dsn(), "SELECT n FROM harness_held")
+    pg_cluster.restart()  # and it stays a primary across restarts
+    assert _rows(pg_cluster.dsn(), "SELECT pg_is_in_recovery()") == [(False,)]
+
+
+def test_a_test_may_leave_the_cluster_held_starting_up(pg_cluster: PostgresCluster) -> None:
+    pg_cluster.hold_starting_up()
+
+
+def test_the_next_test_finds_it_promoted(pg_cluster: PostgresCluster) -> None:
+    assert not pg_cluster.starting_up
+    assert _rows(pg_cluster.dsn(), "SELECT pg_is_in_recovery()") == [(False,)]
+
+
+def test_clone_has_the_data_on_its_own_port(pg_cluster: PostgresCluster) -> None:
+    with psycopg.connect(pg_cluster.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS harness_cloned (n int)")
+        conn.execute("INSERT INTO harness_cloned VALUES (7)")
+    pg_cluster.stop()
+    with pg_cluster.clone() as copy:
+        assert copy.port != pg_cluster.port and copy.data_dir != pg_cluster.data_dir
+        with psycopg.connect(copy.dsn(), autocommit=True) as conn:
+            conn.execute("INSERT INTO harness_cloned VALUES (8)")
+        assert (7,) in _rows(copy.dsn(), "SELECT n FROM harness_cloned")
+    pg_cluster.start()
+    assert (8,) not in _rows(pg_cluster.dsn(), "SELECT n FROM harness_cloned")
+
+
+def test_open_postgres_starts_a_cluster_when_no_server_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PGHOST", raising=False)
+    monkeypatch.delenv("PGPORT", raising=False)
+    nobody = free_port()
+    with open_postgres(port=nobody) as server:
+        assert server.port != nobody
+        database = server.new_database()
+        assert _rows(database.dsn, "SELECT current_database()") == [(database.name,)]
+        base = server.port
+    assert not port_accepts("127.0.0.1", base)  # the cluster went with the block
