@@ -248,7 +248,7 @@ async def _expire_stale(
         )
     ).all()
     for rid in stale:
-        await rent_expired(session, rid, now)
+        await rent_expired(session, rid, now, provisional=True)
 
 
 def _check_rules(target: RentTarget, rider: Rider, holds: Holds) -> UnlockTarget:

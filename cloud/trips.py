@@ -18,8 +18,23 @@ Rules:
   no removal opens no trip and costs nothing (``rent_expired``).
 * It ends when the vehicle docks at any spot (``vehicle_docked``), and is billed then.
 * A removal that arrives after the dock of the same ride (dock at another, online
-  station while the first was offline) is reconciled: the trip is created and finished
-  at the recorded dock time.
+  station while the first was offline, or at the same spot when both events of one
+  offline station reach two workers out of order) is reconciled: the trip is created and
+  finished at the recorded dock time.
+* The unlock window is judged on device time. The sweep (``expire_stale_rents``) and a
+  new rent request close a window on SERVER time only provisionally: the rent becomes
+  ``expired-no-removal`` with reason :data:`EXPIRY_UNCONFIRMED`, and a removal (station)
+  or an unlock (vehicle lock box) whose device stamp lies inside the rent's window —
+  ``[created_at − RENT_WINDOW_SKEW, expires_at + RENT_WINDOW_SKEW]`` — still starts that
+  rent's trip whenever it arrives (a station offline for minutes): a normal start, billed
+  on device time, never an unauthorized removal.
+* The expiry is final (nothing starts the rent any more) when the device says so
+  (UnlockExpired → ``rent_expired``: reason :data:`EXPIRY_BY_DEVICE`), or once the
+  device's queue is known drained past the window: the sweep finds a status of that
+  device stamped after ``expires_at + RENT_WINDOW_SKEW`` that was applied at least
+  :data:`DRAIN_GRACE` ago (reason :data:`EXPIRY_DRAINED`). A device queues in creation
+  order and publishes in ``seq`` order, so a removal stamped inside the window was
+  published before that status; the grace covers a worker still applying it.
 * One vehicle is never in two trips (partial unique index ``uq_trips_vehicle_active``;
   the vehicle row is locked on PostgreSQL, SQLite serialises writers).
 * Row locks are ``FOR NO KEY UPDATE`` (``key_share=True``): they never conflict with the
@@ -37,7 +52,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kickstand.cloud import outbox
@@ -72,6 +87,23 @@ Action = Literal["created", "ended", "updated", "reconciled", "duplicate", "igno
 
 #: Rents a removal may start (an unlock that timed out may still have opened the lock).
 STARTABLE_RENT_STATUSES = (RentStatus.PENDING, RentStatus.UNLOCKED, RentStatus.UNLOCK_TIMEOUT)
+
+#: ``reason`` of an ``expired-no-removal`` rent: why, and whether it is final.
+#: Closed on server time with no word from the device: a late event may still start it.
+EXPIRY_UNCONFIRMED = "no-word-from-device"
+#: The device relocked after its window (UnlockExpired): final.
+EXPIRY_BY_DEVICE = "unlock-expired"
+#: Closed on server time, then the device's queue was seen drained past the window: final.
+EXPIRY_DRAINED = "device-drained-past-window"
+
+#: How far a device stamp may lie outside a rent's window and still belong to it: the
+#: error of a device clock between two time syncs (SPEC §4.3) plus the gap between the
+#: device's window (from the latch opening) and the cloud's (from the answer it received).
+RENT_WINDOW_SKEW = timedelta(seconds=30)
+#: How long a status stamped past a rent's window must have been applied before the sweep
+#: takes the device's queue as drained past that window: the messages queued before it
+#: were published before it, but another worker may still be applying them.
+DRAIN_GRACE = timedelta(minutes=5)
 
 
 @dataclass
@@ -211,24 +243,38 @@ _RULES = (
     .where(PricingRule.network_id == bindparam("network"))
     .order_by(PricingRule.id)
 )
+# The rents an event stamped ``at`` may start: the open ones, and the ones the sweep closed
+# on server time whose window holds ``at`` (parameters: _window(at)).
+_STARTABLE_AT = Rent.status.in_(STARTABLE_RENT_STATUSES) | (
+    (Rent.status == RentStatus.EXPIRED_NO_REMOVAL)
+    & (Rent.reason == EXPIRY_UNCONFIRMED)
+    & (Rent.created_at <= bindparam("opened_by"))
+    & (Rent.expires_at >= bindparam("closed_after"))
+)
 _OPEN_RENTS_AT = (
     select(Rent)
     .where(
-        (Rent.spot_id == bindparam("spot")) | (Rent.vehicle_id == bindparam("vid")),
-        Rent.status.in_(STARTABLE_RENT_STATUSES),
+        (Rent.spot_id == bindparam("spot")) | (Rent.vehicle_id == bindparam("vid")), _STARTABLE_AT
     )
     .order_by(Rent.id.desc())
     .with_for_update(key_share=True)
+    .execution_options(populate_existing=True)
 )
 _VEHICLE_RENT = (
     select(Rent)
-    .where(Rent.vehicle_id == bindparam("vid"), Rent.status.in_(STARTABLE_RENT_STATUSES))
+    .where(Rent.vehicle_id == bindparam("vid"), _STARTABLE_AT)
     .order_by(Rent.id.desc())
     .with_for_update(key_share=True)
+    .execution_options(populate_existing=True)
 )
 # Session.get(..., with_for_update=...) builds its SELECT on every call; the same, once.
 _LOCK_USER = select(User).where(User.id == bindparam("id")).with_for_update(key_share=True)
-_LOCK_RENT = select(Rent).where(Rent.id == bindparam("id")).with_for_update(key_share=True)
+_LOCK_RENT = (
+    select(Rent)
+    .where(Rent.id == bindparam("id"))
+    .with_for_update(key_share=True)
+    .execution_options(populate_existing=True)
+)
 _VEHICLE_RENT_BY_ID = _VEHICLE_RENT.where(Rent.id == bindparam("rent"))
 
 
@@ -424,6 +470,35 @@ async def _cluster_of(session: AsyncSession, station: Station) -> Cluster:
 # ── dock events ───────────────────────────────────────────────────────────────────────
 
 
+def _window(at: datetime) -> dict[str, datetime]:
+    """Parameters of ``_STARTABLE_AT`` for an event stamped ``at``."""
+    return {"opened_by": at + RENT_WINDOW_SKEW, "closed_after": at - RENT_WINDOW_SKEW}
+
+
+def _unconfirmed_expiry_holds(rent: Rent, at: datetime) -> bool:
+    """The sweep closed ``rent`` on server time and ``at`` (device time) lies in its window."""
+    return (
+        rent.status == RentStatus.EXPIRED_NO_REMOVAL
+        and rent.reason == EXPIRY_UNCONFIRMED
+        and rent.expires_at is not None
+        and rent.created_at - RENT_WINDOW_SKEW <= at <= rent.expires_at + RENT_WINDOW_SKEW
+    )
+
+
+def _start_rent(rent: Rent, at: datetime) -> None:
+    if rent.status == RentStatus.EXPIRED_NO_REMOVAL:
+        # Its event was late, not missing: the sweep's expiry was provisional.
+        log.info(
+            "event=rent_started_after_unconfirmed_expiry rent_id=%s at=%s expired_at=%s",
+            rent.id,
+            at.isoformat(),
+            rent.ended_at.isoformat() if rent.ended_at else None,
+        )
+        rent.reason = None
+    rent.status = RentStatus.STARTED
+    rent.ended_at = at
+
+
 async def _find_rent(
     session: AsyncSession, spot: Spot, vehicle: Vehicle, rent_id: int | str | None, at: datetime
 ) -> Rent | None:
@@ -432,12 +507,19 @@ async def _find_rent(
             rent = (await session.scalars(_LOCK_RENT, {"id": int(rent_id)})).first()
         except (TypeError, ValueError):
             rent = None
-        if rent is not None and rent.status in STARTABLE_RENT_STATUSES:
+        if rent is not None and (
+            rent.status in STARTABLE_RENT_STATUSES or _unconfirmed_expiry_holds(rent, at)
+        ):
             return rent
-        # Unknown or already closed: fall back to what is open at that spot.
-    for rent in (await session.scalars(_OPEN_RENTS_AT, {"spot": spot.id, "vid": vehicle.id})).all():
+        # Unknown, closed for good, or stamped outside its window: fall back to what is
+        # open at that spot.
+    params = {"spot": spot.id, "vid": vehicle.id, **_window(at)}
+    for rent in (await session.scalars(_OPEN_RENTS_AT, params)).all():
         # A timed-out unlock only counts while its window is open (device time).
         if rent.status == RentStatus.UNLOCK_TIMEOUT and rent.expires_at and at > rent.expires_at:
+            continue
+        # Nor does a rent opened after the vehicle left (its late removal is another's).
+        if at < rent.created_at - RENT_WINDOW_SKEW:
             continue
         return rent
     return None
@@ -464,39 +546,48 @@ async def vehicle_removed(
     existing, previous = await _same_or_active_trip(session, vehicle.id, at)
     if existing is not None:
         return TripEventResult("duplicate", existing)
-    if vehicle.docked_at is not None and vehicle.docked_at > at and vehicle.spot_id == spot.id:
-        # Docked here again after this removal: an old event replayed with no trip behind it.
-        return _reject("stale-removal", serial=vehicle_serial, at=at.isoformat())
-
-    if previous is not None:
-        if previous.started_at > at:
-            return _reject("removal-before-current-trip", serial=vehicle_serial)
-        # The dock that ended it never reached us: end it now rather than keep it open.
-        log.warning("event=trip_dock_missing trip_id=%s serial=%s", previous.id, vehicle_serial)
-        await _finish(session, previous, vehicle, at)
+    if previous is not None and previous.started_at > at:
+        return _reject("removal-before-current-trip", serial=vehicle_serial)
 
     rent = await _find_rent(session, spot, vehicle, rent_id, at)
     badge: Badge | None = None
     if rent is None and badge_uid is not None:
         badge = (await session.scalars(select(Badge).where(Badge.uid == badge_uid.upper()))).first()
-        if badge is not None:
-            rent = Rent(
-                user_id=badge.user_id,
-                vehicle_id=vehicle.id,
-                spot_id=spot.id,
-                badge_id=badge.id,
-                kind=RentKind.BADGE,
-                status=RentStatus.STARTED,
-                created_at=at,
-            )
-            session.add(rent)
-            await session.flush()
+    # Docked here again after this removal: with a rent or a badge behind it, the dock of
+    # this very ride reached us first (two workers, one offline station's backlog) and is
+    # reconciled below; with neither, an old event replayed with no trip behind it.
+    redocked_here = (
+        vehicle.docked_at is not None and vehicle.docked_at > at and vehicle.spot_id == spot.id
+    )
+    if redocked_here and rent is None and badge is None:
+        return _reject("stale-removal", serial=vehicle_serial, at=at.isoformat())
 
-    # The spot is empty now, whoever took the vehicle.
-    if vehicle.spot_id == spot.id:
-        vehicle.spot_id = None
-    spot.status_at = max(at, spot.status_at) if spot.status_at else at
-    outbox.emit(session, outbox.DOCK_UPDATED, "spot", spot.id, _spot_payload(spot, station, None))
+    if previous is not None:
+        # The dock that ended it never reached us: end it now rather than keep it open.
+        log.warning("event=trip_dock_missing trip_id=%s serial=%s", previous.id, vehicle_serial)
+        await _finish(session, previous, vehicle, at)
+
+    if rent is None and badge is not None:
+        rent = Rent(
+            user_id=badge.user_id,
+            vehicle_id=vehicle.id,
+            spot_id=spot.id,
+            badge_id=badge.id,
+            kind=RentKind.BADGE,
+            status=RentStatus.STARTED,
+            created_at=at,
+        )
+        session.add(rent)
+        await session.flush()
+
+    if not redocked_here:
+        # The spot is empty now, whoever took the vehicle.
+        if vehicle.spot_id == spot.id:
+            vehicle.spot_id = None
+        spot.status_at = max(at, spot.status_at) if spot.status_at else at
+        outbox.emit(
+            session, outbox.DOCK_UPDATED, "spot", spot.id, _spot_payload(spot, station, None)
+        )
 
     if rent is None:
         outbox.emit(
@@ -518,8 +609,7 @@ async def vehicle_removed(
         )
         rent.vehicle_id = vehicle.id
     network = await session.get_one(Network, vehicle.network_id)
-    rent.status = RentStatus.STARTED
-    rent.ended_at = at
+    _start_rent(rent, at)
     trip = Trip(
         user_id=rent.user_id,
         vehicle_id=vehicle.id,
@@ -672,12 +762,16 @@ async def vehicle_unlocked_freefloat(
             return await _resume(session, trip, vehicle, at)
         return TripEventResult("duplicate", trip)
     if rent_id is None:
-        found = await session.scalars(_VEHICLE_RENT, {"vid": vehicle.id})
+        found = await session.scalars(_VEHICLE_RENT, {"vid": vehicle.id, **_window(at)})
     else:
         found = await session.scalars(
-            _VEHICLE_RENT_BY_ID, {"vid": vehicle.id, "rent": int(rent_id)}
+            _VEHICLE_RENT_BY_ID, {"vid": vehicle.id, "rent": int(rent_id), **_window(at)}
         )
-    rent = found.first()
+    # Not a rent opened after the lock box opened (unless the command names it).
+    rent = next(
+        (r for r in found.all() if rent_id is not None or at >= r.created_at - RENT_WINDOW_SKEW),
+        None,
+    )
     if rent is None:
         outbox.emit(
             session,
@@ -688,8 +782,7 @@ async def vehicle_unlocked_freefloat(
         )
         return _reject("no-rent", device=vehicle_device_id)
     network = await session.get_one(Network, vehicle.network_id)
-    rent.status = RentStatus.STARTED
-    rent.ended_at = at
+    _start_rent(rent, at)
     if vehicle.spot_id is not None:
         vehicle.spot_id = None
     vehicle.state = VehicleState.RENTED
@@ -834,14 +927,24 @@ async def stop_billing(session: AsyncSession, trip_id: int, at: datetime | None)
 # ── rents (before a trip exists) ──────────────────────────────────────────────────────
 
 
-async def rent_expired(session: AsyncSession, rent_id: int, at: datetime) -> Rent:
-    """The lock opened (or might have) but nobody took the vehicle: no trip, no cost."""
+async def rent_expired(
+    session: AsyncSession, rent_id: int, at: datetime, *, provisional: bool = False
+) -> Rent:
+    """The lock opened (or might have) but nobody took the vehicle: no trip, no cost.
+
+    By default the device's word (UnlockExpired, device time ``at``): final, a later
+    removal is not a ride of this rent. ``provisional=True``: the window closed on server
+    time with no word from the device (the sweep, a new rent request); a removal stamped
+    inside the window may still start the rent (:data:`EXPIRY_UNCONFIRMED`).
+    """
     _aware(at)
-    rent = await session.get(Rent, rent_id, with_for_update={"key_share": True})
+    rent = (await session.scalars(_LOCK_RENT, {"id": rent_id})).first()
     if rent is None:
         raise NotFoundError("rent", rent_id)
-    if rent.status in STARTABLE_RENT_STATUSES:
+    unconfirmed = rent.status == RentStatus.EXPIRED_NO_REMOVAL and rent.reason == EXPIRY_UNCONFIRMED
+    if rent.status in STARTABLE_RENT_STATUSES or (unconfirmed and not provisional):
         rent.status = RentStatus.EXPIRED_NO_REMOVAL
+        rent.reason = EXPIRY_UNCONFIRMED if provisional else EXPIRY_BY_DEVICE
         rent.ended_at = at
         outbox.emit(session, outbox.RENT_UPDATED, "rent", rent.id, rent_payload(rent))
         await session.flush()
@@ -849,7 +952,9 @@ async def rent_expired(session: AsyncSession, rent_id: int, at: datetime) -> Ren
 
 
 async def expire_stale_rents(session: AsyncSession, now: datetime) -> list[Rent]:
-    """Expire every rent whose unlock window is over (run periodically)."""
+    """Close every unlock window that is over on server time, provisionally, and make
+    final the provisional expiries whose device is known drained past the window (see the
+    module's rules). Run periodically; returns the rents it changed."""
     _aware(now)
     stmt = select(Rent.id).where(
         Rent.status.in_(STARTABLE_RENT_STATUSES),
@@ -857,7 +962,63 @@ async def expire_stale_rents(session: AsyncSession, now: datetime) -> list[Rent]
         Rent.expires_at < now,
     )
     ids: Sequence[int] = (await session.scalars(stmt)).all()
-    return [await rent_expired(session, rid, now) for rid in ids]
+    expired = [await rent_expired(session, rid, now, provisional=True) for rid in ids]
+    return expired + await _confirm_drained_expiries(session, now)
+
+
+# Provisional expiries with the device whose queue decides them (the station of the spot,
+# else the vehicle's own controller).
+_UNCONFIRMED_EXPIRIES = (
+    select(Rent.id, Rent.expires_at, func.coalesce(Station.device_id, Vehicle.device_id))
+    .join(Vehicle, Vehicle.id == Rent.vehicle_id)
+    .outerjoin(Spot, Spot.id == Rent.spot_id)
+    .outerjoin(Station, Station.id == Spot.station_id)
+    .where(Rent.status == RentStatus.EXPIRED_NO_REMOVAL, Rent.reason == EXPIRY_UNCONFIRMED)
+)
+
+
+async def _confirm_drained_expiries(session: AsyncSession, now: datetime) -> list[Rent]:
+    # Imported here: the ingest package imports this module when it loads.
+    from kickstand.cloud.ingest.tables import DeviceStatus
+
+    pending = [
+        (rent_id, expires_at, device)
+        for rent_id, expires_at, device in (await session.execute(_UNCONFIRMED_EXPIRIES)).all()
+        if expires_at is not None and device is not None
+    ]
+    if not pending:
+        return []
+    # Per device, the newest stamp (ms) of a status applied at least DRAIN_GRACE ago.
+    drained_to: dict[str, int] = {
+        device: ts_ms
+        for device, ts_ms in (
+            await session.execute(
+                select(DeviceStatus.device_id, func.max(DeviceStatus.ts_ms))
+                .where(
+                    DeviceStatus.device_id.in_({device for _, _, device in pending}),
+                    DeviceStatus.received_at <= now - DRAIN_GRACE,
+                )
+                .group_by(DeviceStatus.device_id)
+            )
+        ).all()
+    }
+    confirmed: list[Rent] = []
+    for rent_id, expires_at, device in pending:
+        past = expires_at + RENT_WINDOW_SKEW
+        if drained_to.get(device, 0) <= past.timestamp() * 1000:
+            continue
+        rent = (await session.scalars(_LOCK_RENT, {"id": rent_id})).first()
+        if rent is None or rent.status != RentStatus.EXPIRED_NO_REMOVAL:
+            continue  # started meanwhile by its late removal
+        if rent.reason != EXPIRY_UNCONFIRMED:
+            continue
+        rent.reason = EXPIRY_DRAINED
+        outbox.emit(session, outbox.RENT_UPDATED, "rent", rent.id, rent_payload(rent))
+        log.info("event=rent_expiry_confirmed rent_id=%s device=%s", rent.id, device)
+        confirmed.append(rent)
+    if confirmed:
+        await session.flush()
+    return confirmed
 
 
 async def end_overdue_holds(session: AsyncSession, now: datetime) -> list[Trip]:
