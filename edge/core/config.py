@@ -84,6 +84,9 @@ class EdgeSettings(BaseSettings):
     boot_timeout_s: float = 10.0
     connect_timeout_s: float = 5.0
     max_commands_in_flight: int = Field(default=64, ge=1)  # concurrent ones; beyond: BUSY
+    # End-to-end acks (SPEC §4.6): keep each message until the cloud's Ack, resend after this.
+    acks: bool = True
+    ack_timeout_s: float = Field(default=30.0, gt=0)
     queue_max_telemetry: int = 10_000
     queue_synchronous: str = "FULL"
     health_host: str = "127.0.0.1"
@@ -148,6 +151,8 @@ class EdgeSettings(BaseSettings):
             boot_timeout_s=self.boot_timeout_s,
             connect_timeout_s=self.connect_timeout_s,
             max_commands_in_flight=self.max_commands_in_flight,
+            acks=self.acks,
+            ack_timeout_s=self.ack_timeout_s,
         )
 
     def verifier(self, clock: DeviceClock, replay_guard: ReplayGuard) -> CommandVerifier:

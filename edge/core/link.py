@@ -14,16 +14,27 @@ One connection at a time (aiomqtt 2.x, ``async with``), client id = device id, t
 Will is a Death stamped with seq 0. On every (re)connect: subscribe to the device's
 command tree, publish the birth, wait for the BootReply of *this* boot id
 (ACCEPTED / PENDING → retry after ``retry_after_s`` / REJECTED → retry slowly,
-publish nothing else). Once accepted: publish the DiskQueue in order at QoS 1,
-deleting each message only on its PUBACK; heartbeats every ``heartbeat_s``
-(TimeReply adjusts the DeviceClock). A broker that is down for days only means
-more reconnect attempts with back-off (capped); the queue keeps everything.
+publish nothing else). Once accepted: publish the DiskQueue in order at QoS 1;
+heartbeats every ``heartbeat_s`` (TimeReply adjusts the DeviceClock). A broker
+that is down for days only means more reconnect attempts with back-off (capped);
+the queue keeps everything.
+
+End-to-end acknowledgement (SPEC §4.6): the birth says ``acks=True``. When the
+BootReply says ``acks=True`` too, a message stays queued until an ``Ack`` on
+``ks/v1/c/<id>/ack`` covers it (one transaction per Ack): a PUBACK only means the
+broker has it, which a broker crash can undo. A message published and not
+acknowledged within ``ack_timeout_s`` of its PUBACK is published again, oldest first, with its
+original bytes, at most once per ``ack_timeout_s``; after a reconnect (or a new
+birth) every unacknowledged message goes again. A BootReply without ``acks`` (an
+older cloud): each message is deleted on its PUBACK, as before. An Ack is acted
+on whenever it comes: it says the cloud committed those messages.
 
 Publishing is a window, not a batch: up to ``publish_window`` messages are out
 awaiting their PUBACK, and a message queued meanwhile (a command result) goes out
 at once behind them, in queue order, instead of waiting for the previous
-PUBACKs. The PUBACKs that have arrived are deleted together, one transaction per
-turn of the loop.
+PUBACKs. Republications go through the same window. Without acks, the PUBACKs
+that have arrived are deleted together, one transaction per turn of the loop;
+with acks, their PUBACK time is recorded instead (the Ack timeout runs from it).
 
 Commands: verified one at a time in arrival order (CommandVerifier; the replay
 guard sees them in the order they came), then routed by type to the handler
@@ -63,6 +74,7 @@ from kickstand.protocol.transport import SOCKET_OPTIONS
 from kickstand.protocol.v1 import codec
 from kickstand.protocol.v1.enums import BootStatus, RejectReason, ResultStatus
 from kickstand.protocol.v1.messages import (
+    Ack,
     Birth,
     BootReply,
     CommandBody,
@@ -213,6 +225,8 @@ class LinkConfig:
     rejected_retry_s: float = 300.0
     default_heartbeat_s: int = 60
     publish_window: int = 50  # queued messages published and awaiting their PUBACK
+    acks: bool = True  # announce end-to-end acks in the birth (SPEC §4.6)
+    ack_timeout_s: float = 30.0  # published, no Ack within it: publish again
     max_commands_in_flight: int = 64  # concurrent commands running; beyond: BUSY
     publish_timeout_s: float = 10.0
     connect_timeout_s: float = 5.0  # a half-open connect (a proxy that accepts and drops)
@@ -223,7 +237,10 @@ class LinkCounters:
     connects: int = 0
     connect_failures: int = 0
     births: int = 0
-    published: int = 0
+    published: int = 0  # PUBACKs received
+    republished: int = 0  # publications of a message published before (acks on)
+    acks: int = 0  # Ack messages received
+    acknowledged: int = 0  # queued messages deleted by an Ack
     heartbeats: int = 0
     commands: int = 0
     commands_rejected: int = 0
@@ -265,9 +282,10 @@ class CloudLink:
         self._boot_replies: asyncio.Queue[BootReply] = asyncio.Queue()
         self._commands: asyncio.Queue[bytes] = asyncio.Queue(maxsize=256)
         self._running: set[asyncio.Task[None]] = set()  # concurrent commands
-        # This session's published, not yet deleted messages: (boot_id, seq) -> publish.
-        self._inflight: dict[tuple[int, int], asyncio.Future[None]] = {}
-        self._published_row = 0  # the newest queue row published in this session
+        # Publications awaiting their PUBACK: queue row -> ((boot_id, seq), publish).
+        self._inflight: dict[int, tuple[tuple[int, int], asyncio.Future[None]]] = {}
+        self.acks_on = False  # the last BootReply said acks=True (and so did our birth)
+        self._accepted_ms = 0  # queue clock at that BootReply: published before it goes again
         self._client: aiomqtt.Client | None = None
         self._stopping = False
         self._hb_now = False
@@ -310,10 +328,15 @@ class CloudLink:
             "queue": self.queue.stats(),
             "link": {
                 "connects": c.connects,
+                "reconnects": max(0, c.connects - 1),
                 "connect_failures": c.connect_failures,
                 "births": c.births,
+                "end_to_end_acks": self.acks_on,
                 "published": c.published,
                 "awaiting_puback": len(self._inflight),
+                "republished": c.republished,
+                "acks_received": c.acks,
+                "acknowledged": c.acknowledged,
                 "heartbeats": c.heartbeats,
                 "commands": c.commands,
                 "commands_rejected": c.commands_rejected,
@@ -442,11 +465,23 @@ class CloudLink:
             except ProtocolError as exc:
                 self._invalid(f"{topic.channel}: {exc}")
                 continue
-            if isinstance(reply, BootReply):
+            if isinstance(reply, Ack):
+                self._on_ack(reply)
+            elif isinstance(reply, BootReply):
                 self._boot_replies.put_nowait(reply)
             elif isinstance(reply, TimeReply):
                 correction = self.clock.adjust(reply.server_time_ms, reply.device_ts_ms)
                 log.debug("clock_adjusted correction_ms=%d", correction)
+
+    def _on_ack(self, ack: Ack) -> None:
+        """Forget what the cloud committed. A disk error only means those come again."""
+        self.counters.acks += 1
+        try:
+            self.counters.acknowledged += self.queue.ack_ranges(
+                [(r.boot_id, r.first, r.last) for r in ack.ranges]
+            )
+        except QueueError as exc:
+            log.error("ack_not_applied device=%s error=%s", self.device_id, exc)
 
     def _invalid(self, reason: str) -> None:
         self.counters.inbound_invalid += 1
@@ -456,7 +491,9 @@ class CloudLink:
         """Publish the birth until a BootReply for this boot says ACCEPTED."""
         self.accepted.clear()
         while True:
-            birth = dataclasses.replace(self._birth(), pending_from=self.queue.pending_from())
+            birth = dataclasses.replace(
+                self._birth(), pending_from=self.queue.pending_from(), acks=self.config.acks
+            )
             await client.publish(
                 self._topic(Channel.BIRTH),
                 codec.encode_up(self._stamp0(), birth),
@@ -473,8 +510,13 @@ class CloudLink:
                 if reply.heartbeat_s > 0:
                     self.heartbeat_s = reply.heartbeat_s
                 self.clock.adjust(reply.server_time_ms, self.clock.now_ms())
+                self.acks_on = self.config.acks and reply.acks is True
+                self._accepted_ms = self.queue.now_ms()
                 self.accepted.set()
-                log.info("boot_accepted device=%s heartbeat_s=%d", self.device_id, self.heartbeat_s)
+                log.info(
+                    "boot_accepted device=%s heartbeat_s=%d acks=%s",
+                    self.device_id, self.heartbeat_s, self.acks_on,
+                )
                 if self._on_accepted is not None:
                     result = self._on_accepted()
                     if result is not None:
@@ -509,7 +551,6 @@ class CloudLink:
         loop = asyncio.get_running_loop()
         next_hb = loop.time() + self.heartbeat_s
         self._inflight = {}
-        self._published_row = 0
         try:
             while True:
                 if self._rebirth.is_set():
@@ -528,38 +569,75 @@ class CloudLink:
                     )
                     self.counters.heartbeats += 1
                     next_hb = now + self.heartbeat_s
-                await self._await_news(max(0.0, next_hb - loop.time()))
-                self._delete_acknowledged()
+                wait = next_hb - loop.time()
+                if (due_in := self._next_due_s()) is not None:
+                    wait = min(wait, due_in)
+                await self._await_news(max(0.0, wait))
+                self._collect_pubacks()
         finally:
-            for publish in self._inflight.values():
+            for _key, publish in self._inflight.values():
                 publish.cancel()
             self._inflight = {}
 
-    def _publish_more(self, client: aiomqtt.Client) -> None:
-        """Publish the queued messages not yet out, oldest first, while the window has room.
+    @property
+    def _ack_timeout_ms(self) -> int:
+        return int(self.config.ack_timeout_s * 1000)
 
-        Each publish task calls paho's publish when it first runs, and tasks run in the
-        order they were created: the broker receives the messages in queue order.
+    def _publish_more(self, client: aiomqtt.Client) -> None:
+        """Publish what is due, oldest first, while the window has room.
+
+        Due: not yet published in this session or, with acks, unacknowledged for
+        ``ack_timeout_s``. Each publish task calls paho's publish when it first runs,
+        and tasks run in the order they were created: the broker receives the
+        messages in queue order.
         """
-        room = self.config.publish_window - len(self._inflight)
+        inflight = self._inflight
+        room = self.config.publish_window - len(inflight)
         if room <= 0:
             return
-        for msg in self.queue.pending(room, after_row=self._published_row):
-            self._inflight[(msg.boot_id, msg.seq)] = asyncio.ensure_future(
-                client.publish(
-                    self._topic(msg.channel),
-                    msg.payload,
-                    qos=1,
-                    timeout=self.config.publish_timeout_s,
-                )
+        # Rows awaiting their PUBACK may be among the due ones: ask for enough to skip them.
+        due = self.queue.due(
+            room + len(inflight), timeout_ms=self._ack_timeout_ms, since_ms=self._accepted_ms
+        )
+        batch = [msg for msg in due if msg.row not in inflight][:room]
+        if self.acks_on:
+            self.counters.republished += sum(1 for m in batch if m.published_ms is not None)
+        for msg in batch:
+            inflight[msg.row] = (
+                msg.key,
+                asyncio.ensure_future(
+                    client.publish(
+                        self._topic(msg.channel),
+                        msg.payload,
+                        qos=1,
+                        timeout=self.config.publish_timeout_s,
+                    )
+                ),
             )
-            self._published_row = msg.row
+
+    def _next_due_s(self) -> float | None:
+        """Seconds until an unacknowledged message falls due again; None: nothing to time.
+
+        With a full window the next PUBACK wakes the loop anyway. Rows awaiting their
+        PUBACK do not count: they cannot go again before it, so a stale one in flight
+        cannot make the loop spin.
+        """
+        if not self.acks_on or len(self._inflight) >= self.config.publish_window:
+            return None
+        due_ms = self.queue.next_due_ms(
+            timeout_ms=self._ack_timeout_ms, since_ms=self._accepted_ms, skip=self._inflight
+        )
+        if due_ms is None:
+            return None
+        return max(0.0, (due_ms - self.queue.now_ms()) / 1000)
 
     async def _await_news(self, wait_s: float) -> None:
         """Until something was queued, a PUBACK came, a rebirth was asked, or ``wait_s``."""
         wake = asyncio.ensure_future(self._wake.wait())
         rebirth = asyncio.ensure_future(self._rebirth.wait())
-        news: list[asyncio.Future[Any]] = [wake, rebirth, *self._inflight.values()]
+        news: list[asyncio.Future[Any]] = [
+            wake, rebirth, *(publish for _key, publish in self._inflight.values())
+        ]
         try:
             await asyncio.wait(
                 news,
@@ -570,29 +648,35 @@ class CloudLink:
             wake.cancel()
             rebirth.cancel()
 
-    def _delete_acknowledged(self) -> None:
-        """Delete every message whose PUBACK arrived, in one transaction.
+    def _collect_pubacks(self) -> None:
+        """Free the window of every message whose PUBACK arrived.
 
-        A failed publish (timeout, connection lost) raises: the session ends and the
-        next one republishes whatever is still queued, oldest first.
+        Without acks (an older cloud) they are deleted, in one transaction; with acks
+        they stay queued until the cloud's Ack and their Ack timeout starts now (one
+        transaction too). A failed publish (timeout, connection
+        lost) raises: the session ends and the next one republishes whatever is still
+        queued, oldest first.
         """
         inflight = self._inflight
-        done = [key for key, publish in inflight.items() if publish.done()]
+        done = [row for row, (_key, publish) in inflight.items() if publish.done()]
         if not done:
             return
-        for key in done:
-            error = inflight[key].exception()
+        for row in done:
+            error = inflight[row][1].exception()
             if error is not None:
                 raise error
-        self.queue.ack_many(done)
-        for key in done:
-            del inflight[key]
+        if self.acks_on:
+            self.queue.mark_published(done)
+        else:
+            self.queue.ack_many([inflight[row][0] for row in done])
+        for row in done:
+            del inflight[row]
         self.counters.published += len(done)
 
     async def _settle(self) -> None:
         if self._inflight:
-            await asyncio.wait(tuple(self._inflight.values()))
-            self._delete_acknowledged()
+            await asyncio.wait(tuple(publish for _key, publish in self._inflight.values()))
+            self._collect_pubacks()
 
     # ---------------------------------------------------------------- commands
 

@@ -9,10 +9,10 @@ cloud's dedupe (SequenceTracker).
 
 Deletion: with a cloud that answers with end-to-end Acks, a message stays until
 an Ack covers it (``ack_ranges``, one transaction per Ack): the broker's PUBACK
-only says the broker has it. Meanwhile ``published_ms`` records when it was last
-published (``mark_published``), so ``due()`` hands it out again once it has waited
-``timeout_ms`` unacknowledged, or when it was published before the current session
-(``since_ms``). With an older cloud the link deletes on PUBACK (``ack_many``) and
+only says the broker has it. Meanwhile ``published_ms`` records when the broker
+last took it (its PUBACK: ``mark_published``), so ``due()`` hands it out again once
+it has waited ``timeout_ms`` unacknowledged, or when it was published before the
+current session (``since_ms``). With an older cloud the link deletes on PUBACK (``ack_many``) and
 never marks. Queue files of earlier versions get the column in place on open.
 
 Durability: ``synchronous=FULL`` by default. In WAL mode NORMAL already survives
@@ -98,7 +98,7 @@ class QueuedMessage:
     ts_ms: int
     payload: bytes
     row: int  # position in the queue: later messages have larger rows
-    published_ms: int | None = None  # last published (queue clock); None: never
+    published_ms: int | None = None  # last PUBACK (queue clock); None: never published
 
     @property
     def key(self) -> tuple[int, int]:
@@ -191,6 +191,10 @@ class DiskQueue:
                 "SELECT 1 FROM boots WHERE boot_id = ?", (candidate,)
             ).fetchone():
                 return candidate
+
+    def now_ms(self) -> int:
+        """The queue's clock: what ``published_ms`` and ``since_ms`` are measured on."""
+        return self._clock()
 
     # ------------------------------------------------------------------ writing
 
@@ -345,27 +349,35 @@ class DiskQueue:
         at once and the caller publishes them while its window has room.
         """
         with self._lock:
+            now = self._clock()
+            ahead = self._db.execute(
+                "SELECT id FROM queue WHERE published_ms > ? ORDER BY published_ms DESC LIMIT ?",
+                (now, len(skip) + 1),
+            ).fetchall()
+            if any(rowid not in skip for (rowid,) in ahead):
+                return now
             rows = self._db.execute(
                 "SELECT id, published_ms FROM queue WHERE published_ms IS NOT NULL "
                 "ORDER BY published_ms LIMIT ?",
                 (len(skip) + 1,),
             ).fetchall()
-            now = self._clock()
         for rowid, published_ms in rows:
             if rowid in skip:
                 continue
-            if published_ms < since_ms or published_ms > now:
+            if published_ms < since_ms:
                 return now
             return int(published_ms) + timeout_ms
         return None
 
-    def mark_published(self, messages: Sequence[QueuedMessage]) -> None:
-        """Record that ``messages`` are being published now, in one transaction.
+    def mark_published(self, rows: Collection[int]) -> None:
+        """Record that the broker took these messages now (their PUBACK), in one transaction.
 
-        Not worth an fsync of its own: a lost mark only means an earlier resend.
-        It shares the WAL's next sync with the following commit.
+        The Ack timeout runs from here: the cloud cannot acknowledge what the broker
+        has not taken yet (a slow or frozen broker must not make every message
+        stale the moment its PUBACK arrives). Not worth an fsync of its own: a lost
+        mark only means an earlier resend; it shares the WAL's next sync.
         """
-        if not messages:
+        if not rows:
             return
         with self._lock:
             now = self._clock()
@@ -373,13 +385,12 @@ class DiskQueue:
                 self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.execute("BEGIN IMMEDIATE")
                 self._db.executemany(
-                    "UPDATE queue SET published_ms = ? WHERE id = ?",
-                    [(now, m.row) for m in messages],
+                    "UPDATE queue SET published_ms = ? WHERE id = ?", [(now, row) for row in rows]
                 )
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._rollback()
-                raise QueueError(f"cannot mark {len(messages)} published: {exc}") from exc
+                raise QueueError(f"cannot mark {len(rows)} published: {exc}") from exc
             finally:
                 self._restore_synchronous()
 

@@ -132,11 +132,11 @@ def test_due_hands_out_unpublished_then_stale_oldest_first(tmp_path: Path) -> No
         q.append(VehicleDocked(spot, f"AB{spot:04d}"))
     first = q.due(2, timeout_ms=30_000)
     assert [m.seq for m in first] == [1, 2] and all(m.published_ms is None for m in first)
-    q.mark_published(first)
+    q.mark_published([m.row for m in first])
     assert q.awaiting_ack() == 2
     assert [m.seq for m in q.due(10, timeout_ms=30_000)] == [3, 4]  # 1, 2 await their Ack
     clock.now_ms += 10_000
-    q.mark_published(q.due(10, timeout_ms=30_000))
+    q.mark_published([m.row for m in q.due(10, timeout_ms=30_000)])
     assert q.due(10, timeout_ms=30_000) == [] and q.awaiting_ack() == 4
     assert q.next_due_ms(timeout_ms=30_000) == clock.now_ms - 10_000 + 30_000
     clock.now_ms += 20_000  # 1, 2 waited 30 s unacknowledged; 3, 4 only 20 s
@@ -144,7 +144,7 @@ def test_due_hands_out_unpublished_then_stale_oldest_first(tmp_path: Path) -> No
     assert [(m.seq, m.published_ms) for m in again] == [(1, clock.now_ms - 30_000),
                                                         (2, clock.now_ms - 30_000)]
     assert [m.payload for m in again] == [m.payload for m in first]  # same stamp, same bytes
-    q.mark_published(again)
+    q.mark_published([m.row for m in again])
     assert q.due(10, timeout_ms=30_000) == []  # at most once per timeout
     assert q.next_due_ms(timeout_ms=30_000) == clock.now_ms + 10_000  # 3, 4 next
     assert q.depth() == 4 and q.pending_from() == 1  # nothing deleted by publishing
@@ -155,12 +155,12 @@ def test_due_after_a_new_session_and_a_clock_set_back(tmp_path: Path) -> None:
     q = DiskQueue(tmp_path / "q.db", clock=clock)
     q.append(PowerCut())
     q.append(PowerCut())
-    q.mark_published(q.due(10, timeout_ms=30_000))
+    q.mark_published([m.row for m in q.due(10, timeout_ms=30_000)])
     clock.now_ms += 1_000
     session = clock.now_ms  # a reconnect: everything unacknowledged goes again
     assert [m.seq for m in q.due(10, timeout_ms=30_000, since_ms=session)] == [1, 2]
     assert q.next_due_ms(timeout_ms=30_000, since_ms=session) == clock.now_ms
-    q.mark_published(q.due(1, timeout_ms=30_000, since_ms=session))
+    q.mark_published([m.row for m in q.due(1, timeout_ms=30_000, since_ms=session)])
     assert [m.seq for m in q.due(10, timeout_ms=30_000, since_ms=session)] == [2]
     # rows being published (awaiting their PUBACK) are skipped when asking what falls due next
     first_row = q.pending(1)[0].row
@@ -174,7 +174,7 @@ def test_due_after_a_new_session_and_a_clock_set_back(tmp_path: Path) -> None:
 def test_ack_ranges_delete_in_one_go_and_keep_pending_from(tmp_path: Path) -> None:
     q = DiskQueue(tmp_path / "q.db", max_telemetry=1000)
     stamps = [q.append(PowerCut()) for _ in range(6)] + [q.append(Telemetry()) for _ in range(2)]
-    q.mark_published(q.due(100, timeout_ms=30_000))
+    q.mark_published([m.row for m in q.due(100, timeout_ms=30_000)])
     boot = q.boot_id
     assert q.ack_ranges([(boot, 2, 3), (boot, 5, 7), (boot + 1, 1, 8)]) == 5
     assert [m.seq for m in q.pending(100)] == [1, 4, 8]
@@ -192,7 +192,7 @@ def test_stats_report_depth_awaiting_and_oldest_age(tmp_path: Path) -> None:
     q.append(PowerCut())
     clock.now_ms += 2_500
     q.append(PowerCut())
-    q.mark_published(q.due(1, timeout_ms=30_000))
+    q.mark_published([m.row for m in q.due(1, timeout_ms=30_000)])
     clock.now_ms += 1_000
     stats = q.stats()
     assert (stats["depth"], stats["awaiting_ack"], stats["oldest_unacked_s"]) == (2, 1, 3.5)
@@ -202,7 +202,7 @@ def test_marks_survive_reopen(tmp_path: Path) -> None:
     clock = FakeClock()
     q = DiskQueue(tmp_path / "q.db", clock=clock)
     q.append(PowerCut())
-    q.mark_published(q.due(1, timeout_ms=30_000))
+    q.mark_published([m.row for m in q.due(1, timeout_ms=30_000)])
     q.close()
     q2 = DiskQueue(tmp_path / "q.db", clock=clock)
     assert q2.awaiting_ack() == 1 and q2.pending(1)[0].published_ms == clock.now_ms
@@ -239,7 +239,7 @@ def test_a_queue_file_of_the_previous_version_is_migrated_in_place(tmp_path: Pat
     (message,) = q.due(10, timeout_ms=30_000)
     assert (message.key, message.payload, message.published_ms) == ((77, 3), payload, None)
     assert q.load_state("spot.1") == "docked" and q.depth() == 1
-    q.mark_published([message])
+    q.mark_published([message.row])
     assert q.ack_ranges([(77, 3, 3)]) == 1
     q.close()
     assert DiskQueue(path).depth() == 0  # and it opens again without migrating twice
