@@ -19,6 +19,7 @@ from kickstand.cloud.errors import ConflictError
 from kickstand.cloud.models import (
     OutboxEvent,
     Rent,
+    RentStatus,
     Trip,
     TripStatus,
     User,
@@ -132,3 +133,41 @@ async def test_partial_unique_index_holds_on_postgres(
             )
         with pytest.raises(IntegrityError):
             await session.flush()
+
+
+async def test_workers_racing_the_sweep_with_a_late_removal_open_one_trip(
+    maker: async_sessionmaker[AsyncSession],
+) -> None:
+    """The sweep closes the window while the station's late removal (stamped inside it)
+    reaches four workers: whatever the order, one trip at device time, the rent started."""
+    async with maker() as session:
+        vehicle: Vehicle = (
+            await session.scalars(select(Vehicle).where(Vehicle.serial_number == "LY0005"))
+        ).one()
+        rent, _, _ = await open_rent(
+            session, (await _user(session, "bob@example.com")).id, vehicle_id=vehicle.id, now=T0
+        )
+        await apply_unlock_outcome(session, rent.id, UnlockOutcome.unlocked(), now=T0)
+        await session.commit()
+
+    async def sweep() -> str:
+        async with maker() as session:
+            expired = await trips.expire_stale_rents(session, T0 + timedelta(minutes=2))
+            await session.commit()
+            return f"swept {len(expired)}"
+
+    async def removed() -> str:
+        async with maker() as session:
+            result = await trips.vehicle_removed(
+                session, "st-0002", 2, "LY0005", T0 + timedelta(seconds=20), rent_id=rent.id
+            )
+            await session.commit()
+            return result.action
+
+    outcomes = await asyncio.gather(sweep(), *(removed() for _ in range(4)))
+    assert sorted(outcomes[1:]) == ["created", "duplicate", "duplicate", "duplicate"]
+    assert await _count(maker, Trip) == 1
+    async with maker() as session:
+        trip: Trip = (await session.scalars(select(Trip))).one()
+        assert trip.started_at == T0 + timedelta(seconds=20) and trip.rent_id == rent.id
+        assert (await session.get_one(Rent, rent.id)).status == RentStatus.STARTED
