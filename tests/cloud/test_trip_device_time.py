@@ -19,7 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import ScalarResult, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kickstand.cloud import trips
@@ -124,7 +124,7 @@ async def count(maker: Maker, model: type, *where: Any) -> int:
 
 async def unauthorized_removals(maker: Maker) -> int:
     async with maker() as session:
-        payloads = await session.scalars(
+        payloads: ScalarResult[dict[str, Any]] = await session.scalars(
             select(OutboxEvent.payload).where(OutboxEvent.topic == "vehicule.updated")
         )
         return sum(1 for p in payloads if p.get("unauthorized_removal"))
@@ -187,14 +187,12 @@ async def test_a_removal_stamped_in_the_window_starts_the_swept_rent(
     assert await unauthorized_removals(maker) == 0
     # The rider's and the operator's view followed: created, unlocked, expired, started.
     async with maker() as session:
-        statuses = [
-            p["status"]
-            for p in await session.scalars(
-                select(OutboxEvent.payload)
-                .where(OutboxEvent.topic.in_(["rent.created", "rent.updated"]))
-                .order_by(OutboxEvent.id)
-            )
-        ]
+        payloads: ScalarResult[dict[str, Any]] = await session.scalars(
+            select(OutboxEvent.payload)
+            .where(OutboxEvent.topic.in_(["rent.created", "rent.updated"]))
+            .order_by(OutboxEvent.id)
+        )
+        statuses = [p["status"] for p in payloads]
     assert statuses == ["pending", "unlocked", "expired-no-removal", "started"]
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import func, or_, select
+from sqlalchemy import ScalarResult, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kickstand.cloud import trips
@@ -112,7 +113,7 @@ async def count(maker: Maker, model: type, *where: object) -> int:
 
 async def unauthorized_removals(maker: Maker) -> int:
     async with maker() as session:
-        payloads = await session.scalars(
+        payloads: ScalarResult[dict[str, Any]] = await session.scalars(
             select(OutboxEvent.payload).where(OutboxEvent.topic == "vehicule.updated")
         )
         return sum(1 for p in payloads if p.get("unauthorized_removal"))
@@ -120,7 +121,7 @@ async def unauthorized_removals(maker: Maker) -> int:
 
 async def device_events(maker: Maker, event: str) -> int:
     async with maker() as session:
-        payloads = await session.scalars(
+        payloads: ScalarResult[dict[str, Any]] = await session.scalars(
             select(OutboxEvent.payload).where(OutboxEvent.topic == "device.event")
         )
         return sum(1 for p in payloads if p.get("event") == event)
