@@ -1,8 +1,9 @@
 """`python -m kickstand.cloud ingest [--workers N] [--no-shared]`: run ingest workers.
 
-Reads the cloud Settings (MQTT_URL, DATABASE_URL, INFLUX_URL, VAR_DIR). Worker client
-ids are stable (``<prefix>-<n>``) so their persistent sessions survive restarts: the
-broker keeps queueing for a worker while it is down.
+Reads the cloud Settings (MQTT_URL, DATABASE_URL, INFLUX_URL, VAR_DIR). Workers use clean
+sessions (nothing waits at the broker for a worker that is gone; the devices resend what
+was not acknowledged end to end, see :mod:`kickstand.cloud.ingest.worker`); their client
+ids (``<prefix>-<n>``) only name them in the broker's logs.
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    cast,
     exists,
     func,
     or_,
@@ -43,11 +44,19 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from kickstand.cloud import outbox, trips
 from kickstand.cloud.alerts.device_rules import DeviceRef
+from kickstand.cloud.ingest import deadletters, rules
+from kickstand.cloud.ingest.deadletters import (
+    PAYLOAD_MAX,
+    DeadLetterBudget,
+    DeadLetterReason,
+    Letter,
+)
 from kickstand.cloud.ingest.tables import (
     CommandStatus,
     DeviceBoot,
@@ -102,11 +111,18 @@ SEEN_WRITE_S = 5.0
 
 @dataclass(slots=True)
 class Inbound:
-    """A decoded device message of a batch."""
+    """A decoded device message of a batch, with what it came as (for a dead letter)."""
 
     device_id: str
     channel: Channel
     msg: m.UpMessage
+    #: The payload as received (empty: re-encoded from ``msg`` when needed).
+    raw: bytes = b""
+    topic: str = ""
+    #: Cloud receive time, ms since the epoch (0: the time it is applied).
+    received_ms: int = 0
+    #: Checked by :meth:`BatchApplier.prepare` (storable, device time bounded).
+    prepared: bool = False
 
     @property
     def key(self) -> tuple[str, int, int]:
@@ -116,14 +132,38 @@ class Inbound:
     def at(self) -> datetime:
         return datetime.fromtimestamp(self.msg.stamp.ts_ms / 1000, UTC)
 
+    @property
+    def sequenced(self) -> bool:
+        return self.msg.stamp.seq >= 1
+
+    def letter(self, reason: str, error: BaseException | str, **extra: Any) -> Letter:
+        raw = self.raw
+        if not raw:
+            try:
+                raw = codec.encode_up(self.msg.stamp, self.msg.body)
+            except Exception:  # a message that cannot be encoded again: keep its repr
+                raw = repr(self.msg).encode()[:PAYLOAD_MAX]
+        return Letter.of_error(
+            reason,
+            error,
+            topic=self.topic or topics.up(self.device_id, self.channel),
+            payload=raw,
+            device_id=self.device_id,
+            channel=self.channel.value,
+            boot_id=self.msg.stamp.boot_id,
+            seq=self.msg.stamp.seq if self.sequenced else None,
+            **extra,
+        )
+
 
 class _LoneEventFailed(Exception):
     """The event of a one-message batch, applied with no savepoint, failed (and was counted):
     the transaction is rolled back and the batch applied again without it."""
 
-    def __init__(self, key: tuple[str, int, int]) -> None:
+    def __init__(self, key: tuple[str, int, int], letter: Letter) -> None:
         super().__init__(key)
         self.key = key
+        self.letter = letter
 
 
 @dataclass(slots=True)
@@ -137,31 +177,82 @@ class Reply:
 class BatchOutcome:
     replies: list[Reply] = field(default_factory=list)
     points: list[TelemetryPoint] = field(default_factory=list)
+    #: Dead letters stored in the batch's transaction.
+    dead: list[Letter] = field(default_factory=list)
+    #: Sequenced messages whose fate the batch committed (applied, duplicate or dead
+    #: letter) of devices that take Acks: what the worker acknowledges (SPEC §4.6).
+    settled: list[Inbound] = field(default_factory=list)
+    #: Keys of dead letters over the budget: not stored, so not acknowledged.
+    unsettled: set[tuple[str, int, int]] = field(default_factory=set)
+
+    def merge(self, other: BatchOutcome) -> None:
+        self.replies.extend(other.replies)
+        self.points.extend(other.points)
+        self.dead.extend(other.dead)
+        self.settled.extend(other.settled)
+        self.unsettled.update(other.unsettled)
+
+
+#: A logged value longer than this is cut (a 60 KB topic must not become a 180 KB line).
+LOG_VALUE_MAX = 120
+#: At most one rejection line per reason per this many seconds (with the count since).
+LOG_EVERY_S = 10.0
+
+
+def clip(value: object, limit: int = LOG_VALUE_MAX) -> str:
+    """``value`` as text for a log line or a column: printable, at most ``limit`` chars."""
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) > limit:
+        text = f"{text[: limit - 12]}…(+{len(text) - limit + 12})"
+    return text.encode("unicode_escape").decode("ascii")[: limit * 2]
 
 
 @dataclass(slots=True)
 class IngestStats:
-    """Counters of one worker. ``rejected`` and ``ignored`` are per reason."""
+    """Counters of one worker: plain ints and Counters (per reason / channel), to export as
+    they are. ``lag_s``: receive-to-commit time of the last batch's newest message;
+    ``oldest_s``: the same for its oldest one (how far behind the worker runs)."""
 
     received: int = 0
     applied: int = 0
     duplicates: int = 0
     batches: int = 0
     retries: int = 0
+    acks_sent: int = 0
+    clock_flagged: int = 0
+    lag_s: float = 0.0
+    oldest_s: float = 0.0
     rejected: Counter[str] = field(default_factory=Counter)
     ignored: Counter[str] = field(default_factory=Counter)
     by_channel: Counter[str] = field(default_factory=Counter)
+    #: Messages stored in the dead-letter table, per reason.
+    dead_lettered: Counter[str] = field(default_factory=Counter)
+    #: Dead letters not stored (over the cap per device, reason and hour), per reason.
+    dead_dropped: Counter[str] = field(default_factory=Counter)
+    _logged: dict[str, tuple[float, int]] = field(default_factory=dict, repr=False)
 
     def reject(self, reason: str, **context: Any) -> None:
         self.rejected[reason] += 1
-        details = " ".join(f"{k}={v}" for k, v in context.items())
-        log.warning("event=ingest_rejected reason=%s %s", reason, details)
+        self.log_limited("ingest_rejected", reason, **context)
 
     def ignore(self, reason: str, **context: Any) -> None:
         self.ignored[reason] += 1
         if log.isEnabledFor(logging.DEBUG):
-            details = " ".join(f"{k}={v}" for k, v in context.items())
+            details = " ".join(f"{k}={clip(v)}" for k, v in context.items())
             log.debug("event=ingest_ignored reason=%s %s", reason, details)
+
+    def log_limited(self, event: str, reason: str, /, **context: Any) -> None:
+        """A warning line at most every LOG_EVERY_S per (event, reason), saying how many
+        happened since the last line; every value clipped."""
+        now = time.monotonic()
+        key = f"{event}|{reason}"
+        last, count = self._logged.get(key, (-1e18, 0))
+        if now - last < LOG_EVERY_S:
+            self._logged[key] = (last, count + 1)
+            return
+        self._logged[key] = (now, 0)
+        details = " ".join(f"{k}={clip(v)}" for k, v in context.items())
+        log.warning("event=%s reason=%s suppressed=%s %s", event, reason, count, details)
 
 
 @dataclass(slots=True)
@@ -173,6 +264,10 @@ class _DeviceInfo:
     network_id: int | None = None
     vehicle_id: int | None = None
     serial_number: str | None = None
+    #: A birth of this device was accepted once (it has a current boot).
+    booted: bool = False
+    #: Its current boot's birth said acks=True: it is sent Acks (SPEC §4.6).
+    acks: bool = False
 
     @property
     def ref(self) -> DeviceRef:
@@ -202,20 +297,66 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+#: SQLSTATE classes whose errors pass (retry the batch): connection exception, insufficient
+#: resources (disk full, out of memory, too many connections), system error (I/O).
+TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "53", "58"})
+#: And single states: serialization failure, deadlock, lock not available, admin / crash
+#: shutdown, cannot connect now ("the database system is starting up", a standby, a
+#: failover), with PostgreSQL's own reasons for each.
+TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57P01", "57P02", "57P03"})
+#: SQLite's busy / locked result codes (primary and extended).
+_SQLITE_BUSY = frozenset({5, 6, 261, 262, 517})
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    code = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+    return code if isinstance(code, str) and len(code) == 5 else None
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception, what SQLAlchemy wraps (``orig``) and their causes, without cycles."""
+    seen: list[BaseException] = []
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        cur = todo.pop()
+        if cur is None or any(cur is s for s in seen) or len(seen) > 16:
+            continue
+        seen.append(cur)
+        todo.extend((getattr(cur, "orig", None), cur.__cause__, cur.__context__))
+    return seen
+
+
 def is_transient(exc: BaseException) -> bool:
-    """Deadlocks, serialization failures and lost connections: retry the batch."""
-    if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated:
+    """Will the same batch succeed later, unchanged? Then retry it (never acknowledge it).
+
+    Decided by SQLSTATE (:data:`TRANSIENT_SQLSTATE_CLASSES`, :data:`TRANSIENT_SQLSTATES`),
+    never by message text, so "the database system is starting up" (57P03) is a wait and
+    a constraint violation (class 23) or a bad value (class 22) is not. Without a SQLSTATE:
+    a connection SQLAlchemy invalidated, asyncpg's connection errors, OSError (refused,
+    reset), TimeoutError, a pool checkout timeout and SQLite's busy/locked codes pass;
+    everything else is permanent.
+    """
+    import asyncpg  # the PostgreSQL driver; imported here so SQLite-only tools need no PG
+
+    for cur in _chain(exc):
+        if isinstance(cur, DBAPIError) and cur.connection_invalidated:
             return True
-        code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-        if code in ("40P01", "40001", "55P03", "57P01", "08006", "08003", "08001"):
+        code = _sqlstate(cur)
+        if code is not None:
+            # The first SQLSTATE found decides: a wrapped cause says the same or nothing.
+            return code[:2] in TRANSIENT_SQLSTATE_CLASSES or code in TRANSIENT_SQLSTATES
+        if isinstance(
+            cur,
+            OSError
+            | TimeoutError
+            | asyncpg.exceptions.PostgresConnectionError
+            | sa_exc.TimeoutError
+            | sa_exc.DisconnectionError,
+        ):
             return True
-        text = str(exc.orig).lower()
-        return any(
-            s in text
-            for s in ("deadlock", "database is locked", "could not serialize", "connection")
-        )
-    return isinstance(exc, OSError | ConnectionError | TimeoutError)
+        if getattr(cur, "sqlite_errorcode", None) in _SQLITE_BUSY:
+            return True
+    return False
 
 
 #: SQLAlchemy's per-connection savepoint counter (sa_savepoint_<n>), reset per batch.
@@ -233,10 +374,20 @@ _DEVICES = (
         Vehicle.id,
         Vehicle.serial_number,
         Vehicle.network_id,
+        Device.boot_id,
+        DeviceBoot.acks,
     )
     .outerjoin(Station, Station.device_id == Device.device_id)
     .outerjoin(Cluster, Cluster.id == Station.cluster_id)
     .outerjoin(Vehicle, Vehicle.device_id == Device.device_id)
+    # The current boot's birth (devices.boot_id is its text form).
+    .outerjoin(
+        DeviceBoot,
+        and_(
+            DeviceBoot.device_id == Device.device_id,
+            cast(DeviceBoot.boot_id, String) == Device.boot_id,
+        ),
+    )
     .where(_DEVICE_ID.in_(bindparam("ids", expanding=True)))
 )
 # Statements of the hot paths are built once (building one and its cache key costs about
@@ -291,6 +442,8 @@ class BatchApplier:
         freefloat: FreeFloatHook | None = None,
         alert_sample_s: float = 5.0,
         hold_connection: bool = False,
+        require_boot: bool = False,
+        budget: DeadLetterBudget | None = None,
     ) -> None:
         """``alerts``: the fleet alert rules, fed every new message in the same transaction
         — events, births and deaths always; a vehicle's telemetry and status at most once
@@ -298,7 +451,10 @@ class BatchApplier:
         grain, and the rules cost several queries per call).
         ``freefloat``: geofencing of vehicle positions and free-float lock verdicts.
         ``hold_connection``: keep one connection between batches (a worker does; call
-        :meth:`release` when done)."""
+        :meth:`release` when done).
+        ``require_boot``: a sequenced message of a device that never had a birth accepted
+        is a dead letter (the workers; off for callers that feed messages directly).
+        ``budget``: dead letters stored per device, reason and hour."""
         self.alert_sample_s = alert_sample_s
         self._sampled: dict[tuple[str, Channel], float] = {}
         self._sessionmaker = sessionmaker
@@ -313,6 +469,8 @@ class BatchApplier:
         self._seen_written: dict[str, float] = {}
         self.hold_connection = hold_connection
         self._connection: AsyncConnection | None = None
+        self.require_boot = require_boot
+        self.budget = budget or DeadLetterBudget()
 
     async def _session(self) -> AsyncSession:
         """A session for one batch. With ``hold_connection`` it runs on this applier's own
@@ -342,65 +500,211 @@ class BatchApplier:
             await connection.close()
 
     async def apply(self, batch: list[Inbound]) -> BatchOutcome:
+        """Apply ``batch`` in one transaction. Raises only what the whole batch failed on
+        (transient: retry it; else the worker applies its messages one by one)."""
         if not batch:
             return BatchOutcome()
         try:
             try:
                 return await self._apply(batch)
             except _LoneEventFailed as failed:
-                return await self._apply(batch, failed=failed.key)
+                return await self._apply(batch, failed=failed)
         except BaseException:
             await self.release()
             raise
 
+    def prepare(self, item: Inbound) -> Letter | None:
+        """Checks without the database, once per message: a device time out of bounds is
+        replaced by the receive time (:func:`rules.device_time`) and the device's clock
+        flagged; then a value PostgreSQL cannot store makes it a dead letter (returned)."""
+        if item.prepared:
+            return None
+        item.prepared = True
+        if not item.received_ms:
+            item.received_ms = self._clock_ms()
+        stamp = item.msg.stamp
+        # Heartbeats keep their stamp: the TimeReply echoes it to correct that very clock.
+        if item.channel is not Channel.HEARTBEAT:
+            ts_ms, flagged = rules.device_time(stamp.ts_ms, item.received_ms)
+            if flagged:
+                self.stats.clock_flagged += 1
+                self.stats.log_limited(
+                    "device_clock_flagged",
+                    item.device_id,
+                    device=item.device_id,
+                    ts_ms=stamp.ts_ms,
+                    received_ms=item.received_ms,
+                )
+                # Birth and death stay in the device's own clock when storable: a death is
+                # ordered against its boot's birth (both wrong the same way is still the
+                # right order).
+                keep = item.channel in (Channel.BIRTH, Channel.DEATH)
+                if not keep or stamp.ts_ms > rules.INT64_MAX:
+                    item.msg = m.UpMessage(
+                        m.Stamp(stamp.boot_id, stamp.seq, ts_ms), item.msg.body
+                    )
+        problem = rules.unstorable(item.msg)
+        if problem is not None:
+            return item.letter(DeadLetterReason.UNSTORABLE, problem)
+        return None
+
+    def _refuse(
+        self, item: Inbound, info: _DeviceInfo | None, booted: set[str]
+    ) -> tuple[str, str] | None:
+        """A rule that refuses the message whatever the database holds: (reason, error)."""
+        if info is None:
+            return DeadLetterReason.UNKNOWN_DEVICE, "no such device"
+        if info.decommissioned:
+            return DeadLetterReason.DECOMMISSIONED, "the device is decommissioned"
+        if (
+            self.require_boot
+            and item.sequenced
+            and not info.booted
+            and item.device_id not in booted
+        ):
+            return DeadLetterReason.NO_BOOT, "no birth of this device was ever accepted"
+        body = item.msg.body
+        if info.kind == DeviceKind.VEHICLE and isinstance(body, m.Status) and body.spot >= 1:
+            return DeadLetterReason.VEHICLE_SPOT_STATUS, f"a vehicle reported spot {body.spot}"
+        return None
+
+    def _letter(self, out: BatchOutcome, letter: Letter) -> None:
+        """Keep ``letter`` for the batch's transaction, within the budget (else only counted)."""
+        if letter.replay_of is None and not self.budget.allow(letter.device_id, letter.reason):
+            self.stats.dead_dropped[letter.reason] += 1
+            if letter.device_id is not None and letter.boot_id is not None and letter.seq:
+                out.unsettled.add((letter.device_id, letter.boot_id, letter.seq))
+            return
+        out.dead.append(letter)
+
     async def _apply(
-        self, batch: list[Inbound], failed: tuple[str, int, int] | None = None
+        self, batch: list[Inbound], failed: _LoneEventFailed | None = None
     ) -> BatchOutcome:
-        """``failed``: the key of the event of a one-message batch that failed (counted): the
-        batch is applied again without it (the key claimed, the device seen)."""
+        """``failed``: the event of a one-message batch that failed: the batch is applied
+        again without it (the key claimed, the device seen, the dead letter stored)."""
         out = BatchOutcome()
         if self.freefloat is not None:
             self.freefloat.begin_batch()
+        dead: set[int] = set()
+        for n, item in enumerate(batch):
+            letter = self.prepare(item)
+            if letter is not None:
+                dead.add(n)
+                self.stats.reject(letter.reason, device=item.device_id, error=letter.error)
+                self._letter(out, letter)
         async with await self._session() as session, session.begin():
             infos = await self._devices(session, {i.device_id for i in batch})
+            booted = {i.device_id for i in batch if i.channel is Channel.BIRTH}
             known: list[Inbound] = []
-            for item in batch:
+            for n, item in enumerate(batch):
+                if n in dead:
+                    continue
                 info = infos.get(item.device_id)
-                if info is None or info.decommissioned:
-                    reason = "unknown-device" if info is None else "decommissioned-device"
+                refused = self._refuse(item, info, booted)
+                if refused is not None:
+                    reason, error = refused
                     if item.channel is Channel.BIRTH:
                         out.replies.append(self._boot_reply(item, pe.BootStatus.REJECTED))
                     self.stats.reject(reason, device=item.device_id, channel=item.channel)
+                    self._letter(
+                        out,
+                        item.letter(
+                            reason, error, network_id=info.network_id if info else None
+                        ),
+                    )
                     continue
                 known.append(item)
-            if not known:
-                return out
-            fresh = await self._dedupe(session, known)
-            by_channel: dict[Channel, list[Inbound]] = {}
-            for item in fresh:
-                by_channel.setdefault(item.channel, []).append(item)
-            ts_key: Callable[[Inbound], int] = lambda i: i.msg.stamp.ts_ms  # noqa: E731
-            for item in sorted(by_channel.get(Channel.BIRTH, []), key=ts_key):
-                await self._birth(session, item, infos[item.device_id], out)
-            for item in sorted(by_channel.get(Channel.DEATH, []), key=ts_key):
-                await self._death(session, item, infos[item.device_id])
-            await self._heartbeats(session, by_channel.get(Channel.HEARTBEAT, []), out)
-            await self._statuses(session, by_channel.get(Channel.STATUS, []), infos)
-            await self._telemetry(session, by_channel.get(Channel.TELEMETRY, []), infos, out)
-            # An event alone in its batch needs no savepoint (two round trips): if it fails,
-            # the batch runs again without it, as the savepoint would have left it.
-            lone = len(batch) == 1 and failed is None
-            for item in sorted(by_channel.get(Channel.EVENT, []), key=lambda i: i.key):
-                if item.key != failed:
-                    await self._event(session, item, infos[item.device_id], savepoint=not lone)
-            for item in by_channel.get(Channel.RESULT, []):
-                await self._result(session, item)
-            await self._seen(session, {i.device_id for i in known})
-            self.stats.applied += len(fresh)
-            for item in fresh:
-                self.stats.by_channel[item.channel.value] += 1
+            if failed is not None:
+                failed.letter.network_id = infos[failed.key[0]].network_id
+                self._letter(out, failed.letter)
+            if known:
+                await self._apply_known(session, batch, known, infos, out, failed)
+            await deadletters.store(session, out.dead)
+        for letter in out.dead:
+            self.stats.dead_lettered[letter.reason] += 1
+        out.settled = self._settled(batch, infos, out)
         if self.freefloat is not None:
             await self.freefloat.after_commit(self._sessionmaker)
+        return out
+
+    def _settled(
+        self, batch: list[Inbound], infos: dict[str, _DeviceInfo], out: BatchOutcome
+    ) -> list[Inbound]:
+        """The sequenced messages of devices taking Acks whose fate this batch committed:
+        all of them but the dead letters over the budget (not stored: not acknowledged,
+        the device keeps them)."""
+        settled: list[Inbound] = []
+        for item in batch:
+            info = infos.get(item.device_id)
+            if info is None or not info.acks or not item.sequenced:
+                continue
+            if item.key in out.unsettled or item.msg.stamp.seq > rules.INT64_MAX:
+                continue
+            settled.append(item)
+        return settled
+
+    async def _apply_known(
+        self,
+        session: AsyncSession,
+        batch: list[Inbound],
+        known: list[Inbound],
+        infos: dict[str, _DeviceInfo],
+        out: BatchOutcome,
+        failed: _LoneEventFailed | None,
+    ) -> None:
+        fresh = await self._dedupe(session, known)
+        by_channel: dict[Channel, list[Inbound]] = {}
+        for item in fresh:
+            by_channel.setdefault(item.channel, []).append(item)
+        ts_key: Callable[[Inbound], int] = lambda i: i.msg.stamp.ts_ms  # noqa: E731
+        for item in sorted(by_channel.get(Channel.BIRTH, []), key=ts_key):
+            await self._birth(session, item, infos[item.device_id], out)
+        for item in sorted(by_channel.get(Channel.DEATH, []), key=ts_key):
+            await self._death(session, item, infos[item.device_id])
+        await self._heartbeats(session, by_channel.get(Channel.HEARTBEAT, []), out)
+        await self._statuses(session, by_channel.get(Channel.STATUS, []), infos)
+        await self._telemetry(session, by_channel.get(Channel.TELEMETRY, []), infos, out)
+        # An event alone in its batch needs no savepoint (two round trips): if it fails,
+        # the batch runs again without it, as the savepoint would have left it.
+        lone = len(batch) == 1 and failed is None
+        skip = failed.key if failed is not None else None
+        for item in sorted(by_channel.get(Channel.EVENT, []), key=lambda i: i.key):
+            if item.key != skip:
+                await self._event(session, item, infos[item.device_id], out, savepoint=not lone)
+        for item in by_channel.get(Channel.RESULT, []):
+            await self._result(session, item)
+        await self._seen(session, {i.device_id for i in known})
+        self.stats.applied += len(fresh)
+        for item in fresh:
+            self.stats.by_channel[item.channel.value] += 1
+
+    async def store_letters(
+        self, letters: list[Letter], items: list[Inbound] | None = None
+    ) -> BatchOutcome:
+        """Store dead letters in a transaction of their own (a message that failed alone, or
+        ones that never decoded); ``items``: the messages they are, to Acknowledge."""
+        out = BatchOutcome()
+        for letter in letters:
+            if letter.network_id is None and letter.device_id is not None:
+                cached = self._infos.get(letter.device_id)
+                if cached is not None and cached[1] is not None:
+                    letter.network_id = cached[1].network_id
+            self._letter(out, letter)
+        if out.dead:
+            try:
+                async with self._sessionmaker() as session, session.begin():
+                    await deadletters.store(session, out.dead)
+            except BaseException:
+                await self.release()
+                raise
+        for letter in out.dead:
+            self.stats.dead_lettered[letter.reason] += 1
+        infos: dict[str, _DeviceInfo] = {}
+        for item in items or []:
+            cached = self._infos.get(item.device_id)
+            if cached is not None and cached[1] is not None:
+                infos[item.device_id] = cached[1]
+        out.settled = self._settled(items or [], infos, out)
         return out
 
     # -- lookups ----------------------------------------------------------------------
@@ -413,8 +717,14 @@ class BatchApplier:
             cached = self._infos.get(device_id)
             if cached is None or cached[0] < now:
                 missing.add(device_id)
-            elif cached[1] is not None:
-                infos[device_id] = cached[1]
+                continue
+            info = cached[1]
+            # A device never booted is looked up again: another worker may accept its birth
+            # any moment, and its next messages must not be refused as "no boot".
+            if info is not None and self.require_boot and not info.booted:
+                missing.add(device_id)
+            elif info is not None:
+                infos[device_id] = info
         if missing:
             loaded = await self._load_devices(session, missing)
             if len(self._infos) > INFO_CACHE_MAX:
@@ -432,13 +742,18 @@ class BatchApplier:
     ) -> dict[str, _DeviceInfo]:
         rows: Any = (await session.execute(_DEVICES, {"ids": sorted(ids)})).all()
         infos: dict[str, _DeviceInfo] = {}
-        for device_id, kind, creds, station_id, station_network, vid, serial, vnetwork in rows:
+        for (
+            device_id, kind, creds, station_id, station_network, vid, serial, vnetwork, boot,
+            acks,
+        ) in rows:  # fmt: skip
             info = _DeviceInfo(
                 device_id,
                 kind,
                 bool((creds or {}).get("decommissioned")),
                 station_id=station_id,
                 network_id=station_network,
+                booted=boot is not None,
+                acks=bool(acks),
             )
             if kind == DeviceKind.VEHICLE and vid is not None:
                 info.vehicle_id, info.serial_number, info.network_id = vid, serial, vnetwork
@@ -480,13 +795,18 @@ class BatchApplier:
 
     # -- birth / death / heartbeat ------------------------------------------------------
 
-    def _boot_reply(self, item: Inbound, status: pe.BootStatus) -> Reply:
+    def _boot_reply(
+        self, item: Inbound, status: pe.BootStatus, *, acks: bool | None = None
+    ) -> Reply:
+        """``acks``: True answers a birth that asked for Acks (SPEC §4.6); None for the
+        others, whose reply stays as before."""
         reply = m.BootReply(
             status=status,
             server_time_ms=self._clock_ms(),
             heartbeat_s=self.heartbeat_s,
             boot_id=item.msg.stamp.boot_id,
             retry_after_s=REJECTED_RETRY_AFTER_S if status is pe.BootStatus.REJECTED else None,
+            acks=acks,
         )
         return Reply(topics.down(item.device_id, Channel.BOOT), codec.encode_down(reply), 1)
 
@@ -521,6 +841,7 @@ class BatchApplier:
             "died_at": None,
             "death_ts_ms": None,
             "death_reason": None,
+            "acks": birth.acks,
         }
         ins = _insert(session, DeviceBoot).values(values)
         await session.execute(
@@ -548,14 +869,21 @@ class BatchApplier:
         )
         if not was_online:
             self._emit_online(session, info, True, now)
-        out.replies.append(self._boot_reply(item, pe.BootStatus.ACCEPTED))
+        # This worker's view of the device now (others see it within INFO_TTL_S; until then
+        # they may not Ack it, and the device's resend after its ack timeout is Acked).
+        info.booted = True
+        info.acks = birth.acks
+        out.replies.append(
+            self._boot_reply(item, pe.BootStatus.ACCEPTED, acks=True if birth.acks else None)
+        )
         await self._alert(session, item, info)
         log.info(
-            "event=device_birth device=%s boot_id=%s firmware=%s pending_from=%s",
+            "event=device_birth device=%s boot_id=%s firmware=%s pending_from=%s acks=%s",
             item.device_id,
             stamp.boot_id,
-            birth.firmware,
+            clip(birth.firmware),
             birth.pending_from,
+            birth.acks,
         )
 
     def _emit_online(
@@ -862,8 +1190,16 @@ class BatchApplier:
     # -- events -----------------------------------------------------------------------
 
     async def _event(
-        self, session: AsyncSession, item: Inbound, info: _DeviceInfo, *, savepoint: bool = True
+        self,
+        session: AsyncSession,
+        item: Inbound,
+        info: _DeviceInfo,
+        out: BatchOutcome,
+        *,
+        savepoint: bool = True,
     ) -> None:
+        """Apply one event; one that fails for good becomes a dead letter (its key stays
+        claimed, the rest of the batch goes on)."""
         body = item.msg.body
         try:
             if savepoint:
@@ -872,25 +1208,19 @@ class BatchApplier:
             else:
                 await self._dispatch_event(session, item, info, body)
                 await session.flush()  # what the savepoint's release would flush, here
-        except DBAPIError as exc:
+        except Exception as exc:  # a domain error on one event must not lose the batch
             if is_transient(exc):
                 raise
             self._rolled_back(session)
             self.stats.reject(
                 "event-apply-failed", device=item.device_id, event=type(body).__name__, error=exc
             )
-            if not savepoint:
-                raise _LoneEventFailed(item.key) from exc
-        except Exception as exc:  # a domain error on one event must not lose the batch
-            self._rolled_back(session)
-            self.stats.reject(
-                "event-apply-failed",
-                device=item.device_id,
-                event=type(body).__name__,
-                error=repr(exc),
+            letter = item.letter(
+                DeadLetterReason.APPLY_FAILED, exc, network_id=info.network_id
             )
             if not savepoint:
-                raise _LoneEventFailed(item.key) from exc
+                raise _LoneEventFailed(item.key, letter) from exc
+            self._letter(out, letter)
 
     def _rolled_back(self, session: AsyncSession) -> None:
         if self.alerts is not None:

@@ -2,8 +2,8 @@
 
 Why paho (not aiomqtt): paho lets us send the PUBACK ourselves (``manual_ack``), after the
 batch is committed. A worker that dies mid-batch leaves its messages unacknowledged: the
-broker sends them again (persistent session), and the database dedupe makes that replay
-harmless. Why in the event loop (paho's documented external-loop API: socket callbacks,
+devices send them again (end-to-end Ack, SPEC §4.6), and the database dedupe makes that
+replay harmless. Why in the event loop (paho's documented external-loop API: socket callbacks,
 ``loop_read``/``loop_write``/``loop_misc``), not on paho's thread: the work is CPU-bound
 Python, so a second thread only adds GIL hand-offs and a wake-up syscall per PUBACK;
 here acknowledgements queue up and go out in one write, and the socket is read whenever
@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -36,10 +37,13 @@ class Received:
     qos: int
     #: Connection generation it came on; a mid is only meaningful on that connection.
     generation: int
+    #: When it was read from the socket, ms since the epoch (device time is bounded by it).
+    received_ms: int = 0
 
 
 class MqttConsumer:
-    """Subscribe ``topic`` (QoS 1) on a persistent session and hand batches to asyncio."""
+    """Subscribe ``topic`` (QoS 1) and hand batches to asyncio (clean session by default:
+    see :mod:`kickstand.cloud.ingest.worker` for why)."""
 
     #: Packets read per readiness callback at most (then the loop gets a turn).
     READ_BURST = 512
@@ -50,7 +54,7 @@ class MqttConsumer:
         client_id: str,
         topic: str,
         *,
-        clean_session: bool = False,
+        clean_session: bool = True,
         keepalive: int = 30,
     ) -> None:
         self.url = url
@@ -120,7 +124,10 @@ class MqttConsumer:
         log.warning("event=mqtt_disconnected client=%s reason=%s", self.client_id, reason)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        self._pending.append(Received(msg.topic, msg.payload, msg.mid, msg.qos, self._generation))
+        now_ms = time.time_ns() // 1_000_000
+        self._pending.append(
+            Received(msg.topic, msg.payload, msg.mid, msg.qos, self._generation, now_ms)
+        )
         self._received += 1
         if self._wake is not None:
             self._wake.set()

@@ -12,6 +12,9 @@
   seq; another boot: later device time) than the stored one, so out-of-order delivery
   across workers never rolls state back.
 * ``device_commands`` — every signed command sent, its rent, and the device's result.
+* ``dead_letters`` — a device message ingest could not apply (undecodable, refused by a
+  rule, or failing for good), with its raw bytes and the error, for an operator to see,
+  replay or discard. A sequenced message has one row (a second failure counts on it).
 """
 
 from __future__ import annotations
@@ -19,7 +22,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Index, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kickstand.cloud.models import Base, utcnow
@@ -58,6 +71,8 @@ class DeviceBoot(Base):
     #: Device time of the death (a Will carries the time of the connect that set it).
     death_ts_ms: Mapped[int | None] = mapped_column(BigInteger, default=None)
     death_reason: Mapped[str | None] = mapped_column(String(200), default=None)
+    #: The birth said the device keeps its messages until the cloud's Ack (SPEC §4.6).
+    acks: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
 
     __table_args__ = (
         UniqueConstraint("device_id", "boot_id", name="uq_device_boots_device_boot"),
@@ -110,4 +125,63 @@ class DeviceCommand(Base):
     result_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
-__all__ = ["CommandStatus", "DeviceBoot", "DeviceCommand", "DeviceStatus", "IngestedMessage"]
+class DeadLetterStatus:
+    OPEN = "open"
+    #: Applied by an operator's replay.
+    REPLAYED = "replayed"
+    DISCARDED = "discarded"
+
+
+_SEQUENCED_SQL = "seq IS NOT NULL"
+
+
+class DeadLetter(Base):
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: None when the topic named no device.
+    device_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    #: The device's network when it had one (operators see their networks' letters).
+    network_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    topic: Mapped[str] = mapped_column(String(256))
+    channel: Mapped[str | None] = mapped_column(String(16), default=None)
+    #: The message as received (cut at ``PAYLOAD_MAX`` bytes: then not replayable).
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    payload_size: Mapped[int] = mapped_column(Integer)
+    boot_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    seq: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    reason: Mapped[str] = mapped_column(String(48))
+    error_class: Mapped[str] = mapped_column(String(120))
+    error: Mapped[str] = mapped_column(String(1000))
+    first_failed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_failed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(16), default=DeadLetterStatus.OPEN)
+    resolved_at: Mapped[datetime | None] = mapped_column(default=None)
+    #: The operator who replayed or discarded it.
+    resolved_by: Mapped[int | None] = mapped_column(Integer, default=None)
+
+    __table_args__ = (
+        Index(
+            "uq_dead_letters_message",
+            "device_id",
+            "boot_id",
+            "seq",
+            unique=True,
+            postgresql_where=text(_SEQUENCED_SQL),
+            sqlite_where=text(_SEQUENCED_SQL),
+        ),
+        Index("ix_dead_letters_status_id", "status", "id"),
+        Index("ix_dead_letters_device_id", "device_id", "id"),
+    )
+
+
+__all__ = [
+    "CommandStatus",
+    "DeadLetter",
+    "DeadLetterStatus",
+    "DeviceBoot",
+    "DeviceCommand",
+    "DeviceStatus",
+    "IngestedMessage",
+]

@@ -4,10 +4,27 @@
     async with worker:          # connected and subscribed when this returns
         await worker.wait()     # or do other things; the worker runs in a task
 
-Every payload is decoded with the v1 codec; a bad topic or payload is logged and
-counted per reason (``worker.stats.rejected``) and acknowledged, never retried. The
-PUBACK of a message is sent only after its batch is committed (at-least-once), the
-dedupe in :mod:`kickstand.cloud.ingest.apply` makes the replays harmless.
+Every payload is decoded with the v1 codec; a bad topic or payload is counted per reason
+(``worker.stats.rejected``, log lines rate-limited), stored as a dead letter
+(:mod:`kickstand.cloud.ingest.deadletters`) and acknowledged, never retried.
+
+Failures: a batch that fails on a transient database error (by SQLSTATE:
+:func:`~kickstand.cloud.ingest.apply.is_transient`) is retried with a capped back-off,
+for as long as it takes, and nothing of it is acknowledged meanwhile; one that fails for
+good is applied again message by message, and a message that still fails is a dead letter.
+The PUBACK of a message is sent only after its fate is committed (at-least-once), the
+dedupe in :mod:`kickstand.cloud.ingest.apply` makes the replays harmless. Then each device
+that asked for them (Birth ``acks``) gets one Ack for the batch's sequenced messages
+(SPEC §4.6): only then may it forget them.
+
+Sessions: a worker connects with a clean session (``clean_session=True``, the default)
+and holds nothing durable on the shared subscription. A persistent session would keep
+the worker's round-robin share of the devices' messages queued at the broker while it is
+down — for ever if it never returns (a crash, a scale-down, a new container hostname) —
+and a broker loses such a queue when it crashes anyway. With a clean session a worker
+that goes away loses only what it held unacknowledged, and the devices publish that
+again after their ack timeout to the workers that remain (SPEC §4.6). Devices without
+Acks (older firmware) lose what a dying worker held: the price of not stranding others.
 """
 
 from __future__ import annotations
@@ -15,6 +32,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
@@ -32,10 +51,11 @@ from kickstand.cloud.ingest.apply import (
     is_transient,
 )
 from kickstand.cloud.ingest.consumer import MqttConsumer, Received
+from kickstand.cloud.ingest.deadletters import DeadLetterBudget, DeadLetterReason, Letter
 from kickstand.cloud.telemetry.store import TelemetryStore
 from kickstand.protocol import topics
-from kickstand.protocol.errors import DecodeError, TopicError
-from kickstand.protocol.topics import Direction
+from kickstand.protocol.errors import DecodeError, EncodeError, TopicError
+from kickstand.protocol.topics import Channel, Direction
 from kickstand.protocol.v1 import codec
 
 if TYPE_CHECKING:
@@ -59,7 +79,7 @@ class IngestWorker:
         client_id: str = "ingest-1",
         shared: bool = True,
         group: str = "ingest",
-        clean_session: bool = False,
+        clean_session: bool = True,
         batch_max: int = 1000,
         heartbeat_s: int = 30,
         death_slack_ms: int = DEFAULT_DEATH_SLACK_MS,
@@ -68,9 +88,12 @@ class IngestWorker:
         alerts: AlertEngine | None = None,
         sweep_alerts_every_s: float | None = None,
         freefloat: FreeFloatHook | None = None,
+        dead_letters_per_hour: int = 100,
     ) -> None:
         """``shared=False`` subscribes the plain filter (embedded amqtt has no ``$share``):
-        then run exactly one worker."""
+        then run exactly one worker. ``clean_session=False`` only for a single worker that
+        must find what was queued while it was down (a benchmark's method).
+        ``dead_letters_per_hour``: stored per device and reason (the rest counted)."""
         self.url = MqttUrl.parse(mqtt_url)
         self.topic = topics.ingest_subscription(group) if shared else PLAIN_SUBSCRIPTION
         self.client_id = client_id
@@ -90,6 +113,8 @@ class IngestWorker:
             alerts=alerts,
             freefloat=freefloat,
             hold_connection=True,
+            require_boot=True,
+            budget=DeadLetterBudget(dead_letters_per_hour),
         )
         self.sweep_alerts_every_s = sweep_alerts_every_s
         self._task: asyncio.Task[None] | None = None
@@ -98,7 +123,9 @@ class IngestWorker:
         self._decoding = False
         #: Parsed topics (a device uses a handful; parsing validates with a regex).
         self._topics: dict[str, topics.Topic] = {}
-        self._stage: asyncio.Queue[tuple[list[Received], list[Inbound]]] | None = None
+        self._stage: asyncio.Queue[tuple[list[Received], list[Inbound], list[Letter]]] | None = (
+            None
+        )
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -122,7 +149,9 @@ class IngestWorker:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._task = self._prune_task = None
-        await self._applier.release()
+        # A database that does not answer must not hold the stop (the connection is gone).
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._applier.release(), 5.0)
         await self._consumer.stop()
         metrics.unregister("ingest", self.client_id)
         log.info("event=ingest_worker_stopped client=%s stats=%s", self.client_id, self.stats)
@@ -162,15 +191,17 @@ class IngestWorker:
 
     async def _run(self) -> None:
         # Two stages: batch N+1 is decoded while batch N waits on the database.
-        decoded: asyncio.Queue[tuple[list[Received], list[Inbound]]] = asyncio.Queue(maxsize=1)
+        decoded: asyncio.Queue[tuple[list[Received], list[Inbound], list[Letter]]] = (
+            asyncio.Queue(maxsize=1)
+        )
         self._stage = decoded
         decoder = asyncio.create_task(self._decode_loop(decoded), name=f"decode:{self.client_id}")
         try:
             while True:
-                items, batch = await decoded.get()
+                items, batch, letters = await decoded.get()
                 self._busy = True
                 try:
-                    await self._handle(items, batch)
+                    await self._handle(items, batch, letters)
                 finally:
                     self._busy = False
         finally:
@@ -179,97 +210,167 @@ class IngestWorker:
                 await decoder
 
     async def _decode_loop(
-        self, out: asyncio.Queue[tuple[list[Received], list[Inbound]]]
+        self, out: asyncio.Queue[tuple[list[Received], list[Inbound], list[Letter]]]
     ) -> None:
         while True:
             items = await self._consumer.next_batch(self.batch_max)
             self._decoding = True
             try:
                 batch: list[Inbound] = []
+                letters: list[Letter] = []
                 for item in items:
                     self.stats.received += 1
-                    inbound = self._decode(item)
+                    inbound = self._decode(item, letters)
                     if inbound is not None:
                         batch.append(inbound)
             finally:
                 self._decoding = False
-            await out.put((items, batch))
+            await out.put((items, batch, letters))
 
-    async def _handle(self, items: list[Received], decoded: list[Inbound]) -> None:
+    async def _handle(
+        self, items: list[Received], decoded: list[Inbound], letters: list[Letter]
+    ) -> None:
         outcome = await self._apply(decoded)
+        if letters:
+            outcome.merge(await self._retrying(lambda: self._applier.store_letters(letters)))
+        # Committed: now the replies, the Acks and the PUBACKs.
         for reply in outcome.replies:
             self._consumer.publish(reply.topic, reply.payload, reply.qos)
+        self._send_acks(outcome.settled)
         if outcome.points:
             self._write_points(outcome)
         for item in items:
             self._consumer.ack(item)
         self.stats.batches += 1
+        if items:
+            now_ms = time.time_ns() // 1_000_000
+            self.stats.lag_s = max(0.0, (now_ms - items[-1].received_ms) / 1000)
+            self.stats.oldest_s = max(0.0, (now_ms - items[0].received_ms) / 1000)
 
-    def _decode(self, item: Received) -> Inbound | None:
+    def _send_acks(self, settled: list[Inbound]) -> None:
+        """One Ack per device for the batch (more only past MAX_ACK_RANGES ranges)."""
+        if not settled:
+            return
+        keys: dict[str, list[tuple[int, int]]] = {}
+        for item in settled:
+            keys.setdefault(item.device_id, []).append(
+                (item.msg.stamp.boot_id, item.msg.stamp.seq)
+            )
+        for device_id, device_keys in keys.items():
+            topic = topics.down(device_id, Channel.ACK)
+            try:
+                payloads = [codec.encode_down(ack) for ack in codec.acks_for(device_keys)]
+            except EncodeError as exc:  # a stamp beyond the wire's range: nothing to Ack
+                self.stats.reject("ack-unencodable", device=device_id, error=exc.reason)
+                continue
+            for payload in payloads:
+                self._consumer.publish(topic, payload, 0)
+                self.stats.acks_sent += 1
+
+    def _decode(self, item: Received, letters: list[Letter] | None = None) -> Inbound | None:
+        """The message of ``item``, or None: counted as rejected and, with ``letters``, a
+        dead letter appended to it."""
         topic = self._topics.get(item.topic)
         if topic is None:
             try:
                 topic = topics.parse(item.topic)
             except TopicError as exc:
-                self.stats.reject("bad-topic", topic=item.topic, error=exc.reason)
+                self._rejected(item, DeadLetterReason.BAD_TOPIC, exc.reason, None, letters)
                 return None
             if len(self._topics) > TOPIC_CACHE_MAX:
                 self._topics.clear()
             self._topics[item.topic] = topic
         if topic.direction is not Direction.UP:
-            self.stats.reject("bad-topic", topic=item.topic, error="not a device topic")
+            self._rejected(
+                item, DeadLetterReason.BAD_TOPIC, "not a device topic", topic, letters
+            )
             return None
         try:
             msg = codec.decode_up(topic.channel, item.payload)
         except DecodeError as exc:
-            self.stats.reject(
-                exc.code, device=topic.device_id, channel=topic.channel, error=exc.reason
-            )
+            self._rejected(item, exc.code, exc.reason, topic, letters)
             return None
-        return Inbound(topic.device_id, topic.channel, msg)
+        return Inbound(
+            topic.device_id,
+            topic.channel,
+            msg,
+            raw=item.payload,
+            topic=item.topic,
+            received_ms=item.received_ms,
+        )
 
-    async def _apply(self, batch: list[Inbound]) -> BatchOutcome:
+    def _rejected(
+        self,
+        item: Received,
+        reason: str,
+        error: str,
+        topic: topics.Topic | None,
+        letters: list[Letter] | None,
+    ) -> None:
+        device = topic.device_id if topic is not None else None
+        channel = topic.channel.value if topic is not None else None
+        self.stats.reject(reason, device=device, channel=channel, topic=item.topic, error=error)
+        if letters is not None:
+            letters.append(
+                Letter(
+                    topic=item.topic,
+                    payload=item.payload,
+                    reason=reason,
+                    error_class=reason,
+                    error=error,
+                    device_id=device,
+                    channel=channel,
+                )
+            )
+
+    async def _retrying(self, work: Callable[[], Awaitable[BatchOutcome]]) -> BatchOutcome:
+        """``work`` until it does not fail on a transient error (capped back-off)."""
         attempt = 0
         while True:
             try:
-                return await self._applier.apply(batch)
+                return await work()
             except Exception as exc:
-                if is_transient(exc):
-                    attempt += 1
-                    self.stats.retries += 1
-                    delay = min(0.02 * 2**attempt, MAX_BACKOFF_S)
-                    log.warning(
-                        "event=ingest_batch_retry client=%s attempt=%s delay_s=%.2f error=%r",
-                        self.client_id,
-                        attempt,
-                        delay,
-                        exc,
-                    )
-                    await asyncio.sleep(delay)
-                    continue
-                if len(batch) > 1:
-                    # One bad message must not block the others: apply them one by one.
-                    log.warning(
-                        "event=ingest_batch_isolate client=%s size=%s error=%r",
-                        self.client_id,
-                        len(batch),
-                        exc,
-                    )
-                    merged = BatchOutcome()
-                    for one in batch:
-                        part = await self._apply([one])
-                        merged.replies.extend(part.replies)
-                        merged.points.extend(part.points)
-                    return merged
-                first = batch[0] if batch else None
-                self.stats.reject(
-                    "apply-failed",
-                    device=first.device_id if first else None,
-                    channel=first.channel if first else None,
-                    error=repr(exc),
+                if not is_transient(exc):
+                    raise
+                attempt += 1
+                self.stats.retries += 1
+                delay = min(0.02 * 2**attempt, MAX_BACKOFF_S)
+                self.stats.log_limited(
+                    "ingest_batch_retry",
+                    type(exc).__name__,
+                    client=self.client_id,
+                    attempt=attempt,
+                    delay_s=f"{delay:.2f}",
+                    error=exc,
                 )
-                log.exception("event=ingest_apply_failed client=%s", self.client_id)
+                await asyncio.sleep(delay)
+
+    async def _apply(self, batch: list[Inbound]) -> BatchOutcome:
+        try:
+            return await self._retrying(lambda: self._applier.apply(batch))
+        except Exception as exc:
+            if len(batch) > 1:
+                # One bad message must not block the others: apply them one by one.
+                self.stats.log_limited(
+                    "ingest_batch_isolate",
+                    type(exc).__name__,
+                    client=self.client_id,
+                    size=len(batch),
+                    error=exc,
+                )
+                merged = BatchOutcome()
+                for one in batch:
+                    merged.merge(await self._apply([one]))
+                return merged
+            if not batch:
                 return BatchOutcome()
+            one = batch[0]
+            self.stats.reject(
+                "apply-failed", device=one.device_id, channel=one.channel, error=exc
+            )
+            log.debug("event=ingest_apply_failed client=%s", self.client_id, exc_info=True)
+            letter = one.letter(DeadLetterReason.APPLY_FAILED, exc)
+            return await self._retrying(lambda: self._applier.store_letters([letter], [one]))
 
     def _write_points(self, outcome: BatchOutcome) -> None:
         if self.telemetry is None:

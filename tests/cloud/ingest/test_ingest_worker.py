@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import cbor2
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -219,23 +217,25 @@ async def test_malformed_payloads_are_counted_and_do_not_stop_the_worker(
     assert rejected["malformed"] + rejected["schema"] == 3
 
 
-async def test_worker_restart_gets_what_the_broker_queued_meanwhile(
+async def test_a_worker_that_leaves_strands_nothing(
     mosquitto: MosquittoService, start_worker: WorkerFactory, pg_sessionmaker: Maker
 ) -> None:
-    first = await start_worker(client_id="ingest-restart-a")
-    await first.stop()  # down: the broker queues for its persistent session
+    """Clean sessions: a worker gone from the shared subscription gets no share of what
+    comes next (a persistent session would keep half of it queued for its return)."""
+    leaving = await start_worker(client_id="ingest-leaving-a")
+    staying = await start_worker(group=leaving.topic.split("/")[1])
+    await leaving.stop()
     async with FakeDevice(mosquitto.host, mosquitto.port, "st-0001", boot_id=11) as dev:
         await dev.send(birth())
-        for i in range(1, 6):
-            await dev.send(m.PowerCut(), seq=i)
-        await asyncio.sleep(0.2)
-        second = await start_worker(client_id="ingest-restart-a", group=first.topic.split("/")[1])
         await dev.expect(Channel.BOOT)
+        for i in range(1, 11):
+            await dev.send(m.PowerCut(), seq=i)
 
         async def applied() -> bool:
-            return second.stats.applied >= 6
+            return staying.stats.applied >= 11
 
         await eventually(applied)
+    assert leaving.stats.received == 0
     assert (await device_row(pg_sessionmaker, "st-0001")).online
 
 
