@@ -8,6 +8,7 @@ waits at most `start_timeout` for the port, stopping escalates SIGTERM -> SIGKIL
 from __future__ import annotations
 
 import abc
+import asyncio
 import contextlib
 import ctypes
 import logging
@@ -158,6 +159,10 @@ class ManagedProcess(abc.ABC):
     def _prepare(self) -> None:  # noqa: B027 (an optional hook: doing nothing is right)
         """Write config files before the first start (called once)."""
 
+    def _env(self) -> dict[str, str] | None:
+        """The service's environment (None: ours)."""
+        return None
+
     def _ready(self) -> bool:
         return port_accepts(self.host, self.port)
 
@@ -179,31 +184,62 @@ class ManagedProcess(abc.ABC):
         return self._proc.pid if self.running and self._proc is not None else None
 
     def start(self) -> Self:
-        with self._lock:
-            if self._closed:
-                raise ServiceStateError(f"{self.service_name} was closed; make a new one")
-            if self.running:
-                return self
-            if not getattr(self, "_prepared", False):
-                self._prepare()
-                self._prepared = True
-            self._wait_port_free(grace=3.0 if self._started_once else 0.0)
-            self._spawn()
-            self._started_once = True
+        if not self._spawn_once():
+            return self
         try:
             self._wait_ready()
             self._after_start()
         except BaseException:
             self._terminate()
             raise
+        self._log_started()
+        return self
+
+    async def start_async(self) -> Self:
+        """`start()` for a caller on an event loop: the process is spawned from this (main)
+        thread, so it still dies with us, and the wait for readiness does not block the
+        loop (simulated hardware on it keeps answering the agent being started)."""
+        if not self._spawn_once():
+            return self
+        try:
+            deadline = time.monotonic() + self.start_timeout
+            # Polled: another process's readiness has no event to await.
+            while not self._check_ready(deadline):  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+            self._after_start()
+        except BaseException:
+            self._terminate()
+            raise
+        self._log_started()
+        return self
+
+    def _spawn_once(self) -> bool:
+        """Spawn the process unless it runs; False when it already ran."""
+        with self._lock:
+            if self._closed:
+                raise ServiceStateError(f"{self.service_name} was closed; make a new one")
+            if self.running:
+                return False
+            if not getattr(self, "_prepared", False):
+                self._prepare()
+                self._prepared = True
+            self._wait_port_free(grace=3.0 if self._started_once else 0.0)
+            self._spawn()
+            self._started_once = True
+        return True
+
+    def _log_started(self) -> None:
         log.info("service_started service=%s port=%d pid=%s", self.service_name, self.port,
                  self.pid)
-        return self
 
     def stop(self) -> None:
         """Graceful stop (`stop_signal`, then SIGKILL after `stop_timeout`); data stays."""
         with self._lock:
             self._terminate(sig=self.stop_signal)
+
+    async def stop_async(self) -> None:
+        """`stop()` without blocking an event loop (the wait runs in a thread)."""
+        await asyncio.to_thread(self.stop)
 
     def kill(self) -> None:
         """Crash the service (SIGKILL to its whole process group, as a machine crash
@@ -282,6 +318,7 @@ class ManagedProcess(abc.ABC):
             self._proc = subprocess.Popen(
                 cmd,
                 cwd=self.base_dir,
+                env=self._env(),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -300,23 +337,27 @@ class ManagedProcess(abc.ABC):
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.start_timeout
+        while not self._check_ready(deadline):
+            time.sleep(0.02)
+
+    def _check_ready(self, deadline: float) -> bool:
+        """True once ready; ServiceStartError when the process died or the time is up."""
         proc = self._proc
         assert proc is not None
-        while True:
-            code = proc.poll()
-            if code is not None:
-                raise ServiceStartError(
-                    self.service_name, f"exited with code {code}", self.log_tail()
-                )
-            if self._ready():
-                return
-            if time.monotonic() > deadline:
-                raise ServiceStartError(
-                    self.service_name,
-                    f"not ready on {self.host}:{self.port} after {self.start_timeout:.0f}s",
-                    self.log_tail(),
-                )
-            time.sleep(0.02)
+        code = proc.poll()
+        if code is not None:
+            raise ServiceStartError(
+                self.service_name, f"exited with code {code}", self.log_tail()
+            )
+        if self._ready():
+            return True
+        if time.monotonic() > deadline:
+            raise ServiceStartError(
+                self.service_name,
+                f"not ready on {self.host}:{self.port} after {self.start_timeout:.0f}s",
+                self.log_tail(),
+            )
+        return False
 
     def _terminate(self, sig: int = signal.SIGTERM) -> None:
         proc = self._proc

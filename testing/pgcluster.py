@@ -135,20 +135,32 @@ class PostgresCluster(ManagedProcess):
         """Restart as a standby that cannot finish starting: every connection gets 57P03
         until `promote()`. Returns once a connection was refused that way."""
         self.stop()
-        with contextlib.suppress(FileNotFoundError):
-            self.wal_released_path.unlink()
-        # The shell's parent is the startup process: when a stop kills that, stop waiting.
-        wait = (f'while [ ! -e "{self.wal_released_path}" ] && kill -0 $PPID 2>/dev/null; '
-                "do sleep 0.05; done; exit 1")
-        self._write_owned(self.data_dir / _STANDBY_CONF,
-                          f"restore_command = '{wait}'\n")
-        self._write_owned(self.data_dir / "standby.signal", "")
-        self._starting_up = True
+        self._enter_standby()
         try:
             self.start()
         except BaseException:
             self._leave_standby()
             raise
+
+    async def hold_starting_up_async(self) -> None:
+        """`hold_starting_up()` for a caller on an event loop (see `start_async`)."""
+        await self.stop_async()
+        self._enter_standby()
+        try:
+            await self.start_async()
+        except BaseException:
+            self._leave_standby()
+            raise
+
+    def _enter_standby(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.wal_released_path.unlink()
+        # The shell's parent is the startup process: when a stop kills that, stop waiting.
+        wait = (f'while [ ! -e "{self.wal_released_path}" ] && kill -0 $PPID 2>/dev/null; '
+                "do sleep 0.05; done; exit 1")
+        self._write_owned(self.data_dir / _STANDBY_CONF, f"restore_command = '{wait}'\n")
+        self._write_owned(self.data_dir / "standby.signal", "")
+        self._starting_up = True
 
     def promote(self, timeout: float = 30.0) -> None:
         """End `hold_starting_up()`: let the standby read its WAL, then promote it."""
