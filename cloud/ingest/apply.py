@@ -39,6 +39,7 @@ from sqlalchemy import (
     cast,
     exists,
     func,
+    literal,
     or_,
     select,
     text,
@@ -1026,8 +1027,11 @@ class BatchApplier:
             )
         returned: Any
         spots: dict[tuple[int, int], Any] | None = None
+        # A stored stamp further ahead than this cannot order a status of another boot.
+        horizon_ms = self._clock_ms() + rules.STATUS_ORDER_SLACK_MS
         if _pg(session):
-            columns = {name: [r[name] for r in rows] for name in _STATUS_COLUMNS}
+            columns: dict[str, Any] = {name: [r[name] for r in rows] for name in _STATUS_COLUMNS}
+            columns["horizon_ms"] = horizon_ms
             returned = (await session.execute(_PG_STATUS_UPSERT_SPOTS, columns)).all()
             spots = {(r.station_id, r.displayed_number): r for r in returned if r.id is not None}
             returned = [(r.device_id, r.spot) for r in returned]
@@ -1039,7 +1043,10 @@ class BatchApplier:
                 set_={k: ins.excluded[k] for k in rows[0] if k not in ("device_id", "spot")},
                 where=or_(
                     and_(col.boot_id == ins.excluded.boot_id, col.seq < ins.excluded.seq),
-                    and_(col.boot_id != ins.excluded.boot_id, col.ts_ms < ins.excluded.ts_ms),
+                    and_(
+                        col.boot_id != ins.excluded.boot_id,
+                        or_(col.ts_ms < ins.excluded.ts_ms, col.ts_ms > literal(horizon_ms)),
+                    ),
                 ),
             ).returning(col.device_id, col.spot)
             returned = (await session.execute(stmt, rows)).all()
@@ -1430,7 +1437,9 @@ _STATUS_COLUMNS = (
     "device_id", "spot", "boot_id", "seq", "ts_ms", "state", "lock", "serial_number", "fault",
     "battery_pct", "received_at",
 )  # fmt: skip
-# The newer stamp wins: same boot → higher seq; another boot → later device time.
+# The newer stamp wins: same boot → higher seq; another boot → later device time, unless
+# the stored stamp is ahead of the cloud's clock (past :horizon_ms): a clock that ran ahead
+# must not freeze the row against the true statuses that follow (SPEC §4.2).
 _PG_STATUS_UPSERT = text(
     "INSERT INTO device_status (device_id, spot, boot_id, seq, ts_ms, state, lock, "
     "serial_number, fault, battery_pct, received_at) "
@@ -1444,7 +1453,8 @@ _PG_STATUS_UPSERT = text(
     "serial_number = excluded.serial_number, fault = excluded.fault, "
     "battery_pct = excluded.battery_pct, received_at = excluded.received_at "
     "WHERE (device_status.boot_id = excluded.boot_id AND device_status.seq < excluded.seq) "
-    "OR (device_status.boot_id <> excluded.boot_id AND device_status.ts_ms < excluded.ts_ms) "
+    "OR (device_status.boot_id <> excluded.boot_id AND (device_status.ts_ms < excluded.ts_ms "
+    "OR device_status.ts_ms > CAST(:horizon_ms AS bigint))) "
     "RETURNING device_id, spot"
 )
 # The same, with the spot rows of the statuses applied (one round trip instead of two).
