@@ -767,11 +767,7 @@ async def vehicle_unlocked_freefloat(
         found = await session.scalars(
             _VEHICLE_RENT_BY_ID, {"vid": vehicle.id, "rent": int(rent_id), **_window(at)}
         )
-    # Not a rent opened after the lock box opened (unless the command names it).
-    rent = next(
-        (r for r in found.all() if rent_id is not None or at >= r.created_at - RENT_WINDOW_SKEW),
-        None,
-    )
+    rent = found.first()
     if rent is None:
         outbox.emit(
             session,
