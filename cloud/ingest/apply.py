@@ -182,7 +182,7 @@ class BatchOutcome:
     dead: list[Letter] = field(default_factory=list)
     #: Sequenced messages whose fate the batch committed (applied, duplicate or dead
     #: letter) of devices that take Acks: what the worker acknowledges (SPEC §4.6).
-    settled: list[Inbound] = field(default_factory=list)
+    settled: list[tuple[str, int, int]] = field(default_factory=list)
     #: Keys of dead letters over the budget: not stored, so not acknowledged.
     unsettled: set[tuple[str, int, int]] = field(default_factory=set)
 
@@ -630,18 +630,18 @@ class BatchApplier:
 
     def _settled(
         self, batch: list[Inbound], infos: dict[str, _DeviceInfo], out: BatchOutcome
-    ) -> list[Inbound]:
+    ) -> list[tuple[str, int, int]]:
         """The sequenced messages of devices taking Acks whose fate this batch committed:
         all of them but the dead letters over the budget (not stored: not acknowledged,
         the device keeps them)."""
-        settled: list[Inbound] = []
+        settled: list[tuple[str, int, int]] = []
         for item in batch:
             info = infos.get(item.device_id)
             if info is None or not info.acks or not item.sequenced:
                 continue
             if item.key in out.unsettled or item.msg.stamp.seq > rules.INT64_MAX:
                 continue
-            settled.append(item)
+            settled.append(item.key)
         return settled
 
     async def _apply_known(
@@ -679,33 +679,32 @@ class BatchApplier:
         for item in fresh:
             self.stats.by_channel[item.channel.value] += 1
 
-    async def store_letters(
-        self, letters: list[Letter], items: list[Inbound] | None = None
-    ) -> BatchOutcome:
+    async def store_letters(self, letters: list[Letter]) -> BatchOutcome:
         """Store dead letters in a transaction of their own (a message that failed alone, or
-        ones that never decoded); ``items``: the messages they are, to Acknowledge."""
+        ones that never decoded); the sequenced ones of devices taking Acks are settled."""
         out = BatchOutcome()
         for letter in letters:
-            if letter.network_id is None and letter.device_id is not None:
-                cached = self._infos.get(letter.device_id)
-                if cached is not None and cached[1] is not None:
-                    letter.network_id = cached[1].network_id
             self._letter(out, letter)
-        if out.dead:
-            try:
-                async with self._sessionmaker() as session, session.begin():
-                    await deadletters.store(session, out.dead)
-            except BaseException:
-                await self.release()
-                raise
+        if not out.dead:
+            return out
+        ids = {lt.device_id for lt in out.dead if lt.device_id is not None}
+        try:
+            async with self._sessionmaker() as session, session.begin():
+                infos = await self._devices(session, ids) if ids else {}
+                for letter in out.dead:
+                    info = infos.get(letter.device_id or "")
+                    if letter.network_id is None and info is not None:
+                        letter.network_id = info.network_id
+                await deadletters.store(session, out.dead)
+        except BaseException:
+            await self.release()
+            raise
         for letter in out.dead:
             self.stats.dead_lettered[letter.reason] += 1
-        infos: dict[str, _DeviceInfo] = {}
-        for item in items or []:
-            cached = self._infos.get(item.device_id)
-            if cached is not None and cached[1] is not None:
-                infos[item.device_id] = cached[1]
-        out.settled = self._settled(items or [], infos, out)
+            info = infos.get(letter.device_id or "")
+            if info is not None and info.acks and letter.boot_id is not None and letter.seq:
+                if letter.seq <= rules.INT64_MAX and letter.boot_id <= rules.INT64_MAX:
+                    out.settled.append((info.device_id, letter.boot_id, letter.seq))
         return out
 
     # -- lookups ----------------------------------------------------------------------

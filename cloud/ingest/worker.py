@@ -38,6 +38,7 @@ from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
+import cbor2
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kickstand.cloud import metrics
@@ -67,6 +68,27 @@ log = logging.getLogger("kickstand.cloud.ingest.worker")
 PLAIN_SUBSCRIPTION = f"{topics.ROOT}/d/+/+"
 MAX_BACKOFF_S = 5.0
 TOPIC_CACHE_MAX = 100_000
+
+
+#: Undecodable payloads up to this size are looked into for their boot_id and seq.
+READABLE_STAMP_MAX = 1024
+
+
+def _readable_stamp(payload: bytes) -> tuple[int | None, int | None]:
+    """``[boot_id, seq, …]`` of a payload the codec refused, when it is that readable: the
+    dead letter then names the message, and a device taking Acks is Acked for it (else it
+    would publish it again for ever)."""
+    if len(payload) > READABLE_STAMP_MAX:
+        return None, None
+    try:
+        wire = cbor2.loads(payload)
+    except Exception:  # not CBOR at all
+        return None, None
+    if isinstance(wire, list) and len(wire) >= 2:
+        boot_id, seq = wire[0], wire[1]
+        if type(boot_id) is int and type(seq) is int and boot_id > 0 and seq > 0:
+            return boot_id, seq
+    return None, None
 
 
 class IngestWorker:
@@ -247,15 +269,13 @@ class IngestWorker:
             self.stats.lag_s = max(0.0, (now_ms - items[-1].received_ms) / 1000)
             self.stats.oldest_s = max(0.0, (now_ms - items[0].received_ms) / 1000)
 
-    def _send_acks(self, settled: list[Inbound]) -> None:
+    def _send_acks(self, settled: list[tuple[str, int, int]]) -> None:
         """One Ack per device for the batch (more only past MAX_ACK_RANGES ranges)."""
         if not settled:
             return
         keys: dict[str, list[tuple[int, int]]] = {}
-        for item in settled:
-            keys.setdefault(item.device_id, []).append(
-                (item.msg.stamp.boot_id, item.msg.stamp.seq)
-            )
+        for device_id, boot_id, seq in settled:
+            keys.setdefault(device_id, []).append((boot_id, seq))
         for device_id, device_keys in keys.items():
             topic = topics.down(device_id, Channel.ACK)
             try:
@@ -311,6 +331,7 @@ class IngestWorker:
         channel = topic.channel.value if topic is not None else None
         self.stats.reject(reason, device=device, channel=channel, topic=item.topic, error=error)
         if letters is not None:
+            boot_id, seq = _readable_stamp(item.payload) if topic is not None else (None, None)
             letters.append(
                 Letter(
                     topic=item.topic,
@@ -320,6 +341,8 @@ class IngestWorker:
                     error=error,
                     device_id=device,
                     channel=channel,
+                    boot_id=boot_id,
+                    seq=seq,
                 )
             )
 
@@ -370,7 +393,7 @@ class IngestWorker:
             )
             log.debug("event=ingest_apply_failed client=%s", self.client_id, exc_info=True)
             letter = one.letter(DeadLetterReason.APPLY_FAILED, exc)
-            return await self._retrying(lambda: self._applier.store_letters([letter], [one]))
+            return await self._retrying(lambda: self._applier.store_letters([letter]))
 
     def _write_points(self, outcome: BatchOutcome) -> None:
         if self.telemetry is None:

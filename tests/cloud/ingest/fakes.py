@@ -34,7 +34,7 @@ class FakeDevice:
         self.seq = 0
         self._client = aiomqtt.Client(host, port, identifier=device_id, clean_session=True)
         self.received: dict[Channel, asyncio.Queue[bytes]] = {
-            ch: asyncio.Queue() for ch in (Channel.BOOT, Channel.TIME, Channel.COMMAND)
+            ch: asyncio.Queue() for ch in (Channel.BOOT, Channel.TIME, Channel.COMMAND, Channel.ACK)
         }
         self._reader: asyncio.Task[None] | None = None
         #: Called with each command payload; may publish a result.
