@@ -653,9 +653,8 @@ class CloudLink:
 
         Without acks (an older cloud) they are deleted, in one transaction; with acks
         they stay queued until the cloud's Ack and their Ack timeout starts now (one
-        transaction too). A failed publish (timeout, connection
-        lost) raises: the session ends and the next one republishes whatever is still
-        queued, oldest first.
+        transaction too). A failed publish (timeout, connection lost) raises: the
+        session ends and the next one republishes whatever is still queued, oldest first.
         """
         inflight = self._inflight
         done = [row for row, (_key, publish) in inflight.items() if publish.done()]

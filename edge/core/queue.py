@@ -144,6 +144,7 @@ class DiskQueue:
         self.max_telemetry = max_telemetry
         self.keep_every = keep_every
         self._synchronous = synchronous.upper()
+        self._closed = False
         self._lock = threading.Lock()
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -505,11 +506,14 @@ class DiskQueue:
         return None if row is None else max(0, now - int(row[0]))
 
     def stats(self) -> dict[str, int | float | None]:
-        oldest = self.oldest_age_ms()
+        """For the health endpoint; after ``close()`` (an agent stopping) the in-memory part."""
+        oldest = awaiting = None
+        if not self._closed:
+            oldest, awaiting = self.oldest_age_ms(), self.awaiting_ack()
         return {
             "depth": self.depth(),
             "oldest_unacked_s": None if oldest is None else round(oldest / 1000, 1),
-            "awaiting_ack": self.awaiting_ack(),
+            "awaiting_ack": awaiting,
             "appended": self.counters.appended,
             "acked": self.counters.acked,
             "thinned": self.counters.thinned,
@@ -519,6 +523,7 @@ class DiskQueue:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             try:
                 self._db.close()
             except sqlite3.Error:

@@ -243,3 +243,11 @@ def test_a_queue_file_of_the_previous_version_is_migrated_in_place(tmp_path: Pat
     assert q.ack_ranges([(77, 3, 3)]) == 1
     q.close()
     assert DiskQueue(path).depth() == 0  # and it opens again without migrating twice
+
+
+def test_stats_after_close_keep_what_is_in_memory(tmp_path: Path) -> None:
+    q = DiskQueue(tmp_path / "q.db")
+    q.append(PowerCut())
+    q.close()  # an agent that stopped still answers its health endpoint
+    stats = q.stats()
+    assert (stats["depth"], stats["awaiting_ack"], stats["oldest_unacked_s"]) == (1, None, None)
