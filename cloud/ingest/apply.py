@@ -124,6 +124,8 @@ class Inbound:
     received_ms: int = 0
     #: Checked by :meth:`BatchApplier.prepare` (storable, device time bounded).
     prepared: bool = False
+    #: The dead letter this is a replay of (a failure counts on that row).
+    replay_of: int | None = None
 
     @property
     def key(self) -> tuple[str, int, int]:
@@ -153,6 +155,7 @@ class Inbound:
             channel=self.channel.value,
             boot_id=self.msg.stamp.boot_id,
             seq=self.msg.stamp.seq if self.sequenced else None,
+            replay_of=self.replay_of,
             **extra,
         )
 

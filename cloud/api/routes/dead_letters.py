@@ -1,0 +1,120 @@
+"""Dead letters for operators: device messages ingest could not apply — list, detail,
+replay (once the cause is fixed), discard.
+
+Mounted under ``/v1``: ``/v1/dashboard/dead-letters…``. Operators see the letters of the
+networks they work on; a letter of no network (a device unknown to the cloud, a topic
+naming no device) only an admin sees.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query
+from fastapi.encoders import jsonable_encoder
+
+from kickstand.cloud.alerts.api import OperatorUser, operator_networks
+from kickstand.cloud.alerts.engine import AlertEngine
+from kickstand.cloud.api.deps import SessionDep, SessionmakerDep
+from kickstand.cloud.api.errors import ApiError, ErrorCode
+from kickstand.cloud.ingest import deadletters
+from kickstand.cloud.ingest.deadletters import LetterFilters
+from kickstand.cloud.ingest.replay import ReplayRefused, replay
+from kickstand.cloud.ingest.tables import DeadLetter, DeadLetterStatus
+
+router = APIRouter(prefix="/dashboard/dead-letters", tags=["dead-letters"])
+
+LetterId = Annotated[int, Path(ge=1)]
+
+
+def _not_found(letter_id: int) -> ApiError:
+    return ApiError(
+        404, ErrorCode.NOT_FOUND, f"no dead letter {letter_id}", reason="dead-letter-not-found"
+    )
+
+
+@router.get("", summary="Dead letters (keyset pages, newest first by default)")
+async def get_dead_letters(
+    operator: OperatorUser,
+    session: SessionDep,
+    device_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    status: Literal["open", "replayed", "discarded"] | None = None,
+    reason: Annotated[str | None, Query(min_length=1, max_length=48)] = None,
+    primary_key_dir: Literal["ASC", "DESC"] = "DESC",
+    page_size: Annotated[int, Query(ge=10, le=500)] = 20,
+    last_primary_key: Annotated[int | None, Query(ge=1)] = None,
+) -> dict[str, Any]:
+    rows = await deadletters.list_letters(
+        session,
+        LetterFilters(
+            device_id=device_id,
+            status=status,
+            reason=reason,
+            allowed_networks=operator_networks(operator),
+            primary_key_dir=primary_key_dir,
+            page_size=page_size + 1,  # one more tells whether there is a next page
+            last_primary_key=last_primary_key,
+        ),
+    )
+    more = len(rows) > page_size
+    rows = rows[:page_size]
+    return {
+        "code": 0,
+        "data": [deadletters.describe(r) for r in rows],
+        "next_primary_key": rows[-1].id if more and rows else None,
+    }
+
+
+@router.get("/{letter_id}", summary="A dead letter, with its raw payload (hex)")
+async def get_dead_letter(
+    operator: OperatorUser, session: SessionDep, letter_id: LetterId
+) -> dict[str, Any]:
+    letter = await deadletters.get_letter(session, letter_id, operator_networks(operator))
+    if letter is None:
+        raise _not_found(letter_id)
+    return {"code": 0, "data": deadletters.describe(letter, payload=True)}
+
+
+@router.post("/{letter_id}/replay", summary="Apply a dead letter again (after a fix)")
+async def replay_dead_letter(
+    operator: OperatorUser, sessionmaker: SessionmakerDep, letter_id: LetterId
+) -> dict[str, Any]:
+    try:
+        result = await replay(
+            sessionmaker,
+            letter_id,
+            allowed_networks=operator_networks(operator),
+            operator_id=operator.id,
+            alerts=AlertEngine(),
+        )
+    except ReplayRefused as exc:
+        raise ApiError(409, ErrorCode.CONFLICT, str(exc), reason=exc.reason) from exc
+    if result is None:
+        raise _not_found(letter_id)
+    data = deadletters.describe(result.letter)
+    if not result.replayed:
+        raise ApiError(
+            409,
+            ErrorCode.CONFLICT,
+            f"the message still cannot be applied: {result.letter.error}",
+            reason="replay-failed",
+            data=jsonable_encoder(data),
+        )
+    return {"code": 0, "data": data}
+
+
+@router.post("/{letter_id}/discard", summary="Discard a dead letter (nothing to apply)")
+async def discard_dead_letter(
+    operator: OperatorUser, session: SessionDep, letter_id: LetterId
+) -> dict[str, Any]:
+    letter: DeadLetter | None = await deadletters.get_letter(
+        session, letter_id, operator_networks(operator)
+    )
+    if letter is None:
+        raise _not_found(letter_id)
+    if letter.status != DeadLetterStatus.OPEN:
+        message = f"dead letter {letter_id} is {letter.status}"
+        raise ApiError(409, ErrorCode.CONFLICT, message, reason="not-open")
+    deadletters.resolve(letter, DeadLetterStatus.DISCARDED, operator.id)
+    await session.commit()
+    return {"code": 0, "data": deadletters.describe(letter)}
