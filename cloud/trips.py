@@ -233,7 +233,7 @@ _ACTIVE_TRIP = select(Trip).where(
 )
 _SAME_OR_ACTIVE_TRIP = select(Trip).where(
     Trip.vehicle_id == bindparam("vid"),
-    (Trip.started_at == bindparam("at")) | Trip.status.in_(ACTIVE_TRIP_STATUSES),
+    (Trip.started_at >= bindparam("at")) | Trip.status.in_(ACTIVE_TRIP_STATUSES),
 )
 _TRIP_ENDED_AT = select(Trip).where(
     Trip.vehicle_id == bindparam("vid"), Trip.ended_at == bindparam("at")
@@ -316,14 +316,17 @@ async def _active_trip(session: AsyncSession, vehicle_id: int) -> Trip | None:
 
 async def _same_or_active_trip(
     session: AsyncSession, vehicle_id: int, at: datetime
-) -> tuple[Trip | None, Trip | None]:
-    """(the trip this vehicle started at ``at``, its active trip) in one query."""
+) -> tuple[Trip | None, Trip | None, Trip | None]:
+    """(the trip this vehicle started at ``at``, its active trip, its first trip started
+    after ``at``) in one query. The last is None but for a late event: a prompt one is
+    the vehicle's newest."""
     rows: Sequence[Trip] = (
         await session.scalars(_SAME_OR_ACTIVE_TRIP, {"vid": vehicle_id, "at": at})
     ).all()
     same = next((t for t in rows if t.started_at == at), None)
     active = next((t for t in rows if t.status in ACTIVE_TRIP_STATUSES), None)
-    return same, active
+    later = min((t for t in rows if t.started_at > at), key=lambda t: t.started_at, default=None)
+    return same, active, later
 
 
 async def get_trip(session: AsyncSession, trip_id: int, *, lock: bool = False) -> Trip:
@@ -543,16 +546,23 @@ async def vehicle_removed(
     vehicle = await _lock_vehicle(session, "serial_number", vehicle_serial)
     if vehicle is None:
         return _reject("unknown-vehicle", serial=vehicle_serial, station=station_device_id)
-    existing, previous = await _same_or_active_trip(session, vehicle.id, at)
+    existing, previous, later = await _same_or_active_trip(session, vehicle.id, at)
     if existing is not None:
         return TripEventResult("duplicate", existing)
-    if previous is not None and previous.started_at > at:
-        return _reject("removal-before-current-trip", serial=vehicle_serial)
+    if later is not None and not (
+        vehicle.docked_at is not None and at < vehicle.docked_at <= later.started_at
+    ):
+        # A trip we already know started after this removal, and the docking that ended
+        # this ride is not the one on record: its end is lost, never guessed (a ride that
+        # overlaps the next rider's, or billed to the next rider's start).
+        return _reject("removal-before-later-trip", serial=vehicle_serial, later_trip_id=later.id)
 
     rent = await _find_rent(session, spot, vehicle, rent_id, at)
     badge: Badge | None = None
     if rent is None and badge_uid is not None:
         badge = (await session.scalars(select(Badge).where(Badge.uid == badge_uid.upper()))).first()
+    if later is not None and rent is None and badge is None:
+        return _reject("removal-before-later-trip", serial=vehicle_serial, later_trip_id=later.id)
     # Docked here again after this removal: with a rent or a badge behind it, the dock of
     # this very ride reached us first (two workers, one offline station's backlog) and is
     # reconciled below; with neither, an old event replayed with no trip behind it.
@@ -562,7 +572,7 @@ async def vehicle_removed(
     if redocked_here and rent is None and badge is None:
         return _reject("stale-removal", serial=vehicle_serial, at=at.isoformat())
 
-    if previous is not None:
+    if previous is not None and later is None:
         # The dock that ended it never reached us: end it now rather than keep it open.
         log.warning("event=trip_dock_missing trip_id=%s serial=%s", previous.id, vehicle_serial)
         await _finish(session, previous, vehicle, at)
@@ -610,13 +620,21 @@ async def vehicle_removed(
         rent.vehicle_id = vehicle.id
     network = await session.get_one(Network, vehicle.network_id)
     _start_rent(rent, at)
+    # The dock of this ride reached us before its removal: the trip is closed at once.
+    # Inserted finished when the next rider's trip is running (one active trip per vehicle).
+    ended_by = (
+        vehicle.docked_at if vehicle.docked_at is not None and vehicle.docked_at > at else None
+    )
+    if ended_by is not None and later is None and vehicle.spot_id is None:
+        ended_by = None  # taken again, and that removal not applied yet: no end to reconcile
     trip = Trip(
         user_id=rent.user_id,
         vehicle_id=vehicle.id,
         network_id=vehicle.network_id,
         rent_id=rent.id,
         badge_id=rent.badge_id,
-        status=TripStatus.RUNNING,
+        status=TripStatus.RUNNING if later is None else TripStatus.FINISHED,
+        ended_at=None if later is None else ended_by,
         start_spot_id=spot.id,
         start_cluster_id=cluster.id,
         start_latitude=cluster.latitude,
@@ -628,7 +646,8 @@ async def vehicle_removed(
         version=1,
     )
     session.add(trip)
-    vehicle.state = VehicleState.RENTED
+    if later is None:
+        vehicle.state = VehicleState.RENTED
     await session.flush()
     _emit_trip(session, outbox.TRIP_CREATED, trip, vehicle)
     outbox.emit(session, outbox.RENT_UPDATED, "rent", rent.id, rent_payload(rent))
@@ -641,21 +660,26 @@ async def vehicle_removed(
         at.isoformat(),
     )
 
-    if vehicle.docked_at is not None and vehicle.docked_at > at and vehicle.spot_id is not None:
-        # The dock of this ride reached us before its removal: close the trip at that time.
-        end_spot = await session.get_one(Spot, vehicle.spot_id)
-        end_station = await session.get_one(Station, end_spot.station_id)
-        end_cluster = await _cluster_of(session, end_station)
-        vehicle.state = VehicleState.AVAILABLE
+    if ended_by is not None:
+        # Where it docked: its spot, or where the next rider took it from.
+        end_spot_id = vehicle.spot_id if later is None else later.start_spot_id
+        end_spot = await session.get_one(Spot, end_spot_id) if end_spot_id is not None else None
+        end_cluster = (
+            await _cluster_of(session, await session.get_one(Station, end_spot.station_id))
+            if end_spot is not None
+            else None
+        )
+        if later is None:
+            vehicle.state = VehicleState.AVAILABLE
         await _finish(
             session,
             trip,
             vehicle,
-            vehicle.docked_at,
+            ended_by,
             spot=end_spot,
-            cluster_id=end_cluster.id,
-            latitude=end_cluster.latitude,
-            longitude=end_cluster.longitude,
+            cluster_id=end_cluster.id if end_cluster is not None else None,
+            latitude=end_cluster.latitude if end_cluster is not None else None,
+            longitude=end_cluster.longitude if end_cluster is not None else None,
         )
         return TripEventResult("reconciled", trip)
 
@@ -754,7 +778,7 @@ async def vehicle_unlocked_freefloat(
     vehicle = await _lock_vehicle(session, "device_id", vehicle_device_id)
     if vehicle is None:
         return _reject("unknown-vehicle-device", device=vehicle_device_id)
-    existing, trip = await _same_or_active_trip(session, vehicle.id, at)
+    existing, trip, _ = await _same_or_active_trip(session, vehicle.id, at)
     if existing is not None:
         return TripEventResult("duplicate", existing)
     if trip is not None:

@@ -348,3 +348,63 @@ async def test_a_free_floating_unlock_stamped_in_the_window_starts_the_swept_ren
     assert ended.trip.cost == Decimal("2.00")
     assert (await rent_row(maker, rent_id)).status == RentStatus.STARTED
     assert await unauthorized_removals(maker) == 0
+
+
+async def next_rider_takes_it(maker: Maker, device_id: str, number: int, serial: str) -> int:
+    """Bob rents the vehicle where it was docked (+4 min) and takes it (+4.2 min)."""
+    async with maker() as session, session.begin():
+        spot = await spot_of(session, device_id, number)
+        bob = await user(session, "bob@example.com")
+        rent, _, _ = await open_rent(session, bob.id, spot_id=spot.id, now=at(4))
+        await apply_unlock_outcome(session, rent.id, UnlockOutcome.unlocked(), now=at(4))
+        taken = await trips.vehicle_removed(
+            session, device_id, number, serial, at(4.2), rent_id=rent.id
+        )
+    assert taken.action == "created" and taken.trip is not None
+    return taken.trip.id
+
+
+async def test_a_late_removal_after_the_next_rider_took_the_vehicle(maker: Maker) -> None:
+    """Alice's station was offline; her dock at an online station arrived, then bob took
+    the bike from there: her ride is the docking on record, bob's trip goes on."""
+    rent_id = await rent_at_spot(maker, "st-0001", 3)
+    assert await sweep(maker, at(2)) == [rent_id]
+    assert (await docked(maker, "st-0003", 5, "LY0003", at(3))).action == "updated"
+    bobs = await next_rider_takes_it(maker, "st-0003", 5, "LY0003")
+
+    late = await removed(maker, "st-0001", 3, "LY0003", at(0.2), rent_id=rent_id)
+    assert late.action == "reconciled" and late.trip is not None
+    assert late.trip.started_at == at(0.2) and late.trip.ended_at == at(3)
+    assert late.trip.cost == Decimal("1.00")  # 2.8 min: inside the included 5
+    async with maker() as session:
+        end_spot = await spot_of(session, "st-0003", 5)
+        assert late.trip.end_spot_id == end_spot.id
+        bob_trip = await session.get_one(Trip, bobs)
+        assert bob_trip.status == TripStatus.RUNNING and bob_trip.started_at == at(4.2)
+        assert (await vehicle(session, "LY0003")).state == VehicleState.RENTED
+    assert await wallet(maker) == Decimal("19.00")
+    assert (await removed(maker, "st-0001", 3, "LY0003", at(0.2), rent_id=rent_id)).action == (
+        "duplicate"
+    )
+    ended = await docked(maker, "st-0001", 4, "LY0003", at(10))
+    assert ended.action == "ended" and ended.trip is not None and ended.trip.id == bobs
+    assert await count(maker, WalletTransaction) == 2
+
+
+async def test_a_late_removal_whose_dock_is_no_longer_on_record_is_not_guessed(
+    maker: Maker,
+) -> None:
+    """Bob rode the bike and docked it again before alice's removal arrived: her docking
+    time is gone; no trip overlapping bob's, nothing billed to his end."""
+    rent_id = await rent_at_spot(maker, "st-0002", 3)
+    assert await sweep(maker, at(2)) == [rent_id]
+    assert (await docked(maker, "st-0004", 5, "LY0006", at(3))).action == "updated"
+    bobs = await next_rider_takes_it(maker, "st-0004", 5, "LY0006")
+    assert (await docked(maker, "st-0004", 6, "LY0006", at(9))).action == "ended"
+
+    late = await removed(maker, "st-0002", 3, "LY0006", at(0.2), rent_id=rent_id)
+    assert late.action == "ignored" and late.reason == "removal-before-later-trip"
+    async with maker() as session:
+        assert [t.id for t in await session.scalars(select(Trip))] == [bobs]
+    assert (await rent_row(maker, rent_id)).status == RentStatus.EXPIRED_NO_REMOVAL
+    assert await wallet(maker) == Decimal("20.00")
