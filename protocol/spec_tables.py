@@ -21,8 +21,12 @@ BEGIN, END = "<!-- tables:begin -->", "<!-- tables:end -->"
 
 def _type(conv: fields.Conv[object]) -> str:
     match conv:
-        case fields.UInt(maximum=hi):
-            return "uint" if hi == fields.U32 else "uint64" if hi == fields.U64 else f"uint ≤ {hi}"
+        case fields.UInt(maximum=hi, minimum=lo):
+            if hi == fields.U32:
+                return "uint" if lo == 0 else f"uint ≥ {lo}"
+            if hi in (fields.U31, fields.U63):
+                return f"uint ≤ 2^{hi.bit_length()}−1"
+            return f"uint ≤ {hi}"
         case fields.Text(max_len=hi, min_len=lo):
             return f"tstr ({lo}..{hi})"
         case fields.Bytes(min_len=lo, max_len=hi):
@@ -38,11 +42,11 @@ def _type(conv: fields.Conv[object]) -> str:
         case fields.Pair(first=a, second=b):
             return f"[{_type(a)}, {_type(b)}]"
         case fields.ConfigMap(max_items=n):
-            return f"{{* tstr => scalar}} (≤ {n})"
+            return f"{{* tstr (0..64) => bool / int64 / finite float / tstr}} (≤ {n})"
     if type(conv).__name__ == "_ComponentConv":
         return "[kind tstr, index uint, firmware tstr]"
     if type(conv).__name__ == "_AckRangeConv":
-        return "[boot_id uint, first_seq uint, last_seq uint]"
+        return "[boot_id uint ≥ 1, first_seq uint, last_seq uint]"
     return "uint: SpotState (spot ≥ 1) / DeviceState (spot 0)"
 
 

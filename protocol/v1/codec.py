@@ -5,10 +5,12 @@
 payload (signed separately by :mod:`kickstand.protocol.signing`).
 
 Decoding checks, in order: the size limit of the channel, that the bytes are
-CBOR (cbor2's C decoder: bounded by the size limit, deep nesting raises), the
-envelope shape, then every field's type and range from the key tables below.
-Anything wrong raises one :class:`~kickstand.protocol.errors.DecodeError`
-subclass with a readable reason; nothing else escapes.
+exactly one CBOR item with no repeated map key (cbor2's C decoder, bounded by the
+size limit, deep nesting raises; then :mod:`.wellformed`), the envelope shape, then
+every field's type and range from the key tables below. The ranges are what the
+cloud can store (SPEC §10): what decodes can be applied. Anything wrong raises one
+:class:`~kickstand.protocol.errors.DecodeError` subclass with a readable reason;
+nothing else escapes.
 
 The CDDL schemas in ``protocol/schema/`` are the published contract; the suite
 proves that everything this codec emits validates against them. They are not
@@ -52,7 +54,9 @@ from kickstand.protocol.v1.enums import (
     TriggerKind,
 )
 from kickstand.protocol.v1.fields import (
-    U64,
+    U31,
+    U32,
+    U63,
     Bool,
     Bytes,
     ConfigMap,
@@ -65,6 +69,7 @@ from kickstand.protocol.v1.fields import (
     Text,
     UInt,
 )
+from kickstand.protocol.v1.wellformed import NotOneItem, loads_strict
 
 # Largest payload accepted per channel: checked before any parsing.
 MAX_SIZE: dict[Channel, int] = {
@@ -82,6 +87,9 @@ MAX_SIZE: dict[Channel, int] = {
 }
 
 SPOT = UInt(255)
+BOOT_ID = UInt(U32, 1)  # drawn at random at power-up, never 0
+MILLIS = UInt(U63)  # ms since the epoch: a PostgreSQL bigint
+VERSION = UInt(U31)  # config and authorization list versions: a PostgreSQL integer
 SERIAL = Text(16, 1)
 COMMAND_ID = Bytes(16, 16)
 BADGE_UID = Bytes(4, 10)  # ISO 14443 UIDs are 4, 7 or 10 bytes; FeliCa IDm 8
@@ -118,12 +126,13 @@ class _AckRangeConv(Conv[m.AckRange]):
     def encode(self, value: m.AckRange) -> list[int]:
         if not 1 <= value.first <= value.last:
             raise EncodeError(f"ack range {value.first}..{value.last}: need 1 <= first <= last")
-        return [UInt().encode(value.boot_id), UInt().encode(value.first), UInt().encode(value.last)]
+        boot_id = BOOT_ID.encode(value.boot_id)
+        return [boot_id, UInt().encode(value.first), UInt().encode(value.last)]
 
     def decode(self, wire: Any, where: str) -> m.AckRange:
         if type(wire) is not list or len(wire) != 3:
             raise self.fail(where, "[boot_id, first_seq, last_seq]", wire)
-        boot_id = UInt().decode(wire[0], f"{where}.boot_id")
+        boot_id = BOOT_ID.decode(wire[0], f"{where}.boot_id")
         first = UInt().decode(wire[1], f"{where}.first")
         last = UInt().decode(wire[2], f"{where}.last")
         if not 1 <= first <= last:
@@ -154,8 +163,8 @@ BODY_FIELDS: dict[type, tuple[FieldSpec, ...]] = {
         F("kind", 0, Enum(DeviceKind), True),
         F("firmware", 1, Text(32, 1), True),
         F("hardware", 2, Text(32, 1), True),
-        F("config_version", 3, UInt()),
-        F("auth_list_version", 4, UInt()),
+        F("config_version", 3, VERSION),
+        F("auth_list_version", 4, VERSION),
         F("inventory", 5, ListOf(_ComponentConv(), 64)),
         F("pending_from", 6, UInt()),
         F("serial_number", 7, SERIAL),
@@ -181,7 +190,7 @@ BODY_FIELDS: dict[type, tuple[FieldSpec, ...]] = {
         F("vae_pct", 6, PCT),
         F("vae_mv", 7, UInt(100_000)),
         F("temperature_c", 8, TENTHS),
-        F("energy_wh", 9, UInt(U64)),
+        F("energy_wh", 9, UInt(U63)),
         F("power_w", 10, UInt(1_000_000)),
         F("spot_temperatures_c", 11, ListOf(Pair(SPOT, TENTHS), 64)),
     ),
@@ -291,15 +300,15 @@ BODY_FIELDS.update(
 DOWN_FIELDS: dict[type, tuple[FieldSpec, ...]] = {
     m.BootReply: (
         F("status", 0, Enum(BootStatus), True),
-        F("server_time_ms", 1, UInt(U64), True),
+        F("server_time_ms", 1, MILLIS, True),
         F("heartbeat_s", 2, UInt(86_400), True),
-        F("boot_id", 3, UInt(), True),
+        F("boot_id", 3, BOOT_ID, True),
         F("retry_after_s", 4, UInt(86_400)),
         F("acks", 5, Bool()),
     ),
     m.TimeReply: (
-        F("server_time_ms", 0, UInt(U64), True),
-        F("device_ts_ms", 1, UInt(U64), True),
+        F("server_time_ms", 0, MILLIS, True),
+        F("device_ts_ms", 1, MILLIS, True),
     ),
     m.Ack: (F("ranges", 0, ListOf(_AckRangeConv(), MAX_ACK_RANGES), True),),
 }
@@ -329,12 +338,12 @@ COMMAND_FIELDS: dict[type, tuple[FieldSpec, ...]] = {
     ),
     m.AuthListUpdate: (
         F("kind", 0, Enum(AuthListKind), True),
-        F("version", 1, UInt(), True),
-        F("base_version", 2, UInt()),
+        F("version", 1, VERSION, True),
+        F("base_version", 2, VERSION),
         F("add", 3, ListOf(BADGE_UID, MAX_AUTH_ENTRIES)),
         F("remove", 4, ListOf(BADGE_UID, MAX_AUTH_ENTRIES)),
     ),
-    m.Config: (F("version", 0, UInt(), True), F("values", 1, ConfigMap())),
+    m.Config: (F("version", 0, VERSION, True), F("values", 1, ConfigMap())),
     m.Reboot: (F("hard", 0, Bool()),),
     m.TriggerMessage: (F("which", 0, Enum(TriggerKind), True), F("spot", 1, SPOT)),
     m.FirmwareUpdate: (
@@ -424,12 +433,21 @@ def _loads(channel: Channel, data: bytes) -> Any:
     if not data:
         raise DecodeError("empty payload", channel=channel)
     try:
-        return cbor2.loads(data)
+        return loads_strict(data)
+    except NotOneItem as exc:
+        raise DecodeError(f"not one CBOR item: {exc}", channel=channel) from None
     except Exception as exc:  # cbor2 raises several types; all mean "not CBOR"
         raise DecodeError(f"not valid CBOR: {exc}", channel=channel) from None
 
 
 # ------------------------------------------------------------------ device -> cloud
+
+
+def _encode_stamp_item(conv: UInt, value: int, name: str) -> int:
+    try:
+        return conv.encode(value)
+    except EncodeError as exc:
+        raise EncodeError(f"Stamp.{name}: {exc.reason}") from None
 
 
 def encode_up(stamp: m.Stamp, body: m.UpBody) -> bytes:
@@ -438,7 +456,11 @@ def encode_up(stamp: m.Stamp, body: m.UpBody) -> bytes:
         raise EncodeError(f"{channel} messages carry seq 0, not {stamp.seq}")
     if channel in SEQUENCED_CHANNELS and stamp.seq < 1:
         raise EncodeError(f"{channel} messages carry seq >= 1")
-    header = [UInt().encode(stamp.boot_id), UInt().encode(stamp.seq), UInt(U64).encode(stamp.ts_ms)]
+    header = [
+        _encode_stamp_item(BOOT_ID, stamp.boot_id, "boot_id"),
+        _encode_stamp_item(UInt(), stamp.seq, "seq"),
+        _encode_stamp_item(MILLIS, stamp.ts_ms, "ts_ms"),
+    ]
     if channel is Channel.EVENT:
         fields = {0: int(EVENT_TYPES[type(body)])}
         fields.update(_encode_fields(body, BODY_FIELDS[type(body)]))
@@ -464,9 +486,9 @@ def _decode_up(channel: Channel, data: bytes) -> m.UpMessage:
     if type(wire) is not list or len(wire) != 4 or type(wire[3]) is not dict:
         raise SchemaError("expected [boot_id, seq, ts_ms, {body}]", channel=channel)
     stamp = m.Stamp(
-        UInt().decode(wire[0], "boot_id"),
+        BOOT_ID.decode(wire[0], "boot_id"),
         UInt().decode(wire[1], "seq"),
-        UInt(U64).decode(wire[2], "ts_ms"),
+        MILLIS.decode(wire[2], "ts_ms"),
     )
     if (stamp.seq == 0) == (channel in SEQUENCED_CHANNELS):
         raise SchemaError(
@@ -517,9 +539,7 @@ def decode_down(channel: Channel, data: bytes) -> DownBody:
         if type(wire) is not dict:
             raise SchemaError("expected a map", channel=channel)
         cls = _DOWN_CLASS[channel]
-        result: DownBody = _decode_fields(
-            cls, DOWN_FIELDS[cls], wire, cls.__name__
-        )
+        result: DownBody = _decode_fields(cls, DOWN_FIELDS[cls], wire, cls.__name__)
         return result
     except ProtocolError:
         raise
@@ -539,8 +559,8 @@ def encode_command_payload(envelope: m.CommandEnvelope) -> bytes:
             0: COMMAND_ID.encode(envelope.command_id),
             1: Text(32, 1).encode(envelope.device_id),
             2: int(COMMAND_TYPES[cls]),
-            3: UInt(U64).encode(envelope.issued_at_ms),
-            4: UInt(U64).encode(envelope.expires_at_ms),
+            3: MILLIS.encode(envelope.issued_at_ms),
+            4: MILLIS.encode(envelope.expires_at_ms),
             5: _encode_fields(envelope.command, COMMAND_FIELDS[cls]),
         }
     )
@@ -548,7 +568,7 @@ def encode_command_payload(envelope: m.CommandEnvelope) -> bytes:
 
 def decode_command_payload(data: bytes) -> m.CommandEnvelope:
     try:
-        wire = cbor2.loads(data)
+        wire = _loads(Channel.COMMAND, data)
         if type(wire) is not dict:
             raise SchemaError("command payload must be a map", channel=Channel.COMMAND)
         for key in range(6):
@@ -565,8 +585,8 @@ def decode_command_payload(data: bytes) -> m.CommandEnvelope:
         return m.CommandEnvelope(
             command_id=COMMAND_ID.decode(wire[0], "command_id"),
             device_id=Text(32, 1).decode(wire[1], "device_id"),
-            issued_at_ms=UInt(U64).decode(wire[3], "issued_at_ms"),
-            expires_at_ms=UInt(U64).decode(wire[4], "expires_at_ms"),
+            issued_at_ms=MILLIS.decode(wire[3], "issued_at_ms"),
+            expires_at_ms=MILLIS.decode(wire[4], "expires_at_ms"),
             command=_decode_fields(cls, COMMAND_FIELDS[cls], wire[5], cls.__name__),
         )
     except ProtocolError as exc:
@@ -594,8 +614,7 @@ def acks_for(keys: Iterable[tuple[int, int]]) -> list[m.Ack]:
     """The Ack messages covering ``keys``: as many as needed at MAX_ACK_RANGES ranges each."""
     ranges = ack_ranges(keys)
     return [
-        m.Ack(tuple(ranges[i : i + MAX_ACK_RANGES]))
-        for i in range(0, len(ranges), MAX_ACK_RANGES)
+        m.Ack(tuple(ranges[i : i + MAX_ACK_RANGES])) for i in range(0, len(ranges), MAX_ACK_RANGES)
     ]
 
 

@@ -7,6 +7,7 @@ keys and floats become scaled integers.
 from __future__ import annotations
 
 import math
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import IntEnum
@@ -15,8 +16,21 @@ from typing import Any, Generic, TypeVar
 from kickstand.protocol.errors import EncodeError, SchemaError
 
 T = TypeVar("T")
-U32 = 0xFFFF_FFFF
-U64 = 0xFFFF_FFFF_FFFF_FFFF
+# Integer ranges are the cloud's columns: what decodes must be storable (SPEC §6, §10).
+U31 = 0x7FFF_FFFF  # a PostgreSQL integer: version numbers
+U32 = 0xFFFF_FFFF  # "uint": stored in bigint
+U63 = 0x7FFF_FFFF_FFFF_FFFF  # the "uint64" fields (times, counters): a PostgreSQL bigint
+I63_MIN = -0x8000_0000_0000_0000  # a signed 64-bit integer's least value (config values)
+
+# Control characters (Unicode category Cc): never in a text field. NUL cannot be stored in a
+# PostgreSQL text, and the others forge log lines or drive terminals; no field needs them.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def has_control(text: str) -> bool:
+    """True if ``text`` holds a character a v1 text field must not carry (U+0000–U+001F,
+    U+007F–U+009F)."""
+    return _CONTROL.search(text) is not None
 
 
 class Conv(ABC, Generic[T]):
@@ -40,31 +54,46 @@ class Conv(ABC, Generic[T]):
 @dataclass(frozen=True, slots=True)
 class UInt(Conv[int]):
     maximum: int = U32
+    minimum: int = 0
 
     def encode(self, value: int) -> int:
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= self.maximum:
-            raise EncodeError(f"{value!r} is not an integer in 0..{self.maximum}")
+        if (
+            not isinstance(value, int)
+            or isinstance(value, bool)
+            or not self.minimum <= value <= self.maximum
+        ):
+            raise EncodeError(f"{value!r} is not an integer in {self.minimum}..{self.maximum}")
         return value
 
     def decode(self, wire: Any, where: str) -> int:
-        if type(wire) is not int or not 0 <= wire <= self.maximum:
-            raise self.fail(where, f"uint <= {self.maximum}", wire)
+        if type(wire) is not int or not self.minimum <= wire <= self.maximum:
+            raise self.fail(where, f"uint in {self.minimum}..{self.maximum}", wire)
         return wire
+
+
+def utf8_len(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
 @dataclass(frozen=True, slots=True)
 class Text(Conv[str]):
+    """Lengths count UTF-8 bytes, as CDDL's ``.size`` does and a device's buffers do."""
+
     max_len: int = 64
     min_len: int = 0
 
     def encode(self, value: str) -> str:
-        if not isinstance(value, str) or not self.min_len <= len(value) <= self.max_len:
-            raise EncodeError(f"{value!r} is not text of {self.min_len}..{self.max_len} chars")
+        if not isinstance(value, str) or not self.min_len <= utf8_len(value) <= self.max_len:
+            raise EncodeError(f"{value!r} is not text of {self.min_len}..{self.max_len} bytes")
+        if has_control(value):
+            raise EncodeError(f"{value!r} holds a control character")
         return value
 
     def decode(self, wire: Any, where: str) -> str:
-        if type(wire) is not str or not self.min_len <= len(wire) <= self.max_len:
-            raise self.fail(where, f"text of {self.min_len}..{self.max_len} chars", wire)
+        if type(wire) is not str or not self.min_len <= utf8_len(wire) <= self.max_len:
+            raise self.fail(where, f"text of {self.min_len}..{self.max_len} bytes", wire)
+        if has_control(wire):
+            raise self.fail(where, "text without control characters", wire)
         return wire
 
 
@@ -140,6 +169,9 @@ class Scaled(Conv[float]):
     def decode(self, wire: Any, where: str) -> float:
         if type(wire) is not int:
             raise self.fail(where, f"integer count of 1/{self.scale}", wire)
+        # Compared before dividing: a bignum's quotient would overflow a float.
+        if not self.minimum * self.scale <= wire <= self.maximum * self.scale:
+            raise self.fail(where, f"a value in {self.minimum}..{self.maximum}", wire)
         value = wire / self.scale
         if not self.minimum <= value <= self.maximum:
             raise self.fail(where, f"a value in {self.minimum}..{self.maximum}", value)
@@ -182,6 +214,21 @@ class Pair(Conv[tuple[Any, Any]]):
 ConfigValue = int | str | bool | float
 
 
+def _config_entry_ok(key: Any, value: Any) -> bool:
+    """Text keys of at most 64 characters; values bool, int64, finite float or text, and no
+    text with a control character."""
+    if type(key) is not str or utf8_len(key) > 64 or has_control(key):
+        return False
+    kind = type(value)
+    if kind is bool:
+        return True
+    if kind is int:
+        return I63_MIN <= value <= U63
+    if kind is float:
+        return math.isfinite(value)
+    return kind is str and not has_control(value)
+
+
 @dataclass(frozen=True, slots=True)
 class ConfigMap(Conv[dict[str, ConfigValue]]):
     max_items: int = 64
@@ -190,16 +237,19 @@ class ConfigMap(Conv[dict[str, ConfigValue]]):
         if len(value) > self.max_items:
             raise EncodeError(f"{len(value)} config values, at most {self.max_items}")
         for k, v in value.items():
-            if not isinstance(k, str) or not isinstance(v, int | str | bool | float):
-                raise EncodeError(f"config {k!r}={v!r}: keys are text, values scalars")
+            if not _config_entry_ok(k, v):
+                raise EncodeError(
+                    f"config {k!r}={v!r}: keys are text, values bool, int64, finite float or text"
+                )
         return dict(value)
 
     def decode(self, wire: Any, where: str) -> dict[str, ConfigValue]:
         if type(wire) is not dict or len(wire) > self.max_items:
             raise self.fail(where, f"map of at most {self.max_items} entries", wire)
         for k, v in wire.items():
-            if type(k) is not str or len(k) > 64 or not isinstance(v, int | str | bool | float):
-                raise self.fail(f"{where}.{k}", "text key and scalar value", v)
+            if not _config_entry_ok(k, v):
+                # repr: the key itself may be what is wrong (a control character, not text)
+                raise self.fail(f"{where}[{k!r}]", "text key and scalar value", v)
         return dict(wire)
 
 

@@ -37,7 +37,7 @@ def test_down_vectors(vec: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize(
-    "vec", [v for v in VECTORS if v["channel"] == "cmd"], ids=lambda v: v["name"]
+    "vec", [v for v in VECTORS if v["channel"] == "cmd" and v["valid"]], ids=lambda v: v["name"]
 )
 def test_command_vectors_verify_on_the_device_and_never_replay(
     vec: dict[str, Any], tmp_path: Path
@@ -57,3 +57,22 @@ def test_command_vectors_verify_on_the_device_and_never_replay(
     with pytest.raises(CommandRejected) as info:
         again.verify(bytes.fromhex(vec["hex"]))
     assert info.value.reject_reason == RejectReason.REPLAYED
+
+
+@pytest.mark.parametrize(
+    "vec", [v for v in VECTORS if v["channel"] == "cmd" and not v["valid"]], ids=lambda v: v["name"]
+)
+def test_invalid_command_vectors_are_refused_malformed_on_the_device(
+    vec: dict[str, Any], tmp_path: Path
+) -> None:
+    """Signed correctly, but the payload repeats a key, has bytes after it, or holds a value
+    out of range: the agent's verifier refuses it before anything moves."""
+    settings = EdgeSettings(
+        device_id=KEYS["device_id"], state_dir=tmp_path, command_keys=[KEYS["public_hex"]]
+    )
+    clock = DeviceClock(offset_ms=int(vec["verify_at_ms"]) - time.time_ns() // 1_000_000)
+    guard = SqliteReplayGuard(tmp_path / "replay.sqlite3", clock=clock.now_ms)
+    verifier = settings.verifier(clock, guard)
+    with pytest.raises(CommandRejected) as info:
+        verifier.verify(bytes.fromhex(vec["hex"]))
+    assert info.value.reject_reason == RejectReason.MALFORMED

@@ -11,6 +11,11 @@ import json
 
 import cbor2
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pycose.algorithms import EdDSA
+from pycose.headers import KID, Algorithm
+from pycose.keys import OKPKey
+from pycose.keys.curves import Ed25519
+from pycose.messages import Sign1Message
 
 from kickstand.protocol import signing
 from kickstand.protocol.errors import DecodeError
@@ -27,8 +32,8 @@ UID = bytes.fromhex("04a1b2c3d4e5f6")
 TEST_SEED = bytes(range(32))  # TEST ONLY
 
 
-def up(name: str, seq: int, body: m.UpBody) -> dict[str, object]:
-    data = codec.encode_up(m.Stamp(BOOT, seq, TS), body)
+def up(name: str, seq: int, body: m.UpBody, ts_ms: int = TS) -> dict[str, object]:
+    data = codec.encode_up(m.Stamp(BOOT, seq, ts_ms), body)
     decoded = codec.decode_up(codec.channel_of(body), data)
     assert decoded.body == body
     return {
@@ -54,6 +59,62 @@ def bad(name: str, channel: Channel, data: bytes, error: str) -> dict[str, objec
         "hex": data.hex(),
         "valid": False,
         "error": error,
+    }
+
+
+def valid_up(name: str, channel: Channel, data: bytes) -> dict[str, object]:
+    """A valid message in an encoding our encoder does not produce (it still decodes)."""
+    return {
+        "name": name,
+        "channel": channel.value,
+        "hex": data.hex(),
+        "valid": True,
+        "canonical": False,
+        "decoded": to_jsonable(codec.decode_up(channel, data)),
+    }
+
+
+class Raw(bytes):
+    """Bytes that are CBOR already (``cat`` writes them as they are)."""
+
+
+def cat(*items: object) -> bytes:
+    """CBOR items back to back: map entries written by hand (cbor2 cannot repeat a key)."""
+    return b"".join(i if isinstance(i, Raw) else cbor2.dumps(i) for i in items)
+
+
+def cbor_map(*entries: object) -> Raw:
+    """A definite map of ``entries`` (key, value, key, value…), repeats kept."""
+    assert len(entries) % 2 == 0 and len(entries) < 48
+    return Raw(bytes([0xA0 + len(entries) // 2]) + cat(*entries))
+
+
+def envelope(boot_id: int, seq: int, ts_ms: int, body_bytes: bytes) -> bytes:
+    return b"\x84" + cat(boot_id, seq, ts_ms) + body_bytes
+
+
+BIG = 2**63  # one more than the largest integer the cloud stores (PostgreSQL bigint)
+
+
+def signed_payload(name: str, payload: bytes, error: str) -> dict[str, object]:
+    """A correctly signed command whose payload the device must refuse (MALFORMED)."""
+    try:
+        codec.decode_command_payload(payload)
+    except DecodeError as exc:
+        assert exc.code == error, f"{name}: {exc}"
+    else:
+        raise AssertionError(f"{name} decoded")
+    seed = Ed25519PrivateKey.from_private_bytes(TEST_SEED)
+    public = signing.public_key_bytes(seed)
+    msg = Sign1Message(phdr={Algorithm: EdDSA, KID: signing.key_id(public)}, payload=bytes(payload))
+    msg.key = OKPKey(crv=Ed25519, d=TEST_SEED, x=public)
+    return {
+        "name": name,
+        "channel": "cmd",
+        "hex": msg.encode(tag=True).hex(),
+        "valid": False,
+        "error": error,
+        "verify_at_ms": TS + 1000,
     }
 
 
@@ -166,7 +227,7 @@ def main() -> None:
     ok_status = bytes.fromhex(str(v[4]["hex"]))
     v += [
         bad("empty", Channel.STATUS, b"", "malformed"),
-        bad("not-cbor", Channel.STATUS, b"\xff\x00", "schema"),
+        bad("not-cbor", Channel.STATUS, b"\xff\x00", "malformed"),
         bad("truncated", Channel.STATUS, ok_status[:-2], "malformed"),
         bad("json-not-cbor", Channel.EVENT, b'{"spot": 1}', "malformed"),
         bad("status-seq-zero", Channel.STATUS, cbor2.dumps([BOOT, 0, TS, {0: 1, 1: 1}]), "schema"),
@@ -240,6 +301,107 @@ def main() -> None:
             "schema",
         ),
     ]
+    # Every value that decodes can be stored: integers within PostgreSQL's columns, text
+    # without control characters, text limits counted in UTF-8 bytes.
+    v.append(up("status-ts-ms-max", 41, m.Status(3, SpotState.EMPTY), ts_ms=BIG - 1))
+    status_body = cbor_map(0, 3, 1, 1)
+    v += [
+        bad("boot-id-zero", Channel.STATUS, envelope(0, 1, TS, status_body), "schema"),
+        bad("ts-ms-2-pow-63", Channel.STATUS, envelope(BOOT, 1, BIG, status_body), "schema"),
+        bad(
+            "ts-ms-bignum-2-pow-64",
+            Channel.STATUS,
+            envelope(BOOT, 1, 2**64, status_body),
+            "schema",
+        ),
+        bad(
+            "telemetry-energy-2-pow-63",
+            Channel.TELEMETRY,
+            envelope(BOOT, 1, TS, cbor_map(9, BIG)),
+            "schema",
+        ),
+        bad(
+            "birth-config-version-2-pow-31",
+            Channel.BIRTH,
+            envelope(BOOT, 0, TS, cbor_map(0, 1, 1, "1.4.2", 2, "mb-3", 3, 2**31)),
+            "schema",
+        ),
+        bad(
+            "status-fault-nul",
+            Channel.STATUS,
+            envelope(BOOT, 1, TS, cbor_map(0, 0, 1, 5, 4, "lock\x00jammed")),
+            "schema",
+        ),
+        bad(
+            "death-reason-newline",
+            Channel.DEATH,
+            envelope(BOOT, 0, TS, cbor_map(0, "reboot\nforged log line")),
+            "schema",
+        ),
+        bad(
+            "result-detail-c1-control",
+            Channel.RESULT,
+            envelope(BOOT, 1, TS, cbor_map(0, CID, 1, 2, 3, "csi\x9b2J")),
+            "schema",
+        ),
+        bad(
+            "event-serial-17-utf8-bytes",
+            Channel.EVENT,
+            envelope(BOOT, 1, TS, cbor_map(0, 1, 1, 3, 2, "AB" + "\u00e9" * 7 + "C")),
+            "schema",
+        ),
+        # One well-formed CBOR item, each map key once.
+        bad(
+            "duplicate-key",
+            Channel.STATUS,
+            envelope(BOOT, 1, TS, cbor_map(0, 3, 1, 1, 0, 4)),
+            "malformed",
+        ),
+        bad(
+            "duplicate-key-two-encodings",
+            Channel.STATUS,
+            envelope(BOOT, 1, TS, cbor_map(0, 3, 1, 1, Raw(b"\x18\x00"), 4)),
+            "malformed",
+        ),
+        bad(
+            "duplicate-key-in-unknown-value",
+            Channel.STATUS,
+            envelope(BOOT, 1, TS, cbor_map(0, 3, 1, 1, 77, cbor_map(1, "a", 1, "b"))),
+            "malformed",
+        ),
+        bad(
+            "duplicate-key-indefinite-map",
+            Channel.STATUS,
+            envelope(BOOT, 1, TS, b"\xbf" + cat(0, 3, 1, 1, 1, 2) + b"\xff"),
+            "malformed",
+        ),
+        bad(
+            "trailing-bytes",
+            Channel.STATUS,
+            envelope(BOOT, 1, TS, status_body) + b"\x00",
+            "malformed",
+        ),
+        bad(
+            "two-messages",
+            Channel.STATUS,
+            envelope(BOOT, 1, TS, status_body) + envelope(BOOT, 2, TS, status_body),
+            "malformed",
+        ),
+    ]
+    # Any valid encoding decodes (SPEC §1): indefinite lengths, a longer integer than needed.
+    v.append(
+        valid_up(
+            "status-indefinite-lengths",
+            Channel.STATUS,
+            b"\x9f"
+            + cat(BOOT)
+            + b"\x1a\x00\x00\x00\x2a"
+            + cat(TS)
+            + b"\xbf"
+            + cat(0, 3, 1, 1)
+            + b"\xff\xff",
+        )
+    )
     # Forward compatibility: an unknown key is ignored.
     fwd = cbor2.dumps([BOOT, 40, TS, {0: 3, 1: 2, 77: "from v1.1"}])
     v.append(
@@ -248,6 +410,7 @@ def main() -> None:
             "channel": "status",
             "hex": fwd.hex(),
             "valid": True,
+            "canonical": False,
             "decoded": to_jsonable(codec.decode_up(Channel.STATUS, fwd)),
         }
     )
@@ -279,6 +442,23 @@ def main() -> None:
     v.append(bad("ack-empty-map", Channel.ACK, cbor2.dumps({}), "schema"))
     v.append(bad("ack-seq-zero", Channel.ACK, cbor2.dumps({0: [[BOOT, 0, 3]]}), "schema"))
     v.append(bad("ack-first-after-last", Channel.ACK, cbor2.dumps({0: [[BOOT, 9, 3]]}), "schema"))
+    v += [
+        bad("boot-boot-id-zero", Channel.BOOT, cbor2.dumps({0: 1, 1: TS, 2: 60, 3: 0}), "schema"),
+        bad("ack-boot-id-zero", Channel.ACK, cbor2.dumps({0: [[0, 1, 3]]}), "schema"),
+        bad("time-server-time-2-pow-63", Channel.TIME, cbor2.dumps({0: BIG, 1: TS}), "schema"),
+        bad(
+            "boot-duplicate-key",
+            Channel.BOOT,
+            cbor_map(0, 1, 1, TS, 2, 60, 3, BOOT, 0, 3),
+            "malformed",
+        ),
+        bad(
+            "ack-trailing-bytes",
+            Channel.ACK,
+            cbor2.dumps({0: [[BOOT, 1, 3]]}) + b"\xa0",
+            "malformed",
+        ),
+    ]
 
     signer = signing.CommandSigner(Ed25519PrivateKey.from_private_bytes(TEST_SEED))
     commands = [
@@ -311,9 +491,41 @@ def main() -> None:
                 "verify_at_ms": TS + 1000,
             }
         )
+    # Signed correctly, refused all the same: the payload breaks the same rules.
+    cmd_head = [0, CID, 1, "st-0001", 2, 1, 3, TS]
+    config_head = [0, CID, 1, "st-0001", 2, 6, 3, TS, 4, TS + 30_000]
+    v += [
+        signed_payload(
+            "cmd-duplicate-key",
+            cbor_map(*cmd_head, 4, TS + 30_000, 5, cbor_map(0, 3), 2, 2),
+            "malformed",
+        ),
+        signed_payload(
+            "cmd-duplicate-config-key",
+            cbor_map(*config_head, 5, cbor_map(0, 13, 1, cbor_map("a", 1, "a", 2))),
+            "malformed",
+        ),
+        signed_payload(
+            "cmd-trailing-bytes",
+            cbor_map(*cmd_head, 4, TS + 30_000, 5, cbor_map(0, 3)) + b"\x00",
+            "malformed",
+        ),
+        signed_payload(
+            "cmd-expires-2-pow-63",
+            cbor_map(*cmd_head, 4, BIG, 5, cbor_map(0, 3)),
+            "schema",
+        ),
+        signed_payload(
+            "cmd-config-key-nul",
+            cbor_map(*config_head, 5, cbor_map(0, 13, 1, cbor_map("a\x00", 1))),
+            "schema",
+        ),
+    ]
     out = {
-        "about": "Protocol v1 test vectors. Valid ones decode to 'decoded'; invalid ones raise "
-        "the error code named. Commands verify with test_keys at verify_at_ms.",
+        "about": "Protocol v1 test vectors. Valid ones decode to 'decoded' (and re-encode to "
+        "the same bytes unless 'canonical' is false); invalid ones raise the error code named "
+        "(SPEC §11). Commands verify with test_keys at verify_at_ms; an invalid command is "
+        "signed correctly and refused MALFORMED for the error its payload raises.",
         "test_keys": {
             "ed25519_seed_hex": TEST_SEED.hex(),
             "public_hex": signer.public_key.hex(),

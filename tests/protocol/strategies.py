@@ -13,6 +13,9 @@ from kickstand.protocol.v1 import codec
 from kickstand.protocol.v1 import messages as m
 from kickstand.protocol.v1.enums import DeviceState, SpotState
 from kickstand.protocol.v1.fields import (
+    I63_MIN,
+    U32,
+    U63,
     Bool,
     Bytes,
     ConfigMap,
@@ -23,17 +26,21 @@ from kickstand.protocol.v1.fields import (
     Scaled,
     Text,
     UInt,
+    utf8_len,
 )
 
 ALNUM = st.characters(min_codepoint=48, max_codepoint=122).filter(str.isalnum)
+# Any character a text field may carry: everything but controls (Cc) and lone surrogates,
+# which UTF-8 cannot encode.
+PRINTABLE = st.characters(exclude_categories=("Cc", "Cs"))
 
 
 def for_conv(conv: Conv[Any]) -> st.SearchStrategy[Any]:
     match conv:
-        case UInt(maximum=hi):
-            return st.integers(0, hi)
+        case UInt(maximum=hi, minimum=lo):
+            return st.integers(lo, hi)
         case Text(max_len=hi, min_len=lo):
-            return st.text(ALNUM, min_size=lo, max_size=min(hi, 20))
+            return st.text(PRINTABLE, min_size=lo, max_size=min(hi, 20)).map(lambda t: _fit(t, hi))
         case Bytes(min_len=lo, max_len=hi):
             return st.binary(min_size=lo, max_size=hi)
         case Bool():
@@ -47,7 +54,7 @@ def for_conv(conv: Conv[Any]) -> st.SearchStrategy[Any]:
         case Pair(first=a, second=b):
             return st.tuples(for_conv(a), for_conv(b))
         case ConfigMap():
-            return st.dictionaries(st.text(ALNUM, max_size=8), st.integers(0, 1000), max_size=4)
+            return st.dictionaries(st.text(ALNUM, max_size=8), CONFIG_VALUES, max_size=4)
     # Component and status state have their own converters
     return st.builds(
         m.Component,
@@ -55,6 +62,21 @@ def for_conv(conv: Conv[Any]) -> st.SearchStrategy[Any]:
         st.integers(0, 255),
         st.text(ALNUM, max_size=8),
     )
+
+
+def _fit(text: str, max_bytes: int) -> str:
+    """``text`` shortened to at most ``max_bytes`` of UTF-8 (text limits count bytes)."""
+    while utf8_len(text) > max_bytes:
+        text = text[:-1]
+    return text
+
+
+CONFIG_VALUES: st.SearchStrategy[Any] = st.one_of(
+    st.booleans(),
+    st.integers(I63_MIN, U63),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(PRINTABLE, max_size=20),
+)
 
 
 def body_of(cls: type) -> st.SearchStrategy[Any]:
@@ -100,7 +122,8 @@ def up_messages(draw: st.DrawFn) -> m.UpMessage:
     seq = (
         draw(st.integers(1, 2**32 - 1)) if codec.channel_of(body) in codec.SEQUENCED_CHANNELS else 0
     )
-    stamp = m.Stamp(draw(st.integers(0, 2**32 - 1)), seq, draw(st.integers(0, 2**44)))
+    ts_ms = draw(st.one_of(st.integers(0, 2**44), st.integers(0, U63)))
+    stamp = m.Stamp(draw(st.integers(1, U32)), seq, ts_ms)
     return m.UpMessage(stamp, body)
 
 
