@@ -235,6 +235,17 @@ class IngestStats:
     dead_dropped: Counter[str] = field(default_factory=Counter)
     _logged: dict[str, tuple[float, int]] = field(default_factory=dict, repr=False)
 
+    def export(self) -> dict[str, float | dict[str, int]]:
+        """Every counter by name: numbers, and {label: count} for the per-reason ones
+        (what a Prometheus exporter turns into counters and gauges)."""
+        out: dict[str, float | dict[str, int]] = {}
+        for name in self.__dataclass_fields__:
+            if name.startswith("_"):
+                continue
+            value = getattr(self, name)
+            out[name] = dict(value) if isinstance(value, Counter) else value
+        return out
+
     def reject(self, reason: str, **context: Any) -> None:
         self.rejected[reason] += 1
         self.log_limited("ingest_rejected", reason, **context)

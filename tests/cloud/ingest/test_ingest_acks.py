@@ -61,6 +61,10 @@ async def test_acks_cover_applied_duplicate_and_dead_lettered_messages(
         await acked(dev, {(41, 7)})
     assert worker.stats.duplicates == 1
     assert worker.stats.acks_sent >= 3
+    assert 0 <= worker.stats.lag_s <= worker.stats.oldest_s < 30
+    exported = worker.stats.export()
+    assert exported["acks_sent"] == worker.stats.acks_sent
+    assert exported["dead_lettered"] == {"unknown-type": 1}
     async with pg_sessionmaker() as s:
         letter = (await s.scalars(select(DeadLetter))).one()
     assert (letter.boot_id, letter.seq, letter.reason) == (41, 7, "unknown-type")
