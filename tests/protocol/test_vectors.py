@@ -7,7 +7,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pycose.messages import Sign1Message
 
 from kickstand.protocol import signing
-from kickstand.protocol.errors import CommandRejected, DecodeError
+from kickstand.protocol.errors import CommandRejected, DecodeError, SchemaError
 from kickstand.protocol.jsonform import load_vector_keys, load_vectors, to_jsonable
 from kickstand.protocol.topics import Channel
 from kickstand.protocol.v1 import codec, schema
@@ -183,3 +183,23 @@ def test_spec_worked_example_is_the_vector() -> None:
         for line in lines.strip().splitlines()
     )
     assert hex_in_spec == vec["hex"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "boot-id-zero",
+        "ts-ms-2-pow-63",
+        "ts-ms-bignum-2-pow-64",
+        "telemetry-energy-2-pow-63",
+        "birth-config-version-2-pow-31",
+        "event-serial-17-utf8-bytes",
+        "boot-boot-id-zero",
+        "ack-boot-id-zero",
+        "time-server-time-2-pow-63",
+    ],
+)
+def test_the_cddl_states_the_storable_ranges_too(name: str) -> None:
+    vec = next(v for v in VECTORS if v["name"] == name)
+    with pytest.raises(SchemaError):
+        schema.validate(Channel(vec["channel"]), bytes.fromhex(str(vec["hex"])))
