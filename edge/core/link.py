@@ -665,6 +665,9 @@ class CloudLink:
             if error is not None:
                 raise error
         if self.acks_on:
+            # A device clock set back below the session's start would make these look
+            # published before it, hence due at every turn: the start follows the clock.
+            self._accepted_ms = min(self._accepted_ms, self.queue.now_ms())
             self.queue.mark_published(done)
         else:
             self.queue.ack_many([inflight[row][0] for row in done])

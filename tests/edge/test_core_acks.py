@@ -267,3 +267,18 @@ async def test_a_device_with_acks_off_ignores_the_clouds_offer(
         assert cloud.births[-1].acks is False and not link.acks_on
         link.emit(AlarmTriggered("old device"))
         await until(lambda: link.queue.depth() == 0)
+
+
+async def test_a_clock_set_back_does_not_make_every_message_due(
+    mosquitto: MosquittoService, tmp_path: Path
+) -> None:
+    cloud = AckCloud(mosquitto)
+    async with cloud.running(), running_link(mosquitto, tmp_path) as link:
+        await asyncio.wait_for(link.accepted.wait(), 5)
+        link.clock.offset_ms -= 60_000  # a TimeReply corrects a clock that ran a minute ahead
+        for i in range(3):
+            link.emit(AlarmTriggered(f"c{i}"))
+        await until(lambda: link.counters.published == 3)
+        await asyncio.sleep(0.5)
+        assert len(cloud.copies) == 3 and link.counters.republished == 0
+        assert link.queue.depth() == 3  # still awaiting the Ack, not resent meanwhile
