@@ -211,6 +211,28 @@ def clip(value: object, limit: int = LOG_VALUE_MAX) -> str:
     return text.encode("unicode_escape").decode("ascii")[: limit * 2]
 
 
+class LogLimiter:
+    """A warning line at most every ``every_s`` per (event, reason), saying how many
+    happened since the last line; every value clipped."""
+
+    def __init__(self, every_s: float = LOG_EVERY_S) -> None:
+        self.every_s = every_s
+        self._last: dict[str, tuple[float, int]] = {}
+
+    def warn(self, event: str, reason: str, /, **context: Any) -> None:
+        now = time.monotonic()
+        key = f"{event}|{reason}"
+        last, count = self._last.get(key, (-1e18, 0))
+        if now - last < self.every_s:
+            self._last[key] = (last, count + 1)
+            return
+        if len(self._last) > 10_000:  # reasons are few; a flood of keys must not grow it
+            self._last.clear()
+        self._last[key] = (now, 0)
+        details = " ".join(f"{k}={clip(v)}" for k, v in context.items())
+        log.warning("event=%s reason=%s suppressed=%s %s", event, reason, count, details)
+
+
 @dataclass(slots=True)
 class IngestStats:
     """Counters of one worker: plain ints and Counters (per reason / channel), to export as
@@ -233,17 +255,19 @@ class IngestStats:
     dead_lettered: Counter[str] = field(default_factory=Counter)
     #: Dead letters not stored (over the cap per device, reason and hour), per reason.
     dead_dropped: Counter[str] = field(default_factory=Counter)
-    _logged: dict[str, tuple[float, int]] = field(default_factory=dict, repr=False)
+    #: Rejection log lines, rate-limited (not a counter: exporters skip it).
+    log_limiter: LogLimiter = field(default_factory=lambda: LogLimiter(), repr=False)
 
     def export(self) -> dict[str, float | dict[str, int]]:
         """Every counter by name: numbers, and {label: count} for the per-reason ones
         (what a Prometheus exporter turns into counters and gauges)."""
         out: dict[str, float | dict[str, int]] = {}
         for name in self.__dataclass_fields__:
-            if name.startswith("_"):
-                continue
             value = getattr(self, name)
-            out[name] = dict(value) if isinstance(value, Counter) else value
+            if isinstance(value, Counter):
+                out[name] = dict(value)
+            elif isinstance(value, int | float):
+                out[name] = value
         return out
 
     def reject(self, reason: str, **context: Any) -> None:
@@ -257,17 +281,7 @@ class IngestStats:
             log.debug("event=ingest_ignored reason=%s %s", reason, details)
 
     def log_limited(self, event: str, reason: str, /, **context: Any) -> None:
-        """A warning line at most every LOG_EVERY_S per (event, reason), saying how many
-        happened since the last line; every value clipped."""
-        now = time.monotonic()
-        key = f"{event}|{reason}"
-        last, count = self._logged.get(key, (-1e18, 0))
-        if now - last < LOG_EVERY_S:
-            self._logged[key] = (last, count + 1)
-            return
-        self._logged[key] = (now, 0)
-        details = " ".join(f"{k}={clip(v)}" for k, v in context.items())
-        log.warning("event=%s reason=%s suppressed=%s %s", event, reason, count, details)
+        self.log_limiter.warn(event, reason, **context)
 
 
 @dataclass(slots=True)

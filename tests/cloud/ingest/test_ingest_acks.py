@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from kickstand.cloud import metrics
 from kickstand.cloud.ingest.tables import DeadLetter
 from kickstand.protocol.topics import Channel
 from kickstand.protocol.v1 import enums as pe
@@ -65,6 +66,9 @@ async def test_acks_cover_applied_duplicate_and_dead_lettered_messages(
     exported = worker.stats.export()
     assert exported["acks_sent"] == worker.stats.acks_sent
     assert exported["dead_lettered"] == {"unknown-type": 1}
+    scraped = metrics.render().decode()  # what Prometheus reads, rejections logged or not
+    assert f'kickstand_ingest_acks_sent_total{{worker="{worker.client_id}"}}' in scraped
+    assert "kickstand_ingest_lag_s{" in scraped
     async with pg_sessionmaker() as s:
         letter = (await s.scalars(select(DeadLetter))).one()
     assert (letter.boot_id, letter.seq, letter.reason) == (41, 7, "unknown-type")
