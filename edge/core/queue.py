@@ -12,8 +12,9 @@ an Ack covers it (``ack_ranges``, one transaction per Ack): the broker's PUBACK
 only says the broker has it. Meanwhile ``published_ms`` records when the broker
 last took it (its PUBACK: ``mark_published``), so ``due()`` hands it out again once
 it has waited ``timeout_ms`` unacknowledged, or when it was published before the
-current session (``since_ms``). With an older cloud the link deletes on PUBACK (``ack_many``) and
-never marks. Queue files of earlier versions get the column in place on open.
+current session (``since_ms``). With an older cloud the link deletes on PUBACK
+(``ack_many``) and never marks. Queue files of earlier versions get the column in
+place on open.
 
 Durability: ``synchronous=FULL`` by default. In WAL mode NORMAL already survives
 a killed process (kill -9), but a power cut may lose the last commits; FULL
@@ -327,7 +328,7 @@ class DiskQueue:
 
         Due: never published, published more than ``timeout_ms`` ago without an Ack,
         published before ``since_ms`` (the link's current session: after a reconnect
-        everything unacknowledged goes again), or stamped later than now (the device
+        everything unacknowledged goes again), or marked later than now (the device
         clock was set back: one early resend rather than a message held for hours).
         """
         with self._lock:
@@ -491,7 +492,10 @@ class DiskQueue:
         return int(row[0]) if row[0] is not None else self._seq + 1
 
     def awaiting_ack(self) -> int:
-        """Messages published and not yet acknowledged (from the partial index: no table scan)."""
+        """Messages the broker took (PUBACK) that no Ack covered yet.
+
+        Counted on the partial index (no table scan); 0 with an older cloud (never marked).
+        """
         with self._lock:
             row = self._db.execute(
                 "SELECT count(*) FROM queue WHERE published_ms IS NOT NULL"
