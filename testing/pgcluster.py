@@ -15,8 +15,9 @@ and started again on the same port with the same data (crash recovery on a kill)
 `hold_starting_up()` restarts the cluster as a standby (`standby.signal`) whose
 `restore_command` waits for a flag file: the startup process cannot even read the
 checkpoint record, so every connection is refused with 57P03, for as long as the test
-wants. `promote()` drops the flag (the standby replays its own pg_wal, becomes
-consistent) and promotes it (`pg_ctl promote`): a primary again, same data.
+wants. `promote()` drops the flag (the standby replays its own pg_wal; with hot_standby
+off it still refuses with 57P03, never answers read-only) and promotes it (`pg_ctl
+promote`): a primary again, same data.
 
 `open_postgres()` is the server the suite uses: the machine's when one answers, else a
 cluster of our own for as long as the block runs (a fresh machine needs nothing running).
@@ -73,7 +74,8 @@ def postgres_bindir() -> Path:
     if found:
         candidates.append(Path(os.path.realpath(found)).parent)
     for bindir in candidates:
-        if all(os.access(bindir / name, os.X_OK) for name in ("initdb", "postgres", "pg_ctl")):
+        if all(os.access(bindir / name, os.X_OK)
+               for name in ("initdb", "postgres", "pg_ctl", "pg_controldata")):
             return bindir
     raise ServiceNotInstalledError("postgresql", "initdb")
 
@@ -158,7 +160,10 @@ class PostgresCluster(ManagedProcess):
         # The shell's parent is the startup process: when a stop kills that, stop waiting.
         wait = (f'while [ ! -e "{self.wal_released_path}" ] && kill -0 $PPID 2>/dev/null; '
                 "do sleep 0.05; done; exit 1")
-        self._write_owned(self.data_dir / _STANDBY_CONF, f"restore_command = '{wait}'\n")
+        # hot_standby off: once its WAL is read the standby still refuses with 57P03 (and
+        # never answers read-only in between) until it is promoted.
+        self._write_owned(self.data_dir / _STANDBY_CONF,
+                          f"restore_command = '{wait}'\nhot_standby = off\n")
         self._write_owned(self.data_dir / "standby.signal", "")
         self._starting_up = True
 
@@ -168,9 +173,9 @@ class PostgresCluster(ManagedProcess):
             raise ServiceStateError("postgres is not held starting up")
         self._write_owned(self.wal_released_path, "")
         deadline = time.monotonic() + timeout
-        # `pg_ctl promote` refuses a server that has not yet entered archive recovery:
-        # wait for the hot standby to accept (read-only) connections first.
-        self._wait(lambda: self._in_recovery() is not None, deadline, "accept connections")
+        # `pg_ctl promote` refuses a server that has not yet entered archive recovery.
+        self._wait(lambda: self._control_state() == "in archive recovery", deadline,
+                   "enter archive recovery")
         result = subprocess.run(
             [str(self.bindir / "pg_ctl"), "promote", "-D", str(self.data_dir), "-w",
              "-t", str(int(timeout))],
@@ -183,6 +188,20 @@ class PostgresCluster(ManagedProcess):
                                     self.log_tail())
         self._wait(lambda: self._in_recovery() is False, deadline, "leave recovery")
         self._leave_standby()
+
+    def _control_state(self) -> str | None:
+        """'Database cluster state' of pg_controldata ('in archive recovery', ...)."""
+        result = subprocess.run(
+            [str(self.bindir / "pg_controldata"), "-D", str(self.data_dir)],
+            capture_output=True, text=True, timeout=10, check=False,
+            user=self._run_as.user, group=self._run_as.group,
+            extra_groups=self._run_as.extra_groups,
+        )
+        for line in result.stdout.splitlines():
+            name, _, value = line.partition(":")
+            if name.strip() == "Database cluster state":
+                return value.strip()
+        return None
 
     def _leave_standby(self) -> None:
         self._starting_up = False

@@ -269,7 +269,7 @@ class Station:
             return False
 
     async def stop(self) -> None:
-        self.agent.close()
+        await asyncio.to_thread(self.agent.close)
         await self.link.stop()
         await self.sim.stop()
 
@@ -389,10 +389,17 @@ class Plant:
                 agent_settings={"acks": self.agent_acks, "ack_timeout_s": self.ack_timeout_s,
                                 "unlock_window_s": self.unlock_window_s},
             )
-            self._stack.push_async_callback(station.stop)
             self.stations[device_id] = station
+        self._stack.push_async_callback(self._stop_stations)
         await asyncio.gather(*(s.start() for s in self.stations.values()))
-        await asyncio.gather(*(s.accepted() for s in self.stations.values()))
+        try:
+            await asyncio.gather(*(s.accepted() for s in self.stations.values()))
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.diagnostics(60)}") from None
+
+    async def _stop_stations(self) -> None:
+        # Side by side: an agent takes a second to stop, a plant has several.
+        await asyncio.gather(*(s.stop() for s in self.stations.values()))
 
     @property
     def database_url(self) -> str:
@@ -467,12 +474,14 @@ class Plant:
         log.warning("chaos_report %s", report.summary())
         return report
 
-    def diagnostics(self) -> str:
+    def diagnostics(self, lines: int = 25) -> str:
+        """The last lines of every process's log."""
         parts = []
-        for proc in [self.api, *self.ingest, *(s.agent for s in self.stations.values())]:
+        for name, proc in [("api", self.api),
+                           *((w.client_id_prefix, w) for w in self.ingest),
+                           *((f"agent {d}", s.agent) for d, s in self.stations.items())]:
             if proc is not None:
-                parts.append(f"--- {proc.service_name} {getattr(proc, 'client_id_prefix', '')}"
-                             f" ---\n{proc.log_tail(15)}")
+                parts.append(f"--- {name} ---\n{proc.log_tail(lines)}")
         return "\n".join(parts)
 
     # -- load -----------------------------------------------------------------------------
