@@ -21,9 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kickstand.cloud.alerts.engine import AlertEngine
 from kickstand.cloud.ingest import deadletters
-from kickstand.cloud.ingest.apply import BatchApplier, Inbound, IngestStats, is_transient
+from kickstand.cloud.ingest.apply import BatchApplier
+from kickstand.cloud.ingest.batch import Inbound, IngestStats
 from kickstand.cloud.ingest.deadletters import PAYLOAD_MAX, DeadLetterReason, Letter
 from kickstand.cloud.ingest.tables import DeadLetter, DeadLetterStatus, IngestedMessage
+from kickstand.cloud.ingest.transient import is_transient
 from kickstand.protocol import topics
 from kickstand.protocol.errors import DecodeError, TopicError
 from kickstand.protocol.topics import Direction
