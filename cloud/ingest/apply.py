@@ -553,10 +553,12 @@ class BatchApplier:
         return changed
 
     async def prune(self, older_than: timedelta) -> int:
-        """Forget dedupe keys older than ``older_than`` (the device queues are long delivered)."""
+        """Forget dedupe keys older than ``older_than`` (the device queues are long
+        delivered), and dead letters resolved (replayed, discarded) before that."""
         cutoff = utcnow() - older_than
         async with self._sessionmaker() as session, session.begin():
-            return await repo.prune_claims(session, cutoff)
+            removed = await repo.prune_claims(session, cutoff)
+            return removed + await deadletters.prune(session, cutoff)
 
 
 __all__ = [

@@ -191,6 +191,17 @@ async def store(session: AsyncSession, letters: Sequence[Letter]) -> None:
     await session.execute(stmt, rows)
 
 
+async def prune(session: AsyncSession, cutoff: datetime) -> int:
+    """Forget letters replayed or discarded before ``cutoff``; open ones stay until an
+    operator acts."""
+    result = await session.execute(
+        _TABLE.delete().where(
+            _TABLE.c.status != DeadLetterStatus.OPEN, _TABLE.c.resolved_at < cutoff
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 # -- the dashboard's side ---------------------------------------------------------------
 
 Status = Literal["open", "replayed", "discarded"]
@@ -282,6 +293,7 @@ __all__ = [
     "describe",
     "get_letter",
     "list_letters",
+    "prune",
     "resolve",
     "store",
 ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -14,14 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kickstand.cloud.db import create_engine, create_sessionmaker
 from kickstand.cloud.ingest.apply import BatchApplier, Inbound, IngestStats
-from kickstand.cloud.ingest.deadletters import DeadLetterBudget
+from kickstand.cloud.ingest.deadletters import DeadLetterBudget, Letter, store
 from kickstand.cloud.ingest.tables import (
     DeadLetter,
     DeadLetterStatus,
     DeviceStatus,
     IngestedMessage,
 )
-from kickstand.cloud.models import Device
+from kickstand.cloud.models import Device, utcnow
 from kickstand.protocol.v1 import codec
 from kickstand.protocol.v1 import enums as pe
 from kickstand.protocol.v1 import messages as m
@@ -165,3 +166,20 @@ async def test_a_flood_is_bounded_and_does_not_stall_the_good_messages(maker: Ma
     assert stats.dead_lettered["unstorable"] == 50
     assert stats.dead_dropped["unstorable"] == 4950
     assert elapsed < 10, elapsed
+
+
+async def test_resolved_letters_are_pruned_open_ones_kept(maker: Maker) -> None:
+    async with maker() as session, session.begin():
+        await store(
+            session,
+            [Letter.of_error("malformed", "x", topic="ks/v1/d/st-0001/evt", payload=b"\xff")
+             for _ in range(3)],
+        )
+    old = utcnow() - timedelta(days=8)
+    async with maker() as session, session.begin():
+        rows = list(await session.scalars(select(DeadLetter).order_by(DeadLetter.id)))
+        rows[0].status, rows[0].resolved_at = DeadLetterStatus.DISCARDED, old
+        rows[1].status, rows[1].resolved_at = DeadLetterStatus.REPLAYED, utcnow()
+    removed = await BatchApplier(maker, IngestStats()).prune(timedelta(days=7))
+    assert removed == 1
+    assert [lt.status for lt in await letters(maker)] == ["replayed", "open"]
