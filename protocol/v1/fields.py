@@ -30,6 +30,8 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 def has_control(text: str) -> bool:
     """True if ``text`` holds a character a v1 text field must not carry (U+0000–U+001F,
     U+007F–U+009F)."""
+    if text.isascii():  # the usual case: C-speed, no regex (printable ASCII has no Cc)
+        return not text.isprintable()
     return _CONTROL.search(text) is not None
 
 
