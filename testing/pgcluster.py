@@ -9,6 +9,7 @@ and started again on the same port with the same data (crash recovery on a kill)
         server = cluster.server()          # a PostgresServer: new_database(), ...
         cluster.kill(); cluster.start()    # crash recovery
         cluster.hold_starting_up()         # answers 57P03 "the database system is starting up"
+        cluster.serve_read_only()          # (optional) a hot standby: writes fail with 25006
         cluster.promote()                  # ... until this: accepts connections again
         copy = cluster.clone()             # (stopped) the same data, another port and dir
 
@@ -17,7 +18,9 @@ and started again on the same port with the same data (crash recovery on a kill)
 checkpoint record, so every connection is refused with 57P03, for as long as the test
 wants. `promote()` drops the flag (the standby replays its own pg_wal; with hot_standby
 off it still refuses with 57P03, never answers read-only) and promotes it (`pg_ctl
-promote`): a primary again, same data.
+promote`): a primary again, same data. `serve_read_only()` in between is the failover a
+client may also meet: the standby replayed its WAL and accepts connections, read-only
+(`25006 cannot execute INSERT in a read-only transaction`), until it is promoted.
 
 `open_postgres()` is the server the suite uses: the machine's when one answers, else a
 cluster of our own for as long as the block runs (a fresh machine needs nothing running).
@@ -110,6 +113,7 @@ class PostgresCluster(ManagedProcess):
         self.wal_released_path = self.base_dir / "wal-released"
         self._run_as = RunAs.named(self.run_as)
         self._starting_up = False
+        self._hot_standby = False
         self._copy_from: Path | None = None
 
     # -- addresses ------------------------------------------------------------------------
@@ -133,28 +137,29 @@ class PostgresCluster(ManagedProcess):
         """Held as a standby waiting for WAL (see `hold_starting_up`)."""
         return self._starting_up and self.running
 
-    def hold_starting_up(self) -> None:
+    def hold_starting_up(self, *, hot_standby: bool = False) -> None:
         """Restart as a standby that cannot finish starting: every connection gets 57P03
-        until `promote()`. Returns once a connection was refused that way."""
+        until `promote()`. Returns once a connection was refused that way. `hot_standby`:
+        allow `serve_read_only()` before the promotion."""
         self.stop()
-        self._enter_standby()
+        self._enter_standby(hot_standby)
         try:
             self.start()
         except BaseException:
             self._leave_standby()
             raise
 
-    async def hold_starting_up_async(self) -> None:
+    async def hold_starting_up_async(self, *, hot_standby: bool = False) -> None:
         """`hold_starting_up()` for a caller on an event loop (see `start_async`)."""
         await self.stop_async()
-        self._enter_standby()
+        self._enter_standby(hot_standby)
         try:
             await self.start_async()
         except BaseException:
             self._leave_standby()
             raise
 
-    def _enter_standby(self) -> None:
+    def _enter_standby(self, hot_standby: bool) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.wal_released_path.unlink()
         # The shell's parent is the startup process: when a stop kills that, stop waiting.
@@ -162,10 +167,22 @@ class PostgresCluster(ManagedProcess):
                 "do sleep 0.05; done; exit 1")
         # hot_standby off: once its WAL is read the standby still refuses with 57P03 (and
         # never answers read-only in between) until it is promoted.
-        self._write_owned(self.data_dir / _STANDBY_CONF,
-                          f"restore_command = '{wait}'\nhot_standby = off\n")
+        self._write_owned(
+            self.data_dir / _STANDBY_CONF,
+            f"restore_command = '{wait}'\nhot_standby = {'on' if hot_standby else 'off'}\n",
+        )
         self._write_owned(self.data_dir / "standby.signal", "")
         self._starting_up = True
+        self._hot_standby = hot_standby
+
+    def serve_read_only(self, timeout: float = 30.0) -> None:
+        """Let a standby held with `hot_standby=True` read its WAL: it then accepts
+        connections, read-only, until `promote()`."""
+        if not (self._starting_up and self._hot_standby):
+            raise ServiceStateError("postgres is not held starting up with hot_standby")
+        self._write_owned(self.wal_released_path, "")
+        self._wait(lambda: self._in_recovery() is True, time.monotonic() + timeout,
+                   "accept read-only connections")
 
     def promote(self, timeout: float = 30.0) -> None:
         """End `hold_starting_up()`: let the standby read its WAL, then promote it."""

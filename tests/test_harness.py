@@ -479,6 +479,26 @@ def test_starting_up_mode_refuses_with_57p03_until_promoted(pg_cluster: Postgres
     assert _rows(pg_cluster.dsn(), "SELECT pg_is_in_recovery()") == [(False,)]
 
 
+def test_a_failover_may_answer_read_only_before_the_promotion(
+    pg_cluster: PostgresCluster,
+) -> None:
+    with psycopg.connect(pg_cluster.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS harness_failover (n int)")
+    pg_cluster.hold_starting_up(hot_standby=True)
+    with pytest.raises(psycopg.OperationalError) as refused:
+        psycopg.connect(pg_cluster.dsn(), connect_timeout=2)
+    assert sqlstate_of(refused.value) == "57P03"
+    pg_cluster.serve_read_only()
+    with psycopg.connect(pg_cluster.dsn(), autocommit=True) as conn:
+        assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction) as read_only:
+            conn.execute("INSERT INTO harness_failover VALUES (1)")
+        assert read_only.value.sqlstate == "25006"
+    pg_cluster.promote()
+    with psycopg.connect(pg_cluster.dsn(), autocommit=True) as conn:
+        conn.execute("INSERT INTO harness_failover VALUES (2)")
+
+
 def test_a_test_may_leave_the_cluster_held_starting_up(pg_cluster: PostgresCluster) -> None:
     pg_cluster.hold_starting_up()
 
