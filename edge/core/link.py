@@ -73,6 +73,7 @@ from kickstand.protocol.topics import Channel
 from kickstand.protocol.transport import SOCKET_OPTIONS
 from kickstand.protocol.v1 import codec
 from kickstand.protocol.v1.enums import BootStatus, RejectReason, ResultStatus
+from kickstand.protocol.v1.fields import fit_text
 from kickstand.protocol.v1.messages import (
     Ack,
     Birth,
@@ -188,7 +189,10 @@ class CommandRouter:
         except Exception as exc:
             log.exception("command_handler_crashed command=%s", type(envelope.command).__name__)
             return CommandResult(
-                cid, ResultStatus.FAILED, RejectReason.HARDWARE_FAULT, f"handler error: {exc}"[:120]
+                cid,
+                ResultStatus.FAILED,
+                RejectReason.HARDWARE_FAULT,
+                fit_text(f"handler error: {exc}", 128),
             ), _NOTHING_TO_STORE
         outcome = outcome or _NOTHING_TO_STORE
         return CommandResult(cid, outcome.status, outcome.reason, outcome.detail), outcome
@@ -761,7 +765,9 @@ class CloudLink:
         log.warning(
             "command_rejected device=%s reason=%s detail=%s", self.device_id, reason.name, detail
         )
-        self._store_result(CommandResult(command_id, ResultStatus.REJECTED, reason, detail[:120]))
+        # The detail quotes what was refused: text the codec would refuse in turn.
+        result = CommandResult(command_id, ResultStatus.REJECTED, reason, fit_text(detail, 128))
+        self._store_result(result)
 
     def _store_result(
         self,

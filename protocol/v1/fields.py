@@ -73,6 +73,15 @@ class UInt(Conv[int]):
         return wire
 
 
+def fit_text(text: str, max_bytes: int) -> str:
+    """``text`` made fit for a text field: each control character a space, cut to at most
+    ``max_bytes`` of UTF-8 on a character boundary. For texts built from what a device does
+    not control (an exception's message, a peer's string); the codec itself refuses, never
+    repairs."""
+    cleaned = _CONTROL.sub(" ", text).encode("utf-8", "replace")[:max_bytes]
+    return cleaned.decode("utf-8", "ignore")
+
+
 def utf8_len(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 

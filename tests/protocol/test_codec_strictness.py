@@ -24,6 +24,7 @@ from kickstand.protocol.topics import Channel
 from kickstand.protocol.v1 import codec
 from kickstand.protocol.v1 import messages as m
 from kickstand.protocol.v1.enums import BootStatus, DeviceKind, DeviceState, SpotState
+from kickstand.protocol.v1.fields import Text, fit_text
 from kickstand.protocol.v1.wellformed import NotOneItem, check, loads_strict
 from tests.protocol.strategies import commands, for_conv, up_messages
 
@@ -392,3 +393,20 @@ def test_the_walk_accepts(hex_: str, what: str) -> None:
 
 def test_the_walk_is_iterative() -> None:
     check(b"\x81" * 100_000 + b"\x00")  # no RecursionError: a frame per level, on a list
+
+
+@FAST
+@given(st.text(), st.integers(0, 130))
+def test_fit_text_makes_any_text_fit_a_field(text: str, max_bytes: int) -> None:
+    fitted = fit_text(text, max_bytes)
+    assert Text(max_bytes).encode(fitted) == fitted
+    if _fits(text, max_bytes):
+        assert fitted == text  # what already fits is kept as it is
+
+
+def _fits(text: str, max_bytes: int) -> bool:
+    try:
+        Text(max_bytes).encode(text)
+    except EncodeError:
+        return False
+    return True
