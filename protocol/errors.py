@@ -29,13 +29,16 @@ class TopicError(ProtocolError):
 
 
 class DecodeError(ProtocolError):
-    """Bytes that are not a valid message: too large, not CBOR, wrong shape."""
+    """Bytes that are not exactly one well-formed CBOR item with unique map keys (SPEC §11):
+    empty, over the size limit, not CBOR, truncated, a byte after the item, a key twice.
+    The root of every decoding error: its subclasses are well-formed but wrong."""
 
     code = "malformed"
 
 
 class SchemaError(DecodeError):
-    """Well-formed CBOR whose content breaks the schema (a field, a type, a range)."""
+    """One well-formed CBOR item of the wrong shape, type or range (a field missing or
+    mistyped, an integer or a text outside its limits, a control character, boot_id 0)."""
 
     code = "schema"
 
