@@ -83,6 +83,8 @@ def unstorable(value: object, *, _depth: int = 0) -> str | None:
             continue
         if isinstance(item, int) and INT64_MIN <= item <= INT64_MAX:
             continue
+        if kind is str and "\x00" not in item:
+            continue
         problem = unstorable(item, _depth=_depth + 1)
         if problem is not None:
             return f"{name}: {problem}"
