@@ -233,12 +233,17 @@ class BatchApplier:
         return None
 
     def _letter(self, out: BatchOutcome, letter: Letter) -> None:
-        """Keep ``letter`` for the batch's transaction, within the budget (else only counted)."""
-        if letter.replay_of is None and not self.budget.allow(letter.device_id, letter.reason):
+        """Keep ``letter`` for the batch's transaction, within the budget (else only counted;
+        the budget is spent when the transaction commits)."""
+        key = (letter.device_id, letter.reason)
+        taken = out.budget.get(key, 0)
+        if letter.replay_of is None and self.budget.remaining(*key) <= taken:
             out.dropped[letter.reason] += 1
             if letter.device_id is not None and letter.boot_id is not None and letter.seq:
                 out.unsettled.add((letter.device_id, letter.boot_id, letter.seq))
             return
+        if letter.replay_of is None:
+            out.budget[key] = taken + 1
         out.dead.append(letter)
 
     async def _apply(
@@ -299,6 +304,8 @@ class BatchApplier:
         for letter in out.dead:
             self.stats.dead_lettered[letter.reason] += 1
         self.stats.dead_dropped.update(out.dropped)
+        for (device_id, reason), n in out.budget.items():
+            self.budget.spend(device_id, reason, n)
 
     def _settled(
         self, batch: list[Inbound], infos: dict[str, DeviceInfo], out: BatchOutcome

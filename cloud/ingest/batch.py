@@ -96,6 +96,8 @@ class BatchOutcome:
     unsettled: set[tuple[str, int, int]] = field(default_factory=set)
     #: Dead letters over the budget, per reason (counted, not stored).
     dropped: Counter[str] = field(default_factory=Counter)
+    #: Dead-letter budget this outcome takes, per (device, reason), once committed.
+    budget: dict[tuple[str | None, str], int] = field(default_factory=dict)
 
     def merge(self, other: BatchOutcome) -> None:
         self.replies.extend(other.replies)

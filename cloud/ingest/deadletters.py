@@ -76,7 +76,8 @@ class Letter:
 
 class DeadLetterBudget:
     """At most ``per_hour`` letters per (device, reason) per clock hour; the rest are only
-    counted (a flood of garbage must not fill the disk)."""
+    counted (a flood of garbage must not fill the disk). Spent once the letters are
+    committed (a batch retried through a database outage does not spend it again)."""
 
     def __init__(self, per_hour: int = 100, max_keys: int = 100_000) -> None:
         self.per_hour = per_hour
@@ -84,17 +85,19 @@ class DeadLetterBudget:
         self._hour = -1
         self._used: dict[tuple[str | None, str], int] = {}
 
-    def allow(self, device_id: str | None, reason: str, now_s: float | None = None) -> bool:
+    def _roll(self, now_s: float | None) -> None:
         hour = int((time.time() if now_s is None else now_s) // 3600)
         if hour != self._hour or len(self._used) > self.max_keys:
             self._hour = hour
             self._used.clear()
+
+    def remaining(self, device_id: str | None, reason: str, now_s: float | None = None) -> int:
+        self._roll(now_s)
+        return self.per_hour - self._used.get((device_id, reason), 0)
+
+    def spend(self, device_id: str | None, reason: str, n: int = 1) -> None:
         key = (device_id, reason)
-        used = self._used.get(key, 0)
-        if used >= self.per_hour:
-            return False
-        self._used[key] = used + 1
-        return True
+        self._used[key] = self._used.get(key, 0) + n
 
 
 def _row(letter: Letter, now: datetime) -> dict[str, Any]:

@@ -205,22 +205,26 @@ async def test_worker_keeps_messages_while_the_database_is_down(
     gated_maker: Maker,
     pg_sessionmaker: Maker,
 ) -> None:
-    worker = await start_worker(sessionmaker=gated_maker)
+    worker = await start_worker(sessionmaker=gated_maker, dead_letters_per_hour=1)
     async with FakeDevice(mosquitto.host, mosquitto.port, "st-0001", boot_id=31) as dev:
         await dev.send(_birth())
         assert (await dev.expect(Channel.BOOT)).status is pe.BootStatus.ACCEPTED
         await gate.close()
+        await dev.raw(Channel.EVENT, b"\xff")  # a dead letter to store: it waits too
         for seq in range(1, 6):
             await dev.send(m.PowerCut(), seq=seq)
-        await eventually(lambda: _true(worker.stats.retries >= 3))
+        await eventually(lambda: _true(worker.stats.retries >= 6))
         assert worker.stats.applied == 1  # the birth only
-        assert not worker.stats.dead_lettered and not worker.stats.rejected
+        assert not worker.stats.dead_lettered and not worker.stats.dead_dropped
         await gate.open()
 
         async def applied() -> bool:
-            return worker.stats.applied >= 6
+            return worker.stats.applied >= 6 and bool(worker.stats.dead_lettered)
 
         await eventually(applied, wait_s=20)
+    # Retried many times, stored once, within a budget of one: retries spend no budget.
+    assert worker.stats.dead_lettered == {"malformed": 1}
+    assert not worker.stats.dead_dropped
     async with pg_sessionmaker() as s:
         keys = await s.scalar(
             select(func.count())
