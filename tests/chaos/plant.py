@@ -248,7 +248,7 @@ class Station:
         self.ledger.install()
         await self.agent.start_async()
 
-    async def accepted(self, within: float = 20.0) -> None:
+    async def accepted(self, within: float = 30.0) -> None:
         """Wait until the agent's (current) birth was accepted by the cloud."""
         await eventually(lambda: self._status_is("boot_accepted"), within,
                          f"{self.device_id} boot accepted")
@@ -464,7 +464,8 @@ class Plant:
         deadline = time.monotonic() + within
         report = await self.compare()
         while report.missing_events or report.missing_results:
-            if time.monotonic() > deadline:
+            # With no ingest process left (one crashed), nothing more can be applied.
+            if time.monotonic() > deadline or not any(w.running for w in self.ingest):
                 break
             await asyncio.sleep(0.5)
             report = await self.compare()

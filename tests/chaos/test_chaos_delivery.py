@@ -114,6 +114,7 @@ async def test_postgres_starting_up_while_devices_report(
     "cloud/ingest/transient.py's transient SQLSTATEs, so the batch is dead-lettered; the "
     "dead-letter INSERT fails read-only too, the worker crashes and the ingest process "
     "exits (event=ingest_worker_crashed): nothing is applied after the promotion",
+    raises=AssertionError,
     strict=True,
 )
 async def test_postgres_failover_answers_read_only_before_the_promotion(
