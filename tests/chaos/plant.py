@@ -69,6 +69,8 @@ DATABASE = "kickstand"
 ALICE = ("alice@example.com", "alice-demo-1")
 #: (device id, boot id, seq): one sequenced message of one device.
 Key = tuple[str, int, int]
+#: Ingest counters shown in a report (IngestStats fields).
+INGEST_COUNTERS = ("applied", "duplicates", "retries", "acks_sent")
 
 
 # -- the processes ------------------------------------------------------------------------
@@ -122,12 +124,22 @@ class IngestProcess(_PythonProcess):
         return [sys.executable, "-m", "kickstand.cloud", "ingest", "--workers", "1",
                 "--client-id-prefix", self.client_id_prefix]
 
-    def metrics(self) -> str:
-        """The worker's Prometheus text ('' when it does not answer)."""
+    async def counters(self, names: tuple[str, ...]) -> Counter[str]:
+        """Some of the worker's counters (`kickstand_ingest_<name>_total`) from its /metrics;
+        empty when it does not answer (a killed worker's counts died with it)."""
+        found: Counter[str] = Counter()
+        if not self.running:
+            return found
         try:
-            return httpx.get(f"http://{self.host}:{self.port}/metrics", timeout=2).text
+            async with httpx.AsyncClient(timeout=2) as client:
+                text = (await client.get(f"http://{self.host}:{self.port}/metrics")).text
         except httpx.HTTPError:
-            return ""
+            return found
+        for line in text.splitlines():
+            for name in names:
+                if line.startswith(f"kickstand_ingest_{name}_total"):
+                    found[name] += int(float(line.rsplit(" ", 1)[1]))
+        return found
 
 
 class AgentProcess(_PythonProcess):
@@ -290,6 +302,8 @@ class Report:
     missing_results: list[Key] = field(default_factory=list)
     dead_letters: int = 0
     boots: dict[str, int] = field(default_factory=dict)  # boots per device
+    #: Counters of the ingest workers alive at the end (resends deduped, retries, acks).
+    ingest: dict[str, int] = field(default_factory=dict)
 
     @property
     def exact(self) -> bool:
@@ -302,7 +316,7 @@ class Report:
             f"missing={len(self.missing_events)} doubled={len(self.doubled_events)} "
             f"unknown={len(self.unknown_events)}; results produced={self.produced_results} "
             f"missing={len(self.missing_results)}; dead_letters={self.dead_letters}; "
-            f"boots={self.boots}"
+            f"boots={self.boots}; live ingest counters {self.ingest}"
             + (f"; first missing={self.missing_events[:5]}" if self.missing_events else "")
             + (f"; doubled={list(self.doubled_events.items())[:5]}"
                if self.doubled_events else "")
@@ -343,7 +357,6 @@ class Plant:
         self.ingest: list[IngestProcess] = []
         self.stations: dict[str, Station] = {}
         self.env: dict[str, str] = {}
-        self.started = time.monotonic()
         self._stack = contextlib.AsyncExitStack()
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -472,6 +485,10 @@ class Plant:
         # A resend racing its own ack would show up as a second application now.
         await asyncio.sleep(1.0)
         report = await self.compare()
+        totals: Counter[str] = Counter()
+        for worker in self.ingest:
+            totals.update(await worker.counters(INGEST_COUNTERS))
+        report.ingest = dict(totals)
         log.warning("chaos_report %s", report.summary())
         return report
 
