@@ -70,7 +70,11 @@ async def telemetry(
     due = ctx.sample([latest_item[vid] for vid in sorted(latest_item)])
     # The rules read the vehicle of each fix and its network: all in one query, kept
     # in the session for the loop.
-    located = [infos[i.device_id].vehicle_id for i in due if _has_fix(i.msg.body)]
+    located: list[int] = []
+    for item in due:
+        vehicle_id = infos[item.device_id].vehicle_id
+        if vehicle_id is not None and _has_fix(item.msg.body):
+            located.append(vehicle_id)
     loaded = await repo.vehicles_with_networks(session, located) if located else ()
     await ctx.alert_all(session, due, infos)
     del loaded
