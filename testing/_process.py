@@ -1,8 +1,9 @@
 """One supervised service process: a temp dir, a log file, a port, start/stop with timeouts.
 
-The concrete services (Mosquitto, InfluxDB) write their config into the temp dir and
-hand the command line to `ManagedProcess`. Everything here is bounded in time: starting
-waits at most `start_timeout` for the port, stopping escalates SIGTERM -> SIGKILL.
+The concrete services (Mosquitto, InfluxDB, a PostgreSQL cluster; the chaos suite's cloud
+processes and agents) write their config into the temp dir and hand the command line to
+`ManagedProcess`. Everything here is bounded in time: starting waits at most
+`start_timeout` for readiness, stopping escalates `stop_signal` -> SIGKILL.
 """
 
 from __future__ import annotations

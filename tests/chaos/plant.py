@@ -69,6 +69,8 @@ DATABASE = "kickstand"
 ALICE = ("alice@example.com", "alice-demo-1")
 #: (device id, boot id, seq): one sequenced message of one device.
 Key = tuple[str, int, int]
+_FOREIGN_PREFIXES = ("KICKSTAND_", "INFLUX_", "METRICS_", "JWT_", "API_", "RENT_", "COMMAND_")
+_FOREIGN_NAMES = frozenset({"DATABASE_URL", "MQTT_URL", "VAR_DIR", "ENVIRONMENT"})
 #: Ingest counters shown in a report (IngestStats fields).
 INGEST_COUNTERS = ("applied", "duplicates", "retries", "acks_sent")
 
@@ -86,7 +88,11 @@ class _PythonProcess(ManagedProcess):
         self.extra_env = dict(env)
 
     def _env(self) -> dict[str, str]:
-        return {**os.environ, **self.extra_env}
+        # A developer's own settings (KICKSTAND_* for agents, the cloud's names) must not
+        # reach the plant's processes: the environment outranks their config files.
+        inherited = {k: v for k, v in os.environ.items()
+                     if not k.startswith(_FOREIGN_PREFIXES) and k not in _FOREIGN_NAMES}
+        return {**inherited, **self.extra_env}
 
 
 class ApiProcess(_PythonProcess):
@@ -321,6 +327,22 @@ class Report:
             + (f"; doubled={list(self.doubled_events.items())[:5]}"
                if self.doubled_events else "")
         )
+
+
+#: Fewer produced events than this and the scenario proved nothing.
+MIN_EVENTS = 40
+
+
+def check(report: Report, plant: Plant, min_events: int = MIN_EVENTS) -> None:
+    """Every produced event applied exactly once (call it while the plant runs: its
+    diagnostics read the processes' logs)."""
+    print(f"\nchaos: {report.summary()}")
+    assert report.produced_events >= min_events, report.summary()
+    assert not report.unknown_events, f"applied but never produced: {report.summary()}"
+    assert not report.doubled_events, f"applied twice: {report.summary()}"
+    assert not report.missing_events and not report.missing_results, (
+        f"lost: {report.summary()}\n{plant.diagnostics()}"
+    )
 
 
 # -- the plant ----------------------------------------------------------------------------

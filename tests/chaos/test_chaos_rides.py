@@ -16,8 +16,7 @@ import pytest
 
 from kickstand.protocol.v1.messages import VehicleDocked, VehicleRemoved
 from kickstand.testing import PostgresCluster
-from tests.chaos.plant import ALICE, Plant, device_time, eventually
-from tests.chaos.test_chaos_delivery import check
+from tests.chaos.plant import ALICE, Plant, check, device_time, eventually
 from tests.e2e.test_rider_journey import seeded_price
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.mqtt, pytest.mark.postgres]
