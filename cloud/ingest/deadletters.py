@@ -108,9 +108,9 @@ def _row(letter: Letter, now: datetime) -> dict[str, Any]:
         and 1 <= letter.seq <= _INT64_MAX
     )
     return {
-        "device_id": letter.device_id[:64] if letter.device_id else None,
+        "device_id": _text(letter.device_id)[:64] if letter.device_id else None,
         "network_id": letter.network_id,
-        "topic": letter.topic[:TOPIC_MAX],
+        "topic": _text(letter.topic)[:TOPIC_MAX],
         "channel": letter.channel[:16] if letter.channel else None,
         "payload": bytes(letter.payload[:PAYLOAD_MAX]),
         "payload_size": len(letter.payload),

@@ -16,8 +16,11 @@ from sqlalchemy.exc import DBAPIError
 TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "53", "58"})
 #: And single states: serialization failure, deadlock, lock not available, admin / crash
 #: shutdown, cannot connect now ("the database system is starting up", a standby, a
-#: failover), with PostgreSQL's own reasons for each.
-TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57P01", "57P02", "57P03"})
+#: failover), and read-only transaction (a replica not yet promoted answers every write
+#: with 25006 during a failover: the same batch succeeds on the promoted primary).
+TRANSIENT_SQLSTATES = frozenset(
+    {"25006", "40001", "40P01", "55P03", "57P01", "57P02", "57P03"}
+)
 #: SQLite's busy / locked result codes (primary and extended).
 _SQLITE_BUSY = frozenset({5, 6, 261, 262, 517})
 

@@ -249,7 +249,9 @@ class IngestWorker:
     ) -> None:
         outcome = await self._apply(decoded)
         if letters:
-            outcome.merge(await self._retrying(lambda: self._applier.store_letters(letters)))
+            outcome.merge(
+                await self._retrying(lambda: self._applier.store_letters(letters), always=True)
+            )
         # Committed: now the replies, the Acks and the PUBACKs.
         for reply in outcome.replies:
             self._consumer.publish(reply.topic, reply.payload, reply.qos)
@@ -341,14 +343,18 @@ class IngestWorker:
                 )
             )
 
-    async def _retrying(self, work: Callable[[], Awaitable[BatchOutcome]]) -> BatchOutcome:
-        """``work`` until it does not fail on a transient error (capped back-off)."""
+    async def _retrying(
+        self, work: Callable[[], Awaitable[BatchOutcome]], *, always: bool = False
+    ) -> BatchOutcome:
+        """``work`` until it does not fail on a transient error (capped back-off).
+        ``always``: on any error — the dead-letter store is the last resort: what it cannot
+        keep yet is neither dropped nor acknowledged, and the worker lives on."""
         attempt = 0
         while True:
             try:
                 return await work()
             except Exception as exc:
-                if not is_transient(exc):
+                if not always and not is_transient(exc):
                     raise
                 attempt += 1
                 self.stats.retries += 1
@@ -388,7 +394,9 @@ class IngestWorker:
             )
             log.debug("event=ingest_apply_failed client=%s", self.client_id, exc_info=True)
             letter = one.letter(DeadLetterReason.APPLY_FAILED, exc)
-            return await self._retrying(lambda: self._applier.store_letters([letter]))
+            return await self._retrying(
+                lambda: self._applier.store_letters([letter]), always=True
+            )
 
     def _write_points(self, outcome: BatchOutcome) -> None:
         if self.telemetry is None:

@@ -32,6 +32,7 @@ RAISED = {
     "57P03": True,  # cannot_connect_now: "the database system is starting up"
     "57P01": True,  # admin_shutdown
     "57P02": True,  # crash_shutdown
+    "25006": True,  # read_only_sql_transaction (a replica not yet promoted, a failover)
     "08006": True,  # connection_failure
     "08001": True,  # sqlclient_unable_to_establish_sqlconnection
     "53300": True,  # too_many_connections
@@ -247,6 +248,32 @@ async def test_a_worker_stuck_on_a_dead_database_stops(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_a_dead_letter_store_that_fails_holds_the_message_and_the_worker_lives(
+    mosquitto: MosquittoService, start_worker: WorkerFactory, pg_sessionmaker: Maker
+) -> None:
+    """The dead-letter store is the last resort: when even it fails (here a trigger
+    refuses every row, a permanent error), the message is neither dropped nor
+    acknowledged, the worker retries and lives on; once the store works, it is kept."""
+    refuse = (
+        "CREATE FUNCTION refuse_letters() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'no letters today'; END $$",
+        "CREATE TRIGGER refuse BEFORE INSERT ON dead_letters "
+        "FOR EACH ROW EXECUTE FUNCTION refuse_letters()",
+    )
+    async with pg_sessionmaker() as session, session.begin():
+        for statement in refuse:
+            await session.execute(text(statement))
+    worker = await start_worker()
+    async with FakeDevice(mosquitto.host, mosquitto.port, "st-0004", boot_id=34) as dev:
+        await dev.raw(Channel.STATUS, b"\xff")
+        await eventually(lambda: _true(worker.stats.retries >= 2))
+        assert not worker.stats.dead_lettered
+        assert worker._task is not None and not worker._task.done()
+        async with pg_sessionmaker() as session, session.begin():
+            await session.execute(text("DROP TRIGGER refuse ON dead_letters"))
+        await eventually(lambda: _true(worker.stats.dead_lettered["malformed"] == 1), wait_s=15)
 
 
 # -- a database "starting up" (57P03), for real -----------------------------------------
