@@ -139,3 +139,21 @@ async def test_riders_are_refused(api: Api) -> None:
     assert r.status_code == 403
     r = await api.client.post(f"{URL}/1/discard", headers=await api.login())
     assert r.status_code == 403
+
+
+async def test_a_payload_that_still_does_not_decode_counts_an_attempt(api: Api) -> None:
+    async with api.sessionmaker() as session, session.begin():
+        await deadletters.store(
+            session,
+            [Letter.of_error("malformed", "not CBOR", topic="ks/v1/d/st-0002/evt",
+                             payload=b"\xff\x00", device_id="st-0002", channel="evt",
+                             network_id=api.demo.network_id)],
+        )
+    headers = await api.login(OPERATOR)
+    letter = await letter_id(api, headers, "malformed")
+    r = await api.client.post(f"{URL}/{letter}/replay", headers=headers)
+    assert r.status_code == 409 and r.json()["reason"] == "replay-failed", r.text
+    data = r.json()["data"]
+    assert (data["attempts"], data["status"], data["reason"]) == (2, "open", "malformed")
+    r = await api.client.get(URL, headers=headers)
+    assert len(r.json()["data"]) == 1  # counted on its row, no second letter
