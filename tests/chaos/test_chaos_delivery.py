@@ -97,14 +97,6 @@ async def test_postgres_starting_up_while_devices_report(
         check(await plant.settle(within=20), plant)
 
 
-@pytest.mark.xfail(
-    reason="ingest: 25006 read_only_sql_transaction (a replica not yet promoted) is not in "
-    "cloud/ingest/transient.py's transient SQLSTATEs, so the batch is dead-lettered; the "
-    "dead-letter INSERT fails read-only too, the worker crashes and the ingest process "
-    "exits (event=ingest_worker_crashed): nothing is applied after the promotion",
-    raises=AssertionError,
-    strict=True,
-)
 async def test_postgres_failover_answers_read_only_before_the_promotion(
     chaos_golden: PostgresCluster, tmp_path: Path
 ) -> None:
