@@ -362,7 +362,7 @@ class CloudLink:
         try:
             await client.publish(
                 self._topic(Channel.DEATH),
-                codec.encode_up(self._stamp0(), Death(reason[:60])),
+                codec.encode_up(self._stamp0(), Death(fit_text(reason, 60))),
                 qos=1,
                 timeout=1.0,
             )

@@ -84,6 +84,7 @@ from kickstand.protocol.v1.enums import (
     SpotState,
     TriggerKind,
 )
+from kickstand.protocol.v1.fields import fit_text
 from kickstand.protocol.v1.messages import (
     AlarmCleared,
     AlarmTriggered,
@@ -533,7 +534,7 @@ class StationAgent:
             self._board_failed(spot, "no answer")
             return
         except (BoardBusError, FrameError) as exc:
-            self._board_failed(spot, f"bad status: {exc}"[:60])
+            self._board_failed(spot, fit_text(f"bad status: {exc}", 60))
             return
         events: list[UpBody] = []
         spot.failures = 0
@@ -618,7 +619,9 @@ class StationAgent:
             if not spot.firmware_flagged or changed:
                 spot.firmware_flagged = True
                 events.append(
-                    BoardFault(spot.spot, f"firmware {info.firmware}, expected {expected}"[:60])
+                    BoardFault(
+                        spot.spot, fit_text(f"firmware {info.firmware}, expected {expected}", 60)
+                    )
                 )
         elif spot.firmware_flagged:
             spot.firmware_flagged = False
@@ -881,7 +884,7 @@ class StationAgent:
                 command_id,
                 ResultStatus.DONE if ok else ResultStatus.FAILED,
                 reason,
-                detail[:120] or None,
+                fit_text(detail, 120) or None,
             ))
 
         try:
@@ -999,7 +1002,7 @@ class StationAgent:
                 events.append(PowerRestored() if reading.power_present else PowerCut())
             if reading.alarm != self.alarm:
                 self.alarm = reading.alarm
-                events.append(AlarmTriggered(reading.alarm_reason[:60]) if reading.alarm
+                events.append(AlarmTriggered(fit_text(reading.alarm_reason, 60)) if reading.alarm
                               else AlarmCleared())
             if events:
                 try:

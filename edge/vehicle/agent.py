@@ -69,6 +69,7 @@ from kickstand.protocol.v1.enums import (
     ResultStatus,
     TriggerKind,
 )
+from kickstand.protocol.v1.fields import fit_text
 from kickstand.protocol.v1.messages import (
     AuthListUpdate,
     BadgePresented,
@@ -312,7 +313,7 @@ class VehicleAgent:
 
     def _birth(self) -> Birth:
         mem = self.store.memory
-        inventory = [Component("lockbox", 0, self.lockbox_firmware[:32])]
+        inventory = [Component("lockbox", 0, fit_text(self.lockbox_firmware, 32))]
         s = self.settings
         for kind, path in (("gps", s.gps_port), ("bms", s.bms_address), ("nfc", s.nfc_path),
                            ("pinpad", s.pinpad_port), ("motion", s.motion_port)):
@@ -320,8 +321,8 @@ class VehicleAgent:
                 inventory.append(Component(kind, 0, ""))
         return Birth(
             kind=DeviceKind.VEHICLE,
-            firmware=(mem.firmware or s.firmware)[:32],
-            hardware=s.hardware[:32],
+            firmware=fit_text(mem.firmware or s.firmware, 32),
+            hardware=fit_text(s.hardware, 32),
             config_version=mem.config_version,
             auth_list_version=self.authlist.version,
             inventory=tuple(inventory),
@@ -524,7 +525,7 @@ class VehicleAgent:
                 if self._lockbox_failures >= LOCKBOX_FAULT_AFTER and not self._lockbox_fault:
                     self._lockbox_fault = True
                     log.error("lockbox_fault device=%s reason=%s", self.device_id, exc)
-                    self.emit(BoardFault(0, f"lock box: {exc}"[:64]), self._status())
+                    self.emit(BoardFault(0, fit_text(f"lock box: {exc}", 64)), self._status())
                 return
             self._lockbox_failures = 0
             if self._lockbox_fault:
@@ -891,7 +892,7 @@ class VehicleAgent:
         return Outcome(status=ResultStatus.ACCEPTED)
 
     async def _firmware(self, command_id: bytes, cmd: FirmwareUpdate) -> None:
-        version = cmd.version[:32]
+        version = fit_text(cmd.version, 32)
         try:
             await stage_firmware(
                 cmd, self.state_dir, lambda state: self.emit(FirmwareStatus(state, version))
@@ -902,12 +903,12 @@ class VehicleAgent:
             log.error("vehicle_firmware_failed version=%s reason=%s", version, exc.reason)
             self.emit(FirmwareStatus(exc.state, version),
                       CommandResult(command_id, ResultStatus.FAILED, exc.reject_reason,
-                                    exc.reason[:120]))
+                                    fit_text(exc.reason, 120)))
             return
         except QueueError as exc:  # the staged image stays; the version did not get recorded
             self.emit(FirmwareStatus(FirmwareState.INSTALL_FAILED, version),
                       CommandResult(command_id, ResultStatus.FAILED,
-                                    RejectReason.HARDWARE_FAULT, str(exc)[:120]))
+                                    RejectReason.HARDWARE_FAULT, fit_text(str(exc), 120)))
             return
         self.emit(FirmwareStatus(FirmwareState.INSTALLED, version),
                   CommandResult(command_id, ResultStatus.DONE, None, f"firmware {version}"))
