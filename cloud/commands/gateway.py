@@ -38,6 +38,7 @@ from kickstand.cloud.broker import MqttUrl
 from kickstand.cloud.commands.errors import CommandTimeoutError, DeviceOfflineError
 from kickstand.cloud.commands.records import record_command
 from kickstand.cloud.config import Settings
+from kickstand.cloud.ingest.rules import device_time
 from kickstand.cloud.models import Device
 from kickstand.cloud.rent_gateway import (
     CommandGateway,
@@ -247,6 +248,8 @@ class MqttCommandGateway:
             pending.accepted = True
             return
         if not pending.future.done():
+            # The device's stamp within the bounds of SPEC §4.2, else our receive time.
+            at_ms, _ = device_time(msg.stamp.ts_ms, time.time_ns() // 1_000_000)
             pending.future.set_result(
                 CommandReply(
                     result.command_id,
@@ -254,7 +257,7 @@ class MqttCommandGateway:
                     result.status,
                     result.reason,
                     result.detail,
-                    datetime.fromtimestamp(msg.stamp.ts_ms / 1000, UTC),
+                    datetime.fromtimestamp(at_ms / 1000, UTC),
                 )
             )
 
