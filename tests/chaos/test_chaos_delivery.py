@@ -56,15 +56,20 @@ async def test_control_without_end_to_end_acks_the_count_sees_the_loss(
     assert not report.doubled_events, report.summary()
 
 
-async def test_ingest_worker_killed_mid_burst_and_never_back(
-    chaos_golden: PostgresCluster, tmp_path: Path
+@pytest.mark.parametrize("back", [False, True], ids=["never-back", "restarted"])
+async def test_ingest_worker_killed_mid_burst(
+    chaos_golden: PostgresCluster, tmp_path: Path, back: bool
 ) -> None:
     async with Plant(chaos_golden, tmp_path, TWO_STATIONS, ingest_workers=2) as plant:
         load = asyncio.create_task(plant.burst(7.0))
         await asyncio.sleep(2.5)
         share = await plant.ingest[1].counters(("received",))
         assert share["received"] > 0, "the worker to kill has its share of the traffic"
-        plant.ingest[1].kill()  # kill -9 with batches in hand; it never comes back
+        plant.ingest[1].kill()  # kill -9 with batches in hand
+        if back:
+            # Same client id: whatever its session kept comes again, on top of the resends.
+            await asyncio.sleep(2.0)
+            await plant.ingest[1].start_async()
         await load
         check(await plant.settle(within=25), plant)
 
