@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _messages import as_json, plain  # the JSON baseline of the benchmarks
 
+from kickstand.cloud.config import Settings
 from kickstand.edge.vehicle.config import VehicleSettings
 from kickstand.protocol import topics
 from kickstand.protocol.signing import CommandSigner, generate_private_key
@@ -62,6 +63,8 @@ TRIPS = 4
 RECONNECTS = 4  # cell handovers, modem sleeps: a new MQTT session 4 times a day
 DAY_START_MS = 1_795_276_800_000
 TARGET = 100 * 1024
+#: How long ingest merges a device's Acks (the cloud's default setting).
+ACK_DELAY_S: float = Settings.model_fields["ACK_DELAY_S"].default
 
 
 def publish_bytes(topic: str, payload: int, qos: int) -> int:
@@ -123,6 +126,7 @@ class Day:
         self.cbor = Tally()
         self.json = Tally()
         self.client_sends: list[float] = []  # times of device -> broker packets (keepalive)
+        self.sequenced: list[tuple[float, int]] = []  # (time, seq): what the cloud Acks
         self.vae = 76.0
         self.internal = 88.0
         self.sent_battery: dict[str, int] = {}
@@ -136,6 +140,8 @@ class Day:
         channel = codec.channel_of(body)
         sequenced = channel in codec.SEQUENCED_CHANNELS
         stamp = self._stamp(t, sequenced)
+        if sequenced:
+            self.sequenced.append((t, stamp.seq))
         topic = topics.up(DEVICE, channel)
         qos = 0 if channel is Channel.HEARTBEAT else 1
         label = label or (type(body).__name__ if channel is not Channel.EVENT else "events")
@@ -150,8 +156,8 @@ class Day:
             tally.count[label] += 1
         self.client_sends.append(t)
 
-    def down(self, t: float, body: m.BootReply | m.TimeReply) -> None:
-        channel = Channel.BOOT if isinstance(body, m.BootReply) else Channel.TIME
+    def down(self, t: float, body: m.BootReply | m.TimeReply | m.Ack) -> None:
+        channel = codec.channel_of(body)
         qos = 1 if channel is Channel.BOOT else 0
         topic = topics.down(DEVICE, channel)
         for tally, payload in ((self.cbor, codec.encode_down(body)), (self.json, json_down(body))):
@@ -249,6 +255,11 @@ class Day:
     def status(self, t: float, state: DeviceState, lock: LockState) -> None:
         self.up(t, m.Status(0, state, lock, SERIAL, None, round(self.vae)), "Status")
 
+    def acks(self) -> None:
+        """The cloud's end-to-end Acks (SPEC §4.6), merged over ingest's ACK_DELAY_S."""
+        for t, seqs in ack_times(self.sequenced, ACK_DELAY_S):
+            self.down(t, m.Ack(tuple(codec.ack_ranges((self.boot_id, q) for q in seqs))))
+
     def run(self) -> None:
         s = self.s
         ride_s = RIDING_S / TRIPS
@@ -303,6 +314,7 @@ class Day:
         self.up(14 * 3600 + 9, m.PinEntered())
         self.up(20 * 3600, m.BatteryLow(BatteryKind.VAE, 19))
         self.command(23 * 3600, m.Config(4, {"parked_interval_s": 900.0}), "config 4")
+        self.acks()
         # keepalive: a PINGREQ whenever the device sent nothing for keepalive_s
         sends = sorted(self.client_sends)
         pings = 0
@@ -313,6 +325,23 @@ class Day:
             tally.down += pings * 2
             tally.by_kind["keepalive"] += pings * PING
             tally.count["keepalive"] += pings
+
+
+def ack_times(sequenced: list[tuple[float, int]], delay_s: float) -> list[tuple[float, list[int]]]:
+    """When the cloud's Acks go out and what each covers: a device's keys wait from the
+    first one's commit until it is ``delay_s`` old (ingest's AckBatcher, SPEC §4.6)."""
+    acks: list[tuple[float, list[int]]] = []
+    for t, seq in sorted(sequenced):
+        if acks and t < acks[-1][0]:
+            acks[-1][1].append(seq)
+        else:
+            acks.append((t + delay_s, [seq]))
+    return acks
+
+
+def json_ack(seqs: list[int], boot_id: int) -> bytes:
+    ranges = [[r.boot_id, r.first, r.last] for r in codec.ack_ranges((boot_id, q) for q in seqs)]
+    return json.dumps({"ranges": ranges}, separators=(",", ":")).encode()
 
 
 def main() -> None:

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     #: serves its own on API_PORT. METRICS_TOKEN set: the API's /metrics wants it as bearer.
     METRICS_PORT: int = Field(default=9108, ge=0, le=65535)
     METRICS_TOKEN: str | None = None
+    #: Ingest merges a device's end-to-end Acks over this long (SPEC §4.6): fewer bytes on
+    #: a vehicle's cellular link; well below the devices' 30 s ack timeout.
+    ACK_DELAY_S: float = Field(default=10.0, ge=0, le=20)
 
     @model_validator(mode="after")
     def _check_secret(self) -> Settings:

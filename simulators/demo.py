@@ -194,6 +194,7 @@ async def run(args: argparse.Namespace) -> int:
                 cloud_url,
                 sessionmaker,
                 telemetry=store,
+                ack_delay_s=settings.ACK_DELAY_S,
                 client_id="ingest-demo",
                 shared=shared,
                 alerts=alerts,

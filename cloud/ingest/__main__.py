@@ -87,6 +87,7 @@ async def serve(args: argparse.Namespace) -> int:
                         settings.MQTT_URL,
                         sessionmaker,
                         telemetry=store,
+                        ack_delay_s=settings.ACK_DELAY_S,
                         client_id=f"{args.client_id_prefix}-{n}",
                         shared=not args.no_shared,
                         batch_max=args.batch_max,

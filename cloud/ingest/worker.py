@@ -86,6 +86,82 @@ def _readable_stamp(payload: bytes) -> tuple[int | None, int | None]:
     return None, None
 
 
+class AckBatcher:
+    """Merges a device's Acks over ``delay_s`` (SPEC §4.6: "batched and cheap").
+
+    Every Ack costs a device about 40 bytes of MQTT; a riding vehicle sends a position
+    every 5 s, each alone in its batch, so one Ack per batch would add a third to a
+    vehicle's daily data budget. Keys wait here from their commit until the device's
+    oldest waiting key is ``delay_s`` old (well inside the device's ``ack_timeout_s``,
+    30 s), or until ``flush_keys`` wait for one device (a backlog drains at full speed:
+    the device's publish window is freed by PUBACKs, not Acks). What waits here is
+    committed: lost in a crash it only means a resend, which the dedupe answers with an
+    Ack. ``delay_s`` 0 sends at once."""
+
+    def __init__(
+        self,
+        publish: Callable[[str, list[tuple[int, int]]], None],
+        delay_s: float,
+        *,
+        flush_keys: int = 256,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._publish = publish
+        self.delay_s = max(0.0, delay_s)
+        self.flush_keys = flush_keys
+        self._clock = clock
+        #: device -> (when its oldest waiting key was committed, the keys)
+        self._waiting: dict[str, tuple[float, list[tuple[int, int]]]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, device_id: str, boot_id: int, seq: int) -> None:
+        entry = self._waiting.get(device_id)
+        if entry is None:
+            entry = self._waiting[device_id] = (self._clock(), [])
+        entry[1].append((boot_id, seq))
+
+    def flush_due(self) -> None:
+        """Publish the Acks that are due (all of them when there is no delay)."""
+        if not self._waiting:
+            return
+        now = self._clock()
+        for device_id, (since, keys) in list(self._waiting.items()):
+            if now - since >= self.delay_s or len(keys) >= self.flush_keys:
+                del self._waiting[device_id]
+                self._publish(device_id, keys)
+
+    def flush_all(self) -> None:
+        waiting, self._waiting = self._waiting, {}
+        for device_id, (_since, keys) in waiting.items():
+            self._publish(device_id, keys)
+
+    @property
+    def waiting(self) -> int:
+        """Keys committed and not yet acknowledged to their device."""
+        return sum(len(keys) for _since, keys in self._waiting.values())
+
+    def start(self) -> None:
+        if self.delay_s > 0 and self._task is None:
+            self._task = asyncio.create_task(self._tick(), name="ack-batcher")
+
+    async def _tick(self) -> None:
+        step = min(1.0, self.delay_s / 4)
+        while True:
+            await asyncio.sleep(step)
+            try:
+                self.flush_due()
+            except Exception as exc:  # a publish that fails must not end the batcher
+                log.warning("event=ack_flush_failed error=%r", exc)
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.flush_all()
+
+
 class IngestWorker:
     def __init__(
         self,
@@ -106,11 +182,14 @@ class IngestWorker:
         sweep_alerts_every_s: float | None = None,
         freefloat: FreeFloatHook | None = None,
         dead_letters_per_hour: int = 100,
+        ack_delay_s: float = 0.0,
     ) -> None:
         """``shared=False`` subscribes the plain filter (embedded amqtt has no ``$share``):
         then run exactly one worker. ``clean_session=False`` only for a single worker that
         must find what was queued while it was down (a benchmark's method).
-        ``dead_letters_per_hour``: stored per device and reason (the rest counted)."""
+        ``dead_letters_per_hour``: stored per device and reason (the rest counted).
+        ``ack_delay_s``: a device's Acks wait up to this long to be merged into one (0: one
+        per batch at once); see :class:`AckBatcher`."""
         self.url = MqttUrl.parse(mqtt_url)
         self.topic = topics.ingest_subscription(group) if shared else PLAIN_SUBSCRIPTION
         self.client_id = client_id
@@ -134,6 +213,7 @@ class IngestWorker:
             budget=DeadLetterBudget(dead_letters_per_hour),
         )
         self.sweep_alerts_every_s = sweep_alerts_every_s
+        self._acks = AckBatcher(self._publish_acks, ack_delay_s)
         self._task: asyncio.Task[None] | None = None
         self._prune_task: asyncio.Task[None] | None = None
         self._busy = False
@@ -151,6 +231,7 @@ class IngestWorker:
         metrics.register("ingest", self.client_id, self.stats)
         self._task = asyncio.create_task(self._run(), name=f"ingest:{self.client_id}")
         self._prune_task = asyncio.create_task(self._prune_loop(), name=f"prune:{self.client_id}")
+        self._acks.start()
         log.info(
             "event=ingest_worker_started client=%s topic=%s broker=%s",
             self.client_id,
@@ -166,6 +247,7 @@ class IngestWorker:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._task = self._prune_task = None
+        await self._acks.close()  # what was committed is acknowledged before we leave
         # A database that does not answer must not hold the stop (the connection is gone).
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._applier.release(), 5.0)
@@ -267,22 +349,21 @@ class IngestWorker:
             self.stats.oldest_s = max(0.0, (now_ms - items[0].received_ms) / 1000)
 
     def _send_acks(self, settled: list[tuple[str, int, int]]) -> None:
-        """One Ack per device for the batch (more only past MAX_ACK_RANGES ranges)."""
-        if not settled:
-            return
-        keys: dict[str, list[tuple[int, int]]] = {}
         for device_id, boot_id, seq in settled:
-            keys.setdefault(device_id, []).append((boot_id, seq))
-        for device_id, device_keys in keys.items():
-            topic = topics.down(device_id, Channel.ACK)
-            try:
-                payloads = [codec.encode_down(ack) for ack in codec.acks_for(device_keys)]
-            except EncodeError as exc:  # a stamp beyond the wire's range: nothing to Ack
-                self.stats.reject("ack-unencodable", device=device_id, error=exc.reason)
-                continue
-            for payload in payloads:
-                self._consumer.publish(topic, payload, 0)
-                self.stats.acks_sent += 1
+            self._acks.add(device_id, boot_id, seq)
+        self._acks.flush_due()
+
+    def _publish_acks(self, device_id: str, device_keys: list[tuple[int, int]]) -> None:
+        """One Ack for the device's keys (more only past MAX_ACK_RANGES ranges)."""
+        topic = topics.down(device_id, Channel.ACK)
+        try:
+            payloads = [codec.encode_down(ack) for ack in codec.acks_for(device_keys)]
+        except EncodeError as exc:  # a stamp beyond the wire's range: nothing to Ack
+            self.stats.reject("ack-unencodable", device=device_id, error=exc.reason)
+            return
+        for payload in payloads:
+            self._consumer.publish(topic, payload, 0)
+            self.stats.acks_sent += 1
 
     def _decode(self, item: Received, letters: list[Letter] | None = None) -> Inbound | None:
         """The message of ``item``, or None: counted as rejected and, with ``letters``, a
