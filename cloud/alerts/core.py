@@ -80,6 +80,9 @@ class AlertConfig:
     #: A recurrence on an open alert writes a `fleet_alert.updated` event only if the cause
     #: was quiet for this long before (or the severity rose); it is always counted.
     recurrence_event_min_s: int = 60
+    #: A device-clock-wrong alert stops once the device kept talking this long after its
+    #: last implausible stamp (its messages came with plausible stamps meanwhile).
+    clock_ok_s: int = 600
 
 
 @dataclass(frozen=True)
@@ -173,8 +176,10 @@ class AlertCore:
         message: str | None = None,
         severity: AlertSeverity | None = None,
         extra: dict[str, Any] | None = None,
+        count: int = 1,
     ) -> AlertChange:
-        """Open an alert for the cause, or count an occurrence on the one already open."""
+        """Open an alert for the cause, or count an occurrence on the one already open.
+        ``count``: occurrences at once (a batch's dead letters of one device and reason)."""
         severity = severity or DEFAULT_SEVERITY[alert_type]
         cause_key = f"{alert_type.value}|{subject.key}"
         merged_extra = {**subject.extra, **(extra or {})}
@@ -187,7 +192,9 @@ class AlertCore:
                 alert.stopped_at = None
                 self._know(session, cause_key, alert)
                 self.counters["reopened"] += 1
-                return self._recur(session, alert, severity, merged_extra, now, notify=True)
+                return self._recur(
+                    session, alert, severity, merged_extra, now, notify=True, count=count
+                )
             fresh = FleetAlert(
                 network_id=subject.network_id,
                 alert_type=alert_type,
@@ -204,7 +211,7 @@ class AlertCore:
                 user_id=subject.user_id,
                 message=text,
                 extra=outbox.jsonable(merged_extra),
-                occurrences=1,
+                occurrences=count,
                 created_at=now,
                 modified_at=now,
                 last_seen_at=now,
@@ -220,7 +227,7 @@ class AlertCore:
                 alert = await self._open_alert(session, cause_key)
                 if alert is None:
                     raise
-                return self._recur(session, alert, severity, merged_extra, now)
+                return self._recur(session, alert, severity, merged_extra, now, count=count)
             self._know(session, cause_key, fresh)
             self.counters["raised"] += 1
             log.info(
@@ -231,7 +238,7 @@ class AlertCore:
                 severity.value,
             )
             return self._emit(session, fresh, t.ALERT_CREATED)
-        return self._recur(session, alert, severity, merged_extra, now)
+        return self._recur(session, alert, severity, merged_extra, now, count=count)
 
     async def stop_alert(
         self, session: AsyncSession, alert_type: AlertType, subject_key: str, *, now: datetime
@@ -314,9 +321,10 @@ class AlertCore:
         now: datetime,
         *,
         notify: bool = False,
+        count: int = 1,
     ) -> AlertChange:
         previous = alert.last_seen_at
-        alert.occurrences += 1
+        alert.occurrences += count
         alert.last_seen_at = now
         alert.modified_at = now
         if severity.rank > AlertSeverity(alert.severity).rank:

@@ -30,6 +30,7 @@ from kickstand.cloud.alerts.core import (  # re-exported: the public surface
     vehicle_extra,
     vehicle_subject,
 )
+from kickstand.cloud.alerts.delivery_rules import DeliveryRules
 from kickstand.cloud.alerts.device_rules import (
     AUTHORIZED_UNLOCK_CAUSES,
     BOITIER_CHAIN_TYPE_UPDATED,
@@ -60,7 +61,7 @@ from kickstand.protocol.v1 import messages as m
 log = logging.getLogger("kickstand.cloud.alerts.engine")
 
 
-class AlertEngine(DeviceRules, SweepRules):
+class AlertEngine(DeliveryRules, SweepRules):
     """Raises, counts and stops fleet alerts. Stateless apart from counters: share one."""
 
     # ── entry points ──────────────────────────────────────────────────────────────────
@@ -178,6 +179,7 @@ class AlertEngine(DeviceRules, SweepRules):
         changes += await self._sweep_lost(session, now)
         changes += await self._sweep_docked_vehicles(session, now)
         changes += await self._sweep_silence_expired(session, now)
+        changes += await self._sweep_clock(session, now)
         return changes
 
 
@@ -197,7 +199,9 @@ __all__ = [
     "AlertConfig",
     "AlertCore",
     "AlertEngine",
+    "DeliveryRules",
     "DeviceRef",
+    "DeviceRules",
     "Subject",
     "alert_payload",
     "causality",

@@ -28,6 +28,10 @@ class AlertType(str, enum.Enum):
     VEHICLE_OUTSIDE_OPERATIONAL_PERIOD = "vehicle-outside-operational-period"
     VEHICLE_TOO_LONG_IDLE = "vehicle-too-long-idle"  # bicycle.too_long_idle
     LOCK_SHUTDOWN = "lock-shutdown"  # lock.shutdown
+    # delivery (issue 13): what ingest could not apply, or never received
+    DEVICE_MESSAGE_DEAD_LETTERED = "device-message-dead-lettered"
+    DEVICE_CLOCK_WRONG = "device-clock-wrong"
+    DEVICE_MESSAGES_MISSING = "device-messages-missing"
 
     def __str__(self) -> str:
         return str(self.value)
@@ -101,6 +105,12 @@ DEFAULT_SEVERITY: dict[AlertType, AlertSeverity] = {
     AlertType.VEHICLE_OUTSIDE_OPERATIONAL_PERIOD: AlertSeverity.LOW,
     AlertType.VEHICLE_TOO_LONG_IDLE: AlertSeverity.LOW,
     AlertType.LOCK_SHUTDOWN: AlertSeverity.HIGH,
+    # A message kept for an operator may be a lost ride or a bug to fix: look soon.
+    AlertType.DEVICE_MESSAGE_DEAD_LETTERED: AlertSeverity.HIGH,
+    # Its messages are still applied (at the receive time): a device to fix, no harm yet.
+    AlertType.DEVICE_CLOCK_WRONG: AlertSeverity.LOW,
+    # Events lost for good may be rides never billed.
+    AlertType.DEVICE_MESSAGES_MISSING: AlertSeverity.HIGH,
 }
 
 # Outbox topics of alert changes (`resource.event`, resource "fleet_alert").

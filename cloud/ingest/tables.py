@@ -12,6 +12,9 @@
   seq; another boot: later device time) than the stored one, so out-of-order delivery
   across workers never rolls state back.
 * ``device_commands`` — every signed command sent, its rent, and the device's result.
+* ``device_boot_counts`` — per (device, boot): how many of its sequenced messages reached
+  the cloud (applied or kept as dead letters), to compare with the ``pending_from`` of the
+  boot's last birth (:mod:`kickstand.cloud.ingest.gaps`).
 * ``dead_letters`` — a device message ingest could not apply (undecodable, refused by a
   rule, or failing for good), with its raw bytes and the error, for an operator to see,
   replay or discard. A sequenced message has one row (a second failure counts on it).
@@ -77,6 +80,19 @@ class DeviceBoot(Base):
     __table_args__ = (
         UniqueConstraint("device_id", "boot_id", name="uq_device_boots_device_boot"),
     )
+
+
+class DeviceBootCount(Base):
+    __tablename__ = "device_boot_counts"
+
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    boot_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    #: Distinct sequenced messages of the boot that reached the cloud. None: the boot began
+    #: before the cloud counted (migration 0006); it is never checked.
+    delivered: Mapped[int | None] = mapped_column(BigInteger, default=0)
+    #: The ``pending_from`` the gap check last compared with, and what it found missing then.
+    checked_pending_from: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    missing: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
 
 
 class DeviceStatus(Base):
@@ -181,6 +197,7 @@ __all__ = [
     "DeadLetter",
     "DeadLetterStatus",
     "DeviceBoot",
+    "DeviceBootCount",
     "DeviceCommand",
     "DeviceStatus",
     "IngestedMessage",
