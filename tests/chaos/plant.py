@@ -409,6 +409,9 @@ class Plant:
             "COMMAND_SIGNING_KEY_FILE": str(key_path),
             "RENT_UNLOCK_WINDOW_S": str(self.unlock_window_s),
             "COMMAND_TIMEOUT_S": "5",
+            # Deployed, the cloud merges Acks over 10 s and a device resends after 30 s;
+            # the plant keeps that ratio on its shorter resend timeout.
+            "ACK_DELAY_S": f"{self.ack_timeout_s / 3:g}",
         }
         self.api = ApiProcess(self.env)
         self._stack.callback(self.api.close)
