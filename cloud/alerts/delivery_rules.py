@@ -196,7 +196,7 @@ class DeliveryRules(DeviceRules):
         # The interval compared here, not in SQL (SQLite has no timestamp arithmetic).
         return [
             self.stop(session, alert, now)
-            for alert, seen in rows.tuples().all()
+            for alert, seen in rows.all()
             if seen is not None and _aware(seen) >= _aware(alert.last_seen_at) + quiet
         ]
 

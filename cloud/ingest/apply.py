@@ -47,7 +47,9 @@ from kickstand.cloud.ingest.batch import (
     clip,
 )
 from kickstand.cloud.ingest.deadletters import DeadLetterBudget, DeadLetterReason, Letter
+from kickstand.cloud.ingest.gaps import GapCheck
 from kickstand.cloud.ingest.handlers import ORDER, handlers
+from kickstand.cloud.ingest.operator_alerts import OperatorAlerts
 from kickstand.cloud.ingest.transient import is_transient
 from kickstand.cloud.models import DeviceKind, utcnow
 from kickstand.protocol import topics
@@ -135,6 +137,10 @@ class BatchApplier:
         self._connection: AsyncConnection | None = None
         self.require_boot = require_boot
         self.budget = budget or DeadLetterBudget()
+        #: Messages that reached the cloud per boot, against the births' pending_from.
+        self.gaps = GapCheck(stats, alerts)
+        #: Dead letters and flagged clocks raise operator alerts (with the alert rules on).
+        self.operator_alerts = OperatorAlerts(alerts, stats) if alerts is not None else None
 
     async def _session(self) -> AsyncSession:
         """A session for one batch. With ``hold_connection`` it runs on this applier's own
@@ -192,6 +198,7 @@ class BatchApplier:
             ts_ms, flagged = rules.device_time(stamp.ts_ms, item.received_ms)
             if flagged:
                 self.stats.clock_flagged += 1
+                item.flagged_ts_ms = stamp.ts_ms
                 self.stats.log_limited(
                     "device_clock_flagged",
                     item.device_id,
@@ -288,9 +295,13 @@ class BatchApplier:
             if failed is not None:
                 failed.letter.network_id = infos[failed.key[0]].network_id
                 self._letter(out, failed.letter)
-            if known:
-                await self._apply_known(session, batch, known, infos, out, failed)
+            fresh = await self._apply_known(session, batch, known, infos, out, failed)
             await deadletters.store(session, out.dead)
+            if self.operator_alerts is not None:
+                await self.operator_alerts.letters(session, out.dead, infos)
+                await self.operator_alerts.clocks(session, known, infos)
+            # Last: its row locks (one per device and boot) are held only until the commit.
+            await self.gaps.count(session, fresh, out.dead, infos)
         for reason, item, error in refusals:
             self.stats.reject(reason, device=item.device_id, channel=item.channel, error=error)
         self._count_letters(out)
@@ -331,7 +342,10 @@ class BatchApplier:
         infos: dict[str, DeviceInfo],
         out: BatchOutcome,
         failed: _LoneEventFailed | None,
-    ) -> None:
+    ) -> list[Inbound]:
+        """Applies ``known``; returns the messages applied (not duplicates)."""
+        if not known:
+            return []
         fresh = await self._dedupe(session, known)
         by_channel: dict[Channel, list[Inbound]] = {}
         for item in fresh:
@@ -352,6 +366,7 @@ class BatchApplier:
         self.stats.applied += len(fresh)
         for item in fresh:
             self.stats.by_channel[item.channel.value] += 1
+        return fresh
 
     async def store_letters(self, letters: list[Letter]) -> BatchOutcome:
         """Store dead letters in a transaction of their own (a message that failed alone, or
@@ -371,6 +386,9 @@ class BatchApplier:
                     if letter.network_id is None and info is not None:
                         letter.network_id = info.network_id
                 await deadletters.store(session, out.dead)
+                if self.operator_alerts is not None:
+                    await self.operator_alerts.letters(session, out.dead, infos)
+                await self.gaps.count(session, [], out.dead, infos)
         except BaseException:
             await self.release()
             raise
@@ -550,13 +568,16 @@ class BatchApplier:
     async def sweep(self, now: datetime | None = None) -> int:
         """The rules of time and silence (one worker runs them periodically): unlock windows
         that closed with no event from the device, trips on hold past their network's limit,
-        and the fleet alert sweeps. Returns how many things changed."""
+        the fleet alert sweeps, and messages lost for good (births' ``pending_from`` against
+        what reached the cloud, :mod:`~kickstand.cloud.ingest.gaps`). Returns how many
+        things changed."""
         now = now or utcnow()
         async with self._sessionmaker() as session, session.begin():
             changed = len(await trips.expire_stale_rents(session, now))
             changed += len(await trips.end_overdue_holds(session, now))
             if self.alerts is not None:
                 changed += len(await self.alerts.sweep(session, now))
+            changed += len(await self.gaps.check(session, now))
         return changed
 
     async def prune(self, older_than: timedelta) -> int:

@@ -42,6 +42,9 @@ class Inbound:
     refused: Letter | None = None
     #: The dead letter this is a replay of (a failure counts on that row).
     replay_of: int | None = None
+    #: ``prepare`` found its stamp implausible (SPEC §4.2): applied at the receive time;
+    #: the stamp as it came.
+    flagged_ts_ms: int | None = None
 
     @property
     def key(self) -> tuple[str, int, int]:
@@ -157,6 +160,12 @@ class IngestStats:
     retries: int = 0
     acks_sent: int = 0
     clock_flagged: int = 0
+    #: Boots found short of their birth's pending_from by the gap check, and the messages
+    #: missing (SPEC §4.2; :mod:`kickstand.cloud.ingest.gaps`).
+    seq_gaps: int = 0
+    seq_missing: int = 0
+    #: Operator alerts of delivery (dead letters, clocks) that failed to be raised.
+    alert_failures: int = 0
     lag_s: float = 0.0
     oldest_s: float = 0.0
     rejected: Counter[str] = field(default_factory=Counter)
