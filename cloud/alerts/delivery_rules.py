@@ -194,11 +194,13 @@ class DeliveryRules(DeviceRules):
             .with_for_update(of=FleetAlert)
         )
         # The interval compared here, not in SQL (SQLite has no timestamp arithmetic).
-        return [
-            self.stop(session, alert, now)
-            for alert, seen in rows.all()
-            if seen is not None and _aware(seen) >= _aware(alert.last_seen_at) + quiet
-        ]
+        changes: list[AlertChange] = []
+        for row in rows.all():
+            alert: FleetAlert = row[0]
+            seen: datetime | None = row[1]
+            if seen is not None and _aware(seen) >= _aware(alert.last_seen_at) + quiet:
+                changes.append(self.stop(session, alert, now))
+        return changes
 
 
 __all__ = ["DeliveryRules"]

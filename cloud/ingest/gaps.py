@@ -192,7 +192,8 @@ class GapCheck:
 
     async def check(self, session: AsyncSession, now: datetime) -> list[GapFinding]:
         """Compare the boots due with their last birth's ``pending_from``; count, log, and
-        raise or stop the alerts (in the caller's transaction)."""
+        raise or stop the alerts (in the caller's transaction). Returns what changed: boots
+        with more missing than checked before, or fewer (come after all)."""
         rows: Any = (
             await session.execute(
                 _CANDIDATES,
@@ -205,6 +206,8 @@ class GapCheck:
         findings: list[GapFinding] = []
         for device_id, boot_id, pending_from, delivered, checked, before in rows:
             missing = max(0, pending_from - 1 - delivered)
+            if checked == pending_from and missing == before:
+                continue  # still as reported
             marked = await session.execute(
                 _MARK,
                 {
@@ -218,6 +221,8 @@ class GapCheck:
             )
             if not getattr(marked, "rowcount", 0):
                 continue  # another worker's sweep took it
+            if missing == before:
+                continue  # a new birth, nothing more missing
             findings.append(
                 GapFinding(device_id, boot_id, pending_from, delivered, missing, before)
             )
