@@ -271,14 +271,14 @@ class Station:
         await eventually(lambda: self._status_is("boot_accepted"), within,
                          f"{self.device_id} boot accepted")
 
-    async def drained(self, within: float = 20.0) -> None:
-        """Wait until the agent's queue is empty (every message delivered, and acknowledged
-        when the cloud acks)."""
-        async def empty() -> bool:
+    async def depth(self) -> int | None:
+        """Messages still in the agent's queue (kept until the cloud's Ack); None when the
+        agent does not answer."""
+        try:
             status = await self.agent.status()
-            return int(status.get("queue", {}).get("depth", -1)) == 0
-
-        await eventually(empty, within, f"{self.device_id} queue drained")
+        except (httpx.HTTPError, ValueError):
+            return None
+        return int(status.get("queue", {}).get("depth", -1))
 
     async def _status_is(self, key: str) -> bool:
         try:
@@ -310,6 +310,8 @@ class Report:
     boots: dict[str, int] = field(default_factory=dict)  # boots per device
     #: Counters of the ingest workers alive at the end (resends deduped, retries, acks).
     ingest: dict[str, int] = field(default_factory=dict)
+    #: What each agent still keeps queued at the end (0: the cloud acknowledged all).
+    queued: dict[str, int | None] = field(default_factory=dict)
 
     @property
     def exact(self) -> bool:
@@ -322,7 +324,8 @@ class Report:
             f"missing={len(self.missing_events)} doubled={len(self.doubled_events)} "
             f"unknown={len(self.unknown_events)}; results produced={self.produced_results} "
             f"missing={len(self.missing_results)}; dead_letters={self.dead_letters}; "
-            f"boots={self.boots}; live ingest counters {self.ingest}"
+            f"boots={self.boots}; still queued on the devices {self.queued}; "
+            f"live ingest counters {self.ingest}"
             + (f"; first missing={self.missing_events[:5]}" if self.missing_events else "")
             + (f"; doubled={list(self.doubled_events.items())[:5]}"
                if self.doubled_events else "")
@@ -342,6 +345,9 @@ def check(report: Report, plant: Plant, min_events: int = MIN_EVENTS) -> None:
     assert not report.doubled_events, f"applied twice: {report.summary()}"
     assert not report.missing_events and not report.missing_results, (
         f"lost: {report.summary()}\n{plant.diagnostics()}"
+    )
+    assert all(n == 0 for n in report.queued.values()), (
+        f"applied, but the devices still keep (no Ack reached them): {report.summary()}"
     )
 
 
@@ -507,15 +513,24 @@ class Plant:
                 break
             await asyncio.sleep(0.5)
             report = await self.compare()
-        # A resend racing its own ack would show up as a second application now.
+        # The devices learn of it: their queues empty as the cloud's Acks arrive. (And a
+        # resend racing its own Ack would show up as a second application meanwhile.)
+        queued = await self._queued()
+        while any(n != 0 for n in queued.values()) and time.monotonic() < deadline + 5:
+            await asyncio.sleep(0.5)
+            queued = await self._queued()
         await asyncio.sleep(1.0)
         report = await self.compare()
+        report.queued = queued
         totals: Counter[str] = Counter()
         for worker in self.ingest:
             totals.update(await worker.counters(INGEST_COUNTERS))
         report.ingest = dict(totals)
         log.warning("chaos_report %s", report.summary())
         return report
+
+    async def _queued(self) -> dict[str, int | None]:
+        return {d: await s.depth() for d, s in self.stations.items()}
 
     def diagnostics(self, lines: int = 25) -> str:
         """The last lines of every process's log."""
