@@ -52,6 +52,7 @@ from kickstand.cloud.ingest.deadletters import Letter
 from kickstand.cloud.ingest.rules import INT64_MAX
 from kickstand.cloud.ingest.tables import DeviceBoot, DeviceBootCount
 from kickstand.cloud.models import table_of
+from kickstand.protocol.topics import Channel
 
 if TYPE_CHECKING:
     from kickstand.cloud.alerts.engine import AlertEngine
@@ -154,8 +155,8 @@ class GapCheck:
             stamp = item.msg.stamp
             if item.sequenced:
                 keys.add(item.key)
-            elif stamp.seq == 0 and 0 <= stamp.boot_id <= INT64_MAX:
-                boots.add((item.device_id, stamp.boot_id))  # a birth: the boot's row
+            elif item.channel is Channel.BIRTH and 0 <= stamp.boot_id <= INT64_MAX:
+                boots.add((item.device_id, stamp.boot_id))  # the boot's row, counted from 0
         for letter in letters:
             if letter.replay_of is not None or letter.device_id not in infos:
                 continue

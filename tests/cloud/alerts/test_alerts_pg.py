@@ -25,13 +25,14 @@ from kickstand.cloud.config import Settings
 from kickstand.cloud.db import create_engine, create_sessionmaker
 from kickstand.cloud.ingest.apply import BatchApplier, Inbound, IngestStats
 from kickstand.cloud.migrations import upgrade
-from kickstand.cloud.models import OutboxEvent, User, Vehicle
+from kickstand.cloud.models import Network, OutboxEvent, Station, User, UserRole, Vehicle
 from kickstand.cloud.security import create_access_token
-from kickstand.cloud.seed import DemoRefs, seed_demo
+from kickstand.cloud.seed import DemoRefs, operator_permissions, seed_demo
 from kickstand.cloud.webhooks import service as webhooks
 from kickstand.cloud.webhooks.delivery import DeliveryPolicy, WebhookWorker
 from kickstand.cloud.webhooks.receiver import Receiver
 from kickstand.protocol.topics import Channel
+from kickstand.protocol.v1 import enums as pe
 from kickstand.protocol.v1 import messages as m
 from kickstand.protocol.v1.enums import BatteryKind, DeviceState, LockCause, MotionKind
 from kickstand.testing import PostgresServer
@@ -415,3 +416,61 @@ async def test_ingest_batch_looks_alerts_up_once_and_stays_right_through_its_eve
     ]
     await applier.apply([inbound(dev, Channel.STATUS, full) for dev in devs])
     assert {a.state for a in await open_alerts(env)} == {AlertState.STOPPED}
+
+
+# -- delivery alerts (issue 13) ----------------------------------------------------------
+
+ALERTS_URL = "/dashboard/fleet-alerts"
+
+
+def unstorable_status(seq: int) -> Inbound:
+    body = m.Status(spot=1, state=pe.SpotState.EMPTY, fault="jam\x00")
+    stamp = m.Stamp(3, seq, time.time_ns() // 1_000_000)
+    return Inbound("st-0001", Channel.STATUS, m.UpMessage(stamp, body))
+
+
+async def test_dead_letter_alert_is_its_networks_operators_to_see_and_resolve(
+    env: Env, api: httpx.AsyncClient
+) -> None:
+    async with env.maker() as session, session.begin():
+        other = Network(name="Elsewhere", currency="EUR", timezone="UTC")
+        session.add(other)
+        await session.flush()
+        session.add(
+            User(
+                email="op2@example.com",
+                password_hash="-",
+                role=UserRole.OPERATOR,
+                permissions=operator_permissions(other.id),
+            )
+        )
+        other_id = other.id
+        station_id = await session.scalar(select(Station.id).where(Station.device_id == "st-0001"))
+    applier = BatchApplier(env.maker, IngestStats(), alerts=AlertEngine())
+    await applier.apply([unstorable_status(1)])
+    await applier.apply([unstorable_status(2)])
+
+    net = env.demo.network_id
+    ops = await token_for(env, "operator@example.com")
+    r = await api.get(ALERTS_URL, params={"networks": str(net)}, headers=ops)
+    assert r.status_code == 200, r.text
+    [alert] = [a for a in r.json()["data"] if a["alert_type"] == "device-message-dead-lettered"]
+    assert alert["station_id"] == station_id and alert["occurrences"] == 2
+    assert alert["alert_severity"] == "high" and alert["state"] == "new"
+    assert alert["extra"]["dead_letter_reason"] == "unstorable"
+
+    theirs = await token_for(env, "op2@example.com")
+    r = await api.get(ALERTS_URL, params={"networks": str(net)}, headers=theirs)
+    assert r.status_code == 403 and r.json()["reason"] == "network-not-allowed"
+    r = await api.get(ALERTS_URL, params={"networks": str(other_id)}, headers=theirs)
+    assert r.status_code == 200 and r.json()["data"] == []
+
+    # The operator resolves it (after replaying or discarding); a new letter opens a new one.
+    r = await api.post(f"{ALERTS_URL}/resolve", json={"alert_ids": [alert["id"]]}, headers=ops)
+    assert r.json() == {"code": 0}
+    await applier.apply([unstorable_status(3)])
+    r = await api.get(ALERTS_URL, params={"networks": str(net)}, headers=ops)
+    [fresh] = [
+        a for a in r.json()["data"] if a["alert_type"] == AlertType.DEVICE_MESSAGE_DEAD_LETTERED
+    ]
+    assert fresh["id"] != alert["id"] and fresh["occurrences"] == 1
