@@ -24,14 +24,14 @@ TWO_STATIONS = {
 
 
 async def broker_killed_while_ingest_is_behind(plant: Plant, settle_s: float) -> Report:
-    await plant.burst(1.5)
+    await plant.burst(1.0)
     await plant.ingest[0].stop_async()  # ingest falls behind: the broker holds its share
-    await plant.burst(4.0)  # the devices report, the broker PUBACKs
+    await plant.burst(3.0)  # the devices report, the broker PUBACKs
     plant.broker.kill()  # kill -9: what it held in memory only is gone
-    await plant.burst(1.5)  # the devices queue on disk meanwhile
+    await plant.burst(1.0)  # the devices queue on disk meanwhile
     await plant.broker.start_async()
     await plant.ingest[0].start_async()
-    await plant.burst(1.5)
+    await plant.burst(1.0)
     return await plant.settle(within=settle_s)
 
 
@@ -78,7 +78,7 @@ async def test_postgres_stopped_while_devices_report(
     chaos_golden: PostgresCluster, tmp_path: Path
 ) -> None:
     async with Plant(chaos_golden, tmp_path, TWO_STATIONS) as plant:
-        load = asyncio.create_task(plant.burst(8.0))
+        load = asyncio.create_task(plant.burst(7.0))
         await asyncio.sleep(1.5)
         await plant.postgres.stop_async()
         await asyncio.sleep(4.0)
@@ -106,7 +106,7 @@ async def test_postgres_failover_answers_read_only_before_the_promotion(
     chaos_golden: PostgresCluster, tmp_path: Path
 ) -> None:
     async with Plant(chaos_golden, tmp_path, TWO_STATIONS) as plant:
-        load = asyncio.create_task(plant.burst(10.0))
+        load = asyncio.create_task(plant.burst(8.0))
         await asyncio.sleep(1.5)
         # A failover as ingest may meet it: 57P03 while the standby starts, then for a
         # few seconds a replica that answers read-only (25006 on every write), then the
