@@ -80,7 +80,7 @@ from kickstand.protocol.signing import CommandVerifier, key_id
 from kickstand.protocol.transport import SOCKET_OPTIONS
 from kickstand.protocol.v1 import enums as pe
 from kickstand.protocol.v1 import messages as m
-from kickstand.testing import MosquittoService, PostgresServer
+from kickstand.testing import MosquittoService, open_postgres
 
 HOUR_MS = 3_600_000
 LOCKED, OPEN = pe.LockState.LOCKED, pe.LockState.OPEN
@@ -352,7 +352,7 @@ async def main() -> None:
     hour0_ms = int(time.time() * 1000) - HOUR_MS - 60_000  # the hour just gone
     rides = max(0, min(args.rides, 3))
     with tempfile.TemporaryDirectory() as tmpdir, MosquittoService() as broker, \
-            PostgresServer() as pg:
+            open_postgres() as pg:
         tmp = Path(tmpdir)
         db_url = pg.create_database()
         engine = create_engine(db_url, pool_size=args.workers + 2)

@@ -71,7 +71,7 @@ from kickstand.protocol import topics
 from kickstand.protocol.v1 import codec
 from kickstand.protocol.v1 import enums as pe
 from kickstand.protocol.v1 import messages as m
-from kickstand.testing import InfluxService, MosquittoService, PostgresServer
+from kickstand.testing import InfluxService, MosquittoService, open_postgres
 
 STATIONS = [f"st-{i:04d}" for i in range(1, 5)]
 VEHICLES = [f"vh-LY{i:04d}" for i in range(1, 13)] + [f"vh-LYF{i:03d}" for i in range(1, 5)]
@@ -540,7 +540,7 @@ async def main() -> None:
     batches = rejected = 0
     TunedMosquitto.inflight = args.inflight
     with tempfile.TemporaryDirectory() as tmpdir, TunedMosquitto() as broker, \
-            PostgresServer() as pg:
+            open_postgres() as pg:
         tmp = Path(tmpdir)
         influx_cm = None if args.no_influx else InfluxService()
         influx = influx_cm.__enter__() if influx_cm else None

@@ -604,11 +604,11 @@ async def drive(args: argparse.Namespace) -> None:
     from kickstand.cloud.broker import free_port
     from kickstand.cloud.commands import load_signer
     from kickstand.cloud.config import Settings
-    from kickstand.testing import MosquittoService, PostgresServer
+    from kickstand.testing import MosquittoService, open_postgres
 
     stations = plan_stations(args.riders)
     with tempfile.TemporaryDirectory() as tmpdir, MosquittoService() as broker, \
-            PostgresServer() as pg:
+            open_postgres() as pg:
         tmp = Path(tmpdir)
         db = pg.new_database()
         await prepare_database(db.url, stations, args.riders)

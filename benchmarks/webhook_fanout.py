@@ -30,7 +30,7 @@ from kickstand.cloud.webhooks import service
 from kickstand.cloud.webhooks.delivery import DeliveryPolicy, WebhookWorker
 from kickstand.cloud.webhooks.models import DeliveryStatus, WebhookDelivery
 from kickstand.cloud.webhooks.receiver import Receiver
-from kickstand.testing import PostgresServer
+from kickstand.testing import open_postgres
 
 
 def serve_receivers(n: int, conn: multiprocessing.connection.Connection) -> None:
@@ -148,7 +148,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=32)
     args = parser.parse_args()
-    with PostgresServer() as server:
+    with open_postgres() as server:
         database = server.new_database()
         try:
             asyncio.run(
