@@ -19,7 +19,11 @@ The core owns:
 * failures: an event failing for good is rolled back to its savepoint and kept as a dead
   letter, the rest of the batch goes on; a transient error is raised for the worker to
   retry the batch (:func:`~kickstand.cloud.ingest.transient.is_transient`);
-* what the worker acknowledges (:attr:`BatchOutcome.settled`, SPEC §4.6).
+* what the worker acknowledges (:attr:`BatchOutcome.settled`, SPEC §4.6);
+* what operators are told about delivery, in the batch's transaction: dead letters and
+  flagged device clocks raise fleet alerts (:mod:`~kickstand.cloud.ingest.operator_alerts`),
+  and the messages that reached the cloud are counted per boot for the sweep's check
+  against the births' ``pending_from`` (:mod:`~kickstand.cloud.ingest.gaps`).
 
 Rows are touched in a sorted order to keep lock waits between workers deadlock-free
 as far as possible; a deadlock that still happens is retried by the worker.
