@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import ScalarResult, select, update
+from sqlalchemy import ScalarResult, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kickstand.cloud.alerts import service
@@ -22,7 +22,7 @@ from kickstand.cloud.alerts.types import AlertSeverity, AlertState, AlertType
 from kickstand.cloud.db import create_engine, create_sessionmaker
 from kickstand.cloud.ingest.apply import BatchApplier, Inbound, IngestStats
 from kickstand.cloud.ingest.gaps import GapFinding
-from kickstand.cloud.ingest.tables import DeviceBootCount
+from kickstand.cloud.ingest.tables import DeadLetter, DeviceBootCount
 from kickstand.cloud.models import Cluster, Network, Station, Vehicle, utcnow
 from kickstand.protocol.v1 import codec
 from kickstand.protocol.v1 import enums as pe
@@ -140,6 +140,32 @@ async def test_a_letter_of_a_device_with_no_station_or_vehicle_is_kept_without_a
     assert stats.dead_lettered["vehicle-spot-status"] == 1
     assert await alerts_of(maker, AlertType.DEVICE_MESSAGE_DEAD_LETTERED) == []
     assert stats.alert_failures == 0
+
+
+async def test_a_dead_letter_is_stored_even_when_its_alert_cannot_be_raised(
+    maker: Maker,
+) -> None:
+    async with maker() as session, session.begin():
+        await session.execute(
+            text(
+                "CREATE FUNCTION refuse_alert() RETURNS trigger AS $$ BEGIN "
+                "RAISE EXCEPTION 'no alerts today'; END $$ LANGUAGE plpgsql"
+            )
+        )
+        await session.execute(
+            text(
+                "CREATE TRIGGER refuse_alert BEFORE INSERT ON fleet_alerts "
+                "FOR EACH ROW EXECUTE FUNCTION refuse_alert()"
+            )
+        )
+    stats = IngestStats()
+    applier = BatchApplier(maker, stats, alerts=AlertEngine())
+    await applier.apply([status(STATION, 1, fault="jam\x00"), status(STATION, 2)])
+    assert stats.dead_lettered["unstorable"] == 1 and stats.applied == 1
+    assert stats.alert_failures == 1
+    async with maker() as session:
+        stored = await session.scalar(select(func.count()).select_from(DeadLetter))
+    assert stored == 1
 
 
 # -- device clock -----------------------------------------------------------------------
