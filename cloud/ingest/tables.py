@@ -79,6 +79,8 @@ class DeviceBoot(Base):
 
     __table_args__ = (
         UniqueConstraint("device_id", "boot_id", name="uq_device_boots_device_boot"),
+        # The gap check's sweep reads the births of the last day (migration 0006).
+        Index("ix_device_boots_received_at", "received_at"),
     )
 
 

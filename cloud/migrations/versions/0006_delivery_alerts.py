@@ -1,4 +1,4 @@
-"""delivery alerts: fleet alert types of issue 13, device_boot_counts
+"""delivery alerts: fleet alert types of issue 13, device_boot_counts, device_boots index
 
 Revision ID: 0006_delivery_alerts
 Revises: 0005_dead_letters
@@ -65,6 +65,8 @@ def upgrade() -> None:
         sa.Column("missing", sa.BigInteger(), server_default=sa.text("0"), nullable=False),
         sa.PrimaryKeyConstraint("device_id", "boot_id", name=op.f("pk_device_boot_counts")),
     )
+    with op.batch_alter_table("device_boots", schema=None) as batch_op:
+        batch_op.create_index("ix_device_boots_received_at", ["received_at"], unique=False)
     # Boots that began before the cloud counted: delivered NULL, never checked (a count that
     # started half-way through a boot would report the messages before it as missing).
     op.execute(
@@ -74,6 +76,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("device_boots", schema=None) as batch_op:
+        batch_op.drop_index("ix_device_boots_received_at")
     op.drop_table("device_boot_counts")
     op.execute(
         "DELETE FROM fleet_alerts WHERE alert_type IN ("
