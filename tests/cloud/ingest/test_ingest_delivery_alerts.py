@@ -21,6 +21,7 @@ from kickstand.cloud.alerts.models import FleetAlert
 from kickstand.cloud.alerts.types import AlertSeverity, AlertState, AlertType
 from kickstand.cloud.db import create_engine, create_sessionmaker
 from kickstand.cloud.ingest.apply import BatchApplier, Inbound, IngestStats
+from kickstand.cloud.ingest.deadletters import Letter
 from kickstand.cloud.ingest.gaps import GapFinding
 from kickstand.cloud.ingest.tables import DeadLetter, DeviceBootCount
 from kickstand.cloud.models import Cluster, Network, Station, Vehicle, utcnow
@@ -140,6 +141,26 @@ async def test_a_letter_of_a_device_with_no_station_or_vehicle_is_kept_without_a
     assert stats.dead_lettered["vehicle-spot-status"] == 1
     assert await alerts_of(maker, AlertType.DEVICE_MESSAGE_DEAD_LETTERED) == []
     assert stats.alert_failures == 0
+
+
+async def test_letters_stored_on_their_own_raise_the_alert_too(maker: Maker) -> None:
+    """What never decoded (the worker stores it in a transaction of its own) counts on the
+    device's alert for that reason; a failed replay (an operator is on it) does not."""
+    applier = BatchApplier(maker, IngestStats(), alerts=AlertEngine())
+    garbage = Letter.of_error(
+        "malformed", "not CBOR", topic=f"ks/v1/d/{STATION}/evt", payload=b"\xff",
+        device_id=STATION,
+    )
+    await applier.store_letters([garbage])
+    await applier.store_letters([garbage])
+    [alert] = await alerts_of(maker, AlertType.DEVICE_MESSAGE_DEAD_LETTERED)
+    assert alert.occurrences == 2 and alert.extra["dead_letter_reason"] == "malformed"
+    async with maker() as session:
+        first = await session.scalar(select(func.min(DeadLetter.id)))
+    garbage.replay_of = first
+    await applier.store_letters([garbage])
+    [alert] = await alerts_of(maker, AlertType.DEVICE_MESSAGE_DEAD_LETTERED)
+    assert alert.occurrences == 2
 
 
 async def test_a_dead_letter_is_stored_even_when_its_alert_cannot_be_raised(
