@@ -581,6 +581,8 @@ class BatchApplier:
             changed += len(await trips.end_overdue_holds(session, now))
             if self.alerts is not None:
                 changed += len(await self.alerts.sweep(session, now))
+        # A transaction of its own: whatever it meets, the rents above have expired.
+        async with self._sessionmaker() as session, session.begin():
             changed += len(await self.gaps.check(session, now))
         return changed
 
