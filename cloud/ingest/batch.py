@@ -45,6 +45,8 @@ class Inbound:
     #: ``prepare`` found its stamp implausible (SPEC §4.2): applied at the receive time;
     #: the stamp as it came.
     flagged_ts_ms: int | None = None
+    #: A birth applied as its boot's first (the gap check counts that boot from its start).
+    first_birth: bool = False
 
     @property
     def key(self) -> tuple[str, int, int]:

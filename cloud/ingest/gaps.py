@@ -22,8 +22,11 @@ broker that crashes before ingest applied it loses it for good. The rule:
   checked again every sweep for ``horizon_s``: messages that come after all (a worker
   farther behind than the grace) stop the alert.
 * **Not checked:** devices with Acks (nothing below their ``pending_from`` can be lost: it
-  was committed before it was acknowledged), boots that began before this count existed
-  (migration 0006), boots whose last birth is older than ``horizon_s``.
+  was committed before it was acknowledged); boots whose first birth was not applied by a
+  counting cloud (``complete``: the birth handler marks a birth that creates its boot's row —
+  a device sends nothing of a boot before its first birth is accepted, §4.3 — so boots that
+  began before this count existed, or during a rolling upgrade, are never half-counted);
+  boots whose last birth is older than ``horizon_s``.
 
 What the count cannot tell apart: telemetry the device deliberately thinned (SPEC §4.1.4)
 is missing too (the alert's text says so). Counting only events and results (never thinned,
@@ -63,12 +66,13 @@ _COUNTS = table_of(DeviceBootCount)
 # One statement per batch on PostgreSQL, prepared once whatever the batch size. A boot seen
 # with nothing to add (its birth) gets its row, and an existing row is not touched.
 _PG_COUNT = text(
-    "INSERT INTO device_boot_counts (device_id, boot_id, delivered, missing) "
-    "SELECT d, b, n, 0 FROM unnest(CAST(:d AS varchar[]), CAST(:b AS bigint[]), "
-    "CAST(:n AS bigint[])) AS u(d, b, n) "
+    "INSERT INTO device_boot_counts (device_id, boot_id, delivered, complete, missing) "
+    "SELECT d, b, n, c, 0 FROM unnest(CAST(:d AS varchar[]), CAST(:b AS bigint[]), "
+    "CAST(:n AS bigint[]), CAST(:c AS boolean[])) AS u(d, b, n, c) "
     "ON CONFLICT (device_id, boot_id) DO UPDATE "
-    "SET delivered = device_boot_counts.delivered + excluded.delivered "
-    "WHERE excluded.delivered <> 0"
+    "SET delivered = device_boot_counts.delivered + excluded.delivered, "
+    "complete = device_boot_counts.complete OR excluded.complete "
+    "WHERE excluded.delivered <> 0 OR excluded.complete"
 )
 _CANDIDATES = (
     select(
@@ -89,7 +93,7 @@ _CANDIDATES = (
         DeviceBoot.pending_from > 1,
         DeviceBoot.received_at < bindparam("settled_before"),
         DeviceBoot.received_at >= bindparam("horizon"),
-        _COUNTS.c.delivered.is_not(None),
+        _COUNTS.c.complete.is_(True),
         (_COUNTS.c.checked_pending_from.is_distinct_from(DeviceBoot.pending_from))
         | (_COUNTS.c.missing > 0),
     )
@@ -149,6 +153,7 @@ class GapCheck:
         """Add the batch's sequenced messages that reached the cloud (in its transaction)."""
         keys: set[tuple[str, int, int]] = set()
         boots: set[tuple[str, int]] = set()
+        first: set[tuple[str, int]] = set()
         for item in applied:
             if item.replay_of is not None:
                 continue  # counted when it was stored as a dead letter
@@ -157,6 +162,8 @@ class GapCheck:
                 keys.add(item.key)
             elif item.channel is Channel.BIRTH and 0 <= stamp.boot_id <= INT64_MAX:
                 boots.add((item.device_id, stamp.boot_id))  # the boot's row, counted from 0
+                if item.first_birth:
+                    first.add((item.device_id, stamp.boot_id))
         for letter in letters:
             if letter.replay_of is not None or letter.device_id not in infos:
                 continue
@@ -178,6 +185,7 @@ class GapCheck:
                     "d": [d for (d, _), _ in rows],
                     "b": [b for (_, b), _ in rows],
                     "n": [n for _, n in rows],
+                    "c": [boot in first for boot, _ in rows],
                 },
             )
             return
@@ -185,10 +193,22 @@ class GapCheck:
         await session.execute(
             ins.on_conflict_do_update(
                 index_elements=["device_id", "boot_id"],
-                set_={"delivered": _COUNTS.c.delivered + ins.excluded.delivered},
-                where=ins.excluded.delivered != 0,
+                set_={
+                    "delivered": _COUNTS.c.delivered + ins.excluded.delivered,
+                    "complete": _COUNTS.c.complete | ins.excluded.complete,
+                },
+                where=(ins.excluded.delivered != 0) | ins.excluded.complete,
             ),
-            [{"device_id": d, "boot_id": b, "delivered": n, "missing": 0} for (d, b), n in rows],
+            [
+                {
+                    "device_id": d,
+                    "boot_id": b,
+                    "delivered": n,
+                    "complete": (d, b) in first,
+                    "missing": 0,
+                }
+                for (d, b), n in rows
+            ],
         )
 
     async def check(self, session: AsyncSession, now: datetime) -> list[GapFinding]:

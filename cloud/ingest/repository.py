@@ -187,6 +187,16 @@ async def prune_claims(session: AsyncSession, cutoff: datetime) -> int:
 # -- birth, death, heartbeat ------------------------------------------------------------
 
 
+_BOOT_KNOWN = select(DeviceBoot.id).where(
+    DeviceBoot.device_id == bindparam("d"), DeviceBoot.boot_id == bindparam("b")
+)
+
+
+async def boot_known(session: AsyncSession, device_id: str, boot_id: int) -> bool:
+    """Whether a birth of this boot was applied before."""
+    return (await session.execute(_BOOT_KNOWN, {"d": device_id, "b": boot_id})).first() is not None
+
+
 async def upsert_boot(session: AsyncSession, values: dict[str, Any]) -> None:
     """The boot's row, created or replaced by its (latest) birth."""
     ins = insert(session, DeviceBoot).values(values)
@@ -499,6 +509,7 @@ async def record(session: AsyncSession, records: list[Record]) -> None:
 __all__ = [
     "Record",
     "boot_died",
+    "boot_known",
     "born",
     "claim",
     "command_result",

@@ -89,9 +89,13 @@ class DeviceBootCount(Base):
 
     device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     boot_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    #: Distinct sequenced messages of the boot that reached the cloud. None: the boot began
-    #: before the cloud counted (migration 0006); it is never checked.
-    delivered: Mapped[int | None] = mapped_column(BigInteger, default=0)
+    #: Distinct sequenced messages of the boot that reached the cloud.
+    delivered: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: The boot's first birth was applied by a cloud that counts: every message of the boot
+    #: is in ``delivered`` (a device sends none before its first birth is accepted, §4.3).
+    #: Only such boots are checked (not those that began before the count, or while a
+    #: worker that does not count applied their first birth).
+    complete: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     #: The ``pending_from`` the gap check last compared with, and what it found missing then.
     checked_pending_from: Mapped[int | None] = mapped_column(BigInteger, default=None)
     missing: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))

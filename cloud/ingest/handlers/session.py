@@ -54,6 +54,8 @@ async def _birth(
         return
     stamp = item.msg.stamp
     now = utcnow()
+    # The gap check counts a boot only from its first birth (kickstand.cloud.ingest.gaps).
+    item.first_birth = not await repo.boot_known(session, item.device_id, stamp.boot_id)
     await repo.upsert_boot(
         session,
         {

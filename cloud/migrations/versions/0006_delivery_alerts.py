@@ -60,19 +60,14 @@ def upgrade() -> None:
         "device_boot_counts",
         sa.Column("device_id", sa.String(length=64), nullable=False),
         sa.Column("boot_id", sa.BigInteger(), autoincrement=False, nullable=False),
-        sa.Column("delivered", sa.BigInteger(), nullable=True),
+        sa.Column("delivered", sa.BigInteger(), nullable=False),
+        sa.Column("complete", sa.Boolean(), server_default=sa.text("false"), nullable=False),
         sa.Column("checked_pending_from", sa.BigInteger(), nullable=True),
         sa.Column("missing", sa.BigInteger(), server_default=sa.text("0"), nullable=False),
         sa.PrimaryKeyConstraint("device_id", "boot_id", name=op.f("pk_device_boot_counts")),
     )
     with op.batch_alter_table("device_boots", schema=None) as batch_op:
         batch_op.create_index("ix_device_boots_received_at", ["received_at"], unique=False)
-    # Boots that began before the cloud counted: delivered NULL, never checked (a count that
-    # started half-way through a boot would report the messages before it as missing).
-    op.execute(
-        "INSERT INTO device_boot_counts (device_id, boot_id, delivered, missing) "
-        "SELECT device_id, boot_id, NULL, 0 FROM device_boots"
-    )
 
 
 def downgrade() -> None:

@@ -23,7 +23,7 @@ from kickstand.cloud.db import create_engine, create_sessionmaker
 from kickstand.cloud.ingest.apply import BatchApplier, Inbound, IngestStats
 from kickstand.cloud.ingest.deadletters import Letter
 from kickstand.cloud.ingest.gaps import GapFinding
-from kickstand.cloud.ingest.tables import DeadLetter, DeviceBootCount
+from kickstand.cloud.ingest.tables import DeadLetter, DeviceBoot, DeviceBootCount
 from kickstand.cloud.models import Cluster, Network, Station, Vehicle, utcnow
 from kickstand.protocol.v1 import codec
 from kickstand.protocol.v1 import enums as pe
@@ -323,22 +323,29 @@ async def test_a_later_birth_with_more_missing_counts_an_occurrence(maker: Maker
     assert alert.occurrences == 2 and alert.extra["missing"] == 4
 
 
-async def test_devices_with_acks_and_boots_older_than_the_count_are_not_checked(
+async def test_devices_with_acks_and_boots_not_counted_from_their_start_are_not_checked(
     maker: Maker,
 ) -> None:
     applier = BatchApplier(maker, IngestStats(), alerts=AlertEngine())
     # With Acks, nothing below pending_from can be lost (only telemetry thinned).
-    await applier.apply([birth(STATION, 24, 1, acks=True), birth("st-0002", 25, 1)])
+    await applier.apply([birth(STATION, 24, 1, acks=True)])
     await applier.apply([birth(STATION, 24, 9, acks=True)])
-    # A boot that began before the cloud counted (migration 0006 marks it NULL).
+    # A boot whose first birth a cloud that did not count applied (before migration 0006,
+    # or an older worker during a rolling upgrade): its messages until now are not counted.
     async with maker() as session, session.begin():
-        await session.execute(
-            update(DeviceBootCount)
-            .where(DeviceBootCount.device_id == "st-0002")
-            .values(delivered=None)
+        session.add(
+            DeviceBoot(
+                device_id="st-0002", boot_id=25, birth_ts_ms=now_ms(), pending_from=1,
+                received_at=utcnow(),
+            )
         )
     await applier.apply([status("st-0002", 8, boot=25), birth("st-0002", 25, 9)])
+    count = await boot_count(maker, "st-0002", 25)
+    assert count is not None and (count.delivered, count.complete) == (1, False)
     assert await check(maker, applier, utcnow() + GRACE) == []
     assert await alerts_of(maker, AlertType.DEVICE_MESSAGES_MISSING) == []
-    count = await boot_count(maker, "st-0002", 25)
-    assert count is not None and count.delivered is None
+    # The same shortfall on a boot counted from its first birth is found.
+    await applier.apply([birth("st-0002", 26, 1)])
+    await applier.apply([status("st-0002", 8, boot=26), birth("st-0002", 26, 9)])
+    [found] = await check(maker, applier, utcnow() + GRACE)
+    assert (found.boot_id, found.missing) == (26, 7)
