@@ -25,6 +25,14 @@ async def pg_sessionmaker(pg_seeded_url: str) -> AsyncIterator[async_sessionmake
         await engine.dispose()
 
 
+@pytest.fixture
+def maker(
+    pg_sessionmaker: async_sessionmaker[AsyncSession],
+) -> async_sessionmaker[AsyncSession]:
+    """The seeded database's sessions (tests that call the applier directly)."""
+    return pg_sessionmaker
+
+
 WorkerFactory = Callable[..., Awaitable[IngestWorker]]
 
 

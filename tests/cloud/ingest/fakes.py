@@ -13,6 +13,7 @@ from typing import Any, Self
 
 import aiomqtt
 
+from kickstand.cloud.ingest.batch import Inbound
 from kickstand.protocol import topics
 from kickstand.protocol.topics import Channel
 from kickstand.protocol.v1 import codec
@@ -21,6 +22,15 @@ from kickstand.protocol.v1 import messages as m
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def inbound(
+    device: str, body: m.UpBody, seq: int, *, boot: int = 5, ts_ms: int | None = None
+) -> Inbound:
+    """A decoded message as ingest's batch holds it (for tests that call the applier)."""
+    channel = codec.channel_of(body)
+    stamp = m.Stamp(boot, seq if channel in codec.SEQUENCED_CHANNELS else 0, ts_ms or now_ms())
+    return Inbound(device, channel, m.UpMessage(stamp, body))
 
 
 def unique(prefix: str) -> str:

@@ -6,14 +6,11 @@ raw bytes; a flood is bounded per device, reason and hour."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kickstand.cloud.db import create_engine, create_sessionmaker
 from kickstand.cloud.ingest.apply import BatchApplier, Inbound, IngestStats
 from kickstand.cloud.ingest.deadletters import DeadLetterBudget, Letter, store
 from kickstand.cloud.ingest.tables import (
@@ -26,32 +23,12 @@ from kickstand.cloud.models import Device, utcnow
 from kickstand.protocol.v1 import codec
 from kickstand.protocol.v1 import enums as pe
 from kickstand.protocol.v1 import messages as m
+from tests.cloud.ingest.fakes import inbound
 from tests.cloud.ingest.test_ingest_event_failure import broken_command
 
 Maker = async_sessionmaker[AsyncSession]
 STATION = "st-0001"
 VEHICLE = "vh-LY0001"
-
-
-@pytest.fixture
-async def maker(pg_seeded_url: str) -> AsyncIterator[Maker]:
-    engine = create_engine(pg_seeded_url)
-    try:
-        yield create_sessionmaker(engine)
-    finally:
-        await engine.dispose()
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def inbound(
-    device: str, body: m.UpBody, seq: int, *, boot: int = 5, ts_ms: int | None = None
-) -> Inbound:
-    channel = codec.channel_of(body)
-    stamp = m.Stamp(boot, seq if channel in codec.SEQUENCED_CHANNELS else 0, ts_ms or now_ms())
-    return Inbound(device, channel, m.UpMessage(stamp, body))
 
 
 def status(spot: int, seq: int, **kw: object) -> Inbound:

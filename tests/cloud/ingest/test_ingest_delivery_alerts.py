@@ -7,8 +7,6 @@ in any order)."""
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
 import pytest
@@ -19,43 +17,21 @@ from kickstand.cloud.alerts import service
 from kickstand.cloud.alerts.engine import AlertConfig, AlertEngine
 from kickstand.cloud.alerts.models import FleetAlert
 from kickstand.cloud.alerts.types import AlertSeverity, AlertState, AlertType
-from kickstand.cloud.db import create_engine, create_sessionmaker
 from kickstand.cloud.ingest.apply import BatchApplier, Inbound, IngestStats
 from kickstand.cloud.ingest.deadletters import Letter
 from kickstand.cloud.ingest.gaps import GapFinding
 from kickstand.cloud.ingest.tables import DeadLetter, DeviceBoot, DeviceBootCount
 from kickstand.cloud.models import Cluster, Network, Station, Vehicle, utcnow
-from kickstand.protocol.v1 import codec
 from kickstand.protocol.v1 import enums as pe
 from kickstand.protocol.v1 import messages as m
 from tests.cloud.conftest import demo_refs
+from tests.cloud.ingest.fakes import inbound, now_ms
 
 pytestmark = pytest.mark.postgres
 
 Maker = async_sessionmaker[AsyncSession]
 STATION = "st-0001"
 VEHICLE = "vh-LY0001"
-
-
-@pytest.fixture
-async def maker(pg_seeded_url: str) -> AsyncIterator[Maker]:
-    engine = create_engine(pg_seeded_url)
-    try:
-        yield create_sessionmaker(engine)
-    finally:
-        await engine.dispose()
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def inbound(
-    device: str, body: m.UpBody, seq: int, *, boot: int = 5, ts_ms: int | None = None
-) -> Inbound:
-    channel = codec.channel_of(body)
-    stamp = m.Stamp(boot, seq if channel in codec.SEQUENCED_CHANNELS else 0, ts_ms or now_ms())
-    return Inbound(device, channel, m.UpMessage(stamp, body))
 
 
 def status(device: str, seq: int, *, boot: int = 5, **kw: object) -> Inbound:

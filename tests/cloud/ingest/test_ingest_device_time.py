@@ -4,15 +4,12 @@ the future."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kickstand.cloud.db import create_engine, create_sessionmaker
 from kickstand.cloud.ingest.apply import BatchApplier, Inbound, IngestStats
 from kickstand.cloud.ingest.rules import EPOCH_FLOOR_MS, FUTURE_MS, device_time, unstorable
 from kickstand.cloud.ingest.tables import DeviceStatus
@@ -20,6 +17,7 @@ from kickstand.cloud.models import OutboxEvent, Spot, SpotState, Station
 from kickstand.protocol.topics import Channel
 from kickstand.protocol.v1 import enums as pe
 from kickstand.protocol.v1 import messages as m
+from tests.cloud.ingest.fakes import now_ms
 
 Maker = async_sessionmaker[AsyncSession]
 NOW = 1_796_000_000_000  # 2026-12-01
@@ -54,19 +52,6 @@ def test_unstorable_values() -> None:
     inventory = (m.Component("spot", 1, "x\x00"),)
     birth = m.Birth(kind=pe.DeviceKind.STATION, firmware="1", hardware="h", inventory=inventory)
     assert unstorable(birth) == "inventory: firmware: text with a NUL character"
-
-
-@pytest.fixture
-async def maker(pg_seeded_url: str) -> AsyncIterator[Maker]:
-    engine = create_engine(pg_seeded_url)
-    try:
-        yield create_sessionmaker(engine)
-    finally:
-        await engine.dispose()
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def status(boot: int, seq: int, ts_ms: int, state: pe.SpotState) -> Inbound:
