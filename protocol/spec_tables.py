@@ -76,7 +76,7 @@ def render() -> str:
         out += [f"**{event_cls.__name__}** (EventType {int(event_code)})", ""]
         first = [f"| 0 | type | {int(event_code)} | yes |"]
         out += [*_table(codec.BODY_FIELDS[event_cls], first), ""]
-    for down_cls in (m.BootReply, m.TimeReply, m.Ack):
+    for down_cls in (m.BootReply, m.TimeReply, m.Ack, m.BadgeReply):
         channel = codec.CHANNEL_OF_CLASS[down_cls].value
         out += [f"#### {down_cls.__name__} — channel `{channel}`", ""]
         out += [*_table(codec.DOWN_FIELDS[down_cls]), ""]

@@ -39,6 +39,7 @@ class Channel(StrEnum):
     TIME = "time"
     COMMAND = "cmd"
     ACK = "ack"
+    BADGE = "badge"  # the cloud's answer to a badge, shown at the reader
 
 
 UP_CHANNELS = frozenset(
@@ -52,7 +53,9 @@ UP_CHANNELS = frozenset(
         Channel.RESULT,
     }
 )
-DOWN_CHANNELS = frozenset({Channel.BOOT, Channel.TIME, Channel.COMMAND, Channel.ACK})
+DOWN_CHANNELS = frozenset(
+    {Channel.BOOT, Channel.TIME, Channel.COMMAND, Channel.ACK, Channel.BADGE}
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,8 @@ from kickstand.protocol.topics import Channel
 from kickstand.protocol.v1 import messages as m
 from kickstand.protocol.v1.enums import (
     AuthListKind,
+    BadgeOutcome,
+    BadgeRefusal,
     BatteryKind,
     BootStatus,
     ChainType,
@@ -84,6 +86,7 @@ MAX_SIZE: dict[Channel, int] = {
     Channel.TIME: 256,
     Channel.COMMAND: 256 * 1024,  # a full local authorization list
     Channel.ACK: 2048,
+    Channel.BADGE: 256,
 }
 
 SPOT = UInt(255)
@@ -311,6 +314,13 @@ DOWN_FIELDS: dict[type, tuple[FieldSpec, ...]] = {
         F("device_ts_ms", 1, MILLIS, True),
     ),
     m.Ack: (F("ranges", 0, ListOf(_AckRangeConv(), MAX_ACK_RANGES), True),),
+    m.BadgeReply: (
+        F("badge_uid", 0, BADGE_UID, True),
+        F("outcome", 1, Enum(BadgeOutcome), True),
+        F("reason", 2, Enum(BadgeRefusal)),
+        F("spot", 3, SPOT),
+        F("rent_id", 4, Text(40)),
+    ),
 }
 
 COMMAND_TYPES: dict[type, CommandType] = {
@@ -373,6 +383,7 @@ _DOWN_CHANNEL: dict[type, Channel] = {
     m.BootReply: Channel.BOOT,
     m.TimeReply: Channel.TIME,
     m.Ack: Channel.ACK,
+    m.BadgeReply: Channel.BADGE,
 }
 _DOWN_CLASS: dict[Channel, type] = {ch: cls for cls, ch in _DOWN_CHANNEL.items()}
 
@@ -524,7 +535,7 @@ def _fix_state(status: m.Status) -> m.Status:
 # ------------------------------------------------------------------ cloud -> device
 
 
-DownBody = m.BootReply | m.TimeReply | m.Ack
+DownBody = m.BootReply | m.TimeReply | m.Ack | m.BadgeReply
 
 
 def encode_down(body: DownBody) -> bytes:
@@ -534,7 +545,9 @@ def encode_down(body: DownBody) -> bytes:
 def decode_down(channel: Channel, data: bytes) -> DownBody:
     try:
         if channel not in _DOWN_CLASS:
-            raise DecodeError(f"{channel} is not a boot, time or ack channel", channel=channel)
+            raise DecodeError(
+                f"{channel} is not a boot, time, ack or badge channel", channel=channel
+            )
         wire = _loads(channel, data)
         if type(wire) is not dict:
             raise SchemaError("expected a map", channel=channel)

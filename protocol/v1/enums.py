@@ -151,6 +151,24 @@ class AuthListKind(IntEnum):
     DIFF = 2
 
 
+class BadgeOutcome(IntEnum):
+    """The cloud's answer to a badge presented at an online station (BadgeReply)."""
+
+    UNLOCKING = 1  # a rent is open: the signed Unlock for ``spot`` follows on cmd
+    LINKED = 2  # the badge is now linked to the rider who asked for it
+    REFUSED = 3  # nothing opens; BadgeRefusal says why
+
+
+class BadgeRefusal(IntEnum):
+    UNKNOWN_BADGE = 1  # not linked to anyone, no link request waiting here
+    BADGE_BLOCKED = 2
+    RENTAL_LIMIT = 3  # the rider already rides the network's maximum
+    NO_VEHICLE = 4  # no docked vehicle at this station can be rented now
+    RIDER_NOT_ALLOWED = 5  # account disabled
+    STATION_UNAVAILABLE = 6  # the station or its spots are out of service
+    WALLET_EMPTY = 7
+
+
 class TriggerKind(IntEnum):
     BIRTH = 1
     STATUS = 2

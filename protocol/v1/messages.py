@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 from kickstand.protocol.v1.enums import (
     AuthListKind,
+    BadgeOutcome,
+    BadgeRefusal,
     BatteryKind,
     BootStatus,
     ChainType,
@@ -320,6 +322,20 @@ class Ack:
     """End-to-end acknowledgement: the device may forget the messages these ranges cover."""
 
     ranges: tuple[AckRange, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BadgeReply:
+    """The cloud's answer to a BadgePresented, for the reader's LED / buzzer / display.
+
+    Not signed: it moves nothing (an unlock is still the signed Unlock command).
+    """
+
+    badge_uid: bytes
+    outcome: BadgeOutcome
+    reason: BadgeRefusal | None = None  # with REFUSED
+    spot: int | None = None  # with UNLOCKING: the spot that opens
+    rent_id: str | None = None  # with UNLOCKING: the rent (as in the Unlock)
 
 
 # Commands: one class per command type, wrapped in a signed CommandEnvelope.

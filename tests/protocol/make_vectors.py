@@ -47,7 +47,7 @@ def up(name: str, seq: int, body: m.UpBody, ts_ms: int = TS) -> dict[str, object
 
 def bad(name: str, channel: Channel, data: bytes, error: str) -> dict[str, object]:
     try:
-        down = channel in (Channel.BOOT, Channel.TIME, Channel.ACK)
+        down = channel in (Channel.BOOT, Channel.TIME, Channel.ACK, Channel.BADGE)
         (codec.decode_down if down else codec.decode_up)(channel, data)
     except DecodeError as exc:
         assert exc.code == error, f"{name}: {exc}"
@@ -427,6 +427,9 @@ def main() -> None:
                 (m.AckRange(BOOT - 1, 17, 40), m.AckRange(BOOT, 1, 12), m.AckRange(BOOT, 14, 14))
             ),
         ),
+        ("badge-unlocking", m.BadgeReply(UID, BadgeOutcome.UNLOCKING, None, 2, "4711")),
+        ("badge-linked", m.BadgeReply(UID, BadgeOutcome.LINKED)),
+        ("badge-refused", m.BadgeReply(UID, BadgeOutcome.REFUSED, BadgeRefusal.RENTAL_LIMIT)),
     ]:
         data = codec.encode_down(body)
         v.append(
@@ -445,6 +448,7 @@ def main() -> None:
     v += [
         bad("boot-boot-id-zero", Channel.BOOT, cbor2.dumps({0: 1, 1: TS, 2: 60, 3: 0}), "schema"),
         bad("ack-boot-id-zero", Channel.ACK, cbor2.dumps({0: [[0, 1, 3]]}), "schema"),
+        bad("badge-outcome-unknown", Channel.BADGE, cbor2.dumps({0: UID, 1: 9}), "schema"),
         bad("time-server-time-2-pow-63", Channel.TIME, cbor2.dumps({0: BIG, 1: TS}), "schema"),
         bad(
             "boot-duplicate-key",

@@ -28,7 +28,7 @@ UP = {
 }
 
 
-DOWN = {"boot", "time", "ack"}
+DOWN = {"boot", "time", "ack", "badge"}
 
 
 def by_kind(valid: bool, channels: set[str]) -> list[dict[str, object]]:
