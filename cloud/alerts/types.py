@@ -32,6 +32,8 @@ class AlertType(str, enum.Enum):
     DEVICE_MESSAGE_DEAD_LETTERED = "device-message-dead-lettered"
     DEVICE_CLOCK_WRONG = "device-clock-wrong"
     DEVICE_MESSAGES_MISSING = "device-messages-missing"
+    # badge rides (issue 14): a badge the cloud does not know, or has blocked, rode offline
+    BADGE_RIDE_UNAUTHORIZED = "badge-ride-unauthorized"
 
     def __str__(self) -> str:
         return str(self.value)
@@ -111,6 +113,8 @@ DEFAULT_SEVERITY: dict[AlertType, AlertSeverity] = {
     AlertType.DEVICE_CLOCK_WRONG: AlertSeverity.LOW,
     # Events lost for good may be rides never billed.
     AlertType.DEVICE_MESSAGES_MISSING: AlertSeverity.HIGH,
+    # A ride the station allowed from a stale list: recorded, to be settled by a person.
+    AlertType.BADGE_RIDE_UNAUTHORIZED: AlertSeverity.HIGH,
 }
 
 # Outbox topics of alert changes (`resource.event`, resource "fleet_alert").

@@ -521,6 +521,7 @@ class BatchApplier:
             if is_transient(exc):
                 raise
             self._rolled_back(session)
+        item.replies.clear()
             self.stats.reject(
                 "event-apply-failed", device=item.device_id, event=type(body).__name__, error=exc
             )
@@ -528,7 +529,9 @@ class BatchApplier:
                 DeadLetterReason.APPLY_FAILED, exc, network_id=info.network_id
             )
             if not savepoint:
+            out.replies.extend(item.replies)
                 raise _LoneEventFailed(item.key, letter) from exc
+            item.replies.clear()
             self._letter(out, letter)
 
     def _rolled_back(self, session: AsyncSession) -> None:

@@ -47,6 +47,9 @@ class Inbound:
     flagged_ts_ms: int | None = None
     #: A birth applied as its boot's first (the gap check counts that boot from its start).
     first_birth: bool = False
+    #: What applying it publishes after the commit (an event's commands, badge replies);
+    #: dropped with the event when it fails.
+    replies: list[Reply] = field(default_factory=list)
 
     @property
     def key(self) -> tuple[str, int, int]:

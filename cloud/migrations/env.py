@@ -10,6 +10,7 @@ from alembic import context
 
 # Tables defined outside models.py must be registered on Base.metadata before autogenerate.
 import kickstand.cloud.alerts.models  # fleet_alerts
+import kickstand.cloud.authlist.tables  # auth_lists, station_auth_lists, auth_list_sends
 import kickstand.cloud.ingest.tables  # ingest/commands tables
 import kickstand.cloud.webhooks.models  # noqa: F401  (webhook_* tables)
 from kickstand.cloud.models import Base

@@ -76,6 +76,7 @@ from kickstand.protocol.v1.enums import BootStatus, RejectReason, ResultStatus
 from kickstand.protocol.v1.fields import fit_text
 from kickstand.protocol.v1.messages import (
     Ack,
+    BadgeReply,
     Birth,
     BootReply,
     CommandBody,
@@ -266,6 +267,7 @@ class CloudLink:
         router: CommandRouter,
         clock: DeviceClock | None = None,
         on_accepted: Callable[[], Awaitable[None] | None] | None = None,
+        on_badge_reply: Callable[[BadgeReply], None] | None = None,
     ) -> None:
         topics.validate_device_id(config.device_id)
         self.config = config
@@ -276,6 +278,7 @@ class CloudLink:
         self.verifier = verifier
         self.router = router
         self._on_accepted = on_accepted
+        self._on_badge_reply = on_badge_reply
         self.counters = LinkCounters()
         self.connected = asyncio.Event()
         self.accepted = asyncio.Event()
@@ -473,6 +476,11 @@ class CloudLink:
                 self._on_ack(reply)
             elif isinstance(reply, BootReply):
                 self._boot_replies.put_nowait(reply)
+            elif isinstance(reply, BadgeReply):
+                if self._on_badge_reply is None:
+                    self._invalid("badge reply: this device has no badge reader")
+                else:
+                    self._on_badge_reply(reply)
             elif isinstance(reply, TimeReply):
                 correction = self.clock.adjust(reply.server_time_ms, reply.device_ts_ms)
                 log.debug("clock_adjusted correction_ms=%d", correction)

@@ -55,6 +55,7 @@ from kickstand.edge.station.bus import (
 )
 from kickstand.edge.station.config import StationSettings
 from kickstand.edge.transports import (
+    BadgeIndication,
     BadgeReader,
     InputsReading,
     SerialPort,
@@ -90,6 +91,7 @@ from kickstand.protocol.v1.messages import (
     AlarmTriggered,
     AuthListUpdate,
     BadgePresented,
+    BadgeReply,
     Birth,
     BoardFault,
     BoardRecovered,
@@ -277,6 +279,7 @@ class StationAgent:
             router=self.router,
             clock=self.clock,
             on_accepted=self._on_accepted,
+            on_badge_reply=self._on_badge_reply,
         )
         self.spots = {
             n: SpotRecord.restore(n, self.queue.load_state(f"spot:{n}"))
@@ -292,7 +295,8 @@ class StationAgent:
         self.last_inputs = InputsReading()
         self.ready = asyncio.Event()  # first poll round done
         self.counters: dict[str, int] = {
-            "badges": 0, "offline_unlocks": 0, "badges_refused": 0, "unlocks": 0,
+            "badges": 0, "offline_unlocks": 0, "badges_refused": 0, "badge_replies": 0,
+            "unlocks": 0,
             "unlock_expired": 0, "inputs_errors": 0, "poll_errors": 0,
         }
         self._poke = asyncio.Event()
@@ -954,16 +958,19 @@ class StationAgent:
                 log.error("badge_handling_failed uid=%s error=%s", uid.hex(), exc)
 
     async def _on_badge(self, uid: bytes) -> None:
+        """Online, the cloud decides (it answers with a BadgeReply and, to ride, a signed
+        Unlock): the station never opens by itself. Offline, a badge in the local list
+        opens the lowest-numbered spot holding an identified vehicle, docked and locked."""
         self.counters["badges"] += 1
         known = uid in self.authlist
         if self.link.accepted.is_set():
-            # Online: the cloud decides and answers with an Unlock.
             self._commit([BadgePresented(uid, known, False, 0)], [])
             return
         if not known and not self.settings.offline_allow_unknown:
             self.counters["badges_refused"] += 1
             log.info("badge_refused_offline uid=%s", uid.hex())
             self._commit([BadgePresented(uid, False, True, 0)], [])
+            self._indicate(BadgeIndication(uid, "refused", "not_in_local_list"))
             return
         candidates = [
             s for s in self.spots.values()
@@ -971,9 +978,11 @@ class StationAgent:
         ]
         if not candidates:
             self._commit([BadgePresented(uid, True, True, 0)], [])
+            self._indicate(BadgeIndication(uid, "refused", "no_vehicle"))
             return
         spot = candidates[0]
         self._commit([BadgePresented(uid, True, True, spot.spot)], [])
+        self._indicate(BadgeIndication(uid, "unlocking", None, spot.spot))
         try:
             events = await self._unlock(
                 spot, self.settings.offline_window_s, LockCause.OFFLINE_BADGE, badge_uid=uid
@@ -983,6 +992,23 @@ class StationAgent:
             return
         self._commit(events, [spot])
         self.counters["offline_unlocks"] += 1
+
+    def _on_badge_reply(self, reply: BadgeReply) -> None:
+        """The cloud's answer to a badge: shown at the reader (the Unlock, if any, comes
+        as a command of its own)."""
+        self.counters["badge_replies"] += 1
+        self._indicate(BadgeIndication(
+            reply.badge_uid,
+            reply.outcome.name.lower(),
+            reply.reason.name.lower() if reply.reason is not None else None,
+            reply.spot,
+        ))
+
+    def _indicate(self, indication: BadgeIndication) -> None:
+        try:
+            self.badge_reader.indicate(indication)
+        except Exception as exc:  # a broken indicator must not stop badges or the link
+            log.warning("badge_indication_failed error=%s", exc)
 
     # ---------------------------------------------------------------- inputs, telemetry
 

@@ -12,10 +12,14 @@ inputs ``dir:<directory>`` (sysfs-GPIO-like files) or ``none``.
 from __future__ import annotations
 
 import abc
+import logging
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from kickstand.edge.core.errors import TransportError
+
+log = logging.getLogger("kickstand.edge.transports")
 
 
 class SerialPort(abc.ABC):
@@ -41,10 +45,39 @@ class SerialPort(abc.ABC):
     async def close(self) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class BadgeIndication:
+    """What a reader shows the rider for a badge (LED colour, buzzer, display line)."""
+
+    uid: bytes
+    outcome: str  # "unlocking", "linked", "refused"
+    reason: str | None = None  # why refused: "unknown_badge", "rental_limit", …
+    spot: int | None = None  # the spot that opens
+
+
 class BadgeReader(abc.ABC):
     """An NFC reader: yields the UID of every badge presented (debounced)."""
 
     path: str
+    _shown: deque[BadgeIndication] | None = None
+
+    def indicate(self, indication: BadgeIndication) -> None:
+        """Show the answer to a badge. This default logs it and keeps the last ones (a
+        display's memory, read by tests and the health page); a reader with an LED, a
+        buzzer or a display overrides it."""
+        if self._shown is None:
+            self._shown = deque(maxlen=32)
+        self._shown.append(indication)
+        log.info(
+            "badge_indication path=%s uid=%s outcome=%s reason=%s spot=%s",
+            self.path, indication.uid.hex(), indication.outcome, indication.reason,
+            indication.spot,
+        )
+
+    @property
+    def shown(self) -> list[BadgeIndication]:
+        """What the reader was asked to show, oldest first (the last 32)."""
+        return list(self._shown or ())
 
     @abc.abstractmethod
     async def start(self) -> None: ...
@@ -127,6 +160,7 @@ def open_station_inputs(path: str) -> StationInputs:
 
 
 __all__ = [
+    "BadgeIndication",
     "BadgeReader",
     "InputsReading",
     "SerialPort",
