@@ -36,15 +36,21 @@ def vectors_path() -> Path:
     return Path(str(resources.files("kickstand.protocol").joinpath("vectors/v1.json")))
 
 
+def load_vector_file() -> dict[str, Any]:
+    """The whole vectors file: ``vectors``, ``spotbus``, ``classes``, ``test_keys``…"""
+    data: dict[str, Any] = json.loads(vectors_path().read_text())
+    return data
+
+
 def load_vectors() -> list[dict[str, Any]]:
-    """The v1 test vectors: ``{name, channel, hex, valid, decoded | error}`` each."""
-    data: list[dict[str, Any]] = json.loads(vectors_path().read_text())["vectors"]
+    """The v1 message vectors: ``{name, channel, hex, valid, decoded | error}`` each."""
+    data: list[dict[str, Any]] = load_vector_file()["vectors"]
     return data
 
 
 def load_vector_keys() -> dict[str, str]:
     """The TEST-ONLY signing key of the command vectors (never use it on a device)."""
-    keys: dict[str, str] = json.loads(vectors_path().read_text())["test_keys"]
+    keys: dict[str, str] = load_vector_file()["test_keys"]
     return keys
 
 

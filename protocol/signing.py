@@ -25,7 +25,7 @@ from pycose.keys import OKPKey
 from pycose.keys.curves import Ed25519
 from pycose.messages import Sign1Message
 
-from kickstand.protocol.errors import CommandRejected, ProtocolError
+from kickstand.protocol.errors import CommandRejected, ProtocolError, UnknownTypeError
 from kickstand.protocol.topics import Channel
 from kickstand.protocol.v1 import codec, schema
 from kickstand.protocol.v1.enums import RejectReason
@@ -175,6 +175,10 @@ class CommandVerifier:
             raise CommandRejected("COSE_Sign1 without a payload", RejectReason.MALFORMED)
         try:
             envelope = codec.decode_command_payload(msg.payload)
+        except UnknownTypeError as exc:
+            # A newer cloud's command (SPEC §8): the device says it cannot do it, not that
+            # the cloud sent garbage.
+            raise CommandRejected(str(exc), RejectReason.NOT_SUPPORTED) from None
         except ProtocolError as exc:
             raise CommandRejected(str(exc), RejectReason.MALFORMED) from None
         cid = envelope.command_id

@@ -290,3 +290,19 @@ def fw_chunk_payload(offset: int, data: bytes) -> bytes:
     if len(data) > FW_CHUNK_DATA:
         raise FrameError(f"firmware chunk of {len(data)} bytes, at most {FW_CHUNK_DATA}")
     return struct.pack("<I", offset) + data
+
+
+_READERS: dict[int, type[SpotReport] | type[BoardInfo] | type[ChainReport]] = {
+    Cmd.GET_STATUS: SpotReport,
+    Cmd.GET_INFO: BoardInfo,
+    Cmd.GET_CHAIN: ChainReport,
+}
+
+
+def read_answer(frame: Frame) -> SpotReport | BoardInfo | ChainReport | None:
+    """What a response to GET_STATUS, GET_INFO or GET_CHAIN says; None for a request, an
+    error response or an answer that carries nothing. FrameError when it cannot be read."""
+    if frame.is_error or not frame.is_response:
+        return None
+    reader = _READERS.get(frame.request_cmd)
+    return reader.from_payload(frame.payload) if reader else None

@@ -7,18 +7,16 @@ and the suites check the codec against it, so a change of wire format shows up a
 
 from __future__ import annotations
 
+import hashlib
 import json
+import struct
 
 import cbor2
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from pycose.algorithms import EdDSA
-from pycose.headers import KID, Algorithm
-from pycose.keys import OKPKey
-from pycose.keys.curves import Ed25519
-from pycose.messages import Sign1Message
 
 from kickstand.protocol import signing
-from kickstand.protocol.errors import DecodeError
+from kickstand.protocol import spotbus as sb
+from kickstand.protocol.errors import CommandRejected, DecodeError, FrameError
 from kickstand.protocol.jsonform import to_jsonable, vectors_path
 from kickstand.protocol.topics import Channel
 from kickstand.protocol.v1 import codec
@@ -30,6 +28,31 @@ TS = 1_763_740_800_123  # 2025-11-21T16:00:00.123Z
 CID = bytes.fromhex("0f1e2d3c4b5a69788796a5b4c3d2e1f0")
 UID = bytes.fromhex("04a1b2c3d4e5f6")
 TEST_SEED = bytes(range(32))  # TEST ONLY
+PUBLIC = signing.public_key_bytes(Ed25519PrivateKey.from_private_bytes(TEST_SEED))
+OTHER_SEED = bytes(range(1, 33))  # TEST ONLY: a key the device does not trust
+
+
+def wire(item: object) -> object:
+    """The CBOR data model of ``item`` in JSON (SPEC §11, the vectors' ``cbor`` field): maps
+    as ``{"map": [[key, value], …]}`` in the order of the bytes, byte strings ``{"bytes":
+    hex}``, floats ``{"float": x}``, tags ``{"tag": n, "value": item}``; integers, text,
+    booleans, null and arrays as themselves."""
+    if isinstance(item, cbor2.CBORTag):
+        return {"tag": item.tag, "value": wire(item.value)}
+    if isinstance(item, bytes):
+        return {"bytes": item.hex()}
+    if isinstance(item, float):
+        return {"float": item}
+    if isinstance(item, list):
+        return [wire(i) for i in item]
+    if isinstance(item, dict):
+        return {"map": [[wire(k), wire(v)] for k, v in item.items()]}
+    assert item is None or isinstance(item, bool | int | str), item
+    return item
+
+
+def cbor_of(data: bytes) -> object:
+    return wire(cbor2.loads(data))
 
 
 def up(name: str, seq: int, body: m.UpBody, ts_ms: int = TS) -> dict[str, object]:
@@ -41,7 +64,9 @@ def up(name: str, seq: int, body: m.UpBody, ts_ms: int = TS) -> dict[str, object
         "channel": codec.channel_of(body).value,
         "hex": data.hex(),
         "valid": True,
+        "round_trip": True,
         "decoded": to_jsonable(decoded),
+        "cbor": cbor_of(data),
     }
 
 
@@ -62,15 +87,18 @@ def bad(name: str, channel: Channel, data: bytes, error: str) -> dict[str, objec
     }
 
 
-def valid_up(name: str, channel: Channel, data: bytes) -> dict[str, object]:
-    """A valid message in an encoding our encoder does not produce (it still decodes)."""
+def decode_only(name: str, channel: Channel, data: bytes, note: str) -> dict[str, object]:
+    """A valid message that decodes but that the canonical encoding does not give back
+    (another valid encoding, or a key this version ignores): ``round_trip`` false."""
     return {
         "name": name,
         "channel": channel.value,
         "hex": data.hex(),
         "valid": True,
-        "canonical": False,
+        "round_trip": False,
+        "note": note,
         "decoded": to_jsonable(codec.decode_up(channel, data)),
+        "cbor": cbor_of(data),
     }
 
 
@@ -96,26 +124,198 @@ def envelope(boot_id: int, seq: int, ts_ms: int, body_bytes: bytes) -> bytes:
 BIG = 2**63  # one more than the largest integer the cloud stores (PostgreSQL bigint)
 
 
-def signed_payload(name: str, payload: bytes, error: str) -> dict[str, object]:
-    """A correctly signed command whose payload the device must refuse (MALFORMED)."""
+def cose_sign1(payload: bytes, seed: bytes = TEST_SEED, alg: int = -8) -> bytes:
+    """COSE_Sign1 (RFC 9052 §4.4) written by hand, so a vector can carry what our signer
+    refuses to write (another algorithm, any payload)."""
+    key = Ed25519PrivateKey.from_private_bytes(seed)
+    protected = cbor2.dumps({1: alg, 4: signing.key_id(signing.public_key_bytes(key))})
+    signature = key.sign(cbor2.dumps(["Signature1", protected, b"", payload]))
+    return cbor2.dumps(cbor2.CBORTag(18, [protected, {}, payload, signature]))
+
+
+def refused(
+    name: str, data: bytes, error: str, reject: RejectReason, verify_at_ms: int = TS + 1000
+) -> dict[str, object]:
+    """A command a device refuses (SPEC §7.2): ``reject`` is the RejectReason of its result.
+    ``error`` is the class of what is wrong: the payload's decoding class, or ``refused``
+    when the payload decodes and a check of §7.2 fails (key, signature, device, time)."""
+    verifier = signing.CommandVerifier(
+        "st-0001",
+        {signing.key_id(PUBLIC): PUBLIC},
+        signing.MemoryReplayGuard(lambda: verify_at_ms),
+        clock=lambda: verify_at_ms,
+    )
+    try:
+        verifier.verify(data)
+    except CommandRejected as exc:
+        assert exc.reject_reason == reject, f"{name}: {exc}"
+    else:
+        raise AssertionError(f"{name} verified")
+    out: dict[str, object] = {
+        "name": name,
+        "channel": "cmd",
+        "hex": data.hex(),
+        "valid": False,
+        "error": error,
+        "reject": reject.name,
+        "verify_at_ms": verify_at_ms,
+    }
+    try:
+        out["cbor"] = cbor_of(data)
+    except Exception:  # not CBOR at all: nothing to show
+        pass
+    return out
+
+
+def signed_payload(
+    name: str, payload: bytes, error: str, reject: RejectReason = RejectReason.MALFORMED
+) -> dict[str, object]:
+    """A correctly signed command whose payload the device must refuse."""
     try:
         codec.decode_command_payload(payload)
     except DecodeError as exc:
         assert exc.code == error, f"{name}: {exc}"
     else:
         raise AssertionError(f"{name} decoded")
-    seed = Ed25519PrivateKey.from_private_bytes(TEST_SEED)
-    public = signing.public_key_bytes(seed)
-    msg = Sign1Message(phdr={Algorithm: EdDSA, KID: signing.key_id(public)}, payload=bytes(payload))
-    msg.key = OKPKey(crv=Ed25519, d=TEST_SEED, x=public)
-    return {
+    return refused(name, cose_sign1(payload), error, reject)
+
+
+CLASSES = {
+    "malformed": "not exactly one well-formed CBOR item with unique map keys, or over the "
+    "channel's size limit (SPEC §10, §11)",
+    "schema": "one well-formed CBOR item of the wrong shape, type or range: envelope, a field "
+    "missing or mistyped, a value outside its limits (SPEC §3, §6, §10)",
+    "unknown-type": "of the right shape, but an event or command type this version does not "
+    "know; a kind of schema (SPEC §8)",
+    "refused": "a command whose payload decodes but that fails a check of SPEC §7.2 "
+    "(algorithm, key, signature, device, time)",
+    "bad-frame": "a spot-bus frame a receiver skips (start, address, length, CRC), or a "
+    "response whose payload it cannot read (SPEC §9)",
+}
+
+
+def frame(name: str, f: sb.Frame, meaning: object = None) -> dict[str, object]:
+    data = f.encode()
+    parser = sb.FrameParser()
+    assert parser.feed(data) == [f], name
+    out: dict[str, object] = {
         "name": name,
-        "channel": "cmd",
-        "hex": msg.encode(tag=True).hex(),
-        "valid": False,
-        "error": error,
-        "verify_at_ms": TS + 1000,
+        "hex": data.hex(),
+        "valid": True,
+        "frame": {"addr": f.addr, "cmd": f.cmd, "payload": f.payload.hex()},
     }
+    if meaning is not None:
+        out["meaning"] = to_jsonable(meaning)
+    return out
+
+
+def bad_frame(name: str, data: bytes, reason: str) -> dict[str, object]:
+    """Bytes a receiver skips (``reason`` start, address, length, crc) or a well-framed
+    response whose payload is unreadable (``payload``)."""
+    parser = sb.FrameParser()
+    frames = parser.feed(data)
+    if reason == "payload":
+        (f,) = frames
+        try:
+            sb.read_answer(f)
+        except FrameError:
+            pass
+        else:
+            raise AssertionError(f"{name} read")
+    else:
+        assert frames == [] and parser.bytes_discarded, name
+    return {"name": name, "hex": data.hex(), "valid": False, "error": "bad-frame", "reason": reason}
+
+
+def spotbus_vectors() -> list[dict[str, object]]:
+    """Spot-bus frames (SPEC §9): requests, answers, errors, and bytes a receiver skips."""
+    get3 = sb.request(3, sb.Cmd.GET_STATUS)
+    docked = sb.SpotReport(sb.BusLock.LOCKED, True, 21.5, "AB12345")
+    empty = sb.SpotReport(sb.BusLock.OPEN, False, -4.5)
+    unreadable = sb.SpotReport(sb.BusLock.LOCKED, True, 20.0, None)
+    ripped = sb.SpotReport(sb.BusLock.LOCKED, False, 19.0, tamper=True)
+    jammed = sb.SpotReport(sb.BusLock.JAMMED, True, 22.0, "AB12345", lock_fault=True)
+    unlock5 = sb.request(5, sb.Cmd.UNLOCK)
+    info = sb.BoardInfo("sb-1.4.2", "sb-r3")
+    image = b"\x00" * 60
+    sha = hashlib.sha256(image).digest()
+    out = [
+        frame("get-status-request", get3),
+        frame("get-status-docked", sb.response(get3, docked.to_payload()), docked),
+        frame("get-status-empty", sb.response(get3, empty.to_payload()), empty),
+        frame(
+            "get-status-serial-unreadable", sb.response(get3, unreadable.to_payload()), unreadable
+        ),
+        frame("get-status-tamper", sb.response(get3, ripped.to_payload()), ripped),
+        frame("get-status-jammed", sb.response(get3, jammed.to_payload()), jammed),
+        frame("unlock-request", unlock5),
+        frame("unlock-answer", sb.response(unlock5)),
+        frame("unlock-error-busy", sb.error_response(unlock5, sb.BusError.BUSY)),
+        frame("lock-request", sb.request(5, sb.Cmd.LOCK)),
+        frame(
+            "get-info-answer", sb.response(sb.request(7, sb.Cmd.GET_INFO), info.to_payload()), info
+        ),
+        frame("identify-request", sb.request(7, sb.Cmd.IDENTIFY, bytes([10]))),
+        frame("identify-broadcast", sb.request(sb.BROADCAST, sb.Cmd.IDENTIFY, bytes([3]))),
+        frame("fw-begin-request", sb.request(6, sb.Cmd.FW_BEGIN, sb.fw_begin_payload(60, sha))),
+        frame("fw-chunk-request", sb.request(6, sb.Cmd.FW_CHUNK, sb.fw_chunk_payload(0, image))),
+        frame("fw-commit-request", sb.request(6, sb.Cmd.FW_COMMIT)),
+        frame(
+            "fw-commit-error-checksum",
+            sb.error_response(sb.request(6, sb.Cmd.FW_COMMIT), sb.BusError.CHECKSUM_MISMATCH),
+        ),
+        frame(
+            "fw-chunk-error-state",
+            sb.error_response(sb.request(6, sb.Cmd.FW_CHUNK), sb.BusError.FIRMWARE_STATE),
+        ),
+        frame(
+            "get-chain-answer",
+            sb.response(sb.request(1, sb.Cmd.GET_CHAIN), sb.ChainReport(True, 2).to_payload()),
+            sb.ChainReport(True, 2),
+        ),
+    ]
+    good = get3.encode()
+    body = bytes((3, 0x81, 65)) + bytes(65)
+    out += [
+        bad_frame("crc-wrong", good[:-1] + bytes([good[-1] ^ 0xFF]), "crc"),
+        bad_frame("no-start-byte", good[1:], "start"),
+        bad_frame("length-over-64", b"\xa5" + body + struct.pack("<H", sb.crc16(body)), "length"),
+        bad_frame(
+            "address-248",
+            b"\xa5" + bytes((248, 1, 0)) + struct.pack("<H", sb.crc16(bytes((248, 1, 0)))),
+            "address",
+        ),
+        bad_frame(
+            "status-serial-length-wrong",
+            sb.Frame(3, 0x81, docked.to_payload()[:-1]).encode(),
+            "payload",
+        ),
+        bad_frame(
+            "status-lock-code-3",
+            sb.Frame(3, 0x81, bytes((3,)) + docked.to_payload()[1:]).encode(),
+            "payload",
+        ),
+        bad_frame(
+            "status-serial-not-alphanumeric",
+            sb.Frame(3, 0x81, docked.to_payload()[:-1] + b"-").encode(),
+            "payload",
+        ),
+        bad_frame("chain-inserted-2", sb.Frame(1, 0xA0, bytes((2, 1))).encode(), "payload"),
+    ]
+    # A stream: noise, a frame with a broken CRC, then a good frame: the receiver resyncs.
+    noisy = b"\x00\x13\x7f" + good[:-1] + bytes([good[-1] ^ 0xFF]) + good
+    parser = sb.FrameParser()
+    assert parser.feed(noisy) == [get3] and parser.crc_errors == 1
+    out.append(
+        {
+            "name": "stream-resync",
+            "hex": noisy.hex(),
+            "valid": True,
+            "frames": [good.hex()],
+            "crc_errors": 1,
+        }
+    )
+    return out
 
 
 def main() -> None:
@@ -390,7 +590,7 @@ def main() -> None:
     ]
     # Any valid encoding decodes (SPEC §1): indefinite lengths, a longer integer than needed.
     v.append(
-        valid_up(
+        decode_only(
             "status-indefinite-lengths",
             Channel.STATUS,
             b"\x9f"
@@ -400,19 +600,17 @@ def main() -> None:
             + b"\xbf"
             + cat(0, 3, 1, 1)
             + b"\xff\xff",
+            "indefinite lengths and a seq in 5 bytes: re-encoded definite and shortest",
         )
     )
     # Forward compatibility: an unknown key is ignored.
-    fwd = cbor2.dumps([BOOT, 40, TS, {0: 3, 1: 2, 77: "from v1.1"}])
     v.append(
-        {
-            "name": "status-unknown-key-ignored",
-            "channel": "status",
-            "hex": fwd.hex(),
-            "valid": True,
-            "canonical": False,
-            "decoded": to_jsonable(codec.decode_up(Channel.STATUS, fwd)),
-        }
+        decode_only(
+            "status-unknown-key-ignored",
+            Channel.STATUS,
+            cbor2.dumps([BOOT, 40, TS, {0: 3, 1: 2, 77: "from v1.1"}]),
+            "key 77 is unknown to v1 and ignored: re-encoded without it",
+        )
     )
 
     for name, body in [
@@ -438,7 +636,9 @@ def main() -> None:
                 "channel": codec.channel_of(body).value,
                 "hex": data.hex(),
                 "valid": True,
+                "round_trip": True,
                 "decoded": to_jsonable(codec.decode_down(codec.channel_of(body), data)),
+                "cbor": cbor_of(data),
             }
         )
     v.append(bad("boot-missing-boot-id", Channel.BOOT, cbor2.dumps({0: 1, 1: TS, 2: 60}), "schema"))
@@ -485,13 +685,17 @@ def main() -> None:
     ]
     for name, cmd in commands:
         env = m.CommandEnvelope(CID, "st-0001", TS, TS + 30_000, cmd)
+        data = signer.sign(env)
         v.append(
             {
                 "name": name,
                 "channel": "cmd",
-                "hex": signer.sign(env).hex(),
+                "hex": data.hex(),
                 "valid": True,
+                "round_trip": True,
                 "decoded": to_jsonable(env),
+                "cbor": cbor_of(data),
+                "payload_cbor": cbor_of(codec.encode_command_payload(env)),
                 "verify_at_ms": TS + 1000,
             }
         )
@@ -525,11 +729,81 @@ def main() -> None:
             "schema",
         ),
     ]
+
+    # Negative commands: each fails exactly one check of SPEC §7.2, in its order; the
+    # vector says the RejectReason the device answers (``reject``).
+    def unlock_payload(cid_last: int, device: str = "st-0001", issued: int = TS) -> bytes:
+        cid = CID[:-1] + bytes([cid_last])
+        env = m.CommandEnvelope(cid, device, issued, issued + 30_000, m.Unlock(3, 30))
+        return codec.encode_command_payload(env)
+
+    good = bytearray(cose_sign1(unlock_payload(0x01)))
+    good[-1] ^= 0x01  # the last byte of the signature
+    v += [
+        refused("cmd-not-cbor", b"\xff\x00", "malformed", RejectReason.MALFORMED),
+        refused(
+            "cmd-not-cose-sign1",
+            cbor2.dumps({0: CID, 1: "st-0001"}),
+            "schema",
+            RejectReason.MALFORMED,
+        ),
+        refused(
+            "cmd-alg-not-eddsa",
+            cose_sign1(unlock_payload(0x02), alg=-7),
+            "refused",
+            RejectReason.BAD_SIGNATURE,
+        ),
+        refused(
+            "cmd-unknown-kid",
+            cose_sign1(unlock_payload(0x03), seed=OTHER_SEED),
+            "refused",
+            RejectReason.UNKNOWN_KEY,
+        ),
+        refused("cmd-bad-signature", bytes(good), "refused", RejectReason.BAD_SIGNATURE),
+        signed_payload("cmd-payload-not-cbor", b"\xff", "malformed"),
+        signed_payload(
+            "cmd-payload-missing-expiry",
+            cbor_map(*cmd_head, 5, cbor_map(0, 3)),
+            "schema",
+        ),
+        signed_payload(
+            "cmd-unknown-type",
+            cbor_map(0, CID, 1, "st-0001", 2, 200, 3, TS, 4, TS + 30_000, 5, cbor_map()),
+            "unknown-type",
+            RejectReason.NOT_SUPPORTED,
+        ),
+        refused(
+            "cmd-wrong-device",
+            cose_sign1(unlock_payload(0x04, device="st-0002")),
+            "refused",
+            RejectReason.WRONG_DEVICE,
+        ),
+        # Far past either bound: the vectors hold whatever skew the checks allow (§7.2).
+        refused(
+            "cmd-expired",
+            cose_sign1(unlock_payload(0x05)),
+            "refused",
+            RejectReason.EXPIRED,
+            verify_at_ms=TS + 30_000 + 600_000,
+        ),
+        refused(
+            "cmd-not-yet-valid",
+            cose_sign1(unlock_payload(0x06, issued=TS + 600_000)),
+            "refused",
+            RejectReason.NOT_YET_VALID,
+        ),
+    ]
     out = {
-        "about": "Protocol v1 test vectors. Valid ones decode to 'decoded' (and re-encode to "
-        "the same bytes unless 'canonical' is false); invalid ones raise the error code named "
-        "(SPEC §11). Commands verify with test_keys at verify_at_ms; an invalid command is "
-        "signed correctly and refused MALFORMED for the error its payload raises.",
+        "about": "Protocol v1 test vectors (SPEC §11). Valid ones decode to 'decoded' (the "
+        "message's fields) and to 'cbor' (the CBOR data model of the bytes); 'round_trip' says "
+        "whether the canonical encoding (SPEC §1) of 'decoded' gives back 'hex' exactly, or the "
+        "vector is decode-only. Invalid ones name their class in 'error' (see 'classes'). "
+        "Commands verify with test_keys at verify_at_ms; an invalid one names in 'reject' the "
+        "RejectReason a device answers. 'spotbus' holds spot-bus frames (SPEC §9).",
+        "classes": CLASSES,
+        "cbor_json": "cbor: integers, text, true/false/null and arrays as themselves; byte "
+        "strings {'bytes': hex}; maps {'map': [[key, value], ...]} in the order of the bytes; "
+        "floats {'float': x}; tags {'tag': n, 'value': item}.",
         "test_keys": {
             "ed25519_seed_hex": TEST_SEED.hex(),
             "public_hex": signer.public_key.hex(),
@@ -537,9 +811,10 @@ def main() -> None:
             "device_id": "st-0001",
         },
         "vectors": v,
+        "spotbus": spotbus_vectors(),
     }
     vectors_path().write_text(json.dumps(out, indent=1) + "\n")
-    print(f"{len(v)} vectors -> {vectors_path()}")
+    print(f"{len(v)} vectors, {len(out['spotbus'])} spot-bus frames -> {vectors_path()}")
 
 
 if __name__ == "__main__":

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from kickstand.protocol import spotbus as sb
 from kickstand.protocol.errors import FrameError
+from kickstand.protocol.jsonform import load_vector_file, to_jsonable
 
 
 def test_crc16_modbus_check_value() -> None:
@@ -83,3 +86,44 @@ def test_random_bytes_never_raise_and_buffer_stays_bounded(data: bytes) -> None:
     parser = sb.FrameParser()
     parser.feed(data)
     assert len(parser._buf) < sb.OVERHEAD + sb.MAX_PAYLOAD
+
+
+# The spot-bus vectors (SPEC §9, §11): what a board's firmware must write and read.
+
+SPOTBUS = load_vector_file()["spotbus"]
+
+
+@pytest.mark.parametrize("vec", [v for v in SPOTBUS if "frame" in v], ids=lambda v: v["name"])
+def test_valid_frame_vectors(vec: dict[str, Any]) -> None:
+    data = bytes.fromhex(vec["hex"])
+    f = vec["frame"]
+    frame = sb.Frame(f["addr"], f["cmd"], bytes.fromhex(f["payload"]))
+    assert frame.encode() == data
+    parser = sb.FrameParser()
+    assert parser.feed(data) == [frame]
+    assert (parser.crc_errors, parser.bytes_discarded) == (0, 0)
+    meaning = sb.read_answer(frame)
+    assert (to_jsonable(meaning) if meaning is not None else None) == vec.get("meaning")
+
+
+@pytest.mark.parametrize("vec", [v for v in SPOTBUS if not v["valid"]], ids=lambda v: v["name"])
+def test_invalid_frame_vectors_are_skipped_or_unreadable(vec: dict[str, Any]) -> None:
+    assert vec["error"] == "bad-frame"
+    parser = sb.FrameParser()
+    frames = parser.feed(bytes.fromhex(vec["hex"]))
+    if vec["reason"] == "payload":  # well framed: the reader refuses what it says
+        (frame,) = frames
+        with pytest.raises(FrameError):
+            sb.read_answer(frame)
+    else:
+        assert frames == []
+        assert parser.bytes_discarded > 0
+        assert (parser.crc_errors > 0) == (vec["reason"] == "crc")
+
+
+def test_stream_vector_resynchronises() -> None:
+    for vec in (v for v in SPOTBUS if "frames" in v):
+        parser = sb.FrameParser()
+        frames = parser.feed(bytes.fromhex(vec["hex"]))
+        assert [f.encode().hex() for f in frames] == vec["frames"]
+        assert parser.crc_errors == vec["crc_errors"]

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import cbor2
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from pycose.messages import Sign1Message
 
 from kickstand.protocol import signing
 from kickstand.protocol.errors import CommandRejected, DecodeError, SchemaError
-from kickstand.protocol.jsonform import load_vector_keys, load_vectors, to_jsonable
+from kickstand.protocol.jsonform import (
+    load_vector_file,
+    load_vector_keys,
+    load_vectors,
+    to_jsonable,
+)
 from kickstand.protocol.topics import Channel
 from kickstand.protocol.v1 import codec, schema
 from kickstand.protocol.v1.enums import RejectReason
+from kickstand.protocol.v1.wellformed import loads_strict
 
 VECTORS = load_vectors()
+SPOTBUS = load_vector_file()["spotbus"]
 UP = {
     c.value
     for c in (
@@ -42,7 +49,11 @@ def test_vectors_cover_every_channel() -> None:
 
 def test_invalid_vectors_cover_every_error_class_and_rule() -> None:
     invalid = [v for v in VECTORS if not v["valid"]]
-    assert {v["error"] for v in invalid} == {"malformed", "schema", "unknown-type"}
+    assert {v["error"] for v in invalid} == {"malformed", "schema", "unknown-type", "refused"}
+    assert set(load_vector_file()["classes"]) == {
+        *(v["error"] for v in invalid),
+        *(f["error"] for f in SPOTBUS if not f["valid"]),
+    }
     names = {str(v["name"]) for v in invalid}
     for rule in (
         "boot-id-zero",
@@ -54,6 +65,29 @@ def test_invalid_vectors_cover_every_error_class_and_rule() -> None:
         "cmd-trailing-bytes",
     ):
         assert rule in names
+    # Every refusal of SPEC §7.2 but REPLAYED (a second delivery of any valid command) has
+    # its vector.
+    rejects = {v["reject"] for v in invalid if v["channel"] == "cmd"}
+    assert rejects == {
+        r.name
+        for r in (
+            RejectReason.MALFORMED,
+            RejectReason.BAD_SIGNATURE,
+            RejectReason.UNKNOWN_KEY,
+            RejectReason.NOT_SUPPORTED,
+            RejectReason.WRONG_DEVICE,
+            RejectReason.EXPIRED,
+            RejectReason.NOT_YET_VALID,
+        )
+    }
+
+
+def test_every_valid_vector_says_whether_it_round_trips() -> None:
+    valid = [v for v in VECTORS if v["valid"]]
+    assert all(type(v["round_trip"]) is bool for v in valid)
+    decode_only = {v["name"] for v in valid if not v["round_trip"]}
+    assert decode_only == {"status-indefinite-lengths", "status-unknown-key-ignored"}
+    assert all(v["note"] for v in valid if not v["round_trip"])
 
 
 @pytest.mark.parametrize("vec", by_kind(True, UP), ids=lambda v: str(v["name"]))
@@ -61,10 +95,12 @@ def test_valid_up_vector_decodes_and_reencodes_identically(vec: dict[str, object
     data = bytes.fromhex(str(vec["hex"]))
     msg = codec.decode_up(Channel(vec["channel"]), data)
     assert to_jsonable(msg) == vec["decoded"]
-    if vec.get("canonical", True):
+    if vec["round_trip"]:
         assert codec.encode_up(msg.stamp, msg.body) == data
-    else:  # another valid encoding of the same message: ours is the preferred one
-        assert codec.decode_up(Channel(vec["channel"]), codec.encode_up(msg.stamp, msg.body)) == msg
+    else:  # decode-only: the canonical encoding of what it says is other bytes
+        again = codec.encode_up(msg.stamp, msg.body)
+        assert again != data
+        assert codec.decode_up(Channel(vec["channel"]), again) == msg
 
 
 @pytest.mark.parametrize("vec", by_kind(False, UP | DOWN), ids=lambda v: str(v["name"]))
@@ -108,17 +144,33 @@ def test_command_vectors_verify_and_are_deterministic(vec: dict[str, object]) ->
     assert signing.CommandSigner(Ed25519PrivateKey.from_private_bytes(seed)).sign(envelope) == data
 
 
+def _command_class(data: bytes) -> str:
+    """The vector class of a command's bytes: the COSE message's, else its payload's."""
+    try:
+        item = loads_strict(data)
+    except Exception:
+        return "malformed"
+    if not (
+        isinstance(item, cbor2.CBORTag)
+        and item.tag == 18
+        and type(item.value) is list
+        and len(item.value) == 4
+    ):
+        return "schema"
+    try:
+        codec.decode_command_payload(item.value[2])
+    except DecodeError as exc:
+        return exc.code
+    return "refused"
+
+
 @pytest.mark.parametrize("vec", by_kind(False, {"cmd"}), ids=lambda v: str(v["name"]))
-def test_invalid_command_vectors_are_refused_malformed(vec: dict[str, object]) -> None:
+def test_invalid_command_vectors_are_refused_with_their_reason(vec: dict[str, object]) -> None:
     data = bytes.fromhex(str(vec["hex"]))
-    payload = Sign1Message.decode(data).payload
-    with pytest.raises(DecodeError) as decoded:
-        codec.decode_command_payload(payload)
-    assert decoded.value.code == vec["error"], str(decoded.value)
-    # The signature holds: the device refuses for the payload alone.
+    assert _command_class(data) == vec["error"]
     with pytest.raises(CommandRejected) as info:
         _verifier(int(str(vec["verify_at_ms"]))).verify(data)
-    assert info.value.reject_reason == RejectReason.MALFORMED, str(info.value)
+    assert RejectReason(info.value.reject_reason).name == vec["reject"], str(info.value)
 
 
 def test_command_vector_refusals() -> None:
