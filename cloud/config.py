@@ -42,7 +42,11 @@ class Settings(BaseSettings):
     JWT_ACCESS_TTL_S: int = Field(default=900, ge=30)
     JWT_REFRESH_TTL_S: int = Field(default=30 * 24 * 3600, ge=60)
     COMMAND_SIGNING_KEY_FILE: Path | None = None
+    #: How long the API waits for a device's answer to a command.
     COMMAND_TIMEOUT_S: float = Field(default=5.0, gt=0)
+    #: How long a command stays valid on the device (``expires_at - issued_at``, SPEC §7.1):
+    #: longer than the wait, and than any clock error of a synced device (SPEC §4 "Clock").
+    COMMAND_VALID_S: float = Field(default=30.0, gt=0, le=300)
     #: How long an unlocked spot waits for the vehicle to leave before the rent expires.
     RENT_UNLOCK_WINDOW_S: int = Field(default=60, ge=5)
     VAR_DIR: Path = Path("var")

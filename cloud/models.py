@@ -94,10 +94,20 @@ class SpotState(StrEnum):
 
 
 class LockStatus(enum.IntEnum):
-    """`lock_status` of a spot (seed 001 gives an integer)."""
+    """`lock_status` of a spot (seed 001 gives an integer): the protocol's LockState codes
+    (SPEC §6), so the API and the wire read the same number (seed 001's docked sample: 0)."""
 
-    UNLOCKED = 0
-    LOCKED = 1
+    LOCKED = 0
+    UNLOCKED = 1
+    JAMMED = 2
+
+
+class MaintenanceSource(StrEnum):
+    """Who put a spot in maintenance (SPEC §4.4): the operator owns it; a device's own
+    MAINTENANCE (set locally by a technician) lasts until the device reports otherwise."""
+
+    OPERATOR = "operator"
+    DEVICE = "device"
 
 
 class DeviceKind(StrEnum):
@@ -232,6 +242,8 @@ class Spot(Base):
     )
     #: Device time of the last dock/removal applied (late events older than this are stale).
     status_at: Mapped[datetime | None] = mapped_column(default=None)
+    #: Who holds the spot in maintenance (None while it is not).
+    maintenance_source: Mapped[str | None] = mapped_column(String(16), default=None)
 
     station: Mapped[Station] = relationship(back_populates="spots")
     vehicle: Mapped[Vehicle | None] = relationship(back_populates="spot", uselist=False)
@@ -323,6 +335,9 @@ class Device(Base):
     last_seq: Mapped[int | None] = mapped_column(Integer, default=None)
     last_seen_at: Mapped[datetime | None] = mapped_column(default=None)
     online: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: The heartbeat interval its last accepted BootReply gave it (SPEC §4.3): liveness
+    #: (:mod:`kickstand.cloud.liveness`) counts silence in these.
+    heartbeat_s: Mapped[int | None] = mapped_column(Integer, default=None)
 
 
 class PricingRule(Base):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
 
+from kickstand.cloud.liveness import Presence
 from kickstand.protocol.v1 import messages as m
 
 
@@ -84,13 +85,9 @@ class IssuedCommand:
         return (self.expires_at - self.issued_at).total_seconds()
 
 
-@dataclass(frozen=True, slots=True)
-class DevicePresence:
-    """What the caller already read of the commanded device (ingest keeps it): lets the
-    gateway fail fast for an offline device without a query of its own."""
-
-    online: bool | None
-    last_seen_at: datetime | None
+#: What the caller already read of the commanded device (ingest keeps it): lets the
+#: gateway fail fast for an offline device without a query of its own.
+DevicePresence = Presence
 
 
 @runtime_checkable

@@ -28,6 +28,7 @@ from kickstand.cloud.errors import (
     RentRefusedError,
     RiderSessionError,
 )
+from kickstand.cloud.liveness import Presence
 from kickstand.cloud.models import (
     ACTIVE_RENT_STATUSES,
     ACTIVE_TRIP_STATUSES,
@@ -96,6 +97,12 @@ class RentTarget:
     #: The device that gets the command (the station's when docked), as ingest last saw it.
     device_online: bool | None
     device_last_seen_at: datetime | None
+    device_heartbeat_s: int | None
+
+    @property
+    def presence(self) -> Presence:
+        """The commanded device's session, judged by :mod:`kickstand.cloud.liveness`."""
+        return Presence(self.device_online, self.device_last_seen_at, self.device_heartbeat_s)
 
     @property
     def unlock(self) -> UnlockTarget | None:
@@ -126,6 +133,7 @@ _TARGET_COLUMNS = (
     Station.device_id,
     Device.online,
     Device.last_seen_at,
+    Device.heartbeat_s,
 )
 
 
@@ -316,6 +324,12 @@ async def _insert_rent_in_savepoint(session: AsyncSession, values: dict[str, Any
         return None
 
 
+def _rent_kind(unlock: UnlockTarget, badge_id: int | None) -> RentKind:
+    if badge_id is not None:
+        return RentKind.BADGE
+    return RentKind.APP_SPOT if unlock.station_device_id is not None else RentKind.APP_VEHICLE
+
+
 class OpenedRent(NamedTuple):
     rent: Rent
     unlock: UnlockTarget
@@ -332,13 +346,15 @@ async def open_rent(
     now: datetime,
     unlock_window_s: int = 60,
     token_generation: int | None = None,
+    badge_id: int | None = None,
 ) -> OpenedRent:
     """Check the rules and hold the vehicle with a pending rent (not committed).
 
     Three statements on the happy path: the rider's row (locked), the target with what
     holds the rider or the vehicle, and the rent's insert (its outbox record is the
     fourth). ``token_generation`` checks the rider's session in the same locked read
-    (RiderSessionError when logged out or disabled).
+    (RiderSessionError when logged out or disabled). ``badge_id``: a badge presented at
+    the station asks (same rules; the rent is of kind ``badge`` and carries it).
     """
     rider = await _lock_rider(session, user_id)
     if rider is None:
@@ -356,7 +372,8 @@ async def open_rent(
         "user_id": user_id,
         "vehicle_id": target.vehicle_id,
         "spot_id": target.spot_id if unlock.station_device_id is not None else None,
-        "kind": RentKind.APP_SPOT if unlock.station_device_id is not None else RentKind.APP_VEHICLE,
+        "kind": _rent_kind(unlock, badge_id),
+        "badge_id": badge_id,
         "status": RentStatus.PENDING,
         "idempotency_key": idempotency_key,
         "created_at": now,
@@ -396,8 +413,13 @@ async def apply_unlock_outcome(
     *,
     now: datetime,
     unlock_window_s: int = 60,
+    may_open_until: datetime | None = None,
 ) -> Rent:
     """Record the device's answer. A rent the removal already started stays started.
+
+    A timeout keeps the rent open for a window after the command could still have been
+    executed (``may_open_until``, the command's ``expires_at``): the device's late result,
+    the removal or its UnlockExpired resolve it (SPEC §7.3), else the expiry sweep.
 
     One UPDATE guarded on ``status = pending`` (ingest may have started or expired the
     rent meanwhile: then the rent is only read) and the outbox record.
@@ -410,10 +432,11 @@ async def apply_unlock_outcome(
             "expires_at": unlocked_at + timedelta(seconds=unlock_window_s),
         }
     elif outcome.result == UnlockResult.TIMEOUT:
+        may_open = max(now, may_open_until) if may_open_until is not None else now
         values = {
             "status": RentStatus.UNLOCK_TIMEOUT,
             "reason": outcome.reason,
-            "expires_at": now + timedelta(seconds=unlock_window_s),
+            "expires_at": may_open + timedelta(seconds=unlock_window_s),
         }
     else:
         values = {
@@ -435,4 +458,31 @@ async def apply_unlock_outcome(
     rent = Rent(**row._asdict())
     await outbox.insert(session, outbox.RENT_UPDATED, "rent", rent.id, rent_payload(rent))
     log.info("event=rent_unlock_outcome rent_id=%s result=%s", rent.id, outcome.result.value)
+    return rent
+
+
+async def late_unlock_result(
+    session: AsyncSession, rent_id: int, done: bool, reason: str | None, at: datetime
+) -> Rent | None:
+    """The device's final answer to an unlock the API stopped waiting for (a rent in
+    ``unlock-timeout``): DONE → ``unlocked`` (its window stays as the timeout set it),
+    REJECTED/FAILED → ``refused``. A rent in any other state is left alone (None)."""
+    values: dict[str, Any] = (
+        {"status": RentStatus.UNLOCKED, "unlocked_at": at}
+        if done
+        else {"status": RentStatus.REFUSED, "reason": (reason or "refused")[:200], "ended_at": at}
+    )
+    row = (
+        await session.execute(
+            update(_RENTS)
+            .where(_RENTS.c.id == rent_id, _RENTS.c.status == RentStatus.UNLOCK_TIMEOUT)
+            .values(**values)
+            .returning(*_RENTS.c)
+        )
+    ).first()
+    if row is None:
+        return None
+    rent = Rent(**row._asdict())
+    await outbox.insert(session, outbox.RENT_UPDATED, "rent", rent.id, rent_payload(rent))
+    log.info("event=rent_late_unlock_result rent_id=%s done=%s", rent.id, done)
     return rent

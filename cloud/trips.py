@@ -762,6 +762,76 @@ async def vehicle_docked(
     return TripEventResult("ended", trip)
 
 
+async def spot_reported(
+    session: AsyncSession,
+    station_device_id: str,
+    spot_number: int,
+    serial: str | None,
+    empty: bool,
+    at: datetime,
+) -> str | None:
+    """A station's status says what spot ``spot_number`` holds at device time ``at``
+    (SPEC §4.4: status is authoritative for occupancy): vehicle ``serial``, or nothing
+    (``empty``). The vehicle's position follows it; a trip never starts or ends here.
+
+    Returns what was done ("moved", "cleared") or why nothing was (None: already so):
+    a status older than the spot's last dock/removal or the vehicle's last dock is
+    stale; a vehicle in a running trip stays in it (its VehicleDocked ends the trip).
+    """
+    _aware(at)
+    found = await _station_spot(session, station_device_id, spot_number)
+    if found is None:
+        return "unknown-spot"
+    station, spot, cluster = found
+    if spot.status_at is not None and spot.status_at > at:
+        return "stale-status"
+    vehicle: Vehicle | None = None
+    occupant: Vehicle | None = None
+    rows = await session.execute(_LOCK_DOCKING, {"serial": serial or "", "spot": spot.id})
+    for row in rows:
+        _keep(session, *row)
+        if serial is not None and row[0].serial_number == serial:
+            vehicle = row[0]
+        else:
+            occupant = row[0]
+    moved: list[Vehicle] = []
+    if occupant is not None and (empty or vehicle is not None):
+        if occupant.state == VehicleState.RENTED or (
+            occupant.docked_at is not None and occupant.docked_at > at
+        ):
+            return "occupant-newer"
+        occupant.spot_id = None
+        moved.append(occupant)
+        await session.flush()
+    if vehicle is not None and vehicle.spot_id != spot.id:
+        if vehicle.state == VehicleState.RENTED:
+            return "vehicle-in-trip"
+        if vehicle.docked_at is not None and vehicle.docked_at > at:
+            return "stale-status"
+        vehicle.spot_id = spot.id
+        vehicle.latitude, vehicle.longitude = cluster.latitude, cluster.longitude
+        moved.append(vehicle)
+    elif serial is not None and vehicle is None:
+        return "unknown-vehicle"
+    if not moved:
+        return None
+    spot.status_at = max(at, spot.status_at) if spot.status_at else at
+    await session.flush()
+    for v in moved:
+        log.warning(
+            "event=vehicle_moved_by_status serial=%s station=%s spot=%s now_in_spot=%s",
+            v.serial_number,
+            station_device_id,
+            spot_number,
+            v.spot_id,
+        )
+        outbox.emit(session, outbox.VEHICLE_UPDATED, "vehicle", v.id, _vehicle_payload(v))
+    outbox.emit(
+        session, outbox.DOCK_UPDATED, "spot", spot.id, _spot_payload(spot, station, vehicle)
+    )
+    return "moved" if vehicle is not None else "cleared"
+
+
 # ── free-floating (vehicle lock box) ──────────────────────────────────────────────────
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kickstand.cloud.api.geo import outer_ring
 from kickstand.cloud.api.schemas import ClusterPublic, NetworkPublic, TripDetail, TripPublic
 from kickstand.cloud.billing import round_money
+from kickstand.cloud.liveness import PRESENCE_COLUMNS, online_of
 from kickstand.cloud.models import (
     Cluster,
     Device,
@@ -60,7 +61,7 @@ async def clusters_public(
         return []
     rows = (
         await session.execute(
-            select(Station.cluster_id, Spot, Vehicle, Device.online)
+            select(Station.cluster_id, Spot, Vehicle, *PRESENCE_COLUMNS)
             .join(Spot, Spot.station_id == Station.id)
             .outerjoin(Vehicle, Vehicle.spot_id == Spot.id)
             .outerjoin(Device, Device.device_id == Station.device_id)
@@ -70,14 +71,14 @@ async def clusters_public(
     stats: dict[int, dict[str, int]] = {
         i: {"total": 0, "free": 0, "avail": 0, "online": 0} for i in ids
     }
+    now = datetime.now(UTC)
     for row in rows:
         cluster_id: int = row[0]
         spot: Spot = row[1]
         vehicle: Vehicle | None = row[2]
-        online: bool | None = row[3]
         s = stats[cluster_id]
         s["total"] += 1
-        s["online"] += 1 if online else 0
+        s["online"] += 1 if online_of(row[3:], now) else 0
         if vehicle is None and spot.state == SpotState.ACTIVE:
             s["free"] += 1
         if (

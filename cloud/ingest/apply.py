@@ -64,6 +64,7 @@ from kickstand.protocol.v1 import messages as m
 
 if TYPE_CHECKING:
     from kickstand.cloud.alerts.engine import AlertEngine
+    from kickstand.cloud.commands.issuer import CommandIssuer
     from kickstand.cloud.freefloat.hook import FreeFloatHook
 
 log = logging.getLogger("kickstand.cloud.ingest.apply")
@@ -114,8 +115,12 @@ class BatchApplier:
         hold_connection: bool = False,
         require_boot: bool = False,
         budget: DeadLetterBudget | None = None,
+        issuer: CommandIssuer | None = None,
     ) -> None:
-        """``alerts``: the fleet alert rules, fed every new message in the same transaction
+        """``issuer``: signs the commands ingest sends itself (e.g. SetMaintenance where a
+        station disagrees with its operator, SPEC §4.4), published as replies after the
+        commit; None: ingest sends no command.
+        ``alerts``: the fleet alert rules, fed every new message in the same transaction
         — events, births and deaths always; a vehicle's telemetry and status at most once
         per ``alert_sample_s`` (its newest one: a geofence or battery rule needs no finer
         grain, and the rules cost several queries per call).
@@ -132,6 +137,9 @@ class BatchApplier:
         self.freefloat = freefloat
         self.stats = stats
         self.heartbeat_s = heartbeat_s
+        # Liveness reads last_seen_at against 3 heartbeat intervals (kickstand.cloud.
+        # liveness): it is written at least twice per interval.
+        self.seen_write_s = min(SEEN_WRITE_S, heartbeat_s / 2)
         self.death_slack_ms = death_slack_ms
         self.clock_ms = clock_ms
         # Identity of devices (kind, station, vehicle, network) rarely changes: cached.
@@ -141,6 +149,7 @@ class BatchApplier:
         self._connection: AsyncConnection | None = None
         self.require_boot = require_boot
         self.budget = budget or DeadLetterBudget()
+        self.issuer = issuer
         #: Messages that reached the cloud per boot, against the births' pending_from.
         self.gaps = GapCheck(stats, alerts)
         #: Dead letters and flagged clocks raise operator alerts (with the alert rules on).
@@ -469,7 +478,9 @@ class BatchApplier:
         # last_seen_at is for "is it alive" (minutes): written at most every few seconds
         # per device, so busy devices do not serialise the workers on their devices row.
         now = time.monotonic()
-        due = sorted(i for i in ids if self._seen_written.get(i, 0.0) + SEEN_WRITE_S <= now)
+        due = sorted(
+            i for i in ids if self._seen_written.get(i, 0.0) + self.seen_write_s <= now
+        )
         if not due:
             return
         if len(self._seen_written) > INFO_CACHE_MAX:
@@ -510,6 +521,7 @@ class BatchApplier:
         """Apply one event; one that fails for good becomes a dead letter (its key stays
         claimed, the rest of the batch goes on)."""
         body = item.msg.body
+        item.replies.clear()
         try:
             if savepoint:
                 async with session.begin_nested():
@@ -517,11 +529,12 @@ class BatchApplier:
             else:
                 await handlers.event(self, session, item, info)
                 await session.flush()  # what the savepoint's release would flush, here
+            out.replies.extend(item.replies)
         except Exception as exc:  # a domain error on one event must not lose the batch
+            item.replies.clear()
             if is_transient(exc):
                 raise
             self._rolled_back(session)
-        item.replies.clear()
             self.stats.reject(
                 "event-apply-failed", device=item.device_id, event=type(body).__name__, error=exc
             )
@@ -529,9 +542,7 @@ class BatchApplier:
                 DeadLetterReason.APPLY_FAILED, exc, network_id=info.network_id
             )
             if not savepoint:
-            out.replies.extend(item.replies)
                 raise _LoneEventFailed(item.key, letter) from exc
-            item.replies.clear()
             self._letter(out, letter)
 
     def _rolled_back(self, session: AsyncSession) -> None:

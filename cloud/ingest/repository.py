@@ -316,7 +316,7 @@ async def spots_of(session: AsyncSession, station_ids: list[int]) -> dict[tuple[
 
 
 async def update_spots(session: AsyncSession, changes: list[dict[str, Any]]) -> None:
-    """``changes``: sid, lock, state (a SpotState)."""
+    """``changes``: sid, lock, state (a SpotState), src (maintenance source or None)."""
     if not changes:
         return
     if pg(session):
@@ -326,6 +326,7 @@ async def update_spots(session: AsyncSession, changes: list[dict[str, Any]]) -> 
                 "sid": [c["sid"] for c in changes],
                 "lock": [c["lock"] for c in changes],
                 "state": [str(c["state"].value) for c in changes],
+                "src": [c["src"] for c in changes],
             },
         )
         return
@@ -333,7 +334,11 @@ async def update_spots(session: AsyncSession, changes: list[dict[str, Any]]) -> 
     await session.execute(
         update(table)
         .where(table.c.id == bindparam("sid"))
-        .values(lock_status=bindparam("lock"), state=bindparam("state")),
+        .values(
+            lock_status=bindparam("lock"),
+            state=bindparam("state"),
+            maintenance_source=bindparam("src"),
+        ),
         changes,
     )
 
@@ -420,7 +425,8 @@ _PG_STATUS_UPSERT = text(
 _PG_STATUS_UPSERT_SPOTS = text(
     f"WITH applied AS ({_PG_STATUS_UPSERT.text}) "
     "SELECT a.device_id, a.spot, s.id, s.station_id, s.displayed_number, s.lock_status, "
-    "s.state FROM applied AS a LEFT JOIN stations AS st ON st.device_id = a.device_id "
+    "s.state, s.maintenance_source FROM applied AS a "
+    "LEFT JOIN stations AS st ON st.device_id = a.device_id "
     "LEFT JOIN spots AS s ON s.station_id = st.id AND s.displayed_number = a.spot"
 ).columns(
     device_id=String,
@@ -430,11 +436,12 @@ _PG_STATUS_UPSERT_SPOTS = text(
     displayed_number=Integer,
     lock_status=Integer,
     state=_table(Spot).c.state.type,
+    maintenance_source=String,
 )
 _PG_SPOTS = text(
-    "UPDATE spots AS s SET lock_status = u.lock, state = u.state "
-    "FROM unnest(CAST(:sid AS integer[]), CAST(:lock AS integer[]), CAST(:state AS varchar[])) "
-    "AS u(sid, lock, state) WHERE s.id = u.sid"
+    "UPDATE spots AS s SET lock_status = u.lock, state = u.state, maintenance_source = u.src "
+    "FROM unnest(CAST(:sid AS integer[]), CAST(:lock AS integer[]), CAST(:state AS varchar[]), "
+    "CAST(:src AS varchar[])) AS u(sid, lock, state, src) WHERE s.id = u.sid"
 )
 
 

@@ -56,6 +56,7 @@ from kickstand.protocol.v1 import codec
 
 if TYPE_CHECKING:
     from kickstand.cloud.alerts.engine import AlertEngine
+    from kickstand.cloud.commands.issuer import CommandIssuer
     from kickstand.cloud.freefloat.hook import FreeFloatHook
 
 log = logging.getLogger("kickstand.cloud.ingest.worker")
@@ -183,6 +184,8 @@ class IngestWorker:
         freefloat: FreeFloatHook | None = None,
         dead_letters_per_hour: int = 100,
         ack_delay_s: float = 0.0,
+        issuer: CommandIssuer | None = None,
+        clock_ms: Callable[[], int] | None = None,
     ) -> None:
         """``shared=False`` subscribes the plain filter (embedded amqtt has no ``$share``):
         then run exactly one worker. ``clean_session=False`` only for a single worker that
@@ -211,7 +214,10 @@ class IngestWorker:
             hold_connection=True,
             require_boot=True,
             budget=DeadLetterBudget(dead_letters_per_hour),
+            issuer=issuer,
         )
+        if clock_ms is not None:  # a test's cloud clock, set apart from the real one
+            self._applier.clock_ms = clock_ms
         self.sweep_alerts_every_s = sweep_alerts_every_s
         self._acks = AckBatcher(self._publish_acks, ack_delay_s)
         self._task: asyncio.Task[None] | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
@@ -18,6 +19,7 @@ from kickstand.cloud.api.schemas import (
     SpotPublic,
 )
 from kickstand.cloud.api.views import clusters_public
+from kickstand.cloud.liveness import PRESENCE_COLUMNS, online_of
 from kickstand.cloud.models import Cluster, Device, Spot, SpotState, Station, Vehicle, VehicleState
 
 router = APIRouter(prefix="/clusters", tags=["clusters"])
@@ -132,7 +134,7 @@ async def cluster_vehicles(
     await _cluster(session, cluster_id)
     rows = (
         await session.execute(
-            select(Vehicle, Spot, Device.online)
+            select(Vehicle, Spot, *PRESENCE_COLUMNS)
             .join(Spot, Spot.id == Vehicle.spot_id)
             .join(Station, Station.id == Spot.station_id)
             .outerjoin(Device, Device.device_id == Vehicle.device_id)
@@ -140,6 +142,7 @@ async def cluster_vehicles(
             .order_by(Station.id, Spot.displayed_number)
         )
     ).all()
+    now = datetime.now(UTC)
     return Envelope(
         data=[
             ClusterVehicle(
@@ -147,13 +150,13 @@ async def cluster_vehicles(
                 serial_number=v.serial_number,
                 battery_level=v.battery_level,
                 vehicle_type=v.vehicle_type.value,
-                vehicle_online=bool(online),
+                vehicle_online=online_of(presence, now),
                 spot_id=spot.id,
                 station_id=spot.station_id,
                 displayed_number=spot.displayed_number,
                 in_maintenance=v.in_maintenance,
                 is_accessible=v.state == VehicleState.AVAILABLE and spot.state == SpotState.ACTIVE,
             )
-            for v, spot, online in rows
+            for v, spot, *presence in rows
         ]
     )

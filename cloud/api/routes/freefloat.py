@@ -36,6 +36,7 @@ from kickstand.cloud.freefloat.service import active_trip
 from kickstand.cloud.geofence import store as zones
 from kickstand.cloud.geofence import to_shape
 from kickstand.cloud.geofence.geojson import parse_zone_shape
+from kickstand.cloud.liveness import PRESENCE_COLUMNS, online_of
 from kickstand.cloud.models import Device, Network, Rent, Trip, Vehicle, VehicleState
 from kickstand.cloud.rent_gateway import UnlockResult
 
@@ -175,9 +176,12 @@ async def get_vehicle(
         raise not_found("vehicle", exc.key) from exc
     online = False
     if vehicle.device_id is not None:
-        online = bool(
-            await session.scalar(select(Device.online).where(Device.device_id == vehicle.device_id))
-        )
+        presence = (
+            await session.execute(
+                select(*PRESENCE_COLUMNS).where(Device.device_id == vehicle.device_id)
+            )
+        ).first()
+        online = presence is not None and online_of(presence, datetime.now(UTC))
     state = vehicle_state(vehicle)
     return Envelope(
         data=MapVehicle(

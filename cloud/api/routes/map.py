@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -21,6 +22,7 @@ from kickstand.cloud.api.schemas import (
     RentPublic,
 )
 from kickstand.cloud.api.views import clusters_public, network_public
+from kickstand.cloud.liveness import PRESENCE_COLUMNS, online_of
 from kickstand.cloud.models import Cluster, Device, Network, Vehicle, VehicleState
 
 router = APIRouter(prefix="/map", tags=["map"])
@@ -46,6 +48,7 @@ async def get_map(
     lngdeg: Annotated[float, Query(ge=0, le=360)],
 ) -> Envelope[MapData]:
     box = BBox(lat, lng, latdeg, lngdeg)
+    now = datetime.now(UTC)
     clusters = (
         await session.scalars(
             select(Cluster)
@@ -59,7 +62,7 @@ async def get_map(
     ).all()
     rows = (
         await session.execute(
-            select(Vehicle, Device.online)
+            select(Vehicle, *PRESENCE_COLUMNS)
             .outerjoin(Device, Device.device_id == Vehicle.device_id)
             .where(
                 Vehicle.spot_id.is_(None),
@@ -77,7 +80,7 @@ async def get_map(
             serial_number=v.serial_number,
             latitude=v.latitude,
             longitude=v.longitude,
-            connected=bool(online),
+            connected=online_of(presence, now),
             network_id=v.network_id,
             battery_level=v.battery_level,
             vehicle_type=v.vehicle_type.value,
@@ -85,7 +88,7 @@ async def get_map(
             is_accessible=not v.in_maintenance,
             is_available=v.state == VehicleState.AVAILABLE and not v.in_maintenance,
         )
-        for v, online in rows
+        for v, *presence in rows
     ]
     networks = [n for n in (await session.scalars(select(Network))).all() if in_area(n, box)]
     rents = await rider_rents(session, user.id)

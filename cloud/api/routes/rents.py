@@ -325,13 +325,11 @@ async def _claim(
 
 
 async def _send(
-    gateway: CommandGateway, issued: IssuedCommand, presence: DevicePresence
+    gateway: CommandGateway, issued: IssuedCommand, presence: DevicePresence, wait_s: float
 ) -> UnlockOutcome:
     try:
         # The gateway has its own timeout; this one only guards against a gateway that hangs.
-        return await asyncio.wait_for(
-            gateway.send_unlock(issued, presence=presence), issued.timeout_s + 2.0
-        )
+        return await asyncio.wait_for(gateway.send_unlock(issued, presence=presence), wait_s + 2.0)
     except TimeoutError:
         log.error("event=gateway_hung rent_id=%s", issued.rent_id)
         return UnlockOutcome.timeout()
@@ -363,8 +361,9 @@ def _outcome_error(outcome: UnlockOutcome, rent: RentPublic, window_s: int) -> A
         return ApiError(
             504,
             ErrorCode.DEVICE_TIMEOUT,
-            f"the lock did not answer in time; if it opened, take the vehicle within {window_s} s, "
-            "otherwise try again in a moment",
+            "the lock has not answered yet and may still open in the next few seconds: if it "
+            f"opens, take the vehicle within {window_s} s (the ride starts only when it leaves "
+            "the spot); otherwise try again in a moment",
             reason="device-timeout",
             data=data,
         )
@@ -452,12 +451,16 @@ async def create_rent(
 
     rent_id = opened.rent.id
     target = opened.target
-    presence = DevicePresence(target.device_online, target.device_last_seen_at)
-    outcome = await _send(gateway, issued, presence)
+    outcome = await _send(gateway, issued, target.presence, settings.COMMAND_TIMEOUT_S)
 
     async with maker() as session:
         rent = await apply_unlock_outcome(
-            session, rent_id, outcome, now=datetime.now(UTC), unlock_window_s=window
+            session,
+            rent_id,
+            outcome,
+            now=datetime.now(UTC),
+            unlock_window_s=window,
+            may_open_until=issued.expires_at,
         )
         if outcome.result == UnlockResult.DEVICE_OFFLINE:
             await record_not_sent(session, issued, outcome.reason)

@@ -4,6 +4,10 @@ The newest status of each (device, spot) in the batch is upserted; the database 
 newer stamp (same boot: higher seq; another boot: later device time, a stamp ahead of the
 cloud's clock never ordering), so out-of-order delivery across workers never rolls state
 back. A spot's lock and fault state follow its applied status; a vehicle's battery too.
+
+Status is authoritative for what a spot holds (SPEC §4.4): the vehicle a station reports
+in a spot is moved there, a spot reported EMPTY is emptied (:func:`trips.spot_reported`;
+never a trip started or ended). Maintenance belongs to the operator (:func:`spot_state`).
 """
 
 from __future__ import annotations
@@ -12,23 +16,20 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kickstand.cloud import outbox
+from kickstand.cloud import outbox, trips
+from kickstand.cloud.commands.records import record_command
 from kickstand.cloud.ingest import repository as repo
 from kickstand.cloud.ingest import rules
-from kickstand.cloud.ingest.batch import BatchOutcome, DeviceInfo, Inbound
+from kickstand.cloud.ingest.batch import BatchOutcome, DeviceInfo, Inbound, Reply
 from kickstand.cloud.ingest.handlers.registry import handlers
-from kickstand.cloud.models import DeviceKind, LockStatus, SpotState, utcnow
+from kickstand.cloud.models import DeviceKind, MaintenanceSource, SpotState, utcnow
+from kickstand.protocol import topics
 from kickstand.protocol.topics import Channel
 from kickstand.protocol.v1 import enums as pe
 from kickstand.protocol.v1 import messages as m
 
 if TYPE_CHECKING:
     from kickstand.cloud.ingest.apply import BatchApplier
-
-_SPOT_STATE_FROM_DEVICE: dict[int, SpotState] = {
-    pe.SpotState.FAULT: SpotState.OUT_OF_ORDER,
-    pe.SpotState.MAINTENANCE: SpotState.MAINTENANCE,
-}
 
 
 def newer(a: m.Stamp, b: m.Stamp) -> bool:
@@ -83,7 +84,7 @@ async def statuses(
     stale = len(rows) - len(applied)
     if stale:
         ctx.stats.ignored["stale-status"] += stale
-    spot_updates: list[tuple[int, int, m.Status]] = []
+    spot_updates: list[tuple[int, int, m.Status, Inbound]] = []
     battery: list[dict[str, Any]] = []
     vehicles: list[Inbound] = []
     for key in sorted(applied):
@@ -92,14 +93,14 @@ async def statuses(
         assert isinstance(st, m.Status)
         info = infos[item.device_id]
         if info.kind == DeviceKind.STATION and st.spot >= 1 and info.station_id is not None:
-            spot_updates.append((info.station_id, st.spot, st))
+            spot_updates.append((info.station_id, st.spot, st, item))
         elif info.kind == DeviceKind.VEHICLE and info.vehicle_id is not None:
             if st.battery_pct is not None:
                 battery.append({"vid": info.vehicle_id, "b": st.battery_pct, "v": None})
             vehicles.append(item)
     await ctx.alert_all(session, ctx.sample(vehicles), infos)
     if spot_updates:
-        await _spot_statuses(ctx, session, spot_updates, spots)
+        await _spot_statuses(ctx, session, spot_updates, spots, out)
     if battery:
         await repo.update_batteries(session, battery)
 
@@ -107,32 +108,29 @@ async def statuses(
 async def _spot_statuses(
     ctx: BatchApplier,
     session: AsyncSession,
-    updates: list[tuple[int, int, m.Status]],
+    updates: list[tuple[int, int, m.Status, Inbound]],
     spots: dict[tuple[int, int], Any] | None,
+    out: BatchOutcome,
 ) -> None:
     """``spots``: the rows of the updated spots by (station id, number), if read already."""
     if spots is None:
         spots = await repo.spots_of(session, sorted({u[0] for u in updates}))
     changes: list[dict[str, Any]] = []
     records: list[repo.Record] = []
-    for station_id, number, st in updates:
+    for station_id, number, st, item in updates:
         row = spots.get((station_id, number))
         if row is None:
             ctx.stats.ignore("unknown-spot", station_id=station_id, spot=number)
             continue
-        lock_status = row.lock_status
-        if st.lock is pe.LockState.LOCKED:
-            lock_status = int(LockStatus.LOCKED)
-        elif st.lock is pe.LockState.OPEN:
-            lock_status = int(LockStatus.UNLOCKED)
-        state = row.state
-        device_state = _SPOT_STATE_FROM_DEVICE.get(int(st.state))
-        if device_state is not None:
-            state = device_state
-        elif state == SpotState.OUT_OF_ORDER:
-            state = SpotState.ACTIVE  # the board recovered
-        if lock_status != row.lock_status or state != row.state:
-            changes.append({"sid": row.id, "lock": lock_status, "state": state})
+        # The API's lock_status is the protocol's LockState code (SPEC §6, LockState).
+        lock_status = int(st.lock) if st.lock is not None else row.lock_status
+        state, source = spot_state(row.state, row.maintenance_source, st.state)
+        if source == MaintenanceSource.OPERATOR and st.state != pe.SpotState.MAINTENANCE:
+            # The operator owns maintenance: the station is told again (SPEC §4.4).
+            ctx.stats.ignore("maintenance-disagrees", device=item.device_id, spot=number)
+            await resend_maintenance(ctx, session, item.device_id, number, out)
+        if lock_status != row.lock_status or state != row.state or source != row.maintenance_source:
+            changes.append({"sid": row.id, "lock": lock_status, "state": state, "src": source})
             records.append(
                 (
                     outbox.DOCK_UPDATED,
@@ -144,12 +142,52 @@ async def _spot_statuses(
                         "displayed_number": number,
                         "lock_status": lock_status,
                         "state": state,
+                        "maintenance_source": source,
                         "fault": st.fault,
                     },
                 )
             )
     await repo.record(session, records)
     await repo.update_spots(session, changes)
+    for _station_id, number, st, item in updates:
+        empty = st.state == pe.SpotState.EMPTY
+        if st.serial_number is None and not empty:
+            continue  # a fault or maintenance that does not say what the spot holds
+        done = await trips.spot_reported(
+            session, item.device_id, number, st.serial_number, empty, item.at
+        )
+        if done is not None and done not in ("moved", "cleared"):
+            ctx.stats.ignore(f"status-{done}", device=item.device_id, spot=number)
+
+
+def spot_state(
+    current: SpotState, source: str | None, reported: int
+) -> tuple[SpotState, str | None]:
+    """The spot's state and maintenance owner after the station reported ``reported``
+    (SPEC §4.4): the operator's maintenance holds whatever the station says; a station's
+    own MAINTENANCE lasts until it reports anything else; FAULT is out of order until the
+    board recovers."""
+    if source == MaintenanceSource.OPERATOR:
+        return SpotState.MAINTENANCE, source
+    if reported == pe.SpotState.MAINTENANCE:
+        return SpotState.MAINTENANCE, MaintenanceSource.DEVICE
+    if reported == pe.SpotState.FAULT:
+        return SpotState.OUT_OF_ORDER, None
+    if current in (SpotState.MAINTENANCE, SpotState.OUT_OF_ORDER):
+        return SpotState.ACTIVE, None  # the station put it back in service / it recovered
+    return current, None
+
+
+async def resend_maintenance(
+    ctx: BatchApplier, session: AsyncSession, device_id: str, spot: int, out: BatchOutcome
+) -> None:
+    """Send SetMaintenance(on) to a station that reports a spot the operator holds in
+    maintenance as in service (a station that missed the command, or was reset)."""
+    if ctx.issuer is None:
+        return
+    issued = ctx.issuer.issue(device_id, m.SetMaintenance(spot=spot, on=True))
+    await record_command(session, issued)
+    out.replies.append(Reply(topics.down(device_id, Channel.COMMAND), issued.payload, 1))
 
 
 __all__ = ["newer", "statuses"]

@@ -1,4 +1,11 @@
-"""device contract: spot maintenance owner, status-driven vehicle positions
+"""device contract: spot maintenance owner, device heartbeat interval, lock_status codes
+
+* ``spots.maintenance_source``: who holds a spot in maintenance (operator / device); the
+  spots already in maintenance were put there by their station (no other way existed).
+* ``devices.heartbeat_s``: the interval of the device's last accepted BootReply; the one
+  liveness rule (``kickstand.cloud.liveness``) counts silence in it.
+* ``spots.lock_status`` now carries the protocol's LockState codes (0 locked, 1 open,
+  2 jammed); it held the inverse (0 unlocked, 1 locked): 0 and 1 swap.
 
 Revision ID: 0008_device_contract
 Revises: 0007_badge_rides
@@ -9,15 +16,30 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
+from alembic import op
+
 revision: str = "0008_device_contract"
 down_revision: str | None = "0007_badge_rides"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+_SWAP = "UPDATE spots SET lock_status = 1 - lock_status WHERE lock_status IN (0, 1)"
+
 
 def upgrade() -> None:
-    pass
+    with op.batch_alter_table("spots", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("maintenance_source", sa.String(length=16), nullable=True))
+    with op.batch_alter_table("devices", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("heartbeat_s", sa.Integer(), nullable=True))
+    op.execute("UPDATE spots SET maintenance_source = 'device' WHERE state = 'maintenance'")
+    op.execute(_SWAP)
 
 
 def downgrade() -> None:
-    pass
+    op.execute("UPDATE spots SET lock_status = 0 WHERE lock_status = 2")
+    op.execute(_SWAP)
+    with op.batch_alter_table("devices", schema=None) as batch_op:
+        batch_op.drop_column("heartbeat_s")
+    with op.batch_alter_table("spots", schema=None) as batch_op:
+        batch_op.drop_column("maintenance_source")

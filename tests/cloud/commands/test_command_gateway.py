@@ -188,8 +188,9 @@ async def test_timeout_and_cancel_clean_up_pending(
             "st-0004", trusted_keys(signer), MemoryReplayGuard(), clock=lambda: sent_ms + 100
         )
         envelope = verifier.verify(envelope_bytes)
-        # It expires when the gateway stops waiting: no late surprise unlock.
-        assert envelope.expires_at_ms - envelope.issued_at_ms == 500
+        # Valid on the device far longer than the wait (SPEC §7.1): a device whose clock
+        # is a few seconds off still executes it; the caller resolves the late answer.
+        assert envelope.expires_at_ms - envelope.issued_at_ms == 30_000
 
         task = asyncio.create_task(api.unlock_spot("st-0004", 1, "10"))
         await eventually(lambda: _true(api.pending == 1), wait_s=2)
