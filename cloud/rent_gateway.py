@@ -116,6 +116,17 @@ class CommandGateway(Protocol):
         self, vehicle_device_id: str, rent_id: str, *, presence: DevicePresence | None = None
     ) -> UnlockOutcome: ...
 
+    def issue_command(self, device_id: str, command: m.CommandBody) -> IssuedCommand:
+        """Any other command (an operator's SetMaintenance), signed, not sent."""
+        ...
+
+    async def send_command(
+        self, issued: IssuedCommand, *, presence: DevicePresence | None = None
+    ) -> UnlockOutcome:
+        """Send an issued command and await the device's answer (``UNLOCKED``: it answered
+        DONE); the same outcomes as an unlock, never raised."""
+        ...
+
 
 class UnavailableCommandGateway:
     """Used when no gateway was given: every unlock fails fast as offline."""
@@ -133,5 +144,13 @@ class UnavailableCommandGateway:
 
     async def unlock_vehicle(
         self, vehicle_device_id: str, rent_id: str, *, presence: DevicePresence | None = None
+    ) -> UnlockOutcome:
+        return UnlockOutcome.offline("no command gateway configured on this API process")
+
+    def issue_command(self, device_id: str, command: m.CommandBody) -> IssuedCommand:
+        return IssuedCommand.new(device_id, command, timeout_s=0)
+
+    async def send_command(
+        self, issued: IssuedCommand, *, presence: DevicePresence | None = None
     ) -> UnlockOutcome:
         return UnlockOutcome.offline("no command gateway configured on this API process")

@@ -48,7 +48,7 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -619,7 +619,8 @@ async def vehicle_removed(
         )
         rent.vehicle_id = vehicle.id
     network = await session.get_one(Network, vehicle.network_id)
-    _start_rent(rent, at)
+    if rent is not None:
+        _start_rent(rent, at)
     # The dock of this ride reached us before its removal: the trip is closed at once.
     # Inserted finished when the next rider's trip is running (one active trip per vehicle).
     ended_by = (
@@ -628,7 +629,7 @@ async def vehicle_removed(
     if ended_by is not None and later is None and vehicle.spot_id is None:
         ended_by = None  # taken again, and that removal not applied yet: no end to reconcile
     trip = Trip(
-        user_id=rent.user_id,
+        user_id=rent.user_id if rent is not None else None,
         vehicle_id=vehicle.id,
         network_id=vehicle.network_id,
         rent_id=rent.id,
@@ -641,7 +642,7 @@ async def vehicle_removed(
         start_longitude=cluster.longitude,
         started_at=at,
         currency=network.currency,
-        idempotency_key=rent.idempotency_key,
+        idempotency_key=rent.idempotency_key if rent is not None else None,
         hold_periods=[],
         version=1,
     )
@@ -650,7 +651,8 @@ async def vehicle_removed(
         vehicle.state = VehicleState.RENTED
     await session.flush()
     _emit_trip(session, outbox.TRIP_CREATED, trip, vehicle)
-    outbox.emit(session, outbox.RENT_UPDATED, "rent", rent.id, rent_payload(rent))
+    if rent is not None:
+        outbox.emit(session, outbox.RENT_UPDATED, "rent", rent.id, rent_payload(rent))
     log.info(
         "event=trip_created trip_id=%s vehicle=%s station=%s spot=%s at=%s",
         trip.id,
@@ -694,7 +696,14 @@ async def vehicle_docked(
     vehicle_serial: str,
     at: datetime,
 ) -> TripEventResult:
-    """The vehicle locked into a spot at device time ``at``: end its trip (any network spot)."""
+    """The vehicle locked into a spot at device time ``at``: end its trip (any network spot).
+
+    ``received_at`` (the cloud's receive time of the dock) bounds the trip's end by what
+    the cloud saw (SPEC §4 "Clock"): a dock stamped before the trip's start but received
+    after the trip began (a clock stepped back) ends it after the time the cloud saw pass
+    between the two; a dock stamped ahead of its receipt ends it no later than the receipt
+    (+ :data:`RENT_WINDOW_SKEW`). Either is flagged (result reason ``clock-bounded``, the
+    trip's ``cost_detail["clock"]``)."""
     _aware(at)
     found = await _station_spot(session, station_device_id, spot_number)
     if found is None:
@@ -704,6 +713,7 @@ async def vehicle_docked(
     occupant: Vehicle | None = None
     for row in await session.execute(_LOCK_DOCKING, {"serial": vehicle_serial, "spot": spot.id}):
         _keep(session, *row)
+    received_at: datetime | None = None,
         if row[0].serial_number == vehicle_serial:
             vehicle = row[0]
         else:
@@ -711,16 +721,19 @@ async def vehicle_docked(
     if vehicle is None:
         return _reject("unknown-vehicle", serial=vehicle_serial, station=station_device_id)
 
-    if vehicle.docked_at is not None and vehicle.docked_at >= at:
-        if vehicle.docked_at == at and vehicle.spot_id == spot.id:
-            done = (await session.scalars(_TRIP_ENDED_AT, {"vid": vehicle.id, "at": at})).first()
-            return TripEventResult("duplicate", done)
-        return _reject("stale-dock", serial=vehicle_serial, at=at.isoformat())
-
+    if vehicle.docked_at == at and vehicle.spot_id == spot.id:
+        done = (await session.scalars(_TRIP_ENDED_AT, {"vid": vehicle.id, "at": at})).first()
+        return TripEventResult("duplicate", done)
     trip = await _active_trip(session, vehicle.id)
-    if trip is not None and trip.started_at > at:
-        # A dock older than the running trip's start: an old event, the trip goes on.
-        return _reject("dock-before-trip-start", serial=vehicle_serial, trip_id=trip.id)
+    end: datetime | None = at
+    clock: dict[str, str] | None = None
+    if trip is not None:
+        end, clock = _bounded_end(trip, at, received_at)
+        if end is None:
+            # A dock older than the running trip's start: an old event, the trip goes on.
+            return _reject("dock-before-trip-start", serial=vehicle_serial, trip_id=trip.id)
+    if vehicle.docked_at is not None and vehicle.docked_at >= at and clock is None:
+        return _reject("stale-dock", serial=vehicle_serial, at=at.isoformat())
 
     # Whatever the DB thought was in that spot has left it.
     if occupant is not None:
@@ -753,13 +766,14 @@ async def vehicle_docked(
         session,
         trip,
         vehicle,
-        at,
+        end,
         spot=spot,
         cluster_id=cluster.id,
         latitude=cluster.latitude,
         longitude=cluster.longitude,
     )
     return TripEventResult("ended", trip)
+    assert end is not None
 
 
 async def spot_reported(
@@ -770,9 +784,40 @@ async def spot_reported(
     empty: bool,
     at: datetime,
 ) -> str | None:
+    if clock is not None:
+        trip.cost_detail = {**(trip.cost_detail or {}), "clock": clock}
+        log.warning(
+            "event=trip_end_clock_bounded trip_id=%s dock_at=%s ended_at=%s",
+            trip.id,
+            at.isoformat(),
+            end.isoformat(),
+        )
+        return TripEventResult("ended", trip, "clock-bounded")
     """A station's status says what spot ``spot_number`` holds at device time ``at``
     (SPEC §4.4: status is authoritative for occupancy): vehicle ``serial``, or nothing
     (``empty``). The vehicle's position follows it; a trip never starts or ends here.
+def _bounded_end(
+    trip: Trip, at: datetime, received_at: datetime | None
+) -> tuple[datetime | None, dict[str, str] | None]:
+    """Where a dock at device time ``at`` ends ``trip``, and the clock note if its stamp was
+    not believed (see :func:`vehicle_docked`); (None, None): the dock is older than the trip."""
+    if received_at is None:
+        return (at, None) if at >= trip.started_at else (None, None)
+    note = {"dock_at": at.isoformat(), "received_at": received_at.isoformat()}
+    if at < trip.started_at:
+        created = trip.created_at
+        created = created if created.tzinfo is not None else created.replace(tzinfo=UTC)
+        if received_at < created:
+            return None, None  # received before the trip began: an old dock indeed
+        # This ride's dock, from a clock stepped back: the ride lasted at most what the
+        # cloud saw pass between the trip's start and the dock.
+        return trip.started_at + (received_at - created), {**note, "rule": "stepped-back"}
+    if at > received_at + RENT_WINDOW_SKEW:
+        # Stamped ahead of its own arrival: nothing is billed past the arrival.
+        return max(trip.started_at, received_at), {**note, "rule": "ahead"}
+    return at, None
+
+
 
     Returns what was done ("moved", "cleared") or why nothing was (None: already so):
     a status older than the spot's last dock/removal or the vehicle's last dock is

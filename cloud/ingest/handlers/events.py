@@ -5,6 +5,7 @@ then shown to the fleet alert rules and recorded as ``device.event``.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,14 @@ VEHICLE = DeviceKind.VEHICLE
 async def docked(
     ctx: BatchApplier, session: AsyncSession, item: Inbound, info: DeviceInfo, body: m.VehicleDocked
 ) -> None:
-    r = await trips.vehicle_docked(session, item.device_id, body.spot, body.serial_number, item.at)
+    received = datetime.fromtimestamp(item.received_ms / 1000, UTC) if item.received_ms else None
+    r = await trips.vehicle_docked(
+        session, item.device_id, body.spot, body.serial_number, item.at, received_at=received
+    )
+    if r.reason == "clock-bounded" and item.flagged_ts_ms is None:
+        # The trip's end was bounded by what the cloud saw: the station's clock is wrong.
+        ctx.stats.clock_flagged += 1
+        item.flagged_ts_ms = item.msg.stamp.ts_ms
     await trip_result(ctx, session, item, r)
 
 
