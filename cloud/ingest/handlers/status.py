@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kickstand.cloud import outbox, trips
-from kickstand.cloud.commands.records import record_command
 from kickstand.cloud.ingest import repository as repo
 from kickstand.cloud.ingest import rules
 from kickstand.cloud.ingest.batch import BatchOutcome, DeviceInfo, Inbound, Reply
@@ -185,6 +184,9 @@ async def resend_maintenance(
     maintenance as in service (a station that missed the command, or was reset)."""
     if ctx.issuer is None:
         return
+    # Imported here: commands.records imports the ingest package, whose handlers are this.
+    from kickstand.cloud.commands.records import record_command
+
     issued = ctx.issuer.issue(device_id, m.SetMaintenance(spot=spot, on=True))
     await record_command(session, issued)
     out.replies.append(Reply(topics.down(device_id, Channel.COMMAND), issued.payload, 1))
