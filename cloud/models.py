@@ -315,6 +315,9 @@ class Badge(Base):
     link_spot_id: Mapped[int | None] = mapped_column(ForeignKey("spots.id"), default=None)
     link_expires_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: Set by an operator: the badge opens nothing, online or (once the stations have the
+    #: new list) offline.
+    blocked_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Device(Base):
@@ -327,9 +330,6 @@ class Device(Base):
     credentials: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     firmware_version: Mapped[str | None] = mapped_column(String(64), default=None)
     hardware_version: Mapped[str | None] = mapped_column(String(64), default=None)
-    #: Set by an operator: the badge opens nothing, online or (once the stations have the
-    #: new list) offline.
-    blocked_at: Mapped[datetime | None] = mapped_column(default=None)
     config_version: Mapped[int | None] = mapped_column(Integer, default=None)
     boot_id: Mapped[str | None] = mapped_column(String(64), default=None)
     last_seq: Mapped[int | None] = mapped_column(Integer, default=None)
