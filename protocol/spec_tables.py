@@ -35,8 +35,10 @@ def _type(conv: fields.Conv[object]) -> str:
             return "bool"
         case fields.Enum(enum=e):
             return f"uint: {e.__name__}"
-        case fields.Scaled(scale=s, minimum=lo, maximum=hi):
-            return f"int, 1/{s} units ({lo:g}..{hi:g})"
+        case fields.Scaled(scale=s, minimum=lo, maximum=hi, unit=unit):
+            # The integer on the wire, then the value it counts: 215 is 21.5 °C.
+            u = f" {unit}" if unit else ""
+            return f"int, 1/{s}{u}: {round(lo * s)}..{round(hi * s)} ({lo:g}..{hi:g}{u})"
         case fields.ListOf(item=item, max_items=n):
             return f"[* {_type(item)}] (≤ {n})"
         case fields.Pair(first=a, second=b):

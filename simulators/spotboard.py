@@ -202,9 +202,12 @@ class SpotBoard:
             if len(req.payload) < 5:
                 return error_response(req, BusError.BAD_PAYLOAD)
             (offset,) = struct.unpack_from("<I", req.payload)
-            if offset != len(self._fw_buf) or offset + len(req.payload) - 4 > self._fw_size:
+            data = req.payload[4:]
+            if offset + len(data) == len(self._fw_buf) and self._fw_buf[offset:] == data:
+                return response(req)  # the master's retry after a lost answer (SPEC §9.5)
+            if offset != len(self._fw_buf) or offset + len(data) > self._fw_size:
                 return error_response(req, BusError.BAD_PAYLOAD)
-            self._fw_buf.extend(req.payload[4:])
+            self._fw_buf.extend(data)
             return response(req)
         if cmd == Cmd.FW_COMMIT:
             if not self._fw_open:

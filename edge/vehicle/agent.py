@@ -776,7 +776,9 @@ class VehicleAgent:
             router.add(command_type, handler)
 
     def _window(self, requested: int) -> float:
-        return float(self.settings.unlock_window_s or requested)
+        # SPEC §7.4: the configured window wins; a command's 0 means "not given", as on
+        # a station (0 s would lock again before the rider can reach the vehicle).
+        return float(self.settings.unlock_window_s or requested or 30)
 
     async def _cmd_unlock(self, envelope: CommandEnvelope, cmd: Unlock) -> Outcome:
         if cmd.spot != 0:

@@ -96,9 +96,11 @@ VERSION = UInt(U31)  # config and authorization list versions: a PostgreSQL inte
 SERIAL = Text(16, 1)
 COMMAND_ID = Bytes(16, 16)
 BADGE_UID = Bytes(4, 10)  # ISO 14443 UIDs are 4, 7 or 10 bytes; FeliCa IDm 8
-LAT = Scaled(1_000_000, -90.0, 90.0)
-LON = Scaled(1_000_000, -180.0, 180.0)
-TENTHS = Scaled(10, -1000.0, 6553.5)
+LAT = Scaled(1_000_000, -90.0, 90.0, "°")
+LON = Scaled(1_000_000, -180.0, 180.0, "°")
+# Temperatures in 0.1 °C. Far wider than physics on purpose: a broken sensor's reading
+# still decodes and is stored as sent (v1 never narrows a range, SPEC §8).
+TENTHS = Scaled(10, -1000.0, 6553.5, "°C")
 PCT = UInt(100)
 
 
@@ -186,7 +188,7 @@ BODY_FIELDS: dict[type, tuple[FieldSpec, ...]] = {
     m.Telemetry: (
         F("lat", 0, LAT),
         F("lon", 1, LON),
-        F("speed_kmh", 2, Scaled(10, 0.0, 500.0)),
+        F("speed_kmh", 2, Scaled(10, 0.0, 500.0, "km/h")),
         F("heading_deg", 3, UInt(359)),
         F("hdop", 4, Scaled(10, 0.0, 100.0)),
         F("battery_pct", 5, PCT),

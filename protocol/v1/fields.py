@@ -166,6 +166,7 @@ class Scaled(Conv[float]):
     scale: int
     minimum: float
     maximum: float
+    unit: str = ""  # of the value counted ("°C"), for the SPEC's tables
 
     def encode(self, value: float) -> int:
         if (

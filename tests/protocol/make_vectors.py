@@ -675,7 +675,13 @@ def main() -> None:
             m.AuthListUpdate(AuthListKind.FULL, 9, None, (UID, bytes.fromhex("deadbeef"))),
         ),
         ("cmd-auth-diff", m.AuthListUpdate(AuthListKind.DIFF, 10, 9, (), (UID,))),
-        ("cmd-config", m.Config(13, {"unlock_window_s": 45, "offline_unknown_badge": "refuse"})),
+        (
+            "cmd-config",
+            m.Config(
+                13,
+                {"unlock_window_s": 45, "offline_allow_unknown": False, "temperature_high_c": 58.5},
+            ),
+        ),
         ("cmd-reboot", m.Reboot()),
         ("cmd-trigger", m.TriggerMessage(TriggerKind.STATUS, 0)),
         (

@@ -81,7 +81,7 @@ def _scale(type_text: str) -> int | None:
     """``int, 1/10 units (…)`` → 10."""
     if "1/" not in type_text:
         return None
-    return int(type_text.split("1/")[1].split(" ")[0])
+    return int(type_text.split("1/")[1].split(" ")[0].rstrip(":"))
 
 
 def _same(value: Any, wire: Any, type_text: str) -> bool:

@@ -381,6 +381,18 @@ async def test_unlock_window_relocks_and_lock_command(
     assert result.detail == "already locked"
 
 
+async def test_an_unlock_window_of_0_means_the_default(
+    fleet: VehicleFleet, cloud: CloudPeer
+) -> None:
+    """SPEC §7.4: window_s 0 is "not given" (30 s), not "lock again at once"."""
+    m = await online(fleet, cloud)
+    await command_ok(cloud, m, Unlock(window_s=0))
+    await asyncio.sleep(0.5)
+    assert not of(cloud, m, UnlockExpired)
+    assert m.sim.lock.name != "LOCKED"
+    await command_ok(cloud, m, Lock())
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 

@@ -146,6 +146,24 @@ async def test_firmware_staging_over_the_wire(bus: tuple[SpotBusSim, FdSerialPor
     assert sim.boards[2].firmware == "sb-1.4.2"
 
 
+async def test_a_chunk_whose_answer_was_lost_is_retried_and_stored_once(
+    bus: tuple[SpotBusSim, FdSerialPort],
+) -> None:
+    """SPEC §9.5: the master's retry repeats the chunk; the board answers it again."""
+    sim, port = bus
+    master = SpotBusMaster(port, response_timeout_s=0.2)
+    image = firmware_image("sb-2.1.0", 500)
+    sha = hashlib.sha256(image).digest()
+    await master.transact(1, Cmd.FW_BEGIN, fw_begin_payload(len(image), sha))
+    for offset in range(0, len(image), 60):
+        if offset == 120:
+            sim.boards[1].corrupt_next = 1  # the board stores the chunk, its answer is lost
+        await master.transact(1, Cmd.FW_CHUNK, fw_chunk_payload(offset, image[offset:offset + 60]))
+    assert master.counters.retries == 1
+    await master.transact(1, Cmd.FW_COMMIT)
+    assert sim.boards[1].firmware == "sb-2.1.0"
+
+
 async def test_pty_survives_agent_reopen(bus: tuple[SpotBusSim, FdSerialPort]) -> None:
     sim, port = bus
     await port.close()
