@@ -2,6 +2,8 @@
 
 ``request_link`` records the request; the ingest calls ``badge_presented`` when a station
 reads a UID it does not know: the newest open request at that cluster (or spot) takes it.
+``unlink`` (the rider) and ``set_blocked`` (an operator) take a badge off the network's
+local authorization list: each returns the DIFFs to publish after the commit (SPEC §7.4).
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kickstand.cloud import outbox
+from kickstand.cloud.authlist import service as authlist
+from kickstand.cloud.commands.issuer import CommandIssuer
 from kickstand.cloud.errors import ConflictError, NotFoundError
 from kickstand.cloud.models import Badge, Cluster, Spot, Station
+from kickstand.cloud.rent_gateway import IssuedCommand
 
 log = logging.getLogger("kickstand.cloud.badges")
 LINK_WINDOW_S = 300
@@ -102,3 +107,39 @@ async def badge_presented(
         log.info("event=badge_linked badge_id=%s user_id=%s", badge.id, badge.user_id)
         return badge
     return None
+
+
+async def unlink(
+    session: AsyncSession, badge: Badge, issuer: CommandIssuer | None
+) -> list[IssuedCommand]:
+    """The rider gives the badge up: it opens nothing any more. The row stays (trips name
+    it); its UID leaves the stations' lists (a pending link request is just cancelled)."""
+    uid = badge.uid
+    badge.uid = None
+    badge.link_expires_at = None
+    outbox.emit(session, outbox.PASS_DISASSOCIATED, "pass", badge.id, badge_payload(badge))
+    await session.flush()
+    log.info("event=badge_unlinked badge_id=%s user_id=%s", badge.id, badge.user_id)
+    if uid is None or badge.blocked_at is not None:
+        return []  # on no list
+    return await authlist.changed(session, issuer, badge.network_id, remove=[uid])
+
+
+async def set_blocked(
+    session: AsyncSession,
+    badge: Badge,
+    blocked: bool,
+    issuer: CommandIssuer | None,
+    now: datetime,
+) -> list[IssuedCommand]:
+    """An operator blocks (or unblocks) a badge: refused online at once, offline once the
+    stations apply the DIFF this returns."""
+    if (badge.blocked_at is not None) == blocked:
+        return []
+    badge.blocked_at = now if blocked else None
+    await session.flush()
+    log.info("event=badge_blocked badge_id=%s blocked=%s", badge.id, blocked)
+    if badge.uid is None:
+        return []
+    change = {"remove": [badge.uid]} if blocked else {"add": [badge.uid]}
+    return await authlist.changed(session, issuer, badge.network_id, **change)

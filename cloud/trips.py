@@ -561,7 +561,7 @@ async def vehicle_removed(
     badge: Badge | None = None
     if rent is None and badge_uid is not None:
         badge = (await session.scalars(select(Badge).where(Badge.uid == badge_uid.upper()))).first()
-    if later is not None and rent is None and badge is None:
+    if later is not None and rent is None and badge_uid is None:
         return _reject("removal-before-later-trip", serial=vehicle_serial, later_trip_id=later.id)
     # Docked here again after this removal: with a rent or a badge behind it, the dock of
     # this very ride reached us first (two workers, one offline station's backlog) and is
@@ -569,7 +569,7 @@ async def vehicle_removed(
     redocked_here = (
         vehicle.docked_at is not None and vehicle.docked_at > at and vehicle.spot_id == spot.id
     )
-    if redocked_here and rent is None and badge is None:
+    if redocked_here and rent is None and badge_uid is None:
         return _reject("stale-removal", serial=vehicle_serial, at=at.isoformat())
 
     if previous is not None and later is None:
@@ -599,7 +599,7 @@ async def vehicle_removed(
             session, outbox.DOCK_UPDATED, "spot", spot.id, _spot_payload(spot, station, None)
         )
 
-    if rent is None:
+    if rent is None and badge_uid is None:
         outbox.emit(
             session,
             outbox.VEHICLE_UPDATED,
@@ -607,10 +607,21 @@ async def vehicle_removed(
             vehicle.id,
             _vehicle_payload(vehicle, unauthorized_removal=True, at=at),
         )
-        reason = "unknown-badge" if badge_uid is not None else "no-rent"
-        return _reject(reason, serial=vehicle_serial, station=station_device_id, spot=spot_number)
+        return _reject(
+            "no-rent", serial=vehicle_serial, station=station_device_id, spot=spot_number
+        )
 
-    if rent.vehicle_id != vehicle.id:
+    if rent is None:
+        # A badge the cloud does not know opened it offline (a stale local list): the ride
+        # is recorded all the same, with no rider to bill; ingest flags it to an operator.
+        log.warning(
+            "event=trip_unknown_badge badge_uid=%s vehicle=%s station=%s spot=%s",
+            badge_uid,
+            vehicle_serial,
+            station_device_id,
+            spot_number,
+        )
+    elif rent.vehicle_id != vehicle.id:
         log.warning(
             "event=rent_vehicle_mismatch rent_id=%s expected=%s removed=%s",
             rent.id,
@@ -632,8 +643,8 @@ async def vehicle_removed(
         user_id=rent.user_id if rent is not None else None,
         vehicle_id=vehicle.id,
         network_id=vehicle.network_id,
-        rent_id=rent.id,
-        badge_id=rent.badge_id,
+        rent_id=rent.id if rent is not None else None,
+        badge_id=rent.badge_id if rent is not None else None,
         status=TripStatus.RUNNING if later is None else TripStatus.FINISHED,
         ended_at=None if later is None else ended_by,
         start_spot_id=spot.id,
@@ -695,6 +706,7 @@ async def vehicle_docked(
     spot_number: int,
     vehicle_serial: str,
     at: datetime,
+    received_at: datetime | None = None,
 ) -> TripEventResult:
     """The vehicle locked into a spot at device time ``at``: end its trip (any network spot).
 
@@ -713,7 +725,6 @@ async def vehicle_docked(
     occupant: Vehicle | None = None
     for row in await session.execute(_LOCK_DOCKING, {"serial": vehicle_serial, "spot": spot.id}):
         _keep(session, *row)
-    received_at: datetime | None = None,
         if row[0].serial_number == vehicle_serial:
             vehicle = row[0]
         else:
@@ -762,6 +773,7 @@ async def vehicle_docked(
         return TripEventResult("updated", None, "no-running-trip")
     if trip.network_id != cluster.network_id:
         log.warning("event=trip_ended_in_other_network trip_id=%s", trip.id)
+    assert end is not None
     await _finish(
         session,
         trip,
@@ -772,18 +784,6 @@ async def vehicle_docked(
         latitude=cluster.latitude,
         longitude=cluster.longitude,
     )
-    return TripEventResult("ended", trip)
-    assert end is not None
-
-
-async def spot_reported(
-    session: AsyncSession,
-    station_device_id: str,
-    spot_number: int,
-    serial: str | None,
-    empty: bool,
-    at: datetime,
-) -> str | None:
     if clock is not None:
         trip.cost_detail = {**(trip.cost_detail or {}), "clock": clock}
         log.warning(
@@ -793,9 +793,9 @@ async def spot_reported(
             end.isoformat(),
         )
         return TripEventResult("ended", trip, "clock-bounded")
-    """A station's status says what spot ``spot_number`` holds at device time ``at``
-    (SPEC §4.4: status is authoritative for occupancy): vehicle ``serial``, or nothing
-    (``empty``). The vehicle's position follows it; a trip never starts or ends here.
+    return TripEventResult("ended", trip)
+
+
 def _bounded_end(
     trip: Trip, at: datetime, received_at: datetime | None
 ) -> tuple[datetime | None, dict[str, str] | None]:
@@ -818,6 +818,17 @@ def _bounded_end(
     return at, None
 
 
+async def spot_reported(
+    session: AsyncSession,
+    station_device_id: str,
+    spot_number: int,
+    serial: str | None,
+    empty: bool,
+    at: datetime,
+) -> str | None:
+    """A station's status says what spot ``spot_number`` holds at device time ``at``
+    (SPEC §4.4: status is authoritative for occupancy): vehicle ``serial``, or nothing
+    (``empty``). The vehicle's position follows it; a trip never starts or ends here.
 
     Returns what was done ("moved", "cleared") or why nothing was (None: already so):
     a status older than the spot's last dock/removal or the vehicle's last dock is

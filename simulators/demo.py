@@ -136,6 +136,7 @@ async def run(args: argparse.Namespace) -> int:
     from kickstand.cloud.broker import EmbeddedBroker, MqttUrl
     from kickstand.cloud.commands import MqttCommandGateway
     from kickstand.cloud.commands.gateway import create_gateway
+    from kickstand.cloud.commands.issuer import CommandIssuer
     from kickstand.cloud.commands.keys import load_signer
     from kickstand.cloud.config import get_settings
     from kickstand.cloud.db import create_engine, create_sessionmaker
@@ -200,6 +201,8 @@ async def run(args: argparse.Namespace) -> int:
                 alerts=alerts,
                 sweep_alerts_every_s=60.0,
                 freefloat=freefloat,
+                # Badge rides and authorization lists: ingest signs its own commands.
+                issuer=CommandIssuer.from_settings(settings, sent_by="ingest-demo"),
             )
         )
         webhooks = await start_worker(sessionmaker)

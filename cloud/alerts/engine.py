@@ -18,6 +18,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kickstand.cloud.alerts.badge_rules import BadgeRules
 from kickstand.cloud.alerts.core import (  # re-exported: the public surface
     AlertChange,
     AlertConfig,
@@ -61,7 +62,7 @@ from kickstand.protocol.v1 import messages as m
 log = logging.getLogger("kickstand.cloud.alerts.engine")
 
 
-class AlertEngine(DeliveryRules, SweepRules):
+class AlertEngine(BadgeRules, SweepRules):
     """Raises, counts and stops fleet alerts. Stateless apart from counters: share one."""
 
     # ── entry points ──────────────────────────────────────────────────────────────────
@@ -199,6 +200,7 @@ __all__ = [
     "AlertConfig",
     "AlertCore",
     "AlertEngine",
+    "BadgeRules",
     "DeliveryRules",
     "DeviceRef",
     "DeviceRules",

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy import ScalarResult, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -32,7 +32,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kickstand.cloud.authlist.tables import AuthList, AuthListSend, StationAuthList
 from kickstand.cloud.commands.issuer import CommandIssuer
-from kickstand.cloud.commands.records import record_command
 from kickstand.cloud.models import Badge, Cluster, Station, table_of, utcnow
 from kickstand.cloud.rent_gateway import IssuedCommand
 from kickstand.protocol.v1 import messages as m
@@ -140,6 +139,9 @@ async def _send(
     device_id: str,
     updates: Sequence[m.AuthListUpdate],
 ) -> list[IssuedCommand]:
+    # Imported here: commands.records imports the ingest package, whose handlers import this.
+    from kickstand.cloud.commands.records import record_command
+
     issued: list[IssuedCommand] = []
     for body in updates:
         command = issuer.issue(device_id, body, valid_s=UPDATE_VALID_S)
@@ -189,6 +191,26 @@ async def changed(
         "event=auth_list_diff network=%s version=%s stations=%s", network_id, version, len(issued)
     )
     return issued
+
+
+@runtime_checkable
+class ListPublisher(Protocol):
+    """What publishes updates from outside ingest (the API's MQTT command gateway)."""
+
+    issuer: CommandIssuer
+
+    async def publish(self, issued: IssuedCommand) -> bool: ...
+
+
+async def publish_all(publisher: ListPublisher, issued: Sequence[IssuedCommand]) -> int:
+    """After the commit: publish ``issued``; one not published is caught up at the
+    station's next birth or its next DIFF (VERSION_MISMATCH → FULL). Returns how many went."""
+    sent = 0
+    for command in issued:
+        sent += bool(await publisher.publish(command))
+    if sent < len(issued):
+        log.warning("event=auth_list_not_published count=%s", len(issued) - sent)
+    return sent
 
 
 # ---------------------------------------------------------------- what stations hold
@@ -257,6 +279,7 @@ async def on_result(
 
 __all__ = [
     "MAX_UIDS",
+    "ListPublisher",
     "at_birth",
     "changed",
     "confirmed_version",
@@ -265,5 +288,6 @@ __all__ = [
     "network_uids",
     "network_version",
     "on_result",
+    "publish_all",
     "send_full",
 ]

@@ -10,23 +10,27 @@ own NON-shared subscription to ``ks/v1/d/+/res``, so every process sees every re
 resolves only the futures it registered (the command id is 16 random bytes). Each
 pending future is removed when it resolves, times out or is cancelled.
 
-A command to a device that is unknown, marked offline, or silent for longer than
-``offline_after_s`` fails fast (nothing is published). A command expires on the device
-when the gateway stops waiting for it (``expires_at = issued_at + timeout``), so a
-"timeout" answer to the rider means the lock will not open later by surprise — up to the
-device's clock skew.
+A command to a device that is not online by the one liveness rule
+(:func:`kickstand.cloud.liveness.why_offline`) fails fast (nothing is published).
+
+Two durations, never one (SPEC §7.1, "Clock"): a command is VALID on the device for
+``valid_s`` (``COMMAND_VALID_S``, 30 s: longer than any clock error a synced device may
+have, so a station a few seconds fast still executes it), and the gateway WAITS for its
+result ``timeout_s`` (``COMMAND_TIMEOUT_S``). A "timeout" answer therefore means the
+command may still be executed until ``expires_at``: the caller keeps the rent open past it
+(:func:`kickstand.cloud.rents.apply_unlock_outcome`), and the device's late result, the
+removal or its UnlockExpired resolve it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
 
@@ -36,9 +40,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from kickstand.cloud.broker import MqttUrl
 from kickstand.cloud.commands.errors import CommandTimeoutError, DeviceOfflineError
+from kickstand.cloud.commands.issuer import CommandIssuer
 from kickstand.cloud.commands.records import record_command
 from kickstand.cloud.config import Settings
 from kickstand.cloud.ingest.rules import device_time
+from kickstand.cloud.liveness import why_offline
 from kickstand.cloud.models import Device
 from kickstand.cloud.rent_gateway import (
     CommandGateway,
@@ -93,16 +99,19 @@ class MqttCommandGateway:
         sessionmaker: async_sessionmaker[AsyncSession] | None = None,
         *,
         timeout_s: float = 5.0,
+        valid_s: float = 30.0,
         unlock_window_s: int = 60,
-        offline_after_s: float = 90.0,
         client_id: str | None = None,
     ) -> None:
         self.url = MqttUrl.parse(mqtt_url)
         self.signer = signer
+        #: How long a caller waits for the device's answer.
         self.timeout_s = timeout_s
+        #: How long the device may execute the command (``expires_at - issued_at``).
+        self.valid_s = max(valid_s, timeout_s)
         self.unlock_window_s = unlock_window_s
-        self.offline_after_s = offline_after_s
         self.client_id = client_id or f"api-{uuid.uuid4().hex[:12]}"
+        self.issuer = CommandIssuer(signer, valid_s=self.valid_s, sent_by=self.client_id)
         self._sessionmaker = sessionmaker
         #: An engine this gateway built itself (``create_gateway``), disposed on close.
         self.owned_engine: AsyncEngine | None = None
@@ -122,7 +131,6 @@ class MqttCommandGateway:
         sessionmaker: async_sessionmaker[AsyncSession] | None,
         *,
         mqtt_url: str | None = None,
-        heartbeat_s: int = 30,
     ) -> MqttCommandGateway:
         from kickstand.cloud.commands.keys import load_signer
 
@@ -134,8 +142,8 @@ class MqttCommandGateway:
             load_signer(settings),
             sessionmaker,
             timeout_s=settings.COMMAND_TIMEOUT_S,
+            valid_s=settings.COMMAND_VALID_S,
             unlock_window_s=settings.RENT_UNLOCK_WINDOW_S,
-            offline_after_s=3 * heartbeat_s,
         )
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -271,21 +279,24 @@ class MqttCommandGateway:
         rent_id: int | None = None,
         timeout_s: float | None = None,
     ) -> IssuedCommand:
-        """Build and sign a command (nothing sent): it expires on the device when this
-        gateway stops waiting for it."""
-        topics.validate_device_id(device_id)
-        timeout = timeout_s if timeout_s is not None else self.timeout_s
-        draft = IssuedCommand.new(
-            device_id, command, timeout_s=timeout, rent_id=rent_id, sent_by=self.client_id
-        )
-        envelope = m.CommandEnvelope(
-            command_id=draft.command_id,
-            device_id=device_id,
-            issued_at_ms=round(draft.issued_at.timestamp() * 1000),
-            expires_at_ms=round(draft.expires_at.timestamp() * 1000),
-            command=command,
-        )
-        return dataclasses.replace(draft, payload=self.signer.sign(envelope))
+        """Build and sign a command (nothing sent), valid on the device for ``timeout_s``
+        (default: this gateway's ``valid_s``)."""
+        return self.issuer.issue(device_id, command, rent_id=rent_id, valid_s=timeout_s)
+
+    async def publish(self, issued: IssuedCommand) -> bool:
+        """Publish an issued (and recorded) command without waiting for its result (an
+        authorization-list update: its result is ingest's). False: not published."""
+        client = self._client
+        if client is None or not self._ready.is_set():
+            return False
+        try:
+            await client.publish(
+                topics.down(issued.device_id, Channel.COMMAND), issued.payload, qos=1
+            )
+        except aiomqtt.MqttError as exc:
+            log.warning("event=command_publish_failed device=%s error=%s", issued.device_id, exc)
+            return False
+        return True
 
     async def send(
         self,
@@ -296,15 +307,20 @@ class MqttCommandGateway:
         timeout_s: float | None = None,
         presence: DevicePresence | None = None,
     ) -> CommandReply:
-        """Sign, record, publish, await the final result; raises DeviceOfflineError
-        (nothing sent) or CommandTimeoutError (sent, no final answer in time)."""
-        issued = self.issue(device_id, command, rent_id=rent_id, timeout_s=timeout_s)
+        """Sign, record, publish, await the final result for ``timeout_s`` (default: this
+        gateway's); raises DeviceOfflineError (nothing sent) or CommandTimeoutError (sent,
+        no final answer in time: the device may still execute it until it expires)."""
+        issued = self.issue(device_id, command, rent_id=rent_id)
         # The audit row first: ingest records the device's answer on it.
         await self._record(issued)
-        return await self.dispatch(issued, presence=presence)
+        return await self.dispatch(issued, presence=presence, timeout_s=timeout_s)
 
     async def dispatch(
-        self, issued: IssuedCommand, *, presence: DevicePresence | None = None
+        self,
+        issued: IssuedCommand,
+        *,
+        presence: DevicePresence | None = None,
+        timeout_s: float | None = None,
     ) -> CommandReply:
         """Publish an issued command and await its final result (see :meth:`send`)."""
         device_id, command_id = issued.device_id, issued.command_id
@@ -319,7 +335,9 @@ class MqttCommandGateway:
         loop = asyncio.get_running_loop()
         pending = _Pending(device_id, loop.create_future())
         self._pending[command_id] = pending
-        timeout = max(0.0, (issued.expires_at - datetime.now(UTC)).total_seconds())
+        wait = timeout_s if timeout_s is not None else self.timeout_s
+        # Never past the command's own expiry: no answer can come after it.
+        timeout = max(0.0, min(wait, (issued.expires_at - datetime.now(UTC)).total_seconds()))
         try:
             try:
                 await client.publish(topics.down(device_id, Channel.COMMAND), issued.payload, qos=1)
@@ -330,9 +348,7 @@ class MqttCommandGateway:
                 return await asyncio.wait_for(asyncio.shield(pending.future), timeout)
             except TimeoutError:
                 accepted = pending.accepted
-                raise CommandTimeoutError(
-                    device_id, command_id, issued.timeout_s, accepted
-                ) from None
+                raise CommandTimeoutError(device_id, command_id, wait, accepted) from None
         finally:
             self._pending.pop(command_id, None)
             if not pending.future.done():
@@ -344,28 +360,21 @@ class MqttCommandGateway:
         async with self._sessionmaker() as session:
             row = (
                 await session.execute(
-                    select(Device.online, Device.last_seen_at).where(Device.device_id == device_id)
+                    select(Device.online, Device.last_seen_at, Device.heartbeat_s).where(
+                        Device.device_id == device_id
+                    )
                 )
             ).first()
         if row is None:
             raise DeviceOfflineError(device_id, "unknown device")
-        return DevicePresence(row[0], row[1])
+        return DevicePresence(row[0], row[1], row[2])
 
     def _check_online(self, device_id: str, presence: DevicePresence | None) -> None:
         if presence is None:  # no database to ask: the device's answer (or silence) will tell
             return
-        if presence.online is None:
-            raise DeviceOfflineError(device_id, "unknown device")
-        last_seen = presence.last_seen_at
-        if not presence.online:
-            seen = f" (last seen {last_seen.isoformat()})" if last_seen else ""
-            raise DeviceOfflineError(device_id, f"device is offline{seen}")
-        if last_seen is None or datetime.now(UTC) - last_seen > timedelta(
-            seconds=self.offline_after_s
-        ):
-            raise DeviceOfflineError(
-                device_id, f"device silent for more than {self.offline_after_s:.0f} s"
-            )
+        reason = why_offline(presence, datetime.now(UTC))
+        if reason is not None:
+            raise DeviceOfflineError(device_id, reason)
 
     async def _record(self, issued: IssuedCommand) -> None:
         if self._sessionmaker is None:
@@ -408,6 +417,15 @@ class MqttCommandGateway:
         self, vehicle_device_id: str, rent_id: str, *, presence: DevicePresence | None = None
     ) -> UnlockOutcome:
         return await self.unlock_spot(vehicle_device_id, 0, rent_id, presence=presence)
+
+    def issue_command(self, device_id: str, command: m.CommandBody) -> IssuedCommand:
+        return self.issue(device_id, command)
+
+    async def send_command(
+        self, issued: IssuedCommand, *, presence: DevicePresence | None = None
+    ) -> UnlockOutcome:
+        """Any command: the outcomes of an unlock (``UNLOCKED`` = the device answered DONE)."""
+        return await self.send_unlock(issued, presence=presence)
 
     async def send_unlock(
         self, issued: IssuedCommand, *, presence: DevicePresence | None = None

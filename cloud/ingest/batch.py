@@ -10,7 +10,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kickstand.cloud.alerts.device_rules import DeviceRef
 from kickstand.cloud.ingest.deadletters import PAYLOAD_MAX, Letter
@@ -20,6 +20,9 @@ from kickstand.protocol import topics
 from kickstand.protocol.topics import Channel
 from kickstand.protocol.v1 import codec
 from kickstand.protocol.v1 import messages as m
+
+if TYPE_CHECKING:
+    from kickstand.cloud.rent_gateway import IssuedCommand
 
 log = logging.getLogger("kickstand.cloud.ingest.batch")
 
@@ -89,6 +92,11 @@ class Reply:
     topic: str
     payload: bytes
     qos: int
+
+    @classmethod
+    def command(cls, issued: IssuedCommand) -> Reply:
+        """A signed (and recorded) command, on its device's ``cmd`` channel."""
+        return cls(topics.down(issued.device_id, Channel.COMMAND), issued.payload, 1)
 
 
 @dataclass(slots=True)

@@ -195,14 +195,12 @@ async def test_badge_rent_at_station(session: AsyncSession, demo: DemoRefs) -> N
     assert result.trip.badge_id is not None
 
 
-async def test_removal_without_rent_or_with_unknown_badge(
-    session: AsyncSession, demo: DemoRefs
-) -> None:
-    before = trips.rejections["unknown-badge"]
-    r = await trips.vehicle_removed(session, "st-0004", 2, "LY0011", at(0), badge_uid="DEADBEEF")
+async def test_removal_without_rent_is_unauthorized(session: AsyncSession, demo: DemoRefs) -> None:
+    before = trips.rejections["no-rent"]
+    r = await trips.vehicle_removed(session, "st-0004", 2, "LY0011", at(0))
     await session.commit()
-    assert r.action == "ignored" and r.reason == "unknown-badge"
-    assert trips.rejections["unknown-badge"] == before + 1
+    assert r.action == "ignored" and r.reason == "no-rent"
+    assert trips.rejections["no-rent"] == before + 1
     assert await count(session, Trip) == 0
     event: OutboxEvent = (
         await session.scalars(select(OutboxEvent).where(OutboxEvent.topic == "vehicule.updated"))
@@ -210,6 +208,21 @@ async def test_removal_without_rent_or_with_unknown_badge(
     assert event.payload["unauthorized_removal"] is True
     unknown = await trips.vehicle_removed(session, "st-9999", 1, "LY0011", at(1))
     assert unknown.action == "ignored" and unknown.reason == "unknown-spot"
+
+
+async def test_offline_ride_of_an_unknown_badge_is_recorded_with_no_rider(
+    session: AsyncSession, demo: DemoRefs
+) -> None:
+    """A station with a stale local list let a badge the cloud does not know ride: the trip
+    is kept (never lost), with no rider to bill; ingest raises the operator's alert."""
+    r = await trips.vehicle_removed(session, "st-0004", 2, "LY0011", at(0), badge_uid="DEADBEEF")
+    await session.commit()
+    assert r.action == "created" and r.trip is not None
+    assert r.trip.user_id is None and r.trip.rent_id is None and r.trip.badge_id is None
+    docked = await trips.vehicle_docked(session, "st-0004", 2, "LY0011", at(600))
+    await session.commit()
+    assert docked.action == "ended" and docked.trip is not None
+    assert docked.trip.status == "finished" and docked.trip.user_id is None
 
 
 async def test_hold_and_resume_are_billed_at_hold_price(

@@ -27,6 +27,7 @@ from kickstand.cloud.alerts.engine import AlertEngine
 from kickstand.cloud.api import create_app
 from kickstand.cloud.broker import free_port
 from kickstand.cloud.commands import MqttCommandGateway, load_signer
+from kickstand.cloud.commands.issuer import CommandIssuer
 from kickstand.cloud.config import Settings
 from kickstand.cloud.db import create_engine, create_sessionmaker
 from kickstand.cloud.ingest import IngestWorker
@@ -53,6 +54,9 @@ class City:
         unlock_window_s: int = 30,
         command_timeout_s: float = 5.0,
         rig_overrides: Mapping[str, Any] | None = None,
+        heartbeat_s: int = 30,
+        cloud_clock_ms: Callable[[], int] | None = None,
+        nfc: bool = False,
     ) -> None:
         self.workdir = workdir
         self.broker_host, self.broker_port = broker_host, broker_port
@@ -65,7 +69,14 @@ class City:
         )
         self.station_plan = {k: dict(v) for k, v in stations.items()}
         self.spots = spots
+        #: Stations with a simulated NFC badge at their reader (``rig.sim.present_badge``).
+        self.nfc = nfc
         self.n_workers = workers
+        #: The heartbeat interval the cloud gives the stations (liveness: 3 of them).
+        self.heartbeat_s = heartbeat_s
+        #: The ingest workers' clock (BootReply/TimeReply time), when a test sets it apart
+        #: from the API's (which signs commands): the stations sync to it.
+        self.cloud_clock_ms = cloud_clock_ms
         self.rig_overrides = {"unlock_window_s": unlock_window_s, **(rig_overrides or {})}
         self.engine: AsyncEngine | None = None
         self.sessionmaker: async_sessionmaker[AsyncSession] | None = None
@@ -105,6 +116,12 @@ class City:
                 client_id=f"{group}-ingest-{n}",
                 group=group,
                 alerts=alerts,
+                heartbeat_s=self.heartbeat_s,
+                clock_ms=self.cloud_clock_ms,
+                # As the ingest process does: it signs badge unlocks and list updates.
+                issuer=CommandIssuer(
+                    signer, valid_s=settings.COMMAND_VALID_S, sent_by=f"{group}-ingest-{n}"
+                ),
             )
             await worker.start()
             self._stack.push_async_callback(_bounded, f"worker {n}", worker.stop)
@@ -118,7 +135,7 @@ class City:
                 command_keys=keys,
                 workdir=self.workdir / device_id,
                 spots=self.spots,
-                nfc=False,
+                nfc=self.nfc,
                 **self.rig_overrides,
             )
             for spot, serial in docked.items():

@@ -1,4 +1,4 @@
-"""Badges: begin a link, list, rename."""
+"""Badges: begin a link, list, rename, unlink."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 from sqlalchemy import select
 
-from kickstand.cloud.api.deps import CurrentUser, SessionDep
+from kickstand.cloud.api.deps import CurrentUser, GatewayDep, SessionDep
 from kickstand.cloud.api.errors import not_found
 from kickstand.cloud.api.schemas import BadgeLinkRequest, BadgePublic, BadgeRename, Envelope
-from kickstand.cloud.badges import request_link
+from kickstand.cloud.authlist.service import ListPublisher, publish_all
+from kickstand.cloud.badges import request_link, unlink
 from kickstand.cloud.models import Badge
 
 router = APIRouter(prefix="/badges", tags=["badges"])
@@ -68,4 +69,26 @@ async def rename_badge(
         raise not_found("badge", badge_id)
     badge.name = body.name
     await session.commit()
+    return Envelope(data=badge_public(badge))
+
+
+@router.delete(
+    "/{badge_id}",
+    response_model=Envelope[BadgePublic],
+    summary="Unlink a badge: it opens nothing any more (stations drop it from their lists)",
+)
+async def unlink_badge(
+    user: CurrentUser,
+    session: SessionDep,
+    gateway: GatewayDep,
+    badge_id: Annotated[int, Path(ge=1)],
+) -> Envelope[BadgePublic]:
+    badge = await session.get(Badge, badge_id)
+    if badge is None or badge.user_id != user.id:
+        raise not_found("badge", badge_id)
+    publisher = gateway if isinstance(gateway, ListPublisher) else None
+    issued = await unlink(session, badge, publisher.issuer if publisher else None)
+    await session.commit()
+    if publisher is not None:
+        await publish_all(publisher, issued)
     return Envelope(data=badge_public(badge))

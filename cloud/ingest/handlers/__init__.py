@@ -7,12 +7,20 @@ letters, acknowledgements — and calls these in :data:`ORDER`; they say what a 
 changes, through the trip engine, the alert rules and :mod:`kickstand.cloud.ingest.repository`.
 """
 
-from kickstand.cloud.ingest.handlers import events, results, session, status, telemetry
+from kickstand.cloud.ingest.handlers import (
+    badges,
+    events,
+    results,
+    session,
+    status,
+    telemetry,
+)
 from kickstand.cloud.ingest.handlers.registry import ORDER, Handlers, handlers
 
 __all__ = [
     "ORDER",
     "Handlers",
+    "badges",
     "events",
     "handlers",
     "results",

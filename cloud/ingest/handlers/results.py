@@ -7,8 +7,10 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kickstand.cloud import badge_rides, rents
+from kickstand.cloud.authlist import service as authlist
 from kickstand.cloud.ingest import repository as repo
-from kickstand.cloud.ingest.batch import BatchOutcome, DeviceInfo, Inbound
+from kickstand.cloud.ingest.batch import BatchOutcome, DeviceInfo, Inbound, Reply
 from kickstand.cloud.ingest.handlers.registry import handlers
 from kickstand.cloud.ingest.tables import CommandStatus
 from kickstand.protocol.topics import Channel
@@ -57,6 +59,32 @@ async def results(
                 "at": item.at,
             },
         )
+        if status in (CommandStatus.DONE, CommandStatus.REJECTED, CommandStatus.FAILED):
+            # An unlock the API stopped waiting for: its rent learns the answer now.
+            rent_id = await repo.rent_of_command(session, res.command_id)
+            if rent_id is not None:
+                await rents.late_unlock_result(
+                    session, rent_id, status == CommandStatus.DONE, reason, item.at
+                )
+                # A badge's rent: nobody waits on its Unlock, this is its answer.
+                await badge_rides.unlock_result(
+                    session,
+                    rent_id,
+                    done=status == CommandStatus.DONE,
+                    reason=reason,
+                    at=item.at,
+                )
+            # An authorization-list update: the version it holds, or a FULL after a mismatch.
+            issued = await authlist.on_result(
+                session,
+                ctx.issuer,
+                item.device_id,
+                infos[item.device_id].network_id,
+                res.command_id,
+                done=status == CommandStatus.DONE,
+                version_mismatch=res.reason is pe.RejectReason.VERSION_MISMATCH,
+            )
+            out.replies.extend(Reply.command(c) for c in issued)
 
 
 __all__ = ["RESULT_STATUS", "results"]

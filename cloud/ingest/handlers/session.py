@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kickstand.cloud import outbox
+from kickstand.cloud.authlist import service as authlist
 from kickstand.cloud.ingest import repository as repo
 from kickstand.cloud.ingest.batch import BatchOutcome, DeviceInfo, Inbound, Reply, clip
 from kickstand.cloud.ingest.handlers.registry import handlers
@@ -87,6 +88,8 @@ async def _birth(
             "boot_id": str(stamp.boot_id),
             "online": True,
             "last_seen_at": now,
+            # The interval its BootReply gives it: liveness counts silence in it.
+            "heartbeat_s": ctx.heartbeat_s,
             "firmware_version": birth.firmware,
             "hardware_version": birth.hardware,
             "config_version": birth.config_version,
@@ -101,6 +104,12 @@ async def _birth(
     out.replies.append(
         ctx.boot_reply(item, pe.BootStatus.ACCEPTED, acks=True if birth.acks else None)
     )
+    if station and info.network_id is not None:
+        # The station's local authorization list: a FULL when it holds another version.
+        issued = await authlist.at_birth(
+            session, ctx.issuer, item.device_id, info.network_id, birth.auth_list_version
+        )
+        out.replies.extend(Reply.command(c) for c in issued)
     await ctx.alert(session, item, info)
     log.info(
         "event=device_birth device=%s boot_id=%s firmware=%s pending_from=%s acks=%s",
