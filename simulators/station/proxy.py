@@ -4,6 +4,9 @@
     agent connects to 127.0.0.1:proxy.port
     proxy.cut()      # every connection dropped, new ones refused
     proxy.restore()
+    proxy.stall()    # the link goes quiet, no reset (a cellular link in a dead zone):
+                     # bytes are dropped both ways, the broker sees silence until its
+                     # keep-alive runs out; restore() then drops the connections
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ class LinkProxy:
         self.target_host, self.target_port = target_host, target_port
         self.host, self.port = host, port
         self.is_cut = False
+        self.is_stalled = False
         self.connections = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -44,7 +48,14 @@ class LinkProxy:
         self._writers.clear()
 
     def restore(self) -> None:
+        if self.is_stalled:
+            # What was dropped broke the MQTT streams: start clean.
+            self.is_stalled = False
+            self.cut()
         self.is_cut = False
+
+    def stall(self) -> None:
+        self.is_stalled = True
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.is_cut:
@@ -63,6 +74,8 @@ class LinkProxy:
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             try:
                 while data := await src.read(65536):
+                    if self.is_stalled:
+                        continue  # lost on the way
                     dst.write(data)
                     await dst.drain()
             except (OSError, asyncio.IncompleteReadError):

@@ -287,6 +287,12 @@ class StationRig:
             raise RuntimeError("rig started without a proxy")
         self.proxy.cut()
 
+    def stall_link(self) -> None:
+        """The link goes quiet without a reset: the cloud hears nothing, no Will yet."""
+        if self.proxy is None:
+            raise RuntimeError("rig started without a proxy")
+        self.proxy.stall()
+
     def restore_link(self) -> None:
         if self.proxy is None:
             raise RuntimeError("rig started without a proxy")

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -33,6 +33,7 @@ from kickstand.cloud.db import create_engine, create_sessionmaker
 from kickstand.cloud.ingest import IngestWorker
 from kickstand.cloud.models import Spot, Station
 from kickstand.simulators.station.sim import StationRig
+from kickstand.testing import MosquittoService, PostgresServer
 
 log = logging.getLogger("tests.e2e.city")
 
@@ -196,6 +197,31 @@ class City:
     async def settled(self) -> None:
         """Every worker has applied everything it received."""
         await eventually(_all_idle(self.workers), 10)
+
+
+@contextlib.asynccontextmanager
+async def seeded_city(
+    mosquitto: MosquittoService,
+    pg_server: PostgresServer,
+    pg_template: str,
+    workdir: Path,
+    **options: Any,
+) -> AsyncIterator[City]:
+    """A City on a fresh copy of the seeded database (dropped afterwards), on the harness's
+    Mosquitto; ``options`` are City's (stations, heartbeat_s, …)."""
+    database = pg_server.new_database(template=pg_template)
+    try:
+        async with City(
+            mqtt_url=mosquitto.url,
+            broker_host=mosquitto.host,
+            broker_port=mosquitto.port,
+            database_url=database.url,
+            workdir=workdir,
+            **options,
+        ) as city:
+            yield city
+    finally:
+        pg_server.drop_database(database.name)
 
 
 async def _bounded(name: str, stop: Callable[[], Awaitable[object]], wait_s: float = 20) -> None:
