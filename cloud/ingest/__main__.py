@@ -38,6 +38,7 @@ async def serve(args: argparse.Namespace) -> int:
     from kickstand.cloud import metrics
     from kickstand.cloud.alerts.engine import AlertEngine
     from kickstand.cloud.commands import MqttCommandGateway
+    from kickstand.cloud.commands.issuer import CommandIssuer
     from kickstand.cloud.config import get_settings
     from kickstand.cloud.db import create_engine, create_sessionmaker
     from kickstand.cloud.freefloat import FreeFloatHook
@@ -75,9 +76,7 @@ async def serve(args: argparse.Namespace) -> int:
     try:
         async with store, contextlib.AsyncExitStack() as stack:
             # Geofencing: speed limits go out signed, through a command gateway of our own.
-            commands = MqttCommandGateway.from_settings(
-                settings, sessionmaker, heartbeat_s=args.heartbeat_s
-            )
+            commands = MqttCommandGateway.from_settings(settings, sessionmaker)
             await stack.enter_async_context(commands)
             freefloat = FreeFloatHook(GeofenceCache(), commands=commands, alerts=alerts)
             stack.push_async_callback(freefloat.aclose)
@@ -95,6 +94,7 @@ async def serve(args: argparse.Namespace) -> int:
                         alerts=alerts,
                         sweep_alerts_every_s=60.0 if n == 1 else None,
                         freefloat=freefloat,
+                        issuer=CommandIssuer.from_settings(settings, sent_by="ingest"),
                     )
                 )
                 for n in range(1, args.workers + 1)
