@@ -5,7 +5,8 @@
 
 Devices trust the raw public key: put ``doc["public_key"]`` in the agent's
 ``command_keys`` (``KICKSTAND_COMMAND_KEYS='["<hex>"]'``). ``python -m
-kickstand.cloud.commands`` prints the document (and creates the key in development).
+kickstand.cloud.commands`` prints the document (``--help``: the formats; it creates the
+key in development). SPEC §7.6 says what a device is provisioned with, and how to rotate.
 
 The key file is ``COMMAND_SIGNING_KEY_FILE``; when unset, development uses
 ``VAR_DIR/command-signing.key`` (created on first use, mode 0600) and production refuses.
@@ -13,6 +14,7 @@ The key file is ``COMMAND_SIGNING_KEY_FILE``; when unset, development uses
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -68,14 +70,57 @@ def publish_public_key(settings: Settings, path: Path | None = None) -> Path:
     return target
 
 
-def main() -> int:
+def render(doc: dict[str, Any], fmt: str) -> str:
+    """The document as JSON, or as the line an agent's settings take (TOML or environment)."""
+    keys = json.dumps([doc["public_key"]])
+    if fmt == "toml":
+        return f"command_keys = {keys}  # kid {doc['kid']}"
+    if fmt == "env":
+        return f"KICKSTAND_COMMAND_KEYS='{keys}'"
+    return json.dumps(doc, indent=2)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m kickstand.cloud.commands",
+        description="Print the public half of the cloud's command signing key: what every "
+        "station and vehicle must trust to obey commands (protocol/SPEC.md §7.6). "
+        "The key is COMMAND_SIGNING_KEY_FILE (an Ed25519 seed as hex, or a PEM PKCS#8 key); "
+        "in development, when unset, VAR_DIR/command-signing.key is created on first use.",
+        epilog="A device is provisioned with its device id, the broker URL and credentials, "
+        "and the command keys printed here (several during a key rotation: see SPEC §7.6).",
+    )
+    parser.add_argument(
+        "--format",
+        choices=("json", "toml", "env"),
+        default="json",
+        help="json: the document {alg, crv, kid, public_key} (default); toml: the "
+        "command_keys line of an agent's settings file; env: KICKSTAND_COMMAND_KEYS for an "
+        "agent's environment",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE",
+        help="write to FILE instead of printing",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
     from kickstand.cloud.config import get_settings
 
+    args = _parser().parse_args(argv)
     try:
-        print(json.dumps(provisioning_document(load_signer(get_settings())), indent=2))
+        text = render(provisioning_document(load_signer(get_settings())), args.format)
     except CommandKeyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    else:
+        print(text)
     return 0
 
 
