@@ -21,6 +21,8 @@ class FakeGateway:
     outcome: UnlockOutcome = field(default_factory=UnlockOutcome.unlocked)
     delay: float = 0.0
     calls: list[tuple[str, ...]] = field(default_factory=list)
+    #: Commands other than unlocks, as sent.
+    sent: list[IssuedCommand] = field(default_factory=list)
 
     def unlock_command(
         self, device_id: str, spot_number: int, rent_id: int | None
@@ -45,6 +47,17 @@ class FakeGateway:
         self, vehicle_device_id: str, rent_id: str, *, presence: DevicePresence | None = None
     ) -> UnlockOutcome:
         self.calls.append(("vehicle", vehicle_device_id, rent_id))
+        await asyncio.sleep(self.delay)
+        return self.outcome
+
+    def issue_command(self, device_id: str, command: m.CommandBody) -> IssuedCommand:
+        return IssuedCommand.new(device_id, command, timeout_s=30.0)
+
+    async def send_command(
+        self, issued: IssuedCommand, *, presence: DevicePresence | None = None
+    ) -> UnlockOutcome:
+        self.calls.append(("command", issued.device_id, type(issued.command).__name__))
+        self.sent.append(issued)
         await asyncio.sleep(self.delay)
         return self.outcome
 
