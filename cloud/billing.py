@@ -47,6 +47,33 @@ _MINOR_UNITS = {
 }  # fmt: skip
 
 
+#: How a trip is priced, in the words the pricing API serves beside the rules
+#: (``GET /v1/networks/{id}/pricing``, ``billing_rule``) and docs/pricing.md repeats: the
+#: module docstring above, for riders and integrators. Each key names one decision of
+#: :func:`compute_cost`; ``tests/cloud/test_billing.py`` holds the engine to every one.
+BILLING_RULE: dict[str, str] = {
+    "window": "A rule covers a week window [start_dow start_hod, end_dow end_hod) in the "
+    "network's local time, 0 = Sunday; a window whose end is not after its start wraps over "
+    "the week; equal start and end cover the whole week. Where windows overlap, the shortest "
+    "one is in force; between windows of equal length, the lowest pricing_id.",
+    "unlock": "The unlock price and the included time (unlock_included_time, seconds) are "
+    "those of the rule in force when the trip starts; the included time counts from the "
+    "start, riding or on hold.",
+    "minutes": "After the included time the trip is cut into real (UTC) minutes. Each minute "
+    "is priced at the rule in force at its first second: use_per_minute_price, or "
+    "on_hold_price if the trip is on hold at that second. A trip crossing from one window "
+    "into another is therefore priced minute by minute at the rule of each minute "
+    "(weekend 23:50 to Monday 00:20: ten minutes at the weekend price, twenty at the "
+    "weekday price). A change of daylight-saving time adds or removes no billed minute.",
+    "rounding": "Each started minute is charged in full. The amounts are summed exactly and "
+    "the total is rounded once, at the end, half up, to the currency's minor unit (cents "
+    "for EUR).",
+    "end": "Billing ends when the trip ends or when its billing was stopped, whichever is "
+    "first. A trip ending free-floating adds the freefloat_lock_price of the rule in force "
+    "at its end.",
+}
+
+
 def minor_unit(currency: str) -> int:
     return _MINOR_UNITS.get(currency.upper(), 2)
 

@@ -131,6 +131,28 @@ class PricingRulePublic(BaseModel):
     currency: str
 
 
+class BillingRule(BaseModel):
+    """How the rules above price a trip (``kickstand.cloud.billing.BILLING_RULE``)."""
+
+    timezone: str = Field(description="The network's time zone: the windows' local time.")
+    currency: str
+    minor_unit: int = Field(description="Decimal places the total is rounded to.")
+    window: str = Field(description="Which rule is in force at an instant.")
+    unlock: str = Field(description="Unlock price and included time.")
+    minutes: str = Field(description="Per-minute prices, across windows and on hold.")
+    rounding: str = Field(description="Started minutes and the rounding of the total.")
+    end: str = Field(description="When billing ends; the free-floating lock price.")
+
+
+class PricingEnvelope(BaseModel):
+    """The seeds' "Get pricing" answer (``code``, ``data``: the rules), and beside it
+    ``billing_rule``: how a trip is priced with them."""
+
+    code: int = 0
+    data: list[PricingRulePublic]
+    billing_rule: BillingRule
+
+
 class ClusterPublic(BaseModel):
     cluster_id: int
     latitude: float

@@ -11,13 +11,16 @@ from kickstand.cloud.api.deps import SessionDep
 from kickstand.cloud.api.errors import ApiError, ErrorCode, not_found
 from kickstand.cloud.api.geo import BBox, all_points, haversine_m
 from kickstand.cloud.api.schemas import (
+    BillingRule,
     Envelope,
     NetworkByDistance,
     NetworkDetail,
     NetworkPublic,
+    PricingEnvelope,
     PricingRulePublic,
 )
 from kickstand.cloud.api.views import money_str, network_public
+from kickstand.cloud.billing import BILLING_RULE, minor_unit
 from kickstand.cloud.models import Network, PricingRule
 
 router = APIRouter(prefix="/networks", tags=["networks"])
@@ -110,12 +113,15 @@ async def network_detail(
 
 @router.get(
     "/{network_id}/pricing",
-    response_model=Envelope[list[PricingRulePublic]],
-    summary="Pricing rules of a network (how trips are billed: see kickstand.cloud.billing)",
+    response_model=PricingEnvelope,
+    summary="Pricing rules of a network, and how a trip is priced with them",
+    description="`data`: the network's pricing rules. `billing_rule`: how a trip is priced "
+    "with them, the same text as docs/pricing.md.\n\n"
+    + "\n\n".join(f"**{key}**: {text}" for key, text in BILLING_RULE.items()),
 )
 async def network_pricing(
     session: SessionDep, network_id: Annotated[int, Path(ge=1)]
-) -> Envelope[list[PricingRulePublic]]:
+) -> PricingEnvelope:
     n = await session.get(Network, network_id)
     if n is None:
         raise not_found("network", network_id)
@@ -124,7 +130,7 @@ async def network_pricing(
             select(PricingRule).where(PricingRule.network_id == n.id).order_by(PricingRule.id)
         )
     ).all()
-    return Envelope(
+    return PricingEnvelope(
         data=[
             PricingRulePublic(
                 pricing_id=r.id,
@@ -141,5 +147,11 @@ async def network_pricing(
                 currency=n.currency,
             )
             for r in rules
-        ]
+        ],
+        billing_rule=BillingRule(
+            timezone=n.timezone,
+            currency=n.currency,
+            minor_unit=minor_unit(n.currency),
+            **BILLING_RULE,
+        ),
     )
