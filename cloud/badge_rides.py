@@ -1,4 +1,4 @@
-"""A badge presented at an ONLINE station: the cloud decides (SPEC §4.8).
+"""A badge presented at an ONLINE station: the cloud decides (SPEC §4.7).
 
 Called by ingest for ``BadgePresented(offline=False)``, in the batch's transaction:
 

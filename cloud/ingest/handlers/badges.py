@@ -1,4 +1,4 @@
-"""Badges at stations (SPEC §4.8): the cloud's decision for a badge presented online
+"""Badges at stations (SPEC §4.7): the cloud's decision for a badge presented online
 (:mod:`kickstand.cloud.badge_rides`), published after the commit — the signed Unlock (or
 the authorization-list DIFFs of a new link) on ``cmd``, then the BadgeReply the reader
 shows on ``badge``. A badge presented offline was decided by the station: its Unlocked and
