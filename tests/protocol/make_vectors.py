@@ -318,7 +318,8 @@ def spotbus_vectors() -> list[dict[str, object]]:
     return out
 
 
-def main() -> None:
+def build() -> dict[str, object]:
+    """The whole vectors file, as written to protocol/vectors/v1.json."""
     v: list[dict[str, object]] = []
     v.append(
         up(
@@ -819,8 +820,16 @@ def main() -> None:
         "vectors": v,
         "spotbus": spotbus_vectors(),
     }
-    vectors_path().write_text(json.dumps(out, indent=1) + "\n")
-    print(f"{len(v)} vectors, {len(out['spotbus'])} spot-bus frames -> {vectors_path()}")
+    return out
+
+
+def render() -> str:
+    return json.dumps(build(), indent=1) + "\n"
+
+
+def main() -> None:
+    vectors_path().write_text(render())
+    print(f"protocol vectors -> {vectors_path()}")
 
 
 if __name__ == "__main__":

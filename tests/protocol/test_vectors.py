@@ -255,3 +255,13 @@ def test_the_cddl_states_the_storable_ranges_too(name: str) -> None:
     vec = next(v for v in VECTORS if v["name"] == name)
     with pytest.raises(SchemaError):
         schema.validate(Channel(vec["channel"]), bytes.fromhex(str(vec["hex"])))
+
+
+def test_the_vectors_file_is_what_the_generator_writes() -> None:
+    """A codec change that alters the bytes must show up as a diff of the committed file."""
+    from kickstand.protocol.jsonform import vectors_path
+    from tests.protocol import make_vectors
+
+    assert vectors_path().read_text() == make_vectors.render(), (
+        "protocol/vectors/v1.json is stale: run .venv/bin/python tests/protocol/make_vectors.py"
+    )
