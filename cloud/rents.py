@@ -28,7 +28,7 @@ from kickstand.cloud.errors import (
     RentRefusedError,
     RiderSessionError,
 )
-from kickstand.cloud.liveness import Presence
+from kickstand.cloud.liveness import PRESENCE_COLUMNS, Presence
 from kickstand.cloud.models import (
     ACTIVE_RENT_STATUSES,
     ACTIVE_TRIP_STATUSES,
@@ -131,9 +131,7 @@ _TARGET_COLUMNS = (
     Spot.state,
     Spot.lock_status,
     Station.device_id,
-    Device.online,
-    Device.last_seen_at,
-    Device.heartbeat_s,
+    *PRESENCE_COLUMNS,
 )
 
 

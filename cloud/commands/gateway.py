@@ -44,7 +44,7 @@ from kickstand.cloud.commands.issuer import CommandIssuer
 from kickstand.cloud.commands.records import record_command
 from kickstand.cloud.config import Settings
 from kickstand.cloud.ingest.rules import device_time
-from kickstand.cloud.liveness import why_offline
+from kickstand.cloud.liveness import PRESENCE_COLUMNS, why_offline
 from kickstand.cloud.models import Device
 from kickstand.cloud.rent_gateway import (
     CommandGateway,
@@ -360,14 +360,12 @@ class MqttCommandGateway:
         async with self._sessionmaker() as session:
             row = (
                 await session.execute(
-                    select(Device.online, Device.last_seen_at, Device.heartbeat_s).where(
-                        Device.device_id == device_id
-                    )
+                    select(*PRESENCE_COLUMNS).where(Device.device_id == device_id)
                 )
             ).first()
         if row is None:
             raise DeviceOfflineError(device_id, "unknown device")
-        return DevicePresence(row[0], row[1], row[2])
+        return DevicePresence(*row)
 
     def _check_online(self, device_id: str, presence: DevicePresence | None) -> None:
         if presence is None:  # no database to ask: the device's answer (or silence) will tell
