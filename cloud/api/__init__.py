@@ -78,7 +78,7 @@ def create_app(
 
     # Operator routers of other packages (imported here: they import this package's deps).
     from kickstand.cloud.alerts import api as fleet_alerts
-    from kickstand.cloud.api.routes import dead_letters, spots, telemetry
+    from kickstand.cloud.api.routes import dead_letters, spots, telemetry, user_badges
     from kickstand.cloud.webhooks import api as webhooks
 
     api = APIRouter(prefix=API_PREFIX)
@@ -95,6 +95,7 @@ def create_app(
         telemetry,
         dead_letters,
         spots,
+        user_badges,
     )
     for module in (*routers, freefloat, geofencing):
         api.include_router(module.router)
