@@ -62,10 +62,15 @@ def is_online(presence: Presence | None, now: datetime) -> bool:
 PRESENCE_COLUMNS = (Device.online, Device.last_seen_at, Device.heartbeat_s)
 
 
+def presence_of(columns: Any) -> Presence:
+    """The :class:`Presence` of the three :data:`PRESENCE_COLUMNS` values of a row."""
+    online, last_seen_at, heartbeat_s = columns
+    return Presence(online, last_seen_at, heartbeat_s)
+
+
 def online_of(columns: Any, now: datetime) -> bool:
     """:func:`is_online` of the three :data:`PRESENCE_COLUMNS` values of a row."""
-    online, last_seen_at, heartbeat_s = columns
-    return is_online(Presence(online, last_seen_at, heartbeat_s), now)
+    return is_online(presence_of(columns), now)
 
 
 __all__ = [
@@ -75,5 +80,6 @@ __all__ = [
     "Presence",
     "is_online",
     "online_of",
+    "presence_of",
     "why_offline",
 ]

@@ -181,6 +181,7 @@ class AlertEngine(BadgeRules, SweepRules):
         changes += await self._sweep_docked_vehicles(session, now)
         changes += await self._sweep_silence_expired(session, now)
         changes += await self._sweep_clock(session, now)
+        changes += await self._sweep_offline_stations(session, now)
         return changes
 
 

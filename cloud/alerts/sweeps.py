@@ -25,10 +25,14 @@ from kickstand.cloud.alerts.types import (
 )
 from kickstand.cloud.billing import RuleBook
 from kickstand.cloud.errors import NoPricingRuleError
+from kickstand.cloud.liveness import PRESENCE_COLUMNS, presence_of, why_offline
 from kickstand.cloud.models import (
     ACTIVE_TRIP_STATUSES,
+    Cluster,
+    Device,
     Network,
     PricingRule,
+    Station,
     Trip,
     Vehicle,
     VehicleState,
@@ -76,6 +80,51 @@ class SweepRules(AlertCore):
                         vehicle_subject(vehicle),
                         now=now,
                         message=message(vehicle),
+                    )
+                )
+        return changes
+
+    async def _sweep_offline_stations(
+        self, session: AsyncSession, now: datetime
+    ) -> list[AlertChange]:
+        """Stations offline by the one liveness rule (the map and the rent path ask it
+        too): raised once per outage, stopped when the station is online again. Only
+        stations that once had a birth accepted (a station never installed is no outage)."""
+        rows = (
+            await session.execute(
+                select(Station, Cluster, *PRESENCE_COLUMNS)
+                .join(Device, Device.device_id == Station.device_id)
+                .join(Cluster, Cluster.id == Station.cluster_id)
+                .where(Device.boot_id.is_not(None))
+            )
+        ).all()
+        open_alerts = {
+            a.device_id: a for a in await self._open_of_type(session, AlertType.STATION_OFFLINE)
+        }
+        changes: list[AlertChange] = []
+        for station, cluster, *presence in rows:
+            reason = why_offline(presence_of(presence), now)
+            alert = open_alerts.get(station.device_id)
+            if reason is None and alert is not None:
+                changes.append(self.stop(session, alert, now))
+            elif reason is not None and alert is None:
+                subject = Subject(
+                    key=station.device_id,
+                    network_id=cluster.network_id,
+                    cluster_id=cluster.id,
+                    station_id=station.id,
+                    device_id=station.device_id,
+                    extra={"station_id": station.id, "cluster_name": cluster.name},
+                    label=f"station {station.name}",
+                )
+                changes.append(
+                    await self.raise_alert(
+                        session,
+                        AlertType.STATION_OFFLINE,
+                        subject,
+                        now=now,
+                        message=f"station {station.name} is offline: {reason}",
+                        extra={"reason": reason},
                     )
                 )
         return changes

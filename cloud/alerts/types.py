@@ -34,6 +34,8 @@ class AlertType(str, enum.Enum):
     DEVICE_MESSAGES_MISSING = "device-messages-missing"
     # badge rides (issue 14): a badge the cloud does not know, or has blocked, rode offline
     BADGE_RIDE_UNAUTHORIZED = "badge-ride-unauthorized"
+    # device contract (issue 14): offline by the one liveness rule (kickstand.cloud.liveness)
+    STATION_OFFLINE = "station-offline"
 
     def __str__(self) -> str:
         return str(self.value)
@@ -115,6 +117,8 @@ DEFAULT_SEVERITY: dict[AlertType, AlertSeverity] = {
     AlertType.DEVICE_MESSAGES_MISSING: AlertSeverity.HIGH,
     # A ride the station allowed from a stale list: recorded, to be settled by a person.
     AlertType.BADGE_RIDE_UNAUTHORIZED: AlertSeverity.HIGH,
+    # Nobody can rent or return a vehicle there while it is down.
+    AlertType.STATION_OFFLINE: AlertSeverity.HIGH,
 }
 
 # Outbox topics of alert changes (`resource.event`, resource "fleet_alert").

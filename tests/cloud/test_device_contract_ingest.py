@@ -21,12 +21,15 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from kickstand.cloud.alerts.engine import AlertEngine
+from kickstand.cloud.alerts.types import AlertState, AlertType
 from kickstand.cloud.commands import trusted_keys
 from kickstand.cloud.commands.issuer import CommandIssuer
 from kickstand.cloud.db import create_engine, create_sessionmaker
 from kickstand.cloud.ingest.apply import BatchApplier, Inbound, IngestStats
 from kickstand.cloud.ingest.tables import CommandStatus, DeviceCommand
 from kickstand.cloud.models import (
+    Device,
     LockStatus,
     MaintenanceSource,
     Rent,
@@ -380,3 +383,33 @@ async def test_the_late_result_of_a_timed_out_unlock_resolves_its_rent(
     assert rent.status == expected
     if expected == RentStatus.REFUSED:
         assert rent.reason == "expired"
+
+
+# -- the alerts ask the same liveness rule ---------------------------------------------
+
+
+async def test_a_silent_station_raises_station_offline_until_it_is_heard_again(
+    maker: Maker,
+) -> None:
+    engine = AlertEngine()
+    t = utcnow()
+    async with maker() as s, s.begin():
+        # st-0001 booted (heartbeat 30 s) and was last heard 91 s ago; the others never
+        # had a birth (no outage to report).
+        await s.execute(
+            update(Device)
+            .where(Device.device_id == "st-0001")
+            .values(
+                boot_id="5", online=True, heartbeat_s=30, last_seen_at=t - timedelta(seconds=91)
+            )
+        )
+    async with maker() as s, s.begin():
+        changes = await engine.sweep(s, t)
+    (raised,) = [c.alert for c in changes if c.alert.alert_type == AlertType.STATION_OFFLINE]
+    assert raised.device_id == "st-0001" and raised.state == AlertState.NEW
+    assert "silent for more than 90 s" in (raised.message or "")
+    async with maker() as s, s.begin():
+        await s.execute(update(Device).where(Device.device_id == "st-0001").values(last_seen_at=t))
+        changes = await engine.sweep(s, t + timedelta(seconds=1))
+    (stopped,) = [c.alert for c in changes if c.alert.alert_type == AlertType.STATION_OFFLINE]
+    assert stopped.id == raised.id and stopped.state == AlertState.STOPPED

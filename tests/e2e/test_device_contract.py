@@ -21,6 +21,9 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import select, update
 
+from kickstand.cloud.alerts.engine import AlertEngine
+from kickstand.cloud.alerts.models import FleetAlert
+from kickstand.cloud.alerts.types import AlertState, AlertType
 from kickstand.cloud.ingest.tables import DeviceStatus
 from kickstand.cloud.liveness import PRESENCE_COLUMNS, Presence, why_offline
 from kickstand.cloud.models import Device, MaintenanceSource, Spot, SpotState, Station, Vehicle
@@ -193,9 +196,12 @@ async def test_a_silent_station_goes_offline_on_the_map_and_in_the_rent_path_tog
     # Three heartbeat intervals after it was last heard (up to one interval before the
     # stall, and last_seen_at is written every half interval).
     assert 2 * HEARTBEAT_S - 0.5 <= went_down_after <= 3 * HEARTBEAT_S + 3, went_down_after
+    # The alerts' sweep asks the same rule: the outage is raised, and stopped once back.
+    assert await _station_offline_alert(city, "st-0004") == AlertState.NEW
 
     city.rigs["st-0004"].restore_link()
     await eventually(lambda: _not(map_down()), 20)
+    assert await _station_offline_alert(city, "st-0004") == AlertState.STOPPED
 
 
 @pytest.mark.parametrize("skew_s", [6, -6])
@@ -237,6 +243,22 @@ async def _presence(city: City, device_id: str) -> Presence:
             await s.execute(select(*PRESENCE_COLUMNS).where(Device.device_id == device_id))
         ).one()
         return Presence(*row)
+
+
+async def _station_offline_alert(city: City, device_id: str) -> AlertState | None:
+    """Run the alert sweep now; the state of the station's station-offline alert."""
+    assert city.sessionmaker is not None
+    async with city.sessionmaker() as s, s.begin():
+        await AlertEngine().sweep(s)
+        state: AlertState | None = await s.scalar(
+            select(FleetAlert.state)
+            .where(
+                FleetAlert.alert_type == AlertType.STATION_OFFLINE,
+                FleetAlert.device_id == device_id,
+            )
+            .order_by(FleetAlert.id.desc())
+        )
+        return state
 
 
 async def _reported(city: City, spot: int, state: pe.SpotState) -> bool:
