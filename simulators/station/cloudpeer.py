@@ -32,6 +32,7 @@ from kickstand.protocol.transport import SOCKET_OPTIONS
 from kickstand.protocol.v1 import codec
 from kickstand.protocol.v1.enums import BootStatus
 from kickstand.protocol.v1.messages import (
+    BadgeReply,
     Birth,
     BootReply,
     CommandBody,
@@ -221,9 +222,16 @@ class CloudPeer:
         await self.send_raw(device_id or envelope.device_id, self.signer.sign(envelope))
 
     async def send_raw(self, device_id: str, payload: bytes) -> None:
+        await self.send_down(device_id, Channel.COMMAND, payload)
+
+    async def send_badge_reply(self, device_id: str, reply: BadgeReply) -> None:
+        """The cloud's answer to a badge (SPEC §4.7), on ``ks/v1/c/<id>/badge``."""
+        await self.send_down(device_id, Channel.BADGE, codec.encode_down(reply))
+
+    async def send_down(self, device_id: str, channel: Channel, payload: bytes) -> None:
         await asyncio.wait_for(self.connected.wait(), 10)
         assert self._client is not None
-        await self._client.publish(topics.down(device_id, Channel.COMMAND), payload, qos=1)
+        await self._client.publish(topics.down(device_id, channel), payload, qos=1)
 
     # ---------------------------------------------------------------- waiting
 
