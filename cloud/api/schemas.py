@@ -173,11 +173,15 @@ class ClusterNearby(ClusterPublic):
     distance: int
 
 
+#: The protocol's LockState codes (SPEC §4.4), the same number the station sends.
+LOCK_STATUS_DOC = "0 locked, 1 open, 2 jammed (the protocol's LockState code)"
+
+
 class SpotPublic(BaseModel):
     spot_id: int
     station_id: int
     displayed_number: int
-    lock_status: int
+    lock_status: int = Field(description=LOCK_STATUS_DOC)
     in_maintenance: bool
     is_accessible: bool
     vehicle_id: int | None
@@ -262,7 +266,7 @@ class RentPublic(BaseModel):
     being_rented: bool
     spot_id: int | None = None
     displayed_number: int | None = None
-    lock_status: int | None = None
+    lock_status: int | None = Field(default=None, description=LOCK_STATUS_DOC)
     trip_id: int | None = None
     time_start: datetime | None = None
     billing_time_stop: datetime | None = None
