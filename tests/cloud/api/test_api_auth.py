@@ -148,7 +148,8 @@ async def test_an_access_token_expires_even_after_it_was_accepted(api: Api) -> N
     settings: Settings = api.client._transport.app.state.settings  # type: ignore[attr-defined]
     user_id = api.demo.user_ids["alice@example.com"]
     ttl = settings.JWT_ACCESS_TTL_S
-    # 3 s of life left: 'exp' is whole seconds, and a slow CI machine must still get the first answer in time
+    # 3 s of life left: 'exp' is whole seconds, and a slow CI machine must still answer
+    # the first request in time.
     almost = datetime.now(UTC) - timedelta(seconds=ttl) + timedelta(seconds=3)
     token = create_access_token(settings, user_id, [], 0, now=almost)
     headers = {"Authorization": f"Bearer {token}"}
