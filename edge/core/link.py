@@ -521,7 +521,7 @@ class CloudLink:
             if reply.status is BootStatus.ACCEPTED:
                 if reply.heartbeat_s > 0:
                     self.heartbeat_s = reply.heartbeat_s
-                self.clock.adjust(reply.server_time_ms, self.clock.now_ms())
+                self.clock.adjust(reply.server_time_ms, self.clock.now_ms(), step=True)
                 self.acks_on = self.config.acks and reply.acks is True
                 self._accepted_ms = self.queue.now_ms()
                 self.accepted.set()
