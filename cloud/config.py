@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     #: How long the API waits for a device's answer to a command.
     COMMAND_TIMEOUT_S: float = Field(default=5.0, gt=0)
     #: How long a command stays valid on the device (``expires_at - issued_at``, SPEC §7.1):
-    #: longer than the wait, and than any clock error of a synced device (SPEC §4 "Clock").
+    #: longer than the wait, and than any clock error of a synced device (SPEC §4.8 Clock).
     COMMAND_VALID_S: float = Field(default=30.0, gt=0, le=300)
     #: How long an unlocked spot waits for the vehicle to leave before the rent expires.
     RENT_UNLOCK_WINDOW_S: int = Field(default=60, ge=5)

@@ -711,7 +711,7 @@ async def vehicle_docked(
     """The vehicle locked into a spot at device time ``at``: end its trip (any network spot).
 
     ``received_at`` (the cloud's receive time of the dock) bounds the trip's end by what
-    the cloud saw (SPEC §4 "Clock"): a dock stamped before the trip's start but received
+    the cloud saw (SPEC §4.8 Clock): a dock stamped before the trip's start but received
     after the trip began (a clock stepped back) ends it after the time the cloud saw pass
     between the two; a dock stamped ahead of its receipt ends it no later than the receipt
     (+ :data:`RENT_WINDOW_SKEW`). Either is flagged (result reason ``clock-bounded``, the

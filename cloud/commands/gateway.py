@@ -13,7 +13,7 @@ pending future is removed when it resolves, times out or is cancelled.
 A command to a device that is not online by the one liveness rule
 (:func:`kickstand.cloud.liveness.why_offline`) fails fast (nothing is published).
 
-Two durations, never one (SPEC §7.1, "Clock"): a command is VALID on the device for
+Two durations, never one (SPEC §7.1, §4.8 Clock): a command is VALID on the device for
 ``valid_s`` (``COMMAND_VALID_S``, 30 s: longer than any clock error a synced device may
 have, so a station a few seconds fast still executes it), and the gateway WAITS for its
 result ``timeout_s`` (``COMMAND_TIMEOUT_S``). A "timeout" answer therefore means the

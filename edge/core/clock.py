@@ -1,6 +1,6 @@
 """The device's idea of the time: the wall clock plus an offset learnt from the cloud.
 
-SPEC §4.7: step at boot (the BootReply's time), slew after. A TimeReply's small
+SPEC §4.8: step at boot (the BootReply's time), slew after. A TimeReply's small
 correction is applied gradually (:data:`SLEW_PPM`), so stamps never jump back within a
 boot; a correction larger than :data:`STEP_THRESHOLD_MS` (a clock that went badly
 wrong) is stepped at once.

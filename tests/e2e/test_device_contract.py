@@ -1,4 +1,4 @@
-"""The device contract of SPEC §4.3/§4.4 and "Clock", end to end: the REAL station agent
+"""The device contract of SPEC §4.3/§4.4 and §4.8 (clock), end to end: the REAL station agent
 against simulated spot boards, Mosquitto, the ingest worker and the API (tests/e2e/city.py).
 
 * a status moves a vehicle: the cloud's record drifted (LY0008 in spot 2), the station

@@ -1,4 +1,4 @@
-"""The device clock (SPEC §4.7): step at boot, slew small corrections after, step a large
+"""The device clock (SPEC §4.8): step at boot, slew small corrections after, step a large
 one; stamps never jump back for a small correction."""
 
 from __future__ import annotations
