@@ -6,8 +6,9 @@ goes up by one with each change: a badge linked, unlinked, blocked or unblocked.
 
 When the cloud sends what:
 
-* FULL — at an accepted birth whose ``auth_list_version`` differs from the network's, and
-  after a station refused a DIFF with VERSION_MISMATCH;
+* FULL — at an accepted birth whose ``auth_list_version`` differs from the network's,
+  after a station refused a DIFF with VERSION_MISMATCH, and from the ingest sweep to an
+  online station still behind :data:`CATCH_UP_AFTER_S` after its last update;
 * DIFF ``version - 1 → version`` — to every station of the network at each change.
 
 A list longer than :data:`MAX_UIDS` (SPEC §10) goes as a FULL of the first ``MAX_UIDS``
@@ -22,17 +23,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
-from sqlalchemy import ScalarResult, select, update
+from sqlalchemy import ScalarResult, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kickstand.cloud.authlist.tables import AuthList, AuthListSend, StationAuthList
 from kickstand.cloud.commands.issuer import CommandIssuer
-from kickstand.cloud.models import Badge, Cluster, Station, table_of, utcnow
+from kickstand.cloud.liveness import PRESENCE_COLUMNS, online_of
+from kickstand.cloud.models import Badge, Cluster, Device, Station, table_of, utcnow
 from kickstand.cloud.rent_gateway import IssuedCommand
 from kickstand.protocol.v1 import messages as m
 from kickstand.protocol.v1.codec import MAX_AUTH_ENTRIES
@@ -254,6 +256,43 @@ async def at_birth(
     return await send_full(session, issuer, device_id, network_id)
 
 
+#: A station still behind this long after its last update is sent a FULL by the sweep.
+CATCH_UP_AFTER_S = 300.0
+
+
+async def catch_up(
+    session: AsyncSession, issuer: CommandIssuer, now: datetime
+) -> list[IssuedCommand]:
+    """The sweep's part: a FULL to each online station whose confirmed version is not its
+    network's and that was sent no update for :data:`CATCH_UP_AFTER_S` (a DIFF lost on the
+    way, a result that never came): it does not wait for its next birth or DIFF."""
+    last_sent = (
+        select(AuthListSend.device_id, func.max(AuthListSend.sent_at).label("at"))
+        .group_by(AuthListSend.device_id)
+        .subquery()
+    )
+    rows = await session.execute(
+        select(Station.device_id, Cluster.network_id, *PRESENCE_COLUMNS)
+        .join(Cluster, Cluster.id == Station.cluster_id)
+        .join(Device, Device.device_id == Station.device_id)
+        .outerjoin(AuthList, AuthList.network_id == Cluster.network_id)
+        .outerjoin(StationAuthList, StationAuthList.device_id == Station.device_id)
+        .outerjoin(last_sent, last_sent.c.device_id == Station.device_id)
+        .where(
+            func.coalesce(StationAuthList.confirmed_version, 0)
+            != func.coalesce(AuthList.version, 1),
+            (last_sent.c.at.is_(None))
+            | (last_sent.c.at < now - timedelta(seconds=CATCH_UP_AFTER_S)),
+        )
+        .order_by(Station.device_id)
+    )
+    issued: list[IssuedCommand] = []
+    for row in rows.all():
+        if online_of(row[2:], now):
+            issued += await send_full(session, issuer, row[0], row[1])
+    return issued
+
+
 async def on_result(
     session: AsyncSession,
     issuer: CommandIssuer | None,
@@ -278,9 +317,11 @@ async def on_result(
 
 
 __all__ = [
+    "CATCH_UP_AFTER_S",
     "MAX_UIDS",
     "ListPublisher",
     "at_birth",
+    "catch_up",
     "changed",
     "confirmed_version",
     "diff_update",

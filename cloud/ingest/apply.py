@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from kickstand.cloud import trips
+from kickstand.cloud.authlist import service as authlist
 from kickstand.cloud.ingest import deadletters, rules
 from kickstand.cloud.ingest import repository as repo
 from kickstand.cloud.ingest.batch import (
@@ -599,6 +600,16 @@ class BatchApplier:
         async with self._sessionmaker() as session, session.begin():
             changed += len(await self.gaps.check(session, now))
         return changed
+
+    async def catch_up_lists(self, now: datetime | None = None) -> list[Reply]:
+        """FULL authorization lists for online stations left behind (a DIFF lost on the way,
+        :func:`kickstand.cloud.authlist.service.catch_up`), committed; the caller publishes
+        them (the worker, after its sweep)."""
+        if self.issuer is None:
+            return []
+        async with self._sessionmaker() as session, session.begin():
+            issued = await authlist.catch_up(session, self.issuer, now or utcnow())
+        return [Reply.command(c) for c in issued]
 
     async def prune(self, older_than: timedelta) -> int:
         """Forget dedupe keys older than ``older_than`` (the device queues are long

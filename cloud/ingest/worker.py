@@ -512,6 +512,9 @@ class IngestWorker:
                 if sweep_every and now >= next_sweep:
                     next_sweep = now + sweep_every
                     await self._applier.sweep()
+                    # Stations whose authorization list fell behind get a FULL.
+                    for reply in await self._applier.catch_up_lists():
+                        self._consumer.publish(reply.topic, reply.payload, reply.qos)
             except Exception as exc:  # housekeeping: retried next time
                 log.warning("event=ingest_housekeeping_failed client=%s error=%r",
                             self.client_id, exc)

@@ -16,6 +16,7 @@ from kickstand.cloud.commands.issuer import CommandIssuer
 from kickstand.cloud.ingest import repository as repo
 from kickstand.cloud.models import (
     Badge,
+    Device,
     Network,
     Rent,
     RentKind,
@@ -238,3 +239,39 @@ async def test_birth_mismatch_and_results_keep_each_station_in_step(
     assert await authlist.confirmed_version(session, "st-0002") is None
     await session.commit()
     assert datetime.now(UTC) - timedelta(minutes=1) < full[0].issued_at
+
+
+async def test_sweep_catches_up_an_online_station_left_behind(
+    session: AsyncSession, demo: DemoRefs
+) -> None:
+    now = datetime.now(UTC)
+    await session.execute(
+        update(Device)
+        .where(Device.device_id == "st-0001")
+        .values(online=True, last_seen_at=now, heartbeat_s=30)
+    )
+    # st-0001 is online and never confirmed a list; the other stations are offline.
+    [full] = await authlist.catch_up(session, ISSUER, now)
+    assert full.device_id == "st-0001"
+    assert opened("st-0001", full.payload).command.kind is AuthListKind.FULL  # type: ignore[union-attr]
+    # Just sent: it has time to answer.
+    assert await authlist.catch_up(session, ISSUER, now) == []
+    later = now + timedelta(seconds=authlist.CATCH_UP_AFTER_S + 1)
+    await session.execute(
+        update(Device).where(Device.device_id == "st-0001").values(last_seen_at=later)
+    )
+    assert len(await authlist.catch_up(session, ISSUER, later)) == 1  # no answer: again
+    await authlist.on_result(
+        session,
+        ISSUER,
+        "st-0001",
+        demo.network_id,
+        full.command_id,
+        done=True,
+        version_mismatch=False,
+    )
+    much_later = later + timedelta(hours=1)
+    await session.execute(
+        update(Device).where(Device.device_id == "st-0001").values(last_seen_at=much_later)
+    )
+    assert await authlist.catch_up(session, ISSUER, much_later) == []  # in step now
