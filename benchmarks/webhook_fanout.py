@@ -93,7 +93,7 @@ async def bench(url: str, events: int, endpoints: int, workers: int, concurrency
                     session, "trip.updated", "trip", i % 50, {"trip_id": i % 50, "version": i}
                 )
         policy = replace(
-            DeliveryPolicy(),
+            DeliveryPolicy(allow_internal_targets=True),  # a receiver on loopback
             concurrency=concurrency,
             per_endpoint_concurrency=max(1, concurrency // 2),
             poll_interval_s=0.01,

@@ -144,7 +144,7 @@ async def run(args: argparse.Namespace) -> int:
     from kickstand.cloud.geofence.store import GeofenceCache
     from kickstand.cloud.ingest.worker import IngestWorker
     from kickstand.cloud.telemetry import open_telemetry_store
-    from kickstand.cloud.webhooks.delivery import start_worker
+    from kickstand.cloud.webhooks.delivery import DeliveryPolicy, start_worker
     from kickstand.simulators.station.fleet import StationFleet
     from kickstand.simulators.station.scenario import ControlServer, ScenarioController
     from kickstand.simulators.vehicle.fleet import VehicleFleet
@@ -205,7 +205,7 @@ async def run(args: argparse.Namespace) -> int:
                 issuer=CommandIssuer.from_settings(settings, sent_by="ingest-demo"),
             )
         )
-        webhooks = await start_worker(sessionmaker)
+        webhooks = await start_worker(sessionmaker, DeliveryPolicy.for_settings(settings))
         stack.push_async_callback(webhooks.stop)
 
         app = create_app(

@@ -60,13 +60,13 @@ def run(argv: Sequence[str] | None = None) -> int:
         help="seconds between polls when idle (default %(default)s)",
     )
     args = parser.parse_args(list(argv or []))
+    settings = get_settings()
     policy = replace(
-        defaults,
+        DeliveryPolicy.for_settings(settings),
         concurrency=max(1, args.concurrency),
         per_endpoint_concurrency=max(1, args.per_endpoint),
         poll_interval_s=max(0.01, args.poll_interval),
     )
-    settings = get_settings()
     asyncio.run(serve(settings.DATABASE_URL, policy, settings.METRICS_PORT))
     return 0
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kickstand.cloud.alerts.api import OperatorUser, operator_networks
-from kickstand.cloud.api.deps import SessionDep
+from kickstand.cloud.api.deps import SessionDep, SettingsDep
 from kickstand.cloud.api.errors import ApiError, ErrorCode
 from kickstand.cloud.models import User
 from kickstand.cloud.webhooks import service
@@ -24,11 +24,20 @@ from kickstand.cloud.webhooks.errors import (
 )
 from kickstand.cloud.webhooks.models import DeliveryStatus, WebhookEndpoint
 from kickstand.cloud.webhooks.signing import SIGNATURE_HEADER
+from kickstand.cloud.webhooks.targets import TargetGuard
 from kickstand.cloud.webhooks.topics import catalogue
 
 router = APIRouter(prefix="/dashboard/webhooks", tags=["webhooks"])
 
 EndpointId = Annotated[int, Path(ge=1)]
+
+
+async def get_target_guard(settings: SettingsDep) -> TargetGuard:
+    """Internal targets are refused outside development (override in tests: a fake DNS)."""
+    return TargetGuard(allow_internal=settings.ENVIRONMENT == "development")
+
+
+GuardDep = Annotated[TargetGuard, Depends(get_target_guard)]
 
 
 class EndpointCreate(BaseModel):
@@ -127,7 +136,7 @@ async def list_endpoints(operator: OperatorUser, session: SessionDep) -> dict[st
 
 @router.post("/endpoints", summary="Register an endpoint (the answer shows its secret)")
 async def create_endpoint(
-    operator: OperatorUser, session: SessionDep, body: EndpointCreate
+    operator: OperatorUser, session: SessionDep, guard: GuardDep, body: EndpointCreate
 ) -> dict[str, Any]:
     try:
         endpoint = await service.create_endpoint(
@@ -138,6 +147,7 @@ async def create_endpoint(
             network_ids=_scope(operator, body.network_ids),
             livemode=body.livemode,
             created_by_id=operator.id,
+            guard=guard,
         )
     except InvalidEndpointError as exc:
         raise _invalid(exc) from exc
@@ -154,7 +164,11 @@ async def get_endpoint(
 
 @router.patch("/endpoints/{endpoint_id}", summary="Change an endpoint, or re-enable it")
 async def update_endpoint(
-    operator: OperatorUser, session: SessionDep, endpoint_id: EndpointId, body: EndpointUpdate
+    operator: OperatorUser,
+    session: SessionDep,
+    guard: GuardDep,
+    endpoint_id: EndpointId,
+    body: EndpointUpdate,
 ) -> dict[str, Any]:
     await _endpoint(session, operator, endpoint_id)
     network_ids = _scope(operator, body.network_ids) if body.network_ids is not None else None
@@ -167,6 +181,7 @@ async def update_endpoint(
             description=body.description,
             network_ids=network_ids,
             is_active=body.is_active,
+            guard=guard,
         )
     except InvalidEndpointError as exc:
         raise _invalid(exc) from exc

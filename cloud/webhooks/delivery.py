@@ -37,14 +37,17 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
 from kickstand.cloud import metrics, outbox
+from kickstand.cloud.config import Settings
 from kickstand.cloud.models import OutboxEvent
 from kickstand.cloud.webhooks import signing
+from kickstand.cloud.webhooks.errors import TargetRefusedError
 from kickstand.cloud.webhooks.models import (
     DeliveryStatus,
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
 )
+from kickstand.cloud.webhooks.targets import TargetGuard
 from kickstand.cloud.webhooks.topics import WEBHOOK_ENDPOINT_DISABLED, subscribed
 
 log = logging.getLogger("kickstand.cloud.webhooks.delivery")
@@ -95,6 +98,15 @@ class DeliveryPolicy:
     outbox_retention_days: float | None = 7.0
     delivery_retention_days: float | None = 30.0
     prune_every_s: float = 3600.0
+    #: Targets on loopback, private, link-local… addresses are refused unless this is set
+    #: (development: ``for_settings``); see ``targets.py``.
+    allow_internal_targets: bool = False
+
+    @classmethod
+    def for_settings(cls, settings: Settings, **overrides: Any) -> DeliveryPolicy:
+        """The defaults, internal targets allowed in development only."""
+        internal = settings.ENVIRONMENT == "development"
+        return cls(**{"allow_internal_targets": internal, **overrides})
 
     def delay_s(self, failed_attempts: int, rng: random.Random) -> float | None:
         """Delay before the next attempt after ``failed_attempts`` failures (None: give up)."""
@@ -269,9 +281,11 @@ class WebhookWorker:
         clock: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
         fan_out: bool = True,
+        guard: TargetGuard | None = None,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.policy = policy or DeliveryPolicy()
+        self.guard = guard or TargetGuard(allow_internal=self.policy.allow_internal_targets)
         self.clock = clock
         self.rng = rng or random.Random()
         self.do_fan_out = fan_out
@@ -420,7 +434,28 @@ class WebhookWorker:
         t0 = time.perf_counter()
         result = AttemptResult(attempt_id=attempt_id, started_at=started, duration_ms=0)
         try:
-            response = await self.client_for(job.url).post(job.url, content=body, headers=headers)
+            # Resolved and checked now (DNS may have changed since registration), and the
+            # connection goes to that very address; the name stays in Host and TLS.
+            target = await self.guard.resolve(job.url)
+        except TargetRefusedError as exc:
+            self.counters["targets_refused"] += 1
+            log.warning(
+                "event=webhook_target_refused delivery_id=%s endpoint_id=%s host=%s reason=%r",
+                job.delivery_id,
+                job.endpoint_id,
+                exc.host,
+                exc.reason,
+            )
+            result.error = f"target refused: {exc.reason}"[:500]
+            return result
+        extensions: dict[str, Any] = {}
+        if target.address is not None:
+            headers["Host"] = httpx.URL(job.url).netloc.decode("ascii")
+            extensions["sni_hostname"] = target.host
+        try:
+            response = await self.client_for(job.url).post(
+                target.pinned_url(job.url), content=body, headers=headers, extensions=extensions
+            )
             result.status_code = response.status_code
             result.response_excerpt = response.text[:500] or None
             if not result.succeeded:

@@ -33,3 +33,13 @@ class DeliveryNotFoundError(NotFoundError, WebhookError):
     def __init__(self, delivery_id: int) -> None:
         super().__init__("webhook delivery", delivery_id)
         self.delivery_id = delivery_id
+
+
+class TargetRefusedError(WebhookError):
+    """A webhook target that is, or resolves to, a non-public address (``targets.py``)."""
+
+    def __init__(self, host: str, reason: str, *, address: str | None = None) -> None:
+        super().__init__(f"webhook target {host} refused: {reason}")
+        self.host = host
+        self.reason = reason
+        self.address = address

@@ -16,6 +16,7 @@ from kickstand.cloud.webhooks.errors import (
     DeliveryNotFoundError,
     EndpointNotFoundError,
     InvalidEndpointError,
+    TargetRefusedError,
 )
 from kickstand.cloud.webhooks.models import (
     DeliveryStatus,
@@ -24,6 +25,7 @@ from kickstand.cloud.webhooks.models import (
     WebhookEndpoint,
 )
 from kickstand.cloud.webhooks.signing import new_secret
+from kickstand.cloud.webhooks.targets import TargetGuard
 from kickstand.cloud.webhooks.topics import invalid_patterns
 
 log = logging.getLogger("kickstand.cloud.webhooks.service")
@@ -37,6 +39,17 @@ def check_url(url: str) -> str:
         raise InvalidEndpointError("url must be an absolute http(s) URL", field="url")
     if len(url) > 2000:
         raise InvalidEndpointError("url is longer than 2000 characters", field="url")
+    return url
+
+
+async def check_target(url: str, guard: TargetGuard | None) -> str:
+    """``check_url``, then the guard's address check (the API always gives its guard)."""
+    check_url(url)
+    if guard is not None:
+        try:
+            await guard.check_url(url)
+        except TargetRefusedError as exc:
+            raise InvalidEndpointError(str(exc), field="url") from exc
     return url
 
 
@@ -64,9 +77,10 @@ async def create_endpoint(
     network_ids: Sequence[int] | None = None,
     livemode: bool = True,
     created_by_id: int | None = None,
+    guard: TargetGuard | None = None,
 ) -> WebhookEndpoint:
     endpoint = WebhookEndpoint(
-        url=check_url(url),
+        url=await check_target(url, guard),
         topics=check_topics(topics),
         description=description,
         network_ids=sorted(set(network_ids)) if network_ids is not None else None,
@@ -105,10 +119,11 @@ async def update_endpoint(
     description: str | None = None,
     network_ids: Sequence[int] | None = None,
     is_active: bool | None = None,
+    guard: TargetGuard | None = None,
 ) -> WebhookEndpoint:
     endpoint = await get_endpoint(session, endpoint_id)
     if url is not None:
-        endpoint.url = check_url(url)
+        endpoint.url = await check_target(url, guard)
     if topics is not None:
         endpoint.topics = check_topics(topics)
     if description is not None:

@@ -152,7 +152,7 @@ async def test_ingest_path_raises_counts_and_stops_and_webhooks_follow(env: Env)
                 .select_from(OutboxEvent)
                 .where(OutboxEvent.topic.like("fleet_alert.%"))
             )
-        policy = DeliveryPolicy(poll_interval_s=0.02)
+        policy = DeliveryPolicy(poll_interval_s=0.02, allow_internal_targets=True)
         async with WebhookWorker(env.maker, policy) as worker:
             await worker.run_until_idle()
         got = receiver.accepted()

@@ -28,6 +28,7 @@ FAST = DeliveryPolicy(
     read_timeout_s=5.0,
     disable_after_failures=1000,
     disable_after_s=0.0,
+    allow_internal_targets=True,  # the receivers listen on 127.0.0.1
 )
 
 
