@@ -53,9 +53,7 @@ UP_CHANNELS = frozenset(
         Channel.RESULT,
     }
 )
-DOWN_CHANNELS = frozenset(
-    {Channel.BOOT, Channel.TIME, Channel.COMMAND, Channel.ACK, Channel.BADGE}
-)
+DOWN_CHANNELS = frozenset({Channel.BOOT, Channel.TIME, Channel.COMMAND, Channel.ACK, Channel.BADGE})
 
 
 @dataclass(frozen=True, slots=True)
