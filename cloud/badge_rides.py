@@ -60,7 +60,7 @@ _RIDER_REFUSALS = {
 UNLOCK_WINDOW_S = 60
 #: An online BadgePresented older than this (device time against arrival) is not acted
 #: on: the rider has walked away, nothing opens late.
-STALE_AFTER_S = 30.0
+STALE_AFTER_S = 60.0
 
 
 @dataclass(slots=True)
