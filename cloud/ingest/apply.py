@@ -18,7 +18,7 @@ The core owns:
   boot, seq) within the batch (the trip engine orders by DEVICE time across batches);
 * failures: an event failing for good is rolled back to its savepoint and kept as a dead
   letter, the rest of the batch goes on; a transient error is raised for the worker to
-  retry the batch (:func:`~kickstand.cloud.ingest.transient.is_transient`);
+  retry the batch (:func:`~kickstand.cloud.transient.is_transient`);
 * what the worker acknowledges (:attr:`BatchOutcome.settled`, SPEC §4.6);
 * what operators are told about delivery, in the batch's transaction: dead letters and
   flagged device clocks raise fleet alerts (:mod:`~kickstand.cloud.ingest.operator_alerts`),
@@ -55,8 +55,8 @@ from kickstand.cloud.ingest.deadletters import DeadLetterBudget, DeadLetterReaso
 from kickstand.cloud.ingest.gaps import GapCheck
 from kickstand.cloud.ingest.handlers import ORDER, handlers
 from kickstand.cloud.ingest.operator_alerts import OperatorAlerts
-from kickstand.cloud.ingest.transient import is_transient
 from kickstand.cloud.models import DeviceKind, utcnow
+from kickstand.cloud.transient import is_transient
 from kickstand.protocol import topics
 from kickstand.protocol.topics import Channel
 from kickstand.protocol.v1 import codec

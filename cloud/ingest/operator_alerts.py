@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kickstand.cloud.ingest.batch import DeviceInfo, Inbound, IngestStats
 from kickstand.cloud.ingest.deadletters import Letter
-from kickstand.cloud.ingest.transient import is_transient
+from kickstand.cloud.transient import is_transient
 
 if TYPE_CHECKING:
     from kickstand.cloud.alerts.engine import AlertEngine

@@ -25,7 +25,7 @@ from kickstand.cloud.ingest.apply import BatchApplier
 from kickstand.cloud.ingest.batch import Inbound, IngestStats
 from kickstand.cloud.ingest.deadletters import PAYLOAD_MAX, DeadLetterReason, Letter
 from kickstand.cloud.ingest.tables import DeadLetter, DeadLetterStatus, IngestedMessage
-from kickstand.cloud.ingest.transient import is_transient
+from kickstand.cloud.transient import is_transient
 from kickstand.protocol import topics
 from kickstand.protocol.errors import DecodeError, TopicError
 from kickstand.protocol.topics import Direction

@@ -9,7 +9,7 @@ Every payload is decoded with the v1 codec; a bad topic or payload is counted pe
 (:mod:`kickstand.cloud.ingest.deadletters`) and acknowledged, never retried.
 
 Failures: a batch that fails on a transient database error (by SQLSTATE:
-:func:`~kickstand.cloud.ingest.transient.is_transient`) is retried with a capped back-off,
+:func:`~kickstand.cloud.transient.is_transient`) is retried with a capped back-off,
 for as long as it takes, and nothing of it is acknowledged meanwhile; one that fails for
 good is applied again message by message, and a message that still fails is a dead letter.
 The PUBACK of a message is sent only after its fate is committed (at-least-once), the
@@ -47,8 +47,8 @@ from kickstand.cloud.ingest.apply import DEFAULT_DEATH_SLACK_MS, BatchApplier
 from kickstand.cloud.ingest.batch import BatchOutcome, Inbound, IngestStats
 from kickstand.cloud.ingest.consumer import MqttConsumer, Received
 from kickstand.cloud.ingest.deadletters import DeadLetterBudget, DeadLetterReason, Letter
-from kickstand.cloud.ingest.transient import is_transient
 from kickstand.cloud.telemetry.store import TelemetryStore
+from kickstand.cloud.transient import is_transient
 from kickstand.protocol import topics
 from kickstand.protocol.errors import DecodeError, EncodeError, TopicError
 from kickstand.protocol.topics import Channel, Direction

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kickstand.cloud.db import create_engine, create_sessionmaker
 from kickstand.cloud.ingest.tables import IngestedMessage
-from kickstand.cloud.ingest.transient import is_transient
+from kickstand.cloud.transient import is_transient
 from kickstand.protocol.topics import Channel
 from kickstand.protocol.v1 import enums as pe
 from kickstand.protocol.v1 import messages as m

@@ -1,9 +1,10 @@
-"""Transient or permanent: may the same batch succeed later, unchanged?
+"""Transient or permanent: may the same work succeed later, unchanged?
 
-A transient failure (the database restarting, failing over, out of connections, a
-deadlock) is retried with back-off and never acknowledged; anything else is permanent
-and ends, message by message, in the dead-letter store. Decided by SQLSTATE class, never
-by message text.
+One classification for the whole cloud. Ingest: a transient failure (the database
+restarting, failing over, out of connections, a deadlock) is retried with back-off and
+never acknowledged; anything else is permanent and ends, message by message, in the
+dead-letter store. The API: a transient database failure answers 503 with Retry-After
+(``api/errors.py``). Decided by SQLSTATE class, never by message text.
 """
 
 from __future__ import annotations
