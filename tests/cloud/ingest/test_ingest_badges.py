@@ -58,7 +58,7 @@ async def test_online_badge_is_answered_after_the_commit(maker: Maker) -> None:
 
 
 async def test_late_offline_or_unsigned_badges_get_no_answer(maker: Maker) -> None:
-    late = inbound(STATION, m.BadgePresented(ALICE, True, False), 1, ts_ms=now_ms() - 60_000)
+    late = inbound(STATION, m.BadgePresented(ALICE, True, False), 1, ts_ms=now_ms() - 120_000)
     offline = inbound(STATION, m.BadgePresented(ALICE, True, True, 2), 2)
     signing = applier(maker)
     out = await signing.apply([late, offline])
