@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from kickstand.cloud.accounts import errors as accounts
 from kickstand.cloud.errors import ConflictError, NotFoundError, RentRefusedError
 
 log = logging.getLogger("kickstand.cloud.api.errors")
@@ -27,6 +28,8 @@ class ErrorCode(enum.IntEnum):
     TOKEN_EXPIRED = 4
     INVALID_CREDENTIALS = 5
     FORBIDDEN = 6
+    #: Seed 001: login refused until the email is confirmed (``data.token`` authorizes a resend).
+    EMAIL_NOT_CONFIRMED = 7
     NOT_FOUND = 10
     CONFLICT = 11
     RENT_REFUSED = 12
@@ -39,6 +42,12 @@ class ErrorCode(enum.IntEnum):
     WALLET_EMPTY = 19
     METHOD_NOT_ALLOWED = 20
     TELEMETRY_UNAVAILABLE = 21
+    # Rider accounts (kickstand.cloud.accounts): 30-39.
+    TOO_MANY_ATTEMPTS = 30
+    ACCOUNT_TOKEN_INVALID = 31
+    EMAIL_TAKEN = 32
+    TERMS_NOT_ACCEPTED = 33
+    UNKNOWN_CONSENT = 34
 
 
 class ApiError(Exception):
@@ -142,6 +151,10 @@ def install(app: FastAPI) -> None:
         assert isinstance(exc, RentRefusedError)
         return rent_refused(exc).response()
 
+    async def on_account(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, accounts.AccountError)
+        return account_error(exc).response()
+
     async def on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.exception("event=api_unhandled_error error=%r", exc)
         return ApiError(
@@ -154,6 +167,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(NotFoundError, on_not_found)
     app.add_exception_handler(ConflictError, on_conflict)
     app.add_exception_handler(RentRefusedError, on_refused)
+    app.add_exception_handler(accounts.AccountError, on_account)
     app.add_exception_handler(Exception, on_unexpected)
 
 
@@ -162,3 +176,27 @@ def rent_refused(exc: RentRefusedError) -> ApiError:
         return ApiError(402, ErrorCode.WALLET_EMPTY, str(exc), reason=exc.reason)
     status = 404 if exc.reason == "spot-empty" else 409
     return ApiError(status, ErrorCode.RENT_REFUSED, str(exc), reason=exc.reason)
+
+
+#: Each account error's HTTP status and wire code (the class or its nearest listed base).
+_ACCOUNT_ERRORS: dict[type[accounts.AccountError], tuple[int, ErrorCode]] = {
+    accounts.InvalidCredentialsError: (401, ErrorCode.INVALID_CREDENTIALS),
+    accounts.AccountDisabledError: (403, ErrorCode.FORBIDDEN),
+    accounts.EmailNotConfirmedError: (403, ErrorCode.EMAIL_NOT_CONFIRMED),
+    accounts.EmailTakenError: (409, ErrorCode.EMAIL_TAKEN),
+    accounts.InvalidAccountTokenError: (400, ErrorCode.ACCOUNT_TOKEN_INVALID),
+    accounts.TooManyAttemptsError: (429, ErrorCode.TOO_MANY_ATTEMPTS),
+    accounts.TermsNotAcceptedError: (422, ErrorCode.TERMS_NOT_ACCEPTED),
+    accounts.UnknownConsentError: (422, ErrorCode.UNKNOWN_CONSENT),
+}
+
+
+def account_error(exc: accounts.AccountError) -> ApiError:
+    status, code = next(
+        (_ACCOUNT_ERRORS[c] for c in type(exc).__mro__ if c in _ACCOUNT_ERRORS),
+        (400, ErrorCode.VALIDATION),
+    )
+    headers: dict[str, str] | None = None
+    if isinstance(exc, accounts.TooManyAttemptsError):
+        headers = {"Retry-After": str(exc.retry_after_s)}
+    return ApiError(status, code, str(exc), reason=exc.reason, data=exc.data, headers=headers)
