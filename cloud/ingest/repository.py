@@ -474,6 +474,14 @@ async def update_positions(session: AsyncSession, rows: list[dict[str, Any]]) ->
     )
 
 
+async def spot_occupants(session: AsyncSession, spot_ids: list[int]) -> dict[int, str]:
+    """The serial number of the vehicle the cloud has in each of these spots (absent: none)."""
+    rows = await session.execute(
+        select(Vehicle.spot_id, Vehicle.serial_number).where(Vehicle.spot_id.in_(spot_ids))
+    )
+    return {spot_id: serial for spot_id, serial in rows.all() if spot_id is not None}
+
+
 async def update_batteries(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     """``b`` internal battery %, ``v`` e-assist battery % (None: unchanged)."""
     if pg(session):
