@@ -1,4 +1,4 @@
-"""`python -m kickstand.cloud <subcommand>`: migrate, seed, api, ingest."""
+"""`python -m kickstand.cloud <subcommand>`: migrate, seed, create-admin, api, ingest, webhooks."""
 
 from __future__ import annotations
 
@@ -22,11 +22,41 @@ def _migrate(_args: argparse.Namespace) -> int:
 
 def _seed(_args: argparse.Namespace) -> int:
     from kickstand.cloud.config import get_settings
-    from kickstand.cloud.seed import run_seed
+    from kickstand.cloud.seed import DemoSeedRefusedError, run_seed
 
     settings = get_settings()
-    report = asyncio.run(run_seed(settings.DATABASE_URL))
+    try:
+        report = asyncio.run(run_seed(settings.DATABASE_URL, environment=settings.ENVIRONMENT))
+    except DemoSeedRefusedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(report)
+    return 0
+
+
+def _create_admin(args: argparse.Namespace) -> int:
+    import getpass
+
+    from kickstand.cloud.accounts.admin import WeakPasswordError, create_admin
+    from kickstand.cloud.accounts.errors import EmailTakenError
+    from kickstand.cloud.config import get_settings
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            print("error: the passwords differ", file=sys.stderr)
+            return 2
+    settings = get_settings()
+    try:
+        user_id = asyncio.run(
+            create_admin(settings.DATABASE_URL, args.email, password, args.full_name)
+        )
+    except (WeakPasswordError, EmailTakenError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"administrator {args.email.strip().lower()} created (user id {user_id})")
     return 0
 
 
@@ -83,7 +113,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kickstand.cloud")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("migrate", help="bring the database (DATABASE_URL) to the latest schema")
-    sub.add_parser("seed", help="load the demo network (idempotent)")
+    sub.add_parser("seed", help="load the demo network (idempotent; development only)")
+    admin = sub.add_parser(
+        "create-admin", help="create an administrator (the first one of a fresh deployment)"
+    )
+    admin.add_argument("--email", required=True)
+    admin.add_argument("--full-name", default=None)
+    admin.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of stdin (else: asked twice)",
+    )
     api = sub.add_parser("api", help="serve the rider API with uvicorn")
     api.add_argument("--host", default=None)
     api.add_argument("--port", type=int, default=None)
@@ -99,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {
         "migrate": _migrate,
         "seed": _seed,
+        "create-admin": _create_admin,
         "api": _api,
         "ingest": _ingest,
         "webhooks": _webhooks,

@@ -60,6 +60,32 @@ class Settings(BaseSettings):
     #: a vehicle's cellular link; well below the devices' 30 s ack timeout.
     ACK_DELAY_S: float = Field(default=10.0, ge=0, le=20)
 
+    # ── rider accounts (kickstand.cloud.accounts) ──
+    #: The SMTP server mails to riders go through (None: mails stay queued in
+    #: ``mail_outbox`` and are sent once a server is configured). ``make run`` and the
+    #: tests start an in-process sink (``kickstand.testing.mailsink``).
+    SMTP_HOST: str | None = None
+    SMTP_PORT: int = Field(default=25, ge=1, le=65535)
+    SMTP_USERNAME: str | None = None
+    SMTP_PASSWORD: str | None = None
+    #: "starttls" upgrades a plain connection, "ssl" connects with TLS (port 465).
+    SMTP_SECURITY: Literal["none", "starttls", "ssl"] = "none"
+    SMTP_TIMEOUT_S: float = Field(default=10.0, gt=0)
+    MAIL_FROM: str = "Kickstand <no-reply@kickstand.invalid>"
+    #: Where the links in mails point (the app or web page that calls the API with the token).
+    ACCOUNT_LINK_BASE: str = "https://app.kickstand.invalid"
+    #: Mails not sent (SMTP down) are retried by every API process this often.
+    MAIL_RETRY_S: float = Field(default=30.0, gt=0)
+    EMAIL_CONFIRM_TTL_S: int = Field(default=48 * 3600, ge=60)
+    PASSWORD_RESET_TTL_S: int = Field(default=3600, ge=60)
+    EMAIL_CHANGE_TTL_S: int = Field(default=24 * 3600, ge=60)
+    #: Login throttling: failed logins counted per account and per client address in a
+    #: window; at the limit the key is locked (429 + Retry-After) for LOGIN_LOCK_S.
+    LOGIN_WINDOW_S: int = Field(default=900, ge=1)
+    LOGIN_MAX_FAILURES_ACCOUNT: int = Field(default=10, ge=1)
+    LOGIN_MAX_FAILURES_ADDRESS: int = Field(default=50, ge=1)
+    LOGIN_LOCK_S: int = Field(default=900, ge=1)
+
     @model_validator(mode="after")
     def _check_secret(self) -> Settings:
         if self.JWT_SECRET is None:

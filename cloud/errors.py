@@ -1,10 +1,42 @@
-"""Errors of the cloud core. Each carries what a caller (or an API client) needs."""
+"""Errors of the cloud core. Each carries what a caller (or an API client) needs.
+
+The one root, :class:`CloudError`: each package's errors (``webhooks/errors.py``,
+``accounts/errors.py``, …) derive from it or from the kinds below. A route raises one of
+them (or an ``ApiError`` of ``cloud/api/errors.py``) and never builds an error response:
+``cloud/api/errors.py`` maps each class to its HTTP status and stable wire code in one
+table, and sends the envelope.
+"""
 
 from __future__ import annotations
 
 
 class CloudError(Exception):
     """Root of the cloud core's errors."""
+
+
+class InvalidInputError(CloudError, ValueError):
+    """A value a service refused: 422, ``errors[0].field`` names it."""
+
+    def __init__(self, message: str, *, field: str, reason: str = "validation") -> None:
+        super().__init__(message)
+        self.field = field
+        self.reason = reason
+
+
+class ForbiddenError(CloudError):
+    """Authenticated, but not allowed to do this (role, network scope)."""
+
+    def __init__(self, message: str, *, reason: str = "forbidden") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class UnavailableError(CloudError):
+    """A dependency (the database) cannot be reached now; the same request may work later."""
+
+    def __init__(self, message: str, *, retry_after_s: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class NotFoundError(CloudError):

@@ -299,6 +299,12 @@ class User(Base):
     #: Bumped by "log out everywhere": access tokens of older generations are refused.
     token_generation: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: None: signed up, email not confirmed yet (login answers seed 001's code 7).
+    email_confirmed_at: Mapped[datetime | None] = mapped_column(default=None)
+    #: When the rider accepted the terms of use (at sign-up).
+    terms_accepted_at: Mapped[datetime | None] = mapped_column(default=None)
+    #: ISO 639-1; the language of the mails sent to the rider.
+    lang: Mapped[str] = mapped_column(String(2), default="en")
 
 
 class Badge(Base):
@@ -520,3 +526,78 @@ class IdempotencyKey(Base):
     __table_args__ = (
         UniqueConstraint("user_id", "operation", "key", name="uq_idempotency_user_op_key"),
     )
+
+
+# ── rider accounts (kickstand.cloud.accounts) ─────────────────────────────────────────
+
+
+class AccountTokenPurpose(StrEnum):
+    EMAIL_CONFIRM = "email-confirm"
+    EMAIL_CHANGE = "email-change"
+    PASSWORD_RESET = "password-reset"
+
+
+class AccountToken(Base):
+    """A token mailed to a rider: single use, expiring; only its sha256 is stored."""
+
+    __tablename__ = "account_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    purpose: Mapped[AccountTokenPurpose] = mapped_column(
+        _enum(AccountTokenPurpose, "account_token_purpose")
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: The address an email change moves to (EMAIL_CHANGE only).
+    new_email: Mapped[str | None] = mapped_column(String(255), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class UserConsent(Base):
+    """One consent of a rider (seed 001 types: ``emails.networkstatus``, …)."""
+
+    __tablename__ = "user_consents"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    type: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[bool] = mapped_column(Boolean)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LoginThrottle(Base):
+    """Failed logins of one key (``account:<email>`` or ``address:<ip>``) in a window.
+
+    In the database, not in memory: every API process counts into the same row.
+    """
+
+    __tablename__ = "login_throttle"
+
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    window_started_at: Mapped[datetime] = mapped_column()
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class MailMessage(Base):
+    """A mail to send, written in the transaction that needs it; sent after the commit
+    over SMTP and retried until sent (``kickstand.cloud.accounts.mail``)."""
+
+    __tablename__ = "mail_outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    to_address: Mapped[str] = mapped_column(String(255))
+    subject: Mapped[str] = mapped_column(String(255))
+    body: Mapped[str] = mapped_column(Text)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: A sender holds the row until then (another process skips it meanwhile).
+    claimed_until: Mapped[datetime | None] = mapped_column(default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+
+    __table_args__ = (Index("ix_mail_outbox_pending", "sent_at", "next_attempt_at"),)

@@ -23,6 +23,7 @@ Riders (printed by the seed command): ``alice@example.com`` / ``alice-demo-1`` (
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any, TypeVar
@@ -31,6 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kickstand.cloud.db import create_engine, create_sessionmaker
+from kickstand.cloud.errors import CloudError
 from kickstand.cloud.models import (
     Badge,
     Base,
@@ -49,6 +51,8 @@ from kickstand.cloud.models import (
 from kickstand.cloud.security import hash_password
 
 NETWORK_NAME = "Lyon"
+#: The demo accounts count as confirmed (they log in at once).
+DEMO_CONFIRMED_AT = datetime(2026, 1, 1, tzinfo=UTC)
 SPOTS_PER_STATION = 6
 # Border: a polygon around central Lyon and Villeurbanne, GeoJSON order [lng, lat].
 LYON_BORDER = {
@@ -296,6 +300,7 @@ async def seed_demo(session: AsyncSession) -> DemoRefs:
             role=role,
             permissions=perms,
             wallet_balance=WALLET_START,
+            email_confirmed_at=DEMO_CONFIRMED_AT,
         )
         refs.user_ids[email] = user.id
         refs.passwords[email] = password
@@ -312,10 +317,28 @@ async def seed_demo(session: AsyncSession) -> DemoRefs:
     return refs
 
 
-async def run_seed(database_url: str, migrate: bool = True) -> str:
-    """Migrate (by default) and seed; returns a report to print."""
+class DemoSeedRefusedError(CloudError):
+    """The demo seed (accounts with published passwords) was asked to run outside
+    development."""
+
+
+def ensure_development(environment: str) -> None:
+    """The demo seed creates accounts whose passwords are printed and documented: it runs
+    only where ENVIRONMENT is development."""
+    if environment != "development":
+        raise DemoSeedRefusedError(
+            f"the demo seed creates accounts with published passwords and runs only with "
+            f"ENVIRONMENT=development (here: {environment}); on a real deployment create the "
+            "first administrator with `python -m kickstand.cloud create-admin --email ...`"
+        )
+
+
+async def run_seed(database_url: str, migrate: bool = True, *, environment: str) -> str:
+    """Migrate (by default) and seed; returns a report to print. Refused outside development
+    (:func:`ensure_development`)."""
     from kickstand.cloud.migrations import upgrade
 
+    ensure_development(environment)
     engine = create_engine(database_url)
     try:
         if migrate:

@@ -67,4 +67,3 @@ class UnknownConsentError(AccountError):
 
 class TermsNotAcceptedError(AccountError):
     reason = "terms-not-accepted"
-

@@ -14,7 +14,8 @@ from pydantic import BaseModel, Field, field_validator
 from kickstand.cloud.alerts import service
 from kickstand.cloud.alerts.types import AlertSeverity, AlertState, AlertType
 from kickstand.cloud.api.deps import CurrentUser, SessionDep
-from kickstand.cloud.api.errors import ApiError, ErrorCode
+from kickstand.cloud.api.errors import forbidden, invalid
+from kickstand.cloud.api.ids import Id
 from kickstand.cloud.models import User, UserRole
 
 router = APIRouter(prefix="/dashboard/fleet-alerts", tags=["fleet-alerts"])
@@ -26,9 +27,7 @@ OPERATOR_ROLES = (UserRole.OPERATOR, UserRole.ADMIN)
 async def require_operator(user: CurrentUser) -> User:
     """An operator or an admin (the dashboard's `AuthenticatedPermissions`)."""
     if user.role not in OPERATOR_ROLES:
-        raise ApiError(
-            403, ErrorCode.FORBIDDEN, "this operation is for operators", reason="not-an-operator"
-        )
+        raise forbidden("this operation is for operators", reason="not-an-operator")
     return user
 
 
@@ -53,9 +52,7 @@ def check_networks(user: User, networks: list[int]) -> None:
         return
     refused = sorted(set(networks) - allowed)
     if refused:
-        raise ApiError(
-            403,
-            ErrorCode.FORBIDDEN,
+        raise forbidden(
             f"you do not operate network(s) {', '.join(map(str, refused))}",
             reason="network-not-allowed",
         )
@@ -74,27 +71,17 @@ async def parse_networks(
     try:
         ids = [int(part) for part in networks.replace(" ", "").split(",") if part]
     except ValueError as exc:
-        raise _invalid("networks", "a comma separated list of network ids") from exc
+        raise invalid("networks", "a comma separated list of network ids") from exc
     if not ids or any(i < 1 for i in ids):
-        raise _invalid("networks", "at least one network id >= 1")
+        raise invalid("networks", "at least one network id >= 1")
     return ids
 
 
 NetworksDep = Annotated[list[int], Depends(parse_networks)]
 
 
-def _invalid(field: str, message: str) -> ApiError:
-    return ApiError(
-        422,
-        ErrorCode.VALIDATION,
-        f"invalid {field}: {message}",
-        reason="validation",
-        errors=[{"field": field, "message": message}],
-    )
-
-
 class AlertIds(BaseModel):
-    alert_ids: list[Annotated[int, Field(ge=1)]] = Field(min_length=1, max_length=500)
+    alert_ids: list[Id] = Field(min_length=1, max_length=500)
 
 
 class SilenceRequest(AlertIds):
@@ -129,20 +116,20 @@ async def get_fleet_alerts_history(
     networks: NetworksDep,
     primary_key_dir: Literal["ASC", "DESC"] = "DESC",
     page_size: Annotated[int, Query(ge=10, le=500)] = 20,
-    last_primary_key: Annotated[int | None, Query(ge=1)] = None,
+    last_primary_key: Annotated[Id | None, Query()] = None,
     sort_by: Literal["creation_date", "alert_severity", "resolved_at"] | None = None,
     sort_dir: Literal["ASC", "DESC"] = "DESC",
     alert_type: AlertType | None = None,
     alert_severity: AlertSeverity | None = None,
     creation_date_min: date | None = None,
     creation_date_max: date | None = None,
-    user_id: Annotated[int | None, Query(ge=1)] = None,
+    user_id: Annotated[Id | None, Query()] = None,
     email: Annotated[str | None, Query(min_length=1)] = None,
     resolved_at_min: date | None = None,
     resolved_at_max: date | None = None,
     cluster_name: Annotated[str | None, Query(min_length=1, max_length=50)] = None,
-    cluster_id: Annotated[int | None, Query(ge=1)] = None,
-    vehicle_id: Annotated[int | None, Query(ge=1)] = None,
+    cluster_id: Annotated[Id | None, Query()] = None,
+    vehicle_id: Annotated[Id | None, Query()] = None,
     serial_number: Annotated[str | None, Query(min_length=6, max_length=10)] = None,
     state: Annotated[list[AlertState] | None, Query()] = None,
 ) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from kickstand.cloud.api import errors
 from kickstand.cloud.api.routes import (
+    accounts,
     auth,
     badges,
     clusters,
@@ -56,6 +57,10 @@ def create_app(
             from kickstand.cloud.api.routes.telemetry import telemetry_lifespan
 
             await stack.enter_async_context(telemetry_lifespan(_app, settings))
+            # Mails that failed after their request (SMTP down) are retried from here.
+            from kickstand.cloud.accounts.mail import mail_relay
+
+            await stack.enter_async_context(mail_relay(_app.state.sessionmaker, settings))
             try:
                 yield
             finally:
@@ -84,6 +89,7 @@ def create_app(
     api = APIRouter(prefix=API_PREFIX)
     routers = (
         auth,
+        accounts,
         networks,
         clusters,
         map,

@@ -11,7 +11,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kickstand.cloud.api.errors import ApiError, ErrorCode, unauthenticated
+from kickstand.cloud.api.errors import (
+    ApiError,
+    ErrorCode,
+    telemetry_unavailable,
+    unauthenticated,
+)
 from kickstand.cloud.config import Settings
 from kickstand.cloud.models import User
 from kickstand.cloud.rent_gateway import CommandGateway
@@ -51,12 +56,7 @@ async def get_telemetry_store(request: Request) -> TelemetryStore:
     ``app.dependency_overrides``); none (not opened, or it failed to): 503."""
     store: TelemetryStore | None = getattr(request.app.state, "telemetry_store", None)
     if store is None:
-        raise ApiError(
-            503,
-            ErrorCode.TELEMETRY_UNAVAILABLE,
-            "telemetry is unavailable right now; please try again later",
-            reason="telemetry-unavailable",
-        )
+        raise telemetry_unavailable()
     return store
 
 

@@ -1,7 +1,16 @@
-"""The API's error envelope: ``{"code": <non-zero>, "message", "reason", "errors": [...]}``.
+"""Every error the API sends, in one place: wire codes, HTTP statuses, the envelope.
 
-``code`` is stable and documented (:class:`ErrorCode`); ``message`` is for people;
-``reason`` is a machine-readable detail; validation errors list each field.
+Envelope: ``{"code": <non-zero>, "message", "reason"?, "errors"?: [{"field", "message"}],
+"data"?}``. ``code`` is stable and documented (:class:`ErrorCode`, :data:`CODES`, served
+at ``GET /v1/errors``); ``message`` is for people; ``reason`` is a machine-readable detail;
+validation errors list each field.
+
+The one way: services raise errors of the :class:`~kickstand.cloud.errors.CloudError`
+tree; :data:`ERRORS` maps each class to its HTTP status and code; a route that must
+refuse something itself raises :class:`ApiError` through a helper here (``invalid``,
+``forbidden``, ``unauthenticated``…). FastAPI's own errors (validation, unknown route,
+method not allowed) and database failures (503 with Retry-After when transient, by the
+SQLSTATE classification of ``cloud/transient.py``) are sent in the same envelope.
 """
 
 from __future__ import annotations
@@ -10,18 +19,35 @@ import enum
 import logging
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kickstand.cloud.accounts import errors as accounts
-from kickstand.cloud.errors import ConflictError, NotFoundError, RentRefusedError
+from kickstand.cloud.errors import (
+    CloudError,
+    ConflictError,
+    ForbiddenError,
+    InvalidInputError,
+    NotFoundError,
+    RentRefusedError,
+    RiderSessionError,
+    UnavailableError,
+)
+from kickstand.cloud.transient import is_transient
 
 log = logging.getLogger("kickstand.cloud.api.errors")
 
+#: Seconds a client is asked to wait when the database is unreachable.
+UNAVAILABLE_RETRY_AFTER_S = 5
+
 
 class ErrorCode(enum.IntEnum):
+    """Stable wire codes. Never renumber; add at the end of a range. Meaning: :data:`CODES`."""
+
     INTERNAL = 1
     VALIDATION = 2
     UNAUTHENTICATED = 3
@@ -42,6 +68,7 @@ class ErrorCode(enum.IntEnum):
     WALLET_EMPTY = 19
     METHOD_NOT_ALLOWED = 20
     TELEMETRY_UNAVAILABLE = 21
+    UNAVAILABLE = 22
     # Rider accounts (kickstand.cloud.accounts): 30-39.
     TOO_MANY_ATTEMPTS = 30
     ACCOUNT_TOKEN_INVALID = 31
@@ -50,7 +77,39 @@ class ErrorCode(enum.IntEnum):
     UNKNOWN_CONSENT = 34
 
 
-class ApiError(Exception):
+#: Each code: the HTTP status(es) it is sent with and what it means (the served table).
+CODES: dict[ErrorCode, tuple[tuple[int, ...], str]] = {
+    ErrorCode.INTERNAL: ((500,), "something went wrong on our side (logged); try again"),
+    ErrorCode.VALIDATION: ((400, 422), "the request is invalid; `errors[]` names each field"),
+    ErrorCode.UNAUTHENTICATED: ((401,), "no valid access token, or the session was closed"),
+    ErrorCode.TOKEN_EXPIRED: ((401,), "the token expired: refresh it or log in again"),
+    ErrorCode.INVALID_CREDENTIALS: ((401,), "wrong email or password"),
+    ErrorCode.FORBIDDEN: ((403,), "authenticated, but not allowed (role, network, account)"),
+    ErrorCode.EMAIL_NOT_CONFIRMED: ((403,), "confirm the email first (`data.token` resends)"),
+    ErrorCode.NOT_FOUND: ((404,), "no such resource or route, or not one of yours"),
+    ErrorCode.CONFLICT: ((409,), "the request clashes with the current state (`reason`)"),
+    ErrorCode.RENT_REFUSED: ((404, 409), "the rent cannot be opened; `reason` says why"),
+    ErrorCode.DEVICE_OFFLINE: ((503,), "the station or vehicle is offline"),
+    ErrorCode.DEVICE_TIMEOUT: ((504,), "the device has not answered yet; it may still act"),
+    ErrorCode.DEVICE_REFUSED: ((409,), "the device refused the command"),
+    ErrorCode.IDEMPOTENCY_KEY_REUSED: ((422,), "Idempotency-Key used for another request"),
+    ErrorCode.IDEMPOTENCY_IN_PROGRESS: ((409,), "a request with this key is running or failed"),
+    ErrorCode.REFRESH_TOKEN_REUSED: ((401,), "a refresh token was used twice: log in again"),
+    ErrorCode.WALLET_EMPTY: ((402,), "the wallet cannot pay for this"),
+    ErrorCode.METHOD_NOT_ALLOWED: ((405,), "the route exists, not with this method"),
+    ErrorCode.TELEMETRY_UNAVAILABLE: ((502, 503), "telemetry down (503), query refused (502)"),
+    ErrorCode.UNAVAILABLE: ((503,), "the database cannot be reached; retry after Retry-After"),
+    ErrorCode.TOO_MANY_ATTEMPTS: ((429,), "too many attempts; retry after Retry-After"),
+    ErrorCode.ACCOUNT_TOKEN_INVALID: ((400,), "the account token is unknown, used or expired"),
+    ErrorCode.EMAIL_TAKEN: ((409,), "an account already uses this email"),
+    ErrorCode.TERMS_NOT_ACCEPTED: ((422,), "the terms of service must be accepted"),
+    ErrorCode.UNKNOWN_CONSENT: ((422,), "no such consent"),
+}
+
+
+class ApiError(CloudError):
+    """An error as sent: status, code, message, and the envelope's optional parts."""
+
     def __init__(
         self,
         status: int,
@@ -85,6 +144,9 @@ class ApiError(Exception):
         return JSONResponse(self.body(), status_code=self.status, headers=self.headers)
 
 
+# ── helpers for routes (the only way a route builds an error) ──────────────────────────
+
+
 def unauthenticated(message: str = "log in first: missing or invalid access token") -> ApiError:
     return ApiError(401, ErrorCode.UNAUTHENTICATED, message, headers={"WWW-Authenticate": "Bearer"})
 
@@ -93,6 +155,49 @@ def not_found(resource: str, key: object) -> ApiError:
     return ApiError(
         404, ErrorCode.NOT_FOUND, f"{resource} {key} does not exist", reason="not-found"
     )
+
+
+def invalid(field: str, message: str, *, reason: str = "validation") -> ApiError:
+    """422 on one field (``errors[0].field``): the same shape as FastAPI's validation."""
+    return invalid_fields(
+        f"invalid {field}: {message}", [{"field": field, "message": message}], reason=reason
+    )
+
+
+def invalid_fields(
+    message: str, errors: list[dict[str, str]], *, reason: str = "validation"
+) -> ApiError:
+    """422 listing several fields (each ``{"field", "message", …}``)."""
+    return ApiError(422, ErrorCode.VALIDATION, message, reason=reason, errors=errors)
+
+
+def forbidden(message: str, *, reason: str = "forbidden") -> ApiError:
+    return ApiError(403, ErrorCode.FORBIDDEN, message, reason=reason)
+
+
+def unavailable(message: str, *, retry_after_s: int = UNAVAILABLE_RETRY_AFTER_S) -> ApiError:
+    return ApiError(
+        503,
+        ErrorCode.UNAVAILABLE,
+        message,
+        reason="unavailable",
+        headers={"Retry-After": str(retry_after_s)},
+    )
+
+
+def telemetry_unavailable() -> ApiError:
+    return ApiError(
+        503,
+        ErrorCode.TELEMETRY_UNAVAILABLE,
+        "telemetry is unavailable right now (the telemetry store cannot be reached); "
+        "please try again later",
+        reason="telemetry-unavailable",
+        headers={"Retry-After": "30"},
+    )
+
+
+def conflict(message: str, *, reason: str = "conflict", data: Any = None) -> ApiError:
+    return ApiError(409, ErrorCode.CONFLICT, message, reason=reason, data=data)
 
 
 def _field(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -118,10 +223,110 @@ def validation_error(exc: RequestValidationError) -> ApiError:
     )
 
 
+# ── the one table: error class → HTTP status and wire code ─────────────────────────────
+
+#: Looked up along the class's MRO (the nearest listed base decides). An unlisted
+#: CloudError is a bug: 500, logged.
+ERRORS: dict[type[CloudError], tuple[int, ErrorCode]] = {
+    InvalidInputError: (422, ErrorCode.VALIDATION),
+    ForbiddenError: (403, ErrorCode.FORBIDDEN),
+    UnavailableError: (503, ErrorCode.UNAVAILABLE),
+    NotFoundError: (404, ErrorCode.NOT_FOUND),
+    ConflictError: (409, ErrorCode.CONFLICT),
+    RiderSessionError: (401, ErrorCode.UNAUTHENTICATED),
+    accounts.AccountError: (400, ErrorCode.VALIDATION),
+    accounts.InvalidCredentialsError: (401, ErrorCode.INVALID_CREDENTIALS),
+    accounts.AccountDisabledError: (403, ErrorCode.FORBIDDEN),
+    accounts.EmailNotConfirmedError: (403, ErrorCode.EMAIL_NOT_CONFIRMED),
+    accounts.EmailTakenError: (409, ErrorCode.EMAIL_TAKEN),
+    accounts.InvalidAccountTokenError: (400, ErrorCode.ACCOUNT_TOKEN_INVALID),
+    accounts.TooManyAttemptsError: (429, ErrorCode.TOO_MANY_ATTEMPTS),
+    accounts.TermsNotAcceptedError: (422, ErrorCode.TERMS_NOT_ACCEPTED),
+    accounts.UnknownConsentError: (422, ErrorCode.UNKNOWN_CONSENT),
+}
+
+
+def rent_refused(exc: RentRefusedError) -> ApiError:
+    if exc.reason == "wallet-empty":
+        return ApiError(402, ErrorCode.WALLET_EMPTY, str(exc), reason=exc.reason)
+    status = 404 if exc.reason == "spot-empty" else 409
+    return ApiError(status, ErrorCode.RENT_REFUSED, str(exc), reason=exc.reason)
+
+
+def _internal() -> ApiError:
+    return ApiError(500, ErrorCode.INTERNAL, "something went wrong on our side; please try again")
+
+
+def to_api_error(exc: CloudError) -> ApiError:
+    """The error as sent, by :data:`ERRORS` (and ``rent_refused``'s reasons)."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, RentRefusedError):
+        return rent_refused(exc)
+    if isinstance(exc, NotFoundError):
+        return not_found(exc.resource, exc.key)
+    if isinstance(exc, RiderSessionError):
+        return unauthenticated(str(exc))
+    if isinstance(exc, InvalidInputError):
+        return invalid(exc.field, str(exc), reason=exc.reason)
+    if isinstance(exc, UnavailableError):
+        return unavailable(str(exc), retry_after_s=exc.retry_after_s)
+    found = next((ERRORS[c] for c in type(exc).__mro__ if c in ERRORS), None)
+    if found is None:
+        log.error("event=api_unmapped_error error=%r", exc, exc_info=exc)
+        return _internal()
+    status, code = found
+    headers: dict[str, str] | None = None
+    if isinstance(exc, accounts.TooManyAttemptsError):
+        headers = {"Retry-After": str(exc.retry_after_s)}
+    data = exc.data if isinstance(exc, accounts.AccountError) else None
+    reason = getattr(exc, "reason", None)
+    return ApiError(
+        status,
+        code,
+        str(exc),
+        reason=reason if isinstance(reason, str) else None,
+        data=data,
+        headers=headers,
+    )
+
+
+def database_error(exc: BaseException) -> ApiError | None:
+    """A failure of the database as sent, or None (a bug: 500).
+
+    Transient (unreachable, starting up, failing over, out of connections: the SQLSTATE
+    classes of ``cloud/transient.py``): 503 with Retry-After. A value the database cannot
+    store (SQLSTATE class 22, a NUL character, a number out of range) that a schema let
+    through: 422, logged so that the schema gets its bound.
+    """
+    if is_transient(exc):
+        log.warning("event=api_database_unavailable error=%r", exc)
+        return unavailable("the service cannot reach its database right now; please retry")
+    if isinstance(exc, DataError):
+        log.warning("event=api_value_refused_by_database error=%r", exc)
+        return ApiError(
+            422,
+            ErrorCode.VALIDATION,
+            "a value of the request is out of range or contains characters that cannot be stored",
+            reason="validation",
+            errors=[{"field": "body", "message": "value out of range or not storable"}],
+        )
+    return None
+
+
+#: Raised by the database layers (SQLAlchemy, the asyncpg driver, the socket).
+DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    SQLAlchemyError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    OSError,
+)
+
+
 def install(app: FastAPI) -> None:
-    async def on_api_error(_request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, ApiError)
-        return exc.response()
+    async def on_cloud_error(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, CloudError)
+        return to_api_error(exc).response()
 
     async def on_validation(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -139,64 +344,20 @@ def install(app: FastAPI) -> None:
             err = ApiError(exc.status_code, ErrorCode.INTERNAL, str(exc.detail))
         return err.response()
 
-    async def on_not_found(_request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, NotFoundError)
-        return not_found(exc.resource, exc.key).response()
-
-    async def on_conflict(_request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, ConflictError)
-        return ApiError(409, ErrorCode.CONFLICT, str(exc), reason=exc.reason).response()
-
-    async def on_refused(_request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, RentRefusedError)
-        return rent_refused(exc).response()
-
-    async def on_account(_request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, accounts.AccountError)
-        return account_error(exc).response()
+    async def on_database(_request: Request, exc: Exception) -> JSONResponse:
+        err = database_error(exc)
+        if err is None:
+            log.error("event=api_database_error error=%r", exc, exc_info=exc)
+            err = _internal()
+        return err.response()
 
     async def on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.exception("event=api_unhandled_error error=%r", exc)
-        return ApiError(
-            500, ErrorCode.INTERNAL, "something went wrong on our side; please try again"
-        ).response()
+        return (database_error(exc) or _internal()).response()
 
-    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(CloudError, on_cloud_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
-    app.add_exception_handler(NotFoundError, on_not_found)
-    app.add_exception_handler(ConflictError, on_conflict)
-    app.add_exception_handler(RentRefusedError, on_refused)
-    app.add_exception_handler(accounts.AccountError, on_account)
+    for error in DATABASE_ERRORS:
+        app.add_exception_handler(error, on_database)
     app.add_exception_handler(Exception, on_unexpected)
-
-
-def rent_refused(exc: RentRefusedError) -> ApiError:
-    if exc.reason == "wallet-empty":
-        return ApiError(402, ErrorCode.WALLET_EMPTY, str(exc), reason=exc.reason)
-    status = 404 if exc.reason == "spot-empty" else 409
-    return ApiError(status, ErrorCode.RENT_REFUSED, str(exc), reason=exc.reason)
-
-
-#: Each account error's HTTP status and wire code (the class or its nearest listed base).
-_ACCOUNT_ERRORS: dict[type[accounts.AccountError], tuple[int, ErrorCode]] = {
-    accounts.InvalidCredentialsError: (401, ErrorCode.INVALID_CREDENTIALS),
-    accounts.AccountDisabledError: (403, ErrorCode.FORBIDDEN),
-    accounts.EmailNotConfirmedError: (403, ErrorCode.EMAIL_NOT_CONFIRMED),
-    accounts.EmailTakenError: (409, ErrorCode.EMAIL_TAKEN),
-    accounts.InvalidAccountTokenError: (400, ErrorCode.ACCOUNT_TOKEN_INVALID),
-    accounts.TooManyAttemptsError: (429, ErrorCode.TOO_MANY_ATTEMPTS),
-    accounts.TermsNotAcceptedError: (422, ErrorCode.TERMS_NOT_ACCEPTED),
-    accounts.UnknownConsentError: (422, ErrorCode.UNKNOWN_CONSENT),
-}
-
-
-def account_error(exc: accounts.AccountError) -> ApiError:
-    status, code = next(
-        (_ACCOUNT_ERRORS[c] for c in type(exc).__mro__ if c in _ACCOUNT_ERRORS),
-        (400, ErrorCode.VALIDATION),
-    )
-    headers: dict[str, str] | None = None
-    if isinstance(exc, accounts.TooManyAttemptsError):
-        headers = {"Retry-After": str(exc.retry_after_s)}
-    return ApiError(status, code, str(exc), reason=exc.reason, data=exc.data, headers=headers)

@@ -7,6 +7,8 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from kickstand.cloud.api.ids import Id
+
 T = TypeVar("T")
 
 
@@ -218,9 +220,9 @@ class MapVehicle(BaseModel):
 
 
 class BadgeLinkRequest(BaseModel):
-    cluster_id: int = Field(ge=1)
+    cluster_id: Id
     name: str = Field(min_length=1, max_length=30)
-    spot_id: int | None = Field(default=None, ge=1)
+    spot_id: Id | None = None
 
 
 class BadgeRename(BaseModel):
@@ -244,8 +246,8 @@ class BadgePublic(BaseModel):
 class RentCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    spot_id: int | None = Field(default=None, ge=1)
-    vehicle_id: int | None = Field(default=None, ge=1)
+    spot_id: Id | None = None
+    vehicle_id: Id | None = None
 
     @model_validator(mode="after")
     def _one_target(self) -> RentCreate:

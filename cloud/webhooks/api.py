@@ -13,14 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kickstand.cloud.alerts.api import OperatorUser, operator_networks
 from kickstand.cloud.api.deps import SessionDep, SettingsDep
-from kickstand.cloud.api.errors import ApiError, ErrorCode
+from kickstand.cloud.api.errors import forbidden
+from kickstand.cloud.api.ids import Id
 from kickstand.cloud.models import User
 from kickstand.cloud.webhooks import service
 from kickstand.cloud.webhooks.delivery import endpoint_payload
 from kickstand.cloud.webhooks.errors import (
     DeliveryNotFoundError,
     EndpointNotFoundError,
-    InvalidEndpointError,
 )
 from kickstand.cloud.webhooks.models import DeliveryStatus, WebhookEndpoint
 from kickstand.cloud.webhooks.signing import SIGNATURE_HEADER
@@ -29,7 +29,7 @@ from kickstand.cloud.webhooks.topics import catalogue
 
 router = APIRouter(prefix="/dashboard/webhooks", tags=["webhooks"])
 
-EndpointId = Annotated[int, Path(ge=1)]
+EndpointId = Annotated[Id, Path()]
 
 
 async def get_target_guard(settings: SettingsDep) -> TargetGuard:
@@ -44,7 +44,7 @@ class EndpointCreate(BaseModel):
     url: str = Field(min_length=8, max_length=2000)
     topics: list[str] = Field(min_length=1, max_length=100)
     description: str | None = Field(default=None, max_length=200)
-    network_ids: list[Annotated[int, Field(ge=1)]] | None = None
+    network_ids: list[Id] | None = None
     livemode: bool = True
 
 
@@ -52,19 +52,9 @@ class EndpointUpdate(BaseModel):
     url: str | None = Field(default=None, min_length=8, max_length=2000)
     topics: list[str] | None = Field(default=None, min_length=1, max_length=100)
     description: str | None = Field(default=None, max_length=200)
-    network_ids: list[Annotated[int, Field(ge=1)]] | None = None
+    network_ids: list[Id] | None = None
     #: true re-enables an endpoint that was disabled for failing.
     is_active: bool | None = None
-
-
-def _invalid(exc: InvalidEndpointError) -> ApiError:
-    return ApiError(
-        422,
-        ErrorCode.VALIDATION,
-        str(exc),
-        reason="validation",
-        errors=[{"field": exc.field, "message": str(exc)}],
-    )
 
 
 def _visible(operator: User, endpoint: WebhookEndpoint) -> bool:
@@ -91,9 +81,7 @@ def _scope(operator: User, network_ids: list[int] | None) -> list[int] | None:
         return sorted(allowed)
     refused = sorted(set(network_ids) - allowed)
     if refused:
-        raise ApiError(
-            403,
-            ErrorCode.FORBIDDEN,
+        raise forbidden(
             f"you do not operate network(s) {', '.join(map(str, refused))}",
             reason="network-not-allowed",
         )
@@ -138,19 +126,16 @@ async def list_endpoints(operator: OperatorUser, session: SessionDep) -> dict[st
 async def create_endpoint(
     operator: OperatorUser, session: SessionDep, guard: GuardDep, body: EndpointCreate
 ) -> dict[str, Any]:
-    try:
-        endpoint = await service.create_endpoint(
-            session,
-            url=body.url,
-            topics=body.topics,
-            description=body.description,
-            network_ids=_scope(operator, body.network_ids),
-            livemode=body.livemode,
-            created_by_id=operator.id,
-            guard=guard,
-        )
-    except InvalidEndpointError as exc:
-        raise _invalid(exc) from exc
+    endpoint = await service.create_endpoint(
+        session,
+        url=body.url,
+        topics=body.topics,
+        description=body.description,
+        network_ids=_scope(operator, body.network_ids),
+        livemode=body.livemode,
+        created_by_id=operator.id,
+        guard=guard,
+    )
     await session.commit()
     return {"code": 0, "data": _with_secret(endpoint)}
 
@@ -172,19 +157,16 @@ async def update_endpoint(
 ) -> dict[str, Any]:
     await _endpoint(session, operator, endpoint_id)
     network_ids = _scope(operator, body.network_ids) if body.network_ids is not None else None
-    try:
-        endpoint = await service.update_endpoint(
-            session,
-            endpoint_id,
-            url=body.url,
-            topics=body.topics,
-            description=body.description,
-            network_ids=network_ids,
-            is_active=body.is_active,
-            guard=guard,
-        )
-    except InvalidEndpointError as exc:
-        raise _invalid(exc) from exc
+    endpoint = await service.update_endpoint(
+        session,
+        endpoint_id,
+        url=body.url,
+        topics=body.topics,
+        description=body.description,
+        network_ids=network_ids,
+        is_active=body.is_active,
+        guard=guard,
+    )
     await session.commit()
     return {"code": 0, "data": endpoint_payload(endpoint)}
 
@@ -217,7 +199,7 @@ async def list_deliveries(
     status: DeliveryStatus | None = None,
     event: Annotated[str | None, Query(max_length=64)] = None,
     page_size: Annotated[int, Query(ge=10, le=500)] = 20,
-    last_primary_key: Annotated[int | None, Query(ge=1)] = None,
+    last_primary_key: Annotated[Id | None, Query()] = None,
 ) -> dict[str, Any]:
     await _endpoint(session, operator, endpoint_id)
     rows = await service.list_deliveries(
@@ -239,7 +221,7 @@ async def list_deliveries(
 
 @router.get("/deliveries/{delivery_id}", summary="One delivery with its attempts and data")
 async def get_delivery(
-    operator: OperatorUser, session: SessionDep, delivery_id: Annotated[int, Path(ge=1)]
+    operator: OperatorUser, session: SessionDep, delivery_id: Annotated[Id, Path()]
 ) -> dict[str, Any]:
     delivery, attempts = await service.get_delivery(session, delivery_id)
     await _delivery_endpoint(session, operator, delivery.endpoint_id, delivery_id)
@@ -248,7 +230,7 @@ async def get_delivery(
 
 @router.post("/deliveries/{delivery_id}/replay", summary="Deliver the event again")
 async def replay_delivery(
-    operator: OperatorUser, session: SessionDep, delivery_id: Annotated[int, Path(ge=1)]
+    operator: OperatorUser, session: SessionDep, delivery_id: Annotated[Id, Path()]
 ) -> dict[str, Any]:
     delivery, _ = await service.get_delivery(session, delivery_id)
     await _delivery_endpoint(session, operator, delivery.endpoint_id, delivery_id)

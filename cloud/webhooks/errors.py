@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kickstand.cloud.errors import CloudError, NotFoundError
+from kickstand.cloud.errors import CloudError, InvalidInputError, NotFoundError
 
 
 class WebhookError(CloudError):
@@ -17,10 +17,8 @@ class SignatureError(WebhookError):
         self.reason = reason
 
 
-class InvalidEndpointError(WebhookError, ValueError):
-    def __init__(self, message: str, *, field: str) -> None:
-        super().__init__(message)
-        self.field = field
+class InvalidEndpointError(InvalidInputError, WebhookError):
+    """An endpoint field refused (422 on ``field``)."""
 
 
 class EndpointNotFoundError(NotFoundError, WebhookError):

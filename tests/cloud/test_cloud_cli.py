@@ -45,7 +45,7 @@ def test_migrate_then_seed_twice(tmp_path: Path) -> None:
     assert "alice@example.com / alice-demo-1" in first.stdout
     assert "rows created" in first.stdout and " 0 rows created" not in first.stdout
     # Again, in-process (same code path as the command): nothing new is created.
-    second = asyncio.run(run_seed(f"sqlite+aiosqlite:///{db}"))
+    second = asyncio.run(run_seed(f"sqlite+aiosqlite:///{db}", environment="development"))
     assert ": 0 rows created" in second
 
 

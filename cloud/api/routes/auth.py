@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kickstand.cloud.accounts import service as accounts
 from kickstand.cloud.api.deps import BearerDep, ClaimsDep, CurrentUser, SessionDep, SettingsDep
 from kickstand.cloud.api.errors import ApiError, ErrorCode, unauthenticated
 from kickstand.cloud.api.schemas import (
@@ -29,7 +29,6 @@ from kickstand.cloud.security import (
     create_access_token,
     hash_refresh_token,
     new_refresh_token,
-    verify_password,
 )
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -52,23 +51,25 @@ def _issue_refresh(
     return token
 
 
-@router.post("/login", response_model=Envelope[LoginData], summary="Log in with email and password")
+@router.post(
+    "/login",
+    response_model=Envelope[LoginData],
+    summary="Log in with email and password",
+    description="Refusals: wrong email or password (code 5, counted); email not confirmed "
+    "(code 7, `data.token` authorizes `POST /v1/auth/email/confirm/resend`); too many failed "
+    "logins for the account or the client address (429, code 30, `Retry-After`).",
+)
 async def login(
-    body: LoginRequest, session: SessionDep, settings: SettingsDep
+    body: LoginRequest, request: Request, session: SessionDep, settings: SettingsDep
 ) -> Envelope[LoginData]:
-    user = (await session.scalars(select(User).where(User.email == body.email.lower()))).first()
-    # argon2 takes tens of milliseconds of CPU by design and releases the GIL: in a
-    # thread, one login does not stall every other request of this process.
-    password_hash = user.password_hash if user else None
-    if not await asyncio.to_thread(verify_password, body.password, password_hash) or user is None:
-        raise ApiError(
-            401,
-            ErrorCode.INVALID_CREDENTIALS,
-            "wrong email or password",
-            reason="invalid-credentials",
-        )
-    if not user.is_active:
-        raise ApiError(403, ErrorCode.FORBIDDEN, "this account is disabled; contact support")
+    user = await accounts.authenticate(
+        session,
+        settings,
+        email=body.email,
+        password=body.password,
+        address=request.client.host if request.client else "unknown",
+        now=datetime.now(UTC),
+    )
     refresh = _issue_refresh(
         session, settings, user, str(uuid.uuid4()), body.device.id if body.device else None
     )

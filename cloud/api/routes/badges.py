@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from kickstand.cloud.api.deps import CurrentUser, GatewayDep, SessionDep
 from kickstand.cloud.api.errors import not_found
+from kickstand.cloud.api.ids import Id
 from kickstand.cloud.api.schemas import BadgeLinkRequest, BadgePublic, BadgeRename, Envelope
 from kickstand.cloud.authlist.service import ListPublisher, publish_all
 from kickstand.cloud.badges import request_link, unlink
@@ -62,7 +63,7 @@ async def list_badges(user: CurrentUser, session: SessionDep) -> Envelope[list[B
 
 @router.patch("/{badge_id}", response_model=Envelope[BadgePublic], summary="Rename a badge")
 async def rename_badge(
-    body: BadgeRename, user: CurrentUser, session: SessionDep, badge_id: Annotated[int, Path(ge=1)]
+    body: BadgeRename, user: CurrentUser, session: SessionDep, badge_id: Annotated[Id, Path()]
 ) -> Envelope[BadgePublic]:
     badge = await session.get(Badge, badge_id)
     if badge is None or badge.user_id != user.id:
@@ -81,7 +82,7 @@ async def unlink_badge(
     user: CurrentUser,
     session: SessionDep,
     gateway: GatewayDep,
-    badge_id: Annotated[int, Path(ge=1)],
+    badge_id: Annotated[Id, Path()],
 ) -> Envelope[BadgePublic]:
     badge = await session.get(Badge, badge_id)
     if badge is None or badge.user_id != user.id:

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from kickstand.cloud.api.deps import SessionDep
 from kickstand.cloud.api.errors import not_found
 from kickstand.cloud.api.geo import BBox, haversine_m
+from kickstand.cloud.api.ids import Id
 from kickstand.cloud.api.schemas import (
     ClusterNearby,
     ClusterPublic,
@@ -26,7 +27,7 @@ router = APIRouter(prefix="/clusters", tags=["clusters"])
 
 Lat = Annotated[float, Query(ge=-90, le=90, description="latitude of the area's centre")]
 Lng = Annotated[float, Query(ge=-180, le=180, description="longitude of the area's centre")]
-ClusterId = Annotated[int, Path(ge=1, description="the cluster id")]
+ClusterId = Annotated[Id, Path(description="the cluster id")]
 
 
 @router.get("", response_model=Envelope[list[ClusterPublic]], summary="Clusters in an area")
@@ -36,7 +37,7 @@ async def clusters_in_area(
     lng: Lng,
     latDeg: Annotated[float, Query(ge=0, le=180, description="height of the area, degrees")],
     lngDeg: Annotated[float, Query(ge=0, le=360, description="width of the area, degrees")],
-    network_id: Annotated[int | None, Query(ge=1)] = None,
+    network_id: Annotated[Id | None, Query()] = None,
 ) -> Envelope[list[ClusterPublic]]:
     box = BBox(lat, lng, latDeg, lngDeg)
     stmt = (

@@ -16,7 +16,8 @@ from fastapi.encoders import jsonable_encoder
 from kickstand.cloud.alerts.api import OperatorUser, operator_networks
 from kickstand.cloud.alerts.engine import AlertEngine
 from kickstand.cloud.api.deps import SessionDep, SessionmakerDep
-from kickstand.cloud.api.errors import ApiError, ErrorCode
+from kickstand.cloud.api.errors import conflict, not_found
+from kickstand.cloud.api.ids import Id
 from kickstand.cloud.ingest import deadletters
 from kickstand.cloud.ingest.deadletters import LetterFilters
 from kickstand.cloud.ingest.replay import ReplayRefused, replay
@@ -24,13 +25,7 @@ from kickstand.cloud.ingest.tables import DeadLetter, DeadLetterStatus
 
 router = APIRouter(prefix="/dashboard/dead-letters", tags=["dead-letters"])
 
-LetterId = Annotated[int, Path(ge=1)]
-
-
-def _not_found(letter_id: int) -> ApiError:
-    return ApiError(
-        404, ErrorCode.NOT_FOUND, f"no dead letter {letter_id}", reason="dead-letter-not-found"
-    )
+LetterId = Annotated[Id, Path()]
 
 
 @router.get("", summary="Dead letters (keyset pages, newest first by default)")
@@ -42,7 +37,7 @@ async def get_dead_letters(
     reason: Annotated[str | None, Query(min_length=1, max_length=48)] = None,
     primary_key_dir: Literal["ASC", "DESC"] = "DESC",
     page_size: Annotated[int, Query(ge=10, le=500)] = 20,
-    last_primary_key: Annotated[int | None, Query(ge=1)] = None,
+    last_primary_key: Annotated[Id | None, Query()] = None,
 ) -> dict[str, Any]:
     rows = await deadletters.list_letters(
         session,
@@ -71,7 +66,7 @@ async def get_dead_letter(
 ) -> dict[str, Any]:
     letter = await deadletters.get_letter(session, letter_id, operator_networks(operator))
     if letter is None:
-        raise _not_found(letter_id)
+        raise not_found("dead letter", letter_id)
     return {"code": 0, "data": deadletters.describe(letter, payload=True)}
 
 
@@ -88,14 +83,12 @@ async def replay_dead_letter(
             alerts=AlertEngine(),
         )
     except ReplayRefused as exc:
-        raise ApiError(409, ErrorCode.CONFLICT, str(exc), reason=exc.reason) from exc
+        raise conflict(str(exc), reason=exc.reason) from exc
     if result is None:
-        raise _not_found(letter_id)
+        raise not_found("dead letter", letter_id)
     data = deadletters.describe(result.letter)
     if not result.replayed:
-        raise ApiError(
-            409,
-            ErrorCode.CONFLICT,
+        raise conflict(
             f"the message still cannot be applied: {result.letter.error}",
             reason="replay-failed",
             data=jsonable_encoder(data),
@@ -111,10 +104,10 @@ async def discard_dead_letter(
         session, letter_id, operator_networks(operator)
     )
     if letter is None:
-        raise _not_found(letter_id)
+        raise not_found("dead letter", letter_id)
     if letter.status != DeadLetterStatus.OPEN:
         message = f"dead letter {letter_id} is {letter.status}"
-        raise ApiError(409, ErrorCode.CONFLICT, message, reason="not-open")
+        raise conflict(message, reason="not-open")
     deadletters.resolve(letter, DeadLetterStatus.DISCARDED, operator.id)
     await session.commit()
     return {"code": 0, "data": deadletters.describe(letter)}

@@ -27,7 +27,8 @@ from kickstand.cloud.api.deps import (
     SessionmakerDep,
     SettingsDep,
 )
-from kickstand.cloud.api.errors import ApiError, ErrorCode, not_found
+from kickstand.cloud.api.errors import ApiError, invalid, not_found
+from kickstand.cloud.api.ids import Id
 from kickstand.cloud.api.routes.rents import _outcome_error, create_rent, rent_public
 from kickstand.cloud.api.schemas import Envelope, MapVehicle, RentCreate
 from kickstand.cloud.errors import NotFoundError
@@ -54,13 +55,7 @@ def geofence_cache(request: Request) -> zones.GeofenceCache:
 
 
 def _code_error(exc: VehicleCodeError) -> ApiError:
-    return ApiError(
-        422,
-        ErrorCode.VALIDATION,
-        f"invalid {exc.field}: {exc.message}",
-        reason="vehicle-code",
-        errors=[{"field": exc.field, "message": exc.message}],
-    )
+    return invalid(exc.field, exc.message, reason="vehicle-code")
 
 
 class FreeFloatUnlock(BaseModel):
@@ -143,7 +138,7 @@ async def trip_return(
     user: CurrentUser,
     session: SessionDep,
     request: Request,
-    trip_id: Annotated[int, Path(ge=1)],
+    trip_id: Annotated[Id, Path()],
 ) -> Envelope[dict[str, Any]]:
     trip = await session.get(Trip, trip_id)
     if trip is None or trip.user_id != user.id:
@@ -247,7 +242,7 @@ async def rider_zones(session: SessionDep, network_id: int) -> RiderZones:
     summary="Virtual parkings, speed zones and forbidden zones of a network (for the map)",
 )
 async def get_rider_zones(
-    user: CurrentUser, session: SessionDep, network_id: Annotated[int, Query(ge=1)]
+    user: CurrentUser, session: SessionDep, network_id: Annotated[Id, Query()]
 ) -> Envelope[RiderZones]:
     if await session.get(Network, network_id) is None:
         raise not_found("network", network_id)

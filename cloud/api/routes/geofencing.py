@@ -19,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kickstand.cloud.api.deps import CurrentUser, SessionDep
-from kickstand.cloud.api.errors import ApiError, ErrorCode, not_found
+from kickstand.cloud.api.errors import ApiError, forbidden, invalid_fields, not_found
+from kickstand.cloud.api.ids import Id
 from kickstand.cloud.api.schemas import Envelope, OkEnvelope
 from kickstand.cloud.geofence import (
     CoordinateRangeError,
@@ -33,8 +34,8 @@ from kickstand.cloud.models import Network, User, UserRole
 
 router = APIRouter(prefix="/geofencing", tags=["geofencing"])
 
-NetworkIdQuery = Annotated[int, Query(ge=1, description="Identifier of the network.")]
-ZoneIdPath = Annotated[int, Path(ge=1)]
+NetworkIdQuery = Annotated[Id, Query(description="Identifier of the network.")]
+ZoneIdPath = Annotated[Id, Path()]
 
 
 # ── errors and access ─────────────────────────────────────────────────────────────────
@@ -50,27 +51,17 @@ def geofence_error(exc: GeofenceError, shape_field: str = "shape") -> ApiError:
         field = exc.field
     else:
         field = shape_field
-    detail: dict[str, Any] = {"field": field, "message": exc.message}
+    detail: dict[str, str] = {"field": field, "message": exc.message}
     if isinstance(exc, CoordinateRangeError) and exc.index is not None:
         detail["index"] = str(exc.index)
     if isinstance(exc, ZoneOutsideBorderError):
         detail["likely_swapped"] = str(exc.likely_swapped).lower()
-    return ApiError(
-        422,
-        ErrorCode.VALIDATION,
-        f"invalid {field}: {exc}",
-        reason=_kebab(type(exc).__name__),
-        errors=[detail],
-    )
-
-
-def _forbidden(message: str) -> ApiError:
-    return ApiError(403, ErrorCode.FORBIDDEN, message, reason="forbidden")
+    return invalid_fields(f"invalid {field}: {exc}", [detail], reason=_kebab(type(exc).__name__))
 
 
 async def get_operator(user: CurrentUser) -> User:
     if user.role not in (UserRole.OPERATOR, UserRole.ADMIN):
-        raise _forbidden("geofencing is for operators")
+        raise forbidden("geofencing is for operators")
     return user
 
 
@@ -90,7 +81,7 @@ async def check_network(session: AsyncSession, user: User, network_id: int) -> N
     if network is None:
         raise not_found("network", network_id)
     if user.role != UserRole.ADMIN and network_id not in operator_networks(user):
-        raise _forbidden(f"you do not operate network {network_id}")
+        raise forbidden(f"you do not operate network {network_id}")
     return network
 
 
@@ -137,13 +128,13 @@ class BorderPublic(BorderSettings):
 
 class BorderShapeUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    network_id: int = Field(ge=1)
+    network_id: Id
     shape: Shape
 
 
 class BorderSettingsUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    network_id: int = Field(ge=1)
+    network_id: Id
     trigger_alert: bool
     notify_user: bool
     reduce_vehicle_speed: bool
@@ -155,7 +146,7 @@ class BorderSettingsUpdate(BaseModel):
 
 class SpeedZoneCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    network_id: int = Field(ge=1)
+    network_id: Id
     shape: Shape
     max_speed: int
 
@@ -168,10 +159,10 @@ class SpeedZoneUpdate(BaseModel):
 
 class VirtualParkingCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    network_id: int = Field(ge=1)
+    network_id: Id
     shape: Shape
     capacity: int
-    cluster_id: int | None = Field(default=None, ge=1)
+    cluster_id: Id | None = None
 
 
 class VirtualParkingUpdate(BaseModel):
@@ -182,7 +173,7 @@ class VirtualParkingUpdate(BaseModel):
 
 class ForbiddenZoneCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    network_id: int = Field(ge=1)
+    network_id: Id
     shape: Shape
     name: str = ""
 

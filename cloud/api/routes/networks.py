@@ -8,8 +8,9 @@ from fastapi import APIRouter, Path, Query
 from sqlalchemy import select
 
 from kickstand.cloud.api.deps import SessionDep
-from kickstand.cloud.api.errors import ApiError, ErrorCode, not_found
+from kickstand.cloud.api.errors import invalid_fields, not_found
 from kickstand.cloud.api.geo import BBox, all_points, haversine_m
+from kickstand.cloud.api.ids import Id
 from kickstand.cloud.api.schemas import (
     BillingRule,
     Envelope,
@@ -48,12 +49,9 @@ async def list_networks(
 ) -> Envelope[list[NetworkPublic]]:
     area = (lat, lng, latdeg, lngdeg)
     if any(v is not None for v in area) and not all(v is not None for v in area):
-        raise ApiError(
-            422,
-            ErrorCode.VALIDATION,
+        raise invalid_fields(
             "give all of lat, lng, latdeg and lngdeg for an area, or none of them",
-            reason="validation",
-            errors=[
+            [
                 {"field": n, "message": "required with the other area parameters"}
                 for n, v in zip(("lat", "lng", "latdeg", "lngdeg"), area, strict=True)
                 if v is None
@@ -93,7 +91,7 @@ async def networks_by_distance(
     "/{network_id}", response_model=Envelope[NetworkDetail], summary="Network rent settings"
 )
 async def network_detail(
-    session: SessionDep, network_id: Annotated[int, Path(ge=1)]
+    session: SessionDep, network_id: Annotated[Id, Path()]
 ) -> Envelope[NetworkDetail]:
     n = await session.get(Network, network_id)
     if n is None:
@@ -120,7 +118,7 @@ async def network_detail(
     + "\n\n".join(f"**{key}**: {text}" for key, text in BILLING_RULE.items()),
 )
 async def network_pricing(
-    session: SessionDep, network_id: Annotated[int, Path(ge=1)]
+    session: SessionDep, network_id: Annotated[Id, Path()]
 ) -> PricingEnvelope:
     n = await session.get(Network, network_id)
     if n is None:

@@ -18,6 +18,7 @@ from kickstand.cloud import maintenance
 from kickstand.cloud.alerts.api import OperatorUser, check_networks
 from kickstand.cloud.api.deps import GatewayDep, SessionmakerDep
 from kickstand.cloud.api.errors import not_found
+from kickstand.cloud.api.ids import Id
 from kickstand.cloud.api.schemas import Envelope
 from kickstand.cloud.errors import NotFoundError
 from kickstand.cloud.models import SpotState
@@ -25,7 +26,7 @@ from kickstand.cloud.rent_gateway import UnlockResult
 
 router = APIRouter(prefix="/dashboard/spots", tags=["maintenances"])
 
-SpotId = Annotated[int, Path(ge=1)]
+SpotId = Annotated[Id, Path()]
 
 
 class SpotMaintenanceUpdate(BaseModel):

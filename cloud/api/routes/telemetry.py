@@ -28,7 +28,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kickstand.cloud.alerts.api import NetworksDep, OperatorUser
 from kickstand.cloud.api.deps import SessionDep, TelemetryDep
-from kickstand.cloud.api.errors import ApiError, ErrorCode, not_found
+from kickstand.cloud.api.errors import (
+    ApiError,
+    ErrorCode,
+    forbidden,
+    invalid,
+    not_found,
+    telemetry_unavailable,
+)
+from kickstand.cloud.api.ids import Id
 from kickstand.cloud.config import Settings
 from kickstand.cloud.models import Cluster, Station, Trip, User, UserRole, Vehicle
 from kickstand.cloud.telemetry import (
@@ -53,9 +61,9 @@ router = APIRouter(prefix="/dashboard", tags=["telemetry"])
 MAX_PAGE_SIZE = 10_000
 DEFAULT_PAGE_SIZE = 5_000
 
-TripIdPath = Annotated[int, Path(ge=1, description="Identifier of the trip.")]
-VehicleIdPath = Annotated[int, Path(ge=1, description="Identifier of the vehicle.")]
-StationIdPath = Annotated[int, Path(ge=1, description="Identifier of the station.")]
+TripIdPath = Annotated[Id, Path(description="Identifier of the trip.")]
+VehicleIdPath = Annotated[Id, Path(description="Identifier of the vehicle.")]
+StationIdPath = Annotated[Id, Path(description="Identifier of the station.")]
 PageSize = Annotated[
     int,
     Query(ge=1, le=MAX_PAGE_SIZE, description="At most this many samples; see `next_date_min`."),
@@ -105,16 +113,6 @@ async def telemetry_lifespan(app: FastAPI, settings: Settings) -> AsyncIterator[
 # ── errors and access ─────────────────────────────────────────────────────────────────
 
 
-def _invalid(field: str, message: str) -> ApiError:
-    return ApiError(
-        422,
-        ErrorCode.VALIDATION,
-        f"invalid {field}: {message}",
-        reason="validation",
-        errors=[{"field": field, "message": message}],
-    )
-
-
 @contextmanager
 def telemetry_errors(fields: dict[str, str] | None = None) -> Iterator[None]:
     """The telemetry library's errors as API errors. ``fields`` renames the library's
@@ -123,10 +121,10 @@ def telemetry_errors(fields: dict[str, str] | None = None) -> Iterator[None]:
         yield
     except QueryRangeError as exc:
         field = (fields or {}).get(exc.parameter, exc.parameter)
-        raise _invalid(field, exc.reason) from exc
+        raise invalid(field, exc.reason) from exc
     except (TelemetryUnavailableError, WriterClosedError) as exc:
         log.warning("event=telemetry_unavailable error=%s", exc)
-        raise unavailable() from exc
+        raise telemetry_unavailable() from exc
     except TelemetryQueryError as exc:
         log.error("event=telemetry_query_failed status=%s reason=%s", exc.status, exc.reason)
         raise ApiError(
@@ -135,21 +133,6 @@ def telemetry_errors(fields: dict[str, str] | None = None) -> Iterator[None]:
             "the telemetry store refused the query; please try again later",
             reason="telemetry-query-failed",
         ) from exc
-
-
-def unavailable() -> ApiError:
-    return ApiError(
-        503,
-        ErrorCode.TELEMETRY_UNAVAILABLE,
-        "telemetry is unavailable right now (the telemetry store cannot be reached); "
-        "please try again later",
-        reason="telemetry-unavailable",
-        headers={"Retry-After": "30"},
-    )
-
-
-def _forbidden(message: str) -> ApiError:
-    return ApiError(403, ErrorCode.FORBIDDEN, message, reason="forbidden")
 
 
 def operated_networks(user: User) -> set[int]:
@@ -166,7 +149,7 @@ def check_operates(user: User, network_ids: list[int]) -> None:
         return
     missing = sorted(set(network_ids) - operated_networks(user))
     if missing:
-        raise _forbidden(f"you do not operate network {', '.join(map(str, missing))}")
+        raise forbidden(f"you do not operate network {', '.join(map(str, missing))}")
 
 
 async def _vehicle(session: AsyncSession, user: User, vehicle_id: int) -> Vehicle:
@@ -186,7 +169,7 @@ async def _release(session: AsyncSession) -> None:
 def _period(date_min: datetime, date_max: datetime | None) -> tuple[datetime, datetime]:
     end = date_max if date_max is not None else datetime.now(UTC)
     if end < date_min:
-        raise _invalid("date_max", "must not be before date_min")
+        raise invalid("date_max", "must not be before date_min")
     return date_min, end
 
 
@@ -332,7 +315,7 @@ async def get_trip_positions(
     start = trip.started_at
     if date_min is not None:
         if date_min > end:
-            raise _invalid("date_min", "is after the end of the trip")
+            raise invalid("date_min", "is after the end of the trip")
         start = max(start, date_min)
     positions, next_date_min = await _positions(store, vehicle.serial_number, start, end, page_size)
     return TripPositionsEnvelope(
@@ -432,7 +415,7 @@ async def get_energy_consumption(
     check_operates(operator, [network_id])
     await _release(session)
     if end_date < start_date:
-        raise _invalid("end_date", "must not be before start_date")
+        raise invalid("end_date", "must not be before start_date")
     with telemetry_errors():
         days = await store.station_energy_consumption(device_id, start_date, end_date, timezone)
     return EnergyEnvelope(
@@ -474,7 +457,7 @@ async def get_heatmap(
 ) -> HeatmapEnvelope:
     check_operates(operator, networks)
     if date_max < date_min:
-        raise _invalid("date_max", "must not be before date_min")
+        raise invalid("date_max", "must not be before date_min")
     fields = {
         "lat": "lat",
         "lng": "lng",

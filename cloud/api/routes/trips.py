@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from kickstand.cloud.api.deps import CurrentUser, SessionDep
 from kickstand.cloud.api.errors import not_found
+from kickstand.cloud.api.ids import Id
 from kickstand.cloud.api.schemas import Envelope, Page, TripDetail, TripPublic
 from kickstand.cloud.api.views import money_str, trip_detail, trip_public
 from kickstand.cloud.models import Trip, TripStatus, Vehicle
@@ -23,7 +24,7 @@ async def list_trips(
     user: CurrentUser,
     session: SessionDep,
     page_size: Annotated[int, Query(ge=10, le=500)] = 20,
-    last_primary_key: Annotated[int | None, Query(ge=1)] = None,
+    last_primary_key: Annotated[Id | None, Query()] = None,
     primary_key_dir: Annotated[Literal["ASC", "DESC"], Query()] = "DESC",
     state: Annotated[list[TripStatus] | None, Query()] = None,
 ) -> Page[TripPublic]:
@@ -51,7 +52,7 @@ async def list_trips(
 
 @router.get("/{trip_id}", response_model=Envelope[TripDetail], summary="Trip detail with its cost")
 async def get_trip(
-    user: CurrentUser, session: SessionDep, trip_id: Annotated[int, Path(ge=1)]
+    user: CurrentUser, session: SessionDep, trip_id: Annotated[Id, Path()]
 ) -> Envelope[TripDetail]:
     trip = await session.get(Trip, trip_id)
     if trip is None or trip.user_id != user.id:

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from kickstand.cloud.alerts.api import OperatorUser, check_networks, operator_networks
 from kickstand.cloud.api.deps import GatewayDep, SessionDep
 from kickstand.cloud.api.errors import not_found
+from kickstand.cloud.api.ids import Id
 from kickstand.cloud.api.schemas import Envelope
 from kickstand.cloud.authlist.service import ListPublisher, publish_all
 from kickstand.cloud.badges import set_blocked
@@ -62,7 +63,7 @@ def operator_badge(badge: Badge) -> OperatorBadge:
     summary="Get user badges (of the operator's networks)",
 )
 async def get_user_badges(
-    operator: OperatorUser, session: SessionDep, user_id: Annotated[int, Path(ge=1)]
+    operator: OperatorUser, session: SessionDep, user_id: Annotated[Id, Path()]
 ) -> Envelope[list[OperatorBadge]]:
     allowed = operator_networks(operator)
     rows = await session.scalars(select(Badge).where(Badge.user_id == user_id).order_by(Badge.id))
@@ -81,7 +82,7 @@ async def put_badge_blocked(
     operator: OperatorUser,
     session: SessionDep,
     gateway: GatewayDep,
-    badge_id: Annotated[int, Path(ge=1)],
+    badge_id: Annotated[Id, Path()],
 ) -> Envelope[OperatorBadge]:
     badge = await session.get(Badge, badge_id)
     if badge is None:
