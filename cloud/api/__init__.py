@@ -83,7 +83,13 @@ def create_app(
 
     # Operator routers of other packages (imported here: they import this package's deps).
     from kickstand.cloud.alerts import api as fleet_alerts
-    from kickstand.cloud.api.routes import dead_letters, spots, telemetry, user_badges
+    from kickstand.cloud.api.routes import (
+        dead_letters,
+        error_codes,
+        spots,
+        telemetry,
+        user_badges,
+    )
     from kickstand.cloud.webhooks import api as webhooks
 
     api = APIRouter(prefix=API_PREFIX)
@@ -102,6 +108,7 @@ def create_app(
         dead_letters,
         spots,
         user_badges,
+        error_codes,
     )
     for module in (*routers, freefloat, geofencing):
         api.include_router(module.router)
