@@ -9,6 +9,9 @@ from typing import Any
 from sqlalchemy import DateTime, Dialect, Numeric, String
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+#: The largest id (PostgreSQL ``integer`` / SERIAL): the API's bound on every id it accepts.
+MAX_ID = 2**31 - 1
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes in and out; naive datetimes are refused.

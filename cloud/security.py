@@ -15,6 +15,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from kickstand.cloud.config import Settings
+from kickstand.cloud.dbtypes import MAX_ID
 
 ALGORITHM = "HS256"
 _hasher = PasswordHasher()  # argon2id, library defaults (RFC 9106 low-memory profile)
@@ -102,14 +103,19 @@ def _verified(secret: str, token: str) -> AccessClaims:
     if claims.get("typ") != "access":
         raise TokenError("not an access token")
     try:
-        return AccessClaims(
+        parsed = AccessClaims(
             user_id=int(claims["sub"]),
             generation=int(claims.get("gen", 0)),
             permissions=list(claims.get("permissions", [])),
             expires_at=datetime.fromtimestamp(claims["exp"], UTC),
         )
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError, OSError) as exc:
+        # OverflowError / OSError: an expiry beyond what a datetime holds (year > 9999).
         raise TokenError("malformed access token claims") from exc
+    # Ids are PostgreSQL integers: anything else is no user of ours (and not a query).
+    if not 1 <= parsed.user_id <= MAX_ID or not 0 <= parsed.generation <= MAX_ID:
+        raise TokenError("malformed access token claims")
+    return parsed
 
 
 def new_refresh_token() -> tuple[str, str]:

@@ -44,6 +44,11 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return seen
 
 
+def sqlstate_of(exc: BaseException) -> str | None:
+    """The first SQLSTATE along the exception's chain (what SQLAlchemy wraps, causes)."""
+    return next((code for cur in _chain(exc) if (code := _sqlstate(cur)) is not None), None)
+
+
 def is_transient(exc: BaseException) -> bool:
     """Will the same batch succeed later, unchanged? Then retry it (never acknowledge it).
 
@@ -77,4 +82,4 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
-__all__ = ["TRANSIENT_SQLSTATES", "TRANSIENT_SQLSTATE_CLASSES", "is_transient"]
+__all__ = ["TRANSIENT_SQLSTATES", "TRANSIENT_SQLSTATE_CLASSES", "is_transient", "sqlstate_of"]

@@ -15,7 +15,7 @@ from kickstand.cloud.alerts import service
 from kickstand.cloud.alerts.types import AlertSeverity, AlertState, AlertType
 from kickstand.cloud.api.deps import CurrentUser, SessionDep
 from kickstand.cloud.api.errors import forbidden, invalid
-from kickstand.cloud.api.ids import Id
+from kickstand.cloud.api.ids import MAX_ID, Id, Text
 from kickstand.cloud.models import User, UserRole
 
 router = APIRouter(prefix="/dashboard/fleet-alerts", tags=["fleet-alerts"])
@@ -64,6 +64,8 @@ async def parse_networks(
         Query(
             description="Identifier(s) of networks: `networks=5` or `networks=1,5,7`.",
             examples=["5", "1,5,7"],
+            max_length=2000,
+            pattern=r"^ *[0-9]+ *(, *[0-9]+ *)*,? *$",
         ),
     ],
 ) -> list[int]:
@@ -72,8 +74,8 @@ async def parse_networks(
         ids = [int(part) for part in networks.replace(" ", "").split(",") if part]
     except ValueError as exc:
         raise invalid("networks", "a comma separated list of network ids") from exc
-    if not ids or any(i < 1 for i in ids):
-        raise invalid("networks", "at least one network id >= 1")
+    if not ids or any(not 1 <= i <= MAX_ID for i in ids):
+        raise invalid("networks", f"at least one network id, each within 1..{MAX_ID}")
     return ids
 
 
@@ -97,7 +99,7 @@ class SilenceRequest(AlertIds):
 
 
 class EscalateRequest(AlertIds):
-    note: str | None = Field(default=None, max_length=2000)
+    note: Text | None = Field(default=None, max_length=2000)
 
 
 @router.get("", summary="Get fleet alerts (current alerts of the networks)")
@@ -124,13 +126,13 @@ async def get_fleet_alerts_history(
     creation_date_min: date | None = None,
     creation_date_max: date | None = None,
     user_id: Annotated[Id | None, Query()] = None,
-    email: Annotated[str | None, Query(min_length=1)] = None,
+    email: Annotated[Text | None, Query(min_length=1)] = None,
     resolved_at_min: date | None = None,
     resolved_at_max: date | None = None,
-    cluster_name: Annotated[str | None, Query(min_length=1, max_length=50)] = None,
+    cluster_name: Annotated[Text | None, Query(min_length=1, max_length=50)] = None,
     cluster_id: Annotated[Id | None, Query()] = None,
     vehicle_id: Annotated[Id | None, Query()] = None,
-    serial_number: Annotated[str | None, Query(min_length=6, max_length=10)] = None,
+    serial_number: Annotated[Text | None, Query(min_length=6, max_length=10)] = None,
     state: Annotated[list[AlertState] | None, Query()] = None,
 ) -> dict[str, Any]:
     check_networks(operator, networks)

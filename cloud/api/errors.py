@@ -37,7 +37,7 @@ from kickstand.cloud.errors import (
     RiderSessionError,
     UnavailableError,
 )
-from kickstand.cloud.transient import is_transient
+from kickstand.cloud.transient import is_transient, sqlstate_of
 
 log = logging.getLogger("kickstand.cloud.api.errors")
 
@@ -302,7 +302,8 @@ def database_error(exc: BaseException) -> ApiError | None:
     if is_transient(exc):
         log.warning("event=api_database_unavailable error=%r", exc)
         return unavailable("the service cannot reach its database right now; please retry")
-    if isinstance(exc, DataError):
+    state = sqlstate_of(exc)
+    if isinstance(exc, DataError) or (state is not None and state.startswith("22")):
         log.warning("event=api_value_refused_by_database error=%r", exc)
         return ApiError(
             422,

@@ -7,7 +7,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from kickstand.cloud.api.ids import Id
+from kickstand.cloud.api.ids import Id, Text
 
 T = TypeVar("T")
 
@@ -33,18 +33,18 @@ class OkEnvelope(BaseModel):
 
 
 class LoginDevice(BaseModel):
-    id: str | None = Field(default=None, max_length=128)
-    os: str | None = Field(default=None, max_length=32)
-    model: str | None = Field(default=None, max_length=64)
-    app_version: str | None = Field(default=None, max_length=32)
+    id: Text | None = Field(default=None, max_length=128)
+    os: Text | None = Field(default=None, max_length=32)
+    model: Text | None = Field(default=None, max_length=64)
+    app_version: Text | None = Field(default=None, max_length=32)
 
 
 class LoginRequest(BaseModel):
-    email: str = Field(min_length=3, max_length=255, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-    password: str = Field(min_length=8, max_length=255)
+    email: Text = Field(min_length=3, max_length=255, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    password: Text = Field(min_length=8, max_length=255)
     scope: Literal["app", "dashboard"] = "app"
     device: LoginDevice | None = None
-    app_label: str | None = Field(default=None, min_length=1, max_length=20)
+    app_label: Text | None = Field(default=None, min_length=1, max_length=20)
 
 
 class PermissionOu(BaseModel):
@@ -78,7 +78,7 @@ class RefreshData(BaseModel):
 
 
 class LogoutRequest(BaseModel):
-    refresh_token: str = Field(min_length=10, max_length=200)
+    refresh_token: Text = Field(min_length=10, max_length=200)
 
 
 class CheckData(BaseModel):
@@ -136,14 +136,14 @@ class PricingRulePublic(BaseModel):
 class BillingRule(BaseModel):
     """How the rules above price a trip (``kickstand.cloud.billing.BILLING_RULE``)."""
 
-    timezone: str = Field(description="The network's time zone: the windows' local time.")
+    timezone: Text = Field(description="The network's time zone: the windows' local time.")
     currency: str
     minor_unit: int = Field(description="Decimal places the total is rounded to.")
-    window: str = Field(description="Which rule is in force at an instant.")
-    unlock: str = Field(description="Unlock price and included time.")
-    minutes: str = Field(description="Per-minute prices, across windows and on hold.")
-    rounding: str = Field(description="Started minutes and the rounding of the total.")
-    end: str = Field(description="When billing ends; the free-floating lock price.")
+    window: Text = Field(description="Which rule is in force at an instant.")
+    unlock: Text = Field(description="Unlock price and included time.")
+    minutes: Text = Field(description="Per-minute prices, across windows and on hold.")
+    rounding: Text = Field(description="Started minutes and the rounding of the total.")
+    end: Text = Field(description="When billing ends; the free-floating lock price.")
 
 
 class PricingEnvelope(BaseModel):
@@ -221,12 +221,12 @@ class MapVehicle(BaseModel):
 
 class BadgeLinkRequest(BaseModel):
     cluster_id: Id
-    name: str = Field(min_length=1, max_length=30)
+    name: Text = Field(min_length=1, max_length=30)
     spot_id: Id | None = None
 
 
 class BadgeRename(BaseModel):
-    name: str = Field(min_length=1, max_length=30)
+    name: Text = Field(min_length=1, max_length=30)
 
 
 class BadgePublic(BaseModel):

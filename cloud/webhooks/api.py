@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kickstand.cloud.alerts.api import OperatorUser, operator_networks
 from kickstand.cloud.api.deps import SessionDep, SettingsDep
 from kickstand.cloud.api.errors import forbidden
-from kickstand.cloud.api.ids import Id
+from kickstand.cloud.api.ids import Id, Text
 from kickstand.cloud.models import User
 from kickstand.cloud.webhooks import service
 from kickstand.cloud.webhooks.delivery import endpoint_payload
@@ -41,17 +41,17 @@ GuardDep = Annotated[TargetGuard, Depends(get_target_guard)]
 
 
 class EndpointCreate(BaseModel):
-    url: str = Field(min_length=8, max_length=2000)
+    url: Text = Field(min_length=8, max_length=2000)
     topics: list[str] = Field(min_length=1, max_length=100)
-    description: str | None = Field(default=None, max_length=200)
+    description: Text | None = Field(default=None, max_length=200)
     network_ids: list[Id] | None = None
     livemode: bool = True
 
 
 class EndpointUpdate(BaseModel):
-    url: str | None = Field(default=None, min_length=8, max_length=2000)
+    url: Text | None = Field(default=None, min_length=8, max_length=2000)
     topics: list[str] | None = Field(default=None, min_length=1, max_length=100)
-    description: str | None = Field(default=None, max_length=200)
+    description: Text | None = Field(default=None, max_length=200)
     network_ids: list[Id] | None = None
     #: true re-enables an endpoint that was disabled for failing.
     is_active: bool | None = None
@@ -197,7 +197,7 @@ async def list_deliveries(
     session: SessionDep,
     endpoint_id: EndpointId,
     status: DeliveryStatus | None = None,
-    event: Annotated[str | None, Query(max_length=64)] = None,
+    event: Annotated[Text | None, Query(max_length=64)] = None,
     page_size: Annotated[int, Query(ge=10, le=500)] = 20,
     last_primary_key: Annotated[Id | None, Query()] = None,
 ) -> dict[str, Any]:

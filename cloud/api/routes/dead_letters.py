@@ -17,7 +17,7 @@ from kickstand.cloud.alerts.api import OperatorUser, operator_networks
 from kickstand.cloud.alerts.engine import AlertEngine
 from kickstand.cloud.api.deps import SessionDep, SessionmakerDep
 from kickstand.cloud.api.errors import conflict, not_found
-from kickstand.cloud.api.ids import Id
+from kickstand.cloud.api.ids import Id, Text
 from kickstand.cloud.ingest import deadletters
 from kickstand.cloud.ingest.deadletters import LetterFilters
 from kickstand.cloud.ingest.replay import ReplayRefused, replay
@@ -32,9 +32,9 @@ LetterId = Annotated[Id, Path()]
 async def get_dead_letters(
     operator: OperatorUser,
     session: SessionDep,
-    device_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    device_id: Annotated[Text | None, Query(min_length=1, max_length=64)] = None,
     status: Literal["open", "replayed", "discarded"] | None = None,
-    reason: Annotated[str | None, Query(min_length=1, max_length=48)] = None,
+    reason: Annotated[Text | None, Query(min_length=1, max_length=48)] = None,
     primary_key_dir: Literal["ASC", "DESC"] = "DESC",
     page_size: Annotated[int, Query(ge=10, le=500)] = 20,
     last_primary_key: Annotated[Id | None, Query()] = None,

@@ -28,7 +28,7 @@ from kickstand.cloud.api.deps import (
     SettingsDep,
 )
 from kickstand.cloud.api.errors import ApiError, invalid, not_found
-from kickstand.cloud.api.ids import Id
+from kickstand.cloud.api.ids import Id, Text
 from kickstand.cloud.api.routes.rents import _outcome_error, create_rent, rent_public
 from kickstand.cloud.api.schemas import Envelope, MapVehicle, RentCreate
 from kickstand.cloud.errors import NotFoundError
@@ -61,9 +61,9 @@ def _code_error(exc: VehicleCodeError) -> ApiError:
 class FreeFloatUnlock(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    serial_number: str | None = Field(default=None, max_length=32)
+    serial_number: Text | None = Field(default=None, max_length=32)
     #: The text of the vehicle's QR code: the serial, or a URL carrying it.
-    qr_code: str | None = Field(default=None, max_length=512)
+    qr_code: Text | None = Field(default=None, max_length=512)
 
     @model_validator(mode="after")
     def _one(self) -> FreeFloatUnlock:
@@ -161,7 +161,7 @@ def vehicle_state(vehicle: Vehicle) -> str:
     summary="A vehicle by serial number: position, battery, online, state",
 )
 async def get_vehicle(
-    user: CurrentUser, session: SessionDep, serial_number: Annotated[str, Path(max_length=32)]
+    user: CurrentUser, session: SessionDep, serial_number: Annotated[Text, Path(max_length=32)]
 ) -> Envelope[MapVehicle]:
     try:
         vehicle = await find_vehicle(session, serial_number=serial_number)

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kickstand.cloud.api.deps import CurrentUser, SessionDep
 from kickstand.cloud.api.errors import ApiError, forbidden, invalid_fields, not_found
-from kickstand.cloud.api.ids import Id
+from kickstand.cloud.api.ids import Id, Text
 from kickstand.cloud.api.schemas import Envelope, OkEnvelope
 from kickstand.cloud.geofence import (
     CoordinateRangeError,
@@ -140,7 +140,7 @@ class BorderSettingsUpdate(BaseModel):
     reduce_vehicle_speed: bool
     play_vehicle_sound: bool
     lock_vehicle: bool
-    outside_return_policy: str | None = None
+    outside_return_policy: Text | None = None
     default_max_speed: int | None = None
 
 
@@ -175,13 +175,13 @@ class ForbiddenZoneCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     network_id: Id
     shape: Shape
-    name: str = ""
+    name: Text = ""
 
 
 class ForbiddenZoneUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     shape: Shape = None
-    name: str | None = None
+    name: Text | None = None
 
 
 # ── border ────────────────────────────────────────────────────────────────────────────

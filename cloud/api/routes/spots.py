@@ -18,7 +18,7 @@ from kickstand.cloud import maintenance
 from kickstand.cloud.alerts.api import OperatorUser, check_networks
 from kickstand.cloud.api.deps import GatewayDep, SessionmakerDep
 from kickstand.cloud.api.errors import not_found
-from kickstand.cloud.api.ids import Id
+from kickstand.cloud.api.ids import Id, Text
 from kickstand.cloud.api.schemas import Envelope
 from kickstand.cloud.errors import NotFoundError
 from kickstand.cloud.models import SpotState
@@ -31,7 +31,7 @@ SpotId = Annotated[Id, Path()]
 
 class SpotMaintenanceUpdate(BaseModel):
     in_maintenance: bool
-    reason: str | None = Field(default=None, max_length=64)
+    reason: Text | None = Field(default=None, max_length=64)
 
 
 class SpotMaintenancePublic(BaseModel):

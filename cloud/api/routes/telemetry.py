@@ -22,7 +22,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, Path, Query
-from pydantic import AwareDatetime, BaseModel
+from pydantic import AfterValidator, AwareDatetime, BaseModel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,7 +36,7 @@ from kickstand.cloud.api.errors import (
     not_found,
     telemetry_unavailable,
 )
-from kickstand.cloud.api.ids import Id
+from kickstand.cloud.api.ids import Id, Text
 from kickstand.cloud.config import Settings
 from kickstand.cloud.models import Cluster, Station, Trip, User, UserRole, Vehicle
 from kickstand.cloud.telemetry import (
@@ -68,11 +68,37 @@ PageSize = Annotated[
     int,
     Query(ge=1, le=MAX_PAGE_SIZE, description="At most this many samples; see `next_date_min`."),
 ]
+#: The telemetry store's range: InfluxDB times are int64 nanoseconds since 1970.
+EARLIEST = datetime(1678, 1, 1, tzinfo=UTC)
+LATEST = datetime(2262, 4, 11, tzinfo=UTC)
+_RANGE = f"must be between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} (the store's range)"
+
+
+def _in_store_range(value: datetime) -> datetime:
+    try:
+        inside = EARLIEST <= value <= LATEST
+    except OverflowError:  # an offset that pushes year 1 or 9999 out of datetime's range
+        inside = False
+    if not inside:
+        raise ValueError(_RANGE)
+    return value
+
+
+def _date_in_store_range(value: date) -> date:
+    if not EARLIEST.date() <= value <= LATEST.date():
+        raise ValueError(_RANGE)
+    return value
+
+
+#: A time or a day the store can hold (else 422, not the store's overflow).
+StoreTime = Annotated[AwareDatetime, AfterValidator(_in_store_range)]
+StoreDate = Annotated[date, AfterValidator(_date_in_store_range)]
+
 DateMin = Annotated[
-    AwareDatetime, Query(description="Start of the period (with a timezone), inclusive.")
+    StoreTime, Query(description="Start of the period (with a timezone), inclusive.")
 ]
 DateMax = Annotated[
-    AwareDatetime | None,
+    StoreTime | None,
     Query(description="End of the period (with a timezone), inclusive. Default: now."),
 ]
 
@@ -301,7 +327,7 @@ async def get_trip_positions(
     trip_id: TripIdPath,
     page_size: PageSize = DEFAULT_PAGE_SIZE,
     date_min: Annotated[
-        AwareDatetime | None,
+        StoreTime | None,
         Query(description="Resume from here (a previous page's `next_date_min`)."),
     ] = None,
 ) -> TripPositionsEnvelope:
@@ -388,12 +414,13 @@ async def get_energy_consumption(
     session: SessionDep,
     store: TelemetryDep,
     station_id: StationIdPath,
-    start_date: Annotated[date, Query(description="The start date of the period.")],
+    start_date: Annotated[StoreDate, Query(description="The start date of the period.")],
     end_date: Annotated[
-        date, Query(description="The end date of the period. Should be after the start_date.")
+        StoreDate,
+        Query(description="The end date of the period. Should be after the start_date."),
     ],
     timezone: Annotated[
-        str,
+        Text,
         Query(
             min_length=1,
             max_length=64,
@@ -443,11 +470,11 @@ async def get_heatmap(
         Query(alias="lngDeg", ge=0, le=180, description="Width of the area, in degrees."),
     ],
     date_min: Annotated[
-        AwareDatetime,
+        StoreTime,
         Query(description="The minimum start date of points to show (rounded by month)."),
     ],
     date_max: Annotated[
-        AwareDatetime,
+        StoreTime,
         Query(description="The maximum start date of points to show (rounded by month)."),
     ],
     zoom: Annotated[
