@@ -1,9 +1,11 @@
 """A foreign station: a Kickstand v1 station written from the documents alone.
 
-This module is our hold-out (issue 14). It was written from ``protocol/SPEC.md``,
-``protocol/schema/*.cddl`` and ``protocol/vectors/v1.json`` only: it imports nothing of
+This module is our hold-out (issue 14), with its companions ``foreign_wire`` (codes and
+limits), ``foreign_cbor`` (strict decoding, field checks) and ``foreign_commands``
+(command verification). They were written from ``protocol/SPEC.md``,
+``protocol/schema/*.cddl`` and ``protocol/vectors/v1.json`` only: they import nothing of
 ``kickstand`` — the standard library, ``cbor2``, ``aiomqtt`` and ``cryptography`` (Ed25519
-verify) are all it uses. When it needs knowledge of our code to pass, the SPEC is wrong:
+verify) are all they use. When it needs knowledge of our code to pass, the SPEC is wrong:
 fix the SPEC, not this module (CONTRIBUTING.md).
 
 It is a station mainboard without hardware: its spots are a table in memory that a test
@@ -48,485 +50,50 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import math
 import secrets
 import socket
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from enum import IntEnum
 from types import TracebackType
 from typing import Any, Self
 
 import aiomqtt
 import cbor2
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from tests.conformance.foreign_cbor import (
+    Malformed,
+    Schema,
+    a_map,
+    boolean,
+    bytes_in,
+    decode,
+    int_in,
+    need,
+    text_in,
+)
+from tests.conformance.foreign_commands import Refused, Verified, Verifier
+from tests.conformance.foreign_wire import (
+    AUTH_FULL,
+    CONFIG_KEYS,
+    U32,
+    U63,
+    BadgeOutcome,
+    BootStatus,
+    Command,
+    DeviceState,
+    Event,
+    Lock,
+    LockCause,
+    Reject,
+    Result,
+    SpotState,
+    Trigger,
+)
 
 log = logging.getLogger("foreign_station")
-
-# -- the codes of SPEC §6 ------------------------------------------------------------------
-
-
-class SpotState(IntEnum):
-    EMPTY = 1
-    DOCKED_LOCKED = 2
-    UNLOCKING = 3
-    UNLOCKED_AWAITING_REMOVAL = 4
-    FAULT = 5
-    MAINTENANCE = 6
-
-
-class DeviceState(IntEnum):
-    OPERATIVE = 1
-    MAINTENANCE = 6
-
-
-class Lock(IntEnum):
-    LOCKED = 0
-    OPEN = 1
-
-
-class Event(IntEnum):
-    VEHICLE_DOCKED = 1
-    VEHICLE_REMOVED = 2
-    UNLOCKED = 4
-    UNLOCK_EXPIRED = 5
-    BADGE_PRESENTED = 6
-
-
-class LockCause(IntEnum):
-    COMMAND = 1
-    OFFLINE_BADGE = 6
-
-
-class Command(IntEnum):
-    UNLOCK = 1
-    LOCK = 2
-    SET_SPEED_LIMIT = 3
-    SET_MAINTENANCE = 4
-    AUTH_LIST_UPDATE = 5
-    CONFIG = 6
-    REBOOT = 7
-    TRIGGER_MESSAGE = 8
-    FIRMWARE_UPDATE = 9
-
-
-class Result(IntEnum):
-    ACCEPTED = 1
-    REJECTED = 2
-    DONE = 3
-    FAILED = 4
-
-
-class Reject(IntEnum):
-    BAD_SIGNATURE = 1
-    EXPIRED = 2
-    REPLAYED = 3
-    WRONG_DEVICE = 4
-    NOT_SUPPORTED = 5
-    MALFORMED = 6
-    BUSY = 7
-    INVALID_STATE = 8
-    MAINTENANCE = 9
-    HARDWARE_FAULT = 10
-    NOT_YET_VALID = 11
-    UNKNOWN_KEY = 12
-    VERSION_MISMATCH = 13
-
-
-class BootStatus(IntEnum):
-    ACCEPTED = 1
-    PENDING = 2
-    REJECTED = 3
-
-
-class Trigger(IntEnum):
-    BIRTH = 1
-    STATUS = 2
-    HEARTBEAT = 3
-    TELEMETRY = 4
-
-
-class BadgeOutcome(IntEnum):
-    UNLOCKING = 1
-    LINKED = 2
-    REFUSED = 3
-
-
-AUTH_FULL, AUTH_DIFF = 1, 2
-U32 = 2**32 - 1
-U63 = 2**63 - 1
-V31 = 2**31 - 1
-ZERO_ID = bytes(16)
-#: SPEC §10: the largest command payload.
-MAX_COMMAND = 256 * 1024
-#: SPEC §7.2: an ``issued_at`` up to this far ahead of the device's clock is accepted.
-SKEW_MS = 30_000
-#: SPEC §7.5, station keys and their types.
-CONFIG_KEYS: dict[str, str] = {
-    "unlock_window_s": "int",
-    "offline_window_s": "int",
-    "offline_allow_unknown": "bool",
-    "temperature_high_c": "float",
-    "temperature_clear_c": "float",
-    "telemetry_interval_s": "float",
-    "poll_interval_s": "float",
-    "active_poll_interval_s": "float",
-}
-
-
-class Malformed(Exception):
-    """Bytes that are not exactly one well-formed CBOR item with unique map keys (§10)."""
-
-
-class Schema(Exception):
-    """One well-formed item of the wrong shape, type or range (§11)."""
-
-
-# -- strict CBOR (SPEC §10: one item, unique keys, any valid encoding) --------------------
-
-#: SPEC §10: payload size limits per channel, checked before parsing.
-LIMITS = {
-    "birth": 4096,
-    "status": 512,
-    "evt": 512,
-    "res": 512,
-    "tlm": 1024,
-    "hb": 256,
-    "death": 256,
-    "boot": 256,
-    "time": 256,
-    "badge": 256,
-    "ack": 2048,
-    "cmd": MAX_COMMAND,
-}
-
-
-def decode(channel: str, raw: bytes) -> Any:
-    """A payload of ``channel``: within its size limit, exactly one CBOR item."""
-    if not raw or len(raw) > LIMITS[channel]:
-        raise Malformed(f"{len(raw)} bytes on {channel}")
-    return strict_loads(raw)
-
-
-def strict_loads(data: bytes) -> Any:
-    """cbor2 decodes; this walk refuses what cbor2 lets through (trailing bytes, a map key
-    twice at any depth, reserved or broken heads)."""
-    end = _item_end(data, 0, 0)
-    if end != len(data):
-        raise Malformed("bytes after the item")
-    try:
-        return cbor2.loads(data)
-    except Exception as e:  # cbor2's error classes vary by version
-        raise Malformed(str(e)) from e
-
-
-def _head(data: bytes, i: int) -> tuple[int, int | None, int]:
-    """(major type, argument or None for indefinite, index after the head)."""
-    if i >= len(data):
-        raise Malformed("truncated")
-    ib = data[i]
-    major, ai = ib >> 5, ib & 0x1F
-    if ai < 24:
-        return major, ai, i + 1
-    if ai in (24, 25, 26, 27):
-        n = 1 << (ai - 24)
-        if i + 1 + n > len(data):
-            raise Malformed("truncated")
-        return major, int.from_bytes(data[i + 1 : i + 1 + n], "big"), i + 1 + n
-    if ai == 31 and major in (2, 3, 4, 5, 7):
-        return major, None, i + 1
-    raise Malformed(f"reserved head 0x{ib:02x}")
-
-
-def _item_end(data: bytes, i: int, depth: int) -> int:
-    if depth > 1000:
-        raise Malformed("nested too deep")
-    major, arg, j = _head(data, i)
-    if major in (0, 1):
-        return j
-    if major in (2, 3):
-        if arg is not None:
-            if j + arg > len(data):
-                raise Malformed("truncated")
-            return j + arg
-        while True:  # indefinite string: definite chunks of the same major type, then break
-            if j >= len(data):
-                raise Malformed("truncated")
-            if data[j] == 0xFF:
-                return j + 1
-            m, a, k = _head(data, j)
-            if m != major or a is None:
-                raise Malformed("bad chunk")
-            j = k + a
-    if major == 4:
-        if arg is not None:
-            for _ in range(arg):
-                j = _item_end(data, j, depth + 1)
-            return j
-        while True:
-            if j >= len(data):
-                raise Malformed("truncated")
-            if data[j] == 0xFF:
-                return j + 1
-            j = _item_end(data, j, depth + 1)
-    if major == 5:
-        seen: set[str] = set()
-        count = 0
-        while arg is None or count < arg:
-            if arg is None:
-                if j >= len(data):
-                    raise Malformed("truncated")
-                if data[j] == 0xFF:
-                    return j + 1
-            k = _item_end(data, j, depth + 1)
-            key = cbor2.loads(data[j:k])
-            # Keys are compared as values: 0 written as 00 and as 18 00 is the same key.
-            ident = f"{type(key).__name__}:{key!r}"
-            if ident in seen:
-                raise Malformed("a map key twice")
-            seen.add(ident)
-            j = _item_end(data, k, depth + 1)
-            count += 1
-        return j
-    if major == 6:
-        return _item_end(data, j, depth + 1)
-    # major 7: simple values and floats; a break outside an indefinite item is malformed
-    if arg is None:
-        raise Malformed("unexpected break")
-    return j
-
-
-# -- field checks (SPEC §6, §10) ----------------------------------------------------------
-
-
-def _int(v: Any, lo: int, hi: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        raise Schema(f"integer {lo}..{hi} expected, got {v!r}")
-    return int(v)
-
-
-def _text(v: Any, lo: int, hi: int) -> str:
-    if not isinstance(v, str):
-        raise Schema(f"text expected, got {v!r}")
-    n = len(v.encode())
-    if not lo <= n <= hi:
-        raise Schema(f"text of {lo}..{hi} bytes expected")
-    if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in v):
-        raise Schema("control character in text")
-    return v
-
-
-def _bytes(v: Any, lo: int, hi: int) -> bytes:
-    if not isinstance(v, bytes) or not lo <= len(v) <= hi:
-        raise Schema(f"byte string of {lo}..{hi} bytes expected")
-    return v
-
-
-def _bool(v: Any) -> bool:
-    if not isinstance(v, bool):
-        raise Schema(f"bool expected, got {v!r}")
-    return v
-
-
-def _map(v: Any) -> dict[Any, Any]:
-    if not isinstance(v, dict):
-        raise Schema("map expected")
-    return v
-
-
-def _need(m: Mapping[Any, Any], key: int) -> Any:
-    if key not in m:
-        raise Schema(f"key {key} missing")
-    return m[key]
-
-
-def _uids(v: Any) -> list[bytes]:
-    if not isinstance(v, list) or len(v) > 20_000:
-        raise Schema("a list of at most 20000 UIDs expected")
-    return [_bytes(u, 4, 10) for u in v]
-
-
-def _check_args(ctype: int, args: dict[Any, Any]) -> None:
-    """The arguments of §6 "Command arguments"; unknown keys are ignored (§8)."""
-    opt = args.get
-    if ctype == Command.UNLOCK:
-        if 0 in args:
-            _int(opt(0), 0, 255)
-        if 1 in args:
-            _int(opt(1), 0, 600)
-        if 2 in args:
-            _text(opt(2), 0, 40)
-    elif ctype == Command.LOCK:
-        if 0 in args:
-            _int(opt(0), 0, 255)
-    elif ctype == Command.SET_SPEED_LIMIT:
-        _int(_need(args, 0), 0, 100)
-    elif ctype == Command.SET_MAINTENANCE:
-        _int(_need(args, 0), 0, 255)
-        _bool(_need(args, 1))
-        if 2 in args:
-            _text(opt(2), 0, 64)
-    elif ctype == Command.AUTH_LIST_UPDATE:
-        if _int(_need(args, 0), 0, 255) not in (AUTH_FULL, AUTH_DIFF):
-            raise Schema("unknown AuthListKind")
-        _int(_need(args, 1), 0, V31)
-        if 2 in args:
-            _int(opt(2), 0, V31)
-        for k in (3, 4):
-            if k in args:
-                _uids(args[k])
-    elif ctype == Command.CONFIG:
-        _int(_need(args, 0), 0, V31)
-        if 1 in args:
-            values = _map(opt(1))
-            if len(values) > 64:
-                raise Schema("more than 64 Config values")
-            for k, v in values.items():
-                _text(k, 0, 64)
-                if isinstance(v, float):
-                    if not math.isfinite(v):
-                        raise Schema("a Config float must be finite")
-                elif isinstance(v, str):
-                    _text(v, 0, 2**31)
-                elif not isinstance(v, bool):
-                    _int(v, -(2**63), U63)
-    elif ctype == Command.REBOOT:
-        if 0 in args:
-            _bool(opt(0))
-    elif ctype == Command.TRIGGER_MESSAGE:
-        if _int(_need(args, 0), 0, 255) not in set(Trigger):
-            raise Schema("unknown TriggerKind")
-        if 1 in args:
-            _int(opt(1), 0, 255)
-    elif ctype == Command.FIRMWARE_UPDATE:
-        _text(_need(args, 0), 1, 512)
-        _text(_need(args, 1), 1, 32)
-        _bytes(_need(args, 2), 32, 32)
-        _int(_need(args, 3), 0, 64 * 1024 * 1024)
-        if 4 in args:
-            _int(opt(4), 0, 255)
-
-
-# -- command verification (SPEC §7.1, §7.2) ------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Verified:
-    command_id: bytes
-    ctype: Command
-    issued_at: int
-    expires_at: int
-    args: dict[Any, Any]
-
-
-@dataclass(frozen=True)
-class Refused:
-    command_id: bytes
-    reason: Reject
-    detail: str
-
-
-def kid_of(public_key: bytes) -> bytes:
-    """§7.1: the key id is the first 8 bytes of the raw public key."""
-    return public_key[:8]
-
-
-class Verifier:
-    """The checks of §7.2, in that order. ``executed`` is the device's non-volatile set of
-    command ids (kept at least until their ``expires_at``)."""
-
-    def __init__(self, device_id: str, public_keys: Iterable[bytes]) -> None:
-        self.device_id = device_id
-        self.keys = {kid_of(k): Ed25519PublicKey.from_public_bytes(k) for k in public_keys}
-        self.executed: dict[bytes, int] = {}
-
-    def verify(self, raw: bytes, now_ms: int) -> Verified | Refused:
-        cid = _readable_command_id(raw)
-        # 1. size, COSE_Sign1 structure, alg
-        if len(raw) > MAX_COMMAND:
-            return Refused(cid, Reject.MALFORMED, "over 256 KiB")
-        try:
-            item = strict_loads(raw)
-            if not isinstance(item, cbor2.CBORTag) or item.tag != 18:
-                raise Schema("not a COSE_Sign1 (tag 18)")
-            parts = item.value
-            if not isinstance(parts, list | tuple) or len(parts) != 4:
-                raise Schema("COSE_Sign1 is an array of 4")
-            protected_raw, unprotected, payload, signature = parts
-            _bytes(protected_raw, 0, MAX_COMMAND)
-            _map(unprotected)
-            _bytes(payload, 0, MAX_COMMAND)
-            _bytes(signature, 64, 64)
-            protected = _map(strict_loads(protected_raw)) if protected_raw else {}
-        except (Malformed, Schema) as e:
-            return Refused(cid, Reject.MALFORMED, str(e)[:128])
-        if protected.get(1) != -8:
-            return Refused(cid, Reject.BAD_SIGNATURE, "alg is not EdDSA")
-        # 2. a trusted kid
-        kid = protected.get(4)
-        key = self.keys.get(kid) if isinstance(kid, bytes) else None
-        if key is None:
-            return Refused(cid, Reject.UNKNOWN_KEY, "untrusted kid")
-        # 3. the signature, over Sig_structure (RFC 9052 §4.4)
-        to_sign = cbor2.dumps(["Signature1", protected_raw, b"", payload])
-        try:
-            key.verify(signature, to_sign)
-        except InvalidSignature:
-            return Refused(cid, Reject.BAD_SIGNATURE, "signature does not verify")
-        # 4. the payload decodes, its type is known
-        try:
-            body = _map(strict_loads(payload))
-            cid = _bytes(_need(body, 0), 16, 16)
-            device_id = _text(_need(body, 1), 1, 32)
-            ctype_code = _int(_need(body, 2), 0, 255)
-            issued_at = _int(_need(body, 3), 0, U63)
-            expires_at = _int(_need(body, 4), 0, U63)
-            args = _map(_need(body, 5))
-            if any(isinstance(k, bool) or not isinstance(k, int) or k < 0 for k in args):
-                raise Schema("argument keys are uints")
-        except (Malformed, Schema) as e:
-            return Refused(cid, Reject.MALFORMED, str(e)[:128])
-        if ctype_code not in set(Command):
-            return Refused(cid, Reject.NOT_SUPPORTED, f"command type {ctype_code}")
-        ctype = Command(ctype_code)
-        try:
-            _check_args(ctype, args)
-        except Schema as e:
-            return Refused(cid, Reject.MALFORMED, str(e)[:128])
-        # 5.-8. device, time, replay
-        if device_id != self.device_id:
-            return Refused(cid, Reject.WRONG_DEVICE, f"for {device_id}")
-        if now_ms > expires_at:
-            return Refused(cid, Reject.EXPIRED, f"expired {now_ms - expires_at} ms ago")
-        if issued_at > now_ms + SKEW_MS:
-            return Refused(cid, Reject.NOT_YET_VALID, "issued in the future")
-        if cid in self.executed:
-            return Refused(cid, Reject.REPLAYED, "already executed")
-        self.executed[cid] = expires_at
-        for old, exp in list(self.executed.items()):
-            if exp < now_ms - 3_600_000:  # long past its expiry: cannot verify again
-                del self.executed[old]
-        return Verified(cid, ctype, issued_at, expires_at, args)
-
-
-def _readable_command_id(raw: bytes) -> bytes:
-    """§11: a refusal carries the payload's command_id when it can be read (even
-    unverified), else 16 zero bytes."""
-    try:
-        item = cbor2.loads(raw)
-        payload = cbor2.loads(item.value[2])
-        cid = payload[0]
-        if isinstance(cid, bytes) and len(cid) == 16:
-            return cid
-    except Exception:
-        pass
-    return ZERO_ID
-
 
 # -- the station ---------------------------------------------------------------------------
 
@@ -869,7 +436,7 @@ class ForeignStation:
                 if channel == "cmd":
                     await self._on_command(raw)
                     continue
-                body = _map(decode(channel, raw))
+                body = a_map(decode(channel, raw))
                 if channel == "boot":
                     self._on_boot(body)
                 elif channel == "time":
@@ -883,15 +450,15 @@ class ForeignStation:
                 log.warning("event=foreign_bad_message channel=%s error=%s", channel, e)
 
     def _on_boot(self, m: dict[Any, Any]) -> None:
-        status = _int(_need(m, 0), 1, 3)
-        _int(_need(m, 1), 0, U63)
-        _int(_need(m, 2), 0, 86400)
-        if _int(_need(m, 3), 1, U32) != self.boot_id:
+        status = int_in(need(m, 0), 1, 3)
+        int_in(need(m, 1), 0, U63)
+        int_in(need(m, 2), 0, 86400)
+        if int_in(need(m, 3), 1, U32) != self.boot_id:
             return  # an answer to another boot's birth
         if 4 in m:
-            _int(m[4], 0, 86400)
+            int_in(m[4], 0, 86400)
         if 5 in m:
-            _bool(m[5])
+            boolean(m[5])
         self.boot_replies.append(m)
         if self.accepted.is_set():
             if status == BootStatus.ACCEPTED:  # the answer to a triggered birth
@@ -902,8 +469,8 @@ class ForeignStation:
         self._boot_replies.put_nowait(m)
 
     def _on_time(self, m: dict[Any, Any]) -> None:
-        server = _int(_need(m, 0), 0, U63)
-        echoed = _int(_need(m, 1), 0, U63)
+        server = int_in(need(m, 0), 0, U63)
+        echoed = int_in(need(m, 1), 0, U63)
         sent = self._hb_sent.pop(echoed, None)
         if sent is None:
             return
@@ -913,14 +480,14 @@ class ForeignStation:
         self.counters.time_replies += 1
 
     def _on_ack(self, m: dict[Any, Any]) -> None:
-        ranges = _need(m, 0)
+        ranges = need(m, 0)
         if not isinstance(ranges, list) or not 1 <= len(ranges) <= 128:
             raise Schema("1..128 ack ranges expected")
         checked = []
         for r in ranges:
             if not isinstance(r, list) or len(r) != 3:
                 raise Schema("an ack range is [boot_id, first, last]")
-            boot, first, last = _int(r[0], 1, U32), _int(r[1], 1, U32), _int(r[2], 1, U32)
+            boot, first, last = int_in(r[0], 1, U32), int_in(r[1], 1, U32), int_in(r[2], 1, U32)
             if first > last:
                 raise Schema("first > last")
             checked.append((boot, first, last))
@@ -934,11 +501,11 @@ class ForeignStation:
             self.acked.update(k for k in self.sent if k[0] == boot and first <= k[1] <= last)
 
     def _on_badge(self, m: dict[Any, Any]) -> None:
-        uid = _bytes(_need(m, 0), 4, 10)
-        outcome = _int(_need(m, 1), 1, 3)
-        reason = _int(m[2], 1, 255) if 2 in m else None
-        spot = _int(m[3], 0, 255) if 3 in m else None
-        rent_id = _text(m[4], 0, 40) if 4 in m else None
+        uid = bytes_in(need(m, 0), 4, 10)
+        outcome = int_in(need(m, 1), 1, 3)
+        reason = int_in(m[2], 1, 255) if 2 in m else None
+        spot = int_in(m[3], 0, 255) if 3 in m else None
+        rent_id = text_in(m[4], 0, 40) if 4 in m else None
         self.badge_replies.append(BadgeReply(uid, BadgeOutcome(outcome), reason, spot, rent_id))
 
     # -- §7 commands -------------------------------------------------------------------------
@@ -1236,15 +803,3 @@ class ForeignStation:
 
 def _new_boot_id() -> int:
     return secrets.randbelow(U32) + 1  # 1..2^32−1, never 0 (§3)
-
-
-def decode_json_key(document: str) -> bytes:
-    """The provisioning document of §7.6 (``{"alg", "crv", "kid", "public_key"}``)."""
-    doc = json.loads(document)
-    key = bytes.fromhex(doc["public_key"])
-    if doc.get("kid") and bytes.fromhex(doc["kid"]) != kid_of(key):
-        raise ValueError("the document's kid is not its key's first 8 bytes")
-    return key
-
-
-__all__ = ["ForeignStation", "Verifier", "decode_json_key", "strict_loads"]

@@ -22,17 +22,15 @@ import pytest_asyncio
 from sqlalchemy import func, select, update
 
 from kickstand.cloud.ingest.tables import DeviceBootCount
-from kickstand.cloud.models import Rent, RentStatus, Trip, Vehicle
+from kickstand.cloud.models import Badge, Rent, RentStatus, Trip, Vehicle
+from kickstand.cloud.rent_gateway import UnlockResult
 from kickstand.cloud.seed import ALICE_BADGE_UID
+from kickstand.protocol.v1 import enums as pe
+from kickstand.protocol.v1 import messages as m
 from kickstand.testing import MosquittoService, PostgresServer
-from tests.conformance.foreign_station import (
-    BadgeOutcome,
-    Command,
-    ForeignStation,
-    Lock,
-    Result,
-    decode_json_key,
-)
+from tests.conformance.foreign_commands import decode_json_key
+from tests.conformance.foreign_station import AuthList, ForeignStation
+from tests.conformance.foreign_wire import BadgeOutcome, Command, Lock, Reject, Result
 from tests.e2e.city import City, eventually, seeded_city
 from tests.e2e.test_device_contract import cluster_of, vehicle_spot
 from tests.e2e.test_rider_journey import trip_of_rent, wallet
@@ -46,6 +44,7 @@ pytestmark = [
 
 ALICE = ("alice@example.com", "alice-demo-1")
 BOB = ("bob@example.com", "bob-demo-1")
+OPERATOR = ("operator@example.com", "operator-demo-1")
 ALICE_UID = bytes.fromhex(ALICE_BADGE_UID)
 UNKNOWN_UID = bytes.fromhex("0BADBAD0")
 #: The window of the cloud's Unlocks (RENT_UNLOCK_WINDOW_S): short, so expiries are quick.
@@ -226,6 +225,64 @@ async def test_the_list_arrives_full_after_birth_and_badges_are_answered_online(
     await eventually(lambda: _rent_is(city, rent_id, RentStatus.EXPIRED_NO_REMOVAL), 15)
 
 
+async def test_a_diff_on_block_and_a_full_after_a_version_mismatch(
+    city: City, station: ForeignStation
+) -> None:
+    await station.wait_for(lambda: ALICE_UID in station.auth.uids, 10)
+    operator = await city.login(*OPERATOR)
+    badge_id = await _badge_id(city, ALICE_BADGE_UID)
+    held = station.auth.version
+    r = await city.client().put(
+        f"/v1/dashboard/badges/{badge_id}/blocked", json={"blocked": True}, headers=operator
+    )
+    assert r.status_code == 200, r.text
+    # A DIFF from the version the station holds to the next, without the blocked badge.
+    await station.wait_for(lambda: (2, held + 1, Result.DONE, None) in station.auth_updates, 10)
+    assert ALICE_UID not in station.auth.uids and station.auth.version == held + 1
+
+    # The station lost that update (it holds the version before): the next DIFF does not
+    # fit, it answers VERSION_MISMATCH and the cloud sends a FULL.
+    station.auth = AuthList(held, set(station.auth.uids))
+    r = await city.client().put(
+        f"/v1/dashboard/badges/{badge_id}/blocked", json={"blocked": False}, headers=operator
+    )
+    assert r.status_code == 200, r.text
+    mismatch = (2, held + 2, Result.REJECTED, Reject.VERSION_MISMATCH)
+    await station.wait_for(lambda: mismatch in station.auth_updates, 10)
+    await station.wait_for(lambda: station.auth_updates[-1][0] == 1, 10)
+    assert station.auth_updates[-1][2] is Result.DONE
+    assert station.auth.version >= held + 2 and ALICE_UID in station.auth.uids
+
+
+async def test_maintenance_in_and_out_through_the_dashboard(
+    city: City, station: ForeignStation
+) -> None:
+    n = 6
+    spot_id = await city.spot_id("st-0001", n)
+    operator = await city.login(*OPERATOR)
+    url = f"/v1/dashboard/spots/{spot_id}/maintenance"
+    r = await city.client().put(url, json={"in_maintenance": True}, headers=operator)
+    assert r.status_code == 200 and r.json()["data"]["station_answer"] == "done", r.text
+    assert station.spots[n].maintenance
+    r = await city.client().put(url, json={"in_maintenance": False}, headers=operator)
+    assert r.status_code == 200 and r.json()["data"]["station_answer"] == "done", r.text
+    assert not station.spots[n].maintenance
+    maintenance = [r for r in station.results if r.ctype is Command.SET_MAINTENANCE]
+    assert [r.status for r in maintenance][-2:] == [Result.DONE, Result.DONE]
+
+
+async def test_a_trigger_message_status_sends_every_spot(
+    city: City, station: ForeignStation
+) -> None:
+    assert city.gateway is not None
+    before = _statuses(station)
+    issued = city.gateway.issue_command("st-0001", m.TriggerMessage(pe.TriggerKind.STATUS))
+    outcome = await city.gateway.send_command(issued)
+    assert outcome.result is UnlockResult.UNLOCKED, outcome  # the station answered DONE
+    # Spot 0 means every spot, and the station's own status too (§7.4).
+    assert _statuses(station) - before == 1 + len(station.spots)
+
+
 async def test_a_station_whose_clock_is_6_s_fast_still_unlocks(
     city: City, station: ForeignStation
 ) -> None:
@@ -300,6 +357,17 @@ async def test_each_delivered_seq_is_counted_once(city: City, station: ForeignSt
 
 
 # -- helpers ------------------------------------------------------------------------------
+
+
+def _statuses(station: ForeignStation) -> int:
+    return sum(1 for _, _, channel in station.publishes if channel == "status")
+
+
+async def _badge_id(city: City, uid: str) -> int:
+    assert city.sessionmaker is not None
+    async with city.sessionmaker() as s:
+        badge_id: int = (await s.execute(select(Badge.id).where(Badge.uid == uid))).scalar_one()
+        return badge_id
 
 
 def _docked_spot(station: ForeignStation) -> int:

@@ -1,4 +1,4 @@
-"""The foreign station's command verifier (tests/conformance/foreign_station.py, written
+"""The foreign station's command verifier (tests/conformance/foreign_commands.py, written
 from the documents alone) against the normative vectors: every valid command verifies at
 its ``verify_at_ms``, every invalid one is refused with the RejectReason the vector names
 (SPEC §7.2, §11), and a second verification of a valid one is REPLAYED. Imports nothing of
@@ -6,13 +6,16 @@ its ``verify_at_ms``, every invalid one is refused with the RejectReason the vec
 
 from __future__ import annotations
 
+import ast
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conformance.foreign_station import Refused, Verified, Verifier, decode
+from tests.conformance.foreign_cbor import decode
+from tests.conformance.foreign_commands import Refused, Verified, Verifier
 
 VECTORS = json.loads((Path(__file__).parents[2] / "protocol" / "vectors" / "v1.json").read_text())
 KEY = bytes.fromhex(VECTORS["test_keys"]["public_hex"])
@@ -53,3 +56,23 @@ def test_the_strict_decoder_refuses_exactly_the_malformed_vectors(vector: dict[s
         assert malformed, f"{vector['name']} refused but it is not malformed"
         return
     assert not malformed, f"{vector['name']} is malformed but decoded"
+
+
+FOREIGN = sorted(Path(__file__).parent.glob("foreign_*.py"))
+
+
+@pytest.mark.parametrize("module", FOREIGN, ids=[p.name for p in FOREIGN])
+def test_the_foreign_station_imports_nothing_of_ours(module: Path) -> None:
+    """The hold-out stays one (CONTRIBUTING.md): the standard library, cbor2, aiomqtt,
+    cryptography and its own modules only."""
+    allowed = set(sys.stdlib_module_names) | {"cbor2", "aiomqtt", "cryptography"}
+    own = {f"tests.conformance.{p.stem}" for p in FOREIGN}
+    for node in ast.walk(ast.parse(module.read_text())):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names = [node.module]
+        else:
+            continue
+        for name in names:
+            assert name in own or name.split(".")[0] in allowed, f"{module.name}: {name}"
