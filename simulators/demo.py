@@ -11,6 +11,8 @@ One process, one event loop:
 - telemetry: ``INFLUX_URL`` when set, else the local store ``var/telemetry.sqlite3``;
 - the cloud: the rider/operator API (uvicorn), an ingest worker with fleet alerts and
   the geofencing hook, the webhook delivery worker;
+- mail: ``SMTP_HOST`` when set, else an in-process SMTP sink that saves every mail
+  (sign-up confirmations, password resets) as a file in ``var/mail/``;
 - the devices: the seed's four stations, spot boards emulated on pseudo terminals and
   each driven by the real station agent, and the seed's free-floating scooters, their
   GPS / lock box / battery emulated and each driven by the real vehicle agent.
@@ -44,6 +46,7 @@ Kickstand is running (Ctrl-C to stop)
   telemetry            {telemetry}
   stations             {stations}
   free-floating        {vehicles}
+  mail                 {mail}
   scenario control     127.0.0.1:{control}, e.g. a rider takes the bike out of spot 1:
                        python -m kickstand.simulators station ctl --port {control} st-0001 take 1
 
@@ -59,6 +62,20 @@ Try it (a rider unlocks bike LY0001 in spot 1 of st-0001, rides, docks at st-000
   python -m kickstand.simulators station ctl --port {control} st-0001 take 1
   python -m kickstand.simulators station ctl --port {control} st-0002 dock 5 LY0001
   curl -s $API/v1/trips -H "authorization: Bearer $TOKEN"
+{signup}"""
+
+#: Shown when mails land in the sink's folder: a rider signs up and confirms the mailed code.
+SIGNUP = """
+Sign up a rider (the confirmation mail lands in {maildir}/):
+  API=http://{api}
+  curl -s -X POST $API/v1/auth/signup -H 'content-type: application/json' \\
+       -d '{{"email":"me@example.com","password":"my-password-1","accept_terms":true}}'
+  MAIL=$(ls -t {maildir}/*.eml | head -1); cat "$MAIL"
+  CODE=$(grep -o 'code in the app: [A-Za-z0-9]*' "$MAIL" | cut -d' ' -f5)
+  curl -s -X POST $API/v1/auth/email/confirm -H 'content-type: application/json' \\
+       -d "{{\\"token\\":\\"$CODE\\"}}"
+  curl -s -X POST $API/v1/auth/login -H 'content-type: application/json' \\
+       -d '{{"email":"me@example.com","password":"my-password-1"}}'
 """
 
 
@@ -143,6 +160,7 @@ async def run(args: argparse.Namespace) -> int:
     from kickstand.cloud.freefloat import FreeFloatHook
     from kickstand.cloud.geofence.store import GeofenceCache
     from kickstand.cloud.ingest.worker import IngestWorker
+    from kickstand.cloud.seed import ensure_development
     from kickstand.cloud.telemetry import open_telemetry_store
     from kickstand.cloud.webhooks.delivery import DeliveryPolicy, start_worker
     from kickstand.simulators.station.fleet import StationFleet
@@ -150,6 +168,7 @@ async def run(args: argparse.Namespace) -> int:
     from kickstand.simulators.vehicle.fleet import VehicleFleet
 
     settings = get_settings()
+    ensure_development(settings.ENVIRONMENT)  # the demo seed's passwords are public
     settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
     stations, floating = await _prepare_database(settings)
     signer = load_signer(settings)
@@ -170,6 +189,16 @@ async def run(args: argparse.Namespace) -> int:
                 EmbeddedBroker(args.host, port)
             )
             shared = False  # amqtt has no $share: exactly one ingest worker
+        maildir: Path | None = None
+        if settings.SMTP_HOST is None:
+            from kickstand.testing.mailsink import MailSink
+
+            maildir = (settings.VAR_DIR / "mail").resolve()
+            sink = stack.enter_context(MailSink(directory=maildir))
+            settings = settings.model_copy(update={"SMTP_HOST": sink.host, "SMTP_PORT": sink.port})
+            mail = f"SMTP sink smtp://{sink.host}:{sink.port}, each mail saved in {maildir}/"
+        else:
+            mail = f"SMTP server {settings.SMTP_HOST}:{settings.SMTP_PORT}"
         engine = create_engine(settings)
         stack.push_async_callback(engine.dispose)
         sessionmaker = create_sessionmaker(engine)
@@ -249,6 +278,10 @@ async def run(args: argparse.Namespace) -> int:
                 stations=", ".join(fleet.rigs),
                 vehicles=", ".join(serial for serial, _, _ in floating) or "none",
                 control=control.port,
+                mail=mail,
+                signup=""
+                if maildir is None
+                else SIGNUP.format(api=f"{args.host}:{api.server.config.port}", maildir=maildir),
             ),
             flush=True,
         )

@@ -143,6 +143,15 @@ async def send_due(maker: async_sessionmaker[AsyncSession], settings: Settings) 
     return sent
 
 
+async def send_after_commit(maker: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+    """:func:`send_due` as a request's background task: a failure here (the database away)
+    is logged, and the mail relay tries again later."""
+    try:
+        await send_due(maker, settings)
+    except Exception:
+        log.exception("event=mail_send_after_commit_failed")
+
+
 async def _failed(
     maker: async_sessionmaker[AsyncSession], row: MailMessage, exc: BaseException
 ) -> None:

@@ -205,7 +205,8 @@ async def resend_confirmation(
     if user is None:
         raise InvalidAccountTokenError("this token does not allow a resend; log in again")
     if user.email_confirmed_at is not None:
-        return  # nothing to confirm any more
+        await session.commit()  # end the read; nothing to confirm any more
+        return
     await _retire(session, user.id, AccountTokenPurpose.EMAIL_CONFIRM, now)
     token = _issue(
         session, user.id, AccountTokenPurpose.EMAIL_CONFIRM, settings.EMAIL_CONFIRM_TTL_S, now
@@ -281,6 +282,7 @@ async def request_password_reset(
     """Mail a reset code if the address has an active account; answer the same otherwise."""
     user = (await session.scalars(select(User).where(User.email == normalize_email(email)))).first()
     if user is None or not user.is_active:
+        await session.commit()  # end the read: the mail sender runs before the session closes
         log.info("event=password_reset_unknown_email")
         return
     await _retire(session, user.id, AccountTokenPurpose.PASSWORD_RESET, now)

@@ -18,8 +18,9 @@ from kickstand.cloud.models import Base
 from kickstand.cloud.seed import run_seed
 
 
-def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {
+def run(*args: str, cwd: Path, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
+    """The command in ``cwd``, without the caller's cloud settings (plus ``env``)."""
+    clean = {
         k: v
         for k, v in os.environ.items()
         if k not in ("DATABASE_URL", "ENVIRONMENT", "JWT_SECRET")
@@ -27,9 +28,11 @@ def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "kickstand.cloud", *args],
         cwd=cwd,
-        env=env,
+        env={**clean, **env},
+        input=stdin,
         capture_output=True,
         text=True,
+        timeout=60,
     )
 
 

@@ -58,6 +58,7 @@ class City:
         heartbeat_s: int = 30,
         cloud_clock_ms: Callable[[], int] | None = None,
         nfc: bool = False,
+        settings: Mapping[str, Any] | None = None,
     ) -> None:
         self.workdir = workdir
         self.broker_host, self.broker_port = broker_host, broker_port
@@ -67,6 +68,7 @@ class City:
             VAR_DIR=workdir / "var",
             COMMAND_TIMEOUT_S=command_timeout_s,
             RENT_UNLOCK_WINDOW_S=max(5, unlock_window_s),
+            **(settings or {}),  # more of the cloud's settings (SMTP_HOST, …)
         )
         self.station_plan = {k: dict(v) for k, v in stations.items()}
         self.spots = spots

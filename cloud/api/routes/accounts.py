@@ -40,7 +40,7 @@ router = APIRouter(tags=["accounts"])
 def _send_after_response(
     background: BackgroundTasks, maker: SessionmakerDep, settings: SettingsDep
 ) -> None:
-    background.add_task(mail.send_due, maker, settings)
+    background.add_task(mail.send_after_commit, maker, settings)
 
 
 @router.post(

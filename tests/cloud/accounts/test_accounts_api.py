@@ -1,0 +1,243 @@
+"""Rider accounts through the API (seed 001): sign-up, confirmation (code 7, resend),
+password reset, email change, consents; each operation's refusals and their codes. Mails
+go through the real SMTP client to an in-process SMTP sink."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select, update
+
+from kickstand.cloud.models import AccountToken, MailMessage, User, UserRole
+from tests.cloud.accounts.conftest import Accounts
+from tests.cloud.api.support import BOTH_DATABASES
+
+PASSWORD = "rider-pass-1"
+
+
+@BOTH_DATABASES
+async def test_sign_up_confirm_then_log_in(accounts: Accounts) -> None:
+    r = await accounts.client.post(
+        "/v1/auth/signup",
+        json={
+            "email": "New.Rider@Example.com",
+            "password": PASSWORD,
+            "full_name": "New Rider",
+            "accept_terms": True,
+            "consents": {"emails.promotional": True},
+        },
+    )
+    assert r.status_code == 201, r.text
+    assert r.json() == {
+        "code": 0,
+        "data": {"email": "new.rider@example.com", "email_confirmation_required": True},
+    }
+    mail = await accounts.sink.wait_for("new.rider@example.com", kind="email-confirm")
+    token = accounts.sink.token_in(mail)
+    assert token in str(mail.get_body()), "the link carries the code too"
+
+    # Not confirmed yet: seed 001's code 7, with a token that authorizes a resend only.
+    refused = await accounts.login("new.rider@example.com", PASSWORD)
+    assert refused.status_code == 403
+    assert refused.json()["code"] == 7 and refused.json()["reason"] == "email-not-confirmed"
+    resend = refused.json()["data"]["token"]
+    as_access = await accounts.client.get(
+        "/v1/auth/check", headers={"Authorization": f"Bearer {resend}"}
+    )
+    assert as_access.status_code == 401, "the code-7 token is not an access token"
+
+    r = await accounts.client.post("/v1/auth/email/confirm", json={"token": token})
+    assert r.status_code == 200, r.text
+    assert r.json()["data"]["email"] == "new.rider@example.com"
+    again = await accounts.client.post("/v1/auth/email/confirm", json={"token": token})
+    assert again.status_code == 400 and again.json()["code"] == 31, "single use"
+
+    ok = await accounts.login("new.rider@example.com", PASSWORD)
+    assert ok.status_code == 200, ok.text
+    headers = {"Authorization": f"Bearer {ok.json()['data']['token']}"}
+    consents = await accounts.client.get("/v1/consents?lang=en", headers=headers)
+    assert {c["type"]: c["value"] for c in consents.json()["data"]} == {
+        "emails.networkstatus": False,
+        "emails.promotional": True,
+    }
+    async with accounts.sessionmaker() as s:
+        user = (await s.scalars(select(User).where(User.email == "new.rider@example.com"))).one()
+        assert user.role == UserRole.RIDER and user.terms_accepted_at is not None
+        stored = list(await s.scalars(select(AccountToken.token_hash)))
+    assert token not in stored, "only the token's hash is stored"
+
+
+async def test_resend_replaces_the_code(accounts: Accounts) -> None:
+    first = await accounts.sign_up("resend@example.com")
+    code7 = (await accounts.login("resend@example.com", PASSWORD)).json()["data"]["token"]
+    r = await accounts.client.post(
+        "/v1/auth/email/confirm/resend", headers={"Authorization": f"Bearer {code7}"}
+    )
+    assert r.status_code == 200, r.text
+    second = accounts.sink.token_in(
+        await accounts.sink.wait_for("resend@example.com", kind="email-confirm", count=2)
+    )
+    assert second != first
+    old = await accounts.client.post("/v1/auth/email/confirm", json={"token": first})
+    assert old.status_code == 400 and old.json()["code"] == 31, "an earlier code stops working"
+    assert (await accounts.client.post("/v1/auth/email/confirm", json={"token": second})).is_success
+    for headers in ({}, {"Authorization": "Bearer not-a-token"}):
+        bad = await accounts.client.post("/v1/auth/email/confirm/resend", headers=headers)
+        assert bad.status_code == 400 and bad.json()["code"] == 31
+
+
+async def test_sign_up_refusals(accounts: Accounts) -> None:
+    base = {"email": "x@example.com", "password": PASSWORD, "accept_terms": True}
+    cases = [
+        ({**base, "accept_terms": False}, 422, 33),
+        ({**base, "consents": {"emails.spam": True}}, 422, 34),
+        ({**base, "password": "short"}, 422, 2),
+        ({**base, "email": "not-an-email"}, 422, 2),
+    ]
+    for body, status, code in cases:
+        r = await accounts.client.post("/v1/auth/signup", json=body)
+        assert (r.status_code, r.json()["code"]) == (status, code), (body, r.text)
+    async with accounts.sessionmaker() as s:
+        assert await s.scalar(select(func.count()).where(User.email == "x@example.com")) == 0
+    bad = await accounts.client.post("/v1/auth/email/confirm", json={"token": "short"})
+    assert bad.status_code == 422 and bad.json()["code"] == 2
+
+
+async def test_sign_up_with_a_known_address_answers_the_same_and_mails_the_owner(
+    accounts: Accounts,
+) -> None:
+    body = {"email": "alice@example.com", "password": "another-pass", "accept_terms": True}
+    r = await accounts.client.post("/v1/auth/signup", json=body)
+    assert r.status_code == 201 and r.json()["data"]["email"] == "alice@example.com"
+    mail = await accounts.sink.wait_for("alice@example.com")
+    assert mail["X-Kickstand-Mail"] == "already-registered"
+    ok = await accounts.login("alice@example.com", accounts.demo.passwords["alice@example.com"])
+    assert ok.status_code == 200, "the account is untouched"
+
+
+async def test_expired_confirmation_code_is_refused(accounts: Accounts) -> None:
+    token = await accounts.sign_up("late@example.com")
+    async with accounts.sessionmaker() as s, s.begin():
+        await s.execute(
+            update(AccountToken).values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    r = await accounts.client.post("/v1/auth/email/confirm", json={"token": token})
+    assert r.status_code == 400 and r.json()["code"] == 31
+
+
+@BOTH_DATABASES
+async def test_password_reset(accounts: Accounts) -> None:
+    email, old_password = "bob@example.com", accounts.demo.passwords["bob@example.com"]
+    before = await accounts.login(email, old_password)
+    old_access = {"Authorization": f"Bearer {before.json()['data']['token']}"}
+
+    unknown = await accounts.client.post(
+        "/v1/auth/password/reset", json={"email": "nobody@example.com"}
+    )
+    assert unknown.status_code == 200, "no account revealed"
+    r = await accounts.client.post("/v1/auth/password/reset", json={"email": "BOB@example.com"})
+    assert r.status_code == 200
+    token = accounts.sink.token_in(await accounts.sink.wait_for(email, kind="password-reset"))
+    assert accounts.sink.to("nobody@example.com") == []
+
+    short = await accounts.client.post(
+        "/v1/auth/password/reset/confirm", json={"token": token, "password": "short"}
+    )
+    assert short.status_code == 422
+    done = await accounts.client.post(
+        "/v1/auth/password/reset/confirm", json={"token": token, "password": "bob-new-pass-2"}
+    )
+    assert done.status_code == 200, done.text
+    reused = await accounts.client.post(
+        "/v1/auth/password/reset/confirm", json={"token": token, "password": "bob-new-pass-3"}
+    )
+    assert reused.status_code == 400 and reused.json()["code"] == 31
+
+    assert (await accounts.client.get("/v1/auth/check", headers=old_access)).status_code == 401
+    assert (await accounts.login(email, old_password)).status_code == 401
+    assert (await accounts.login(email, "bob-new-pass-2")).status_code == 200
+
+
+@BOTH_DATABASES
+async def test_email_change(accounts: Accounts) -> None:
+    alice = await accounts.login("alice@example.com", accounts.demo.passwords["alice@example.com"])
+    headers = {"Authorization": f"Bearer {alice.json()['data']['token']}"}
+    taken = await accounts.client.post(
+        "/v1/users/me/email", json={"email": "bob@example.com"}, headers=headers
+    )
+    assert taken.status_code == 409 and taken.json()["code"] == 32
+    anonymous = await accounts.client.post("/v1/users/me/email", json={"email": "a@example.org"})
+    assert anonymous.status_code == 401
+
+    r = await accounts.client.post(
+        "/v1/users/me/email", json={"email": "alice@example.org"}, headers=headers
+    )
+    assert r.status_code == 200, r.text
+    token = accounts.sink.token_in(
+        await accounts.sink.wait_for("alice@example.org", kind="email-change")
+    )
+    notice = await accounts.sink.wait_for("alice@example.com", kind="email-change-notice")
+    assert "alice@example.org" in str(notice.get_body())
+
+    check = await accounts.client.get(f"/v1/auth/email/change?token={token}")
+    assert check.json()["data"] == {"email": "alice@example.com", "new_email": "alice@example.org"}
+    wrong = await accounts.client.post(
+        "/v1/auth/email/change", json={"email_token": token, "email": "eve@example.org"}
+    )
+    assert wrong.status_code == 400 and wrong.json()["code"] == 31
+    done = await accounts.client.post(
+        "/v1/auth/email/change", json={"email_token": token, "email": "alice@example.org"}
+    )
+    assert done.status_code == 200, done.text
+    again = await accounts.client.get(f"/v1/auth/email/change?token={token}")
+    assert again.status_code == 400 and again.json()["code"] == 31
+
+    password = accounts.demo.passwords["alice@example.com"]
+    assert (await accounts.login("alice@example.org", password)).status_code == 200
+    assert (await accounts.login("alice@example.com", password)).status_code == 401
+
+
+async def test_consents(accounts: Accounts) -> None:
+    alice = await accounts.login("alice@example.com", accounts.demo.passwords["alice@example.com"])
+    headers = {"Authorization": f"Bearer {alice.json()['data']['token']}"}
+    assert (await accounts.client.get("/v1/consents")).status_code == 401
+    r = await accounts.client.put(
+        "/v1/users/me/consents",
+        json={"consents": {"emails.networkstatus": True, "emails.promotional": False}},
+        headers=headers,
+    )
+    assert r.status_code == 200, r.text
+    fr = await accounts.client.get("/v1/consents?lang=fr", headers=headers)
+    by_type = {c["type"]: c for c in fr.json()["data"]}
+    assert by_type["emails.networkstatus"]["value"] is True
+    assert by_type["emails.promotional"]["value"] is False
+    assert by_type["emails.networkstatus"]["name"].startswith("E-mails")
+    unknown = await accounts.client.put(
+        "/v1/users/me/consents", json={"consents": {"sms.spam": True}}, headers=headers
+    )
+    assert unknown.status_code == 422 and unknown.json()["code"] == 34
+
+
+async def test_a_mail_not_sent_is_kept_and_retried(accounts: Accounts) -> None:
+    from kickstand.cloud.accounts import mail
+
+    down = accounts.settings.model_copy(update={"SMTP_PORT": 1})  # nothing listens there
+    accounts.app.state.settings = down
+    r = await accounts.client.post(
+        "/v1/auth/signup",
+        json={"email": "patient@example.com", "password": PASSWORD, "accept_terms": True},
+    )
+    assert r.status_code == 201, "the sign-up does not depend on the mail server"
+    async with accounts.sessionmaker() as s:
+        row = (await s.scalars(select(MailMessage))).one()
+    assert row.sent_at is None and row.attempts == 1 and row.last_error
+    assert row.next_attempt_at > datetime.now(UTC), "retried later, not in a loop"
+    assert accounts.sink.messages == []
+
+    assert await mail.send_due(accounts.sessionmaker, accounts.settings) == 0, "not due yet"
+    async with accounts.sessionmaker() as s, s.begin():
+        await s.execute(update(MailMessage).values(next_attempt_at=datetime.now(UTC)))
+    assert await mail.send_due(accounts.sessionmaker, accounts.settings) == 1
+    received = await accounts.sink.wait_for("patient@example.com", kind="email-confirm")
+    assert accounts.sink.token_in(received)
+    assert await mail.send_due(accounts.sessionmaker, accounts.settings) == 0, "sent once"
