@@ -8,7 +8,7 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 from fastapi import APIRouter, FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from kickstand.cloud.api import errors
+from kickstand.cloud.api import docs, errors, openapi
 from kickstand.cloud.api.routes import (
     accounts,
     auth,
@@ -73,6 +73,9 @@ def create_app(
         description='Envelope: `{"code": 0, "data": ...}`; errors carry a non-zero `code`, '
         "a `message` for people, a machine `reason` and, for validation, `errors[].field`.",
         lifespan=lifespan,
+        # Served from local assets by docs.install (FastAPI's own pages load a CDN).
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = db_engine
@@ -80,6 +83,8 @@ def create_app(
     app.state.command_gateway = gateway
     app.state.telemetry_store = None  # opened by the lifespan
     errors.install(app)
+    openapi.install(app)
+    docs.install(app, title=app.title)
 
     # Operator routers of other packages (imported here: they import this package's deps).
     from kickstand.cloud.alerts import api as fleet_alerts

@@ -23,6 +23,7 @@ import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import DataError, SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -105,6 +106,24 @@ CODES: dict[ErrorCode, tuple[tuple[int, ...], str]] = {
     ErrorCode.TERMS_NOT_ACCEPTED: ((422,), "the terms of service must be accepted"),
     ErrorCode.UNKNOWN_CONSENT: ((422,), "no such consent"),
 }
+
+
+class FieldError(BaseModel):
+    """One refused field (``field`` dotted, as sent); some errors add details."""
+
+    model_config = ConfigDict(extra="allow")
+    field: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """The envelope of every error the API sends (what :meth:`ApiError.body` writes)."""
+
+    code: int = Field(ge=1, description="Stable wire code; the table: `GET /v1/errors`.")
+    message: str = Field(description="For people.")
+    reason: str | None = Field(default=None, description="A machine-readable detail.")
+    errors: list[FieldError] | None = Field(default=None, description="Each refused field.")
+    data: Any = Field(default=None, description="What the client needs to go on, if any.")
 
 
 class ApiError(CloudError):
