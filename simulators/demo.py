@@ -64,13 +64,14 @@ Try it (a rider unlocks bike LY0001 in spot 1 of st-0001, rides, docks at st-000
   curl -s $API/v1/trips -H "authorization: Bearer $TOKEN"
 {signup}"""
 
-#: Shown when mails land in the sink's folder: a rider signs up and confirms the mailed code.
+#: Shown when mails land in the sink's folder: a rider signs up and confirms the mailed code
+#: (the mail is sent just after the sign-up's answer: hence the pause).
 SIGNUP = """
 Sign up a rider (the confirmation mail lands in {maildir}/):
   API=http://{api}
   curl -s -X POST $API/v1/auth/signup -H 'content-type: application/json' \\
        -d '{{"email":"me@example.com","password":"my-password-1","accept_terms":true}}'
-  MAIL=$(ls -t {maildir}/*.eml | head -1); cat "$MAIL"
+  sleep 1; MAIL=$(ls -t {maildir}/*.eml | head -1); cat "$MAIL"
   CODE=$(grep -o 'code in the app: [A-Za-z0-9]*' "$MAIL" | cut -d' ' -f5)
   curl -s -X POST $API/v1/auth/email/confirm -H 'content-type: application/json' \\
        -d "{{\\"token\\":\\"$CODE\\"}}"
@@ -317,10 +318,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     os.environ.setdefault("ENVIRONMENT", "development")
     Path("var").mkdir(exist_ok=True)
+    from kickstand.cloud.seed import DemoSeedRefusedError
+
     try:
         return asyncio.run(run(args))
     except KeyboardInterrupt:
         return 130
+    except DemoSeedRefusedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ async def test_sign_up_confirm_log_in_and_rent(
             assert early.status_code == 403 and early.json()["code"] == 7
 
             mail = await sink.wait_for(EMAIL, kind="email-confirm")
-            assert (tmp_path / "mail").glob("*.eml"), "the sink keeps the mail as a file"
+            assert list((tmp_path / "mail").glob("*.eml")), "the sink keeps the mail as a file"
             token = sink.token_in(mail)
             confirmed = await api.post("/v1/auth/email/confirm", json={"token": token})
             assert confirmed.status_code == 200, confirmed.text

@@ -3,6 +3,9 @@ and the demo seed refusing to run outside development. Run as commands, in a fre
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -77,3 +80,19 @@ def test_the_demo_seed_refuses_outside_development(tmp_path: Path) -> None:
     seeded = run("seed", cwd=tmp_path)
     assert seeded.returncode == 0, seeded.stderr
     assert "alice@example.com / alice-demo-1" in seeded.stdout
+
+
+def test_make_run_refuses_outside_development(tmp_path: Path) -> None:
+    """`make run` seeds the demo accounts too: it stops before starting anything."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "SMTP_HOST")}
+    refused = subprocess.run(
+        [sys.executable, "-m", "kickstand.simulators.demo", "--api-port", "0"],
+        cwd=tmp_path,
+        env={**env, "ENVIRONMENT": "production", "JWT_SECRET": SECRET},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2, refused.stderr
+    assert "ENVIRONMENT=development" in refused.stderr
+    assert not (tmp_path / "var" / "kickstand.sqlite3").exists()
