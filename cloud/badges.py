@@ -18,6 +18,8 @@ from kickstand.cloud import outbox
 from kickstand.cloud.authlist import service as authlist
 from kickstand.cloud.commands.issuer import CommandIssuer
 from kickstand.cloud.errors import ConflictError, NotFoundError
+from kickstand.cloud.events import catalogue as ev
+from kickstand.cloud.events.payloads import PassEvent
 from kickstand.cloud.models import Badge, Cluster, Spot, Station
 from kickstand.cloud.rent_gateway import IssuedCommand
 
@@ -25,14 +27,14 @@ log = logging.getLogger("kickstand.cloud.badges")
 LINK_WINDOW_S = 300
 
 
-def badge_payload(badge: Badge) -> dict[str, object]:
-    return {
-        "badge_id": badge.id,
-        "user_id": badge.user_id,
-        "network_id": badge.network_id,
-        "name": badge.name,
-        "linked": badge.uid is not None,
-    }
+def badge_payload(badge: Badge) -> PassEvent:
+    return PassEvent(
+        badge_id=badge.id,
+        user_id=badge.user_id,
+        network_id=badge.network_id,
+        name=badge.name,
+        linked=badge.uid is not None,
+    )
 
 
 async def request_link(
@@ -102,7 +104,7 @@ async def badge_presented(
                 continue
         badge.uid = uid
         badge.link_expires_at = None
-        outbox.emit(session, outbox.PASS_ASSOCIATED, "pass", badge.id, badge_payload(badge))
+        outbox.emit(session, ev.PASS_ASSOCIATED, badge.id, badge_payload(badge))
         await session.flush()
         log.info("event=badge_linked badge_id=%s user_id=%s", badge.id, badge.user_id)
         return badge
@@ -117,7 +119,7 @@ async def unlink(
     uid = badge.uid
     badge.uid = None
     badge.link_expires_at = None
-    outbox.emit(session, outbox.PASS_DISASSOCIATED, "pass", badge.id, badge_payload(badge))
+    outbox.emit(session, ev.PASS_DISASSOCIATED, badge.id, badge_payload(badge))
     await session.flush()
     log.info("event=badge_unlinked badge_id=%s user_id=%s", badge.id, badge.user_id)
     if uid is None or badge.blocked_at is not None:

@@ -19,8 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kickstand.cloud import outbox
 from kickstand.cloud.commands.records import record_command
 from kickstand.cloud.errors import NotFoundError
-from kickstand.cloud.models import Cluster, MaintenanceSource, Spot, SpotState, Station
+from kickstand.cloud.events import catalogue as ev
+from kickstand.cloud.models import Cluster, MaintenanceSource, Spot, SpotState, Station, Vehicle
 from kickstand.cloud.rent_gateway import CommandGateway, IssuedCommand
+from kickstand.cloud.trips import dock_payload
 from kickstand.protocol.v1 import messages as m
 
 
@@ -67,21 +69,9 @@ async def set_spot_maintenance(
     command = m.SetMaintenance(spot=spot.displayed_number, on=on, reason=reason or "")
     issued = gateway.issue_command(ref.station.device_id, command)
     await record_command(session, issued)
-    outbox.emit(
-        session,
-        outbox.DOCK_UPDATED,
-        "spot",
-        spot.id,
-        {
-            "spot_id": spot.id,
-            "station_id": ref.station.id,
-            "displayed_number": spot.displayed_number,
-            "lock_status": spot.lock_status,
-            "state": spot.state,
-            "maintenance_source": spot.maintenance_source,
-            "reason": reason,
-        },
-    )
+    vehicle = await session.scalar(select(Vehicle).where(Vehicle.spot_id == spot.id))
+    payload = dock_payload(spot, ref.station, ref.network_id, vehicle, reason=reason)
+    outbox.emit(session, ev.DOCK_UPDATED, spot.id, payload)
     return issued
 
 

@@ -1,6 +1,7 @@
-"""Write outbox records in the caller's transaction.
+"""Write outbox records in the caller's transaction: the one way an event leaves the system.
 
-Topics follow the seed 000 catalogue (`resource.event`). Consumers (webhooks,
+Every event is a definition of the typed catalogue (:mod:`kickstand.cloud.events`) with
+its payload model, which carries the event's network scope. Consumers (webhooks,
 alerts, the MQTT fan-out) read rows with ``published_at IS NULL`` in id order,
 act, then set ``published_at`` (and ``delivered_at`` once acknowledged).
 """
@@ -10,38 +11,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ScalarResult, select
 from sqlalchemy import insert as sa_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kickstand.cloud.events import EventPayload, EventType
 from kickstand.cloud.models import OutboxEvent, table_of
 
-# Topics written by the cloud core (seed 000 names where the seed has one).
-TRIP_CREATED = "trip.created"
-TRIP_UPDATED = "trip.updated"
-TRIP_TERMINATED = "trip.terminated"
-DOCK_UPDATED = "dock.updated"  # a spot: vehicle docked / removed, lock status
-VEHICLE_UPDATED = "vehicule.updated"  # seed spelling
-PASS_ASSOCIATED = "pass.associated"
-PASS_DISASSOCIATED = "pass.disassociated"
-RENT_CREATED = "rent.created"  # ours: a rider asked to unlock
-RENT_UPDATED = "rent.updated"  # ours: unlocked / refused / expired / started
-
-TOPICS = frozenset(
-    {
-        TRIP_CREATED,
-        TRIP_UPDATED,
-        TRIP_TERMINATED,
-        DOCK_UPDATED,
-        VEHICLE_UPDATED,
-        PASS_ASSOCIATED,
-        PASS_DISASSOCIATED,
-        RENT_CREATED,
-        RENT_UPDATED,
-    }
-)
+P = TypeVar("P", bound=EventPayload)
 
 
 def jsonable(value: Any) -> Any:
@@ -60,42 +39,37 @@ def jsonable(value: Any) -> Any:
 
 
 def emit(
-    session: AsyncSession,
-    topic: str,
-    resource_type: str,
-    resource_id: int | str,
-    payload: dict[str, Any],
+    session: AsyncSession, event: EventType[P], resource_id: int | str, payload: P
 ) -> OutboxEvent:
     """Add an outbox record to the session (committed with the change it describes)."""
-    event = OutboxEvent(**_row(topic, resource_type, resource_id, payload))
-    session.add(event)
-    return event
+    record = OutboxEvent(**_row(event, resource_id, payload))
+    session.add(record)
+    return record
 
 
 async def insert(
-    session: AsyncSession,
-    topic: str,
-    resource_type: str,
-    resource_id: int | str,
-    payload: dict[str, Any],
+    session: AsyncSession, event: EventType[P], resource_id: int | str, payload: P
 ) -> None:
     """Like :func:`emit`, as one INSERT now: for paths that write with Core statements and
     never flush the unit of work."""
-    await session.execute(_INSERT, _row(topic, resource_type, resource_id, payload))
+    await session.execute(_INSERT, _row(event, resource_id, payload))
 
 
 #: Built once: the compiled form and its cache key are reused.
 _INSERT = sa_insert(table_of(OutboxEvent))
 
 
-def _row(
-    topic: str, resource_type: str, resource_id: int | str, payload: dict[str, Any]
-) -> dict[str, Any]:
+def _row(event: EventType[P], resource_id: int | str, payload: P) -> dict[str, Any]:
+    # mypy checks the model against the definition; this catches a cast or an Any.
+    if type(payload) is not event.payload:
+        raise TypeError(
+            f"{event.topic} carries {event.payload.__name__}, not {type(payload).__name__}"
+        )
     return {
-        "topic": topic,
-        "resource_type": resource_type,
+        "topic": event.topic,
+        "resource_type": event.resource_type,
         "resource_id": str(resource_id),
-        "payload": jsonable(payload),
+        "payload": jsonable(payload.model_dump(by_alias=True)),
         "created_at": datetime.now(UTC),
     }
 

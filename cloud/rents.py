@@ -28,6 +28,7 @@ from kickstand.cloud.errors import (
     RentRefusedError,
     RiderSessionError,
 )
+from kickstand.cloud.events import catalogue as ev
 from kickstand.cloud.liveness import PRESENCE_COLUMNS, Presence
 from kickstand.cloud.models import (
     ACTIVE_RENT_STATUSES,
@@ -48,7 +49,7 @@ from kickstand.cloud.models import (
     table_of,
 )
 from kickstand.cloud.rent_gateway import UnlockOutcome, UnlockResult
-from kickstand.cloud.trips import rent_expired, rent_payload
+from kickstand.cloud.trips import rent_expired, rent_network, rent_payload
 
 log = logging.getLogger("kickstand.cloud.rents")
 
@@ -383,7 +384,7 @@ async def open_rent(
             "someone else is renting this vehicle right now", reason="vehicle-rented"
         )
     rent = Rent(id=rent_id, **values)
-    await outbox.insert(session, outbox.RENT_CREATED, "rent", rent_id, rent_payload(rent))
+    await outbox.insert(session, ev.RENT_CREATED, rent_id, rent_payload(rent, target.network_id))
     return OpenedRent(rent, unlock, target)
 
 
@@ -454,7 +455,8 @@ async def apply_unlock_outcome(
             raise NotFoundError("rent", rent_id)
         return rent
     rent = Rent(**row._asdict())
-    await outbox.insert(session, outbox.RENT_UPDATED, "rent", rent.id, rent_payload(rent))
+    network_id = await rent_network(session, rent)
+    await outbox.insert(session, ev.RENT_UPDATED, rent.id, rent_payload(rent, network_id))
     log.info("event=rent_unlock_outcome rent_id=%s result=%s", rent.id, outcome.result.value)
     return rent
 
@@ -481,6 +483,7 @@ async def late_unlock_result(
     if row is None:
         return None
     rent = Rent(**row._asdict())
-    await outbox.insert(session, outbox.RENT_UPDATED, "rent", rent.id, rent_payload(rent))
+    network_id = await rent_network(session, rent)
+    await outbox.insert(session, ev.RENT_UPDATED, rent.id, rent_payload(rent, network_id))
     log.info("event=rent_late_unlock_result rent_id=%s done=%s", rent.id, done)
     return rent

@@ -58,6 +58,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kickstand.cloud import outbox
 from kickstand.cloud.billing import RuleBook, compute_cost, round_money
 from kickstand.cloud.errors import ConflictError, NoPricingRuleError, NotFoundError
+from kickstand.cloud.events import EventType
+from kickstand.cloud.events import catalogue as ev
+from kickstand.cloud.events import payloads as p
 from kickstand.cloud.models import (
     ACTIVE_TRIP_STATUSES,
     Badge,
@@ -129,73 +132,109 @@ def _reject(reason: str, **context: Any) -> TripEventResult:
 # ── payloads ──────────────────────────────────────────────────────────────────────────
 
 
-def trip_payload(trip: Trip, vehicle: Vehicle | None = None) -> dict[str, Any]:
-    return {
-        "trip_id": trip.id,
-        "user_id": trip.user_id,
-        "vehicle_id": trip.vehicle_id,
-        "serial_number": vehicle.serial_number if vehicle is not None else None,
-        "network_id": trip.network_id,
-        "rent_id": trip.rent_id,
-        "status": trip.status,
-        "started_at": trip.started_at,
-        "ended_at": trip.ended_at,
-        "start_spot_id": trip.start_spot_id,
-        "end_spot_id": trip.end_spot_id,
-        "start_cluster_id": trip.start_cluster_id,
-        "end_cluster_id": trip.end_cluster_id,
-        "on_hold_since": trip.on_hold_since,
-        "billing_stopped_at": trip.billing_stopped_at,
-        "cost": round_money(trip.cost, trip.currency) if trip.cost is not None else None,
-        "currency": trip.currency,
-        "version": trip.version,
-    }
+def trip_payload(trip: Trip, vehicle: Vehicle | None = None) -> p.TripEvent:
+    return p.TripEvent(
+        trip_id=trip.id,
+        user_id=trip.user_id,
+        vehicle_id=trip.vehicle_id,
+        serial_number=vehicle.serial_number if vehicle is not None else None,
+        network_id=trip.network_id,
+        rent_id=trip.rent_id,
+        status=trip.status,
+        started_at=trip.started_at,
+        ended_at=trip.ended_at,
+        start_spot_id=trip.start_spot_id,
+        end_spot_id=trip.end_spot_id,
+        start_cluster_id=trip.start_cluster_id,
+        end_cluster_id=trip.end_cluster_id,
+        on_hold_since=trip.on_hold_since,
+        billing_stopped_at=trip.billing_stopped_at,
+        cost=round_money(trip.cost, trip.currency) if trip.cost is not None else None,
+        currency=trip.currency,
+        version=trip.version,
+    )
 
 
-def _spot_payload(spot: Spot, station: Station, vehicle: Vehicle | None) -> dict[str, Any]:
-    return {
-        "spot_id": spot.id,
-        "station_id": station.id,
-        "station_device_id": station.device_id,
-        "displayed_number": spot.displayed_number,
-        "lock_status": spot.lock_status,
-        "contained_vehicle_id": vehicle.id if vehicle is not None else None,
-        "serial_number": vehicle.serial_number if vehicle is not None else None,
-        "status_at": spot.status_at,
-    }
+def dock_payload(
+    spot: Spot,
+    station: Station,
+    network_id: int | None,
+    vehicle: Vehicle | None,
+    *,
+    fault: str | None = None,
+    reason: str | None = None,
+) -> p.DockEvent:
+    """``dock.updated``: the spot as it stands (``vehicle``: the one it holds, or None)."""
+    return p.DockEvent(
+        spot_id=spot.id,
+        station_id=station.id,
+        station_device_id=station.device_id,
+        network_id=network_id,
+        displayed_number=spot.displayed_number,
+        lock_status=spot.lock_status,
+        state=spot.state,
+        maintenance_source=spot.maintenance_source,
+        contained_vehicle_id=vehicle.id if vehicle is not None else None,
+        serial_number=vehicle.serial_number if vehicle is not None else None,
+        status_at=spot.status_at,
+        fault=fault,
+        reason=reason,
+    )
 
 
-def _vehicle_payload(vehicle: Vehicle, **extra: Any) -> dict[str, Any]:
-    return {
-        "vehicle_id": vehicle.id,
-        "serial_number": vehicle.serial_number,
-        "network_id": vehicle.network_id,
-        "state": vehicle.state,
-        "spot_id": vehicle.spot_id,
-        "latitude": vehicle.latitude,
-        "longitude": vehicle.longitude,
-        **extra,
-    }
+def vehicle_payload(
+    vehicle: Vehicle,
+    *,
+    online: bool | None = None,
+    unauthorized_removal: bool = False,
+    at: datetime | None = None,
+) -> p.VehicleEvent:
+    """``vehicule.updated``: the vehicle as it stands."""
+    return p.VehicleEvent(
+        vehicle_id=vehicle.id,
+        serial_number=vehicle.serial_number,
+        network_id=vehicle.network_id,
+        device_id=vehicle.device_id,
+        state=vehicle.state,
+        spot_id=vehicle.spot_id,
+        latitude=vehicle.latitude,
+        longitude=vehicle.longitude,
+        online=online,
+        unauthorized_removal=unauthorized_removal,
+        at=at,
+    )
 
 
-def rent_payload(rent: Rent) -> dict[str, Any]:
-    return {
-        "rent_id": rent.id,
-        "user_id": rent.user_id,
-        "vehicle_id": rent.vehicle_id,
-        "spot_id": rent.spot_id,
-        "kind": rent.kind,
-        "status": rent.status,
-        "reason": rent.reason,
-        "created_at": rent.created_at,
-        "unlocked_at": rent.unlocked_at,
-        "expires_at": rent.expires_at,
-        "ended_at": rent.ended_at,
-    }
+def rent_payload(rent: Rent, network_id: int | None) -> p.RentEvent:
+    """``rent.*``; ``network_id``: its vehicle's (:func:`rent_network` reads it)."""
+    return p.RentEvent(
+        rent_id=rent.id,
+        user_id=rent.user_id,
+        vehicle_id=rent.vehicle_id,
+        network_id=network_id,
+        spot_id=rent.spot_id,
+        kind=rent.kind,
+        status=rent.status,
+        reason=rent.reason,
+        created_at=rent.created_at,
+        unlocked_at=rent.unlocked_at,
+        expires_at=rent.expires_at,
+        ended_at=rent.ended_at,
+    )
 
 
-def _emit_trip(session: AsyncSession, topic: str, trip: Trip, vehicle: Vehicle | None) -> None:
-    outbox.emit(session, topic, "trip", trip.id, trip_payload(trip, vehicle))
+async def rent_network(session: AsyncSession, rent: Rent) -> int | None:
+    """The network of a rent (its vehicle's), for paths that did not load the vehicle."""
+    return await session.scalar(_VEHICLE_NETWORK, {"vid": rent.vehicle_id})
+
+
+_VEHICLE_NETWORK = select(Vehicle.network_id).where(Vehicle.id == bindparam("vid"))
+
+
+def _emit_trip(
+    session: AsyncSession, event: EventType[p.TripEvent], trip: Trip, vehicle: Vehicle | None
+) -> None:
+    outbox.emit(session, event, trip.id, trip_payload(trip, vehicle))
 
 
 # ── lookups ───────────────────────────────────────────────────────────────────────────
@@ -454,7 +493,7 @@ async def _finish(
     # No flush here: the end and the cost go out as one UPDATE (the user lock query of the
     # billing flushes them, or the caller's flush does).
     await _bill(session, trip, first=True)
-    _emit_trip(session, outbox.TRIP_TERMINATED, trip, vehicle)
+    _emit_trip(session, ev.TRIP_TERMINATED, trip, vehicle)
     log.info(
         "event=trip_terminated trip_id=%s vehicle=%s ended_at=%s cost=%s",
         trip.id,
@@ -596,16 +635,15 @@ async def vehicle_removed(
             vehicle.spot_id = None
         spot.status_at = max(at, spot.status_at) if spot.status_at else at
         outbox.emit(
-            session, outbox.DOCK_UPDATED, "spot", spot.id, _spot_payload(spot, station, None)
+            session, ev.DOCK_UPDATED, spot.id, dock_payload(spot, station, cluster.network_id, None)
         )
 
     if rent is None and badge_uid is None:
         outbox.emit(
             session,
-            outbox.VEHICLE_UPDATED,
-            "vehicle",
+            ev.VEHICLE_UPDATED,
             vehicle.id,
-            _vehicle_payload(vehicle, unauthorized_removal=True, at=at),
+            vehicle_payload(vehicle, unauthorized_removal=True, at=at),
         )
         return _reject(
             "no-rent", serial=vehicle_serial, station=station_device_id, spot=spot_number
@@ -661,9 +699,9 @@ async def vehicle_removed(
     if later is None:
         vehicle.state = VehicleState.RENTED
     await session.flush()
-    _emit_trip(session, outbox.TRIP_CREATED, trip, vehicle)
+    _emit_trip(session, ev.TRIP_CREATED, trip, vehicle)
     if rent is not None:
-        outbox.emit(session, outbox.RENT_UPDATED, "rent", rent.id, rent_payload(rent))
+        outbox.emit(session, ev.RENT_UPDATED, rent.id, rent_payload(rent, vehicle.network_id))
     log.info(
         "event=trip_created trip_id=%s vehicle=%s station=%s spot=%s at=%s",
         trip.id,
@@ -696,7 +734,7 @@ async def vehicle_removed(
         )
         return TripEventResult("reconciled", trip)
 
-    outbox.emit(session, outbox.VEHICLE_UPDATED, "vehicle", vehicle.id, _vehicle_payload(vehicle))
+    outbox.emit(session, ev.VEHICLE_UPDATED, vehicle.id, vehicle_payload(vehicle))
     return TripEventResult("created", trip)
 
 
@@ -765,9 +803,9 @@ async def vehicle_docked(
     )
     await session.flush()
     outbox.emit(
-        session, outbox.DOCK_UPDATED, "spot", spot.id, _spot_payload(spot, station, vehicle)
+        session, ev.DOCK_UPDATED, spot.id, dock_payload(spot, station, cluster.network_id, vehicle)
     )
-    outbox.emit(session, outbox.VEHICLE_UPDATED, "vehicle", vehicle.id, _vehicle_payload(vehicle))
+    outbox.emit(session, ev.VEHICLE_UPDATED, vehicle.id, vehicle_payload(vehicle))
 
     if trip is None:
         return TripEventResult("updated", None, "no-running-trip")
@@ -881,9 +919,9 @@ async def spot_reported(
             spot_number,
             v.spot_id,
         )
-        outbox.emit(session, outbox.VEHICLE_UPDATED, "vehicle", v.id, _vehicle_payload(v))
+        outbox.emit(session, ev.VEHICLE_UPDATED, v.id, vehicle_payload(v))
     outbox.emit(
-        session, outbox.DOCK_UPDATED, "spot", spot.id, _spot_payload(spot, station, vehicle)
+        session, ev.DOCK_UPDATED, spot.id, dock_payload(spot, station, cluster.network_id, vehicle)
     )
     return "moved" if vehicle is not None else "cleared"
 
@@ -921,10 +959,9 @@ async def vehicle_unlocked_freefloat(
     if rent is None:
         outbox.emit(
             session,
-            outbox.VEHICLE_UPDATED,
-            "vehicle",
+            ev.VEHICLE_UPDATED,
             vehicle.id,
-            _vehicle_payload(vehicle, unauthorized_removal=True, at=at),
+            vehicle_payload(vehicle, unauthorized_removal=True, at=at),
         )
         return _reject("no-rent", device=vehicle_device_id)
     network = await session.get_one(Network, vehicle.network_id)
@@ -949,9 +986,9 @@ async def vehicle_unlocked_freefloat(
     )
     session.add(trip)
     await session.flush()
-    _emit_trip(session, outbox.TRIP_CREATED, trip, vehicle)
-    outbox.emit(session, outbox.RENT_UPDATED, "rent", rent.id, rent_payload(rent))
-    outbox.emit(session, outbox.VEHICLE_UPDATED, "vehicle", vehicle.id, _vehicle_payload(vehicle))
+    _emit_trip(session, ev.TRIP_CREATED, trip, vehicle)
+    outbox.emit(session, ev.RENT_UPDATED, rent.id, rent_payload(rent, vehicle.network_id))
+    outbox.emit(session, ev.VEHICLE_UPDATED, vehicle.id, vehicle_payload(vehicle))
     return TripEventResult("created", trip)
 
 
@@ -996,7 +1033,7 @@ async def vehicle_locked_freefloat(
         longitude=vehicle.longitude,
         free_floating=free_float_fee,
     )
-    outbox.emit(session, outbox.VEHICLE_UPDATED, "vehicle", vehicle.id, _vehicle_payload(vehicle))
+    outbox.emit(session, ev.VEHICLE_UPDATED, vehicle.id, vehicle_payload(vehicle))
     return TripEventResult("ended", trip)
 
 
@@ -1021,7 +1058,7 @@ async def _hold(
     trip.on_hold_since = max(at, trip.started_at)
     trip.version += 1
     await session.flush()
-    _emit_trip(session, outbox.TRIP_UPDATED, trip, vehicle)
+    _emit_trip(session, ev.TRIP_UPDATED, trip, vehicle)
     return TripEventResult("updated", trip)
 
 
@@ -1038,7 +1075,7 @@ async def _resume(
     trip.status = TripStatus.RUNNING
     trip.version += 1
     await session.flush()
-    _emit_trip(session, outbox.TRIP_UPDATED, trip, vehicle)
+    _emit_trip(session, ev.TRIP_UPDATED, trip, vehicle)
     return TripEventResult("updated", trip)
 
 
@@ -1065,7 +1102,7 @@ async def stop_billing(session: AsyncSession, trip_id: int, at: datetime | None)
     await session.flush()
     if trip.status == TripStatus.FINISHED:
         await _bill(session, trip)
-    _emit_trip(session, outbox.TRIP_UPDATED, trip, await session.get(Vehicle, trip.vehicle_id))
+    _emit_trip(session, ev.TRIP_UPDATED, trip, await session.get(Vehicle, trip.vehicle_id))
     await session.flush()
     return TripEventResult("updated", trip)
 
@@ -1092,7 +1129,12 @@ async def rent_expired(
         rent.status = RentStatus.EXPIRED_NO_REMOVAL
         rent.reason = EXPIRY_UNCONFIRMED if provisional else EXPIRY_BY_DEVICE
         rent.ended_at = at
-        outbox.emit(session, outbox.RENT_UPDATED, "rent", rent.id, rent_payload(rent))
+        outbox.emit(
+            session,
+            ev.RENT_UPDATED,
+            rent.id,
+            rent_payload(rent, await rent_network(session, rent)),
+        )
         await session.flush()
     return rent
 
@@ -1159,7 +1201,12 @@ async def _confirm_drained_expiries(session: AsyncSession, now: datetime) -> lis
         if rent.reason != EXPIRY_UNCONFIRMED:
             continue
         rent.reason = EXPIRY_DRAINED
-        outbox.emit(session, outbox.RENT_UPDATED, "rent", rent.id, rent_payload(rent))
+        outbox.emit(
+            session,
+            ev.RENT_UPDATED,
+            rent.id,
+            rent_payload(rent, await rent_network(session, rent)),
+        )
         log.info("event=rent_expiry_confirmed rent_id=%s device=%s", rent.id, device)
         confirmed.append(rent)
     if confirmed:
@@ -1205,9 +1252,7 @@ async def end_overdue_holds(session: AsyncSession, now: datetime) -> list[Trip]:
             longitude=vehicle.longitude,
             free_floating=vehicle.spot_id is None,
         )
-        outbox.emit(
-            session, outbox.VEHICLE_UPDATED, "vehicle", vehicle.id, _vehicle_payload(vehicle)
-        )
+        outbox.emit(session, ev.VEHICLE_UPDATED, vehicle.id, vehicle_payload(vehicle))
         ended.append(trip)
     await session.flush()
     return ended

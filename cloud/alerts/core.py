@@ -24,6 +24,8 @@ from kickstand.cloud.alerts.types import (
     AlertState,
     AlertType,
 )
+from kickstand.cloud.events import EventType
+from kickstand.cloud.events.payloads import AlertEvent
 from kickstand.cloud.models import (
     Vehicle,
 )
@@ -337,11 +339,13 @@ class AlertCore:
             return self._emit(session, alert, t.ALERT_UPDATED)
         # A sensor repeating itself: counted on the alert, no outbox event (no webhook flood).
         self.counters["recurrences_unannounced"] += 1
-        return AlertChange(alert, t.ALERT_UPDATED)
+        return AlertChange(alert, t.ALERT_UPDATED.topic)
 
-    def _emit(self, session: AsyncSession, alert: FleetAlert, topic: str) -> AlertChange:
-        outbox.emit(session, topic, "fleet_alert", alert.id, alert_payload(alert))
-        return AlertChange(alert, topic)
+    def _emit(
+        self, session: AsyncSession, alert: FleetAlert, event: EventType[AlertEvent]
+    ) -> AlertChange:
+        emit_alert(session, alert, event)
+        return AlertChange(alert, event.topic)
 
     async def _open_alert(self, session: AsyncSession, cause_key: str) -> FleetAlert | None:
         known: dict[str, FleetAlert | None] = session.info.get(_KNOWN, {})
@@ -380,6 +384,11 @@ def causality(alert: FleetAlert) -> str | None:
         base = f"/stations/{alert.station_id}"
         return f"{base}/spots/{alert.spot_number}" if alert.spot_number else base
     return None
+
+
+def emit_alert(session: AsyncSession, alert: FleetAlert, event: EventType[AlertEvent]) -> None:
+    """The outbox record of an alert change (``fleet_alert.*``), in the caller's transaction."""
+    outbox.emit(session, event, alert.id, AlertEvent.model_validate(alert_payload(alert)))
 
 
 def alert_payload(alert: FleetAlert) -> dict[str, Any]:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ScalarResult, and_, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,6 +25,9 @@ from kickstand.cloud.alerts.types import (
     AlertSeverity,
     AlertType,
 )
+from kickstand.cloud.events import EventType
+from kickstand.cloud.events import catalogue as ev
+from kickstand.cloud.events import payloads as p
 from kickstand.cloud.models import (
     ACTIVE_TRIP_STATUSES,
     Cluster,
@@ -40,13 +44,25 @@ from kickstand.protocol.v1.enums import BatteryKind, LockCause, MotionKind
 log = logging.getLogger("kickstand.cloud.alerts.device_rules")
 
 # Device events that map straight onto seed 000 webhook topics (vehicle lock box).
-BOITIER_LOCKED = "boitier.locked"
-BOITIER_UNLOCKED = "boitier.unlocked"
-BOITIER_PASS_UNRECOGNIZED = "boitier.pass.unrecognized"
-BOITIER_PIN_INCORRECT = "boitier.pin.incorrect"
-BOITIER_CHAIN_TYPE_UPDATED = "boitier.chain_type.updated"
-VEHICULE_BATTERY_LOW = "vehicule.battery.low"
-VEHICULE_BATTERY_VAE_LOW = "vehicule.battery_vae.low"
+BOITIER_LOCKED = ev.BOITIER_LOCKED
+BOITIER_UNLOCKED = ev.BOITIER_UNLOCKED
+BOITIER_PASS_UNRECOGNIZED = ev.BOITIER_PASS_UNRECOGNIZED
+BOITIER_PIN_INCORRECT = ev.BOITIER_PIN_INCORRECT
+BOITIER_CHAIN_TYPE_UPDATED = ev.BOITIER_CHAIN_TYPE_UPDATED
+VEHICULE_BATTERY_LOW = ev.VEHICULE_BATTERY_LOW
+VEHICULE_BATTERY_VAE_LOW = ev.VEHICULE_BATTERY_VAE_LOW
+D = TypeVar("D", bound=p.VehicleDeviceEvent)
+
+
+def _ids(vehicle: Vehicle) -> dict[str, Any]:
+    """The vehicle part every ``vehicule.*`` / ``boitier.*`` payload starts with."""
+    return {
+        "vehicle_id": vehicle.id,
+        "serial_number": vehicle.serial_number,
+        "network_id": vehicle.network_id,
+        "device_id": vehicle.device_id,
+    }
+
 
 MOTION_TYPES = {
     MotionKind.LIFTED: AlertType.VEHICLE_LIFTED,
@@ -358,14 +374,14 @@ class DeviceRules(AlertCore):
                         session,
                         VEHICULE_BATTERY_VAE_LOW,
                         ctx,
-                        {"level_pct": level, "battery": "vae"},
+                        lambda v: p.BatteryLow(**_ids(v), level_pct=level, battery="vae"),
                     )
                     return []
                 await self._device_topic(
                     session,
                     VEHICULE_BATTERY_LOW,
                     ctx,
-                    {"level_pct": level, "battery": "internal"},
+                    lambda v: p.BatteryLow(**_ids(v), level_pct=level, battery="internal"),
                 )
                 severity = (
                     AlertSeverity.HIGH
@@ -427,27 +443,35 @@ class DeviceRules(AlertCore):
                 )
             case m.ChainInserted(chain_type=chain_type):
                 await self._device_topic(
-                    session, BOITIER_LOCKED, ctx, {"chain_type": chain_type.name.lower()}
+                    session,
+                    BOITIER_LOCKED,
+                    ctx,
+                    lambda v: p.ChainEvent(**_ids(v), chain_type=chain_type.name.lower()),
                 )
             case m.ChainRemoved():
-                await self._device_topic(session, BOITIER_UNLOCKED, ctx, {})
+                await self._device_topic(
+                    session, BOITIER_UNLOCKED, ctx, lambda v: p.ChainRemoved(**_ids(v))
+                )
             case m.ChainTypeChanged(chain_type=chain_type):
                 await self._device_topic(
                     session,
                     BOITIER_CHAIN_TYPE_UPDATED,
                     ctx,
-                    {"chain_type": chain_type.name.lower()},
+                    lambda v: p.ChainEvent(**_ids(v), chain_type=chain_type.name.lower()),
                 )
             case m.BadgePresented(authorized=False, badge_uid=uid, offline=offline):
                 await self._device_topic(
                     session,
                     BOITIER_PASS_UNRECOGNIZED,
                     ctx,
-                    {"badge_uid": uid.hex(), "offline": offline},
+                    lambda v: p.PassUnrecognized(**_ids(v), badge_uid=uid.hex(), offline=offline),
                 )
             case m.PinIncorrect(attempts=attempts):
                 await self._device_topic(
-                    session, BOITIER_PIN_INCORRECT, ctx, {"attempts": attempts}
+                    session,
+                    BOITIER_PIN_INCORRECT,
+                    ctx,
+                    lambda v: p.PinIncorrect(**_ids(v), attempts=attempts),
                 )
         return []
 
@@ -499,19 +523,18 @@ class DeviceRules(AlertCore):
         return changes
 
     async def _device_topic(
-        self, session: AsyncSession, topic: str, ctx: _DeviceContext, data: dict[str, Any]
+        self,
+        session: AsyncSession,
+        event: EventType[D],
+        ctx: _DeviceContext,
+        payload: Callable[[Vehicle], D],
     ) -> None:
+        """A seed 000 ``vehicule.*`` / ``boitier.*`` topic; ``payload`` builds it for the
+        vehicle (loaded only when the topics are on)."""
         if not self.emit_device_topics:
             return
         vehicle = await self._load_vehicle(session, ctx)
-        payload = {
-            "vehicle_id": vehicle.id,
-            "serial_number": vehicle.serial_number,
-            "network_id": vehicle.network_id,
-            "device_id": vehicle.device_id,
-            **data,
-        }
-        outbox.emit(session, topic, "vehicle", vehicle.id, payload)
+        outbox.emit(session, event, vehicle.id, payload(vehicle))
 
     def _inside(self, network: Network, lat: float, lon: float) -> bool | None:
         """Whether the point is inside the network border (None: no usable border)."""

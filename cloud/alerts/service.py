@@ -14,9 +14,8 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, ScalarResult, Select, and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kickstand.cloud import outbox
 from kickstand.cloud.alerts import types as t
-from kickstand.cloud.alerts.engine import alert_payload
+from kickstand.cloud.alerts.core import alert_payload, emit_alert
 from kickstand.cloud.alerts.errors import AlertsNotFoundError, AlertTransitionError
 from kickstand.cloud.alerts.models import FleetAlert
 from kickstand.cloud.alerts.types import (
@@ -213,10 +212,6 @@ def _check(alerts: list[FleetAlert], action: str, allowed: Sequence[AlertState])
         )
 
 
-def _emit(session: AsyncSession, alert: FleetAlert, topic: str) -> None:
-    outbox.emit(session, topic, "fleet_alert", alert.id, alert_payload(alert))
-
-
 async def resolve_alerts(
     session: AsyncSession,
     alert_ids: Sequence[int],
@@ -236,7 +231,7 @@ async def resolve_alerts(
         alert.resolved_at = now
         alert.operator_id = operator_id
         alert.modified_at = now
-        _emit(session, alert, t.ALERT_RESOLVED)
+        emit_alert(session, alert, t.ALERT_RESOLVED)
         changed.append(alert)
     log.info(
         "event=fleet_alerts_resolved ids=%s operator_id=%s", [a.id for a in changed], operator_id
@@ -264,7 +259,7 @@ async def escalate_alerts(
         alert.modified_at = now
         if note:
             alert.note = note
-        _emit(session, alert, t.ALERT_ESCALATED)
+        emit_alert(session, alert, t.ALERT_ESCALATED)
     return alerts
 
 
@@ -287,7 +282,7 @@ async def silence_alerts(
         alert.silenced_until = until
         alert.operator_id = operator_id
         alert.modified_at = now
-        _emit(session, alert, t.ALERT_SILENCED)
+        emit_alert(session, alert, t.ALERT_SILENCED)
     return alerts
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 
+from kickstand.cloud.events import catalogue as ev
+
 
 class AlertType(str, enum.Enum):
     """Seed 002 `AlertType`, extended with the seed 003 types (comment: their seed 003 name)."""
@@ -121,20 +123,10 @@ DEFAULT_SEVERITY: dict[AlertType, AlertSeverity] = {
     AlertType.STATION_OFFLINE: AlertSeverity.HIGH,
 }
 
-# Outbox topics of alert changes (`resource.event`, resource "fleet_alert").
-ALERT_CREATED = "fleet_alert.created"
-ALERT_UPDATED = "fleet_alert.updated"  # recurrence counted, reopened, severity raised
-ALERT_RESOLVED = "fleet_alert.resolved"
-ALERT_ESCALATED = "fleet_alert.escalated"
-ALERT_SILENCED = "fleet_alert.silenced"
-ALERT_STOPPED = "fleet_alert.stopped"
-
-ALERT_TOPICS: dict[str, str] = {
-    ALERT_CREATED: "Occurs whenever a fleet alert is raised.",
-    ALERT_UPDATED: "Occurs whenever the cause of an open fleet alert recurs (occurrences "
-    "counted, severity raised) or a recently stopped alert reopens.",
-    ALERT_RESOLVED: "Occurs whenever an operator resolves a fleet alert.",
-    ALERT_ESCALATED: "Occurs whenever an operator escalates a fleet alert.",
-    ALERT_SILENCED: "Occurs whenever an operator silences a fleet alert.",
-    ALERT_STOPPED: "Occurs whenever the condition of a fleet alert clears by itself.",
-}
+# Outbox topics of alert changes: defined in the event catalogue, named here for the rules.
+ALERT_CREATED = ev.ALERT_CREATED
+ALERT_UPDATED = ev.ALERT_UPDATED  # recurrence counted, reopened, severity raised
+ALERT_RESOLVED = ev.ALERT_RESOLVED
+ALERT_ESCALATED = ev.ALERT_ESCALATED
+ALERT_SILENCED = ev.ALERT_SILENCED
+ALERT_STOPPED = ev.ALERT_STOPPED

@@ -43,6 +43,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from kickstand.cloud import outbox, trips
 from kickstand.cloud.alerts.engine import AlertEngine, point, vehicle_subject
 from kickstand.cloud.alerts.types import AlertType
+from kickstand.cloud.events import catalogue as ev
+from kickstand.cloud.events import payloads as p
 from kickstand.cloud.freefloat.service import LockOutcome, active_trip, vehicle_locked
 from kickstand.cloud.geofence import (
     MAX_SPEED_MAX,
@@ -64,8 +66,8 @@ log = logging.getLogger("kickstand.cloud.freefloat.hook")
 
 #: Sent when a vehicle leaves its last speed zone and the network sets no default (km/h).
 DEFAULT_VEHICLE_MAX_KMH = MAX_SPEED_MAX
-VEHICLE_POSITION_FORBIDDEN = ForbiddenZoneEntered.webhook_topic  # "vehicule.position.forbidden"
-VEHICLE_POSITION_OUT_OF_NETWORK = "vehicule.position.out_of_network"
+VEHICLE_POSITION_FORBIDDEN = ev.VEHICLE_POSITION_FORBIDDEN
+VEHICLE_POSITION_OUT_OF_NETWORK = ev.VEHICLE_POSITION_OUT_OF_NETWORK
 
 
 class CommandSender(Protocol):
@@ -269,19 +271,18 @@ class FreeFloatHook:
         outbox.emit(
             session,
             VEHICLE_POSITION_FORBIDDEN,
-            "vehicle",
             vehicle.id,
-            {
-                "vehicle_id": vehicle.id,
-                "serial_number": vehicle.serial_number,
-                "network_id": vehicle.network_id,
-                "trip_id": trip.id,
-                "user_id": trip.user_id,
-                "forbidden_zone_id": event.forbidden_zone_id,
-                "latitude": fix.lat,
-                "longitude": fix.lon,
-                "at": fix.at,
-            },
+            p.PositionForbidden(
+                vehicle_id=vehicle.id,
+                serial_number=vehicle.serial_number,
+                network_id=vehicle.network_id,
+                trip_id=trip.id,
+                user_id=trip.user_id,
+                forbidden_zone_id=event.forbidden_zone_id,
+                latitude=fix.lat,
+                longitude=fix.lon,
+                at=fix.at,
+            ),
         )
         log.info(
             "event=vehicle_position_forbidden vehicle=%s trip_id=%s zone=%s",
@@ -310,20 +311,19 @@ class FreeFloatHook:
         outbox.emit(
             session,
             VEHICLE_POSITION_OUT_OF_NETWORK,
-            "vehicle",
             vehicle.id,
-            {
-                "vehicle_id": vehicle.id,
-                "serial_number": vehicle.serial_number,
-                "network_id": vehicle.network_id,
-                "trip_id": trip.id if trip is not None else None,
-                "user_id": trip.user_id if trip is not None else None,
-                "notify_user": event.notify_user and trip is not None,
-                "play_vehicle_sound": event.play_vehicle_sound,
-                "latitude": fix.lat,
-                "longitude": fix.lon,
-                "at": fix.at,
-            },
+            p.PositionOutOfNetwork(
+                vehicle_id=vehicle.id,
+                serial_number=vehicle.serial_number,
+                network_id=vehicle.network_id,
+                trip_id=trip.id if trip is not None else None,
+                user_id=trip.user_id if trip is not None else None,
+                notify_user=event.notify_user and trip is not None,
+                play_vehicle_sound=event.play_vehicle_sound,
+                latitude=fix.lat,
+                longitude=fix.lon,
+                at=fix.at,
+            ),
         )
 
     # ── commands ──────────────────────────────────────────────────────────────────────

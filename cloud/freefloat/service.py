@@ -40,6 +40,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kickstand.cloud import outbox, trips
 from kickstand.cloud.errors import NoPricingRuleError, NotFoundError
+from kickstand.cloud.events import catalogue as ev
+from kickstand.cloud.events import payloads as p
 from kickstand.cloud.freefloat.errors import VehicleCodeError
 from kickstand.cloud.geofence import (
     CoordinateRangeError,
@@ -53,7 +55,7 @@ from kickstand.cloud.models import ACTIVE_TRIP_STATUSES, Network, Trip, TripStat
 log = logging.getLogger("kickstand.cloud.freefloat.service")
 
 #: Outbox topic: a free-float lock was refused (outside the network, policy refuse).
-TRIP_RETURN_REFUSED = "trip.return.refused"
+TRIP_RETURN_REFUSED = ev.TRIP_RETURN_REFUSED
 
 SERIAL = re.compile(r"^[A-Za-z0-9]{6,10}$")
 #: Query parameters a QR URL may carry the serial in.
@@ -242,14 +244,14 @@ async def vehicle_locked(
     check = await return_check(session, cache, vehicle, at, parking_tolerance_m=parking_tolerance_m)
     if check.refused:
         counters["return-refused"] += 1
-        payload = {
-            **trips.trip_payload(trip, vehicle),
-            "locked_at": at,
-            "return": check.as_json(),
-            "message": "you cannot end your trip outside the network area: "
+        payload = p.TripReturnRefused(
+            **trips.trip_payload(trip, vehicle).model_dump(),
+            locked_at=at,
+            return_=check.as_json(),
+            message="you cannot end your trip outside the network area: "
             "unlock the vehicle and bring it back inside",
-        }
-        outbox.emit(session, TRIP_RETURN_REFUSED, "trip", trip.id, payload)
+        )
+        outbox.emit(session, TRIP_RETURN_REFUSED, trip.id, payload)
         await session.flush()
         log.info(
             "event=freefloat_return_refused trip_id=%s vehicle=%s at=%s",

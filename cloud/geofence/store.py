@@ -35,6 +35,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kickstand.cloud import outbox
+from kickstand.cloud.events import EventType
+from kickstand.cloud.events import catalogue as ev
+from kickstand.cloud.events.payloads import ZoneEvent
 from kickstand.cloud.geofence.errors import GeofenceError, ZoneAttributeError
 from kickstand.cloud.geofence.geojson import parse_zone_shape, to_geojson
 from kickstand.cloud.geofence.index import GeofenceIndex
@@ -288,9 +291,9 @@ async def load_zones(session: AsyncSession, network_id: int) -> NetworkZones:
     )
 
 
-ZONE_CREATED = "zone.created"
-ZONE_UPDATED = "zone.updated"
-ZONE_DELETED = "zone.deleted"
+ZONE_CREATED = ev.ZONE_CREATED
+ZONE_UPDATED = ev.ZONE_UPDATED
+ZONE_DELETED = ev.ZONE_DELETED
 
 
 def zone_payload(row: ZoneRow) -> dict[str, Any]:
@@ -318,8 +321,9 @@ def zone_payload(row: ZoneRow) -> dict[str, Any]:
     }
 
 
-def _emit(session: AsyncSession, topic: str, row: ZoneRow) -> None:
-    outbox.emit(session, topic, "zone", f"{row.__tablename__}:{row.id}", zone_payload(row))
+def _emit(session: AsyncSession, event: EventType[ZoneEvent], row: ZoneRow) -> None:
+    payload = ZoneEvent.model_validate(zone_payload(row))
+    outbox.emit(session, event, f"{row.__tablename__}:{row.id}", payload)
 
 
 # ── changes (validated; the caller commits) ───────────────────────────────────────────

@@ -34,6 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kickstand.cloud import outbox, trips
+from kickstand.cloud.events import EventPayload, EventType
 from kickstand.cloud.ingest.batch import DeviceInfo
 from kickstand.cloud.ingest.tables import DeviceBoot, DeviceCommand, DeviceStatus, IngestedMessage
 from kickstand.cloud.models import (
@@ -425,7 +426,7 @@ _PG_STATUS_UPSERT = text(
 _PG_STATUS_UPSERT_SPOTS = text(
     f"WITH applied AS ({_PG_STATUS_UPSERT.text}) "
     "SELECT a.device_id, a.spot, s.id, s.station_id, s.displayed_number, s.lock_status, "
-    "s.state, s.maintenance_source FROM applied AS a "
+    "s.state, s.maintenance_source, s.status_at FROM applied AS a "
     "LEFT JOIN stations AS st ON st.device_id = a.device_id "
     "LEFT JOIN spots AS s ON s.station_id = st.id AND s.displayed_number = a.spot"
 ).columns(
@@ -437,6 +438,7 @@ _PG_STATUS_UPSERT_SPOTS = text(
     lock_status=Integer,
     state=_table(Spot).c.state.type,
     maintenance_source=String,
+    status_at=_table(Spot).c.status_at.type,
 )
 _PG_SPOTS = text(
     "UPDATE spots AS s SET lock_status = u.lock, state = u.state, maintenance_source = u.src "
@@ -474,12 +476,14 @@ async def update_positions(session: AsyncSession, rows: list[dict[str, Any]]) ->
     )
 
 
-async def spot_occupants(session: AsyncSession, spot_ids: list[int]) -> dict[int, str]:
-    """The serial number of the vehicle the cloud has in each of these spots (absent: none)."""
+async def spot_occupants(session: AsyncSession, spot_ids: list[int]) -> dict[int, tuple[int, str]]:
+    """The vehicle (id, serial number) the cloud has in each of these spots (absent: none)."""
     rows = await session.execute(
-        select(Vehicle.spot_id, Vehicle.serial_number).where(Vehicle.spot_id.in_(spot_ids))
+        select(Vehicle.spot_id, Vehicle.id, Vehicle.serial_number).where(
+            Vehicle.spot_id.in_(spot_ids)
+        )
     )
-    return {spot_id: serial for spot_id, serial in rows.all() if spot_id is not None}
+    return {spot_id: (vid, serial) for spot_id, vid, serial in rows.all() if spot_id is not None}
 
 
 async def update_batteries(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
@@ -506,8 +510,8 @@ async def update_batteries(session: AsyncSession, rows: list[dict[str, Any]]) ->
     )
 
 
-#: An outbox record: topic, resource type, resource id, payload.
-Record = tuple[str, str, int | str, dict[str, Any]]
+#: An outbox record: its catalogue definition, resource id, payload.
+Record = tuple[EventType[Any], int | str, EventPayload]
 
 
 async def record(session: AsyncSession, records: list[Record]) -> None:

@@ -38,6 +38,8 @@ from sqlalchemy.orm import aliased
 
 from kickstand.cloud import metrics, outbox
 from kickstand.cloud.config import Settings
+from kickstand.cloud.events import networks_of
+from kickstand.cloud.events.payloads import EndpointEvent
 from kickstand.cloud.models import OutboxEvent
 from kickstand.cloud.webhooks import signing
 from kickstand.cloud.webhooks.errors import TargetRefusedError
@@ -184,21 +186,13 @@ def endpoint_payload(endpoint: WebhookEndpoint) -> dict[str, Any]:
     )
 
 
-def _network_of(payload: dict[str, Any]) -> int | None:
-    value = payload.get("network_id")
-    return value if isinstance(value, int) else None
-
-
-def _wants(endpoint: WebhookEndpoint, row: OutboxEvent) -> bool:
+def _wants(endpoint: WebhookEndpoint, row: OutboxEvent, networks: frozenset[int]) -> bool:
+    """Subscribed, and (for a network-scoped endpoint) about one of its networks: the
+    event's scope is its catalogue definition's (an event of no network reaches unscoped
+    endpoints only)."""
     if not subscribed(endpoint.topics or [], row.topic):
         return False
-    if endpoint.network_ids is None:
-        return True
-    payload = row.payload or {}
-    scoped = payload.get("network_ids")  # an event about several networks (an endpoint)
-    if isinstance(scoped, list):
-        return bool(set(scoped) & set(endpoint.network_ids))
-    return _network_of(payload) in endpoint.network_ids
+    return endpoint.network_ids is None or not networks.isdisjoint(endpoint.network_ids)
 
 
 async def fan_out(
@@ -241,8 +235,9 @@ async def fan_out(
     )
     for row in rows:
         created = int((row.created_at or now).timestamp())
+        networks = networks_of(row.topic, row.payload or {})
         for endpoint in endpoints:
-            if not _wants(endpoint, row):
+            if not _wants(endpoint, row, networks):
                 continue
             if stats is not None:
                 stats["deliveries"] += 1
@@ -567,13 +562,8 @@ class WebhookWorker:
                 endpoint.id,
                 endpoint.consecutive_failures,
             )
-            outbox.emit(
-                session,
-                WEBHOOK_ENDPOINT_DISABLED,
-                "webhook_endpoint",
-                endpoint.id,
-                endpoint_payload(endpoint),
-            )
+            payload = EndpointEvent.model_validate(endpoint_payload(endpoint))
+            outbox.emit(session, WEBHOOK_ENDPOINT_DISABLED, endpoint.id, payload)
 
     def _should_disable(self, endpoint: WebhookEndpoint, now: datetime) -> bool:
         if endpoint.consecutive_failures < self.policy.disable_after_failures:

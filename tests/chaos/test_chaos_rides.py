@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kickstand.cloud import outbox
+from kickstand.cloud.events.catalogue import VEHICLE_UPDATED
 from kickstand.protocol.v1.messages import VehicleDocked, VehicleRemoved
 from kickstand.testing import PostgresCluster
 from tests.chaos.plant import ALICE, Plant, check, device_time, eventually
@@ -93,7 +93,7 @@ async def test_ride_inside_an_outage_is_one_trip_billed_once_on_device_time(
             ([t["id"] for t in trips],))
         theft = await plant.rows(
             "SELECT topic, payload FROM outbox WHERE topic = %s AND resource_id = %s",
-            (outbox.VEHICLE_UPDATED, str(vehicle_id)))
+            (VEHICLE_UPDATED.topic, str(vehicle_id)))
         alerts = await plant.rows(
             "SELECT alert_type, device_id FROM fleet_alerts WHERE alert_type = ANY(%s)",
             (list(THEFT_LIKE),))

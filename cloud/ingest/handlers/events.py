@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kickstand.cloud import trips
+from kickstand.cloud.events import catalogue as ev
+from kickstand.cloud.events import payloads as p
 from kickstand.cloud.ingest import repository as repo
 from kickstand.cloud.ingest.batch import DeviceInfo, Inbound
 from kickstand.cloud.ingest.handlers.registry import handlers
@@ -105,19 +107,16 @@ async def alert_and_record(
 ) -> None:
     await ctx.alert(session, item, info)
     body = item.msg.body
-    record: repo.Record = (
-        "device.event",
-        "station" if info.kind == STATION else "vehicle",
-        item.device_id,
-        {
-            "device_id": item.device_id,
-            "event": type(body).__name__,
-            "at": item.at,
-            "boot_id": item.msg.stamp.boot_id,
-            "seq": item.msg.stamp.seq,
-            "data": event_data(body),
-        },
+    event = p.DeviceEvent(
+        device_id=item.device_id,
+        network_id=info.network_id,
+        event=type(body).__name__,
+        at=item.at,
+        boot_id=item.msg.stamp.boot_id,
+        seq=item.msg.stamp.seq,
+        data=event_data(body),
     )
+    record: repo.Record = (ev.DEVICE_EVENT, item.device_id, event)
     await repo.record(session, [record])
 
 

@@ -8,12 +8,14 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kickstand.cloud import outbox
+from kickstand.cloud import outbox, trips
 from kickstand.cloud.authlist import service as authlist
+from kickstand.cloud.events import catalogue as ev
+from kickstand.cloud.events import payloads as p
 from kickstand.cloud.ingest import repository as repo
 from kickstand.cloud.ingest.batch import BatchOutcome, DeviceInfo, Inbound, Reply, clip
 from kickstand.cloud.ingest.handlers.registry import handlers
-from kickstand.cloud.models import DeviceKind, utcnow
+from kickstand.cloud.models import DeviceKind, Vehicle, utcnow
 from kickstand.protocol import topics
 from kickstand.protocol.topics import Channel
 from kickstand.protocol.v1 import codec
@@ -69,8 +71,7 @@ async def _birth(
             "config_version": birth.config_version,
             "auth_list_version": birth.auth_list_version,
             "inventory": [
-                {"kind": c.kind, "index": c.index, "firmware": c.firmware}
-                for c in birth.inventory
+                {"kind": c.kind, "index": c.index, "firmware": c.firmware} for c in birth.inventory
             ],
             "pending_from": birth.pending_from,
             "serial_number": birth.serial_number,
@@ -96,7 +97,7 @@ async def _birth(
         },
     )
     if not was_online:
-        emit_online(session, info, True, now)
+        await emit_online(session, info, True, now)
     # This worker's view of the device now (others see it within INFO_TTL_S; until then
     # they may not Ack it, and the device's resend after its ack timeout is Acked).
     info.booted = True
@@ -121,14 +122,22 @@ async def _birth(
     )
 
 
-def emit_online(session: AsyncSession, info: DeviceInfo, online: bool, at: datetime) -> None:
-    if info.kind == DeviceKind.STATION:
-        topic, resource, rid = "station.updated", "station", info.device_id
-    else:
-        topic, resource, rid = outbox.VEHICLE_UPDATED, "vehicle", info.device_id
-    outbox.emit(
-        session, topic, resource, rid, {"device_id": info.device_id, "online": online, "at": at}
-    )
+async def emit_online(session: AsyncSession, info: DeviceInfo, online: bool, at: datetime) -> None:
+    """``station.updated`` / ``vehicule.updated`` with ``online``: the device's resource as
+    it stands (a device attached to no station or vehicle yet has none to tell of)."""
+    if info.kind == DeviceKind.STATION and info.station_id is not None:
+        event = p.StationEvent(
+            station_id=info.station_id,
+            device_id=info.device_id,
+            network_id=info.network_id,
+            online=online,
+            at=at,
+        )
+        outbox.emit(session, ev.STATION_UPDATED, info.station_id, event)
+    elif info.kind == DeviceKind.VEHICLE and info.vehicle_id is not None:
+        vehicle = await session.get_one(Vehicle, info.vehicle_id)
+        payload = trips.vehicle_payload(vehicle, online=online, at=at)
+        outbox.emit(session, ev.VEHICLE_UPDATED, vehicle.id, payload)
 
 
 @handlers.channel(Channel.DEATH)
@@ -160,7 +169,7 @@ async def deaths(
             stamp.boot_id,
             {"died_at": now, "death_ts_ms": stamp.ts_ms, "death_reason": death.reason or "will"},
         )
-        emit_online(session, info, False, now)
+        await emit_online(session, info, False, now)
         await ctx.alert(session, item, info)
         log.info(
             "event=device_death device=%s boot_id=%s reason=%s",

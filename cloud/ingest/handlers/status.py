@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kickstand.cloud import outbox, trips
+from kickstand.cloud import trips
+from kickstand.cloud.events import catalogue as ev
+from kickstand.cloud.events import payloads as p
 from kickstand.cloud.ingest import repository as repo
 from kickstand.cloud.ingest import rules
 from kickstand.cloud.ingest.batch import BatchOutcome, DeviceInfo, Inbound, Reply
@@ -99,7 +101,7 @@ async def statuses(
             vehicles.append(item)
     await ctx.alert_all(session, ctx.sample(vehicles), infos)
     if spot_updates:
-        await _spot_statuses(ctx, session, spot_updates, spots, out)
+        await _spot_statuses(ctx, session, spot_updates, spots, infos, out)
     if battery:
         await repo.update_batteries(session, battery)
 
@@ -109,13 +111,14 @@ async def _spot_statuses(
     session: AsyncSession,
     updates: list[tuple[int, int, m.Status, Inbound]],
     spots: dict[tuple[int, int], Any] | None,
+    infos: dict[str, DeviceInfo],
     out: BatchOutcome,
 ) -> None:
     """``spots``: the rows of the updated spots by (station id, number), if read already."""
     if spots is None:
         spots = await repo.spots_of(session, sorted({u[0] for u in updates}))
     changes: list[dict[str, Any]] = []
-    records: list[repo.Record] = []
+    changed: list[tuple[Any, Inbound, m.Status, int, SpotState, str | None]] = []
     for station_id, number, st, item in updates:
         row = spots.get((station_id, number))
         if row is None:
@@ -130,22 +133,27 @@ async def _spot_statuses(
             await resend_maintenance(ctx, session, item.device_id, number, out)
         if lock_status != row.lock_status or state != row.state or source != row.maintenance_source:
             changes.append({"sid": row.id, "lock": lock_status, "state": state, "src": source})
-            records.append(
-                (
-                    outbox.DOCK_UPDATED,
-                    "spot",
-                    row.id,
-                    {
-                        "spot_id": row.id,
-                        "station_id": station_id,
-                        "displayed_number": number,
-                        "lock_status": lock_status,
-                        "state": state,
-                        "maintenance_source": source,
-                        "fault": st.fault,
-                    },
-                )
-            )
+            changed.append((row, item, st, lock_status, state, source))
+    # A change of lock or state is rare: what the spots hold is read only for those.
+    held = await repo.spot_occupants(session, [c[0].id for c in changed]) if changed else {}
+    records: list[repo.Record] = []
+    for row, item, st, lock_status, state, source in changed:
+        vehicle_id, serial = held.get(row.id, (None, None))
+        event = p.DockEvent(
+            spot_id=row.id,
+            station_id=row.station_id,
+            station_device_id=item.device_id,
+            network_id=infos[item.device_id].network_id,
+            displayed_number=row.displayed_number,
+            lock_status=lock_status,
+            state=state,
+            maintenance_source=source,
+            contained_vehicle_id=vehicle_id,
+            serial_number=serial,
+            status_at=row.status_at,
+            fault=st.fault,
+        )
+        records.append((ev.DOCK_UPDATED, row.id, event))
     await repo.record(session, records)
     await repo.update_spots(session, changes)
     await _occupancy(ctx, session, updates, spots)
@@ -170,7 +178,8 @@ async def _occupancy(
         return
     held = await repo.spot_occupants(session, [spot_id for spot_id, _, _ in said])
     for spot_id, st, item in said:
-        if held.get(spot_id) == st.serial_number:  # the same vehicle, or empty and empty
+        # The same vehicle, or empty and empty.
+        if held.get(spot_id, (None, None))[1] == st.serial_number:
             continue
         number = st.spot
         done = await trips.spot_reported(

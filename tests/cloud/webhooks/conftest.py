@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from kickstand.cloud import outbox
 from kickstand.cloud.db import create_engine, create_sessionmaker
 from kickstand.cloud.migrations import upgrade
+from kickstand.cloud.models import OutboxEvent
 from kickstand.cloud.seed import DemoRefs, seed_demo
 from kickstand.cloud.webhooks.delivery import DeliveryPolicy, WebhookWorker
 from kickstand.testing import PostgresServer
@@ -76,10 +76,18 @@ async def pg(pg_server: PostgresServer, webhooks_template: str) -> AsyncIterator
 async def write_events(
     maker: async_sessionmaker[AsyncSession], events: list[tuple[str, str, Any, dict[str, Any]]]
 ) -> None:
-    """Each (topic, resource_type, resource_id, payload) in its own transaction, in order."""
+    """Each (topic, resource_type, resource_id, payload) in its own transaction, in order.
+
+    Raw rows, not the typed ``outbox.emit``: these tests are about delivery mechanics
+    (order, retries, leases) with small synthetic payloads; test_scoping.py and
+    tests/cloud/events/ deliver real, typed events."""
     for topic, rtype, rid, payload in events:
         async with maker() as session, session.begin():
-            outbox.emit(session, topic, rtype, rid, payload)
+            session.add(
+                OutboxEvent(
+                    topic=topic, resource_type=rtype, resource_id=str(rid), payload=payload
+                )
+            )
 
 
 async def wait_for(done: Callable[[], bool], limit_s: float = 20.0) -> bool:
