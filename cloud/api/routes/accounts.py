@@ -32,6 +32,7 @@ from kickstand.cloud.api.deps import (
     SessionmakerDep,
     SettingsDep,
 )
+from kickstand.cloud.api.openapi import error_responses
 from kickstand.cloud.api.schemas import Envelope, OkEnvelope
 
 router = APIRouter(tags=["accounts"])
@@ -78,6 +79,7 @@ async def signup(
     "/auth/email/confirm",
     response_model=Envelope[EmailConfirmedData],
     summary="Confirm the email with the mailed code",
+    responses=error_responses(400),
 )
 async def confirm_email(body: TokenRequest, session: SessionDep) -> Envelope[EmailConfirmedData]:
     user = await service.confirm_email(session, body.token, datetime.now(UTC))
@@ -90,6 +92,7 @@ async def confirm_email(body: TokenRequest, session: SessionDep) -> Envelope[Ema
     summary="Mail the confirmation code again",
     description="Authorized by the token of the login's code 7 answer "
     "(`Authorization: Bearer <data.token>`); earlier codes stop working.",
+    responses=error_responses(400),
 )
 async def resend_confirmation(
     credentials: BearerDep,
@@ -130,6 +133,7 @@ async def request_password_reset(
     response_model=OkEnvelope,
     summary="Set a new password with the mailed code",
     description="Every session of the account ends (access and refresh tokens).",
+    responses=error_responses(400),
 )
 async def reset_password(body: PasswordResetConfirm, session: SessionDep) -> OkEnvelope:
     await service.reset_password(session, body.token, body.password, datetime.now(UTC))
@@ -140,6 +144,7 @@ async def reset_password(body: PasswordResetConfirm, session: SessionDep) -> OkE
     "/users/me/email",
     response_model=OkEnvelope,
     summary="Change my email: a code is mailed to the new address",
+    responses=error_responses(409),
 )
 async def request_email_change(
     body: EmailChangeRequest,
@@ -158,6 +163,7 @@ async def request_email_change(
     "/auth/email/change",
     response_model=Envelope[EmailChangeData],
     summary="The email change a mailed code stands for (the code stays valid)",
+    responses=error_responses(400),
 )
 async def check_email_change(
     token: Annotated[str, Query(min_length=10, max_length=10, pattern=r"^[A-Za-z0-9]{10}$")],
@@ -171,6 +177,7 @@ async def check_email_change(
     "/auth/email/change",
     response_model=OkEnvelope,
     summary="Confirm an email change with the mailed code",
+    responses=error_responses(400, 409),
 )
 async def confirm_email_change(body: EmailChangeConfirm, session: SessionDep) -> OkEnvelope:
     await service.confirm_email_change(session, body.email_token, body.email, datetime.now(UTC))

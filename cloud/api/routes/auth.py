@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kickstand.cloud.accounts import service as accounts
 from kickstand.cloud.api.deps import BearerDep, ClaimsDep, CurrentUser, SessionDep, SettingsDep
 from kickstand.cloud.api.errors import ApiError, ErrorCode, unauthenticated
+from kickstand.cloud.api.openapi import error_responses
 from kickstand.cloud.api.schemas import (
     CheckData,
     Envelope,
@@ -58,6 +59,7 @@ def _issue_refresh(
     description="Refusals: wrong email or password (code 5, counted); email not confirmed "
     "(code 7, `data.token` authorizes `POST /v1/auth/email/confirm/resend`); too many failed "
     "logins for the account or the client address (429, code 30, `Retry-After`).",
+    responses=error_responses(401, 403, 429),
 )
 async def login(
     body: LoginRequest, request: Request, session: SessionDep, settings: SettingsDep
