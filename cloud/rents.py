@@ -49,6 +49,7 @@ from kickstand.cloud.models import (
     table_of,
 )
 from kickstand.cloud.rent_gateway import UnlockOutcome, UnlockResult
+from kickstand.cloud.rentable import refusal
 from kickstand.cloud.trips import rent_expired, rent_network, rent_payload
 
 log = logging.getLogger("kickstand.cloud.rents")
@@ -259,20 +260,19 @@ async def _expire_stale(
 
 
 def _check_rules(target: RentTarget, rider: Rider, holds: Holds) -> UnlockTarget:
-    if target.vehicle_state != VehicleState.AVAILABLE or target.in_maintenance:
-        raise RentRefusedError(
-            "this vehicle is not available right now", reason="vehicle-unavailable"
-        )
-    if target.spot_id is not None and target.spot_state != SpotState.ACTIVE:
-        raise RentRefusedError(
-            "this spot is out of order; pick another one", reason="spot-unavailable"
-        )
-    if (
-        target.vehicle_type != VehicleType.BIKE
-        and target.battery_level is not None
-        and target.battery_level < target.min_battery_to_rent
-    ):
-        raise RentRefusedError("this vehicle's battery is too low to rent", reason="battery-low")
+    refused = refusal(
+        state=target.vehicle_state,
+        in_maintenance=target.in_maintenance,
+        vehicle_type=target.vehicle_type,
+        battery_level=target.battery_level,
+        # A docked target whose spot row is missing counts as a spot out of order.
+        spot_state=(target.spot_state or SpotState.OUT_OF_ORDER)
+        if target.spot_id is not None
+        else None,
+        min_battery_to_rent=target.min_battery_to_rent,
+    )
+    if refused is not None:
+        raise RentRefusedError(refused.message, reason=refused.reason)
     if rider.wallet_balance <= 0:
         raise RentRefusedError("your wallet is empty: top it up to rent", reason="wallet-empty")
     if holds.vehicle_in_trip:

@@ -23,8 +23,8 @@ from kickstand.cloud.models import (
     Station,
     Trip,
     Vehicle,
-    VehicleState,
 )
+from kickstand.cloud.rentable import is_rentable
 
 
 def money_str(amount: Decimal | None, currency: str) -> str | None:
@@ -61,8 +61,12 @@ async def clusters_public(
         return []
     rows = (
         await session.execute(
-            select(Station.cluster_id, Spot, Vehicle, *PRESENCE_COLUMNS)
+            select(
+                Station.cluster_id, Spot, Vehicle, Network.min_battery_to_rent, *PRESENCE_COLUMNS
+            )
             .join(Spot, Spot.station_id == Station.id)
+            .join(Cluster, Cluster.id == Station.cluster_id)
+            .join(Network, Network.id == Cluster.network_id)
             .outerjoin(Vehicle, Vehicle.spot_id == Spot.id)
             .outerjoin(Device, Device.device_id == Station.device_id)
             .where(Station.cluster_id.in_(ids))
@@ -78,15 +82,10 @@ async def clusters_public(
         vehicle: Vehicle | None = row[2]
         s = stats[cluster_id]
         s["total"] += 1
-        s["online"] += 1 if online_of(row[3:], now) else 0
+        s["online"] += 1 if online_of(row[4:], now) else 0
         if vehicle is None and spot.state == SpotState.ACTIVE:
             s["free"] += 1
-        if (
-            vehicle is not None
-            and vehicle.state == VehicleState.AVAILABLE
-            and not vehicle.in_maintenance
-            and spot.state == SpotState.ACTIVE
-        ):
+        if vehicle is not None and is_rentable(vehicle, spot.state, row[3]):
             s["avail"] += 1
     return [
         ClusterPublic(

@@ -21,7 +21,8 @@ from kickstand.cloud.api.schemas import (
 )
 from kickstand.cloud.api.views import clusters_public
 from kickstand.cloud.liveness import PRESENCE_COLUMNS, online_of
-from kickstand.cloud.models import Cluster, Device, Spot, SpotState, Station, Vehicle, VehicleState
+from kickstand.cloud.models import Cluster, Device, Network, Spot, SpotState, Station, Vehicle
+from kickstand.cloud.rentable import is_rentable
 
 router = APIRouter(prefix="/clusters", tags=["clusters"])
 
@@ -135,9 +136,10 @@ async def cluster_vehicles(
     await _cluster(session, cluster_id)
     rows = (
         await session.execute(
-            select(Vehicle, Spot, *PRESENCE_COLUMNS)
+            select(Vehicle, Spot, Network.min_battery_to_rent, *PRESENCE_COLUMNS)
             .join(Spot, Spot.id == Vehicle.spot_id)
             .join(Station, Station.id == Spot.station_id)
+            .join(Network, Network.id == Vehicle.network_id)
             .outerjoin(Device, Device.device_id == Vehicle.device_id)
             .where(Station.cluster_id == cluster_id)
             .order_by(Station.id, Spot.displayed_number)
@@ -156,8 +158,8 @@ async def cluster_vehicles(
                 station_id=spot.station_id,
                 displayed_number=spot.displayed_number,
                 in_maintenance=v.in_maintenance,
-                is_accessible=v.state == VehicleState.AVAILABLE and spot.state == SpotState.ACTIVE,
+                is_accessible=is_rentable(v, spot.state, min_battery),
             )
-            for v, spot, *presence in rows
+            for v, spot, min_battery, *presence in rows
         ]
     )

@@ -24,6 +24,7 @@ from kickstand.cloud.api.schemas import (
 from kickstand.cloud.api.views import clusters_public, network_public
 from kickstand.cloud.liveness import PRESENCE_COLUMNS, online_of
 from kickstand.cloud.models import Cluster, Device, Network, Vehicle, VehicleState
+from kickstand.cloud.rentable import is_rentable
 
 router = APIRouter(prefix="/map", tags=["map"])
 
@@ -62,7 +63,8 @@ async def get_map(
     ).all()
     rows = (
         await session.execute(
-            select(Vehicle, *PRESENCE_COLUMNS)
+            select(Vehicle, Network.min_battery_to_rent, *PRESENCE_COLUMNS)
+            .join(Network, Network.id == Vehicle.network_id)
             .outerjoin(Device, Device.device_id == Vehicle.device_id)
             .where(
                 Vehicle.spot_id.is_(None),
@@ -86,9 +88,9 @@ async def get_map(
             vehicle_type=v.vehicle_type.value,
             state=v.state.value,
             is_accessible=not v.in_maintenance,
-            is_available=v.state == VehicleState.AVAILABLE and not v.in_maintenance,
+            is_available=is_rentable(v, None, min_battery),  # free-floating: no spot
         )
-        for v, *presence in rows
+        for v, min_battery, *presence in rows
     ]
     networks = [n for n in (await session.scalars(select(Network))).all() if in_area(n, box)]
     rents = await rider_rents(session, user.id)
