@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     LOGIN_MAX_FAILURES_ACCOUNT: int = Field(default=10, ge=1)
     LOGIN_MAX_FAILURES_ADDRESS: int = Field(default=50, ge=1)
     LOGIN_LOCK_S: int = Field(default=900, ge=1)
+    #: Mails with a code (confirmation, reset, email change) asked for one address, at most
+    #: this many per MAIL_WINDOW_S; more answer 429.
+    MAIL_MAX_PER_ADDRESS: int = Field(default=5, ge=1)
+    MAIL_WINDOW_S: int = Field(default=3600, ge=1)
 
     @model_validator(mode="after")
     def _check_secret(self) -> Settings:

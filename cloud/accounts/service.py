@@ -139,6 +139,12 @@ async def _take(
     return row
 
 
+async def _count_mail(session: AsyncSession, settings: Settings, to: str, now: datetime) -> None:
+    await throttle.count_mail(
+        session, to, settings.MAIL_MAX_PER_ADDRESS, settings.MAIL_WINDOW_S, now
+    )
+
+
 async def _email_taken(session: AsyncSession, email: str) -> bool:
     return (await session.scalar(select(User.id).where(User.email == email))) is not None
 
@@ -167,6 +173,7 @@ async def sign_up(
         raise TermsNotAcceptedError("accept the terms of use to create an account")
     _check_consent_types(consents or {})
     email = normalize_email(email)
+    await _count_mail(session, settings, email, now)
     password_hash = await _hash_password(password)  # also when taken: same timing
     existing = (await session.scalars(select(User).where(User.email == email))).first()
     if existing is not None:
@@ -207,6 +214,7 @@ async def resend_confirmation(
     if user.email_confirmed_at is not None:
         await session.commit()  # end the read; nothing to confirm any more
         return
+    await _count_mail(session, settings, user.email, now)
     await _retire(session, user.id, AccountTokenPurpose.EMAIL_CONFIRM, now)
     token = _issue(
         session, user.id, AccountTokenPurpose.EMAIL_CONFIRM, settings.EMAIL_CONFIRM_TTL_S, now
@@ -280,9 +288,11 @@ async def request_password_reset(
     session: AsyncSession, settings: Settings, email: str, now: datetime
 ) -> None:
     """Mail a reset code if the address has an active account; answer the same otherwise."""
-    user = (await session.scalars(select(User).where(User.email == normalize_email(email)))).first()
+    email = normalize_email(email)
+    await _count_mail(session, settings, email, now)
+    user = (await session.scalars(select(User).where(User.email == email))).first()
     if user is None or not user.is_active:
-        await session.commit()  # end the read: the mail sender runs before the session closes
+        await session.commit()  # the count; and the mail sender runs before the session closes
         log.info("event=password_reset_unknown_email")
         return
     await _retire(session, user.id, AccountTokenPurpose.PASSWORD_RESET, now)
@@ -323,6 +333,7 @@ async def request_email_change(
     new_email = normalize_email(new_email)
     if new_email == user.email or await _email_taken(session, new_email):
         raise EmailTakenError("this email address is already used by an account")
+    await _count_mail(session, settings, new_email, now)
     await _retire(session, user.id, AccountTokenPurpose.EMAIL_CHANGE, now)
     token = _issue(
         session,

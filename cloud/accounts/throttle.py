@@ -98,11 +98,12 @@ async def check(session: AsyncSession, keys: dict[str, str], now: datetime) -> N
     )
 
 
-async def record_failure(
-    session: AsyncSession, scope: str, key: str, limit: int, policy: ThrottlePolicy, now: datetime
-) -> bool:
-    """Count one failure on ``key``; lock it at ``limit``. True when this failure locked it."""
-    window_over = _T.c.window_started_at <= now - timedelta(seconds=policy.window_s)
+async def _count(
+    session: AsyncSession, key: str, window_s: int, now: datetime
+) -> tuple[int, datetime]:
+    """Add one to ``key``'s count in its window (a new window once it is over): the count
+    and the window's start, in one atomic upsert."""
+    window_over = _T.c.window_started_at <= now - timedelta(seconds=window_s)
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     stmt = (
         insert(_T)
@@ -117,9 +118,17 @@ async def record_failure(
                 ),
             },
         )
-        .returning(_T.c.failures)
+        .returning(_T.c.failures, _T.c.window_started_at)
     )
-    failures: int = (await session.execute(stmt)).scalar_one()
+    count, started = (await session.execute(stmt)).one()
+    return cast(int, count), cast(datetime, started)
+
+
+async def record_failure(
+    session: AsyncSession, scope: str, key: str, limit: int, policy: ThrottlePolicy, now: datetime
+) -> bool:
+    """Count one failure on ``key``; lock it at ``limit``. True when this failure locked it."""
+    failures, _ = await _count(session, key, policy.window_s, now)
     if failures < limit:
         return False
     # Locked: the count starts again when the lock ends.
@@ -137,3 +146,25 @@ async def record_failure(
 
 async def clear(session: AsyncSession, key: str) -> None:
     await session.execute(delete(_T).where(_T.c.key == key))
+
+
+def mail_key(email: str) -> str:
+    return f"mail:{email.lower()}"
+
+
+async def count_mail(
+    session: AsyncSession, to: str, limit: int, window_s: int, now: datetime
+) -> None:
+    """Count one mail asked for ``to``; past ``limit`` in the window, refuse (429): nobody
+    can make the cloud flood a mailbox with codes. Counted whether or not ``to`` has an
+    account, so the refusal reveals nothing."""
+    sent, started = await _count(session, mail_key(to), window_s, now)
+    if sent <= limit:
+        return
+    THROTTLED.labels("mail").inc()
+    retry = math.ceil((started + timedelta(seconds=window_s) - now).total_seconds())
+    raise TooManyAttemptsError(
+        f"too many mails asked for this address; try again in {retry} s",
+        retry_after_s=retry,
+        scope="mail",
+    )

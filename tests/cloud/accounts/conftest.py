@@ -69,9 +69,10 @@ def account_settings(db_url: str, tmp_path: Path, sink: MailSink, **over: Any) -
 
 
 @pytest.fixture
-def overrides() -> dict[str, Any]:
-    """Settings a test changes (override this fixture, or parametrize it indirectly)."""
-    return {}
+def overrides(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Settings a test changes:
+    ``@pytest.mark.parametrize("overrides", [{...}], indirect=True)``."""
+    return dict(getattr(request, "param", {}))
 
 
 @pytest.fixture

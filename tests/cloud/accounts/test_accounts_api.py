@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import func, select, update
 
 from kickstand.cloud.models import AccountToken, MailMessage, User, UserRole
@@ -241,3 +242,21 @@ async def test_a_mail_not_sent_is_kept_and_retried(accounts: Accounts) -> None:
     received = await accounts.sink.wait_for("patient@example.com", kind="email-confirm")
     assert accounts.sink.token_in(received)
     assert await mail.send_due(accounts.sessionmaker, accounts.settings) == 0, "sent once"
+
+
+@pytest.mark.parametrize("overrides", [{"MAIL_MAX_PER_ADDRESS": 2}], indirect=True)
+async def test_nobody_can_flood_a_mailbox_with_codes(accounts: Accounts) -> None:
+    for email in ("bob@example.com", "nobody@example.com"):  # the same for both: no reveal
+        for _ in range(2):
+            r = await accounts.client.post("/v1/auth/password/reset", json={"email": email})
+            assert r.status_code == 200, r.text
+        refused = await accounts.client.post("/v1/auth/password/reset", json={"email": email})
+        assert refused.status_code == 429 and refused.json()["code"] == 30
+        assert 3500 < int(refused.headers["Retry-After"]) <= 3600
+    assert len(accounts.sink.to("bob@example.com")) == 2
+    # Sign-up mails count too (here: a third sign-up mail to one address).
+    body = {"email": "twice@example.com", "password": PASSWORD, "accept_terms": True}
+    for _ in range(2):
+        assert (await accounts.client.post("/v1/auth/signup", json=body)).status_code == 201
+    third = await accounts.client.post("/v1/auth/signup", json=body)
+    assert third.status_code == 429

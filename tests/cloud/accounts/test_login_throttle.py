@@ -43,11 +43,6 @@ async def test_sixty_wrong_passwords_then_the_right_one_is_refused(accounts: Acc
     print(f"60 wrong logins in {elapsed:.2f} s; right one: 429, Retry-After {retry_after} s")
 
 
-@pytest.fixture
-def overrides(request: pytest.FixtureRequest) -> dict[str, Any]:
-    return dict(getattr(request, "param", {}))
-
-
 @pytest.mark.parametrize(
     "overrides", [{"LOGIN_MAX_FAILURES_ACCOUNT": 3, "LOGIN_LOCK_S": 1}], indirect=True
 )
