@@ -29,6 +29,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kickstand.cloud import metrics
+from kickstand.cloud.accounts import housekeeping
 from kickstand.cloud.config import Settings
 from kickstand.cloud.models import MailMessage
 
@@ -179,17 +180,28 @@ async def _failed(
     )
 
 
+#: How long closing the relay waits for a round under way (a mail being sent is marked
+#: sent, not cut off between the SMTP answer and the commit: that would send it twice).
+STOP_WAIT_S = 15.0
+
+
 @contextlib.asynccontextmanager
 async def mail_relay(
     maker: async_sessionmaker[AsyncSession], settings: Settings
 ) -> AsyncIterator[asyncio.Task[None]]:
-    """Retry due mails every ``MAIL_RETRY_S`` while the context is open."""
+    """Retry due mails every ``MAIL_RETRY_S`` while the context is open (and sweep what the
+    account tables shed, ``housekeeping``). Closing lets a round under way finish."""
+    stop = asyncio.Event()
 
     async def loop() -> None:
-        while True:
-            await asyncio.sleep(settings.MAIL_RETRY_S)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), settings.MAIL_RETRY_S)
+            if stop.is_set():
+                return
             try:
                 await send_due(maker, settings)
+                await housekeeping.sweep(maker, settings, datetime.now(UTC))
             except Exception:  # the database may be away; the next round tries again
                 log.exception("event=mail_relay_round_failed")
 
@@ -197,6 +209,11 @@ async def mail_relay(
     try:
         yield task
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        stop.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), STOP_WAIT_S)
+        except TimeoutError:
+            log.error("event=mail_relay_stop_timeout wait_s=%s", STOP_WAIT_S)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -260,3 +260,16 @@ async def test_nobody_can_flood_a_mailbox_with_codes(accounts: Accounts) -> None
         assert (await accounts.client.post("/v1/auth/signup", json=body)).status_code == 201
     third = await accounts.client.post("/v1/auth/signup", json=body)
     assert third.status_code == 429
+
+
+async def test_the_relay_of_every_api_process_sends_what_is_due(accounts: Accounts) -> None:
+    from kickstand.cloud.accounts import mail
+
+    async with accounts.sessionmaker() as s, s.begin():
+        mail.queue(s, mail.Mail("email-confirm", "queued@example.com", "Hi", "code"), None)
+    fast = accounts.settings.model_copy(update={"MAIL_RETRY_S": 0.05})
+    async with mail.mail_relay(accounts.sessionmaker, fast):
+        received = await accounts.sink.wait_for("queued@example.com", within=5)
+    assert received["Subject"] == "Hi"
+    async with accounts.sessionmaker() as s:
+        assert (await s.scalars(select(MailMessage.sent_at))).one() is not None
