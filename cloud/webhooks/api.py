@@ -110,7 +110,13 @@ async def get_topics(_operator: OperatorUser) -> dict[str, Any]:
     return {
         "code": 0,
         "data": [
-            {"topic": t.name, "resource": t.resource, "description": t.description}
+            {
+                "topic": t.name,
+                "resource": t.resource,
+                "description": t.description,
+                "scope": t.scope,
+                "payload_schema": t.payload_schema,
+            }
             for t in catalogue()
         ],
     }

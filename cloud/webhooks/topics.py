@@ -6,8 +6,10 @@ ending in ``.*`` (``"trip.*"``, ``"boitier.*"``, ``"boitier.pass.*"``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from kickstand.cloud.events import CATALOGUE
 from kickstand.cloud.events import catalogue as ev
@@ -20,15 +22,29 @@ WEBHOOK_ENDPOINT_DISABLED = ev.WEBHOOK_ENDPOINT_DISABLED
 class Topic:
     name: str
     description: str
+    #: The payload field naming the event's network(s): ``network_id`` or ``network_ids``.
+    scope: str
+    #: JSON Schema of the payload (the envelope's ``data``) as sent.
+    payload_schema: dict[str, Any]
 
     @property
     def resource(self) -> str:
         return self.name.split(".", 1)[0]
 
 
-def catalogue() -> list[Topic]:
-    """Every topic an endpoint can subscribe to, sorted: the event catalogue's."""
-    return [Topic(e.topic, e.description) for e in CATALOGUE.values()]
+@functools.cache
+def catalogue() -> tuple[Topic, ...]:
+    """Every topic an endpoint can subscribe to, sorted: the event catalogue's (built once:
+    the catalogue is fixed at import)."""
+    return tuple(
+        Topic(
+            e.topic,
+            e.description,
+            e.payload.SCOPE_FIELD,
+            e.payload.model_json_schema(by_alias=True, mode="serialization"),
+        )
+        for e in CATALOGUE.values()
+    )
 
 
 def topic_names() -> frozenset[str]:
