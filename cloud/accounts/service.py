@@ -256,6 +256,8 @@ async def authenticate(
     keys = {"account": throttle.account_key(email), "address": throttle.address_key(address)}
     await throttle.check(session, keys, now)
     user = (await session.scalars(select(User).where(User.email == email))).first()
+    # No transaction stays open over the hash check (on SQLite it would hold the lock).
+    await session.commit()
     # argon2 takes tens of milliseconds of CPU by design and releases the GIL: in a
     # thread, one login does not stall every other request of this process.
     password_hash = user.password_hash if user else None
