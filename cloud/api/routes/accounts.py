@@ -52,6 +52,7 @@ def _send_after_response(
     description="The account can log in once the mailed code is confirmed "
     "(`POST /v1/auth/email/confirm`); until then login answers code 7. An address that "
     "already has an account gets the same answer here and a mail saying so.",
+    responses=error_responses(429),
 )
 async def signup(
     body: SignupRequest,
@@ -92,7 +93,7 @@ async def confirm_email(body: TokenRequest, session: SessionDep) -> Envelope[Ema
     summary="Mail the confirmation code again",
     description="Authorized by the token of the login's code 7 answer "
     "(`Authorization: Bearer <data.token>`); earlier codes stop working.",
-    responses=error_responses(400),
+    responses=error_responses(400, 429),
 )
 async def resend_confirmation(
     credentials: BearerDep,
@@ -115,6 +116,7 @@ async def resend_confirmation(
     response_model=OkEnvelope,
     summary="Mail a password reset code",
     description="Answers the same whether the address has an account or not.",
+    responses=error_responses(429),
 )
 async def request_password_reset(
     body: PasswordResetRequest,
@@ -144,7 +146,7 @@ async def reset_password(body: PasswordResetConfirm, session: SessionDep) -> OkE
     "/users/me/email",
     response_model=OkEnvelope,
     summary="Change my email: a code is mailed to the new address",
-    responses=error_responses(409),
+    responses=error_responses(409, 429),
 )
 async def request_email_change(
     body: EmailChangeRequest,
