@@ -224,6 +224,9 @@ class ForeignStation:
         self._rebooting = False
         #: A triggered birth awaits its BootReply: nothing queued is sent meanwhile.
         self._gated = False
+        #: Cleared while the test holds the station's link down (go_offline).
+        self._link_up = asyncio.Event()
+        self._link_up.set()
         self._runner: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -259,6 +262,18 @@ class ForeignStation:
         self._reconnect.set()
         await asyncio.wait_for(self.accepted.wait(), 30)
 
+    async def go_offline(self) -> None:
+        """The link goes down (the station keeps running: badges decided offline, §4.7)."""
+        self._link_up.clear()
+        self.accepted.clear()
+        self._reconnect.set()
+        await self.wait_for(lambda: self._client is None, 10)
+
+    async def go_online(self) -> None:
+        """The link is back: birth, then every message not yet acknowledged."""
+        self._link_up.set()
+        await asyncio.wait_for(self.accepted.wait(), 30)
+
     async def _run(self) -> None:
         backoff = 1.0
         while True:
@@ -269,13 +284,17 @@ class ForeignStation:
                 log.info("event=foreign_disconnected device=%s error=%s", self.device_id, e)
             self.accepted.clear()
             self._client = None
+            asked = self._reconnect.is_set()
+            self._reconnect.clear()
             if self._rebooting:  # §7.4 Reboot: a new boot at power-up, same store
                 self._rebooting = False
                 self.boot_id = _new_boot_id()
                 self._next_seq = 1
                 continue
-            if self._reconnect.is_set():
-                self._reconnect.clear()
+            if not self._link_up.is_set():
+                await self._link_up.wait()
+                continue
+            if asked:
                 continue
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 30)
@@ -541,14 +560,15 @@ class ForeignStation:
         status: Result,
         reason: Reject | None = None,
         detail: str | None = None,
-    ) -> None:
+    ) -> int:
         body: dict[int, Any] = {0: cid, 1: int(status)}
         if reason is not None:
             body[2] = int(reason)
         if detail:
             body[3] = detail[:128]
-        self._enqueue("res", body)
+        seq = self._enqueue("res", body)
         self.results.append(ResultRecord(cid, ctype, status, reason))
+        return seq
 
     def _refuse(self, cmd: Verified, reason: Reject, detail: str) -> None:
         self._result(cmd.command_id, cmd.ctype, Result.REJECTED, reason, detail)
@@ -660,9 +680,19 @@ class ForeignStation:
         self._result(cmd.command_id, cmd.ctype, Result.DONE)
 
     async def _reboot(self, cmd: Verified) -> None:
-        self._result(cmd.command_id, cmd.ctype, Result.DONE)
-        self._rebooting = True
-        self._reconnect.set()
+        seq = self._result(cmd.command_id, cmd.ctype, Result.DONE)
+        key = (self.boot_id, seq)
+
+        async def restart() -> None:
+            # The DONE leaves before the restart (its PUBACK, at most a few seconds).
+            with contextlib.suppress(AssertionError):
+                await self.wait_for(
+                    lambda: key not in self.queue or self.queue[key].state == "pubacked", 5
+                )
+            self._rebooting = True
+            self._reconnect.set()
+
+        self._spawn(restart())
 
     async def _trigger(self, cmd: Verified) -> None:
         which, n = cmd.args[0], cmd.args.get(1, 0)
