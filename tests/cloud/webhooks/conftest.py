@@ -84,9 +84,7 @@ async def write_events(
     for topic, rtype, rid, payload in events:
         async with maker() as session, session.begin():
             session.add(
-                OutboxEvent(
-                    topic=topic, resource_type=rtype, resource_id=str(rid), payload=payload
-                )
+                OutboxEvent(topic=topic, resource_type=rtype, resource_id=str(rid), payload=payload)
             )
 
 
