@@ -6,7 +6,9 @@ Public surface of the core (other cloud packages build on these):
 * ``kickstand.cloud.db``: ``create_engine(url | settings)``, ``create_sessionmaker(engine)``.
 * ``kickstand.cloud.models``: the tables (``Base.metadata``), enums, ``OutboxEvent``.
 * ``kickstand.cloud.migrations``: ``await upgrade(url | engine)`` (Alembic, programmatic).
-* ``kickstand.cloud.outbox``: ``emit(session, topic, resource_type, resource_id, payload)``.
+* ``kickstand.cloud.events``: the typed event catalogue (every topic, its payload model and
+  network scope); ``kickstand.cloud.outbox``: ``emit(session, EVENT, resource_id, payload)``.
+* ``kickstand.cloud.rentable``: what "available to rent" means (``refusal``, ``is_rentable``).
 * ``kickstand.cloud.billing``: the pure pricing engine (``RuleBook``, ``compute_cost``).
 * ``kickstand.cloud.trips``: the trip engine, fed with device events (device times).
 * ``kickstand.cloud.rents``: open a rent, apply an unlock outcome.
