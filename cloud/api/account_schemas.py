@@ -6,9 +6,11 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
+from kickstand.cloud.api.ids import Text
+
 #: Seed 001's email and password limits (as the login's).
-Email = Annotated[str, Field(min_length=3, max_length=255, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
-Password = Annotated[str, Field(min_length=8, max_length=255)]
+Email = Annotated[Text, Field(min_length=3, max_length=255, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+Password = Annotated[Text, Field(min_length=8, max_length=255)]
 #: Seed 001: mailed tokens are "= 10 characters".
 MailedToken = Annotated[str, Field(min_length=10, max_length=10, pattern=r"^[A-Za-z0-9]{10}$")]
 
@@ -16,9 +18,9 @@ MailedToken = Annotated[str, Field(min_length=10, max_length=10, pattern=r"^[A-Z
 class SignupRequest(BaseModel):
     email: Email
     password: Password
-    full_name: str | None = Field(default=None, min_length=1, max_length=255)
+    full_name: Text | None = Field(default=None, min_length=1, max_length=255)
     lang: str = Field(default="en", pattern=r"^[a-zA-Z]{2}$")
-    app_label: str | None = Field(default=None, min_length=1, max_length=20)
+    app_label: Text | None = Field(default=None, min_length=1, max_length=20)
     #: The terms of use must be accepted to create an account.
     accept_terms: bool
     #: Seed 001 consent types (``GET /v1/consents``), e.g. ``{"emails.promotional": false}``.

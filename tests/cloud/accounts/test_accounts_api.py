@@ -94,6 +94,8 @@ async def test_sign_up_refusals(accounts: Accounts) -> None:
         ({**base, "consents": {"emails.spam": True}}, 422, 34),
         ({**base, "password": "short"}, 422, 2),
         ({**base, "email": "not-an-email"}, 422, 2),
+        ({**base, "full_name": "nul\x00char"}, 422, 2),
+        ({**base, "password": "pass\x00word"}, 422, 2),
     ]
     for body, status, code in cases:
         r = await accounts.client.post("/v1/auth/signup", json=body)
