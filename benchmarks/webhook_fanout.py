@@ -19,12 +19,15 @@ import multiprocessing as mp
 import multiprocessing.connection
 import time
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import httpx
 from sqlalchemy import func, select
 
 from kickstand.cloud import outbox
 from kickstand.cloud.db import create_engine, create_sessionmaker
+from kickstand.cloud.events.catalogue import TRIP_UPDATED
+from kickstand.cloud.events.payloads import TripEvent
 from kickstand.cloud.migrations import upgrade
 from kickstand.cloud.webhooks import service
 from kickstand.cloud.webhooks.delivery import DeliveryPolicy, WebhookWorker
@@ -71,6 +74,33 @@ async def bare_posts(urls: list[str], total: int, concurrency: int) -> float:
     return total / elapsed
 
 
+STARTED = datetime(2026, 12, 6, 8, 0, tzinfo=UTC)
+
+
+def _trip(trip_id: int, version: int) -> TripEvent:
+    """A running trip's ``trip.updated`` (the payload of the busiest topic)."""
+    return TripEvent(
+        trip_id=trip_id,
+        user_id=1,
+        vehicle_id=trip_id,
+        serial_number=f"BENCH{trip_id:04d}",
+        network_id=1,
+        rent_id=None,
+        status="running",
+        started_at=STARTED,
+        ended_at=None,
+        start_spot_id=None,
+        end_spot_id=None,
+        start_cluster_id=None,
+        end_cluster_id=None,
+        on_hold_since=None,
+        billing_stopped_at=None,
+        cost=None,
+        currency="EUR",
+        version=version,
+    )
+
+
 async def bench(url: str, events: int, endpoints: int, workers: int, concurrency: int) -> None:
     engine = create_engine(url, pool_size=10 * workers, max_overflow=10)
     await upgrade(engine)
@@ -89,9 +119,7 @@ async def bench(url: str, events: int, endpoints: int, workers: int, concurrency
         parent.send(secrets)
         async with maker() as session, session.begin():
             for i in range(events):
-                outbox.emit(
-                    session, "trip.updated", "trip", i % 50, {"trip_id": i % 50, "version": i}
-                )
+                outbox.emit(session, TRIP_UPDATED, i % 50, _trip(i % 50, version=i))
         policy = replace(
             DeliveryPolicy(allow_internal_targets=True),  # a receiver on loopback
             concurrency=concurrency,
