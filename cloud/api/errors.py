@@ -310,7 +310,7 @@ def to_api_error(exc: CloudError) -> ApiError:
     )
 
 
-def database_error(exc: BaseException) -> ApiError | None:
+def database_error(exc: BaseException, where: str = "") -> ApiError | None:
     """A failure of the database as sent, or None (a bug: 500).
 
     Transient (unreachable, starting up, failing over, out of connections: the SQLSTATE
@@ -319,11 +319,11 @@ def database_error(exc: BaseException) -> ApiError | None:
     through: 422, logged so that the schema gets its bound.
     """
     if is_transient(exc):
-        log.warning("event=api_database_unavailable error=%r", exc)
+        log.warning("event=api_database_unavailable route=%r error=%r", where, exc)
         return unavailable("the service cannot reach its database right now; please retry")
     state = sqlstate_of(exc)
     if isinstance(exc, DataError) or (state is not None and state.startswith("22")):
-        log.warning("event=api_value_refused_by_database error=%r", exc)
+        log.warning("event=api_value_refused_by_database route=%r error=%r", where, exc)
         return ApiError(
             422,
             ErrorCode.VALIDATION,
@@ -360,20 +360,30 @@ def install(app: FastAPI) -> None:
             err = ApiError(405, ErrorCode.METHOD_NOT_ALLOWED, "method not allowed on this route")
         elif exc.status_code in (401, 403):
             err = unauthenticated(str(exc.detail))
+        elif exc.status_code == 400:  # a body that is not JSON at all
+            err = ApiError(
+                400,
+                ErrorCode.VALIDATION,
+                f"the request cannot be read: {exc.detail}",
+                reason="bad-request",
+                errors=[{"field": "body", "message": str(exc.detail)}],
+            )
         else:
             err = ApiError(exc.status_code, ErrorCode.INTERNAL, str(exc.detail))
         return err.response()
 
-    async def on_database(_request: Request, exc: Exception) -> JSONResponse:
-        err = database_error(exc)
+    async def on_database(request: Request, exc: Exception) -> JSONResponse:
+        where = f"{request.method} {request.url.path}"
+        err = database_error(exc, where)
         if err is None:
-            log.error("event=api_database_error error=%r", exc, exc_info=exc)
+            log.error("event=api_database_error route=%r error=%r", where, exc, exc_info=exc)
             err = _internal()
         return err.response()
 
-    async def on_unexpected(_request: Request, exc: Exception) -> JSONResponse:
-        log.exception("event=api_unhandled_error error=%r", exc)
-        return (database_error(exc) or _internal()).response()
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        where = f"{request.method} {request.url.path}"
+        log.exception("event=api_unhandled_error route=%r error=%r", where, exc)
+        return (database_error(exc, where) or _internal()).response()
 
     app.add_exception_handler(CloudError, on_cloud_error)
     app.add_exception_handler(RequestValidationError, on_validation)

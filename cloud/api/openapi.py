@@ -6,7 +6,8 @@ all. Here, once per app, every operation gets:
 
 - 422 (validation) and 503 (database unreachable, with ``Retry-After``);
 - 401 and 403 when it wants a bearer token (it has ``security``);
-- 404 when its path has a parameter (no such resource, or not one of yours);
+- 404 when it names a resource (path, query or body: no such resource, or not yours);
+- 400 when it takes a body (one that is not JSON at all);
 - the statuses its route declares (``responses=error_responses(409, 402)``);
 - ``default``: any other error, in the same envelope (a 500 is a bug, still enveloped);
 
@@ -26,7 +27,7 @@ from kickstand.cloud.api.errors import CODES, ErrorBody
 ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
 
 DESCRIPTIONS: dict[int, str] = {
-    400: "Refused request (`code` says why)",
+    400: "The request cannot be read (a body that is not JSON) or a refused token (code 2, 31)",
     401: "Not authenticated: missing, invalid or expired token (codes 3, 4, 5, 18)",
     402: "Payment needed: the wallet cannot pay (code 19)",
     403: "Not allowed: role, network or account state (code 6, 7)",
@@ -75,16 +76,18 @@ def _document_errors(path: str, operation: dict[str, Any]) -> None:
     wanted = {422, 503}
     if operation.get("security"):
         wanted |= {401, 403}
-    if "{" in path:
-        wanted.add(404)
-    for status in sorted(wanted):
-        responses.setdefault(str(status), {"description": DESCRIPTIONS[status]})
-    for status, response in list(responses.items()):
-        if status.isdigit() and int(status) >= 400:
-            description = response.get("description") or DESCRIPTIONS.get(int(status), "Error")
-            if status == "422":
+    if "{" in path or operation.get("parameters") or "requestBody" in operation:
+        wanted.add(404)  # a resource it names (path, query or body) may not exist
+    if "requestBody" in operation:
+        wanted.add(400)  # a body that is not JSON at all
+    for number in sorted(wanted):
+        responses.setdefault(str(number), {"description": DESCRIPTIONS[number]})
+    for key, response in list(responses.items()):
+        if key.isdigit() and int(key) >= 400:
+            description = response.get("description") or DESCRIPTIONS.get(int(key), "Error")
+            if key == "422":
                 description = DESCRIPTIONS[422]
-            responses[status] = _error_response(description, status)
+            responses[key] = _error_response(description, key)
     responses["default"] = _error_response(
         "Any other error, in the same envelope (500: a bug on our side, logged)", "default"
     )
