@@ -22,8 +22,11 @@ Fixed in SPEC.md since (this module follows the fixed text):
   now: UnlockExpired (with the command_id or badge_uid) and the spot's status only.
 - §7.4 TriggerMessage BIRTH: whether the re-birth gates the session again was not said;
   now: it does, like any birth.
-- §4.7 (badges) and §4.7 (Clock) shared a number (another helper made Clock §4.8);
-  ``schema/badge.cddl`` still points badges to §4.8.
+- §4.7 (badges) and §4.7 (Clock) shared a number (another helper made Clock §4.8;
+  ``schema/badge.cddl`` now points badges to §4.7 too).
+- §4.3.2 did not say at which QoS a device subscribes; now: QoS 1.
+- §4.7: the BadgeReply's and Unlock's ``rent_id`` is "the rent's"; now: the API's rent id
+  as decimal text.
 
 Still guessed (the SPEC allows either; what this station does):
 
@@ -38,10 +41,7 @@ Still guessed (the SPEC allows either; what this station does):
    MALFORMED.
 6. §6 does not say what an unknown TriggerKind ``which`` is; refused MALFORMED (a code
    outside its enum is ``schema``, like an unknown state code).
-7. §2 does not say at which QoS a device subscribes; ``ks/v1/c/<id>/+`` at QoS 1.
-8. §4.7: the BadgeReply's ``rent_id`` is "the rent's" — its form (the API's rent id as
-   decimal text) is only seen on the wire.
-9. §7.4 says the cloud's Unlock carries ``RENT_UNLOCK_WINDOW_S``; the badge Unlocks the
+7. §7.4 says the cloud's Unlock carries ``RENT_UNLOCK_WINDOW_S``; the badge Unlocks the
    ingest process signs carry 60 s whatever the API is configured with, so the test sets
    the station's own ``unlock_window_s`` (§7.5).
 """
