@@ -242,12 +242,15 @@ def _emit_trip(
 
 # The statements of the event paths, built once: building one and its cache key costs about
 # as much CPU as running it.
-_STATION_SPOT = (
+_SPOTS = (
     select(Station, Spot, Cluster)
     .join(Spot, Spot.station_id == Station.id)
     .join(Cluster, Cluster.id == Station.cluster_id)
-    .where(Station.device_id == bindparam("station"), Spot.displayed_number == bindparam("spot"))
 )
+_STATION_SPOT = _SPOTS.where(
+    Station.device_id == bindparam("station"), Spot.displayed_number == bindparam("spot")
+)
+_SPOT_BY_ID = _SPOTS.where(Spot.id == bindparam("spot"))
 # Locked rows are read afresh (populate_existing): a copy loaded earlier in the session,
 # unlocked, would otherwise keep its old values.
 _LOCK_VEHICLE = {
@@ -881,6 +884,7 @@ async def spot_reported(
         return "stale-status"
     vehicle: Vehicle | None = None
     occupant: Vehicle | None = None
+    left: int | None = None  # the spot the reported vehicle leaves
     rows = await session.execute(_LOCK_DOCKING, {"serial": serial or "", "spot": spot.id})
     for row in rows:
         _keep(session, *row)
@@ -902,6 +906,7 @@ async def spot_reported(
             return "vehicle-in-trip"
         if vehicle.docked_at is not None and vehicle.docked_at > at:
             return "stale-status"
+        left = vehicle.spot_id
         vehicle.spot_id = spot.id
         vehicle.latitude, vehicle.longitude = cluster.latitude, cluster.longitude
         moved.append(vehicle)
@@ -911,6 +916,9 @@ async def spot_reported(
         return None
     spot.status_at = max(at, spot.status_at) if spot.status_at else at
     await session.flush()
+    if left is not None:
+        # The spot it was in holds nothing now: told as a removal would tell it.
+        await _emit_left_spot(session, left)
     for v in moved:
         log.warning(
             "event=vehicle_moved_by_status serial=%s station=%s spot=%s now_in_spot=%s",
@@ -924,6 +932,15 @@ async def spot_reported(
         session, ev.DOCK_UPDATED, spot.id, dock_payload(spot, station, cluster.network_id, vehicle)
     )
     return "moved" if vehicle is not None else "cleared"
+
+
+async def _emit_left_spot(session: AsyncSession, spot_id: int) -> None:
+    """``dock.updated`` for a spot a status took its vehicle from (now empty)."""
+    row = (await session.execute(_SPOT_BY_ID, {"spot": spot_id})).first()
+    if row is not None:
+        station, spot, cluster = row
+        payload = dock_payload(spot, station, cluster.network_id, None)
+        outbox.emit(session, ev.DOCK_UPDATED, spot.id, payload)
 
 
 # ── free-floating (vehicle lock box) ──────────────────────────────────────────────────

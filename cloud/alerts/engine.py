@@ -182,6 +182,7 @@ class AlertEngine(BadgeRules, SweepRules):
         changes += await self._sweep_silence_expired(session, now)
         changes += await self._sweep_clock(session, now)
         changes += await self._sweep_offline_stations(session, now)
+        changes += await self._sweep_silent_vehicles(session, now)
         return changes
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 
 from sqlalchemy import ScalarResult, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -39,6 +40,10 @@ from kickstand.cloud.models import (
 )
 
 log = logging.getLogger("kickstand.cloud.alerts.sweeps")
+
+#: A device judged by the liveness rule: its alert's key, why it is offline (None: it is
+#: online), how to raise its alert (None: not to be raised).
+_Judged = tuple[object, str | None, Callable[[str], Awaitable[AlertChange]] | None]
 
 
 class SweepRules(AlertCore):
@@ -84,6 +89,27 @@ class SweepRules(AlertCore):
                 )
         return changes
 
+    async def _sweep_liveness(
+        self,
+        session: AsyncSession,
+        now: datetime,
+        alert_type: AlertType,
+        key_of: Callable[[FleetAlert], object],
+        devices: Sequence[_Judged],
+    ) -> list[AlertChange]:
+        """``devices``: (key, why it is offline or None, how to raise its alert or None:
+        not to be raised). The open ``alert_type`` alert of a device online again stops;
+        one is raised for an offline device that has none."""
+        open_alerts = {key_of(a): a for a in await self._open_of_type(session, alert_type)}
+        changes: list[AlertChange] = []
+        for key, reason, raise_ in devices:
+            alert = open_alerts.get(key)
+            if reason is None and alert is not None:
+                changes.append(self.stop(session, alert, now))
+            elif reason is not None and alert is None and raise_ is not None:
+                changes.append(await raise_(reason))
+        return changes
+
     async def _sweep_offline_stations(
         self, session: AsyncSession, now: datetime
     ) -> list[AlertChange]:
@@ -98,36 +124,75 @@ class SweepRules(AlertCore):
                 .where(Device.boot_id.is_not(None))
             )
         ).all()
-        open_alerts = {
-            a.device_id: a for a in await self._open_of_type(session, AlertType.STATION_OFFLINE)
-        }
-        changes: list[AlertChange] = []
-        for station, cluster, *presence in rows:
-            reason = why_offline(presence_of(presence), now)
-            alert = open_alerts.get(station.device_id)
-            if reason is None and alert is not None:
-                changes.append(self.stop(session, alert, now))
-            elif reason is not None and alert is None:
-                subject = Subject(
-                    key=station.device_id,
-                    network_id=cluster.network_id,
-                    cluster_id=cluster.id,
-                    station_id=station.id,
-                    device_id=station.device_id,
-                    extra={"station_id": station.id, "cluster_name": cluster.name},
-                    label=f"station {station.name}",
-                )
-                changes.append(
-                    await self.raise_alert(
-                        session,
-                        AlertType.STATION_OFFLINE,
-                        subject,
-                        now=now,
-                        message=f"station {station.name} is offline: {reason}",
-                        extra={"reason": reason},
-                    )
-                )
-        return changes
+        devices = [
+            (
+                station.device_id,
+                why_offline(presence_of(presence), now),
+                partial(self._station_offline, session, now, station, cluster),
+            )
+            for station, cluster, *presence in rows
+        ]
+        return await self._sweep_liveness(
+            session, now, AlertType.STATION_OFFLINE, lambda a: a.device_id, devices
+        )
+
+    async def _station_offline(
+        self, session: AsyncSession, now: datetime, station: Station, cluster: Cluster, reason: str
+    ) -> AlertChange:
+        subject = Subject(
+            key=station.device_id,
+            network_id=cluster.network_id,
+            cluster_id=cluster.id,
+            station_id=station.id,
+            device_id=station.device_id,
+            extra={"station_id": station.id, "cluster_name": cluster.name},
+            label=f"station {station.name}",
+        )
+        return await self.raise_alert(
+            session,
+            AlertType.STATION_OFFLINE,
+            subject,
+            now=now,
+            message=f"station {station.name} is offline: {reason}",
+            extra={"reason": reason},
+        )
+
+    async def _sweep_silent_vehicles(
+        self, session: AsyncSession, now: datetime
+    ) -> list[AlertChange]:
+        """A vehicle controller gone silent (the liveness rule, its record still online)
+        raises ``lock-shutdown`` as its Death does; the alert stops once the controller is
+        online again (a birth stops it too, :mod:`.device_rules`). Run before ingest writes
+        the silence (:mod:`kickstand.cloud.ingest.silence`): once per silence."""
+        rows = (
+            await session.execute(
+                select(Vehicle, *PRESENCE_COLUMNS)
+                .join(Device, Device.device_id == Vehicle.device_id)
+                .where(Device.boot_id.is_not(None))
+            )
+        ).all()
+        devices: list[_Judged] = []
+        for row in rows:
+            vehicle: Vehicle = row[0]
+            presence = presence_of(row[1:])
+            # Only a silence: a dead controller's Death raised it already.
+            raise_ = partial(self._lock_silent, session, now, vehicle) if presence.online else None
+            devices.append((vehicle.id, why_offline(presence, now), raise_))
+        return await self._sweep_liveness(
+            session, now, AlertType.LOCK_SHUTDOWN, lambda a: a.vehicle_id, devices
+        )
+
+    async def _lock_silent(
+        self, session: AsyncSession, now: datetime, vehicle: Vehicle, reason: str
+    ) -> AlertChange:
+        return await self.raise_alert(
+            session,
+            AlertType.LOCK_SHUTDOWN,
+            vehicle_subject(vehicle),
+            now=now,
+            message=f"lock of vehicle {vehicle.serial_number} silent: {reason}",
+            extra={"reason": "silent"},
+        )
 
     async def _sweep_no_tracking(self, session: AsyncSession, now: datetime) -> list[AlertChange]:
         limit = now - timedelta(seconds=self.config.no_tracking_s)

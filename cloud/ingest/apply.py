@@ -41,7 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 
 from kickstand.cloud import trips
 from kickstand.cloud.authlist import service as authlist
-from kickstand.cloud.ingest import deadletters, rules
+from kickstand.cloud.ingest import deadletters, rules, silence
 from kickstand.cloud.ingest import repository as repo
 from kickstand.cloud.ingest.batch import (
     BatchOutcome,
@@ -587,15 +587,18 @@ class BatchApplier:
     async def sweep(self, now: datetime | None = None) -> int:
         """The rules of time and silence (one worker runs them periodically): unlock windows
         that closed with no event from the device, trips on hold past their network's limit,
-        the fleet alert sweeps, and messages lost for good (births' ``pending_from`` against
-        what reached the cloud, :mod:`~kickstand.cloud.ingest.gaps`). Returns how many
-        things changed."""
+        the fleet alert sweeps, devices gone silent taken offline and told of
+        (:mod:`~kickstand.cloud.ingest.silence`), and messages lost for good (births'
+        ``pending_from`` against what reached the cloud, :mod:`~kickstand.cloud.ingest.gaps`).
+        Returns how many things changed."""
         now = now or utcnow()
         async with self._sessionmaker() as session, session.begin():
             changed = len(await trips.expire_stale_rents(session, now))
             changed += len(await trips.end_overdue_holds(session, now))
             if self.alerts is not None:
                 changed += len(await self.alerts.sweep(session, now))
+            # After the alerts: they judge a silence by the rule before it is written.
+            changed += len(await silence.mark_silent(session, now))
         # A transaction of its own: whatever it meets, the rents above have expired.
         async with self._sessionmaker() as session, session.begin():
             changed += len(await self.gaps.check(session, now))

@@ -251,27 +251,65 @@ async def boot_died(
     )
 
 
-async def heartbeats(session: AsyncSession, params: list[dict[str, Any]], now: datetime) -> None:
+_OFFLINE_OF = select(_DEVICE_ID).where(
+    _DEVICE_ID.in_(bindparam("ids", expanding=True)), _table(Device).c.online.is_(False)
+)
+_DEVICES_T = _table(Device)
+_REVIVE = (
+    update(_DEVICES_T)
+    .where(
+        _DEVICES_T.c.device_id == bindparam("d"),
+        _DEVICES_T.c.boot_id == bindparam("bs"),
+        _DEVICES_T.c.online.is_(False),
+        # Not when the boot's death is newer than the heartbeat (a late heartbeat after a
+        # graceful death).
+        ~exists().where(
+            DeviceBoot.device_id == bindparam("d"),
+            DeviceBoot.boot_id == bindparam("b"),
+            DeviceBoot.death_ts_ms >= bindparam("ts"),
+        ),
+    )
+    .values(online=True, last_seen_at=bindparam("now"))
+)
+
+
+async def heartbeats(
+    session: AsyncSession, params: list[dict[str, Any]], now: datetime
+) -> list[str]:
     """``params``: d (device), bs (boot id text), b (boot id), ts (device time). A heartbeat
-    of the current boot brings the device online again, unless the boot's death is newer
-    than the heartbeat (a late heartbeat after a graceful death)."""
-    dead_after = exists().where(
-        DeviceBoot.device_id == bindparam("d"),
-        DeviceBoot.boot_id == bindparam("b"),
-        DeviceBoot.death_ts_ms >= bindparam("ts"),
+    of the current boot brings an offline device online again (dead or gone silent),
+    unless the boot's death is newer than the heartbeat. Returns the devices it brought
+    online (their change is told, :func:`~kickstand.cloud.ingest.handlers.session.emit_online`).
+    One query when none is offline (nearly always)."""
+    ids = sorted({p["d"] for p in params})
+    offline = set((await session.scalars(_OFFLINE_OF, {"ids": ids})).all())
+    revived: list[str] = []
+    for param in params:
+        if param["d"] in offline:
+            result = await session.execute(_REVIVE, {**param, "now": now})
+            if getattr(result, "rowcount", 0):
+                revived.append(param["d"])
+                offline.discard(param["d"])
+    return revived
+
+
+_SILENCED = (
+    update(_DEVICES_T)
+    .where(
+        _DEVICES_T.c.device_id == bindparam("d"),
+        _DEVICES_T.c.online.is_(True),
+        _DEVICES_T.c.last_seen_at == bindparam("seen"),
     )
-    devices = _table(Device)
-    await session.execute(
-        update(devices)
-        .where(
-            devices.c.device_id == bindparam("d"),
-            devices.c.boot_id == bindparam("bs"),
-            devices.c.online.is_(False),
-            ~dead_after,
-        )
-        .values(online=True, last_seen_at=now),
-        params,
-    )
+    .values(online=False)
+)
+
+
+async def silenced(session: AsyncSession, device_id: str, last_seen_at: datetime) -> bool:
+    """Mark a device offline that the liveness rule finds silent since ``last_seen_at``;
+    compare and set: a message received meanwhile (or another worker's sweep) wins.
+    Returns whether this transaction did."""
+    result = await session.execute(_SILENCED, {"d": device_id, "seen": last_seen_at})
+    return bool(getattr(result, "rowcount", 0))
 
 
 # -- status -----------------------------------------------------------------------------
@@ -542,6 +580,7 @@ __all__ = [
     "prune_claims",
     "record",
     "rent_of_command",
+    "silenced",
     "spots_of",
     "update_batteries",
     "update_positions",

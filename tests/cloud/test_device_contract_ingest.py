@@ -22,16 +22,19 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kickstand.cloud.alerts.engine import AlertEngine
+from kickstand.cloud.alerts.models import FleetAlert
 from kickstand.cloud.alerts.types import AlertState, AlertType
 from kickstand.cloud.commands import trusted_keys
 from kickstand.cloud.commands.issuer import CommandIssuer
 from kickstand.cloud.db import create_engine, create_sessionmaker
+from kickstand.cloud.ingest import repository as repo
 from kickstand.cloud.ingest.apply import BatchApplier, Inbound, IngestStats
 from kickstand.cloud.ingest.tables import CommandStatus, DeviceCommand
 from kickstand.cloud.models import (
     Device,
     LockStatus,
     MaintenanceSource,
+    OutboxEvent,
     Rent,
     RentStatus,
     Spot,
@@ -413,3 +416,123 @@ async def test_a_silent_station_raises_station_offline_until_it_is_heard_again(
         changes = await engine.sweep(s, t + timedelta(seconds=1))
     (stopped,) = [c.alert for c in changes if c.alert.alert_type == AlertType.STATION_OFFLINE]
     assert stopped.id == raised.id and stopped.state == AlertState.STOPPED
+
+
+# -- a silence is told as a death is; a status that moves a vehicle tells both spots ----
+
+
+async def device(maker: Maker, device_id: str) -> Device:
+    async with maker() as s:
+        found: Device = (await s.scalars(select(Device).where(Device.device_id == device_id))).one()
+        return found
+
+
+async def outbox(maker: Maker, topic: str, resource_id: int) -> list[dict[str, Any]]:
+    async with maker() as s:
+        rows = await s.scalars(
+            select(OutboxEvent)
+            .where(OutboxEvent.topic == topic, OutboxEvent.resource_id == str(resource_id))
+            .order_by(OutboxEvent.id)
+        )
+        return [row.payload for row in rows]
+
+
+async def booted_and_silent(maker: Maker, device: str, silent_s: float) -> datetime:
+    """The device's boot BOOT accepted (heartbeat 30 s), last heard ``silent_s`` ago."""
+    t = utcnow()
+    async with maker() as s, s.begin():
+        await s.execute(
+            update(Device)
+            .where(Device.device_id == device)
+            .values(
+                boot_id=str(BOOT),
+                online=True,
+                heartbeat_s=30,
+                last_seen_at=t - timedelta(seconds=silent_s),
+            )
+        )
+    return t
+
+
+def heartbeat(device: str, at: datetime) -> Inbound:
+    stamp = m.Stamp(BOOT, 0, int(at.timestamp() * 1000))
+    return Inbound(device, Channel.HEARTBEAT, m.UpMessage(stamp, m.Heartbeat()))
+
+
+async def test_a_silent_station_is_told_offline_once_and_online_with_its_next_heartbeat(
+    maker: Maker, applier: BatchApplier
+) -> None:
+    t = await booted_and_silent(maker, "st-0001", 91)
+    async with maker() as s:
+        station = (await s.scalars(select(Station).where(Station.device_id == "st-0001"))).one()
+    await applier.sweep(t - timedelta(seconds=2))  # 89 s: still online, nothing told
+    assert await outbox(maker, "station.updated", station.id) == []
+    await applier.sweep(t)
+    await applier.sweep(t + timedelta(seconds=60))  # the same silence: told once
+    (offline,) = await outbox(maker, "station.updated", station.id)
+    assert offline["online"] is False and offline["device_id"] == "st-0001"
+    assert offline["network_id"] is not None
+    assert (await device(maker, "st-0001")).online is False
+    await applier.apply([heartbeat("st-0001", t)])
+    told = await outbox(maker, "station.updated", station.id)
+    assert [e["online"] for e in told] == [False, True]
+    assert (await device(maker, "st-0001")).online is True
+    await applier.apply([heartbeat("st-0001", t)])  # online already: nothing more
+    assert len(await outbox(maker, "station.updated", station.id)) == 2
+
+
+async def test_a_station_heard_just_before_the_sweep_is_not_told_offline(
+    maker: Maker, applier: BatchApplier
+) -> None:
+    t = await booted_and_silent(maker, "st-0001", 91)
+    async with maker() as s, s.begin():
+        # A message received while the sweep judges the silence (compare and set).
+        assert not await repo.silenced(s, "st-0001", t - timedelta(seconds=95))
+    assert (await device(maker, "st-0001")).online is True
+
+
+async def test_a_silent_vehicle_raises_lock_shutdown_and_is_told_offline(
+    maker: Maker,
+) -> None:
+    applier = BatchApplier(maker, IngestStats(), alerts=AlertEngine())
+    try:
+        t = await booted_and_silent(maker, "vh-LY0001", 91)
+        lock = await vehicle(maker, "LY0001")
+        await applier.sweep(t)
+        await applier.sweep(t + timedelta(seconds=60))
+        (told,) = await outbox(maker, "vehicule.updated", lock.id)
+        assert told["online"] is False and told["serial_number"] == "LY0001"
+        async with maker() as s:
+            (alert,) = (
+                await s.scalars(
+                    select(FleetAlert).where(
+                        FleetAlert.alert_type == AlertType.LOCK_SHUTDOWN,
+                        FleetAlert.vehicle_id == lock.id,
+                    )
+                )
+            ).all()
+        assert alert.state == AlertState.NEW and "silent" in (alert.message or "")
+        await applier.apply([heartbeat("vh-LY0001", t + timedelta(seconds=61))])
+        assert [e["online"] for e in await outbox(maker, "vehicule.updated", lock.id)] == [
+            False,
+            True,
+        ]
+        await applier.sweep(t + timedelta(seconds=62))
+        async with maker() as s:
+            assert (await s.get_one(FleetAlert, alert.id)).state == AlertState.STOPPED
+    finally:
+        await applier.release()
+
+
+async def test_a_status_that_moves_a_vehicle_tells_the_spot_it_left_and_the_one_it_is_in(
+    maker: Maker, applier: BatchApplier
+) -> None:
+    spot2, spot4 = await spot_row(maker, "st-0003", 2), await spot_row(maker, "st-0003", 4)
+    lock = await vehicle(maker, "LY0008")
+    assert lock.spot_id == spot2.id
+    await applier.apply([message("st-0003", 1, now(), docked(4, "LY0008"))])
+    (left,) = await outbox(maker, "dock.updated", spot2.id)
+    (arrived,) = await outbox(maker, "dock.updated", spot4.id)
+    assert left["contained_vehicle_id"] is None and left["displayed_number"] == 2
+    assert arrived["contained_vehicle_id"] == lock.id and arrived["serial_number"] == "LY0008"
+    assert left["network_id"] == arrived["network_id"] is not None

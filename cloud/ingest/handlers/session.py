@@ -188,7 +188,8 @@ async def heartbeats(
     out: BatchOutcome,
 ) -> None:
     """Each heartbeat is answered with a TimeReply echoing its stamp; one of the current
-    boot brings the device online again (unless that boot's death is newer)."""
+    boot brings the device online again (unless that boot's death is newer), told as a
+    birth tells it."""
     params = []
     for item in sorted(items, key=lambda i: i.device_id):
         stamp = item.msg.stamp
@@ -199,7 +200,9 @@ async def heartbeats(
         out.replies.append(
             Reply(topics.down(item.device_id, Channel.TIME), codec.encode_down(reply), 0)
         )
-    await repo.heartbeats(session, params, utcnow())
+    now = utcnow()
+    for device_id in await repo.heartbeats(session, params, now):
+        await emit_online(session, infos[device_id], True, now)
 
 
 __all__ = ["births", "deaths", "emit_online", "heartbeats"]
