@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     #: this many per MAIL_WINDOW_S; more answer 429.
     MAIL_MAX_PER_ADDRESS: int = Field(default=5, ge=1)
     MAIL_WINDOW_S: int = Field(default=3600, ge=1)
+    #: Accounts one client address may create per SIGNUP_WINDOW_S; more answer 429.
+    SIGNUP_MAX_PER_ADDRESS: int = Field(default=20, ge=1)
+    SIGNUP_WINDOW_S: int = Field(default=3600, ge=1)
 
     @model_validator(mode="after")
     def _check_secret(self) -> Settings:

@@ -159,6 +159,7 @@ async def sign_up(
     email: str,
     password: str,
     accept_terms: bool,
+    address: str,
     now: datetime,
     full_name: str | None = None,
     lang: str = "en",
@@ -167,12 +168,21 @@ async def sign_up(
     """Create a rider whose email is not confirmed yet and mail the confirmation code.
 
     An address that already has an account gets a mail saying so, and the caller the same
-    answer as for a new one: sign-up does not reveal who has an account.
+    answer as for a new one: sign-up does not reveal who has an account. One client
+    ``address`` creates at most ``SIGNUP_MAX_PER_ADDRESS`` accounts per window.
     """
     if not accept_terms:
         raise TermsNotAcceptedError("accept the terms of use to create an account")
     _check_consent_types(consents or {})
     email = normalize_email(email)
+    await throttle.count(
+        session,
+        "signup",
+        throttle.signup_key(address),
+        settings.SIGNUP_MAX_PER_ADDRESS,
+        settings.SIGNUP_WINDOW_S,
+        now,
+    )
     await _count_mail(session, settings, email, now)
     password_hash = await _hash_password(password)  # also when taken: same timing
     existing = (await session.scalars(select(User).where(User.email == email))).first()

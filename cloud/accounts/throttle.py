@@ -152,19 +152,32 @@ def mail_key(email: str) -> str:
     return f"mail:{email.lower()}"
 
 
+def signup_key(address: str) -> str:
+    return f"signup:{address}"
+
+
+async def count(
+    session: AsyncSession, scope: str, key: str, limit: int, window_s: int, now: datetime
+) -> None:
+    """Count one more on ``key``; past ``limit`` in the window, refuse (429, ``scope`` says
+    which limit). The count is in the caller's transaction: a refusal rolls back only
+    itself."""
+    done, started = await _count(session, key, window_s, now)
+    if done <= limit:
+        return
+    THROTTLED.labels(scope).inc()
+    retry = math.ceil((started + timedelta(seconds=window_s) - now).total_seconds())
+    what = {"mail": "mails asked for this address", "signup": "sign-ups from your address"}
+    raise TooManyAttemptsError(
+        f"too many {what.get(scope, 'attempts')}; try again in {retry} s",
+        retry_after_s=retry,
+        scope=scope,
+    )
+
+
 async def count_mail(
     session: AsyncSession, to: str, limit: int, window_s: int, now: datetime
 ) -> None:
-    """Count one mail asked for ``to``; past ``limit`` in the window, refuse (429): nobody
-    can make the cloud flood a mailbox with codes. Counted whether or not ``to`` has an
-    account, so the refusal reveals nothing."""
-    sent, started = await _count(session, mail_key(to), window_s, now)
-    if sent <= limit:
-        return
-    THROTTLED.labels("mail").inc()
-    retry = math.ceil((started + timedelta(seconds=window_s) - now).total_seconds())
-    raise TooManyAttemptsError(
-        f"too many mails asked for this address; try again in {retry} s",
-        retry_after_s=retry,
-        scope="mail",
-    )
+    """Count one mail asked for ``to``: nobody can make the cloud flood a mailbox with
+    codes. Counted whether or not ``to`` has an account, so a refusal reveals nothing."""
+    await count(session, "mail", mail_key(to), limit, window_s, now)

@@ -68,6 +68,15 @@ TelemetryDep = Annotated[TelemetryStore, Depends(get_telemetry_store)]
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
+async def get_client_address(request: Request) -> str:
+    """The caller's address as the server sees it (behind a proxy, uvicorn's proxy headers
+    and ``FORWARDED_ALLOW_IPS`` make it the client's): what per-address limits count."""
+    return request.client.host if request.client else "unknown"
+
+
+ClientAddressDep = Annotated[str, Depends(get_client_address)]
+
+
 async def get_token_claims(settings: SettingsDep, credentials: BearerDep) -> AccessClaims:
     if credentials is None:
         raise unauthenticated()

@@ -27,6 +27,7 @@ from kickstand.cloud.api.account_schemas import (
 )
 from kickstand.cloud.api.deps import (
     BearerDep,
+    ClientAddressDep,
     CurrentUser,
     SessionDep,
     SessionmakerDep,
@@ -56,6 +57,7 @@ def _send_after_response(
 )
 async def signup(
     body: SignupRequest,
+    address: ClientAddressDep,
     session: SessionDep,
     settings: SettingsDep,
     maker: SessionmakerDep,
@@ -67,6 +69,7 @@ async def signup(
         email=body.email,
         password=body.password,
         accept_terms=body.accept_terms,
+        address=address,
         full_name=body.full_name,
         lang=body.lang,
         consents=body.consents,

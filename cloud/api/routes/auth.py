@@ -6,12 +6,19 @@ import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kickstand.cloud.accounts import service as accounts
-from kickstand.cloud.api.deps import BearerDep, ClaimsDep, CurrentUser, SessionDep, SettingsDep
+from kickstand.cloud.api.deps import (
+    BearerDep,
+    ClaimsDep,
+    ClientAddressDep,
+    CurrentUser,
+    SessionDep,
+    SettingsDep,
+)
 from kickstand.cloud.api.errors import ApiError, ErrorCode, unauthenticated
 from kickstand.cloud.api.openapi import error_responses
 from kickstand.cloud.api.schemas import (
@@ -62,14 +69,14 @@ def _issue_refresh(
     responses=error_responses(401, 403, 429),
 )
 async def login(
-    body: LoginRequest, request: Request, session: SessionDep, settings: SettingsDep
+    body: LoginRequest, address: ClientAddressDep, session: SessionDep, settings: SettingsDep
 ) -> Envelope[LoginData]:
     user = await accounts.authenticate(
         session,
         settings,
         email=body.email,
         password=body.password,
-        address=request.client.host if request.client else "unknown",
+        address=address,
         now=datetime.now(UTC),
     )
     refresh = _issue_refresh(

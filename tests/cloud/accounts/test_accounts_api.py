@@ -275,3 +275,23 @@ async def test_the_relay_of_every_api_process_sends_what_is_due(accounts: Accoun
     assert received["Subject"] == "Hi"
     async with accounts.sessionmaker() as s:
         assert (await s.scalars(select(MailMessage.sent_at))).one() is not None
+
+
+@pytest.mark.parametrize("overrides", [{"SIGNUP_MAX_PER_ADDRESS": 2}], indirect=True)
+async def test_one_address_creates_a_bounded_number_of_accounts(accounts: Accounts) -> None:
+    def body(n: int) -> dict[str, object]:
+        return {"email": f"bot{n}@example.com", "password": PASSWORD, "accept_terms": True}
+
+    async with (
+        accounts.client_from("203.0.113.5") as bot,
+        accounts.client_from("198.51.100.6") as person,
+    ):
+        for n in range(2):
+            assert (await bot.post("/v1/auth/signup", json=body(n))).status_code == 201
+        refused = await bot.post("/v1/auth/signup", json=body(2))
+        assert refused.status_code == 429 and refused.json()["code"] == 30
+        assert "sign-ups" in refused.json()["message"] and refused.headers["Retry-After"]
+        assert (await person.post("/v1/auth/signup", json=body(3))).status_code == 201
+    async with accounts.sessionmaker() as s:
+        created = set(await s.scalars(select(User.email).where(User.email.like("bot%"))))
+    assert created == {"bot0@example.com", "bot1@example.com", "bot3@example.com"}
