@@ -32,8 +32,9 @@ from kickstand.cloud.models import LoginThrottle, table_of
 log = logging.getLogger("kickstand.cloud.accounts.throttle")
 
 THROTTLED = Counter(
-    "kickstand_login_throttled",
-    "Logins refused by the throttle (429), by the limit hit",
+    "kickstand_accounts_throttled",
+    "Requests refused by an account limit (429), by the limit hit: account, address "
+    "(logins), mail (codes mailed to one address), signup (accounts from one address)",
     ["scope"],
     registry=metrics.REGISTRY,
 )

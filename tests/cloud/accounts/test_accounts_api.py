@@ -224,6 +224,8 @@ async def test_consents(accounts: Accounts) -> None:
 async def test_a_mail_not_sent_is_kept_and_retried(accounts: Accounts) -> None:
     from kickstand.cloud.accounts import mail
 
+    failed = mail.MAILS.labels("email-confirm", "failed")
+    failed_before = failed._value.get()
     down = accounts.settings.model_copy(update={"SMTP_PORT": 1})  # nothing listens there
     accounts.app.state.settings = down
     r = await accounts.client.post(
@@ -235,6 +237,7 @@ async def test_a_mail_not_sent_is_kept_and_retried(accounts: Accounts) -> None:
         row = (await s.scalars(select(MailMessage))).one()
     assert row.sent_at is None and row.attempts == 1 and row.last_error
     assert row.next_attempt_at > datetime.now(UTC), "retried later, not in a loop"
+    assert failed._value.get() == failed_before + 1, "counted (kickstand_mails_total)"
     assert accounts.sink.messages == []
 
     assert await mail.send_due(accounts.sessionmaker, accounts.settings) == 0, "not due yet"
