@@ -11,7 +11,7 @@ from sqlalchemy import update
 
 from kickstand.cloud.models import SpotState, Vehicle, VehicleState, VehicleType
 from kickstand.cloud.rentable import BATTERY_LOW, SPOT_UNAVAILABLE, VEHICLE_UNAVAILABLE, refusal
-from tests.cloud.api.support import Api
+from tests.cloud.api.support import BOTH_DATABASES, Api
 
 LYON = {"lat": 45.7600, "lng": 4.8400}
 
@@ -23,6 +23,7 @@ async def _set_battery(api: Api, serial: str, level: int) -> None:
         )
 
 
+@BOTH_DATABASES
 async def test_a_low_battery_is_unavailable_everywhere_the_rent_refuses_it(api: Api) -> None:
     bellecour = api.demo.cluster_ids["Bellecour"]
     await _set_battery(api, "LY0003", 5)  # an e-bike of Bellecour; the network asks 10 %
