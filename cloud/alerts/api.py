@@ -12,10 +12,12 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field, field_validator
 
 from kickstand.cloud.alerts import service
+from kickstand.cloud.alerts.schemas import AlertTypePublic, FleetAlertPage, FleetAlertPublic
 from kickstand.cloud.alerts.types import AlertSeverity, AlertState, AlertType
 from kickstand.cloud.api.deps import CurrentUser, SessionDep
 from kickstand.cloud.api.errors import forbidden, invalid
 from kickstand.cloud.api.ids import MAX_ID, Id, Text
+from kickstand.cloud.api.schemas import Envelope, OkEnvelope
 from kickstand.cloud.models import User, UserRole
 
 router = APIRouter(prefix="/dashboard/fleet-alerts", tags=["fleet-alerts"])
@@ -102,7 +104,11 @@ class EscalateRequest(AlertIds):
     note: Text | None = Field(default=None, max_length=2000)
 
 
-@router.get("", summary="Get fleet alerts (current alerts of the networks)")
+@router.get(
+    "",
+    response_model=Envelope[list[FleetAlertPublic]],
+    summary="Get fleet alerts (current alerts of the networks)",
+)
 async def get_fleet_alerts(
     operator: OperatorUser, session: SessionDep, networks: NetworksDep
 ) -> dict[str, Any]:
@@ -111,7 +117,7 @@ async def get_fleet_alerts(
     return {"code": 0, "data": await service.describe(session, alerts)}
 
 
-@router.get("/history", summary="Get fleet alerts history")
+@router.get("/history", response_model=FleetAlertPage, summary="Get fleet alerts history")
 async def get_fleet_alerts_history(
     operator: OperatorUser,
     session: SessionDep,
@@ -169,7 +175,7 @@ async def get_fleet_alerts_history(
     }
 
 
-@router.post("/resolve", summary="Resolve alerts (several at once)")
+@router.post("/resolve", response_model=OkEnvelope, summary="Resolve alerts (several at once)")
 async def resolve_alerts(
     operator: OperatorUser, session: SessionDep, body: AlertIds
 ) -> dict[str, Any]:
@@ -183,7 +189,11 @@ async def resolve_alerts(
     return {"code": 0}
 
 
-@router.post("/silence", summary="Silence alerts (hidden from the current list)")
+@router.post(
+    "/silence",
+    response_model=OkEnvelope,
+    summary="Silence alerts (hidden from the current list)",
+)
 async def silence_alerts(
     operator: OperatorUser, session: SessionDep, body: SilenceRequest
 ) -> dict[str, Any]:
@@ -198,7 +208,7 @@ async def silence_alerts(
     return {"code": 0}
 
 
-@router.post("/escalate", summary="Escalate alerts (turned into a task)")
+@router.post("/escalate", response_model=OkEnvelope, summary="Escalate alerts (turned into a task)")
 async def escalate_alerts(
     operator: OperatorUser, session: SessionDep, body: EscalateRequest
 ) -> dict[str, Any]:
@@ -213,7 +223,11 @@ async def escalate_alerts(
     return {"code": 0}
 
 
-@router.get("/types", summary="Alert types with their default severity")
+@router.get(
+    "/types",
+    response_model=Envelope[list[AlertTypePublic]],
+    summary="Alert types with their default severity",
+)
 async def get_alert_types(_operator: OperatorUser) -> dict[str, Any]:
     from kickstand.cloud.alerts.types import DEFAULT_SEVERITY, SEED_003_NAMES
 

@@ -21,6 +21,7 @@ from kickstand.cloud.api.routes import (
     rents,
     trips,
 )
+from kickstand.cloud.api.schemas import Envelope, HealthPublic
 from kickstand.cloud.config import Settings, get_settings
 from kickstand.cloud.db import create_engine, create_sessionmaker
 from kickstand.cloud.rent_gateway import CommandGateway, UnavailableCommandGateway
@@ -123,9 +124,9 @@ def create_app(
 
     api_metrics.install(app, settings.METRICS_TOKEN)
 
-    @app.get("/health", tags=["health"], summary="Liveness")
-    async def health() -> dict[str, object]:
-        return {"code": 0, "data": {"status": "ok"}}
+    @app.get("/health", tags=["health"], response_model=Envelope[HealthPublic], summary="Liveness")
+    async def health() -> Envelope[HealthPublic]:
+        return Envelope(data=HealthPublic(status="ok"))
 
     return app
 

@@ -29,6 +29,10 @@ class OkEnvelope(BaseModel):
     code: int = 0
 
 
+class HealthPublic(BaseModel):
+    status: Literal["ok"]
+
+
 # ── auth ──────────────────────────────────────────────────────────────────────────────
 
 

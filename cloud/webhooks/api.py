@@ -15,6 +15,7 @@ from kickstand.cloud.alerts.api import OperatorUser, operator_networks
 from kickstand.cloud.api.deps import SessionDep, SettingsDep
 from kickstand.cloud.api.errors import forbidden
 from kickstand.cloud.api.ids import Id, Text
+from kickstand.cloud.api.schemas import Envelope, OkEnvelope
 from kickstand.cloud.models import User
 from kickstand.cloud.webhooks import service
 from kickstand.cloud.webhooks.delivery import endpoint_payload
@@ -23,6 +24,14 @@ from kickstand.cloud.webhooks.errors import (
     EndpointNotFoundError,
 )
 from kickstand.cloud.webhooks.models import DeliveryStatus, WebhookEndpoint
+from kickstand.cloud.webhooks.schemas import (
+    DeliveryDetail,
+    DeliveryPage,
+    DeliveryPublic,
+    EndpointPublic,
+    EndpointWithSecret,
+    TopicPublic,
+)
 from kickstand.cloud.webhooks.signing import SIGNATURE_HEADER
 from kickstand.cloud.webhooks.targets import TargetGuard
 from kickstand.cloud.webhooks.topics import catalogue
@@ -105,7 +114,11 @@ def _with_secret(endpoint: WebhookEndpoint) -> dict[str, Any]:
     }
 
 
-@router.get("/topics", summary="Topics an endpoint can subscribe to")
+@router.get(
+    "/topics",
+    response_model=Envelope[list[TopicPublic]],
+    summary="Topics an endpoint can subscribe to",
+)
 async def get_topics(_operator: OperatorUser) -> dict[str, Any]:
     return {
         "code": 0,
@@ -122,13 +135,19 @@ async def get_topics(_operator: OperatorUser) -> dict[str, Any]:
     }
 
 
-@router.get("/endpoints", summary="Webhook endpoints")
+@router.get(
+    "/endpoints", response_model=Envelope[list[EndpointPublic]], summary="Webhook endpoints"
+)
 async def list_endpoints(operator: OperatorUser, session: SessionDep) -> dict[str, Any]:
     rows = await service.list_endpoints(session)
     return {"code": 0, "data": [endpoint_payload(e) for e in rows if _visible(operator, e)]}
 
 
-@router.post("/endpoints", summary="Register an endpoint (the answer shows its secret)")
+@router.post(
+    "/endpoints",
+    response_model=Envelope[EndpointWithSecret],
+    summary="Register an endpoint (the answer shows its secret)",
+)
 async def create_endpoint(
     operator: OperatorUser, session: SessionDep, guard: GuardDep, body: EndpointCreate
 ) -> dict[str, Any]:
@@ -146,14 +165,20 @@ async def create_endpoint(
     return {"code": 0, "data": _with_secret(endpoint)}
 
 
-@router.get("/endpoints/{endpoint_id}", summary="One endpoint")
+@router.get(
+    "/endpoints/{endpoint_id}", response_model=Envelope[EndpointPublic], summary="One endpoint"
+)
 async def get_endpoint(
     operator: OperatorUser, session: SessionDep, endpoint_id: EndpointId
 ) -> dict[str, Any]:
     return {"code": 0, "data": endpoint_payload(await _endpoint(session, operator, endpoint_id))}
 
 
-@router.patch("/endpoints/{endpoint_id}", summary="Change an endpoint, or re-enable it")
+@router.patch(
+    "/endpoints/{endpoint_id}",
+    response_model=Envelope[EndpointPublic],
+    summary="Change an endpoint, or re-enable it",
+)
 async def update_endpoint(
     operator: OperatorUser,
     session: SessionDep,
@@ -177,7 +202,11 @@ async def update_endpoint(
     return {"code": 0, "data": endpoint_payload(endpoint)}
 
 
-@router.post("/endpoints/{endpoint_id}/rotate-secret", summary="New signing secret")
+@router.post(
+    "/endpoints/{endpoint_id}/rotate-secret",
+    response_model=Envelope[EndpointWithSecret],
+    summary="New signing secret",
+)
 async def rotate_secret(
     operator: OperatorUser, session: SessionDep, endpoint_id: EndpointId
 ) -> dict[str, Any]:
@@ -187,7 +216,11 @@ async def rotate_secret(
     return {"code": 0, "data": _with_secret(endpoint)}
 
 
-@router.delete("/endpoints/{endpoint_id}", summary="Delete an endpoint and its log")
+@router.delete(
+    "/endpoints/{endpoint_id}",
+    response_model=OkEnvelope,
+    summary="Delete an endpoint and its log",
+)
 async def delete_endpoint(
     operator: OperatorUser, session: SessionDep, endpoint_id: EndpointId
 ) -> dict[str, Any]:
@@ -197,7 +230,11 @@ async def delete_endpoint(
     return {"code": 0}
 
 
-@router.get("/endpoints/{endpoint_id}/deliveries", summary="Delivery log, newest first")
+@router.get(
+    "/endpoints/{endpoint_id}/deliveries",
+    response_model=DeliveryPage,
+    summary="Delivery log, newest first",
+)
 async def list_deliveries(
     operator: OperatorUser,
     session: SessionDep,
@@ -225,7 +262,11 @@ async def list_deliveries(
     }
 
 
-@router.get("/deliveries/{delivery_id}", summary="One delivery with its attempts and data")
+@router.get(
+    "/deliveries/{delivery_id}",
+    response_model=Envelope[DeliveryDetail],
+    summary="One delivery with its attempts and data",
+)
 async def get_delivery(
     operator: OperatorUser, session: SessionDep, delivery_id: Annotated[Id, Path()]
 ) -> dict[str, Any]:
@@ -234,7 +275,11 @@ async def get_delivery(
     return {"code": 0, "data": service.delivery_payload(delivery, attempts)}
 
 
-@router.post("/deliveries/{delivery_id}/replay", summary="Deliver the event again")
+@router.post(
+    "/deliveries/{delivery_id}/replay",
+    response_model=Envelope[DeliveryPublic],
+    summary="Deliver the event again",
+)
 async def replay_delivery(
     operator: OperatorUser, session: SessionDep, delivery_id: Annotated[Id, Path()]
 ) -> dict[str, Any]:

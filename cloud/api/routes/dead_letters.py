@@ -8,16 +8,20 @@ naming no device) only an admin sees.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 from fastapi.encoders import jsonable_encoder
+from pydantic import BaseModel, Field
 
 from kickstand.cloud.alerts.api import OperatorUser, operator_networks
 from kickstand.cloud.alerts.engine import AlertEngine
 from kickstand.cloud.api.deps import SessionDep, SessionmakerDep
 from kickstand.cloud.api.errors import conflict, not_found
 from kickstand.cloud.api.ids import Id, Text
+from kickstand.cloud.api.openapi import error_responses
+from kickstand.cloud.api.schemas import Envelope
 from kickstand.cloud.ingest import deadletters
 from kickstand.cloud.ingest.deadletters import LetterFilters
 from kickstand.cloud.ingest.replay import ReplayRefused, replay
@@ -28,7 +32,44 @@ router = APIRouter(prefix="/dashboard/dead-letters", tags=["dead-letters"])
 LetterId = Annotated[Id, Path()]
 
 
-@router.get("", summary="Dead letters (keyset pages, newest first by default)")
+class DeadLetterPublic(BaseModel):
+    """A device message ingest could not apply (``ingest/deadletters.describe``)."""
+
+    id: int
+    device_id: str | None
+    network_id: int | None
+    topic: str
+    channel: str | None
+    boot_id: int | None
+    seq: int | None
+    reason: str
+    error_class: str
+    error: str
+    payload_size: int
+    replayable: bool
+    first_failed_at: datetime
+    last_failed_at: datetime
+    attempts: int
+    status: str
+    resolved_at: datetime | None
+    resolved_by: int | None
+
+
+class DeadLetterDetail(DeadLetterPublic):
+    payload_hex: str = Field(description="The message as received (CBOR), hex.")
+
+
+class DeadLetterPage(BaseModel):
+    code: int = 0
+    data: list[DeadLetterPublic]
+    next_primary_key: int | None
+
+
+@router.get(
+    "",
+    response_model=DeadLetterPage,
+    summary="Dead letters (keyset pages, newest first by default)",
+)
 async def get_dead_letters(
     operator: OperatorUser,
     session: SessionDep,
@@ -60,7 +101,11 @@ async def get_dead_letters(
     }
 
 
-@router.get("/{letter_id}", summary="A dead letter, with its raw payload (hex)")
+@router.get(
+    "/{letter_id}",
+    response_model=Envelope[DeadLetterDetail],
+    summary="A dead letter, with its raw payload (hex)",
+)
 async def get_dead_letter(
     operator: OperatorUser, session: SessionDep, letter_id: LetterId
 ) -> dict[str, Any]:
@@ -70,7 +115,12 @@ async def get_dead_letter(
     return {"code": 0, "data": deadletters.describe(letter, payload=True)}
 
 
-@router.post("/{letter_id}/replay", summary="Apply a dead letter again (after a fix)")
+@router.post(
+    "/{letter_id}/replay",
+    response_model=Envelope[DeadLetterPublic],
+    responses=error_responses(409),
+    summary="Apply a dead letter again (after a fix)",
+)
 async def replay_dead_letter(
     operator: OperatorUser, sessionmaker: SessionmakerDep, letter_id: LetterId
 ) -> dict[str, Any]:
@@ -96,7 +146,12 @@ async def replay_dead_letter(
     return {"code": 0, "data": data}
 
 
-@router.post("/{letter_id}/discard", summary="Discard a dead letter (nothing to apply)")
+@router.post(
+    "/{letter_id}/discard",
+    response_model=Envelope[DeadLetterPublic],
+    responses=error_responses(409),
+    summary="Discard a dead letter (nothing to apply)",
+)
 async def discard_dead_letter(
     operator: OperatorUser, session: SessionDep, letter_id: LetterId
 ) -> dict[str, Any]:

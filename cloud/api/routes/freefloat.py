@@ -29,8 +29,9 @@ from kickstand.cloud.api.deps import (
 )
 from kickstand.cloud.api.errors import ApiError, invalid, not_found
 from kickstand.cloud.api.ids import Id, Text
+from kickstand.cloud.api.openapi import error_responses
 from kickstand.cloud.api.routes.rents import _outcome_error, create_rent, rent_public
-from kickstand.cloud.api.schemas import Envelope, MapVehicle, RentCreate
+from kickstand.cloud.api.schemas import Envelope, MapVehicle, RentCreate, RentPublic
 from kickstand.cloud.errors import NotFoundError
 from kickstand.cloud.freefloat import VehicleCodeError, find_vehicle, return_check
 from kickstand.cloud.freefloat.service import active_trip
@@ -75,6 +76,11 @@ class FreeFloatUnlock(BaseModel):
 @router.post(
     "/unlock",
     status_code=201,
+    response_model=Envelope[RentPublic],
+    responses={
+        200: {"model": Envelope[RentPublic], "description": "your running trip's lock re-opened"},
+        **error_responses(402, 409, 504),
+    },
     summary="Unlock (rent) a vehicle by its serial number or QR code",
     description="Requires an `Idempotency-Key` header, as `POST /v1/rents` (same flow).",
 )

@@ -45,6 +45,7 @@ from kickstand.cloud.api.errors import (
     not_found,
     rent_refused,
 )
+from kickstand.cloud.api.openapi import error_responses
 from kickstand.cloud.api.schemas import Envelope, RentCreate, RentPublic
 from kickstand.cloud.api.views import money_str
 from kickstand.cloud.commands.records import record_command, record_not_sent
@@ -378,12 +379,7 @@ def _outcome_error(outcome: UnlockOutcome, rent: RentPublic, window_s: int) -> A
     description="Requires an `Idempotency-Key` header: a retried request returns the first "
     "answer and never opens a second rent or trip. The trip starts (and billing with it) "
     "only when the vehicle leaves the spot.",
-    responses={
-        402: {"description": "wallet empty"},
-        409: {"description": "vehicle already rented / refused / key in use"},
-        503: {"description": "device offline"},
-        504: {"description": "device did not answer in time"},
-    },
+    responses=error_responses(402, 409, 504),
 )
 async def create_rent(
     body: RentCreate,

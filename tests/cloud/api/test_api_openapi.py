@@ -72,3 +72,16 @@ def test_docs_errors_md_has_the_currentcode_table() -> None:
 
     doc = Path(__file__).parents[3] / "docs" / "errors.md"
     assert code_table() in doc.read_text(), "run: python -m kickstand.cloud.api.openapi"
+
+
+async def test_every_operation_documents_a_typed_success_body(api: Api) -> None:
+    spec = (await api.client.get("/openapi.json")).json()
+    untyped = []
+    for method, path, op in operations(spec):
+        successes = {s: r for s, r in op["responses"].items() if s.startswith("2")}
+        assert successes, (method, path)
+        for status, response in successes.items():
+            schema = response.get("content", {}).get("application/json", {}).get("schema", {})
+            if "$ref" not in schema:
+                untyped.append(f"{method} {path} {status}: {json.dumps(schema)[:60]}")
+    assert not untyped, "\n".join(untyped)
