@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar
 
+from kickstand.cloud.events.catalogue import VEHICLE_POSITION_FORBIDDEN
 from kickstand.cloud.geofence.index import GeofenceIndex, GeofenceVerdict
 from kickstand.cloud.geofence.model import MAX_SPEED_MIN, ZoneType
 
@@ -68,7 +69,7 @@ class SpeedZoneLeft(_Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ForbiddenZoneEntered(_Event):
-    webhook_topic: ClassVar[str] = "vehicule.position.forbidden"
+    webhook_topic: ClassVar[str] = VEHICLE_POSITION_FORBIDDEN.topic
     forbidden_zone_id: int
 
 
