@@ -14,6 +14,13 @@ class TopicPublic(BaseModel):
     topic: str = Field(description="`resource.event`, as in the envelope's `event`.")
     resource: str
     description: str
+    scope: str = Field(
+        description="The payload field naming the event's network(s): `network_id` or "
+        "`network_ids` (an endpoint's `network_ids` filter on it)."
+    )
+    payload_schema: dict[str, Any] = Field(
+        description="JSON Schema of the payload (the envelope's `data`), from the event catalogue."
+    )
 
 
 class EndpointPublic(BaseModel):

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from kickstand.cloud.api import create_app
 from kickstand.cloud.config import Settings
+from kickstand.cloud.events import CATALOGUE
 from kickstand.cloud.models import User
 from kickstand.cloud.security import create_access_token
 from kickstand.cloud.webhooks.delivery import WebhookWorker
@@ -49,6 +50,10 @@ async def test_topics_and_endpoint_validation(api: httpx.AsyncClient) -> None:
     topics = {t["topic"]: t for t in r.json()["data"]}
     assert r.json()["code"] == 0 and "boitier.pin.incorrect" in topics
     assert topics["trip.terminated"]["resource"] == "trip"
+    # The served list is the event catalogue, with each topic's scope and payload schema.
+    assert set(topics) == set(CATALOGUE)
+    assert topics["rent.updated"]["scope"] == "network_id"
+    assert "network_id" in topics["dock.updated"]["payload_schema"]["required"]
     r = await api.get("/topics", headers=api.rider_headers)  # type: ignore[attr-defined]
     assert r.status_code == 403
 
