@@ -9,11 +9,13 @@ The core owns:
   bounded (:func:`~kickstand.cloud.ingest.rules.device_time`), values storable; then the
   rules that refuse a message whatever the database holds (unknown or decommissioned
   device, a spot status from a vehicle, a device never booted);
-* dedupe: events and command results (sequenced, not idempotent by nature) insert their
-  (device_id, boot_id, seq) into ``ingested_messages`` first — ``ON CONFLICT DO NOTHING
+* dedupe: events and command results (sequenced, not idempotent by nature), and every
+  sequenced message of a device without Acks (its gap count needs each seq once), insert
+  their (device_id, boot_id, seq) into ``ingested_messages`` first — ``ON CONFLICT DO NOTHING
   RETURNING`` says which are new; only those are applied, in the same transaction. A
   second worker racing on the same key waits for the first to commit, then skips it.
-  (Status is a conditional upsert, birth/death/heartbeat conditional UPDATEs: idempotent.)
+  (Status is a conditional upsert, birth/death/heartbeat conditional UPDATEs: idempotent;
+  a device with Acks resends its status and telemetry unclaimed.)
 * the order: channels in :data:`~kickstand.cloud.ingest.handlers.ORDER`, events by (device,
   boot, seq) within the batch (the trip engine orders by DEVICE time across batches);
 * failures: an event failing for good is rolled back to its savepoint and kept as a dead
@@ -360,7 +362,7 @@ class BatchApplier:
         """Applies ``known``; returns the messages applied (not duplicates)."""
         if not known:
             return []
-        fresh = await self._dedupe(session, known)
+        fresh = await self._dedupe(session, known, infos)
         by_channel: dict[Channel, list[Inbound]] = {}
         for item in fresh:
             by_channel.setdefault(item.channel, []).append(item)
@@ -444,15 +446,23 @@ class BatchApplier:
                     infos[device_id] = info
         return infos
 
-    async def _dedupe(self, session: AsyncSession, items: list[Inbound]) -> list[Inbound]:
-        """Claim (device, boot, seq) of events and results; keep the ones we won."""
-        claim = sorted(
-            {i.key for i in items if i.channel in (Channel.EVENT, Channel.RESULT)}
-        )
+    async def _dedupe(
+        self, session: AsyncSession, items: list[Inbound], infos: dict[str, DeviceInfo]
+    ) -> list[Inbound]:
+        """Claim (device, boot, seq) of the messages that must be applied once; keep the
+        ones we won.
+
+        Events and results always (not idempotent). Status and telemetry (idempotent) only
+        of devices without Acks: their boots are gap-checked against ``pending_from``
+        (:mod:`~kickstand.cloud.ingest.gaps`), which needs each seq counted once; a device
+        with Acks is not gap-checked, and its resends (every ``ack_timeout_s`` while the
+        cloud is behind) would make the claim table grow for nothing."""
+        claimed = [i for i in items if _claimed(i, infos)]
+        claim = sorted({i.key for i in claimed})
         won = await repo.claim(session, claim, utcnow()) if claim else set()
         fresh: list[Inbound] = []
         for item in items:
-            if item.channel in (Channel.EVENT, Channel.RESULT):
+            if _claimed(item, infos):
                 if item.key not in won:
                     self.stats.duplicates += 1
                     continue
@@ -621,6 +631,15 @@ class BatchApplier:
         async with self._sessionmaker() as session, session.begin():
             removed = await repo.prune_claims(session, cutoff)
             return removed + await deadletters.prune(session, cutoff)
+
+
+def _claimed(item: Inbound, infos: dict[str, DeviceInfo]) -> bool:
+    if item.channel in (Channel.EVENT, Channel.RESULT):
+        return True
+    if not item.sequenced:
+        return False
+    info = infos.get(item.device_id)
+    return info is not None and not info.acks
 
 
 __all__ = [

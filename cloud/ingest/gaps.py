@@ -5,13 +5,15 @@ every ``seq`` below it was delivered (the broker's PUBACK, or the cloud's Ack) o
 A device without end-to-end Acks (§4.6) forgets a message on the broker's PUBACK, so a
 broker that crashes before ingest applied it loses it for good. The rule:
 
-* **Count.** Every batch adds, per (device, boot), the sequenced messages that reached the
-  cloud in its transaction: applied (events and results only when they won their dedupe
-  claim, so a resend is not counted twice) or kept as dead letters (a replay is not counted
-  again). One upsert per batch over all its devices (``device_boot_counts``), after the
-  rest of the batch's writes so its row locks are held only to the commit. Counting is
-  commutative: messages of a boot applied by several workers, in any order, in any
-  batches, before or after the boot's birth, add up to the same number.
+* **Count.** Every batch adds, per (device, boot) of a device without Acks, the sequenced
+  messages that reached the cloud in its transaction: applied (each has won its dedupe
+  claim — every sequenced message of such a device is claimed — so a resend is not counted
+  twice) or kept as dead letters (a replay is not counted again). Devices with Acks are
+  not counted (never checked). One upsert per batch over all its devices
+  (``device_boot_counts``), after the rest of the batch's writes so its row locks are
+  held only to the commit. Counting is commutative: messages of a boot applied by several
+  workers, in any order, in any batches, before or after the boot's birth, add up to the
+  same number.
 * **Check** (the periodic sweep, :meth:`GapCheck.check`): for the boots of devices without
   Acks whose last birth the cloud received more than ``grace_s`` ago (what was still in
   flight — in the broker, in another worker's batch — when the birth was applied has been
@@ -32,9 +34,9 @@ What the count cannot tell apart: telemetry the device deliberately thinned (SPE
 is missing too (the alert's text says so). Counting only events and results (never thinned,
 already claimed in ``ingested_messages``) does not help: ``pending_from`` numbers every
 channel's messages, and nothing tells the cloud how many of the missing seqs were events.
-A resent status or telemetry (idempotent, not claimed) counts twice, so the count errs
-towards silence (a gap can hide behind resends of a device without Acks after a reconnect);
-it never reports messages the cloud has.
+Each seq is counted once: a device without Acks has every sequenced message claimed in
+``ingested_messages`` (a broker's redelivery of a status or telemetry is a duplicate there),
+so the count never reports messages the cloud has, nor hides a gap behind resends.
 """
 
 from __future__ import annotations
@@ -119,6 +121,12 @@ def _storable(boot_id: int | None, seq: int | None) -> bool:
     return boot_id is not None and seq is not None and 0 <= boot_id <= INT64_MAX and seq >= 1
 
 
+def _checked(infos: dict[str, DeviceInfo], device_id: str | None) -> bool:
+    """A device whose boots the sweep checks: known, without Acks."""
+    info = infos.get(device_id or "")
+    return info is not None and not info.acks
+
+
 @dataclass(slots=True)
 class GapFinding:
     device_id: str
@@ -159,13 +167,14 @@ class GapCheck:
                 continue  # counted when it was stored as a dead letter
             stamp = item.msg.stamp
             if item.sequenced:
-                keys.add(item.key)
+                if _checked(infos, item.device_id):
+                    keys.add(item.key)
             elif item.channel is Channel.BIRTH and 0 <= stamp.boot_id <= INT64_MAX:
                 boots.add((item.device_id, stamp.boot_id))  # the boot's row, counted from 0
                 if item.first_birth:
                     first.add((item.device_id, stamp.boot_id))
         for letter in letters:
-            if letter.replay_of is not None or letter.device_id not in infos:
+            if letter.replay_of is not None or not _checked(infos, letter.device_id):
                 continue
             if _storable(letter.boot_id, letter.seq):
                 assert letter.device_id is not None and letter.boot_id is not None

@@ -249,6 +249,28 @@ async def test_no_gap_when_workers_apply_a_boot_out_of_order_and_its_birth_first
     assert await alerts_of(maker, AlertType.DEVICE_MESSAGES_MISSING) == []
 
 
+async def test_resent_status_and_telemetry_count_once_so_no_gap_hides_behind_them(
+    maker: Maker,
+) -> None:
+    """A device without Acks: a broker's redelivery of a status or telemetry (idempotent to
+    apply) is a duplicate, not one more delivered, so the lost seq 4 is still found."""
+    applier = BatchApplier(maker, IngestStats(), alerts=AlertEngine())
+    await applier.apply([birth(STATION, 24, 1)])
+    tlm = inbound(STATION, m.Telemetry(temperature_c=21.5), 2, boot=24)
+    await applier.apply([status(STATION, 1, boot=24), tlm, status(STATION, 3, boot=24)])
+    duplicates = applier.stats.duplicates
+    # Redelivered: 1 and 3 in a later batch, 2 twice inside one batch.
+    tlm_again = inbound(STATION, m.Telemetry(temperature_c=21.5), 2, boot=24)
+    await applier.apply([status(STATION, 1, boot=24), status(STATION, 3, boot=24)])
+    await applier.apply([tlm_again, tlm_again])
+    assert applier.stats.duplicates - duplicates == 4
+    await applier.apply([birth(STATION, 24, 5)])  # 4 lost
+    count = await boot_count(maker, STATION, 24)
+    assert count is not None and count.delivered == 3
+    [found] = await check(maker, applier, utcnow() + GRACE)
+    assert (found.delivered, found.missing) == (3, 1)
+
+
 async def test_a_gap_raises_with_the_number_missing_and_stops_if_they_come_after_all(
     maker: Maker, pg_seeded_url: str
 ) -> None:
