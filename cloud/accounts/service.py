@@ -28,7 +28,12 @@ from kickstand.cloud.accounts.errors import (
     UnknownConsentError,
 )
 from kickstand.cloud.accounts.tokens import hash_token as _hash
-from kickstand.cloud.accounts.tokens import new_token, resend_token, resend_token_user
+from kickstand.cloud.accounts.tokens import (
+    new_token,
+    resend_token,
+    resend_token_user,
+    unsubscribe_token_user,
+)
 from kickstand.cloud.config import Settings
 from kickstand.cloud.models import (
     AccountToken,
@@ -424,3 +429,17 @@ async def set_consents(
         elif row.value != value:
             row.value, row.updated_at = value, now
     await session.commit()
+
+
+async def set_consents_by_token(
+    session: AsyncSession,
+    settings: Settings,
+    token: str,
+    values: Mapping[str, bool],
+    now: datetime,
+) -> None:
+    """Seed 001: consents changed from a mail's unsubscribe link, without logging in."""
+    user_id = unsubscribe_token_user(settings, token)
+    if user_id is None or await session.get(User, user_id) is None:
+        raise InvalidAccountTokenError("this unsubscribe link is invalid or too old")
+    await set_consents(session, user_id, values, now)

@@ -22,6 +22,10 @@ _ALPHABET = string.ascii_letters + string.digits
 #: ``typ`` of the token the login's code 7 answer carries: it authorizes only a resend.
 RESEND_TYP = "email-confirm-resend"
 RESEND_TTL_S = 900
+#: ``typ`` of the token a newsletter carries to change consents without logging in
+#: (seed 001 "Update the user's consents from unsubscribe token").
+UNSUBSCRIBE_TYP = "unsubscribe"
+UNSUBSCRIBE_TTL_S = 365 * 24 * 3600
 
 
 def new_token() -> tuple[str, str]:
@@ -34,28 +38,46 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def resend_token(settings: Settings, user_id: int, now: datetime | None = None) -> str:
+def _signed(settings: Settings, user_id: int, typ: str, ttl_s: int, now: datetime | None) -> str:
     now = now or datetime.now(UTC)
     claims = {
         "sub": str(user_id),
-        "typ": RESEND_TYP,
+        "typ": typ,
         "iat": int(now.timestamp()),
-        "exp": int((now + timedelta(seconds=RESEND_TTL_S)).timestamp()),
+        "exp": int((now + timedelta(seconds=ttl_s)).timestamp()),
     }
     return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
 
 
-def resend_token_user(settings: Settings, token: str) -> int | None:
-    """The user a code-7 token was issued to; None if invalid, expired or of another kind."""
+def _signed_user(settings: Settings, token: str, typ: str) -> int | None:
+    """The user a token of kind ``typ`` was issued to; None if invalid, expired or of
+    another kind (an access token is not a resend token, nor the reverse)."""
     try:
         claims = jwt.decode(
             token, settings.jwt_secret, algorithms=["HS256"], options={"require": ["exp", "sub"]}
         )
     except jwt.InvalidTokenError:
         return None
-    if claims.get("typ") != RESEND_TYP:
+    if claims.get("typ") != typ:
         return None
     try:
         return int(claims["sub"])
     except (TypeError, ValueError):
         return None
+
+
+def resend_token(settings: Settings, user_id: int, now: datetime | None = None) -> str:
+    return _signed(settings, user_id, RESEND_TYP, RESEND_TTL_S, now)
+
+
+def resend_token_user(settings: Settings, token: str) -> int | None:
+    return _signed_user(settings, token, RESEND_TYP)
+
+
+def unsubscribe_token(settings: Settings, user_id: int, now: datetime | None = None) -> str:
+    """For the unsubscribe link of a mail that is not a transaction (news, offers)."""
+    return _signed(settings, user_id, UNSUBSCRIBE_TYP, UNSUBSCRIBE_TTL_S, now)
+
+
+def unsubscribe_token_user(settings: Settings, token: str) -> int | None:
+    return _signed_user(settings, token, UNSUBSCRIBE_TYP)

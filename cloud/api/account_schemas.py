@@ -80,6 +80,12 @@ class ConsentsUpdate(BaseModel):
     consents: dict[str, bool]
 
 
+class ConsentsUnsubscribe(BaseModel):
+    consents: dict[str, bool]
+    #: Seed 001: the unsubscribe token of a newsletter mail.
+    token: Text = Field(min_length=1, max_length=1000)
+
+
 class EmailNotConfirmedData(BaseModel):
     """The ``data`` of login code 7: a token for ``POST /v1/auth/email/confirm/resend``."""
 

@@ -14,6 +14,7 @@ from kickstand.cloud.accounts import mail, service
 from kickstand.cloud.accounts.errors import InvalidAccountTokenError
 from kickstand.cloud.api.account_schemas import (
     ConsentPublic,
+    ConsentsUnsubscribe,
     ConsentsUpdate,
     EmailChangeConfirm,
     EmailChangeData,
@@ -208,4 +209,19 @@ async def update_consents(
     body: ConsentsUpdate, user: CurrentUser, session: SessionDep
 ) -> OkEnvelope:
     await service.set_consents(session, user.id, body.consents, datetime.now(UTC))
+    return OkEnvelope()
+
+
+@router.put(
+    "/consents/unsubscribe",
+    response_model=OkEnvelope,
+    summary="Update consents from a mail's unsubscribe link (no login)",
+    responses=error_responses(400),
+)
+async def unsubscribe(
+    body: ConsentsUnsubscribe, session: SessionDep, settings: SettingsDep
+) -> OkEnvelope:
+    await service.set_consents_by_token(
+        session, settings, body.token, body.consents, datetime.now(UTC)
+    )
     return OkEnvelope()

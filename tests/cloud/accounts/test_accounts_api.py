@@ -298,3 +298,31 @@ async def test_one_address_creates_a_bounded_number_of_accounts(accounts: Accoun
     async with accounts.sessionmaker() as s:
         created = set(await s.scalars(select(User.email).where(User.email.like("bot%"))))
     assert created == {"bot0@example.com", "bot1@example.com", "bot3@example.com"}
+
+
+async def test_consents_from_an_unsubscribe_link(accounts: Accounts) -> None:
+    from kickstand.cloud.accounts.tokens import resend_token, unsubscribe_token
+
+    alice = accounts.demo.user_ids["alice@example.com"]
+    link = unsubscribe_token(accounts.settings, alice)
+    r = await accounts.client.put(
+        "/v1/consents/unsubscribe",
+        json={
+            "consents": {"emails.promotional": False, "emails.networkstatus": True},
+            "token": link,
+        },
+    )
+    assert r.status_code == 200, r.text
+    login = await accounts.login("alice@example.com", accounts.demo.passwords["alice@example.com"])
+    headers = {"Authorization": f"Bearer {login.json()['data']['token']}"}
+    values = (await accounts.client.get("/v1/consents", headers=headers)).json()["data"]
+    assert {c["type"]: c["value"] for c in values} == {
+        "emails.networkstatus": True,
+        "emails.promotional": False,
+    }
+    for token in ("not-a-token", resend_token(accounts.settings, alice)):
+        bad = await accounts.client.put(
+            "/v1/consents/unsubscribe",
+            json={"consents": {"emails.promotional": True}, "token": token},
+        )
+        assert bad.status_code == 400 and bad.json()["code"] == 31
