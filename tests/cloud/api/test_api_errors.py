@@ -14,7 +14,7 @@ import jwt
 import pytest
 
 from kickstand.cloud.api import create_app
-from kickstand.cloud.api.errors import CODES, ErrorCode
+from kickstand.cloud.api.errors import CODES, ERRORS, ErrorCode
 from kickstand.cloud.config import Settings
 from kickstand.cloud.security import ALGORITHM, create_access_token
 from tests.cloud.api.support import BOTH_DATABASES, Api
@@ -162,3 +162,20 @@ async def test_database_down_answers_503_with_retry_after(
         assert int(r.headers["Retry-After"]) > 0 and body["reason"] == "unavailable", path
     # what needs no database still answers
     assert (await client.get("/v1/errors")).status_code == 200
+
+
+def test_every_status_and_code_pairing_in_the_code_is_in_the_table() -> None:
+    """The served table (CODES) says which statuses each code travels with: every
+    ``ApiError(<status>, ErrorCode.X, …)`` written anywhere in the cloud agrees with it."""
+    import re
+
+    root = Path(__file__).parents[3] / "cloud"
+    pairing = re.compile(r"ApiError\(\s*(\d{3}),\s*ErrorCode\.([A-Z_]+)")
+    found = []
+    for source in root.rglob("*.py"):
+        for status, name in pairing.findall(source.read_text()):
+            found.append((source.name, int(status), ErrorCode[name]))
+    assert len(found) > 10
+    found += [(cls.__name__, status, code) for cls, (status, code) in ERRORS.items()]
+    wrong = [f for f in found if f[1] not in CODES[f[2]][0]]
+    assert not wrong, wrong
