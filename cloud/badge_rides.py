@@ -55,9 +55,6 @@ _RIDER_REFUSALS = {
 }
 
 
-#: The rent's unlock window (the app's default, ``RENT_UNLOCK_WINDOW_S``): the station
-#: re-locks after its own window, the rent ends with its UnlockExpired or the sweep.
-UNLOCK_WINDOW_S = 60
 #: An online BadgePresented older than this (device time against arrival) is not acted
 #: on: the rider has walked away, nothing opens late.
 STALE_AFTER_S = 60.0
@@ -94,7 +91,6 @@ async def present(
     *,
     now: datetime,
     spot_number: int | None = None,
-    unlock_window_s: int = UNLOCK_WINDOW_S,
 ) -> BadgeDecision:
     """Decide what a badge read at an online station does (see the module docstring)."""
     uid = uid.upper()
@@ -115,7 +111,9 @@ async def present(
         return refused(BadgeRefusal.UNKNOWN_BADGE)
     if badge.blocked_at is not None:
         return refused(BadgeRefusal.BADGE_BLOCKED)
-    return await _ride(session, issuer, station, badge, now, unlock_window_s)
+    # The window is the app's (RENT_UNLOCK_WINDOW_S, carried by the issuer): the station
+    # re-locks after it, the rent ends with its UnlockExpired or the sweep.
+    return await _ride(session, issuer, station, badge, now, issuer.unlock_window_s)
 
 
 async def _link(
@@ -199,7 +197,13 @@ async def _ride(
 
 
 async def unlock_result(
-    session: AsyncSession, rent_id: int, *, done: bool, reason: str | None, at: datetime
+    session: AsyncSession,
+    rent_id: int,
+    *,
+    done: bool,
+    reason: str | None,
+    at: datetime,
+    unlock_window_s: int,
 ) -> None:
     """The station's final answer to a badge rent's Unlock (nobody waits on it as the API
     waits for the app's): DONE → ``unlocked``, REJECTED / FAILED → ``refused``, no charge.
@@ -208,12 +212,11 @@ async def unlock_result(
     if rent is None or rent.kind != RentKind.BADGE or rent.status != RentStatus.PENDING:
         return
     outcome = UnlockOutcome.unlocked(at) if done else UnlockOutcome.refused(reason or "refused")
-    await apply_unlock_outcome(session, rent_id, outcome, now=at, unlock_window_s=UNLOCK_WINDOW_S)
+    await apply_unlock_outcome(session, rent_id, outcome, now=at, unlock_window_s=unlock_window_s)
 
 
 __all__ = [
     "STALE_AFTER_S",
-    "UNLOCK_WINDOW_S",
     "BadgeDecision",
     "present",
     "refused",

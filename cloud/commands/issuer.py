@@ -22,18 +22,31 @@ from kickstand.protocol.v1 import messages as m
 
 class CommandIssuer:
     def __init__(
-        self, signer: CommandSigner, *, valid_s: float = 30.0, sent_by: str | None = None
+        self,
+        signer: CommandSigner,
+        *,
+        valid_s: float = 30.0,
+        sent_by: str | None = None,
+        unlock_window_s: int = 60,
     ) -> None:
         self.signer = signer
         #: How long a command may be executed by the device (``expires_at - issued_at``).
         self.valid_s = valid_s
         self.sent_by = sent_by
+        #: The window of the Unlocks it issues for rents (``RENT_UNLOCK_WINDOW_S``, as the
+        #: API's): how long the rider has to take the vehicle once the lock opens.
+        self.unlock_window_s = unlock_window_s
 
     @classmethod
     def from_settings(cls, settings: Settings, *, sent_by: str | None = None) -> CommandIssuer:
         from kickstand.cloud.commands.keys import load_signer
 
-        return cls(load_signer(settings), valid_s=settings.COMMAND_VALID_S, sent_by=sent_by)
+        return cls(
+            load_signer(settings),
+            valid_s=settings.COMMAND_VALID_S,
+            sent_by=sent_by,
+            unlock_window_s=settings.RENT_UNLOCK_WINDOW_S,
+        )
 
     def issue(
         self,

@@ -32,7 +32,7 @@ from kickstand.protocol.v1 import messages as m
 from kickstand.protocol.v1.enums import AuthListKind, BadgeOutcome, BadgeRefusal
 
 SIGNER = CommandSigner(generate_private_key())
-ISSUER = CommandIssuer(SIGNER, valid_s=30, sent_by="test")
+ISSUER = CommandIssuer(SIGNER, valid_s=30, sent_by="test", unlock_window_s=30)
 ALICE_UID = bytes.fromhex(ALICE_BADGE_UID)
 NEW_UID = "04C0FFEE000001"
 
@@ -47,7 +47,7 @@ async def present(
     session: AsyncSession, uid: str, device_id: str = "st-0001"
 ) -> badge_rides.BadgeDecision:
     return await badge_rides.present(
-        session, ISSUER, device_id, uid, now=datetime.now(UTC), unlock_window_s=30
+        session, ISSUER, device_id, uid, now=datetime.now(UTC)
     )
 
 
@@ -177,7 +177,12 @@ async def test_refused_unlock_ends_the_badge_rent_free(
     decision = await present(session, ALICE_BADGE_UID)
     assert decision.rent_id is not None
     await badge_rides.unlock_result(
-        session, decision.rent_id, done=False, reason="hardware-fault", at=datetime.now(UTC)
+        session,
+        decision.rent_id,
+        done=False,
+        reason="hardware-fault",
+        at=datetime.now(UTC),
+        unlock_window_s=ISSUER.unlock_window_s,
     )
     rent = await session.get(Rent, decision.rent_id, populate_existing=True)
     assert rent is not None and rent.status == RentStatus.REFUSED and rent.ended_at is not None

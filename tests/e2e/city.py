@@ -123,7 +123,10 @@ class City:
                 clock_ms=self.cloud_clock_ms,
                 # As the ingest process does: it signs badge unlocks and list updates.
                 issuer=CommandIssuer(
-                    signer, valid_s=settings.COMMAND_VALID_S, sent_by=f"{group}-ingest-{n}"
+                    signer,
+                    valid_s=settings.COMMAND_VALID_S,
+                    sent_by=f"{group}-ingest-{n}",
+                    unlock_window_s=settings.RENT_UNLOCK_WINDOW_S,
                 ),
             )
             await worker.start()

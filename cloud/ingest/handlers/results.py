@@ -66,14 +66,17 @@ async def results(
                 await rents.late_unlock_result(
                     session, rent_id, status == CommandStatus.DONE, reason, item.at
                 )
-                # A badge's rent: nobody waits on its Unlock, this is its answer.
-                await badge_rides.unlock_result(
-                    session,
-                    rent_id,
-                    done=status == CommandStatus.DONE,
-                    reason=reason,
-                    at=item.at,
-                )
+                # A badge's rent: nobody waits on its Unlock, this is its answer (only an
+                # ingest with an issuer opens badge rents and knows their window).
+                if ctx.issuer is not None:
+                    await badge_rides.unlock_result(
+                        session,
+                        rent_id,
+                        done=status == CommandStatus.DONE,
+                        reason=reason,
+                        at=item.at,
+                        unlock_window_s=ctx.issuer.unlock_window_s,
+                    )
             # An authorization-list update: the version it holds, or a FULL after a mismatch.
             issued = await authlist.on_result(
                 session,
