@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kickstand.cloud.accounts import mail, templates, throttle
@@ -189,6 +190,9 @@ async def sign_up(
         now,
     )
     await _count_mail(session, settings, email, now)
+    # The counts stand even if what follows fails; and no transaction (on SQLite: the
+    # write lock) stays open over the hash.
+    await session.commit()
     password_hash = await _hash_password(password)  # also when taken: same timing
     existing = (await session.scalars(select(User).where(User.email == email))).first()
     if existing is not None:
@@ -206,15 +210,22 @@ async def sign_up(
         terms_accepted_at=now,
         created_at=now,
     )
-    session.add(user)
-    await session.flush()
-    for kind, value in (consents or {}).items():
-        session.add(UserConsent(user_id=user.id, type=kind, value=value, updated_at=now))
-    token = _issue(
-        session, user.id, AccountTokenPurpose.EMAIL_CONFIRM, settings.EMAIL_CONFIRM_TTL_S, now
-    )
-    mail.queue(session, templates.email_confirmation(settings, email, token), user.id)
-    await session.commit()
+    try:
+        session.add(user)
+        await session.flush()
+        for kind, value in (consents or {}).items():
+            session.add(UserConsent(user_id=user.id, type=kind, value=value, updated_at=now))
+        token = _issue(
+            session, user.id, AccountTokenPurpose.EMAIL_CONFIRM, settings.EMAIL_CONFIRM_TTL_S, now
+        )
+        mail.queue(session, templates.email_confirmation(settings, email, token), user.id)
+        await session.commit()
+    except IntegrityError:
+        # The same address signed up at the same instant by another request: that one
+        # holds the account; this one answers as for any known address.
+        await session.rollback()
+        log.info("event=signup_race email_taken=true")
+        return
     log.info("event=signup user_id=%s", user.id)
 
 

@@ -326,3 +326,18 @@ async def test_consents_from_an_unsubscribe_link(accounts: Accounts) -> None:
             json={"consents": {"emails.promotional": True}, "token": token},
         )
         assert bad.status_code == 400 and bad.json()["code"] == 31
+
+
+@BOTH_DATABASES
+async def test_the_same_address_signed_up_at_once_makes_one_account(accounts: Accounts) -> None:
+    import asyncio
+
+    body = {"email": "eager@example.com", "password": PASSWORD, "accept_terms": True}
+    answers = await asyncio.gather(
+        *(accounts.client.post("/v1/auth/signup", json=body) for _ in range(5))
+    )
+    assert [r.status_code for r in answers] == [201] * 5, [r.text for r in answers]
+    async with accounts.sessionmaker() as s:
+        count = await s.scalar(select(func.count()).where(User.email == "eager@example.com"))
+    assert count == 1
+    assert accounts.sink.to("eager@example.com"), "the account's owner got a mail"
