@@ -826,7 +826,8 @@ class StationAgent:
             self.stop("reboot")
 
         self._spawn(later())
-        return Outcome(ResultStatus.ACCEPTED, detail="hard" if cmd.hard else "soft")
+        # SPEC §7.4: DONE (the restart follows the result, nothing else is pending).
+        return Outcome(ResultStatus.DONE, detail="hard" if cmd.hard else "soft")
 
     async def _queue_empty(self) -> None:
         while self.queue.depth():  # noqa: ASYNC110 - the queue announces nothing

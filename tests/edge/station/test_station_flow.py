@@ -104,7 +104,7 @@ async def test_trigger_config_telemetry_reboot(rig: StationRig, cloud: CloudPeer
         lambda: len([s for s in cloud.bodies(dev, Status) if s.spot == 2]) == before + 1
     )
     cid = await cloud.send_command(dev, Reboot())
-    assert (await cloud.wait_result(dev, cid)).status is ResultStatus.ACCEPTED
+    assert (await cloud.wait_result(dev, cid)).status is ResultStatus.DONE
     task = rig._task
     assert task is not None
     assert await asyncio.wait_for(task, 10) == "reboot"
