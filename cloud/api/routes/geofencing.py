@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kickstand.cloud.api.deps import CurrentUser, SessionDep
 from kickstand.cloud.api.errors import ApiError, forbidden, invalid_fields, not_found
-from kickstand.cloud.api.ids import Id, Text
+from kickstand.cloud.api.ids import MAX_ID, Id, Text
 from kickstand.cloud.api.schemas import Envelope, OkEnvelope
 from kickstand.cloud.geofence import (
     CoordinateRangeError,
@@ -161,14 +161,14 @@ class VirtualParkingCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     network_id: Id
     shape: Shape
-    capacity: int
+    capacity: int = Field(ge=0, le=MAX_ID)  # seed 002: integer >= 0; stored as an integer
     cluster_id: Id | None = None
 
 
 class VirtualParkingUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     shape: Shape
-    capacity: int
+    capacity: int = Field(ge=0, le=MAX_ID)  # seed 002: integer >= 0; stored as an integer
 
 
 class ForbiddenZoneCreate(BaseModel):

@@ -179,3 +179,24 @@ def test_every_status_and_code_pairing_in_the_code_is_in_the_table() -> None:
     found += [(cls.__name__, status, code) for cls, (status, code) in ERRORS.items()]
     wrong = [f for f in found if f[1] not in CODES[f[2]][0]]
     assert not wrong, wrong
+
+
+def test_database_failures_map_by_sqlstate_class() -> None:
+    """The backstop of the one mapper: transient (cloud/transient.py) -> 503 + Retry-After,
+    a value the database refused (class 22) -> 422, anything else -> None (a 500)."""
+    import asyncpg
+    from sqlalchemy.exc import DataError, ProgrammingError
+
+    from kickstand.cloud.api.errors import database_error
+
+    starting_up = asyncpg.exceptions.CannotConnectNowError("the database system is starting up")
+    refused = database_error(ConnectionRefusedError(111, "refused"))
+    assert refused is not None and refused.status == 503
+    assert refused.headers == {"Retry-After": "5"}
+    err = database_error(starting_up)
+    assert err is not None and (err.status, err.code) == (503, ErrorCode.UNAVAILABLE)
+    nul = asyncpg.exceptions.CharacterNotInRepertoireError("invalid byte sequence: 0x00")
+    err = database_error(DataError("INSERT …", {}, nul))
+    assert err is not None and (err.status, err.code) == (422, ErrorCode.VALIDATION)
+    syntax = asyncpg.exceptions.PostgresSyntaxError("syntax error")
+    assert database_error(ProgrammingError("SELECT …", {}, syntax)) is None
