@@ -7,6 +7,12 @@ spot in service while the operator holds it in maintenance is told again by inge
 (:func:`kickstand.cloud.ingest.handlers.status.spot_state`); a station's own MAINTENANCE
 (a technician at the cabinet) lasts until the station reports anything else, or until the
 operator ends it here.
+
+A whole station (SetMaintenance spot 0) is held the same way: each of its spots is held
+in maintenance with the source ``station`` (so the rent path, the map and the counts need
+no other rule), a spot the operator holds on its own keeps its own decision, and ending
+the station's maintenance frees only the spots it held. A station that reports its spot 0
+in any other state while the cloud holds it is told again by ingest.
 """
 
 from __future__ import annotations
@@ -49,6 +55,73 @@ async def spot_ref(session: AsyncSession, spot_id: int) -> SpotRef:
     return SpotRef(row[0], row[1], row[2])
 
 
+@dataclass(frozen=True, slots=True)
+class StationRef:
+    station: Station
+    network_id: int
+    #: Its spots (locked for update), by displayed number.
+    spots: list[Spot]
+
+
+async def station_ref(session: AsyncSession, station_id: int) -> StationRef:
+    """The station, its network and its spots (locked); NotFoundError if none."""
+    row = (
+        await session.execute(
+            select(Station, Cluster.network_id)
+            .join(Cluster, Cluster.id == Station.cluster_id)
+            .where(Station.id == station_id)
+        )
+    ).first()
+    if row is None:
+        raise NotFoundError("station", station_id)
+    spots = await session.scalars(
+        select(Spot)
+        .where(Spot.station_id == station_id)
+        .order_by(Spot.displayed_number)
+        .with_for_update()
+    )
+    return StationRef(row[0], row[1], list(spots))
+
+
+def station_in_maintenance(ref: StationRef) -> bool:
+    """The operator holds the whole station in maintenance."""
+    return any(s.maintenance_source == MaintenanceSource.STATION for s in ref.spots)
+
+
+async def set_station_maintenance(
+    session: AsyncSession,
+    gateway: CommandGateway,
+    ref: StationRef,
+    on: bool,
+    reason: str | None = None,
+) -> IssuedCommand:
+    """Like :func:`set_spot_maintenance` for the whole station (SetMaintenance spot 0):
+    every spot it changes is told (``dock.updated``)."""
+    changed: list[Spot] = []
+    for spot in ref.spots:
+        if on and spot.maintenance_source != MaintenanceSource.OPERATOR:
+            spot.state = SpotState.MAINTENANCE
+            spot.maintenance_source = MaintenanceSource.STATION
+            changed.append(spot)
+        elif not on and spot.maintenance_source == MaintenanceSource.STATION:
+            spot.state = SpotState.ACTIVE
+            spot.maintenance_source = None
+            changed.append(spot)
+    command = m.SetMaintenance(spot=0, on=on, reason=reason or "")
+    issued = gateway.issue_command(ref.station.device_id, command)
+    await record_command(session, issued)
+    held = {
+        v.spot_id: v
+        for v in await session.scalars(
+            select(Vehicle).where(Vehicle.spot_id.in_([s.id for s in changed]))
+        )
+    }
+    for spot in changed:
+        payload = dock_payload(spot, ref.station, ref.network_id, held.get(spot.id), reason=reason)
+        outbox.emit(session, ev.DOCK_UPDATED, spot.id, payload)
+    return issued
+
+
 async def set_spot_maintenance(
     session: AsyncSession,
     gateway: CommandGateway,
@@ -75,4 +148,12 @@ async def set_spot_maintenance(
     return issued
 
 
-__all__ = ["SpotRef", "set_spot_maintenance", "spot_ref"]
+__all__ = [
+    "SpotRef",
+    "StationRef",
+    "set_spot_maintenance",
+    "set_station_maintenance",
+    "spot_ref",
+    "station_in_maintenance",
+    "station_ref",
+]

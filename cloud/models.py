@@ -103,11 +103,14 @@ class LockStatus(enum.IntEnum):
 
 
 class MaintenanceSource(StrEnum):
-    """Who put a spot in maintenance (SPEC §4.4): the operator owns it; a device's own
-    MAINTENANCE (set locally by a technician) lasts until the device reports otherwise."""
+    """Who put a spot in maintenance (SPEC §4.4): the operator owns it (the spot alone, or
+    the whole station: ``STATION``); a device's own MAINTENANCE (set locally by a
+    technician) lasts until the device reports otherwise."""
 
     OPERATOR = "operator"
     DEVICE = "device"
+    #: The operator's maintenance of the whole station (SetMaintenance spot 0).
+    STATION = "station"
 
 
 class DeviceKind(StrEnum):

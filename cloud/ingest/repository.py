@@ -41,6 +41,7 @@ from kickstand.cloud.models import (
     Cluster,
     Device,
     DeviceKind,
+    MaintenanceSource,
     Network,
     Rent,
     Spot,
@@ -354,6 +355,21 @@ async def spots_of(session: AsyncSession, station_ids: list[int]) -> dict[tuple[
     }
 
 
+_STATIONS_HELD = (
+    select(_table(Spot).c.station_id)
+    .where(
+        _table(Spot).c.station_id.in_(bindparam("stations", expanding=True)),
+        _table(Spot).c.maintenance_source == MaintenanceSource.STATION.value,
+    )
+    .distinct()
+)
+
+
+async def stations_held(session: AsyncSession, station_ids: list[int]) -> set[int]:
+    """Of these stations, the ones the operator holds in maintenance as a whole."""
+    return set((await session.scalars(_STATIONS_HELD, {"stations": station_ids})).all())
+
+
 async def update_spots(session: AsyncSession, changes: list[dict[str, Any]]) -> None:
     """``changes``: sid, lock, state (a SpotState), src (maintenance source or None)."""
     if not changes:
@@ -582,6 +598,7 @@ __all__ = [
     "rent_of_command",
     "silenced",
     "spots_of",
+    "stations_held",
     "update_batteries",
     "update_positions",
     "update_spots",

@@ -536,3 +536,37 @@ async def test_a_status_that_moves_a_vehicle_tells_the_spot_it_left_and_the_one_
     assert left["contained_vehicle_id"] is None and left["displayed_number"] == 2
     assert arrived["contained_vehicle_id"] == lock.id and arrived["serial_number"] == "LY0008"
     assert left["network_id"] == arrived["network_id"] is not None
+
+
+async def test_the_whole_stations_maintenance_holds_and_the_station_is_told_again(
+    maker: Maker, applier: BatchApplier
+) -> None:
+    async with maker() as s, s.begin():
+        station = (await s.scalars(select(Station).where(Station.device_id == "st-0002"))).one()
+        await s.execute(
+            update(Spot)
+            .where(Spot.station_id == station.id)
+            .values(state=SpotState.MAINTENANCE, maintenance_source=MaintenanceSource.STATION)
+        )
+    t = now()
+    out = await applier.apply(
+        [
+            message("st-0002", 1, t, m.Status(0, pe.DeviceState.OPERATIVE)),
+            # Its spots in their real state: held all the same, not told spot by spot.
+            message("st-0002", 2, t, m.Status(6, pe.SpotState.EMPTY)),
+        ]
+    )
+    spot = await spot_row(maker, "st-0002", 6)
+    assert (spot.state, spot.maintenance_source) == (
+        SpotState.MAINTENANCE,
+        MaintenanceSource.STATION,
+    )
+    (reply,) = [r for r in out.replies if r.topic == topics.down("st-0002", Channel.COMMAND)]
+    verifier = CommandVerifier("st-0002", trusted_keys(SIGNER), MemoryReplayGuard())
+    assert verifier.verify(reply.payload).command == m.SetMaintenance(spot=0, on=True)
+    # The echo ends the disagreement.
+    out = await applier.apply([message("st-0002", 3, t, m.Status(0, pe.DeviceState.MAINTENANCE))])
+    assert [r for r in out.replies if r.topic.endswith("/cmd")] == []
+    # A station nobody holds in maintenance is told nothing.
+    out = await applier.apply([message("st-0003", 1, t, m.Status(0, pe.DeviceState.OPERATIVE))])
+    assert [r for r in out.replies if r.topic.endswith("/cmd")] == []

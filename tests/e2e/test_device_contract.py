@@ -3,7 +3,8 @@ against simulated spot boards, Mosquitto, the ingest worker and the API (tests/e
 
 * a status moves a vehicle: the cloud's record drifted (LY0008 in spot 2), the station
   reports it in spot 4 and spot 2 EMPTY after a reboot; the API follows, a rider rents it;
-* maintenance in and out through the dashboard API, echoed by the station's status;
+* maintenance in and out through the dashboard API, echoed by the station's status; a
+  whole station's, decided while it was unreachable, sent again after its birth;
 * a silent station (link stalled, no Will) goes offline on the map and in the rent path
   at the same moment, three heartbeat intervals after it fell silent;
 * a station whose clock is 6 s fast, or 6 s slow, of the command signer still unlocks.
@@ -221,6 +222,46 @@ async def test_a_station_whose_clock_is_a_few_seconds_off_still_unlocks(
         CLOUD_SKEW_MS[0] = 0
 
 
+async def test_a_whole_station_in_maintenance_is_told_again_until_it_agrees(city: City) -> None:
+    """The station is unreachable when the operator decides: the decision stands, and the
+    station, back and reporting spot 0 in service after its birth, is told again."""
+    station_id = await _station_id(city, "st-0004")
+    spot1 = await city.spot_id("st-0004", 1)
+    operator = await city.login(*OPERATOR)
+    city.rigs["st-0004"].stall_link()
+    try:
+        await eventually(lambda: _offline(city, "st-0004"), 20)
+        r = await city.client().put(
+            f"/v1/dashboard/stations/{station_id}/maintenance",
+            json={"in_maintenance": True, "reason": "cabinet repair"},
+            headers=operator,
+        )
+        assert r.status_code == 200, r.text
+        data = r.json()["data"]
+        assert data["in_maintenance"] is True and data["station_answer"] == "device-offline"
+        assert {s["maintenance_source"] for s in data["spots"]} == {MaintenanceSource.STATION}
+    finally:
+        city.rigs["st-0004"].restore_link()
+    # Not told yet: the station still says it is in service.
+    assert not await _station_reported(city, "st-0004", pe.DeviceState.MAINTENANCE)
+    # Its birth is followed by every status; spot 0 disagrees, the cloud sends it again.
+    await city.rigs["st-0004"].restart_agent()
+    await eventually(lambda: _station_reported(city, "st-0004", pe.DeviceState.MAINTENANCE), 20)
+    status, body = await rent(city, ALICE, spot1)
+    assert status == 409 and body["reason"] == "spot-unavailable", body
+
+    r = await city.client().put(
+        f"/v1/dashboard/stations/{station_id}/maintenance",
+        json={"in_maintenance": False},
+        headers=operator,
+    )
+    assert r.status_code == 200 and r.json()["data"]["station_answer"] == "done", r.text
+    await eventually(
+        lambda: _not(_station_reported(city, "st-0004", pe.DeviceState.MAINTENANCE)), 10
+    )
+    await eventually(lambda: _spot_state_is(city, spot1, SpotState.ACTIVE), 10)
+
+
 # -- helpers ---------------------------------------------------------------------------
 
 
@@ -276,3 +317,28 @@ async def _spot_state_is(city: City, spot_id: int, state: SpotState) -> bool:
     assert city.sessionmaker is not None
     async with city.sessionmaker() as s:
         return bool(await s.scalar(select(Spot.state).where(Spot.id == spot_id)) == state)
+
+
+async def _station_id(city: City, device_id: str) -> int:
+    assert city.sessionmaker is not None
+    async with city.sessionmaker() as s:
+        station_id: int = (
+            await s.execute(select(Station.id).where(Station.device_id == device_id))
+        ).scalar_one()
+        return station_id
+
+
+async def _offline(city: City, device_id: str) -> bool:
+    return why_offline(await _presence(city, device_id), datetime.now(UTC)) is not None
+
+
+async def _station_reported(city: City, device_id: str, state: pe.DeviceState) -> bool:
+    """The station's own status (spot 0) as the cloud last applied it."""
+    assert city.sessionmaker is not None
+    async with city.sessionmaker() as s:
+        reported = await s.scalar(
+            select(DeviceStatus.state).where(
+                DeviceStatus.device_id == device_id, DeviceStatus.spot == 0
+            )
+        )
+        return reported == int(state)

@@ -1,5 +1,6 @@
-"""Operators put a spot in or out of maintenance (seed 002 has no such operation: a clean
-REST path in its vocabulary). ``PUT /v1/dashboard/spots/{spot_id}/maintenance``.
+"""Operators put a spot, or a whole station, in or out of maintenance (seed 002 has no such
+operation: clean REST paths in its vocabulary). ``PUT /v1/dashboard/spots/{spot_id}/
+maintenance`` and ``PUT /v1/dashboard/stations/{station_id}/maintenance``.
 
 The cloud's record changes at once (the rent path refuses a spot in maintenance); the
 station is told with a signed SetMaintenance and its answer is reported. A station that
@@ -9,7 +10,7 @@ service (SPEC §4.4).
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
@@ -22,11 +23,13 @@ from kickstand.cloud.api.ids import Id, Text
 from kickstand.cloud.api.schemas import Envelope
 from kickstand.cloud.errors import NotFoundError
 from kickstand.cloud.models import SpotState
-from kickstand.cloud.rent_gateway import UnlockResult
+from kickstand.cloud.rent_gateway import CommandGateway, IssuedCommand, UnlockResult
 
-router = APIRouter(prefix="/dashboard/spots", tags=["maintenances"])
+router = APIRouter(prefix="/dashboard", tags=["maintenances"])
 
 SpotId = Annotated[Id, Path()]
+StationId = Annotated[Id, Path()]
+StationAnswer = Literal["done", "refused", "device-offline", "timeout"]
 
 
 class SpotMaintenanceUpdate(BaseModel):
@@ -34,20 +37,39 @@ class SpotMaintenanceUpdate(BaseModel):
     reason: Text | None = Field(default=None, max_length=64)
 
 
-class SpotMaintenancePublic(BaseModel):
+class StationTold(BaseModel):
+    """What the station answered its SetMaintenance."""
+
+    #: ``done``, ``refused``, ``device-offline`` (told when it is back), ``timeout`` (it
+    #: may still apply it).
+    station_answer: StationAnswer
+    station_reason: str | None = None
+
+
+class SpotMaintenancePublic(StationTold):
     spot_id: int
     station_id: int
     displayed_number: int
     in_maintenance: bool
     #: ``operator`` / ``device`` (the station's own) / null.
     maintenance_source: str | None
-    #: What the station answered: ``done``, ``refused``, ``device-offline`` (told when it
-    #: is back), ``timeout`` (it may still apply it).
-    station_answer: Literal["done", "refused", "device-offline", "timeout"]
-    station_reason: str | None = None
 
 
-_ANSWER: dict[UnlockResult, Literal["done", "refused", "device-offline", "timeout"]] = {
+class StationSpotPublic(BaseModel):
+    spot_id: int
+    displayed_number: int
+    in_maintenance: bool
+    #: ``station`` (held with the whole station), ``operator`` (on its own), ``device``.
+    maintenance_source: str | None
+
+
+class StationMaintenancePublic(StationTold):
+    station_id: int
+    in_maintenance: bool
+    spots: list[StationSpotPublic]
+
+
+_ANSWER: dict[UnlockResult, StationAnswer] = {
     UnlockResult.UNLOCKED: "done",
     UnlockResult.REFUSED: "refused",
     UnlockResult.DEVICE_OFFLINE: "device-offline",
@@ -55,8 +77,19 @@ _ANSWER: dict[UnlockResult, Literal["done", "refused", "device-offline", "timeou
 }
 
 
+T = TypeVar("T", bound=StationTold)
+
+
+async def _tell(gateway: CommandGateway, issued: IssuedCommand, public: T) -> Envelope[T]:
+    """Send the command after the commit: the decision stands whatever the answer."""
+    outcome = await gateway.send_command(issued)
+    public.station_answer = _ANSWER[outcome.result]
+    public.station_reason = outcome.reason
+    return Envelope(data=public)
+
+
 @router.put(
-    "/{spot_id}/maintenance",
+    "/spots/{spot_id}/maintenance",
     response_model=Envelope[SpotMaintenancePublic],
     summary="Put a spot in or out of maintenance (the operator owns maintenance)",
 )
@@ -85,8 +118,43 @@ async def put_spot_maintenance(
             station_answer="device-offline",
         )
         await session.commit()
-    # After the commit: the decision stands whatever the station answers.
-    outcome = await gateway.send_command(issued)
-    public.station_answer = _ANSWER[outcome.result]
-    public.station_reason = outcome.reason
-    return Envelope(data=public)
+    return await _tell(gateway, issued, public)
+
+
+@router.put(
+    "/stations/{station_id}/maintenance",
+    response_model=Envelope[StationMaintenancePublic],
+    summary="Put a whole station in or out of maintenance (SetMaintenance spot 0)",
+)
+async def put_station_maintenance(
+    station_id: StationId,
+    body: SpotMaintenanceUpdate,
+    operator: OperatorUser,
+    maker: SessionmakerDep,
+    gateway: GatewayDep,
+) -> Envelope[StationMaintenancePublic]:
+    async with maker() as session:
+        try:
+            ref = await maintenance.station_ref(session, station_id)
+        except NotFoundError as exc:
+            raise not_found("station", station_id) from exc
+        check_networks(operator, [ref.network_id])
+        issued = await maintenance.set_station_maintenance(
+            session, gateway, ref, body.in_maintenance, body.reason
+        )
+        public = StationMaintenancePublic(
+            station_id=ref.station.id,
+            in_maintenance=maintenance.station_in_maintenance(ref),
+            spots=[
+                StationSpotPublic(
+                    spot_id=spot.id,
+                    displayed_number=spot.displayed_number,
+                    in_maintenance=spot.state == SpotState.MAINTENANCE,
+                    maintenance_source=spot.maintenance_source,
+                )
+                for spot in ref.spots
+            ],
+            station_answer="device-offline",
+        )
+        await session.commit()
+    return await _tell(gateway, issued, public)

@@ -88,6 +88,7 @@ async def statuses(
     spot_updates: list[tuple[int, int, m.Status, Inbound]] = []
     battery: list[dict[str, Any]] = []
     vehicles: list[Inbound] = []
+    in_service: dict[int, Inbound] = {}  # stations whose spot 0 says it is not in maintenance
     for key in sorted(applied):
         item = newest[key]
         st = item.msg.body
@@ -95,6 +96,9 @@ async def statuses(
         info = infos[item.device_id]
         if info.kind == DeviceKind.STATION and st.spot >= 1 and info.station_id is not None:
             spot_updates.append((info.station_id, st.spot, st, item))
+        elif info.kind == DeviceKind.STATION and info.station_id is not None:
+            if st.state != pe.DeviceState.MAINTENANCE:
+                in_service[info.station_id] = item
         elif info.kind == DeviceKind.VEHICLE and info.vehicle_id is not None:
             if st.battery_pct is not None:
                 battery.append({"vid": info.vehicle_id, "b": st.battery_pct, "v": None})
@@ -104,6 +108,12 @@ async def statuses(
         await _spot_statuses(ctx, session, spot_updates, spots, infos, out)
     if battery:
         await repo.update_batteries(session, battery)
+    if in_service:
+        # The operator holds the whole station in maintenance: it is told again (§4.4).
+        for station_id in sorted(await repo.stations_held(session, sorted(in_service))):
+            device_id = in_service[station_id].device_id
+            ctx.stats.ignore("maintenance-disagrees", device=device_id, spot=0)
+            await resend_maintenance(ctx, session, device_id, 0, out)
 
 
 async def _spot_statuses(
@@ -198,10 +208,11 @@ def spot_state(
     current: SpotState, source: str | None, reported: int
 ) -> tuple[SpotState, str | None]:
     """The spot's state and maintenance owner after the station reported ``reported``
-    (SPEC §4.4): the operator's maintenance holds whatever the station says; a station's
+    (SPEC §4.4): the operator's maintenance (of the spot or of the whole station) holds
+    whatever the station says (the whole station's is checked on its spot 0); a station's
     own MAINTENANCE lasts until it reports anything else; FAULT is out of order until the
     board recovers."""
-    if source == MaintenanceSource.OPERATOR:
+    if source in (MaintenanceSource.OPERATOR, MaintenanceSource.STATION):
         return SpotState.MAINTENANCE, source
     if reported == pe.SpotState.MAINTENANCE:
         return SpotState.MAINTENANCE, MaintenanceSource.DEVICE
@@ -216,7 +227,8 @@ async def resend_maintenance(
     ctx: BatchApplier, session: AsyncSession, device_id: str, spot: int, out: BatchOutcome
 ) -> None:
     """Send SetMaintenance(on) to a station that reports a spot the operator holds in
-    maintenance as in service (a station that missed the command, or was reset)."""
+    maintenance as in service (a station that missed the command, or was reset); spot 0:
+    the whole station."""
     if ctx.issuer is None:
         return
     # Imported here: commands.records imports the ingest package, whose handlers are this.
