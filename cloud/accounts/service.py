@@ -401,7 +401,11 @@ async def confirm_email_change(
     user.email = email
     user.email_confirmed_at = now  # the code reached the new address
     await throttle.clear(session, throttle.account_key(old))
-    await session.commit()
+    try:
+        await session.commit()
+    except IntegrityError as exc:  # the address was taken in between (a sign-up, a change)
+        await session.rollback()
+        raise EmailTakenError("this email address is already used by an account") from exc
     log.info("event=email_changed user_id=%s", user.id)
     return user
 
