@@ -145,7 +145,7 @@ async def prepare_database(db_url: str, stations: dict[str, dict[int, str]], rid
         VehicleType,
     )
     from kickstand.cloud.security import hash_password
-    from kickstand.cloud.seed import rider_permissions, seed_demo
+    from kickstand.cloud.seed import DEMO_CONFIRMED_AT, rider_permissions, seed_demo
 
     engine = create_engine(db_url)
     await upgrade(engine)
@@ -173,7 +173,7 @@ async def prepare_database(db_url: str, stations: dict[str, dict[int, str]], rid
         for i in range(riders):
             s.add(User(email=f"rider{i:03d}@bench.example.com", password_hash=password_hash,
                        role=UserRole.RIDER, permissions=rider_permissions(network.id),
-                       wallet_balance=100))
+                       wallet_balance=100, email_confirmed_at=DEMO_CONFIRMED_AT))
     await engine.dispose()
 
 
