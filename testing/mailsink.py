@@ -35,6 +35,14 @@ class _Handler:
     def __init__(self, sink: MailSink) -> None:
         self._sink = sink
 
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        if address.lower() in self._sink.refused:
+            return "550 5.1.1 no such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         raw = envelope.original_content or envelope.content
         data = raw if isinstance(raw, bytes) else str(raw).encode()
@@ -45,10 +53,18 @@ class _Handler:
 
 
 class MailSink:
-    """``directory`` (optional): each mail is also written there as ``<n>-<to>.eml``."""
+    """``directory`` (optional): each mail is also written there as ``<n>-<to>.eml``.
+    ``refused``: addresses answered ``550`` (no such mailbox), as a real server would."""
 
-    def __init__(self, *, directory: Path | None = None, host: str = LOOPBACK) -> None:
+    def __init__(
+        self,
+        *,
+        directory: Path | None = None,
+        host: str = LOOPBACK,
+        refused: frozenset[str] = frozenset(),
+    ) -> None:
         self.host = host
+        self.refused = frozenset(a.lower() for a in refused)
         self.port = free_port(host)
         self.directory = directory
         self._lock = threading.Lock()

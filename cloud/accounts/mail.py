@@ -37,7 +37,7 @@ log = logging.getLogger("kickstand.cloud.accounts.mail")
 
 MAILS = Counter(
     "kickstand_mails",
-    "Mails to riders by kind and result (sent / failed attempt)",
+    "Mails to riders by kind and result (sent / failed attempt / given-up)",
     ["kind", "result"],
     registry=metrics.REGISTRY,
 )
@@ -46,6 +46,9 @@ CLAIM_S = 120
 #: Retry delays after the 1st, 2nd, … failure (the last repeats).
 BACKOFF_S = (30, 60, 300, 900, 3600)
 BATCH = 50
+#: After this many failed attempts (about two days with BACKOFF_S) a mail is given up:
+#: kept with its last error, counted, no longer tried.
+MAX_ATTEMPTS = 50
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,12 @@ async def _claim(maker: async_sessionmaker[AsyncSession], now: datetime) -> list
         rows: list[MailMessage] = list(
             await session.scalars(
                 select(MailMessage)
-                .where(MailMessage.sent_at.is_(None), MailMessage.next_attempt_at <= now, due)
+                .where(
+                    MailMessage.sent_at.is_(None),
+                    MailMessage.next_attempt_at <= now,
+                    MailMessage.attempts < MAX_ATTEMPTS,
+                    due,
+                )
                 .order_by(MailMessage.id)
                 .limit(BATCH)
             )
@@ -153,10 +161,19 @@ async def send_after_commit(maker: async_sessionmaker[AsyncSession], settings: S
         log.exception("event=mail_send_after_commit_failed")
 
 
+def _permanent(exc: BaseException) -> bool:
+    """The server refused for good (5xx: no such recipient, sender refused): retrying cannot
+    help. Connection failures and 4xx answers are worth another try."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return all(code >= 500 for code, _ in exc.recipients.values())
+    code = getattr(exc, "smtp_code", None)
+    return isinstance(code, int) and code >= 500
+
+
 async def _failed(
     maker: async_sessionmaker[AsyncSession], row: MailMessage, exc: BaseException
 ) -> None:
-    attempts = row.attempts + 1
+    attempts = MAX_ATTEMPTS if _permanent(exc) else row.attempts + 1
     delay = BACKOFF_S[min(attempts, len(BACKOFF_S)) - 1]
     async with maker() as session, session.begin():
         await session.execute(
@@ -169,6 +186,16 @@ async def _failed(
                 last_error=f"{type(exc).__name__}: {exc}"[:1000],
             )
         )
+    if attempts >= MAX_ATTEMPTS:
+        MAILS.labels(row.kind, "given-up").inc()
+        log.error(
+            "event=mail_given_up id=%s kind=%s attempts=%s error=%r",
+            row.id,
+            row.kind,
+            attempts,
+            exc,
+        )
+        return
     MAILS.labels(row.kind, "failed").inc()
     log.warning(
         "event=mail_failed id=%s kind=%s attempts=%s retry_in_s=%s error=%r",

@@ -5,11 +5,15 @@ go through the real SMTP client to an in-process SMTP sink."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, update
 
-from kickstand.cloud.models import AccountToken, MailMessage, User, UserRole
+from kickstand.cloud.config import Settings
+from kickstand.cloud.db import create_engine, create_sessionmaker
+from kickstand.cloud.models import AccountToken, Base, MailMessage, User, UserRole
+from kickstand.testing.mailsink import MailSink
 from tests.cloud.accounts.conftest import Accounts
 from tests.cloud.api.support import BOTH_DATABASES
 
@@ -341,3 +345,41 @@ async def test_the_same_address_signed_up_at_once_makes_one_account(accounts: Ac
         count = await s.scalar(select(func.count()).where(User.email == "eager@example.com"))
     assert count == 1
     assert accounts.sink.to("eager@example.com"), "the account's owner got a mail"
+
+
+async def test_a_mail_the_server_refuses_for_good_is_given_up(tmp_path: Path) -> None:
+    from kickstand.cloud.accounts import mail
+
+    with MailSink(refused=frozenset({"ghost@example.com"})) as strict:
+        settings = Settings(
+            DATABASE_URL="sqlite+aiosqlite:///" + str(tmp_path / "m.sqlite3"),
+            VAR_DIR=tmp_path / "var",
+            SMTP_HOST=strict.host,
+            SMTP_PORT=strict.port,
+        )
+        engine = create_engine(settings)
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(Base.metadata.create_all)
+            maker = create_sessionmaker(engine)
+            async with maker() as s, s.begin():
+                mail.queue(s, mail.Mail("email-confirm", "ghost@example.com", "Hi", "b"), None)
+                mail.queue(s, mail.Mail("email-confirm", "real@example.com", "Hi", "b"), None)
+            given_up = mail.MAILS.labels("email-confirm", "given-up")
+            before = given_up._value.get()
+            assert await mail.send_due(maker, settings) == 1
+            assert [str(m["To"]) for m in strict.messages] == ["real@example.com"]
+            async with maker() as s:
+                ghost = (
+                    await s.scalars(
+                        select(MailMessage).where(MailMessage.to_address == "ghost@example.com")
+                    )
+                ).one()
+            assert ghost.sent_at is None and ghost.attempts == mail.MAX_ATTEMPTS
+            assert ghost.last_error and "550" in ghost.last_error
+            assert given_up._value.get() == before + 1
+            async with maker() as s, s.begin():
+                await s.execute(update(MailMessage).values(next_attempt_at=datetime.now(UTC)))
+            assert await mail.send_due(maker, settings) == 0, "not tried again"
+        finally:
+            await engine.dispose()
