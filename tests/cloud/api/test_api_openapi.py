@@ -85,3 +85,49 @@ async def test_every_operation_documents_a_typed_success_body(api: Api) -> None:
             if "$ref" not in schema:
                 untyped.append(f"{method} {path} {status}: {json.dumps(schema)[:60]}")
     assert not untyped, "\n".join(untyped)
+
+
+async def test_every_id_parameter_is_bounded_to_the_integer_range(api: Api) -> None:
+    """Path, query and body ids are ``ids.Id``: documented 1 … 2**31 - 1 (else the
+    database's overflow is the answer)."""
+    spec = (await api.client.get("/openapi.json")).json()
+    schemas = spec["components"]["schemas"]
+
+    def integer_bounds(schema: dict[str, Any]) -> list[dict[str, Any]]:
+        """The integer schemas a value (or each item of a list) may take."""
+        options = [o.get("items", o) for o in schema.get("anyOf", [schema])]
+        return [o for o in options if o.get("type") == "integer"]
+
+    unbounded = []
+    for method, path, op in operations(spec):
+        for param in op.get("parameters", []):
+            if param["name"].endswith(("_id", "_key")) or param["name"] == "id":
+                for option in integer_bounds(param["schema"]):
+                    if option.get("maximum") != 2**31 - 1:
+                        unbounded.append(f"{method} {path} {param['name']}")
+
+    def request_schemas(schema: dict[str, Any], seen: set[str]) -> None:
+        for key, value in schema.items():
+            if key == "$ref" and isinstance(value, str):
+                name = value.rsplit("/", 1)[-1]
+                if name not in seen:
+                    seen.add(name)
+                    request_schemas(schemas[name], seen)
+            elif isinstance(value, dict):
+                request_schemas(value, seen)
+            elif isinstance(value, list):
+                for item in value:
+                    if isinstance(item, dict):
+                        request_schemas(item, seen)
+
+    bodies: set[str] = set()
+    for _method, _path, op in operations(spec):
+        request_schemas(op.get("requestBody", {}), bodies)
+    assert bodies
+    for name in sorted(bodies):
+        for field, prop in schemas[name].get("properties", {}).items():
+            if field.endswith("_id") or field.endswith("_ids"):
+                for option in integer_bounds(prop):
+                    if option.get("maximum") != 2**31 - 1:
+                        unbounded.append(f"{name}.{field}")
+    assert not unbounded, unbounded
