@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kickstand.cloud import outbox
 from kickstand.cloud.accounts import mail, templates, throttle
 from kickstand.cloud.accounts.errors import (
     AccountDisabledError,
@@ -36,6 +37,9 @@ from kickstand.cloud.accounts.tokens import (
     unsubscribe_token_user,
 )
 from kickstand.cloud.config import Settings
+from kickstand.cloud.events import EventType
+from kickstand.cloud.events.catalogue import CYCLIST_CONFIRMED, CYCLIST_CREATED, CYCLIST_UPDATED
+from kickstand.cloud.events.payloads import CyclistEvent
 from kickstand.cloud.models import (
     AccountToken,
     AccountTokenPurpose,
@@ -151,6 +155,22 @@ async def _count_mail(session: AsyncSession, settings: Settings, to: str, now: d
     )
 
 
+def _emit(session: AsyncSession, event: EventType[CyclistEvent], user: User) -> None:
+    """The rider's event, in the transaction of the change (seed 000 `cyclist.*`)."""
+    outbox.emit(
+        session,
+        event,
+        user.id,
+        CyclistEvent(
+            network_id=None,
+            user_id=user.id,
+            lang=user.lang,
+            email_confirmed=user.email_confirmed_at is not None,
+            created_at=user.created_at,
+        ),
+    )
+
+
 async def _email_taken(session: AsyncSession, email: str) -> bool:
     return (await session.scalar(select(User.id).where(User.email == email))) is not None
 
@@ -219,6 +239,7 @@ async def sign_up(
             session, user.id, AccountTokenPurpose.EMAIL_CONFIRM, settings.EMAIL_CONFIRM_TTL_S, now
         )
         mail.queue(session, templates.email_confirmation(settings, email, token), user.id)
+        _emit(session, CYCLIST_CREATED, user)
         await session.commit()
     except IntegrityError:
         # The same address signed up at the same instant by another request: that one
@@ -255,6 +276,7 @@ async def confirm_email(session: AsyncSession, token: str, now: datetime) -> Use
     assert user is not None  # tokens reference users
     if user.email_confirmed_at is None:
         user.email_confirmed_at = now
+        _emit(session, CYCLIST_CONFIRMED, user)
     await session.commit()
     log.info("event=email_confirmed user_id=%s", user.id)
     return user
@@ -401,6 +423,7 @@ async def confirm_email_change(
     user.email = email
     user.email_confirmed_at = now  # the code reached the new address
     await throttle.clear(session, throttle.account_key(old))
+    _emit(session, CYCLIST_UPDATED, user)
     try:
         await session.commit()
     except IntegrityError as exc:  # the address was taken in between (a sign-up, a change)

@@ -159,6 +159,26 @@ DEVICE_EVENT = _define(
     "its fields in `data`), once ingest applied it.",
 )
 
+# ── riders (kickstand.cloud.accounts) ─────────────────────────────────────────────────
+CYCLIST_CREATED = _define(
+    "cyclist.created",
+    "user",
+    p.CyclistEvent,
+    "Occurs whenever a cyclist is created (a rider signed up; the email is not confirmed yet).",
+)
+CYCLIST_CONFIRMED = _define(
+    "cyclist.confirmed",
+    "user",
+    p.CyclistEvent,
+    "Occurs whenever a cyclist has confirmed their email address.",
+)
+CYCLIST_UPDATED = _define(
+    "cyclist.updated",
+    "user",
+    p.CyclistEvent,
+    "Occurs whenever a cyclist's properties have been updated (a confirmed email change).",
+)
+
 # ── passes, zones, alerts, webhooks ───────────────────────────────────────────────────
 PASS_ASSOCIATED = _define(
     "pass.associated", "pass", p.PassEvent, "Occurs whenever a pass is associated to a user."

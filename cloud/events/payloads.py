@@ -233,6 +233,21 @@ class DeviceEvent(NetworkEvent):
     data: dict[str, Any]
 
 
+# ── riders ────────────────────────────────────────────────────────────────────────────
+
+
+class CyclistEvent(NetworkEvent):
+    """``cyclist.created`` / ``cyclist.confirmed`` / ``cyclist.updated`` (seed 000
+    `cyclist.*`). A rider account belongs to no network: ``network_id`` is None and the
+    event reaches unscoped endpoints only. No email address: webhooks carry no more
+    personal data than an integration needs (it can ask for the user)."""
+
+    user_id: int
+    lang: str
+    email_confirmed: bool
+    created_at: datetime
+
+
 # ── passes, zones, alerts, webhooks ───────────────────────────────────────────────────
 
 

@@ -12,7 +12,14 @@ from sqlalchemy import func, select, update
 
 from kickstand.cloud.config import Settings
 from kickstand.cloud.db import create_engine, create_sessionmaker
-from kickstand.cloud.models import AccountToken, Base, MailMessage, User, UserRole
+from kickstand.cloud.models import (
+    AccountToken,
+    Base,
+    MailMessage,
+    OutboxEvent,
+    User,
+    UserRole,
+)
 from kickstand.testing.mailsink import MailSink
 from tests.cloud.accounts.conftest import Accounts
 from tests.cloud.api.support import BOTH_DATABASES
@@ -69,7 +76,20 @@ async def test_sign_up_confirm_then_log_in(accounts: Accounts) -> None:
         user = (await s.scalars(select(User).where(User.email == "new.rider@example.com"))).one()
         assert user.role == UserRole.RIDER and user.terms_accepted_at is not None
         stored = list(await s.scalars(select(AccountToken.token_hash)))
+        events = (
+            await s.execute(
+                select(OutboxEvent.topic, OutboxEvent.payload)
+                .where(OutboxEvent.resource_id == str(user.id), OutboxEvent.resource_type == "user")
+                .order_by(OutboxEvent.id)
+            )
+        ).all()
     assert token not in stored, "only the token's hash is stored"
+    # Seed 000's cyclist.* topics, written with the changes (no network: unscoped).
+    assert [(t, d["email_confirmed"], d["network_id"]) for t, d in events] == [
+        ("cyclist.created", False, None),
+        ("cyclist.confirmed", True, None),
+    ]
+    assert "email" not in events[0][1], "no personal data beyond the id in webhooks"
 
 
 async def test_resend_replaces_the_code(accounts: Accounts) -> None:
@@ -202,6 +222,16 @@ async def test_email_change(accounts: Accounts) -> None:
     password = accounts.demo.passwords["alice@example.com"]
     assert (await accounts.login("alice@example.org", password)).status_code == 200
     assert (await accounts.login("alice@example.com", password)).status_code == 401
+    async with accounts.sessionmaker() as s:
+        topics = list(
+            await s.scalars(
+                select(OutboxEvent.topic).where(
+                    OutboxEvent.resource_id == str(accounts.demo.user_ids["alice@example.com"]),
+                    OutboxEvent.resource_type == "user",
+                )
+            )
+        )
+    assert topics == ["cyclist.updated"]
 
 
 async def test_consents(accounts: Accounts) -> None:
