@@ -10,10 +10,12 @@ Bounded: a few examples per operation, derandomized (the same cases every run).
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ import httpx
 import pytest
 import schemathesis
 import uvicorn
+from fastapi import FastAPI
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
@@ -33,6 +36,7 @@ from schemathesis.checks import (
 
 from kickstand.cloud.api import create_app
 from kickstand.cloud.config import Settings
+from kickstand.cloud.security import create_access_token
 from kickstand.testing import PostgresServer
 from tests.cloud.conftest import demo_refs
 
@@ -61,6 +65,24 @@ class _Server(uvicorn.Server):
         pass
 
 
+@contextmanager
+def serve(app: FastAPI) -> Iterator[str]:
+    """The app on a loopback port (uvicorn in a thread, lifespan included): its base URL."""
+    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="critical"))
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
 @pytest.fixture(scope="module")
 def served(
     pg_server: PostgresServer, pg_template: str, tmp_path_factory: pytest.TempPathFactory
@@ -70,31 +92,21 @@ def served(
     app_settings = Settings(
         DATABASE_URL=database.url, VAR_DIR=Path(var), JWT_SECRET="schema-" + "k" * 48
     )
-    app = create_app(app_settings)
-    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    base_url = f"http://127.0.0.1:{port}"
     demo = demo_refs(database.url)
     tokens = {}
-    with httpx.Client(base_url=base_url) as client:
-        for who, email in (("rider", "alice@example.com"), ("operator", "operator@example.com")):
-            r = client.post(
-                "/v1/auth/login", json={"email": email, "password": demo.passwords[email]}
-            )
-            assert r.status_code == 200, r.text
-            tokens[who] = r.json()["data"]["token"]
-        spec = client.get("/openapi.json").json()
     try:
-        yield Served(base_url, tokens, spec)
+        with serve(create_app(app_settings)) as base_url, httpx.Client(base_url=base_url) as c:
+            for who, email in (
+                ("rider", "alice@example.com"),
+                ("operator", "operator@example.com"),
+            ):
+                r = c.post(
+                    "/v1/auth/login", json={"email": email, "password": demo.passwords[email]}
+                )
+                assert r.status_code == 200, r.text
+                tokens[who] = r.json()["data"]["token"]
+            yield Served(base_url, tokens, c.get("/openapi.json").json())
     finally:
-        server.should_exit = True
-        thread.join(10)
         pg_server.drop_database(database.name)
 
 
@@ -110,13 +122,17 @@ BOUNDED = settings(
 
 
 def runner(
-    served: Served, operation: schemathesis.APIOperation, mode: GenerationMode, who: str
+    served: Served,
+    operation: schemathesis.APIOperation,
+    mode: GenerationMode,
+    who: str,
+    examples: int = EXAMPLES,
 ) -> Callable[[], None]:
     """A bounded hypothesis test of one operation, recording every status answered."""
     headers = {"Authorization": f"Bearer {served.tokens[who]}"}
     key = (operation.method.upper(), operation.path)
 
-    @BOUNDED
+    @settings(BOUNDED, max_examples=examples)
     @given(case=operation.as_strategy(generation_mode=mode))
     def run(case: schemathesis.Case) -> None:
         response = case.call_and_validate(
@@ -126,6 +142,9 @@ def runner(
         if response.status_code >= 500:
             body = response.json()
             assert response.status_code != 500 and body["code"] != 1, (key, body)
+        if response.status_code == 503:
+            retry_after = {k.lower(): v for k, v in response.headers.items()}["retry-after"]
+            assert int(retry_after[0] if isinstance(retry_after, list) else retry_after) > 0
 
     return run
 
@@ -186,3 +205,34 @@ def test_every_operation_answers_as_documented_to_an_operator(served: Served) ->
     assert not undocumented(served), "\n".join(undocumented(served))
     statuses = by_status(served)
     assert sum(statuses.values()) > 500 and statuses[200] > 100 and statuses[422] > 50
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port  # closed again: nothing listens there
+
+
+def test_with_the_database_down_every_operation_answers_503_not_500(
+    tmp_path: Path,
+) -> None:
+    """Every operation, valid inputs, the database unreachable: 503 with Retry-After (or an
+    answer that needs no database), as documented, and never a 500."""
+    url = f"postgresql+asyncpg://kickstand:x@127.0.0.1:{_closed_port()}/kickstand"
+    app_settings = Settings(DATABASE_URL=url, VAR_DIR=tmp_path, JWT_SECRET="down-" + "k" * 48)
+    token = create_access_token(app_settings, 1, [], 0)
+    app = create_app(app_settings)
+    with serve(app) as base_url:
+        down = Served(base_url, {"rider": token}, app.openapi())
+        schema = schemathesis.openapi.from_dict(down.spec)
+        failures = []
+        for result in schema.get_all_operations():
+            operation = result.ok()  # type: ignore[union-attr]  # our own spec: all valid
+            try:
+                runner(down, operation, GenerationMode.POSITIVE, "rider", examples=2)()
+            except Exception as exc:
+                failures.append(f"{operation.method.upper()} {operation.path}: {exc}"[:400])
+    assert not failures, "\n".join(failures)
+    statuses = by_status(down)
+    assert statuses[503] > 60 and set(statuses) <= {200, 400, 401, 404, 422, 503}, statuses
