@@ -241,10 +241,11 @@ class Station:
         docked: Mapping[int, str],
         spots: int,
         agent_settings: Mapping[str, Any],
+        nfc: bool = False,
     ) -> None:
         self.device_id = device_id
         self.workdir = workdir
-        self.sim = SimulatedStation(device_id, spots, workdir=workdir, nfc=False)
+        self.sim = SimulatedStation(device_id, spots, workdir=workdir, nfc=nfc)
         self.docked = dict(docked)
         self.link = LinkProxy(broker.host, broker.port)
         self.command_key = command_key
@@ -368,9 +369,11 @@ class Plant:
         unlock_window_s: int = 30,
         ack_timeout_s: float = 3.0,
         agent_acks: bool = True,
+        nfc: bool = False,
     ) -> None:
         """``agent_acks=False``: agents of protocol v1 before the end-to-end Ack (they delete
-        a message on the broker's PUBACK) — the control that shows the count sees losses."""
+        a message on the broker's PUBACK) — the control that shows the count sees losses.
+        ``nfc``: each station has a simulated badge reader (``station.sim.present_badge``)."""
         self.golden = golden
         self.workdir = workdir
         self.station_plan = {k: dict(v) for k, v in stations.items()}
@@ -379,6 +382,7 @@ class Plant:
         self.unlock_window_s = unlock_window_s
         self.ack_timeout_s = ack_timeout_s
         self.agent_acks = agent_acks
+        self.nfc = nfc
         self.broker = MosquittoService()
         self.postgres = golden.clone()
         self.api: ApiProcess | None = None
@@ -429,7 +433,7 @@ class Plant:
         for device_id, docked in self.station_plan.items():
             station = Station(
                 device_id, self.workdir / device_id, self.broker, public, docked=docked,
-                spots=self.spots,
+                spots=self.spots, nfc=self.nfc,
                 agent_settings={"acks": self.agent_acks, "ack_timeout_s": self.ack_timeout_s,
                                 "unlock_window_s": self.unlock_window_s},
             )
