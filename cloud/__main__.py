@@ -37,6 +37,8 @@ def _seed(_args: argparse.Namespace) -> int:
 def _create_admin(args: argparse.Namespace) -> int:
     import getpass
 
+    from sqlalchemy.exc import DBAPIError
+
     from kickstand.cloud.accounts.admin import WeakPasswordError, create_admin
     from kickstand.cloud.accounts.errors import EmailTakenError
     from kickstand.cloud.config import get_settings
@@ -55,6 +57,14 @@ def _create_admin(args: argparse.Namespace) -> int:
         )
     except (WeakPasswordError, EmailTakenError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except DBAPIError as exc:
+        print(
+            f"error: the database {_safe_url(settings.DATABASE_URL)} cannot take the account "
+            f"({type(exc.orig).__name__}): is it reachable and migrated "
+            "(`python -m kickstand.cloud migrate`)?",
+            file=sys.stderr,
+        )
         return 1
     print(f"administrator {args.email.strip().lower()} created (user id {user_id})")
     return 0

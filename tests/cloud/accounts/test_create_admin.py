@@ -30,6 +30,10 @@ def users(db: Path) -> list[tuple[str, str]]:
 
 async def test_create_admin_on_a_fresh_production_database(tmp_path: Path) -> None:
     prod = {"ENVIRONMENT": "production", "JWT_SECRET": SECRET}
+    early = run("create-admin", "--email", "root@city.example", "--password-stdin",
+                cwd=tmp_path, stdin="a-long-admin-password\n", **prod)  # fmt: skip
+    assert early.returncode == 1 and "python -m kickstand.cloud migrate" in early.stderr
+    assert "Traceback" not in early.stderr
     assert run("migrate", cwd=tmp_path, **prod).returncode == 0
     db = tmp_path / "var" / "kickstand.sqlite3"
 
