@@ -31,6 +31,8 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kickstand.cloud.access.grants import OPERATOR_PERMISSIONS, ou_snapshot
+from kickstand.cloud.access.models import OrganizationalUnit
 from kickstand.cloud.db import create_engine, create_sessionmaker
 from kickstand.cloud.errors import CloudError
 from kickstand.cloud.models import (
@@ -115,10 +117,10 @@ def _demo_hash(password: str) -> str:
     return hash_password(password, demo=True)
 
 
-def rider_permissions(network_id: int) -> list[dict[str, Any]]:
+def rider_permissions(network_id: int, ou_id: int | None = None) -> list[dict[str, Any]]:
     """The seeds' permission shape: one rent permission on the network's organisational unit."""
     ou = {
-        "id": network_id,
+        "id": ou_id or network_id,
         "networks": [network_id],
         "clusters": [],
         "app_labels": [],
@@ -130,19 +132,15 @@ def rider_permissions(network_id: int) -> list[dict[str, Any]]:
     ]
 
 
-def operator_permissions(network_id: int) -> list[dict[str, Any]]:
-    ou = {
-        "id": network_id,
-        "networks": [network_id],
-        "clusters": [],
-        "app_labels": [],
-        "organizations": [],
-    }
+def operator_permissions(network_id: int, ou_id: int | None = None) -> list[dict[str, Any]]:
+    """The ``operator`` role (migration 0010) on the network's organizational unit."""
+    ou = ou_snapshot(ou_id or network_id, [network_id], [], [], [])
     return [
-        *rider_permissions(network_id),
-        {"perm_key": "stations", "write": True, "ou": ou},
-        {"perm_key": "vehicles", "write": True, "ou": ou},
-        {"perm_key": "trips", "write": True, "ou": ou},
+        {"perm_key": "rent", "write": True, "ou": ou},
+        *(
+            {"perm_key": p, "write": True, "ou": ou, "role": "operator"}
+            for p in OPERATOR_PERMISSIONS
+        ),
     ]
 
 
@@ -284,11 +282,21 @@ async def seed_demo(session: AsyncSession) -> DemoRefs:
         )
         refs.vehicle_ids[sn] = vehicle.id
 
+    unit = await _get_or_add(
+        session,
+        refs,
+        OrganizationalUnit,
+        {"name": NETWORK_NAME[:50]},
+        networks=[network.id],
+        clusters=[],
+        app_labels=[],
+        organizations=[],
+    )
     for email, password, full_name, role in RIDERS:
         perms = (
-            operator_permissions(network.id)
+            operator_permissions(network.id, unit.id)
             if role != UserRole.RIDER
-            else rider_permissions(network.id)
+            else rider_permissions(network.id, unit.id)
         )
         user = await _get_or_add(
             session,

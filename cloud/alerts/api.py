@@ -14,50 +14,17 @@ from pydantic import BaseModel, Field, field_validator
 from kickstand.cloud.alerts import service
 from kickstand.cloud.alerts.schemas import AlertTypePublic, FleetAlertPage, FleetAlertPublic
 from kickstand.cloud.alerts.types import AlertSeverity, AlertState, AlertType
-from kickstand.cloud.api.deps import CurrentUser, SessionDep
-from kickstand.cloud.api.errors import forbidden, invalid
+from kickstand.cloud.api.access import Operator, OperatorContext
+from kickstand.cloud.api.deps import SessionDep
+from kickstand.cloud.api.errors import invalid
 from kickstand.cloud.api.ids import MAX_ID, Id, Text
 from kickstand.cloud.api.schemas import Envelope, OkEnvelope
-from kickstand.cloud.models import User, UserRole
 
 router = APIRouter(prefix="/dashboard/fleet-alerts", tags=["fleet-alerts"])
 
-OPERATOR_ROLES = (UserRole.OPERATOR, UserRole.ADMIN)
-
-
-# Async, as every dependency of the API (kickstand.cloud.api.deps): no thread hand-off.
-async def require_operator(user: CurrentUser) -> User:
-    """An operator or an admin (the dashboard's `AuthenticatedPermissions`)."""
-    if user.role not in OPERATOR_ROLES:
-        raise forbidden("this operation is for operators", reason="not-an-operator")
-    return user
-
-
-OperatorUser = Annotated[User, Depends(require_operator)]
-
-
-def operator_networks(user: User) -> set[int] | None:
-    """Networks an operator works on (the `ou.networks` of its permissions); None: admin, all."""
-    if user.role == UserRole.ADMIN:
-        return None
-    networks: set[int] = set()
-    for permission in user.permissions or []:
-        ou = permission.get("ou") if isinstance(permission, dict) else None
-        if isinstance(ou, dict):
-            networks.update(n for n in ou.get("networks", []) if isinstance(n, int))
-    return networks
-
-
-def check_networks(user: User, networks: list[int]) -> None:
-    allowed = operator_networks(user)
-    if allowed is None:
-        return
-    refused = sorted(set(networks) - allowed)
-    if refused:
-        raise forbidden(
-            f"you do not operate network(s) {', '.join(map(str, refused))}",
-            reason="network-not-allowed",
-        )
+# The one operator access check (kickstand.cloud.api.access); `networks` in the query is
+# checked by it.
+AlertsOperator = Annotated[OperatorContext, Depends(Operator("vehicles.alerts"))]
 
 
 async def parse_networks(
@@ -110,16 +77,15 @@ class EscalateRequest(AlertIds):
     summary="Get fleet alerts (current alerts of the networks)",
 )
 async def get_fleet_alerts(
-    operator: OperatorUser, session: SessionDep, networks: NetworksDep
+    operator: AlertsOperator, session: SessionDep, networks: NetworksDep
 ) -> dict[str, Any]:
-    check_networks(operator, networks)
     alerts = await service.current_alerts(session, networks)
     return {"code": 0, "data": await service.describe(session, alerts)}
 
 
 @router.get("/history", response_model=FleetAlertPage, summary="Get fleet alerts history")
 async def get_fleet_alerts_history(
-    operator: OperatorUser,
+    operator: AlertsOperator,
     session: SessionDep,
     networks: NetworksDep,
     primary_key_dir: Literal["ASC", "DESC"] = "DESC",
@@ -141,7 +107,6 @@ async def get_fleet_alerts_history(
     serial_number: Annotated[Text | None, Query(min_length=6, max_length=10)] = None,
     state: Annotated[list[AlertState] | None, Query()] = None,
 ) -> dict[str, Any]:
-    check_networks(operator, networks)
     filters = service.HistoryFilters(
         networks=networks,
         primary_key_dir=primary_key_dir,
@@ -177,13 +142,13 @@ async def get_fleet_alerts_history(
 
 @router.post("/resolve", response_model=OkEnvelope, summary="Resolve alerts (several at once)")
 async def resolve_alerts(
-    operator: OperatorUser, session: SessionDep, body: AlertIds
+    operator: AlertsOperator, session: SessionDep, body: AlertIds
 ) -> dict[str, Any]:
     await service.resolve_alerts(
         session,
         body.alert_ids,
-        operator_id=operator.id,
-        allowed_networks=operator_networks(operator),
+        operator_id=operator.user_id,
+        allowed_networks=operator.networks,
     )
     await session.commit()
     return {"code": 0}
@@ -195,14 +160,14 @@ async def resolve_alerts(
     summary="Silence alerts (hidden from the current list)",
 )
 async def silence_alerts(
-    operator: OperatorUser, session: SessionDep, body: SilenceRequest
+    operator: AlertsOperator, session: SessionDep, body: SilenceRequest
 ) -> dict[str, Any]:
     await service.silence_alerts(
         session,
         body.alert_ids,
-        operator_id=operator.id,
+        operator_id=operator.user_id,
         until=body.until,
-        allowed_networks=operator_networks(operator),
+        allowed_networks=operator.networks,
     )
     await session.commit()
     return {"code": 0}
@@ -210,14 +175,14 @@ async def silence_alerts(
 
 @router.post("/escalate", response_model=OkEnvelope, summary="Escalate alerts (turned into a task)")
 async def escalate_alerts(
-    operator: OperatorUser, session: SessionDep, body: EscalateRequest
+    operator: AlertsOperator, session: SessionDep, body: EscalateRequest
 ) -> dict[str, Any]:
     await service.escalate_alerts(
         session,
         body.alert_ids,
-        operator_id=operator.id,
+        operator_id=operator.user_id,
         note=body.note,
-        allowed_networks=operator_networks(operator),
+        allowed_networks=operator.networks,
     )
     await session.commit()
     return {"code": 0}
@@ -228,7 +193,7 @@ async def escalate_alerts(
     response_model=Envelope[list[AlertTypePublic]],
     summary="Alert types with their default severity",
 )
-async def get_alert_types(_operator: OperatorUser) -> dict[str, Any]:
+async def get_alert_types(_operator: AlertsOperator) -> dict[str, Any]:
     from kickstand.cloud.alerts.types import DEFAULT_SEVERITY, SEED_003_NAMES
 
     return {

@@ -11,12 +11,10 @@ from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kickstand.cloud.alerts.api import OperatorUser, operator_networks
+from kickstand.cloud.api.access import Operator, OperatorContext
 from kickstand.cloud.api.deps import SessionDep, SettingsDep
-from kickstand.cloud.api.errors import forbidden
 from kickstand.cloud.api.ids import Id, Text
 from kickstand.cloud.api.schemas import Envelope, OkEnvelope
-from kickstand.cloud.models import User
 from kickstand.cloud.webhooks import service
 from kickstand.cloud.webhooks.delivery import endpoint_payload
 from kickstand.cloud.webhooks.errors import (
@@ -39,6 +37,8 @@ from kickstand.cloud.webhooks.topics import catalogue
 router = APIRouter(prefix="/dashboard/webhooks", tags=["webhooks"])
 
 EndpointId = Annotated[Id, Path()]
+# The one operator access check (kickstand.cloud.api.access).
+WebhooksOperator = Annotated[OperatorContext, Depends(Operator("developer"))]
 
 
 async def get_target_guard(settings: SettingsDep) -> TargetGuard:
@@ -66,39 +66,35 @@ class EndpointUpdate(BaseModel):
     is_active: bool | None = None
 
 
-def _visible(operator: User, endpoint: WebhookEndpoint) -> bool:
+def _visible(operator: OperatorContext, endpoint: WebhookEndpoint) -> bool:
     """Admins see every endpoint; an operator those scoped to networks it operates."""
-    allowed = operator_networks(operator)
+    allowed = operator.networks
     if allowed is None:
         return True
     return endpoint.network_ids is not None and set(endpoint.network_ids) <= allowed
 
 
-async def _endpoint(session: AsyncSession, operator: User, endpoint_id: int) -> WebhookEndpoint:
+async def _endpoint(
+    session: AsyncSession, operator: OperatorContext, endpoint_id: int
+) -> WebhookEndpoint:
     endpoint = await service.get_endpoint(session, endpoint_id)
     if not _visible(operator, endpoint):
         raise EndpointNotFoundError(endpoint_id)
     return endpoint
 
 
-def _scope(operator: User, network_ids: list[int] | None) -> list[int] | None:
+def _scope(operator: OperatorContext, network_ids: list[int] | None) -> list[int] | None:
     """The networks an endpoint may be scoped to by this operator (default: all of its own)."""
-    allowed = operator_networks(operator)
-    if allowed is None:
+    if operator.networks is None:
         return network_ids
     if network_ids is None:
-        return sorted(allowed)
-    refused = sorted(set(network_ids) - allowed)
-    if refused:
-        raise forbidden(
-            f"you do not operate network(s) {', '.join(map(str, refused))}",
-            reason="network-not-allowed",
-        )
+        return sorted(operator.networks)
+    operator.check(network_ids)
     return network_ids
 
 
 async def _delivery_endpoint(
-    session: AsyncSession, operator: User, endpoint_id: int, delivery_id: int
+    session: AsyncSession, operator: OperatorContext, endpoint_id: int, delivery_id: int
 ) -> None:
     try:
         await _endpoint(session, operator, endpoint_id)
@@ -119,7 +115,7 @@ def _with_secret(endpoint: WebhookEndpoint) -> dict[str, Any]:
     response_model=Envelope[list[TopicPublic]],
     summary="Topics an endpoint can subscribe to",
 )
-async def get_topics(_operator: OperatorUser) -> dict[str, Any]:
+async def get_topics(_operator: WebhooksOperator) -> dict[str, Any]:
     return {
         "code": 0,
         "data": [
@@ -138,7 +134,7 @@ async def get_topics(_operator: OperatorUser) -> dict[str, Any]:
 @router.get(
     "/endpoints", response_model=Envelope[list[EndpointPublic]], summary="Webhook endpoints"
 )
-async def list_endpoints(operator: OperatorUser, session: SessionDep) -> dict[str, Any]:
+async def list_endpoints(operator: WebhooksOperator, session: SessionDep) -> dict[str, Any]:
     rows = await service.list_endpoints(session)
     return {"code": 0, "data": [endpoint_payload(e) for e in rows if _visible(operator, e)]}
 
@@ -149,7 +145,7 @@ async def list_endpoints(operator: OperatorUser, session: SessionDep) -> dict[st
     summary="Register an endpoint (the answer shows its secret)",
 )
 async def create_endpoint(
-    operator: OperatorUser, session: SessionDep, guard: GuardDep, body: EndpointCreate
+    operator: WebhooksOperator, session: SessionDep, guard: GuardDep, body: EndpointCreate
 ) -> dict[str, Any]:
     endpoint = await service.create_endpoint(
         session,
@@ -158,7 +154,7 @@ async def create_endpoint(
         description=body.description,
         network_ids=_scope(operator, body.network_ids),
         livemode=body.livemode,
-        created_by_id=operator.id,
+        created_by_id=operator.user_id,
         guard=guard,
     )
     await session.commit()
@@ -169,7 +165,7 @@ async def create_endpoint(
     "/endpoints/{endpoint_id}", response_model=Envelope[EndpointPublic], summary="One endpoint"
 )
 async def get_endpoint(
-    operator: OperatorUser, session: SessionDep, endpoint_id: EndpointId
+    operator: WebhooksOperator, session: SessionDep, endpoint_id: EndpointId
 ) -> dict[str, Any]:
     return {"code": 0, "data": endpoint_payload(await _endpoint(session, operator, endpoint_id))}
 
@@ -180,7 +176,7 @@ async def get_endpoint(
     summary="Change an endpoint, or re-enable it",
 )
 async def update_endpoint(
-    operator: OperatorUser,
+    operator: WebhooksOperator,
     session: SessionDep,
     guard: GuardDep,
     endpoint_id: EndpointId,
@@ -208,7 +204,7 @@ async def update_endpoint(
     summary="New signing secret",
 )
 async def rotate_secret(
-    operator: OperatorUser, session: SessionDep, endpoint_id: EndpointId
+    operator: WebhooksOperator, session: SessionDep, endpoint_id: EndpointId
 ) -> dict[str, Any]:
     await _endpoint(session, operator, endpoint_id)
     endpoint = await service.rotate_secret(session, endpoint_id)
@@ -222,7 +218,7 @@ async def rotate_secret(
     summary="Delete an endpoint and its log",
 )
 async def delete_endpoint(
-    operator: OperatorUser, session: SessionDep, endpoint_id: EndpointId
+    operator: WebhooksOperator, session: SessionDep, endpoint_id: EndpointId
 ) -> dict[str, Any]:
     await _endpoint(session, operator, endpoint_id)
     await service.delete_endpoint(session, endpoint_id)
@@ -236,7 +232,7 @@ async def delete_endpoint(
     summary="Delivery log, newest first",
 )
 async def list_deliveries(
-    operator: OperatorUser,
+    operator: WebhooksOperator,
     session: SessionDep,
     endpoint_id: EndpointId,
     status: DeliveryStatus | None = None,
@@ -268,7 +264,7 @@ async def list_deliveries(
     summary="One delivery with its attempts and data",
 )
 async def get_delivery(
-    operator: OperatorUser, session: SessionDep, delivery_id: Annotated[Id, Path()]
+    operator: WebhooksOperator, session: SessionDep, delivery_id: Annotated[Id, Path()]
 ) -> dict[str, Any]:
     delivery, attempts = await service.get_delivery(session, delivery_id)
     await _delivery_endpoint(session, operator, delivery.endpoint_id, delivery_id)
@@ -281,7 +277,7 @@ async def get_delivery(
     summary="Deliver the event again",
 )
 async def replay_delivery(
-    operator: OperatorUser, session: SessionDep, delivery_id: Annotated[Id, Path()]
+    operator: WebhooksOperator, session: SessionDep, delivery_id: Annotated[Id, Path()]
 ) -> dict[str, Any]:
     delivery, _ = await service.get_delivery(session, delivery_id)
     await _delivery_endpoint(session, operator, delivery.endpoint_id, delivery_id)

@@ -11,12 +11,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, Field
 
-from kickstand.cloud.alerts.api import OperatorUser, operator_networks
 from kickstand.cloud.alerts.engine import AlertEngine
+from kickstand.cloud.api.access import Operator, OperatorContext
 from kickstand.cloud.api.deps import SessionDep, SessionmakerDep
 from kickstand.cloud.api.errors import conflict, not_found
 from kickstand.cloud.api.ids import Id, Text
@@ -28,6 +28,8 @@ from kickstand.cloud.ingest.replay import ReplayRefused, replay
 from kickstand.cloud.ingest.tables import DeadLetter, DeadLetterStatus
 
 router = APIRouter(prefix="/dashboard/dead-letters", tags=["dead-letters"])
+# The one operator access check (kickstand.cloud.api.access).
+DeadLettersOperator = Annotated[OperatorContext, Depends(Operator("app.debug"))]
 
 LetterId = Annotated[Id, Path()]
 
@@ -71,7 +73,7 @@ class DeadLetterPage(BaseModel):
     summary="Dead letters (keyset pages, newest first by default)",
 )
 async def get_dead_letters(
-    operator: OperatorUser,
+    operator: DeadLettersOperator,
     session: SessionDep,
     device_id: Annotated[Text | None, Query(min_length=1, max_length=64)] = None,
     status: Literal["open", "replayed", "discarded"] | None = None,
@@ -86,7 +88,7 @@ async def get_dead_letters(
             device_id=device_id,
             status=status,
             reason=reason,
-            allowed_networks=operator_networks(operator),
+            allowed_networks=operator.networks,
             primary_key_dir=primary_key_dir,
             page_size=page_size + 1,  # one more tells whether there is a next page
             last_primary_key=last_primary_key,
@@ -107,9 +109,9 @@ async def get_dead_letters(
     summary="A dead letter, with its raw payload (hex)",
 )
 async def get_dead_letter(
-    operator: OperatorUser, session: SessionDep, letter_id: LetterId
+    operator: DeadLettersOperator, session: SessionDep, letter_id: LetterId
 ) -> dict[str, Any]:
-    letter = await deadletters.get_letter(session, letter_id, operator_networks(operator))
+    letter = await deadletters.get_letter(session, letter_id, operator.networks)
     if letter is None:
         raise not_found("dead letter", letter_id)
     return {"code": 0, "data": deadletters.describe(letter, payload=True)}
@@ -122,14 +124,14 @@ async def get_dead_letter(
     summary="Apply a dead letter again (after a fix)",
 )
 async def replay_dead_letter(
-    operator: OperatorUser, sessionmaker: SessionmakerDep, letter_id: LetterId
+    operator: DeadLettersOperator, sessionmaker: SessionmakerDep, letter_id: LetterId
 ) -> dict[str, Any]:
     try:
         result = await replay(
             sessionmaker,
             letter_id,
-            allowed_networks=operator_networks(operator),
-            operator_id=operator.id,
+            allowed_networks=operator.networks,
+            operator_id=operator.user_id,
             alerts=AlertEngine(),
         )
     except ReplayRefused as exc:
@@ -153,16 +155,14 @@ async def replay_dead_letter(
     summary="Discard a dead letter (nothing to apply)",
 )
 async def discard_dead_letter(
-    operator: OperatorUser, session: SessionDep, letter_id: LetterId
+    operator: DeadLettersOperator, session: SessionDep, letter_id: LetterId
 ) -> dict[str, Any]:
-    letter: DeadLetter | None = await deadletters.get_letter(
-        session, letter_id, operator_networks(operator)
-    )
+    letter: DeadLetter | None = await deadletters.get_letter(session, letter_id, operator.networks)
     if letter is None:
         raise not_found("dead letter", letter_id)
     if letter.status != DeadLetterStatus.OPEN:
         message = f"dead letter {letter_id} is {letter.status}"
         raise conflict(message, reason="not-open")
-    deadletters.resolve(letter, DeadLetterStatus.DISCARDED, operator.id)
+    deadletters.resolve(letter, DeadLetterStatus.DISCARDED, operator.user_id)
     await session.commit()
     return {"code": 0, "data": deadletters.describe(letter)}

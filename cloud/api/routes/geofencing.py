@@ -18,8 +18,9 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kickstand.cloud.api.deps import CurrentUser, SessionDep
-from kickstand.cloud.api.errors import ApiError, forbidden, invalid_fields, not_found
+from kickstand.cloud.api.access import Operator, OperatorContext
+from kickstand.cloud.api.deps import SessionDep
+from kickstand.cloud.api.errors import ApiError, invalid_fields, not_found
 from kickstand.cloud.api.ids import MAX_ID, Id, Text
 from kickstand.cloud.api.schemas import Envelope, OkEnvelope
 from kickstand.cloud.geofence import (
@@ -30,7 +31,7 @@ from kickstand.cloud.geofence import (
     ZoneType,
 )
 from kickstand.cloud.geofence import store as zones
-from kickstand.cloud.models import Network, User, UserRole
+from kickstand.cloud.models import Network
 
 router = APIRouter(prefix="/geofencing", tags=["geofencing"])
 
@@ -59,29 +60,16 @@ def geofence_error(exc: GeofenceError, shape_field: str = "shape") -> ApiError:
     return invalid_fields(f"invalid {field}: {exc}", [detail], reason=_kebab(type(exc).__name__))
 
 
-async def get_operator(user: CurrentUser) -> User:
-    if user.role not in (UserRole.OPERATOR, UserRole.ADMIN):
-        raise forbidden("geofencing is for operators")
-    return user
+# The one operator access check (kickstand.cloud.api.access); `network_id` in the query is
+# checked by it, a body's network by `check_network`.
+OperatorDep = Annotated[OperatorContext, Depends(Operator("networks.manage"))]
 
 
-OperatorDep = Annotated[User, Depends(get_operator)]
-
-
-def operator_networks(user: User) -> set[int]:
-    networks: set[int] = set()
-    for perm in user.permissions or []:
-        ou = perm.get("ou") or {}
-        networks.update(int(n) for n in ou.get("networks") or [])
-    return networks
-
-
-async def check_network(session: AsyncSession, user: User, network_id: int) -> Network:
+async def check_network(session: AsyncSession, user: OperatorContext, network_id: int) -> Network:
     network = await session.get(Network, network_id)
     if network is None:
         raise not_found("network", network_id)
-    if user.role != UserRole.ADMIN and network_id not in operator_networks(user):
-        raise forbidden(f"you do not operate network {network_id}")
+    user.check([network_id])
     return network
 
 
@@ -258,7 +246,7 @@ async def get_zones(
 
 
 async def _zone_for(
-    session: AsyncSession, user: User, kind: ZoneType, zone_id: int
+    session: AsyncSession, user: OperatorContext, kind: ZoneType, zone_id: int
 ) -> zones.ZoneRow:
     try:
         row = await zones.get_zone(session, kind, zone_id)
@@ -269,7 +257,7 @@ async def _zone_for(
 
 
 async def _list(
-    session: AsyncSession, user: User, network_id: int, kind: ZoneType
+    session: AsyncSession, user: OperatorContext, network_id: int, kind: ZoneType
 ) -> list[dict[str, Any]]:
     await check_network(session, user, network_id)
     rows: list[Any]
@@ -303,7 +291,7 @@ async def _saved(
 
 
 async def _deleted(
-    request: Request, session: AsyncSession, user: User, kind: ZoneType, zone_id: int
+    request: Request, session: AsyncSession, user: OperatorContext, kind: ZoneType, zone_id: int
 ) -> OkEnvelope:
     row = await _zone_for(session, user, kind, zone_id)
     await zones.delete_zone(session, kind, zone_id)

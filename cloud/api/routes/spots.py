@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, TypeVar
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, Field
 
 from kickstand.cloud import maintenance
-from kickstand.cloud.alerts.api import OperatorUser, check_networks
+from kickstand.cloud.api.access import Operator, OperatorContext
 from kickstand.cloud.api.deps import GatewayDep, SessionmakerDep
 from kickstand.cloud.api.errors import not_found
 from kickstand.cloud.api.ids import Id, Text
@@ -26,6 +26,8 @@ from kickstand.cloud.models import SpotState
 from kickstand.cloud.rent_gateway import CommandGateway, IssuedCommand, UnlockResult
 
 router = APIRouter(prefix="/dashboard", tags=["maintenances"])
+# The one operator access check (kickstand.cloud.api.access).
+MaintenanceOperator = Annotated[OperatorContext, Depends(Operator("maintenances"))]
 
 SpotId = Annotated[Id, Path()]
 StationId = Annotated[Id, Path()]
@@ -96,7 +98,7 @@ async def _tell(gateway: CommandGateway, issued: IssuedCommand, public: T) -> En
 async def put_spot_maintenance(
     spot_id: SpotId,
     body: SpotMaintenanceUpdate,
-    operator: OperatorUser,
+    operator: MaintenanceOperator,
     maker: SessionmakerDep,
     gateway: GatewayDep,
 ) -> Envelope[SpotMaintenancePublic]:
@@ -105,7 +107,7 @@ async def put_spot_maintenance(
             ref = await maintenance.spot_ref(session, spot_id)
         except NotFoundError as exc:
             raise not_found("spot", spot_id) from exc
-        check_networks(operator, [ref.network_id])
+        operator.check([ref.network_id])
         issued = await maintenance.set_spot_maintenance(
             session, gateway, ref, body.in_maintenance, body.reason
         )
@@ -129,7 +131,7 @@ async def put_spot_maintenance(
 async def put_station_maintenance(
     station_id: StationId,
     body: SpotMaintenanceUpdate,
-    operator: OperatorUser,
+    operator: MaintenanceOperator,
     maker: SessionmakerDep,
     gateway: GatewayDep,
 ) -> Envelope[StationMaintenancePublic]:
@@ -138,7 +140,7 @@ async def put_station_maintenance(
             ref = await maintenance.station_ref(session, station_id)
         except NotFoundError as exc:
             raise not_found("station", station_id) from exc
-        check_networks(operator, [ref.network_id])
+        operator.check([ref.network_id])
         issued = await maintenance.set_station_maintenance(
             session, gateway, ref, body.in_maintenance, body.reason
         )

@@ -21,24 +21,24 @@ from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, FastAPI, Path, Query
+from fastapi import APIRouter, Depends, FastAPI, Path, Query
 from pydantic import AfterValidator, AwareDatetime, BaseModel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kickstand.cloud.alerts.api import NetworksDep, OperatorUser
+from kickstand.cloud.alerts.api import NetworksDep
+from kickstand.cloud.api.access import Operator, OperatorContext
 from kickstand.cloud.api.deps import SessionDep, TelemetryDep
 from kickstand.cloud.api.errors import (
     ApiError,
     ErrorCode,
-    forbidden,
     invalid,
     not_found,
     telemetry_unavailable,
 )
 from kickstand.cloud.api.ids import Id, Text
 from kickstand.cloud.config import Settings
-from kickstand.cloud.models import Cluster, Station, Trip, User, UserRole, Vehicle
+from kickstand.cloud.models import Cluster, Station, Trip, Vehicle
 from kickstand.cloud.telemetry import (
     BatterySample,
     BoundingBox,
@@ -56,6 +56,10 @@ from kickstand.cloud.telemetry import (
 log = logging.getLogger("kickstand.cloud.api.routes.telemetry")
 
 router = APIRouter(prefix="/dashboard", tags=["telemetry"])
+# The one operator access check (kickstand.cloud.api.access), one permission per resource.
+TripsOperator = Annotated[OperatorContext, Depends(Operator("trips"))]
+VehiclesOperator = Annotated[OperatorContext, Depends(Operator("vehicles.manage"))]
+StationsOperator = Annotated[OperatorContext, Depends(Operator("stations"))]
 
 #: Positions / battery samples per page (the store's own ceiling is 100 000).
 MAX_PAGE_SIZE = 10_000
@@ -161,28 +165,11 @@ def telemetry_errors(fields: dict[str, str] | None = None) -> Iterator[None]:
         ) from exc
 
 
-def operated_networks(user: User) -> set[int]:
-    """The networks in the user's permissions (the seeds' ``ou.networks``)."""
-    networks: set[int] = set()
-    for perm in user.permissions or []:
-        ou = perm.get("ou") or {}
-        networks.update(int(n) for n in ou.get("networks") or [])
-    return networks
-
-
-def check_operates(user: User, network_ids: list[int]) -> None:
-    if user.role == UserRole.ADMIN:
-        return
-    missing = sorted(set(network_ids) - operated_networks(user))
-    if missing:
-        raise forbidden(f"you do not operate network {', '.join(map(str, missing))}")
-
-
-async def _vehicle(session: AsyncSession, user: User, vehicle_id: int) -> Vehicle:
+async def _vehicle(session: AsyncSession, operator: OperatorContext, vehicle_id: int) -> Vehicle:
     vehicle = await session.get(Vehicle, vehicle_id)
     if vehicle is None:
         raise not_found("vehicle", vehicle_id)
-    check_operates(user, [vehicle.network_id])
+    operator.check([vehicle.network_id])
     return vehicle
 
 
@@ -321,7 +308,7 @@ def _next(samples: list[PositionSample] | list[BatterySample], page_size: int) -
     summary="Get trip positions (the vehicle's timeline between the trip's start and end)",
 )
 async def get_trip_positions(
-    operator: OperatorUser,
+    operator: TripsOperator,
     session: SessionDep,
     store: TelemetryDep,
     trip_id: TripIdPath,
@@ -334,7 +321,7 @@ async def get_trip_positions(
     trip = await session.get(Trip, trip_id)
     if trip is None:
         raise not_found("trip", trip_id)
-    check_operates(operator, [trip.network_id])
+    operator.check([trip.network_id])
     vehicle = await session.get_one(Vehicle, trip.vehicle_id)
     await _release(session)
     end = trip.ended_at or datetime.now(UTC)
@@ -363,7 +350,7 @@ async def get_trip_positions(
     summary="Get vehicle timeline (positions in a period, oldest first)",
 )
 async def get_vehicle_timeline(
-    operator: OperatorUser,
+    operator: VehiclesOperator,
     session: SessionDep,
     store: TelemetryDep,
     vehicle_id: VehicleIdPath,
@@ -384,7 +371,7 @@ async def get_vehicle_timeline(
     summary="Get vehicle battery history (oldest first)",
 )
 async def get_vehicle_battery_history(
-    operator: OperatorUser,
+    operator: VehiclesOperator,
     session: SessionDep,
     store: TelemetryDep,
     vehicle_id: VehicleIdPath,
@@ -410,7 +397,7 @@ async def get_vehicle_battery_history(
     summary="Get energy consumption (Wh per local day of the period)",
 )
 async def get_energy_consumption(
-    operator: OperatorUser,
+    operator: StationsOperator,
     session: SessionDep,
     store: TelemetryDep,
     station_id: StationIdPath,
@@ -439,7 +426,7 @@ async def get_energy_consumption(
     if found is None:
         raise not_found("station", station_id)
     device_id, network_id = found
-    check_operates(operator, [network_id])
+    operator.check([network_id])
     await _release(session)
     if end_date < start_date:
         raise invalid("end_date", "must not be before start_date")
@@ -452,7 +439,7 @@ async def get_energy_consumption(
 
 @router.get("/heatmap", response_model=HeatmapEnvelope, summary="Get heatmap")
 async def get_heatmap(
-    operator: OperatorUser,
+    _operator: TripsOperator,
     store: TelemetryDep,
     networks: NetworksDep,
     lat: Annotated[
@@ -482,7 +469,6 @@ async def get_heatmap(
         Query(ge=0, le=2, description="Points precision: 0 -> x.xxx, 1 -> x.xxx(0|5), 2 -> x.xxxx"),
     ],
 ) -> HeatmapEnvelope:
-    check_operates(operator, networks)
     if date_max < date_min:
         raise invalid("date_max", "must not be before date_min")
     fields = {

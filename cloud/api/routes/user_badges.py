@@ -12,11 +12,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from kickstand.cloud.alerts.api import OperatorUser, check_networks, operator_networks
+from kickstand.cloud.api.access import Operator, OperatorContext
 from kickstand.cloud.api.deps import GatewayDep, SessionDep
 from kickstand.cloud.api.errors import not_found
 from kickstand.cloud.api.ids import Id
@@ -26,6 +26,8 @@ from kickstand.cloud.badges import set_blocked
 from kickstand.cloud.models import Badge
 
 router = APIRouter(prefix="/dashboard", tags=["badges"])
+# The one operator access check (kickstand.cloud.api.access).
+BadgesOperator = Annotated[OperatorContext, Depends(Operator("users.badges"))]
 
 
 class OperatorBadge(BaseModel):
@@ -63,13 +65,10 @@ def operator_badge(badge: Badge) -> OperatorBadge:
     summary="Get user badges (of the operator's networks)",
 )
 async def get_user_badges(
-    operator: OperatorUser, session: SessionDep, user_id: Annotated[Id, Path()]
+    operator: BadgesOperator, session: SessionDep, user_id: Annotated[Id, Path()]
 ) -> Envelope[list[OperatorBadge]]:
-    allowed = operator_networks(operator)
     rows = await session.scalars(select(Badge).where(Badge.user_id == user_id).order_by(Badge.id))
-    return Envelope(
-        data=[operator_badge(b) for b in rows if allowed is None or b.network_id in allowed]
-    )
+    return Envelope(data=[operator_badge(b) for b in rows if operator.allows(b.network_id)])
 
 
 @router.put(
@@ -79,7 +78,7 @@ async def get_user_badges(
 )
 async def put_badge_blocked(
     body: BadgeBlock,
-    operator: OperatorUser,
+    operator: BadgesOperator,
     session: SessionDep,
     gateway: GatewayDep,
     badge_id: Annotated[Id, Path()],
@@ -87,7 +86,7 @@ async def put_badge_blocked(
     badge = await session.get(Badge, badge_id)
     if badge is None:
         raise not_found("badge", badge_id)
-    check_networks(operator, [badge.network_id])
+    operator.check([badge.network_id])
     publisher = gateway if isinstance(gateway, ListPublisher) else None
     issued = await set_blocked(
         session, badge, body.blocked, publisher.issuer if publisher else None, datetime.now(UTC)
