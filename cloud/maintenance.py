@@ -11,7 +11,8 @@ operator ends it here.
 A whole station (SetMaintenance spot 0) is held the same way: each of its spots is held
 in maintenance with the source ``station`` (so the rent path, the map and the counts need
 no other rule), a spot the operator holds on its own keeps its own decision, and ending
-the station's maintenance frees only the spots it held. A station that reports its spot 0
+the station's maintenance frees only the spots it held (ending a held spot's own
+maintenance leaves it held: the station refuses every unlock meanwhile). A station that reports its spot 0
 in any other state while the cloud holds it is told again by ingest.
 """
 
@@ -135,7 +136,9 @@ async def set_spot_maintenance(
     if on:
         spot.state = SpotState.MAINTENANCE
         spot.maintenance_source = MaintenanceSource.OPERATOR
-    else:
+    elif spot.maintenance_source != MaintenanceSource.STATION:
+        # A spot held with its whole station stays so (the station refuses every unlock
+        # until the station's maintenance ends).
         if spot.state == SpotState.MAINTENANCE:
             spot.state = SpotState.ACTIVE
         spot.maintenance_source = None

@@ -112,3 +112,33 @@ async def test_riders_and_unknown_stations_are_refused(api: Api) -> None:
     )
     assert r.status_code == 404
     assert api.gateway.sent == []
+
+
+async def test_a_spot_held_with_its_station_stays_held_until_the_station_is_freed(
+    api: Api,
+) -> None:
+    station, spots = await station_and_spots(api, "st-0001")
+    operator = await api.login(OPERATOR)
+    r = await api.client.put(
+        f"/v1/dashboard/stations/{station.id}/maintenance",
+        json={"in_maintenance": True},
+        headers=operator,
+    )
+    assert r.status_code == 200, r.text
+    # Ending one spot's maintenance does not free it: the station refuses every unlock.
+    r = await api.client.put(
+        f"/v1/dashboard/spots/{spots[0].id}/maintenance",
+        json={"in_maintenance": False},
+        headers=operator,
+    )
+    assert r.status_code == 200, r.text
+    data = r.json()["data"]
+    assert data["in_maintenance"] is True
+    assert data["maintenance_source"] == MaintenanceSource.STATION
+    r = await api.client.put(
+        f"/v1/dashboard/stations/{station.id}/maintenance",
+        json={"in_maintenance": False},
+        headers=operator,
+    )
+    _, after = await station_and_spots(api, "st-0001")
+    assert all(s.state == SpotState.ACTIVE for s in after)
