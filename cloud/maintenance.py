@@ -12,8 +12,8 @@ A whole station (SetMaintenance spot 0) is held the same way: each of its spots 
 in maintenance with the source ``station`` (so the rent path, the map and the counts need
 no other rule), a spot the operator holds on its own keeps its own decision, and ending
 the station's maintenance frees only the spots it held (ending a held spot's own
-maintenance leaves it held: the station refuses every unlock meanwhile). A station that reports its spot 0
-in any other state while the cloud holds it is told again by ingest.
+maintenance leaves it held: the station refuses every unlock meanwhile). A station that
+reports its spot 0 in any other state while the cloud holds it is told again by ingest.
 """
 
 from __future__ import annotations
