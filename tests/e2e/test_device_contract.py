@@ -6,7 +6,8 @@ against simulated spot boards, Mosquitto, the ingest worker and the API (tests/e
 * maintenance in and out through the dashboard API, echoed by the station's status; a
   whole station's, decided while it was unreachable, sent again after its birth;
 * a silent station (link stalled, no Will) goes offline on the map and in the rent path
-  at the same moment, three heartbeat intervals after it fell silent;
+  at the same moment, three heartbeat intervals after it fell silent; the ingest sweep
+  tells of it once (``station.updated``, online false), and of its return;
 * a station whose clock is 6 s fast, or 6 s slow, of the command signer still unlocks.
 """
 
@@ -20,14 +21,23 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from kickstand.cloud.alerts.engine import AlertEngine
 from kickstand.cloud.alerts.models import FleetAlert
 from kickstand.cloud.alerts.types import AlertState, AlertType
+from kickstand.cloud.ingest.apply import BatchApplier, IngestStats
 from kickstand.cloud.ingest.tables import DeviceStatus
 from kickstand.cloud.liveness import PRESENCE_COLUMNS, Presence, why_offline
-from kickstand.cloud.models import Device, MaintenanceSource, Spot, SpotState, Station, Vehicle
+from kickstand.cloud.models import (
+    Device,
+    MaintenanceSource,
+    OutboxEvent,
+    Spot,
+    SpotState,
+    Station,
+    Vehicle,
+)
 from kickstand.protocol.v1 import enums as pe
 from kickstand.testing import MosquittoService, PostgresServer
 from tests.e2e.city import City, eventually, seeded_city
@@ -199,10 +209,17 @@ async def test_a_silent_station_goes_offline_on_the_map_and_in_the_rent_path_tog
     assert 2 * HEARTBEAT_S - 0.5 <= went_down_after <= 3 * HEARTBEAT_S + 3, went_down_after
     # The alerts' sweep asks the same rule: the outage is raised, and stopped once back.
     assert await _station_offline_alert(city, "st-0004") == AlertState.NEW
+    # The ingest sweep takes it offline in the record and tells of it, once.
+    told_after = await _last_outbox_id(city)
+    await _ingest_sweep(city)
+    await _ingest_sweep(city)
+    assert await _told_online(city, "st-0004", told_after) == [False]
 
     city.rigs["st-0004"].restore_link()
     await eventually(lambda: _not(map_down()), 20)
     assert await _station_offline_alert(city, "st-0004") == AlertState.STOPPED
+    # Back: told once more.
+    await eventually(lambda: _is(_told_online(city, "st-0004", told_after), [False, True]), 10)
 
 
 @pytest.mark.parametrize("skew_s", [6, -6])
@@ -342,3 +359,36 @@ async def _station_reported(city: City, device_id: str, state: pe.DeviceState) -
             )
         )
         return reported == int(state)
+
+
+async def _ingest_sweep(city: City) -> None:
+    """The ingest's periodic sweep, now (the city's worker runs none)."""
+    assert city.sessionmaker is not None
+    applier = BatchApplier(city.sessionmaker, IngestStats())
+    try:
+        await applier.sweep()
+    finally:
+        await applier.release()
+
+
+async def _last_outbox_id(city: City) -> int:
+    assert city.sessionmaker is not None
+    async with city.sessionmaker() as s:
+        return int(await s.scalar(select(func.max(OutboxEvent.id))) or 0)
+
+
+async def _told_online(city: City, device_id: str, after_id: int) -> list[bool]:
+    """``online`` of the station's ``station.updated`` events after ``after_id``."""
+    assert city.sessionmaker is not None
+    async with city.sessionmaker() as s:
+        station_id = await _station_id(city, device_id)
+        rows = await s.scalars(
+            select(OutboxEvent)
+            .where(
+                OutboxEvent.id > after_id,
+                OutboxEvent.topic == "station.updated",
+                OutboxEvent.resource_id == str(station_id),
+            )
+            .order_by(OutboxEvent.id)
+        )
+        return [bool(row.payload["online"]) for row in rows]
