@@ -65,6 +65,7 @@ def create_app(
             try:
                 yield
             finally:
+                await _app.state.access_log.flush()
                 if own_engine:
                     await db_engine.dispose()
 
@@ -90,6 +91,7 @@ def create_app(
     # Operator routers of other packages (imported here: they import this package's deps).
     from kickstand.cloud.alerts import api as fleet_alerts
     from kickstand.cloud.api.routes import (
+        access_logs,
         dead_letters,
         error_codes,
         spots,
@@ -114,11 +116,18 @@ def create_app(
         dead_letters,
         spots,
         user_badges,
+        access_logs,
         error_codes,
     )
     for module in (*routers, freefloat, geofencing):
         api.include_router(module.router)
     app.include_router(api)
+
+    # Every operator request in the access log (seed 002 AccessLogs), written after it.
+    from kickstand.cloud.access.log import AccessLogMiddleware, AccessLogWriter
+
+    app.state.access_log = AccessLogWriter(app.state.sessionmaker)
+    app.add_middleware(AccessLogMiddleware, writer=app.state.access_log)
 
     from kickstand.cloud.api import metrics as api_metrics
 

@@ -11,8 +11,8 @@ go through ``OperatorContext.check``; listings filter with ``OperatorContext.net
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from fastapi import Request
@@ -35,6 +35,8 @@ class OperatorContext:
     write: bool
     #: Networks the permission opens at this access level; None: every network.
     networks: frozenset[int] | None
+    #: Every network the request named or was checked against (the access log's networks).
+    touched: list[int] = field(default_factory=list)
 
     @property
     def user_id(self) -> int:
@@ -43,8 +45,9 @@ class OperatorContext:
     def allows(self, network_id: int) -> bool:
         return self.networks is None or network_id in self.networks
 
-    def check(self, network_ids: Iterable[int]) -> None:
+    def check(self, network_ids: Collection[int]) -> None:
         """403 unless every network is in scope."""
+        self.touched.extend(network_ids)
         if self.networks is None:
             return
         refused = sorted(set(network_ids) - self.networks)
@@ -88,6 +91,8 @@ class Operator:
         return f"Operator({self.permission!r})"
 
     async def __call__(self, request: Request, user: CurrentUser) -> OperatorContext:
+        # Who asked, for the access log (kickstand.cloud.access.log), refused or not.
+        request.state.access_user_id = user.id
         if user.role not in OPERATOR_ROLES:
             raise forbidden("this operation is for operators", reason="not-an-operator")
         write = self.write if self.write is not None else request.method not in READ_METHODS
@@ -103,8 +108,6 @@ class Operator:
             )
         context = OperatorContext(user, self.permission, write, networks)
         requested = _query_networks(request)
-        # Seen by the access log (kickstand.cloud.api.access_log), refused or not.
-        request.state.operator = context
-        request.state.networks = requested
+        request.state.networks = context.touched
         context.check(requested)
         return context
