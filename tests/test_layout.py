@@ -193,3 +193,43 @@ def test_import_scan_sees_relative_and_dynamic_imports(tmp_path: Path) -> None:
     assert "kickstand.cloud.trips" in found
     assert _violates("kickstand.cloud.db", FORBIDDEN["kickstand.edge"])
     assert not _violates("kickstand.cloudy", FORBIDDEN["kickstand.edge"])
+
+
+# -- routes translate HTTP: none imports another ----------------------------------------
+
+ROUTES_PACKAGE = "kickstand.cloud.api.routes"
+
+
+def _route_imports_of_routes(path: Path, module: str, is_package: bool) -> list[str]:
+    """Where a module under cloud/api/routes/ imports another module under it."""
+    return [
+        f"{path.name}:{lineno} imports {target}"
+        for lineno, target in imports_of(path, module, is_package)
+        if target.startswith(ROUTES_PACKAGE + ".")
+        and not (target == module or target.startswith(module + "."))
+    ]
+
+
+def test_no_routes_module_imports_another() -> None:
+    # What two routes share (views, the unlock flow's answers, idempotency) lives outside
+    # cloud/api/routes/; a route reaching into another route's module couples their HTTP.
+    violations = [
+        v
+        for path, module, is_package in _modules("cloud")
+        if module.startswith(ROUTES_PACKAGE + ".") or module == ROUTES_PACKAGE
+        for v in _route_imports_of_routes(path, module, is_package)
+    ]
+    assert len([m for _, m, _ in _modules("cloud") if m.startswith(ROUTES_PACKAGE + ".")]) > 5
+    assert not violations, f"a routes module imports another routes module: {violations}"
+
+
+def test_route_import_scan_sees_sibling_imports(tmp_path: Path) -> None:
+    source = tmp_path / "map.py"
+    source.write_text(
+        "from kickstand.cloud.api.routes.rents import rider_rents\n"
+        "from .networks import in_area\n"
+        "from kickstand.cloud.api.views import rent_public\n"
+    )
+    found = _route_imports_of_routes(source, f"{ROUTES_PACKAGE}.map", False)
+    assert len(found) == 4, found  # two modules, each also as module.name
+    assert all("rents" in f or "networks" in f for f in found)

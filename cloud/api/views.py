@@ -7,24 +7,38 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from pydantic import BaseModel
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kickstand.cloud.api.geo import outer_ring
-from kickstand.cloud.api.schemas import ClusterPublic, NetworkPublic, TripDetail, TripPublic
+from kickstand.cloud.api.geo import BBox, all_points, outer_ring
+from kickstand.cloud.api.schemas import (
+    ClusterPublic,
+    NetworkPublic,
+    RentPublic,
+    TripDetail,
+    TripPublic,
+)
 from kickstand.cloud.billing import round_money
+from kickstand.cloud.geofence import store as zones
+from kickstand.cloud.geofence import to_shape
+from kickstand.cloud.geofence.geojson import parse_zone_shape
 from kickstand.cloud.liveness import PRESENCE_COLUMNS, online_of
 from kickstand.cloud.models import (
+    ACTIVE_TRIP_STATUSES,
     Cluster,
     Device,
     Network,
+    Rent,
     Spot,
     SpotState,
     Station,
     Trip,
+    TripStatus,
     Vehicle,
 )
 from kickstand.cloud.rentable import is_rentable
+from kickstand.cloud.trips import STARTABLE_RENT_STATUSES, price_trip
 
 
 def money_str(amount: Decimal | None, currency: str) -> str | None:
@@ -147,4 +161,140 @@ def trip_detail(
         end_longitude=trip.end_longitude,
         cost_detail=detail,
         pricing_note=PRICING_NOTE,
+    )
+
+
+def in_area(network: Network, box: BBox) -> bool:
+    """Does the network (its border, else its centre) reach into the box?"""
+    points = all_points(network.border)
+    if points:
+        lngs, lats = [p[0] for p in points], [p[1] for p in points]
+        return box.intersects(min(lats), min(lngs), max(lats), max(lngs))
+    return box.contains(network.center_latitude, network.center_longitude)
+
+
+# -- rents ------------------------------------------------------------------------------
+
+
+async def rent_public(
+    session: AsyncSession, rent: Rent | None, trip: Trip | None = None
+) -> RentPublic:
+    vehicle_id = trip.vehicle_id if trip is not None else rent.vehicle_id if rent else None
+    vehicle = await session.get_one(Vehicle, vehicle_id)
+    spot_id = rent.spot_id if rent is not None else trip.start_spot_id if trip else None
+    spot = await session.get(Spot, spot_id) if spot_id is not None else None
+    cost = None
+    if trip is not None:
+        cost, _ = await price_trip(session, trip, datetime.now(UTC))
+    return public_of(rent, vehicle, spot, trip, cost)
+
+
+def public_of(
+    rent: Rent | None,
+    vehicle: Vehicle,
+    spot: Spot | None,
+    trip: Trip | None = None,
+    cost: Decimal | None = None,
+) -> RentPublic:
+    assert rent is not None or trip is not None
+    return RentPublic(
+        rent_id=rent.id if rent is not None else None,
+        status=trip.status.value if trip is not None else rent.status.value if rent else "",
+        vehicle_id=vehicle.id,
+        serial_number=vehicle.serial_number,
+        vehicle_type=vehicle.vehicle_type.value,
+        free_floating=spot is None,
+        being_rented=trip is not None,
+        spot_id=spot.id if spot is not None else None,
+        displayed_number=spot.displayed_number if spot is not None else None,
+        lock_status=spot.lock_status if spot is not None else None,
+        trip_id=trip.id if trip is not None else None,
+        time_start=trip.started_at if trip is not None else None,
+        billing_time_stop=trip.billing_stopped_at if trip is not None else None,
+        on_hold_since=trip.on_hold_since if trip is not None else None,
+        on_hold_activated=trip is not None and trip.status == TripStatus.ON_HOLD,
+        network_id=vehicle.network_id,
+        battery_level=vehicle.battery_level,
+        expires_at=rent.expires_at if rent is not None and trip is None else None,
+        reason=rent.reason if rent is not None else None,
+        cost_so_far=money_str(cost, trip.currency) if trip is not None else None,
+        currency=trip.currency if trip is not None else None,
+    )
+
+
+async def rider_rents(session: AsyncSession, user_id: int) -> list[RentPublic]:
+    """A rider's trips in progress, then their rents still waiting for the vehicle."""
+    items: list[RentPublic] = []
+    active_trips: Sequence[Trip] = (
+        await session.scalars(_ACTIVE_TRIPS, {"user_id": user_id})
+    ).all()
+    for trip in active_trips:
+        rent = await session.get(Rent, trip.rent_id) if trip.rent_id is not None else None
+        items.append(await rent_public(session, rent, trip))
+    rows = await session.execute(_OPEN_RENTS, {"user_id": user_id, "now": datetime.now(UTC)})
+    items.extend(public_of(rent, vehicle, spot) for rent, vehicle, spot in rows)
+    return items
+
+
+#: A rider's trips in progress.
+_ACTIVE_TRIPS = (
+    select(Trip)
+    .where(Trip.user_id == bindparam("user_id"), Trip.status.in_(ACTIVE_TRIP_STATUSES))
+    .order_by(Trip.id)
+)
+#: A rider's rents still waiting for the vehicle to leave, with their vehicle and spot.
+_OPEN_RENTS = (
+    select(Rent, Vehicle, Spot)
+    .join(Vehicle, Vehicle.id == Rent.vehicle_id)
+    .outerjoin(Spot, Spot.id == Rent.spot_id)
+    .where(
+        Rent.user_id == bindparam("user_id"),
+        Rent.status.in_(STARTABLE_RENT_STATUSES),
+        or_(Rent.expires_at.is_(None), Rent.expires_at >= bindparam("now")),
+    )
+    .order_by(Rent.id)
+)
+
+
+# -- zones for riders -------------------------------------------------------------------
+
+
+def _seed_shape(geo: dict[str, Any]) -> Any:
+    """The seeds' list-of-points form when the shape fits it, else the GeoJSON geometry."""
+    try:
+        return to_shape(parse_zone_shape(geo))
+    except ValueError:
+        return geo
+
+
+class RiderZones(BaseModel):
+    network_id: int
+    parkings: list[dict[str, Any]]
+    speed_zones: list[dict[str, Any]]
+    forbidden_zones: list[dict[str, Any]]
+
+
+async def rider_zones(session: AsyncSession, network_id: int) -> RiderZones:
+    """Seed 001 map items ``parkings`` and ``speed_zones`` (plus forbidden zones)."""
+    return RiderZones(
+        network_id=network_id,
+        parkings=[
+            {
+                "virtual_parking_id": p.id,
+                "cluster_id": p.cluster_id,
+                "network_id": p.network_id,
+                "shape": _seed_shape(p.shape),
+                "capacity": p.capacity,
+                "is_accessible": True,
+            }
+            for p in await zones.list_virtual_parkings(session, network_id)
+        ],
+        speed_zones=[
+            {"speed_zone_id": z.id, "shape": _seed_shape(z.shape), "max_speed": z.max_speed}
+            for z in await zones.list_speed_zones(session, network_id)
+        ],
+        forbidden_zones=[
+            {"forbidden_zone_id": f.id, "name": f.name, "shape": _seed_shape(f.shape)}
+            for f in await zones.list_forbidden_zones(session, network_id)
+        ],
     )

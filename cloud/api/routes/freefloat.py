@@ -1,11 +1,12 @@
 """Free-floating for riders: unlock by serial number or QR code, return check, vehicle, zones.
 
 ``POST /v1/freefloat/unlock`` resolves the vehicle and goes through the very same rent flow
-as ``POST /v1/rents`` (Idempotency-Key claim and replay, one rent per vehicle, the command
-gateway's ``unlock_vehicle``); the trip starts at the vehicle's Unlocked event and ends at
-its Locked event (see :mod:`kickstand.cloud.freefloat`). For a vehicle of the rider's own
-running trip (e.g. locked outside the network where the return was refused) it re-sends
-the unlock instead.
+as ``POST /v1/rents`` (:mod:`kickstand.cloud.rent_flow` via
+:mod:`kickstand.cloud.api.rent_answers`: Idempotency-Key claim and replay, one rent per
+vehicle, the command gateway's ``unlock_vehicle``); the trip starts at the vehicle's
+Unlocked event and ends at its Locked event (see :mod:`kickstand.cloud.freefloat`). For a
+vehicle of the rider's own running trip (e.g. locked outside the network where the return
+was refused) it re-sends the unlock instead.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
@@ -24,20 +25,19 @@ from kickstand.cloud.api.deps import (
     CurrentUser,
     GatewayDep,
     SessionDep,
-    SessionmakerDep,
     SettingsDep,
 )
 from kickstand.cloud.api.errors import ApiError, invalid, not_found
+from kickstand.cloud.api.idempotency import RentIdempotency
 from kickstand.cloud.api.ids import Id, Text
 from kickstand.cloud.api.openapi import error_responses
-from kickstand.cloud.api.routes.rents import _outcome_error, create_rent, rent_public
+from kickstand.cloud.api.rent_answers import outcome_error, unlock_response
 from kickstand.cloud.api.schemas import Envelope, MapVehicle, RentCreate, RentPublic
+from kickstand.cloud.api.views import RiderZones, rent_public, rider_zones
 from kickstand.cloud.errors import NotFoundError
 from kickstand.cloud.freefloat import VehicleCodeError, find_vehicle, return_check
 from kickstand.cloud.freefloat.service import active_trip
 from kickstand.cloud.geofence import store as zones
-from kickstand.cloud.geofence import to_shape
-from kickstand.cloud.geofence.geojson import parse_zone_shape
 from kickstand.cloud.liveness import PRESENCE_COLUMNS, online_of
 from kickstand.cloud.models import Device, Network, Rent, Trip, Vehicle, VehicleState
 from kickstand.cloud.rent_gateway import UnlockResult
@@ -89,13 +89,9 @@ async def unlock(
     user: CurrentUser,
     claims: ClaimsDep,
     session: SessionDep,
-    maker: SessionmakerDep,
     settings: SettingsDep,
     gateway: GatewayDep,
-    idempotency_key: Annotated[
-        str,
-        Header(alias="Idempotency-Key", min_length=8, max_length=128),
-    ],
+    idem: RentIdempotency,
 ) -> JSONResponse:
     try:
         vehicle = await find_vehicle(
@@ -110,9 +106,7 @@ async def unlock(
         return await _unlock_own(session, gateway, vehicle, trip)
     vehicle_id = vehicle.id
     await session.close()  # the rent flow opens its own sessions
-    return await create_rent(
-        RentCreate(vehicle_id=vehicle_id), claims, maker, settings, gateway, idempotency_key
-    )
+    return await unlock_response(RentCreate(vehicle_id=vehicle_id), claims, idem, settings, gateway)
 
 
 async def _unlock_own(
@@ -127,7 +121,7 @@ async def _unlock_own(
     public = await rent_public(session, rent, trip)
     if outcome.result == UnlockResult.UNLOCKED:
         return JSONResponse({"code": 0, "data": public.model_dump(mode="json")}, status_code=200)
-    error = _outcome_error(outcome, public, 0)
+    error = outcome_error(outcome, public, 0)
     assert error is not None
     return error.response()
 
@@ -198,47 +192,6 @@ async def get_vehicle(
             is_accessible=not vehicle.in_maintenance,
             is_available=state == VehicleState.AVAILABLE.value and vehicle.spot_id is None,
         )
-    )
-
-
-def _seed_shape(geo: dict[str, Any]) -> Any:
-    """The seeds' list-of-points form when the shape fits it, else the GeoJSON geometry."""
-    try:
-        return to_shape(parse_zone_shape(geo))
-    except ValueError:
-        return geo
-
-
-class RiderZones(BaseModel):
-    network_id: int
-    parkings: list[dict[str, Any]]
-    speed_zones: list[dict[str, Any]]
-    forbidden_zones: list[dict[str, Any]]
-
-
-async def rider_zones(session: SessionDep, network_id: int) -> RiderZones:
-    """Seed 001 map items ``parkings`` and ``speed_zones`` (plus forbidden zones)."""
-    return RiderZones(
-        network_id=network_id,
-        parkings=[
-            {
-                "virtual_parking_id": p.id,
-                "cluster_id": p.cluster_id,
-                "network_id": p.network_id,
-                "shape": _seed_shape(p.shape),
-                "capacity": p.capacity,
-                "is_accessible": True,
-            }
-            for p in await zones.list_virtual_parkings(session, network_id)
-        ],
-        speed_zones=[
-            {"speed_zone_id": z.id, "shape": _seed_shape(z.shape), "max_speed": z.max_speed}
-            for z in await zones.list_speed_zones(session, network_id)
-        ],
-        forbidden_zones=[
-            {"forbidden_zone_id": f.id, "name": f.name, "shape": _seed_shape(f.shape)}
-            for f in await zones.list_forbidden_zones(session, network_id)
-        ],
     )
 
 

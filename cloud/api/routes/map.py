@@ -11,9 +11,6 @@ from sqlalchemy import select
 
 from kickstand.cloud.api.deps import CurrentUser, SessionDep
 from kickstand.cloud.api.geo import BBox
-from kickstand.cloud.api.routes.freefloat import rider_zones
-from kickstand.cloud.api.routes.networks import in_area
-from kickstand.cloud.api.routes.rents import rider_rents
 from kickstand.cloud.api.schemas import (
     ClusterPublic,
     Envelope,
@@ -21,7 +18,13 @@ from kickstand.cloud.api.schemas import (
     NetworkPublic,
     RentPublic,
 )
-from kickstand.cloud.api.views import clusters_public, network_public
+from kickstand.cloud.api.views import (
+    clusters_public,
+    in_area,
+    network_public,
+    rider_rents,
+    rider_zones,
+)
 from kickstand.cloud.liveness import PRESENCE_COLUMNS, online_of
 from kickstand.cloud.models import Cluster, Device, Network, Vehicle, VehicleState
 from kickstand.cloud.rentable import is_rentable

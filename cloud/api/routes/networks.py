@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from kickstand.cloud.api.deps import SessionDep
 from kickstand.cloud.api.errors import invalid_fields, not_found
-from kickstand.cloud.api.geo import BBox, all_points, haversine_m
+from kickstand.cloud.api.geo import BBox, haversine_m
 from kickstand.cloud.api.ids import Id
 from kickstand.cloud.api.schemas import (
     BillingRule,
@@ -20,19 +20,11 @@ from kickstand.cloud.api.schemas import (
     PricingEnvelope,
     PricingRulePublic,
 )
-from kickstand.cloud.api.views import money_str, network_public
+from kickstand.cloud.api.views import in_area, money_str, network_public
 from kickstand.cloud.billing import BILLING_RULE, minor_unit
 from kickstand.cloud.models import Network, PricingRule
 
 router = APIRouter(prefix="/networks", tags=["networks"])
-
-
-def in_area(network: Network, box: BBox) -> bool:
-    points = all_points(network.border)
-    if points:
-        lngs, lats = [p[0] for p in points], [p[1] for p in points]
-        return box.intersects(min(lats), min(lngs), max(lats), max(lngs))
-    return box.contains(network.center_latitude, network.center_longitude)
 
 
 @router.get(

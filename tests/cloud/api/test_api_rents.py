@@ -268,7 +268,8 @@ async def test_trip_history_keyset_pagination(api: Api) -> None:
 async def test_a_key_abandoned_by_a_dead_process_is_recovered(api: Api) -> None:
     from datetime import UTC
 
-    from kickstand.cloud.api.routes.rents import OPERATION, _request_hash
+    from kickstand.cloud.api.idempotency import RENT_OPERATION as OPERATION
+    from kickstand.cloud.api.idempotency import request_hash as _request_hash
     from kickstand.cloud.api.schemas import RentCreate
     from kickstand.cloud.models import IdempotencyKey, RentKind
 
