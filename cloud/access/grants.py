@@ -44,7 +44,8 @@ KNOWN_PERMISSIONS = frozenset(DASHBOARD_PERMISSIONS + RIDER_PERMISSIONS)
 #: The ``operator`` role created by migration 0010: what a network's operator works with.
 OPERATOR_PERMISSIONS: tuple[str, ...] = (
     "stations", "maintenances", "vehicles.manage", "vehicles.alerts", "networks.manage",
-    "trips", "users.badges", "developer", "app.debug",
+    "trips", "users.badges", "developer", "app.debug", "users.list", "users.block",
+    "users.permissions", "organizations", "roles",
 )  # fmt: skip
 
 

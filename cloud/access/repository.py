@@ -35,7 +35,7 @@ class AccessLogFilters:
     only_users: frozenset[int] | None = None
 
 
-def _filtered(f: AccessLogFilters) -> Select[tuple[AccessLog]]:
+def _filtered(f: AccessLogFilters) -> Select[AccessLog]:
     q = select(AccessLog)
     log = AccessLog
     if f.date_min is not None:

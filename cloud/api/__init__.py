@@ -94,9 +94,13 @@ def create_app(
         access_logs,
         dead_letters,
         error_codes,
+        organizational_units,
+        organizations,
+        roles,
         spots,
         telemetry,
         user_badges,
+        users,
     )
     from kickstand.cloud.webhooks import api as webhooks
 
@@ -117,6 +121,10 @@ def create_app(
         spots,
         user_badges,
         access_logs,
+        roles,
+        organizational_units,
+        organizations,
+        users,
         error_codes,
     )
     for module in (*routers, freefloat, geofencing):

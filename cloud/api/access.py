@@ -14,15 +14,24 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Literal
 
 from fastapi import Request
 
-from kickstand.cloud.access.grants import KNOWN_PERMISSIONS, MAX_ID, networks_for, parse_grants
+from kickstand.cloud.access.grants import (
+    DASHBOARD_PERMISSIONS,
+    KNOWN_PERMISSIONS,
+    MAX_ID,
+    networks_for,
+    parse_grants,
+)
 from kickstand.cloud.api.deps import CurrentUser
 from kickstand.cloud.api.errors import forbidden
 from kickstand.cloud.models import User, UserRole
 
 OPERATOR_ROLES = (UserRole.OPERATOR, UserRole.ADMIN)
+#: Seed 002's Permission enum as a request type (422 on anything else).
+PermissionKey = Literal[DASHBOARD_PERMISSIONS]  # type: ignore[valid-type]
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: Query parameters that name networks; checked by the dependency itself.
 NETWORK_QUERY = ("network_id", "networks")

@@ -38,7 +38,8 @@ log = logging.getLogger("alembic.runtime.migration")
 # Frozen copies (a migration does not import the application's current lists).
 OPERATOR_PERMISSIONS = (
     "stations", "maintenances", "vehicles.manage", "vehicles.alerts", "networks.manage",
-    "trips", "users.badges", "developer", "app.debug",
+    "trips", "users.badges", "developer", "app.debug", "users.list", "users.block",
+    "users.permissions", "organizations", "roles",
 )  # fmt: skip
 LEGACY = {"vehicles": OPERATOR_PERMISSIONS, "stations": OPERATOR_PERMISSIONS}
 

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from kickstand.cloud.access.grants import OPERATOR_PERMISSIONS, ou_snapshot
+from kickstand.cloud.access.models import OrganizationalUnit
 from kickstand.cloud.api import create_app
 from kickstand.cloud.config import Settings
 from kickstand.cloud.db import create_engine, create_sessionmaker
@@ -71,7 +72,8 @@ async def walk(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Walk]:
             for p in OPERATOR_PERMISSIONS
         ]
         users = {
-            "rider": await session.get_one(User, demo.user_ids["alice@example.com"]),
+            # Bob asks; Alice is the user operators act on (blocked in the walk, for one).
+            "rider": await session.get_one(User, demo.user_ids["bob@example.com"]),
             "operator": await session.get_one(User, demo.user_ids["operator@example.com"]),
             "other": await _add_user(
                 session, "other-op@example.com", UserRole.OPERATOR, operator_permissions(other.id)
@@ -95,6 +97,11 @@ async def walk(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Walk]:
             "badge_id": badge.id if badge else 1,
             "user_id": demo.user_ids["alice@example.com"],
             "operator_id": demo.user_ids["operator@example.com"],
+            "rider_id": demo.user_ids["bob@example.com"],
+            "organizational_unit": (
+                await session.scalars(select(OrganizationalUnit.id).order_by(OrganizationalUnit.id))
+            ).first()
+            or 1,
             "other_id": users["other"].id,
         }
         await session.commit()

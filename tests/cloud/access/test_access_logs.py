@@ -48,7 +48,7 @@ async def test_every_operator_request_is_logged(walk: Walk) -> None:
     assert first["user_agent"] == "walk-test/1"
     assert first["knot_code"] == 0
     assert first["ip"]
-    assert second["user_id"] == walk.ids["user_id"]  # the rider, refused
+    assert second["user_id"] == walk.ids["rider_id"]  # the rider, refused
     assert second["knot_code"] == 6  # forbidden
     assert third["user_id"] is None
 

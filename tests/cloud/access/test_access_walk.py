@@ -27,6 +27,13 @@ READS = {"get", "head"}
 UNSCOPED = {
     ("get", "/v1/dashboard/webhooks/topics"),
     ("get", "/v1/dashboard/fleet-alerts/types"),
+    # Installation-wide catalogues (seed 002): permissions, roles, organizations.
+    ("get", "/v1/dashboard/permissions"),
+    ("get", "/v1/dashboard/roles"),
+    ("get", "/v1/dashboard/organizations"),
+    # The seed's organization names no network (its rules and units do).
+    ("post", "/v1/dashboard/organizations"),
+    ("get", "/v1/dashboard/organizations/{org_id}"),
 }
 
 
@@ -146,7 +153,7 @@ def _request(walk: Walk, method: str, path: str, op: dict[str, Any]) -> dict[str
             )
         if param["in"] == "path":
             url = url.replace("{" + param["name"] + "}", str(value))
-        elif param["in"] == "query" and param.get("required"):
+        elif param["in"] == "query" and (param.get("required") or param["name"] in walk.ids):
             params[param["name"]] = ",".join(map(str, value)) if isinstance(value, list) else value
     request: dict[str, Any] = {"method": method.upper(), "url": url, "params": params}
     body = op.get("requestBody", {}).get("content", {}).get("application/json")
