@@ -67,8 +67,17 @@ async def walk(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Walk]:
         other = Network(name="Elsewhere", currency="EUR", timezone="Europe/Paris")
         session.add(other)
         await session.flush()
+        unit_a = (
+            await session.scalars(select(OrganizationalUnit).order_by(OrganizationalUnit.id))
+        ).first()
+        assert unit_a is not None and unit_a.networks == [a]  # the demo seed's
+        unit_b = OrganizationalUnit(
+            name="Elsewhere", networks=[other.id], clusters=[], app_labels=[], organizations=[]
+        )
+        session.add(unit_b)
+        await session.flush()
         read_only = [
-            {"perm_key": p, "write": False, "ou": ou_snapshot(a, [a], [], [], [])}
+            {"perm_key": p, "write": False, "ou": ou_snapshot(unit_a.id, [a], [], [], [])}
             for p in OPERATOR_PERMISSIONS
         ]
         users = {
@@ -76,12 +85,16 @@ async def walk(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Walk]:
             "rider": await session.get_one(User, demo.user_ids["bob@example.com"]),
             "operator": await session.get_one(User, demo.user_ids["operator@example.com"]),
             "other": await _add_user(
-                session, "other-op@example.com", UserRole.OPERATOR, operator_permissions(other.id)
+                session,
+                "other-op@example.com",
+                UserRole.OPERATOR,
+                operator_permissions(other.id, unit_b.id),
             ),
             "read-only": await _add_user(
                 session, "ro-op@example.com", UserRole.OPERATOR, read_only
             ),
             "admin": await _add_user(session, "admin@example.com", UserRole.ADMIN, []),
+            "alice": await session.get_one(User, demo.user_ids["alice@example.com"]),
         }
         station = (
             await session.scalars(
@@ -98,11 +111,10 @@ async def walk(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Walk]:
             "user_id": demo.user_ids["alice@example.com"],
             "operator_id": demo.user_ids["operator@example.com"],
             "rider_id": demo.user_ids["bob@example.com"],
-            "organizational_unit": (
-                await session.scalars(select(OrganizationalUnit.id).order_by(OrganizationalUnit.id))
-            ).first()
-            or 1,
+            "organizational_unit": unit_a.id,
             "other_id": users["other"].id,
+            "ro_id": users["read-only"].id,
+            "network_b": other.id,
         }
         await session.commit()
         headers = {

@@ -162,6 +162,22 @@ def _request(walk: Walk, method: str, path: str, op: dict[str, Any]) -> dict[str
     return request
 
 
+def _names_network(data: Any, network: int) -> bool:
+    """Does an answer hold something of ``network`` (a ``network_id`` or a networks list)?"""
+    if isinstance(data, list):
+        return any(_names_network(d, network) for d in data)
+    if not isinstance(data, dict):
+        return False
+    for key, value in data.items():
+        if key == "network_id" and value == network:
+            return True
+        if key in ("networks", "network_ids") and isinstance(value, list) and network in value:
+            return True
+        if isinstance(value, dict | list) and _names_network(value, network):
+            return True
+    return False
+
+
 # ── the walk ──────────────────────────────────────────────────────────────────────────
 
 
@@ -215,13 +231,13 @@ async def test_the_walk(walk: Walk) -> None:
         if (method, path) in UNSCOPED:
             continue
         if other < 300:
-            # Only a listing filtered to its own networks (dead letters, webhook endpoints, a
-            # user's badges): network A's objects are in it for A's operator, not here.
+            # Only a listing filtered to its own networks (dead letters, webhook endpoints,
+            # units, a user's badges): nothing of network A in it.
             data = other_body.get("data")
             if (method, path) in OWN_RECORDS:
                 assert {e["user_id"] for e in data} <= {walk.ids["other_id"]}, where
             else:
-                assert data in ([], None), where
+                assert not _names_network(data, walk.network_a), where
         else:
             # Refused, or not found for it; a 422 only where the request is invalid anyway.
             assert other in (403, 404) or (other == 422 and seen["operator"] == 422), where

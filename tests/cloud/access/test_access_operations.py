@@ -1,0 +1,298 @@
+"""Seed 002 people operations: grants open and close access at once, nobody hands out more
+than it holds, blocking ends a user's sessions, roles, units, malformed grants."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import update
+
+from kickstand.cloud.db import create_sessionmaker
+from kickstand.cloud.models import User
+from tests.cloud.access.conftest import Walk
+
+START = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+
+
+def ok(r: httpx.Response) -> Any:
+    assert r.status_code == 200, r.text
+    return r.json().get("data")
+
+
+def refused(r: httpx.Response, status: int, reason: str) -> None:
+    assert r.status_code == status, r.text
+    assert r.json()["reason"] == reason, r.text
+
+
+async def _maintenance(walk: Walk, caller: str) -> httpx.Response:
+    return await walk.client.put(
+        f"/v1/dashboard/spots/{walk.ids['spot_id']}/maintenance",
+        json={"in_maintenance": False},
+        headers=walk.headers[caller],
+    )
+
+
+def _grant(perm: str, ou: int | None, write: bool = True) -> dict[str, Any]:
+    return {
+        "perm_key": perm,
+        "write": write,
+        "organizational_unit": ou,
+        "start_date": START,
+        "end_date": None,
+    }
+
+
+async def test_a_grant_opens_access_at_once_and_its_removal_closes_it(walk: Walk) -> None:
+    ro, ou, op = walk.ids["ro_id"], walk.ids["organizational_unit"], walk.headers["operator"]
+    refused(await _maintenance(walk, "read-only"), 403, "read-only")
+    ok(
+        await walk.client.post(
+            f"/v1/dashboard/users/{ro}/permissions", json=_grant("maintenances", ou), headers=op
+        )
+    )
+    assert (await _maintenance(walk, "read-only")).status_code == 200  # same token
+    listed = ok(await walk.client.get(f"/v1/dashboard/users/{ro}/permissions", headers=op))
+    assert {"perm_key": "maintenances", "write": True} in [
+        {"perm_key": e["perm_key"], "write": e["write"]} for e in listed
+    ]
+    ok(
+        await walk.client.delete(
+            f"/v1/dashboard/users/{ro}/permissions",
+            params={"perm_key": "maintenances", "organizational_unit": ou},
+            headers=op,
+        )
+    )
+    assert (await _maintenance(walk, "read-only")).status_code == 403
+
+
+async def test_nobody_hands_out_more_than_it_holds(walk: Walk) -> None:
+    ro, op, admin = walk.ids["ro_id"], walk.headers["operator"], walk.headers["admin"]
+    unit_b = ok(
+        await walk.client.post(
+            "/v1/dashboard/organizational-units",
+            json={
+                "name": "Elsewhere",
+                "networks": [walk.ids["network_b"]],
+                "clusters": [],
+                "app_labels": [],
+                "organizations": [],
+            },
+            headers=admin,
+        )
+    )["id"]
+    # Network A's operator cannot grant on B's unit, nor globally, nor see B's unit.
+    refused(
+        await walk.client.post(
+            f"/v1/dashboard/users/{ro}/permissions", json=_grant("stations", unit_b), headers=op
+        ),
+        403,
+        "network-not-allowed",
+    )
+    refused(
+        await walk.client.post(
+            f"/v1/dashboard/users/{ro}/permissions", json=_grant("stations", None), headers=op
+        ),
+        403,
+        "not-global",
+    )
+    units = ok(await walk.client.get("/v1/dashboard/organizational-units", headers=op))
+    assert unit_b not in [u["id"] for u in units]
+    refused(
+        await walk.client.post(
+            "/v1/dashboard/organizational-units",
+            json={
+                "name": "Grab",
+                "networks": [walk.ids["network_b"]],
+                "clusters": [],
+                "app_labels": [],
+                "organizations": [],
+            },
+            headers=op,
+        ),
+        403,
+        "network-not-allowed",
+    )
+    # A permission the granter does not hold (seed enum, not in the operator role).
+    refused(
+        await walk.client.post(
+            f"/v1/dashboard/users/{ro}/permissions",
+            json=_grant("users.credits", walk.ids["organizational_unit"]),
+            headers=op,
+        ),
+        403,
+        "cannot-grant",
+    )
+    # Another network's people are not found.
+    other = walk.ids["other_id"]
+    assert (await walk.client.get(f"/v1/dashboard/users/{other}", headers=op)).status_code == 404
+
+
+async def test_blocking_ends_the_users_sessions_until_unblocked(walk: Walk) -> None:
+    alice, op = walk.ids["user_id"], walk.headers["operator"]
+    assert (await walk.client.get("/v1/trips", headers=walk.headers["alice"])).status_code == 200
+    r = await walk.client.post(
+        f"/v1/dashboard/users/{alice}/block", json={"reason": "unpaid trips"}, headers=op
+    )
+    ok(r)
+    assert (await walk.client.get("/v1/trips", headers=walk.headers["alice"])).status_code == 401
+    info = ok(await walk.client.get(f"/v1/dashboard/users/{alice}/blocked", headers=op))
+    assert info["blocked"] and info["reason"] == "unpaid trips"
+    assert info["blocked_by"] == walk.ids["operator_id"]
+    page = await walk.client.get(
+        "/v1/dashboard/users", params={"networks": walk.network_a, "blocked": "true"}, headers=op
+    )
+    assert [u["id"] for u in ok(page)] == [alice]
+    ok(await walk.client.post(f"/v1/dashboard/users/{alice}/unblock", headers=op))
+    assert not ok(await walk.client.get(f"/v1/dashboard/users/{alice}/blocked", headers=op))[
+        "blocked"
+    ]
+    refused(
+        await walk.client.post(f"/v1/dashboard/users/{alice}/unblock", headers=op),
+        409,
+        "not-blocked",
+    )
+
+
+async def test_roles_are_granted_and_revoked_as_a_whole(walk: Walk) -> None:
+    ro, ou, op = walk.ids["ro_id"], walk.ids["organizational_unit"], walk.headers["operator"]
+    ok(
+        await walk.client.post(
+            "/v1/dashboard/roles", json={"key": "night-shift", "perms": ["stations"]}, headers=op
+        )
+    )
+    refused(
+        await walk.client.post(
+            "/v1/dashboard/roles", json={"key": "night-shift", "perms": []}, headers=op
+        ),
+        409,
+        "role-exists",
+    )
+    ok(
+        await walk.client.put(
+            "/v1/dashboard/roles",
+            json={
+                "key": "night-shift",
+                "perms_to_add": ["maintenances"],
+                "perms_to_remove": ["stations"],
+            },
+            headers=op,
+        )
+    )
+    roles = ok(await walk.client.get("/v1/dashboard/roles", params={"lang": "en"}, headers=op))
+    assert {"key": "night-shift", "perms": ["maintenances"]} in roles
+    grant = {**_grant("x", ou), "role_key": "night-shift"}
+    del grant["perm_key"]
+    ok(await walk.client.post(f"/v1/dashboard/users/{ro}/roles", json=grant, headers=op))
+    assert (await _maintenance(walk, "read-only")).status_code == 200
+    ok(
+        await walk.client.delete(
+            f"/v1/dashboard/users/{ro}/roles",
+            params={"role_key": "night-shift", "organizational_unit": ou},
+            headers=op,
+        )
+    )
+    assert (await _maintenance(walk, "read-only")).status_code == 403
+    perms = ok(
+        await walk.client.get("/v1/dashboard/permissions", params={"lang": "en"}, headers=op)
+    )
+    assert len(perms) == 36
+
+
+async def test_editing_a_unit_moves_its_grants_and_a_unit_in_use_stays(walk: Walk) -> None:
+    ro, admin = walk.ids["ro_id"], walk.headers["admin"]
+    body = {
+        "name": "Depot",
+        "networks": [walk.network_a],
+        "clusters": [],
+        "app_labels": [],
+        "organizations": [],
+    }
+    unit = ok(
+        await walk.client.post("/v1/dashboard/organizational-units", json=body, headers=admin)
+    )["id"]
+    ok(
+        await walk.client.post(
+            f"/v1/dashboard/users/{ro}/permissions", json=_grant("trips", unit), headers=admin
+        )
+    )
+    b = walk.ids["network_b"]
+    ok(
+        await walk.client.put(
+            "/v1/dashboard/organizational-units",
+            json={**body, "networks": [b], "ou_id": unit},
+            headers=admin,
+        )
+    )
+    perms = ok(await walk.client.get(f"/v1/dashboard/users/{ro}/permissions", headers=admin))
+    assert [e["ou"]["networks"] for e in perms if e["ou"] and e["ou"]["id"] == unit] == [[b]]
+    users = ok(
+        await walk.client.get(f"/v1/dashboard/organizational-units/{unit}/users", headers=admin)
+    )
+    assert [u["user_id"] for u in users] == [ro]
+    refused(
+        await walk.client.delete(f"/v1/dashboard/organizational-units/{unit}", headers=admin),
+        409,
+        "unit-in-use",
+    )
+
+
+async def test_organizations_are_linked_and_unlinked(walk: Walk) -> None:
+    alice, op = walk.ids["user_id"], walk.headers["operator"]
+    org = ok(
+        await walk.client.post(
+            "/v1/dashboard/organizations",
+            json={
+                "third_party_id": 7,
+                "name": "Hospital",
+                "administrator_id": walk.ids["operator_id"],
+                "is_guarantor": False,
+                "allow_outside_rules": False,
+                "paid_outside_rules_ratio": 0.5,
+                "only_show_matching_clusters": False,
+                "pays_rule_overrun": False,
+                "email_pattern": "%@hospital.example",
+            },
+            headers=op,
+        )
+    )["id"]
+    ok(await walk.client.put(f"/v1/dashboard/users/{alice}/organizations/{org}", headers=op))
+    assert ok(await walk.client.get(f"/v1/dashboard/users/{alice}", headers=op))[
+        "organizations"
+    ] == [org]
+    ok(await walk.client.delete(f"/v1/dashboard/users/{alice}/organizations/{org}", headers=op))
+    assert (
+        ok(await walk.client.get(f"/v1/dashboard/users/{alice}", headers=op))["organizations"] == []
+    )
+    assert (
+        await walk.client.delete(f"/v1/dashboard/users/{alice}/organizations/{org}", headers=op)
+    ).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [
+        [{"perm_key": "networks.manage", "write": True, "ou": {"id": 1, "networks": ["1"]}}],
+        [{"perm_key": "networks.manage", "ou": {"id": 1, "networks": [1]}}],
+        [{"perm_key": "networks.manage", "write": True, "ou": {"networks": [1]}}],
+        "networks.manage",
+    ],
+)
+async def test_a_malformed_grant_is_refused_never_a_500(
+    walk: Walk, entries: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    maker = create_sessionmaker(walk.app.state.engine)
+    async with maker() as session:
+        await session.execute(
+            update(User).where(User.id == walk.ids["ro_id"]).values(permissions=entries)
+        )
+        await session.commit()
+    r = await walk.client.get(
+        "/v1/geofencing/border",
+        params={"network_id": walk.network_a},
+        headers=walk.headers["read-only"],
+    )
+    refused(r, 403, "permission-missing")
+    assert "event=permission_malformed" in caplog.text
