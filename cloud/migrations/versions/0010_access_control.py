@@ -59,7 +59,14 @@ def _migrate_grants(entries: list[Any]) -> tuple[list[Any], dict[int, dict[str, 
         if isinstance(ou_id, int) and not isinstance(ou_id, bool):
             units.setdefault(ou_id, ou)  # type: ignore[arg-type]
         key = entry.get("perm_key") if isinstance(entry, dict) else None
-        if isinstance(key, str) and key in LEGACY and isinstance(entry.get("write"), bool):
+        networks = ou.get("networks") if isinstance(ou, dict) else None
+        well_formed = (
+            isinstance(entry.get("write") if isinstance(entry, dict) else None, bool)
+            and type(ou_id) is int
+            and isinstance(networks, list)
+            and all(type(n) is int for n in networks)
+        )
+        if isinstance(key, str) and key in LEGACY and well_formed:
             for perm in LEGACY[key]:
                 marker = (perm, entry["write"], ou_id if isinstance(ou_id, int) else None)
                 if marker not in seen:
