@@ -51,6 +51,7 @@ from kickstand.cloud.geofence import (
 )
 from kickstand.cloud.geofence.store import GeofenceCache
 from kickstand.cloud.models import ACTIVE_TRIP_STATUSES, Network, Trip, TripStatus, Vehicle
+from kickstand.cloud.rent_gateway import CommandGateway, UnlockOutcome
 
 log = logging.getLogger("kickstand.cloud.freefloat.service")
 
@@ -126,6 +127,17 @@ async def active_trip(session: AsyncSession, vehicle_id: int) -> Trip | None:
     stmt = select(Trip).where(Trip.vehicle_id == vehicle_id, Trip.status.in_(ACTIVE_TRIP_STATUSES))
     trip: Trip | None = (await session.scalars(stmt)).first()
     return trip
+
+
+async def reopen_own_lock(
+    session: AsyncSession, gateway: CommandGateway, vehicle: Vehicle, trip: Trip
+) -> UnlockOutcome:
+    """Re-open the lock of the rider's own running trip (no new rent, no new trip), e.g.
+    to bring back inside a vehicle whose return outside the network was refused."""
+    assert vehicle.device_id is not None
+    device_id, rent_id = vehicle.device_id, str(trip.rent_id or "")
+    await session.commit()  # hold no transaction while waiting on the device
+    return await gateway.unlock_vehicle(device_id, rent_id)
 
 
 # ── return verdicts ───────────────────────────────────────────────────────────────────

@@ -36,7 +36,7 @@ from kickstand.cloud.api.schemas import Envelope, MapVehicle, RentCreate, RentPu
 from kickstand.cloud.api.views import RiderZones, rent_public, rider_zones
 from kickstand.cloud.errors import NotFoundError
 from kickstand.cloud.freefloat import VehicleCodeError, find_vehicle, return_check
-from kickstand.cloud.freefloat.service import active_trip
+from kickstand.cloud.freefloat.service import active_trip, reopen_own_lock
 from kickstand.cloud.geofence import store as zones
 from kickstand.cloud.liveness import PRESENCE_COLUMNS, online_of
 from kickstand.cloud.models import Device, Network, Rent, Trip, Vehicle, VehicleState
@@ -112,11 +112,7 @@ async def unlock(
 async def _unlock_own(
     session: SessionDep, gateway: GatewayDep, vehicle: Vehicle, trip: Trip
 ) -> JSONResponse:
-    """Re-open the lock of the rider's own running trip (no new rent, no new trip)."""
-    assert vehicle.device_id is not None
-    device_id, rent_id = vehicle.device_id, str(trip.rent_id or "")
-    await session.commit()  # hold no transaction while waiting on the device
-    outcome = await gateway.unlock_vehicle(device_id, rent_id)
+    outcome = await reopen_own_lock(session, gateway, vehicle, trip)
     rent = await session.get(Rent, trip.rent_id) if trip.rent_id is not None else None
     public = await rent_public(session, rent, trip)
     if outcome.result == UnlockResult.UNLOCKED:
