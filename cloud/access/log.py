@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 OPERATOR_PREFIXES = ("/v1/dashboard", "/v1/geofencing")
 BATCH = 200
+#: How long a record may wait for others before its batch is written.
+DELAY_S = 0.2
 QUEUE_SIZE = 10_000
 #: Error bodies are small; a larger one is not parsed for its code.
 MAX_ERROR_BODY = 16_384
@@ -39,6 +41,7 @@ class AccessLogWriter:
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)
         self._task: asyncio.Task[None] | None = None
         self.dropped = 0
+        self.delay_s = DELAY_S
 
     def put(self, record: dict[str, Any]) -> None:
         try:
@@ -51,6 +54,8 @@ class AccessLogWriter:
             self._task = asyncio.get_running_loop().create_task(self._drain())
 
     async def _drain(self) -> None:
+        # Gather what arrives meanwhile: one insert per batch, not one per request.
+        await asyncio.sleep(self.delay_s)
         while not self._queue.empty():
             batch = [self._queue.get_nowait() for _ in range(min(BATCH, self._queue.qsize()))]
             try:

@@ -60,6 +60,7 @@ async def walk(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Walk]:
     )
     engine = create_engine(sqlite_url)
     app = create_app(settings, command_gateway=FakeGateway(), engine=engine)
+    app.state.access_log.delay_s = 0.0  # tests read the log at once; batching is not at issue
     demo = demo_refs(sqlite_url)
     a = demo.network_id
     maker = create_sessionmaker(engine)
