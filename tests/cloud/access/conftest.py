@@ -54,14 +54,18 @@ async def _add_user(session: Any, email: str, role: UserRole, perms: list[Any]) 
 
 
 @pytest.fixture
-async def walk(sqlite_url: str, tmp_path: Path) -> AsyncIterator[Walk]:
+async def walk(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Walk]:
+    """SQLite; ``@pytest.mark.parametrize("walk", ["postgres"], indirect=True)`` for the
+    harness's PostgreSQL."""
+    name = "pg_seeded_url" if getattr(request, "param", "sqlite") == "postgres" else "sqlite_url"
+    db_url: str = request.getfixturevalue(name)
     settings = Settings(
-        DATABASE_URL=sqlite_url, VAR_DIR=tmp_path / "var", JWT_SECRET=JWT, COMMAND_TIMEOUT_S=1.0
+        DATABASE_URL=db_url, VAR_DIR=tmp_path / "var", JWT_SECRET=JWT, COMMAND_TIMEOUT_S=1.0
     )
-    engine = create_engine(sqlite_url)
+    engine = create_engine(db_url)
     app = create_app(settings, command_gateway=FakeGateway(), engine=engine)
     app.state.access_log.delay_s = 0.0  # tests read the log at once; batching is not at issue
-    demo = demo_refs(sqlite_url)
+    demo = demo_refs(db_url)
     a = demo.network_id
     maker = create_sessionmaker(engine)
     async with maker() as session:

@@ -130,6 +130,9 @@ async def test_nobody_hands_out_more_than_it_holds(walk: Walk) -> None:
     assert (await walk.client.get(f"/v1/dashboard/users/{other}", headers=op)).status_code == 404
 
 
+@pytest.mark.parametrize(
+    "walk", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
 async def test_blocking_ends_the_users_sessions_until_unblocked(walk: Walk) -> None:
     alice, op = walk.ids["user_id"], walk.headers["operator"]
     assert (await walk.client.get("/v1/trips", headers=walk.headers["alice"])).status_code == 200
@@ -201,6 +204,9 @@ async def test_roles_are_granted_and_revoked_as_a_whole(walk: Walk) -> None:
     assert len(perms) == 36
 
 
+@pytest.mark.parametrize(
+    "walk", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
 async def test_editing_a_unit_moves_its_grants_and_a_unit_in_use_stays(walk: Walk) -> None:
     ro, admin = walk.ids["ro_id"], walk.headers["admin"]
     body = {

@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
@@ -198,6 +199,9 @@ def test_every_operator_route_has_the_check() -> None:
     assert missing == []
 
 
+@pytest.mark.parametrize(
+    "walk", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
 async def test_the_walk(walk: Walk) -> None:
     await _create_objects(walk)
     operations = _operator_paths(walk.app)
