@@ -108,9 +108,16 @@ async def get_users(
     primary_key_dir: Literal["ASC", "DESC"] = "DESC",
     page_size: Annotated[int, Query(ge=10, le=500)] = 20,
     last_primary_key: Annotated[Id | None, Query()] = None,
+    user_id_min: Annotated[Id | None, Query()] = None,
+    user_id_max: Annotated[Id | None, Query()] = None,
     email: Annotated[Text | None, Query(min_length=1, max_length=255)] = None,
+    lastname: Annotated[Text | None, Query(min_length=1, max_length=50)] = None,
+    firstname: Annotated[Text | None, Query(min_length=1, max_length=50)] = None,
+    register_at_min: AwareDatetime | None = None,
+    register_at_max: AwareDatetime | None = None,
     blocked: bool | None = None,
 ) -> UserPage:
+    """Seed 002 "Get users" (the filters we hold: ids, email, names, register date, blocked)."""
     wanted = set(networks)  # within the operator's scope: checked by the access dependency
     trips = select(Trip.user_id).where(Trip.network_id.in_(wanted), Trip.user_id.is_not(None))
     ids: set[int] = {i for i in (await session.scalars(trips)).all() if i is not None}
@@ -119,24 +126,28 @@ async def get_users(
         grants = parse_grants(row.permissions, user_id=uid)
         if any(g.networks and g.networks & wanted for g in grants):
             ids.add(uid)
-    blocked_ids = set((await session.scalars(select(UserBlock.user_id))).all())
     ascending = primary_key_dir == "ASC"
-    chosen = sorted(
-        (
-            i
-            for i in ids
-            if (blocked is None or (i in blocked_ids) == blocked)
-            and (
-                last_primary_key is None
-                or (i > last_primary_key if ascending else i < last_primary_key)
-            )
-        ),
-        reverse=not ascending,
-    )
-    q = select(User).where(User.id.in_(chosen[: page_size + 1]))
+    q = select(User).where(User.id.in_(sorted(ids)))
+    if last_primary_key is not None:
+        q = q.where(User.id > last_primary_key if ascending else User.id < last_primary_key)
+    if user_id_min is not None:
+        q = q.where(User.id >= user_id_min)
+    if user_id_max is not None:
+        q = q.where(User.id <= user_id_max)
     if email is not None:
         q = q.where(User.email.contains(email.lower(), autoescape=True))
-    users = sorted((await session.scalars(q)).all(), key=lambda u: u.id, reverse=not ascending)
+    for name in (lastname, firstname):  # one full_name column holds both
+        if name is not None:
+            q = q.where(User.full_name.icontains(name, autoescape=True))
+    if register_at_min is not None:
+        q = q.where(User.created_at >= register_at_min)
+    if register_at_max is not None:
+        q = q.where(User.created_at <= register_at_max)
+    if blocked is not None:
+        is_blocked = User.id.in_(select(UserBlock.user_id))
+        q = q.where(is_blocked if blocked else ~is_blocked)
+    q = q.order_by(User.id.asc() if ascending else User.id.desc()).limit(page_size + 1)
+    users = list((await session.scalars(q)).all())
     more = len(users) > page_size
     users = users[:page_size]
     return UserPage(

@@ -302,3 +302,35 @@ async def test_a_malformed_grant_is_refused_never_a_500(
     )
     refused(r, 403, "permission-missing")
     assert "event=permission_malformed" in caplog.text
+
+
+async def test_users_of_the_network_are_listed_and_searched(walk: Walk) -> None:
+    op, a = walk.headers["operator"], walk.network_a
+
+    async def ids(**params: object) -> list[int]:
+        r = await walk.client.get(
+            "/v1/dashboard/users", params={"networks": a, **params}, headers=op
+        )
+        return [u["id"] for u in ok(r)]
+
+    everyone = await ids(primary_key_dir="ASC")
+    alice, bob = walk.ids["user_id"], walk.ids["rider_id"]
+    assert {alice, bob, walk.ids["operator_id"], walk.ids["ro_id"]} <= set(everyone)
+    assert walk.ids["other_id"] not in everyone  # network B's operator
+    assert everyone == sorted(everyone)
+    assert await ids(email="alice@") == [alice]
+    assert await ids(lastname="durand") == [bob]  # "Bob Durand"
+    assert await ids(user_id_min=bob, user_id_max=bob) == [bob]
+    assert await ids(register_at_min="2999-01-01T00:00:00Z") == []
+    assert await ids(blocked="true") == []
+    first = await walk.client.get(
+        "/v1/dashboard/users", params={"networks": a, "page_size": 10}, headers=op
+    )
+    assert first.json()["next_primary_key"] is None or len(ok(first)) == 10
+    refused(
+        await walk.client.get(
+            "/v1/dashboard/users", params={"networks": walk.ids["network_b"]}, headers=op
+        ),
+        403,
+        "network-not-allowed",
+    )
