@@ -1,4 +1,4 @@
-"""Seed 002 Organizations: list, create, details (rules, enrolment and payments settings
+"""Seed 002 Organizations: list, create, details, update (rules, enrolment and payments settings
 are not built yet)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from kickstand.cloud.access.models import Organization
 from kickstand.cloud.api.access import Operator, OperatorContext
 from kickstand.cloud.api.deps import SessionDep
 from kickstand.cloud.api.ids import Id, Text
-from kickstand.cloud.api.schemas import Envelope
+from kickstand.cloud.api.schemas import Envelope, OkEnvelope
 
 router = APIRouter(prefix="/dashboard/organizations", tags=["organizations"])
 # The one operator access check (kickstand.cloud.api.access).
@@ -76,3 +76,23 @@ async def get_organization(
     _operator: OrganizationsOperator, session: SessionDep, org_id: Annotated[Id, Path()]
 ) -> Envelope[OrganizationPublic]:
     return Envelope(data=_public(await service.get_organization(session, org_id)))
+
+
+class OrganizationUpdate(BaseModel):
+    name: Text = Field(min_length=1, max_length=255)
+    description: Text | None = Field(default=None, max_length=2000)
+    only_show_matching_clusters: bool
+
+
+@router.put("/{org_id}", response_model=OkEnvelope, summary="Update organization")
+async def update_organization(
+    _operator: OrganizationsOperator,
+    session: SessionDep,
+    org_id: Annotated[Id, Path()],
+    body: OrganizationUpdate,
+) -> OkEnvelope:
+    org = await service.get_organization(session, org_id)
+    for name, value in body.model_dump().items():
+        setattr(org, name, value)
+    await session.commit()
+    return OkEnvelope()

@@ -264,6 +264,15 @@ async def test_organizations_are_linked_and_unlinked(walk: Walk) -> None:
             headers=op,
         )
     )["id"]
+    ok(
+        await walk.client.put(
+            f"/v1/dashboard/organizations/{org}",
+            json={"name": "Hospital Nord", "only_show_matching_clusters": True},
+            headers=op,
+        )
+    )
+    detail = ok(await walk.client.get(f"/v1/dashboard/organizations/{org}", headers=op))
+    assert (detail["name"], detail["only_show_matching_clusters"]) == ("Hospital Nord", True)
     ok(await walk.client.put(f"/v1/dashboard/users/{alice}/organizations/{org}", headers=op))
     assert ok(await walk.client.get(f"/v1/dashboard/users/{alice}", headers=op))[
         "organizations"

@@ -35,6 +35,7 @@ UNSCOPED = {
     # The seed's organization names no network (its rules and units do).
     ("post", "/v1/dashboard/organizations"),
     ("get", "/v1/dashboard/organizations/{org_id}"),
+    ("put", "/v1/dashboard/organizations/{org_id}"),
 }
 
 
