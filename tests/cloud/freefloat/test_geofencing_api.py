@@ -215,7 +215,7 @@ async def test_parkings_forbidden_zones_border_and_feature_collection(ops: Ops) 
     assert data["parkings"][0]["shape"] == box(4.8471, 4.8491)
     assert data["forbidden_zones"][0]["name"] == "works"
     r = await ops.client.get("/v1/geofencing/border", params={"network_id": nid}, headers=rider)
-    assert r.status_code == 403 and r.json()["reason"] == "forbidden"
+    assert r.status_code == 403 and r.json()["reason"] == "not-an-operator"
 
 
 async def test_rider_vehicle_by_serial_and_bad_codes(ops: Ops) -> None:
