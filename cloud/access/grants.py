@@ -18,7 +18,7 @@ missing, an unknown key) grants nothing and is logged, never a 500, never half-r
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -128,21 +128,29 @@ def parse_grant(entry: Any) -> Grant:
     )
 
 
-def parse_grants(entries: Any, *, user_id: int | None = None) -> list[Grant]:
-    """Every well-formed entry; each malformed one is logged and grants nothing."""
+def _checked(entries: Any, user_id: int | None) -> Iterator[tuple[dict[str, Any], Grant]]:
+    """Each well-formed entry with its grant; each malformed one is logged and skipped."""
     if not isinstance(entries, list):
         if entries is not None:
             log.warning("event=permission_malformed user_id=%s reason=not-a-list", user_id)
-        return []
-    grants: list[Grant] = []
+        return
     for index, entry in enumerate(entries):
         try:
-            grants.append(parse_grant(entry))
+            yield entry, parse_grant(entry)
         except MalformedGrant as exc:
             log.warning(
                 "event=permission_malformed user_id=%s index=%d reason=%r", user_id, index, str(exc)
             )
-    return grants
+
+
+def parse_grants(entries: Any, *, user_id: int | None = None) -> list[Grant]:
+    """Every well-formed entry; each malformed one is logged and grants nothing."""
+    return [grant for _, grant in _checked(entries, user_id)]
+
+
+def valid_entries(entries: Any, *, user_id: int | None = None) -> list[dict[str, Any]]:
+    """The well-formed entries as stored (what login and ``/auth/check`` show)."""
+    return [entry for entry, _ in _checked(entries, user_id)]
 
 
 def networks_for(

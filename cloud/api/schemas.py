@@ -62,7 +62,8 @@ class PermissionOu(BaseModel):
 class Permission(BaseModel):
     perm_key: str
     write: bool
-    ou: PermissionOu
+    #: None: a global grant (every network).
+    ou: PermissionOu | None
 
 
 class LoginData(BaseModel):

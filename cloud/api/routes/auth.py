@@ -10,6 +10,7 @@ from fastapi import APIRouter
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kickstand.cloud.access.grants import valid_entries
 from kickstand.cloud.accounts import service as accounts
 from kickstand.cloud.api.deps import (
     BearerDep,
@@ -90,7 +91,10 @@ async def login(
             token=access,
             refresh_token=refresh,
             user_id=user.id,
-            permissions=[Permission.model_validate(p) for p in user.permissions],
+            permissions=[
+                Permission.model_validate(p)
+                for p in valid_entries(user.permissions, user_id=user.id)
+            ],
             expires_in=settings.JWT_ACCESS_TTL_S,
         )
     )
@@ -190,6 +194,10 @@ async def logout_all(user: CurrentUser, session: SessionDep) -> OkEnvelope:
 async def check(user: CurrentUser, claims: ClaimsDep) -> Envelope[CheckData]:
     return Envelope(
         data=CheckData(
-            user_id=user.id, permissions=[Permission.model_validate(p) for p in claims.permissions]
+            user_id=user.id,
+            permissions=[
+                Permission.model_validate(p)
+                for p in valid_entries(claims.permissions, user_id=user.id)
+            ],
         )
     )

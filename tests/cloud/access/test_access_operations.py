@@ -343,3 +343,30 @@ async def test_users_of_the_network_are_listed_and_searched(walk: Walk) -> None:
         403,
         "network-not-allowed",
     )
+
+
+async def test_login_and_check_show_the_valid_grants_only_never_a_500(walk: Walk) -> None:
+    good_global = {"perm_key": "stations", "write": False, "ou": None}
+    bad = {"perm_key": "stations", "write": True, "ou": {"id": 1, "networks": ["1"]}}
+    maker = create_sessionmaker(walk.app.state.engine)
+    async with maker() as session:
+        await session.execute(
+            update(User).where(User.id == walk.ids["ro_id"]).values(permissions=[bad, good_global])
+        )
+        await session.commit()
+    r = await walk.client.post(
+        "/v1/auth/login", json={"email": "ro-op@example.com", "password": "not-used-here-1"}
+    )
+    login = ok(r)
+    assert login["permissions"] == [good_global]
+    token = {"Authorization": f"Bearer {login['token']}"}
+    assert ok(await walk.client.get("/v1/auth/check", headers=token))["permissions"] == [
+        good_global
+    ]
+    # The global read grant opens every network's stations, read only.
+    energy = await walk.client.get(
+        f"/v1/dashboard/stations/{walk.ids['station_id']}/energy-consumption",
+        params={"start_date": "2026-01-01", "end_date": "2026-01-02", "timezone": "Europe/Paris"},
+        headers=token,
+    )
+    assert energy.status_code == 200, energy.text
