@@ -26,8 +26,12 @@ run: setup
 
 ## The whole test suite, against real Mosquitto, PostgreSQL and InfluxDB started by the harness,
 ## after the lint and type checks (ruff, mypy).
+## Two workers (PYTEST_WORKERS), a test file at a time on each (--dist loadfile: a file's
+## module-scoped city or broker stays on one worker). Most of the suite waits on real
+## services and timers, so two workers halve the time on 2 cores. PYTEST_WORKERS=0: serial.
+PYTEST_WORKERS ?= 2
 test: setup system-packages check
-	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 ## Lint and types: the same script developers and CI use.
 check: setup
