@@ -12,9 +12,8 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kickstand.cloud.api.errors import (
-    ApiError,
-    ErrorCode,
     telemetry_unavailable,
+    token_expired,
     unauthenticated,
 )
 from kickstand.cloud.config import Settings
@@ -84,12 +83,10 @@ async def get_token_claims(settings: SettingsDep, credentials: BearerDep) -> Acc
         return decode_access_token(settings, credentials.credentials)
     except TokenError as exc:
         if exc.expired:
-            raise ApiError(
-                401,
-                ErrorCode.TOKEN_EXPIRED,
+            raise token_expired(
                 "your session has expired: refresh the token or log in again",
                 reason="token-expired",
-                headers={"WWW-Authenticate": "Bearer"},
+                bearer=True,
             ) from exc
         raise unauthenticated(f"{exc}; log in again") from exc
 

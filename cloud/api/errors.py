@@ -219,6 +219,57 @@ def conflict(message: str, *, reason: str = "conflict", data: Any = None) -> Api
     return ApiError(409, ErrorCode.CONFLICT, message, reason=reason, data=data)
 
 
+def token_expired(message: str, *, reason: str | None = None, bearer: bool = False) -> ApiError:
+    """401: an access token (``bearer``: with ``WWW-Authenticate``) or a refresh token expired."""
+    headers = {"WWW-Authenticate": "Bearer"} if bearer else None
+    return ApiError(401, ErrorCode.TOKEN_EXPIRED, message, reason=reason, headers=headers)
+
+
+def refresh_token_reused() -> ApiError:
+    return ApiError(
+        401,
+        ErrorCode.REFRESH_TOKEN_REUSED,
+        "this refresh token was already used; for your safety this session is closed, log in again",
+        reason="refresh-token-reused",
+    )
+
+
+def idempotency_key_reused() -> ApiError:
+    return ApiError(
+        422,
+        ErrorCode.IDEMPOTENCY_KEY_REUSED,
+        "this Idempotency-Key was already used for a different request; use a new key",
+        reason="idempotency-key-reused",
+        errors=[{"field": "Idempotency-Key", "message": "already used for another request"}],
+    )
+
+
+def idempotency_in_progress(message: str, *, reason: str) -> ApiError:
+    """409: the key's first request is still running (or failed and may be retried)."""
+    return ApiError(409, ErrorCode.IDEMPOTENCY_IN_PROGRESS, message, reason=reason)
+
+
+def device_offline(message: str, *, data: Any) -> ApiError:
+    return ApiError(503, ErrorCode.DEVICE_OFFLINE, message, reason="device-offline", data=data)
+
+
+def device_refused(message: str, *, data: Any) -> ApiError:
+    return ApiError(409, ErrorCode.DEVICE_REFUSED, message, reason="device-refused", data=data)
+
+
+def device_timeout(message: str, *, data: Any) -> ApiError:
+    return ApiError(504, ErrorCode.DEVICE_TIMEOUT, message, reason="device-timeout", data=data)
+
+
+def telemetry_query_failed() -> ApiError:
+    return ApiError(
+        502,
+        ErrorCode.TELEMETRY_UNAVAILABLE,
+        "the telemetry store refused the query; please try again later",
+        reason="telemetry-query-failed",
+    )
+
+
 def _field(loc: tuple[Any, ...] | list[Any]) -> str:
     parts = [str(p) for p in loc]
     if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
@@ -324,12 +375,9 @@ def database_error(exc: BaseException, where: str = "") -> ApiError | None:
     state = sqlstate_of(exc)
     if isinstance(exc, DataError) or (state is not None and state.startswith("22")):
         log.warning("event=api_value_refused_by_database route=%r error=%r", where, exc)
-        return ApiError(
-            422,
-            ErrorCode.VALIDATION,
+        return invalid_fields(
             "a value of the request is out of range or contains characters that cannot be stored",
-            reason="validation",
-            errors=[{"field": "body", "message": "value out of range or not storable"}],
+            [{"field": "body", "message": "value out of range or not storable"}],
         )
     return None
 

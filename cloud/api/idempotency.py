@@ -36,7 +36,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kickstand.cloud.api.deps import ClaimsDep, SessionmakerDep
-from kickstand.cloud.api.errors import ApiError, ErrorCode
+from kickstand.cloud.api.errors import ApiError, idempotency_in_progress, idempotency_key_reused
 from kickstand.cloud.models import IdempotencyKey, table_of
 
 log = logging.getLogger("kickstand.cloud.api.idempotency")
@@ -68,7 +68,7 @@ def request_hash(body: BaseModel) -> str:
 
 
 def _retry_error(message: str) -> ApiError:
-    return ApiError(409, ErrorCode.IDEMPOTENCY_IN_PROGRESS, message, reason="idempotency-retry")
+    return idempotency_in_progress(message, reason="idempotency-retry")
 
 
 @dataclass(frozen=True)
@@ -129,15 +129,7 @@ class Idempotency:
             if row is None:  # the first attempt failed unexpectedly and released the key
                 raise _retry_error("the first request with this Idempotency-Key failed; retry it")
             if row.request_hash != request_hash:
-                raise ApiError(
-                    422,
-                    ErrorCode.IDEMPOTENCY_KEY_REUSED,
-                    "this Idempotency-Key was already used for a different request; use a new key",
-                    reason="idempotency-key-reused",
-                    errors=[
-                        {"field": "Idempotency-Key", "message": "already used for another request"}
-                    ],
-                )
+                raise idempotency_key_reused()
             if row.response_status is not None and row.response_body is not None:
                 return JSONResponse(
                     row.response_body,
@@ -148,9 +140,7 @@ class Idempotency:
                 # The process that claimed the key died before answering.
                 return await self._recover(row.id, recover)
             if loop.time() >= deadline:
-                raise ApiError(
-                    409,
-                    ErrorCode.IDEMPOTENCY_IN_PROGRESS,
+                raise idempotency_in_progress(
                     "a request with this Idempotency-Key is still being processed; "
                     "retry in a moment",
                     reason="idempotency-in-progress",

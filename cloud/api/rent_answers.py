@@ -16,17 +16,18 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kickstand.cloud.api.deps import check_rider, verify_rider
-from kickstand.cloud.api.errors import ApiError, ErrorCode, not_found, rent_refused
+from kickstand.cloud.api.errors import (
+    ApiError,
+    device_offline,
+    device_refused,
+    device_timeout,
+    to_api_error,
+)
 from kickstand.cloud.api.idempotency import Answer, Idempotency, request_hash
 from kickstand.cloud.api.schemas import RentCreate, RentPublic
 from kickstand.cloud.api.views import public_of, rent_public
 from kickstand.cloud.config import Settings
-from kickstand.cloud.errors import (
-    ConflictError,
-    NotFoundError,
-    RentRefusedError,
-    RiderSessionError,
-)
+from kickstand.cloud.errors import RiderSessionError
 from kickstand.cloud.models import LockStatus, Rent, RentStatus, Spot, Trip, Vehicle
 from kickstand.cloud.rent_flow import (
     REFUSALS,
@@ -45,42 +46,29 @@ def outcome_error(outcome: UnlockOutcome, rent: RentPublic, window_s: int) -> Ap
     """The error for a device's outcome other than "unlocked" (None for that one)."""
     data = rent.model_dump(mode="json")
     if outcome.result == UnlockResult.DEVICE_OFFLINE:
-        return ApiError(
-            503,
-            ErrorCode.DEVICE_OFFLINE,
-            "this station or vehicle is offline right now; pick another vehicle",
-            reason="device-offline",
-            data=data,
+        return device_offline(
+            "this station or vehicle is offline right now; pick another vehicle", data=data
         )
     if outcome.result == UnlockResult.REFUSED:
-        return ApiError(
-            409,
-            ErrorCode.DEVICE_REFUSED,
+        return device_refused(
             f"the lock refused to open ({outcome.reason or 'no reason given'}); "
             "pick another vehicle",
-            reason="device-refused",
             data=data,
         )
     if outcome.result == UnlockResult.TIMEOUT:
-        return ApiError(
-            504,
-            ErrorCode.DEVICE_TIMEOUT,
+        return device_timeout(
             "the lock has not answered yet and may still open in the next few seconds: if it "
             f"opens, take the vehicle within {window_s} s (the ride starts only when it leaves "
             "the spot); otherwise try again in a moment",
-            reason="device-timeout",
             data=data,
         )
     return None
 
 
 def refusal_error(exc: Exception) -> ApiError:
-    if isinstance(exc, RentRefusedError):
-        return rent_refused(exc)
-    if isinstance(exc, ConflictError):
-        return ApiError(409, ErrorCode.CONFLICT, str(exc), reason=exc.reason)
-    if isinstance(exc, NotFoundError):
-        return not_found(exc.resource, exc.key)
+    """A refusal of the flow as sent (by the one table), to store under the key."""
+    if isinstance(exc, REFUSALS):
+        return to_api_error(exc)
     raise exc
 
 

@@ -20,7 +20,7 @@ from kickstand.cloud.api.deps import (
     SessionDep,
     SettingsDep,
 )
-from kickstand.cloud.api.errors import ApiError, ErrorCode, unauthenticated
+from kickstand.cloud.api.errors import refresh_token_reused, token_expired, unauthenticated
 from kickstand.cloud.api.openapi import error_responses
 from kickstand.cloud.api.schemas import (
     CheckData,
@@ -134,16 +134,10 @@ async def refresh(
             log.warning(
                 "event=refresh_token_reuse user_id=%s family=%s", row.user_id, row.family_id
             )
-            raise ApiError(
-                401,
-                ErrorCode.REFRESH_TOKEN_REUSED,
-                "this refresh token was already used; for your safety this session is closed, "
-                "log in again",
-                reason="refresh-token-reused",
-            )
+            raise refresh_token_reused()
         raise unauthenticated("this session was logged out; log in again")
     if row.expires_at <= now:
-        raise ApiError(401, ErrorCode.TOKEN_EXPIRED, "your session has expired; log in again")
+        raise token_expired("your session has expired; log in again")
     user = await session.get(User, row.user_id)
     if user is None or not user.is_active:
         raise unauthenticated("this account no longer exists or is disabled")

@@ -30,10 +30,9 @@ from kickstand.cloud.alerts.api import NetworksDep
 from kickstand.cloud.api.access import Operator, OperatorContext
 from kickstand.cloud.api.deps import SessionDep, TelemetryDep
 from kickstand.cloud.api.errors import (
-    ApiError,
-    ErrorCode,
     invalid,
     not_found,
+    telemetry_query_failed,
     telemetry_unavailable,
 )
 from kickstand.cloud.api.ids import Id, Text
@@ -157,12 +156,7 @@ def telemetry_errors(fields: dict[str, str] | None = None) -> Iterator[None]:
         raise telemetry_unavailable() from exc
     except TelemetryQueryError as exc:
         log.error("event=telemetry_query_failed status=%s reason=%s", exc.status, exc.reason)
-        raise ApiError(
-            502,
-            ErrorCode.TELEMETRY_UNAVAILABLE,
-            "the telemetry store refused the query; please try again later",
-            reason="telemetry-query-failed",
-        ) from exc
+        raise telemetry_query_failed() from exc
 
 
 async def _vehicle(session: AsyncSession, operator: OperatorContext, vehicle_id: int) -> Vehicle:

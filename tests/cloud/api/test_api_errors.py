@@ -166,16 +166,27 @@ async def test_database_down_answers_503_with_retry_after(
 
 def test_every_status_and_code_pairing_in_the_code_is_in_the_table() -> None:
     """The served table (CODES) says which statuses each code travels with: every
-    ``ApiError(<status>, ErrorCode.X, …)`` written anywhere in the cloud agrees with it."""
+    ``ApiError(<status>, ErrorCode.X, …)`` agrees with it, and only ``cloud/api/errors.py``
+    writes one: elsewhere in the cloud no ``ApiError(``, ``ErrorCode.`` or ``HTTPException``
+    (an error built by hand), with no file excepted."""
     import re
 
     root = Path(__file__).parents[3] / "cloud"
+    the_table = root / "api" / "errors.py"
     pairing = re.compile(r"ApiError\(\s*(\d{3}),\s*ErrorCode\.([A-Z_]+)")
-    found = []
-    for source in root.rglob("*.py"):
-        for status, name in pairing.findall(source.read_text()):
-            found.append((source.name, int(status), ErrorCode[name]))
+    by_hand = re.compile(r"ApiError\(|ErrorCode\.|HTTPException")
+    found = [
+        (the_table.name, int(s), ErrorCode[n]) for s, n in pairing.findall(the_table.read_text())
+    ]
     assert len(found) > 10
+    elsewhere = [
+        f"{source.relative_to(root)}:{text[: m.start()].count(chr(10)) + 1}: {m.group(0)}"
+        for source in root.rglob("*.py")
+        if source != the_table
+        for text in [source.read_text()]
+        for m in by_hand.finditer(text)
+    ]
+    assert not elsewhere, elsewhere
     found += [(cls.__name__, status, code) for cls, (status, code) in ERRORS.items()]
     wrong = [f for f in found if f[1] not in CODES[f[2]][0]]
     assert not wrong, wrong
