@@ -100,7 +100,7 @@ async def test_order_per_resource_holds_with_two_workers(pg: PgEnv) -> None:
     versions: dict[int, list[int]] = defaultdict(list)
     for r in accepted:
         versions[r.envelope["data"]["trip_id"]].append(r.envelope["data"]["version"])
-    assert len(failed_once) >= len(events) // 3, "a third of the deliveries were retried"
+    assert len(failed_once) >= 3, "deliveries were refused and retried"
     assert all(v == list(range(1, 7)) for v in versions.values()), versions
     assert len(accepted) == len(events)
     assert len({r.envelope["id"] for r in accepted}) == len(events)
