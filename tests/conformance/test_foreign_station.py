@@ -39,7 +39,7 @@ from kickstand.testing import MosquittoService, PostgresServer
 from tests.conformance.foreign_commands import decode_json_key
 from tests.conformance.foreign_station import AuthList, ForeignStation
 from tests.conformance.foreign_wire import BadgeOutcome, Command, Lock, Reject, Result
-from tests.e2e.city import City, eventually, seeded_city
+from tests.e2e.city import City, CloudClock, eventually, seeded_city
 from tests.e2e.test_device_contract import cluster_of, vehicle_spot
 from tests.e2e.test_rider_journey import trip_of_rent, wallet
 
@@ -59,13 +59,7 @@ UNKNOWN_UID = bytes.fromhex("0BADBAD0")
 WINDOW_S = 5
 #: Short, so a "lost" Ack shows as a resend within the test (SPEC's SHOULD is 30 s).
 ACK_TIMEOUT_S = 2.0
-#: The ingest workers' clock runs this far from the API's (which signs the commands); the
-#: station syncs to the ingest clock (BootReply, TimeReply), so it is this far off.
-CLOUD_SKEW_MS = [0]
-
-
-def cloud_clock_ms() -> int:
-    return time.time_ns() // 1_000_000 + CLOUD_SKEW_MS[0]
+CLOUD_CLOCK = CloudClock()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -83,7 +77,7 @@ async def city(
         stations={},  # no real agent: the foreign stations are started below
         unlock_window_s=WINDOW_S,
         heartbeat_s=1,
-        cloud_clock_ms=cloud_clock_ms,
+        cloud_clock_ms=CLOUD_CLOCK,
     ) as c:
         yield c
 
@@ -336,7 +330,7 @@ async def test_a_reboot_starts_a_new_boot_and_the_old_one_is_still_acknowledged(
 async def test_a_station_whose_clock_is_6_s_fast_still_unlocks(
     city: City, station: ForeignStation
 ) -> None:
-    CLOUD_SKEW_MS[0] = 6000
+    CLOUD_CLOCK.skew_ms = 6000
     try:
         # The station follows the ingest clock (TimeReply every heartbeat).
         await station.wait_for(lambda: abs(station.offset_ms - 6000) < 500, 10)
@@ -345,7 +339,7 @@ async def test_a_station_whose_clock_is_6_s_fast_still_unlocks(
         assert status == 201, body
         assert station.spots[n].lock is Lock.OPEN
     finally:
-        CLOUD_SKEW_MS[0] = 0
+        CLOUD_CLOCK.skew_ms = 0
     await station.wait_for(lambda: station.spots[n].lock is Lock.LOCKED, WINDOW_S + 5)
 
 

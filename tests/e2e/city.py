@@ -38,6 +38,18 @@ from kickstand.testing import MosquittoService, PostgresServer
 log = logging.getLogger("tests.e2e.city")
 
 
+class CloudClock:
+    """The ingest workers' clock (``City(cloud_clock_ms=...)``), ``skew_ms`` apart from the
+    API's, which signs the commands: stations sync to the ingest clock (BootReply,
+    TimeReply), so they run that far off the signer."""
+
+    def __init__(self) -> None:
+        self.skew_ms = 0
+
+    def __call__(self) -> int:
+        return time.time_ns() // 1_000_000 + self.skew_ms
+
+
 class City:
     """``stations`` maps a seeded station device id to its docked vehicles {spot: serial}."""
 

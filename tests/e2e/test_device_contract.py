@@ -40,7 +40,7 @@ from kickstand.cloud.models import (
 )
 from kickstand.protocol.v1 import enums as pe
 from kickstand.testing import MosquittoService, PostgresServer
-from tests.e2e.city import City, eventually, seeded_city
+from tests.e2e.city import City, CloudClock, eventually, seeded_city
 
 pytestmark = [
     pytest.mark.slow,
@@ -53,13 +53,7 @@ ALICE = ("alice@example.com", "alice-demo-1")
 BOB = ("bob@example.com", "bob-demo-1")
 OPERATOR = ("operator@example.com", "operator-demo-1")
 HEARTBEAT_S = 1
-#: The ingest workers' clock runs this far from the API's (which signs the commands); the
-#: stations sync to the ingest clock (BootReply, TimeReply), so they are this far off.
-CLOUD_SKEW_MS = [0]
-
-
-def cloud_clock_ms() -> int:
-    return time.time_ns() // 1_000_000 + CLOUD_SKEW_MS[0]
+CLOUD_CLOCK = CloudClock()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -81,7 +75,7 @@ async def city(
         },
         unlock_window_s=5,
         heartbeat_s=HEARTBEAT_S,
-        cloud_clock_ms=cloud_clock_ms,
+        cloud_clock_ms=CLOUD_CLOCK,
     ) as c:
         yield c
 
@@ -228,7 +222,7 @@ async def test_a_station_whose_clock_is_a_few_seconds_off_still_unlocks(
 ) -> None:
     agent = city.rigs["st-0003"].agent
     assert agent is not None
-    CLOUD_SKEW_MS[0] = skew_s * 1000
+    CLOUD_CLOCK.skew_ms = skew_s * 1000
     try:
         # The station syncs to the ingest clock on its next heartbeat's TimeReply.
         await eventually(lambda: _true(abs(agent.link.clock.offset_ms - skew_s * 1000) < 500), 10)
@@ -236,7 +230,7 @@ async def test_a_station_whose_clock_is_a_few_seconds_off_still_unlocks(
         status, body = await rent(city, BOB, spot)
         assert status == 201, body
     finally:
-        CLOUD_SKEW_MS[0] = 0
+        CLOUD_CLOCK.skew_ms = 0
 
 
 async def test_a_whole_station_in_maintenance_is_told_again_until_it_agrees(city: City) -> None:
