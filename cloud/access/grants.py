@@ -41,11 +41,14 @@ DASHBOARD_PERMISSIONS: tuple[str, ...] = (
 #: Seed 001's rider permission (riders' grants share the list).
 RIDER_PERMISSIONS: tuple[str, ...] = ("rent",)
 KNOWN_PERMISSIONS = frozenset(DASHBOARD_PERMISSIONS + RIDER_PERMISSIONS)
-#: The ``operator`` role created by migration 0010: what a network's operator works with.
+#: The ``operator`` role (migrations 0010, 0011): what a network's operator works with.
 OPERATOR_PERMISSIONS: tuple[str, ...] = (
     "stations", "maintenances", "vehicles.manage", "vehicles.alerts", "networks.manage",
     "trips", "users.badges", "developer", "app.debug", "users.list", "users.block",
     "users.permissions", "organizations", "roles",
+    # 0011: what building and running the city takes.
+    "vehicles.register", "stations.advanced", "stocks.vehicles", "stocks.manage",
+    "users.support", "users.credits",
 )  # fmt: skip
 
 

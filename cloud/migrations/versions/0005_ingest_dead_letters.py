@@ -45,9 +45,7 @@ def upgrade() -> None:
         ),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column(
-            "resolved_at", kickstand.cloud.dbtypes.UTCDateTime(timezone=True), nullable=True
-        ),
+        sa.Column("resolved_at", kickstand.cloud.dbtypes.UTCDateTime(timezone=True), nullable=True),
         sa.Column("resolved_by", sa.Integer(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_dead_letters")),
     )

@@ -10,8 +10,14 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from kickstand.cloud.access.grants import OPERATOR_PERMISSIONS
 from kickstand.cloud.migrations import downgrade, upgrade
+
+# What 0010 itself grants (its frozen copy); later migrations widen the role.
+OPERATOR_PERMISSIONS = (
+    "stations", "maintenances", "vehicles.manage", "vehicles.alerts", "networks.manage",
+    "trips", "users.badges", "developer", "app.debug", "users.list", "users.block",
+    "users.permissions", "organizations", "roles",
+)  # fmt: skip
 
 OU = {"id": 7, "networks": [3], "clusters": [], "app_labels": [], "organizations": []}
 LEGACY = [
@@ -56,5 +62,40 @@ async def test_grants_and_units_migrate_both_ways(tmp_path: Path) -> None:
         await downgrade(engine, "0009_rider_accounts")
         tables = {r[0] for r in sql(path, "SELECT name FROM sqlite_master WHERE type='table'")}
         assert not tables & {"roles", "organizational_units", "access_logs", "user_blocks"}
+    finally:
+        await engine.dispose()
+
+
+async def test_0011_widens_the_operator_role_and_its_grants(tmp_path: Path) -> None:
+    path = tmp_path / "m.sqlite3"
+    engine = create_async_engine(f"sqlite+aiosqlite:///{path}")
+    added = {"vehicles.register", "stations.advanced", "stocks.vehicles", "stocks.manage",
+             "users.support", "users.credits"}  # fmt: skip
+    granted = [
+        {"perm_key": "rent", "write": True, "ou": OU},
+        {"perm_key": "stations", "write": True, "ou": OU, "role": "operator"},
+        {"perm_key": "trips", "write": True, "ou": OU, "role": "operator"},
+    ]
+    try:
+        await upgrade(engine, "0010_access_control")
+        sql(
+            path,
+            "INSERT INTO users (id, email, password_hash, role, permissions, wallet_balance,"
+            " is_active, token_generation, created_at, lang) VALUES"
+            " (1, 'op@example.com', 'x', 'operator', ?, 0, 1, 0, '2026-01-01 00:00:00', 'en')",
+            json.dumps(granted),
+        )
+        await upgrade(engine, "0011_operator_role_city")
+        (perms,) = sql(path, "SELECT perms FROM roles WHERE key = 'operator'")[0]
+        assert set(json.loads(str(perms))) == set(OPERATOR_PERMISSIONS) | added
+        entries = json.loads(str(sql(path, "SELECT permissions FROM users WHERE id = 1")[0][0]))
+        assert entries[:3] == granted
+        assert {e["perm_key"] for e in entries[3:]} == added and len(entries) == 3 + len(added)
+        assert all(e["ou"] == OU and e["write"] and e["role"] == "operator" for e in entries[3:])
+        await downgrade(engine, "0010_access_control")
+        entries = json.loads(str(sql(path, "SELECT permissions FROM users WHERE id = 1")[0][0]))
+        assert entries == granted
+        (perms,) = sql(path, "SELECT perms FROM roles WHERE key = 'operator'")[0]
+        assert set(json.loads(str(perms))) == set(OPERATOR_PERMISSIONS)
     finally:
         await engine.dispose()

@@ -1,0 +1,26 @@
+"""clusters and stations: commissioning, pictures, parkings, outages, stocks (issue 16)
+
+Reserved in the chain so parts built side by side keep one linear history; filled in
+by the change that needs it (an empty migration is a no-op).
+
+Revision ID: 0013_stations_commissioning
+Revises: 0012_network_settings
+Create Date: 2026-12-06 16:20:00
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+revision: str = "0013_stations_commissioning"
+down_revision: str | None = "0012_network_settings"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
