@@ -18,9 +18,12 @@ class Envelope(BaseModel, Generic[T]):
 
 
 class Page(BaseModel, Generic[T]):
+    """A keyset page (:mod:`kickstand.cloud.keyset`)."""
+
     code: int = 0
     data: list[T]
-    total: int
+    #: All items matching the filters, where the listing counts them (None: not counted).
+    total: int | None = None
     #: Pass as ``last_primary_key`` to get the next page; None on the last page.
     next_primary_key: int | None = None
 

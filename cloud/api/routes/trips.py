@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 from sqlalchemy import func, select
@@ -11,8 +11,10 @@ from sqlalchemy import func, select
 from kickstand.cloud.api.deps import CurrentUser, SessionDep
 from kickstand.cloud.api.errors import not_found
 from kickstand.cloud.api.ids import Id
+from kickstand.cloud.api.pagination import KeysetDep
 from kickstand.cloud.api.schemas import Envelope, Page, TripDetail, TripPublic
 from kickstand.cloud.api.views import money_str, trip_detail, trip_public
+from kickstand.cloud.keyset import cut, page_query
 from kickstand.cloud.models import Trip, TripStatus, Vehicle
 from kickstand.cloud.trips import price_trip
 
@@ -23,9 +25,7 @@ router = APIRouter(prefix="/trips", tags=["trips"])
 async def list_trips(
     user: CurrentUser,
     session: SessionDep,
-    page_size: Annotated[int, Query(ge=10, le=500)] = 20,
-    last_primary_key: Annotated[Id | None, Query()] = None,
-    primary_key_dir: Annotated[Literal["ASC", "DESC"], Query()] = "DESC",
+    keyset: KeysetDep,
     state: Annotated[list[TripStatus] | None, Query()] = None,
 ) -> Page[TripPublic]:
     where = [Trip.user_id == user.id]
@@ -33,21 +33,13 @@ async def list_trips(
         where.append(Trip.status.in_(state))
     total = int(await session.scalar(select(func.count()).select_from(Trip).where(*where)) or 0)
     stmt = select(Trip, Vehicle).join(Vehicle, Vehicle.id == Trip.vehicle_id).where(*where)
-    if primary_key_dir == "DESC":
-        if last_primary_key is not None:
-            stmt = stmt.where(Trip.id < last_primary_key)
-        stmt = stmt.order_by(Trip.id.desc())
-    else:
-        if last_primary_key is not None:
-            stmt = stmt.where(Trip.id > last_primary_key)
-        stmt = stmt.order_by(Trip.id.asc())
-    rows = (await session.execute(stmt.limit(page_size + 1))).all()
-    more = len(rows) > page_size
-    rows = rows[:page_size]
-    data = [trip_public(trip, vehicle) for trip, vehicle in rows]
-    return Page(
-        data=data, total=total, next_primary_key=data[-1].trip_id if more and data else None
+    rows, next_key = cut(
+        (await session.execute(page_query(stmt, Trip.id, keyset))).all(),
+        keyset,
+        key=lambda row: row[0].id,
     )
+    data = [trip_public(trip, vehicle) for trip, vehicle in rows]
+    return Page(data=data, total=total, next_primary_key=next_key)
 
 
 @router.get("/{trip_id}", response_model=Envelope[TripDetail], summary="Trip detail with its cost")
