@@ -197,6 +197,29 @@ class Network(Base):
     )
     is_public: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Seed 002 network settings (migration 0012; rules in kickstand.cloud.networks.service).
+    default_vat: Mapped[Decimal] = mapped_column(Money(), default=Decimal("0"))
+    country_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    third_party_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    app_label_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    default_vehicle_guarantee: Mapped[Decimal] = mapped_column(Money(), default=Decimal("0"))
+    #: -1: pre-authorization always; 0: never; n: after n finished trips, none.
+    trip_to_skip_pre_auth_guarantee: Mapped[int] = mapped_column(Integer, default=0)
+    first_purchase_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    credit_depletion_auto_lock: Mapped[bool] = mapped_column(Boolean, default=False)
+    min_battery_to_auto_lock: Mapped[int | None] = mapped_column(Integer, default=None)
+    sponsoring_reward: Mapped[Decimal] = mapped_column(Money(), default=Decimal("0"))
+    sponsored_reward: Mapped[Decimal] = mapped_column(Money(), default=Decimal("0"))
+    freefloat_to_station_discount_per_km: Mapped[Decimal | None] = mapped_column(
+        Money(), default=None
+    )
+    freefloat_to_station_free_credits: Mapped[Decimal | None] = mapped_column(Money(), default=None)
+    freefloat_to_receiver_station_free_credits: Mapped[Decimal | None] = mapped_column(
+        Money(), default=None
+    )
+    freefloat_to_station_min_battery: Mapped[int | None] = mapped_column(Integer, default=None)
+    #: "Delete a network": closed for good (hidden from listings, nothing can start on it).
+    closed_at: Mapped[datetime | None] = mapped_column(default=None)
 
     clusters: Mapped[list[Cluster]] = relationship(back_populates="network")
 
@@ -213,6 +236,13 @@ class Cluster(Base):
     has_badge_reader: Mapped[bool] = mapped_column(Boolean, default=True)
     is_accessible: Mapped[bool] = mapped_column(Boolean, default=True)
     commissioning_date: Mapped[datetime | None] = mapped_column(default=None)
+    #: Seed 002 "Update cluster location": an address, for information (not the pin).
+    location: Mapped[str | None] = mapped_column(String(100), default=None)
+    #: Seed 002 "Update cluster settings": an internal comment and the unlock distance (m).
+    comment: Mapped[str | None] = mapped_column(String(500), default=None)
+    max_unlock_distance: Mapped[int | None] = mapped_column(Integer, default=None)
+    #: Seed 002 "Delete cluster" marks it decommissioned: off the map, kept for history.
+    decommissioned_at: Mapped[datetime | None] = mapped_column(default=None)
 
     network: Mapped[Network] = relationship(back_populates="clusters")
     stations: Mapped[list[Station]] = relationship(back_populates="cluster")
@@ -228,6 +258,10 @@ class Station(Base):
     #: The mainboard's device id (`devices.device_id`), e.g. "st-0001".
     device_id: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(50))
+    #: Commissioned by an operator (kickstand.cloud.stations); None for the seed's stations.
+    commissioned_at: Mapped[datetime | None] = mapped_column(default=None)
+    #: Decommissioned: off the map, its device's births rejected; kept for history.
+    decommissioned_at: Mapped[datetime | None] = mapped_column(default=None)
 
     cluster: Mapped[Cluster] = relationship(back_populates="stations")
     spots: Mapped[list[Spot]] = relationship(back_populates="station")
@@ -365,6 +399,13 @@ class PricingRule(Base):
     use_per_minute_price: Mapped[Decimal] = mapped_column(Money())
     on_hold_price: Mapped[Decimal] = mapped_column(Money())
     freefloat_lock_price: Mapped[Decimal] = mapped_column(Money(), default=Decimal("0"))
+    # Versions (migration 0012): an edit closes the rule and adds its successor, so a trip
+    # is priced with the rules valid when it started (kickstand.cloud.trips.rule_book).
+    #: None: since always (rules older than versioning).
+    valid_from: Mapped[datetime | None] = mapped_column(default=None)
+    #: None: in force now.
+    valid_until: Mapped[datetime | None] = mapped_column(default=None)
+    replaces_id: Mapped[int | None] = mapped_column(ForeignKey("pricing_rules.id"), default=None)
 
     __table_args__ = (
         CheckConstraint("start_dow BETWEEN 0 AND 6 AND end_dow BETWEEN 0 AND 6", name="dow_range"),
