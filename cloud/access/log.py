@@ -26,7 +26,7 @@ from kickstand.cloud.models import table_of
 
 log = logging.getLogger(__name__)
 
-OPERATOR_PREFIXES = ("/v1/dashboard", "/v1/geofencing")
+OPERATOR_PREFIXES = ("/v1/dashboard",)
 BATCH = 200
 #: How long a record may wait for others before its batch is written.
 DELAY_S = 0.2

@@ -33,7 +33,7 @@ from kickstand.cloud.geofence import (
 from kickstand.cloud.geofence import store as zones
 from kickstand.cloud.models import Network
 
-router = APIRouter(prefix="/geofencing", tags=["geofencing"])
+router = APIRouter(prefix="/dashboard/geofencing", tags=["geofencing"])
 
 NetworkIdQuery = Annotated[Id, Query(description="Identifier of the network.")]
 ZoneIdPath = Annotated[Id, Path()]

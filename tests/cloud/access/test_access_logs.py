@@ -22,13 +22,13 @@ async def _logs(walk: Walk, **params: object) -> list[dict[str, object]]:
 async def test_every_operator_request_is_logged(walk: Walk) -> None:
     a = walk.network_a
     ok = await walk.client.get(
-        "/v1/geofencing/border",
+        "/v1/dashboard/geofencing/border",
         params={"network_id": a},
         headers={**walk.headers["operator"], "User-Agent": "walk-test/1"},
     )
     assert ok.status_code == 200
     refused = await walk.client.get(
-        "/v1/geofencing/border", params={"network_id": a}, headers=walk.headers["rider"]
+        "/v1/dashboard/geofencing/border", params={"network_id": a}, headers=walk.headers["rider"]
     )
     assert refused.status_code == 403
     anonymous = await walk.client.get("/v1/dashboard/dead-letters")
@@ -38,8 +38,8 @@ async def test_every_operator_request_is_logged(walk: Walk) -> None:
 
     logs = await _logs(walk, primary_key_dir="ASC")
     assert [(e["verb"], e["target_path"], e["http_code"]) for e in logs] == [
-        ("GET", f"/v1/geofencing/border?network_id={a}", 200),
-        ("GET", f"/v1/geofencing/border?network_id={a}", 403),
+        ("GET", f"/v1/dashboard/geofencing/border?network_id={a}", 200),
+        ("GET", f"/v1/dashboard/geofencing/border?network_id={a}", 403),
         ("GET", "/v1/dashboard/dead-letters", 401),
     ]  # the rider route is not a dashboard request
     first, second, third = logs

@@ -119,7 +119,7 @@ async def test_nobody_hands_out_more_than_it_holds(walk: Walk) -> None:
     refused(
         await walk.client.post(
             f"/v1/dashboard/users/{ro}/permissions",
-            json=_grant("users.credits", walk.ids["organizational_unit"]),
+            json=_grant("transactions", walk.ids["organizational_unit"]),
             headers=op,
         ),
         403,
@@ -305,7 +305,7 @@ async def test_a_malformed_grant_is_refused_never_a_500(
         )
         await session.commit()
     r = await walk.client.get(
-        "/v1/geofencing/border",
+        "/v1/dashboard/geofencing/border",
         params={"network_id": walk.network_a},
         headers=walk.headers["read-only"],
     )

@@ -3,7 +3,7 @@
 Anonymous is refused (401), a rider (403), an operator of another network (403, or 404 for
 an object it cannot see — never the other network's object), a read-only operator on every
 operation that writes (403 ``read-only``); the operator of the network is not refused.
-A route under ``/v1/dashboard`` or ``/v1/geofencing`` without the one access check
+A route under ``/v1/dashboard`` without the one access check
 (``kickstand.cloud.api.access.Operator``) fails ``test_every_operator_route_has_the_check``.
 """
 
@@ -22,7 +22,7 @@ from kickstand.cloud.api.access import Operator
 from kickstand.cloud.config import Settings
 from tests.cloud.access.conftest import JWT, Walk
 
-OPERATOR_PREFIXES = ("/v1/dashboard", "/v1/geofencing")
+OPERATOR_PREFIXES = ("/v1/dashboard",)
 READS = {"get", "head"}
 #: Public to any operator: the same answer whoever asks (no network's data in it).
 UNSCOPED = {

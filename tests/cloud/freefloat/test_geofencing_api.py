@@ -60,7 +60,7 @@ async def test_speed_zone_crud_and_validation_envelope(ops: Ops) -> None:
     h = await ops.headers()
     nid = ops.refs.network_id
     r = await ops.client.post(
-        "/v1/geofencing/speed-zones",
+        "/v1/dashboard/geofencing/speed-zones",
         json={"network_id": nid, "shape": box(4.8430, 4.8450), "max_speed": 12},
         headers=h,
     )
@@ -71,7 +71,7 @@ async def test_speed_zone_crud_and_validation_envelope(ops: Ops) -> None:
 
     # the library's limits, named by field
     r = await ops.client.post(
-        "/v1/geofencing/speed-zones",
+        "/v1/dashboard/geofencing/speed-zones",
         json={"network_id": nid, "shape": box(4.8430, 4.8450), "max_speed": 40},
         headers=h,
     )
@@ -81,7 +81,7 @@ async def test_speed_zone_crud_and_validation_envelope(ops: Ops) -> None:
     # [lat, lon] swapped positions
     swapped = [[lat, lon] for lon, lat in box(4.8430, 4.8450)]
     r = await ops.client.post(
-        "/v1/geofencing/speed-zones",
+        "/v1/dashboard/geofencing/speed-zones",
         json={"network_id": nid, "shape": swapped, "max_speed": 10},
         headers=h,
     )
@@ -91,30 +91,34 @@ async def test_speed_zone_crud_and_validation_envelope(ops: Ops) -> None:
     # a bow-tie (self-intersecting) polygon
     bowtie = [[4.84, 45.75], [4.85, 45.76], [4.85, 45.75], [4.84, 45.76]]
     r = await ops.client.post(
-        "/v1/geofencing/speed-zones",
+        "/v1/dashboard/geofencing/speed-zones",
         json={"network_id": nid, "shape": bowtie, "max_speed": 10},
         headers=h,
     )
     assert r.status_code == 422 and r.json()["reason"] == "self-intersection"
     # outside the Lyon border
     r = await ops.client.post(
-        "/v1/geofencing/speed-zones",
+        "/v1/dashboard/geofencing/speed-zones",
         json={"network_id": nid, "shape": box(2.30, 2.31, 48.85, 48.86), "max_speed": 10},
         headers=h,
     )
     assert r.status_code == 422 and r.json()["reason"] == "zone-outside-border"
 
     r = await ops.client.patch(
-        f"/v1/geofencing/speed-zones/{zid}", json={"max_speed": 8}, headers=h
+        f"/v1/dashboard/geofencing/speed-zones/{zid}", json={"max_speed": 8}, headers=h
     )
     assert r.status_code == 200 and r.json()["data"]["max_speed"] == 8
-    r = await ops.client.get("/v1/geofencing/speed-zones", params={"network_id": nid}, headers=h)
+    r = await ops.client.get(
+        "/v1/dashboard/geofencing/speed-zones", params={"network_id": nid}, headers=h
+    )
     assert [z["speed_zone_id"] for z in r.json()["data"]] == [zid]
-    r = await ops.client.delete(f"/v1/geofencing/speed-zones/{zid}", headers=h)
+    r = await ops.client.delete(f"/v1/dashboard/geofencing/speed-zones/{zid}", headers=h)
     assert r.status_code == 200 and r.json() == {"code": 0}
-    r = await ops.client.get("/v1/geofencing/speed-zones", params={"network_id": nid}, headers=h)
+    r = await ops.client.get(
+        "/v1/dashboard/geofencing/speed-zones", params={"network_id": nid}, headers=h
+    )
     assert r.json()["data"] == []
-    r = await ops.client.delete(f"/v1/geofencing/speed-zones/{zid}", headers=h)
+    r = await ops.client.delete(f"/v1/dashboard/geofencing/speed-zones/{zid}", headers=h)
     assert r.status_code == 404
 
     async with ops.maker() as s:
@@ -133,7 +137,7 @@ async def test_parkings_forbidden_zones_border_and_feature_collection(ops: Ops) 
     nid = ops.refs.network_id
     cluster = ops.refs.cluster_ids["Bellecour"]
     r = await ops.client.post(
-        "/v1/geofencing/virtual-parkings",
+        "/v1/dashboard/geofencing/virtual-parkings",
         json={
             "network_id": nid,
             "shape": box(4.8470, 4.8490),
@@ -145,20 +149,20 @@ async def test_parkings_forbidden_zones_border_and_feature_collection(ops: Ops) 
     assert r.status_code == 201, r.text
     pid = r.json()["data"]["virtual_parking_id"]
     r = await ops.client.post(
-        "/v1/geofencing/virtual-parkings",
+        "/v1/dashboard/geofencing/virtual-parkings",
         json={"network_id": nid, "shape": box(4.8470, 4.8490), "capacity": -1},
         headers=h,
     )
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "capacity"
     r = await ops.client.put(
-        f"/v1/geofencing/virtual-parkings/{pid}",
+        f"/v1/dashboard/geofencing/virtual-parkings/{pid}",
         json={"shape": box(4.8471, 4.8491), "capacity": 4},
         headers=h,
     )
     assert r.status_code == 200 and r.json()["data"]["capacity"] == 4
     geo = {"type": "Polygon", "coordinates": [[*box(4.8510, 4.8530), [4.8510, 45.7585]]]}
     r = await ops.client.post(
-        "/v1/geofencing/forbidden-zones",
+        "/v1/dashboard/geofencing/forbidden-zones",
         json={"network_id": nid, "shape": geo, "name": "works"},
         headers=h,
     )
@@ -166,13 +170,13 @@ async def test_parkings_forbidden_zones_border_and_feature_collection(ops: Ops) 
 
     # a new border that would leave the parking outside is refused
     r = await ops.client.put(
-        "/v1/geofencing/border/shape",
+        "/v1/dashboard/geofencing/border/shape",
         json={"network_id": nid, "shape": box(4.80, 4.84, 45.74, 45.78)},
         headers=h,
     )
     assert r.status_code == 422 and r.json()["reason"] == "zone-outside-border"
     r = await ops.client.put(
-        "/v1/geofencing/border/settings",
+        "/v1/dashboard/geofencing/border/settings",
         json={
             "network_id": nid,
             "trigger_alert": True,
@@ -194,14 +198,18 @@ async def test_parkings_forbidden_zones_border_and_feature_collection(ops: Ops) 
         "lock_vehicle": False,
         "outside_return_policy": "alert",
     }
-    r = await ops.client.put("/v1/geofencing/border/settings", json=settings, headers=h)
+    r = await ops.client.put("/v1/dashboard/geofencing/border/settings", json=settings, headers=h)
     assert r.status_code == 200, r.text
-    r = await ops.client.get("/v1/geofencing/border", params={"network_id": nid}, headers=h)
+    r = await ops.client.get(
+        "/v1/dashboard/geofencing/border", params={"network_id": nid}, headers=h
+    )
     border = r.json()["data"]
     assert border["reduce_vehicle_speed"] is True and border["notify_user"] is False
     assert border["outside_return_policy"] == "alert" and border["shape"]["type"] == "Polygon"
 
-    r = await ops.client.get("/v1/geofencing/zones", params={"network_id": nid}, headers=h)
+    r = await ops.client.get(
+        "/v1/dashboard/geofencing/zones", params={"network_id": nid}, headers=h
+    )
     fc = r.json()["data"]
     kinds = [f["properties"]["zone_type"] for f in fc["features"]]
     assert kinds == ["border", "virtual_parking", "forbidden_zone"]
@@ -214,7 +222,9 @@ async def test_parkings_forbidden_zones_border_and_feature_collection(ops: Ops) 
     assert data["parkings"][0]["virtual_parking_id"] == pid
     assert data["parkings"][0]["shape"] == box(4.8471, 4.8491)
     assert data["forbidden_zones"][0]["name"] == "works"
-    r = await ops.client.get("/v1/geofencing/border", params={"network_id": nid}, headers=rider)
+    r = await ops.client.get(
+        "/v1/dashboard/geofencing/border", params={"network_id": nid}, headers=rider
+    )
     assert r.status_code == 403 and r.json()["reason"] == "not-an-operator"
 
 
