@@ -3,6 +3,11 @@
 A pure ASGI middleware (no per-request objects beyond a clock read) counts requests by
 method, route template and status, and times them; the route template, not the path,
 keeps the label set bounded (``/v1/rents/{rent_id}``, not one series per rent).
+
+``GET /metrics`` answers the Prometheus text format (what a scraper reads), so it stays out
+of the OpenAPI document, whose operations all answer JSON envelopes; its refusal is the
+API's one error envelope all the same (401, ``code`` of ``UNAUTHENTICATED``, with
+``WWW-Authenticate: Bearer``), from ``api/errors.py``.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kickstand.cloud import metrics
+from kickstand.cloud.api.errors import unauthenticated
 
 REQUESTS = Counter(
     "kickstand_api_requests",
@@ -67,5 +73,5 @@ def install(app: FastAPI, token: str | None) -> None:
         if token is not None:
             given = request.headers.get("authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                return Response(status_code=401, headers={"WWW-Authenticate": "Bearer"})
+                raise unauthenticated("a scrape needs the METRICS_TOKEN bearer token")
         return Response(metrics.render(), media_type=metrics.CONTENT_TYPE)

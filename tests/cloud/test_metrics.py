@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from kickstand.cloud import metrics
 from kickstand.cloud.api import create_app
+from kickstand.cloud.api.errors import ErrorCode
 from kickstand.cloud.config import Settings
 from kickstand.cloud.db import create_engine
 
@@ -42,12 +43,14 @@ def test_registered_stats_are_read_at_every_scrape() -> None:
         stats.lag_s = 0.25
         got = _samples(metrics.render().decode())
         assert got[("kickstand_testpart_received_total", (("worker", "w-1"),))] == 7
-        assert got[
-            ("kickstand_testpart_rejected_total", (("reason", "bad-topic"), ("worker", "w-1")))
-        ] == 3
-        assert got[
-            ("kickstand_testpart_by_channel_total", (("channel", "evt"), ("worker", "w-1")))
-        ] == 5
+        assert (
+            got[("kickstand_testpart_rejected_total", (("reason", "bad-topic"), ("worker", "w-1")))]
+            == 3
+        )
+        assert (
+            got[("kickstand_testpart_by_channel_total", (("channel", "evt"), ("worker", "w-1")))]
+            == 5
+        )
         assert got[("kickstand_testpart_lag_s", (("worker", "w-1"),))] == 0.25
         assert not any(name.startswith("kickstand_testpart_subscribed") for name, _ in got)
         stats.received = 9  # read afresh, not copied at registration
@@ -71,9 +74,15 @@ async def test_api_serves_metrics_behind_its_token(sqlite_url: str, tmp_path: Pa
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://k.test") as client:
             assert (await client.get("/health")).status_code == 200
-            assert (await client.get("/metrics")).status_code == 401
-            wrong = await client.get("/metrics", headers={"Authorization": "Bearer nope"})
-            assert wrong.status_code == 401
+            for given in ({}, {"Authorization": "Bearer nope"}):
+                refused = await client.get("/metrics", headers=given)
+                # The API's one error envelope, not a bare 401.
+                assert refused.status_code == 401, refused.text
+                assert (
+                    refused.json()["code"] == ErrorCode.UNAUTHENTICATED
+                    and refused.json()["message"]
+                )
+                assert refused.headers["www-authenticate"] == "Bearer"
             ok = await client.get(
                 "/metrics", headers={"Authorization": f"Bearer {settings.METRICS_TOKEN}"}
             )
