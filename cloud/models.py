@@ -85,6 +85,9 @@ class VehicleState(StrEnum):
     RENTED = "rented"
     MAINTENANCE = "maintenance"
     LOST_OR_STOLEN = "lost-or-stolen"
+    #: Seed 002 "Decommission vehicle": never rentable again, off the map, kept for history
+    #: (why and when: ``kickstand.cloud.vehicles.models.VehicleDecommission``).
+    DECOMMISSIONED = "decommissioned"
 
 
 class SpotState(StrEnum):
@@ -313,6 +316,8 @@ class Vehicle(Base):
     #: The vehicle controller's device id, e.g. "vh-AB12345"; None for a dock-only bike.
     device_id: Mapped[str | None] = mapped_column(String(64), unique=True, default=None)
     in_maintenance: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Seed 002 vehicle registration: the manufacturer's model (None: registered before).
+    model: Mapped[str | None] = mapped_column(String(64), default=None)
 
     spot: Mapped[Spot | None] = relationship(back_populates="vehicle")
 

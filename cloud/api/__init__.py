@@ -94,6 +94,7 @@ def create_app(
         access_logs,
         dead_letters,
         error_codes,
+        external_locks,
         organizational_units,
         organizations,
         roles,
@@ -101,6 +102,7 @@ def create_app(
         telemetry,
         user_badges,
         users,
+        vehicles,
     )
     from kickstand.cloud.webhooks import api as webhooks
 
@@ -117,6 +119,8 @@ def create_app(
         fleet_alerts,
         webhooks,
         telemetry,
+        external_locks,
+        vehicles,
         dead_letters,
         spots,
         user_badges,

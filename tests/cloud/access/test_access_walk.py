@@ -36,6 +36,9 @@ UNSCOPED = {
     ("post", "/v1/dashboard/organizations"),
     ("get", "/v1/dashboard/organizations/{org_id}"),
     ("put", "/v1/dashboard/organizations/{org_id}"),
+    # Vehicle QR codes of a given serial / prefix (stickers printed before registration).
+    ("get", "/v1/dashboard/vehicles/qr-code"),
+    ("get", "/v1/dashboard/vehicles/qr-code-sheet"),
 }
 
 
@@ -215,7 +218,9 @@ async def test_the_walk(walk: Walk) -> None:
             r = await walk.client.request(**request, headers=walk.headers[caller])
             seen[caller] = r.status_code
             if caller == "other":
-                other_body = r.json()
+                # A file (a QR code) is not enveloped: only JSON answers are read.
+                json_answer = r.headers.get("content-type", "").startswith("application/json")
+                other_body = r.json() if json_answer else {}
             where = f"{method.upper()} {path} as {caller}: {r.status_code} {r.text[:200]}"
             if caller == "anonymous":
                 assert r.status_code == 401, where
