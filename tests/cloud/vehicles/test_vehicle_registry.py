@@ -67,11 +67,11 @@ async def test_register_list_detail_and_used_serials(api: Api) -> None:
     async with api.sessionmaker() as session:
         device = await session.scalar(select(Device).where(Device.device_id == "vh-TST001"))
         assert device is not None and device.kind == DeviceKind.VEHICLE  # its birth is known
-        topics = (
+        topics: list[str] = list(
             await session.scalars(
                 select(OutboxEvent.topic).where(OutboxEvent.resource_id == str(made["vehicle_id"]))
             )
-        ).all()
+        )
         assert "vehicule.updated" in topics
 
     r = await api.client.get(f"{URL}/{made['vehicle_id']}", headers=op)
