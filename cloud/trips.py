@@ -282,7 +282,17 @@ _TRIP_ENDED_AT = select(Trip).where(
 )
 _RULES = (
     select(PricingRule)
-    .where(PricingRule.network_id == bindparam("network"))
+    .where(PricingRule.network_id == bindparam("network"), PricingRule.valid_until.is_(None))
+    .order_by(PricingRule.id)
+)
+# The versions in force at ``at`` (a trip's start): edits never reprice a running trip.
+_RULES_AT = (
+    select(PricingRule)
+    .where(
+        PricingRule.network_id == bindparam("network"),
+        PricingRule.valid_from.is_(None) | (PricingRule.valid_from <= bindparam("at")),
+        PricingRule.valid_until.is_(None) | (PricingRule.valid_until > bindparam("at")),
+    )
     .order_by(PricingRule.id)
 )
 # The rents an event stamped ``at`` may start: the open ones, and the ones the sweep closed
@@ -394,8 +404,16 @@ def hold_periods(trip: Trip) -> list[tuple[datetime, datetime]]:
     return periods
 
 
-async def rule_book(session: AsyncSession, network: Network) -> RuleBook:
-    rules: Sequence[PricingRule] = (await session.scalars(_RULES, {"network": network.id})).all()
+async def rule_book(
+    session: AsyncSession, network: Network, valid_at: datetime | None = None
+) -> RuleBook:
+    """The network's pricing rules in force now, or those valid at ``valid_at``."""
+    if valid_at is None:
+        rules: Sequence[PricingRule] = (
+            await session.scalars(_RULES, {"network": network.id})
+        ).all()
+    else:
+        rules = (await session.scalars(_RULES_AT, {"network": network.id, "at": valid_at})).all()
     return RuleBook(rules, network.timezone, network.id)
 
 
@@ -404,7 +422,8 @@ async def price_trip(
 ) -> tuple[Decimal | None, dict[str, Any]]:
     """Cost of ``trip`` if it ended at ``until`` (running trips: the cost so far)."""
     network = await session.get_one(Network, trip.network_id)
-    book = await rule_book(session, network)
+    # The rules valid when the trip started (docs/pricing.md "Price changes").
+    book = await rule_book(session, network, trip.started_at)
     periods = hold_periods(trip)
     if trip.on_hold_since is not None and trip.ended_at is None:
         periods.append((trip.on_hold_since, until))

@@ -95,8 +95,10 @@ def create_app(
         dead_letters,
         error_codes,
         external_locks,
+        network_admin,
         organizational_units,
         organizations,
+        pricing_admin,
         roles,
         spots,
         telemetry,
@@ -129,6 +131,8 @@ def create_app(
         organizational_units,
         organizations,
         users,
+        network_admin,
+        pricing_admin,
         error_codes,
     )
     for module in (*routers, freefloat, geofencing):

@@ -117,7 +117,10 @@ async def network_pricing(
         raise not_found("network", network_id)
     rules = (
         await session.scalars(
-            select(PricingRule).where(PricingRule.network_id == n.id).order_by(PricingRule.id)
+            select(PricingRule)
+            # The rules in force now (older versions price the trips that started under them).
+            .where(PricingRule.network_id == n.id, PricingRule.valid_until.is_(None))
+            .order_by(PricingRule.id)
         )
     ).all()
     return PricingEnvelope(

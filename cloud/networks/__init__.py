@@ -1,0 +1,1 @@
+"""Networks for operators (seed 002 Networks, Pricing): settings, lifecycle, pricing edits."""

@@ -1,0 +1,116 @@
+"""The SQL of networks and pricing rules for operators (rules in ``service``)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ScalarSelect, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kickstand.cloud.keyset import Keyset, page_query
+from kickstand.cloud.models import (
+    ACTIVE_TRIP_STATUSES,
+    Cluster,
+    Network,
+    PricingRule,
+    Station,
+    Trip,
+    Vehicle,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Indicators:
+    stations: int
+    vehicles: int
+    trips: int
+
+
+def _stations(network_id: Any) -> ScalarSelect[int]:
+    return (
+        select(func.count(Station.id))
+        .join(Cluster, Cluster.id == Station.cluster_id)
+        .where(Cluster.network_id == network_id)
+        .scalar_subquery()
+    )
+
+
+def _vehicles(network_id: Any) -> ScalarSelect[int]:
+    return select(func.count(Vehicle.id)).where(Vehicle.network_id == network_id).scalar_subquery()
+
+
+def _trips(network_id: Any) -> ScalarSelect[int]:
+    return select(func.count(Trip.id)).where(Trip.network_id == network_id).scalar_subquery()
+
+
+async def network_page(
+    session: AsyncSession, networks: frozenset[int] | None, keyset: Keyset
+) -> Sequence[tuple[Network, Indicators]]:
+    """Open networks within ``networks`` (None: all), a keyset page, with their counts."""
+    stmt = select(
+        Network,
+        _stations(Network.id).label("stations"),
+        _vehicles(Network.id).label("vehicles"),
+        _trips(Network.id).label("trips"),
+    ).where(Network.closed_at.is_(None))
+    if networks is not None:
+        stmt = stmt.where(Network.id.in_(networks))
+    rows = (await session.execute(page_query(stmt, Network.id, keyset))).all()
+    return [
+        (row[0], Indicators(int(row[1] or 0), int(row[2] or 0), int(row[3] or 0))) for row in rows
+    ]
+
+
+async def open_networks(
+    session: AsyncSession, networks: frozenset[int] | None
+) -> Sequence[tuple[int, str]]:
+    stmt = select(Network.id, Network.name).where(Network.closed_at.is_(None))
+    if networks is not None:
+        stmt = stmt.where(Network.id.in_(networks))
+    return [(int(r[0]), str(r[1])) for r in (await session.execute(stmt.order_by(Network.name)))]
+
+
+async def name_taken(session: AsyncSession, name: str, but: int | None = None) -> bool:
+    stmt = select(Network.id).where(func.lower(Network.name) == name.lower())
+    if but is not None:
+        stmt = stmt.where(Network.id != but)
+    return (await session.scalar(stmt.limit(1))) is not None
+
+
+async def in_use(session: AsyncSession, network_id: int) -> dict[str, int]:
+    """What keeps a network open: its stations, vehicles and running trips."""
+    row = (
+        await session.execute(
+            select(
+                _stations(network_id).label("stations"),
+                _vehicles(network_id).label("vehicles"),
+                select(func.count(Trip.id))
+                .where(Trip.network_id == network_id, Trip.status.in_(ACTIVE_TRIP_STATUSES))
+                .scalar_subquery()
+                .label("open_trips"),
+            )
+        )
+    ).one()
+    return {"stations": row.stations, "vehicles": row.vehicles, "open trips": row.open_trips}
+
+
+async def current_rules(
+    session: AsyncSession, network_ids: Collection[int], *, lock: bool = False
+) -> Sequence[PricingRule]:
+    """The rules in force now (``valid_until`` null) of these networks, by id."""
+    stmt = (
+        select(PricingRule)
+        .where(PricingRule.network_id.in_(network_ids), PricingRule.valid_until.is_(None))
+        .order_by(PricingRule.network_id, PricingRule.id)
+    )
+    if lock:
+        # Two edits of one network's rules at once would each miss the other's overlap.
+        stmt = stmt.with_for_update()
+    return (await session.scalars(stmt)).all()
+
+
+async def lock_network(session: AsyncSession, network_id: int) -> Network | None:
+    """The network row, locked: edits of its pricing are serialized on it (PostgreSQL)."""
+    return await session.scalar(select(Network).where(Network.id == network_id).with_for_update())

@@ -1,0 +1,241 @@
+"""The rules of networks for operators (seed 002 Networks and Pricing).
+
+* A network is created by an operator holding ``networks.manage`` with write access. An
+  operator whose grant is not global gets the new network added to the organizational
+  units through which it holds that grant (``access.service.save_unit``, which rewrites
+  every grant naming the unit): the creator's team, not the creator alone, runs it — as
+  for the networks it already runs.
+* "Delete a network" closes it for good (``closed_at``; hidden from listings and riders)
+  and is refused while it still has stations, vehicles or running trips.
+* Pricing rules are versions. Adding one starts it now; an update closes the rule and adds
+  its successor; a delete closes it. Billing prices a trip with the versions valid when the
+  trip started (``trips.rule_book``), so an edit never reprices a running trip.
+* Windows of one network either do not meet, or one lies strictly inside the other (the
+  documented override: the shortest window is in force). Partial overlaps and equal
+  windows are refused: which rule applies there would depend on ids, not on intent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kickstand.cloud.access import service as access
+from kickstand.cloud.access.grants import parse_grants
+from kickstand.cloud.access.models import OrganizationalUnit
+from kickstand.cloud.billing import WEEK_S, Rule, minor_unit
+from kickstand.cloud.errors import (
+    ConflictError,
+    InvalidInputError,
+    InvalidPricingRuleError,
+    NotFoundError,
+)
+from kickstand.cloud.models import Network, PricingRule, User, UserRole
+from kickstand.cloud.networks import repository
+
+log = logging.getLogger(__name__)
+
+#: Rent settings and timings an operator edits (seed 002 "Update rent settings/timings").
+RENT_SETTINGS = (
+    "default_vehicle_guarantee", "trip_to_skip_pre_auth_guarantee", "first_purchase_required",
+    "min_battery_to_rent", "max_simultaneous_rented_vehicle", "trip_on_hold",
+    "credit_depletion_auto_lock", "min_battery_to_auto_lock",
+)  # fmt: skip
+RENT_TIMINGS = (
+    "trip_too_long_notifications", "trip_too_long_notifications_frequency", "vehicle_stolen",
+    "trip_auto_pause", "trip_max_pause", "trip_auto_lock",
+)  # fmt: skip
+FREEFLOAT_REWARD = (
+    "freefloat_to_station_discount_per_km", "freefloat_to_station_free_credits",
+    "freefloat_to_receiver_station_free_credits", "freefloat_to_station_min_battery",
+)  # fmt: skip
+SPONSORSHIP = ("sponsoring_reward", "sponsored_reward")
+PRICING_FIELDS = (
+    "start_dow", "start_hod", "end_dow", "end_hod", "unlock_price", "unlock_included_time",
+    "freefloat_lock_price", "use_per_minute_price", "on_hold_price",
+)  # fmt: skip
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# ── networks ──────────────────────────────────────────────────────────────────────────
+
+
+async def get_network(session: AsyncSession, network_id: int) -> Network:
+    """An open network (a closed one is gone for operators too)."""
+    network = await session.get(Network, network_id)
+    if network is None or network.closed_at is not None:
+        raise NotFoundError("network", network_id)
+    return network
+
+
+async def _creator_units(session: AsyncSession, creator: User) -> list[OrganizationalUnit]:
+    now = _now()
+    ou_ids = sorted(
+        {
+            g.ou_id
+            for g in parse_grants(creator.permissions, user_id=creator.id)
+            if g.perm_key == "networks.manage" and g.write and g.active(now) and g.ou_id
+        }
+    )
+    return [await access.get_unit(session, ou_id) for ou_id in ou_ids]
+
+
+async def create_network(
+    session: AsyncSession, creator: User, *, global_scope: bool, fields: dict[str, Any]
+) -> Network:
+    """A new network; a creator without a global grant reaches it through its units."""
+    if await repository.name_taken(session, fields["name"]):
+        raise ConflictError(
+            f"a network named {fields['name']!r} exists", reason="network-name-taken"
+        )
+    network = Network(**fields)
+    session.add(network)
+    await session.flush()
+    if not global_scope and creator.role != UserRole.ADMIN:
+        units = await _creator_units(session, creator)
+        if not units:  # a scope that is not global comes from units: cannot happen
+            raise ConflictError(
+                "your networks.manage grant names no organizational unit to add the network to",
+                reason="no-unit",
+            )
+        for unit in units:
+            await access.save_unit(session, unit, {"networks": [*unit.networks, network.id]})
+    log.info("event=network_created network_id=%s by=%s", network.id, creator.id)
+    return network
+
+
+async def close_network(session: AsyncSession, network: Network) -> None:
+    used = {k: v for k, v in (await repository.in_use(session, network.id)).items() if v}
+    if used:
+        raise ConflictError(
+            f"network {network.id} still has "
+            + ", ".join(f"{v} {k}" for k, v in used.items())
+            + ": move or remove them first",
+            reason="network-in-use",
+        )
+    network.closed_at = _now()
+    network.is_public = False
+    log.info("event=network_closed network_id=%s", network.id)
+
+
+def update(network: Network, fields: dict[str, Any], allowed: Sequence[str]) -> None:
+    """Set settings (only the names ``allowed``: a route's body is its whole group)."""
+    for name in allowed:
+        if name in fields:
+            setattr(network, name, fields[name])
+
+
+# ── pricing ───────────────────────────────────────────────────────────────────────────
+
+
+def _rule(fields: dict[str, Any], rule_id: int | None = None) -> Rule:
+    try:
+        return Rule(**{k: fields[k] for k in PRICING_FIELDS}, id=rule_id)
+    except InvalidPricingRuleError as exc:
+        raise InvalidInputError(str(exc), field="start_hod") from exc
+
+
+def _inside(inner: Rule, outer: Rule) -> bool:
+    # The whole week has no edge to cross: a window wrapping over Sunday is inside it too.
+    if outer.length_s == WEEK_S:
+        return True
+    return (inner.start_s - outer.start_s) % WEEK_S + inner.length_s <= outer.length_s
+
+
+def _overlap(a: Rule, b: Rule) -> bool:
+    return a.contains(b.start_s % WEEK_S) or b.contains(a.start_s % WEEK_S)
+
+
+def check_window(new: Rule, others: Sequence[PricingRule]) -> None:
+    """Refuse a window that partially overlaps, or equals, one of ``others``."""
+    for other in others:
+        old = Rule.of(other)
+        if not _overlap(new, old):
+            continue
+        nested = new.length_s != old.length_s and (_inside(new, old) or _inside(old, new))
+        if not nested:
+            raise ConflictError(
+                f"the window overlaps pricing rule {other.id} without lying inside it or "
+                "containing it (the shortest window is in force where windows overlap)",
+                reason="pricing-overlap",
+            )
+
+
+def _check_money(network: Network, fields: dict[str, Any]) -> None:
+    """Fixed amounts fit the network's currency; per-minute prices keep 4 decimals."""
+    places = minor_unit(network.currency)
+    for name in ("unlock_price", "freefloat_lock_price"):
+        value = Decimal(fields[name])
+        if value != value.quantize(Decimal(1).scaleb(-places)):
+            raise InvalidInputError(
+                f"{network.currency} amounts have {places} decimal places", field=name
+            )
+
+
+def _new_rule(network: Network, fields: dict[str, Any], at: datetime) -> PricingRule:
+    return PricingRule(
+        network_id=network.id,
+        **{k: fields[k] for k in PRICING_FIELDS},
+        valid_from=at,
+    )
+
+
+async def add_rule(session: AsyncSession, network: Network, fields: dict[str, Any]) -> PricingRule:
+    await repository.lock_network(session, network.id)
+    _check_money(network, fields)
+    check_window(_rule(fields), await repository.current_rules(session, [network.id]))
+    rule = _new_rule(network, fields, _now())
+    session.add(rule)
+    await session.flush()
+    return rule
+
+
+async def get_rule(session: AsyncSession, rule_id: int) -> PricingRule:
+    rule = await session.get(PricingRule, rule_id)
+    if rule is None:
+        raise NotFoundError("pricing rule", rule_id)
+    return rule
+
+
+def _closed(rule: PricingRule) -> ConflictError:
+    assert rule.valid_until is not None
+    return ConflictError(
+        f"pricing rule {rule.id} was replaced or deleted on {rule.valid_until.isoformat()}",
+        reason="pricing-rule-closed",
+    )
+
+
+async def replace_rule(
+    session: AsyncSession, rule: PricingRule, network: Network, fields: dict[str, Any]
+) -> PricingRule:
+    """Close ``rule`` now and add its successor (trips started before keep ``rule``)."""
+    await repository.lock_network(session, network.id)
+    await session.refresh(rule)
+    if rule.valid_until is not None:
+        raise _closed(rule)
+    _check_money(network, fields)
+    others = [r for r in await repository.current_rules(session, [network.id]) if r.id != rule.id]
+    check_window(_rule(fields), others)
+    now = _now()
+    rule.valid_until = now
+    successor = _new_rule(network, fields, now)
+    successor.replaces_id = rule.id
+    session.add(successor)
+    await session.flush()
+    return successor
+
+
+async def delete_rule(session: AsyncSession, rule: PricingRule) -> None:
+    await repository.lock_network(session, rule.network_id)
+    await session.refresh(rule)
+    if rule.valid_until is not None:
+        raise _closed(rule)
+    rule.valid_until = _now()
