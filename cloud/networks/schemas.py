@@ -239,3 +239,42 @@ class PricingRuleAdmin(PricingRulePublic):
             valid_from=r.valid_from,
             replaces_id=r.replaces_id,
         )
+
+
+# ── rewards ───────────────────────────────────────────────────────────────────────────
+
+Reward = Annotated[Decimal, Field(ge=0, le=99999999, max_digits=14, decimal_places=4)]
+
+
+class SponsorshipUpdate(BaseModel):
+    sponsoring_reward: Reward
+    sponsored_reward: Reward
+
+
+class FreefloatRewardUpdate(BaseModel):
+    """Fields left out keep their value; null clears one (no reward of that kind)."""
+
+    freefloat_to_station_discount_per_km: Reward | None = None
+    freefloat_to_station_free_credits: Reward | None = None
+    freefloat_to_receiver_station_free_credits: Reward | None = None
+    freefloat_to_station_min_battery: int | None = Field(default=None, ge=0, le=100)
+
+
+class FreefloatRewardPublic(BaseModel):
+    network_id: int
+    freefloat_to_station_discount_per_km: str | None
+    freefloat_to_station_free_credits: str | None
+    freefloat_to_receiver_station_free_credits: str | None
+    freefloat_to_station_min_battery: int | None
+
+    @classmethod
+    def of(cls, n: Network) -> FreefloatRewardPublic:
+        return cls(
+            network_id=n.id,
+            freefloat_to_station_discount_per_km=_money(n.freefloat_to_station_discount_per_km, n),
+            freefloat_to_station_free_credits=_money(n.freefloat_to_station_free_credits, n),
+            freefloat_to_receiver_station_free_credits=_money(
+                n.freefloat_to_receiver_station_free_credits, n
+            ),
+            freefloat_to_station_min_battery=n.freefloat_to_station_min_battery,
+        )

@@ -18,6 +18,8 @@ from kickstand.cloud.keyset import cut
 from kickstand.cloud.models import Network
 from kickstand.cloud.networks import repository, service
 from kickstand.cloud.networks.schemas import (
+    FreefloatRewardPublic,
+    FreefloatRewardUpdate,
     NetworkCreate,
     NetworkDetail,
     NetworkItem,
@@ -25,8 +27,14 @@ from kickstand.cloud.networks.schemas import (
     RentSettingsPublic,
     RentSettingsUpdate,
     RentTimingsUpdate,
+    SponsorshipUpdate,
 )
-from kickstand.cloud.networks.service import RENT_SETTINGS, RENT_TIMINGS
+from kickstand.cloud.networks.service import (
+    FREEFLOAT_REWARD,
+    RENT_SETTINGS,
+    RENT_TIMINGS,
+    SPONSORSHIP,
+)
 
 router = APIRouter(prefix="/dashboard/networks", tags=["networks"])
 # The one operator access check (kickstand.cloud.api.access).
@@ -159,5 +167,50 @@ async def update_rent_timings(
 ) -> OkEnvelope:
     network = await _network(session, operator, network_id)
     service.update(network, body.model_dump(), RENT_TIMINGS)
+    await session.commit()
+    return OkEnvelope()
+
+
+@router.put(
+    "/{network_id}/sponsorship", response_model=OkEnvelope, summary="Update network sponsorship"
+)
+async def update_sponsorship(
+    operator: NetworksOperator,
+    session: SessionDep,
+    network_id: NetworkId,
+    body: SponsorshipUpdate,
+) -> OkEnvelope:
+    """The rewards of sponsorship, in the network's currency (shown in the network detail)."""
+    network = await _network(session, operator, network_id)
+    service.update(network, body.model_dump(), SPONSORSHIP)
+    await session.commit()
+    return OkEnvelope()
+
+
+@router.get(
+    "/{network_id}/freefloat-to-station-reward",
+    response_model=Envelope[FreefloatRewardPublic],
+    summary="Get freefloat to station reward",
+)
+async def get_freefloat_reward(
+    operator: NetworksOperator, session: SessionDep, network_id: NetworkId
+) -> Envelope[FreefloatRewardPublic]:
+    return Envelope(data=FreefloatRewardPublic.of(await _network(session, operator, network_id)))
+
+
+@router.put(
+    "/{network_id}/freefloat-to-station-reward",
+    response_model=OkEnvelope,
+    summary="Update freefloat to station reward",
+)
+async def update_freefloat_reward(
+    operator: NetworksOperator,
+    session: SessionDep,
+    network_id: NetworkId,
+    body: FreefloatRewardUpdate,
+) -> OkEnvelope:
+    """Stored and served; granting the rewards at a trip's end is not built yet."""
+    network = await _network(session, operator, network_id)
+    service.update(network, body.model_dump(exclude_unset=True), FREEFLOAT_REWARD)
     await session.commit()
     return OkEnvelope()
