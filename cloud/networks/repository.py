@@ -19,6 +19,12 @@ from kickstand.cloud.models import (
     Trip,
     Vehicle,
 )
+from kickstand.cloud.networks.models import (
+    NetworkAccessRule,
+    NetworkNotificationSetting,
+    NetworkNotificationTarget,
+    NetworkSpeedSettings,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,3 +120,51 @@ async def current_rules(
 async def lock_network(session: AsyncSession, network_id: int) -> Network | None:
     """The network row, locked: edits of its pricing are serialized on it (PostgreSQL)."""
     return await session.scalar(select(Network).where(Network.id == network_id).with_for_update())
+
+
+async def access_rules(session: AsyncSession, network_id: int) -> Sequence[NetworkAccessRule]:
+    stmt = select(NetworkAccessRule).where(NetworkAccessRule.network_id == network_id)
+    return (await session.scalars(stmt.order_by(NetworkAccessRule.id))).all()
+
+
+async def speed_settings(session: AsyncSession, network_id: int) -> Sequence[NetworkSpeedSettings]:
+    stmt = select(NetworkSpeedSettings).where(NetworkSpeedSettings.network_id == network_id)
+    return (await session.scalars(stmt.order_by(NetworkSpeedSettings.vehicle_type))).all()
+
+
+async def notifications(
+    session: AsyncSession, network_id: int
+) -> list[tuple[NetworkNotificationSetting, list[NetworkNotificationTarget]]]:
+    settings: Sequence[NetworkNotificationSetting] = (
+        await session.scalars(
+            select(NetworkNotificationSetting)
+            .where(NetworkNotificationSetting.network_id == network_id)
+            .order_by(NetworkNotificationSetting.id)
+        )
+    ).all()
+    targets = await targets_of(session, [s.id for s in settings])
+    return [(s, [t for t in targets if t.notification_id == s.id]) for s in settings]
+
+
+async def targets_of(
+    session: AsyncSession, notification_ids: Collection[int]
+) -> Sequence[NetworkNotificationTarget]:
+    if not notification_ids:
+        return []
+    stmt = select(NetworkNotificationTarget).where(
+        NetworkNotificationTarget.notification_id.in_(notification_ids)
+    )
+    return (await session.scalars(stmt.order_by(NetworkNotificationTarget.id))).all()
+
+
+async def find_target(
+    session: AsyncSession, notification_id: int, user_id: int | None, email: str | None
+) -> NetworkNotificationTarget | None:
+    stmt = select(NetworkNotificationTarget).where(
+        NetworkNotificationTarget.notification_id == notification_id
+    )
+    if user_id is not None:
+        stmt = stmt.where(NetworkNotificationTarget.user_id == user_id)
+    else:
+        stmt = stmt.where(func.lower(NetworkNotificationTarget.email) == (email or "").lower())
+    return await session.scalar(stmt.limit(1))

@@ -12,7 +12,12 @@ from pydantic import AfterValidator, BaseModel, Field
 from kickstand.cloud.api.ids import Id, Text
 from kickstand.cloud.api.schemas import PricingRulePublic
 from kickstand.cloud.api.views import money_str
-from kickstand.cloud.models import Network, PricingRule
+from kickstand.cloud.models import Network, PricingRule, VehicleType
+from kickstand.cloud.networks.models import (
+    NetworkAccessRule,
+    NetworkNotificationSetting,
+    NetworkNotificationTarget,
+)
 
 #: Seed 002's currency enum (ISO 4217 codes).
 CURRENCIES = (
@@ -277,4 +282,135 @@ class FreefloatRewardPublic(BaseModel):
                 n.freefloat_to_receiver_station_free_credits, n
             ),
             freefloat_to_station_min_battery=n.freefloat_to_station_min_battery,
+        )
+
+
+# ── access rules ──────────────────────────────────────────────────────────────────────
+
+EmailPattern = Annotated[
+    Text,
+    Field(
+        min_length=1,
+        max_length=255,
+        pattern=r"^[a-zA-Z0-9@._(){}\[\]|*+?%#\\-]+$",
+        description="A PostgreSQL pattern on the email of who may use the network.",
+    ),
+]
+
+
+class AccessRuleCreate(BaseModel):
+    """At least one property."""
+
+    email_pattern: EmailPattern | None = None
+    organization: Id | None = None
+    app_label: Id | None = None
+
+
+class AccessRuleUpdate(BaseModel):
+    """Every property given (null: unused); at least one not null."""
+
+    email_pattern: EmailPattern | None
+    organization: Id | None
+    app_label: Id | None
+
+
+class AccessRulePublic(BaseModel):
+    rule_id: int
+    network_id: int
+    email_pattern: str | None
+    organization: int | None
+    app_label: int | None
+
+    @classmethod
+    def of(cls, r: NetworkAccessRule) -> AccessRulePublic:
+        return cls(
+            rule_id=r.id,
+            network_id=r.network_id,
+            email_pattern=r.email_pattern,
+            organization=r.organization_id,
+            app_label=r.app_label_id,
+        )
+
+
+# ── vehicle speed settings ────────────────────────────────────────────────────────────
+
+Speed = Annotated[int, Field(ge=1, le=100, description="km/h")]
+
+
+class SpeedSettingsForm(BaseModel):
+    """Seed 002's form, per vehicle type (default: kick scooters, which have speed modes)."""
+
+    vehicle_type: VehicleType = VehicleType.KICK_SCOOTER
+    default_low_speed: Speed
+    default_medium_speed: Speed
+    default_high_speed: Speed
+    min_battery_to_slow_down: int | None = Field(ge=1, le=100)
+    battery_slow_down_speed: Speed | None
+
+
+class SpeedSettingsPublic(BaseModel):
+    vehicle_type: VehicleType
+    default_low_speed: int
+    default_medium_speed: int
+    default_high_speed: int
+    min_battery_to_slow_down: int | None
+    battery_slow_down_speed: int | None
+
+
+class NetworkSpeedSettingsPublic(BaseModel):
+    network_id: int
+    #: One entry per vehicle type with settings (none: the vehicles' own defaults).
+    vehicle_types: list[SpeedSettingsPublic]
+
+
+# ── notification settings ─────────────────────────────────────────────────────────────
+
+NotificationType = Literal[
+    "fleet-alert", "vehicle-fault", "station-down", "support-report", "support-message"
+]
+NotifiedAlertType = Literal[
+    "unexpected-unlock", "spot-identify-fail", "spot-high-temperature", "station-power-cut",
+    "station-alarm-triggered", "vehicle-illegal-moving", "vehicle-dismantling",
+    "vehicle-lifted", "vehicle-fallen", "vehicle-out-of-network-area",
+]  # fmt: skip
+Severity = Literal["low", "high", "critical"]
+
+
+class NotificationFields(BaseModel):
+    notification_type: NotificationType
+    alert_types: list[NotifiedAlertType] = Field(min_length=1, max_length=10)
+    alert_severities: list[Severity] = Field(min_length=1, max_length=3)
+    check_interval: Seconds = 0
+    check_delay: Seconds = 0
+
+
+class NotificationTarget(BaseModel):
+    """One of ``user_id`` or ``email``."""
+
+    user_id: Id | None = None
+    email: Annotated[Text, Field(max_length=255, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = (
+        None
+    )
+
+
+class NotificationPublic(NotificationFields):
+    notification_id: int
+    network_id: int
+    target_user_ids: list[int]
+    target_emails: list[str]
+
+    @classmethod
+    def of(
+        cls, s: NetworkNotificationSetting, targets: list[NetworkNotificationTarget]
+    ) -> NotificationPublic:
+        return cls(
+            notification_id=s.id,
+            network_id=s.network_id,
+            notification_type=s.notification_type,
+            alert_types=s.alert_types,
+            alert_severities=s.alert_severities,
+            check_interval=s.check_interval,
+            check_delay=s.check_delay,
+            target_user_ids=sorted(t.user_id for t in targets if t.user_id is not None),
+            target_emails=sorted(t.email for t in targets if t.email is not None),
         )

@@ -37,6 +37,12 @@ from kickstand.cloud.errors import (
 )
 from kickstand.cloud.models import Network, PricingRule, User, UserRole
 from kickstand.cloud.networks import repository
+from kickstand.cloud.networks.models import (
+    NetworkAccessRule,
+    NetworkNotificationSetting,
+    NetworkNotificationTarget,
+    NetworkSpeedSettings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -239,3 +245,155 @@ async def delete_rule(session: AsyncSession, rule: PricingRule) -> None:
     if rule.valid_until is not None:
         raise _closed(rule)
     rule.valid_until = _now()
+
+
+# ── access rules ──────────────────────────────────────────────────────────────────────
+
+
+async def _check_rule_fields(session: AsyncSession, fields: dict[str, Any]) -> None:
+    if all(fields.get(k) is None for k in ("email_pattern", "organization", "app_label")):
+        raise InvalidInputError(
+            "give at least one of email_pattern, organization, app_label", field="email_pattern"
+        )
+    if fields.get("organization") is not None:
+        try:
+            await access.get_organization(session, fields["organization"])
+        except NotFoundError as exc:
+            raise InvalidInputError("no such organization", field="organization") from exc
+
+
+async def access_rules(session: AsyncSession, network_id: int) -> Sequence[NetworkAccessRule]:
+    return await repository.access_rules(session, network_id)
+
+
+async def add_access_rule(
+    session: AsyncSession, network: Network, fields: dict[str, Any]
+) -> NetworkAccessRule:
+    await _check_rule_fields(session, fields)
+    rule = NetworkAccessRule(network_id=network.id)
+    _set_access_rule(rule, fields)
+    session.add(rule)
+    await session.flush()
+    return rule
+
+
+def _set_access_rule(rule: NetworkAccessRule, fields: dict[str, Any]) -> None:
+    rule.email_pattern = fields.get("email_pattern")
+    rule.organization_id = fields.get("organization")
+    rule.app_label_id = fields.get("app_label")
+
+
+async def get_access_rule(
+    session: AsyncSession, network: Network, rule_id: int
+) -> NetworkAccessRule:
+    rule = await session.get(NetworkAccessRule, rule_id)
+    if rule is None or rule.network_id != network.id:
+        raise NotFoundError("access rule", rule_id)
+    return rule
+
+
+async def update_access_rule(
+    session: AsyncSession, rule: NetworkAccessRule, fields: dict[str, Any]
+) -> None:
+    await _check_rule_fields(session, fields)
+    _set_access_rule(rule, fields)
+
+
+# ── vehicle speed settings ────────────────────────────────────────────────────────────
+
+
+def check_speeds(fields: dict[str, Any]) -> None:
+    low, medium, high = (fields[f"default_{k}_speed"] for k in ("low", "medium", "high"))
+    if not low <= medium <= high:
+        raise InvalidInputError("speeds go low ≤ medium ≤ high", field="default_medium_speed")
+    battery, slow = fields["min_battery_to_slow_down"], fields["battery_slow_down_speed"]
+    if (battery is None) != (slow is None):
+        raise InvalidInputError(
+            "give both min_battery_to_slow_down and battery_slow_down_speed, or neither",
+            field="battery_slow_down_speed",
+        )
+    if slow is not None and slow > high:
+        raise InvalidInputError(
+            "the slow-down speed is at most the high speed", field="battery_slow_down_speed"
+        )
+
+
+async def set_speed_settings(
+    session: AsyncSession, network: Network, fields: dict[str, Any]
+) -> NetworkSpeedSettings:
+    check_speeds(fields)
+    row = await session.get(NetworkSpeedSettings, (network.id, fields["vehicle_type"]))
+    if row is None:
+        row = NetworkSpeedSettings(network_id=network.id, vehicle_type=fields["vehicle_type"])
+        session.add(row)
+    for name in SPEED_FIELDS:
+        setattr(row, name, fields[name])
+    return row
+
+
+SPEED_FIELDS = (
+    "default_low_speed", "default_medium_speed", "default_high_speed",
+    "min_battery_to_slow_down", "battery_slow_down_speed",
+)  # fmt: skip
+
+
+# ── notification settings ─────────────────────────────────────────────────────────────
+
+
+async def get_notification(
+    session: AsyncSession, network: Network, notification_id: int
+) -> NetworkNotificationSetting:
+    setting = await session.get(NetworkNotificationSetting, notification_id)
+    if setting is None or setting.network_id != network.id:
+        raise NotFoundError("notification setting", notification_id)
+    return setting
+
+
+def set_notification(setting: NetworkNotificationSetting, fields: dict[str, Any]) -> None:
+    setting.notification_type = fields["notification_type"]
+    setting.alert_types = sorted(set(fields["alert_types"]))
+    setting.alert_severities = sorted(set(fields["alert_severities"]))
+    setting.check_interval = fields["check_interval"]
+    setting.check_delay = fields["check_delay"]
+
+
+async def add_target(
+    session: AsyncSession,
+    network: Network,
+    setting: NetworkNotificationSetting,
+    user_id: int | None,
+    email: str | None,
+) -> None:
+    """A user who works on the network (an operator of it, or an admin), or an email."""
+    if (user_id is None) == (email is None):
+        raise InvalidInputError("give user_id or email (one of them)", field="user_id")
+    if user_id is not None:
+        user = await session.get(User, user_id)
+        if user is None or not (
+            user.role == UserRole.ADMIN
+            or (
+                user.role == UserRole.OPERATOR
+                and network.id in await access.user_networks(session, user)
+            )
+        ):
+            raise InvalidInputError(
+                "the target must be an operator of this network", field="user_id"
+            )
+    if await repository.find_target(session, setting.id, user_id, email) is not None:
+        raise ConflictError("already a target of this notification", reason="target-exists")
+    session.add(NetworkNotificationTarget(notification_id=setting.id, user_id=user_id, email=email))
+    await session.flush()
+
+
+async def remove_target(
+    session: AsyncSession,
+    setting: NetworkNotificationSetting,
+    user_id: int | None,
+    email: str | None,
+) -> None:
+    if (user_id is None) == (email is None):
+        raise InvalidInputError("give user_id or email (one of them)", field="user_id")
+    target = await repository.find_target(session, setting.id, user_id, email)
+    if target is None:
+        raise NotFoundError("notification target", user_id or email)
+    await session.delete(target)

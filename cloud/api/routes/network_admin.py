@@ -6,27 +6,37 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Form, Path, Query
 
 from kickstand.cloud.api.access import Operator, OperatorContext
 from kickstand.cloud.api.deps import SessionDep
-from kickstand.cloud.api.ids import Id
+from kickstand.cloud.api.ids import Id, Text
 from kickstand.cloud.api.openapi import error_responses
 from kickstand.cloud.api.pagination import KeysetDep
 from kickstand.cloud.api.schemas import Envelope, OkEnvelope, Page
 from kickstand.cloud.keyset import cut
 from kickstand.cloud.models import Network
 from kickstand.cloud.networks import repository, service
+from kickstand.cloud.networks.models import NetworkNotificationSetting
 from kickstand.cloud.networks.schemas import (
+    AccessRuleCreate,
+    AccessRulePublic,
+    AccessRuleUpdate,
     FreefloatRewardPublic,
     FreefloatRewardUpdate,
     NetworkCreate,
     NetworkDetail,
     NetworkItem,
     NetworkShort,
+    NetworkSpeedSettingsPublic,
+    NotificationFields,
+    NotificationPublic,
+    NotificationTarget,
     RentSettingsPublic,
     RentSettingsUpdate,
     RentTimingsUpdate,
+    SpeedSettingsForm,
+    SpeedSettingsPublic,
     SponsorshipUpdate,
 )
 from kickstand.cloud.networks.service import (
@@ -40,6 +50,8 @@ router = APIRouter(prefix="/dashboard/networks", tags=["networks"])
 # The one operator access check (kickstand.cloud.api.access).
 NetworksOperator = Annotated[OperatorContext, Depends(Operator("networks.manage"))]
 NetworkId = Annotated[Id, Path(description="Identifier of the network.")]
+RuleId = Annotated[Id, Path(description="Identifier of the access rule.")]
+NotificationId = Annotated[Id, Path(description="The notification setting's identifier.")]
 
 
 async def _network(session: SessionDep, operator: OperatorContext, network_id: int) -> Network:
@@ -212,5 +224,227 @@ async def update_freefloat_reward(
     """Stored and served; granting the rewards at a trip's end is not built yet."""
     network = await _network(session, operator, network_id)
     service.update(network, body.model_dump(exclude_unset=True), FREEFLOAT_REWARD)
+    await session.commit()
+    return OkEnvelope()
+
+
+# ── access rules ──────────────────────────────────────────────────────────────────────
+
+
+@router.get(
+    "/{network_id}/access-rules",
+    response_model=Envelope[list[AccessRulePublic]],
+    summary="Get access rules",
+)
+async def get_access_rules(
+    operator: NetworksOperator, session: SessionDep, network_id: NetworkId
+) -> Envelope[list[AccessRulePublic]]:
+    network = await _network(session, operator, network_id)
+    rules = await service.access_rules(session, network.id)
+    return Envelope(data=[AccessRulePublic.of(r) for r in rules])
+
+
+@router.post(
+    "/{network_id}/access-rules", response_model=Envelope[int], summary="Create access rule"
+)
+async def create_access_rule(
+    operator: NetworksOperator, session: SessionDep, network_id: NetworkId, body: AccessRuleCreate
+) -> Envelope[int]:
+    """The new rule's id; at least one of email_pattern, organization, app_label."""
+    network = await _network(session, operator, network_id)
+    rule = await service.add_access_rule(session, network, body.model_dump())
+    await session.commit()
+    return Envelope(data=rule.id)
+
+
+@router.put(
+    "/{network_id}/access-rules/{rid}", response_model=OkEnvelope, summary="Update access rule"
+)
+async def update_access_rule(
+    operator: NetworksOperator,
+    session: SessionDep,
+    network_id: NetworkId,
+    rid: RuleId,
+    body: AccessRuleUpdate,
+) -> OkEnvelope:
+    network = await _network(session, operator, network_id)
+    rule = await service.get_access_rule(session, network, rid)
+    await service.update_access_rule(session, rule, body.model_dump())
+    await session.commit()
+    return OkEnvelope()
+
+
+@router.delete(
+    "/{network_id}/access-rules/{rid}", response_model=OkEnvelope, summary="Delete access rule"
+)
+async def delete_access_rule(
+    operator: NetworksOperator, session: SessionDep, network_id: NetworkId, rid: RuleId
+) -> OkEnvelope:
+    network = await _network(session, operator, network_id)
+    await session.delete(await service.get_access_rule(session, network, rid))
+    await session.commit()
+    return OkEnvelope()
+
+
+# ── vehicle speed settings ────────────────────────────────────────────────────────────
+
+
+@router.get(
+    "/{network_id}/vehicle-speed-settings",
+    response_model=Envelope[NetworkSpeedSettingsPublic],
+    summary="Get networks vehicle speed settings",
+)
+async def get_speed_settings(
+    operator: NetworksOperator, session: SessionDep, network_id: NetworkId
+) -> Envelope[NetworkSpeedSettingsPublic]:
+    network = await _network(session, operator, network_id)
+    rows = await repository.speed_settings(session, network.id)
+    return Envelope(
+        data=NetworkSpeedSettingsPublic(
+            network_id=network.id,
+            vehicle_types=[
+                SpeedSettingsPublic.model_validate(r, from_attributes=True) for r in rows
+            ],
+        )
+    )
+
+
+@router.put(
+    "/{network_id}/vehicle-speed-settings",
+    response_model=OkEnvelope,
+    summary="Update networks vehicle speed settings",
+)
+async def update_speed_settings(
+    operator: NetworksOperator,
+    session: SessionDep,
+    network_id: NetworkId,
+    form: Annotated[SpeedSettingsForm, Form()],
+) -> OkEnvelope:
+    """Stored per vehicle type and served; vehicles are not told yet (SetSpeedLimit belongs
+    to the device commands)."""
+    network = await _network(session, operator, network_id)
+    await service.set_speed_settings(session, network, form.model_dump())
+    await session.commit()
+    return OkEnvelope()
+
+
+# ── notification settings ─────────────────────────────────────────────────────────────
+
+
+async def _notification(
+    session: SessionDep, operator: OperatorContext, network_id: int, notification_id: int
+) -> tuple[Network, NetworkNotificationSetting]:
+    network = await _network(session, operator, network_id)
+    return network, await service.get_notification(session, network, notification_id)
+
+
+async def _notification_public(
+    session: SessionDep, setting: NetworkNotificationSetting
+) -> NotificationPublic:
+    return NotificationPublic.of(setting, list(await repository.targets_of(session, [setting.id])))
+
+
+@router.get(
+    "/{network_id}/notifications",
+    response_model=Envelope[list[NotificationPublic]],
+    summary="Get notification settings",
+)
+async def get_notifications(
+    operator: NetworksOperator, session: SessionDep, network_id: NetworkId
+) -> Envelope[list[NotificationPublic]]:
+    network = await _network(session, operator, network_id)
+    rows = await repository.notifications(session, network.id)
+    return Envelope(data=[NotificationPublic.of(s, targets) for s, targets in rows])
+
+
+@router.post(
+    "/{network_id}/notifications",
+    response_model=Envelope[NotificationPublic],
+    summary="Create notification settings",
+)
+async def create_notification(
+    operator: NetworksOperator,
+    session: SessionDep,
+    network_id: NetworkId,
+    body: NotificationFields,
+) -> Envelope[NotificationPublic]:
+    network = await _network(session, operator, network_id)
+    setting = NetworkNotificationSetting(network_id=network.id)
+    service.set_notification(setting, body.model_dump())
+    session.add(setting)
+    await session.commit()
+    return Envelope(data=NotificationPublic.of(setting, []))
+
+
+@router.put(
+    "/{network_id}/notifications/{notification_id}",
+    response_model=OkEnvelope,
+    summary="Update notification settings",
+)
+async def update_notification(
+    operator: NetworksOperator,
+    session: SessionDep,
+    network_id: NetworkId,
+    notification_id: NotificationId,
+    body: NotificationFields,
+) -> OkEnvelope:
+    _, setting = await _notification(session, operator, network_id, notification_id)
+    service.set_notification(setting, body.model_dump())
+    await session.commit()
+    return OkEnvelope()
+
+
+@router.delete(
+    "/{network_id}/notifications/{notification_id}",
+    response_model=OkEnvelope,
+    summary="Delete notification settings",
+)
+async def delete_notification(
+    operator: NetworksOperator,
+    session: SessionDep,
+    network_id: NetworkId,
+    notification_id: NotificationId,
+) -> OkEnvelope:
+    _, setting = await _notification(session, operator, network_id, notification_id)
+    await session.delete(setting)
+    await session.commit()
+    return OkEnvelope()
+
+
+@router.post(
+    "/{network_id}/notifications/{notification_id}/targets",
+    response_model=OkEnvelope,
+    summary="Add notification target",
+    responses=error_responses(409),
+)
+async def add_notification_target(
+    operator: NetworksOperator,
+    session: SessionDep,
+    network_id: NetworkId,
+    notification_id: NotificationId,
+    body: NotificationTarget,
+) -> OkEnvelope:
+    """A user operating this network (or an admin), or an external email."""
+    network, setting = await _notification(session, operator, network_id, notification_id)
+    await service.add_target(session, network, setting, body.user_id, body.email)
+    await session.commit()
+    return OkEnvelope()
+
+
+@router.delete(
+    "/{network_id}/notifications/{notification_id}/targets",
+    response_model=OkEnvelope,
+    summary="Delete notification target",
+)
+async def delete_notification_target(
+    operator: NetworksOperator,
+    session: SessionDep,
+    network_id: NetworkId,
+    notification_id: NotificationId,
+    user_id: Annotated[Id | None, Query()] = None,
+    email: Annotated[Text | None, Query(max_length=255)] = None,
+) -> OkEnvelope:
+    _, setting = await _notification(session, operator, network_id, notification_id)
+    await service.remove_target(session, setting, user_id, email)
     await session.commit()
     return OkEnvelope()

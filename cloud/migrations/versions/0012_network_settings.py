@@ -43,8 +43,8 @@ def _money(name: str, *, nullable: bool) -> sa.Column[object]:
     )
 
 
-def _time(name: str) -> sa.Column[object]:
-    return sa.Column(name, kickstand.cloud.dbtypes.UTCDateTime(timezone=True), nullable=True)
+def _time(name: str, *, nullable: bool = True) -> sa.Column[object]:
+    return sa.Column(name, kickstand.cloud.dbtypes.UTCDateTime(timezone=True), nullable=nullable)
 
 
 def upgrade() -> None:
@@ -84,8 +84,124 @@ def upgrade() -> None:
             ["id"],
         )
 
+    op.create_table(
+        "network_access_rules",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("network_id", sa.Integer(), nullable=False),
+        sa.Column("email_pattern", sa.String(length=255), nullable=True),
+        sa.Column("organization_id", sa.Integer(), nullable=True),
+        sa.Column("app_label_id", sa.Integer(), nullable=True),
+        _time("created_at", nullable=False),
+        sa.ForeignKeyConstraint(
+            ["network_id"],
+            ["networks.id"],
+            name=op.f("fk_network_access_rules_network_id_networks"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["organization_id"],
+            ["organizations.id"],
+            name=op.f("fk_network_access_rules_organization_id_organizations"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_network_access_rules")),
+    )
+    op.create_index(
+        op.f("ix_network_access_rules_network_id"), "network_access_rules", ["network_id"]
+    )
+    op.create_table(
+        "network_speed_settings",
+        sa.Column("network_id", sa.Integer(), nullable=False),
+        sa.Column(
+            "vehicle_type",
+            sa.Enum(
+                "bike",
+                "e-bike",
+                "kick-scooter",
+                name="speed_vehicle_type",
+                native_enum=False,
+                create_constraint=True,
+                length=32,
+            ),
+            nullable=False,
+        ),
+        sa.Column("default_low_speed", sa.Integer(), nullable=False),
+        sa.Column("default_medium_speed", sa.Integer(), nullable=False),
+        sa.Column("default_high_speed", sa.Integer(), nullable=False),
+        sa.Column("min_battery_to_slow_down", sa.Integer(), nullable=True),
+        sa.Column("battery_slow_down_speed", sa.Integer(), nullable=True),
+        _time("updated_at", nullable=False),
+        sa.ForeignKeyConstraint(
+            ["network_id"],
+            ["networks.id"],
+            name=op.f("fk_network_speed_settings_network_id_networks"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint(
+            "network_id", "vehicle_type", name=op.f("pk_network_speed_settings")
+        ),
+    )
+    op.create_table(
+        "network_notification_settings",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("network_id", sa.Integer(), nullable=False),
+        sa.Column("notification_type", sa.String(length=32), nullable=False),
+        sa.Column("alert_types", sa.JSON(), nullable=False),
+        sa.Column("alert_severities", sa.JSON(), nullable=False),
+        sa.Column("check_interval", sa.Integer(), nullable=False),
+        sa.Column("check_delay", sa.Integer(), nullable=False),
+        _time("created_at", nullable=False),
+        sa.ForeignKeyConstraint(
+            ["network_id"],
+            ["networks.id"],
+            name=op.f("fk_network_notification_settings_network_id_networks"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_network_notification_settings")),
+    )
+    op.create_index(
+        op.f("ix_network_notification_settings_network_id"),
+        "network_notification_settings",
+        ["network_id"],
+    )
+    op.create_table(
+        "network_notification_targets",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("notification_id", sa.Integer(), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=True),
+        sa.Column("email", sa.String(length=255), nullable=True),
+        sa.CheckConstraint(
+            "(user_id IS NULL) <> (email IS NULL)",
+            name=op.f("ck_network_notification_targets_one_target"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["notification_id"],
+            ["network_notification_settings.id"],
+            name=op.f("fk_network_notification_targets_notification_id_network_cdba"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["users.id"],
+            name=op.f("fk_network_notification_targets_user_id_users"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_network_notification_targets")),
+        sa.UniqueConstraint("notification_id", "user_id", name="uq_notification_target_user"),
+        sa.UniqueConstraint("notification_id", "email", name="uq_notification_target_email"),
+    )
+    op.create_index(
+        op.f("ix_network_notification_targets_notification_id"),
+        "network_notification_targets",
+        ["notification_id"],
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("network_notification_targets")
+    op.drop_table("network_notification_settings")
+    op.drop_table("network_speed_settings")
+    op.drop_table("network_access_rules")
     with op.batch_alter_table("pricing_rules", schema=None) as batch_op:
         batch_op.drop_constraint(
             batch_op.f("fk_pricing_rules_replaces_id_pricing_rules"), type_="foreignkey"

@@ -1,10 +1,11 @@
-"""Seed 002 network settings beyond rents, through HTTP on PostgreSQL: sponsorship rewards,
-freefloat to station rewards."""
+"""Seed 002 network settings beyond rents, through HTTP on PostgreSQL: sponsorship and
+freefloat to station rewards, access rules, vehicle speed settings, notification settings."""
 
 from __future__ import annotations
 
 import pytest
 
+from kickstand.cloud.access.models import Organization
 from tests.cloud.networks.conftest import Net
 
 pytestmark = pytest.mark.postgres
@@ -58,3 +59,141 @@ async def test_freefloat_reward_partial_update(net: Net) -> None:
     assert bad.status_code == 422
     other = await net.call("other", "GET", url)
     assert other.status_code == 403
+
+
+async def test_access_rules_crud(net: Net) -> None:
+    url = f"{BASE}/{net.network_a}/access-rules"
+    async with net.maker() as session:
+        org = Organization(third_party_id=1, name="Acme")
+        session.add(org)
+        await session.commit()
+        org_id = org.id
+    created = await net.call("operator", "POST", url, json={"email_pattern": "%@acme.example"})
+    assert created.status_code == 200, created.text
+    rid = created.json()["data"]
+    second = await net.call("operator", "POST", url, json={"organization": org_id})
+    assert second.status_code == 200, second.text
+    rules = (await net.call("read-only", "GET", url)).json()["data"]
+    assert [(r["rule_id"], r["email_pattern"], r["organization"]) for r in rules] == [
+        (rid, "%@acme.example", None),
+        (second.json()["data"], None, org_id),
+    ]
+    change = {"email_pattern": None, "organization": org_id, "app_label": 3}
+    assert (await net.call("operator", "PUT", f"{url}/{rid}", json=change)).status_code == 200
+    rules = (await net.call("operator", "GET", url)).json()["data"]
+    assert rules[0] == {
+        "rule_id": rid,
+        "network_id": net.network_a,
+        "email_pattern": None,
+        "organization": org_id,
+        "app_label": 3,
+    }
+    for body, field in (
+        ({}, "email_pattern"),
+        ({"email_pattern": "a b"}, "email_pattern"),
+        ({"organization": 999999}, "organization"),
+    ):
+        bad = await net.call("operator", "POST", url, json=body)
+        assert bad.status_code == 422 and bad.json()["errors"][0]["field"].endswith(field), body
+    none = {"email_pattern": None, "organization": None, "app_label": None}
+    assert (await net.call("operator", "PUT", f"{url}/{rid}", json=none)).status_code == 422
+    # Another network's rule is not found through this network.
+    b_rules = f"{BASE}/{net.network_b}/access-rules"
+    b_rule = (await net.call("other", "POST", b_rules, json={"app_label": 1})).json()["data"]
+    assert (await net.call("operator", "DELETE", f"{url}/{b_rule}")).status_code == 404
+    assert (await net.call("other", "DELETE", f"{url}/{rid}")).status_code == 403
+    assert (await net.call("read-only", "DELETE", f"{url}/{rid}")).status_code == 403
+    assert (await net.call("operator", "DELETE", f"{url}/{rid}")).status_code == 200
+    assert len((await net.call("operator", "GET", url)).json()["data"]) == 1
+
+
+SPEEDS = {
+    "default_low_speed": "10",
+    "default_medium_speed": "18",
+    "default_high_speed": "25",
+    "min_battery_to_slow_down": "15",
+    "battery_slow_down_speed": "12",
+}
+
+
+async def test_vehicle_speed_settings_per_vehicle_type(net: Net) -> None:
+    url = f"{BASE}/{net.network_a}/vehicle-speed-settings"
+    assert (await net.call("operator", "GET", url)).json()["data"] == {
+        "network_id": net.network_a,
+        "vehicle_types": [],
+    }
+    r = await net.call("operator", "PUT", url, data=SPEEDS)  # multipart/form as the seed
+    assert r.status_code == 200, r.text
+    ebike = {**SPEEDS, "vehicle_type": "e-bike", "default_high_speed": "20"}
+    assert (await net.call("operator", "PUT", url, data=ebike)).status_code == 200
+    again = {**SPEEDS, "default_high_speed": "22"}  # kick scooters again: replaced
+    assert (await net.call("operator", "PUT", url, data=again)).status_code == 200
+    data = (await net.call("read-only", "GET", url)).json()["data"]["vehicle_types"]
+    assert {d["vehicle_type"]: d["default_high_speed"] for d in data} == {
+        "e-bike": 20,
+        "kick-scooter": 22,
+    }
+    for over in (
+        {"default_low_speed": "30"},  # above medium
+        {"battery_slow_down_speed": ""},  # half the slow-down pair
+        {"battery_slow_down_speed": "40"},  # above high
+        {"default_high_speed": "101"},
+        {"vehicle_type": "car"},
+    ):
+        bad = await net.call("operator", "PUT", url, data={**SPEEDS, **over})
+        assert bad.status_code == 422, (over, bad.text)
+    assert (await net.call("other", "GET", url)).status_code == 403
+    assert (await net.call("read-only", "PUT", url, data=SPEEDS)).status_code == 403
+
+
+NOTIFY = {
+    "notification_type": "fleet-alert",
+    "alert_types": ["vehicle-fallen", "vehicle-lifted"],
+    "alert_severities": ["high", "critical"],
+    "check_interval": 300,
+    "check_delay": 60,
+}
+
+
+async def test_notification_settings_and_targets(net: Net) -> None:
+    url = f"{BASE}/{net.network_a}/notifications"
+    created = await net.call("operator", "POST", url, json=NOTIFY)
+    assert created.status_code == 200, created.text
+    nid = created.json()["data"]["notification_id"]
+    targets = f"{url}/{nid}/targets"
+    me = net.users["operator"]
+    assert (await net.call("operator", "POST", targets, json={"user_id": me})).status_code == 200
+    mail = {"email": "night-shift@example.com"}
+    assert (await net.call("operator", "POST", targets, json=mail)).status_code == 200
+    dup = await net.call("operator", "POST", targets, json={"user_id": me})
+    assert dup.status_code == 409 and dup.json()["reason"] == "target-exists"
+    # A rider, or another network's operator, does not receive this network's alerts.
+    for uid in (net.users["rider"], net.users["other"]):
+        r = await net.call("operator", "POST", targets, json={"user_id": uid})
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "user_id", r.text
+    both = await net.call("operator", "POST", targets, json={"user_id": me, **mail})
+    assert both.status_code == 422
+    changed = {**NOTIFY, "alert_types": ["station-power-cut"], "check_delay": 0}
+    assert (await net.call("operator", "PUT", f"{url}/{nid}", json=changed)).status_code == 200
+    listed = (await net.call("read-only", "GET", url)).json()["data"]
+    assert listed == [
+        {
+            **changed,
+            "alert_severities": ["critical", "high"],
+            "notification_id": nid,
+            "network_id": net.network_a,
+            "target_user_ids": [me],
+            "target_emails": ["night-shift@example.com"],
+        }
+    ]
+    bad = await net.call("operator", "POST", url, json={**NOTIFY, "alert_types": []})
+    assert bad.status_code == 422
+    gone = await net.call("operator", "DELETE", targets, params={"email": mail["email"]})
+    assert gone.status_code == 200
+    again = await net.call("operator", "DELETE", targets, params={"email": mail["email"]})
+    assert again.status_code == 404
+    assert (await net.call("other", "DELETE", f"{url}/{nid}")).status_code == 403
+    b_url = f"{BASE}/{net.network_b}/notifications"
+    assert (await net.call("other", "DELETE", f"{b_url}/{nid}")).status_code == 404
+    assert (await net.call("operator", "DELETE", f"{url}/{nid}")).status_code == 200
+    assert (await net.call("operator", "GET", url)).json()["data"] == []
