@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ScalarSelect, func, select
@@ -17,6 +18,7 @@ from kickstand.cloud.models import (
     PricingRule,
     Station,
     Trip,
+    TripStatus,
     Vehicle,
 )
 from kickstand.cloud.networks.models import (
@@ -168,3 +170,28 @@ async def find_target(
     else:
         stmt = stmt.where(func.lower(NetworkNotificationTarget.email) == (email or "").lower())
     return await session.scalar(stmt.limit(1))
+
+
+async def cluster_networks(session: AsyncSession, cluster_ids: Collection[int]) -> dict[int, int]:
+    """Cluster id -> its network id, for the clusters that exist."""
+    rows = await session.execute(
+        select(Cluster.id, Cluster.network_id).where(Cluster.id.in_(cluster_ids))
+    )
+    return {int(r[0]): int(r[1]) for r in rows}
+
+
+async def trip_durations(
+    session: AsyncSession, network_id: int, donor: int, receiver: int
+) -> list[float]:
+    """Seconds of the finished trips from ``donor`` to ``receiver``, fastest first."""
+    rows = await session.execute(
+        select(Trip.started_at, Trip.ended_at).where(
+            Trip.network_id == network_id,
+            Trip.start_cluster_id == donor,
+            Trip.end_cluster_id == receiver,
+            Trip.status == TripStatus.FINISHED,
+            Trip.ended_at.is_not(None),
+        )
+    )
+    spans: list[tuple[datetime, datetime | None]] = [(r[0], r[1]) for r in rows]
+    return sorted(max(0.0, (end - start).total_seconds()) for start, end in spans if end)

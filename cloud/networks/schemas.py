@@ -414,3 +414,21 @@ class NotificationPublic(NotificationFields):
             target_user_ids=sorted(t.user_id for t in targets if t.user_id is not None),
             target_emails=sorted(t.email for t in targets if t.email is not None),
         )
+
+
+class EstimatePublic(BaseModel):
+    """Seed 002 "Get estimate": the average duration of the fastest trips between two
+    clusters, and what such a trip costs with the network's current pricing."""
+
+    donor_cluster_id: int
+    receiver_cluster_id: int
+    fastest_trip_percentage: int
+    #: Finished trips between the two clusters, and how many of the fastest were averaged.
+    trips_count: int
+    sample_size: int
+    #: Seconds; null without any trip between the clusters.
+    average_duration: int | None
+    #: A trip of that duration starting now, priced by the billing engine (null: no trip,
+    #: or no pricing rule in force).
+    estimated_price: str | None
+    currency: str

@@ -18,21 +18,25 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kickstand.cloud import trips
 from kickstand.cloud.access import service as access
 from kickstand.cloud.access.grants import parse_grants
 from kickstand.cloud.access.models import OrganizationalUnit
-from kickstand.cloud.billing import WEEK_S, Rule, minor_unit
+from kickstand.cloud.billing import WEEK_S, Rule, compute_cost, minor_unit
 from kickstand.cloud.errors import (
     ConflictError,
     InvalidInputError,
     InvalidPricingRuleError,
+    NoPricingRuleError,
     NotFoundError,
 )
 from kickstand.cloud.models import Network, PricingRule, User, UserRole
@@ -397,3 +401,40 @@ async def remove_target(
     if target is None:
         raise NotFoundError("notification target", user_id or email)
     await session.delete(target)
+
+
+# ── estimate ──────────────────────────────────────────────────────────────────────────
+
+
+@dataclass(frozen=True)
+class Estimate:
+    trips: int
+    sample: int
+    #: Seconds; None without any trip between the clusters.
+    average_duration: int | None
+    #: The price of that duration with the network's current rules, starting now.
+    price: Decimal | None
+
+
+async def estimate(
+    session: AsyncSession, network: Network, donor: int, receiver: int, percentage: int
+) -> Estimate:
+    """Average duration of the ``percentage`` % fastest trips donor → receiver (at least
+    one trip), priced by the billing engine as a trip of that duration starting now."""
+    owners = await repository.cluster_networks(session, [donor, receiver])
+    for cluster in (donor, receiver):
+        if owners.get(cluster) != network.id:
+            raise NotFoundError("cluster", cluster)
+    durations = await repository.trip_durations(session, network.id, donor, receiver)
+    if not durations:
+        return Estimate(0, 0, None, None)
+    sample = durations[: max(1, math.ceil(len(durations) * percentage / 100))]
+    average = round(sum(sample) / len(sample))
+    now = _now()
+    try:
+        book = await trips.rule_book(session, network)
+        cost = compute_cost(book, network.currency, now, now + timedelta(seconds=average))
+        price: Decimal | None = cost.total
+    except NoPricingRuleError:
+        price = None
+    return Estimate(len(durations), len(sample), average, price)

@@ -14,6 +14,7 @@ from kickstand.cloud.api.ids import Id, Text
 from kickstand.cloud.api.openapi import error_responses
 from kickstand.cloud.api.pagination import KeysetDep
 from kickstand.cloud.api.schemas import Envelope, OkEnvelope, Page
+from kickstand.cloud.api.views import money_str
 from kickstand.cloud.keyset import cut
 from kickstand.cloud.models import Network
 from kickstand.cloud.networks import repository, service
@@ -22,6 +23,7 @@ from kickstand.cloud.networks.schemas import (
     AccessRuleCreate,
     AccessRulePublic,
     AccessRuleUpdate,
+    EstimatePublic,
     FreefloatRewardPublic,
     FreefloatRewardUpdate,
     NetworkCreate,
@@ -448,3 +450,37 @@ async def delete_notification_target(
     await service.remove_target(session, setting, user_id, email)
     await session.commit()
     return OkEnvelope()
+
+
+# ── estimate ──────────────────────────────────────────────────────────────────────────
+
+
+@router.get(
+    "/{network_id}/estimate", response_model=Envelope[EstimatePublic], summary="Get estimate"
+)
+async def get_estimate(
+    operator: NetworksOperator,
+    session: SessionDep,
+    network_id: NetworkId,
+    donor_cluster_id: Annotated[Id, Query(description="The cluster the trips start on.")],
+    receiver_cluster_id: Annotated[Id, Query(description="The cluster the trips end on.")],
+    fastest_trip_percentage: Annotated[int, Query(ge=1, le=50)],
+) -> Envelope[EstimatePublic]:
+    """The average duration of the ``fastest_trip_percentage`` % fastest finished trips
+    between the clusters (at least one trip), and its price with the current rules."""
+    network = await _network(session, operator, network_id)
+    found = await service.estimate(
+        session, network, donor_cluster_id, receiver_cluster_id, fastest_trip_percentage
+    )
+    return Envelope(
+        data=EstimatePublic(
+            donor_cluster_id=donor_cluster_id,
+            receiver_cluster_id=receiver_cluster_id,
+            fastest_trip_percentage=fastest_trip_percentage,
+            trips_count=found.trips,
+            sample_size=found.sample,
+            average_duration=found.average_duration,
+            estimated_price=money_str(found.price, network.currency),
+            currency=network.currency,
+        )
+    )

@@ -4,7 +4,7 @@ and a change applies to trips that start after it (a running trip keeps its pric
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -190,3 +190,51 @@ async def test_a_change_applies_to_trips_started_after_it(net: Net) -> None:
         ).all()
         closed = next(v for v in versions if v.id == old["pricing_id"])
         assert closed.valid_until is not None
+
+
+async def test_estimate_prices_the_fastest_trips_with_the_current_rules(net: Net) -> None:
+    await clear(net)
+    body = rule(net.network_a, unlock_price=1, use_per_minute_price=0.1)
+    assert (await net.call("operator", "POST", URL, json=body)).status_code == 200
+    donor, receiver = list(net.demo.cluster_ids.values())[:2]
+    url = f"/v1/dashboard/networks/{net.network_a}/estimate"
+    params = {"donor_cluster_id": donor, "receiver_cluster_id": receiver}
+    empty = await net.call("operator", "GET", url, params={**params, "fastest_trip_percentage": 50})
+    assert empty.status_code == 200, empty.text
+    assert empty.json()["data"]["average_duration"] is None
+    start = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
+    async with net.maker() as session:
+        for n, minutes in enumerate((10, 20, 30, 40)):
+            session.add(
+                Trip(
+                    user_id=net.users["rider"],
+                    vehicle_id=next(iter(net.demo.vehicle_ids.values())),
+                    network_id=net.network_a,
+                    status=TripStatus.FINISHED,
+                    started_at=start + timedelta(hours=n),
+                    ended_at=start + timedelta(hours=n, minutes=minutes),
+                    start_cluster_id=donor,
+                    end_cluster_id=receiver,
+                    currency="EUR",
+                )
+            )
+        await session.commit()
+    r = await net.call("read-only", "GET", url, params={**params, "fastest_trip_percentage": 50})
+    data = r.json()["data"]
+    # The fastest half: 10 and 20 minutes, 15 on average; 1.00 + 15 minutes at 0.10.
+    assert (data["trips_count"], data["sample_size"], data["average_duration"]) == (4, 2, 900)
+    assert data["estimated_price"] == "2.50" and data["currency"] == "EUR"
+    one = await net.call("operator", "GET", url, params={**params, "fastest_trip_percentage": 1})
+    assert one.json()["data"]["average_duration"] == 600
+    reverse = {"donor_cluster_id": receiver, "receiver_cluster_id": donor}
+    none = await net.call("operator", "GET", url, params={**reverse, "fastest_trip_percentage": 5})
+    assert none.json()["data"]["trips_count"] == 0
+    bad = await net.call("operator", "GET", url, params={**params, "fastest_trip_percentage": 51})
+    assert bad.status_code == 422
+    other = await net.call("other", "GET", url, params={**params, "fastest_trip_percentage": 50})
+    assert other.status_code == 403
+    b_url = f"/v1/dashboard/networks/{net.network_b}/estimate"
+    foreign = await net.call(
+        "other", "GET", b_url, params={**params, "fastest_trip_percentage": 50}
+    )
+    assert foreign.status_code == 404  # network A's clusters are not network B's
