@@ -1,14 +1,17 @@
 """Tables of network settings kept beside the network (migration 0012): access rules,
-per vehicle type speed settings, notification settings and their targets."""
+per vehicle type speed settings, notification settings and their targets, out-of-order
+periods, cluster balancing and its discounts."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
 from sqlalchemy import JSON, CheckConstraint, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 import kickstand.cloud.access.models  # noqa: F401  (organizations, named by a foreign key)
+from kickstand.cloud.dbtypes import Money
 from kickstand.cloud.models import Base, VehicleType, _enum, utcnow
 
 
@@ -86,3 +89,55 @@ class NetworkNotificationTarget(Base):
         UniqueConstraint("notification_id", "email", name="uq_notification_target_email"),
         CheckConstraint("(user_id IS NULL) <> (email IS NULL)", name="one_target"),
     )
+
+
+class NetworkOutOfOrder(Base):
+    """A period the network is out of order (seed 002 "Set out of order": winter, other)."""
+
+    __tablename__ = "network_out_of_orders"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    network_id: Mapped[int] = mapped_column(
+        ForeignKey("networks.id", ondelete="CASCADE"), index=True
+    )
+    type: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(100), default=None)
+    start_date: Mapped[datetime] = mapped_column()
+    #: None: until further notice.
+    end_date: Mapped[datetime | None] = mapped_column(default=None)
+    created_by: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ClusterBalancing(Base):
+    """A cluster that gives (donor) or takes (receiver) vehicles in balancing."""
+
+    __tablename__ = "cluster_balancings"
+
+    cluster_id: Mapped[int] = mapped_column(
+        ForeignKey("clusters.id", ondelete="CASCADE"), primary_key=True
+    )
+    network_id: Mapped[int] = mapped_column(
+        ForeignKey("networks.id", ondelete="CASCADE"), index=True
+    )
+    target_count: Mapped[int] = mapped_column(Integer)
+    balancing_type: Mapped[str] = mapped_column(String(16))
+
+
+class BalancingDiscount(Base):
+    """The discount of a trip from a donor cluster to a receiver cluster."""
+
+    __tablename__ = "balancing_discounts"
+
+    donor_cluster_id: Mapped[int] = mapped_column(
+        ForeignKey("cluster_balancings.cluster_id", ondelete="CASCADE"), primary_key=True
+    )
+    receiver_cluster_id: Mapped[int] = mapped_column(
+        ForeignKey("cluster_balancings.cluster_id", ondelete="CASCADE"), primary_key=True
+    )
+    network_id: Mapped[int] = mapped_column(
+        ForeignKey("networks.id", ondelete="CASCADE"), index=True
+    )
+    discount_amount: Mapped[Decimal] = mapped_column(Money())

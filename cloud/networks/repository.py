@@ -22,9 +22,12 @@ from kickstand.cloud.models import (
     Vehicle,
 )
 from kickstand.cloud.networks.models import (
+    BalancingDiscount,
+    ClusterBalancing,
     NetworkAccessRule,
     NetworkNotificationSetting,
     NetworkNotificationTarget,
+    NetworkOutOfOrder,
     NetworkSpeedSettings,
 )
 
@@ -195,3 +198,22 @@ async def trip_durations(
     )
     spans: list[tuple[datetime, datetime | None]] = [(r[0], r[1]) for r in rows]
     return sorted(max(0.0, (end - start).total_seconds()) for start, end in spans if end)
+
+
+async def out_of_orders(session: AsyncSession, network_id: int) -> Sequence[NetworkOutOfOrder]:
+    stmt = select(NetworkOutOfOrder).where(NetworkOutOfOrder.network_id == network_id)
+    return (await session.scalars(stmt.order_by(NetworkOutOfOrder.start_date))).all()
+
+
+async def balancings(session: AsyncSession, network_id: int) -> Sequence[ClusterBalancing]:
+    stmt = select(ClusterBalancing).where(ClusterBalancing.network_id == network_id)
+    return (await session.scalars(stmt.order_by(ClusterBalancing.cluster_id))).all()
+
+
+async def discounts(session: AsyncSession, network_id: int) -> Sequence[BalancingDiscount]:
+    stmt = select(BalancingDiscount).where(BalancingDiscount.network_id == network_id)
+    return (
+        await session.scalars(
+            stmt.order_by(BalancingDiscount.donor_cluster_id, BalancingDiscount.receiver_cluster_id)
+        )
+    ).all()

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 from zoneinfo import available_timezones
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
 
 from kickstand.cloud.api.ids import Id, Text
 from kickstand.cloud.api.schemas import PricingRulePublic
@@ -17,6 +17,7 @@ from kickstand.cloud.networks.models import (
     NetworkAccessRule,
     NetworkNotificationSetting,
     NetworkNotificationTarget,
+    NetworkOutOfOrder,
 )
 
 #: Seed 002's currency enum (ISO 4217 codes).
@@ -116,6 +117,8 @@ class NetworkDetail(BaseModel):
     sponsoring_reward: str
     sponsored_reward: str
     created_at: datetime
+    #: Out-of-order periods not over yet (seed 002 "Set out of order").
+    out_of_orders: list[OutOfOrderPublic] = []
 
     @classmethod
     def of(cls, n: Network) -> NetworkDetail:
@@ -432,3 +435,76 @@ class EstimatePublic(BaseModel):
     #: or no pricing rule in force).
     estimated_price: str | None
     currency: str
+
+
+# ── out of order ──────────────────────────────────────────────────────────────────────
+
+#: Dates a period may name (bounded: a year 9999 or 0001 is a typo, not a plan).
+EARLIEST, LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def _bounded(value: datetime) -> datetime:
+    if not EARLIEST <= value <= LATEST:
+        raise ValueError("must be between 2000 and 2100")
+    return value
+
+
+PeriodDate = Annotated[AwareDatetime, AfterValidator(_bounded)]
+
+
+class OutOfOrderCreate(BaseModel):
+    type: Literal["other", "winter"]
+    reason: Text | None = Field(default=None, min_length=1, max_length=100)
+    start_date: PeriodDate
+    end_date: PeriodDate | None = None
+
+
+class OutOfOrderPublic(BaseModel):
+    out_of_order_id: int
+    network_id: int
+    type: str
+    reason: str | None
+    start_date: datetime
+    end_date: datetime | None
+
+    @classmethod
+    def of(cls, o: NetworkOutOfOrder) -> OutOfOrderPublic:
+        return cls(
+            out_of_order_id=o.id,
+            network_id=o.network_id,
+            type=o.type,
+            reason=o.reason,
+            start_date=o.start_date,
+            end_date=o.end_date,
+        )
+
+
+# ── cluster balancing ─────────────────────────────────────────────────────────────────
+
+
+class BalancingCreate(BaseModel):
+    cluster_id: Id
+    target_count: int = Field(ge=0, le=100000)
+    balancing_type: Literal["donor", "receiver"]
+
+
+class BalancingUpdate(BaseModel):
+    cluster_id: Id
+    target_count: int = Field(ge=0, le=100000)
+
+
+class BalancingPublic(BalancingCreate):
+    network_id: int
+
+
+class DiscountUpdate(BaseModel):
+    donor_cluster_id: Id
+    receiver_cluster_id: Id
+    discount_amount: Amount
+
+
+class DiscountPublic(BaseModel):
+    network_id: int
+    donor_cluster_id: int
+    receiver_cluster_id: int
+    discount_amount: str

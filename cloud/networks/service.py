@@ -42,9 +42,12 @@ from kickstand.cloud.errors import (
 from kickstand.cloud.models import Network, PricingRule, User, UserRole
 from kickstand.cloud.networks import repository
 from kickstand.cloud.networks.models import (
+    BalancingDiscount,
+    ClusterBalancing,
     NetworkAccessRule,
     NetworkNotificationSetting,
     NetworkNotificationTarget,
+    NetworkOutOfOrder,
     NetworkSpeedSettings,
 )
 
@@ -438,3 +441,88 @@ async def estimate(
     except NoPricingRuleError:
         price = None
     return Estimate(len(durations), len(sample), average, price)
+
+
+# ── out of order ──────────────────────────────────────────────────────────────────────
+
+
+async def set_out_of_order(
+    session: AsyncSession, network: Network, by: User, fields: dict[str, Any]
+) -> NetworkOutOfOrder:
+    """A new period; refused when it ends before it starts or meets another period."""
+    start, end = fields["start_date"], fields["end_date"]
+    if end is not None and end <= start:
+        raise InvalidInputError("must be after start_date", field="end_date")
+    await repository.lock_network(session, network.id)
+    for other in await repository.out_of_orders(session, network.id):
+        if (other.end_date is None or start < other.end_date) and (
+            end is None or other.start_date < end
+        ):
+            raise ConflictError(
+                f"the network is already out of order from {other.start_date.isoformat()}"
+                + (f" to {other.end_date.isoformat()}" if other.end_date else ""),
+                reason="out-of-order-overlap",
+            )
+    period = NetworkOutOfOrder(network_id=network.id, created_by=by.id, **fields)
+    session.add(period)
+    await session.flush()
+    return period
+
+
+# ── cluster balancing ─────────────────────────────────────────────────────────────────
+
+
+async def _network_cluster(session: AsyncSession, network: Network, cluster_id: int) -> None:
+    owners = await repository.cluster_networks(session, [cluster_id])
+    if owners.get(cluster_id) != network.id:
+        raise NotFoundError("cluster", cluster_id)
+
+
+async def get_balancing(
+    session: AsyncSession, network: Network, cluster_id: int
+) -> ClusterBalancing:
+    row = await session.get(ClusterBalancing, cluster_id)
+    if row is None or row.network_id != network.id:
+        raise NotFoundError("cluster balancing", cluster_id)
+    return row
+
+
+async def add_balancing(
+    session: AsyncSession, network: Network, fields: dict[str, Any]
+) -> ClusterBalancing:
+    await _network_cluster(session, network, fields["cluster_id"])
+    if await session.get(ClusterBalancing, fields["cluster_id"]) is not None:
+        raise ConflictError(
+            f"cluster {fields['cluster_id']} is already balanced", reason="balancing-exists"
+        )
+    row = ClusterBalancing(network_id=network.id, **fields)
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def set_discount(
+    session: AsyncSession, network: Network, fields: dict[str, Any]
+) -> BalancingDiscount:
+    """A donor → receiver route's discount, in the network's currency."""
+    for field, kind in (("donor_cluster_id", "donor"), ("receiver_cluster_id", "receiver")):
+        row = await session.get(ClusterBalancing, fields[field])
+        if row is None or row.network_id != network.id or row.balancing_type != kind:
+            raise InvalidInputError(
+                f"not a {kind} cluster of this network's balancing", field=field
+            )
+    amount = Decimal(fields["discount_amount"])
+    places = minor_unit(network.currency)
+    if amount != amount.quantize(Decimal(1).scaleb(-places)):
+        raise InvalidInputError(
+            f"{network.currency} amounts have {places} decimal places", field="discount_amount"
+        )
+    key = (fields["donor_cluster_id"], fields["receiver_cluster_id"])
+    discount = await session.get(BalancingDiscount, key)
+    if discount is None:
+        discount = BalancingDiscount(
+            donor_cluster_id=key[0], receiver_cluster_id=key[1], network_id=network.id
+        )
+        session.add(discount)
+    discount.discount_amount = amount
+    return discount

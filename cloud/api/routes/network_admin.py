@@ -4,6 +4,7 @@ reads the same permission read-only; a network in the path goes through the chec
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Path, Query
@@ -23,6 +24,11 @@ from kickstand.cloud.networks.schemas import (
     AccessRuleCreate,
     AccessRulePublic,
     AccessRuleUpdate,
+    BalancingCreate,
+    BalancingPublic,
+    BalancingUpdate,
+    DiscountPublic,
+    DiscountUpdate,
     EstimatePublic,
     FreefloatRewardPublic,
     FreefloatRewardUpdate,
@@ -34,6 +40,8 @@ from kickstand.cloud.networks.schemas import (
     NotificationFields,
     NotificationPublic,
     NotificationTarget,
+    OutOfOrderCreate,
+    OutOfOrderPublic,
     RentSettingsPublic,
     RentSettingsUpdate,
     RentTimingsUpdate,
@@ -126,7 +134,14 @@ async def get_short_networks(
 async def get_network(
     operator: NetworksOperator, session: SessionDep, network_id: NetworkId
 ) -> Envelope[NetworkDetail]:
-    return Envelope(data=NetworkDetail.of(await _network(session, operator, network_id)))
+    network = await _network(session, operator, network_id)
+    now = datetime.now(UTC)
+    periods = await repository.out_of_orders(session, network.id)
+    detail = NetworkDetail.of(network)
+    detail.out_of_orders = [
+        OutOfOrderPublic.of(p) for p in periods if p.end_date is None or p.end_date > now
+    ]
+    return Envelope(data=detail)
 
 
 @router.delete(
@@ -484,3 +499,126 @@ async def get_estimate(
             currency=network.currency,
         )
     )
+
+
+# ── out of order ──────────────────────────────────────────────────────────────────────
+
+
+@router.post(
+    "/{network_id}/out-of-order",
+    response_model=Envelope[OutOfOrderPublic],
+    summary="Set out of order",
+    responses=error_responses(409),
+)
+async def set_out_of_order(
+    operator: NetworksOperator, session: SessionDep, network_id: NetworkId, body: OutOfOrderCreate
+) -> Envelope[OutOfOrderPublic]:
+    """A period (shown in the network detail until it ends); refused (409
+    ``out-of-order-overlap``) when it meets another one."""
+    network = await _network(session, operator, network_id)
+    period = await service.set_out_of_order(session, network, operator.user, body.model_dump())
+    await session.commit()
+    return Envelope(data=OutOfOrderPublic.of(period))
+
+
+# ── cluster balancing ─────────────────────────────────────────────────────────────────
+
+
+@router.get(
+    "/{network_id}/clusters-balancing",
+    response_model=Envelope[list[BalancingPublic]],
+    summary="Get clusters balancing",
+)
+async def get_balancing(
+    operator: NetworksOperator, session: SessionDep, network_id: NetworkId
+) -> Envelope[list[BalancingPublic]]:
+    network = await _network(session, operator, network_id)
+    rows = await repository.balancings(session, network.id)
+    return Envelope(data=[BalancingPublic.model_validate(r, from_attributes=True) for r in rows])
+
+
+@router.post(
+    "/{network_id}/clusters-balancing",
+    response_model=OkEnvelope,
+    summary="Create cluster balancing",
+    responses=error_responses(409),
+)
+async def create_balancing(
+    operator: NetworksOperator, session: SessionDep, network_id: NetworkId, body: BalancingCreate
+) -> OkEnvelope:
+    network = await _network(session, operator, network_id)
+    await service.add_balancing(session, network, body.model_dump())
+    await session.commit()
+    return OkEnvelope()
+
+
+@router.put(
+    "/{network_id}/clusters-balancing",
+    response_model=OkEnvelope,
+    summary="Update cluster balancing",
+)
+async def update_balancing(
+    operator: NetworksOperator, session: SessionDep, network_id: NetworkId, body: BalancingUpdate
+) -> OkEnvelope:
+    network = await _network(session, operator, network_id)
+    row = await service.get_balancing(session, network, body.cluster_id)
+    row.target_count = body.target_count
+    await session.commit()
+    return OkEnvelope()
+
+
+@router.delete(
+    "/{network_id}/clusters-balancing",
+    response_model=OkEnvelope,
+    summary="Delete cluster balancing",
+)
+async def delete_balancing(
+    operator: NetworksOperator,
+    session: SessionDep,
+    network_id: NetworkId,
+    cluster_id: Annotated[Id, Query(description="The cluster's identifier.")],
+) -> OkEnvelope:
+    """Its discount routes go with it."""
+    network = await _network(session, operator, network_id)
+    await session.delete(await service.get_balancing(session, network, cluster_id))
+    await session.commit()
+    return OkEnvelope()
+
+
+@router.get(
+    "/{network_id}/clusters-balancing/discounts",
+    response_model=Envelope[list[DiscountPublic]],
+    summary="Get clusters balancing discounts",
+)
+async def get_discounts(
+    operator: NetworksOperator, session: SessionDep, network_id: NetworkId
+) -> Envelope[list[DiscountPublic]]:
+    network = await _network(session, operator, network_id)
+    rows = await repository.discounts(session, network.id)
+    return Envelope(
+        data=[
+            DiscountPublic(
+                network_id=d.network_id,
+                donor_cluster_id=d.donor_cluster_id,
+                receiver_cluster_id=d.receiver_cluster_id,
+                discount_amount=money_str(d.discount_amount, network.currency) or "0",
+            )
+            for d in rows
+        ]
+    )
+
+
+@router.put(
+    "/{network_id}/clusters-balancing/discounts",
+    response_model=OkEnvelope,
+    summary="Update cluster balancing discount",
+)
+async def update_discount(
+    operator: NetworksOperator, session: SessionDep, network_id: NetworkId, body: DiscountUpdate
+) -> OkEnvelope:
+    """The discount of trips from a donor to a receiver cluster (stored and served; not yet
+    applied by billing)."""
+    network = await _network(session, operator, network_id)
+    await service.set_discount(session, network, body.model_dump())
+    await session.commit()
+    return OkEnvelope()

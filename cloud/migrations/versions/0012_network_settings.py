@@ -195,9 +195,91 @@ def upgrade() -> None:
         "network_notification_targets",
         ["notification_id"],
     )
+    op.create_table(
+        "network_out_of_orders",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("network_id", sa.Integer(), nullable=False),
+        sa.Column("type", sa.String(length=16), nullable=False),
+        sa.Column("reason", sa.String(length=100), nullable=True),
+        _time("start_date", nullable=False),
+        _time("end_date"),
+        sa.Column("created_by", sa.Integer(), nullable=True),
+        _time("created_at", nullable=False),
+        sa.ForeignKeyConstraint(
+            ["network_id"],
+            ["networks.id"],
+            name=op.f("fk_network_out_of_orders_network_id_networks"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["created_by"],
+            ["users.id"],
+            name=op.f("fk_network_out_of_orders_created_by_users"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_network_out_of_orders")),
+    )
+    op.create_index(
+        op.f("ix_network_out_of_orders_network_id"), "network_out_of_orders", ["network_id"]
+    )
+    op.create_table(
+        "cluster_balancings",
+        sa.Column("cluster_id", sa.Integer(), nullable=False),
+        sa.Column("network_id", sa.Integer(), nullable=False),
+        sa.Column("target_count", sa.Integer(), nullable=False),
+        sa.Column("balancing_type", sa.String(length=16), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["cluster_id"],
+            ["clusters.id"],
+            name=op.f("fk_cluster_balancings_cluster_id_clusters"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["network_id"],
+            ["networks.id"],
+            name=op.f("fk_cluster_balancings_network_id_networks"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("cluster_id", name=op.f("pk_cluster_balancings")),
+    )
+    op.create_index(op.f("ix_cluster_balancings_network_id"), "cluster_balancings", ["network_id"])
+    op.create_table(
+        "balancing_discounts",
+        sa.Column("donor_cluster_id", sa.Integer(), nullable=False),
+        sa.Column("receiver_cluster_id", sa.Integer(), nullable=False),
+        sa.Column("network_id", sa.Integer(), nullable=False),
+        _money("discount_amount", nullable=False),
+        sa.ForeignKeyConstraint(
+            ["donor_cluster_id"],
+            ["cluster_balancings.cluster_id"],
+            name=op.f("fk_balancing_discounts_donor_cluster_id_cluster_balancings"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["receiver_cluster_id"],
+            ["cluster_balancings.cluster_id"],
+            name=op.f("fk_balancing_discounts_receiver_cluster_id_cluster_balancings"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["network_id"],
+            ["networks.id"],
+            name=op.f("fk_balancing_discounts_network_id_networks"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint(
+            "donor_cluster_id", "receiver_cluster_id", name=op.f("pk_balancing_discounts")
+        ),
+    )
+    op.create_index(
+        op.f("ix_balancing_discounts_network_id"), "balancing_discounts", ["network_id"]
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("balancing_discounts")
+    op.drop_table("cluster_balancings")
+    op.drop_table("network_out_of_orders")
     op.drop_table("network_notification_targets")
     op.drop_table("network_notification_settings")
     op.drop_table("network_speed_settings")

@@ -197,3 +197,81 @@ async def test_notification_settings_and_targets(net: Net) -> None:
     assert (await net.call("other", "DELETE", f"{b_url}/{nid}")).status_code == 404
     assert (await net.call("operator", "DELETE", f"{url}/{nid}")).status_code == 200
     assert (await net.call("operator", "GET", url)).json()["data"] == []
+
+
+async def test_out_of_order_periods(net: Net) -> None:
+    url = f"{BASE}/{net.network_a}/out-of-order"
+    winter = {
+        "type": "winter",
+        "reason": "Snow",
+        "start_date": "2030-12-01T00:00:00Z",
+        "end_date": "2031-03-01T00:00:00Z",
+    }
+    r = await net.call("operator", "POST", url, json=winter)
+    assert r.status_code == 200, r.text
+    assert r.json()["data"]["type"] == "winter" and r.json()["data"]["reason"] == "Snow"
+    overlap = {"type": "other", "start_date": "2031-02-01T00:00:00Z"}  # open-ended, meets winter
+    clash = await net.call("operator", "POST", url, json=overlap)
+    assert clash.status_code == 409 and clash.json()["reason"] == "out-of-order-overlap"
+    later = {"type": "other", "start_date": "2031-03-01T00:00:00Z"}  # starts when winter ends
+    assert (await net.call("operator", "POST", url, json=later)).status_code == 200
+    detail = (await net.call("read-only", "GET", f"{BASE}/{net.network_a}")).json()["data"]
+    assert [(p["type"], p["end_date"]) for p in detail["out_of_orders"]] == [
+        ("winter", "2031-03-01T00:00:00Z"),
+        ("other", None),
+    ]
+    for bad in (
+        {**winter, "end_date": "2030-11-01T00:00:00Z"},  # ends before it starts
+        {**winter, "start_date": "2030-12-01T00:00:00"},  # no time zone
+        {**winter, "start_date": "9999-12-01T00:00:00Z"},
+        {**winter, "type": "summer"},
+    ):
+        assert (await net.call("operator", "POST", url, json=bad)).status_code == 422, bad
+    assert (await net.call("other", "POST", url, json=winter)).status_code == 403
+    assert (await net.call("read-only", "POST", url, json=winter)).status_code == 403
+
+
+async def test_cluster_balancing_and_discounts(net: Net) -> None:
+    url = f"{BASE}/{net.network_a}/clusters-balancing"
+    donor, receiver = list(net.demo.cluster_ids.values())[:2]
+    for cluster, kind, target in ((donor, "donor", 2), (receiver, "receiver", 8)):
+        body = {"cluster_id": cluster, "target_count": target, "balancing_type": kind}
+        r = await net.call("operator", "POST", url, json=body)
+        assert r.status_code == 200, r.text
+    dup = await net.call(
+        "operator",
+        "POST",
+        url,
+        json={"cluster_id": donor, "target_count": 1, "balancing_type": "receiver"},
+    )
+    assert dup.status_code == 409 and dup.json()["reason"] == "balancing-exists"
+    upd = await net.call("operator", "PUT", url, json={"cluster_id": donor, "target_count": 3})
+    assert upd.status_code == 200
+    listed = (await net.call("read-only", "GET", url)).json()["data"]
+    assert {(b["cluster_id"], b["balancing_type"], b["target_count"]) for b in listed} == {
+        (donor, "donor", 3),
+        (receiver, "receiver", 8),
+    }
+    route = {"donor_cluster_id": donor, "receiver_cluster_id": receiver, "discount_amount": 0.5}
+    assert (await net.call("operator", "PUT", f"{url}/discounts", json=route)).status_code == 200
+    again = {**route, "discount_amount": 0.75}
+    assert (await net.call("operator", "PUT", f"{url}/discounts", json=again)).status_code == 200
+    discounts = (await net.call("operator", "GET", f"{url}/discounts")).json()["data"]
+    assert discounts == [{"network_id": net.network_a, **route, "discount_amount": "0.75"}]
+    backwards = {**route, "donor_cluster_id": receiver, "receiver_cluster_id": donor}
+    bad = await net.call("operator", "PUT", f"{url}/discounts", json=backwards)
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "donor_cluster_id"
+    cents = await net.call(
+        "operator", "PUT", f"{url}/discounts", json={**route, "discount_amount": 0.001}
+    )
+    assert cents.status_code == 422
+    # Another network's cluster cannot be balanced here; another operator cannot touch it.
+    b_url = f"{BASE}/{net.network_b}/clusters-balancing"
+    foreign = {"cluster_id": donor, "target_count": 1, "balancing_type": "donor"}
+    assert (await net.call("other", "POST", b_url, json=foreign)).status_code == 404
+    assert (await net.call("other", "GET", url)).status_code == 403
+    gone = await net.call("operator", "DELETE", url, params={"cluster_id": donor})
+    assert gone.status_code == 200
+    assert (await net.call("operator", "GET", f"{url}/discounts")).json()["data"] == []
+    missing = await net.call("operator", "DELETE", url, params={"cluster_id": donor})
+    assert missing.status_code == 404
