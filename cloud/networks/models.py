@@ -141,3 +141,21 @@ class BalancingDiscount(Base):
         ForeignKey("networks.id", ondelete="CASCADE"), index=True
     )
     discount_amount: Mapped[Decimal] = mapped_column(Money())
+
+
+class NetworkVehicleModel(Base):
+    """A vehicle model's settings and guarantees on a network (seed 002; a null is "the
+    network's default"). ``model_id`` is the seed's model identifier: no model catalogue
+    exists yet to check it against."""
+
+    __tablename__ = "network_vehicle_models"
+
+    network_id: Mapped[int] = mapped_column(
+        ForeignKey("networks.id", ondelete="CASCADE"), primary_key=True
+    )
+    model_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    auto_light: Mapped[bool | None] = mapped_column(default=None)
+    #: 1 ECO, 2 NORMAL, 3 SPORT: the speed mode the vehicle is held in (None: rider's choice).
+    speed_mode: Mapped[int | None] = mapped_column(Integer, default=None)
+    guarantee: Mapped[Decimal | None] = mapped_column(Money(), default=None)
+    pre_auth: Mapped[Decimal | None] = mapped_column(Money(), default=None)

@@ -29,6 +29,7 @@ from kickstand.cloud.networks.models import (
     NetworkNotificationTarget,
     NetworkOutOfOrder,
     NetworkSpeedSettings,
+    NetworkVehicleModel,
 )
 
 
@@ -217,3 +218,8 @@ async def discounts(session: AsyncSession, network_id: int) -> Sequence[Balancin
             stmt.order_by(BalancingDiscount.donor_cluster_id, BalancingDiscount.receiver_cluster_id)
         )
     ).all()
+
+
+async def vehicle_models(session: AsyncSession, network_id: int) -> Sequence[NetworkVehicleModel]:
+    stmt = select(NetworkVehicleModel).where(NetworkVehicleModel.network_id == network_id)
+    return (await session.scalars(stmt.order_by(NetworkVehicleModel.model_id))).all()

@@ -508,3 +508,29 @@ class DiscountPublic(BaseModel):
     donor_cluster_id: int
     receiver_cluster_id: int
     discount_amount: str
+
+
+# ── vehicle models ────────────────────────────────────────────────────────────────────
+
+
+class VehicleModelSettingsForm(BaseModel):
+    auto_light: bool
+    #: 1 ECO, 2 NORMAL, 3 SPORT; left out: the rider chooses.
+    speed_mode: int | None = Field(default=None, ge=1, le=3)
+
+
+class VehicleModelGuaranteeForm(BaseModel):
+    guarantee: Amount
+    pre_auth: Amount
+
+
+class VehicleModelSettingsPublic(BaseModel):
+    model_id: int
+    auto_light: bool
+    speed_mode: int | None
+
+
+class VehicleModelGuaranteePublic(BaseModel):
+    model_id: int
+    guarantee: str
+    pre_auth: str

@@ -49,6 +49,7 @@ from kickstand.cloud.networks.models import (
     NetworkNotificationTarget,
     NetworkOutOfOrder,
     NetworkSpeedSettings,
+    NetworkVehicleModel,
 )
 
 log = logging.getLogger(__name__)
@@ -526,3 +527,26 @@ async def set_discount(
         session.add(discount)
     discount.discount_amount = amount
     return discount
+
+
+# ── vehicle models ────────────────────────────────────────────────────────────────────
+
+
+async def set_vehicle_model(
+    session: AsyncSession, network: Network, model_id: int, fields: dict[str, Any]
+) -> NetworkVehicleModel:
+    """Settings or guarantees of a model on the network (the other half is kept)."""
+    row = await session.get(NetworkVehicleModel, (network.id, model_id))
+    if row is None:
+        row = NetworkVehicleModel(network_id=network.id, model_id=model_id)
+        session.add(row)
+    places = minor_unit(network.currency)
+    for name, value in fields.items():
+        if name in ("guarantee", "pre_auth") and value != Decimal(value).quantize(
+            Decimal(1).scaleb(-places)
+        ):
+            raise InvalidInputError(
+                f"{network.currency} amounts have {places} decimal places", field=name
+            )
+        setattr(row, name, value)
+    return row

@@ -48,6 +48,10 @@ from kickstand.cloud.networks.schemas import (
     SpeedSettingsForm,
     SpeedSettingsPublic,
     SponsorshipUpdate,
+    VehicleModelGuaranteeForm,
+    VehicleModelGuaranteePublic,
+    VehicleModelSettingsForm,
+    VehicleModelSettingsPublic,
 )
 from kickstand.cloud.networks.service import (
     FREEFLOAT_REWARD,
@@ -61,6 +65,7 @@ router = APIRouter(prefix="/dashboard/networks", tags=["networks"])
 NetworksOperator = Annotated[OperatorContext, Depends(Operator("networks.manage"))]
 NetworkId = Annotated[Id, Path(description="Identifier of the network.")]
 RuleId = Annotated[Id, Path(description="Identifier of the access rule.")]
+ModelId = Annotated[Id, Path(description="The vehicle model identifier.")]
 NotificationId = Annotated[Id, Path(description="The notification setting's identifier.")]
 
 
@@ -620,5 +625,90 @@ async def update_discount(
     applied by billing)."""
     network = await _network(session, operator, network_id)
     await service.set_discount(session, network, body.model_dump())
+    await session.commit()
+    return OkEnvelope()
+
+
+# ── vehicle models ────────────────────────────────────────────────────────────────────
+
+
+@router.get(
+    "/{network_id}/vehicle-models/settings",
+    response_model=Envelope[list[VehicleModelSettingsPublic]],
+    summary="Get networks vehicle models settings",
+)
+async def get_vehicle_model_settings(
+    operator: NetworksOperator, session: SessionDep, network_id: NetworkId
+) -> Envelope[list[VehicleModelSettingsPublic]]:
+    network = await _network(session, operator, network_id)
+    rows = await repository.vehicle_models(session, network.id)
+    return Envelope(
+        data=[
+            VehicleModelSettingsPublic(
+                model_id=r.model_id, auto_light=r.auto_light, speed_mode=r.speed_mode
+            )
+            for r in rows
+            if r.auto_light is not None
+        ]
+    )
+
+
+@router.get(
+    "/{network_id}/vehicle-models/guarantees",
+    response_model=Envelope[list[VehicleModelGuaranteePublic]],
+    summary="Get networks vehicle models guarantees",
+)
+async def get_vehicle_model_guarantees(
+    operator: NetworksOperator, session: SessionDep, network_id: NetworkId
+) -> Envelope[list[VehicleModelGuaranteePublic]]:
+    network = await _network(session, operator, network_id)
+    rows = await repository.vehicle_models(session, network.id)
+    return Envelope(
+        data=[
+            VehicleModelGuaranteePublic(
+                model_id=r.model_id,
+                guarantee=money_str(r.guarantee, network.currency) or "0",
+                pre_auth=money_str(r.pre_auth, network.currency) or "0",
+            )
+            for r in rows
+            if r.guarantee is not None and r.pre_auth is not None
+        ]
+    )
+
+
+@router.put(
+    "/{network_id}/vehicle-models/{model_id}/settings",
+    response_model=OkEnvelope,
+    summary="Update vehicle settings",
+)
+async def update_vehicle_model_settings(
+    operator: NetworksOperator,
+    session: SessionDep,
+    network_id: NetworkId,
+    model_id: ModelId,
+    form: Annotated[VehicleModelSettingsForm, Form()],
+) -> OkEnvelope:
+    """Stored and served; vehicles are not told yet (device commands)."""
+    network = await _network(session, operator, network_id)
+    await service.set_vehicle_model(session, network, model_id, form.model_dump())
+    await session.commit()
+    return OkEnvelope()
+
+
+@router.put(
+    "/{network_id}/vehicle-models/{model_id}/guarantees",
+    response_model=OkEnvelope,
+    summary="Update vehicle guarantees",
+)
+async def update_vehicle_model_guarantees(
+    operator: NetworksOperator,
+    session: SessionDep,
+    network_id: NetworkId,
+    model_id: ModelId,
+    form: Annotated[VehicleModelGuaranteeForm, Form()],
+) -> OkEnvelope:
+    """Stored and served; the rent path does not take pre-authorizations yet."""
+    network = await _network(session, operator, network_id)
+    await service.set_vehicle_model(session, network, model_id, form.model_dump())
     await session.commit()
     return OkEnvelope()

@@ -274,9 +274,26 @@ def upgrade() -> None:
     op.create_index(
         op.f("ix_balancing_discounts_network_id"), "balancing_discounts", ["network_id"]
     )
+    op.create_table(
+        "network_vehicle_models",
+        sa.Column("network_id", sa.Integer(), nullable=False),
+        sa.Column("model_id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("auto_light", sa.Boolean(), nullable=True),
+        sa.Column("speed_mode", sa.Integer(), nullable=True),
+        _money("guarantee", nullable=True),
+        _money("pre_auth", nullable=True),
+        sa.ForeignKeyConstraint(
+            ["network_id"],
+            ["networks.id"],
+            name=op.f("fk_network_vehicle_models_network_id_networks"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("network_id", "model_id", name=op.f("pk_network_vehicle_models")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("network_vehicle_models")
     op.drop_table("balancing_discounts")
     op.drop_table("cluster_balancings")
     op.drop_table("network_out_of_orders")

@@ -13,7 +13,7 @@ from kickstand.cloud.migrations import downgrade, upgrade
 NEW_TABLES = {
     "network_access_rules", "network_speed_settings", "network_notification_settings",
     "network_notification_targets", "network_out_of_orders", "cluster_balancings",
-    "balancing_discounts",
+    "balancing_discounts", "network_vehicle_models",
 }  # fmt: skip
 
 

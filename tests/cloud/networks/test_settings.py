@@ -275,3 +275,41 @@ async def test_cluster_balancing_and_discounts(net: Net) -> None:
     assert (await net.call("operator", "GET", f"{url}/discounts")).json()["data"] == []
     missing = await net.call("operator", "DELETE", url, params={"cluster_id": donor})
     assert missing.status_code == 404
+
+
+async def test_vehicle_model_settings_and_guarantees(net: Net) -> None:
+    url = f"{BASE}/{net.network_a}/vehicle-models"
+    r = await net.call(
+        "operator", "PUT", f"{url}/7/settings", data={"auto_light": "true", "speed_mode": "1"}
+    )
+    assert r.status_code == 200, r.text
+    money = {"guarantee": "300", "pre_auth": "50.5"}
+    assert (await net.call("operator", "PUT", f"{url}/7/guarantees", data=money)).status_code == 200
+    money8 = {"guarantee": "100", "pre_auth": "0"}
+    assert (
+        await net.call("operator", "PUT", f"{url}/8/guarantees", data=money8)
+    ).status_code == 200
+    settings = (await net.call("read-only", "GET", f"{url}/settings")).json()["data"]
+    assert settings == [{"model_id": 7, "auto_light": True, "speed_mode": 1}]  # 8 has none
+    guarantees = (await net.call("read-only", "GET", f"{url}/guarantees")).json()["data"]
+    assert guarantees == [
+        {"model_id": 7, "guarantee": "300.00", "pre_auth": "50.50"},
+        {"model_id": 8, "guarantee": "100.00", "pre_auth": "0.00"},
+    ]
+    # The settings keep the guarantees, and a speed mode left out is the rider's choice.
+    assert (
+        await net.call("operator", "PUT", f"{url}/7/settings", data={"auto_light": "false"})
+    ).status_code == 200
+    settings = (await net.call("operator", "GET", f"{url}/settings")).json()["data"]
+    assert settings == [{"model_id": 7, "auto_light": False, "speed_mode": None}]
+    assert len((await net.call("operator", "GET", f"{url}/guarantees")).json()["data"]) == 2
+    for path, form in (
+        ("settings", {"auto_light": "true", "speed_mode": "4"}),
+        ("guarantees", {"guarantee": "-1", "pre_auth": "0"}),
+        ("guarantees", {"guarantee": "1.001", "pre_auth": "0"}),
+    ):
+        assert (await net.call("operator", "PUT", f"{url}/7/{path}", data=form)).status_code == 422
+    assert (await net.call("other", "GET", f"{url}/settings")).status_code == 403
+    assert (
+        await net.call("read-only", "PUT", f"{url}/7/guarantees", data=money)
+    ).status_code == 403
