@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -53,6 +53,7 @@ from kickstand.cloud.networks.models import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Rent settings and timings an operator edits (seed 002 "Update rent settings/timings").
 RENT_SETTINGS = (
@@ -77,6 +78,25 @@ PRICING_FIELDS = (
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _check_amount(network: Network, field: str, value: Decimal) -> None:
+    """A fixed amount fits the network's currency (cents for EUR)."""
+    places = minor_unit(network.currency)
+    if Decimal(value) != Decimal(value).quantize(Decimal(1).scaleb(-places)):
+        raise InvalidInputError(
+            f"{network.currency} amounts have {places} decimal places", field=field
+        )
+
+
+async def _of_network(
+    session: AsyncSession, model: type[T], key: Any, network: Network, what: str
+) -> T:
+    """The row of ``model`` at ``key`` if it belongs to ``network`` (else not found)."""
+    row = await session.get(model, key)
+    if row is None or getattr(row, "network_id", None) != network.id:
+        raise NotFoundError(what, key)
+    return row
 
 
 # ── networks ──────────────────────────────────────────────────────────────────────────
@@ -185,13 +205,8 @@ def check_window(new: Rule, others: Sequence[PricingRule]) -> None:
 
 def _check_money(network: Network, fields: dict[str, Any]) -> None:
     """Fixed amounts fit the network's currency; per-minute prices keep 4 decimals."""
-    places = minor_unit(network.currency)
     for name in ("unlock_price", "freefloat_lock_price"):
-        value = Decimal(fields[name])
-        if value != value.quantize(Decimal(1).scaleb(-places)):
-            raise InvalidInputError(
-                f"{network.currency} amounts have {places} decimal places", field=name
-            )
+        _check_amount(network, name, fields[name])
 
 
 def _new_rule(network: Network, fields: dict[str, Any], at: datetime) -> PricingRule:
@@ -294,10 +309,7 @@ def _set_access_rule(rule: NetworkAccessRule, fields: dict[str, Any]) -> None:
 async def get_access_rule(
     session: AsyncSession, network: Network, rule_id: int
 ) -> NetworkAccessRule:
-    rule = await session.get(NetworkAccessRule, rule_id)
-    if rule is None or rule.network_id != network.id:
-        raise NotFoundError("access rule", rule_id)
-    return rule
+    return await _of_network(session, NetworkAccessRule, rule_id, network, "access rule")
 
 
 async def update_access_rule(
@@ -351,10 +363,9 @@ SPEED_FIELDS = (
 async def get_notification(
     session: AsyncSession, network: Network, notification_id: int
 ) -> NetworkNotificationSetting:
-    setting = await session.get(NetworkNotificationSetting, notification_id)
-    if setting is None or setting.network_id != network.id:
-        raise NotFoundError("notification setting", notification_id)
-    return setting
+    return await _of_network(
+        session, NetworkNotificationSetting, notification_id, network, "notification setting"
+    )
 
 
 def set_notification(setting: NetworkNotificationSetting, fields: dict[str, Any]) -> None:
@@ -482,10 +493,7 @@ async def _network_cluster(session: AsyncSession, network: Network, cluster_id: 
 async def get_balancing(
     session: AsyncSession, network: Network, cluster_id: int
 ) -> ClusterBalancing:
-    row = await session.get(ClusterBalancing, cluster_id)
-    if row is None or row.network_id != network.id:
-        raise NotFoundError("cluster balancing", cluster_id)
-    return row
+    return await _of_network(session, ClusterBalancing, cluster_id, network, "cluster balancing")
 
 
 async def add_balancing(
@@ -513,11 +521,7 @@ async def set_discount(
                 f"not a {kind} cluster of this network's balancing", field=field
             )
     amount = Decimal(fields["discount_amount"])
-    places = minor_unit(network.currency)
-    if amount != amount.quantize(Decimal(1).scaleb(-places)):
-        raise InvalidInputError(
-            f"{network.currency} amounts have {places} decimal places", field="discount_amount"
-        )
+    _check_amount(network, "discount_amount", amount)
     key = (fields["donor_cluster_id"], fields["receiver_cluster_id"])
     discount = await session.get(BalancingDiscount, key)
     if discount is None:
@@ -540,13 +544,8 @@ async def set_vehicle_model(
     if row is None:
         row = NetworkVehicleModel(network_id=network.id, model_id=model_id)
         session.add(row)
-    places = minor_unit(network.currency)
     for name, value in fields.items():
-        if name in ("guarantee", "pre_auth") and value != Decimal(value).quantize(
-            Decimal(1).scaleb(-places)
-        ):
-            raise InvalidInputError(
-                f"{network.currency} amounts have {places} decimal places", field=name
-            )
+        if name in ("guarantee", "pre_auth"):
+            _check_amount(network, name, value)
         setattr(row, name, value)
     return row
