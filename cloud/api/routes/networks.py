@@ -86,7 +86,7 @@ async def network_detail(
     session: SessionDep, network_id: Annotated[Id, Path()]
 ) -> Envelope[NetworkDetail]:
     n = await session.get(Network, network_id)
-    if n is None:
+    if n is None or n.closed_at is not None:  # closed: "Delete a network"
         raise not_found("network", network_id)
     return Envelope(
         data=NetworkDetail(
@@ -113,7 +113,7 @@ async def network_pricing(
     session: SessionDep, network_id: Annotated[Id, Path()]
 ) -> PricingEnvelope:
     n = await session.get(Network, network_id)
-    if n is None:
+    if n is None or n.closed_at is not None:  # closed: "Delete a network"
         raise not_found("network", network_id)
     rules = (
         await session.scalars(

@@ -131,6 +131,8 @@ async def test_delete_network_refused_while_in_use_then_closed(net: Net) -> None
     assert new_id not in {n["network_id"] for n in short.json()["data"]}
     riders = await net.client.get("/v1/networks")
     assert new_id not in {n["network_id"] for n in riders.json()["data"]}
+    assert (await net.client.get(f"/v1/networks/{new_id}")).status_code == 404
+    assert (await net.client.get(f"/v1/networks/{new_id}/pricing")).status_code == 404
     async with net.maker() as session:
         assert (await session.get_one(Network, new_id)).closed_at is not None
 
