@@ -92,6 +92,7 @@ def create_app(
     from kickstand.cloud.alerts import api as fleet_alerts
     from kickstand.cloud.api.routes import (
         access_logs,
+        cluster_admin,
         dead_letters,
         error_codes,
         external_locks,
@@ -101,6 +102,8 @@ def create_app(
         pricing_admin,
         roles,
         spots,
+        stations,
+        stocks,
         telemetry,
         user_badges,
         users,
@@ -134,6 +137,9 @@ def create_app(
         network_admin,
         pricing_admin,
         error_codes,
+        cluster_admin,
+        stations,
+        stocks,
     )
     for module in (*routers, freefloat, geofencing):
         api.include_router(module.router)

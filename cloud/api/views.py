@@ -83,7 +83,8 @@ async def clusters_public(
             .join(Network, Network.id == Cluster.network_id)
             .outerjoin(Vehicle, Vehicle.spot_id == Spot.id)
             .outerjoin(Device, Device.device_id == Station.device_id)
-            .where(Station.cluster_id.in_(ids))
+            # A decommissioned station is off the map (kickstand.cloud.stations).
+            .where(Station.cluster_id.in_(ids), Station.decommissioned_at.is_(None))
         )
     ).all()
     stats: dict[int, dict[str, int]] = {

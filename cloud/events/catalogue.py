@@ -83,6 +83,19 @@ STATION_UPDATED = _define(
     "Occurs whenever a station's properties have been updated (its mainboard came online "
     "or went offline).",
 )
+STATION_CREATED = _define(
+    "station.created",
+    "station",
+    p.StationRecord,
+    "Occurs whenever a station is created (an operator commissioned it in a cluster).",
+)
+STATION_DELETED = _define(
+    "station.deleted",
+    "station",
+    p.StationRecord,
+    "Occurs whenever a station is deleted (an operator decommissioned it: off the map, its "
+    "device refused).",
+)
 DOCK_UPDATED = _define(
     "dock.updated",
     "spot",

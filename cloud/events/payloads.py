@@ -119,6 +119,19 @@ class StationEvent(NetworkEvent):
     at: datetime
 
 
+class StationRecord(NetworkEvent):
+    """``station.created`` / ``station.deleted``: an operator commissioned a station (its
+    mainboard's device id, its cluster, its spots) or decommissioned it."""
+
+    station_id: int
+    device_id: str
+    cluster_id: int
+    name: str
+    spot_count: int
+    commissioned_at: datetime | None
+    decommissioned_at: datetime | None
+
+
 class DockEvent(NetworkEvent):
     """``dock.updated``: one spot as it stands after the change (one shape for every
     cause: a vehicle docked or removed, a lock status, a maintenance decision)."""

@@ -46,6 +46,7 @@ async def clusters_in_area(
         .where(
             Cluster.latitude.between(box.min_lat, box.max_lat),
             Cluster.longitude.between(box.min_lng, box.max_lng),
+            Cluster.decommissioned_at.is_(None),
         )
         .order_by(Cluster.id)
         .limit(1000)
@@ -62,12 +63,14 @@ async def clusters_in_area(
 async def clusters_nearby(session: SessionDep, lat: Lat, lng: Lng) -> Envelope[list[ClusterNearby]]:
     # A coarse box first (±0.5°, ~50 km) keeps this cheap; fall back to everything if empty.
     box = BBox(lat, lng, 1.0, 1.0)
+    live = Cluster.decommissioned_at.is_(None)
     stmt = select(Cluster).where(
         Cluster.latitude.between(box.min_lat, box.max_lat),
         Cluster.longitude.between(box.min_lng, box.max_lng),
+        live,
     )
     clusters = list((await session.scalars(stmt)).all()) or list(
-        (await session.scalars(select(Cluster))).all()
+        (await session.scalars(select(Cluster).where(live))).all()
     )
     clusters.sort(key=lambda c: haversine_m(lat, lng, c.latitude, c.longitude))
     nearest = clusters[:20]
@@ -105,7 +108,7 @@ async def cluster_spots(session: SessionDep, cluster_id: ClusterId) -> Envelope[
             select(Spot, Vehicle.id)
             .join(Station, Station.id == Spot.station_id)
             .outerjoin(Vehicle, Vehicle.spot_id == Spot.id)
-            .where(Station.cluster_id == cluster_id)
+            .where(Station.cluster_id == cluster_id, Station.decommissioned_at.is_(None))
             .order_by(Station.id, Spot.displayed_number)
         )
     ).all()
@@ -141,7 +144,7 @@ async def cluster_vehicles(
             .join(Station, Station.id == Spot.station_id)
             .join(Network, Network.id == Vehicle.network_id)
             .outerjoin(Device, Device.device_id == Vehicle.device_id)
-            .where(Station.cluster_id == cluster_id)
+            .where(Station.cluster_id == cluster_id, Station.decommissioned_at.is_(None))
             .order_by(Station.id, Spot.displayed_number)
         )
     ).all()

@@ -59,6 +59,7 @@ async def get_map(
             .where(
                 Cluster.latitude.between(box.min_lat, box.max_lat),
                 Cluster.longitude.between(box.min_lng, box.max_lng),
+                Cluster.decommissioned_at.is_(None),  # "Delete cluster": off the map
             )
             .order_by(Cluster.id)
             .limit(1000)

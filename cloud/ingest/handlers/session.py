@@ -16,6 +16,7 @@ from kickstand.cloud.ingest import repository as repo
 from kickstand.cloud.ingest.batch import BatchOutcome, DeviceInfo, Inbound, Reply, clip
 from kickstand.cloud.ingest.handlers.registry import handlers
 from kickstand.cloud.models import DeviceKind, Vehicle, utcnow
+from kickstand.cloud.stations import repository as outages
 from kickstand.protocol import topics
 from kickstand.protocol.topics import Channel
 from kickstand.protocol.v1 import codec
@@ -124,7 +125,12 @@ async def _birth(
 
 async def emit_online(session: AsyncSession, info: DeviceInfo, online: bool, at: datetime) -> None:
     """``station.updated`` / ``vehicule.updated`` with ``online``: the device's resource as
-    it stands (a device attached to no station or vehicle yet has none to tell of)."""
+    it stands (a device attached to no station or vehicle yet has none to tell of). The
+    device's outage history (seed 002 station outages) opens or closes here too."""
+    if online:
+        await outages.outage_ended(session, info.device_id, at)
+    else:
+        await outages.outage_started(session, info.device_id, at)
     if info.kind == DeviceKind.STATION and info.station_id is not None:
         event = p.StationEvent(
             station_id=info.station_id,

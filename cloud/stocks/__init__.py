@@ -1,0 +1,1 @@
+"""Stocks: depots where vehicles are stored, each with a shape (seed 002 Stocks)."""
