@@ -110,6 +110,19 @@ VEHICLE_UPDATED = _define(
     "Occurs whenever a vehicule's properties have been updated (state, spot, position, "
     "online, taken without a rent).",
 )
+VEHICLE_CREATED = _define(
+    "vehicule.created",
+    "vehicle",
+    p.VehicleEvent,
+    "Occurs whenever a vehicule is created (an operator registered it).",
+)
+VEHICLE_DELETED = _define(
+    "vehicule.deleted",
+    "vehicle",
+    p.VehicleEvent,
+    "Occurs whenever a vehicule is deleted (an operator decommissioned it: never rentable "
+    "again, off the map; its history is kept).",
+)
 VEHICULE_BATTERY_LOW = _define(
     "vehicule.battery.low",
     "vehicle",

@@ -153,7 +153,8 @@ class DockEvent(NetworkEvent):
 
 
 class VehicleEvent(NetworkEvent):
-    """``vehicule.updated`` (seed spelling): the vehicle as it stands after the change."""
+    """``vehicule.updated`` / ``vehicule.created`` / ``vehicule.deleted`` (seed spelling):
+    the vehicle as it stands after the change."""
 
     vehicle_id: int
     serial_number: str

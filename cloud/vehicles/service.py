@@ -12,8 +12,8 @@
 - **External locks**: one in use per vehicle; the code is sealed at rest
   (:mod:`kickstand.cloud.vehicles.lockcodes`) and only :func:`lock_code` opens it.
 
-Every change is written with its ``vehicule.updated`` outbox record, in the caller's
-transaction (the route commits).
+Every change is written with its outbox record (``vehicule.created``, ``vehicule.deleted``,
+``vehicule.updated``), in the caller's transaction (the route commits).
 """
 
 from __future__ import annotations
@@ -211,7 +211,7 @@ async def register(session: AsyncSession, reg: Registration) -> Vehicle:
         if await repo.serial_taken(session, serial):
             raise SerialInUseError(serial) from exc
         raise DeviceInUseError(str(reg.device_id), "was just registered") from exc
-    outbox.emit(session, ev.VEHICLE_UPDATED, vehicle.id, vehicle_payload(vehicle))
+    outbox.emit(session, ev.VEHICLE_CREATED, vehicle.id, vehicle_payload(vehicle))
     log.info("event=vehicle_registered vehicle=%s serial=%s", vehicle.id, serial)
     return vehicle
 
@@ -250,7 +250,7 @@ async def decommission(
     session.add(record)
     vehicle.state = VehicleState.DECOMMISSIONED
     await session.flush()
-    outbox.emit(session, ev.VEHICLE_UPDATED, vehicle.id, vehicle_payload(vehicle))
+    outbox.emit(session, ev.VEHICLE_DELETED, vehicle.id, vehicle_payload(vehicle))
     log.info("event=vehicle_decommissioned vehicle=%s reason=%s", vehicle.id, d.reason.value)
     return record
 

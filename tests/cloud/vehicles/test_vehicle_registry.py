@@ -72,7 +72,7 @@ async def test_register_list_detail_and_used_serials(api: Api) -> None:
                 select(OutboxEvent.topic).where(OutboxEvent.resource_id == str(made["vehicle_id"]))
             )
         )
-        assert "vehicule.updated" in topics
+        assert topics == ["vehicule.created"]
 
     r = await api.client.get(f"{URL}/{made['vehicle_id']}", headers=op)
     assert r.status_code == 200 and r.json()["data"]["serial_number"] == "TST001"
@@ -186,6 +186,15 @@ async def test_decommission_takes_it_off_the_map_for_good(api: Api) -> None:
     assert decommission["reason"] == "sold" and decommission["comment"] == "to a museum"
     assert decommission["amount"] == "120.50" and decommission["currency"] == "EUR"
     assert decommission["decommissioned_by"] == api.demo.user_ids[OPERATOR]
+    async with api.sessionmaker() as session:
+        topics = list(
+            await session.scalars(
+                select(OutboxEvent.topic)
+                .where(OutboxEvent.resource_id == str(vid))
+                .order_by(OutboxEvent.id)
+            )
+        )
+        assert topics == ["vehicule.created", "vehicule.deleted"]
     assert not await on_map()
     assert vid not in {v["vehicle_id"] for v in await _listed(api, op)}
     r = await api.client.get(
