@@ -99,12 +99,14 @@ def create_app(
         network_admin,
         organizational_units,
         organizations,
+        overview,
         pricing_admin,
         roles,
         spots,
         stations,
         stocks,
         telemetry,
+        usage_stats,
         user_badges,
         users,
         vehicles,
@@ -140,6 +142,8 @@ def create_app(
         cluster_admin,
         stations,
         stocks,
+        overview,
+        usage_stats,
     )
     for module in (*routers, freefloat, geofencing):
         api.include_router(module.router)

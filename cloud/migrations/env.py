@@ -13,6 +13,7 @@ import kickstand.cloud.access.models  # roles, organizational_units, access_logs
 import kickstand.cloud.alerts.models  # fleet_alerts
 import kickstand.cloud.authlist.tables  # auth_lists, station_auth_lists, auth_list_sends
 import kickstand.cloud.ingest.tables  # ingest/commands tables
+import kickstand.cloud.stats.models  # indexes of the dashboard's aggregates
 import kickstand.cloud.stations.models  # cluster_descriptions, cluster_pictures, device_outages
 import kickstand.cloud.stocks.models  # stocks
 import kickstand.cloud.networks.models  # network_access_rules, network_speed_settings, …

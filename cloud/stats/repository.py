@@ -1,0 +1,571 @@
+"""The SQL of the dashboard's figures: aggregates (GROUP BY, conditional sums) the database
+computes, on PostgreSQL and on SQLite (``make run``).
+
+The dialect seam is here and only here (:class:`Dialect`):
+
+- **local time** of an instant in the request's time zone: PostgreSQL ``timezone(tz, t)``;
+  SQLite has no time zones, so the zone's UTC offsets over the period come from
+  ``zoneinfo`` and the statement applies them with ``datetime(t, CASE … END)`` (exact
+  across DST changes: one branch per transition in the period);
+- **truncation** of a local time to its day / week (Monday) / month / quarter:
+  ``date_trunc`` on PostgreSQL, ``date``/``strftime`` modifiers on SQLite;
+- **seconds between two instants**: ``extract(epoch …)`` / ``julianday`` difference.
+
+Everything else is portable SQL (``extract('dow'|'hour')`` compiles to ``strftime`` on
+SQLite; the haversine distance uses ``radians``/``sin``/``cos``/``asin``/``sqrt``, which
+SQLite ≥ 3.35 has when built with its math functions, as Python's bundled SQLite is).
+
+Indexes (migration 0017, :mod:`kickstand.cloud.stats.models`): ``trips (network_id,
+started_at)`` for every "these networks, this period" filter, ``trips (user_id,
+network_id)`` for "riders of these networks", ``user_organizations (organization_id)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    Integer,
+    and_,
+    case,
+    cast,
+    distinct,
+    exists,
+    extract,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kickstand.cloud.access.models import Organization, UserOrganization
+from kickstand.cloud.api.geo import EARTH_RADIUS_M
+from kickstand.cloud.liveness import PRESENCE_COLUMNS
+from kickstand.cloud.models import (
+    ACTIVE_TRIP_STATUSES,
+    Cluster,
+    Device,
+    Network,
+    Spot,
+    Station,
+    Trip,
+    TripStatus,
+    User,
+    Vehicle,
+)
+
+Unit = Literal["day", "week", "month", "quarter"]
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Local days ``start`` … ``end`` (inclusive) of ``zone`` as UTC instants [since, until)."""
+
+    start: date
+    end: date
+    zone: ZoneInfo
+
+    @property
+    def since(self) -> datetime:
+        return local_midnight(self.start, self.zone)
+
+    @property
+    def until(self) -> datetime:
+        return local_midnight(self.end + timedelta(days=1), self.zone)
+
+
+def local_midnight(day: date, zone: ZoneInfo) -> datetime:
+    """The UTC instant ``day`` begins in ``zone`` (a midnight skipped by DST: the first
+    instant after it, as zoneinfo resolves it)."""
+    return datetime(day.year, day.month, day.day, tzinfo=zone).astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class OrganizationFilter:
+    """Seed ``organizations``: trips of members of ``ids``, and/or (``without``) of riders
+    in no organization. None of it: every trip."""
+
+    ids: frozenset[int] = frozenset()
+    without: bool = False
+
+    @property
+    def active(self) -> bool:
+        return bool(self.ids) or self.without
+
+
+def _offset_s(zone: ZoneInfo, at: datetime) -> int:
+    return int((at.astimezone(zone).utcoffset() or timedelta()).total_seconds())
+
+
+def _utc_offsets(zone: ZoneInfo, since: datetime, until: datetime) -> list[tuple[datetime, int]]:
+    """The zone's UTC offset (seconds) from ``since`` and from each transition before
+    ``until``: day by day, a change is bisected to its instant."""
+    out = [(since, _offset_s(zone, since))]
+    at = since
+    while at < until:
+        nxt = min(at + timedelta(days=1), until)
+        if _offset_s(zone, nxt) != out[-1][1]:
+            lo, hi = at, nxt
+            while hi - lo > timedelta(microseconds=1):
+                mid = lo + (hi - lo) / 2
+                lo, hi = (mid, hi) if _offset_s(zone, mid) == out[-1][1] else (lo, mid)
+            out.append((hi, _offset_s(zone, hi)))
+        at = nxt
+    return out
+
+
+class Dialect:
+    """What differs between PostgreSQL and SQLite (see the module's docstring)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        bind = session.get_bind()
+        self.name = bind.dialect.name
+
+    @property
+    def sqlite(self) -> bool:
+        return self.name == "sqlite"
+
+    def local(self, column: Any, window: Window) -> ColumnElement[Any]:
+        """``column`` (a UTC instant) as a local timestamp of ``window.zone``."""
+        if not self.sqlite:
+            return func.timezone(window.zone.key, column)
+        segments = _utc_offsets(window.zone, window.since, window.until)
+        if len(segments) == 1:
+            return func.datetime(column, f"{segments[0][1]:+d} seconds")
+        whens = [
+            (column < nxt_at, f"{offset:+d} seconds")
+            for (_, offset), (nxt_at, _) in pairwise(segments)
+        ]
+        return func.datetime(column, case(*whens, else_=f"{segments[-1][1]:+d} seconds"))
+
+    def truncate(self, local: ColumnElement[Any], unit: Unit) -> ColumnElement[Any]:
+        """The start of the local ``unit`` containing ``local`` (weeks start on Monday)."""
+        if not self.sqlite:
+            return func.date_trunc(unit, local)
+        if unit == "day":
+            return func.date(local)
+        if unit == "week":
+            # 'weekday 0': forward to Sunday (or stay); back 6 days: that week's Monday.
+            return func.date(local, "weekday 0", "-6 days")
+        if unit == "month":
+            return func.strftime("%Y-%m-01", local)
+        month = cast(func.strftime("%m", local), Integer)
+        return func.printf("%s-%02d-01", func.strftime("%Y", local), (month - 1) // 3 * 3 + 1)
+
+    def seconds_between(self, start: Any, end: Any) -> ColumnElement[Any]:
+        if not self.sqlite:
+            return extract("epoch", end - start)
+        # julianday is a float of days: rounded to the millisecond, 1800 s stays 1800.
+        return func.round((func.julianday(end) - func.julianday(start)) * 86400.0, 3)
+
+
+def _all(result: Any) -> list[Any]:
+    return list(result.all())
+
+
+def bucket_date(value: Any) -> date:
+    """A truncation's value (datetime on PostgreSQL, text on SQLite) as a date."""
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
+
+
+# ── the trips of a period ────────────────────────────────────────────────────────────────
+
+
+def distance_m() -> ColumnElement[Any]:
+    """Straight-line distance of a trip (start to end position), meters; NULL without both."""
+    lat1, lat2 = func.radians(Trip.start_latitude), func.radians(Trip.end_latitude)
+    d_lat = func.radians(Trip.end_latitude - Trip.start_latitude)
+    d_lng = func.radians(Trip.end_longitude - Trip.start_longitude)
+    a = func.power(func.sin(d_lat / 2), 2) + func.cos(lat1) * func.cos(lat2) * func.power(
+        func.sin(d_lng / 2), 2
+    )
+    # min(1, a): rounding can push a just above 1 for antipodal points (asin's domain).
+    return 2 * EARTH_RADIUS_M * func.asin(func.sqrt(case((a > 1, 1.0), else_=a)))
+
+
+def paid() -> ColumnElement[bool]:
+    """Seed "payment mode": a trip that cost something (else free); Money is text on SQLite."""
+    return cast(Trip.cost, Float) > 0
+
+
+def trips_where(
+    networks: Sequence[int], window: Window, organizations: OrganizationFilter
+) -> list[ColumnElement[bool]]:
+    where: list[ColumnElement[bool]] = [
+        Trip.network_id.in_(networks),
+        Trip.started_at >= window.since,
+        Trip.started_at < window.until,
+        Trip.status != TripStatus.CANCELLED,
+    ]
+    if organizations.active:
+        either: list[ColumnElement[bool]] = []
+        if organizations.ids:
+            members = select(UserOrganization.user_id).where(
+                UserOrganization.organization_id.in_(organizations.ids)
+            )
+            either.append(Trip.user_id.in_(members))
+        if organizations.without:
+            either.append(~exists().where(UserOrganization.user_id == Trip.user_id))
+        where.append(or_(*either))
+    return where
+
+
+async def usage_by_bucket(
+    session: AsyncSession, where: list[ColumnElement[bool]], window: Window, unit: Unit
+) -> list[tuple[date, int, int]]:
+    """(bucket start, trips, distinct riders) per local ``unit``."""
+    sql = Dialect(session)
+    bucket = sql.truncate(sql.local(Trip.started_at, window), unit).label("bucket")
+    rows = await session.execute(
+        select(bucket, func.count(), func.count(distinct(Trip.user_id)))
+        .where(*where)
+        .group_by(bucket)
+    )
+    return [(bucket_date(b), int(n), int(u)) for b, n, u in _all(rows)]
+
+
+async def count_by(
+    session: AsyncSession,
+    where: list[ColumnElement[bool]],
+    window: Window,
+    part: Literal["dow", "hour"],
+) -> dict[int, int]:
+    """Trips per local day of week (0 Sunday, as pricing rules) or hour of day."""
+    sql = Dialect(session)
+    key = extract(part, sql.local(Trip.started_at, window)).label("k")
+    rows = await session.execute(select(key, func.count()).where(*where).group_by(key))
+    return {int(k): int(n) for k, n in _all(rows)}
+
+
+@dataclass(frozen=True, slots=True)
+class Measures:
+    count: int
+    total: float
+    average: float | None
+    median: float | None
+    max: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    trips: int
+    users: int
+    vehicles: int
+    distance: Measures
+    duration: Measures
+
+
+async def _median(
+    session: AsyncSession, where: list[ColumnElement[bool]], expr: Any, n: int
+) -> float | None:
+    # Portable median: the middle one or two values in order (percentile_cont is
+    # PostgreSQL's; both sort the same rows).
+    if n == 0:
+        return None
+    take = 1 if n % 2 else 2
+    values: list[Any] = list(
+        await session.scalars(
+            select(expr)
+            .where(*where, expr.is_not(None))
+            .order_by(expr)
+            .limit(take)
+            .offset((n - 1) // 2)
+        )
+    )
+    return sum(float(v) for v in values) / len(values)
+
+
+async def summary(session: AsyncSession, where: list[ColumnElement[bool]]) -> Summary:
+    sql = Dialect(session)
+    duration = sql.seconds_between(Trip.started_at, Trip.ended_at)
+    distance = distance_m()
+    row: Any = (
+        await session.execute(
+            select(
+                func.count(),
+                func.count(distinct(Trip.user_id)),
+                func.count(distinct(Trip.vehicle_id)),
+                func.count(distance),
+                func.coalesce(func.sum(distance), 0.0),
+                func.max(distance),
+                func.count(duration),
+                func.coalesce(func.sum(duration), 0.0),
+                func.max(duration),
+            ).where(*where)
+        )
+    ).one()
+    trips, users, vehicles, n_dist, sum_dist, max_dist, n_dur, sum_dur, max_dur = row
+
+    async def measures(expr: Any, n: int, total: Any, top: Any) -> Measures:
+        n = int(n)
+        return Measures(
+            count=n,
+            total=float(total),
+            average=float(total) / n if n else None,
+            median=await _median(session, where, expr, n),
+            max=float(top) if top is not None else None,
+        )
+
+    return Summary(
+        trips=int(trips),
+        users=int(users),
+        vehicles=int(vehicles),
+        distance=await measures(distance, n_dist, sum_dist, max_dist),
+        duration=await measures(duration, n_dur, sum_dur, max_dur),
+    )
+
+
+def _bucket_index(expr: ColumnElement[Any], edges: Sequence[float]) -> ColumnElement[Any]:
+    """0 for [0, edges[0]), i for [edges[i-1], edges[i]), len(edges) beyond the last."""
+    return case(
+        *[(expr < edge, literal(i)) for i, edge in enumerate(edges)], else_=literal(len(edges))
+    )
+
+
+async def distribution(
+    session: AsyncSession,
+    where: list[ColumnElement[bool]],
+    measure: Literal["distance", "duration"],
+    edges: Sequence[float],
+) -> dict[tuple[int, bool], int]:
+    """Finished trips per (range index, paid) of their distance (m) or duration (s)."""
+    sql = Dialect(session)
+    expr = (
+        distance_m()
+        if measure == "distance"
+        else sql.seconds_between(Trip.started_at, Trip.ended_at)
+    )
+    index = _bucket_index(expr, edges).label("i")
+    is_paid = case((paid(), True), else_=False).label("paid")
+    rows = await session.execute(
+        select(index, is_paid, func.count())
+        .where(*where, Trip.ended_at.is_not(None), expr.is_not(None))
+        .group_by(index, is_paid)
+    )
+    return {(int(i), bool(p)): int(n) for i, p, n in _all(rows)}
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterCounts:
+    id: int
+    network_id: int
+    name: str
+    latitude: float
+    longitude: float
+    started: int
+    ended: int
+
+
+async def station_distribution(
+    session: AsyncSession, networks: Sequence[int], where: list[ColumnElement[bool]]
+) -> list[ClusterCounts]:
+    """Trips started and ended at each cluster of the networks (zero included)."""
+    started = (
+        select(Trip.start_cluster_id.label("cid"), func.count().label("n"))
+        .where(*where, Trip.start_cluster_id.is_not(None))
+        .group_by(Trip.start_cluster_id)
+        .subquery()
+    )
+    ended = (
+        select(Trip.end_cluster_id.label("cid"), func.count().label("n"))
+        .where(*where, Trip.end_cluster_id.is_not(None))
+        .group_by(Trip.end_cluster_id)
+        .subquery()
+    )
+    rows = await session.execute(
+        select(
+            Cluster.id,
+            Cluster.network_id,
+            Cluster.name,
+            Cluster.latitude,
+            Cluster.longitude,
+            func.coalesce(started.c.n, 0),
+            func.coalesce(ended.c.n, 0),
+        )
+        .outerjoin(started, started.c.cid == Cluster.id)
+        .outerjoin(ended, ended.c.cid == Cluster.id)
+        .where(Cluster.network_id.in_(networks))
+        .order_by(Cluster.id)
+    )
+    return [ClusterCounts(*r) for r in _all(rows)]
+
+
+async def organizations_of(
+    session: AsyncSession, networks: Sequence[int]
+) -> list[tuple[int, str, int]]:
+    """(id, name, members who rode there) of organizations with a rider on the networks."""
+    rode = exists().where(Trip.user_id == UserOrganization.user_id, Trip.network_id.in_(networks))
+    rows = await session.execute(
+        select(Organization.id, Organization.name, func.count(UserOrganization.user_id))
+        .join(UserOrganization, UserOrganization.organization_id == Organization.id)
+        .where(rode)
+        .group_by(Organization.id, Organization.name)
+        .order_by(Organization.name, Organization.id)
+    )
+    return [(int(i), str(n), int(c)) for i, n, c in _all(rows)]
+
+
+# ── overview: the state of things now ───────────────────────────────────────────────────
+
+
+async def clusters_of(session: AsyncSession, networks: Sequence[int]) -> list[Cluster]:
+    return list(
+        (
+            await session.scalars(
+                select(Cluster).where(Cluster.network_id.in_(networks)).order_by(Cluster.id)
+            )
+        ).all()
+    )
+
+
+async def station_presence(
+    session: AsyncSession, networks: Sequence[int]
+) -> list[tuple[int, tuple[Any, ...]]]:
+    """(cluster id, presence columns) of every station of the networks."""
+    rows = await session.execute(
+        select(Station.cluster_id, *PRESENCE_COLUMNS)
+        .join(Cluster, Cluster.id == Station.cluster_id)
+        .outerjoin(Device, Device.device_id == Station.device_id)
+        .where(Cluster.network_id.in_(networks))
+    )
+    return [(int(r[0]), tuple(r[1:])) for r in _all(rows)]
+
+
+async def spots_by_cluster(
+    session: AsyncSession, networks: Sequence[int]
+) -> list[tuple[int, str, bool, int]]:
+    """(cluster id, spot state, holds a vehicle, spots) of the networks."""
+    occupied = (Vehicle.id.is_not(None)).label("occupied")
+    rows = await session.execute(
+        select(Station.cluster_id, Spot.state, occupied, func.count())
+        .select_from(Spot)
+        .join(Station, Station.id == Spot.station_id)
+        .join(Cluster, Cluster.id == Station.cluster_id)
+        .outerjoin(Vehicle, Vehicle.spot_id == Spot.id)
+        .where(Cluster.network_id.in_(networks))
+        .group_by(Station.cluster_id, Spot.state, occupied)
+    )
+    return [(int(c), str(s), bool(o), int(n)) for c, s, o, n in _all(rows)]
+
+
+async def vehicle_groups(
+    session: AsyncSession, networks: Sequence[int]
+) -> list[tuple[str, str, bool, str | None, bool, int]]:
+    """Vehicles of the networks grouped by what the rentable rule reads:
+    (state, type, in maintenance, spot state or None, battery below the network's
+    minimum, count)."""
+    low = and_(
+        Vehicle.battery_level.is_not(None),
+        Vehicle.battery_level < Network.min_battery_to_rent,
+    )
+    low_battery = case((low, True), else_=false()).label("low")
+    rows = await session.execute(
+        select(
+            Vehicle.state,
+            Vehicle.vehicle_type,
+            Vehicle.in_maintenance,
+            Spot.state,
+            low_battery,
+            func.count(),
+        )
+        .join(Network, Network.id == Vehicle.network_id)
+        .outerjoin(Spot, Spot.id == Vehicle.spot_id)
+        .where(Vehicle.network_id.in_(networks))
+        .group_by(
+            Vehicle.state, Vehicle.vehicle_type, Vehicle.in_maintenance, Spot.state, low_battery
+        )
+    )
+    return [
+        (str(s), str(t), bool(m), None if ss is None else str(ss), bool(lo), int(n))
+        for s, t, m, ss, lo, n in _all(rows)
+    ]
+
+
+async def active_trips(session: AsyncSession, networks: Sequence[int]) -> dict[str, int]:
+    rows = await session.execute(
+        select(Trip.status, func.count())
+        .where(Trip.network_id.in_(networks), Trip.status.in_(ACTIVE_TRIP_STATUSES))
+        .group_by(Trip.status)
+    )
+    return {str(s): int(n) for s, n in _all(rows)}
+
+
+async def trips_since(
+    session: AsyncSession, networks: Sequence[int], marks: Sequence[datetime], until: datetime
+) -> list[int]:
+    """Trips (not cancelled) started in [mark, until) for each mark (one scan: the
+    earliest mark's rows)."""
+    since = min(marks)
+    row = (
+        await session.execute(
+            select(
+                *[
+                    func.coalesce(func.sum(case((Trip.started_at >= m, 1), else_=0)), 0)
+                    for m in marks
+                ]
+            ).where(
+                Trip.network_id.in_(networks),
+                Trip.started_at >= since,
+                Trip.started_at < until,
+                Trip.status != TripStatus.CANCELLED,
+            )
+        )
+    ).one()
+    return [int(v) for v in row]
+
+
+async def riders_since(
+    session: AsyncSession, networks: Sequence[int], marks: Sequence[datetime], until: datetime
+) -> list[int]:
+    """Distinct riders with a trip started on the networks in [mark, until), per mark
+    (one scan: the earliest mark's rows)."""
+    row: Any = (
+        await session.execute(
+            select(
+                *[func.count(distinct(case((Trip.started_at >= m, Trip.user_id)))) for m in marks]
+            ).where(
+                Trip.network_id.in_(networks),
+                Trip.started_at >= min(marks),
+                Trip.started_at < until,
+                Trip.status != TripStatus.CANCELLED,
+            )
+        )
+    ).one()
+    return [int(v) for v in row]
+
+
+async def riders(
+    session: AsyncSession, networks: Sequence[int], registered_since: datetime | None = None
+) -> int:
+    """Users who ever rode on the networks (seed: a user belongs to a network from its first
+    trip there), optionally only those registered since a time."""
+    rode = exists().where(Trip.user_id == User.id, Trip.network_id.in_(networks))
+    stmt = select(func.count()).select_from(User).where(rode)
+    if registered_since is not None:
+        stmt = stmt.where(User.created_at >= registered_since)
+    return int(await session.scalar(stmt) or 0)
+
+
+__all__ = [
+    "ClusterCounts",
+    "Dialect",
+    "Measures",
+    "OrganizationFilter",
+    "Summary",
+    "Unit",
+    "Window",
+    "local_midnight",
+]

@@ -1,0 +1,383 @@
+"""The rules of the dashboard's figures: which days a period covers in the request's time
+zone, how usage is grouped, the distance and duration ranges, what "today" is. The SQL is
+in :mod:`kickstand.cloud.stats.repository`; scope (the operator's networks) is checked by
+the access dependency on the ``networks`` query before anything here runs."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kickstand.cloud.errors import InvalidInputError
+from kickstand.cloud.liveness import online_of
+from kickstand.cloud.models import (
+    SpotState,
+    TripStatus,
+    VehicleState,
+    VehicleType,
+)
+from kickstand.cloud.rentable import refusal
+from kickstand.cloud.stats import repository
+from kickstand.cloud.stats.repository import OrganizationFilter, Unit, Window, local_midnight
+from kickstand.cloud.stats.schemas import (
+    DowCount,
+    HourCount,
+    MapStation,
+    Measures,
+    RangeCount,
+    StationCount,
+    StationsInfo,
+    TripsInfo,
+    UsageOrganization,
+    UsagePoint,
+    UsageSummary,
+    UsersInfo,
+    VehiclesInfo,
+)
+
+#: Distance ranges (meters) and duration ranges (seconds): [0, e0), [e0, e1), …, [last, ∞).
+DISTANCE_EDGES_M: tuple[float, ...] = (500, 1000, 2000, 3000, 5000, 10000)
+DURATION_EDGES_S: tuple[float, ...] = (300, 600, 900, 1200, 1800, 2700, 3600, 7200)
+#: Dates a period may name, and its longest span (quarters over ten years).
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(2199, 12, 31)
+MAX_PERIOD_DAYS = 3660
+
+
+def zone(name: str) -> ZoneInfo:
+    """The request's ``timezone`` (an IANA name, as the seed's Timezone enum)."""
+    try:
+        if "/" not in name and name != "UTC":
+            raise ZoneInfoNotFoundError(name)
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise InvalidInputError(
+            f"unknown time zone {name!r} (an IANA name, e.g. Europe/Paris)", field="timezone"
+        ) from exc
+
+
+def window(start: date, end: date, timezone: str) -> Window:
+    if not FIRST_DAY <= start <= LAST_DAY:
+        raise InvalidInputError(f"a date within {FIRST_DAY}..{LAST_DAY}", field="start_date")
+    if not FIRST_DAY <= end <= LAST_DAY:
+        raise InvalidInputError(f"a date within {FIRST_DAY}..{LAST_DAY}", field="end_date")
+    if end < start:
+        raise InvalidInputError("end_date is before start_date", field="end_date")
+    if (end - start).days + 1 > MAX_PERIOD_DAYS:
+        raise InvalidInputError(f"at most {MAX_PERIOD_DAYS} days", field="end_date")
+    return Window(start, end, zone(timezone))
+
+
+def organization_filter(raw: str | None) -> OrganizationFilter:
+    """Seed ``organizations``: ids (``1,5,7``), ``null`` (riders in no organization), both
+    mixed, or absent (every trip)."""
+    if raw is None:
+        return OrganizationFilter()
+    ids: set[int] = set()
+    without = False
+    for part in raw.replace(" ", "").split(","):
+        if part == "null":
+            without = True
+        elif part.isdigit() and 1 <= int(part) <= 2**31 - 1:
+            ids.add(int(part))
+        elif part:
+            raise InvalidInputError("organization ids (1,5,7) and/or null", field="organizations")
+    if not ids and not without:
+        raise InvalidInputError("organization ids (1,5,7) and/or null", field="organizations")
+    return OrganizationFilter(frozenset(ids), without)
+
+
+def unit_for(period: Window) -> Unit:
+    days = (period.end - period.start).days + 1
+    if days <= 31:
+        return "day"
+    if days <= 183:
+        return "week"
+    if days <= 731:
+        return "month"
+    return "quarter"
+
+
+def _bucket_starts(period: Window, unit: Unit) -> list[date]:
+    """Every group's first day from the one holding ``start`` to the one holding ``end``."""
+
+    def first(day: date) -> date:
+        if unit == "day":
+            return day
+        if unit == "week":
+            return day - timedelta(days=day.weekday())
+        if unit == "month":
+            return day.replace(day=1)
+        return day.replace(month=(day.month - 1) // 3 * 3 + 1, day=1)
+
+    def following(day: date) -> date:
+        if unit == "day":
+            return day + timedelta(days=1)
+        if unit == "week":
+            return day + timedelta(days=7)
+        months = 1 if unit == "month" else 3
+        year, month = divmod(day.month - 1 + months, 12)
+        return date(day.year + year, month + 1, 1)
+
+    out, day = [], first(period.start)
+    while day <= period.end:
+        out.append(day)
+        day = following(day)
+    return out
+
+
+# ── usage stats ─────────────────────────────────────────────────────────────────────────
+
+
+async def usage(
+    session: AsyncSession, networks: Sequence[int], period: Window, orgs: OrganizationFilter
+) -> list[UsagePoint]:
+    unit = unit_for(period)
+    where = repository.trips_where(networks, period, orgs)
+    found = {
+        b: (n, u) for b, n, u in await repository.usage_by_bucket(session, where, period, unit)
+    }
+    return [
+        UsagePoint(
+            period=unit, date=day, trips=found.get(day, (0, 0))[0], users=found.get(day, (0, 0))[1]
+        )
+        for day in _bucket_starts(period, unit)
+    ]
+
+
+def _measures(m: repository.Measures) -> Measures:
+    return Measures(count=m.count, total=m.total, average=m.average, median=m.median, max=m.max)
+
+
+async def summary(
+    session: AsyncSession, networks: Sequence[int], period: Window, orgs: OrganizationFilter
+) -> UsageSummary:
+    s = await repository.summary(session, repository.trips_where(networks, period, orgs))
+    return UsageSummary(
+        trips=s.trips,
+        users=s.users,
+        vehicles=s.vehicles,
+        distance=_measures(s.distance),
+        duration=_measures(s.duration),
+    )
+
+
+async def by_dow(
+    session: AsyncSession, networks: Sequence[int], period: Window, orgs: OrganizationFilter
+) -> list[DowCount]:
+    where = repository.trips_where(networks, period, orgs)
+    counts = await repository.count_by(session, where, period, "dow")
+    return [DowCount(dow=d, trips=counts.get(d, 0)) for d in range(7)]
+
+
+async def by_hour(
+    session: AsyncSession, networks: Sequence[int], period: Window, orgs: OrganizationFilter
+) -> list[HourCount]:
+    where = repository.trips_where(networks, period, orgs)
+    counts = await repository.count_by(session, where, period, "hour")
+    return [HourCount(hour=h, trips=counts.get(h, 0)) for h in range(24)]
+
+
+async def distribution(
+    session: AsyncSession,
+    networks: Sequence[int],
+    period: Window,
+    orgs: OrganizationFilter,
+    measure: str,
+) -> list[RangeCount]:
+    """Finished trips per range of distance ("distance") or duration, paid and free."""
+    edges = DISTANCE_EDGES_M if measure == "distance" else DURATION_EDGES_S
+    where = repository.trips_where(networks, period, orgs)
+    counts = await repository.distribution(
+        session, where, "distance" if measure == "distance" else "duration", edges
+    )
+    bounds = [0.0, *edges]
+    return [
+        RangeCount(
+            min=low,
+            max=edges[i] if i < len(edges) else None,
+            payment_mode="paid" if is_paid else "free",
+            trips=counts.get((i, is_paid), 0),
+        )
+        for i, low in enumerate(bounds)
+        for is_paid in (True, False)
+    ]
+
+
+async def stations(
+    session: AsyncSession, networks: Sequence[int], period: Window, orgs: OrganizationFilter
+) -> list[StationCount]:
+    where = repository.trips_where(networks, period, orgs)
+    rows = await repository.station_distribution(session, networks, where)
+    return [
+        StationCount(
+            cluster_id=r.id,
+            network_id=r.network_id,
+            name=r.name,
+            latitude=r.latitude,
+            longitude=r.longitude,
+            started=int(r.started),
+            ended=int(r.ended),
+        )
+        for r in rows
+    ]
+
+
+async def organizations(session: AsyncSession, networks: Sequence[int]) -> list[UsageOrganization]:
+    rows = await repository.organizations_of(session, networks)
+    return [UsageOrganization(id=i, name=n, users=u) for i, n, u in rows]
+
+
+# ── overview ────────────────────────────────────────────────────────────────────────────
+
+
+async def stations_info(
+    session: AsyncSession, networks: Sequence[int], now: datetime
+) -> StationsInfo:
+    per_cluster = await map_info(session, networks, now)
+    spot_rows = await repository.spots_by_cluster(session, networks)
+    by_state: Counter[str] = Counter()
+    occupied = 0
+    for _, state, has_vehicle, n in spot_rows:
+        by_state[state] += n
+        occupied += n if has_vehicle else 0
+    stations_n = sum(c.stations for c in per_cluster)
+    online = sum(c.stations_online for c in per_cluster)
+    return StationsInfo(
+        clusters=len(per_cluster),
+        stations=stations_n,
+        stations_online=online,
+        stations_offline=stations_n - online,
+        spots=sum(by_state.values()),
+        spots_active=by_state[SpotState.ACTIVE.value],
+        spots_maintenance=by_state[SpotState.MAINTENANCE.value],
+        spots_out_of_order=by_state[SpotState.OUT_OF_ORDER.value],
+        spots_occupied=occupied,
+        spots_free=sum(c.spots_free for c in per_cluster),
+    )
+
+
+async def map_info(
+    session: AsyncSession, networks: Sequence[int], now: datetime
+) -> list[MapStation]:
+    clusters = await repository.clusters_of(session, networks)
+    stations: Counter[int] = Counter()
+    online: Counter[int] = Counter()
+    for cluster_id, presence in await repository.station_presence(session, networks):
+        stations[cluster_id] += 1
+        online[cluster_id] += online_of(presence, now)
+    spots: Counter[int] = Counter()
+    active: Counter[int] = Counter()
+    free: Counter[int] = Counter()
+    vehicles: Counter[int] = Counter()
+    for cluster_id, state, has_vehicle, n in await repository.spots_by_cluster(session, networks):
+        spots[cluster_id] += n
+        if state == SpotState.ACTIVE.value:
+            active[cluster_id] += n
+            free[cluster_id] += 0 if has_vehicle else n
+        vehicles[cluster_id] += n if has_vehicle else 0
+    return [
+        MapStation(
+            cluster_id=c.id,
+            network_id=c.network_id,
+            name=c.name,
+            latitude=c.latitude,
+            longitude=c.longitude,
+            stations=stations[c.id],
+            stations_online=online[c.id],
+            spots=spots[c.id],
+            spots_active=active[c.id],
+            spots_free=free[c.id],
+            vehicles=vehicles[c.id],
+        )
+        for c in clusters
+    ]
+
+
+async def vehicles_info(session: AsyncSession, networks: Sequence[int]) -> VehiclesInfo:
+    by_state: Counter[str] = Counter({s.value: 0 for s in VehicleState})
+    by_type: Counter[str] = Counter({t.value: 0 for t in VehicleType})
+    in_maintenance = docked = rentable = low_battery = 0
+    for state, kind, maintenance, spot_state, low, n in await repository.vehicle_groups(
+        session, networks
+    ):
+        by_state[state] += n
+        by_type[kind] += n
+        in_maintenance += n if maintenance else 0
+        docked += n if spot_state is not None else 0
+        vehicle_type = VehicleType(kind)
+        low_battery += n if low and vehicle_type != VehicleType.BIKE else 0
+        # The group holds what the rule reads; "low" stands for a level under the minimum.
+        why = refusal(
+            state=VehicleState(state),
+            in_maintenance=maintenance,
+            vehicle_type=vehicle_type,
+            battery_level=0 if low else None,
+            spot_state=None if spot_state is None else SpotState(spot_state),
+            min_battery_to_rent=1,
+        )
+        rentable += n if why is None else 0
+    total = sum(by_state.values())
+    return VehiclesInfo(
+        total=total,
+        by_state=dict(by_state),
+        by_type=dict(by_type),
+        in_maintenance=in_maintenance,
+        docked=docked,
+        undocked=total - docked,
+        rentable=rentable,
+        low_battery=low_battery,
+    )
+
+
+def _days_ago(now: datetime, tz: ZoneInfo, days: int) -> datetime:
+    return local_midnight(now.astimezone(tz).date() - timedelta(days=days), tz)
+
+
+async def trips_info(
+    session: AsyncSession, networks: Sequence[int], timezone: str, now: datetime
+) -> TripsInfo:
+    tz = zone(timezone)
+    active = await repository.active_trips(session, networks)
+    until = _days_ago(now, tz, -1)
+    today, since_yesterday, week, month = await repository.trips_since(
+        session, networks, [_days_ago(now, tz, d) for d in (0, 1, 6, 29)], until
+    )
+    return TripsInfo(
+        running=active.get(TripStatus.RUNNING.value, 0),
+        on_hold=active.get(TripStatus.ON_HOLD.value, 0),
+        today=today,
+        yesterday=since_yesterday - today,
+        last_7_days=week,
+        last_30_days=month,
+    )
+
+
+async def users_info(
+    session: AsyncSession, networks: Sequence[int], timezone: str, now: datetime
+) -> UsersInfo:
+    tz = zone(timezone)
+    until = _days_ago(now, tz, -1)
+    month = _days_ago(now, tz, 29)
+    today, week, last_30 = await repository.riders_since(
+        session, networks, [_days_ago(now, tz, d) for d in (0, 6, 29)], until
+    )
+    return UsersInfo(
+        total=await repository.riders(session, networks),
+        new_last_30_days=await repository.riders(session, networks, registered_since=month),
+        active_today=today,
+        active_last_7_days=week,
+        active_last_30_days=last_30,
+    )
+
+
+__all__ = [
+    "DISTANCE_EDGES_M",
+    "DURATION_EDGES_S",
+    "organization_filter",
+    "window",
+    "zone",
+]
