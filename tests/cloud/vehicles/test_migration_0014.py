@@ -4,12 +4,15 @@ decommissioned vehicle stays unrentable (lost-or-stolen)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from kickstand.cloud.migrations import downgrade, upgrade
+from kickstand.testing import PostgresServer
 
 VEHICLE = (
     "INSERT INTO vehicles (id, serial_number, vehicle_type, network_id, state, in_maintenance)"
@@ -45,7 +48,7 @@ async def _both_ways(engine: AsyncEngine) -> None:
         await _run(engine, VEHICLE.format(id=4, state="decommissioned"))
 
 
-async def test_migration_0014_on_sqlite(tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_migration_0014_on_sqlite(tmp_path: Path) -> None:
     engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'm.sqlite3'}")
     try:
         await _both_ways(engine)
@@ -54,7 +57,7 @@ async def test_migration_0014_on_sqlite(tmp_path) -> None:  # type: ignore[no-un
 
 
 @pytest.mark.postgres
-async def test_migration_0014_on_postgres(pg_server) -> None:  # type: ignore[no-untyped-def]
+async def test_migration_0014_on_postgres(pg_server: PostgresServer) -> None:
     database = pg_server.new_database()
     engine = create_async_engine(database.url)
     try:

@@ -187,7 +187,7 @@ async def test_decommission_takes_it_off_the_map_for_good(api: Api) -> None:
     assert decommission["amount"] == "120.50" and decommission["currency"] == "EUR"
     assert decommission["decommissioned_by"] == api.demo.user_ids[OPERATOR]
     async with api.sessionmaker() as session:
-        topics = list(
+        topics: list[str] = list(
             await session.scalars(
                 select(OutboxEvent.topic)
                 .where(OutboxEvent.resource_id == str(vid))
