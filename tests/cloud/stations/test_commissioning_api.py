@@ -171,9 +171,7 @@ async def test_commissioning_puts_a_station_on_the_map_and_decommissioning_takes
     assert [s["displayed_number"] for s in station["spots"]] == [1, 2, 3, 4]
     assert station["online"] is False and station["network_id"] == api.demo.network_id
     async with api.sessionmaker() as session:
-        device = (
-            await session.scalars(select(Device).where(Device.device_id == device_id))
-        ).one()
+        device = (await session.scalars(select(Device).where(Device.device_id == device_id))).one()
         assert device.kind == DeviceKind.STATION
     assert await topics(api, station_id) == ["station.created"]
 
@@ -272,7 +270,10 @@ async def test_commissioning_refuses_bad_input_and_a_rider(api: Api) -> None:
     cluster_id = await new_cluster(api, headers)
     for body, field in (
         ({"cluster_id": cluster_id, "device_id": "st 1", "name": "x", "spots": 2}, "device_id"),
-        ({"cluster_id": cluster_id, "device_id": "vh-AB1234", "name": "x", "spots": 2}, "device_id"),
+        (
+            {"cluster_id": cluster_id, "device_id": "vh-AB1234", "name": "x", "spots": 2},
+            "device_id",
+        ),
         ({"cluster_id": cluster_id, "device_id": "st-0077", "name": "x", "spots": 0}, "spots"),
         ({"cluster_id": cluster_id, "device_id": "st-0077", "name": "x", "spots": 65}, "spots"),
     ):
