@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import ColumnElement, and_, func
+
 from kickstand.cloud.models import Device
 
 #: Silence longer than this many heartbeat intervals is offline (SPEC §4.3.6).
@@ -73,12 +75,30 @@ def online_of(columns: Any, now: datetime) -> bool:
     return is_online(presence_of(columns), now)
 
 
+def online_clause(dialect: str, now: datetime) -> ColumnElement[bool]:
+    """:func:`is_online` as a SQL condition on ``devices`` (a listing filtered by it keeps
+    full pages): online, and seen within :data:`SILENT_INTERVALS` heartbeat intervals."""
+    limit_s = SILENT_INTERVALS * func.coalesce(Device.heartbeat_s, DEFAULT_HEARTBEAT_S)
+    if dialect == "sqlite":
+        # Stored as naive UTC text (kickstand.cloud.dbtypes.UTCDateTime): compare in days.
+        at = _aware(now).astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ")
+        silent_s = (func.julianday(at) - func.julianday(Device.last_seen_at)) * 86400.0
+        return and_(Device.online.is_(True), Device.last_seen_at.is_not(None), silent_s <= limit_s)
+    since = func.make_interval(0, 0, 0, 0, 0, 0, limit_s)
+    return and_(
+        Device.online.is_(True),
+        Device.last_seen_at.is_not(None),
+        Device.last_seen_at >= _aware(now) - since,
+    )
+
+
 __all__ = [
     "DEFAULT_HEARTBEAT_S",
     "PRESENCE_COLUMNS",
     "SILENT_INTERVALS",
     "Presence",
     "is_online",
+    "online_clause",
     "online_of",
     "presence_of",
     "why_offline",

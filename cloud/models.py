@@ -528,7 +528,9 @@ class RefreshToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     #: All rotations of one login share a family; reuse of a rotated token revokes the family.
     family_id: Mapped[str] = mapped_column(String(36), index=True)
-    device_id: Mapped[str | None] = mapped_column(String(128), default=None)
+    #: The rider's phone/app id given at login (``LoginDevice.id``): seed 002 "Get users
+    #: using given device" looks logins up by it (migration 0015).
+    device_id: Mapped[str | None] = mapped_column(String(128), default=None, index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column()
     used_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -38,6 +38,11 @@ class AlertType(str, enum.Enum):
     BADGE_RIDE_UNAUTHORIZED = "badge-ride-unauthorized"
     # device contract (issue 14): offline by the one liveness rule (kickstand.cloud.liveness)
     STATION_OFFLINE = "station-offline"
+    # fleet (issue 16): a device offline past the threshold, a spot whose lock fails, a
+    # vehicle reported in a spot while the cloud holds it in another
+    DEVICE_OFFLINE_TOO_LONG = "device-offline-too-long"
+    SPOT_LOCK_FAULT = "spot-lock-fault"
+    VEHICLE_IN_TWO_SPOTS = "vehicle-in-two-spots"
 
     def __str__(self) -> str:
         return str(self.value)
@@ -121,6 +126,12 @@ DEFAULT_SEVERITY: dict[AlertType, AlertSeverity] = {
     AlertType.BADGE_RIDE_UNAUTHORIZED: AlertSeverity.HIGH,
     # Nobody can rent or return a vehicle there while it is down.
     AlertType.STATION_OFFLINE: AlertSeverity.HIGH,
+    # Down for hours: someone has to go there.
+    AlertType.DEVICE_OFFLINE_TOO_LONG: AlertSeverity.CRITICAL,
+    # A jammed lock holds a vehicle (or refuses one): the spot is lost until repaired.
+    AlertType.SPOT_LOCK_FAULT: AlertSeverity.HIGH,
+    # The cloud moved the vehicle; one of the two stations may be wrong about its spot.
+    AlertType.VEHICLE_IN_TWO_SPOTS: AlertSeverity.LOW,
 }
 
 # Outbox topics of alert changes: defined in the event catalogue, named here for the rules.

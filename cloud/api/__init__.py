@@ -94,6 +94,7 @@ def create_app(
         access_logs,
         cluster_admin,
         dead_letters,
+        devices,
         error_codes,
         external_locks,
         network_admin,
@@ -144,6 +145,7 @@ def create_app(
         stocks,
         overview,
         usage_stats,
+        devices,
     )
     for module in (*routers, freefloat, geofencing):
         api.include_router(module.router)

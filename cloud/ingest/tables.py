@@ -145,6 +145,11 @@ class DeviceCommand(Base):
     status: Mapped[str] = mapped_column(String(16), default=CommandStatus.PENDING)
     reason: Mapped[str | None] = mapped_column(String(200), default=None)
     result_at: Mapped[datetime | None] = mapped_column(default=None)
+    #: The operator who sent it from the dashboard (``cloud/devices``); None: the cloud's own.
+    operator_id: Mapped[int | None] = mapped_column(Integer, default=None)
+
+    #: A device's command history, newest first (migration 0015).
+    __table_args__ = (Index("ix_device_commands_device_issued", "device_id", "issued_at"),)
 
 
 class DeadLetterStatus:
