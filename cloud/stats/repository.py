@@ -271,8 +271,7 @@ class Summary:
 async def _median(
     session: AsyncSession, where: list[ColumnElement[bool]], expr: Any, n: int
 ) -> float | None:
-    # Portable median: the middle one or two values in order (percentile_cont is
-    # PostgreSQL's; both sort the same rows).
+    # SQLite's median: the middle one or two values in order (PostgreSQL: percentile_cont).
     if n == 0:
         return None
     take = 1 if n % 2 else 2
@@ -292,30 +291,51 @@ async def summary(session: AsyncSession, where: list[ColumnElement[bool]]) -> Su
     sql = Dialect(session)
     duration = sql.seconds_between(Trip.started_at, Trip.ended_at)
     distance = distance_m()
+    # Each trip's measures computed once (a subquery), aggregated once; PostgreSQL takes the
+    # medians in the same pass (percentile_cont), SQLite by two ordered reads (_median).
+    trip = (
+        select(Trip.user_id, Trip.vehicle_id, distance.label("d"), duration.label("s"))
+        .where(*where)
+        .subquery()
+    )
+    medians: list[Any] = (
+        []
+        if sql.sqlite
+        else [
+            func.percentile_cont(0.5).within_group(trip.c.d),
+            func.percentile_cont(0.5).within_group(trip.c.s),
+        ]
+    )
     row: Any = (
         await session.execute(
             select(
                 func.count(),
-                func.count(distinct(Trip.user_id)),
-                func.count(distinct(Trip.vehicle_id)),
-                func.count(distance),
-                func.coalesce(func.sum(distance), 0.0),
-                func.max(distance),
-                func.count(duration),
-                func.coalesce(func.sum(duration), 0.0),
-                func.max(duration),
-            ).where(*where)
+                func.count(distinct(trip.c.user_id)),
+                func.count(distinct(trip.c.vehicle_id)),
+                func.count(trip.c.d),
+                func.coalesce(func.sum(trip.c.d), 0.0),
+                func.max(trip.c.d),
+                func.count(trip.c.s),
+                func.coalesce(func.sum(trip.c.s), 0.0),
+                func.max(trip.c.s),
+                *medians,
+            )
         )
     ).one()
-    trips, users, vehicles, n_dist, sum_dist, max_dist, n_dur, sum_dur, max_dur = row
+    trips, users, vehicles, n_dist, sum_dist, max_dist, n_dur, sum_dur, max_dur = row[:9]
+    if sql.sqlite:
+        median_dist = await _median(session, where, distance, int(n_dist))
+        median_dur = await _median(session, where, duration, int(n_dur))
+    else:
+        median_dist, median_dur = (None if v is None else float(v) for v in row[9:])
 
-    async def measures(expr: Any, n: int, total: Any, top: Any) -> Measures:
+    def measures(n: int, total: Any, top: Any, median: float | None) -> Measures:
         n = int(n)
         return Measures(
             count=n,
             total=float(total),
             average=float(total) / n if n else None,
-            median=await _median(session, where, expr, n),
+            median=median,
             max=float(top) if top is not None else None,
         )
 
@@ -323,8 +343,8 @@ async def summary(session: AsyncSession, where: list[ColumnElement[bool]]) -> Su
         trips=int(trips),
         users=int(users),
         vehicles=int(vehicles),
-        distance=await measures(distance, n_dist, sum_dist, max_dist),
-        duration=await measures(duration, n_dur, sum_dur, max_dur),
+        distance=measures(n_dist, sum_dist, max_dist, median_dist),
+        duration=measures(n_dur, sum_dur, max_dur, median_dur),
     )
 
 
@@ -348,12 +368,17 @@ async def distribution(
         if measure == "distance"
         else sql.seconds_between(Trip.started_at, Trip.ended_at)
     )
-    index = _bucket_index(expr, edges).label("i")
-    is_paid = case((paid(), True), else_=False).label("paid")
+    # The measure computed once per trip (a subquery): the CASE of the ranges reads it.
+    trip = (
+        select(expr.label("x"), case((paid(), True), else_=False).label("paid"))
+        .where(*where, Trip.ended_at.is_not(None))
+        .subquery()
+    )
+    index = _bucket_index(trip.c.x, edges).label("i")
     rows = await session.execute(
-        select(index, is_paid, func.count())
-        .where(*where, Trip.ended_at.is_not(None), expr.is_not(None))
-        .group_by(index, is_paid)
+        select(index, trip.c.paid, func.count())
+        .where(trip.c.x.is_not(None))
+        .group_by(index, trip.c.paid)
     )
     return {(int(i), bool(p)): int(n) for i, p, n in _all(rows)}
 
