@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import time
+from collections.abc import Sequence
 
 from sqlalchemy import select
 
@@ -119,7 +120,7 @@ async def test_outages_are_written_by_ingest_and_listed(api: Api) -> None:
     await applier.apply([message(device_id, m.Death(), Channel.DEATH, 7)])
     await applier.apply([message(device_id, born, Channel.BIRTH, 8)])
     async with api.sessionmaker() as session:
-        rows = (
+        rows: Sequence[DeviceOutage] = (
             await session.scalars(select(DeviceOutage).where(DeviceOutage.device_id == device_id))
         ).all()
     assert len(rows) == 1 and rows[0].ended_at is not None

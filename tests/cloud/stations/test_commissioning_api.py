@@ -64,7 +64,7 @@ async def map_cluster(api: Api, headers: dict[str, str], cluster_id: int) -> dic
 
 async def topics(api: Api, resource_id: int) -> list[str]:
     async with api.sessionmaker() as session:
-        rows = await session.scalars(
+        rows: Any = await session.scalars(
             select(OutboxEvent.topic)
             .where(OutboxEvent.topic.like("station.%"))
             .where(OutboxEvent.resource_id == str(resource_id))
@@ -171,7 +171,8 @@ async def test_commissioning_puts_a_station_on_the_map_and_decommissioning_takes
     assert [s["displayed_number"] for s in station["spots"]] == [1, 2, 3, 4]
     assert station["online"] is False and station["network_id"] == api.demo.network_id
     async with api.sessionmaker() as session:
-        device = (await session.scalars(select(Device).where(Device.device_id == device_id))).one()
+        stmt = select(Device).where(Device.device_id == device_id)
+        device: Device = (await session.scalars(stmt)).one()
         assert device.kind == DeviceKind.STATION
     assert await topics(api, station_id) == ["station.created"]
 
@@ -202,7 +203,7 @@ async def test_commissioning_puts_a_station_on_the_map_and_decommissioning_takes
 
     # A vehicle docked there, then a trip that started there: decommissioning waits.
     async with api.sessionmaker() as session, session.begin():
-        spot = (
+        spot: Spot = (
             await session.scalars(
                 select(Spot).where(Spot.station_id == station_id, Spot.displayed_number == 1)
             )
