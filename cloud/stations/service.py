@@ -19,10 +19,10 @@ cluster of another network is refused before anything is read or changed.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -97,15 +97,13 @@ async def list_clusters(
     keyset: Keyset,
     *,
     networks: Collection[int] | None,
-    scope: frozenset[int] | None,
     name: str | None = None,
     badge_reader: bool | None = None,
 ) -> Sequence[Cluster]:
-    """Clusters of the asked ``networks`` (already checked against the scope) or, none
-    asked, of every network of ``scope`` (None: every network)."""
-    wanted = set(networks) if networks else (set(scope) if scope is not None else None)
+    """Clusters of ``networks`` (the asked ones, checked against the operator's scope, or
+    its scope; None: every network)."""
     return await repo.cluster_page(
-        session, keyset, networks=wanted, name=name, badge_reader=badge_reader
+        session, keyset, networks=networks, name=name, badge_reader=badge_reader
     )
 
 
@@ -142,20 +140,16 @@ async def delete_cluster(session: AsyncSession, cluster_id: int, check: Check) -
     await session.commit()
 
 
-async def update_location(
-    session: AsyncSession, cluster_id: int, location: str, check: Check
-) -> None:
-    found = await live_cluster(session, cluster_id, check)
-    found.location = location
-    await session.commit()
+#: What the seed's "Update cluster location / settings" and "Set commissioning date" change.
+ClusterField = Literal["location", "max_unlock_distance", "comment", "commissioning_date"]
 
 
-async def update_settings(
-    session: AsyncSession, cluster_id: int, body: s.ClusterSettingsUpdate, check: Check
+async def update_cluster(
+    session: AsyncSession, cluster_id: int, values: Mapping[ClusterField, Any], check: Check
 ) -> None:
     found = await live_cluster(session, cluster_id, check)
-    found.max_unlock_distance = body.max_unlock_distance
-    found.comment = body.comment
+    for field, value in values.items():
+        setattr(found, field, value)
     await session.commit()
 
 
@@ -195,15 +189,21 @@ async def description_in(session: AsyncSession, found: Cluster, lang: str | None
     return found.description
 
 
-async def set_commissioning_date(
-    session: AsyncSession, cluster_id: int, date: datetime, check: Check
-) -> None:
-    found = await live_cluster(session, cluster_id, check)
-    found.commissioning_date = date
-    await session.commit()
-
-
 # ── stations of a cluster ─────────────────────────────────────────────────────────────
+
+
+async def _offline_reasons(
+    session: AsyncSession, stations: Sequence[Station]
+) -> dict[str, str | None]:
+    """Why each station's mainboard is offline now (None: online), by device id."""
+    presence = await repo.presence(session, [st.device_id for st in stations])
+    now = datetime.now(UTC)
+    return {
+        st.device_id: why_offline(
+            presence_of(presence[st.device_id]) if st.device_id in presence else None, now
+        )
+        for st in stations
+    }
 
 
 async def stations_of(
@@ -211,8 +211,7 @@ async def stations_of(
 ) -> list[s.StationAdmin]:
     """Stations with their spots, docked vehicles and liveness."""
     spots = await repo.station_spots(session, [st.id for st in stations])
-    presence = await repo.presence(session, [st.device_id for st in stations])
-    now = datetime.now(UTC)
+    offline = await _offline_reasons(session, stations)
     by_station: dict[int, list[s.SpotAdmin]] = {st.id: [] for st in stations}
     for spot, vehicle in spots:
         by_station[spot.station_id].append(
@@ -229,8 +228,7 @@ async def stations_of(
         )
     answer = []
     for st in stations:
-        columns = presence.get(st.device_id)
-        reason = why_offline(presence_of(columns) if columns else None, now)
+        reason = offline[st.device_id]
         answer.append(
             s.StationAdmin(
                 station_id=st.id,
@@ -295,14 +293,11 @@ async def out_of_order(
 ) -> s.OutOfOrderDetails:
     found = await cluster(session, cluster_id, check)
     stations = await repo.live_stations(session, cluster_id)
-    devices = [st.device_id for st in stations]
-    presence = await repo.presence(session, devices)
-    since = await repo.open_outages(session, devices)
-    now = datetime.now(UTC)
+    offline = await _offline_reasons(session, stations)
+    since = await repo.open_outages(session, [st.device_id for st in stations])
     details = []
     for st in stations:
-        columns = presence.get(st.device_id)
-        reason = why_offline(presence_of(columns) if columns else None, now)
+        reason = offline[st.device_id]
         details.append(
             s.OutOfOrderStation(
                 station_id=st.id,
@@ -551,10 +546,8 @@ __all__ = [
     "picture",
     "picture_type",
     "pictures",
-    "set_commissioning_date",
     "station",
     "stations_of",
+    "update_cluster",
     "update_description",
-    "update_location",
-    "update_settings",
 ]

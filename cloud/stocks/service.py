@@ -78,16 +78,12 @@ async def stock(session: AsyncSession, stock_id: int, check: Check) -> Stock:
 
 
 async def list_stocks(
-    session: AsyncSession,
-    keyset: Keyset,
-    *,
-    networks: Collection[int] | None,
-    scope: frozenset[int] | None,
+    session: AsyncSession, keyset: Keyset, *, networks: Collection[int] | None
 ) -> Sequence[Stock]:
-    wanted = set(networks) if networks else (set(scope) if scope is not None else None)
+    """Stocks of ``networks`` (None: every network), by id."""
     stmt = select(Stock)
-    if wanted is not None:
-        stmt = stmt.where(Stock.network_id.in_(sorted(wanted)))
+    if networks is not None:
+        stmt = stmt.where(Stock.network_id.in_(sorted(networks)))
     return (await session.scalars(page_query(stmt, Stock.id, keyset))).all()
 
 

@@ -103,8 +103,8 @@ async def get_clusters(
     rows = await service.list_clusters(
         session,
         keyset,
-        networks=networks,
-        scope=operator.networks,
+        # The asked networks (the access check refused any outside the scope), else the scope.
+        networks=set(networks) if networks else operator.networks,
         name=name,
         badge_reader=badge_reader,
     )
@@ -158,7 +158,7 @@ async def update_location(
     cluster_id: ClusterId,
     body: s.ClusterLocationUpdate,
 ) -> OkEnvelope:
-    await service.update_location(session, cluster_id, body.location, operator.check)
+    await service.update_cluster(session, cluster_id, body.model_dump(), operator.check)
     return OkEnvelope()
 
 
@@ -174,7 +174,7 @@ async def update_settings(
     cluster_id: ClusterId,
     body: s.ClusterSettingsUpdate,
 ) -> OkEnvelope:
-    await service.update_settings(session, cluster_id, body, operator.check)
+    await service.update_cluster(session, cluster_id, body.model_dump(), operator.check)
     return OkEnvelope()
 
 
@@ -206,7 +206,9 @@ async def set_commissioning_date(
     cluster_id: ClusterId,
     body: s.CommissioningDate,
 ) -> OkEnvelope:
-    await service.set_commissioning_date(session, cluster_id, body.date, operator.check)
+    await service.update_cluster(
+        session, cluster_id, {"commissioning_date": body.date}, operator.check
+    )
     return OkEnvelope()
 
 

@@ -124,7 +124,9 @@ async def get_stocks(
         list[Id] | None, Query(description="Networks of which to get the stocks (default: yours).")
     ] = None,
 ) -> Page[StockPublic]:
-    rows = await service.list_stocks(session, keyset, networks=networks, scope=operator.networks)
+    # The asked networks (the access check refused any outside the scope), else the scope.
+    scope = set(networks) if networks else operator.networks
+    rows = await service.list_stocks(session, keyset, networks=scope)
     page, next_key = cut(rows, keyset, key=lambda st: st.id)
     return Page(data=[_public(st) for st in page], next_primary_key=next_key)
 
