@@ -6,6 +6,12 @@ status, the envelope's error code, networks, time, address and user agent of eve
 under the operator prefixes, and hands the record to ``AccessLogWriter``: a bounded queue
 drained by one task that inserts up to ``BATCH`` rows per transaction. A full queue or a
 failed insert drops records (logged and counted in the log line), never the request.
+
+The same middleware keeps the rider API's requests (seed 002 "Get user api requests"):
+every request under ``/v1/`` outside the operator prefixes whose bearer token named a user
+(``request.state.token_user_id``, set by ``api.deps``) goes, with the same fields but the
+networks, to a second writer of ``user_api_requests`` (kept ``API_REQUESTS_KEPT``, pruned
+by the accounts' housekeeping).
 """
 
 from __future__ import annotations
@@ -22,11 +28,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kickstand.cloud.access.models import AccessLog
-from kickstand.cloud.models import table_of
+from kickstand.cloud.models import Base, table_of
 
 log = logging.getLogger(__name__)
 
 OPERATOR_PREFIXES = ("/v1/dashboard",)
+RIDER_PREFIX = "/v1/"
 BATCH = 200
 #: How long a record may wait for others before its batch is written.
 DELAY_S = 0.2
@@ -36,8 +43,11 @@ MAX_ERROR_BODY = 16_384
 
 
 class AccessLogWriter:
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], model: type[Base] = AccessLog
+    ) -> None:
         self._maker = sessionmaker
+        self._table = table_of(model)
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)
         self._task: asyncio.Task[None] | None = None
         self.dropped = 0
@@ -60,7 +70,7 @@ class AccessLogWriter:
             batch = [self._queue.get_nowait() for _ in range(min(BATCH, self._queue.qsize()))]
             try:
                 async with self._maker() as session:
-                    await session.execute(insert(table_of(AccessLog)), batch)
+                    await session.execute(insert(self._table), batch)
                     await session.commit()
             except Exception:  # the log must never take the API down
                 self.dropped += len(batch)
@@ -86,13 +96,18 @@ def _knot_code(body: bytes) -> int | None:
 
 
 class AccessLogMiddleware:
-    def __init__(self, app: ASGIApp, writer: AccessLogWriter) -> None:
+    def __init__(
+        self, app: ASGIApp, writer: AccessLogWriter, rider_writer: AccessLogWriter | None = None
+    ) -> None:
         self.app = app
         self.writer = writer
+        self.rider_writer = rider_writer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
-        if scope["type"] != "http" or not path.startswith(OPERATOR_PREFIXES):
+        operator = path.startswith(OPERATOR_PREFIXES)
+        rider = not operator and self.rider_writer is not None and path.startswith(RIDER_PREFIX)
+        if scope["type"] != "http" or not (operator or rider):
             await self.app(scope, receive, send)
             return
         status = 500
@@ -110,7 +125,14 @@ class AccessLogMiddleware:
         try:
             await self.app(scope, receive, capture)
         finally:
-            self.writer.put(self._record(scope, path, status, bytes(body)))
+            record = self._record(scope, path, status, bytes(body))
+            if operator:
+                self.writer.put(record)
+            elif self.rider_writer is not None:
+                user_id = (scope.get("state") or {}).get("token_user_id")
+                if user_id is not None:  # anonymous requests name nobody: not kept
+                    del record["network_ids"]
+                    self.rider_writer.put({**record, "user_id": user_id})
 
     @staticmethod
     def _record(scope: Scope, path: str, status: int, body: bytes) -> dict[str, Any]:

@@ -1,25 +1,35 @@
-"""SQL of access control: access log pages, organizational units, roles, organizations."""
+"""SQL of access control: access log pages, the users an operator reaches and what support
+reads about them (seed 002 Users)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kickstand.cloud.access.models import AccessLog
+from kickstand.cloud.access.models import AccessLog, UserBlock
+from kickstand.cloud.accounts.models import ApiRequest, UserDevice
+from kickstand.cloud.keyset import Keyset, page_query
+from kickstand.cloud.models import (
+    ACTIVE_TRIP_STATUSES,
+    Badge,
+    MailMessage,
+    Rent,
+    Trip,
+    User,
+    WalletTransaction,
+)
 
 
 @dataclass(frozen=True)
 class AccessLogFilters:
     """Seed 002 "Get access logs" query parameters."""
 
-    page_size: int = 20
-    last_primary_key: int | None = None
-    primary_key_dir: Literal["ASC", "DESC"] = "DESC"
     date_min: datetime | None = None
     date_max: datetime | None = None
     user_id: int | None = None
@@ -65,12 +75,187 @@ def _filtered(f: AccessLogFilters) -> Select[AccessLog]:
     return q
 
 
-async def list_access_logs(session: AsyncSession, f: AccessLogFilters) -> Sequence[AccessLog]:
-    q = _filtered(f)
-    ascending = f.primary_key_dir == "ASC"
-    if f.last_primary_key is not None:
-        q = q.where(
-            AccessLog.id > f.last_primary_key if ascending else AccessLog.id < f.last_primary_key
-        )
-    q = q.order_by(AccessLog.id.asc() if ascending else AccessLog.id.desc()).limit(f.page_size)
+async def list_access_logs(
+    session: AsyncSession, f: AccessLogFilters, keyset: Keyset
+) -> Sequence[AccessLog]:
+    return (await session.scalars(page_query(_filtered(f), AccessLog.id, keyset))).all()
+
+
+# ── users (seed 002 Users) ────────────────────────────────────────────────────────────
+
+
+@dataclass(frozen=True)
+class UserFilters:
+    """Seed 002 "Get users" filters we hold (one ``full_name`` column holds both names)."""
+
+    user_id_min: int | None = None
+    user_id_max: int | None = None
+    email: str | None = None
+    lastname: str | None = None
+    firstname: str | None = None
+    register_at_min: datetime | None = None
+    register_at_max: datetime | None = None
+    blocked: bool | None = None
+
+
+async def users_with_grants(session: AsyncSession) -> list[tuple[int, Any]]:
+    """(id, permissions) of every user (riders may hold grants too: ``rent`` on a unit)."""
+    rows = await session.execute(select(User.id, User.permissions))
+    return [(row.id, row.permissions) for row in rows.all()]
+
+
+async def riders_of_networks(session: AsyncSession, networks: Collection[int]) -> set[int]:
+    """Users with a trip in one of ``networks``."""
+    trips = select(Trip.user_id).where(
+        Trip.network_id.in_(sorted(networks)), Trip.user_id.is_not(None)
+    )
+    return {i for i in (await session.scalars(trips.distinct())).all() if i is not None}
+
+
+async def list_users(
+    session: AsyncSession, ids: Collection[int], f: UserFilters, keyset: Keyset
+) -> Sequence[User]:
+    q = select(User).where(User.id.in_(sorted(ids)))
+    if f.user_id_min is not None:
+        q = q.where(User.id >= f.user_id_min)
+    if f.user_id_max is not None:
+        q = q.where(User.id <= f.user_id_max)
+    if f.email is not None:
+        q = q.where(User.email.contains(f.email.lower(), autoescape=True))
+    for name in (f.lastname, f.firstname):
+        if name is not None:
+            q = q.where(User.full_name.icontains(name, autoescape=True))
+    if f.register_at_min is not None:
+        q = q.where(User.created_at >= f.register_at_min)
+    if f.register_at_max is not None:
+        q = q.where(User.created_at <= f.register_at_max)
+    if f.blocked is not None:
+        is_blocked = User.id.in_(select(UserBlock.user_id))
+        q = q.where(is_blocked if f.blocked else ~is_blocked)
+    return (await session.scalars(page_query(q, User.id, keyset))).all()
+
+
+async def search_users(
+    session: AsyncSession, email: str, ids: Collection[int] | None, limit: int
+) -> Sequence[User]:
+    """Users whose email contains ``email`` (among ``ids``; None: everyone), by id."""
+    q = select(User).where(User.email.contains(email.lower(), autoescape=True))
+    if ids is not None:
+        q = q.where(User.id.in_(sorted(ids)))
+    return (await session.scalars(q.order_by(User.id).limit(limit))).all()
+
+
+async def is_blocked(session: AsyncSession, user_id: int) -> bool:
+    return await session.get(UserBlock, user_id) is not None
+
+
+async def user_mails(
+    session: AsyncSession, user: User, before: datetime | None, limit: int
+) -> Sequence[MailMessage]:
+    """The user's mails (its id, or its address before it had one), newest first."""
+    q = select(MailMessage).where(
+        (MailMessage.user_id == user.id) | (MailMessage.to_address == user.email)
+    )
+    if before is not None:
+        q = q.where(MailMessage.created_at < before)
+    q = q.order_by(MailMessage.created_at.desc(), MailMessage.id.desc()).limit(limit)
     return (await session.scalars(q)).all()
+
+
+async def user_rents(
+    session: AsyncSession, user_id: int, before: datetime | None, limit: int
+) -> Sequence[Rent]:
+    q = select(Rent).where(Rent.user_id == user_id)
+    if before is not None:
+        q = q.where(Rent.created_at < before)
+    return (await session.scalars(q.order_by(Rent.created_at.desc()).limit(limit))).all()
+
+
+def _trips_of(user_id: int, networks: frozenset[int] | None) -> ColumnElement[bool]:
+    mine = Trip.user_id == user_id
+    return mine if networks is None else mine & Trip.network_id.in_(sorted(networks))
+
+
+async def user_trips(
+    session: AsyncSession,
+    user_id: int,
+    networks: frozenset[int] | None,
+    before: datetime | None,
+    limit: int,
+) -> Sequence[Trip]:
+    q = select(Trip).where(_trips_of(user_id, networks))
+    if before is not None:
+        q = q.where(Trip.started_at < before)
+    return (await session.scalars(q.order_by(Trip.started_at.desc()).limit(limit))).all()
+
+
+async def user_transactions(
+    session: AsyncSession, user_id: int, before: datetime | None, limit: int
+) -> Sequence[WalletTransaction]:
+    q = select(WalletTransaction).where(WalletTransaction.user_id == user_id)
+    if before is not None:
+        q = q.where(WalletTransaction.created_at < before)
+    q = q.order_by(WalletTransaction.created_at.desc()).limit(limit)
+    return (await session.scalars(q)).all()
+
+
+async def user_dashboard_requests(
+    session: AsyncSession, user_id: int, before: datetime | None, limit: int
+) -> Sequence[AccessLog]:
+    q = select(AccessLog).where(AccessLog.user_id == user_id)
+    if before is not None:
+        q = q.where(AccessLog.created_at < before)
+    return (await session.scalars(q.order_by(AccessLog.created_at.desc()).limit(limit))).all()
+
+
+async def user_api_requests(
+    session: AsyncSession, user_id: int, keyset: Keyset
+) -> Sequence[ApiRequest]:
+    q = select(ApiRequest).where(ApiRequest.user_id == user_id)
+    return (await session.scalars(page_query(q, ApiRequest.id, keyset))).all()
+
+
+@dataclass(frozen=True)
+class TripFigures:
+    trips: int
+    running: int
+    spent: dict[str, Decimal]
+    first_trip_at: datetime | None
+    last_trip_at: datetime | None
+
+
+async def trip_figures(
+    session: AsyncSession, user_id: int, networks: frozenset[int] | None
+) -> TripFigures:
+    """The user's trips in ``networks`` (None: all) counted, and what they cost."""
+    mine = _trips_of(user_id, networks)
+    first, last, count = (
+        await session.execute(
+            select(func.min(Trip.started_at), func.max(Trip.started_at), func.count()).where(mine)
+        )
+    ).one()
+    running = await session.scalar(
+        select(func.count()).where(mine, Trip.status.in_(ACTIVE_TRIP_STATUSES))
+    )
+    # Money is text on SQLite: summed here, per currency, exactly.
+    spent: dict[str, Decimal] = {}
+    for cost, currency in (
+        await session.execute(select(Trip.cost, Trip.currency).where(mine, Trip.cost.is_not(None)))
+    ).all():
+        if cost is not None:
+            spent[currency] = spent.get(currency, Decimal(0)) + cost
+    return TripFigures(int(count or 0), int(running or 0), spent, first, last)
+
+
+async def count_devices(session: AsyncSession, user_id: int) -> int:
+    n = await session.scalar(
+        select(func.count()).select_from(UserDevice).where(UserDevice.user_id == user_id)
+    )
+    return int(n or 0)
+
+
+async def count_badges(session: AsyncSession, user_id: int) -> int:
+    n = await session.scalar(
+        select(func.count()).select_from(Badge).where(Badge.user_id == user_id)
+    )
+    return int(n or 0)

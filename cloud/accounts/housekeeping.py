@@ -1,6 +1,6 @@
 """What the account tables shed over time: throttle counters whose window and lock are
-over, tokens long expired or used, mails long sent. Run by the API's mail relay at each
-round (any process may; the deletes are idempotent)."""
+over, tokens long expired or used, mails long sent, rider API requests long made. Run by
+the API's mail relay at each round (any process may; the deletes are idempotent)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, or_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from kickstand.cloud.accounts.models import ApiRequest
 from kickstand.cloud.config import Settings
 from kickstand.cloud.models import AccountToken, LoginThrottle, MailMessage
 
@@ -19,6 +20,9 @@ log = logging.getLogger("kickstand.cloud.accounts.housekeeping")
 TOKENS_KEPT = timedelta(days=7)
 #: Sent mails stay this long (what was sent to whom, for support).
 MAILS_KEPT = timedelta(days=30)
+#: The rider API request log (seed 002 "Get user api requests") stays this long: it grows
+#: with every rider request, so it is bounded by age.
+API_REQUESTS_KEPT = timedelta(days=30)
 
 
 async def sweep(maker: async_sessionmaker[AsyncSession], settings: Settings, now: datetime) -> int:
@@ -36,6 +40,7 @@ async def sweep(maker: async_sessionmaker[AsyncSession], settings: Settings, now
             delete(LoginThrottle).where(throttle_over),
             delete(AccountToken).where(token_over),
             delete(MailMessage).where(MailMessage.sent_at < now - MAILS_KEPT),
+            delete(ApiRequest).where(ApiRequest.created_at < now - API_REQUESTS_KEPT),
         ):
             result = await session.execute(stmt)
             gone += result.rowcount  # type: ignore[attr-defined]

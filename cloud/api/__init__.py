@@ -66,6 +66,7 @@ def create_app(
                 yield
             finally:
                 await _app.state.access_log.flush()
+                await _app.state.api_request_log.flush()
                 if own_engine:
                     await db_engine.dispose()
 
@@ -152,10 +153,15 @@ def create_app(
     app.include_router(api)
 
     # Every operator request in the access log (seed 002 AccessLogs), written after it.
+    # Authenticated rider requests too (seed 002 "Get user api requests").
     from kickstand.cloud.access.log import AccessLogMiddleware, AccessLogWriter
+    from kickstand.cloud.accounts.models import ApiRequest
 
     app.state.access_log = AccessLogWriter(app.state.sessionmaker)
-    app.add_middleware(AccessLogMiddleware, writer=app.state.access_log)
+    app.state.api_request_log = AccessLogWriter(app.state.sessionmaker, ApiRequest)
+    app.add_middleware(
+        AccessLogMiddleware, writer=app.state.access_log, rider_writer=app.state.api_request_log
+    )
 
     from kickstand.cloud.api import metrics as api_metrics
 

@@ -76,11 +76,13 @@ async def get_client_address(request: Request) -> str:
 ClientAddressDep = Annotated[str, Depends(get_client_address)]
 
 
-async def get_token_claims(settings: SettingsDep, credentials: BearerDep) -> AccessClaims:
+async def get_token_claims(
+    request: Request, settings: SettingsDep, credentials: BearerDep
+) -> AccessClaims:
     if credentials is None:
         raise unauthenticated()
     try:
-        return decode_access_token(settings, credentials.credentials)
+        claims = decode_access_token(settings, credentials.credentials)
     except TokenError as exc:
         if exc.expired:
             raise token_expired(
@@ -89,6 +91,9 @@ async def get_token_claims(settings: SettingsDep, credentials: BearerDep) -> Acc
                 bearer=True,
             ) from exc
         raise unauthenticated(f"{exc}; log in again") from exc
+    # Whose request it was, for the rider API request log (kickstand.cloud.access.log).
+    request.state.token_user_id = claims.user_id
+    return claims
 
 
 ClaimsDep = Annotated[AccessClaims, Depends(get_token_claims)]

@@ -10,6 +10,7 @@ from alembic import context
 
 # Tables defined outside models.py must be registered on Base.metadata before autogenerate.
 import kickstand.cloud.access.models  # roles, organizational_units, access_logs, …
+import kickstand.cloud.accounts.models  # user_devices, user_wallets, user_api_requests
 import kickstand.cloud.alerts.models  # fleet_alerts
 import kickstand.cloud.authlist.tables  # auth_lists, station_auth_lists, auth_list_sends
 import kickstand.cloud.ingest.tables  # ingest/commands tables

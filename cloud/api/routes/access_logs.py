@@ -7,7 +7,7 @@ whose grant names networks sees its own (a request log names people, not network
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
@@ -16,6 +16,9 @@ from kickstand.cloud.access import repository
 from kickstand.cloud.api.access import Operator, OperatorContext
 from kickstand.cloud.api.deps import SessionDep
 from kickstand.cloud.api.ids import Id, Text
+from kickstand.cloud.api.pagination import KeysetDep
+from kickstand.cloud.api.schemas import Page
+from kickstand.cloud.keyset import cut
 
 router = APIRouter(prefix="/dashboard/access-logs", tags=["access-logs"])
 # The one operator access check (kickstand.cloud.api.access).
@@ -35,19 +38,11 @@ class AccessLogPublic(BaseModel):
     created_at: datetime
 
 
-class AccessLogPage(BaseModel):
-    code: int = 0
-    data: list[AccessLogPublic]
-    next_primary_key: int | None
-
-
-@router.get("", response_model=AccessLogPage, summary="Get access logs")
+@router.get("", response_model=Page[AccessLogPublic], summary="Get access logs")
 async def get_access_logs(
     operator: LogsOperator,
     session: SessionDep,
-    page_size: Annotated[int, Query(ge=10, le=500)] = 20,
-    last_primary_key: Annotated[Id | None, Query()] = None,
-    primary_key_dir: Literal["ASC", "DESC"] = "DESC",
+    keyset: KeysetDep,
     date_min: datetime | None = None,
     date_max: datetime | None = None,
     user_id: Annotated[Id | None, Query()] = None,
@@ -59,13 +54,10 @@ async def get_access_logs(
     http_code_max: Annotated[int | None, Query(ge=0, le=999)] = None,
     knot_code_min: Annotated[int | None, Query(ge=-(2**31), le=2**31 - 1)] = None,
     knot_code_max: Annotated[int | None, Query(ge=-(2**31), le=2**31 - 1)] = None,
-) -> AccessLogPage:
+) -> Page[AccessLogPublic]:
     rows = await repository.list_access_logs(
         session,
         repository.AccessLogFilters(
-            page_size=page_size + 1,  # one more tells whether there is a next page
-            last_primary_key=last_primary_key,
-            primary_key_dir=primary_key_dir,
             date_min=date_min,
             date_max=date_max,
             user_id=user_id,
@@ -79,10 +71,10 @@ async def get_access_logs(
             knot_code_max=knot_code_max,
             only_users=None if operator.networks is None else frozenset({operator.user_id}),
         ),
+        keyset,
     )
-    more = len(rows) > page_size
-    rows = rows[:page_size]
-    return AccessLogPage(
-        data=[AccessLogPublic.model_validate(r, from_attributes=True) for r in rows],
-        next_primary_key=rows[-1].id if more and rows else None,
+    page, next_key = cut(rows, keyset, key=lambda r: r.id)
+    return Page(
+        data=[AccessLogPublic.model_validate(r, from_attributes=True) for r in page],
+        next_primary_key=next_key,
     )

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kickstand.cloud.access.grants import valid_entries
 from kickstand.cloud.accounts import service as accounts
+from kickstand.cloud.accounts.devices import record_login_device
 from kickstand.cloud.api.deps import (
     BearerDep,
     ClaimsDep,
@@ -83,6 +84,11 @@ async def login(
     refresh = _issue_refresh(
         session, settings, user, str(uuid.uuid4()), body.device.id if body.device else None
     )
+    if body.device is not None and body.device.id is not None:
+        await record_login_device(
+            session, user.id, body.device.id, os=body.device.os, model=body.device.model,
+            app_version=body.device.app_version, now=datetime.now(UTC),
+        )  # fmt: skip
     await session.commit()
     access = create_access_token(settings, user.id, user.permissions, user.token_generation)
     log.info("event=login user_id=%s", user.id)

@@ -39,6 +39,8 @@ UNSCOPED = {
     # Vehicle QR codes of a given serial / prefix (stickers printed before registration).
     ("get", "/v1/dashboard/vehicles/qr-code"),
     ("get", "/v1/dashboard/vehicles/qr-code-sheet"),
+    # Seed 002 "Get global user count": one number for the installation.
+    ("get", "/v1/dashboard/users/global-count"),
 }
 
 
