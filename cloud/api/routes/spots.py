@@ -2,15 +2,19 @@
 operation: clean REST paths in its vocabulary). ``PUT /v1/dashboard/spots/{spot_id}/
 maintenance`` and ``PUT /v1/dashboard/stations/{station_id}/maintenance``.
 
-The cloud's record changes at once (the rent path refuses a spot in maintenance); the
-station is told with a signed SetMaintenance and its answer is reported. A station that
+One way with the maintenance records (:mod:`kickstand.cloud.operations.service`): putting
+a spot or a station in maintenance opens a record of the built-in type
+``spot-out-of-service`` / ``station-out-of-service`` (by whom, when, the reason as its
+comment); taking it out resolves the target's open out-of-service records. The cloud's
+record changes at once (the rent path refuses a spot in maintenance); the station is told
+with a signed SetMaintenance and its answer is reported. A station that
 is offline or does not answer in time is told again when it next reports the spot in
 service (SPEC §4.4).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, Field
@@ -23,7 +27,10 @@ from kickstand.cloud.api.ids import Id, Text
 from kickstand.cloud.api.schemas import Envelope
 from kickstand.cloud.errors import NotFoundError
 from kickstand.cloud.models import SpotState
-from kickstand.cloud.rent_gateway import CommandGateway, IssuedCommand, UnlockResult
+from kickstand.cloud.operations import service
+from kickstand.cloud.operations.models import MaintenanceTarget
+from kickstand.cloud.operations.schemas import ANSWER, StationTold
+from kickstand.cloud.rent_gateway import CommandGateway, IssuedCommand
 
 router = APIRouter(prefix="/dashboard", tags=["maintenances"])
 # The one operator access check (kickstand.cloud.api.access).
@@ -31,21 +38,11 @@ MaintenanceOperator = Annotated[OperatorContext, Depends(Operator("maintenances"
 
 SpotId = Annotated[Id, Path()]
 StationId = Annotated[Id, Path()]
-StationAnswer = Literal["done", "refused", "device-offline", "timeout"]
 
 
 class SpotMaintenanceUpdate(BaseModel):
     in_maintenance: bool
     reason: Text | None = Field(default=None, max_length=64)
-
-
-class StationTold(BaseModel):
-    """What the station answered its SetMaintenance."""
-
-    #: ``done``, ``refused``, ``device-offline`` (told when it is back), ``timeout`` (it
-    #: may still apply it).
-    station_answer: StationAnswer
-    station_reason: str | None = None
 
 
 class SpotMaintenancePublic(StationTold):
@@ -71,21 +68,14 @@ class StationMaintenancePublic(StationTold):
     spots: list[StationSpotPublic]
 
 
-_ANSWER: dict[UnlockResult, StationAnswer] = {
-    UnlockResult.UNLOCKED: "done",
-    UnlockResult.REFUSED: "refused",
-    UnlockResult.DEVICE_OFFLINE: "device-offline",
-    UnlockResult.TIMEOUT: "timeout",
-}
-
-
 T = TypeVar("T", bound=StationTold)
 
 
-async def _tell(gateway: CommandGateway, issued: IssuedCommand, public: T) -> Envelope[T]:
+async def _tell(gateway: CommandGateway, issued: IssuedCommand | None, public: T) -> Envelope[T]:
     """Send the command after the commit: the decision stands whatever the answer."""
+    assert issued is not None  # a spot or a station is always told
     outcome = await gateway.send_command(issued)
-    public.station_answer = _ANSWER[outcome.result]
+    public.station_answer = ANSWER[outcome.result]
     public.station_reason = outcome.reason
     return Envelope(data=public)
 
@@ -104,13 +94,20 @@ async def put_spot_maintenance(
 ) -> Envelope[SpotMaintenancePublic]:
     async with maker() as session:
         try:
-            ref = await maintenance.spot_ref(session, spot_id)
+            target = await service.target(session, MaintenanceTarget.SPOT, spot_id)
         except NotFoundError as exc:
             raise not_found("spot", spot_id) from exc
-        operator.check([ref.network_id])
-        issued = await maintenance.set_spot_maintenance(
-            session, gateway, ref, body.in_maintenance, body.reason
+        operator.check([target.network_id])
+        change = await service.set_held(
+            session,
+            gateway,
+            target,
+            body.in_maintenance,
+            user_id=operator.user_id,
+            reason=body.reason,
         )
+        assert target.spot is not None
+        ref = target.spot
         public = SpotMaintenancePublic(
             spot_id=ref.spot.id,
             station_id=ref.station.id,
@@ -120,7 +117,7 @@ async def put_spot_maintenance(
             station_answer="device-offline",
         )
         await session.commit()
-    return await _tell(gateway, issued, public)
+    return await _tell(gateway, change.command, public)
 
 
 @router.put(
@@ -137,13 +134,20 @@ async def put_station_maintenance(
 ) -> Envelope[StationMaintenancePublic]:
     async with maker() as session:
         try:
-            ref = await maintenance.station_ref(session, station_id)
+            target = await service.target(session, MaintenanceTarget.STATION, station_id)
         except NotFoundError as exc:
             raise not_found("station", station_id) from exc
-        operator.check([ref.network_id])
-        issued = await maintenance.set_station_maintenance(
-            session, gateway, ref, body.in_maintenance, body.reason
+        operator.check([target.network_id])
+        change = await service.set_held(
+            session,
+            gateway,
+            target,
+            body.in_maintenance,
+            user_id=operator.user_id,
+            reason=body.reason,
         )
+        assert target.station is not None
+        ref = target.station
         public = StationMaintenancePublic(
             station_id=ref.station.id,
             in_maintenance=maintenance.station_in_maintenance(ref),
@@ -159,4 +163,4 @@ async def put_station_maintenance(
             station_answer="device-offline",
         )
         await session.commit()
-    return await _tell(gateway, issued, public)
+    return await _tell(gateway, change.command, public)

@@ -1,4 +1,7 @@
-"""Trip history (keyset pagination as the seeds: page_size, last_primary_key) and detail."""
+"""Trip history (keyset pagination as the seeds: page_size, last_primary_key) and detail;
+hold and resume of the rider's running trip where its network allows trips on hold
+(``networks.trip_on_hold``: the trip is billed at the rule's ``on_hold_price`` meanwhile,
+and ended after ``trip_max_pause`` by the ingest sweep)."""
 
 from __future__ import annotations
 
@@ -7,15 +10,18 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from kickstand.cloud.api.deps import CurrentUser, SessionDep
 from kickstand.cloud.api.errors import not_found
 from kickstand.cloud.api.ids import Id
+from kickstand.cloud.api.openapi import error_responses
 from kickstand.cloud.api.pagination import KeysetDep
 from kickstand.cloud.api.schemas import Envelope, Page, TripDetail, TripPublic
 from kickstand.cloud.api.views import money_str, trip_detail, trip_public
 from kickstand.cloud.keyset import cut, page_query
 from kickstand.cloud.models import Trip, TripStatus, Vehicle
+from kickstand.cloud.operations import service
 from kickstand.cloud.trips import price_trip
 
 router = APIRouter(prefix="/trips", tags=["trips"])
@@ -49,6 +55,10 @@ async def get_trip(
     trip = await session.get(Trip, trip_id)
     if trip is None or trip.user_id != user.id:
         raise not_found("trip", trip_id)
+    return Envelope(data=await _detail(session, trip))
+
+
+async def _detail(session: AsyncSession, trip: Trip) -> TripDetail:
     vehicle = await session.get_one(Vehicle, trip.vehicle_id)
     detail: dict[str, Any] | None
     if trip.ended_at is None:
@@ -57,4 +67,34 @@ async def get_trip(
     else:
         cost_str = money_str(trip.cost, trip.currency)
         detail = trip.cost_detail
-    return Envelope(data=trip_detail(trip, vehicle, cost_str, detail))
+    return trip_detail(trip, vehicle, cost_str, detail)
+
+
+@router.post(
+    "/{trip_id}/hold",
+    response_model=Envelope[TripDetail],
+    responses=error_responses(409),
+    summary="Put my running trip on hold (where the network allows it)",
+)
+async def hold_trip(
+    user: CurrentUser, session: SessionDep, trip_id: Annotated[Id, Path()]
+) -> Envelope[TripDetail]:
+    result = await service.hold(session, user.id, trip_id)
+    await session.commit()
+    assert result.trip is not None
+    return Envelope(data=await _detail(session, result.trip))
+
+
+@router.post(
+    "/{trip_id}/resume",
+    response_model=Envelope[TripDetail],
+    responses=error_responses(409),
+    summary="Resume my trip on hold",
+)
+async def resume_trip(
+    user: CurrentUser, session: SessionDep, trip_id: Annotated[Id, Path()]
+) -> Envelope[TripDetail]:
+    result = await service.resume(session, user.id, trip_id)
+    await session.commit()
+    assert result.trip is not None
+    return Envelope(data=await _detail(session, result.trip))
