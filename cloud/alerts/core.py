@@ -85,6 +85,9 @@ class AlertConfig:
     #: A device-clock-wrong alert stops once the device kept talking this long after its
     #: last implausible stamp (its messages came with plausible stamps meanwhile).
     clock_ok_s: int = 600
+    #: A station's or vehicle's device offline (the liveness rule) and not heard for this
+    #: long → device-offline-too-long.
+    offline_too_long_s: int = 3600
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ from kickstand.cloud.alerts.device_rules import (
     DeviceRef,
     DeviceRules,
 )
-from kickstand.cloud.alerts.sweeps import SweepRules
+from kickstand.cloud.alerts.fleet_rules import FleetRules
 from kickstand.cloud.alerts.types import (
     AlertType,
 )
@@ -62,7 +62,7 @@ from kickstand.protocol.v1 import messages as m
 log = logging.getLogger("kickstand.cloud.alerts.engine")
 
 
-class AlertEngine(BadgeRules, SweepRules):
+class AlertEngine(BadgeRules, FleetRules):
     """Raises, counts and stops fleet alerts. Stateless apart from counters: share one."""
 
     # ── entry points ──────────────────────────────────────────────────────────────────
@@ -92,6 +92,9 @@ class AlertEngine(BadgeRules, SweepRules):
         try:
             if ctx.station_id is not None:
                 changes += await self._station_rules(session, ctx, body, now)
+                changes += await self._lock_fault_rules(
+                    session, device_id, ctx.station_id, body, now
+                )
             elif ctx.vehicle_id is not None:
                 changes += await self._vehicle_rules(session, ctx, body, now)
         except (TypeError, ValueError, AttributeError) as exc:
@@ -183,6 +186,8 @@ class AlertEngine(BadgeRules, SweepRules):
         changes += await self._sweep_clock(session, now)
         changes += await self._sweep_offline_stations(session, now)
         changes += await self._sweep_silent_vehicles(session, now)
+        changes += await self._sweep_offline_too_long(session, now)
+        changes += await self._sweep_two_spots(session, now)
         return changes
 
 
@@ -206,6 +211,7 @@ __all__ = [
     "DeliveryRules",
     "DeviceRef",
     "DeviceRules",
+    "FleetRules",
     "Subject",
     "alert_payload",
     "causality",

@@ -32,9 +32,14 @@ async def docked(
     ctx: BatchApplier, session: AsyncSession, item: Inbound, info: DeviceInfo, body: m.VehicleDocked
 ) -> None:
     received = datetime.fromtimestamp(item.received_ms / 1000, UTC) if item.received_ms else None
+    # Where the cloud held the vehicle before this dock moves it (vehicle-in-two-spots).
+    alerts = ctx.alerts
+    before = await alerts.spot_of_vehicle(session, body.serial_number) if alerts else None
     r = await trips.vehicle_docked(
         session, item.device_id, body.spot, body.serial_number, item.at, received_at=received
     )
+    if alerts is not None and r.action in ("ended", "updated"):
+        await alerts.on_vehicle_placed(session, body.serial_number, before)
     if r.reason == "clock-bounded" and item.flagged_ts_ms is None:
         # The trip's end was bounded by what the cloud saw: the station's clock is wrong.
         ctx.stats.clock_flagged += 1

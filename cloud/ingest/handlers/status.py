@@ -141,6 +141,9 @@ async def _spot_statuses(
             # The operator owns maintenance: the station is told again (SPEC §4.4).
             ctx.stats.ignore("maintenance-disagrees", device=item.device_id, spot=number)
             await resend_maintenance(ctx, session, item.device_id, number, out)
+        if lock_status != row.lock_status and ctx.alerts is not None:
+            # A lock jammed, or working again: the spot-lock-fault rule (changes only).
+            await ctx.alerts.on_spot_lock(session, item.device_id, station_id, number, lock_status)
         if lock_status != row.lock_status or state != row.state or source != row.maintenance_source:
             changes.append({"sid": row.id, "lock": lock_status, "state": state, "src": source})
             changed.append((row, item, st, lock_status, state, source))
@@ -192,6 +195,12 @@ async def _occupancy(
         if held.get(spot_id, (None, None))[1] == st.serial_number:
             continue
         number = st.spot
+        # Where the cloud held the vehicle before the status moves it (vehicle-in-two-spots).
+        before = (
+            await ctx.alerts.spot_of_vehicle(session, st.serial_number)
+            if ctx.alerts is not None
+            else None
+        )
         done = await trips.spot_reported(
             session,
             item.device_id,
@@ -200,6 +209,8 @@ async def _occupancy(
             st.state == pe.SpotState.EMPTY,
             item.at,
         )
+        if done == "moved" and ctx.alerts is not None:
+            await ctx.alerts.on_vehicle_placed(session, st.serial_number, before)
         if done is not None and done not in ("moved", "cleared"):
             ctx.stats.ignore(f"status-{done}", device=item.device_id, spot=number)
 
