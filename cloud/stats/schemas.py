@@ -4,11 +4,24 @@ the fields are named after the seeds' words: trips, users, vehicles, stations, s
 from __future__ import annotations
 
 from datetime import date
-from typing import Literal
+from typing import Annotated, Literal
 
+from fastapi import Query
 from pydantic import BaseModel, Field
 
+from kickstand.cloud.api.ids import Text
+
 PaymentMode = Literal["paid", "free"]
+#: Seed 002 ``timezone`` of Overview and UsageStats (checked by ``service.zone``).
+TimezoneQuery = Annotated[
+    Text,
+    Query(
+        min_length=1,
+        max_length=64,
+        description="The time zone of the user making the request (IANA name).",
+        examples=["Europe/Paris"],
+    ),
+]
 
 
 # ── overview ────────────────────────────────────────────────────────────────────────────

@@ -6,17 +6,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends
 
 from kickstand.cloud.alerts.api import NetworksDep
 from kickstand.cloud.api.access import Operator, OperatorContext
 from kickstand.cloud.api.deps import SessionDep
-from kickstand.cloud.api.ids import Text
 from kickstand.cloud.api.schemas import Envelope
 from kickstand.cloud.stats import service
 from kickstand.cloud.stats.schemas import (
     MapStation,
     StationsInfo,
+    TimezoneQuery,
     TripsInfo,
     UsersInfo,
     VehiclesInfo,
@@ -28,15 +28,6 @@ StationsOperator = Annotated[OperatorContext, Depends(Operator("stations"))]
 VehiclesOperator = Annotated[OperatorContext, Depends(Operator("vehicles.manage"))]
 TripsOperator = Annotated[OperatorContext, Depends(Operator("trips"))]
 UsersOperator = Annotated[OperatorContext, Depends(Operator("users.list"))]
-Timezone = Annotated[
-    Text,
-    Query(
-        min_length=1,
-        max_length=64,
-        description="The time zone of the user making the request (IANA name).",
-        examples=["Europe/Paris"],
-    ),
-]
 
 
 @router.get("/stations", response_model=Envelope[StationsInfo], summary="Get stations info")
@@ -55,14 +46,14 @@ async def get_vehicles_info(
 
 @router.get("/trips", response_model=Envelope[TripsInfo], summary="Get trips info")
 async def get_trips_info(
-    _operator: TripsOperator, session: SessionDep, networks: NetworksDep, timezone: Timezone
+    _operator: TripsOperator, session: SessionDep, networks: NetworksDep, timezone: TimezoneQuery
 ) -> Envelope[TripsInfo]:
     return Envelope(data=await service.trips_info(session, networks, timezone, datetime.now(UTC)))
 
 
 @router.get("/users", response_model=Envelope[UsersInfo], summary="Get users info")
 async def get_users_info(
-    _operator: UsersOperator, session: SessionDep, networks: NetworksDep, timezone: Timezone
+    _operator: UsersOperator, session: SessionDep, networks: NetworksDep, timezone: TimezoneQuery
 ) -> Envelope[UsersInfo]:
     return Envelope(data=await service.users_info(session, networks, timezone, datetime.now(UTC)))
 

@@ -21,6 +21,7 @@ from kickstand.cloud.stats.schemas import (
     HourCount,
     RangeCount,
     StationCount,
+    TimezoneQuery,
     UsageOrganization,
     UsagePoint,
     UsageSummary,
@@ -45,15 +46,7 @@ async def usage_query(
     end_date: Annotated[
         date, Query(description="The end date of the period (included), not before start_date.")
     ],
-    timezone: Annotated[
-        Text,
-        Query(
-            min_length=1,
-            max_length=64,
-            description="The time zone of the user making the request (IANA name).",
-            examples=["Europe/Paris"],
-        ),
-    ],
+    timezone: TimezoneQuery,
     organizations: Annotated[
         Text | None,
         Query(
