@@ -147,12 +147,12 @@ def create_app(
         network_admin,
         pricing_admin,
         error_codes,
-        cluster_admin,
-        stations,
-        stocks,
         overview,
         usage_stats,
         devices,
+        cluster_admin,
+        stations,
+        stocks,
     )
     for module in (*routers, freefloat, geofencing):
         api.include_router(module.router)
