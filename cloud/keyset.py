@@ -16,7 +16,7 @@ from typing import Any, Literal, TypeVar
 from sqlalchemy import Select
 
 T = TypeVar("T")
-S = TypeVar("S", bound=Select[Any])
+S = TypeVar("S", bound=Select[*tuple[Any, ...]])
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,11 +74,11 @@ class FleetRules(SweepRules, DeviceRules):
                 label=f"station {station.name}",
             )
             judged.append((station.device_id, presence_of(columns), subject))
-        for row in vehicles:
-            vehicle: Vehicle = row[0]
+        for vehicle_row in vehicles:
+            vehicle: Vehicle = vehicle_row[0]
             assert vehicle.device_id is not None  # joined on it
             subject = vehicle_subject(vehicle, key=vehicle.device_id)
-            judged.append((vehicle.device_id, presence_of(row[1:]), subject))
+            judged.append((vehicle.device_id, presence_of(vehicle_row[1:]), subject))
         devices: list[_Judged] = []
         for device_id, presence, subject in judged:
             reason = why_offline(presence, now)

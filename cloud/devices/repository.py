@@ -43,7 +43,7 @@ class DeviceRow:
     network_id: int | None
 
 
-def _attached() -> Select[Any]:
+def _attached() -> Select[*tuple[Any, ...]]:
     return (
         select(
             Device,

@@ -22,6 +22,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Final, Literal
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -43,7 +44,12 @@ from kickstand.protocol.v1.fields import ConfigMap
 log = logging.getLogger("kickstand.cloud.devices.service")
 
 #: What the operator is answered for a command.
-DONE, REJECTED, FAILED, TIMEOUT, OFFLINE = "done", "rejected", "failed", "timeout", "offline"
+CommandOutcome = Literal["done", "rejected", "failed", "timeout", "offline"]
+DONE: Final = "done"
+REJECTED: Final = "rejected"
+FAILED: Final = "failed"
+TIMEOUT: Final = "timeout"
+OFFLINE: Final = "offline"
 #: The prefix the gateway puts on the reason of a FAILED result (hardware did not complete).
 _FAILED_PREFIX = "hardware-failed: "
 
@@ -54,7 +60,7 @@ class CommandAnswer:
 
     command_id: str
     command_type: str
-    outcome: str
+    outcome: CommandOutcome
     reason: str | None
     issued_at: datetime
     expires_at: datetime
@@ -95,7 +101,7 @@ def _require(row: DeviceRow, kind: DeviceKind, command: str) -> None:
         )
 
 
-def answer_of(outcome: UnlockOutcome) -> tuple[str, str | None]:
+def answer_of(outcome: UnlockOutcome) -> tuple[CommandOutcome, str | None]:
     """The gateway's outcome as the operator's answer (the gateway reports a command's
     DONE as an unlock's UNLOCKED, a FAILED as a refusal whose reason says so)."""
     reason = outcome.reason

@@ -15,10 +15,10 @@ import kickstand.cloud.alerts.models  # fleet_alerts
 import kickstand.cloud.authlist.tables  # auth_lists, station_auth_lists, auth_list_sends
 import kickstand.cloud.ingest.tables  # ingest/commands tables
 import kickstand.cloud.networks.models  # network_access_rules, network_speed_settings, …
-import kickstand.cloud.stats.models  # indexes of the dashboard's aggregates
-import kickstand.cloud.stations.models  # cluster_descriptions, cluster_pictures, device_outages
-import kickstand.cloud.stocks.models  # stocks
 import kickstand.cloud.operations.models  # maintenances, reports, trip_billing_stops
+import kickstand.cloud.stations.models  # cluster_descriptions, cluster_pictures, device_outages
+import kickstand.cloud.stats.models  # indexes of the dashboard's aggregates
+import kickstand.cloud.stocks.models  # stocks
 import kickstand.cloud.vehicles.models  # vehicle_decommissions, vehicle_external_locks
 import kickstand.cloud.webhooks.models  # noqa: F401  (webhook_* tables)
 from kickstand.cloud.models import Base

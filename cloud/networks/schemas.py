@@ -406,16 +406,19 @@ class NotificationPublic(NotificationFields):
     def of(
         cls, s: NetworkNotificationSetting, targets: list[NetworkNotificationTarget]
     ) -> NotificationPublic:
-        return cls(
-            notification_id=s.id,
-            network_id=s.network_id,
-            notification_type=s.notification_type,
-            alert_types=s.alert_types,
-            alert_severities=s.alert_severities,
-            check_interval=s.check_interval,
-            check_delay=s.check_delay,
-            target_user_ids=sorted(t.user_id for t in targets if t.user_id is not None),
-            target_emails=sorted(t.email for t in targets if t.email is not None),
+        # Validated: the stored strings are the enums' (written through this schema).
+        return cls.model_validate(
+            {
+                "notification_id": s.id,
+                "network_id": s.network_id,
+                "notification_type": s.notification_type,
+                "alert_types": s.alert_types,
+                "alert_severities": s.alert_severities,
+                "check_interval": s.check_interval,
+                "check_delay": s.check_delay,
+                "target_user_ids": sorted(t.user_id for t in targets if t.user_id is not None),
+                "target_emails": sorted(t.email for t in targets if t.email is not None),
+            }
         )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, Unpack
 
 from sqlalchemy import ColumnElement, Row, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -67,7 +67,7 @@ async def operator_trips(
     f: TripFilters,
     networks: Collection[int] | None,
     keyset: Keyset,
-) -> tuple[Sequence[Row[tuple[Trip, Vehicle, str | None]]], int]:
+) -> tuple[Sequence[Row[Trip, Vehicle, str | None]], int]:
     """A page of (trip, vehicle, rider email) and the count of every match."""
     where: list[ColumnElement[bool]] = []
     if networks is not None:
@@ -126,6 +126,15 @@ async def operator_trips(
 MaintenanceState = Literal["current", "resolved", "all"]
 
 
+class MaintenanceOf(TypedDict, total=False):
+    """The one thing whose maintenances are asked for (a cluster: its stations and spots)."""
+
+    cluster_id: int
+    station_id: int
+    spot_id: int
+    vehicle_id: int
+
+
 async def maintenances(
     session: AsyncSession,
     keyset: Keyset,
@@ -133,10 +142,7 @@ async def maintenances(
     networks: Collection[int] | None = None,
     state: MaintenanceState = "current",
     target_type: MaintenanceTarget | None = None,
-    cluster_id: int | None = None,
-    station_id: int | None = None,
-    spot_id: int | None = None,
-    vehicle_id: int | None = None,
+    **target: Unpack[MaintenanceOf],
 ) -> Sequence[Maintenance]:
     stmt = select(Maintenance)
     if networks is not None:
@@ -147,6 +153,10 @@ async def maintenances(
         stmt = stmt.where(Maintenance.stopped_at.is_not(None))
     if target_type is not None:
         stmt = stmt.where(Maintenance.target_type == target_type)
+    cluster_id = target.get("cluster_id")
+    station_id = target.get("station_id")
+    spot_id = target.get("spot_id")
+    vehicle_id = target.get("vehicle_id")
     if cluster_id is not None:
         # The cluster's stations and their spots.
         stations = select(Station.id).where(Station.cluster_id == cluster_id)
@@ -207,7 +217,7 @@ async def reports(
     user_id: int | None = None,
     email: str | None = None,
     archived: bool | None = None,
-) -> tuple[Sequence[Row[tuple[Report, str]]], int]:
+) -> tuple[Sequence[Row[Report, str]], int]:
     """A page of (report, rider email) and the count of every match."""
     where: list[ColumnElement[bool]] = []
     if networks is not None:

@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -145,8 +145,12 @@ ClusterField = Literal["location", "max_unlock_distance", "comment", "commission
 
 
 async def update_cluster(
-    session: AsyncSession, cluster_id: int, values: Mapping[ClusterField, Any], check: Check
+    session: AsyncSession, cluster_id: int, values: Mapping[str, Any], check: Check
 ) -> None:
+    """``values``: an update body's fields, each one of :data:`ClusterField`."""
+    unknown = set(values) - set(get_args(ClusterField))
+    if unknown:  # a schema/field mismatch of ours, not the operator's input
+        raise ValueError(f"not a cluster field: {sorted(unknown)}")
     found = await live_cluster(session, cluster_id, check)
     for field, value in values.items():
         setattr(found, field, value)

@@ -51,7 +51,7 @@ class VehicleFilters:
     docked: bool | None = None
 
 
-def _listing() -> Select[Any]:
+def _listing() -> Select[*tuple[Any, ...]]:
     return (
         select(Vehicle, Network.min_battery_to_rent, Spot.state, *PRESENCE_COLUMNS)
         .join(Network, Network.id == Vehicle.network_id)
@@ -62,7 +62,7 @@ def _listing() -> Select[Any]:
 
 async def list_vehicles(
     session: AsyncSession, f: VehicleFilters, keyset: Keyset, now: datetime
-) -> Sequence[Row[Any]]:
+) -> Sequence[Row[*tuple[Any, ...]]]:
     """One page of the fleet (decommissioned vehicles have their own listing)."""
     q = _listing().where(Vehicle.state != VehicleState.DECOMMISSIONED)
     if f.networks is not None:
@@ -89,14 +89,16 @@ async def list_vehicles(
     return (await session.execute(page_query(q, Vehicle.id, keyset))).all()
 
 
-async def vehicle_row(session: AsyncSession, vehicle_id: int, now: datetime) -> Row[Any] | None:
+async def vehicle_row(
+    session: AsyncSession, vehicle_id: int, now: datetime
+) -> Row[*tuple[Any, ...]] | None:
     """The listing's row of one vehicle (decommissioned ones too)."""
     return (await session.execute(_listing().where(Vehicle.id == vehicle_id))).first()
 
 
 async def list_decommissioned(
     session: AsyncSession, networks: Sequence[int] | None, keyset: Keyset, now: datetime
-) -> Sequence[Row[Any]]:
+) -> Sequence[Row[*tuple[Any, ...]]]:
     """One page of decommissioned vehicles: the listing's row, then the decommission record."""
     q = (
         _listing()

@@ -147,7 +147,7 @@ def lock_public(lock: VehicleExternalLock) -> ExternalLockPublic:
 
 
 async def vehicle_detail(session: AsyncSession, vehicle_id: int, now: datetime) -> VehicleDetail:
-    row = await repo.vehicle_row(session, vehicle_id, now)
+    row: Sequence[Any] | None = await repo.vehicle_row(session, vehicle_id, now)
     if row is None:
         raise NotFoundError("vehicle", vehicle_id)
     vehicle, min_battery, spot_state, *presence = row

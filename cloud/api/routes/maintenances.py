@@ -14,7 +14,7 @@ Rules in :mod:`kickstand.cloud.operations.service`.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Unpack
 
 from fastapi import APIRouter, Depends, Path, Query
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -243,7 +243,7 @@ async def _of_target(
     network_id: int | None,
     resource: str,
     target_id: int,
-    **where: int,
+    **where: Unpack[repository.MaintenanceOf],
 ) -> Page[MaintenancePublic]:
     if network_id is None:
         raise NotFoundError(resource, target_id)

@@ -45,7 +45,10 @@ def upgrade() -> None:
         _time("first_login_at", False),
         _time("last_login_at", False),
         sa.ForeignKeyConstraint(
-            ["user_id"], ["users.id"], name=op.f("fk_user_devices_user_id_users"), ondelete="CASCADE"
+            ["user_id"],
+            ["users.id"],
+            name=op.f("fk_user_devices_user_id_users"),
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_user_devices")),
         sa.UniqueConstraint("user_id", "device_id", name="uq_user_devices_user_device"),
@@ -64,7 +67,10 @@ def upgrade() -> None:
         sa.Column("deleted_by", sa.Integer(), nullable=True),
         sa.Column("delete_reason", sa.String(length=1000), nullable=True),
         sa.ForeignKeyConstraint(
-            ["user_id"], ["users.id"], name=op.f("fk_user_wallets_user_id_users"), ondelete="CASCADE"
+            ["user_id"],
+            ["users.id"],
+            name=op.f("fk_user_wallets_user_id_users"),
+            ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
             ["created_by"],
