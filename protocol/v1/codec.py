@@ -211,6 +211,12 @@ BODY_FIELDS: dict[type, tuple[FieldSpec, ...]] = {
 _EK_SPOT, _EK_SERIAL, _EK_CMD, _EK_BADGE, _EK_AUTH, _EK_OFFLINE, _EK_VALUE, _EK_KIND, _EK_TEXT = (
     range(1, 10)
 )
+_EK_DATA = 10  # bytes: a CertRenew's CSR
+#: A CSR for an ECDSA P-256 or Ed25519 key with CN = a device id is 150..300 bytes of DER;
+#: 400 keeps a CertRenew within the event channel's 512 bytes (an RSA CSR does not fit).
+CSR = Bytes(64, 400)
+#: A device certificate (DER) of the installation's CA: well under 2 KiB.
+CERTIFICATE = Bytes(64, 4096)
 
 EVENT_TYPES: dict[type, EventType] = {
     m.VehicleDocked: EventType.VEHICLE_DOCKED,
@@ -235,6 +241,7 @@ EVENT_TYPES: dict[type, EventType] = {
     m.BoardRecovered: EventType.BOARD_RECOVERED,
     m.FirmwareStatus: EventType.FIRMWARE_STATUS,
     m.SpotIdentifyFail: EventType.SPOT_IDENTIFY_FAIL,
+    m.CertRenew: EventType.CERT_RENEW,
 }
 EVENT_CLASSES: dict[int, type] = {int(code): cls for cls, code in EVENT_TYPES.items()}
 
@@ -299,6 +306,7 @@ BODY_FIELDS.update(
             F("spot", _EK_SPOT, SPOT),
         ),
         m.SpotIdentifyFail: (F("spot", _EK_SPOT, SPOT, True),),
+        m.CertRenew: (F("csr", _EK_DATA, CSR, True),),
     }
 )
 
@@ -335,6 +343,7 @@ COMMAND_TYPES: dict[type, CommandType] = {
     m.Reboot: CommandType.REBOOT,
     m.TriggerMessage: CommandType.TRIGGER_MESSAGE,
     m.FirmwareUpdate: CommandType.FIRMWARE_UPDATE,
+    m.CertIssued: CommandType.CERT_ISSUED,
 }
 COMMAND_CLASSES: dict[int, type] = {int(code): cls for cls, code in COMMAND_TYPES.items()}
 MAX_AUTH_ENTRIES = 20_000
@@ -365,6 +374,7 @@ COMMAND_FIELDS: dict[type, tuple[FieldSpec, ...]] = {
         F("size", 3, UInt(64 * 1024 * 1024), True),
         F("spot", 4, SPOT),
     ),
+    m.CertIssued: (F("certificate", 0, CERTIFICATE, True),),
 }
 
 # ------------------------------------------------------------------ channels

@@ -63,6 +63,7 @@ class EventType(IntEnum):
     FIRMWARE_STATUS = 20
     SPOT_IDENTIFY_FAIL = 21
     PIN_ENTERED = 22
+    CERT_RENEW = 23  # the device asks for a new certificate (issue 17)
 
 
 class LockCause(IntEnum):
@@ -115,6 +116,7 @@ class CommandType(IntEnum):
     REBOOT = 7
     TRIGGER_MESSAGE = 8
     FIRMWARE_UPDATE = 9
+    CERT_ISSUED = 10  # the certificate signed for a CertRenew (issue 17)
 
 
 class ResultStatus(IntEnum):

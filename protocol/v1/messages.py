@@ -254,6 +254,15 @@ class SpotIdentifyFail:
     spot: int
 
 
+@dataclass(frozen=True, slots=True)
+class CertRenew:
+    """The device asks for a new client certificate before its own expires (SPEC §7.7):
+    ``csr`` is a PKCS#10 request (DER) for a key it made itself, CN = its device id. Sent
+    over its current, still valid identity; the cloud answers with a CertIssued command."""
+
+    csr: bytes
+
+
 Event = (
     VehicleDocked
     | VehicleRemoved
@@ -277,6 +286,7 @@ Event = (
     | BoardRecovered
     | FirmwareStatus
     | SpotIdentifyFail
+    | CertRenew
 )
 UpBody = Birth | Death | Heartbeat | Status | Telemetry | CommandResult | Event
 
@@ -400,6 +410,14 @@ class FirmwareUpdate:
     spot: int = 0  # 0 = the mainboard / controller; n = spot board n
 
 
+@dataclass(frozen=True, slots=True)
+class CertIssued:
+    """The certificate (DER) the installation's CA signed for the device's CertRenew: the
+    device stores it with the key of that request and reconnects with it (SPEC §7.7)."""
+
+    certificate: bytes
+
+
 CommandBody = (
     Unlock
     | Lock
@@ -410,6 +428,7 @@ CommandBody = (
     | Reboot
     | TriggerMessage
     | FirmwareUpdate
+    | CertIssued
 )
 
 

@@ -99,6 +99,8 @@ def _check_args(ctype: int, args: dict[Any, Any]) -> None:
         int_in(need(args, 3), 0, 64 * 1024 * 1024)
         if 4 in args:
             int_in(opt(4), 0, 255)
+    elif ctype == Command.CERT_ISSUED:  # §6 CertIssued: the certificate's DER
+        bytes_in(need(args, 0), 64, 4096)
 
 
 # -- command verification (SPEC §7.1, §7.2) ------------------------------------------------

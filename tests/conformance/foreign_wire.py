@@ -49,6 +49,7 @@ class Command(IntEnum):
     REBOOT = 7
     TRIGGER_MESSAGE = 8
     FIRMWARE_UPDATE = 9
+    CERT_ISSUED = 10
 
 
 class Result(IntEnum):

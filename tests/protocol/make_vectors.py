@@ -30,6 +30,38 @@ UID = bytes.fromhex("04a1b2c3d4e5f6")
 TEST_SEED = bytes(range(32))  # TEST ONLY
 PUBLIC = signing.public_key_bytes(Ed25519PrivateKey.from_private_bytes(TEST_SEED))
 OTHER_SEED = bytes(range(1, 33))  # TEST ONLY: a key the device does not trust
+DEVICE_KEY_SEED = bytes(range(2, 34))  # TEST ONLY: a device's TLS key (CertRenew's CSR)
+CA_KEY_SEED = bytes(range(3, 35))  # TEST ONLY: an installation CA (CertIssued)
+
+
+def _csr_and_certificate() -> tuple[bytes, bytes]:
+    """A CSR of st-0001 and the certificate a CA signs for it: Ed25519 signatures are
+    deterministic, the dates and serial fixed, so the vectors do not change between runs."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from cryptography.x509.oid import NameOID
+
+    key = Ed25519PrivateKey.from_private_bytes(DEVICE_KEY_SEED)
+    ca = Ed25519PrivateKey.from_private_bytes(CA_KEY_SEED)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "st-0001")])
+    csr = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, None)
+    start = dt.datetime(2025, 11, 21, tzinfo=dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")]))
+        .public_key(key.public_key())
+        .serial_number(0x17_0001)
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=365))
+        .sign(ca, None)
+    )
+    return csr.public_bytes(Encoding.DER), cert.public_bytes(Encoding.DER)
+
+
+CSR_DER, CERT_DER = _csr_and_certificate()
 
 
 def wire(item: object) -> object:
@@ -425,6 +457,7 @@ def build() -> dict[str, object]:
         )
     )
     v.append(up("result-done", 34, m.CommandResult(CID, ResultStatus.DONE)))
+    v.append(up("event-cert-renew", 35, m.CertRenew(CSR_DER)))
     ok_status = bytes.fromhex(str(v[4]["hex"]))
     v += [
         bad("empty", Channel.STATUS, b"", "malformed"),
@@ -465,6 +498,18 @@ def build() -> dict[str, object]:
             "event-serial-too-long",
             Channel.EVENT,
             cbor2.dumps([BOOT, 1, TS, {0: 1, 1: 3, 2: "X" * 40}]),
+            "schema",
+        ),
+        bad(
+            "event-cert-renew-csr-too-short",
+            Channel.EVENT,
+            cbor2.dumps([BOOT, 1, TS, {0: 23, 10: b"\x30\x03"}]),
+            "schema",
+        ),
+        bad(
+            "event-cert-renew-no-csr",
+            Channel.EVENT,
+            cbor2.dumps([BOOT, 1, TS, {0: 23}]),
             "schema",
         ),
         bad(
@@ -689,6 +734,7 @@ def build() -> dict[str, object]:
             "cmd-firmware",
             m.FirmwareUpdate("https://fw.example/spot-2.2.0.bin", "2.2.0", bytes(32), 65536, 6),
         ),
+        ("cmd-cert-issued", m.CertIssued(CERT_DER)),
     ]
     for name, cmd in commands:
         env = m.CommandEnvelope(CID, "st-0001", TS, TS + 30_000, cmd)

@@ -30,7 +30,14 @@ from tests.protocol.strategies import commands, for_conv, up_messages
 
 BIGINT = (-(2**63), 2**63 - 1)  # PostgreSQL bigint
 INTEGER_MAX = 2**31 - 1  # PostgreSQL integer: the version columns
-BYTES_SIZES = {"command_id": (16, 16), "badge_uid": (4, 10), "sha256": (32, 32)}
+BYTES_SIZES = {
+    "command_id": (16, 16),
+    "badge_uid": (4, 10),
+    "sha256": (32, 32),
+    # CertRenew (issue 17): a DER PKCS#10 request, stored as bytes (device_certificates).
+    "csr": (64, 400),
+    "certificate": (64, 4096),
+}
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # ------------------------------------------------------------------ the cloud's oracle
