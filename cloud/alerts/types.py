@@ -43,6 +43,8 @@ class AlertType(str, enum.Enum):
     DEVICE_OFFLINE_TOO_LONG = "device-offline-too-long"
     SPOT_LOCK_FAULT = "spot-lock-fault"
     VEHICLE_IN_TWO_SPOTS = "vehicle-in-two-spots"
+    # device identity (issue 17): a device's certificate expires soon and was not renewed
+    DEVICE_CERTIFICATE_EXPIRING = "device-certificate-expiring"
 
     def __str__(self) -> str:
         return str(self.value)
@@ -132,6 +134,9 @@ DEFAULT_SEVERITY: dict[AlertType, AlertSeverity] = {
     AlertType.SPOT_LOCK_FAULT: AlertSeverity.HIGH,
     # The cloud moved the vehicle; one of the two stations may be wrong about its spot.
     AlertType.VEHICLE_IN_TWO_SPOTS: AlertSeverity.LOW,
+    # Once it expires the broker refuses the device: the station or vehicle is lost until
+    # someone re-provisions it on site.
+    AlertType.DEVICE_CERTIFICATE_EXPIRING: AlertSeverity.HIGH,
 }
 
 # Outbox topics of alert changes: defined in the event catalogue, named here for the rules.
