@@ -60,6 +60,16 @@ class Settings(BaseSettings):
     #: a vehicle's cellular link; well below the devices' 30 s ack timeout.
     ACK_DELAY_S: float = Field(default=10.0, ge=0, le=20)
 
+    # ── device certificates (issue 17: kickstand.cloud.pki, kickstand.cloud.devices) ──
+    #: The installation's device CA (ca.pem, ca.key, crl.pem; ``pki init`` writes it). None:
+    #: the cloud signs no device certificate (provisioning and renewal answer unavailable).
+    DEVICE_CA_DIR: Path | None = None
+    #: Validity of a device certificate signed at the bench or by a renewal.
+    DEVICE_CERT_VALID_DAYS: int = Field(default=365, ge=1, le=3650)
+    #: Mosquitto's pid file: on a revocation the cloud sends it SIGHUP to reread the CRL
+    #: (None: no broker to tell, e.g. the embedded broker of ``make run``).
+    BROKER_PID_FILE: Path | None = None
+
     # ── rider accounts (kickstand.cloud.accounts) ──
     #: The SMTP server mails to riders go through (None: mails stay queued in
     #: ``mail_outbox`` and are sent once a server is configured). ``make run`` and the
