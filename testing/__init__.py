@@ -17,12 +17,13 @@ from .errors import (
     ServiceStateError,
 )
 from .influx import InfluxQueryError, InfluxService
-from .mosquitto import MosquittoService
+from .mosquitto import DeviceTls, MosquittoService
 from .pgcluster import PostgresCluster, open_postgres
 from .postgres import Database, PostgresServer
 
 __all__ = [
     "Database",
+    "DeviceTls",
     "HarnessError",
     "InfluxQueryError",
     "InfluxService",
