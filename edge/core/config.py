@@ -73,7 +73,13 @@ class EdgeSettings(BaseSettings):
     )
 
     device_id: str
-    mqtt_url: str = "mqtt://127.0.0.1:1883"  # mqtt://[user:password@]host:port
+    mqtt_url: str = "mqtt://127.0.0.1:1883"  # mqtt[s]://[user:password@]host:port
+    # mqtts:// (TLS, port 8883 by default): the installation's CA the broker is verified
+    # against (None: the system's CAs), and the device's certificate (CN = device_id) and
+    # key, PEM files made at the bench (issue 17). Relative paths are taken from the cwd.
+    mqtt_ca_file: Path | None = None
+    mqtt_cert_file: Path | None = None
+    mqtt_key_file: Path | None = None
     state_dir: Path = Path("./state")
     # Raw Ed25519 public keys (hex) of the cloud's command signers; kid = first 8 bytes.
     command_keys: list[str] = Field(default_factory=list)
@@ -137,12 +143,23 @@ class EdgeSettings(BaseSettings):
 
     def link_config(self) -> LinkConfig:
         url = urlsplit(self.mqtt_url)
-        if url.scheme not in {"mqtt", "tcp", ""} or not url.hostname:
-            raise ConfigError(f"mqtt_url {self.mqtt_url!r}: expected mqtt://host:port")
+        if url.scheme not in {"mqtt", "tcp", "mqtts", "ssl", ""} or not url.hostname:
+            raise ConfigError(
+                f"mqtt_url {self.mqtt_url!r}: expected mqtt://host:port or mqtts://host:port"
+            )
+        tls = url.scheme in {"mqtts", "ssl"}
+        if not tls and (self.mqtt_cert_file or self.mqtt_key_file):
+            # A certificate configured for a plain URL would be silently unused: the device
+            # would connect without its identity (and be refused by a TLS-only broker).
+            raise ConfigError(
+                f"mqtt_url {self.mqtt_url!r} is not mqtts:// but a client certificate is set"
+            )
+        if (self.mqtt_cert_file is None) != (self.mqtt_key_file is None):
+            raise ConfigError("mqtt_cert_file and mqtt_key_file go together")
         return LinkConfig(
             device_id=self.device_id,
             host=url.hostname,
-            port=url.port or 1883,
+            port=url.port or (8883 if tls else 1883),
             username=unquote(url.username) if url.username else None,
             password=unquote(url.password) if url.password else None,
             keepalive_s=self.keepalive_s,
@@ -153,6 +170,10 @@ class EdgeSettings(BaseSettings):
             max_commands_in_flight=self.max_commands_in_flight,
             acks=self.acks,
             ack_timeout_s=self.ack_timeout_s,
+            tls=tls,
+            ca_file=str(self.mqtt_ca_file) if self.mqtt_ca_file else None,
+            cert_file=str(self.mqtt_cert_file) if self.mqtt_cert_file else None,
+            key_file=str(self.mqtt_key_file) if self.mqtt_key_file else None,
         )
 
     def verifier(self, clock: DeviceClock, replay_guard: ReplayGuard) -> CommandVerifier:

@@ -48,3 +48,23 @@ class CommandFailed(EdgeError):
         super().__init__(f"{reject_reason.name}: {detail}" if detail else reject_reason.name)
         self.reject_reason = reject_reason
         self.detail = detail
+
+
+class DeviceCertificateError(EdgeError):
+    """The device's TLS identity cannot be used: the link does not connect, and keeps
+    retrying (a certificate put in place, or a clock set right, ends it) while the agent goes
+    on offline.
+
+    ``reason``: ``missing`` (a configured file is absent), ``unreadable`` (not PEM, or the key
+    does not match the certificate), ``expired``, ``not-yet-valid`` (the certificate's dates
+    against the device clock), ``refused`` (the broker's TLS handshake or CONNACK refused it:
+    revoked, another CA, expired by the broker's clock), ``server-untrusted`` (the broker's
+    certificate does not verify against ``ca_file``: never connected anyway).
+    """
+
+    def __init__(self, reason: str, detail: str, *, path: str | None = None) -> None:
+        where = f"{path}: " if path else ""
+        super().__init__(f"device certificate {reason}: {where}{detail}")
+        self.reason = reason
+        self.detail = detail
+        self.path = path

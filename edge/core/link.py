@@ -19,6 +19,17 @@ heartbeats every ``heartbeat_s`` (TimeReply adjusts the DeviceClock). A broker
 that is down for days only means more reconnect attempts with back-off (capped);
 the queue keeps everything.
 
+TLS (``LinkConfig.tls``, an ``mqtts://`` URL): the broker is verified against ``ca_file``
+(hostname included; never weakened), the device presents ``cert_file`` / ``key_file``, its
+identity at the broker (issue 17). A certificate that cannot be used is a
+:class:`~kickstand.edge.core.errors.DeviceCertificateError` kept in ``tls_error`` (and the
+snapshot): files missing or unreadable (no attempt is made), or the broker refusing it
+(revoked, another CA, expired): the link goes on retrying with back-off exactly as for a cut
+link, so the agent's offline mode goes on, and a certificate put in place is picked up at
+the next attempt. A certificate expired by the device's own clock is only reported, and
+still tried: a device with a wrong clock must not lock itself out of the TimeReply that
+would set it right; the broker's clock decides.
+
 End-to-end acknowledgement (SPEC §4.6): the birth says ``acks=True``. When the
 BootReply says ``acks=True`` too, a message stays queued until an ``Ack`` on
 ``ks/v1/c/<id>/ack`` covers it (one transaction per Ack): a PUBACK only means the
@@ -56,15 +67,23 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import random
+import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import aiomqtt
 
 from kickstand.edge.core.clock import DeviceClock
-from kickstand.edge.core.errors import CommandFailed, CommandRefused, QueueError
+from kickstand.edge.core.errors import (
+    CommandFailed,
+    CommandRefused,
+    DeviceCertificateError,
+    QueueError,
+)
 from kickstand.edge.core.queue import DiskQueue
 from kickstand.protocol import topics
 from kickstand.protocol.errors import CommandRejected, ProtocolError
@@ -235,12 +254,86 @@ class LinkConfig:
     max_commands_in_flight: int = 64  # concurrent commands running; beyond: BUSY
     publish_timeout_s: float = 10.0
     connect_timeout_s: float = 5.0  # a half-open connect (a proxy that accepts and drops)
+    # TLS (mqtts://): the broker verified against ca_file (None: the system's CAs), the
+    # device's identity in cert_file / key_file (PEM; None: no client certificate).
+    tls: bool = False
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+
+def tls_context(config: LinkConfig) -> ssl.SSLContext:
+    """The TLS context of the device's link: server verified (CERT_REQUIRED, hostname
+    checked) against ``config.ca_file``, client certificate loaded.
+
+    :class:`DeviceCertificateError` (``missing`` / ``unreadable``) when a configured file is
+    absent, is not PEM, or the key is not the certificate's.
+    """
+    for path in (config.ca_file, config.cert_file, config.key_file):
+        if path is not None and not os.path.exists(path):
+            raise DeviceCertificateError("missing", "no such file", path=path)
+    if (config.cert_file is None) != (config.key_file is None):
+        missing = "key_file" if config.key_file is None else "cert_file"
+        raise DeviceCertificateError("missing", f"{missing} is not configured")
+    try:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=config.ca_file)
+    except (ssl.SSLError, OSError) as exc:
+        raise DeviceCertificateError("unreadable", str(exc), path=config.ca_file) from None
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if config.cert_file is not None and config.key_file is not None:
+        try:
+            context.load_cert_chain(config.cert_file, config.key_file)
+        except (ssl.SSLError, OSError) as exc:
+            # Not PEM, or a key that is not the certificate's (e.g. a rotation half done).
+            raise DeviceCertificateError("unreadable", str(exc), path=config.cert_file) from None
+    return context
+
+
+def certificate_validity(path: str, now: datetime) -> DeviceCertificateError | None:
+    """``expired`` / ``not-yet-valid`` when the certificate's dates exclude ``now``, else None.
+
+    Only a report: the broker's clock decides (see the module docstring)."""
+    from cryptography import x509  # loaded only by devices that use a certificate
+
+    try:
+        with open(path, "rb") as file:
+            cert = x509.load_pem_x509_certificate(file.read())
+    except (OSError, ValueError) as exc:
+        return DeviceCertificateError("unreadable", str(exc), path=path)
+    if now > cert.not_valid_after_utc:
+        return DeviceCertificateError(
+            "expired", f"not valid after {cert.not_valid_after_utc:%Y-%m-%dT%H:%MZ}", path=path
+        )
+    if now < cert.not_valid_before_utc:
+        return DeviceCertificateError(
+            "not-yet-valid",
+            f"not valid before {cert.not_valid_before_utc:%Y-%m-%dT%H:%MZ}",
+            path=path,
+        )
+    return None
+
+
+class _TlsAlerts(logging.Filter):
+    """The last TLS alert paho logged. paho reports a broker's handshake refusal (TLS 1.3
+    sends it after the client's Finished) only as a log line, then the CONNECT times out:
+    this line is the only place that says *why* (certificate revoked, unknown ca, ...)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last: str | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "[SSL" in message:
+            self.last = message
+        return True
 
 
 @dataclass(slots=True)
 class LinkCounters:
     connects: int = 0
     connect_failures: int = 0
+    tls_failures: int = 0  # attempts not made or refused because of the device certificate
     births: int = 0
     published: int = 0  # PUBACKs received
     republished: int = 0  # publications of a message published before (acks on)
@@ -296,6 +389,12 @@ class CloudLink:
         self._client: aiomqtt.Client | None = None
         self._stopping = False
         self._hb_now = False
+        #: Why the device's certificate keeps the link down (None: it does not).
+        self.tls_error: DeviceCertificateError | None = None
+        # One paho logger per link: the TLS alert it logs belongs to this device's attempt.
+        self._mqtt_log = logging.getLogger(f"{_mqtt_log.name}.{config.device_id}")
+        self._tls_alerts = _TlsAlerts()
+        self._mqtt_log.addFilter(self._tls_alerts)
 
     # ---------------------------------------------------------------- for agents
 
@@ -332,11 +431,17 @@ class CloudLink:
             "boot_status": self.boot_status.name if self.boot_status else None,
             "boot_id": self.queue.boot_id,
             "clock_offset_ms": self.clock.offset_ms,
+            "tls_error": (
+                {"reason": self.tls_error.reason, "detail": str(self.tls_error)}
+                if self.tls_error is not None
+                else None
+            ),
             "queue": self.queue.stats(),
             "link": {
                 "connects": c.connects,
                 "reconnects": max(0, c.connects - 1),
                 "connect_failures": c.connect_failures,
+                "tls_failures": c.tls_failures,
                 "births": c.births,
                 "end_to_end_acks": self.acks_on,
                 "published": c.published,
@@ -393,6 +498,19 @@ class CloudLink:
                     codec.encode_up(self._stamp0(), Death()),
                     qos=1,
                 )
+                context: ssl.SSLContext | None = None
+                if self.config.tls:
+                    try:
+                        context = self._tls_context()
+                    except DeviceCertificateError as exc:
+                        self._tls_failed(exc)
+                        if self._stopping:
+                            break
+                        await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))
+                        delay = min(delay * 2, self.config.reconnect_max_s)
+                        continue
+                self._tls_alerts.last = None
+                connected_before = self.counters.connects
                 client = aiomqtt.Client(
                     self.config.host,
                     self.config.port,
@@ -405,23 +523,31 @@ class CloudLink:
                     timeout=self.config.connect_timeout_s,
                     # paho's own limit (20) would hold back part of our publish window
                     max_inflight_messages=self.config.publish_window,
-                    logger=_mqtt_log,
+                    logger=self._mqtt_log,
                     socket_options=SOCKET_OPTIONS,
+                    tls_context=context,
                 )
                 try:
                     async with client:
                         self.counters.connects += 1
                         delay = self.config.reconnect_min_s
+                        if self.tls_error is not None:
+                            log.info("link_tls_ok device=%s", self.device_id)
+                            self.tls_error = None
                         await self._session(client)
                 except* aiomqtt.MqttError as group:
                     self.counters.connect_failures += 1
-                    log.info("link_down device=%s error=%s", self.device_id, group.exceptions[0])
+                    refused = self._tls_refusal(group.exceptions[0])
+                    if refused is not None and self.counters.connects == connected_before:
+                        self._tls_failed(refused)
+                    else:
+                        log.info(
+                            "link_down device=%s error=%s", self.device_id, group.exceptions[0]
+                        )
                 except* Exception as group:
                     # A bug or a disk error must not end the link: log it, reconnect.
                     self.counters.connect_failures += 1
-                    log.error(
-                        "link_error device=%s error=%r", self.device_id, group.exceptions[0]
-                    )
+                    log.error("link_error device=%s error=%r", self.device_id, group.exceptions[0])
                 finally:
                     self._client = None
                     self.connected.clear()
@@ -434,6 +560,43 @@ class CloudLink:
             commands.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await commands
+
+    def _tls_context(self) -> ssl.SSLContext:
+        context = tls_context(self.config)
+        if self.config.cert_file is not None:
+            now = datetime.fromtimestamp(self.clock.now_ms() / 1000, UTC)
+            dated = certificate_validity(self.config.cert_file, now)
+            if dated is not None and (
+                self.tls_error is None or self.tls_error.reason != dated.reason
+            ):
+                log.warning("link_certificate device=%s %s", self.device_id, dated)
+        return context
+
+    def _tls_refusal(self, error: BaseException) -> DeviceCertificateError | None:
+        """The certificate error behind a failed connect (None: not a TLS matter)."""
+        if not self.config.tls:
+            return None
+        cause = error.__cause__ or error.__context__
+        if isinstance(cause, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(
+            error
+        ):
+            return DeviceCertificateError("server-untrusted", str(error))
+        alert = self._tls_alerts.last
+        if alert is not None and "alert" in alert.lower():
+            detail = alert.split("[SSL: ", 1)[-1].split("]", 1)[0].lower()
+            return DeviceCertificateError(
+                "refused", f"the broker refused the TLS handshake: {detail}"
+            )
+        return None
+
+    def _tls_failed(self, error: DeviceCertificateError) -> None:
+        self.counters.tls_failures += 1
+        repeated = self.tls_error is not None and str(self.tls_error) == str(error)
+        self.tls_error = error
+        # Once per change: a device retrying for days must not fill its log.
+        (log.debug if repeated else log.warning)(
+            "link_tls_error device=%s reason=%s error=%s", self.device_id, error.reason, error
+        )
 
     async def _session(self, client: aiomqtt.Client) -> None:
         self._client = client
@@ -527,7 +690,9 @@ class CloudLink:
                 self.accepted.set()
                 log.info(
                     "boot_accepted device=%s heartbeat_s=%d acks=%s",
-                    self.device_id, self.heartbeat_s, self.acks_on,
+                    self.device_id,
+                    self.heartbeat_s,
+                    self.acks_on,
                 )
                 if self._on_accepted is not None:
                     result = self._on_accepted()
@@ -648,7 +813,9 @@ class CloudLink:
         wake = asyncio.ensure_future(self._wake.wait())
         rebirth = asyncio.ensure_future(self._rebirth.wait())
         news: list[asyncio.Future[Any]] = [
-            wake, rebirth, *(publish for _key, publish in self._inflight.values())
+            wake,
+            rebirth,
+            *(publish for _key, publish in self._inflight.values()),
         ]
         try:
             await asyncio.wait(
