@@ -29,7 +29,8 @@ from kickstand.cloud.api.openapi import error_responses
 from kickstand.cloud.api.pagination import KeysetDep
 from kickstand.cloud.api.schemas import Envelope, OkEnvelope, Page
 from kickstand.cloud.keyset import cut
-from kickstand.cloud.models import User
+from kickstand.cloud.models import User, UserRole
+from kickstand.cloud.networks import repository as network_repository
 
 router = APIRouter(prefix="/dashboard/users", tags=["users"])
 # The one operator access check (kickstand.cloud.api.access), one permission per concern.
@@ -329,6 +330,13 @@ def _granter(operator: OperatorContext) -> service.Granter:
     return service.Granter(operator.user)
 
 
+def _to_operator(user: User) -> None:
+    """A rider given a dashboard permission becomes an operator: the access check lets only
+    operators (and admins) in, and no other operation makes one."""
+    if user.role == UserRole.RIDER:
+        user.role = UserRole.OPERATOR
+
+
 @router.post("/{user_id}/permissions", response_model=OkEnvelope, summary="Add user permission")
 async def add_user_permission(
     operator: GrantOperator, session: SessionDep, user_id: UserId, body: PermissionGrant
@@ -339,6 +347,7 @@ async def add_user_permission(
         session, _granter(operator), user, [body.perm_key], write=body.write,
         ou_id=body.organizational_unit, start=body.start_date, end=body.end_date,
     )  # fmt: skip
+    _to_operator(user)
     await session.commit()
     return OkEnvelope()
 
@@ -371,6 +380,7 @@ async def add_user_role(
         session, _granter(operator), user, role.perms, write=body.write,
         ou_id=body.organizational_unit, start=body.start_date, end=body.end_date, role=role.key,
     )  # fmt: skip
+    _to_operator(user)
     await session.commit()
     return OkEnvelope()
 
@@ -521,6 +531,10 @@ async def create_user_wallet(
 ) -> Envelope[WalletPublic]:
     user = await _reachable(session, operator, user_id)
     reached = await service.user_networks(session, user)
+    if not reached:
+        # A rider belongs to no network before its first trip (only a global operator
+        # reaches one): its first credit is in a currency of the operator's networks.
+        reached = {n for n, _ in await network_repository.open_networks(session, None)}
     if operator.networks is not None:
         reached &= operator.networks
     operator.check(sorted(reached))
