@@ -1,4 +1,5 @@
-"""`python -m kickstand.cloud <subcommand>`: migrate, seed, create-admin, api, ingest, webhooks."""
+"""`python -m kickstand.cloud <subcommand>`: migrate, seed, create-admin, pki, api, ingest,
+webhooks."""
 
 from __future__ import annotations
 
@@ -70,6 +71,55 @@ def _create_admin(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pki(args: argparse.Namespace) -> int:
+    """``pki init``: the installation's device CA, the broker's server certificate, an empty
+    CRL. ``pki sign-csr``: a device's certificate from its CSR (the key stays on the device)."""
+    from pathlib import Path
+
+    from kickstand.cloud.pki import (
+        CertificateAuthority,
+        PkiError,
+        init_directory,
+        load_csr,
+        pem,
+    )
+
+    directory = Path(args.dir)
+    try:
+        if args.pki_command == "init":
+            material = init_directory(
+                directory,
+                args.broker_host,
+                ca_name=args.ca_name,
+                ca_valid_days=args.ca_days,
+                server_valid_days=args.server_days,
+                force=args.force,
+            )
+            print(f"device CA: {material.ca_file} (key {directory / 'ca.key'}, mode 0600)")
+            print(f"broker: {material.cert_file}, {material.key_file} for {args.broker_host}")
+            print(f"CRL: {material.crl_file} (empty)")
+            return 0
+        ca = CertificateAuthority.load(directory)
+        csr = load_csr(Path(args.csr).read_bytes() if args.csr != "-" else sys.stdin.buffer.read())
+        cert = ca.sign_csr(csr, args.device_id, args.days)
+    except PkiError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: {exc.filename or args.csr}: {exc.strerror}", file=sys.stderr)
+        return 1
+    if args.out:
+        Path(args.out).write_bytes(pem(cert))
+        print(
+            f"{args.device_id}: certificate serial {cert.serial_number:x}, valid until "
+            f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC, written to {args.out}",
+            file=sys.stderr,
+        )
+    else:
+        sys.stdout.buffer.write(pem(cert))
+    return 0
+
+
 def _api(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -134,6 +184,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="read the password from the first line of stdin (else: asked twice)",
     )
+    pki = sub.add_parser("pki", help="the device CA: init (CA, broker certificate, CRL), sign-csr")
+    pki_sub = pki.add_subparsers(dest="pki_command", required=True)
+    pki_init = pki_sub.add_parser(
+        "init", help="create the device CA, the broker's server certificate and an empty CRL"
+    )
+    pki_init.add_argument("--dir", required=True, help="directory to write (created 0700)")
+    pki_init.add_argument(
+        "--broker-host",
+        required=True,
+        action="append",
+        help="a name (or IP) devices reach the broker by; repeat for several",
+    )
+    pki_init.add_argument("--ca-name", default="Kickstand device CA")
+    pki_init.add_argument("--ca-days", type=int, default=3650)
+    pki_init.add_argument("--server-days", type=int, default=825)
+    pki_init.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing CA (every device certificate signed by it stops working)",
+    )
+    pki_sign = pki_sub.add_parser(
+        "sign-csr", help="sign a device's CSR (PEM or DER) as its device id: CN = device id"
+    )
+    pki_sign.add_argument("--dir", required=True, help="the CA directory of `pki init`")
+    pki_sign.add_argument("--device-id", required=True)
+    pki_sign.add_argument("--csr", required=True, help="the CSR file, or - for stdin")
+    pki_sign.add_argument("--days", type=int, default=365)
+    pki_sign.add_argument("--out", default=None, help="certificate file (default: stdout)")
     api = sub.add_parser("api", help="serve the rider API with uvicorn")
     api.add_argument("--host", default=None)
     api.add_argument("--port", type=int, default=None)
@@ -150,6 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "migrate": _migrate,
         "seed": _seed,
         "create-admin": _create_admin,
+        "pki": _pki,
         "api": _api,
         "ingest": _ingest,
         "webhooks": _webhooks,
