@@ -8,6 +8,12 @@ no shared subscriptions (`$share/<group>/...` is treated as a plain topic there 
 never matches). So in embedded mode exactly ONE ingest worker runs, subscribed to the
 plain filter `ks/v1/d/+/+` (``IngestWorker(..., shared=False)``). Production and the tests
 use Mosquitto (or any broker with shared subscriptions) through ``MQTT_URL``.
+
+``MQTT_URL`` is ``mqtt://`` (plain: loopback, the tests, a compose-internal network) or
+``mqtts://`` (TLS: the broker is verified against ``?ca_file=<PEM>``, or the system's CAs
+without it; hostname checked, never weakened). A service certificate may be given with
+``&cert_file=...&key_file=...``. The cloud logs in on the broker's password listener, not on
+the devices' certificate listener (deploy/mosquitto/mosquitto.conf).
 """
 
 from __future__ import annotations
@@ -15,14 +21,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 log = logging.getLogger("kickstand.cloud.broker")
 
 DEFAULT_PORT = 1883
+DEFAULT_TLS_PORT = 8883
+_TLS_OPTIONS = ("ca_file", "cert_file", "key_file")
 
 
 class BrokerUrlError(ValueError):
@@ -38,29 +47,62 @@ class MqttUrl:
     port: int = DEFAULT_PORT
     username: str | None = None
     password: str | None = None
+    tls: bool = False
+    ca_file: str | None = None  # PEM CA the broker is verified against (None: system CAs)
+    cert_file: str | None = None  # a service's client certificate, if the broker wants one
+    key_file: str | None = None
 
     @classmethod
     def parse(cls, url: str) -> MqttUrl:
-        """`mqtt://[user[:password]@]host[:port]` (tcp:// accepted too)."""
+        """`mqtt[s]://[user[:password]@]host[:port][?ca_file=...&cert_file=...&key_file=...]`
+        (tcp:// and ssl:// accepted too); the TLS options only with mqtts://."""
         parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "tcp"):
-            raise BrokerUrlError(url, "scheme must be mqtt:// (TLS is not configured here)")
+        if parts.scheme not in ("mqtt", "tcp", "mqtts", "ssl"):
+            raise BrokerUrlError(url, "scheme must be mqtt:// or mqtts://")
         if not parts.hostname:
             raise BrokerUrlError(url, "no host")
+        tls = parts.scheme in ("mqtts", "ssl")
         try:
-            port = parts.port or DEFAULT_PORT
+            port = parts.port or (DEFAULT_TLS_PORT if tls else DEFAULT_PORT)
         except ValueError as exc:
             raise BrokerUrlError(url, str(exc)) from None
+        query = parse_qs(parts.query, keep_blank_values=True)
+        unknown = sorted(set(query) - set(_TLS_OPTIONS))
+        if unknown:
+            raise BrokerUrlError(url, f"unknown option(s) {', '.join(unknown)}")
+        options = {name: values[-1] for name, values in query.items()}
+        if options and not tls:
+            raise BrokerUrlError(url, "TLS options need mqtts://")
+        if ("cert_file" in options) != ("key_file" in options):
+            raise BrokerUrlError(url, "cert_file and key_file go together")
         return cls(
             host=parts.hostname,
             port=port,
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
+            tls=tls,
+            ca_file=options.get("ca_file"),
+            cert_file=options.get("cert_file"),
+            key_file=options.get("key_file"),
         )
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The TLS context for this URL (None: plain mqtt://). Server verified, hostname
+        checked; a file that cannot be read raises BrokerUrlError."""
+        if not self.tls:
+            return None
+        try:
+            context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.ca_file)
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+            if self.cert_file is not None:
+                context.load_cert_chain(self.cert_file, self.key_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise BrokerUrlError(self.safe(), f"TLS material: {exc}") from None
+        return context
 
     def safe(self) -> str:
         user = f"{self.username}:***@" if self.username else ""
-        return f"mqtt://{user}{self.host}:{self.port}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -115,4 +157,3 @@ class EmbeddedBroker:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
-

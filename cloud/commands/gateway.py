@@ -201,6 +201,7 @@ class MqttCommandGateway:
                 clean_session=True,
                 keepalive=30,
                 socket_options=SOCKET_OPTIONS,
+                tls_context=self.url.tls_context(),  # mqtts:// (issue 17); None: plain
             )
             try:
                 async with client:

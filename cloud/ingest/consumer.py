@@ -69,6 +69,9 @@ class MqttConsumer:
         )
         if url.username:
             self._client.username_pw_set(url.username, url.password)
+        context = url.tls_context()  # mqtts:// (issue 17); None: plain
+        if context is not None:
+            self._client.tls_set_context(context)
         self._client.max_queued_messages_set(0)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
