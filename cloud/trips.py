@@ -1057,6 +1057,11 @@ async def vehicle_locked_freefloat(
         return TripEventResult("ignored", None, "no-running-trip")
     if trip.started_at > at:
         return _reject("lock-before-trip-start", device=vehicle_device_id, trip_id=trip.id)
+    if trip.status == TripStatus.ON_HOLD:
+        # A hold is a temporary lock (seed 002 trip_on_hold): the rider locks the vehicle
+        # to leave it a while. The trip stays on hold until the vehicle is unlocked again
+        # (resume) or the network's trip_max_pause ends it (end_overdue_holds).
+        return TripEventResult("updated", trip, "locked-on-hold")
     if hold:
         return await _hold(session, trip, vehicle, at)
     vehicle.state = VehicleState.AVAILABLE

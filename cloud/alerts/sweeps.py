@@ -10,6 +10,7 @@ from functools import partial
 from sqlalchemy import ScalarResult, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kickstand.cloud import trips
 from kickstand.cloud.alerts import types as t
 from kickstand.cloud.alerts.core import (
     AlertChange,
@@ -32,7 +33,6 @@ from kickstand.cloud.models import (
     Cluster,
     Device,
     Network,
-    PricingRule,
     Station,
     Trip,
     Vehicle,
@@ -299,23 +299,25 @@ class SweepRules(AlertCore):
         self, session: AsyncSession, now: datetime
     ) -> list[AlertChange]:
         changes: list[AlertChange] = []
-        books: dict[int, RuleBook | None] = {}
-        trips: list[Trip] = list(
+        # The rule versions in force at each trip's start (the billing's own reading,
+        # trips.rule_book): a rule closed since (valid_until set) or added later does not
+        # move a running trip's operational period. Keyed by (network, start).
+        books: dict[tuple[int, datetime], RuleBook | None] = {}
+        active: list[Trip] = list(
             await session.scalars(select(Trip).where(Trip.status.in_(ACTIVE_TRIP_STATUSES)))
         )
         outside: dict[int, Trip] = {}
-        for trip in trips:
-            if trip.network_id not in books:
+        for trip in active:
+            key = (trip.network_id, trip.started_at)
+            if key not in books:
                 network = await session.get(Network, trip.network_id)
-                rules: list[PricingRule] = list(
-                    await session.scalars(
-                        select(PricingRule).where(PricingRule.network_id == trip.network_id)
-                    )
+                found = (
+                    await trips.rule_book(session, network, trip.started_at)
+                    if network is not None
+                    else None
                 )
-                books[trip.network_id] = (
-                    RuleBook(rules, network.timezone, network.id) if network and rules else None
-                )
-            book = books[trip.network_id]
+                books[key] = found if found is not None and found.rules else None
+            book = books[key]
             if book is None:
                 continue  # no rules at all: the network defines no operational period
             try:

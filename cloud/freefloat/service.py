@@ -184,9 +184,13 @@ async def return_check(
     vehicle: Vehicle,
     at: datetime | None = None,
     *,
+    trip_started_at: datetime | None,
     parking_tolerance_m: float = 0.0,
 ) -> ReturnCheck:
-    """Judge a return of ``vehicle`` at its last known position (price as at ``at``)."""
+    """Judge a return of ``vehicle`` at its last known position (price as at ``at``).
+
+    The price is read in the rule versions valid at ``trip_started_at`` (the trip's start,
+    as its billing does: an edit never reprices a running trip); None: no trip, today's."""
     at = at or datetime.now(UTC)
     network = await session.get_one(Network, vehicle.network_id)
     lat, lon = vehicle.latitude, vehicle.longitude
@@ -210,7 +214,7 @@ async def return_check(
     price: Decimal | None = None
     if verdict.free_float_fee_applies:
         try:
-            book = await trips.rule_book(session, network)
+            book = await trips.rule_book(session, network, trip_started_at)
             price = book.rule_at(at).freefloat_lock_price
         except NoPricingRuleError:
             price = None
@@ -248,12 +252,26 @@ async def vehicle_locked(
         await session.scalars(select(Vehicle).where(Vehicle.device_id == vehicle_device_id))
     ).first()
     trip = await active_trip(session, vehicle.id) if vehicle is not None else None
-    if vehicle is None or trip is None or hold or trip.started_at > at:
-        # Nothing for geofencing to judge: the trip engine answers (ignored, duplicate, hold).
+    if (
+        vehicle is None
+        or trip is None
+        or hold
+        or trip.status == TripStatus.ON_HOLD
+        or trip.started_at > at
+    ):
+        # Nothing for geofencing to judge (no trip ends here): the trip engine answers
+        # (ignored, duplicate, hold; a lock while on hold keeps the hold).
         return LockOutcome(
             await trips.vehicle_locked_freefloat(session, vehicle_device_id, at, hold=hold)
         )
-    check = await return_check(session, cache, vehicle, at, parking_tolerance_m=parking_tolerance_m)
+    check = await return_check(
+        session,
+        cache,
+        vehicle,
+        at,
+        trip_started_at=trip.started_at,
+        parking_tolerance_m=parking_tolerance_m,
+    )
     if check.refused:
         counters["return-refused"] += 1
         payload = p.TripReturnRefused(

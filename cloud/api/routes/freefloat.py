@@ -140,7 +140,13 @@ async def trip_return(
     if trip is None or trip.user_id != user.id:
         raise not_found("trip", trip_id)
     vehicle = await session.get_one(Vehicle, trip.vehicle_id)
-    check = await return_check(session, geofence_cache(request), vehicle, datetime.now(UTC))
+    check = await return_check(
+        session,
+        geofence_cache(request),
+        vehicle,
+        datetime.now(UTC),
+        trip_started_at=trip.started_at,
+    )
     return Envelope(data={"trip_id": trip.id, "status": trip.status.value, **check.as_json()})
 
 

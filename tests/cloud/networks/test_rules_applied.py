@@ -1,0 +1,97 @@
+"""Network rules that take effect (issue 16), on PostgreSQL: the rule versions a running
+trip is judged by, network out-of-order periods refusing rents, hold semantics."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from kickstand.cloud.alerts.engine import AlertEngine
+from kickstand.cloud.alerts.models import FleetAlert
+from kickstand.cloud.alerts.types import AlertType
+from kickstand.cloud.models import PricingRule, Trip, TripStatus, Vehicle, VehicleState
+from tests.cloud.networks.conftest import Net
+
+pytestmark = pytest.mark.postgres
+
+T = datetime(2026, 11, 18, 9, 0, 0, tzinfo=UTC)  # a Wednesday, 10:00 in Europe/Paris
+
+
+def _rule(network_id: int, start: tuple[int, str], end: tuple[int, str], **kw: Any) -> PricingRule:
+    return PricingRule(
+        network_id=network_id,
+        start_dow=start[0],
+        start_hod=start[1],
+        end_dow=end[0],
+        end_hod=end[1],
+        unlock_price=Decimal("1"),
+        use_per_minute_price=Decimal("0.1"),
+        on_hold_price=Decimal("0.05"),
+        **kw,
+    )
+
+
+async def _running_trip(net: Net, serial: str, started_at: datetime) -> int:
+    async with net.maker() as s, s.begin():
+        vehicle_id = net.demo.vehicle_ids[serial]
+        await s.execute(
+            update(Vehicle).where(Vehicle.id == vehicle_id).values(state=VehicleState.RENTED)
+        )
+        trip = Trip(
+            user_id=net.users["rider"],
+            vehicle_id=vehicle_id,
+            network_id=net.network_a,
+            status=TripStatus.RUNNING,
+            started_at=started_at,
+            currency="EUR",
+            hold_periods=[],
+            version=1,
+        )
+        s.add(trip)
+        await s.flush()
+        return trip.id
+
+
+async def test_operational_period_sweep_reads_the_rules_valid_at_each_trip_start(
+    net: Net,
+) -> None:
+    """An all-week rule closed 30 min ago (replaced by a Monday-only one): the trip started
+    under it rides in its operational period; the trip started after the change does not."""
+    changed_at = T - timedelta(minutes=30)
+    async with net.maker() as s, s.begin():
+        # The demo's rules: closed long ago (versions the sweep must not read).
+        await s.execute(
+            update(PricingRule)
+            .where(PricingRule.network_id == net.network_a)
+            .values(valid_until=T - timedelta(days=3))
+        )
+        s.add(
+            _rule(
+                net.network_a,
+                (0, "00:00:00"),
+                (0, "00:00:00"),
+                valid_from=T - timedelta(days=2),
+                valid_until=changed_at,
+            )
+        )
+        s.add(_rule(net.network_a, (1, "00:00:00"), (1, "01:00:00"), valid_from=changed_at))
+    before = await _running_trip(net, "LYF001", T - timedelta(hours=1))
+    after = await _running_trip(net, "LYF003", T - timedelta(minutes=10))
+
+    engine = AlertEngine(clock=lambda: T)
+    async with net.maker() as s, s.begin():
+        await engine.sweep(s, T)
+    async with net.maker() as s:
+        alerts = (
+            await s.scalars(
+                select(FleetAlert).where(
+                    FleetAlert.alert_type == AlertType.VEHICLE_OUTSIDE_OPERATIONAL_PERIOD
+                )
+            )
+        ).all()
+    assert [a.trip_id for a in alerts] == [after]
+    assert before != after
