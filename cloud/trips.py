@@ -448,6 +448,11 @@ async def _bill(session: AsyncSession, trip: Trip, *, first: bool = False) -> No
     assert trip.ended_at is not None
     with session.no_autoflush:  # the rules do not depend on the trip's pending changes
         trip.cost, trip.cost_detail = await price_trip(session, trip, trip.ended_at)
+    # The usage rollup follows every end and re-bill, in this transaction (imported here:
+    # kickstand.cloud.stats reaches the API package, which imports this module).
+    from kickstand.cloud.stats.rollup import apply_trip
+
+    await apply_trip(session, trip)
     if trip.cost is None or trip.user_id is None:
         return
     existing: WalletTransaction | None = (

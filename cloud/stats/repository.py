@@ -106,7 +106,7 @@ def _offset_s(zone: ZoneInfo, at: datetime) -> int:
     return int((at.astimezone(zone).utcoffset() or timedelta()).total_seconds())
 
 
-def _utc_offsets(zone: ZoneInfo, since: datetime, until: datetime) -> list[tuple[datetime, int]]:
+def utc_offsets(zone: ZoneInfo, since: datetime, until: datetime) -> list[tuple[datetime, int]]:
     """The zone's UTC offset (seconds) from ``since`` and from each transition before
     ``until``: day by day, a change is bisected to its instant."""
     out = [(since, _offset_s(zone, since))]
@@ -138,7 +138,7 @@ class Dialect:
         """``column`` (a UTC instant) as a local timestamp of ``window.zone``."""
         if not self.sqlite:
             return func.timezone(window.zone.key, column)
-        segments = _utc_offsets(window.zone, window.since, window.until)
+        segments = utc_offsets(window.zone, window.since, window.until)
         if len(segments) == 1:
             return func.datetime(column, f"{segments[0][1]:+d} seconds")
         whens = [
