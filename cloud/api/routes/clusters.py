@@ -21,7 +21,16 @@ from kickstand.cloud.api.schemas import (
 )
 from kickstand.cloud.api.views import clusters_public
 from kickstand.cloud.liveness import PRESENCE_COLUMNS, online_of
-from kickstand.cloud.models import Cluster, Device, Network, Spot, SpotState, Station, Vehicle
+from kickstand.cloud.models import (
+    Cluster,
+    Device,
+    Network,
+    Spot,
+    SpotState,
+    Station,
+    Vehicle,
+    VehicleState,
+)
 from kickstand.cloud.rentable import is_rentable
 
 router = APIRouter(prefix="/clusters", tags=["clusters"])
@@ -144,7 +153,13 @@ async def cluster_vehicles(
             .join(Station, Station.id == Spot.station_id)
             .join(Network, Network.id == Vehicle.network_id)
             .outerjoin(Device, Device.device_id == Vehicle.device_id)
-            .where(Station.cluster_id == cluster_id, Station.decommissioned_at.is_(None))
+            .where(
+                Station.cluster_id == cluster_id,
+                Station.decommissioned_at.is_(None),
+                # A decommissioned vehicle left the fleet: off the map even while still
+                # locked in a spot (kickstand.cloud.vehicles).
+                Vehicle.state != VehicleState.DECOMMISSIONED,
+            )
             .order_by(Station.id, Spot.displayed_number)
         )
     ).all()
