@@ -625,7 +625,10 @@ async def vehicle_removed(
 
     rent = await _find_rent(session, spot, vehicle, rent_id, at)
     badge: Badge | None = None
-    if rent is None and badge_uid is not None:
+    # A badge opened it offline (the station's own list): never a ride of a decommissioned
+    # vehicle (kickstand.cloud.rentable: never rentable again), an unauthorized removal.
+    retired = rent is None and vehicle.state == VehicleState.DECOMMISSIONED
+    if rent is None and badge_uid is not None and not retired:
         badge = (await session.scalars(select(Badge).where(Badge.uid == badge_uid.upper()))).first()
     if later is not None and rent is None and badge_uid is None:
         return _reject("removal-before-later-trip", serial=vehicle_serial, later_trip_id=later.id)
@@ -665,7 +668,7 @@ async def vehicle_removed(
             session, ev.DOCK_UPDATED, spot.id, dock_payload(spot, station, cluster.network_id, None)
         )
 
-    if rent is None and badge_uid is None:
+    if rent is None and (badge_uid is None or retired):
         outbox.emit(
             session,
             ev.VEHICLE_UPDATED,
@@ -673,7 +676,10 @@ async def vehicle_removed(
             vehicle_payload(vehicle, unauthorized_removal=True, at=at),
         )
         return _reject(
-            "no-rent", serial=vehicle_serial, station=station_device_id, spot=spot_number
+            "vehicle-decommissioned" if retired else "no-rent",
+            serial=vehicle_serial,
+            station=station_device_id,
+            spot=spot_number,
         )
 
     if rent is None:

@@ -10,10 +10,24 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
+from kickstand.cloud import badge_rides, trips
 from kickstand.cloud.alerts.engine import AlertEngine
 from kickstand.cloud.alerts.models import FleetAlert
 from kickstand.cloud.alerts.types import AlertType
-from kickstand.cloud.models import PricingRule, Trip, TripStatus, Vehicle, VehicleState
+from kickstand.cloud.commands.issuer import CommandIssuer
+from kickstand.cloud.models import (
+    PricingRule,
+    Rent,
+    Spot,
+    Station,
+    Trip,
+    TripStatus,
+    Vehicle,
+    VehicleState,
+)
+from kickstand.cloud.seed import ALICE_BADGE_UID
+from kickstand.protocol.signing import CommandSigner, generate_private_key
+from kickstand.protocol.v1.enums import BadgeOutcome, BadgeRefusal
 from tests.cloud.networks.conftest import Net
 
 pytestmark = pytest.mark.postgres
@@ -95,3 +109,64 @@ async def test_operational_period_sweep_reads_the_rules_valid_at_each_trip_start
         ).all()
     assert [a.trip_id for a in alerts] == [after]
     assert before != after
+
+
+async def _docked(net: Net, serial: str) -> tuple[str, int]:
+    """The station device and spot number a demo vehicle is docked at."""
+    async with net.maker() as s:
+        row = (
+            await s.execute(
+                select(Station.device_id, Spot.displayed_number)
+                .join(Spot, Spot.station_id == Station.id)
+                .join(Vehicle, Vehicle.spot_id == Spot.id)
+                .where(Vehicle.id == net.demo.vehicle_ids[serial])
+            )
+        ).one()
+    return row[0], row[1]
+
+
+async def test_badge_rides_refuse_a_decommissioned_vehicle(net: Net) -> None:
+    """Online, the badge's rent goes through the one rentable rule (open_rent); offline (the
+    station let it go on its own list), the removal is no ride and the vehicle stays
+    decommissioned (it used to become RENTED, then available again at its dock)."""
+    station, spot = await _docked(net, "LY0001")
+    vehicle_id = net.demo.vehicle_ids["LY0001"]
+    async with net.maker() as s, s.begin():
+        # Alone at its station: the other docked vehicles leave the station.
+        await s.execute(
+            update(Vehicle)
+            .where(
+                Vehicle.spot_id.in_(
+                    select(Spot.id).join(Station).where(Station.device_id == station)
+                ),
+                Vehicle.id != vehicle_id,
+            )
+            .values(spot_id=None)
+        )
+    done = await net.call(
+        "operator",
+        "POST",
+        f"/v1/dashboard/vehicles/{vehicle_id}/decommission",
+        params={"reason": "irreparable"},
+    )
+    assert done.status_code == 200, done.text
+
+    issuer = CommandIssuer(
+        CommandSigner(generate_private_key()), valid_s=30, sent_by="test", unlock_window_s=30
+    )
+    async with net.maker() as s, s.begin():
+        decision = await badge_rides.present(s, issuer, station, ALICE_BADGE_UID, now=T)
+    assert decision.outcome is BadgeOutcome.REFUSED
+    assert decision.reason is BadgeRefusal.NO_VEHICLE and decision.commands == []
+
+    at = datetime.now(UTC)
+    async with net.maker() as s, s.begin():
+        result = await trips.vehicle_removed(
+            s, station, spot, "LY0001", at, badge_uid=ALICE_BADGE_UID
+        )
+    assert result.action == "ignored" and result.reason == "vehicle-decommissioned"
+    async with net.maker() as s:
+        vehicle = await s.get_one(Vehicle, vehicle_id)
+        assert vehicle.state is VehicleState.DECOMMISSIONED and vehicle.spot_id is None
+        assert (await s.scalars(select(Trip).where(Trip.vehicle_id == vehicle_id))).all() == []
+        assert (await s.scalars(select(Rent).where(Rent.vehicle_id == vehicle_id))).all() == []
