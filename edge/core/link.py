@@ -583,7 +583,8 @@ class CloudLink:
             return DeviceCertificateError("server-untrusted", str(error))
         alert = self._tls_alerts.last
         if alert is not None and "alert" in alert.lower():
-            detail = alert.split("[SSL: ", 1)[-1].split("]", 1)[0].lower()
+            # "failed to receive on socket: [SSL: X] tlsv1 alert unknown ca (_ssl.c:2580)"
+            detail = alert.split("]", 1)[-1].split(" (_ssl", 1)[0].strip()
             return DeviceCertificateError(
                 "refused", f"the broker refused the TLS handshake: {detail}"
             )

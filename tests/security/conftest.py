@@ -13,6 +13,9 @@ import pytest
 
 from kickstand.cloud.pki import CertificateAuthority, device_csr, device_key, write_pem
 from kickstand.testing import DeviceTls, MosquittoService
+from tests.cloud.conftest import pg_template
+
+__all__ = ["pg_template"]  # the seeded PostgreSQL template of the end-to-end tests
 
 
 @dataclass(frozen=True)
