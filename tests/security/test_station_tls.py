@@ -71,14 +71,14 @@ async def spot_status(city: City) -> tuple[datetime | None, int | None, int | No
     """(status_at of spot 1, its id, the spot the vehicle is docked in)."""
     assert city.sessionmaker is not None
     async with city.sessionmaker() as s:
-        spot = (
+        spot: Spot = (
             await s.execute(
                 select(Spot)
                 .join(Station, Station.id == Spot.station_id)
                 .where(Station.device_id == STATION, Spot.displayed_number == 1)
             )
         ).scalar_one()
-        docked = (
+        docked: int | None = (
             await s.execute(select(Vehicle.spot_id).where(Vehicle.serial_number == VEHICLE))
         ).scalar_one()
         return spot.status_at, spot.id, docked
