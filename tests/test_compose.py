@@ -22,10 +22,13 @@ import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from kickstand.testing._process import ManagedProcess, require_binary
+from kickstand.cloud.pki import init_directory
+from kickstand.testing._process import ManagedProcess, free_port, require_binary
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVICES = {"mosquitto", "postgres", "influxdb", "migrate", "api", "ingest", "simulators"}
+SERVICES = {
+    "mosquitto", "postgres", "influxdb", "migrate", "api", "ingest", "webhooks", "simulators"
+}
 CLOUD = ("migrate", "api", "ingest")
 CLOUD_ENV = (
     "DATABASE_URL", "MQTT_URL", "INFLUX_URL", "INFLUX_DATABASE", "INFLUX_USERNAME",
@@ -35,6 +38,7 @@ COMMANDS = {
     "migrate": ["python", "-m", "kickstand.cloud", "migrate"],
     "api": ["python", "-m", "kickstand.cloud", "api"],
     "ingest": ["python", "-m", "kickstand.cloud", "ingest"],
+    "webhooks": ["python", "-m", "kickstand.cloud", "webhooks"],
 }
 
 
@@ -75,9 +79,9 @@ def test_cloud_processes_run_the_documented_commands(config: dict[str, Any]) -> 
     services = config["services"]
     for name, command in COMMANDS.items():
         assert services[name]["command"] == command
-    simulators = services["simulators"]["command"]
-    assert simulators[:4] == ["python", "-m", "kickstand.simulators", "fleet"]
-    for name in (*CLOUD, "simulators"):
+    simulators = " ".join(services["simulators"]["command"])
+    assert "exec python -m kickstand.simulators fleet" in simulators
+    for name in (*CLOUD, "webhooks", "simulators"):
         assert services[name]["build"]["dockerfile"] == "Dockerfile"
         assert services[name]["image"] == "kickstand:latest"
 
@@ -131,11 +135,26 @@ def test_cloud_environment_is_consistent_with_the_engines(
     assert re.fullmatch(r"[0-9a-f]{64}", key_file.read_text().strip())
 
 
-def test_simulators_connect_as_devices_without_cloud_secrets(config: dict[str, Any]) -> None:
-    env = config["services"]["simulators"]["environment"]
+def test_simulators_are_opt_in_and_hold_no_cloud_secret(config: dict[str, Any]) -> None:
+    simulators = config["services"]["simulators"]
+    assert simulators["profiles"] == ["simulated-fleet"]
+    env = simulators["environment"]
     url = urlsplit(env["MQTT_URL"])
-    assert (url.hostname, url.port, url.username) == ("mosquitto", 1883, None)
+    assert (url.scheme, url.hostname, url.port, url.username) == ("mqtts", "mosquitto", 8883, None)
     assert "DATABASE_URL" not in env and "JWT_SECRET" not in env
+    assert "COMMAND_SIGNING_KEY_FILE" not in env and not simulators.get("secrets")
+
+
+def test_only_the_device_tls_port_is_published(config: dict[str, Any]) -> None:
+    ports = config["services"]["mosquitto"]["ports"]
+    assert [(int(p["target"]), int(p["published"])) for p in ports] == [(8883, 8883)]
+    # docker-compose 1.29 resolves short volume syntax to "source:target[:mode]" strings.
+    mounts = config["services"]["mosquitto"]["volumes"]
+    assert any(m.endswith(":/mosquitto/pki-src:ro") for m in mounts), mounts
+    api = config["services"]["api"]
+    assert api["environment"]["DEVICE_CA_DIR"] == "/run/kickstand-pki"
+    assert any(m.endswith(":/run/kickstand-pki:rw") or m.endswith(":/run/kickstand-pki")
+               for m in api["volumes"]), api["volumes"]
 
 
 def test_influxdb_gets_v1_compatibility(config: dict[str, Any]) -> None:
@@ -155,10 +174,10 @@ def test_influxdb_gets_v1_compatibility(config: dict[str, Any]) -> None:
 
 
 def test_deploy_acl_is_the_tested_acl() -> None:
-    # The harness runs testing/mosquitto.acl in every MQTT test; the deployment must run
-    # exactly that policy.
+    # The harness runs testing/mosquitto-tls.acl in the security tests (its TLS mode); the
+    # deployment must run exactly that policy.
     assert (ROOT / "deploy/mosquitto/mosquitto.acl").read_text() == \
-        (ROOT / "testing/mosquitto.acl").read_text()
+        (ROOT / "testing/mosquitto-tls.acl").read_text()
 
 
 def test_dockerfile_installs_the_package_non_editable() -> None:
@@ -194,11 +213,14 @@ class DeployMosquitto(ManagedProcess):
     def __init__(self, password: str) -> None:
         super().__init__()
         self.password = password
+        self.tls_port = 0  # the devices' listener (8883 in the container), set in _prepare
 
     def _prepare(self) -> None:
         root = self.base_dir / "mosquitto"
         for sub in ("config", "data", "run"):
             (root / sub).mkdir(parents=True)
+        init_directory(root / "pki", [self.host])  # what `pki init` writes, as in compose
+        self.tls_port = free_port(self.host)
         shutil.copy(ROOT / "deploy/mosquitto/mosquitto.acl", root / "config/mosquitto.acl")
         subprocess.run(
             [require_binary("mosquitto_passwd", "/usr/bin/mosquitto_passwd"), "-c", "-b",
@@ -206,8 +228,9 @@ class DeployMosquitto(ManagedProcess):
             capture_output=True, timeout=10, check=True,
         )
         conf = (ROOT / "deploy/mosquitto/mosquitto.conf").read_text()
-        assert "listener 1883\n" in conf
+        assert "listener 1883\n" in conf and "listener 8883\n" in conf
         conf = conf.replace("listener 1883\n", f"listener {self.port} {self.host}\n")
+        conf = conf.replace("listener 8883\n", f"listener {self.tls_port} {self.host}\n")
         conf = conf.replace("/mosquitto/", f"{root}/")
         (root / "config/mosquitto.conf").write_text(conf + f"\nuser {getpass.getuser()}\n")
 
