@@ -61,7 +61,21 @@ from kickstand.cloud.models import (
     TripStatus,
     User,
     Vehicle,
+    table_of,
 )
+from kickstand.cloud.stats.models import (
+    MASK_BITS,
+    MASKS,
+    TripRollupCluster,
+    TripRollupHistogram,
+    TripRollupHourly,
+    TripRollupPresence,
+)
+
+HOURLY = table_of(TripRollupHourly)
+HISTOGRAM = table_of(TripRollupHistogram)
+CLUSTER = table_of(TripRollupCluster)
+PRESENCE = table_of(TripRollupPresence)
 
 Unit = Literal["day", "week", "month", "quarter"]
 
@@ -584,11 +598,244 @@ async def riders(
     return int(await session.scalar(stmt) or 0)
 
 
+# ── from the usage rollup (kickstand.cloud.stats.rollup) ────────────────────────────────
+#
+# The rollup is keyed by each network's local day: it answers a period asked in that same
+# time zone (the service checks it, else it reads ``trips`` as above). It holds finished
+# trips; the few running or on-hold ones of the period are read from ``trips`` (the partial
+# index of migration 0019) and added by the service.
+
+
+async def network_zones(session: AsyncSession, networks: Sequence[int]) -> set[str]:
+    rows = await session.scalars(select(Network.timezone).where(Network.id.in_(networks)))
+    return set(rows.all())
+
+
+def _days(table: Any, networks: Sequence[int], start: date, end: date) -> list[Any]:
+    return [table.c.network_id.in_(networks), table.c.local_day >= start, table.c.local_day <= end]
+
+
+async def rollup_trips_by(
+    session: AsyncSession,
+    networks: Sequence[int],
+    start: date,
+    end: date,
+    part: Literal["local_day", "hour"],
+) -> dict[Any, int]:
+    """Finished trips per local day or per local hour of day."""
+    key = HOURLY.c[part]
+    rows = await session.execute(
+        select(key, func.sum(HOURLY.c.trips))
+        .where(*_days(HOURLY, networks, start, end))
+        .group_by(key)
+    )
+    return {(bucket_date(k) if part == "local_day" else int(k)): int(n) for k, n in _all(rows)}
+
+
+@dataclass(frozen=True, slots=True)
+class RollupMeasures:
+    trips: int
+    distance_n: int
+    distance_sum: float
+    distance_max: float | None
+    duration_n: int
+    duration_sum: float
+    duration_max: float | None
+
+
+async def rollup_measures(
+    session: AsyncSession, networks: Sequence[int], start: date, end: date
+) -> RollupMeasures:
+    c = HOURLY.c
+    row: Any = (
+        await session.execute(
+            select(
+                func.coalesce(func.sum(c.trips), 0),
+                func.coalesce(func.sum(c.distance_n), 0),
+                func.coalesce(func.sum(c.distance_sum), 0.0),
+                func.max(c.distance_max),
+                func.coalesce(func.sum(c.duration_n), 0),
+                func.coalesce(func.sum(c.duration_sum), 0.0),
+                func.max(c.duration_max),
+            ).where(*_days(HOURLY, networks, start, end))
+        )
+    ).one()
+    t, dn, ds, dm, sn, ss, sm = row
+    return RollupMeasures(
+        int(t),
+        int(dn),
+        float(ds),
+        None if dm is None else float(dm),
+        int(sn),
+        float(ss),
+        None if sm is None else float(sm),
+    )
+
+
+async def rollup_histogram(
+    session: AsyncSession,
+    networks: Sequence[int],
+    start: date,
+    end: date,
+    measure: Literal["distance", "duration"],
+) -> dict[tuple[int, bool], int]:
+    """Finished trips per (bucket, paid) of the measure's fine histogram."""
+    c = HISTOGRAM.c
+    rows = await session.execute(
+        select(c.bucket, c.paid, func.sum(c.trips))
+        .where(*_days(HISTOGRAM, networks, start, end), c.measure == measure)
+        .group_by(c.bucket, c.paid)
+    )
+    return {(int(b), bool(p)): int(n) for b, p, n in _all(rows) if n}
+
+
+async def rollup_clusters(
+    session: AsyncSession, networks: Sequence[int], start: date, end: date
+) -> list[ClusterCounts]:
+    """Finished trips started / ended at each cluster of the networks (zero included)."""
+    counts = (
+        select(
+            CLUSTER.c.cluster_id.label("cid"),
+            func.sum(CLUSTER.c.started).label("s"),
+            func.sum(CLUSTER.c.ended).label("e"),
+        )
+        .where(*_days(CLUSTER, networks, start, end))
+        .group_by(CLUSTER.c.cluster_id)
+        .subquery()
+    )
+    rows = await session.execute(
+        select(
+            Cluster.id,
+            Cluster.network_id,
+            Cluster.name,
+            Cluster.latitude,
+            Cluster.longitude,
+            func.coalesce(counts.c.s, 0),
+            func.coalesce(counts.c.e, 0),
+        )
+        .outerjoin(counts, counts.c.cid == Cluster.id)
+        .where(Cluster.network_id.in_(networks))
+        .order_by(Cluster.id)
+    )
+    return [ClusterCounts(*r) for r in _all(rows)]
+
+
+def day_masks(first: date, last: date) -> dict[int, list[int]]:
+    """The presence masks (per year) of the local days ``first`` … ``last``."""
+    out: dict[int, list[int]] = {}
+    for year in range(first.year, last.year + 1):
+        jan1 = date(year, 1, 1)
+        a = max(first, jan1).toordinal() - jan1.toordinal()
+        b = min(last, date(year, 12, 31)).toordinal() - jan1.toordinal()
+        masks = [0] * MASKS
+        for i in range(MASKS):
+            lo, hi = max(a, i * MASK_BITS), min(b, (i + 1) * MASK_BITS - 1)
+            if lo <= hi:
+                width = hi - lo + 1
+                masks[i] = ((1 << width) - 1) << (lo - i * MASK_BITS)
+        out[year] = masks
+    return out
+
+
+async def presence_counts(
+    session: AsyncSession,
+    networks: Sequence[int],
+    kind: Literal["user", "vehicle"],
+    groups: Sequence[tuple[date, date]],
+    extra: dict[int, set[date]],
+) -> list[int]:
+    """Distinct riders / vehicles with a finished trip on the networks on a day of each
+    group (``first``, ``last`` inclusive), plus those of ``extra`` (subject → its days of
+    running trips) not counted already. One scan of the presence rows of the years asked
+    (a rider-year is one row, whatever the number of trips)."""
+    if not groups:
+        return []
+    P = PRESENCE.c
+    wanted = [day_masks(first, last) for first, last in groups]
+    years = sorted({y for masks in wanted for y in masks})
+
+    def meets(masks: dict[int, list[int]]) -> ColumnElement[bool]:
+        return or_(
+            *[
+                and_(
+                    P.year == year,
+                    or_(*[P[f"m{i}"].op("&")(m) != 0 for i, m in enumerate(ms) if m]),
+                )
+                for year, ms in masks.items()
+                if any(ms)
+            ]
+        )
+
+    where = [P.network_id.in_(networks), P.kind == kind, P.year.in_(years)]
+    if len(networks) == 1 and len(years) == 1:
+        # One row per subject: a conditional count is the distinct count.
+        stmt = select(*[func.count(case((meets(m), 1))) for m in wanted]).where(*where)
+    else:
+        per_subject = (
+            select(
+                *[
+                    func.max(case((meets(m), 1), else_=0)).label(f"g{i}")
+                    for i, m in enumerate(wanted)
+                ]
+            )
+            .where(*where)
+            .group_by(P.subject_id)
+            .subquery()
+        )
+        stmt = select(*[func.coalesce(func.sum(c), 0) for c in per_subject.c])
+    counts = [int(v) for v in (await session.execute(stmt)).one()]
+    if extra:
+        rows = await session.execute(
+            select(P.subject_id, P.year, *[P[f"m{i}"] for i in range(MASKS)]).where(
+                *where, P.subject_id.in_(list(extra))
+            )
+        )
+        known: dict[int, list[tuple[int, list[int]]]] = {}
+        for subject, year, *ms in _all(rows):
+            known.setdefault(int(subject), []).append((int(year), [int(m) for m in ms]))
+        for g, (first, last) in enumerate(groups):
+            for subject, days in extra.items():
+                if not any(first <= d <= last for d in days):
+                    continue
+                rolled = any(
+                    (m & w) != 0
+                    for year, ms in known.get(subject, [])
+                    for m, w in zip(ms, wanted[g].get(year, []), strict=False)
+                )
+                counts[g] += 0 if rolled else 1
+    return counts
+
+
+@dataclass(frozen=True, slots=True)
+class LiveTrip:
+    user_id: int | None
+    vehicle_id: int
+    started_at: datetime
+    start_cluster_id: int | None
+
+
+async def live_trips(
+    session: AsyncSession, networks: Sequence[int], since: datetime, until: datetime
+) -> list[LiveTrip]:
+    """Running and on-hold trips started in [since, until): not in the rollup yet."""
+    rows = await session.execute(
+        select(Trip.user_id, Trip.vehicle_id, Trip.started_at, Trip.start_cluster_id).where(
+            Trip.network_id.in_(networks),
+            Trip.status.in_(ACTIVE_TRIP_STATUSES),
+            Trip.started_at >= since,
+            Trip.started_at < until,
+        )
+    )
+    return [LiveTrip(*r) for r in _all(rows)]
+
+
 __all__ = [
     "ClusterCounts",
     "Dialect",
+    "LiveTrip",
     "Measures",
     "OrganizationFilter",
+    "RollupMeasures",
     "Summary",
     "Unit",
     "Window",

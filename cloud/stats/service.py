@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import date, datetime, timedelta
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,6 +24,8 @@ from kickstand.cloud.models import (
 )
 from kickstand.cloud.rentable import refusal
 from kickstand.cloud.stats import repository
+from kickstand.cloud.stats.models import DISTANCE_BUCKET_M, DURATION_BUCKET_S
+from kickstand.cloud.stats.repository import Measures as Measures_
 from kickstand.cloud.stats.repository import OrganizationFilter, Unit, Window, local_midnight
 from kickstand.cloud.stats.schemas import (
     DowCount,
@@ -45,6 +49,8 @@ DURATION_EDGES_S: tuple[float, ...] = (300, 600, 900, 1200, 1800, 2700, 3600, 72
 #: Dates a period may name, and its longest span (quarters over ten years).
 FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(2199, 12, 31)
 MAX_PERIOD_DAYS = 3660
+#: The rollup's fine histograms: the medians are the middle of a bucket this wide.
+RESOLUTION: dict[str, float] = {"distance": DISTANCE_BUCKET_M, "duration": DURATION_BUCKET_S}
 
 
 def zone(name: str) -> ZoneInfo:
@@ -129,6 +135,66 @@ def _bucket_starts(period: Window, unit: Unit) -> list[date]:
     return out
 
 
+def _first_of(day: date, unit: Unit) -> date:
+    if unit == "day":
+        return day
+    if unit == "week":
+        return day - timedelta(days=day.weekday())
+    if unit == "month":
+        return day.replace(day=1)
+    return day.replace(month=(day.month - 1) // 3 * 3 + 1, day=1)
+
+
+# ── the usage rollup or trips ───────────────────────────────────────────────────────────
+#
+# The figures of a period read the usage rollup (kickstand.cloud.stats.rollup) when it can
+# answer exactly: the period's time zone is every asked network's own (the rollup's days are
+# the network's local days) and no ``organizations`` filter (membership is read as it is
+# now, per rider; the rollup does not keep riders). Otherwise they read ``trips`` (the
+# statements above: exact, slower on a long period). Running and on-hold trips are not in
+# the rollup: they are read from ``trips`` and added.
+
+
+async def _rollup_answers(
+    session: AsyncSession, networks: Sequence[int], period: Window, orgs: OrganizationFilter
+) -> bool:
+    if orgs.active:
+        return False
+    return await repository.network_zones(session, networks) == {period.zone.key}
+
+
+def _local_day(at: datetime, tz: ZoneInfo) -> date:
+    return at.astimezone(tz).date()
+
+
+def _live_subjects(
+    live: Sequence[repository.LiveTrip], tz: ZoneInfo, kind: str
+) -> dict[int, set[date]]:
+    out: dict[int, set[date]] = {}
+    for t in live:
+        subject = t.user_id if kind == "user" else t.vehicle_id
+        if subject is not None:
+            out.setdefault(subject, set()).add(_local_day(t.started_at, tz))
+    return out
+
+
+def median_of(histogram: Counter[int], resolution: float) -> float | None:
+    """The median of a fine histogram, bucket-accurate: the middle of the bucket holding the
+    middle value (the mean of two such for an even count)."""
+    n = sum(histogram.values())
+    if n == 0:
+        return None
+    ranks = [(n - 1) // 2, n // 2]
+    found: list[float] = []
+    seen = 0
+    for bucket in sorted(histogram):
+        seen += histogram[bucket]
+        while ranks and ranks[0] < seen:
+            ranks.pop(0)
+            found.append((bucket + 0.5) * resolution)
+    return sum(found) / len(found)
+
+
 # ── usage stats ─────────────────────────────────────────────────────────────────────────
 
 
@@ -136,16 +202,42 @@ async def usage(
     session: AsyncSession, networks: Sequence[int], period: Window, orgs: OrganizationFilter
 ) -> list[UsagePoint]:
     unit = unit_for(period)
-    where = repository.trips_where(networks, period, orgs)
-    found = {
-        b: (n, u) for b, n, u in await repository.usage_by_bucket(session, where, period, unit)
-    }
+    if await _rollup_answers(session, networks, period, orgs):
+        found = await _usage_from_rollup(session, networks, period, unit)
+    else:
+        where = repository.trips_where(networks, period, orgs)
+        found = {
+            b: (n, u) for b, n, u in await repository.usage_by_bucket(session, where, period, unit)
+        }
     return [
         UsagePoint(
             period=unit, date=day, trips=found.get(day, (0, 0))[0], users=found.get(day, (0, 0))[1]
         )
         for day in _bucket_starts(period, unit)
     ]
+
+
+async def _usage_from_rollup(
+    session: AsyncSession, networks: Sequence[int], period: Window, unit: Unit
+) -> dict[date, tuple[int, int]]:
+    trips: Counter[date] = Counter()
+    by_day = await repository.rollup_trips_by(
+        session, networks, period.start, period.end, "local_day"
+    )
+    for day, n in by_day.items():
+        trips[_first_of(day, unit)] += n
+    live = await repository.live_trips(session, networks, period.since, period.until)
+    for t in live:
+        trips[_first_of(_local_day(t.started_at, period.zone), unit)] += 1
+    starts = _bucket_starts(period, unit)
+    groups = [
+        (max(first, period.start), min(nxt - timedelta(days=1), period.end))
+        for first, nxt in zip(starts, [*starts[1:], date.max], strict=True)
+    ]
+    users = await repository.presence_counts(
+        session, networks, "user", groups, _live_subjects(live, period.zone, "user")
+    )
+    return {first: (trips[first], u) for first, u in zip(starts, users, strict=True)}
 
 
 def _measures(m: repository.Measures) -> Measures:
@@ -155,7 +247,10 @@ def _measures(m: repository.Measures) -> Measures:
 async def summary(
     session: AsyncSession, networks: Sequence[int], period: Window, orgs: OrganizationFilter
 ) -> UsageSummary:
-    s = await repository.summary(session, repository.trips_where(networks, period, orgs))
+    if await _rollup_answers(session, networks, period, orgs):
+        s = await _summary_from_rollup(session, networks, period)
+    else:
+        s = await repository.summary(session, repository.trips_where(networks, period, orgs))
     return UsageSummary(
         trips=s.trips,
         users=s.users,
@@ -165,19 +260,78 @@ async def summary(
     )
 
 
+async def _summary_from_rollup(
+    session: AsyncSession, networks: Sequence[int], period: Window
+) -> repository.Summary:
+    first, last = period.start, period.end
+    m = await repository.rollup_measures(session, networks, first, last)
+    live = await repository.live_trips(session, networks, period.since, period.until)
+    kinds: tuple[Literal["user", "vehicle"], ...] = ("user", "vehicle")
+    counted = [
+        (
+            await repository.presence_counts(
+                session, networks, kind, [(first, last)], _live_subjects(live, period.zone, kind)
+            )
+        )[0]
+        for kind in kinds
+    ]
+    names: tuple[Literal["distance", "duration"], ...] = ("distance", "duration")
+    medians = []
+    for measure in names:
+        merged: Counter[int] = Counter()
+        histogram = await repository.rollup_histogram(session, networks, first, last, measure)
+        for (bucket, _), n in histogram.items():
+            merged[bucket] += n
+        medians.append(median_of(merged, RESOLUTION[measure]))
+
+    def measures(n: int, total: float, top: float | None, median: float | None) -> Measures_:
+        return Measures_(n, total, total / n if n else None, median, top)
+
+    # Running trips count as trips; they have no end, so no distance nor duration yet.
+    return repository.Summary(
+        trips=m.trips + len(live),
+        users=counted[0],
+        vehicles=counted[1],
+        distance=measures(m.distance_n, m.distance_sum, m.distance_max, medians[0]),
+        duration=measures(m.duration_n, m.duration_sum, m.duration_max, medians[1]),
+    )
+
+
 async def by_dow(
     session: AsyncSession, networks: Sequence[int], period: Window, orgs: OrganizationFilter
 ) -> list[DowCount]:
-    where = repository.trips_where(networks, period, orgs)
-    counts = await repository.count_by(session, where, period, "dow")
+    if await _rollup_answers(session, networks, period, orgs):
+        counts: Counter[int] = Counter()
+        by_day = await repository.rollup_trips_by(
+            session, networks, period.start, period.end, "local_day"
+        )
+        for day, n in by_day.items():
+            counts[_dow(day)] += n
+        for t in await repository.live_trips(session, networks, period.since, period.until):
+            counts[_dow(_local_day(t.started_at, period.zone))] += 1
+    else:
+        where = repository.trips_where(networks, period, orgs)
+        counts = Counter(await repository.count_by(session, where, period, "dow"))
     return [DowCount(dow=d, trips=counts.get(d, 0)) for d in range(7)]
+
+
+def _dow(day: date) -> int:
+    """0 Sunday … 6 Saturday (as ``extract('dow')`` and the pricing rules)."""
+    return (day.weekday() + 1) % 7
 
 
 async def by_hour(
     session: AsyncSession, networks: Sequence[int], period: Window, orgs: OrganizationFilter
 ) -> list[HourCount]:
-    where = repository.trips_where(networks, period, orgs)
-    counts = await repository.count_by(session, where, period, "hour")
+    if await _rollup_answers(session, networks, period, orgs):
+        counts: Counter[int] = Counter(
+            await repository.rollup_trips_by(session, networks, period.start, period.end, "hour")
+        )
+        for t in await repository.live_trips(session, networks, period.since, period.until):
+            counts[t.started_at.astimezone(period.zone).hour] += 1
+    else:
+        where = repository.trips_where(networks, period, orgs)
+        counts = Counter(await repository.count_by(session, where, period, "hour"))
     return [HourCount(hour=h, trips=counts.get(h, 0)) for h in range(24)]
 
 
@@ -190,10 +344,18 @@ async def distribution(
 ) -> list[RangeCount]:
     """Finished trips per range of distance ("distance") or duration, paid and free."""
     edges = DISTANCE_EDGES_M if measure == "distance" else DURATION_EDGES_S
-    where = repository.trips_where(networks, period, orgs)
-    counts = await repository.distribution(
-        session, where, "distance" if measure == "distance" else "duration", edges
-    )
+    name: Literal["distance", "duration"] = "distance" if measure == "distance" else "duration"
+    if await _rollup_answers(session, networks, period, orgs):
+        # The ranges' edges are whole buckets of the fine histogram: exact.
+        counts: Counter[tuple[int, bool]] = Counter()
+        for (bucket, is_paid), n in (
+            await repository.rollup_histogram(session, networks, period.start, period.end, name)
+        ).items():
+            low = bucket * RESOLUTION[name]
+            counts[(sum(1 for e in edges if e <= low), is_paid)] += n
+    else:
+        where = repository.trips_where(networks, period, orgs)
+        counts = Counter(await repository.distribution(session, where, name, edges))
     bounds = [0.0, *edges]
     return [
         RangeCount(
@@ -210,8 +372,16 @@ async def distribution(
 async def stations(
     session: AsyncSession, networks: Sequence[int], period: Window, orgs: OrganizationFilter
 ) -> list[StationCount]:
-    where = repository.trips_where(networks, period, orgs)
-    rows = await repository.station_distribution(session, networks, where)
+    if await _rollup_answers(session, networks, period, orgs):
+        rows = await repository.rollup_clusters(session, networks, period.start, period.end)
+        live = Counter(
+            t.start_cluster_id
+            for t in await repository.live_trips(session, networks, period.since, period.until)
+        )
+        rows = [replace(r, started=int(r.started) + live[r.id]) for r in rows]
+    else:
+        where = repository.trips_where(networks, period, orgs)
+        rows = await repository.station_distribution(session, networks, where)
     return [
         StationCount(
             cluster_id=r.id,
