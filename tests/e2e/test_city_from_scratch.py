@@ -21,6 +21,7 @@ import contextlib
 import math
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -39,6 +40,8 @@ from kickstand.cloud.migrations import upgrade
 from kickstand.protocol.v1 import enums as pe
 from kickstand.protocol.v1.enums import BootStatus
 from kickstand.simulators.station.sim import StationRig
+from kickstand.simulators.vehicle import VehicleFleet
+from kickstand.simulators.vehicle.fleet import FleetMember
 from kickstand.testing import MosquittoService, PostgresServer
 from kickstand.testing.mailsink import MailSink
 from tests.e2e.city import City, eventually
@@ -50,6 +53,17 @@ OPERATOR = ("olga@city.example", "olga-operator-1")
 RIDER = ("rita@city.example", "rita-rider-1")
 DEVICE = "st-GRE0001"
 SERIAL = "GRE0001"
+#: A kick-scooter with its controller (the real vehicle agent), parked in the street.
+SCOOTER = "GRS0001"
+PARKED = (5.7260, 45.1890)  # (lng, lat)
+FAST_VEHICLE = {
+    "riding_interval_s": 0.3,
+    "parked_interval_s": 1.0,
+    "boot_timeout_s": 2.0,
+    "reconnect_min_s": 0.1,
+    "reconnect_max_s": 0.4,
+    "keepalive_s": 5,
+}
 TZ = "Europe/Paris"
 LAT, LNG = 45.1885, 5.7245
 #: The network's border: a square of about 2 km around the station ([lng, lat] points).
@@ -286,11 +300,26 @@ async def journey(city: City, sink: MailSink, tmp_path: Path) -> None:
         )
     )["vehicle_id"]
 
+    scooter_id = ok(
+        await api.post(
+            "/v1/dashboard/vehicles",
+            json={
+                "serial_number": SCOOTER,
+                "vehicle_type": "kick-scooter",
+                "model": "S1",
+                "network_id": network_id,
+                "device_id": f"vh-{SCOOTER}",
+            },
+            headers=operator,
+        )
+    )["vehicle_id"]
+
+    keys = [load_signer(city.settings).public_key.hex()]
     rig = StationRig(
         DEVICE,
         city.broker_host,
         city.broker_port,
-        command_keys=[load_signer(city.settings).public_key.hex()],
+        command_keys=keys,
         workdir=tmp_path / DEVICE,
         spots=4,
         nfc=False,
@@ -299,24 +328,57 @@ async def journey(city: City, sink: MailSink, tmp_path: Path) -> None:
     rig.sim.dock(1, SERIAL)
     await rig.start()
     try:
-        await city_with_station(
-            city, sink, rig, admin, operator, network_id, cluster_id, vehicle_id, rule
-        )
+        # The real vehicle agent on the simulated scooter, parked in the street: its
+        # controller was registered with it, so its birth is accepted at once.
+        async with VehicleFleet(
+            tmp_path / "fleet",
+            mqtt_host=city.broker_host,
+            mqtt_port=city.broker_port,
+            command_keys=keys,
+            gps_interval_s=0.3,
+            agent_overrides=FAST_VEHICLE,
+        ) as fleet:
+            scooter = await fleet.add(SCOOTER, position=PARKED)
+            await fleet.wait_online(20)
+            town = Town(
+                admin, operator, network_id, cluster_id, vehicle_id, scooter_id, rule, rig, scooter
+            )
+            await city_with_station(city, sink, town)
     finally:
         await rig.stop()
 
 
-async def city_with_station(
-    city: City,
-    sink: MailSink,
-    rig: StationRig,
-    admin: dict[str, str],
-    operator: dict[str, str],
-    network_id: int,
-    cluster_id: int,
-    vehicle_id: int,
-    rule: dict[str, Any],
-) -> None:
+@dataclass(frozen=True, slots=True)
+class Town:
+    """What the administrator and the operator built (ids as the API answered them)."""
+
+    admin: dict[str, str]
+    operator: dict[str, str]
+    network_id: int
+    cluster_id: int
+    vehicle_id: int
+    scooter_id: int
+    rule: dict[str, Any]
+    rig: StationRig
+    scooter: FleetMember
+
+
+async def map_vehicles(city: City, headers: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """The free-floating vehicles on the rider map, by serial number."""
+    data = ok(
+        await city.client().get(
+            "/v1/map",
+            params={"lat": LAT, "lng": LNG, "latdeg": 0.05, "lngdeg": 0.05},
+            headers=headers,
+        )
+    )
+    return {v["serial_number"]: v for v in data["vehicles"]}
+
+
+async def city_with_station(city: City, sink: MailSink, town: Town) -> None:
+    admin, operator, rig = town.admin, town.operator, town.rig
+    network_id, cluster_id, vehicle_id = town.network_id, town.cluster_id, town.vehicle_id
+    rule = town.rule
     api = city.client()
 
     async def boot_status_is(status: BootStatus) -> bool:
@@ -353,6 +415,23 @@ async def city_with_station(
     (vehicle,) = ok(await api.get(f"/v1/clusters/{cluster_id}/vehicles", headers=rider))
     assert (vehicle["serial_number"], vehicle["station_id"]) == (SERIAL, station_id)
     assert ok(await api.get(f"/v1/dashboard/stations/{station_id}", headers=operator))["online"]
+
+    # The scooter's agent reported its position: it is on the rider map, rentable.
+    async def parked() -> bool:
+        scooter = (await map_vehicles(city, rider)).get(SCOOTER)
+        return scooter is not None and scooter["latitude"] is not None
+
+    await eventually(parked, 15)
+    scooter = (await map_vehicles(city, rider))[SCOOTER]
+    assert scooter["vehicle_id"] == town.scooter_id and scooter["is_available"] is True
+    assert abs(scooter["latitude"] - PARKED[1]) < 1e-4
+    assert abs(scooter["longitude"] - PARKED[0]) < 1e-4
+    fleet = ok(
+        await api.get(
+            "/v1/dashboard/overview/vehicles", params={"networks": network_id}, headers=operator
+        )
+    )
+    assert (fleet["total"], fleet["docked"], fleet["undocked"], fleet["rentable"]) == (2, 1, 1, 2)
 
     # ── 3. the rider: credited, rents, rides, docks at another spot, billed ────────────
     rider_id = await user_id(city, admin, RIDER[0])
@@ -493,6 +572,14 @@ async def city_with_station(
     # ── 6. decommissioning: the vehicle, then the emptied station ─────────────────────
     ok(
         await api.post(
+            f"/v1/dashboard/vehicles/{town.scooter_id}/decommission",
+            params={"reason": "lost-or-stolen"},
+            headers=operator,
+        )
+    )
+    assert SCOOTER not in await map_vehicles(city, rider)
+    ok(
+        await api.post(
             f"/v1/dashboard/vehicles/{vehicle_id}/decommission",
             params={"reason": "irreparable", "comment": "frame cracked"},
             headers=operator,
@@ -507,8 +594,9 @@ async def city_with_station(
             headers=operator,
         )
     )
-    assert [(v["vehicle_id"], v["decommission"]["reason"]) for v in retired] == [
-        (vehicle_id, "irreparable")
+    assert sorted((v["vehicle_id"], v["decommission"]["reason"]) for v in retired) == [
+        (vehicle_id, "irreparable"),
+        (town.scooter_id, "lost-or-stolen"),
     ]
     r = await rent(city, rider, spot[4])
     assert (r.status_code, r.json().get("reason")) == (409, "vehicle-unavailable"), r.text
