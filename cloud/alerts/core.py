@@ -88,6 +88,10 @@ class AlertConfig:
     #: A station's or vehicle's device offline (the liveness rule) and not heard for this
     #: long → device-offline-too-long.
     offline_too_long_s: int = 3600
+    #: A device whose newest unrevoked certificate expires within this many days (and that
+    #: has not renewed it) → device-certificate-expiring (issue 17). Devices renew 30 days
+    #: before (SPEC §7.7): 14 days left means renewals have failed for two weeks.
+    certificate_expiring_days: int = 14
 
 
 @dataclass(frozen=True)

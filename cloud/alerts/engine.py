@@ -188,6 +188,7 @@ class AlertEngine(BadgeRules, FleetRules):
         changes += await self._sweep_silent_vehicles(session, now)
         changes += await self._sweep_offline_too_long(session, now)
         changes += await self._sweep_two_spots(session, now)
+        changes += await self._sweep_certificates_expiring(session, now)
         return changes
 
 

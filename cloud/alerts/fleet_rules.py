@@ -14,20 +14,26 @@ reported in a spot while the cloud holds it in another.
   authoritative, SPEC §4.4), and says so; stopped when the spot it left no longer claims
   it (ingest's last status of that spot names another vehicle or none), or the vehicle
   leaves its spot.
+* ``device-certificate-expiring`` (issue 17) — a device whose newest unrevoked certificate
+  expires within ``AlertConfig.certificate_expiring_days``: it has not renewed (SPEC §7.7)
+  and the broker will refuse it at expiry. Raised by the sweep, stopped once a renewed
+  certificate is recorded (or its certificates are revoked: decommissioned).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from functools import partial
 
-from sqlalchemy import select
+from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kickstand.cloud.alerts.core import AlertChange, Subject, _aware, vehicle_subject
 from kickstand.cloud.alerts.device_rules import DeviceRules
 from kickstand.cloud.alerts.sweeps import SweepRules, _Judged
 from kickstand.cloud.alerts.types import AlertType
+from kickstand.cloud.devices.certificates import DeviceCertificate
 from kickstand.cloud.ingest.tables import DeviceStatus
 from kickstand.cloud.liveness import PRESENCE_COLUMNS, Presence, presence_of, why_offline
 from kickstand.cloud.models import Cluster, Device, Spot, Station, Vehicle
@@ -156,6 +162,86 @@ class FleetRules(SweepRules, DeviceRules):
             message=f"lock fault at {subject.label}: {reason}",
             extra={"fault": reason},
         )
+
+    # ── device certificates expiring (sweep) ────────────────────────────────────────
+
+    async def _sweep_certificates_expiring(
+        self, session: AsyncSession, now: datetime
+    ) -> list[AlertChange]:
+        limit = now + timedelta(days=self.config.certificate_expiring_days)
+        newest = (
+            select(
+                DeviceCertificate.device_id.label("pk"),
+                func.max(DeviceCertificate.not_after).label("not_after"),
+            )
+            .where(DeviceCertificate.revoked_at.is_(None))
+            .group_by(DeviceCertificate.device_id)
+            .subquery()
+        )
+        result = await session.execute(
+            select(Device.device_id, newest.c.not_after)
+            .join(newest, newest.c.pk == Device.id, isouter=True)
+            # Only devices that ever had a certificate: the others have nothing to renew.
+            .where(Device.id.in_(select(DeviceCertificate.device_id).distinct()))
+        )
+        rows: Sequence[Row[str, datetime | None]] = result.all()
+        devices: list[_Judged] = []
+        for device_id, not_after in rows:
+            if not_after is None:  # every certificate revoked: nothing left to renew
+                devices.append((device_id, None, None))
+                continue
+            expires = _aware(not_after)
+            reason = None if expires > limit else f"expires {expires.isoformat()}"
+            devices.append(
+                (
+                    device_id,
+                    reason,
+                    partial(self._certificate_expiring, session, now, device_id, expires),
+                )
+            )
+        return await self._sweep_liveness(
+            session, now, AlertType.DEVICE_CERTIFICATE_EXPIRING, lambda a: a.device_id, devices
+        )
+
+    async def _certificate_expiring(
+        self, session: AsyncSession, now: datetime, device_id: str, expires: datetime, _: str
+    ) -> AlertChange:
+        subject = await self._certificate_subject(session, device_id)
+        days = max(0.0, (expires - now).total_seconds() / 86400)
+        return await self.raise_alert(
+            session,
+            AlertType.DEVICE_CERTIFICATE_EXPIRING,
+            subject,
+            now=now,
+            message=f"{subject.label}: its certificate expires in {days:.1f} days and was "
+            "not renewed",
+            extra={"not_after": expires.isoformat()},
+        )
+
+    async def _certificate_subject(self, session: AsyncSession, device_id: str) -> Subject:
+        station = (
+            await session.execute(
+                select(Station, Cluster.network_id)
+                .join(Cluster, Cluster.id == Station.cluster_id)
+                .where(Station.device_id == device_id)
+            )
+        ).first()
+        if station is not None:
+            st: Station = station[0]
+            return Subject(
+                key=device_id,
+                network_id=station[1],
+                cluster_id=st.cluster_id,
+                station_id=st.id,
+                device_id=device_id,
+                extra={"station_id": st.id},
+                label=f"station {st.name}",
+            )
+        vehicle = await session.scalar(select(Vehicle).where(Vehicle.device_id == device_id))
+        if vehicle is not None:
+            return vehicle_subject(vehicle, key=device_id)
+        # Provisioned at the bench, not commissioned yet: in no network.
+        return Subject(key=device_id, device_id=device_id, label=f"device {device_id}")
 
     # ── a vehicle in two spots (ingest's docks and statuses) ────────────────────────
 

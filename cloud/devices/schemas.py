@@ -146,18 +146,83 @@ class LoginDeviceUser(BaseModel):
     last_login_at: datetime | None
 
 
+# ── device certificates (issue 17) ───────────────────────────────────────────────────
+
+#: A PEM CSR of an ECDSA P-256/P-384 key is under 1 KiB; the bound keeps a body small.
+CsrPem = Annotated[Text, Field(min_length=1, max_length=8192)]
+#: SPEC §2: ``<kind>-<4..16 alphanumerics>`` (the certificate's CN and the MQTT client id).
+DeviceIdText = Annotated[str, Field(pattern=r"^[a-z]{2}-[A-Za-z0-9]{4,16}$")]
+#: An x509 serial in hex (up to 159 bits: 40 hex digits).
+SerialText = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{1,40}$")]
+
+
+class CertificatePublic(BaseModel):
+    """A client certificate the installation's CA signed for the device."""
+
+    id: int
+    #: The x509 serial, lowercase hex (up to 159 bits).
+    serial_number: str
+    #: The subject's CN: the device id the broker binds it to.
+    subject_cn: str
+    not_before: datetime
+    not_after: datetime
+    fingerprint_sha256: str
+    issued_at: datetime
+    #: The operator who asked (the bench rig's account); null: the device's own renewal.
+    issued_by: int | None
+    revoked: bool
+    revoked_at: datetime | None
+    revoke_reason: str | None
+    #: The certificate that renewed this one (null: none yet).
+    superseded_by: int | None
+    #: At the request's time: valid, expired, revoked or superseded (still valid until its
+    #: expiry, replaced by a newer one).
+    state: Literal["valid", "expired", "revoked", "superseded"]
+
+
+class ProvisionBody(BaseModel):
+    """The bench's request: the device's CSR (its key never leaves it)."""
+
+    device_id: DeviceIdText
+    kind: Literal["station", "vehicle"]
+    #: PKCS#10, PEM; CN = ``device_id``.
+    csr: CsrPem
+
+
+class Provisioned(BaseModel):
+    #: The device's registry id (``/devices/{id}``).
+    id: int
+    device_id: str
+    kind: Literal["station", "vehicle"]
+    #: True when the device is attached to no station or vehicle yet (provisioned, not
+    #: commissioned): commissioning a station or registering a vehicle adopts it.
+    unattached: bool
+    certificate: CertificatePublic
+    certificate_pem: str
+    #: The installation's CA (PEM): the device verifies the broker against it.
+    ca_chain_pem: str
+
+
+class RevokeBody(BaseModel):
+    reason: Annotated[Text, Field(min_length=1, max_length=64)] = "operator"
+
+
 __all__ = [
     "AttachedPublic",
     "AuthListSent",
     "AuthListUpdateBody",
     "BootPublic",
+    "CertificatePublic",
     "CommandPublic",
     "CommandSent",
     "ConfigBody",
     "DeviceDetail",
     "DevicePublic",
     "LoginDeviceUser",
+    "ProvisionBody",
+    "Provisioned",
     "RebootBody",
+    "RevokeBody",
     "SetMaintenanceBody",
     "SetSpeedLimitBody",
     "TriggerMessageBody",

@@ -41,6 +41,7 @@ async def serve(args: argparse.Namespace) -> int:
     from kickstand.cloud.commands.issuer import CommandIssuer
     from kickstand.cloud.config import get_settings
     from kickstand.cloud.db import create_engine, create_sessionmaker
+    from kickstand.cloud.devices.identity import DeviceCa
     from kickstand.cloud.freefloat import FreeFloatHook
     from kickstand.cloud.geofence.store import GeofenceCache
     from kickstand.cloud.ingest.worker import IngestWorker
@@ -95,6 +96,7 @@ async def serve(args: argparse.Namespace) -> int:
                         sweep_alerts_every_s=60.0 if n == 1 else None,
                         freefloat=freefloat,
                         issuer=CommandIssuer.from_settings(settings, sent_by="ingest"),
+                        device_ca=DeviceCa.from_settings(settings),
                     )
                 )
                 for n in range(1, args.workers + 1)

@@ -68,6 +68,7 @@ from kickstand.protocol.v1 import messages as m
 if TYPE_CHECKING:
     from kickstand.cloud.alerts.engine import AlertEngine
     from kickstand.cloud.commands.issuer import CommandIssuer
+    from kickstand.cloud.devices.identity import DeviceCa
     from kickstand.cloud.freefloat.hook import FreeFloatHook
 
 log = logging.getLogger("kickstand.cloud.ingest.apply")
@@ -119,8 +120,11 @@ class BatchApplier:
         require_boot: bool = False,
         budget: DeadLetterBudget | None = None,
         issuer: CommandIssuer | None = None,
+        device_ca: DeviceCa | None = None,
     ) -> None:
-        """``issuer``: signs the commands ingest sends itself (e.g. SetMaintenance where a
+        """``device_ca``: the installation's CA renewals are signed with (issue 17; None:
+        a CertRenew is ignored).
+        ``issuer``: signs the commands ingest sends itself (e.g. SetMaintenance where a
         station disagrees with its operator, SPEC §4.4), published as replies after the
         commit; None: ingest sends no command.
         ``alerts``: the fleet alert rules, fed every new message in the same transaction
@@ -153,6 +157,7 @@ class BatchApplier:
         self.require_boot = require_boot
         self.budget = budget or DeadLetterBudget()
         self.issuer = issuer
+        self.device_ca = device_ca
         #: Messages that reached the cloud per boot, against the births' pending_from.
         self.gaps = GapCheck(stats, alerts)
         #: Dead letters and flagged clocks raise operator alerts (with the alert rules on).

@@ -57,6 +57,7 @@ from kickstand.protocol.v1 import codec
 if TYPE_CHECKING:
     from kickstand.cloud.alerts.engine import AlertEngine
     from kickstand.cloud.commands.issuer import CommandIssuer
+    from kickstand.cloud.devices.identity import DeviceCa
     from kickstand.cloud.freefloat.hook import FreeFloatHook
 
 log = logging.getLogger("kickstand.cloud.ingest.worker")
@@ -186,6 +187,7 @@ class IngestWorker:
         ack_delay_s: float = 0.0,
         issuer: CommandIssuer | None = None,
         clock_ms: Callable[[], int] | None = None,
+        device_ca: DeviceCa | None = None,
     ) -> None:
         """``shared=False`` subscribes the plain filter (embedded amqtt has no ``$share``):
         then run exactly one worker. ``clean_session=False`` only for a single worker that
@@ -215,6 +217,7 @@ class IngestWorker:
             require_boot=True,
             budget=DeadLetterBudget(dead_letters_per_hour),
             issuer=issuer,
+            device_ca=device_ca,
         )
         if clock_ms is not None:  # a test's cloud clock, set apart from the real one
             self._applier.clock_ms = clock_ms

@@ -28,6 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kickstand.cloud import outbox
+from kickstand.cloud.devices import identity
 from kickstand.cloud.errors import ConflictError, InvalidInputError, NotFoundError
 from kickstand.cloud.events import catalogue as ev
 from kickstand.cloud.events import payloads as p
@@ -464,13 +465,16 @@ def _record(station: Station, network_id: int, spot_count: int) -> p.StationReco
 async def commission(session: AsyncSession, body: s.StationCreate, check: Check) -> StationView:
     """Register the mainboard, the station and its spots 1..N (one transaction)."""
     found = await live_cluster(session, body.cluster_id, check)
-    taken = await session.scalar(select(Device.id).where(Device.device_id == body.device_id))
-    if taken is not None:
+    taken = await session.scalar(select(Device).where(Device.device_id == body.device_id))
+    # A mainboard provisioned at the bench (issue 17: its certificate signed, attached to
+    # nothing) is adopted; any other registered device is a conflict.
+    if taken is not None and not await _provisioned_mainboard(session, taken):
         raise ConflictError(
             f"device {body.device_id} is already registered", reason="device-registered"
         )
     now = utcnow()
-    session.add(Device(device_id=body.device_id, kind=DeviceKind.STATION))
+    if taken is None:
+        session.add(Device(device_id=body.device_id, kind=DeviceKind.STATION))
     station = Station(
         cluster_id=found.id, device_id=body.device_id, name=body.name, commissioned_at=now
     )
@@ -484,6 +488,15 @@ async def commission(session: AsyncSession, body: s.StationCreate, check: Check)
     )
     await session.commit()
     return StationView(station, found.network_id)
+
+
+async def _provisioned_mainboard(session: AsyncSession, device: Device) -> bool:
+    """A station device of no station (ever), not decommissioned: provisioned, not
+    commissioned."""
+    if device.kind != DeviceKind.STATION or identity.is_decommissioned(device):
+        return False
+    held = await session.scalar(select(Station.id).where(Station.device_id == device.device_id))
+    return held is None
 
 
 async def station(session: AsyncSession, station_id: int, check: Check) -> StationView:
@@ -521,6 +534,8 @@ async def decommission(session: AsyncSession, station_id: int, check: Check) -> 
         # Ingest's rule (DeviceInfo.decommissioned): its messages and births are refused.
         device.credentials = {**(device.credentials or {}), "decommissioned": True}
         device.online = False
+        # Its certificates too (issue 17); the route publishes the CRL after the commit.
+        await identity.revoke_device(session, device.id, identity.DECOMMISSIONED, now)
     spot_count = len(await repo.station_spots(session, [station_id]))
     outbox.emit(
         session, ev.STATION_DELETED, station_id, _record(found, view.network_id, spot_count)

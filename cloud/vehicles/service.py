@@ -35,6 +35,7 @@ from kickstand.cloud.alerts import service as alerts
 from kickstand.cloud.alerts.models import FleetAlert
 from kickstand.cloud.alerts.types import CURRENT_STATES
 from kickstand.cloud.api.views import money_str
+from kickstand.cloud.devices import identity
 from kickstand.cloud.errors import NotFoundError
 from kickstand.cloud.events import catalogue as ev
 from kickstand.cloud.liveness import online_of
@@ -249,6 +250,14 @@ async def decommission(
     )
     session.add(record)
     vehicle.state = VehicleState.DECOMMISSIONED
+    if vehicle.device_id is not None:
+        # Its controller's certificates (issue 17); the route publishes the CRL after the
+        # commit.
+        device_pk = await session.scalar(
+            select(Device.id).where(Device.device_id == vehicle.device_id)
+        )
+        if device_pk is not None:
+            await identity.revoke_device(session, device_pk, identity.DECOMMISSIONED, now)
     await session.flush()
     outbox.emit(session, ev.VEHICLE_DELETED, vehicle.id, vehicle_payload(vehicle))
     log.info("event=vehicle_decommissioned vehicle=%s reason=%s", vehicle.id, d.reason.value)

@@ -8,6 +8,12 @@ users using given device" (riders' phones).
 auth-list-update, config, reboot, trigger-message, set-speed-limit): the device's answer,
 ``GET /v1/dashboard/app-devices/{id}/users``.
 
+Device certificates (issue 17): ``POST /v1/dashboard/devices/provision`` (the bench: a
+device's CSR → its certificate and the CA chain; a new device is registered unattached,
+provisioned-not-commissioned), ``GET /v1/dashboard/devices/{device_id}/certificates``,
+``POST /v1/dashboard/devices/{device_id}/certificates/{serial}/revoke`` (the CRL rewritten,
+the broker told, the device's session dropped).
+
 Access: a station's mainboard is reached with ``stations.advanced``, a vehicle's
 controller with ``vehicles.manage`` (the one check, :class:`Operator`, with the permission
 of the device's kind); the riders' login devices with ``users.list``.
@@ -23,7 +29,13 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 
 from kickstand.cloud.access.service import user_networks
 from kickstand.cloud.api.access import Operator, OperatorContext
-from kickstand.cloud.api.deps import CurrentUser, GatewayDep, SessionDep, SessionmakerDep
+from kickstand.cloud.api.deps import (
+    CurrentUser,
+    GatewayDep,
+    SessionDep,
+    SessionmakerDep,
+    SettingsDep,
+)
 from kickstand.cloud.api.errors import (
     ApiError,
     device_offline,
@@ -35,21 +47,27 @@ from kickstand.cloud.api.ids import Id, Text
 from kickstand.cloud.api.openapi import error_responses
 from kickstand.cloud.api.pagination import KeysetDep
 from kickstand.cloud.api.schemas import Envelope, Page
+from kickstand.cloud.devices import identity, service
 from kickstand.cloud.devices import repository as repo
-from kickstand.cloud.devices import service
+from kickstand.cloud.devices.certificates import DeviceCertificate
 from kickstand.cloud.devices.repository import DeviceRow, Scope
 from kickstand.cloud.devices.schemas import (
     AttachedPublic,
     AuthListSent,
     AuthListUpdateBody,
     BootPublic,
+    CertificatePublic,
     CommandPublic,
     CommandSent,
     ConfigBody,
     DeviceDetail,
     DevicePublic,
     LoginDeviceUser,
+    ProvisionBody,
+    Provisioned,
     RebootBody,
+    RevokeBody,
+    SerialText,
     SetMaintenanceBody,
     SetSpeedLimitBody,
     TriggerMessageBody,
@@ -149,6 +167,10 @@ class RegistryOperator(Operator):
 DeviceDep = Annotated[DeviceAccess, Depends(DeviceOperator())]
 RegistryDep = Annotated[DeviceAccess, Depends(RegistryOperator())]
 LoginDevicesOperator = Annotated[OperatorContext, Depends(Operator("users.list"))]
+#: The bench rig's account: stations.advanced (a new device needs it on every network).
+ProvisioningOperator = Annotated[
+    OperatorContext, Depends(Operator(PERMISSIONS[DeviceKind.STATION]))
+]
 
 
 def _public(row: DeviceRow, now: datetime) -> DevicePublic:
@@ -449,3 +471,101 @@ async def get_login_device_users(
             for u in users
         ]
     )
+
+
+# ── certificates (issue 17) ───────────────────────────────────────────────────────────
+
+
+def _certificate(row: DeviceCertificate, now: datetime) -> CertificatePublic:
+    return CertificatePublic(
+        id=row.id,
+        serial_number=row.serial_number,
+        subject_cn=row.subject_cn,
+        not_before=row.not_before,
+        not_after=row.not_after,
+        fingerprint_sha256=row.fingerprint_sha256,
+        issued_at=row.issued_at,
+        issued_by=row.issued_by,
+        revoked=row.revoked_at is not None,
+        revoked_at=row.revoked_at,
+        revoke_reason=row.revoke_reason,
+        superseded_by=row.superseded_by,
+        state=identity.state_of(row, now),  # type: ignore[arg-type]
+    )
+
+
+@router.post(
+    "/devices/provision",
+    response_model=Envelope[Provisioned],
+    summary="Provision a device at the bench: its CSR signed (CN = device id), the CA chain",
+    responses=error_responses(409),
+)
+async def provision_device(
+    body: ProvisionBody,
+    operator: ProvisioningOperator,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> Envelope[Provisioned]:
+    ca = identity.load_ca(settings)
+    done = await identity.provision(
+        session,
+        ca,
+        device_id=body.device_id,
+        kind=DeviceKind(body.kind),
+        csr_pem=body.csr.encode(),
+        networks=operator.networks,
+        issued_by=operator.user_id,
+        valid_days=settings.DEVICE_CERT_VALID_DAYS,
+    )
+    now = datetime.now(UTC)
+    return Envelope(
+        data=Provisioned(
+            id=done.device.id,
+            device_id=done.device.device_id,
+            kind=done.device.kind.value,
+            unattached=done.unattached,
+            certificate=_certificate(done.issued.row, now),
+            certificate_pem=identity.pki.pem(done.issued.certificate).decode(),
+            ca_chain_pem=identity.chain_pem(ca).decode(),
+        )
+    )
+
+
+@router.get(
+    "/devices/{device_id}/certificates",
+    response_model=Envelope[list[CertificatePublic]],
+    summary="The device's certificates, newest first (serial, expiry, revoked)",
+)
+async def get_device_certificates(
+    device_id: DeviceIdPath, access: DeviceDep, session: SessionDep
+) -> Envelope[list[CertificatePublic]]:
+    row = await _device(session, access, device_id)
+    now = datetime.now(UTC)
+    rows = await identity.certificates_of(session, row.device.id)
+    return Envelope(data=[_certificate(c, now) for c in rows])
+
+
+@router.post(
+    "/devices/{device_id}/certificates/{serial}/revoke",
+    response_model=Envelope[CertificatePublic],
+    summary="Revoke a certificate: the CRL rewritten, the broker reloaded, the session dropped",
+)
+async def revoke_device_certificate(
+    device_id: DeviceIdPath,
+    serial: Annotated[SerialText, Path(description="The certificate's serial (hex).")],
+    body: RevokeBody,
+    access: DeviceDep,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> Envelope[CertificatePublic]:
+    row = await _device(session, access, device_id)
+    certificate = await identity.certificate_of(session, row.device.id, serial)
+    if certificate is None:
+        raise not_found("certificate", serial)
+    now = datetime.now(UTC)
+    if identity.revoke(certificate, body.reason, now):
+        await session.commit()
+        await identity.publish_revocations(session, settings, [row.device.device_id])
+    public = _certificate(certificate, now)
+    await session.commit()
+    return Envelope(data=public)

@@ -9,10 +9,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path
 
 from kickstand.cloud.api.access import Operator, OperatorContext
-from kickstand.cloud.api.deps import SessionDep
+from kickstand.cloud.api.deps import SessionDep, SettingsDep
 from kickstand.cloud.api.ids import Id
 from kickstand.cloud.api.openapi import error_responses
 from kickstand.cloud.api.schemas import Envelope
+from kickstand.cloud.devices import identity
 from kickstand.cloud.stations import schemas as s
 from kickstand.cloud.stations import service
 
@@ -56,7 +57,9 @@ async def get_station(
     responses=error_responses(409),
 )
 async def decommission_station(
-    operator: AdvancedOperator, session: SessionDep, station_id: StationId
+    operator: AdvancedOperator, session: SessionDep, settings: SettingsDep, station_id: StationId
 ) -> Envelope[s.StationAdmin]:
     view = await service.decommission(session, station_id, operator.check)
+    # Its certificates were revoked with it: the CRL, the broker, its live session.
+    await identity.publish_revocations(session, settings, [view.station.device_id])
     return Envelope(data=await _admin(session, view))

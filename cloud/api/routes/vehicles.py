@@ -18,12 +18,13 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from kickstand.cloud.alerts.api import NetworksDep
 from kickstand.cloud.alerts.schemas import FleetAlertPublic
 from kickstand.cloud.api.access import Operator, OperatorContext
-from kickstand.cloud.api.deps import SessionDep
+from kickstand.cloud.api.deps import SessionDep, SettingsDep
 from kickstand.cloud.api.errors import invalid
 from kickstand.cloud.api.ids import MAX_ID, Id, Text
 from kickstand.cloud.api.openapi import error_responses
 from kickstand.cloud.api.pagination import KeysetDep
 from kickstand.cloud.api.schemas import Envelope, OkEnvelope, Page
+from kickstand.cloud.devices import identity
 from kickstand.cloud.keyset import cut
 from kickstand.cloud.models import Vehicle, VehicleState, VehicleType
 from kickstand.cloud.vehicles import qr, service
@@ -266,6 +267,7 @@ async def get_vehicle_detail(
 async def decommission_vehicle(
     operator: FleetOperator,
     session: SessionDep,
+    settings: SettingsDep,
     vehicle_id: VehicleId,
     reason: Annotated[DecommissionReason, Query(description="Why the vehicle is decommissioned.")],
     comment: Annotated[Text | None, Query(min_length=1, max_length=200)] = None,
@@ -292,6 +294,9 @@ async def decommission_vehicle(
         datetime.now(UTC),
     )
     await session.commit()
+    if vehicle.device_id is not None:
+        # Its controller's certificates were revoked with it: the CRL, the broker, the session.
+        await identity.publish_revocations(session, settings, [vehicle.device_id])
     return OkEnvelope()
 
 

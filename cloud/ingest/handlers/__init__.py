@@ -9,6 +9,7 @@ changes, through the trip engine, the alert rules and :mod:`kickstand.cloud.inge
 
 from kickstand.cloud.ingest.handlers import (
     badges,
+    certificates,
     events,
     results,
     session,
@@ -21,6 +22,7 @@ __all__ = [
     "ORDER",
     "Handlers",
     "badges",
+    "certificates",
     "events",
     "handlers",
     "results",
