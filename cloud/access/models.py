@@ -35,9 +35,25 @@ class Role(Base):
 
 
 class Organization(Base):
+    """A business customer whose users ride under its rules (seed 002 Organizations).
+
+    Scoped to networks: an operator reaches the organizations of its networks — the one it
+    was created for (``network_id``) and those a network access rule names on one of its
+    networks; an organization of no network (created by a global admin, or older than
+    migration 0022 with nothing to tell its network) only global grants reach.
+    """
+
     __tablename__ = "organizations"
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    #: The network it was created for (None: installation-wide, global grants only).
+    network_id: Mapped[int | None] = mapped_column(
+        ForeignKey("networks.id", ondelete="SET NULL"), default=None, index=True
+    )
+    #: The operator who created it (audit; None before migration 0022 or once deleted).
+    created_by: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
     third_party_id: Mapped[int] = mapped_column(Integer)
     name: Mapped[str] = mapped_column(String(255))
     administrator_id: Mapped[int | None] = mapped_column(

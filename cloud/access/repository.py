@@ -1,5 +1,5 @@
 """SQL of access control: access log pages, the users an operator reaches and what support
-reads about them (seed 002 Users)."""
+reads about them (seed 002 Users), the organizations an operator reaches."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kickstand.cloud.access.models import AccessLog, UserBlock
+from kickstand.cloud.access.models import AccessLog, Organization, UserBlock
 from kickstand.cloud.accounts.models import ApiRequest, UserDevice
 from kickstand.cloud.keyset import Keyset, page_query
 from kickstand.cloud.models import (
@@ -24,6 +24,7 @@ from kickstand.cloud.models import (
     User,
     WalletTransaction,
 )
+from kickstand.cloud.networks.models import NetworkAccessRule
 
 
 @dataclass(frozen=True)
@@ -259,3 +260,33 @@ async def count_badges(session: AsyncSession, user_id: int) -> int:
         select(func.count()).select_from(Badge).where(Badge.user_id == user_id)
     )
     return int(n or 0)
+
+
+# ── organizations (seed 002 Organizations) ────────────────────────────────────────────
+
+
+def _organization_scope(networks: frozenset[int] | None) -> Select[Organization]:
+    """The organizations ``networks`` reach (None: all): the one created for one of them,
+    or named by an access rule of one of them."""
+    q = select(Organization)
+    if networks is None:
+        return q
+    nets = sorted(networks)
+    ruled = select(NetworkAccessRule.organization_id).where(
+        NetworkAccessRule.network_id.in_(nets), NetworkAccessRule.organization_id.is_not(None)
+    )
+    return q.where(or_(Organization.network_id.in_(nets), Organization.id.in_(ruled)))
+
+
+async def list_organizations(
+    session: AsyncSession, networks: frozenset[int] | None, keyset: Keyset
+) -> Sequence[Organization]:
+    q = page_query(_organization_scope(networks), Organization.id, keyset)
+    return (await session.scalars(q)).all()
+
+
+async def organization_in_scope(
+    session: AsyncSession, org_id: int, networks: frozenset[int] | None
+) -> Organization | None:
+    q = _organization_scope(networks).where(Organization.id == org_id)
+    return (await session.scalars(q)).one_or_none()

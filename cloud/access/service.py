@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kickstand.cloud.access import repository
 from kickstand.cloud.access.grants import (
     DASHBOARD_PERMISSIONS,
     networks_for,
@@ -31,7 +32,8 @@ from kickstand.cloud.access.models import (
     UserOrganization,
 )
 from kickstand.cloud.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError
-from kickstand.cloud.models import Trip, User, UserRole
+from kickstand.cloud.keyset import Keyset
+from kickstand.cloud.models import Network, Trip, User, UserRole
 
 
 @dataclass(frozen=True)
@@ -294,6 +296,49 @@ async def get_organization(session: AsyncSession, org_id: int) -> Organization:
     org = await session.get(Organization, org_id)
     if org is None:
         raise NotFoundError("organization", org_id)
+    return org
+
+
+async def reachable_organization(
+    session: AsyncSession, org_id: int, networks: frozenset[int] | None
+) -> Organization:
+    """The organization if ``networks`` reach it (None: every one); else not found, as for
+    an id that does not exist (another network's customers are not confirmed)."""
+    org = await repository.organization_in_scope(session, org_id, networks)
+    if org is None:
+        raise NotFoundError("organization", org_id)
+    return org
+
+
+async def organizations(
+    session: AsyncSession, networks: frozenset[int] | None, keyset: Keyset
+) -> Sequence[Organization]:
+    return await repository.list_organizations(session, networks, keyset)
+
+
+async def create_organization(
+    session: AsyncSession,
+    creator: User,
+    networks: frozenset[int] | None,
+    network_id: int | None,
+    fields: dict[str, Any],
+) -> Organization:
+    """A new organization for ``network_id``; the caller checked that ``networks`` (the
+    creator's write scope) holds it. Not named: the creator's only network, or none for a
+    global grant (installation-wide: only global grants reach it)."""
+    if network_id is None and networks is not None:
+        if len(networks) != 1:
+            raise InvalidInputError(
+                "name the network the organization is for (you operate several)",
+                field="network_id",
+            )
+        (network_id,) = networks
+    if network_id is not None and await session.get(Network, network_id) is None:
+        raise InvalidInputError("no such network", field="network_id")
+    await get_user(session, fields["administrator_id"])
+    org = Organization(**fields, network_id=network_id, created_by=creator.id)
+    session.add(org)
+    await session.flush()
     return org
 
 

@@ -1,5 +1,10 @@
-"""Seed 002 Organizations: list, create, details, update (rules, enrolment and payments settings
-are not built yet)."""
+"""Seed 002 Organizations: list (keyset pages), create, details, update (rules, enrolment and
+payments settings are not built yet).
+
+Scoped to networks (``access.service.reachable_organization``): an operator reaches the
+organizations of its networks — created for one, or named by one's access rule; another's
+are not found (404). Created for the network the body names, or the operator's only one.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +13,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 
 from kickstand.cloud.access import service
 from kickstand.cloud.access.models import Organization
 from kickstand.cloud.api.access import Operator, OperatorContext
 from kickstand.cloud.api.deps import SessionDep
 from kickstand.cloud.api.ids import Id, Text
-from kickstand.cloud.api.schemas import Envelope, OkEnvelope
+from kickstand.cloud.api.pagination import KeysetDep
+from kickstand.cloud.api.schemas import Envelope, OkEnvelope, Page
+from kickstand.cloud.keyset import cut
 
 router = APIRouter(prefix="/dashboard/organizations", tags=["organizations"])
 # The one operator access check (kickstand.cloud.api.access).
@@ -39,10 +45,18 @@ class OrganizationFields(BaseModel):
 class OrganizationCreate(OrganizationFields):
     third_party_id: Id
     administrator_id: Id
+    #: Ours (not in the seed): the network it is for; omitted, the operator's only network.
+    network_id: Id | None = Field(
+        default=None,
+        description="The network the organization is for (default: your only network; a"
+        " global grant may leave it out for an installation-wide organization).",
+    )
 
 
 class OrganizationPublic(OrganizationCreate):
     id: int
+    network_id: int | None
+    created_by: int | None
     created_at: datetime
 
 
@@ -50,21 +64,25 @@ def _public(org: Organization) -> OrganizationPublic:
     return OrganizationPublic.model_validate(org, from_attributes=True)
 
 
-@router.get("", response_model=Envelope[list[OrganizationPublic]], summary="Get organizations")
+@router.get("", response_model=Page[OrganizationPublic], summary="Get organizations")
 async def get_organizations(
-    _operator: OrganizationsOperator, session: SessionDep
-) -> Envelope[list[OrganizationPublic]]:
-    rows = (await session.scalars(select(Organization).order_by(Organization.id))).all()
-    return Envelope(data=[_public(o) for o in rows])
+    operator: OrganizationsOperator, session: SessionDep, keyset: KeysetDep
+) -> Page[OrganizationPublic]:
+    rows = await service.organizations(session, operator.networks, keyset)
+    page, next_key = cut(rows, keyset, key=lambda o: o.id)
+    return Page(data=[_public(o) for o in page], next_primary_key=next_key)
 
 
 @router.post("", response_model=Envelope[OrganizationPublic], summary="Create organization")
 async def create_organization(
-    _operator: OrganizationsOperator, session: SessionDep, body: OrganizationCreate
+    operator: OrganizationsOperator, session: SessionDep, body: OrganizationCreate
 ) -> Envelope[OrganizationPublic]:
-    await service.get_user(session, body.administrator_id)
-    org = Organization(**body.model_dump())
-    session.add(org)
+    if body.network_id is not None:
+        operator.check([body.network_id])
+    fields = body.model_dump(exclude={"network_id"})
+    org = await service.create_organization(
+        session, operator.user, operator.networks, body.network_id, fields
+    )
     await session.commit()
     return Envelope(data=_public(org))
 
@@ -73,9 +91,10 @@ async def create_organization(
     "/{org_id}", response_model=Envelope[OrganizationPublic], summary="Get organization details"
 )
 async def get_organization(
-    _operator: OrganizationsOperator, session: SessionDep, org_id: Annotated[Id, Path()]
+    operator: OrganizationsOperator, session: SessionDep, org_id: Annotated[Id, Path()]
 ) -> Envelope[OrganizationPublic]:
-    return Envelope(data=_public(await service.get_organization(session, org_id)))
+    org = await service.reachable_organization(session, org_id, operator.networks)
+    return Envelope(data=_public(org))
 
 
 class OrganizationUpdate(BaseModel):
@@ -86,12 +105,12 @@ class OrganizationUpdate(BaseModel):
 
 @router.put("/{org_id}", response_model=OkEnvelope, summary="Update organization")
 async def update_organization(
-    _operator: OrganizationsOperator,
+    operator: OrganizationsOperator,
     session: SessionDep,
     org_id: Annotated[Id, Path()],
     body: OrganizationUpdate,
 ) -> OkEnvelope:
-    org = await service.get_organization(session, org_id)
+    org = await service.reachable_organization(session, org_id, operator.networks)
     for name, value in body.model_dump().items():
         setattr(org, name, value)
     await session.commit()

@@ -424,7 +424,8 @@ async def link_organization(
     operator: OrgOperator, session: SessionDep, user_id: UserId, org_id: Annotated[Id, Path()]
 ) -> OkEnvelope:
     user = await _reachable(session, operator, user_id)
-    await service.link(session, user, await service.get_organization(session, org_id))
+    org = await service.reachable_organization(session, org_id, operator.networks)
+    await service.link(session, user, org)
     await session.commit()
     return OkEnvelope()
 
@@ -438,7 +439,8 @@ async def unlink_organization(
     operator: OrgOperator, session: SessionDep, user_id: UserId, org_id: Annotated[Id, Path()]
 ) -> OkEnvelope:
     user = await _reachable(session, operator, user_id)
-    await service.unlink(session, user, await service.get_organization(session, org_id))
+    org = await service.reachable_organization(session, org_id, operator.networks)
+    await service.unlink(session, user, org)
     await session.commit()
     return OkEnvelope()
 

@@ -115,6 +115,7 @@ async def walk(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
             "badge_id": badge.id if badge else 1,
             "user_id": demo.user_ids["alice@example.com"],
             "operator_id": demo.user_ids["operator@example.com"],
+            "administrator_id": demo.user_ids["operator@example.com"],
             "rider_id": demo.user_ids["bob@example.com"],
             "organizational_unit": unit_a.id,
             "other_id": users["other"].id,

@@ -27,6 +27,10 @@ def refused(r: httpx.Response, status: int, reason: str) -> None:
     assert r.json()["reason"] == reason, r.text
 
 
+def not_found(r: httpx.Response) -> None:
+    assert r.status_code == 404, r.text
+
+
 async def _maintenance(walk: Walk, caller: str) -> httpx.Response:
     return await walk.client.put(
         f"/v1/dashboard/spots/{walk.ids['spot_id']}/maintenance",
@@ -284,6 +288,88 @@ async def test_organizations_are_linked_and_unlinked(walk: Walk) -> None:
     assert (
         await walk.client.delete(f"/v1/dashboard/users/{alice}/organizations/{org}", headers=op)
     ).status_code == 404
+
+
+ORGANIZATION = {
+    "third_party_id": 7,
+    "name": "Hospital",
+    "is_guarantor": False,
+    "allow_outside_rules": False,
+    "paid_outside_rules_ratio": 0.5,
+    "only_show_matching_clusters": False,
+    "pays_rule_overrun": False,
+}
+
+
+async def test_organizations_are_scoped_to_networks(walk: Walk) -> None:
+    """An operator reaches the organizations of its networks: created for one, or named by
+    one's access rule; another network's operator finds none of them; global admins all."""
+    op, other, admin = (walk.headers[c] for c in ("operator", "other", "admin"))
+    a, b = walk.network_a, walk.ids["network_b"]
+    body = {**ORGANIZATION, "administrator_id": walk.ids["operator_id"]}
+    # No network named: the operator's only one.
+    created = ok(await walk.client.post("/v1/dashboard/organizations", json=body, headers=op))
+    org = created["id"]
+    assert (created["network_id"], created["created_by"]) == (a, walk.ids["operator_id"])
+    listed = ok(await walk.client.get("/v1/dashboard/organizations", headers=op))
+    assert org in [o["id"] for o in listed]
+    # Network B's operator: not in its pages, not found, cannot edit, link or create for A.
+    assert ok(await walk.client.get("/v1/dashboard/organizations", headers=other)) == []
+    url = f"/v1/dashboard/organizations/{org}"
+    not_found(await walk.client.get(url, headers=other))
+    update = {"name": "Taken", "only_show_matching_clusters": True}
+    not_found(await walk.client.put(url, json=update, headers=other))
+    own = f"/v1/dashboard/users/{walk.ids['other_id']}/organizations/{org}"
+    not_found(await walk.client.put(own, headers=other))
+    refused(
+        await walk.client.post(
+            "/v1/dashboard/organizations", json={**body, "network_id": a}, headers=other
+        ),
+        403,
+        "network-not-allowed",
+    )
+    assert ok(await walk.client.get(url, headers=op))["name"] == "Hospital"
+    # An access rule of network B naming it opens it to B's operator.
+    ok(
+        await walk.client.post(
+            f"/v1/dashboard/networks/{b}/access-rules",
+            json={"organization": org},
+            headers=admin,
+        )
+    )
+    assert [
+        o["id"] for o in ok(await walk.client.get("/v1/dashboard/organizations", headers=other))
+    ] == [org]
+    ok(await walk.client.put(url, json=update, headers=other))
+    ok(await walk.client.put(own, headers=other))
+    # A global admin's organization of no network: global grants only.
+    mine = ok(await walk.client.post("/v1/dashboard/organizations", json=body, headers=admin))
+    assert mine["network_id"] is None
+    not_found(await walk.client.get(f"/v1/dashboard/organizations/{mine['id']}", headers=op))
+    every = ok(await walk.client.get("/v1/dashboard/organizations", headers=admin))
+    assert {org, mine["id"]} <= {o["id"] for o in every}
+
+
+async def test_organizations_page_by_key(walk: Walk) -> None:
+    op = walk.headers["operator"]
+    body = {**ORGANIZATION, "administrator_id": walk.ids["operator_id"]}
+    made = [
+        ok(
+            await walk.client.post(
+                "/v1/dashboard/organizations", json={**body, "name": f"org {i}"}, headers=op
+            )
+        )["id"]
+        for i in range(12)
+    ]
+    params: dict[str, Any] = {"page_size": 10, "primary_key_dir": "ASC"}
+    first = (await walk.client.get("/v1/dashboard/organizations", params=params, headers=op)).json()
+    assert [o["id"] for o in first["data"]] == made[:10]
+    assert first["next_primary_key"] == made[9]
+    params["last_primary_key"] = first["next_primary_key"]
+    second = (
+        await walk.client.get("/v1/dashboard/organizations", params=params, headers=op)
+    ).json()
+    assert ([o["id"] for o in second["data"]], second["next_primary_key"]) == (made[10:], None)
 
 
 @pytest.mark.parametrize(

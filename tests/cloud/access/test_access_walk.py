@@ -28,14 +28,9 @@ READS = {"get", "head"}
 UNSCOPED = {
     ("get", "/v1/dashboard/webhooks/topics"),
     ("get", "/v1/dashboard/fleet-alerts/types"),
-    # Installation-wide catalogues (seed 002): permissions, roles, organizations.
+    # Installation-wide catalogues (seed 002): permissions, roles.
     ("get", "/v1/dashboard/permissions"),
     ("get", "/v1/dashboard/roles"),
-    ("get", "/v1/dashboard/organizations"),
-    # The seed's organization names no network (its rules and units do).
-    ("post", "/v1/dashboard/organizations"),
-    ("get", "/v1/dashboard/organizations/{org_id}"),
-    ("put", "/v1/dashboard/organizations/{org_id}"),
     # Vehicle QR codes of a given serial / prefix (stickers printed before registration).
     ("get", "/v1/dashboard/vehicles/qr-code"),
     ("get", "/v1/dashboard/vehicles/qr-code-sheet"),
@@ -49,7 +44,13 @@ OWN_RECORDS = {("get", "/v1/dashboard/access-logs")}
 #: Inside the demo network's border (seed list of [lon, lat] points).
 SQUARE = [[4.83, 45.75], [4.84, 45.75], [4.84, 45.76], [4.83, 45.76], [4.83, 45.75]]
 #: Collections whose objects the fixture creates as network A's operator (id by path).
-CREATED = ("/speed-zones", "/virtual-parkings", "/forbidden-zones", "/webhooks/endpoints")
+CREATED = (
+    "/speed-zones",
+    "/virtual-parkings",
+    "/forbidden-zones",
+    "/webhooks/endpoints",
+    "/organizations",
+)
 
 
 def _operator_paths(app: FastAPI) -> list[tuple[str, str, dict[str, Any]]]:
