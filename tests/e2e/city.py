@@ -30,6 +30,7 @@ from kickstand.cloud.commands import MqttCommandGateway, load_signer
 from kickstand.cloud.commands.issuer import CommandIssuer
 from kickstand.cloud.config import Settings
 from kickstand.cloud.db import create_engine, create_sessionmaker
+from kickstand.cloud.devices.identity import DeviceCa
 from kickstand.cloud.ingest import IngestWorker
 from kickstand.cloud.models import Spot, Station
 from kickstand.simulators.station.sim import StationRig
@@ -140,6 +141,8 @@ class City:
                     sent_by=f"{group}-ingest-{n}",
                     unlock_window_s=settings.RENT_UNLOCK_WINDOW_S,
                 ),
+                # Certificate renewals (issue 17): signed when DEVICE_CA_DIR is set.
+                device_ca=DeviceCa.from_settings(settings),
             )
             await worker.start()
             self._stack.push_async_callback(_bounded, f"worker {n}", worker.stop)
