@@ -48,6 +48,7 @@ from kickstand.cloud.models import (
     VehicleType,
     table_of,
 )
+from kickstand.cloud.networks.repository import out_of_order_on
 from kickstand.cloud.rent_gateway import UnlockOutcome, UnlockResult
 from kickstand.cloud.rentable import refusal
 from kickstand.cloud.trips import rent_expired, rent_network, rent_payload
@@ -100,6 +101,8 @@ class RentTarget:
     device_online: bool | None
     device_last_seen_at: datetime | None
     device_heartbeat_s: int | None
+    #: A period of the vehicle's network is on (seed 002 "Set out of order").
+    network_out_of_order: bool
 
     @property
     def presence(self) -> Presence:
@@ -135,6 +138,9 @@ _TARGET_COLUMNS = (
     Station.device_id,
     *PRESENCE_COLUMNS,
 )
+_NOW = bindparam("now", type_=Rent.expires_at.type)
+# Last of the target's columns (RentTarget's order): the network is out of order now.
+_OUT_OF_ORDER = out_of_order_on(Vehicle.network_id, _NOW)
 
 
 @functools.cache
@@ -142,7 +148,7 @@ def _target_query(by_spot: bool) -> Select[*tuple[Any, ...]]:
     """Built once (per kind of target): SQLAlchemy then reuses its compiled form and cache
     key instead of rebuilding both on every request. Parameters: target, user_id, now."""
     user_id = bindparam("user_id", type_=Integer)
-    now = bindparam("now", type_=Rent.expires_at.type)
+    now = _NOW
     active_rent = Rent.status.in_(ACTIVE_RENT_STATUSES)
     active_trip = Trip.status.in_(ACTIVE_TRIP_STATUSES)
     # What already holds the rider or the vehicle, in the same statement: run after the
@@ -159,7 +165,7 @@ def _target_query(by_spot: bool) -> Select[*tuple[Any, ...]]:
             Rent.expires_at < now,
         ),
     )
-    stmt = select(*_TARGET_COLUMNS, *counts)
+    stmt = select(*_TARGET_COLUMNS, _OUT_OF_ORDER, *counts)
     if by_spot:
         stmt = (
             stmt.select_from(Spot)
@@ -211,7 +217,7 @@ async def read_target(
         raise RentRefusedError(
             "this vehicle is not in the given spot", reason="vehicle-not-in-spot"
         )
-    n = len(_TARGET_COLUMNS)
+    n = len(_TARGET_COLUMNS) + 1
     return RentTarget(*row[:n]), Holds(*(int(c or 0) for c in row[n:]))
 
 
@@ -261,6 +267,7 @@ async def _expire_stale(
 
 def _check_rules(target: RentTarget, rider: Rider, holds: Holds) -> UnlockTarget:
     refused = refusal(
+        network_out_of_order=target.network_out_of_order,
         state=target.vehicle_state,
         in_maintenance=target.in_maintenance,
         vehicle_type=target.vehicle_type,

@@ -163,6 +163,15 @@ class PricingEnvelope(BaseModel):
     billing_rule: BillingRule
 
 
+class ExceptionalOutOfOrder(BaseModel):
+    """Seeds 001/002: the network's out-of-order period on now (nothing can be rented)."""
+
+    exceptional_out_of_order_id: int
+    type: str
+    reason: str | None = None
+    custom_reason: str | None = None
+
+
 class ClusterPublic(BaseModel):
     cluster_id: int
     latitude: float
@@ -177,6 +186,7 @@ class ClusterPublic(BaseModel):
     cluster_is_accessible: bool
     has_badge_reader: bool
     commissioning_date: datetime | None = None
+    exceptional_out_of_order: ExceptionalOutOfOrder | None = None
 
 
 class ClusterNearby(ClusterPublic):
@@ -222,6 +232,7 @@ class MapVehicle(BaseModel):
     state: str
     is_accessible: bool
     is_available: bool
+    exceptional_out_of_order: ExceptionalOutOfOrder | None = None
 
 
 # ── badges ────────────────────────────────────────────────────────────────────────────

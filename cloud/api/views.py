@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kickstand.cloud.api.geo import BBox, all_points, outer_ring
 from kickstand.cloud.api.schemas import (
     ClusterPublic,
+    ExceptionalOutOfOrder,
     NetworkPublic,
     RentPublic,
     TripDetail,
@@ -37,6 +38,8 @@ from kickstand.cloud.models import (
     TripStatus,
     Vehicle,
 )
+from kickstand.cloud.networks import repository as networks_repo
+from kickstand.cloud.networks.models import NetworkOutOfOrder
 from kickstand.cloud.rentable import is_rentable
 from kickstand.cloud.trips import STARTABLE_RENT_STATUSES, price_trip
 
@@ -91,6 +94,10 @@ async def clusters_public(
         i: {"total": 0, "free": 0, "avail": 0, "online": 0} for i in ids
     }
     now = datetime.now(UTC)
+    out_of_order = await networks_repo.out_of_order_now(
+        session, {c.network_id for c in clusters}, now
+    )
+    network_of = {c.id: c.network_id for c in clusters}
     for row in rows:
         cluster_id: int = row[0]
         spot: Spot = row[1]
@@ -100,7 +107,12 @@ async def clusters_public(
         s["online"] += 1 if online_of(row[4:], now) else 0
         if vehicle is None and spot.state == SpotState.ACTIVE:
             s["free"] += 1
-        if vehicle is not None and is_rentable(vehicle, spot.state, row[3]):
+        if vehicle is not None and is_rentable(
+            vehicle,
+            spot.state,
+            row[3],
+            network_out_of_order=network_of[cluster_id] in out_of_order,
+        ):
             s["avail"] += 1
     return [
         ClusterPublic(
@@ -117,9 +129,19 @@ async def clusters_public(
             cluster_is_accessible=c.is_accessible,
             has_badge_reader=c.has_badge_reader,
             commissioning_date=c.commissioning_date,
+            exceptional_out_of_order=exceptional_out_of_order(out_of_order.get(c.network_id)),
         )
         for c in clusters
     ]
+
+
+def exceptional_out_of_order(period: NetworkOutOfOrder | None) -> ExceptionalOutOfOrder | None:
+    """The seeds' ``exceptional_out_of_order`` of a network's period on now (None: none)."""
+    if period is None:
+        return None
+    return ExceptionalOutOfOrder(
+        exceptional_out_of_order_id=period.id, type=period.type, reason=period.reason
+    )
 
 
 def trip_duration(trip: Trip, now: datetime | None = None) -> int:

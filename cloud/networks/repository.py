@@ -201,6 +201,37 @@ async def trip_durations(
     return sorted(max(0.0, (end - start).total_seconds()) for start, end in spans if end)
 
 
+def out_of_order_on(network_id: Any, at: Any) -> Any:
+    """SQL: a period of the network (``network_id``: a column or a value) is on at ``at``
+    (start included, end excluded, no end: until further notice)."""
+    return (
+        select(NetworkOutOfOrder.id)
+        .where(
+            NetworkOutOfOrder.network_id == network_id,
+            NetworkOutOfOrder.start_date <= at,
+            NetworkOutOfOrder.end_date.is_(None) | (NetworkOutOfOrder.end_date > at),
+        )
+        .exists()
+    )
+
+
+async def out_of_order_now(
+    session: AsyncSession, network_ids: Collection[int], now: datetime
+) -> dict[int, NetworkOutOfOrder]:
+    """The period on at ``now`` of each of these networks that has one (periods of one
+    network never overlap: ``service.set_out_of_order``)."""
+    if not network_ids:
+        return {}
+    rows = await session.scalars(
+        select(NetworkOutOfOrder).where(
+            NetworkOutOfOrder.network_id.in_(network_ids),
+            NetworkOutOfOrder.start_date <= now,
+            NetworkOutOfOrder.end_date.is_(None) | (NetworkOutOfOrder.end_date > now),
+        )
+    )
+    return {p.network_id: p for p in rows}
+
+
 async def out_of_orders(session: AsyncSession, network_id: int) -> Sequence[NetworkOutOfOrder]:
     stmt = select(NetworkOutOfOrder).where(NetworkOutOfOrder.network_id == network_id)
     return (await session.scalars(stmt.order_by(NetworkOutOfOrder.start_date))).all()

@@ -20,6 +20,7 @@ from kickstand.cloud.api.schemas import (
 )
 from kickstand.cloud.api.views import (
     clusters_public,
+    exceptional_out_of_order,
     in_area,
     network_public,
     rider_rents,
@@ -27,6 +28,7 @@ from kickstand.cloud.api.views import (
 )
 from kickstand.cloud.liveness import PRESENCE_COLUMNS, online_of
 from kickstand.cloud.models import Cluster, Device, Network, Vehicle, VehicleState
+from kickstand.cloud.networks import repository as networks_repo
 from kickstand.cloud.rentable import is_rentable
 
 router = APIRouter(prefix="/map", tags=["map"])
@@ -80,6 +82,9 @@ async def get_map(
             .limit(2000)
         )
     ).all()
+    out_of_order = await networks_repo.out_of_order_now(
+        session, {row[0].network_id for row in rows} | {c.network_id for c in clusters}, now
+    )
     vehicles = [
         MapVehicle(
             vehicle_id=v.id,
@@ -92,7 +97,10 @@ async def get_map(
             vehicle_type=v.vehicle_type.value,
             state=v.state.value,
             is_accessible=not v.in_maintenance,
-            is_available=is_rentable(v, None, min_battery),  # free-floating: no spot
+            is_available=is_rentable(  # free-floating: no spot
+                v, None, min_battery, network_out_of_order=v.network_id in out_of_order
+            ),
+            exceptional_out_of_order=exceptional_out_of_order(out_of_order.get(v.network_id)),
         )
         for v, min_battery, *presence in rows
     ]

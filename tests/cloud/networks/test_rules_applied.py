@@ -25,6 +25,7 @@ from kickstand.cloud.models import (
     Vehicle,
     VehicleState,
 )
+from kickstand.cloud.networks.models import NetworkOutOfOrder
 from kickstand.cloud.seed import ALICE_BADGE_UID
 from kickstand.protocol.signing import CommandSigner, generate_private_key
 from kickstand.protocol.v1.enums import BadgeOutcome, BadgeRefusal
@@ -170,3 +171,79 @@ async def test_badge_rides_refuse_a_decommissioned_vehicle(net: Net) -> None:
         assert vehicle.state is VehicleState.DECOMMISSIONED and vehicle.spot_id is None
         assert (await s.scalars(select(Trip).where(Trip.vehicle_id == vehicle_id))).all() == []
         assert (await s.scalars(select(Rent).where(Rent.vehicle_id == vehicle_id))).all() == []
+
+
+async def _rent(net: Net, key: str, **target: int) -> Any:
+    return await net.client.post(
+        "/v1/rents", json=target, headers={**net.headers["rider"], "Idempotency-Key": key}
+    )
+
+
+async def test_out_of_order_period_refuses_rents_and_shows_on_the_map(net: Net) -> None:
+    url = f"/v1/dashboard/networks/{net.network_a}/out-of-order"
+    now = datetime.now(UTC)
+    area = {"lat": 45.76, "lng": 4.84, "latdeg": 0.2, "lngdeg": 0.2}
+    before = (await net.call("rider", "GET", "/v1/map", params=area)).json()["data"]
+    assert sum(c["available_vehicles"] for c in before["clusters"]) > 0
+    assert all(c["exceptional_out_of_order"] is None for c in before["clusters"])
+
+    # A period that starts tomorrow changes nothing today.
+    later = await net.call(
+        "operator",
+        "POST",
+        url,
+        json={
+            "type": "other",
+            "reason": "works",
+            "start_date": (now + timedelta(days=1)).isoformat(),
+        },
+    )
+    assert later.status_code == 200, later.text
+    # Winter, from a minute ago to the end of tomorrow's period: on now.
+    on = await net.call(
+        "operator",
+        "POST",
+        url,
+        json={
+            "type": "winter",
+            "reason": "snow",
+            "start_date": (now - timedelta(minutes=1)).isoformat(),
+            "end_date": (now + timedelta(hours=1)).isoformat(),
+        },
+    )
+    assert on.status_code == 200, on.text
+    period_id = on.json()["data"]["out_of_order_id"]
+
+    docked = await _rent(net, "out-of-order-1", vehicle_id=net.demo.vehicle_ids["LY0001"])
+    assert docked.status_code == 409, docked.text
+    assert docked.json()["reason"] == "network-out-of-order"
+    assert "out of order" in docked.json()["message"]
+    floating = await _rent(net, "out-of-order-2", vehicle_id=net.demo.vehicle_ids["LYF001"])
+    assert floating.json()["reason"] == "network-out-of-order"
+
+    shown = (await net.call("rider", "GET", "/v1/map", params=area)).json()["data"]
+    assert shown["clusters"] and all(c["available_vehicles"] == 0 for c in shown["clusters"])
+    marks = [c["exceptional_out_of_order"] for c in shown["clusters"]] + [
+        v["exceptional_out_of_order"] for v in shown["vehicles"]
+    ]
+    assert marks and all(
+        m
+        == {
+            "exceptional_out_of_order_id": period_id,
+            "type": "winter",
+            "reason": "snow",
+            "custom_reason": None,
+        }
+        for m in marks
+    )
+    assert shown["vehicles"] and not any(v["is_available"] for v in shown["vehicles"])
+
+    # Over (the operator's period ends): rents open again.
+    async with net.maker() as s, s.begin():
+        await s.execute(
+            update(NetworkOutOfOrder)
+            .where(NetworkOutOfOrder.id == period_id)
+            .values(end_date=now - timedelta(seconds=1))
+        )
+    again = await _rent(net, "out-of-order-3", vehicle_id=net.demo.vehicle_ids["LYF001"])
+    assert again.status_code == 201, again.text
