@@ -12,13 +12,15 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field, field_validator
 
 from kickstand.cloud.alerts import service
-from kickstand.cloud.alerts.schemas import AlertTypePublic, FleetAlertPage, FleetAlertPublic
+from kickstand.cloud.alerts.schemas import AlertTypePublic, FleetAlertPublic
 from kickstand.cloud.alerts.types import AlertSeverity, AlertState, AlertType
 from kickstand.cloud.api.access import Operator, OperatorContext
 from kickstand.cloud.api.deps import SessionDep
 from kickstand.cloud.api.errors import invalid
 from kickstand.cloud.api.ids import MAX_ID, Id, Text
-from kickstand.cloud.api.schemas import Envelope, OkEnvelope
+from kickstand.cloud.api.pagination import KeysetDep
+from kickstand.cloud.api.schemas import Envelope, OkEnvelope, Page
+from kickstand.cloud.keyset import cut
 
 router = APIRouter(prefix="/dashboard/fleet-alerts", tags=["fleet-alerts"])
 
@@ -83,14 +85,12 @@ async def get_fleet_alerts(
     return {"code": 0, "data": await service.describe(session, alerts)}
 
 
-@router.get("/history", response_model=FleetAlertPage, summary="Get fleet alerts history")
+@router.get("/history", response_model=Page[FleetAlertPublic], summary="Get fleet alerts history")
 async def get_fleet_alerts_history(
     operator: AlertsOperator,
     session: SessionDep,
     networks: NetworksDep,
-    primary_key_dir: Literal["ASC", "DESC"] = "DESC",
-    page_size: Annotated[int, Query(ge=10, le=500)] = 20,
-    last_primary_key: Annotated[Id | None, Query()] = None,
+    keyset: KeysetDep,
     sort_by: Literal["creation_date", "alert_severity", "resolved_at"] | None = None,
     sort_dir: Literal["ASC", "DESC"] = "DESC",
     alert_type: AlertType | None = None,
@@ -106,12 +106,9 @@ async def get_fleet_alerts_history(
     vehicle_id: Annotated[Id | None, Query()] = None,
     serial_number: Annotated[Text | None, Query(min_length=6, max_length=10)] = None,
     state: Annotated[list[AlertState] | None, Query()] = None,
-) -> dict[str, Any]:
+) -> Page[FleetAlertPublic]:
     filters = service.HistoryFilters(
         networks=networks,
-        primary_key_dir=primary_key_dir,
-        page_size=page_size + 1,  # one more tells whether there is a next page
-        last_primary_key=last_primary_key,
         sort_by=sort_by,
         sort_dir=sort_dir,
         alert_type=alert_type,
@@ -128,16 +125,13 @@ async def get_fleet_alerts_history(
         serial_number=serial_number,
         state=state,
     )
-    rows = await service.alert_history(session, filters)
-    more = len(rows) > page_size
-    rows = rows[:page_size]
-    total = await service.count_history(session, filters)
-    return {
-        "code": 0,
-        "data": await service.describe(session, rows),
-        "total": total,
-        "next_primary_key": rows[-1].id if more and rows else None,
-    }
+    rows = await service.alert_history(session, filters, keyset)
+    page, next_key = cut(rows, keyset, key=lambda a: a.id)
+    return Page(
+        data=[FleetAlertPublic.model_validate(d) for d in await service.describe(session, page)],
+        total=await service.count_history(session, filters),
+        next_primary_key=next_key,
+    )
 
 
 @router.post("/resolve", response_model=OkEnvelope, summary="Resolve alerts (several at once)")

@@ -47,13 +47,6 @@ class FleetAlertPublic(BaseModel):
     operator_email: str | None
 
 
-class FleetAlertPage(BaseModel):
-    code: int = 0
-    data: list[FleetAlertPublic]
-    total: int
-    next_primary_key: int | None
-
-
 class AlertTypePublic(BaseModel):
     alert_type: AlertType
     default_severity: AlertSeverity

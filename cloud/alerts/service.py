@@ -26,6 +26,7 @@ from kickstand.cloud.alerts.types import (
     AlertState,
     AlertType,
 )
+from kickstand.cloud.keyset import Keyset, page_query
 from kickstand.cloud.models import Cluster, User, Vehicle
 
 log = logging.getLogger("kickstand.cloud.alerts.service")
@@ -42,9 +43,6 @@ class HistoryFilters:
     """Seed 002 "Get fleet alerts history" query parameters."""
 
     networks: Sequence[int]
-    primary_key_dir: Direction = "DESC"
-    page_size: int = 20
-    last_primary_key: int | None = None
     sort_by: SortBy | None = None
     sort_dir: Direction = "DESC"
     alert_type: AlertType | None = None
@@ -145,40 +143,29 @@ async def count_history(session: AsyncSession, f: HistoryFilters) -> int:
     return int(total or 0)
 
 
-async def alert_history(session: AsyncSession, f: HistoryFilters) -> list[FleetAlert]:
-    """Seed 002 "Get fleet alerts history": every alert of the networks, filtered, one page.
+async def alert_history(
+    session: AsyncSession, f: HistoryFilters, keyset: Keyset
+) -> list[FleetAlert]:
+    """Seed 002 "Get fleet alerts history": every alert of the networks, filtered, one keyset
+    page (:mod:`kickstand.cloud.keyset`: one row more than the page).
 
-    Keyset pagination: pass the last id of a page as ``last_primary_key`` for the next one.
     With ``sort_by``, pages follow (sort key, id), the key of the last row looked up by id.
     """
     query = _filtered(f)
-    pk_desc = f.primary_key_dir == "DESC"
-    pk_order = FleetAlert.id.desc() if pk_desc else FleetAlert.id.asc()
     if f.sort_by is None:
-        if f.last_primary_key is not None:
-            query = query.where(
-                FleetAlert.id < f.last_primary_key
-                if pk_desc
-                else FleetAlert.id > f.last_primary_key
-            )
-        query = query.order_by(pk_order)
-    else:
-        column = _sort_column(f.sort_by)
-        key_desc = f.sort_dir == "DESC"
-        if f.last_primary_key is not None:
-            last_value = await session.scalar(
-                select(column).where(FleetAlert.id == f.last_primary_key)
-            )
-            if last_value is not None:
-                after_key = column < last_value if key_desc else column > last_value
-                after_id = (
-                    FleetAlert.id < f.last_primary_key
-                    if pk_desc
-                    else FleetAlert.id > f.last_primary_key
-                )
-                query = query.where(or_(after_key, and_(column == last_value, after_id)))
-        query = query.order_by(column.desc() if key_desc else column.asc(), pk_order)
-    rows: ScalarResult[FleetAlert] = await session.scalars(query.limit(f.page_size))
+        return list(await session.scalars(page_query(query, FleetAlert.id, keyset)))
+    last = keyset.last_primary_key
+    pk_order = FleetAlert.id.asc() if keyset.ascending else FleetAlert.id.desc()
+    column = _sort_column(f.sort_by)
+    key_desc = f.sort_dir == "DESC"
+    if last is not None:
+        last_value = await session.scalar(select(column).where(FleetAlert.id == last))
+        if last_value is not None:
+            after_key = column < last_value if key_desc else column > last_value
+            after_id = FleetAlert.id > last if keyset.ascending else FleetAlert.id < last
+            query = query.where(or_(after_key, and_(column == last_value, after_id)))
+    query = query.order_by(column.desc() if key_desc else column.asc(), pk_order)
+    rows: ScalarResult[FleetAlert] = await session.scalars(query.limit(keyset.page_size + 1))
     return list(rows)
 
 

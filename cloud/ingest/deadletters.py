@@ -28,6 +28,7 @@ from sqlalchemy import Select, bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kickstand.cloud.ingest.tables import DeadLetter, DeadLetterStatus
+from kickstand.cloud.keyset import Keyset, page_query
 from kickstand.cloud.models import table_of, utcnow
 
 #: Raw bytes kept per letter; a longer payload is cut (and can no longer be replayed).
@@ -217,9 +218,6 @@ class LetterFilters:
     reason: str | None = None
     #: None: every network and the letters of no network (an admin).
     allowed_networks: Collection[int] | None = None
-    primary_key_dir: Literal["ASC", "DESC"] = "DESC"
-    page_size: int = 20
-    last_primary_key: int | None = None
 
 
 def _visible(query: Select[Any], allowed: Collection[int] | None) -> Select[Any]:
@@ -228,8 +226,10 @@ def _visible(query: Select[Any], allowed: Collection[int] | None) -> Select[Any]
     return query.where(DeadLetter.network_id.in_(sorted(allowed)))
 
 
-async def list_letters(session: AsyncSession, f: LetterFilters) -> list[DeadLetter]:
-    """One page, keyset by id (pass a page's last id as ``last_primary_key``)."""
+async def list_letters(
+    session: AsyncSession, f: LetterFilters, keyset: Keyset
+) -> Sequence[DeadLetter]:
+    """One keyset page by id (:mod:`kickstand.cloud.keyset`: one row more than the page)."""
     query = _visible(select(DeadLetter), f.allowed_networks)
     if f.device_id is not None:
         query = query.where(DeadLetter.device_id == f.device_id)
@@ -237,13 +237,7 @@ async def list_letters(session: AsyncSession, f: LetterFilters) -> list[DeadLett
         query = query.where(DeadLetter.status == f.status)
     if f.reason is not None:
         query = query.where(DeadLetter.reason == f.reason)
-    desc = f.primary_key_dir == "DESC"
-    if f.last_primary_key is not None:
-        query = query.where(
-            DeadLetter.id < f.last_primary_key if desc else DeadLetter.id > f.last_primary_key
-        )
-    query = query.order_by(DeadLetter.id.desc() if desc else DeadLetter.id.asc())
-    return list(await session.scalars(query.limit(f.page_size)))
+    return (await session.scalars(page_query(query, DeadLetter.id, keyset))).all()
 
 
 async def get_letter(

@@ -38,6 +38,7 @@ from kickstand.cloud.api.views import money_str
 from kickstand.cloud.devices import identity
 from kickstand.cloud.errors import NotFoundError
 from kickstand.cloud.events import catalogue as ev
+from kickstand.cloud.keyset import Keyset
 from kickstand.cloud.liveness import online_of
 from kickstand.cloud.models import (
     Cluster,
@@ -345,13 +346,11 @@ async def current_alerts(session: AsyncSession, vehicle: Vehicle) -> list[dict[s
     rows: list[FleetAlert] = await alerts.alert_history(
         session,
         alerts.HistoryFilters(
-            networks=[vehicle.network_id],
-            vehicle_id=vehicle.id,
-            state=CURRENT_STATES,
-            page_size=MAX_VEHICLE_ALERTS,
+            networks=[vehicle.network_id], vehicle_id=vehicle.id, state=CURRENT_STATES
         ),
+        Keyset(page_size=MAX_VEHICLE_ALERTS),
     )
-    return await alerts.describe(session, rows)
+    return await alerts.describe(session, rows[:MAX_VEHICLE_ALERTS])
 
 
 # ── external locks ──────────────────────────────────────────────────────────────────

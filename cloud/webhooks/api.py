@@ -14,7 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kickstand.cloud.api.access import Operator, OperatorContext
 from kickstand.cloud.api.deps import SessionDep, SettingsDep
 from kickstand.cloud.api.ids import Id, Text
-from kickstand.cloud.api.schemas import Envelope, OkEnvelope
+from kickstand.cloud.api.pagination import KeysetDep
+from kickstand.cloud.api.schemas import Envelope, OkEnvelope, Page
+from kickstand.cloud.keyset import cut
 from kickstand.cloud.webhooks import service
 from kickstand.cloud.webhooks.delivery import endpoint_payload
 from kickstand.cloud.webhooks.errors import (
@@ -24,7 +26,6 @@ from kickstand.cloud.webhooks.errors import (
 from kickstand.cloud.webhooks.models import DeliveryStatus, WebhookEndpoint
 from kickstand.cloud.webhooks.schemas import (
     DeliveryDetail,
-    DeliveryPage,
     DeliveryPublic,
     EndpointPublic,
     EndpointWithSecret,
@@ -228,34 +229,26 @@ async def delete_endpoint(
 
 @router.get(
     "/endpoints/{endpoint_id}/deliveries",
-    response_model=DeliveryPage,
-    summary="Delivery log, newest first",
+    response_model=Page[DeliveryPublic],
+    summary="Delivery log (keyset pages, newest first by default)",
 )
 async def list_deliveries(
     operator: WebhooksOperator,
     session: SessionDep,
     endpoint_id: EndpointId,
+    keyset: KeysetDep,
     status: DeliveryStatus | None = None,
     event: Annotated[Text | None, Query(max_length=64)] = None,
-    page_size: Annotated[int, Query(ge=10, le=500)] = 20,
-    last_primary_key: Annotated[Id | None, Query()] = None,
-) -> dict[str, Any]:
+) -> Page[DeliveryPublic]:
     await _endpoint(session, operator, endpoint_id)
     rows = await service.list_deliveries(
-        session,
-        endpoint_id,
-        status=status,
-        topic=event,
-        page_size=page_size + 1,
-        last_primary_key=last_primary_key,
+        session, endpoint_id, status=status, topic=event, keyset=keyset
     )
-    more = len(rows) > page_size
-    rows = rows[:page_size]
-    return {
-        "code": 0,
-        "data": [service.delivery_payload(d) for d in rows],
-        "next_primary_key": rows[-1].id if more and rows else None,
-    }
+    page, next_key = cut(rows, keyset, key=lambda d: d.id)
+    return Page(
+        data=[DeliveryPublic.model_validate(service.delivery_payload(d)) for d in page],
+        next_primary_key=next_key,
+    )
 
 
 @router.get(

@@ -77,9 +77,3 @@ class AttemptPublic(BaseModel):
 class DeliveryDetail(DeliveryPublic):
     data: dict[str, Any]
     attempt_log: list[AttemptPublic]
-
-
-class DeliveryPage(BaseModel):
-    code: int = 0
-    data: list[DeliveryPublic]
-    next_primary_key: int | None = Field(description="Pass as `last_primary_key`; None: last.")

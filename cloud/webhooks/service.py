@@ -12,6 +12,7 @@ from sqlalchemy import ScalarResult, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kickstand.cloud import outbox
+from kickstand.cloud.keyset import Keyset, page_query
 from kickstand.cloud.webhooks.errors import (
     DeliveryNotFoundError,
     EndpointNotFoundError,
@@ -161,22 +162,16 @@ async def list_deliveries(
     *,
     status: DeliveryStatus | None = None,
     topic: str | None = None,
-    page_size: int = 20,
-    last_primary_key: int | None = None,
-) -> list[WebhookDelivery]:
-    """The delivery log of an endpoint, newest first (keyset: ``last_primary_key``)."""
+    keyset: Keyset = Keyset(),  # noqa: B008  (frozen: one shared default is safe)
+) -> Sequence[WebhookDelivery]:
+    """The delivery log of an endpoint, one keyset page by id (newest first by default)."""
     await get_endpoint(session, endpoint_id)
     query = select(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint_id)
     if status is not None:
         query = query.where(WebhookDelivery.status == status)
     if topic is not None:
         query = query.where(WebhookDelivery.topic == topic)
-    if last_primary_key is not None:
-        query = query.where(WebhookDelivery.id < last_primary_key)
-    rows: ScalarResult[WebhookDelivery] = await session.scalars(
-        query.order_by(WebhookDelivery.id.desc()).limit(page_size)
-    )
-    return list(rows)
+    return (await session.scalars(page_query(query, WebhookDelivery.id, keyset))).all()
 
 
 async def get_delivery(

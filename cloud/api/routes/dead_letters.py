@@ -21,11 +21,13 @@ from kickstand.cloud.api.deps import SessionDep, SessionmakerDep
 from kickstand.cloud.api.errors import conflict, not_found
 from kickstand.cloud.api.ids import Id, Text
 from kickstand.cloud.api.openapi import error_responses
-from kickstand.cloud.api.schemas import Envelope
+from kickstand.cloud.api.pagination import KeysetDep
+from kickstand.cloud.api.schemas import Envelope, Page
 from kickstand.cloud.ingest import deadletters
 from kickstand.cloud.ingest.deadletters import LetterFilters
 from kickstand.cloud.ingest.replay import ReplayRefused, replay
 from kickstand.cloud.ingest.tables import DeadLetter, DeadLetterStatus
+from kickstand.cloud.keyset import cut
 
 router = APIRouter(prefix="/dashboard/dead-letters", tags=["dead-letters"])
 # The one operator access check (kickstand.cloud.api.access).
@@ -61,46 +63,26 @@ class DeadLetterDetail(DeadLetterPublic):
     payload_hex: str = Field(description="The message as received (CBOR), hex.")
 
 
-class DeadLetterPage(BaseModel):
-    code: int = 0
-    data: list[DeadLetterPublic]
-    next_primary_key: int | None
-
-
 @router.get(
     "",
-    response_model=DeadLetterPage,
+    response_model=Page[DeadLetterPublic],
     summary="Dead letters (keyset pages, newest first by default)",
 )
 async def get_dead_letters(
     operator: DeadLettersOperator,
     session: SessionDep,
+    keyset: KeysetDep,
     device_id: Annotated[Text | None, Query(min_length=1, max_length=64)] = None,
     status: Literal["open", "replayed", "discarded"] | None = None,
     reason: Annotated[Text | None, Query(min_length=1, max_length=48)] = None,
-    primary_key_dir: Literal["ASC", "DESC"] = "DESC",
-    page_size: Annotated[int, Query(ge=10, le=500)] = 20,
-    last_primary_key: Annotated[Id | None, Query()] = None,
-) -> dict[str, Any]:
-    rows = await deadletters.list_letters(
-        session,
-        LetterFilters(
-            device_id=device_id,
-            status=status,
-            reason=reason,
-            allowed_networks=operator.networks,
-            primary_key_dir=primary_key_dir,
-            page_size=page_size + 1,  # one more tells whether there is a next page
-            last_primary_key=last_primary_key,
-        ),
+) -> Page[DeadLetterPublic]:
+    filters = LetterFilters(device_id, status, reason, allowed_networks=operator.networks)
+    rows = await deadletters.list_letters(session, filters, keyset)
+    page, next_key = cut(rows, keyset, key=lambda r: r.id)
+    return Page(
+        data=[DeadLetterPublic.model_validate(deadletters.describe(r)) for r in page],
+        next_primary_key=next_key,
     )
-    more = len(rows) > page_size
-    rows = rows[:page_size]
-    return {
-        "code": 0,
-        "data": [deadletters.describe(r) for r in rows],
-        "next_primary_key": rows[-1].id if more and rows else None,
-    }
 
 
 @router.get(

@@ -10,6 +10,10 @@ Ids in paths are the database's; the telemetry is tagged with the vehicle's
 ``serial_number`` and the station's device id, looked up here. Bad parameters come back
 as the validation envelope naming the field; a telemetry backend that cannot answer as
 503 ``TELEMETRY_UNAVAILABLE``; one that refuses a query as 502.
+
+Not on keyset pages (CONTRIBUTING "Listings: keyset pages"): these are time series in a
+time window with no integer key — positions and battery samples page by time
+(``page_size`` + ``next_date_min``), energy and heatmap are aggregates of the window.
 """
 
 from __future__ import annotations

@@ -137,3 +137,12 @@ async def test_log_replay_and_re_enable(pg: PgEnv, api: httpx.AsyncClient) -> No
     assert all(x.signature_ok for x in (first, second, again))
     r = await api.get(f"/endpoints/{endpoint['id']}/deliveries", params={"status": "succeeded"})
     assert len(r.json()["data"]) == 3
+    # The log is a keyset page like every listing: oldest first on asking, one page here.
+    r = await api.get(
+        f"/endpoints/{endpoint['id']}/deliveries",
+        params={"primary_key_dir": "ASC", "page_size": 10},
+    )
+    page = r.json()
+    assert [d["id"] for d in page["data"]] == sorted(d["id"] for d in page["data"])
+    assert [d["event"] for d in page["data"]][:2] == ["trip.created", "trip.updated"]
+    assert page["next_primary_key"] is None
