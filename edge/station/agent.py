@@ -45,6 +45,7 @@ from typing import Any
 from kickstand.edge.core import DeviceClock, DiskQueue, SqliteReplayGuard
 from kickstand.edge.core.errors import CommandFailed, CommandRefused, EdgeError
 from kickstand.edge.core.health import HealthServer
+from kickstand.edge.core.identity import DeviceIdentity
 from kickstand.edge.core.link import CloudLink, CommandRouter, Outcome
 from kickstand.edge.station.authlist import LocalAuthList
 from kickstand.edge.station.bus import (
@@ -95,6 +96,7 @@ from kickstand.protocol.v1.messages import (
     Birth,
     BoardFault,
     BoardRecovered,
+    CertIssued,
     CommandEnvelope,
     CommandResult,
     Component,
@@ -271,6 +273,10 @@ class StationAgent:
         self.inputs = inputs or open_station_inputs(settings.inputs)
         self.router = CommandRouter()
         self._register_handlers()
+        # Its TLS identity, renewed before expiry (issue 17; None: no client certificate).
+        self.identity = DeviceIdentity.of(settings, self.clock)
+        if self.identity is not None:
+            self.router.add(CertIssued, self.identity.on_cert_issued)
         self.link = CloudLink(
             settings.link_config(),
             queue=self.queue,
@@ -332,6 +338,8 @@ class StationAgent:
                 tg.create_task(self._inputs_loop(), name="station-inputs")
                 tg.create_task(self._telemetry_loop(), name="station-telemetry")
                 tg.create_task(self._stopper(), name="station-stopper")
+                if self.identity is not None:
+                    tg.create_task(self.identity.run(self.link), name="station-identity")
         except* _Stop:
             pass
         finally:

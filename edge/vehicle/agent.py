@@ -36,6 +36,7 @@ from kickstand.edge.core.errors import (
     TransportError,
 )
 from kickstand.edge.core.health import HealthServer
+from kickstand.edge.core.identity import DeviceIdentity
 from kickstand.edge.core.link import CloudLink, CommandRouter, Outcome
 from kickstand.edge.core.queue import DiskQueue
 from kickstand.edge.core.replay import SqliteReplayGuard
@@ -77,6 +78,7 @@ from kickstand.protocol.v1.messages import (
     Birth,
     BoardFault,
     BoardRecovered,
+    CertIssued,
     ChainInserted,
     ChainRemoved,
     ChainTypeChanged,
@@ -210,6 +212,10 @@ class VehicleAgent:
         guard = SqliteReplayGuard(self.state_dir / "replay.db", clock=self.clock.now_ms)
         router = CommandRouter()
         self._register(router)
+        # Its TLS identity, renewed before expiry (issue 17; None: no client certificate).
+        identity = DeviceIdentity.of(s, self.clock)
+        if identity is not None:
+            router.add(CertIssued, identity.on_cert_issued)
         link = CloudLink(
             s.link_config(),
             queue=queue,
@@ -233,6 +239,7 @@ class VehicleAgent:
                 await health.start()
             jobs: list[tuple[str, Coroutine[Any, Any, None]]] = [
                 ("link", self._run_link(link)),
+                *([("identity", identity.run(link))] if identity is not None else []),
                 ("gps", self._gps_loop()),
                 ("lockbox", self._lockbox_loop()),
                 ("reporter", self._reporter_loop()),
