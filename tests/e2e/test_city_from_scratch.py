@@ -527,18 +527,24 @@ async def city_with_station(city: City, sink: MailSink, town: Town) -> None:
     assert (summary["trips"], summary["users"], summary["vehicles"]) == (1, 1, 1)
 
     # ── 5. new prices; a stuck rental whose billing the operator stops ────────────────
-    ok(
+    successor = ok(
         await api.put(
             f"/v1/dashboard/pricing/{rule['pricing_id']}",
             json=pricing(network_id, SECOND_PRICES),
             headers=operator,
         )
     )
+    assert successor["replaces_id"] == rule["pricing_id"]
+    # A trip starts when the station says the vehicle left, by the station's clock (synced
+    # to the cloud's within its round trips): the rider comes a moment after the change.
+    await asyncio.sleep(1.5)
     ok(await rent(city, rider, spot[3]), 201)
     assert rig.sim.take(3) == SERIAL
     await eventually(running, 10)
     stuck = await rider_trip(city, rider, "running")
     assert stuck is not None
+    changed_at = datetime.fromisoformat(successor["valid_from"])
+    assert datetime.fromisoformat(stuck["start_date"]) > changed_at, (stuck, successor)
     await asyncio.sleep(1.1)
     running_detail = ok(await api.get(f"/v1/dashboard/trips/{stuck['trip_id']}", headers=operator))
     # Running: priced now at the new prices (one started minute).
@@ -613,10 +619,21 @@ async def city_with_station(city: City, sink: MailSink, town: Town) -> None:
     await eventually(emptied, 10)
     gone = await map_cluster(city, rider, cluster_id)
     assert gone == {} or (gone["total_spots"], gone["available_vehicles"]) == (0, 0), gone
-    # Unmounted, then powered up again: once ingest's identity cache let go of the device
-    # (INFO_TTL_S, the documented delay of a decommissioning), its birth is refused.
-    await rig.stop_agent()
-    await asyncio.sleep(INFO_TTL_S + 0.5)
-    await rig.start_agent()
-    await eventually(lambda: boot_status_is(BootStatus.REJECTED), 20)
+
+    # Powered up again: refused once ingest's identity cache let go of the device (within
+    # INFO_TTL_S, the documented delay of a decommissioning); until then a reboot is still
+    # accepted, so the technician tries again every few seconds.
+    async def refused_at_boot() -> bool:
+        await rig.restart_agent()
+
+        async def answered() -> bool:
+            return rig.agent is not None and rig.agent.link.boot_status is not None
+
+        await eventually(answered, 10)
+        if await boot_status_is(BootStatus.REJECTED):
+            return True
+        await asyncio.sleep(3)
+        return False
+
+    await eventually(refused_at_boot, INFO_TTL_S + 15)
     assert rig.agent is not None and not rig.agent.link.accepted.is_set()
