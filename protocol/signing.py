@@ -25,7 +25,12 @@ from pycose.keys import OKPKey
 from pycose.keys.curves import Ed25519
 from pycose.messages import Sign1Message
 
-from kickstand.protocol.errors import CommandRejected, ProtocolError, UnknownTypeError
+from kickstand.protocol.errors import (
+    CommandRejected,
+    EncodeError,
+    ProtocolError,
+    UnknownTypeError,
+)
 from kickstand.protocol.topics import Channel
 from kickstand.protocol.v1 import codec, schema
 from kickstand.protocol.v1.enums import RejectReason
@@ -99,6 +104,10 @@ class CommandSigner:
         )
         msg.key = self._cose_key
         encoded: bytes = msg.encode(tag=True)
+        limit = codec.MAX_SIZE[Channel.COMMAND]
+        if len(encoded) > limit:
+            # The device (and the broker's message_size_limit) would refuse it: say so here.
+            raise EncodeError(f"signed command of {len(encoded)} bytes is over {limit}")
         return encoded
 
 

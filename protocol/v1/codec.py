@@ -473,6 +473,15 @@ def _encode_stamp_item(conv: UInt, value: int, name: str) -> int:
         raise EncodeError(f"Stamp.{name}: {exc.reason}") from None
 
 
+def _fit(channel: Channel, data: bytes) -> bytes:
+    """``data`` if the receiving side (and the broker's message_size_limit, the largest of
+    these) will take it; an EncodeError at the source otherwise, not a silent drop."""
+    limit = MAX_SIZE[channel]
+    if len(data) > limit:
+        raise EncodeError(f"{channel}: {len(data)} bytes is over the {limit}-byte limit")
+    return data
+
+
 def encode_up(stamp: m.Stamp, body: m.UpBody) -> bytes:
     channel = channel_of(body)
     if channel not in SEQUENCED_CHANNELS and stamp.seq != 0:
@@ -489,7 +498,7 @@ def encode_up(stamp: m.Stamp, body: m.UpBody) -> bytes:
         fields.update(_encode_fields(body, BODY_FIELDS[type(body)]))
     else:
         fields = _encode_fields(body, BODY_FIELDS[type(body)])
-    return cbor2.dumps([*header, fields])
+    return _fit(channel, cbor2.dumps([*header, fields]))
 
 
 def decode_up(channel: Channel, data: bytes) -> m.UpMessage:
@@ -551,7 +560,7 @@ DownBody = m.BootReply | m.TimeReply | m.Ack | m.BadgeReply
 
 
 def encode_down(body: DownBody) -> bytes:
-    return cbor2.dumps(_encode_fields(body, DOWN_FIELDS[type(body)]))
+    return _fit(channel_of(body), cbor2.dumps(_encode_fields(body, DOWN_FIELDS[type(body)])))
 
 
 def decode_down(channel: Channel, data: bytes) -> DownBody:

@@ -15,11 +15,17 @@ import pytest
 
 from kickstand.cloud.pki import CertificateAuthority
 from kickstand.protocol import topics
-from kickstand.protocol.errors import CommandRejected, DecodeError
-from kickstand.protocol.signing import CommandVerifier, MemoryReplayGuard
+from kickstand.protocol.errors import CommandRejected, DecodeError, EncodeError
+from kickstand.protocol.signing import (
+    CommandSigner,
+    CommandVerifier,
+    MemoryReplayGuard,
+    generate_private_key,
+)
 from kickstand.protocol.topics import Channel
 from kickstand.protocol.v1 import codec
-from kickstand.protocol.v1.messages import Heartbeat, Stamp
+from kickstand.protocol.v1.enums import AuthListKind
+from kickstand.protocol.v1.messages import AuthListUpdate, CommandEnvelope, Heartbeat, Stamp
 from kickstand.testing import MosquittoService
 
 from .conftest import DeviceCert, IssueCert
@@ -276,3 +282,15 @@ def test_codec_refuses_what_the_broker_would_drop() -> None:
     verifier = CommandVerifier("st-sec050", {}, MemoryReplayGuard())
     with pytest.raises(CommandRejected, match="over the limit"):
         verifier.verify(bytes(codec.MAX_SIZE[Channel.COMMAND] + 1))
+    # The sending side refuses too: an EncodeError at the source, not a silent broker drop.
+    signer = CommandSigner(generate_private_key())
+    uids = tuple(i.to_bytes(10, "big") for i in range(codec.MAX_AUTH_ENTRIES))
+    full = AuthListUpdate(AuthListKind.FULL, 2, None, add=uids, remove=uids)
+    with pytest.raises(EncodeError, match="over"):
+        signer.sign(CommandEnvelope(bytes(16), "st-sec050", 1, 2, full))
+    # The largest list the cloud sends in one command (cloud/authlist) still fits.
+    one_chunk = AuthListUpdate(AuthListKind.FULL, 2, None, add=uids)
+    assert (
+        len(signer.sign(CommandEnvelope(bytes(16), "st-sec050", 1, 2, one_chunk)))
+        <= (codec.MAX_SIZE[Channel.COMMAND])
+    )
