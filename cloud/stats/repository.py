@@ -737,19 +737,23 @@ def day_masks(first: date, last: date) -> dict[int, list[int]]:
     return out
 
 
+Kind = Literal["user", "vehicle"]
+
+
 async def presence_counts(
     session: AsyncSession,
     networks: Sequence[int],
-    kind: Literal["user", "vehicle"],
     groups: Sequence[tuple[date, date]],
-    extra: dict[int, set[date]],
-) -> list[int]:
-    """Distinct riders / vehicles with a finished trip on the networks on a day of each
-    group (``first``, ``last`` inclusive), plus those of ``extra`` (subject → its days of
-    running trips) not counted already. One scan of the presence rows of the years asked
-    (a rider-year is one row, whatever the number of trips)."""
-    if not groups:
-        return []
+    extra: dict[Kind, dict[int, set[date]]],
+) -> dict[Kind, list[int]]:
+    """Distinct riders ("user") / vehicles ("vehicle") of each kind of ``extra`` with a
+    finished trip on the networks on a day of each group (``first``, ``last`` inclusive),
+    plus those of ``extra`` (subject → its days of running trips) not counted already. One
+    scan of the presence rows of the years asked (a rider-year is one row, whatever the
+    number of its trips)."""
+    kinds = sorted(extra)
+    if not groups or not kinds:
+        return {k: [] for k in kinds}
     P = PRESENCE.c
     wanted = [day_masks(first, last) for first, last in groups]
     years = sorted({y for masks in wanted for y in masks})
@@ -766,43 +770,51 @@ async def presence_counts(
             ]
         )
 
-    where = [P.network_id.in_(networks), P.kind == kind, P.year.in_(years)]
+    where = [P.network_id.in_(networks), P.kind.in_(kinds), P.year.in_(years)]
+    stmt: Any
     if len(networks) == 1 and len(years) == 1:
         # One row per subject: a conditional count is the distinct count.
-        stmt = select(*[func.count(case((meets(m), 1))) for m in wanted]).where(*where)
-    else:
-        per_subject = (
-            select(
-                *[
-                    func.max(case((meets(m), 1), else_=0)).label(f"g{i}")
-                    for i, m in enumerate(wanted)
-                ]
-            )
+        stmt = (
+            select(P.kind, *[func.count(case((meets(m), 1))) for m in wanted])
             .where(*where)
-            .group_by(P.subject_id)
-            .subquery()
+            .group_by(P.kind)
         )
-        stmt = select(*[func.coalesce(func.sum(c), 0) for c in per_subject.c])
-    counts = [int(v) for v in (await session.execute(stmt)).one()]
-    if extra:
+    else:
+        flags = [
+            func.max(case((meets(m), 1), else_=0)).label(f"g{i}") for i, m in enumerate(wanted)
+        ]
+        per_subject = select(P.kind, *flags).where(*where).group_by(P.kind, P.subject_id).subquery()
+        stmt = select(
+            per_subject.c.kind,
+            *[func.coalesce(func.sum(per_subject.c[f"g{i}"]), 0) for i in range(len(wanted))],
+        ).group_by(per_subject.c.kind)
+    counts: dict[Kind, list[int]] = {k: [0] * len(groups) for k in kinds}
+    for kind, *values in _all(await session.execute(stmt)):
+        counts[kind] = [int(v) for v in values]
+    subjects = {(k, s) for k in kinds for s in extra[k]}
+    if not subjects:
+        return counts
+    known: dict[tuple[str, int], list[tuple[int, list[int]]]] = {}
+    for kind in kinds:
+        if not extra[kind]:
+            continue
         rows = await session.execute(
-            select(P.subject_id, P.year, *[P[f"m{i}"] for i in range(MASKS)]).where(
-                *where, P.subject_id.in_(list(extra))
+            select(P.kind, P.subject_id, P.year, *[P[f"m{i}"] for i in range(MASKS)]).where(
+                *where, P.kind == kind, P.subject_id.in_(list(extra[kind]))
             )
         )
-        known: dict[int, list[tuple[int, list[int]]]] = {}
-        for subject, year, *ms in _all(rows):
-            known.setdefault(int(subject), []).append((int(year), [int(m) for m in ms]))
-        for g, (first, last) in enumerate(groups):
-            for subject, days in extra.items():
-                if not any(first <= d <= last for d in days):
-                    continue
-                rolled = any(
-                    (m & w) != 0
-                    for year, ms in known.get(subject, [])
-                    for m, w in zip(ms, wanted[g].get(year, []), strict=False)
-                )
-                counts[g] += 0 if rolled else 1
+        for k, subject, year, *ms in _all(rows):
+            known.setdefault((str(k), int(subject)), []).append((int(year), [int(m) for m in ms]))
+    for g, (first, last) in enumerate(groups):
+        for kind, subject in subjects:
+            if not any(first <= d <= last for d in extra[kind][subject]):
+                continue
+            rolled = any(
+                (m & w) != 0
+                for year, ms in known.get((kind, subject), [])
+                for m, w in zip(ms, wanted[g].get(year, []), strict=False)
+            )
+            counts[kind][g] += 0 if rolled else 1
     return counts
 
 

@@ -234,9 +234,11 @@ async def _usage_from_rollup(
         (max(first, period.start), min(nxt - timedelta(days=1), period.end))
         for first, nxt in zip(starts, [*starts[1:], date.max], strict=True)
     ]
-    users = await repository.presence_counts(
-        session, networks, "user", groups, _live_subjects(live, period.zone, "user")
-    )
+    users = (
+        await repository.presence_counts(
+            session, networks, groups, {"user": _live_subjects(live, period.zone, "user")}
+        )
+    )["user"]
     return {first: (trips[first], u) for first, u in zip(starts, users, strict=True)}
 
 
@@ -266,15 +268,15 @@ async def _summary_from_rollup(
     first, last = period.start, period.end
     m = await repository.rollup_measures(session, networks, first, last)
     live = await repository.live_trips(session, networks, period.since, period.until)
-    kinds: tuple[Literal["user", "vehicle"], ...] = ("user", "vehicle")
-    counted = [
-        (
-            await repository.presence_counts(
-                session, networks, kind, [(first, last)], _live_subjects(live, period.zone, kind)
-            )
-        )[0]
-        for kind in kinds
-    ]
+    counted = await repository.presence_counts(
+        session,
+        networks,
+        [(first, last)],
+        {
+            "user": _live_subjects(live, period.zone, "user"),
+            "vehicle": _live_subjects(live, period.zone, "vehicle"),
+        },
+    )
     names: tuple[Literal["distance", "duration"], ...] = ("distance", "duration")
     medians = []
     for measure in names:
@@ -290,8 +292,8 @@ async def _summary_from_rollup(
     # Running trips count as trips; they have no end, so no distance nor duration yet.
     return repository.Summary(
         trips=m.trips + len(live),
-        users=counted[0],
-        vehicles=counted[1],
+        users=counted["user"][0],
+        vehicles=counted["vehicle"][0],
         distance=measures(m.distance_n, m.distance_sum, m.distance_max, medians[0]),
         duration=measures(m.duration_n, m.duration_sum, m.duration_max, medians[1]),
     )
