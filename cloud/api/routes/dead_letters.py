@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from kickstand.cloud.alerts.engine import AlertEngine
 from kickstand.cloud.api.access import Operator, OperatorContext
@@ -63,6 +64,14 @@ class DeadLetterDetail(DeadLetterPublic):
     payload_hex: str = Field(description="The message as received (CBOR), hex.")
 
 
+async def _letter(session: AsyncSession, operator: OperatorContext, letter_id: int) -> DeadLetter:
+    """The letter if the operator sees it (another network's: not found)."""
+    letter = await deadletters.get_letter(session, letter_id, operator.networks)
+    if letter is None:
+        raise not_found("dead letter", letter_id)
+    return letter
+
+
 @router.get(
     "",
     response_model=Page[DeadLetterPublic],
@@ -93,9 +102,7 @@ async def get_dead_letters(
 async def get_dead_letter(
     operator: DeadLettersOperator, session: SessionDep, letter_id: LetterId
 ) -> dict[str, Any]:
-    letter = await deadletters.get_letter(session, letter_id, operator.networks)
-    if letter is None:
-        raise not_found("dead letter", letter_id)
+    letter = await _letter(session, operator, letter_id)
     return {"code": 0, "data": deadletters.describe(letter, payload=True)}
 
 
@@ -139,9 +146,7 @@ async def replay_dead_letter(
 async def discard_dead_letter(
     operator: DeadLettersOperator, session: SessionDep, letter_id: LetterId
 ) -> dict[str, Any]:
-    letter: DeadLetter | None = await deadletters.get_letter(session, letter_id, operator.networks)
-    if letter is None:
-        raise not_found("dead letter", letter_id)
+    letter = await _letter(session, operator, letter_id)
     if letter.status != DeadLetterStatus.OPEN:
         message = f"dead letter {letter_id} is {letter.status}"
         raise conflict(message, reason="not-open")
