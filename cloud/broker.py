@@ -7,7 +7,9 @@ The embedded broker is amqtt 0.12, in-process: MQTT 3.1.1 only, no ACL, anonymou
 no shared subscriptions (`$share/<group>/...` is treated as a plain topic there and
 never matches). So in embedded mode exactly ONE ingest worker runs, subscribed to the
 plain filter `ks/v1/d/+/+` (``IngestWorker(..., shared=False)``). Production and the tests
-use Mosquitto (or any broker with shared subscriptions) through ``MQTT_URL``.
+use Mosquitto (or any broker with shared subscriptions) through ``MQTT_URL``. It cannot
+bind a device's identity either (no TLS, no certificates, no ACL: any client may speak
+for any device), so it refuses to start with ``ENVIRONMENT=production``.
 
 ``MQTT_URL`` is ``mqtt://`` (plain: loopback, the tests, a compose-internal network) or
 ``mqtts://`` (TLS: the broker is verified against ``?ca_file=<PEM>``, or the system's CAs
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import ssl
 from dataclasses import dataclass
@@ -27,11 +30,17 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from kickstand.cloud.errors import CloudError
+
 log = logging.getLogger("kickstand.cloud.broker")
 
 DEFAULT_PORT = 1883
 DEFAULT_TLS_PORT = 8883
 _TLS_OPTIONS = ("ca_file", "cert_file", "key_file")
+
+
+class EmbeddedBrokerRefusedError(CloudError):
+    """The in-process broker asked for where devices must be authenticated (production)."""
 
 
 class BrokerUrlError(ValueError):
@@ -115,9 +124,16 @@ def free_port(host: str = "127.0.0.1") -> int:
 class EmbeddedBroker:
     """amqtt running in this event loop; ``async with`` yields the URL to connect to."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int | None = None) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int | None = None, *, environment: str | None = None
+    ) -> None:
         self.host = host
         self.port = port if port is not None else free_port(host)
+        #: ENVIRONMENT of the process (the cloud's setting), read from the environment when
+        #: not given.
+        self.environment = (
+            environment if environment is not None else os.environ.get("ENVIRONMENT", "")
+        )
         self._broker: Any = None
 
     @property
@@ -125,6 +141,11 @@ class EmbeddedBroker:
         return f"mqtt://{self.host}:{self.port}"
 
     async def start(self) -> str:
+        if self.environment.strip().lower() == "production":
+            raise EmbeddedBrokerRefusedError(
+                "the embedded broker binds no device identity (anonymous, no TLS, no ACL): "
+                "set MQTT_URL to a broker with device certificates (deploy/README.md)"
+            )
         from amqtt.broker import Broker
 
         config = {

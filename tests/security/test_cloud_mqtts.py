@@ -7,7 +7,12 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from kickstand.cloud.broker import BrokerUrlError, MqttUrl
+from kickstand.cloud.broker import (
+    BrokerUrlError,
+    EmbeddedBroker,
+    EmbeddedBrokerRefusedError,
+    MqttUrl,
+)
 from kickstand.cloud.pki import CertificateAuthority, write_pem
 from kickstand.testing import MosquittoService
 
@@ -72,3 +77,11 @@ async def test_tls_context_verifies_the_broker(
             other.host, other.port, tls_context=other.tls_context(), timeout=3
         ):
             pass
+
+
+async def test_embedded_broker_refuses_production() -> None:
+    broker = EmbeddedBroker(environment="production")
+    with pytest.raises(EmbeddedBrokerRefusedError, match="no device identity"):
+        await broker.start()
+    async with EmbeddedBroker(environment="development") as url:
+        assert url.startswith("mqtt://127.0.0.1:")
