@@ -484,34 +484,46 @@ async def city_with_station(city: City, sink: MailSink, town: Town) -> None:
     ]
     assert Decimal(breakdown["total"]) == first_cost and detail["billing_stops"] == []
 
+    # The spot holding the bike, in maintenance: the agent is told (SetMaintenance) and
+    # reports it; the spot and its bike leave the rider map; a rent there is refused.
     told = ok(
         await api.put(
-            f"/v1/dashboard/spots/{spot[2]}/maintenance",
+            f"/v1/dashboard/spots/{spot[3]}/maintenance",
             json={"in_maintenance": True, "reason": "lock check"},
             headers=operator,
         )
     )
     assert told["station_answer"] == "done" and told["in_maintenance"] is True
-    await eventually(lambda: reported(city, 2, pe.SpotState.MAINTENANCE), 10)
+    await eventually(lambda: reported(city, 3, pe.SpotState.MAINTENANCE), 10)
     spots = ok(await api.get(f"/v1/clusters/{cluster_id}/spots", headers=rider))
     assert {s["displayed_number"]: s["is_accessible"] for s in spots} == {
-        1: True, 2: False, 3: True, 4: True,
+        1: True, 2: True, 3: False, 4: True,
     }  # fmt: skip
-    assert (await map_cluster(city, rider, cluster_id))["free_spots"] == 2
+    cluster = await map_cluster(city, rider, cluster_id)
+    assert (cluster["available_vehicles"], cluster["free_spots"]) == (0, 3)
+    r = await rent(city, rider, spot[3])
+    assert (r.status_code, r.json().get("reason")) == (409, "spot-unavailable"), r.text
+    assert rig.sim.boards[3].lock.name == "LOCKED"
+    counts = ok(
+        await api.get(
+            "/v1/dashboard/overview/stations", params={"networks": network_id}, headers=operator
+        )
+    )
+    assert (counts["stations"], counts["spots"], counts["spots_maintenance"]) == (1, 4, 1)
     told = ok(
         await api.put(
-            f"/v1/dashboard/spots/{spot[2]}/maintenance",
+            f"/v1/dashboard/spots/{spot[3]}/maintenance",
             json={"in_maintenance": False},
             headers=operator,
         )
     )
     assert told["station_answer"] == "done" and told["in_maintenance"] is False
-    await eventually(lambda: reported(city, 2, pe.SpotState.EMPTY), 10)
+    await eventually(lambda: reported(city, 3, pe.SpotState.DOCKED_LOCKED), 10)
 
-    async def free_again() -> bool:
-        return (await map_cluster(city, rider, cluster_id)).get("free_spots") == 3
+    async def rentable_again() -> bool:
+        return (await map_cluster(city, rider, cluster_id)).get("available_vehicles") == 1
 
-    await eventually(free_again, 10)
+    await eventually(rentable_again, 10)
 
     today = datetime.now(ZoneInfo(TZ)).date().isoformat()
     figures: dict[str, str | int] = {"networks": network_id, "timezone": TZ}
