@@ -4,14 +4,16 @@ A database with only an administrator (migrated, ``create_admin``: not the demo 
 administrator creates a network, its border and an organizational unit, and gives the
 operator role on it to a person who signed up; the operator sets prices, creates a cluster,
 commissions a station (its real agent was refused before, is accepted after), registers a
-vehicle docked in it; a rider who signed up rents it, rides and docks at another spot, and
-is billed by the operator's prices; the operator sees the trip, puts a spot in maintenance
-and back, reads the overview and usage stats, changes the prices, stops the billing of a
-stuck trip, decommissions the vehicle and then the emptied station (its device refused).
+bike docked in it and a kick-scooter with its controller; a rider who signed up (credited
+by the administrator) rents the bike, rides and docks at another spot, and is billed by the
+operator's prices; the operator sees the trip, puts its spot in maintenance and back, reads
+the overview and usage stats, changes the prices, stops the billing of a stuck trip,
+decommissions the vehicles and then the emptied station (its device refused at its boot).
 
 Real PostgreSQL and Mosquitto, the ingest worker, the API under uvicorn with its mail relay
 (an in-process SMTP sink), the REAL station agent against simulated spot boards
-(``tests.e2e.city``). The database is read for assertions only, never written.
+(``tests.e2e.city``) and the REAL vehicle agent on the vehicle simulator. The database is
+read for assertions only (the stations' reported spot states), never written.
 """
 
 from __future__ import annotations
