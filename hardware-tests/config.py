@@ -97,6 +97,19 @@ class ReportSettings(_Model):
     dir: Path = Path("reports")
 
 
+class Provisioning(_Model):
+    """The end-of-line provisioning step (issue 17): the device's key made on it, its CSR
+    signed by the installation (``POST /v1/dashboard/devices/provision``), the certificate
+    installed, a TLS connection tried. Without ``api_url`` the step is skipped."""
+
+    api_url: str | None = None  # the cloud's API, e.g. https://api.example.net
+    email: str = ""  # the bench's operator account (stations.advanced on every network)
+    password_env: str = "KICKSTAND_RIG_PASSWORD"  # its password: an environment variable
+    tls_broker_url: str | None = None  # mqtts://host:8883 (None: the TLS try is skipped)
+    identity_dir: Path | None = None  # where the device keeps them (None: <workdir>/identity)
+    timeout_s: float = Field(default=20.0, gt=0)
+
+
 class StationRig(_Model):
     kind: Literal["station"] = "station"
     device_id: str = "st-0001"
@@ -106,6 +119,7 @@ class StationRig(_Model):
     limits: StationLimits = StationLimits()
     firmware: FirmwareStaging = FirmwareStaging()
     report: ReportSettings = ReportSettings()
+    provisioning: Provisioning = Provisioning()
 
     @field_validator("device_id")
     @classmethod
@@ -197,6 +211,7 @@ class VehicleRig(_Model):
     test: VehicleTest = VehicleTest()
     limits: VehicleLimits = VehicleLimits()
     report: ReportSettings = ReportSettings()
+    provisioning: Provisioning = Provisioning()
 
     @field_validator("serial_number")
     @classmethod

@@ -42,6 +42,7 @@ from kickstand.protocol.v1.messages import (
 )
 from kickstand.rigs.bench import Bench
 from kickstand.rigs.config import StationRig
+from kickstand.rigs.provisioning import ProvisioningSteps
 from kickstand.rigs.runner import StepContext, SuiteRunner
 from kickstand.rigs.session import BENCH_TIMINGS, DeviceSession, describe_result, expect_done
 from kickstand.simulators.spotboard import firmware_image
@@ -158,6 +159,9 @@ class StationSuite(DeviceSession):
                      f"Firmware staged to spot {self.rig.firmware.spot} and verified",
                      self.step_firmware, timeout_s=lim.firmware_timeout_s + 10,
                      requires=["boot"])
+        # End of line: the mainboard gets its identity (issue 17).
+        await ProvisioningSteps(self.device_id, "station", self.rig.provisioning,
+                                self.workdir).run(r)
 
     # ---------------------------------------------------------------- steps
 

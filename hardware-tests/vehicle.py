@@ -37,6 +37,7 @@ from kickstand.protocol.v1.messages import (
 )
 from kickstand.rigs.bench import Bench
 from kickstand.rigs.config import VehicleRig
+from kickstand.rigs.provisioning import ProvisioningSteps
 from kickstand.rigs.runner import StepContext, SuiteRunner
 from kickstand.rigs.session import BENCH_TIMINGS, DeviceSession, describe_result
 from kickstand.simulators.vehicle import SimulatedVehicle
@@ -122,6 +123,9 @@ class VehicleSuite(DeviceSession):
                      timeout_s=5, requires=["boot"])
         await r.step("speed_limit", "Speed-limit command acknowledged", self.step_speed_limit,
                      timeout_s=10, requires=["boot"])
+        # End of line: the controller gets its identity (issue 17).
+        await ProvisioningSteps(self.device_id, "vehicle", self.rig.provisioning,
+                                self.workdir).run(r)
 
     # ---------------------------------------------------------------- steps
 

@@ -267,6 +267,66 @@ class DeviceIdentity:
                 await asyncio.wait_for(_session_ends(link), self.check_every_s)
 
 
+# ── at the bench (issue 17): the first identity ─────────────────────────────────────
+
+
+def bench_request(device_id: str, key_file: Path) -> bytes:
+    """The device's side of provisioning at the bench: its key made here (kept if it
+    exists: a rerun of the step asks again for the same key), the CSR returned (PEM). The
+    key never leaves this function's file."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    try:
+        loaded = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+        key = loaded if isinstance(loaded, ec.EllipticCurvePrivateKey) else None
+    except (OSError, ValueError, TypeError):
+        key = None
+    if key is None:
+        key = ec.generate_private_key(ec.SECP256R1())
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        _write_atomic(key_file, pem, 0o600)
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, device_id)]))
+        .sign(key, hashes.SHA256())
+    )
+    return csr.public_bytes(serialization.Encoding.PEM)
+
+
+def bench_install(
+    device_id: str, key_file: Path, cert_file: Path, ca_file: Path, cert_pem: bytes, ca_pem: bytes
+) -> x509.Certificate:
+    """Install the certificate the bench got for :func:`bench_request`'s key (and the CA
+    the broker is verified against), after checking it is that key's and names the device;
+    :class:`IdentityError` otherwise (nothing written)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.x509.oid import NameOID
+
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        x509.load_pem_x509_certificate(ca_pem)
+        key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise IdentityError(f"cannot install: {exc}", RejectReason.MALFORMED) from None
+    if _public_der(cert.public_key()) != _public_der(key.public_key()):
+        raise IdentityError("the certificate is not for the device's key")
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if [n.value for n in names] != [device_id]:
+        raise IdentityError(f"the certificate does not name {device_id}")
+    _write_atomic(ca_file, ca_pem, 0o644)
+    _write_atomic(cert_file, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    return cert
+
+
 async def _session_ends(link: CloudLink) -> None:
     # CloudLink has an event for "accepted", none for its end: looked at once a second.
     while link.accepted.is_set():  # noqa: ASYNC110
@@ -292,5 +352,7 @@ __all__ = [
     "RENEW_BEFORE_DAYS",
     "DeviceIdentity",
     "IdentityError",
+    "bench_install",
+    "bench_request",
     "reconnect",
 ]
