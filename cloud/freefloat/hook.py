@@ -60,6 +60,7 @@ from kickstand.cloud.geofence import (
 )
 from kickstand.cloud.geofence.store import GeofenceCache
 from kickstand.cloud.models import TripStatus, Vehicle
+from kickstand.cloud.networks import service as networks
 from kickstand.protocol.v1 import messages as m
 
 log = logging.getLogger("kickstand.cloud.freefloat.hook")
@@ -68,6 +69,11 @@ log = logging.getLogger("kickstand.cloud.freefloat.hook")
 DEFAULT_VEHICLE_MAX_KMH = MAX_SPEED_MAX
 VEHICLE_POSITION_FORBIDDEN = ev.VEHICLE_POSITION_FORBIDDEN
 VEHICLE_POSITION_OUT_OF_NETWORK = ev.VEHICLE_POSITION_OUT_OF_NETWORK
+
+
+def _lowest(*limits: int | None) -> int | None:
+    """The lowest of the limits that are set (None: none is)."""
+    return min((x for x in limits if x is not None), default=None)
 
 
 class CommandSender(Protocol):
@@ -129,6 +135,8 @@ class FreeFloatHook:
         # Per task: the workers of one process share the hook (and its trackers), each
         # applying its own batches in its own task.
         self._positions: dict[asyncio.Task[Any] | None, list[Fix]] = {}
+        # Per task: the speed limits of rides the batch started, sent after its commit.
+        self._ride_limits: dict[asyncio.Task[Any] | None, dict[str, int]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ── inside the ingest transaction ─────────────────────────────────────────────────
@@ -136,6 +144,7 @@ class FreeFloatHook:
     def begin_batch(self) -> None:
         """Forget positions of a batch that did not commit (this task's)."""
         self._positions.pop(asyncio.current_task(), None)
+        self._ride_limits.pop(asyncio.current_task(), None)
 
     def add_position(
         self,
@@ -165,10 +174,39 @@ class FreeFloatHook:
             self.stats["lock-refused"] += 1
         return outcome.result
 
+    async def on_unlocked(
+        self, session: AsyncSession, device_id: str, result: trips.TripEventResult
+    ) -> None:
+        """A vehicle ``Unlocked`` that started (or resumed) its ride: the vehicle is told
+        its limit (seed 002 vehicle speed settings: its type's normal speed on the network,
+        lowered by the speed zone it stands in), sent after the batch commits."""
+        if result.action not in ("created", "updated") or result.trip is None:
+            return
+        vehicle = await session.get(Vehicle, result.trip.vehicle_id)
+        if vehicle is None:
+            return
+        normal = await networks.normal_speed(session, vehicle)
+        if normal is None:
+            return  # the network sets no speeds for this type: zones alone limit it
+        zone: int | None = None
+        if vehicle.latitude is not None and vehicle.longitude is not None:
+            index = await self.cache.index(session, vehicle.network_id)
+            try:
+                zone = index.check(vehicle.longitude, vehicle.latitude).max_speed
+            except CoordinateRangeError:
+                zone = None
+        limit = _lowest(zone, normal)
+        assert limit is not None
+        self._ride_limits.setdefault(asyncio.current_task(), {})[device_id] = limit
+
     # ── after the commit ──────────────────────────────────────────────────────────────
 
     async def after_commit(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         """Feed the batch's positions to the trackers; write and send what they cause."""
+        # Rides started first: a zone the batch's positions enter then lowers the limit.
+        for device_id, max_kmh in self._ride_limits.pop(asyncio.current_task(), {}).items():
+            self.stats["ride-speed-limit"] += 1
+            self._send(device_id, m.SetSpeedLimit(max_kmh=max_kmh))
         fixes = self._positions.pop(asyncio.current_task(), [])
         if not fixes:
             return
@@ -228,6 +266,7 @@ class FreeFloatHook:
         commands: dict[str, list[m.CommandBody]],
     ) -> None:
         vehicles: dict[int, Vehicle] = {}
+        normals: dict[int, int | None] = {}  # per vehicle: its network's normal speed
         speed: dict[str, int] = {}  # the last limit of the batch wins
         border = index.border
         for fix, event in events:
@@ -239,7 +278,11 @@ class FreeFloatHook:
                 vehicle = vehicles[fix.vehicle_id] = found
             self.stats[type(event).__name__] += 1
             if isinstance(event, SpeedZoneEntered | SpeedZoneLeft):
-                speed[fix.device_id] = event.max_speed or DEFAULT_VEHICLE_MAX_KMH
+                # Zones lower the network's normal speed, never raise it.
+                if vehicle.id not in normals:
+                    normals[vehicle.id] = await networks.normal_speed(session, vehicle)
+                limit = _lowest(event.max_speed, normals[vehicle.id])
+                speed[fix.device_id] = limit or DEFAULT_VEHICLE_MAX_KMH
             elif isinstance(event, ForbiddenZoneEntered):
                 await self._forbidden(session, vehicle, fix, event)
             elif isinstance(event, NetworkAreaLeft):

@@ -39,7 +39,7 @@ from kickstand.cloud.errors import (
     NoPricingRuleError,
     NotFoundError,
 )
-from kickstand.cloud.models import Network, PricingRule, User, UserRole
+from kickstand.cloud.models import Network, PricingRule, User, UserRole, Vehicle
 from kickstand.cloud.networks import repository
 from kickstand.cloud.networks.models import (
     BalancingDiscount,
@@ -355,6 +355,25 @@ SPEED_FIELDS = (
     "default_low_speed", "default_medium_speed", "default_high_speed",
     "min_battery_to_slow_down", "battery_slow_down_speed",
 )  # fmt: skip
+
+
+async def normal_speed(session: AsyncSession, vehicle: Vehicle) -> int | None:
+    """The speed limit a vehicle of this network rides at outside speed zones (km/h): its
+    type's normal speed (``default_medium_speed``), the ``battery_slow_down_speed`` when
+    its battery is below ``min_battery_to_slow_down``; None when the network sets no
+    speeds for its type (the vehicle's own maximum then)."""
+    row = await session.get(NetworkSpeedSettings, (vehicle.network_id, vehicle.vehicle_type))
+    if row is None:
+        return None
+    limit = row.default_medium_speed
+    if (
+        row.min_battery_to_slow_down is not None
+        and row.battery_slow_down_speed is not None
+        and vehicle.battery_level is not None
+        and vehicle.battery_level < row.min_battery_to_slow_down
+    ):
+        limit = min(limit, row.battery_slow_down_speed)
+    return limit
 
 
 # ── notification settings ─────────────────────────────────────────────────────────────

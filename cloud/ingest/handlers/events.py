@@ -92,6 +92,8 @@ async def vehicle_unlocked(
         latitude=None,
         longitude=None,
     )
+    if ctx.freefloat is not None:
+        await ctx.freefloat.on_unlocked(session, item.device_id, r)  # the ride's speed limit
     await trip_result(ctx, session, item, r)
 
 
