@@ -515,9 +515,24 @@ async def trips_info(
     tz = zone(timezone)
     active = await repository.active_trips(session, networks)
     until = _days_ago(now, tz, -1)
-    today, since_yesterday, week, month = await repository.trips_since(
-        session, networks, [_days_ago(now, tz, d) for d in (0, 1, 6, 29)], until
-    )
+    local_today = now.astimezone(tz).date()
+    last_30 = Window(local_today - timedelta(days=29), local_today, tz)
+    if await _rollup_answers(session, networks, last_30, OrganizationFilter()):
+        per_day: Counter[date] = Counter(
+            await repository.rollup_trips_by(
+                session, networks, last_30.start, last_30.end, "local_day"
+            )
+        )
+        for t in await repository.live_trips(session, networks, last_30.since, last_30.until):
+            per_day[_local_day(t.started_at, tz)] += 1
+        today, since_yesterday, week, month = (
+            sum(n for day, n in per_day.items() if day >= local_today - timedelta(days=d))
+            for d in (0, 1, 6, 29)
+        )
+    else:
+        today, since_yesterday, week, month = await repository.trips_since(
+            session, networks, [_days_ago(now, tz, d) for d in (0, 1, 6, 29)], until
+        )
     return TripsInfo(
         running=active.get(TripStatus.RUNNING.value, 0),
         on_hold=active.get(TripStatus.ON_HOLD.value, 0),
@@ -534,9 +549,22 @@ async def users_info(
     tz = zone(timezone)
     until = _days_ago(now, tz, -1)
     month = _days_ago(now, tz, 29)
-    today, week, last_30 = await repository.riders_since(
-        session, networks, [_days_ago(now, tz, d) for d in (0, 6, 29)], until
-    )
+    local_today = now.astimezone(tz).date()
+    period = Window(local_today - timedelta(days=29), local_today, tz)
+    if await _rollup_answers(session, networks, period, OrganizationFilter()):
+        live = await repository.live_trips(session, networks, period.since, period.until)
+        today, week, last_30 = (
+            await repository.presence_counts(
+                session,
+                networks,
+                [(local_today - timedelta(days=d), local_today) for d in (0, 6, 29)],
+                {"user": _live_subjects(live, tz, "user")},
+            )
+        )["user"]
+    else:
+        today, week, last_30 = await repository.riders_since(
+            session, networks, [_days_ago(now, tz, d) for d in (0, 6, 29)], until
+        )
     return UsersInfo(
         total=await repository.riders(session, networks),
         new_last_30_days=await repository.riders(session, networks, registered_since=month),
