@@ -1266,6 +1266,58 @@ async def _confirm_drained_expiries(session: AsyncSession, now: datetime) -> lis
     return confirmed
 
 
+async def end_overlong_trips(session: AsyncSession, now: datetime) -> list[tuple[Trip, str]]:
+    """End the trips longer than their network's ``trip_auto_lock`` (run periodically).
+
+    Seed 002: "Maximum duration of a trip. The vehicle will be lock and the trip stopped if
+    it exceed this value" (0: no maximum). Only a vehicle with its own lock, not docked, can
+    be locked: the caller sends each returned device a Lock after its commit. The trip ends
+    at ``started_at + trip_auto_lock``, where the vehicle stands (free-floating end).
+    """
+    _aware(now)
+    rows = (
+        await session.execute(
+            select(Trip.id, Trip.started_at, Network.trip_auto_lock)
+            .join(Network, Network.id == Trip.network_id)
+            .join(Vehicle, Vehicle.id == Trip.vehicle_id)
+            .where(
+                Trip.status.in_(ACTIVE_TRIP_STATUSES),
+                Network.trip_auto_lock > 0,
+                Vehicle.device_id.is_not(None),
+                Vehicle.spot_id.is_(None),
+            )
+        )
+    ).all()
+    ended: list[tuple[Trip, str]] = []
+    for trip_id, started_at, max_s in rows:
+        deadline = started_at + timedelta(seconds=max_s)
+        if now < deadline:
+            continue
+        trip = await get_trip(session, trip_id, lock=True)
+        if trip.status not in ACTIVE_TRIP_STATUSES:
+            continue
+        vehicle = await session.get_one(
+            Vehicle, trip.vehicle_id, with_for_update={"key_share": True}
+        )
+        if vehicle.device_id is None or vehicle.spot_id is not None:
+            continue
+        vehicle.state = VehicleState.AVAILABLE
+        await _finish(
+            session,
+            trip,
+            vehicle,
+            max(deadline, trip.on_hold_since or deadline),
+            latitude=vehicle.latitude,
+            longitude=vehicle.longitude,
+            free_floating=True,
+        )
+        outbox.emit(session, ev.VEHICLE_UPDATED, vehicle.id, vehicle_payload(vehicle))
+        log.info("event=trip_auto_locked trip_id=%s vehicle=%s", trip.id, vehicle.serial_number)
+        ended.append((trip, vehicle.device_id))
+    await session.flush()
+    return ended
+
+
 async def end_overdue_holds(session: AsyncSession, now: datetime) -> list[Trip]:
     """End trips on hold longer than their network's ``trip_max_pause`` (run periodically).
 

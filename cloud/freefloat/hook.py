@@ -371,6 +371,10 @@ class FreeFloatHook:
 
     # ── commands ──────────────────────────────────────────────────────────────────────
 
+    def lock(self, device_id: str) -> None:
+        """Lock a vehicle whose trip the engine ended (its network's ``trip_auto_lock``)."""
+        self._send(device_id, m.Lock(spot=0))
+
     def _send(self, device_id: str, body: m.CommandBody) -> None:
         if self.commands is None:
             self.stats["command-no-sender"] += 1

@@ -610,10 +610,15 @@ class BatchApplier:
         async with self._sessionmaker() as session, session.begin():
             changed = len(await trips.expire_stale_rents(session, now))
             changed += len(await trips.end_overdue_holds(session, now))
+            too_long = await trips.end_overlong_trips(session, now)
+            changed += len(too_long)
             if self.alerts is not None:
                 changed += len(await self.alerts.sweep(session, now))
             # After the alerts: they judge a silence by the rule before it is written.
             changed += len(await silence.mark_silent(session, now))
+        if self.freefloat is not None:  # the network's trip_auto_lock: lock them now
+            for _, device_id in too_long:
+                self.freefloat.lock(device_id)
         # A transaction of its own: whatever it meets, the rents above have expired.
         async with self._sessionmaker() as session, session.begin():
             changed += len(await self.gaps.check(session, now))
