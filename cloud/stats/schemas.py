@@ -110,7 +110,13 @@ class Measures(BaseModel):
     count: int
     total: float
     average: float | None
-    median: float | None
+    median: float | None = Field(
+        description=(
+            "Bucket-accurate when read from the usage rollup (a period asked in the networks' "
+            "own time zone, no organizations filter): the middle of the 100 m / 1 min bucket "
+            "holding the median (within 50 m / 30 s); exact otherwise (read from trips)."
+        )
+    )
     max: float | None
 
 
