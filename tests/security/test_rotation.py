@@ -9,18 +9,23 @@ simulated spot boards.
   old one superseded;
 - a station provisioned at the bench through the API and commissioned, then decommissioned
   while connected: its certificate revoked, the CRL rewritten, the broker reloaded and the
-  live session dropped; its reconnection is refused (certificate revoked).
+  live session dropped; its reconnection is refused (certificate revoked);
+- the device's files (no broker): a renewal cut between its two renames is finished at the
+  next start; a certificate for another key or another device is refused, nothing changed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
 from sqlalchemy import select
 
 from kickstand.cloud import pki
@@ -29,11 +34,11 @@ from kickstand.cloud.devices import identity
 from kickstand.cloud.devices.certificates import DeviceCertificate
 from kickstand.cloud.models import Cluster, Device, User, UserRole
 from kickstand.cloud.security import hash_password
+from kickstand.edge.core.identity import DeviceIdentity, IdentityError
+from kickstand.protocol.v1 import messages as m
 from kickstand.simulators.station.sim import StationRig
 from kickstand.testing import DeviceTls, MosquittoService, PostgresServer
 from tests.e2e.city import City, eventually, seeded_city
-
-pytestmark = [pytest.mark.slow, pytest.mark.mqtt, pytest.mark.postgres]
 
 STATION = "st-0001"  # a seeded station with 6 spots
 ADMIN, ADMIN_PASSWORD = "bench@example.com", "bench-rig-password-1"
@@ -97,6 +102,9 @@ def on_disk(workdir: Path) -> x509.Certificate:
     return x509.load_pem_x509_certificate((workdir / "device.pem").read_bytes())
 
 
+@pytest.mark.slow
+@pytest.mark.mqtt
+@pytest.mark.postgres
 async def test_rotation_before_expiry_keeps_the_station_online(
     broker: MosquittoService, pg_server: PostgresServer, pg_template: str, tmp_path: Path
 ) -> None:
@@ -174,6 +182,9 @@ async def add_admin(city: City) -> dict[str, str]:
     return await city.login(ADMIN, ADMIN_PASSWORD)
 
 
+@pytest.mark.slow
+@pytest.mark.mqtt
+@pytest.mark.postgres
 async def test_decommission_revokes_and_drops_the_live_session(
     broker: MosquittoService, pg_server: PostgresServer, pg_template: str, tmp_path: Path
 ) -> None:
@@ -234,3 +245,73 @@ async def test_decommission_revokes_and_drops_the_live_session(
             assert link.counters.connects == 1  # never back
         finally:
             await rig.stop()
+
+
+# ── the device's files (edge/core/identity.py), no broker ────────────────────────────
+
+
+def identity_in(
+    workdir: Path, valid_days: int = 10
+) -> tuple[DeviceIdentity, pki.CertificateAuthority]:
+    ca = pki.CertificateAuthority.create("Kickstand identity-test CA", valid_days=3650)
+    key = pki.device_key()
+    pki.write_pem(
+        workdir / "device.pem", ca.sign_csr(pki.device_csr(key, STATION), STATION, valid_days)
+    )
+    pki.write_pem(workdir / "device.key", key)
+    return DeviceIdentity(STATION, workdir / "device.pem", workdir / "device.key"), ca
+
+
+def signed_for(
+    ca: pki.CertificateAuthority, request: m.CertRenew, device_id: str = STATION
+) -> bytes:
+    """The request's key certified as ``device_id`` (the CA refuses another CN: built by
+    hand for the device's own check)."""
+    csr = x509.load_der_x509_csr(request.csr)
+    if device_id == STATION:
+        return ca.sign_csr(csr, device_id, 365).public_bytes(Encoding.DER)
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, device_id)]))
+        .issuer_name(ca.certificate.subject)
+        .public_key(csr.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=365))
+        .sign(ca.key, hashes.SHA256())
+    )
+    return cert.public_bytes(Encoding.DER)
+
+
+async def test_renewal_files_survive_a_cut_and_refuse_what_is_not_theirs(tmp_path: Path) -> None:
+    device, ca = identity_in(tmp_path)
+    assert device.due()  # 10 days left, renewed from 30 days before
+    old_serial = on_disk(tmp_path).serial_number
+    request = device.renewal_request()
+    assert device.pending_key_file.stat().st_mode & 0o777 == 0o600
+    # Asked again (a new session, a restart): the same pending key.
+    again = device.renewal_request()
+    assert (
+        x509.load_der_x509_csr(again.csr).public_key()
+        == x509.load_der_x509_csr(request.csr).public_key()
+    )
+    # A certificate for another key (another device's CSR) is refused; nothing changes.
+    other = ca.sign_csr(pki.device_csr(pki.device_key(), STATION), STATION, 365)
+    with pytest.raises(IdentityError):
+        device.install(other.public_bytes(Encoding.DER))
+    with pytest.raises(IdentityError):
+        device.install(signed_for(ca, device.renewal_request(), "st-0002"))
+    assert on_disk(tmp_path).serial_number == old_serial
+    # Cut between the two renames: the new certificate is in place, the key not yet.
+    der = signed_for(ca, request)
+    new = x509.load_der_x509_certificate(der)
+    pki.write_pem(tmp_path / "device.pem", new)
+    assert pki.load_private_key(tmp_path / "device.key").public_key() != new.public_key()
+    restarted = DeviceIdentity(STATION, tmp_path / "device.pem", tmp_path / "device.key")
+    restarted.recover()
+    assert pki.load_private_key(tmp_path / "device.key").public_key() == new.public_key()
+    assert not restarted.pending_key_file.exists() and not restarted.due()
+    # With nothing pending, a CertIssued is refused.
+    with pytest.raises(IdentityError):
+        restarted.install(der)

@@ -245,6 +245,30 @@ async def decommissioning_a_station_revokes_its_certificates(bench: Bench) -> No
     # A decommissioned device gets no new certificate.
     r = await provision(bench, admin, "st-D3C0M01")
     assert r.status_code == 409, r.text
+    # A vehicle's controller: provisioned, adopted at registration, revoked with it.
+    controller = (await provision(bench, admin, "vh-KS0D3C01", kind="vehicle")).json()["data"]
+    assert controller["unattached"] is True
+    r = await bench.api.client.post(
+        "/v1/dashboard/vehicles",
+        json={
+            "serial_number": "KS0D3C01",
+            "vehicle_type": "kick-scooter",
+            "model": "bench",
+            "network_id": bench.api.demo.network_id,
+            "device_id": "vh-KS0D3C01",
+        },
+        headers=admin,
+    )
+    assert r.status_code == 200, r.text
+    r = await bench.api.client.post(
+        f"/v1/dashboard/vehicles/{r.json()['data']['vehicle_id']}/decommission",
+        params={"reason": "sold"},
+        headers=admin,
+    )
+    assert r.status_code == 200, r.text
+    [listed] = await certificates(bench, admin, controller["id"])
+    assert listed["revoked"] is True and listed["revoke_reason"] == identity.DECOMMISSIONED
+    assert int(controller["certificate"]["serial_number"], 16) in bench.crl_serials()
 
 
 def applier(bench: Bench) -> BatchApplier:
