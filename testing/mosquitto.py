@@ -81,8 +81,10 @@ class DeviceTls:
 class MosquittoService(ManagedProcess):
     """Mosquitto on a free loopback port, in a temp dir, with the Kickstand ACL.
 
-    Devices connect anonymously with client id = device id and may publish under
-    `ks/v1/d/<clientid>/#` and subscribe under `ks/v1/c/<clientid>/#`. The cloud logs in as
+    Plain mode (no ``tls``): devices connect anonymously with client id = device id and may
+    publish under `ks/v1/d/<clientid>/#` and subscribe under `ks/v1/c/<clientid>/#`.
+    TLS mode (``tls=DeviceTls``): devices connect on ``tls_port`` with a certificate of
+    ``tls.ca`` and are confined by its CN. Either way the cloud logs in on ``port`` as
     `cloud_username` / `cloud_password` and may read and write `ks/#`, shared
     subscriptions (`$share/<group>/ks/...`) included.
     """
