@@ -18,6 +18,7 @@ record of the spot changes at once); AuthListUpdate sends the network's FULL lis
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -181,6 +182,16 @@ class DeviceCommands:
             await record_command(session, issued)
             await self._recorded(session, [issued])
         return await self._send(issued)
+
+    async def plain_all(self, commands: Sequence[tuple[str, m.CommandBody]]) -> list[CommandAnswer]:
+        """Commands to many devices at once (a network's vehicles, seed 002 "Reset vehicles
+        settings"): recorded in one commit, then sent and awaited together."""
+        issued = [self.gateway.issue_command(device_id, body) for device_id, body in commands]
+        async with self.maker() as session:
+            for command in issued:
+                await record_command(session, command)
+            await self._recorded(session, issued)
+        return list(await asyncio.gather(*(self._send(command) for command in issued)))
 
     async def set_maintenance(
         self, row: DeviceRow, spot: int, on: bool, reason: str | None

@@ -20,6 +20,7 @@ from kickstand.cloud.models import (
     Trip,
     TripStatus,
     Vehicle,
+    VehicleState,
 )
 from kickstand.cloud.networks.models import (
     BalancingDiscount,
@@ -199,6 +200,20 @@ async def trip_durations(
     )
     spans: list[tuple[datetime, datetime | None]] = [(r[0], r[1]) for r in rows]
     return sorted(max(0.0, (end - start).total_seconds()) for start, end in spans if end)
+
+
+async def vehicles_to_reset(session: AsyncSession, network_id: int) -> Sequence[Vehicle]:
+    """The network's vehicles with a controller, not decommissioned, not in a trip."""
+    in_trip = select(Trip.id).where(
+        Trip.vehicle_id == Vehicle.id, Trip.status.in_(ACTIVE_TRIP_STATUSES)
+    )
+    stmt = select(Vehicle).where(
+        Vehicle.network_id == network_id,
+        Vehicle.device_id.is_not(None),
+        Vehicle.state != VehicleState.DECOMMISSIONED,
+        ~in_trip.exists(),
+    )
+    return (await session.scalars(stmt.order_by(Vehicle.id))).all()
 
 
 def out_of_order_on(network_id: Any, at: Any) -> Any:

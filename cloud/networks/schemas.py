@@ -537,3 +537,13 @@ class VehicleModelGuaranteePublic(BaseModel):
     model_id: int
     guarantee: str
     pre_auth: str
+
+
+class VehiclesReset(BaseModel):
+    """Seed 002 "Reset vehicles settings": how many vehicle controllers were sent their
+    settings, and what they answered (``done``, ``offline``, ``timeout``, ``rejected``,
+    ``failed``: counts)."""
+
+    network_id: int
+    vehicles: int
+    outcomes: dict[str, int]

@@ -39,6 +39,7 @@ from kickstand.cloud.errors import (
     NoPricingRuleError,
     NotFoundError,
 )
+from kickstand.cloud.geofence.model import MAX_SPEED_MAX
 from kickstand.cloud.models import Network, PricingRule, User, UserRole, Vehicle
 from kickstand.cloud.networks import repository
 from kickstand.cloud.networks.models import (
@@ -51,6 +52,7 @@ from kickstand.cloud.networks.models import (
     NetworkSpeedSettings,
     NetworkVehicleModel,
 )
+from kickstand.protocol.v1 import messages as m
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -374,6 +376,21 @@ async def normal_speed(session: AsyncSession, vehicle: Vehicle) -> int | None:
     ):
         limit = min(limit, row.battery_slow_down_speed)
     return limit
+
+
+async def vehicle_settings(
+    session: AsyncSession, network: Network
+) -> list[tuple[str, m.SetSpeedLimit]]:
+    """Seed 002 "Reset vehicles settings": what each vehicle controller of the network is
+    sent again: its type's normal speed (:func:`normal_speed`; the vehicle's full speed
+    where the network sets none). Decommissioned vehicles and vehicles in a trip (their
+    ride's limit is the ride's, zones included) are left alone."""
+    vehicles = await repository.vehicles_to_reset(session, network.id)
+    return [
+        (v.device_id, m.SetSpeedLimit(max_kmh=await normal_speed(session, v) or MAX_SPEED_MAX))
+        for v in vehicles
+        if v.device_id is not None
+    ]
 
 
 # ── notification settings ─────────────────────────────────────────────────────────────

@@ -4,18 +4,20 @@ reads the same permission read-only; a network in the path goes through the chec
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Path, Query
 
 from kickstand.cloud.api.access import Operator, OperatorContext
-from kickstand.cloud.api.deps import SessionDep
+from kickstand.cloud.api.deps import GatewayDep, SessionDep, SessionmakerDep
 from kickstand.cloud.api.ids import Id, Text
 from kickstand.cloud.api.openapi import error_responses
 from kickstand.cloud.api.pagination import KeysetDep
 from kickstand.cloud.api.schemas import Envelope, OkEnvelope, Page
 from kickstand.cloud.api.views import money_str
+from kickstand.cloud.devices.service import DeviceCommands
 from kickstand.cloud.keyset import cut
 from kickstand.cloud.models import Network
 from kickstand.cloud.networks import repository, service
@@ -52,6 +54,7 @@ from kickstand.cloud.networks.schemas import (
     VehicleModelGuaranteePublic,
     VehicleModelSettingsForm,
     VehicleModelSettingsPublic,
+    VehiclesReset,
 )
 from kickstand.cloud.networks.service import (
     FREEFLOAT_REWARD,
@@ -342,12 +345,40 @@ async def update_speed_settings(
     network_id: NetworkId,
     form: Annotated[SpeedSettingsForm, Form()],
 ) -> OkEnvelope:
-    """Stored per vehicle type and served; vehicles are not told yet (SetSpeedLimit belongs
-    to the device commands)."""
+    """Stored per vehicle type; a ride that starts is sent its type's normal speed
+    (kickstand.cloud.freefloat.hook), "Reset vehicles settings" sends it to the others."""
     network = await _network(session, operator, network_id)
     await service.set_speed_settings(session, network, form.model_dump())
     await session.commit()
     return OkEnvelope()
+
+
+@router.post(
+    "/{network_id}/reset-vehicles-settings",
+    response_model=Envelope[VehiclesReset],
+    summary="Reset vehicles settings",
+)
+async def reset_vehicles_settings(
+    operator: NetworksOperator,
+    session: SessionDep,
+    maker: SessionmakerDep,
+    gateway: GatewayDep,
+    network_id: NetworkId,
+) -> Envelope[VehiclesReset]:
+    """Every vehicle controller of the network not in a trip is sent its settings again
+    (SetSpeedLimit at its type's normal speed), each recorded in its device's command
+    history; the answer counts what the devices said."""
+    network = await _network(session, operator, network_id)
+    commands = await service.vehicle_settings(session, network)
+    await session.close()  # nothing held while the devices are awaited
+    answers = await DeviceCommands(maker, gateway, operator.user_id).plain_all(commands)
+    return Envelope(
+        data=VehiclesReset(
+            network_id=network_id,
+            vehicles=len(answers),
+            outcomes=dict(Counter(a.outcome for a in answers)),
+        )
+    )
 
 
 # ── notification settings ─────────────────────────────────────────────────────────────

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select, update
 
@@ -15,7 +16,9 @@ from kickstand.cloud.alerts.engine import AlertEngine
 from kickstand.cloud.alerts.models import FleetAlert
 from kickstand.cloud.alerts.types import AlertType
 from kickstand.cloud.commands.issuer import CommandIssuer
+from kickstand.cloud.ingest.tables import DeviceCommand
 from kickstand.cloud.models import (
+    Network,
     PricingRule,
     Rent,
     Spot,
@@ -24,10 +27,13 @@ from kickstand.cloud.models import (
     TripStatus,
     Vehicle,
     VehicleState,
+    VehicleType,
 )
+from kickstand.cloud.networks import service as networks
 from kickstand.cloud.networks.models import NetworkOutOfOrder
 from kickstand.cloud.seed import ALICE_BADGE_UID
 from kickstand.protocol.signing import CommandSigner, generate_private_key
+from kickstand.protocol.v1 import messages as m
 from kickstand.protocol.v1.enums import BadgeOutcome, BadgeRefusal
 from tests.cloud.networks.conftest import Net
 
@@ -247,3 +253,46 @@ async def test_out_of_order_period_refuses_rents_and_shows_on_the_map(net: Net) 
         )
     again = await _rent(net, "out-of-order-3", vehicle_id=net.demo.vehicle_ids["LYF001"])
     assert again.status_code == 201, again.text
+
+
+async def test_reset_vehicles_settings_sends_each_idle_vehicle_its_normal_speed(net: Net) -> None:
+    async with net.maker() as s, s.begin():
+        network = await s.get_one(Network, net.network_a)
+        await networks.set_speed_settings(
+            s,
+            network,
+            {
+                "vehicle_type": VehicleType.KICK_SCOOTER,
+                "default_low_speed": 6,
+                "default_medium_speed": 18,
+                "default_high_speed": 25,
+                "min_battery_to_slow_down": None,
+                "battery_slow_down_speed": None,
+            },
+        )
+        vehicles = (
+            await s.scalars(select(Vehicle).where(Vehicle.network_id == net.network_a))
+        ).all()
+        types = {v.device_id: v.vehicle_type for v in vehicles if v.device_id is not None}
+    await _running_trip(net, "LYF001", datetime.now(UTC))  # riding: its ride's limit stands
+    transport = net.client._transport
+    assert isinstance(transport, httpx.ASGITransport)
+    gateway = transport.app.state.command_gateway  # type: ignore[attr-defined]
+    url = f"/v1/dashboard/networks/{net.network_a}/reset-vehicles-settings"
+    assert (await net.call("read-only", "POST", url)).status_code == 403
+    r = await net.call("operator", "POST", url)
+    assert r.status_code == 200, r.text
+    expected = {d: 18 if t is VehicleType.KICK_SCOOTER else 25 for d, t in types.items()}
+    del expected["vh-LYF001"]
+    assert r.json()["data"] == {
+        "network_id": net.network_a,
+        "vehicles": len(expected),
+        "outcomes": {"done": len(expected)},
+    }
+    sent = {c.device_id: c.command for c in gateway.sent}
+    assert sent == {d: m.SetSpeedLimit(max_kmh=kmh) for d, kmh in expected.items()}
+    async with net.maker() as s:
+        rows = (await s.scalars(select(DeviceCommand))).all()
+    assert {(row.device_id, row.command_type, row.operator_id) for row in rows} == {
+        (d, "setspeedlimit", net.users["operator"]) for d in expected
+    }
