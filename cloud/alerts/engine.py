@@ -180,6 +180,7 @@ class AlertEngine(BadgeRules, FleetRules):
         changes += await self._sweep_no_tracking(session, now)
         changes += await self._sweep_idle(session, now)
         changes += await self._sweep_operational_period(session, now)
+        changes += await self._sweep_not_returned(session, now)
         changes += await self._sweep_lost(session, now)
         changes += await self._sweep_docked_vehicles(session, now)
         changes += await self._sweep_silence_expired(session, now)

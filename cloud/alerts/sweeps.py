@@ -353,6 +353,52 @@ class SweepRules(AlertCore):
             )
         return changes
 
+    async def _sweep_not_returned(self, session: AsyncSession, now: datetime) -> list[AlertChange]:
+        """A trip still running past its network's ``vehicle_stolen`` (seed 002 rent
+        timings: the vehicle "is considered stolen if it is still not returned") raises
+        vehicle-not-returned; the trip's end stops it."""
+        changes: list[AlertChange] = []
+        rows = (
+            await session.execute(
+                select(Trip, Network.vehicle_stolen)
+                .join(Network, Network.id == Trip.network_id)
+                .where(Trip.status.in_(ACTIVE_TRIP_STATUSES))
+            )
+        ).all()
+        overdue = {
+            trip.id: (trip, limit_s)
+            for trip, limit_s in rows
+            if limit_s > 0 and now >= trip.started_at + timedelta(seconds=limit_s)
+        }
+        open_alerts = await self._open_of_type(session, AlertType.VEHICLE_NOT_RETURNED)
+        for alert in open_alerts:
+            if alert.trip_id not in overdue:
+                changes.append(self.stop(session, alert, now))
+        open_trips = {a.trip_id for a in open_alerts}
+        for trip, limit_s in overdue.values():
+            if trip.id in open_trips:
+                continue
+            vehicle = await session.get(Vehicle, trip.vehicle_id)
+            subject = (
+                vehicle_subject(vehicle, f"trip:{trip.id}")
+                if vehicle is not None
+                else Subject(key=f"trip:{trip.id}", network_id=trip.network_id)
+            )
+            subject.trip_id, subject.user_id = trip.id, trip.user_id
+            subject.extra["trip_id"] = trip.id
+            changes.append(
+                await self.raise_alert(
+                    session,
+                    AlertType.VEHICLE_NOT_RETURNED,
+                    subject,
+                    now=now,
+                    message=f"trip {trip.id} not returned after {limit_s // 3600} h: "
+                    "the vehicle is considered stolen",
+                    extra={"threshold_s": limit_s},
+                )
+            )
+        return changes
+
     async def _sweep_silence_expired(
         self, session: AsyncSession, now: datetime
     ) -> list[AlertChange]:

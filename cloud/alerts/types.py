@@ -45,6 +45,8 @@ class AlertType(str, enum.Enum):
     VEHICLE_IN_TWO_SPOTS = "vehicle-in-two-spots"
     # device identity (issue 17): a device's certificate expires soon and was not renewed
     DEVICE_CERTIFICATE_EXPIRING = "device-certificate-expiring"
+    # rent timings (issue 16): a trip still running past its network's ``vehicle_stolen``
+    VEHICLE_NOT_RETURNED = "vehicle-not-returned"
 
     def __str__(self) -> str:
         return str(self.value)
@@ -137,6 +139,8 @@ DEFAULT_SEVERITY: dict[AlertType, AlertSeverity] = {
     # Once it expires the broker refuses the device: the station or vehicle is lost until
     # someone re-provisions it on site.
     AlertType.DEVICE_CERTIFICATE_EXPIRING: AlertSeverity.HIGH,
+    # The network considers the vehicle stolen: someone has to find it (or the rider).
+    AlertType.VEHICLE_NOT_RETURNED: AlertSeverity.CRITICAL,
 }
 
 # Outbox topics of alert changes: defined in the event catalogue, named here for the rules.

@@ -296,3 +296,39 @@ async def test_reset_vehicles_settings_sends_each_idle_vehicle_its_normal_speed(
     assert {(row.device_id, row.command_type, row.operator_id) for row in rows} == {
         (d, "setspeedlimit", net.users["operator"]) for d in expected
     }
+
+
+async def test_a_trip_not_returned_past_vehicle_stolen_raises_an_alert_until_it_ends(
+    net: Net,
+) -> None:
+    async with net.maker() as s, s.begin():
+        limit_s = (await s.get_one(Network, net.network_a)).vehicle_stolen
+    late = await _running_trip(net, "LYF001", T - timedelta(seconds=limit_s + 60))
+    await _running_trip(net, "LYF003", T - timedelta(seconds=limit_s - 60))
+
+    async def sweep_and_read(now: datetime) -> list[FleetAlert]:
+        async with net.maker() as s, s.begin():
+            await AlertEngine(clock=lambda: now).sweep(s, now)
+        async with net.maker() as s:
+            return list(
+                (
+                    await s.scalars(
+                        select(FleetAlert).where(
+                            FleetAlert.alert_type == AlertType.VEHICLE_NOT_RETURNED
+                        )
+                    )
+                ).all()
+            )
+
+    (alert,) = await sweep_and_read(T)
+    assert alert.trip_id == late and alert.state.value == "new"
+    assert alert.vehicle_id == net.demo.vehicle_ids["LYF001"]
+    assert len(await sweep_and_read(T + timedelta(seconds=30))) == 1  # once, not per sweep
+    async with net.maker() as s, s.begin():
+        await s.execute(
+            update(Trip)
+            .where(Trip.id == late)
+            .values(status=TripStatus.FINISHED, ended_at=T + timedelta(seconds=40))
+        )
+    (stopped,) = await sweep_and_read(T + timedelta(seconds=50))
+    assert stopped.id == alert.id and stopped.state.value == "stopped"
