@@ -23,7 +23,7 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from kickstand.cloud.pki import init_directory
-from kickstand.testing._process import ManagedProcess, free_port, require_binary
+from kickstand.testing._process import ManagedProcess, free_port, port_accepts, require_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = {
@@ -262,3 +262,97 @@ def test_deploy_mosquitto_config_runs_with_the_cloud_login(config: dict[str, Any
     with DeployMosquitto(password="s3cret-for-the-test") as broker:
         assert connack(broker, "s3cret-for-the-test") == 0
         assert connack(broker, "wrong") != 0  # not authorised
+
+
+@pytest.mark.mqtt
+def test_deploy_broker_start_script_serves_tls_and_rereads_the_crl() -> None:
+    """The compose broker's start script, run here as in the container (as root, the broker
+    dropping to user mosquitto), paths moved to a temp dir, the watcher's period shortened:
+    the TLS files are copied (never ca.key), a device certificate connects, and a revoked
+    one is refused once the watcher saw the new CRL."""
+    import asyncio
+    import os
+    import pwd
+    import ssl
+    import tempfile
+    import time
+    from datetime import UTC, datetime
+
+    import aiomqtt
+
+    from kickstand.cloud.pki import CertificateAuthority, device_csr, device_key, write_pem
+
+    if os.geteuid() != 0:
+        pytest.skip("the start script chowns files to the broker's user: root only")
+    try:
+        pwd.getpwnam("mosquitto")
+    except KeyError:
+        pytest.skip("no user mosquitto (Debian's package creates it)")
+    # Not pytest's tmp_path: its parents are 0700, and the broker reads its files as the
+    # user mosquitto (as in the container).
+    with tempfile.TemporaryDirectory(prefix="kickstand-compose-") as name:
+        base = Path(name)
+        base.chmod(0o755)
+        root = base / "mosquitto"
+        for sub in ("config", "data", "pki-src"):
+            (root / sub).mkdir(parents=True)
+        shutil.chown(root / "data", "mosquitto", "mosquitto")
+        ca = CertificateAuthority.create("compose start script")
+        material = init_directory(root / "pki-src", ["127.0.0.1"], ca=ca)
+        cloud_port, device_port = free_port(), free_port()
+        conf = (ROOT / "deploy/mosquitto/mosquitto.conf").read_text()
+        conf = conf.replace("listener 1883\n", f"listener {cloud_port} 127.0.0.1\n")
+        conf = conf.replace("listener 8883\n", f"listener {device_port} 127.0.0.1\n")
+        (root / "config/mosquitto.conf").write_text(conf.replace("/mosquitto/", f"{root}/"))
+        shutil.copy(ROOT / "deploy/mosquitto/mosquitto.acl", root / "config/mosquitto.acl")
+        compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+        script: str = compose["services"]["mosquitto"]["command"][2]
+        assert "kill -HUP 1" in script and "sleep 10" in script
+        broker = require_binary("mosquitto", "/usr/sbin/mosquitto")
+        script = (
+            script.replace("$$", "$")
+            .replace("/mosquitto/", f"{root}/")
+            .replace("kill -HUP 1", "kill -HUP $$")  # the broker is not PID 1 here
+            .replace("sleep 10", "sleep 0.5")
+            .replace("exec mosquitto", f"exec {broker}")
+        )
+        key = device_key()
+        cert = ca.sign_csr(device_csr(key, "st-0001"), "st-0001", 1)
+        write_pem(base / "device.pem", cert)
+        write_pem(base / "device.key", key)
+
+        async def connect() -> bool:
+            context = ssl.create_default_context(cafile=str(material.ca_file))
+            context.load_cert_chain(base / "device.pem", base / "device.key")
+            try:
+                async with aiomqtt.Client("127.0.0.1", device_port, identifier="st-0001",
+                                          tls_context=context, timeout=2):
+                    return True
+            except aiomqtt.MqttError:
+                return False
+
+        broker_log = base / "broker.log"
+        with open(broker_log, "wb") as log:
+            proc = subprocess.Popen(["sh", "-c", script], stdout=log, stderr=subprocess.STDOUT,
+                                    env={**os.environ, "MQTT_CLOUD_PASSWORD": "compose-test"},
+                                    start_new_session=True)
+        try:
+            deadline = time.monotonic() + 10
+            while not port_accepts("127.0.0.1", device_port):
+                assert time.monotonic() < deadline, broker_log.read_text()
+                time.sleep(0.05)
+            assert sorted(p.name for p in (root / "pki").iterdir()) == [
+                "ca.pem", "crl.pem", "server.key", "server.pem"
+            ]
+            assert (root / "pki/server.key").stat().st_mode & 0o777 == 0o600
+            assert asyncio.run(connect()), broker_log.read_text()
+            revoked = ca.crl([(cert.serial_number, datetime.now(UTC))])
+            write_pem(root / "pki-src/crl.pem", revoked)
+            # (The broker's stdout is block-buffered here: its log cannot say when it reloaded.)
+            deadline = time.monotonic() + 15
+            while asyncio.run(connect()):
+                assert time.monotonic() < deadline, "the revoked certificate still connects"
+                time.sleep(0.2)
+        finally:
+            os.killpg(proc.pid, 15)
+            proc.wait(timeout=10)
