@@ -31,6 +31,7 @@ from kickstand.cloud.models import (
     Vehicle,
     VehicleState,
 )
+from kickstand.cloud.networks import repository as networks_repo
 from kickstand.cloud.rentable import is_rentable
 
 router = APIRouter(prefix="/clusters", tags=["clusters"])
@@ -164,6 +165,9 @@ async def cluster_vehicles(
         )
     ).all()
     now = datetime.now(UTC)
+    out_of_order = await networks_repo.out_of_order_now(
+        session, {row[0].network_id for row in rows}, now
+    )
     return Envelope(
         data=[
             ClusterVehicle(
@@ -176,7 +180,9 @@ async def cluster_vehicles(
                 station_id=spot.station_id,
                 displayed_number=spot.displayed_number,
                 in_maintenance=v.in_maintenance,
-                is_accessible=is_rentable(v, spot.state, min_battery),
+                is_accessible=is_rentable(
+                    v, spot.state, min_battery, network_out_of_order=v.network_id in out_of_order
+                ),
             )
             for v, spot, min_battery, *presence in rows
         ]

@@ -243,6 +243,10 @@ async def test_out_of_order_period_refuses_rents_and_shows_on_the_map(net: Net) 
         for m in marks
     )
     assert shown["vehicles"] and not any(v["is_available"] for v in shown["vehicles"])
+    cluster_id = shown["clusters"][0]["cluster_id"]
+    listed = await net.call("rider", "GET", f"/v1/clusters/{cluster_id}/vehicles")
+    assert listed.status_code == 200, listed.text
+    assert listed.json()["data"] and not any(v["is_accessible"] for v in listed.json()["data"])
 
     # Over (the operator's period ends): rents open again.
     async with net.maker() as s, s.begin():
