@@ -20,13 +20,15 @@ their registry, renewal, revocation, and telling the broker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
 import signal
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -35,7 +37,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 from sqlalchemy import ScalarResult, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kickstand.cloud import pki
 from kickstand.cloud.broker import BrokerUrlError, MqttUrl
@@ -424,6 +426,16 @@ def broker_control(settings: Settings) -> BrokerControl:
     return MosquittoControl(settings.BROKER_PID_FILE, settings.MQTT_URL)
 
 
+#: A CRL's nextUpdate: OpenSSL refuses EVERY client certificate once the CRL it holds has
+#: passed it (measured on Mosquitto 2.0.11: "certificate verify failed"): the CRL must be
+#: rewritten well before, whether or not anything was revoked (:func:`crl_keeper`).
+CRL_VALID_DAYS = 30
+#: The keeper rewrites a CRL with less than this left.
+CRL_REFRESH_BEFORE = timedelta(days=15)
+#: How often the keeper looks.
+CRL_CHECK_EVERY_S = 3600.0
+
+
 async def publish_revocations(
     session: AsyncSession,
     settings: Settings,
@@ -434,17 +446,26 @@ async def publish_revocations(
 ) -> Path | None:
     """After the commit of a revocation: the CRL rewritten from the registry into the CA
     directory (``crl.pem``), the broker told to reread it, the devices' sessions dropped.
-    No CA configured: nothing was ever signed, nothing to revoke (None)."""
+    No CA configured: nothing was ever signed, nothing to revoke (None). The CRL cannot be
+    written (CA unreadable, disk): logged, None; the keeper (:func:`crl_keeper`) rewrites
+    it from the registry at its next round."""
     ids = list(device_ids)
     if settings.DEVICE_CA_DIR is None:
         log.info("event=crl_not_written reason=no-device-ca devices=%s", ids)
         return None
-    ca = load_ca(settings)
     now = now or datetime.now(UTC)
     revoked = await revoked_serials(session, now)
     path = settings.DEVICE_CA_DIR / pki.CRL_FILE
-    # CPU-bound signing and a file write: off the event loop.
-    await asyncio.to_thread(pki.write_pem, path, ca.crl(revoked, now=now))
+    try:
+        ca = load_ca(settings)
+        crl = ca.crl(revoked, next_update_days=CRL_VALID_DAYS, now=now)
+        # A file write: off the event loop.
+        await asyncio.to_thread(pki.write_pem, path, crl)
+    except (UnavailableError, OSError) as exc:
+        # The revocation is committed; the keeper rewrites the CRL from the registry at
+        # its next round (it compares the two).
+        log.error("event=crl_write_failed path=%s error=%s", path, exc)
+        return None
     log.info("event=crl_written path=%s revoked=%d", path, len(revoked))
     control = broker or broker_control(settings)
     await control.reload()
@@ -452,7 +473,70 @@ async def publish_revocations(
     return path
 
 
+async def crl_due(session: AsyncSession, settings: Settings, now: datetime) -> str | None:
+    """Why the CA directory's CRL must be rewritten (None: it need not): missing or
+    unreadable, near its nextUpdate, or not listing what the registry has revoked."""
+    if settings.DEVICE_CA_DIR is None:
+        return None
+    try:
+        crl = pki.load_crl(settings.DEVICE_CA_DIR / pki.CRL_FILE)
+    except pki.PkiMaterialError:
+        return "unreadable"
+    if crl.next_update_utc is None or crl.next_update_utc - now < CRL_REFRESH_BEFORE:
+        return "expiring"
+    listed = {entry.serial_number for entry in crl}
+    if listed != {serial for serial, _ in await revoked_serials(session, now)}:
+        return "out-of-date"
+    return None
+
+
+async def refresh_crl(
+    maker: async_sessionmaker[AsyncSession], settings: Settings, now: datetime | None = None
+) -> str | None:
+    """One round of the keeper: the CRL rewritten (and the broker told) when due; why."""
+    now = now or datetime.now(UTC)
+    async with maker() as session:
+        why = await crl_due(session, settings, now)
+        if why is not None:
+            log.info("event=crl_refresh reason=%s", why)
+            await publish_revocations(session, settings, [], now=now)
+        await session.commit()
+    return why
+
+
+@asynccontextmanager
+async def crl_keeper(
+    maker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    every_s: float = CRL_CHECK_EVERY_S,
+) -> AsyncIterator[None]:
+    """While open: :func:`refresh_crl` at once and every ``every_s`` (the API runs it;
+    several API processes rewriting the same file from the same registry is harmless)."""
+    if settings.DEVICE_CA_DIR is None:
+        yield
+        return
+
+    async def loop() -> None:
+        while True:
+            try:
+                await refresh_crl(maker, settings)
+            except Exception:  # the database may be away; the next round tries again
+                log.exception("event=crl_refresh_failed")
+            await asyncio.sleep(every_s)
+
+    task = asyncio.create_task(loop(), name="crl-keeper")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 __all__ = [
+    "CRL_CHECK_EVERY_S",
+    "CRL_REFRESH_BEFORE",
+    "CRL_VALID_DAYS",
     "DECOMMISSIONED",
     "BrokerControl",
     "DeviceCa",
@@ -466,6 +550,8 @@ __all__ = [
     "certificates_of",
     "chain_pem",
     "check_csr",
+    "crl_due",
+    "crl_keeper",
     "fingerprint",
     "is_decommissioned",
     "issue",
@@ -474,6 +560,7 @@ __all__ = [
     "parse_csr",
     "provision",
     "publish_revocations",
+    "refresh_crl",
     "revoke",
     "revoke_device",
     "revoked_serials",

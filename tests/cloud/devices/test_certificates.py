@@ -365,6 +365,33 @@ async def expiry_alert_raised_before_expiry_and_stopped_by_the_renewal(bench: Be
     assert alert.state == AlertState.STOPPED
 
 
+async def the_crl_is_kept_fresh_and_in_step_with_the_registry(bench: Bench) -> None:
+    """OpenSSL refuses every client certificate once the broker's CRL is past its
+    nextUpdate: the keeper rewrites it well before, and when it misses a revocation."""
+    maker = bench.api.sessionmaker
+    now = datetime.now(UTC)
+    assert await identity.refresh_crl(maker, bench.settings, now) is None  # in step, fresh
+    # Revoked in the registry, the CRL not written (a failed write): out of date.
+    admin = await bench.admin()
+    provisioned = (await provision(bench, admin, "st-CRL0001")).json()["data"]
+    async with maker() as s:
+        row = await s.get_one(DeviceCertificate, provisioned["certificate"]["id"])
+        identity.revoke(row, "test", now)
+        await s.commit()
+    serial = int(provisioned["certificate"]["serial_number"], 16)
+    assert serial not in bench.crl_serials()
+    assert await identity.refresh_crl(maker, bench.settings, now) == "out-of-date"
+    assert serial in bench.crl_serials()
+    assert await identity.refresh_crl(maker, bench.settings, now) is None
+    # 16 days on, the 30-day CRL is rewritten; its new nextUpdate is 30 days from then.
+    later = now + timedelta(days=16)
+    assert await identity.refresh_crl(maker, bench.settings, later) == "expiring"
+    crl = pki.load_crl(bench.ca_dir / pki.CRL_FILE)
+    assert crl.next_update_utc is not None
+    assert crl.next_update_utc - later > timedelta(days=29)
+    assert serial in {r.serial_number for r in crl}
+
+
 # Three tests, each on a fresh clone of the seeded database (the clone is most of the cost).
 
 
@@ -376,6 +403,7 @@ async def test_provisioning_at_the_bench(bench: Bench) -> None:
 async def test_revocation_by_hand_and_on_decommission(bench: Bench) -> None:
     await revoking_marks_the_row_and_lists_the_serial_in_the_crl(bench)
     await decommissioning_a_station_revokes_its_certificates(bench)
+    await the_crl_is_kept_fresh_and_in_step_with_the_registry(bench)
 
 
 async def test_renewal_through_ingest_and_the_expiry_alert(bench: Bench) -> None:
