@@ -62,6 +62,10 @@ def create_app(
             from kickstand.cloud.accounts.mail import mail_relay
 
             await stack.enter_async_context(mail_relay(_app.state.sessionmaker, settings))
+            # The device CA's CRL rewritten before its nextUpdate (issue 17; none: no CA).
+            from kickstand.cloud.devices.identity import crl_keeper
+
+            await stack.enter_async_context(crl_keeper(_app.state.sessionmaker, settings))
             try:
                 yield
             finally:
