@@ -177,3 +177,18 @@ async def test_a_missing_certificate_retries_until_it_appears(
         waiting.key_file.write_bytes(real.key_file.read_bytes())
         await asyncio.wait_for(link.accepted.wait(), 10)
         assert link.tls_error is None
+
+
+def test_vehicle_settings_take_the_same_tls_fields(tmp_path: Path) -> None:
+    from kickstand.edge.vehicle.config import VehicleSettings
+
+    s = VehicleSettings(
+        device_id="vh-BK123456",
+        serial_number="BK123456",
+        mqtt_url="mqtts://mqtt.city.example:8884",
+        mqtt_ca_file=tmp_path / "ca.pem",
+        mqtt_cert_file=tmp_path / "vh.pem",
+        mqtt_key_file=tmp_path / "vh.key",
+    )
+    link = s.link_config()
+    assert (link.tls, link.port, link.key_file) == (True, 8884, str(tmp_path / "vh.key"))
