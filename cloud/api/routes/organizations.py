@@ -53,8 +53,11 @@ class OrganizationCreate(OrganizationFields):
     )
 
 
-class OrganizationPublic(OrganizationCreate):
+class OrganizationPublic(OrganizationFields):
     id: int
+    third_party_id: int
+    #: None once the administrator's account is deleted (the foreign key sets it null).
+    administrator_id: int | None
     network_id: int | None
     created_by: int | None
     created_at: datetime
