@@ -202,6 +202,12 @@ async def update_rent_timings(
     network_id: NetworkId,
     body: RentTimingsUpdate,
 ) -> OkEnvelope:
+    """What takes effect: ``trip_max_pause`` (a trip on hold longer is ended by the ingest
+    sweep), ``trip_auto_lock`` (a trip with a vehicle controller running longer is ended
+    and the vehicle locked; 0: no maximum), ``vehicle_stolen`` (a trip still running past
+    it raises the fleet alert vehicle-not-returned). Stored only: ``trip_auto_pause`` (no
+    "the vehicle does not move" detection yet) and ``trip_too_long_notifications`` with
+    its frequency (no rider notifications are sent yet)."""
     network = await _network(session, operator, network_id)
     service.update(network, body.model_dump(), RENT_TIMINGS)
     await session.commit()
