@@ -10,6 +10,7 @@ import httpx
 import pytest
 from sqlalchemy import update
 
+from kickstand.cloud.access.models import Organization
 from kickstand.cloud.db import create_sessionmaker
 from kickstand.cloud.models import User
 from tests.cloud.access.conftest import Walk
@@ -348,6 +349,21 @@ async def test_organizations_are_scoped_to_networks(walk: Walk) -> None:
     not_found(await walk.client.get(f"/v1/dashboard/organizations/{mine['id']}", headers=op))
     every = ok(await walk.client.get("/v1/dashboard/organizations", headers=admin))
     assert {org, mine["id"]} <= {o["id"] for o in every}
+
+
+async def test_an_organization_whose_administrator_is_gone_is_still_served(walk: Walk) -> None:
+    op = walk.headers["operator"]
+    body = {**ORGANIZATION, "administrator_id": walk.ids["ro_id"]}
+    org = ok(await walk.client.post("/v1/dashboard/organizations", json=body, headers=op))["id"]
+    maker = create_sessionmaker(walk.app.state.engine)
+    async with maker() as session:
+        # What the foreign key's ON DELETE SET NULL leaves (SQLite here enforces none).
+        await session.execute(
+            update(Organization).where(Organization.id == org).values(administrator_id=None)
+        )
+        await session.commit()
+    detail = ok(await walk.client.get(f"/v1/dashboard/organizations/{org}", headers=op))
+    assert detail["administrator_id"] is None
 
 
 async def test_organizations_page_by_key(walk: Walk) -> None:
