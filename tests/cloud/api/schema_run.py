@@ -98,7 +98,10 @@ def served_app(
     demo = demo_refs(database.url)
     tokens = {}
     try:
-        with serve(create_app(app_settings)) as base_url, httpx.Client(base_url=base_url) as c:
+        with (
+            serve(create_app(app_settings)) as base_url,
+            httpx.Client(base_url=base_url, timeout=120) as c,
+        ):
             for who, email in (
                 ("rider", "alice@example.com"),
                 ("operator", "operator@example.com"),
