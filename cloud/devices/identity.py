@@ -30,7 +30,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import aiomqtt
 from cryptography import x509
@@ -378,9 +378,18 @@ class MosquittoControl:
     older connection of a client id; the device's reconnection is then refused by the CRL).
     Measured on Mosquitto 2.0.11: a reload alone leaves the revoked device connected."""
 
-    def __init__(self, pid_file: Path | None, mqtt_url: str | None) -> None:
+    #: Drops still to come (kept referenced until done).
+    _pending: ClassVar[set[asyncio.Task[None]]] = set()
+
+    def __init__(
+        self, pid_file: Path | None, mqtt_url: str | None, redrop_after_s: float | None = None
+    ) -> None:
+        """``redrop_after_s``: without a pid file the broker rereads the CRL on its own (a
+        watcher, deploy/: within 10 s); a device dropped before that may reconnect with
+        the old CRL, so it is dropped again this long after."""
         self.pid_file = pid_file
         self.mqtt_url = mqtt_url
+        self.redrop_after_s = redrop_after_s
 
     async def reload(self) -> None:
         if self.pid_file is None:
@@ -395,6 +404,17 @@ class MosquittoControl:
         log.info("event=broker_reloaded pid=%s", pid)
 
     async def drop(self, device_ids: Sequence[str]) -> None:
+        await self._drop(device_ids)
+        if device_ids and self.redrop_after_s is not None:
+            task = asyncio.create_task(self._later(list(device_ids), self.redrop_after_s))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    async def _later(self, device_ids: list[str], after_s: float) -> None:
+        await asyncio.sleep(after_s)
+        await self._drop(device_ids)
+
+    async def _drop(self, device_ids: Sequence[str]) -> None:
         if not device_ids or self.mqtt_url is None:
             return
         try:
@@ -420,10 +440,15 @@ class MosquittoControl:
             log.info("event=device_session_dropped device=%s", device_id)
 
 
+#: Without a pid file, a second drop this long after the first (see MosquittoControl).
+REDROP_AFTER_S = 15.0
+
+
 def broker_control(settings: Settings) -> BrokerControl:
     if settings.BROKER_PID_FILE is None and settings.MQTT_URL is None:
         return NoBrokerControl()
-    return MosquittoControl(settings.BROKER_PID_FILE, settings.MQTT_URL)
+    redrop = None if settings.BROKER_PID_FILE is not None else REDROP_AFTER_S
+    return MosquittoControl(settings.BROKER_PID_FILE, settings.MQTT_URL, redrop)
 
 
 #: A CRL's nextUpdate: OpenSSL refuses EVERY client certificate once the CRL it holds has
@@ -538,6 +563,7 @@ __all__ = [
     "CRL_REFRESH_BEFORE",
     "CRL_VALID_DAYS",
     "DECOMMISSIONED",
+    "REDROP_AFTER_S",
     "BrokerControl",
     "DeviceCa",
     "Issued",

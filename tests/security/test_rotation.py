@@ -11,16 +11,20 @@ simulated spot boards.
   while connected: its certificate revoked, the CRL rewritten, the broker reloaded and the
   live session dropped; its reconnection is refused (certificate revoked);
 - the device's files (no broker): a renewal cut between its two renames is finished at the
-  next start; a certificate for another key or another device is refused, nothing changed.
+  next start; a certificate for another key or another device is refused, nothing changed;
+- the broker seam: a live session dropped (its client id taken over), and dropped again
+  once after the broker's own CRL reload (no pid file: deploy/'s watcher).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -315,3 +319,43 @@ async def test_renewal_files_survive_a_cut_and_refuse_what_is_not_theirs(tmp_pat
     # With nothing pending, a CertIssued is refused.
     with pytest.raises(IdentityError):
         restarted.install(der)
+
+
+# ── the broker seam: dropping a live session, and again after the broker's own reload ──
+
+
+async def _dropped(client: aiomqtt.Client, within: float) -> bool:
+    """Whether the broker ends ``client``'s connection within ``within`` seconds."""
+    try:
+        async with asyncio.timeout(within):
+            async for _ in client.messages:
+                pass
+    except TimeoutError:
+        return False
+    except aiomqtt.MqttError:
+        return True
+    return True
+
+
+@pytest.mark.mqtt
+async def test_the_session_is_dropped_and_dropped_again_after_the_reload(
+    mosquitto_private: MosquittoService,
+) -> None:
+    broker = mosquitto_private
+    control = identity.MosquittoControl(None, broker.url, redrop_after_s=1.0)
+
+    def device() -> aiomqtt.Client:
+        return aiomqtt.Client(broker.host, broker.port, identifier="st-D7OP01", timeout=5)
+
+    async with device() as first:
+        await first.subscribe("ks/v1/c/st-D7OP01/+")
+        await control.drop(["st-D7OP01"])
+        assert await _dropped(first, 5)
+    # Back at once (as if the broker had not reread its CRL yet): dropped again later.
+    async with device() as again:
+        await again.subscribe("ks/v1/c/st-D7OP01/+")
+        assert await _dropped(again, 5)
+    # Once only: a third connection stays.
+    async with device() as third:
+        await third.subscribe("ks/v1/c/st-D7OP01/+")
+        assert not await _dropped(third, 2)
