@@ -432,6 +432,7 @@ class MosquittoControl:
                     password=url.password,
                     clean_session=True,  # nothing of the device's session is kept
                     timeout=5,
+                    tls_context=url.tls_context(),  # mqtts:// (None: plain)
                 ):
                     pass
             except (aiomqtt.MqttError, TimeoutError) as exc:
