@@ -31,8 +31,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kickstand.cloud.authlist.tables import AuthList, AuthListSend, StationAuthList
+from kickstand.cloud.authlist.tables import AuthList, AuthListChange, AuthListSend, StationAuthList
 from kickstand.cloud.commands.issuer import CommandIssuer
+from kickstand.cloud.errors import ConflictError
 from kickstand.cloud.liveness import PRESENCE_COLUMNS, online_of
 from kickstand.cloud.models import Badge, Cluster, Device, Station, table_of, utcnow
 from kickstand.cloud.rent_gateway import IssuedCommand
@@ -182,7 +183,10 @@ async def changed(
     """A badge was linked / unlinked / blocked / unblocked: bump the version and (with an
     issuer) a DIFF to every station of the network. Without one, nothing is sent: each
     station catches up at its next birth or its next DIFF (VERSION_MISMATCH → FULL)."""
+    add, remove = [u.upper() for u in add], [u.upper() for u in remove]
     version = await bump(session, network_id)
+    # Kept for an operator's DIFF from an older version (diff_since).
+    session.add(AuthListChange(network_id=network_id, version=version, added=add, removed=remove))
     if issuer is None:
         return []
     body = diff_update(version, map(uid_bytes, add), map(uid_bytes, remove))
@@ -193,6 +197,51 @@ async def changed(
         "event=auth_list_diff network=%s version=%s stations=%s", network_id, version, len(issued)
     )
     return issued
+
+
+async def diff_since(session: AsyncSession, network_id: int, base: int) -> m.AuthListUpdate | None:
+    """One DIFF ``base → the network's version``: the UIDs the versions after ``base``
+    touched, added when in the list now, removed when not. None when a FULL is needed: a
+    version after ``base`` left no change on record (older than migration 0021), or the
+    DIFF would not fit one update."""
+    version = await network_version(session, network_id)
+    changes = (
+        await session.scalars(
+            select(AuthListChange).where(
+                AuthListChange.network_id == network_id,
+                AuthListChange.version > base,
+                AuthListChange.version <= version,
+            )
+        )
+    ).all()
+    if base > version or len(changes) != version - base:
+        return None
+    touched = {uid for c in changes for uid in (*c.added, *c.removed)}
+    now = set(await network_uids(session, network_id))
+    add = sorted(uid_bytes(u) for u in touched if uid_bytes(u) in now)
+    remove = sorted(uid_bytes(u) for u in touched if uid_bytes(u) not in now)
+    if len(add) + len(remove) > MAX_UIDS:
+        return None
+    return m.AuthListUpdate(AuthListKind.DIFF, version, base, tuple(add), tuple(remove))
+
+
+async def send_diff(
+    session: AsyncSession, issuer: CommandIssuer, device_id: str, network_id: int
+) -> list[IssuedCommand]:
+    """An operator's DIFF: from the version the station confirmed holding to the network's
+    (ConflictError ``diff-unavailable`` when only a FULL can bring it there)."""
+    base = await confirmed_version(session, device_id)
+    body = await diff_since(session, network_id, base) if base else None
+    if body is None:
+        raise ConflictError(
+            f"{device_id} holds version {base or 0}: no DIFF can bring it to the network's "
+            "list (changes not on record, or too many): send a FULL",
+            reason="diff-unavailable",
+        )
+    log.info(
+        "event=auth_list_diff_operator device=%s base=%s version=%s", device_id, base, body.version
+    )
+    return await _send(session, issuer, device_id, [body])
 
 
 @runtime_checkable

@@ -110,9 +110,10 @@ class SetMaintenanceBody(BaseModel):
 
 
 class AuthListUpdateBody(BaseModel):
-    #: FULL: the network's whole list at its current version. A DIFF is sent by the cloud
-    #: itself at each change of the list (a badge linked, blocked…), never by hand.
-    kind: Literal["FULL"] = "FULL"
+    #: FULL: the network's whole list at its current version. DIFF: the changes from the
+    #: version the station confirmed holding to the network's (the cloud also sends one by
+    #: itself at each change of the list: a badge linked, blocked…).
+    kind: Literal["FULL", "DIFF"] = "FULL"
 
 
 class ConfigBody(BaseModel):

@@ -12,8 +12,8 @@ writes the same answer when the device's result reaches it, whichever comes firs
 device known offline leaves it ``not-sent``; a timeout leaves it pending (the device may
 still execute it until it expires, and ingest records its late result).
 SetMaintenance of a station goes through :mod:`kickstand.cloud.maintenance` (the cloud's
-record of the spot changes at once); AuthListUpdate sends the network's FULL list through
-:mod:`kickstand.cloud.authlist.service`.
+record of the spot changes at once); AuthListUpdate sends the network's FULL list (or a
+DIFF from the version the station holds) through :mod:`kickstand.cloud.authlist.service`.
 """
 
 from __future__ import annotations
@@ -226,9 +226,11 @@ class DeviceCommands:
             await self._recorded(session, [issued])
         return await self._send(issued)
 
-    async def auth_list_full(self, row: DeviceRow) -> list[CommandAnswer]:
+    async def auth_list_full(self, row: DeviceRow, *, diff: bool = False) -> list[CommandAnswer]:
         """The network's FULL authorization list (and its continuations past the size of
-        one update, each sent once the one before is done)."""
+        one update, each sent once the one before is done); ``diff``: one DIFF from the
+        version the station confirmed holding instead (409 ``diff-unavailable`` when only a
+        FULL can bring it there)."""
         _require(row, DeviceKind.STATION, "AuthListUpdate")
         if row.network_id is None:
             raise ConflictError(
@@ -239,7 +241,8 @@ class DeviceCommands:
         if not isinstance(issuer, CommandIssuer):
             raise UnavailableError("this API process has no command issuer: lists cannot be signed")
         async with self.maker() as session:
-            issued = await authlist.send_full(session, issuer, row.device.device_id, row.network_id)
+            send = authlist.send_diff if diff else authlist.send_full
+            issued = await send(session, issuer, row.device.device_id, row.network_id)
             await self._recorded(session, issued)
         answers: list[CommandAnswer] = []
         for command in issued:

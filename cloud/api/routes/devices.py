@@ -370,7 +370,7 @@ async def command_set_maintenance(
 @router.post(
     "/devices/{device_id}/commands/auth-list-update",
     response_model=Envelope[AuthListSent],
-    summary="AuthListUpdate: send a station its network's FULL authorization list",
+    summary="AuthListUpdate: send a station its network's authorization list (FULL or DIFF)",
     responses=COMMAND_ERRORS,
 )
 async def command_auth_list_update(
@@ -379,7 +379,7 @@ async def command_auth_list_update(
     target: TargetDep,
 ) -> Envelope[AuthListSent]:
     row = target.row
-    answers = await target.commands.auth_list_full(row)
+    answers = await target.commands.auth_list_full(row, diff=body.kind == "DIFF")
     for answer in answers:
         _answer(answer)  # the first not done is the answer (an error)
     return Envelope(data=AuthListSent(commands=[_sent(a) for a in answers]))

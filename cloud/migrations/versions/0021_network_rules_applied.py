@@ -1,7 +1,12 @@
-"""network rules applied (issue 16): fleet alert type ``vehicle-not-returned``
+"""network rules applied (issue 16): fleet alert type ``vehicle-not-returned``, and
+``auth_list_changes``
 
-A trip still running past its network's ``vehicle_stolen`` (seed 002 rent timings: "Time
-after which a vehicle is considered stolen if it is still not returned") raises it.
+* A trip still running past its network's ``vehicle_stolen`` (seed 002 rent timings:
+  "Time after which a vehicle is considered stolen if it is still not returned") raises
+  ``vehicle-not-returned``.
+* ``auth_list_changes``: the UIDs each version of a network's authorization list added and
+  removed, so an operator's AuthListUpdate DIFF brings a station from the version it holds
+  to the network's.
 
 Revision ID: 0021_network_rules_applied
 Revises: 0020_device_certificates
@@ -14,6 +19,8 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+
+import kickstand.cloud.dbtypes
 
 revision: str = "0021_network_rules_applied"
 down_revision: str | None = "0020_device_certificates"
@@ -64,9 +71,22 @@ def _set_types(types: Sequence[str]) -> None:
 
 def upgrade() -> None:
     _set_types((*_TYPES_0020, *_NEW_TYPES))
+    op.create_table(
+        "auth_list_changes",
+        sa.Column("network_id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("version", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("added", sa.JSON(), nullable=False),
+        sa.Column("removed", sa.JSON(), nullable=False),
+        sa.Column("changed_at", kickstand.cloud.dbtypes.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["network_id"], ["networks.id"], name=op.f("fk_auth_list_changes_network_id_networks")
+        ),
+        sa.PrimaryKeyConstraint("network_id", "version", name=op.f("pk_auth_list_changes")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("auth_list_changes")
     listed = ", ".join(f"'{t}'" for t in _NEW_TYPES)
     op.execute(f"DELETE FROM fleet_alerts WHERE alert_type IN ({listed})")
     _set_types(_TYPES_0020)
