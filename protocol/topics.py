@@ -3,9 +3,11 @@
     ks/v1/d/<device_id>/<channel>   device -> cloud
     ks/v1/c/<device_id>/<channel>   cloud  -> device
 
-The device id in the topic must equal the MQTT client id of the device; the
-broker's ACL enforces it (pattern ks/v1/d/%c/#), so a device can never speak
-for another one.
+The device id in the topic must equal the device's identity at the broker: in
+production the CN of its client certificate (Mosquitto's TLS listener with
+``use_identity_as_username`` and ``use_username_as_clientid``; ACL pattern
+``ks/v1/d/%u/#``), so a device can never speak for another one. The test harness's
+plain listener and the embedded broker of ``make run`` bind no identity.
 """
 
 from __future__ import annotations

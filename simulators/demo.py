@@ -272,7 +272,12 @@ async def run(args: argparse.Namespace) -> int:
             BANNER.format(
                 api=f"{args.host}:{api.server.config.port}",
                 broker=MqttUrl.parse(device_url).safe()
-                + ("" if settings.MQTT_URL else " (in-process)"),
+                + (
+                    ""
+                    if settings.MQTT_URL
+                    else " (in-process) — development only: binds no device identity;"
+                    " production devices use Mosquitto's TLS listener (deploy/README.md)"
+                ),
                 database=settings.DATABASE_URL.split("@")[-1],
                 telemetry=settings.INFLUX_URL
                 or f"local store {settings.VAR_DIR}/telemetry.sqlite3",

@@ -275,7 +275,7 @@ class FleetRules(SweepRules, DeviceRules):
             .join(Station, Station.id == Spot.station_id)
             .where(Spot.id.in_([before, vehicle.spot_id]))
         )
-        for spot_row, station_row in rows.tuples().all():
+        for spot_row, station_row in rows.all():
             spots[spot_row.id] = (spot_row, station_row)
         subject = vehicle_subject(vehicle)
         left, now_in = spots.get(before), spots.get(vehicle.spot_id)
