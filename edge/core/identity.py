@@ -335,16 +335,8 @@ async def _session_ends(link: CloudLink) -> None:
 
 def reconnect(link: CloudLink) -> None:
     """End the link's MQTT connection: the link reconnects at once, reading the certificate
-    files again.
-
-    Through the client the link holds: CloudLink has no reconnect of its own yet (asked of
-    its owner); a disconnect is what a broker restart does, which the link is built for."""
-    client = link._client
-    if client is None:
-        return
-    paho = getattr(client, "_client", None)
-    if paho is not None:
-        paho.disconnect()
+    files again."""
+    link.reconnect()
 
 
 __all__ = [

@@ -462,6 +462,16 @@ class CloudLink:
     def stop(self) -> None:
         self._stopping = True
 
+    def reconnect(self) -> None:
+        """End the current MQTT connection: :meth:`run` connects again at once, reading the
+        certificate files again (a renewed identity). What a broker restart does, which the
+        link is built for: nothing queued is lost."""
+        client = self._client
+        # aiomqtt has no synchronous disconnect; paho's ends the session from any task.
+        paho = getattr(client, "_client", None) if client is not None else None
+        if paho is not None:
+            paho.disconnect()
+
     async def publish_death(self, reason: str) -> bool:
         """On a graceful stop: say why (the broker's Will only covers a lost connection)."""
         client = self._client
