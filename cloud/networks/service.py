@@ -275,14 +275,19 @@ async def delete_rule(session: AsyncSession, rule: PricingRule) -> None:
 # ── access rules ──────────────────────────────────────────────────────────────────────
 
 
-async def _check_rule_fields(session: AsyncSession, fields: dict[str, Any]) -> None:
+async def _check_rule_fields(
+    session: AsyncSession, fields: dict[str, Any], scope: frozenset[int] | None
+) -> None:
+    """``scope``: the operator's networks (None: every one). An organization named must be
+    one the operator reaches already: a rule cannot be the way into another network's
+    customers."""
     if all(fields.get(k) is None for k in ("email_pattern", "organization", "app_label")):
         raise InvalidInputError(
             "give at least one of email_pattern, organization, app_label", field="email_pattern"
         )
     if fields.get("organization") is not None:
         try:
-            await access.get_organization(session, fields["organization"])
+            await access.reachable_organization(session, fields["organization"], scope)
         except NotFoundError as exc:
             raise InvalidInputError("no such organization", field="organization") from exc
 
@@ -292,9 +297,12 @@ async def access_rules(session: AsyncSession, network_id: int) -> Sequence[Netwo
 
 
 async def add_access_rule(
-    session: AsyncSession, network: Network, fields: dict[str, Any]
+    session: AsyncSession,
+    network: Network,
+    fields: dict[str, Any],
+    scope: frozenset[int] | None,
 ) -> NetworkAccessRule:
-    await _check_rule_fields(session, fields)
+    await _check_rule_fields(session, fields, scope)
     rule = NetworkAccessRule(network_id=network.id)
     _set_access_rule(rule, fields)
     session.add(rule)
@@ -315,9 +323,12 @@ async def get_access_rule(
 
 
 async def update_access_rule(
-    session: AsyncSession, rule: NetworkAccessRule, fields: dict[str, Any]
+    session: AsyncSession,
+    rule: NetworkAccessRule,
+    fields: dict[str, Any],
+    scope: frozenset[int] | None,
 ) -> None:
-    await _check_rule_fields(session, fields)
+    await _check_rule_fields(session, fields, scope)
     _set_access_rule(rule, fields)
 
 

@@ -283,7 +283,7 @@ async def create_access_rule(
 ) -> Envelope[int]:
     """The new rule's id; at least one of email_pattern, organization, app_label."""
     network = await _network(session, operator, network_id)
-    rule = await service.add_access_rule(session, network, body.model_dump())
+    rule = await service.add_access_rule(session, network, body.model_dump(), operator.networks)
     await session.commit()
     return Envelope(data=rule.id)
 
@@ -300,7 +300,7 @@ async def update_access_rule(
 ) -> OkEnvelope:
     network = await _network(session, operator, network_id)
     rule = await service.get_access_rule(session, network, rid)
-    await service.update_access_rule(session, rule, body.model_dump())
+    await service.update_access_rule(session, rule, body.model_dump(), operator.networks)
     await session.commit()
     return OkEnvelope()
 

@@ -330,6 +330,13 @@ async def test_organizations_are_scoped_to_networks(walk: Walk) -> None:
         "network-not-allowed",
     )
     assert ok(await walk.client.get(url, headers=op))["name"] == "Hospital"
+    # B's operator cannot open it to itself with an access rule of its own network.
+    rules = f"/v1/dashboard/networks/{b}/access-rules"
+    sneaked = await walk.client.post(rules, json={"organization": org}, headers=other)
+    assert sneaked.status_code == 422, sneaked.text
+    assert sneaked.json()["errors"][0]["field"] == "organization"
+    ok(await walk.client.post(rules, json={"email_pattern": "%@b.example"}, headers=other))
+    assert ok(await walk.client.get("/v1/dashboard/organizations", headers=other)) == []
     # An access rule of network B naming it opens it to B's operator.
     ok(
         await walk.client.post(
