@@ -452,10 +452,9 @@ def broker_control(settings: Settings) -> BrokerControl:
     return MosquittoControl(settings.BROKER_PID_FILE, settings.MQTT_URL, redrop)
 
 
-#: A CRL's nextUpdate: OpenSSL refuses EVERY client certificate once the CRL it holds has
-#: passed it (measured on Mosquitto 2.0.11: "certificate verify failed"): the CRL must be
-#: rewritten well before, whether or not anything was revoked (:func:`crl_keeper`).
-CRL_VALID_DAYS = 30
+#: A CRL's nextUpdate (see pki.CRL_VALID_DAYS): rewritten well before, whether or not
+#: anything was revoked (:func:`crl_keeper`).
+CRL_VALID_DAYS = pki.CRL_VALID_DAYS
 #: The keeper rewrites a CRL with less than this left.
 CRL_REFRESH_BEFORE = timedelta(days=15)
 #: How often the keeper looks.

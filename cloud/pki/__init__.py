@@ -126,6 +126,12 @@ def _serial() -> int:
     return secrets.randbits(159) | 1
 
 
+#: A CRL's nextUpdate: OpenSSL refuses EVERY client certificate once the CRL it holds has
+#: passed it (measured on Mosquitto 2.0.11: "certificate verify failed"): the API's keeper
+#: (kickstand.cloud.devices.identity.crl_keeper) rewrites it well before.
+CRL_VALID_DAYS = 30
+
+
 @dataclass(frozen=True)
 class CertificateAuthority:
     """The installation's device CA: a self-signed P-256 certificate and its key."""
@@ -339,7 +345,7 @@ class CertificateAuthority:
     def crl(
         self,
         revoked: Iterable[tuple[int, datetime]],
-        next_update_days: int = 7,
+        next_update_days: int = CRL_VALID_DAYS,
         *,
         now: datetime | None = None,
         number: int | None = None,
@@ -541,6 +547,7 @@ __all__ = [
     "CA_CERT_FILE",
     "CA_KEY_FILE",
     "CRL_FILE",
+    "CRL_VALID_DAYS",
     "MAX_CLIENT_ID",
     "SERVER_CERT_FILE",
     "SERVER_KEY_FILE",
