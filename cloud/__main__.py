@@ -9,6 +9,12 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the CLI imports what a subcommand needs when it runs
+    from cryptography import x509
+
+    from kickstand.cloud.pki import CertificateAuthority
 
 
 def _migrate(_args: argparse.Namespace) -> int:
@@ -71,11 +77,44 @@ def _create_admin(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _sign_and_record(
+    ca: CertificateAuthority, csr_pem: bytes, device_id: str, kind: str, days: int
+) -> x509.Certificate:
+    """Through identity.provision, as POST /v1/dashboard/devices/provision (a global grant:
+    whoever runs this holds the CA key)."""
+    from kickstand.cloud.config import get_settings
+    from kickstand.cloud.db import create_engine, create_sessionmaker
+    from kickstand.cloud.devices import identity
+    from kickstand.cloud.models import DeviceKind
+
+    engine = create_engine(get_settings().DATABASE_URL)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            done = await identity.provision(
+                session,
+                ca,
+                device_id=device_id,
+                kind=DeviceKind(kind),
+                csr_pem=csr_pem,
+                networks=None,
+                issued_by=None,
+                valid_days=days,
+            )
+    finally:
+        await engine.dispose()
+    return done.issued.certificate
+
+
 def _pki(args: argparse.Namespace) -> int:
     """``pki init``: the installation's device CA, the broker's server certificate, an empty
-    CRL. ``pki sign-csr``: a device's certificate from its CSR (the key stays on the device)."""
+    CRL. ``pki sign-csr``: a device's certificate from its CSR (the key stays on the device),
+    recorded in the registry of DATABASE_URL as the bench's provisioning endpoint does, so
+    that it can be renewed and is revoked on decommission (one way in for a certificate)."""
     from pathlib import Path
 
+    from sqlalchemy.exc import DBAPIError
+
+    from kickstand.cloud.errors import CloudError
     from kickstand.cloud.pki import (
         CertificateAuthority,
         PkiError,
@@ -101,9 +140,16 @@ def _pki(args: argparse.Namespace) -> int:
             return 0
         ca = CertificateAuthority.load(directory)
         csr = load_csr(Path(args.csr).read_bytes() if args.csr != "-" else sys.stdin.buffer.read())
-        cert = ca.sign_csr(csr, args.device_id, args.days)
-    except PkiError as exc:
+        cert = asyncio.run(_sign_and_record(ca, pem(csr), args.device_id, args.kind, args.days))
+    except (PkiError, CloudError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except DBAPIError as exc:
+        print(
+            f"error: the device registry cannot take the certificate ({type(exc.orig).__name__}):"
+            " is DATABASE_URL reachable and migrated (`python -m kickstand.cloud migrate`)?",
+            file=sys.stderr,
+        )
         return 1
     except OSError as exc:
         print(f"error: {exc.filename or args.csr}: {exc.strerror}", file=sys.stderr)
@@ -209,6 +255,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     pki_sign.add_argument("--dir", required=True, help="the CA directory of `pki init`")
     pki_sign.add_argument("--device-id", required=True)
+    pki_sign.add_argument(
+        "--kind", required=True, choices=["station", "vehicle"], help="the device's kind"
+    )
     pki_sign.add_argument("--csr", required=True, help="the CSR file, or - for stdin")
     pki_sign.add_argument("--days", type=int, default=365)
     pki_sign.add_argument("--out", default=None, help="certificate file (default: stdout)")

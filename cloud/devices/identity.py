@@ -221,7 +221,7 @@ async def provision(
     kind: DeviceKind,
     csr_pem: bytes,
     networks: frozenset[int] | None,
-    issued_by: int,
+    issued_by: int | None,
     valid_days: int,
     now: datetime | None = None,
 ) -> Provisioning:

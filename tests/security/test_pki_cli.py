@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography import x509
+from sqlalchemy import select
 
 from kickstand.cloud.__main__ import main
+from kickstand.cloud.config import get_settings
+from kickstand.cloud.db import create_engine
+from kickstand.cloud.devices.certificates import DeviceCertificate
+from kickstand.cloud.devices.identity import serial_hex
+from kickstand.cloud.migrations import upgrade
+from kickstand.cloud.models import Device
 from kickstand.cloud.pki import (
     CertificateAuthority,
     certificate_cn,
@@ -20,7 +30,37 @@ from kickstand.cloud.pki import (
 )
 
 
-def test_init_then_sign_a_devices_csr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.fixture
+def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A migrated registry as DATABASE_URL (sign-csr records what it signs)."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'registry.sqlite3'}"
+    asyncio.run(upgrade(url))
+    monkeypatch.setenv("DATABASE_URL", url)
+    get_settings.cache_clear()
+    yield url
+    get_settings.cache_clear()
+
+
+def _recorded(url: str) -> list[tuple[str, str, str]]:
+    async def read() -> list[tuple[str, str, str]]:
+        engine = create_engine(url)
+        try:
+            async with engine.connect() as conn:
+                rows = await conn.execute(
+                    select(Device.device_id, Device.kind, DeviceCertificate.serial_number).join(
+                        Device, Device.id == DeviceCertificate.device_id
+                    )
+                )
+                return [(d, str(k), s) for d, k, s in rows.all()]
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())
+
+
+def test_init_then_sign_a_devices_csr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], registry: str
+) -> None:
     pki = tmp_path / "pki"
     assert (
         main(
@@ -63,6 +103,8 @@ def test_init_then_sign_a_devices_csr(tmp_path: Path, capsys: pytest.CaptureFixt
                 str(pki),
                 "--device-id",
                 "st-0042",
+                "--kind",
+                "station",
                 "--csr",
                 str(tmp_path / "st.csr"),
                 "--days",
@@ -77,6 +119,8 @@ def test_init_then_sign_a_devices_csr(tmp_path: Path, capsys: pytest.CaptureFixt
     assert certificate_cn(cert) == "st-0042"
     assert cert.public_key() == key.public_key()
     assert CertificateAuthority.load(pki).verify(cert)
+    # In the registry, as the bench's provisioning records it: renewable, revocable.
+    assert _recorded(registry) == [("st-0042", "station", serial_hex(cert.serial_number))]
 
     # A CSR for one device presented as another's is refused, nothing written.
     assert (
@@ -88,6 +132,8 @@ def test_init_then_sign_a_devices_csr(tmp_path: Path, capsys: pytest.CaptureFixt
                 str(pki),
                 "--device-id",
                 "st-0043",
+                "--kind",
+                "station",
                 "--csr",
                 str(tmp_path / "st.csr"),
                 "--out",
@@ -100,7 +146,8 @@ def test_init_then_sign_a_devices_csr(tmp_path: Path, capsys: pytest.CaptureFixt
     assert not (tmp_path / "x.pem").exists()
 
 
-def test_module_entry_point_prints_the_certificate(tmp_path: Path) -> None:
+def test_module_entry_point_prints_the_certificate(tmp_path: Path, registry: str) -> None:
+    env = {**os.environ, "DATABASE_URL": registry}
     pki = tmp_path / "pki"
     run = [sys.executable, "-m", "kickstand.cloud", "pki"]
     subprocess.run(
@@ -111,10 +158,17 @@ def test_module_entry_point_prints_the_certificate(tmp_path: Path) -> None:
     )
     csr = pem(device_csr(device_key(), "vh-AB123456"))
     result = subprocess.run(
-        [*run, "sign-csr", "--dir", str(pki), "--device-id", "vh-AB123456", "--csr", "-"],
+        [
+            *run,
+            "sign-csr",
+            *("--dir", str(pki), "--device-id", "vh-AB123456", "--kind", "vehicle", "--csr", "-"),
+        ],
+        env=env,
         input=csr,
         capture_output=True,
         timeout=60,
         check=True,
     )
-    assert certificate_cn(x509.load_pem_x509_certificate(result.stdout)) == "vh-AB123456"
+    cert = x509.load_pem_x509_certificate(result.stdout)
+    assert certificate_cn(cert) == "vh-AB123456"
+    assert _recorded(registry) == [("vh-AB123456", "vehicle", serial_hex(cert.serial_number))]
