@@ -12,16 +12,18 @@ from fastapi import APIRouter, Path, Query
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kickstand.cloud.api.deps import CurrentUser, SessionDep
-from kickstand.cloud.api.errors import not_found
+from kickstand.cloud.api.deps import CurrentUser, GatewayDep, SessionDep
+from kickstand.cloud.api.errors import device_offline, device_refused, device_timeout, not_found
 from kickstand.cloud.api.ids import Id
 from kickstand.cloud.api.openapi import error_responses
 from kickstand.cloud.api.pagination import KeysetDep
 from kickstand.cloud.api.schemas import Envelope, Page, TripDetail, TripPublic
 from kickstand.cloud.api.views import money_str, trip_detail, trip_public
+from kickstand.cloud.freefloat.service import reopen_own_lock
 from kickstand.cloud.keyset import cut, page_query
 from kickstand.cloud.models import Trip, TripStatus, Vehicle
 from kickstand.cloud.operations import service
+from kickstand.cloud.rent_gateway import UnlockResult
 from kickstand.cloud.trips import price_trip
 
 router = APIRouter(prefix="/trips", tags=["trips"])
@@ -88,12 +90,31 @@ async def hold_trip(
 @router.post(
     "/{trip_id}/resume",
     response_model=Envelope[TripDetail],
-    responses=error_responses(409),
+    responses=error_responses(409, 503, 504),
     summary="Resume my trip on hold",
 )
 async def resume_trip(
-    user: CurrentUser, session: SessionDep, trip_id: Annotated[Id, Path()]
+    user: CurrentUser, session: SessionDep, gateway: GatewayDep, trip_id: Annotated[Id, Path()]
 ) -> Envelope[TripDetail]:
+    """A hold is a temporary lock: a vehicle with its own lock (not docked) is unlocked
+    again first, and the trip stays on hold when it cannot be (503 offline, 409 refused,
+    504 no answer: the device's Unlocked, if it comes, resumes it)."""
+    trip = await service.rider_trip(session, user.id, trip_id)
+    vehicle = await session.get_one(Vehicle, trip.vehicle_id)
+    if (
+        trip.status == TripStatus.ON_HOLD
+        and vehicle.device_id is not None
+        and vehicle.spot_id is None
+    ):
+        outcome = await reopen_own_lock(session, gateway, vehicle, trip)  # commits
+        data = {"trip_id": trip_id, "vehicle_id": vehicle.id}
+        match outcome.result:
+            case UnlockResult.DEVICE_OFFLINE:
+                raise device_offline(f"the vehicle is offline: {outcome.reason}", data=data)
+            case UnlockResult.TIMEOUT:
+                raise device_timeout(f"the vehicle did not answer: {outcome.reason}", data=data)
+            case UnlockResult.REFUSED:
+                raise device_refused(f"the vehicle refused: {outcome.reason}", data=data)
     result = await service.resume(session, user.id, trip_id)
     await session.commit()
     assert result.trip is not None

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from kickstand.cloud.models import Network, TripStatus
+from kickstand.cloud.rent_gateway import UnlockOutcome
 from kickstand.protocol.v1 import messages as m
 from kickstand.protocol.v1.enums import LockCause
 from tests.cloud.freefloat.conftest import Env, Scooter
@@ -66,3 +67,27 @@ async def test_a_hold_never_resumed_ends_at_the_networks_max_pause(env: Env) -> 
     (trip,) = await env.trips_of("LYF002")
     assert trip.status is TripStatus.FINISHED and trip.ended_at == deadline
     assert (await env.vehicle("LYF002")).state.value == "available"
+
+
+async def test_resume_unlocks_the_vehicle_and_stays_on_hold_when_it_cannot(env: Env) -> None:
+    scooter, trip_id, _ = await ride_then_hold(env)
+    await scooter.send(m.Locked(0, LockCause.MANUAL, None), datetime.now(UTC))
+    (trip,) = await env.trips_of("LYF002")
+    calls = len(env.gateway.calls)
+
+    env.gateway.outcome = UnlockOutcome.offline()
+    refused = await env.client.post(f"/v1/trips/{trip_id}/resume", headers=await env.login())
+    assert refused.status_code == 503 and refused.json()["reason"] == "device-offline"
+    (trip,) = await env.trips_of("LYF002")
+    assert trip.status is TripStatus.ON_HOLD
+
+    env.gateway.outcome = UnlockOutcome.unlocked()
+    resumed = await env.client.post(f"/v1/trips/{trip_id}/resume", headers=await env.login())
+    assert resumed.status_code == 200, resumed.text
+    assert env.gateway.calls[calls:] == [("vehicle", "vh-LYF002", str(trip.rent_id))] * 2
+    (trip,) = await env.trips_of("LYF002")
+    assert trip.status is TripStatus.RUNNING and len(trip.hold_periods) == 1
+    # The device's Unlocked of that command arrives: the trip is already running.
+    await scooter.send(m.Unlocked(0, LockCause.COMMAND, None, None), datetime.now(UTC))
+    (trip,) = await env.trips_of("LYF002")
+    assert trip.status is TripStatus.RUNNING and len(trip.hold_periods) == 1
