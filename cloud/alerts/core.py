@@ -27,6 +27,7 @@ from kickstand.cloud.alerts.types import (
 from kickstand.cloud.events import EventType
 from kickstand.cloud.events.payloads import AlertEvent
 from kickstand.cloud.models import (
+    Trip,
     Vehicle,
 )
 
@@ -154,6 +155,19 @@ def vehicle_subject(vehicle: Vehicle, key: str | None = None) -> Subject:
         extra=vehicle_extra(vehicle),
         label=f"vehicle {vehicle.serial_number}",
     )
+
+
+async def trip_subject(session: AsyncSession, trip: Trip) -> Subject:
+    """An alert about a trip (keyed by it): its vehicle's subject, with the trip and rider."""
+    vehicle = await session.get(Vehicle, trip.vehicle_id)
+    subject = (
+        vehicle_subject(vehicle, f"trip:{trip.id}")
+        if vehicle is not None
+        else Subject(key=f"trip:{trip.id}", network_id=trip.network_id)
+    )
+    subject.trip_id, subject.user_id = trip.id, trip.user_id
+    subject.extra["trip_id"] = trip.id
+    return subject
 
 
 class AlertCore:

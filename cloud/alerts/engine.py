@@ -27,6 +27,7 @@ from kickstand.cloud.alerts.core import (  # re-exported: the public surface
     alert_payload,
     causality,
     point,
+    trip_subject,
     utcnow,
     vehicle_extra,
     vehicle_subject,
@@ -130,15 +131,8 @@ class AlertEngine(BadgeRules, FleetRules):
         inside = self._inside(network, trip.end_latitude, trip.end_longitude)
         if inside is None or inside:
             return []
-        vehicle = await session.get(Vehicle, trip.vehicle_id)
-        subject = (
-            vehicle_subject(vehicle, f"trip:{trip.id}")
-            if vehicle is not None
-            else Subject(key=f"trip:{trip.id}", network_id=trip.network_id)
-        )
-        subject.trip_id, subject.user_id = trip.id, trip.user_id
+        subject = await trip_subject(session, trip)
         subject.extra["location"] = point(trip.end_latitude, trip.end_longitude)
-        subject.extra["trip_id"] = trip.id
         return [
             await self.raise_alert(
                 session,

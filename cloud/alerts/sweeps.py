@@ -17,6 +17,7 @@ from kickstand.cloud.alerts.core import (
     AlertCore,
     Subject,
     _aware,
+    trip_subject,
     vehicle_subject,
 )
 from kickstand.cloud.alerts.models import FleetAlert
@@ -334,14 +335,7 @@ class SweepRules(AlertCore):
         for trip in outside.values():
             if trip.id in open_trips:
                 continue
-            vehicle = await session.get(Vehicle, trip.vehicle_id)
-            subject = (
-                vehicle_subject(vehicle, f"trip:{trip.id}")
-                if vehicle is not None
-                else Subject(key=f"trip:{trip.id}", network_id=trip.network_id)
-            )
-            subject.trip_id, subject.user_id = trip.id, trip.user_id
-            subject.extra["trip_id"] = trip.id
+            subject = await trip_subject(session, trip)
             changes.append(
                 await self.raise_alert(
                     session,
@@ -378,14 +372,7 @@ class SweepRules(AlertCore):
         for trip, limit_s in overdue.values():
             if trip.id in open_trips:
                 continue
-            vehicle = await session.get(Vehicle, trip.vehicle_id)
-            subject = (
-                vehicle_subject(vehicle, f"trip:{trip.id}")
-                if vehicle is not None
-                else Subject(key=f"trip:{trip.id}", network_id=trip.network_id)
-            )
-            subject.trip_id, subject.user_id = trip.id, trip.user_id
-            subject.extra["trip_id"] = trip.id
+            subject = await trip_subject(session, trip)
             changes.append(
                 await self.raise_alert(
                     session,
