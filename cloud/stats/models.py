@@ -36,6 +36,16 @@ USER_ORGANIZATIONS_ORGANIZATION = Index(
 _ACTIVE = "status IN (" + ", ".join(f"'{s.value}'" for s in ACTIVE_TRIP_STATUSES) + ")"
 #: Migration 0019: the trips not finished yet (running, on hold) of a network by start: the
 #: rollup holds finished trips only, the figures add these few from ``trips``.
+#: Migration 0019: the trips the rollup does not hold (not finished, or finished without an
+#: end): with the rollup's count of finished ones, the count of a network's trips.
+NOT_ROLLED_UP = "status <> 'finished' OR ended_at IS NULL"
+TRIPS_NETWORK_NOT_ROLLED_UP = Index(
+    "ix_trips_network_not_rolled_up",
+    Trip.network_id,
+    postgresql_where=text(NOT_ROLLED_UP),
+    sqlite_where=text(NOT_ROLLED_UP),
+)
+ACTIVE = _ACTIVE
 TRIPS_NETWORK_ACTIVE_STARTED = Index(
     "ix_trips_network_active_started",
     Trip.network_id,
@@ -143,14 +153,25 @@ class TripRollupPresence(Base):
     m3: Mapped[int] = mapped_column(BigInteger, default=0)
     m4: Mapped[int] = mapped_column(BigInteger, default=0)
     m5: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: The previous year's masks of the subject (``m*`` of its row of ``year - 1``): a
+    #: period over two years reads one row per subject, no de-duplication.
+    p0: Mapped[int] = mapped_column(BigInteger, default=0)
+    p1: Mapped[int] = mapped_column(BigInteger, default=0)
+    p2: Mapped[int] = mapped_column(BigInteger, default=0)
+    p3: Mapped[int] = mapped_column(BigInteger, default=0)
+    p4: Mapped[int] = mapped_column(BigInteger, default=0)
+    p5: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 __all__ = [
+    "ACTIVE",
     "DISTANCE_BUCKET_M",
     "DURATION_BUCKET_S",
     "MASKS",
     "MASK_BITS",
+    "NOT_ROLLED_UP",
     "TRIPS_NETWORK_ACTIVE_STARTED",
+    "TRIPS_NETWORK_NOT_ROLLED_UP",
     "TRIPS_NETWORK_STARTED",
     "TRIPS_USER_NETWORK",
     "TRIP_ROLLUP_LEDGER_DAY",

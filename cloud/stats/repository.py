@@ -44,6 +44,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -64,8 +65,10 @@ from kickstand.cloud.models import (
     table_of,
 )
 from kickstand.cloud.stats.models import (
+    ACTIVE,
     MASK_BITS,
     MASKS,
+    NOT_ROLLED_UP,
     TripRollupCluster,
     TripRollupHistogram,
     TripRollupHourly,
@@ -680,13 +683,28 @@ async def rollup_histogram(
     measure: Literal["distance", "duration"],
 ) -> dict[tuple[int, bool], int]:
     """Finished trips per (bucket, paid) of the measure's fine histogram."""
+    return (await rollup_histograms(session, networks, start, end, [measure]))[measure]
+
+
+async def rollup_histograms(
+    session: AsyncSession,
+    networks: Sequence[int],
+    start: date,
+    end: date,
+    measures: Sequence[Literal["distance", "duration"]],
+) -> dict[str, dict[tuple[int, bool], int]]:
+    """Per measure: finished trips per (bucket, paid) of its fine histogram (one scan)."""
     c = HISTOGRAM.c
     rows = await session.execute(
-        select(c.bucket, c.paid, func.sum(c.trips))
-        .where(*_days(HISTOGRAM, networks, start, end), c.measure == measure)
-        .group_by(c.bucket, c.paid)
+        select(c.measure, c.bucket, c.paid, func.sum(c.trips))
+        .where(*_days(HISTOGRAM, networks, start, end), c.measure.in_(measures))
+        .group_by(c.measure, c.bucket, c.paid)
     )
-    return {(int(b), bool(p)): int(n) for b, p, n in _all(rows) if n}
+    out: dict[str, dict[tuple[int, bool], int]] = {m: {} for m in measures}
+    for m, b, p, n in _all(rows):
+        if n:
+            out[str(m)][(int(b), bool(p))] = int(n)
+    return out
 
 
 async def rollup_clusters(
@@ -770,27 +788,43 @@ async def presence_counts(
             ]
         )
 
-    where = [P.network_id.in_(networks), P.kind.in_(kinds), P.year.in_(years)]
-    stmt: Any
-    if len(networks) == 1 and len(years) == 1:
-        # One row per subject: a conditional count is the distinct count.
+    base = [P.network_id.in_(networks), P.kind.in_(kinds)]
+    where = [*base, P.year.in_(years)]
+    counts: dict[Kind, list[int]] = {k: [0] * len(groups) for k in kinds}
+
+    # A group within two years is read from one row per subject of one network (its last
+    # year's: m and p): there a conditional count is the distinct count, all such groups in
+    # one scan. A group over more years (or several networks) counts its subjects once
+    # each, a statement per group.
+    def meets_in_one_row(masks: dict[int, list[int]]) -> ColumnElement[bool]:
+        # The last year's row holds that year's days (m) and the year before's (p).
+        last = max(masks)
+        either = [P[f"m{i}"].op("&")(m) != 0 for i, m in enumerate(masks[last]) if m]
+        if last - 1 in masks:
+            either += [P[f"p{i}"].op("&")(m) != 0 for i, m in enumerate(masks[last - 1]) if m]
+        return and_(P.year == last, or_(*either))
+
+    single = [g for g, m in enumerate(wanted) if len(networks) == 1 and len(m) <= 2]
+    if single:
+        in_single = sorted({max(wanted[g]) for g in single})
         stmt = (
-            select(P.kind, *[func.count(case((meets(m), 1))) for m in wanted])
-            .where(*where)
+            select(P.kind, *[func.count(case((meets_in_one_row(wanted[g]), 1))) for g in single])
+            .where(*base, P.year.in_(in_single))
             .group_by(P.kind)
         )
-    else:
-        flags = [
-            func.max(case((meets(m), 1), else_=0)).label(f"g{i}") for i, m in enumerate(wanted)
-        ]
-        per_subject = select(P.kind, *flags).where(*where).group_by(P.kind, P.subject_id).subquery()
-        stmt = select(
-            per_subject.c.kind,
-            *[func.coalesce(func.sum(per_subject.c[f"g{i}"]), 0) for i in range(len(wanted))],
-        ).group_by(per_subject.c.kind)
-    counts: dict[Kind, list[int]] = {k: [0] * len(groups) for k in kinds}
-    for kind, *values in _all(await session.execute(stmt)):
-        counts[kind] = [int(v) for v in values]
+        for kind, *values in _all(await session.execute(stmt)):
+            for g, value in zip(single, values, strict=True):
+                counts[kind][g] = int(value)
+    for g in (g for g in range(len(groups)) if g not in single):
+        met = (
+            select(P.kind, P.subject_id)
+            .where(*base, P.year.in_(list(wanted[g])), meets(wanted[g]))
+            .distinct()
+            .subquery()
+        )
+        rows = await session.execute(select(met.c.kind, func.count()).group_by(met.c.kind))
+        for kind, value in _all(rows):
+            counts[kind][g] = int(value)
     subjects = {(k, s) for k in kinds for s in extra[k]}
     if not subjects:
         return counts
@@ -818,6 +852,21 @@ async def presence_counts(
     return counts
 
 
+async def network_trip_count(session: AsyncSession, networks: Sequence[int]) -> int:
+    """Every trip of the networks, exactly: the finished ones the rollup holds (its hourly
+    counts) plus the others from ``trips`` by their partial index (migration 0019)."""
+    finished = await session.scalar(
+        select(func.coalesce(func.sum(HOURLY.c.trips), 0)).where(HOURLY.c.network_id.in_(networks))
+    )
+    # The index's own predicate, literally: PostgreSQL matches a partial index by its text.
+    others = await session.scalar(
+        select(func.count())
+        .select_from(Trip)
+        .where(Trip.network_id.in_(networks), text(f"({NOT_ROLLED_UP})"))
+    )
+    return int(finished or 0) + int(others or 0)
+
+
 @dataclass(frozen=True, slots=True)
 class LiveTrip:
     user_id: int | None
@@ -833,7 +882,7 @@ async def live_trips(
     rows = await session.execute(
         select(Trip.user_id, Trip.vehicle_id, Trip.started_at, Trip.start_cluster_id).where(
             Trip.network_id.in_(networks),
-            Trip.status.in_(ACTIVE_TRIP_STATUSES),
+            text(f"({ACTIVE})"),  # the partial index's predicate, literally
             Trip.started_at >= since,
             Trip.started_at < until,
         )

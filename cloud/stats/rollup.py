@@ -16,8 +16,15 @@ the trip's start (its ``timezone``):
   the distribution ranges (their edges are multiples of both) and the medians —
   bucket-accurate, the middle of the bucket holding the median;
 - cluster: trips started and ended at each cluster;
-- presence: the days of a year each rider and vehicle rode (bit masks), for the distinct
-  riders / vehicles of any set of days.
+- presence: the days of a year each rider and vehicle rode (bit masks), and those of the
+  year before (so one row per subject answers a period within two years: a conditional
+  count is the distinct count), for the distinct riders / vehicles of any set of days.
+
+Periods are whole local days (``start_date`` … ``end_date``), so a period asked in the
+network's zone is a set of whole rollup days: no partial edge. A period asked in another
+zone, or with an ``organizations`` filter (membership as it is now, per rider), is read from
+``trips`` (:mod:`kickstand.cloud.stats.service`). A network whose ``timezone`` changes needs
+:func:`rebuild` (its days move).
 
 Trips not finished yet (running, on hold) are not in the rollup: the figures add them from
 ``trips`` (a partial index holds them, migration 0019). :func:`rebuild` recomputes every
@@ -67,20 +74,19 @@ from kickstand.cloud.stats.models import (
     DURATION_BUCKET_S,
     MASK_BITS,
     MASKS,
-    TripRollupCluster,
-    TripRollupHistogram,
-    TripRollupHourly,
     TripRollupLedger,
-    TripRollupPresence,
+)
+from kickstand.cloud.stats.repository import (
+    CLUSTER,
+    HISTOGRAM,
+    HOURLY,
+    PRESENCE,
+    paid,
+    utc_offsets,
 )
 from kickstand.cloud.stats.repository import distance_m as sql_distance
-from kickstand.cloud.stats.repository import paid, utc_offsets
 
 LEDGER = table_of(TripRollupLedger)
-HOURLY = table_of(TripRollupHourly)
-HISTOGRAM = table_of(TripRollupHistogram)
-CLUSTER = table_of(TripRollupCluster)
-PRESENCE = table_of(TripRollupPresence)
 TABLES = (LEDGER, HOURLY, HISTOGRAM, CLUSTER, PRESENCE)
 MASK_ALL = (1 << MASK_BITS) - 1
 RESOLUTION = {"distance": DISTANCE_BUCKET_M, "duration": DURATION_BUCKET_S}
@@ -302,12 +308,14 @@ async def _recompute_maxes(session: AsyncSession, e: Entry) -> None:
     )
 
 
-def _presence_key(e: Entry, kind: str, subject: int) -> tuple[ColumnElement[bool], ...]:
+def _presence_key(
+    e: Entry, kind: str, subject: int, *, next_year: bool = False
+) -> tuple[ColumnElement[bool], ...]:
     year, _, _ = day_bit(e.local_day)
     return (
         PRESENCE.c.network_id == e.network_id,
         PRESENCE.c.kind == kind,
-        PRESENCE.c.year == year,
+        PRESENCE.c.year == year + (1 if next_year else 0),
         PRESENCE.c.subject_id == subject,
     )
 
@@ -319,13 +327,20 @@ def _subjects(e: Entry) -> list[tuple[str, int]]:
 async def _put_in(session: AsyncSession, upsert: _Upsert, e: Entry) -> None:
     await _counts(session, upsert, e, 1)
     year, index, bit = day_bit(e.local_day)
-    column = PRESENCE.c[f"m{index}"]
     for kind, subject in _subjects(e):
-        masks = {f"m{i}": bit if i == index else 0 for i in range(MASKS)}
-        key = {"network_id": e.network_id, "kind": kind, "year": year, "subject_id": subject}
-        await session.execute(
-            upsert(PRESENCE, {**key, **masks}, (), **{column.name: column.op("|")(bit)})
-        )
+        # The day in its year's row (m) and in the next year's row (p, "the year before").
+        for row_year, prefix in ((year, "m"), (year + 1, "p")):
+            column = PRESENCE.c[f"{prefix}{index}"]
+            masks = {f"{x}{i}": 0 for x in "mp" for i in range(MASKS)} | {column.name: bit}
+            key = {"network_id": e.network_id, "kind": kind, "year": row_year}
+            await session.execute(
+                upsert(
+                    PRESENCE,
+                    {**key, "subject_id": subject, **masks},
+                    (),
+                    **{column.name: column.op("|")(bit)},
+                )
+            )
 
 
 async def _take_out(session: AsyncSession, upsert: _Upsert, e: Entry) -> None:
@@ -350,6 +365,12 @@ async def _take_out(session: AsyncSession, upsert: _Upsert, e: Entry) -> None:
                 PRESENCE.update()
                 .where(*_presence_key(e, kind, subject))
                 .values({column.name: column.op("&")(MASK_ALL ^ bit)})
+            )
+            before = PRESENCE.c[f"p{index}"]
+            await session.execute(
+                PRESENCE.update()
+                .where(*_presence_key(e, kind, subject, next_year=True))
+                .values({before.name: before.op("&")(MASK_ALL ^ bit)})
             )
 
 
@@ -482,9 +503,34 @@ def rebuild(conn: Connection) -> None:
             cast(func.sum(case((doy // MASK_BITS == i, bit), else_=zero)), BigInteger)
             for i in range(MASKS)
         ]
-        presence = select(days.c.network_id, literal(kind), year, days.c.subject, *masks).group_by(
-            days.c.network_id, year, days.c.subject
+        own = (
+            select(
+                days.c.network_id.label("network_id"),
+                year.label("year"),
+                days.c.subject.label("subject"),
+                *[m.label(f"m{i}") for i, m in enumerate(masks)],
+            )
+            .group_by(days.c.network_id, year, days.c.subject)
+            .subquery()
         )
+        zero_p: list[Any] = [
+            literal_column("CAST(0 AS BIGINT)").label(f"p{i}") for i in range(MASKS)
+        ]
+        zeros: list[Any] = [literal_column("CAST(0 AS BIGINT)")] * MASKS
+        own_masks = [own.c[f"m{i}"] for i in range(MASKS)]
+        # Each subject-year's row: its own days (m) and the year before's (p, from the
+        # previous year's own row): disjoint sources, so the sums are the masks.
+        both = union_all(
+            select(own.c.network_id, own.c.year, own.c.subject, *own_masks, *zero_p),
+            select(own.c.network_id, own.c.year + 1, own.c.subject, *zeros, *own_masks),
+        ).subquery()
+        presence = select(
+            both.c.network_id,
+            literal(kind),
+            both.c.year,
+            both.c.subject,
+            *[cast(func.sum(both.c[f"{x}{i}"]), BigInteger) for x in "mp" for i in range(MASKS)],
+        ).group_by(both.c.network_id, both.c.year, both.c.subject)
         conn.execute(insert(PRESENCE).from_select(list(PRESENCE.c.keys()), presence))
 
 

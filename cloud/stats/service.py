@@ -279,10 +279,10 @@ async def _summary_from_rollup(
     )
     names: tuple[Literal["distance", "duration"], ...] = ("distance", "duration")
     medians = []
+    histograms = await repository.rollup_histograms(session, networks, first, last, names)
     for measure in names:
         merged: Counter[int] = Counter()
-        histogram = await repository.rollup_histogram(session, networks, first, last, measure)
-        for (bucket, _), n in histogram.items():
+        for (bucket, _), n in histograms[measure].items():
             merged[bucket] += n
         medians.append(median_of(merged, RESOLUTION[measure]))
 

@@ -7,7 +7,9 @@ bucket-accurate medians), ``trip_rollup_cluster`` (started / ended per cluster a
 ``trip_rollup_presence`` (the days of a year each rider / vehicle rode, bit masks: the
 distinct riders and vehicles of a period). Backfilled from ``trips`` set-based
 (:func:`kickstand.cloud.stats.rollup.rebuild`). Also ``trips (network_id, started_at)``
-partial on running / on-hold trips (the figures add them from ``trips``).
+partial on running / on-hold trips (the figures add them from ``trips``) and ``trips
+(network_id)`` partial on the trips the rollup does not hold (the operator trips list's
+total: rollup + these, instead of counting a year of trips).
 
 Revision ID: 0019_usage_rollup
 Revises: 0018_users_support
@@ -27,6 +29,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 _ACTIVE = "status IN ('running', 'on-hold')"
+_NOT_ROLLED_UP = "status <> 'finished' OR ended_at IS NULL"
 
 
 def _int(name: str, nullable: bool = False) -> sa.Column[object]:
@@ -108,6 +111,7 @@ def upgrade() -> None:
         sa.Column("year", sa.SmallInteger(), nullable=False),
         _int("subject_id"),
         *[sa.Column(f"m{i}", sa.BigInteger(), nullable=False) for i in range(6)],
+        *[sa.Column(f"p{i}", sa.BigInteger(), nullable=False) for i in range(6)],
         sa.PrimaryKeyConstraint(
             "network_id", "kind", "year", "subject_id", name=op.f("pk_trip_rollup_presence")
         ),
@@ -119,6 +123,13 @@ def upgrade() -> None:
         postgresql_where=sa.text(_ACTIVE),
         sqlite_where=sa.text(_ACTIVE),
     )
+    op.create_index(
+        "ix_trips_network_not_rolled_up",
+        "trips",
+        ["network_id"],
+        postgresql_where=sa.text(_NOT_ROLLED_UP),
+        sqlite_where=sa.text(_NOT_ROLLED_UP),
+    )
     # The backfill: every finished trip so far, set-based (INSERT … SELECT).
     from kickstand.cloud.stats.rollup import rebuild
 
@@ -126,6 +137,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_trips_network_not_rolled_up", table_name="trips")
     op.drop_index("ix_trips_network_active_started", table_name="trips")
     for table in (
         "trip_rollup_presence",

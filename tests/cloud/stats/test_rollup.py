@@ -48,7 +48,7 @@ async def snapshot(session: AsyncSession, network_ids: list[int]) -> dict[str, A
         (HOURLY, ("trips",)),
         (HISTOGRAM, ("trips",)),
         (CLUSTER, ("started", "ended")),
-        (PRESENCE, tuple(f"m{i}" for i in range(6))),
+        (PRESENCE, tuple(f"{x}{i}" for x in "mp" for i in range(6))),
     ):
         rows = (
             await session.execute(select(table).where(table.c.network_id.in_(network_ids)))
