@@ -609,6 +609,15 @@ async def riders(
 # index of migration 0019) and added by the service.
 
 
+async def plan_each_time(session: AsyncSession) -> None:
+    """PostgreSQL: plan this transaction's statements for their values. asyncpg prepares
+    each statement; after five runs PostgreSQL may keep a generic plan, blind to the days
+    and masks asked: the summary of a year went from 120 to 300 ms at the sixth call
+    (benchmarks/dashboard_queries.py). A custom plan costs a fraction of a millisecond."""
+    if not Dialect(session).sqlite:
+        await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+
+
 async def network_zones(session: AsyncSession, networks: Sequence[int]) -> set[str]:
     rows = await session.scalars(select(Network.timezone).where(Network.id.in_(networks)))
     return set(rows.all())

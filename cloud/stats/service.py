@@ -160,7 +160,10 @@ async def _rollup_answers(
 ) -> bool:
     if orgs.active:
         return False
-    return await repository.network_zones(session, networks) == {period.zone.key}
+    if await repository.network_zones(session, networks) != {period.zone.key}:
+        return False
+    await repository.plan_each_time(session)
+    return True
 
 
 def _local_day(at: datetime, tz: ZoneInfo) -> date:
