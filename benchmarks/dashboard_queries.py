@@ -39,6 +39,7 @@ from sqlalchemy import text
 from kickstand.cloud.access.grants import ou_snapshot
 from kickstand.cloud.access.models import OrganizationalUnit
 from kickstand.cloud.api import create_app
+from kickstand.cloud.api.main import settle_heap
 from kickstand.cloud.config import Settings
 from kickstand.cloud.db import create_engine, create_sessionmaker
 from kickstand.cloud.migrations import upgrade
@@ -247,6 +248,7 @@ async def measure(url: str, net: int, operator_id: int, size: Size, calls: int) 
         settings = Settings(DATABASE_URL=url, VAR_DIR=Path(tmp) / "var", JWT_SECRET=JWT)
         engine = create_engine(url)
         app = create_app(settings, engine=engine)
+        settle_heap()  # as the served API does (kickstand.cloud.api.main)
         async with create_sessionmaker(engine)() as session:
             operator = await session.get_one(User, operator_id)
             token = create_access_token(

@@ -876,6 +876,23 @@ async def network_trip_count(session: AsyncSession, networks: Sequence[int]) -> 
     return int(finished or 0) + int(others or 0)
 
 
+async def riders_of(session: AsyncSession, networks: Sequence[int]) -> int:
+    """Users who ever rode on the networks, as :func:`riders`: those of finished trips from
+    the rollup's presence rows (a year's own days, ``m*``), the others (running, on hold,
+    cancelled) from ``trips`` by the partial index of what the rollup does not hold."""
+    P = PRESENCE.c
+    rolled = select(P.subject_id).where(
+        P.network_id.in_(networks),
+        P.kind == "user",
+        or_(*[P[f"m{i}"] != 0 for i in range(MASKS)]),
+    )
+    others = select(Trip.user_id).where(
+        Trip.network_id.in_(networks), text(f"({NOT_ROLLED_UP})"), Trip.user_id.is_not(None)
+    )
+    both = rolled.union(others).subquery()
+    return int(await session.scalar(select(func.count()).select_from(both)) or 0)
+
+
 @dataclass(frozen=True, slots=True)
 class LiveTrip:
     user_id: int | None

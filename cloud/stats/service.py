@@ -569,7 +569,7 @@ async def users_info(
             session, networks, [_days_ago(now, tz, d) for d in (0, 6, 29)], until
         )
     return UsersInfo(
-        total=await repository.riders(session, networks),
+        total=await repository.riders_of(session, networks),
         new_last_30_days=await repository.riders(session, networks, registered_since=month),
         active_today=today,
         active_last_7_days=week,
