@@ -463,14 +463,15 @@ async def organizations_of(
 # ── overview: the state of things now ───────────────────────────────────────────────────
 
 
-async def clusters_of(session: AsyncSession, networks: Sequence[int]) -> list[Cluster]:
-    return list(
-        (
-            await session.scalars(
-                select(Cluster).where(Cluster.network_id.in_(networks)).order_by(Cluster.id)
-            )
-        ).all()
+async def cluster_rows(session: AsyncSession, networks: Sequence[int]) -> list[Any]:
+    """(id, network_id, name, latitude, longitude) of the networks' clusters, by id: the
+    map's columns, not 1,000 ORM objects of a city."""
+    rows = await session.execute(
+        select(Cluster.id, Cluster.network_id, Cluster.name, Cluster.latitude, Cluster.longitude)
+        .where(Cluster.network_id.in_(networks))
+        .order_by(Cluster.id)
     )
+    return _all(rows)
 
 
 async def station_presence(

@@ -412,8 +412,8 @@ async def organizations(session: AsyncSession, networks: Sequence[int]) -> list[
 async def stations_info(
     session: AsyncSession, networks: Sequence[int], now: datetime
 ) -> StationsInfo:
-    per_cluster = await map_info(session, networks, now)
     spot_rows = await repository.spots_by_cluster(session, networks)
+    per_cluster = await map_info(session, networks, now, spot_rows)
     by_state: Counter[str] = Counter()
     occupied = 0
     for _, state, has_vehicle, n in spot_rows:
@@ -436,9 +436,13 @@ async def stations_info(
 
 
 async def map_info(
-    session: AsyncSession, networks: Sequence[int], now: datetime
+    session: AsyncSession,
+    networks: Sequence[int],
+    now: datetime,
+    spot_rows: Sequence[tuple[int, str, bool, int]] | None = None,
 ) -> list[MapStation]:
-    clusters = await repository.clusters_of(session, networks)
+    """Per cluster; ``spot_rows``: :func:`repository.spots_by_cluster` when read already."""
+    clusters = await repository.cluster_rows(session, networks)
     stations: Counter[int] = Counter()
     online: Counter[int] = Counter()
     for cluster_id, presence in await repository.station_presence(session, networks):
@@ -448,7 +452,9 @@ async def map_info(
     active: Counter[int] = Counter()
     free: Counter[int] = Counter()
     vehicles: Counter[int] = Counter()
-    for cluster_id, state, has_vehicle, n in await repository.spots_by_cluster(session, networks):
+    if spot_rows is None:
+        spot_rows = await repository.spots_by_cluster(session, networks)
+    for cluster_id, state, has_vehicle, n in spot_rows:
         spots[cluster_id] += n
         if state == SpotState.ACTIVE.value:
             active[cluster_id] += n
