@@ -64,7 +64,7 @@ async def test_freefloat_reward_partial_update(net: Net) -> None:
 async def test_access_rules_crud(net: Net) -> None:
     url = f"{BASE}/{net.network_a}/access-rules"
     async with net.maker() as session:
-        org = Organization(third_party_id=1, name="Acme")
+        org = Organization(third_party_id=1, name="Acme", network_id=net.network_a)
         session.add(org)
         await session.commit()
         org_id = org.id
