@@ -257,10 +257,22 @@ class StationRig:
         await self.start_agent()
 
     async def start_agent(self) -> StationAgent:
-        settings = self.sim.agent_settings(self.mqtt_url, self.command_keys, **self.overrides)
-        self.agent = StationAgent(settings)
-        self._task = asyncio.create_task(self.agent.run(), name=f"agent-{self.device_id}")
+        self.agent = self._new_agent()
+        self._task = asyncio.create_task(self._supervise(), name=f"agent-{self.device_id}")
         return self.agent
+
+    def _new_agent(self) -> StationAgent:
+        settings = self.sim.agent_settings(self.mqtt_url, self.command_keys, **self.overrides)
+        return StationAgent(settings)
+
+    async def _supervise(self) -> None:
+        """What the mainboard's process supervisor does (the agent's __main__ re-executes
+        itself): an agent that ends with "reboot" (a Reboot command) starts again, a new
+        boot with the same settings and state directory."""
+        assert self.agent is not None
+        while await self.agent.run() == "reboot":
+            log.info("agent_rebooting device=%s", self.device_id)
+            self.agent = self._new_agent()
 
     async def stop_agent(self) -> None:
         if self.agent is not None and self._task is not None:

@@ -55,6 +55,7 @@ async def test_operator_commands_reach_the_real_station(city: City) -> None:
         return r.status_code == 200 and bool(r.json()["data"]["online"])
 
     await eventually(online, 20)
+    boots = [b["boot_id"] for b in (await http.get(url, headers=headers)).json()["data"]["boots"]]
 
     r = await http.post(
         f"{url}/commands/trigger-message", json={"which": "status"}, headers=headers
@@ -82,5 +83,12 @@ async def test_operator_commands_reach_the_real_station(city: City) -> None:
         ("config", "done"),
         ("triggermessage", "done"),
     ]
-    # The station reboots and comes back (a new boot in its detail).
-    await eventually(online, 30)
+
+    # The station reboots and comes back: a new boot, accepted, in its detail; online.
+    async def booted_again() -> bool:
+        r = await http.get(url, headers=headers)
+        data = r.json()["data"]
+        new = [b for b in data["boots"] if b["boot_id"] not in boots and b["accepted"]]
+        return bool(new) and bool(data["online"])
+
+    await eventually(booted_again, 30)
