@@ -265,14 +265,15 @@ class StationRig:
         settings = self.sim.agent_settings(self.mqtt_url, self.command_keys, **self.overrides)
         return StationAgent(settings)
 
-    async def _supervise(self) -> None:
+    async def _supervise(self) -> str:
         """What the mainboard's process supervisor does (the agent's __main__ re-executes
         itself): an agent that ends with "reboot" (a Reboot command) starts again, a new
-        boot with the same settings and state directory."""
+        boot with the same settings and state directory. Ends as the last agent did."""
         assert self.agent is not None
-        while await self.agent.run() == "reboot":
+        while (result := await self.agent.run()) == "reboot":
             log.info("agent_rebooting device=%s", self.device_id)
             self.agent = self._new_agent()
+        return result
 
     async def stop_agent(self) -> None:
         if self.agent is not None and self._task is not None:
