@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from functools import cache
 
 from fastapi import APIRouter, FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.routing import BaseRoute
 
 from kickstand.cloud.api import docs, errors, openapi
 from kickstand.cloud.api.routes import (
@@ -25,6 +27,7 @@ from kickstand.cloud.api.schemas import Envelope, HealthPublic
 from kickstand.cloud.config import Settings, get_settings
 from kickstand.cloud.db import create_engine, create_sessionmaker
 from kickstand.cloud.rent_gateway import CommandGateway, UnavailableCommandGateway
+from kickstand.cloud.webhooks.targets import TargetGuard
 
 API_PREFIX = "/v1"
 
@@ -89,10 +92,45 @@ def create_app(
     app.state.sessionmaker = create_sessionmaker(db_engine)
     app.state.command_gateway = gateway
     app.state.telemetry_store = None  # opened by the lifespan
+    app.state.target_guard = TargetGuard(allow_internal=settings.ENVIRONMENT == "development")
     errors.install(app)
     openapi.install(app)
     docs.install(app, title=app.title)
 
+    app.router.routes.extend(_api_routes())
+
+    # Every operator request in the access log (seed 002 AccessLogs), written after it.
+    # Authenticated rider requests too (seed 002 "Get user api requests").
+    from kickstand.cloud.access.log import AccessLogMiddleware, AccessLogWriter
+    from kickstand.cloud.accounts.models import ApiRequest
+
+    app.state.access_log = AccessLogWriter(app.state.sessionmaker)
+    app.state.api_request_log = AccessLogWriter(app.state.sessionmaker, ApiRequest)
+    app.add_middleware(
+        AccessLogMiddleware, writer=app.state.access_log, rider_writer=app.state.api_request_log
+    )
+
+    from kickstand.cloud.api import metrics as api_metrics
+
+    api_metrics.install(app, settings.METRICS_TOKEN)
+
+    @app.get("/health", tags=["health"], response_model=Envelope[HealthPublic], summary="Liveness")
+    async def health() -> Envelope[HealthPublic]:
+        return Envelope(data=HealthPublic(status="ok"))
+
+    return app
+
+
+@cache
+def _api_routes() -> tuple[BaseRoute, ...]:
+    """Every ``/v1`` route, built once per process and shared by every app it creates.
+
+    Building ~260 routes (FastAPI analyses each endpoint's dependencies) takes about a second;
+    a test process creates hundreds of apps. The routes hold nothing of an app: what a request
+    needs comes from ``request.app.state``. So ``app.dependency_overrides`` does not reach
+    them: a component a test replaces is a state attribute (``telemetry_store``,
+    ``target_guard``, ``command_gateway``).
+    """
     # Operator routers of other packages (imported here: they import this package's deps).
     from kickstand.cloud.alerts import api as fleet_alerts
     from kickstand.cloud.api.routes import (
@@ -160,28 +198,7 @@ def create_app(
     )
     for module in (*routers, freefloat, geofencing):
         api.include_router(module.router)
-    app.include_router(api)
-
-    # Every operator request in the access log (seed 002 AccessLogs), written after it.
-    # Authenticated rider requests too (seed 002 "Get user api requests").
-    from kickstand.cloud.access.log import AccessLogMiddleware, AccessLogWriter
-    from kickstand.cloud.accounts.models import ApiRequest
-
-    app.state.access_log = AccessLogWriter(app.state.sessionmaker)
-    app.state.api_request_log = AccessLogWriter(app.state.sessionmaker, ApiRequest)
-    app.add_middleware(
-        AccessLogMiddleware, writer=app.state.access_log, rider_writer=app.state.api_request_log
-    )
-
-    from kickstand.cloud.api import metrics as api_metrics
-
-    api_metrics.install(app, settings.METRICS_TOKEN)
-
-    @app.get("/health", tags=["health"], response_model=Envelope[HealthPublic], summary="Liveness")
-    async def health() -> Envelope[HealthPublic]:
-        return Envelope(data=HealthPublic(status="ok"))
-
-    return app
+    return tuple(api.routes)
 
 
 __all__ = ["API_PREFIX", "create_app"]

@@ -45,14 +45,15 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 async def get_command_gateway(request: Request) -> CommandGateway:
-    """The gateway given to ``create_app`` (override with ``app.dependency_overrides``)."""
+    """The gateway given to ``create_app`` (``app.state.command_gateway``)."""
     gateway: CommandGateway = request.app.state.command_gateway
     return gateway
 
 
 async def get_telemetry_store(request: Request) -> TelemetryStore:
-    """The store opened at startup (``routes.telemetry.telemetry_lifespan``; override with
-    ``app.dependency_overrides``); none (not opened, or it failed to): 503."""
+    """The store opened at startup (``routes.telemetry.telemetry_lifespan``), kept in
+    ``app.state.telemetry_store`` (tests may replace it); none (not opened, or it failed
+    to): 503."""
     store: TelemetryStore | None = getattr(request.app.state, "telemetry_store", None)
     if store is None:
         raise telemetry_unavailable()

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kickstand.cloud.api.access import Operator, OperatorContext
-from kickstand.cloud.api.deps import SessionDep, SettingsDep
+from kickstand.cloud.api.deps import SessionDep
 from kickstand.cloud.api.ids import Id, Text
 from kickstand.cloud.api.pagination import KeysetDep
 from kickstand.cloud.api.schemas import Envelope, OkEnvelope, Page
@@ -42,9 +42,11 @@ EndpointId = Annotated[Id, Path()]
 WebhooksOperator = Annotated[OperatorContext, Depends(Operator("developer"))]
 
 
-async def get_target_guard(settings: SettingsDep) -> TargetGuard:
-    """Internal targets are refused outside development (override in tests: a fake DNS)."""
-    return TargetGuard(allow_internal=settings.ENVIRONMENT == "development")
+async def get_target_guard(request: Request) -> TargetGuard:
+    """The app's guard (``create_app``: internal targets refused outside development; tests
+    replace ``app.state.target_guard`` with one on a fake DNS)."""
+    guard: TargetGuard = request.app.state.target_guard
+    return guard
 
 
 GuardDep = Annotated[TargetGuard, Depends(get_target_guard)]

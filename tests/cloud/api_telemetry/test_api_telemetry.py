@@ -14,7 +14,6 @@ import httpx
 import pytest
 
 from kickstand.cloud.api import create_app
-from kickstand.cloud.api.deps import get_telemetry_store
 from kickstand.cloud.config import Settings
 from kickstand.cloud.db import create_engine, create_sessionmaker
 from kickstand.cloud.models import Trip, TripStatus
@@ -295,7 +294,7 @@ async def test_operators_only(tapi: TelemetryApi) -> None:
 
 
 async def test_unreachable_influx_is_a_503_envelope(sqlite_url: str, tmp_path: Path) -> None:
-    """The store overridden (as tests and embedders can) with an InfluxDB nobody serves."""
+    """The store replaced (as tests and embedders can) with an InfluxDB nobody serves."""
     settings = Settings(DATABASE_URL=sqlite_url, VAR_DIR=tmp_path / "var", JWT_SECRET=JWT)
     engine = create_engine(sqlite_url)
     app = create_app(settings, engine=engine)
@@ -305,7 +304,7 @@ async def test_unreachable_influx_is_a_503_envelope(sqlite_url: str, tmp_path: P
     )
     demo = demo_refs(sqlite_url)
     async with dead:
-        app.dependency_overrides[get_telemetry_store] = lambda: dead
+        app.state.telemetry_store = dead
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             maker = create_sessionmaker(engine)
@@ -322,7 +321,7 @@ async def test_unreachable_influx_is_a_503_envelope(sqlite_url: str, tmp_path: P
             assert r.headers["retry-after"] == "30"
 
             # No store at all (the lifespan never ran, or it could not open one): 503 too.
-            app.dependency_overrides.clear()
+            app.state.telemetry_store = None
             r = await client.get(
                 "/v1/dashboard/heatmap", headers=h,
                 params={"networks": "1", "lat": 0, "lng": 0, "latDeg": 1, "lngDeg": 1,
@@ -401,7 +400,7 @@ async def test_refused_influx_query_is_a_502_envelope(
     )
     demo = demo_refs(sqlite_url)
     async with missing:
-        app.dependency_overrides[get_telemetry_store] = lambda: missing
+        app.state.telemetry_store = missing
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             maker = create_sessionmaker(engine)

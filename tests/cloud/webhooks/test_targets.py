@@ -17,7 +17,6 @@ from kickstand.cloud.config import Settings
 from kickstand.cloud.models import User
 from kickstand.cloud.security import create_access_token
 from kickstand.cloud.webhooks import service, targets
-from kickstand.cloud.webhooks.api import get_target_guard
 from kickstand.cloud.webhooks.delivery import DeliveryPolicy, WebhookWorker
 from kickstand.cloud.webhooks.models import DeliveryStatus
 from kickstand.cloud.webhooks.receiver import Receiver
@@ -89,7 +88,7 @@ async def production_api(pg: PgEnv, tmp_path: Path) -> AsyncIterator[httpx.Async
     )
     app = create_app(settings, engine=pg.engine)
     dns = FakeDns({"hooks.example": PUBLIC, "internal.example": "10.0.0.7"})
-    app.dependency_overrides[get_target_guard] = lambda: TargetGuard(False, dns)
+    app.state.target_guard = TargetGuard(False, dns)
     async with pg.sessionmaker() as session:
         operator = await session.scalar(select(User).where(User.email == "operator@example.com"))
     assert operator is not None
