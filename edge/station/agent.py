@@ -43,17 +43,11 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from kickstand.edge.core import DeviceClock, DiskQueue, SqliteReplayGuard
+from kickstand.edge.core.authlist import LocalAuthList
 from kickstand.edge.core.errors import CommandFailed, CommandRefused, EdgeError
 from kickstand.edge.core.health import HealthServer
 from kickstand.edge.core.identity import DeviceIdentity
 from kickstand.edge.core.link import CloudLink, CommandRouter, Outcome
-from kickstand.edge.station.authlist import LocalAuthList
-from kickstand.edge.station.bus import (
-    BoardBusError,
-    BoardNoAnswer,
-    LatchDidNotOpen,
-    SpotBusMaster,
-)
 from kickstand.edge.station.config import StationSettings
 from kickstand.edge.transports import (
     BadgeIndication,
@@ -64,6 +58,12 @@ from kickstand.edge.transports import (
     open_badge_reader,
     open_serial,
     open_station_inputs,
+)
+from kickstand.edge.transports.spotbus import (
+    BoardBusError,
+    BoardNoAnswer,
+    LatchDidNotOpen,
+    SpotBusMaster,
 )
 from kickstand.protocol.errors import FrameError, ProtocolError
 from kickstand.protocol.spotbus import (

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from kickstand.edge.core.authlist import LocalAuthList
 from kickstand.edge.core.clock import DeviceClock
 from kickstand.edge.core.errors import (
     CommandFailed,
@@ -40,7 +41,6 @@ from kickstand.edge.core.identity import DeviceIdentity
 from kickstand.edge.core.link import CloudLink, CommandRouter, Outcome
 from kickstand.edge.core.queue import DiskQueue
 from kickstand.edge.core.replay import SqliteReplayGuard
-from kickstand.edge.station.authlist import LocalAuthList
 from kickstand.edge.transports import SerialPort, open_badge_reader, open_serial
 from kickstand.edge.transports.ble import (
     BatteryMonitor,

@@ -1,7 +1,7 @@
 """The lock box with chain sensor: a spot-bus board at address 1 on the controller's UART.
 
-The framing, retries and timeouts are the station's spot-bus master
-(:class:`kickstand.edge.station.bus.SpotBusMaster`); this adds the lock box's
+The framing, retries and timeouts are the spot-bus master both agents use
+(:class:`kickstand.edge.transports.spotbus.SpotBusMaster`); this adds the lock box's
 commands and turns bus failures into :class:`LockBoxError` subclasses.
 """
 
@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import logging
 
-from kickstand.edge.station.bus import BoardBusError, BoardNoAnswer, BusCounters, SpotBusMaster
 from kickstand.edge.transports import SerialPort
+from kickstand.edge.transports.spotbus import (
+    BoardBusError,
+    BoardNoAnswer,
+    BusCounters,
+    SpotBusMaster,
+)
 from kickstand.edge.vehicle.errors import LockBoxError, LockBoxRefused, LockBoxTimeout
 from kickstand.protocol.errors import FrameError
 from kickstand.protocol.spotbus import (

@@ -16,8 +16,8 @@ import pytest
 from kickstand.edge.core.clock import DeviceClock
 from kickstand.edge.core.config import EdgeSettings
 from kickstand.edge.core.replay import SqliteReplayGuard
-from kickstand.edge.station.bus import BoardBusError, BoardNoAnswer, SpotBusMaster
 from kickstand.edge.transports import SerialPort
+from kickstand.edge.transports.spotbus import BoardBusError, BoardNoAnswer, SpotBusMaster
 from kickstand.protocol.errors import CommandRejected, FrameError
 from kickstand.protocol.jsonform import (
     load_vector_file,

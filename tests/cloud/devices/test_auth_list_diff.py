@@ -16,7 +16,7 @@ from kickstand.cloud.commands.issuer import CommandIssuer
 from kickstand.cloud.models import Badge
 from kickstand.cloud.rent_gateway import IssuedCommand
 from kickstand.cloud.seed import ALICE_BADGE_UID
-from kickstand.edge.station.authlist import LocalAuthList
+from kickstand.edge.core.authlist import LocalAuthList
 from kickstand.protocol.signing import CommandSigner, generate_private_key
 from kickstand.protocol.v1 import messages as m
 from kickstand.protocol.v1.enums import AuthListKind

@@ -10,13 +10,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from kickstand.edge.station.bus import (
+from kickstand.edge.transports.serial import FdSerialPort
+from kickstand.edge.transports.spotbus import (
     BoardBusError,
     BoardNoAnswer,
     LatchDidNotOpen,
     SpotBusMaster,
 )
-from kickstand.edge.transports.serial import FdSerialPort
 from kickstand.protocol.spotbus import (
     BoardInfo,
     BusError,

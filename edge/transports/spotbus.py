@@ -1,5 +1,8 @@
 """Spot-bus master: one request at a time, answer within the timeout or retry.
 
+The station drives its spot boards through it, the vehicle its lock box (a board at
+address 1): the bus is a transport both agents share, not a part of either.
+
 Corrupt frames (CRC, length, garbage) are skipped by the parser and counted; a
 request without a valid answer is retried ``retries`` times, then the board
 counts as not answering (:class:`BoardNoAnswer`). An error response becomes
@@ -34,7 +37,7 @@ from kickstand.protocol.spotbus import (
     request,
 )
 
-log = logging.getLogger("kickstand.edge.station.bus")
+log = logging.getLogger("kickstand.edge.transports.spotbus")
 
 
 class BoardNoAnswer(EdgeError):
