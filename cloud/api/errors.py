@@ -70,6 +70,8 @@ class ErrorCode(enum.IntEnum):
     METHOD_NOT_ALLOWED = 20
     TELEMETRY_UNAVAILABLE = 21
     UNAVAILABLE = 22
+    #: The MDS feeds (issue 19): the Accept header asks for a version we do not serve.
+    NOT_ACCEPTABLE = 23
     # Rider accounts (kickstand.cloud.accounts): 30-39.
     TOO_MANY_ATTEMPTS = 30
     ACCOUNT_TOKEN_INVALID = 31
@@ -100,6 +102,7 @@ CODES: dict[ErrorCode, tuple[tuple[int, ...], str]] = {
     ErrorCode.METHOD_NOT_ALLOWED: ((405,), "the route exists, not with this method"),
     ErrorCode.TELEMETRY_UNAVAILABLE: ((502, 503), "telemetry down (503), query refused (502)"),
     ErrorCode.UNAVAILABLE: ((503,), "the database cannot be reached; retry after Retry-After"),
+    ErrorCode.NOT_ACCEPTABLE: ((406,), "the Accept header asks for a version not served"),
     ErrorCode.TOO_MANY_ATTEMPTS: ((429,), "too many attempts; retry after Retry-After"),
     ErrorCode.ACCOUNT_TOKEN_INVALID: ((400,), "the account token is unknown, used or expired"),
     ErrorCode.EMAIL_TAKEN: ((409,), "an account already uses this email"),
@@ -188,6 +191,21 @@ def invalid_fields(
 ) -> ApiError:
     """422 listing several fields (each ``{"field", "message", …}``)."""
     return ApiError(422, ErrorCode.VALIDATION, message, reason=reason, errors=errors)
+
+
+def bad_request(field: str, message: str) -> ApiError:
+    """400 on one field, for the specifications that say 400 (MDS query parameters)."""
+    return ApiError(
+        400,
+        ErrorCode.VALIDATION,
+        f"invalid {field}: {message}",
+        reason="validation",
+        errors=[{"field": field, "message": message}],
+    )
+
+
+def not_acceptable(message: str) -> ApiError:
+    return ApiError(406, ErrorCode.NOT_ACCEPTABLE, message, reason="version-not-served")
 
 
 def forbidden(message: str, *, reason: str = "forbidden") -> ApiError:
