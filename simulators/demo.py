@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shlex
 import signal
 import socket
 import sys
@@ -47,8 +48,8 @@ Kickstand is running (Ctrl-C to stop)
   stations             {stations}
   free-floating        {vehicles}
   mail                 {mail}
-  scenario control     127.0.0.1:{control}, e.g. a rider takes the bike out of spot 1:
-                       python -m kickstand.simulators station ctl --port {control} st-0001 take 1
+  scenario control     127.0.0.1:{control}, every command it knows:
+                       {python} -m kickstand.simulators station ctl --port {control} help
 
 Demo accounts: alice@example.com / alice-demo-1 (rider), operator@example.com / operator-demo-1
 
@@ -57,11 +58,12 @@ Try it (a rider unlocks bike LY0001 in spot 1 of st-0001, rides, docks at st-000
   TOKEN=$(curl -s -X POST $API/v1/auth/login -H 'content-type: application/json' \
           -d '{{"email":"alice@example.com","password":"alice-demo-1"}}' | python3 -c \
           'import json,sys; print(json.load(sys.stdin)["data"]["token"])')
-  curl -s -X POST $API/v1/rents -H "authorization: Bearer $TOKEN" \
+  curl -s -w '\\n' -X POST $API/v1/rents -H "authorization: Bearer $TOKEN" \
        -H 'content-type: application/json' -H "Idempotency-Key: $(date +%s)" -d '{{"spot_id": 1}}'
-  python -m kickstand.simulators station ctl --port {control} st-0001 take 1
-  python -m kickstand.simulators station ctl --port {control} st-0002 dock 5 LY0001
-  curl -s $API/v1/trips -H "authorization: Bearer $TOKEN"
+  {python} -m kickstand.simulators station ctl --port {control} st-0001 take 1
+  {python} -m kickstand.simulators station ctl --port {control} st-0002 dock 5 LY0001
+  sleep 2  # the station reports the dock; the cloud ends and bills the trip
+  curl -s -w '\\n' $API/v1/trips -H "authorization: Bearer $TOKEN"
 {signup}"""
 
 #: Shown when mails land in the sink's folder: a rider signs up and confirms the mailed code
@@ -109,14 +111,14 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-def _pick_port(host: str, preferred: int) -> int:
-    if _port_free(host, preferred):
-        return preferred
-    from kickstand.cloud.broker import free_port
-
-    port = free_port(host)
-    log.warning("event=port_taken port=%s using=%s", preferred, port)
-    return port
+def _pick_port(host: str, preferred: int, tries: int = 100) -> int:
+    """``preferred``, else the next free port after it (the banner says which)."""
+    for port in range(preferred, min(preferred + tries, 65536)):
+        if _port_free(host, port):
+            if port != preferred:
+                log.warning("event=port_taken port=%s using=%s", preferred, port)
+            return port
+    raise OSError(f"no free port in {preferred}..{preferred + tries - 1} on {host}")
 
 
 async def _prepare_database(settings: Any) -> tuple[list[str], list[tuple[str, float, float]]]:
@@ -146,6 +148,22 @@ async def _prepare_database(settings: Any) -> tuple[list[str], list[tuple[str, f
     finally:
         await engine.dispose()
     return sorted(s for s in stations if s), sorted(floating)
+
+
+async def _wait_online(fleet: Any, vehicles: Any, timeout_s: float = 60.0) -> None:
+    """Until every station and vehicle was accepted by the cloud: the banner's journey
+    then works as soon as it is printed."""
+    stations = [r.agent.link.accepted.wait() for r in fleet.rigs.values() if r.agent is not None]
+    try:
+        async with asyncio.timeout(timeout_s):
+            await asyncio.gather(*stations)
+            await vehicles.wait_online(timeout_s=timeout_s)
+    except TimeoutError:
+        log.warning(
+            "event=devices_not_online stations_accepted=%s of=%s",
+            fleet.accepted(),
+            len(fleet.rigs),
+        )
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -267,6 +285,7 @@ async def run(args: argparse.Namespace) -> int:
         )
         await control.start()
         stack.push_async_callback(control.stop)
+        await _wait_online(fleet, vehicles)
 
         print(
             BANNER.format(
@@ -284,6 +303,7 @@ async def run(args: argparse.Namespace) -> int:
                 stations=", ".join(fleet.rigs),
                 vehicles=", ".join(serial for serial, _, _ in floating) or "none",
                 control=control.port,
+                python=shlex.quote(sys.executable),
                 mail=mail,
                 signup=""
                 if maildir is None

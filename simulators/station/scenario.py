@@ -23,6 +23,7 @@ import contextlib
 import json
 import logging
 import shlex
+import textwrap
 from typing import Any
 
 from kickstand.simulators.spotboard import SimError
@@ -30,7 +31,7 @@ from kickstand.simulators.station.sim import SimulatedStation, StationRig
 
 log = logging.getLogger("kickstand.simulators.station.scenario")
 
-HELP = __doc__.split("Commands::", 1)[1].strip() if __doc__ else ""
+HELP = textwrap.dedent(__doc__.split("Commands::", 1)[1]).strip() if __doc__ else ""
 
 
 class ScenarioError(Exception):
@@ -125,7 +126,8 @@ class ScenarioController:
 
 
 class ControlServer:
-    """Line-based TCP control (127.0.0.1 only): one command per line, one answer per line."""
+    """Line-based TCP control (127.0.0.1 only): one command per line; each answer is its
+    lines (the second and later indented by two spaces) followed by an empty line."""
 
     def __init__(self, controllers: dict[str, ScenarioController], port: int = 0) -> None:
         self.controllers = controllers
@@ -144,6 +146,9 @@ class ControlServer:
     async def execute(self, line: str) -> str:
         """``[st-0002] command``: the device id may be omitted when there is one station."""
         words = line.strip().split(maxsplit=1)
+        if words and words[0].lower() == "help" and len(self.controllers) > 1:
+            names = ", ".join(self.controllers)
+            return f"name the station first ({names}), then one of:\n{HELP}"
         if words and words[0] in self.controllers:
             ctl = self.controllers[words[0]]
             line = words[1] if len(words) > 1 else ""
@@ -157,7 +162,8 @@ class ControlServer:
         try:
             while line := await reader.readline():
                 answer = await self.execute(line.decode("utf-8", "replace"))
-                writer.write((answer.replace("\n", "\n  ") + "\n").encode())
+                lines = answer.replace("\n", "\n  ") + "\n" if answer else ""
+                writer.write((lines + "\n").encode())
                 await writer.drain()
         except (OSError, ValueError) as exc:
             log.debug("control_client_error error=%s", exc)
@@ -172,6 +178,9 @@ async def send_control(port: int, line: str, host: str = "127.0.0.1") -> str:
     try:
         writer.write(line.strip().encode() + b"\n")
         await writer.drain()
-        return (await reader.readline()).decode().rstrip("\n")
+        lines: list[str] = []
+        while line := (await reader.readline()).decode().rstrip("\n"):
+            lines.append(line.removeprefix("  ") if lines else line)
+        return "\n".join(lines)
     finally:
         writer.close()

@@ -1,19 +1,37 @@
-"""`make run` runs `python -m kickstand.simulators.demo`: the embedded system must come up,
-carry a rider's whole journey, and stop cleanly on Ctrl-C."""
+"""`make run` runs `python -m kickstand.simulators.demo`: the embedded system comes up, and
+the journeys its banner prints work when pasted as printed into a fresh shell (no virtualenv
+activated, no variable of ours, another working directory); Ctrl-C then stops it cleanly.
+
+One demo process for the module (it takes ~20 s to come up): the rider's ride, then the
+sign-up, then the stop.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-import httpx
+import pytest
 
 from kickstand.cloud.broker import free_port
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("curl") is None, reason="the banner's lines use curl"),
+]
+
+#: A newcomer's shell: the system's PATH only (not the virtualenv's bin).
+FRESH_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
 def _wait_for(proc: subprocess.Popen[str], needle: str, within_s: float) -> str:
@@ -34,41 +52,42 @@ def _wait_for(proc: subprocess.Popen[str], needle: str, within_s: float) -> str:
     raise AssertionError(f"{needle!r} not printed within {within_s} s:\n{''.join(seen)}")
 
 
-def _ctl(port: int, *words: str) -> str:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kickstand.simulators",
-            "station",
-            "ctl",
-            "--port",
-            str(port),
-            *words,
-        ],
+def _block(banner: str, heading: str) -> str:
+    """The indented lines under ``heading``, as a reader would select and paste them."""
+    lines = banner[banner.index(heading) :].splitlines()[1:]
+    block: list[str] = []
+    for line in lines:
+        if not line.startswith("  "):
+            break
+        block.append(line)
+    return "\n".join(block)
+
+
+def _paste(block: str, home: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", "-e", "-c", block],
+        cwd="/",
+        env={"PATH": FRESH_PATH, "HOME": str(home)},
         capture_output=True,
         text=True,
-        timeout=20,
-        check=True,
+        timeout=90,
     )
-    return out.stdout.strip()
 
 
-def _eventually(fn, within_s: float = 15.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + within_s
-    while True:
-        value = fn()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.2)
+@dataclass
+class Demo:
+    proc: subprocess.Popen[str]
+    banner: str
+    var: Path
 
 
-def test_make_run_demo_carries_a_journey_and_stops_cleanly(tmp_path: Path) -> None:
-    api_port, control_port = free_port(), free_port()
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    workdir = tmp_path_factory.mktemp("demo")
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in ("MQTT_URL", "DATABASE_URL", "INFLUX_URL", "VAR_DIR")
+        if k not in ("MQTT_URL", "DATABASE_URL", "INFLUX_URL", "VAR_DIR", "SMTP_HOST")
     }
     proc = subprocess.Popen(
         [
@@ -76,58 +95,62 @@ def test_make_run_demo_carries_a_journey_and_stops_cleanly(tmp_path: Path) -> No
             "-m",
             "kickstand.simulators.demo",
             "--api-port",
-            str(api_port),
+            str(free_port()),
             "--broker-port",
             str(free_port()),
             "--control-port",
-            str(control_port),
+            str(free_port()),
         ],
-        cwd=tmp_path,
+        cwd=workdir,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
     try:
-        banner = _wait_for(proc, "Try it", within_s=90)
-        assert "st-0001, st-0002, st-0003, st-0004" in banner
-        assert "(in-process)" in banner
-        api = f"http://127.0.0.1:{api_port}"
-        with httpx.Client(base_url=api, timeout=20) as http:
-            login = http.post(
-                "/v1/auth/login", json={"email": "alice@example.com", "password": "alice-demo-1"}
-            )
-            token = login.json()["data"]["token"]
-            auth = {"authorization": f"Bearer {token}"}
-            attempts = iter(range(1000))
-
-            def unlock() -> dict[str, object] | None:
-                # A fresh key per attempt: until st-0001 is online, an unlock fails fast.
-                key = f"demo-rent-{next(attempts):04d}"
-                answer: dict[str, object] = http.post(
-                    "/v1/rents", json={"spot_id": 1}, headers={**auth, "Idempotency-Key": key}
-                ).json()
-                return answer if answer["code"] == 0 else None
-
-            rent = _eventually(unlock, within_s=30)
-            assert rent and rent["data"]["status"] == "unlocked", rent  # type: ignore[index]
-            assert _ctl(control_port, "st-0001", "take", "1") == "ok LY0001"
-            trip = _eventually(lambda: http.get("/v1/trips", headers=auth).json()["data"])
-            assert trip and trip[0]["state"] == "running", trip
-            assert _ctl(control_port, "st-0002", "dock", "5", "LY0001") == "ok"
-
-            def finished() -> dict[str, object] | None:
-                detail = http.get(f"/v1/trips/{trip[0]['trip_id']}", headers=auth).json()["data"]
-                return detail if detail["state"] == "finished" else None
-
-            detail = _eventually(finished)
-            assert detail, "the trip did not end when the bike docked at st-0002"
-            assert detail["cluster_end_id"] != detail["cluster_start_id"]
-            assert Decimal(str(detail["cost"])) > 0
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=40) == 0
+        banner = _wait_for(proc, '"password":"my-password-1"}\'', within_s=120)
+        yield Demo(proc, banner, workdir / "var")
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert (tmp_path / "var" / "kickstand.sqlite3").exists()
+
+
+def test_the_banner_ride_works_pasted_into_a_fresh_shell(demo: Demo) -> None:
+    assert "st-0001, st-0002, st-0003, st-0004" in demo.banner
+    assert "(in-process)" in demo.banner
+    block = _block(demo.banner, "Try it")
+    assert "python -m kickstand" not in block.replace(f"{sys.executable} -m kickstand", "")
+    shell = _paste(block, demo.var.parent)
+    assert shell.returncode == 0, shell.stdout + shell.stderr
+    out = shell.stdout.splitlines()
+    assert "ok LY0001" in out and "ok" in out, shell.stdout  # take, then dock
+    trips = json.loads(out[-1])["data"]
+    assert trips and trips[0]["state"] == "finished", trips
+    assert Decimal(str(trips[0]["cost"])) > 0
+    assert trips[0]["cluster_end_id"] != trips[0]["cluster_start_id"]
+
+
+def test_the_banner_control_help_lists_every_command(demo: Demo) -> None:
+    line = next(ln for ln in demo.banner.splitlines() if ln.rstrip().endswith(" help"))
+    shell = _paste(line.strip(), demo.var.parent)
+    assert shell.returncode == 0, shell.stderr
+    for command in ("dock", "take", "power", "alarm", "jam", "link", "firmware", "status"):
+        assert re.search(rf"\b{command}\b", shell.stdout), (command, shell.stdout)
+
+
+def test_the_banner_sign_up_works_pasted_into_a_fresh_shell(demo: Demo) -> None:
+    assert f"each mail saved in {demo.var / 'mail'}/" in demo.banner
+    shell = _paste(_block(demo.banner, "Sign up a rider"), demo.var.parent)
+    assert shell.returncode == 0, shell.stderr
+    out = shell.stdout
+    assert '"email_confirmation_required":true' in out
+    assert "Subject: Confirm your email address" in out, "the mail file was shown"
+    assert '{"code":0,"data":{"email":"me@example.com"' in out, "the code was confirmed"
+    assert '"refresh_token":' in out, "the new rider logged in"
+
+
+def test_ctrl_c_stops_the_demo_cleanly(demo: Demo) -> None:
+    demo.proc.send_signal(signal.SIGINT)
+    assert demo.proc.wait(timeout=40) == 0
+    assert (demo.var / "kickstand.sqlite3").exists()
