@@ -14,8 +14,10 @@ Two modes:
 - ``MosquittoService(tls=DeviceTls.create(dir))``: the policy ``deploy/`` ships
   (``mosquitto-tls.conf``, ``mosquitto-tls.acl``): devices on a TLS listener
   (``tls_port``, ``device_url`` = ``mqtts://``) with a client certificate of the
-  installation's CA, identity = certificate CN; the cloud on a password listener
-  (``port``, ``url``); message size, in-flight and queue limits.
+  installation's CA, identity = certificate CN; the cloud's services on a password
+  listener (``port``), each with its own account and topics (``SERVICE_ACCOUNTS``:
+  ``service_url("cloud-api")``; ``url`` is ingest's); message size, in-flight and queue
+  limits.
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ from .errors import ServiceStartError, ServiceStateError
 MOSQUITTO_BIN = "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD_BIN = "/usr/bin/mosquitto_passwd"
 CLOUD_USERNAME = "kickstand-cloud"
+#: The TLS mode's accounts (mosquitto-tls.acl, as deploy/ ships): one per cloud service.
+INGEST_ACCOUNT = "cloud-ingest"
+API_ACCOUNT = "cloud-api"
+SERVICE_ACCOUNTS = (INGEST_ACCOUNT, API_ACCOUNT)
 
 
 def _packaged_text(name: str) -> str:
@@ -82,11 +88,14 @@ class MosquittoService(ManagedProcess):
     """Mosquitto on a free loopback port, in a temp dir, with the Kickstand ACL.
 
     Plain mode (no ``tls``): devices connect anonymously with client id = device id and may
-    publish under `ks/v1/d/<clientid>/#` and subscribe under `ks/v1/c/<clientid>/#`.
+    publish under `ks/v1/d/<clientid>/#` and subscribe under `ks/v1/c/<clientid>/#`; the
+    cloud logs in on ``port`` as `cloud_username` / `cloud_password` and may read and
+    write `ks/#`, shared subscriptions (`$share/<group>/ks/...`) included.
     TLS mode (``tls=DeviceTls``): devices connect on ``tls_port`` with a certificate of
-    ``tls.ca`` and are confined by its CN. Either way the cloud logs in on ``port`` as
-    `cloud_username` / `cloud_password` and may read and write `ks/#`, shared
-    subscriptions (`$share/<group>/ks/...`) included.
+    ``tls.ca`` and are confined by its CN; each cloud service has its account on ``port``
+    (``accounts``, ``service_url``) with only its topics; `cloud_username` /
+    `cloud_password` / ``url`` are ingest's (whose topics cover what a test city's API
+    does too).
     """
 
     service_name = "mosquitto"
@@ -99,8 +108,13 @@ class MosquittoService(ManagedProcess):
             "mosquitto_passwd", MOSQUITTO_PASSWD_BIN, "mosquitto_passwd"
         )
         super().__init__(host=host, port=port)
-        self.cloud_username = CLOUD_USERNAME
-        self.cloud_password = secrets.token_urlsafe(18)
+        #: user name -> password of the cloud's accounts on the password listener.
+        self.accounts = {
+            name: secrets.token_urlsafe(18)
+            for name in (SERVICE_ACCOUNTS if tls is not None else (CLOUD_USERNAME,))
+        }
+        self.cloud_username = INGEST_ACCOUNT if tls is not None else CLOUD_USERNAME
+        self.cloud_password = self.accounts[self.cloud_username]
         self.data_dir = self.base_dir / "data"
         self.config_path = self.base_dir / "mosquitto.conf"
         self.acl_path = self.base_dir / "mosquitto.acl"
@@ -113,9 +127,14 @@ class MosquittoService(ManagedProcess):
 
     @property
     def url(self) -> str:
-        """`mqtt://kickstand-cloud:<password>@127.0.0.1:<port>` — the cloud's MQTT_URL."""
-        user = quote(self.cloud_username, safe="")
-        password = quote(self.cloud_password, safe="")
+        """`mqtt://kickstand-cloud:<password>@127.0.0.1:<port>` — the cloud's MQTT_URL
+        (TLS mode: ingest's account)."""
+        return self.service_url(self.cloud_username)
+
+    def service_url(self, account: str) -> str:
+        """The MQTT_URL of one of ``accounts`` (`mqtt://cloud-api:<password>@...`)."""
+        user = quote(account, safe="")
+        password = quote(self.accounts[account], safe="")
         return f"mqtt://{user}:{password}@{self.host}:{self.port}"
 
     @property
@@ -149,23 +168,18 @@ class MosquittoService(ManagedProcess):
         tls = self.tls is not None
         self.acl_path.write_text(_packaged_text("mosquitto-tls.acl" if tls else "mosquitto.acl"))
         self.password_path.touch(mode=0o600)
-        result = subprocess.run(
-            [
-                self._passwd_binary,
-                "-b",
-                str(self.password_path),
-                self.cloud_username,
-                self.cloud_password,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise ServiceStartError(
-                "mosquitto", "mosquitto_passwd failed", result.stderr + result.stdout
+        for account, password in self.accounts.items():
+            result = subprocess.run(
+                [self._passwd_binary, "-b", str(self.password_path), account, password],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
             )
+            if result.returncode != 0:
+                raise ServiceStartError(
+                    "mosquitto", "mosquitto_passwd failed", result.stderr + result.stdout
+                )
         if self.tls is not None:
             self.config_path.write_text(self._tls_config(self.tls))
             return

@@ -31,7 +31,7 @@ SERVICES = {
 }
 CLOUD = ("migrate", "api", "ingest")
 CLOUD_ENV = (
-    "DATABASE_URL", "MQTT_URL", "INFLUX_URL", "INFLUX_DATABASE", "INFLUX_USERNAME",
+    "DATABASE_URL", "INFLUX_URL", "INFLUX_DATABASE", "INFLUX_USERNAME",
     "INFLUX_PASSWORD", "JWT_SECRET", "COMMAND_SIGNING_KEY_FILE", "ENVIRONMENT",
 )
 COMMANDS = {
@@ -118,10 +118,16 @@ def test_cloud_environment_is_consistent_with_the_engines(
         assert db.password == postgres["POSTGRES_PASSWORD"]
         assert db.path == "/" + postgres["POSTGRES_DB"]
 
-        broker = urlsplit(env["MQTT_URL"])
-        assert (broker.scheme, broker.hostname, broker.port) == ("mqtt", "mosquitto", 1883)
-        assert broker.username == "kickstand-cloud"
-        assert broker.password == mosquitto["MQTT_CLOUD_PASSWORD"]
+        # Each service with the broker an account of its own (issue 17); migrate none.
+        account = {"api": ("cloud-api", "MQTT_API_PASSWORD"),
+                   "ingest": ("cloud-ingest", "MQTT_INGEST_PASSWORD")}.get(name)
+        if account is None:
+            assert "MQTT_URL" not in env, name
+        else:
+            broker = urlsplit(env["MQTT_URL"])
+            assert (broker.scheme, broker.hostname, broker.port) == ("mqtt", "mosquitto", 1883)
+            assert broker.username == account[0]
+            assert broker.password == mosquitto[account[1]]
 
         assert env["INFLUX_URL"] == "http://influxdb:8086"
         assert env["INFLUX_DATABASE"] == influx["V1_DB_NAME"]
@@ -224,7 +230,7 @@ class DeployMosquitto(ManagedProcess):
         shutil.copy(ROOT / "deploy/mosquitto/mosquitto.acl", root / "config/mosquitto.acl")
         subprocess.run(
             [require_binary("mosquitto_passwd", "/usr/bin/mosquitto_passwd"), "-c", "-b",
-             str(root / "run/passwords"), "kickstand-cloud", self.password],
+             str(root / "run/passwords"), "cloud-api", self.password],
             capture_output=True, timeout=10, check=True,
         )
         conf = (ROOT / "deploy/mosquitto/mosquitto.conf").read_text()
@@ -242,7 +248,7 @@ class DeployMosquitto(ManagedProcess):
 def connack(broker: ManagedProcess, password: str) -> int:
     codes: queue.Queue[int] = queue.Queue()
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"cloud-{uuid.uuid4().hex[:6]}")
-    client.username_pw_set("kickstand-cloud", password)
+    client.username_pw_set("cloud-api", password)
     client.on_connect = lambda _c, _u, _f, rc, _p: codes.put(rc.value)
     client.connect(broker.host, broker.port)
     client.loop_start()
@@ -334,7 +340,8 @@ def test_deploy_broker_start_script_serves_tls_and_rereads_the_crl() -> None:
         broker_log = base / "broker.log"
         with open(broker_log, "wb") as log:
             proc = subprocess.Popen(["sh", "-c", script], stdout=log, stderr=subprocess.STDOUT,
-                                    env={**os.environ, "MQTT_CLOUD_PASSWORD": "compose-test"},
+                                    env={**os.environ, "MQTT_INGEST_PASSWORD": "compose-test",
+                                         "MQTT_API_PASSWORD": "compose-test-api"},
                                     start_new_session=True)
         try:
             deadline = time.monotonic() + 10

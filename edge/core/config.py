@@ -83,6 +83,9 @@ class EdgeSettings(BaseSettings):
     state_dir: Path = Path("./state")
     # Raw Ed25519 public keys (hex) of the cloud's command signers; kid = first 8 bytes.
     command_keys: list[str] = Field(default_factory=list)
+    # The installation's firmware signing keys (SPEC §13.2), apart from the command keys:
+    # raw Ed25519 public keys as hex, or paths of files of them (one per line).
+    firmware_public_keys: list[str] = Field(default_factory=list)
     max_clock_skew_ms: int = 30_000
     keepalive_s: int = 30
     reconnect_min_s: float = 0.5

@@ -157,22 +157,6 @@ async def test_revoked_certificate_refused_after_the_crl_is_reloaded(
         pass
 
 
-async def test_password_listener_refuses_anonymous_and_wrong_password(
-    tls_broker: MosquittoService,
-) -> None:
-    for username, password in ((None, None), (tls_broker.cloud_username, "wrong")):
-        with pytest.raises(aiomqtt.MqttError):
-            async with aiomqtt.Client(
-                tls_broker.host,
-                tls_broker.port,
-                username=username,
-                password=password,
-                identifier="st-sec005",
-                timeout=2,
-            ):
-                pass
-
-
 # ---------------------------------------------------------------------- what it may do
 
 
