@@ -25,7 +25,11 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
-from kickstand.protocol.signing import CommandSigner, load_or_create_private_key
+from kickstand.protocol.signing import (
+    CommandSigner,
+    load_or_create_private_key,
+    public_key_bytes,
+)
 from kickstand.protocol.v1.enums import ResultStatus
 from kickstand.protocol.v1.messages import CommandBody, CommandResult
 from kickstand.rigs.errors import RigError
@@ -98,11 +102,18 @@ class Bench:
         self.proxy: LinkProxy | None = None
         self.cloud: CloudPeer | None = None
         self.signer = CommandSigner(load_or_create_private_key(workdir / "rig-signing.key"))
+        # Its own firmware key, apart from the command key, as an installation has (SPEC §13.2).
+        self.firmware_key = load_or_create_private_key(workdir / "rig-firmware.key")
 
     @property
     def command_key(self) -> str:
         """The rig's public key (hex), to provision in the agent's ``command_keys``."""
         return self.signer.public_key.hex()
+
+    @property
+    def firmware_public_key(self) -> str:
+        """The rig's firmware public key (hex), for the agent's ``firmware_public_keys``."""
+        return public_key_bytes(self.firmware_key).hex()
 
     @property
     def device_mqtt_url(self) -> str:

@@ -17,6 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from kickstand.protocol.firmware import Manifest, sign_manifest
 from kickstand.protocol.v1.enums import (
     FirmwareState,
     LockState,
@@ -104,6 +105,7 @@ class StationSuite(DeviceSession):
             **STATION_TIMINGS,
             "state_dir": str(self.workdir / "state"),
             "expected_board_firmware": self.rig.expect.spot_firmware,
+            "firmware_public_keys": [self.bench.firmware_public_key],
             "log_level": "INFO",
         }
         if self.sim is not None:
@@ -457,8 +459,11 @@ class StationSuite(DeviceSession):
         n = fw.spot
         mark = self.mark()
         started = time.monotonic()
-        command = FirmwareUpdate(url=path.as_uri(), version=fw.version,
-                                 sha256=hashlib.sha256(image).digest(), size=len(image), spot=n)
+        # Signed as the cloud signs it (SPEC §13): the station checks it as in the field.
+        manifest = Manifest(target="spot-board:rig", version=fw.version, size=len(image),
+                            sha256=hashlib.sha256(image).digest(), url=path.as_uri(),
+                            issued_at=int(time.time()))
+        command = FirmwareUpdate(sign_manifest(self.bench.firmware_key, manifest), spot=n)
         result = await self.bench.command(self.device_id, command,
                                           self.rig.limits.firmware_timeout_s)
         s.measure("image", f"{len(image)} bytes")

@@ -74,3 +74,18 @@ class FrameError(ProtocolError):
     """A spot-bus frame that fails its CRC, length or address checks."""
 
     code = "bad-frame"
+
+
+class ManifestError(ProtocolError):
+    """A signed firmware manifest (SPEC §13) the device must refuse before anything is
+    written. ``problem`` says which check failed: ``malformed`` (not the SignedManifest or
+    Manifest shape, or a field out of range), ``too-large`` (the bytes, or the image size
+    they announce, over the protocol's limit), ``unknown-key`` (a key id the device does not
+    trust) or ``bad-signature``; ``reject_reason`` is the RejectReason a device answers."""
+
+    code = "bad-manifest"
+
+    def __init__(self, reason: str, *, problem: str, reject_reason: int) -> None:
+        super().__init__(reason, channel="cmd")
+        self.problem = problem
+        self.reject_reason = reject_reason

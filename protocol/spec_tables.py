@@ -8,6 +8,7 @@ document cannot drift from the wire. Regenerate with
 
 from __future__ import annotations
 
+import json
 import sys
 from enum import IntEnum
 from pathlib import Path
@@ -57,7 +58,10 @@ def _table(specs: tuple[fields.FieldSpec, ...], first: list[str] | None = None) 
     rows += first or []
     for spec in specs:
         required = "yes" if spec.required else ""
-        rows.append(f"| {spec.key} | `{spec.attr}` | {_type(spec.conv)} | {required} |")
+        type_text = _type(spec.conv)
+        if spec.omit is not None:  # the value a missing key stands for (left off the wire)
+            type_text += f"; absent: {json.dumps(spec.omit)}"
+        rows.append(f"| {spec.key} | `{spec.attr}` | {type_text} | {required} |")
     if len(rows) == 2:
         rows.append("| | *(empty map)* | | |")
     return rows

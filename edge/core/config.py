@@ -86,6 +86,9 @@ class EdgeSettings(BaseSettings):
     # The installation's firmware signing keys (SPEC §13.2), apart from the command keys:
     # raw Ed25519 public keys as hex, or paths of files of them (one per line).
     firmware_public_keys: list[str] = Field(default_factory=list)
+    # The installation's firmware signing keys (SPEC §13.2), apart from the command keys:
+    # raw Ed25519 public keys as hex, or paths of files of them (one per line).
+    firmware_public_keys: list[str] = Field(default_factory=list)
     max_clock_skew_ms: int = 30_000
     keepalive_s: int = 30
     reconnect_min_s: float = 0.5

@@ -45,6 +45,8 @@ from typing import Any
 from kickstand.edge.core import DeviceClock, DiskQueue, SqliteReplayGuard
 from kickstand.edge.core.authlist import LocalAuthList
 from kickstand.edge.core.errors import CommandFailed, CommandRefused, EdgeError
+from kickstand.edge.core.firmware.keys import firmware_keys
+from kickstand.edge.core.firmware.manifest import DevicePart, check_manifest
 from kickstand.edge.core.health import HealthServer
 from kickstand.edge.core.identity import DeviceIdentity
 from kickstand.edge.core.link import CloudLink, CommandRouter, Outcome
@@ -66,6 +68,7 @@ from kickstand.edge.transports.spotbus import (
     SpotBusMaster,
 )
 from kickstand.protocol.errors import FrameError, ProtocolError
+from kickstand.protocol.firmware import Manifest
 from kickstand.protocol.spotbus import (
     FW_CHUNK_DATA,
     BoardInfo,
@@ -853,15 +856,17 @@ class StationAgent:
             self._commit([], spots, force=True)
         return Outcome(ResultStatus.DONE)
 
-    async def _cmd_firmware(self, envelope: CommandEnvelope, cmd: FirmwareUpdate) -> Outcome:
-        if cmd.spot == 0:
+    async def _cmd_firmware(self, envelope: CommandEnvelope, update: FirmwareUpdate) -> Outcome:
+        if update.spot == 0:
             raise CommandRefused(RejectReason.NOT_SUPPORTED, "mainboard update by package only")
-        spot = self._spot(cmd.spot)
+        spot = self._spot(update.spot)
         self._check_idle(spot)
         if spot.unlock is not None:
             raise CommandRefused(RejectReason.BUSY, f"spot {spot.spot} busy")
         if spot.board_fault:
             raise CommandRefused(RejectReason.HARDWARE_FAULT, spot.board_fault)
+        cmd = check_manifest(update.manifest, firmware_keys(self.settings.firmware_public_keys),
+                             DevicePart("spot-board:"))
         if not 0 < cmd.size <= MAX_FIRMWARE_BYTES or len(cmd.sha256) != 32:
             raise CommandRefused(RejectReason.MALFORMED, "size or sha256 out of range")
         if not cmd.url.startswith(("file://", "http://", "https://")):
@@ -887,7 +892,7 @@ class StationAgent:
             return response.content[: limit + 1]
 
     async def _firmware_update(
-        self, command_id: bytes, cmd: FirmwareUpdate, spot: SpotRecord
+        self, command_id: bytes, cmd: Manifest, spot: SpotRecord
     ) -> None:
         def status(state: FirmwareState) -> None:
             self._commit([FirmwareStatus(state, cmd.version, spot.spot)], [])
@@ -912,7 +917,7 @@ class StationAgent:
     async def _firmware_steps(
         self,
         command_id: bytes,
-        cmd: FirmwareUpdate,
+        cmd: Manifest,
         spot: SpotRecord,
         status: Callable[[FirmwareState], None],
         done: Callable[..., None],

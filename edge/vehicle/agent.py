@@ -36,6 +36,8 @@ from kickstand.edge.core.errors import (
     QueueError,
     TransportError,
 )
+from kickstand.edge.core.firmware.keys import firmware_keys
+from kickstand.edge.core.firmware.manifest import DevicePart, check_manifest
 from kickstand.edge.core.health import HealthServer
 from kickstand.edge.core.identity import DeviceIdentity
 from kickstand.edge.core.link import CloudLink, CommandRouter, Outcome
@@ -56,6 +58,7 @@ from kickstand.edge.vehicle.firmware import MAX_FIRMWARE_BYTES, SCHEMES, stage_f
 from kickstand.edge.vehicle.lockbox import LockBox
 from kickstand.edge.vehicle.store import VehicleStore
 from kickstand.protocol.errors import ProtocolError
+from kickstand.protocol.firmware import Manifest
 from kickstand.protocol.spotbus import BusLock
 from kickstand.protocol.v1.enums import (
     BatteryKind,
@@ -890,9 +893,14 @@ class VehicleAgent:
             raise CommandFailed(RejectReason.HARDWARE_FAULT, f"storage: {exc}"[:100]) from None
         return Outcome(detail=f"auth list {cmd.version}")
 
-    async def _cmd_firmware(self, envelope: CommandEnvelope, cmd: FirmwareUpdate) -> Outcome:
-        if cmd.spot != 0:
+    async def _cmd_firmware(self, envelope: CommandEnvelope, update: FirmwareUpdate) -> Outcome:
+        if update.spot != 0:
             raise CommandRefused(RejectReason.NOT_SUPPORTED, "lock box firmware is not updatable")
+        cmd = check_manifest(
+            update.manifest,
+            firmware_keys(self.settings.firmware_public_keys),
+            DevicePart(f"vehicle-controller:{self.settings.hardware}", self.settings.hardware),
+        )
         if not 0 < cmd.size <= MAX_FIRMWARE_BYTES or len(cmd.sha256) != 32:
             raise CommandRefused(RejectReason.MALFORMED, "size or sha256 out of range")
         if urlsplit(cmd.url).scheme not in SCHEMES:
@@ -900,7 +908,7 @@ class VehicleAgent:
         self._spawn(self._firmware(envelope.command_id, cmd), "firmware")
         return Outcome(status=ResultStatus.ACCEPTED)
 
-    async def _firmware(self, command_id: bytes, cmd: FirmwareUpdate) -> None:
+    async def _firmware(self, command_id: bytes, cmd: Manifest) -> None:
         version = fit_text(cmd.version, 32)
         try:
             await stage_firmware(

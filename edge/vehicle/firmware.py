@@ -15,8 +15,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from kickstand.edge.vehicle.errors import FirmwareError
+from kickstand.protocol.firmware import Manifest
 from kickstand.protocol.v1.enums import FirmwareState, RejectReason
-from kickstand.protocol.v1.messages import FirmwareUpdate
 
 MAX_FIRMWARE_BYTES = 32 * 1024 * 1024
 SCHEMES = ("http", "https", "file")
@@ -56,7 +56,7 @@ async def fetch_firmware(url: str, size: int) -> bytes:
 
 
 async def stage_firmware(
-    cmd: FirmwareUpdate, state_dir: Path, on_state: Callable[[FirmwareState], None]
+    cmd: Manifest, state_dir: Path, on_state: Callable[[FirmwareState], None]
 ) -> Path:
     """Download, verify and stage ``cmd``'s image, reporting each state; FirmwareError if not."""
     on_state(FirmwareState.DOWNLOADING)

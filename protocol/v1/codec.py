@@ -90,6 +90,11 @@ MAX_SIZE: dict[Channel, int] = {
 }
 
 SPOT = UInt(255)
+#: The largest firmware image v1 carries (SPEC §13; a mainboard's slot is larger).
+MAX_IMAGE_SIZE = 64 * 1024 * 1024
+#: A SignedManifest (SPEC §13): a manifest of at most 1024 bytes, its signature and key id.
+MAX_MANIFEST_BYTES = 1024
+MAX_SIGNED_MANIFEST_BYTES = MAX_MANIFEST_BYTES + 96
 BOOT_ID = UInt(U32, 1)  # drawn at random at power-up, never 0
 MILLIS = UInt(U63)  # ms since the epoch: a PostgreSQL bigint
 VERSION = UInt(U31)  # config and authorization list versions: a PostgreSQL integer
@@ -157,8 +162,10 @@ class _StateConv(Conv[SpotState | DeviceState]):
         return UInt(255).decode(wire, where)  # type: ignore[return-value,unused-ignore]
 
 
-def F(attr: str, key: int, conv: Conv[Any], required: bool = False) -> FieldSpec:
-    return FieldSpec(attr, key, conv, required)
+def F(
+    attr: str, key: int, conv: Conv[Any], required: bool = False, omit: object = None
+) -> FieldSpec:
+    return FieldSpec(attr, key, conv, required, omit)
 
 
 # ------------------------------------------------------------------ the key tables
@@ -212,6 +219,7 @@ _EK_SPOT, _EK_SERIAL, _EK_CMD, _EK_BADGE, _EK_AUTH, _EK_OFFLINE, _EK_VALUE, _EK_
     range(1, 10)
 )
 _EK_DATA = 10  # bytes: a CertRenew's CSR
+_EK_REASON = 11  # text: why (a FirmwareStatus's failure or rollback); 9 already holds its version
 #: A CSR for an ECDSA P-256 or Ed25519 key with CN = a device id is 150..300 bytes of DER;
 #: 400 keeps a CertRenew within the event channel's 512 bytes (an RSA CSR does not fit).
 CSR = Bytes(64, 400)
@@ -304,6 +312,8 @@ BODY_FIELDS.update(
             F("state", _EK_KIND, Enum(FirmwareState), True),
             F("version", _EK_TEXT, Text(32), True),
             F("spot", _EK_SPOT, SPOT),
+            F("reason", _EK_REASON, Text(64), omit=""),
+            F("bytes_done", _EK_VALUE, UInt(MAX_IMAGE_SIZE), omit=0),
         ),
         m.SpotIdentifyFail: (F("spot", _EK_SPOT, SPOT, True),),
         m.CertRenew: (F("csr", _EK_DATA, CSR, True),),
@@ -367,11 +377,10 @@ COMMAND_FIELDS: dict[type, tuple[FieldSpec, ...]] = {
     m.Config: (F("version", 0, VERSION, True), F("values", 1, ConfigMap())),
     m.Reboot: (F("hard", 0, Bool()),),
     m.TriggerMessage: (F("which", 0, Enum(TriggerKind), True), F("spot", 1, SPOT)),
+    # Keys 0-3 (url, version, sha256, size before the signed manifest, SPEC §13) are retired,
+    # never reused: all four now come from the verified manifest.
     m.FirmwareUpdate: (
-        F("url", 0, Text(512, 1), True),
-        F("version", 1, Text(32, 1), True),
-        F("sha256", 2, Bytes(32, 32), True),
-        F("size", 3, UInt(64 * 1024 * 1024), True),
+        F("manifest", 5, Bytes(1, MAX_SIGNED_MANIFEST_BYTES), True),
         F("spot", 4, SPOT),
     ),
     m.CertIssued: (F("certificate", 0, CERTIFICATE, True),),
@@ -423,7 +432,8 @@ def _encode_fields(obj: object, specs: tuple[FieldSpec, ...]) -> dict[int, Any]:
     out: dict[int, Any] = {}
     for spec in specs:
         value = getattr(obj, spec.attr)
-        if value is None or (value == () and not spec.required):
+        omitted = spec.omit is not None and value == spec.omit
+        if value is None or (not spec.required and (value == () or omitted)):
             if spec.required:
                 raise EncodeError(f"{type(obj).__name__}.{spec.attr} is required")
             continue

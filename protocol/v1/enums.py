@@ -104,6 +104,9 @@ class FirmwareState(IntEnum):
     DOWNLOAD_FAILED = 7
     VERIFY_FAILED = 8
     INSTALL_FAILED = 9
+    REBOOTING = 10  # the new slot is active; the device restarts into it (trial boot)
+    CONFIRMED = 11  # the new slot booted, reached the cloud and passed its self-check
+    ROLLED_BACK = 12  # the trial boot was not confirmed: the previous slot runs again
 
 
 class CommandType(IntEnum):

@@ -273,3 +273,6 @@ class FieldSpec:
     key: int
     conv: Conv[Any]
     required: bool = False
+    # An optional field added to a message after v1 shipped whose dataclass default is not
+    # None ("" or 0): that value is left off the wire, so older bytes stay the same.
+    omit: object = None

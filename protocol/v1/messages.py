@@ -242,9 +242,13 @@ class BoardRecovered:
 
 @dataclass(frozen=True, slots=True)
 class FirmwareStatus:
+    """One stage of a firmware update (SPEC §13.5); ``version`` is the manifest's."""
+
     state: FirmwareState
     version: str
     spot: int = 0  # 0 = the mainboard / controller itself
+    reason: str = ""  # why it failed or rolled back ("" = not sent)
+    bytes_done: int = 0  # DOWNLOADING: bytes of the image received so far (0 = not sent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -403,10 +407,11 @@ class TriggerMessage:
 
 @dataclass(frozen=True, slots=True)
 class FirmwareUpdate:
-    url: str
-    version: str
-    sha256: bytes
-    size: int
+    """Install the image a signed manifest describes (SPEC §13): ``manifest`` is the
+    SignedManifest bytes (:mod:`kickstand.protocol.firmware`); url, version, size and digest
+    come from it once verified with the device's firmware keys."""
+
+    manifest: bytes
     spot: int = 0  # 0 = the mainboard / controller; n = spot board n
 
 

@@ -92,11 +92,8 @@ def _check_args(ctype: int, args: dict[Any, Any]) -> None:
             raise Schema("unknown TriggerKind")
         if 1 in args:
             int_in(opt(1), 0, 255)
-    elif ctype == Command.FIRMWARE_UPDATE:
-        text_in(need(args, 0), 1, 512)
-        text_in(need(args, 1), 1, 32)
-        bytes_in(need(args, 2), 32, 32)
-        int_in(need(args, 3), 0, 64 * 1024 * 1024)
+    elif ctype == Command.FIRMWARE_UPDATE:  # §6: the signed manifest (§13) and the spot
+        bytes_in(need(args, 5), 1, 1120)
         if 4 in args:
             int_in(opt(4), 0, 255)
     elif ctype == Command.CERT_ISSUED:  # §6 CertIssued: the certificate's DER

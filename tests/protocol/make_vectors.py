@@ -14,7 +14,7 @@ import struct
 import cbor2
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from kickstand.protocol import signing
+from kickstand.protocol import firmware, signing
 from kickstand.protocol import spotbus as sb
 from kickstand.protocol.errors import CommandRejected, DecodeError, FrameError
 from kickstand.protocol.jsonform import to_jsonable, vectors_path
@@ -32,6 +32,20 @@ PUBLIC = signing.public_key_bytes(Ed25519PrivateKey.from_private_bytes(TEST_SEED
 OTHER_SEED = bytes(range(1, 33))  # TEST ONLY: a key the device does not trust
 DEVICE_KEY_SEED = bytes(range(2, 34))  # TEST ONLY: a device's TLS key (CertRenew's CSR)
 CA_KEY_SEED = bytes(range(3, 35))  # TEST ONLY: an installation CA (CertIssued)
+FIRMWARE_SEED = bytes(range(4, 36))  # TEST ONLY: an installation's firmware signing key
+FIRMWARE_KEY = Ed25519PrivateKey.from_private_bytes(FIRMWARE_SEED)
+MANIFEST = firmware.Manifest(
+    target="spot-board:sb2",
+    version="2.2.0",
+    size=65536,
+    sha256=hashlib.sha256(b"\x00" * 65536).digest(),
+    url="https://api.example/v1/firmware/images/"
+    + hashlib.sha256(b"\x00" * 65536).hexdigest(),
+    min_hardware="2",
+    min_bootloader="",
+    issued_at=TS // 1000,
+)
+SIGNED_MANIFEST = firmware.sign_manifest(FIRMWARE_KEY, MANIFEST)
 
 
 def _csr_and_certificate() -> tuple[bytes, bytes]:
@@ -259,6 +273,79 @@ def bad_frame(name: str, data: bytes, reason: str) -> dict[str, object]:
     return {"name": name, "hex": data.hex(), "valid": False, "error": "bad-frame", "reason": reason}
 
 
+def firmware_vectors() -> dict[str, object]:
+    """Signed manifests (SPEC §13): one a device accepts, and one per refusal of §13.2."""
+    body = firmware.encode_manifest(MANIFEST)
+    signature = FIRMWARE_KEY.sign(firmware.SIGNATURE_CONTEXT + body)
+    kid = firmware.firmware_key_id(signing.public_key_bytes(FIRMWARE_KEY))
+    other = Ed25519PrivateKey.from_private_bytes(OTHER_SEED)
+    tampered = body.replace(b"2.2.0", b"9.9.9")
+    big = dict(cbor2.loads(body))
+    big[3] = firmware.MAX_IMAGE_SIZE + 1
+    big_body = cbor2.dumps(big, canonical=True)
+    not_canonical = cbor2.dumps(dict(reversed(list(cbor2.loads(body).items()))))
+
+    def refused(name: str, data: bytes, problem: str, reject: RejectReason) -> dict[str, object]:
+        try:
+            firmware.verify_manifest(data, [signing.public_key_bytes(FIRMWARE_KEY)])
+        except firmware.ManifestError as exc:
+            assert (exc.problem, exc.reject_reason) == (problem, reject), f"{name}: {exc}"
+        else:
+            raise AssertionError(f"{name} verified")
+        return {"name": name, "hex": data.hex(), "valid": False, "problem": problem,
+                "reject": reject.name}
+
+    return {
+        "key": {
+            "ed25519_seed_hex": FIRMWARE_SEED.hex(),
+            "public_hex": signing.public_key_bytes(FIRMWARE_KEY).hex(),
+            "key_id_hex": kid.hex(),
+        },
+        "manifests": [
+            {
+                "name": "manifest-spot-board",
+                "hex": SIGNED_MANIFEST.hex(),
+                "valid": True,
+                "decoded": to_jsonable(MANIFEST),
+                "cbor": cbor_of(SIGNED_MANIFEST),
+                "manifest_cbor": cbor_of(body),
+            },
+            refused(
+                "manifest-tampered",
+                cbor2.dumps([tampered, signature, kid]),
+                "bad-signature",
+                RejectReason.BAD_SIGNATURE,
+            ),
+            refused(
+                "manifest-unknown-key",
+                firmware.sign_manifest(other, MANIFEST),
+                "unknown-key",
+                RejectReason.UNKNOWN_KEY,
+            ),
+            refused(
+                "manifest-not-an-array",
+                cbor2.dumps({0: body}),
+                "malformed",
+                RejectReason.MALFORMED,
+            ),
+            refused(
+                "manifest-size-over-limit",
+                cbor2.dumps([big_body, FIRMWARE_KEY.sign(firmware.SIGNATURE_CONTEXT + big_body),
+                             kid]),
+                "too-large",
+                RejectReason.MALFORMED,
+            ),
+            refused(
+                "manifest-not-canonical",
+                cbor2.dumps([not_canonical,
+                             FIRMWARE_KEY.sign(firmware.SIGNATURE_CONTEXT + not_canonical), kid]),
+                "malformed",
+                RejectReason.MALFORMED,
+            ),
+        ],
+    }
+
+
 def spotbus_vectors() -> list[dict[str, object]]:
     """Spot-bus frames (SPEC §9): requests, answers, errors, and bytes a receiver skips."""
     get3 = sb.request(3, sb.Cmd.GET_STATUS)
@@ -449,6 +536,17 @@ def build() -> dict[str, object]:
     v.append(up("event-power-cut", 30, m.PowerCut()))
     v.append(up("event-board-fault", 31, m.BoardFault(6, "no answer after 3 tries")))
     v.append(up("event-firmware", 32, m.FirmwareStatus(FirmwareState.INSTALLED, "2.2.0", 6)))
+    v.append(
+        up("event-firmware-downloading", 35, m.FirmwareStatus(FirmwareState.DOWNLOADING, "2.2.0",
+                                                              bytes_done=32768))
+    )
+    v.append(
+        up(
+            "event-firmware-rolled-back",
+            36,
+            m.FirmwareStatus(FirmwareState.ROLLED_BACK, "3.0.0", reason="self-check failed"),
+        )
+    )
     v.append(
         up(
             "result-rejected",
@@ -732,7 +830,7 @@ def build() -> dict[str, object]:
         ("cmd-trigger", m.TriggerMessage(TriggerKind.STATUS, 0)),
         (
             "cmd-firmware",
-            m.FirmwareUpdate("https://fw.example/spot-2.2.0.bin", "2.2.0", bytes(32), 65536, 6),
+            m.FirmwareUpdate(SIGNED_MANIFEST, 6),
         ),
         ("cmd-cert-issued", m.CertIssued(CERT_DER)),
     ]
@@ -865,6 +963,7 @@ def build() -> dict[str, object]:
         },
         "vectors": v,
         "spotbus": spotbus_vectors(),
+        "firmware": firmware_vectors(),
     }
     return out
 

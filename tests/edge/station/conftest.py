@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from kickstand.simulators.firmware import public_hex as firmware_public_hex
 from kickstand.simulators.station.cloudpeer import CloudPeer
 from kickstand.simulators.station.sim import StationRig
 from kickstand.testing import MosquittoService
@@ -42,6 +43,7 @@ async def rig(
         command_keys=[cloud.public_key_hex],
         workdir=tmp_path,
         spots=4,
+        firmware_public_keys=[firmware_public_hex()],
     ) as station:
         await station.accepted()
         yield station

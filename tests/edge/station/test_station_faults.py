@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import secrets
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -19,7 +18,6 @@ from kickstand.protocol.v1.messages import (
     CommandResult,
     Config,
     FirmwareStatus,
-    FirmwareUpdate,
     Lock,
     PowerCut,
     PowerRestored,
@@ -32,6 +30,7 @@ from kickstand.protocol.v1.messages import (
     UnlockExpired,
     VehicleDocked,
 )
+from kickstand.simulators.firmware import signed_update
 from kickstand.simulators.spotboard import firmware_image
 from kickstand.simulators.station.cloudpeer import CloudPeer, eventually
 from kickstand.simulators.station.sim import StationRig
@@ -193,13 +192,12 @@ async def test_firmware_update_of_a_spot_board(rig: StationRig, cloud: CloudPeer
     image = firmware_image("sb-1.5.0", 1500)
     path = tmp_path / "sb-1.5.0.bin"
     path.write_bytes(image)
-    sha = hashlib.sha256(image).digest()
 
     def statuses(cid: bytes) -> list[ResultStatus]:
         return [b.status for b in cloud.bodies(dev, CommandResult) if b.command_id == cid]
 
     cid = await cloud.send_command(
-        dev, FirmwareUpdate(f"file://{path}", "sb-1.5.0", sha, len(image), spot=2)
+        dev, signed_update(image, "sb-1.5.0", f"file://{path}", "spot-board:sb", spot=2)
     )
     await cloud.wait_until(lambda: statuses(cid) == [ResultStatus.ACCEPTED, ResultStatus.DONE])
     states = [b.state for b in cloud.bodies(dev, FirmwareStatus)]
@@ -207,7 +205,8 @@ async def test_firmware_update_of_a_spot_board(rig: StationRig, cloud: CloudPeer
     assert rig.sim.boards[2].firmware == "sb-1.5.0"
     # a corrupted image is refused before anything reaches the board
     cid = await cloud.send_command(
-        dev, FirmwareUpdate(f"file://{path}", "sb-1.5.0", bytes(32), len(image), spot=3)
+        dev, signed_update(image, "sb-1.5.0", f"file://{path}", "spot-board:sb", spot=3,
+                           sha256=bytes(32))
     )
     await cloud.wait_until(lambda: statuses(cid) == [ResultStatus.ACCEPTED, ResultStatus.FAILED])
     assert FirmwareState.VERIFY_FAILED in [b.state for b in cloud.bodies(dev, FirmwareStatus)]
@@ -221,8 +220,8 @@ async def test_firmware_update_of_a_spot_board(rig: StationRig, cloud: CloudPeer
     thread.start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/sb-1.6.0.bin"
-        cid = await cloud.send_command(dev, FirmwareUpdate(
-            url, "sb-1.6.0", hashlib.sha256(image2).digest(), len(image2), spot=4))
+        cid = await cloud.send_command(
+            dev, signed_update(image2, "sb-1.6.0", url, "spot-board:sb", spot=4))
         await cloud.wait_until(
             lambda: statuses(cid) == [ResultStatus.ACCEPTED, ResultStatus.DONE])
     finally:

@@ -46,7 +46,6 @@ from kickstand.protocol.v1.messages import (
     CommandResult,
     Config,
     FirmwareStatus,
-    FirmwareUpdate,
     Lock,
     Locked,
     Motion,
@@ -62,6 +61,8 @@ from kickstand.protocol.v1.messages import (
     Unlocked,
     UnlockExpired,
 )
+from kickstand.simulators.firmware import public_hex as firmware_public_hex
+from kickstand.simulators.firmware import signed_update
 from kickstand.simulators.station.cloudpeer import CloudPeer
 from kickstand.simulators.vehicle import Route, VehicleFleet
 from kickstand.simulators.vehicle.fleet import FleetMember
@@ -107,7 +108,7 @@ async def fleet(
         mqtt_port=mosquitto.port,
         command_keys=[cloud.public_key_hex],
         gps_interval_s=0.2,
-        agent_overrides=FAST,
+        agent_overrides={**FAST, "firmware_public_keys": [firmware_public_hex()]},
     ) as f:
         yield f
 
@@ -435,8 +436,10 @@ async def test_firmware_update_checked_installed_and_rebooted(
     path.write_bytes(image)
     url = path.as_uri()
 
+    target = "vehicle-controller:KS-VC2"
     bad = await cloud.send_command(
-        m.device_id, FirmwareUpdate(url, "vh-1.1.0", hashlib.sha256(b"other").digest(), 3000)
+        m.device_id,
+        signed_update(image, "vh-1.1.0", url, target, sha256=hashlib.sha256(b"other").digest()),
     )
     failed = await cloud.wait_for(
         m.device_id, lambda r: isinstance(r.body, CommandResult) and r.body.command_id == bad
@@ -448,9 +451,7 @@ async def test_firmware_update_checked_installed_and_rebooted(
     assert m.agent.store.memory.firmware is None
 
     boot = m.agent.link.queue.boot_id
-    good = await cloud.send_command(
-        m.device_id, FirmwareUpdate(url, "vh-1.1.0", hashlib.sha256(image).digest(), 3000)
-    )
+    good = await cloud.send_command(m.device_id, signed_update(image, "vh-1.1.0", url, target))
     await cloud.wait_for(
         m.device_id, lambda r: isinstance(r.body, CommandResult) and r.body.command_id == good
         and r.body.status is ResultStatus.DONE,

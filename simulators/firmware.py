@@ -1,0 +1,202 @@
+"""Firmware on the simulated installation: a TEST-ONLY firmware signing key, signed
+FirmwareUpdate commands for it, and an image server with the faults of the field.
+
+The simulated cloud peers (``CloudPeer``, the rigs' bench) sign manifests with
+:data:`TEST_FIRMWARE_SEED`; a simulated device trusts :func:`public_hex` in its
+``firmware_public_keys``. Never provision this key on a real device.
+
+:class:`ImageServer` serves images over real HTTP on loopback the way the cloud API does
+(``GET /v1/firmware/images/{sha256_hex}``, ``Range`` → 206 with ``Content-Range``, 416 out
+of range, ETag = the digest) and can misbehave on purpose: ``cut_after`` closes the
+connection after that many bytes of a response (a bad mobile link), ``flip_byte`` serves one
+byte wrong (a corrupt download). It counts the bytes it sent per image, so a test sees what
+a resume cost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from kickstand.protocol import firmware
+from kickstand.protocol.signing import public_key_bytes
+from kickstand.protocol.v1.messages import FirmwareUpdate
+
+TEST_FIRMWARE_SEED = bytes(range(100, 132))  # TEST ONLY: the simulated installation's key
+IMAGE_PATH = "/v1/firmware/images/"
+
+
+def signing_key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.from_private_bytes(TEST_FIRMWARE_SEED)
+
+
+def public_hex() -> str:
+    """The simulated installation's firmware public key, for ``firmware_public_keys``."""
+    return public_key_bytes(signing_key()).hex()
+
+
+def manifest_for(
+    image: bytes, version: str, url: str, target: str, **fields: str | int
+) -> firmware.Manifest:
+    return firmware.Manifest(
+        target=target,
+        version=version,
+        size=len(image),
+        sha256=hashlib.sha256(image).digest(),
+        url=url,
+        issued_at=int(time.time()),
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def signed_update(
+    image: bytes,
+    version: str,
+    url: str,
+    target: str,
+    *,
+    spot: int = 0,
+    key: Ed25519PrivateKey | None = None,
+    **fields: str | int,
+) -> FirmwareUpdate:
+    """A FirmwareUpdate whose manifest describes ``image`` (served at ``url``), signed with
+    the test key or ``key``. ``fields`` override the manifest's (a wrong ``sha256`` or
+    ``size`` for a fault)."""
+    manifest = manifest_for(image, version, url, target)
+    if fields:
+        import dataclasses
+
+        manifest = dataclasses.replace(manifest, **fields)  # type: ignore[arg-type]
+    return FirmwareUpdate(firmware.sign_manifest(key or signing_key(), manifest), spot)
+
+
+# ------------------------------------------------------------------ an image server with faults
+
+
+@dataclass
+class Faults:
+    """What the server does wrong. ``cut_after``: close each connection after this many
+    body bytes (None: never), for ``cuts`` responses (then serve normally); ``flip_byte``:
+    the offset of a byte served inverted (None: none)."""
+
+    cut_after: int | None = None
+    cuts: int = 1
+    flip_byte: int | None = None
+
+
+@dataclass
+class ImageServer:
+    """Content-addressed images over HTTP on loopback (the cloud API's image route)."""
+
+    images: dict[str, bytes] = field(default_factory=dict)
+    faults: Faults = field(default_factory=Faults)
+    bytes_sent: Counter[str] = field(default_factory=Counter)
+    requests: list[str] = field(default_factory=list)  # "GET <range or ->" per request
+    _server: ThreadingHTTPServer | None = None
+
+    def add(self, image: bytes) -> str:
+        """The URL ``image`` is served at."""
+        digest = hashlib.sha256(image).hexdigest()
+        self.images[digest] = image
+        return self.url_of(digest)
+
+    def url_of(self, digest: str) -> str:
+        assert self._server is not None, "start the server first"
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}{IMAGE_PATH}{digest}"
+
+    @contextmanager
+    def running(self) -> Iterator[ImageServer]:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self._server.shutdown()
+            self._server.server_close()
+
+
+_RANGE = re.compile(r"bytes=(\d+)-(\d*)$")
+
+
+def _handler(server: ImageServer) -> type[BaseHTTPRequestHandler]:
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass  # the test reads server.requests instead of stderr
+
+        def do_GET(self) -> None:
+            digest = self.path.removeprefix(IMAGE_PATH)
+            image = server.images.get(digest) if self.path.startswith(IMAGE_PATH) else None
+            server.requests.append(f"GET {self.headers.get('Range', '-')}")
+            if image is None:
+                self._reply(404, b"")
+                return
+            start, end = 0, len(image) - 1
+            status = 200
+            wanted = self.headers.get("Range")
+            if wanted:
+                match = _RANGE.match(wanted.strip())
+                if match is None or int(match.group(1)) >= len(image):
+                    self.send_response(416)
+                    self.send_header("Content-Range", f"bytes */{len(image)}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                start = int(match.group(1))
+                if match.group(2):
+                    end = min(end, int(match.group(2)))
+                status = 206
+            body = bytearray(image[start : end + 1])
+            flip = server.faults.flip_byte
+            if flip is not None and start <= flip <= end:
+                body[flip - start] ^= 0xFF
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("ETag", f'"{digest}"')
+            self.send_header("Accept-Ranges", "bytes")
+            if status == 206:
+                self.send_header("Content-Range", f"bytes {start}-{end}/{len(image)}")
+            self.end_headers()
+            with lock:
+                cut = server.faults.cut_after if server.faults.cuts > 0 else None
+                if cut is not None:
+                    server.faults.cuts -= 1
+            if cut is not None and cut < len(body):
+                self.wfile.write(body[:cut])
+                self.wfile.flush()
+                server.bytes_sent[digest] += cut
+                self.close_connection = True
+                # An abrupt cut as a dropped link gives it: no more bytes, socket closed.
+                self.connection.shutdown(2)
+                return
+            self.wfile.write(body)
+            server.bytes_sent[digest] += len(body)
+
+        def _reply(self, status: int, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    return Handler
+
+
+def write_image(path: Path, image: bytes) -> str:
+    """``image`` written at ``path``; its ``file://`` URL (the rig's images)."""
+    path.write_bytes(image)
+    return path.resolve().as_uri()
