@@ -14,7 +14,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
 	@touch $@
 
-setup: $(STAMP)
+## The console's browser assets (htmx, Leaflet) from the pinned npm lock, served locally.
+CONSOLE_ASSETS := cloud/console/node_modules/.package-lock.json
+$(CONSOLE_ASSETS): cloud/console/package-lock.json
+	@cloud/console/install-assets
+
+setup: $(STAMP) $(CONSOLE_ASSETS)
 
 system-packages:
 	@testing/ensure-system-packages

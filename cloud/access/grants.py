@@ -38,6 +38,8 @@ DASHBOARD_PERMISSIONS: tuple[str, ...] = (
     "organizations", "users.badges", "virtual.parking", "app.debug", "roles", "feature.beta",
     "faq", "app.label",
 )  # fmt: skip
+#: Kickstand's own, beside the seed's: firmware images and campaigns (issue 18).
+DASHBOARD_PERMISSIONS += ("firmware",)
 #: Seed 001's rider permission (riders' grants share the list).
 RIDER_PERMISSIONS: tuple[str, ...] = ("rent",)
 KNOWN_PERMISSIONS = frozenset(DASHBOARD_PERMISSIONS + RIDER_PERMISSIONS)
@@ -50,6 +52,8 @@ OPERATOR_PERMISSIONS: tuple[str, ...] = (
     "vehicles.register", "stations.advanced", "stocks.vehicles", "stocks.manage",
     "users.support", "users.credits",
 )  # fmt: skip
+#: 0025: firmware campaigns of the network.
+OPERATOR_PERMISSIONS += ("firmware",)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from functools import partial
+from typing import Any
 
 from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -216,6 +217,24 @@ class FleetRules(SweepRules, DeviceRules):
             message=f"{subject.label}: its certificate expires in {days:.1f} days and was "
             "not renewed",
             extra={"not_after": expires.isoformat()},
+        )
+
+    async def on_firmware_failure(
+        self,
+        session: AsyncSession,
+        device_id: str,
+        alert_type: AlertType,
+        *,
+        now: datetime,
+        message: str,
+        extra: dict[str, Any],
+    ) -> AlertChange:
+        """``firmware-update-failed`` / ``firmware-rolled-back`` (issue 18): a device's
+        update failed or did not confirm itself (kickstand.cloud.firmware.progress)."""
+        subject = await self._certificate_subject(session, device_id)
+        return await self.raise_alert(
+            session, alert_type, subject, now=now, message=f"{subject.label}: {message}",
+            extra=extra,
         )
 
     async def _certificate_subject(self, session: AsyncSession, device_id: str) -> Subject:

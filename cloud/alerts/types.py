@@ -47,6 +47,10 @@ class AlertType(str, enum.Enum):
     DEVICE_CERTIFICATE_EXPIRING = "device-certificate-expiring"
     # rent timings (issue 16): a trip still running past its network's ``vehicle_stolen``
     VEHICLE_NOT_RETURNED = "vehicle-not-returned"
+    # firmware campaigns (issue 18): an update failed on a device, or its new firmware did
+    # not confirm itself and the device went back to the old one
+    FIRMWARE_UPDATE_FAILED = "firmware-update-failed"
+    FIRMWARE_ROLLED_BACK = "firmware-rolled-back"
 
     def __str__(self) -> str:
         return str(self.value)
@@ -141,6 +145,9 @@ DEFAULT_SEVERITY: dict[AlertType, AlertSeverity] = {
     AlertType.DEVICE_CERTIFICATE_EXPIRING: AlertSeverity.HIGH,
     # The network considers the vehicle stolen: someone has to find it (or the rider).
     AlertType.VEHICLE_NOT_RETURNED: AlertSeverity.CRITICAL,
+    # The device still runs its old firmware: someone looks before the campaign goes on.
+    AlertType.FIRMWARE_UPDATE_FAILED: AlertSeverity.HIGH,
+    AlertType.FIRMWARE_ROLLED_BACK: AlertSeverity.HIGH,
 }
 
 # Outbox topics of alert changes: defined in the event catalogue, named here for the rules.

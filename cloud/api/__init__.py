@@ -140,6 +140,7 @@ def _api_routes() -> tuple[BaseRoute, ...]:
         devices,
         error_codes,
         external_locks,
+        firmware,
         maintenances,
         network_admin,
         organizational_units,
@@ -195,6 +196,7 @@ def _api_routes() -> tuple[BaseRoute, ...]:
         cluster_admin,
         stations,
         stocks,
+        firmware,
     )
     for module in (*routers, freefloat, geofencing):
         api.include_router(module.router)

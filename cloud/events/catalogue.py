@@ -254,6 +254,79 @@ ALERT_STOPPED = _define(
     p.AlertEvent,
     "Occurs whenever the condition of a fleet alert clears by itself.",
 )
+# ── firmware campaigns (kickstand.cloud.firmware) ─────────────────────────────────────
+FIRMWARE_CAMPAIGN_STARTED = _define(
+    "firmware_campaign.started",
+    "firmware_campaign",
+    p.FirmwareCampaignEvent,
+    "Occurs whenever an operator starts a firmware campaign (its canary wave begins).",
+)
+FIRMWARE_CAMPAIGN_WAVE_STARTED = _define(
+    "firmware_campaign.wave_started",
+    "firmware_campaign",
+    p.FirmwareCampaignEvent,
+    "Occurs whenever a wave of a firmware campaign begins (the previous one passed its "
+    "success threshold).",
+)
+FIRMWARE_CAMPAIGN_WAVE_COMPLETED = _define(
+    "firmware_campaign.wave_completed",
+    "firmware_campaign",
+    p.FirmwareCampaignEvent,
+    "Occurs whenever every device of a wave has confirmed, failed or rolled back, and the "
+    "wave passed its success threshold.",
+)
+FIRMWARE_CAMPAIGN_COMPLETED = _define(
+    "firmware_campaign.completed",
+    "firmware_campaign",
+    p.FirmwareCampaignEvent,
+    "Occurs whenever the last wave of a firmware campaign completed.",
+)
+FIRMWARE_CAMPAIGN_STOPPED = _define(
+    "firmware_campaign.stopped",
+    "firmware_campaign",
+    p.FirmwareCampaignEvent,
+    "Occurs whenever a firmware campaign stops by itself (`reason`: the error threshold "
+    "crossed, a wave under its success threshold).",
+)
+FIRMWARE_CAMPAIGN_PAUSED = _define(
+    "firmware_campaign.paused",
+    "firmware_campaign",
+    p.FirmwareCampaignEvent,
+    "Occurs whenever an operator pauses a firmware campaign (updates under way go on).",
+)
+FIRMWARE_CAMPAIGN_RESUMED = _define(
+    "firmware_campaign.resumed",
+    "firmware_campaign",
+    p.FirmwareCampaignEvent,
+    "Occurs whenever an operator resumes a paused firmware campaign.",
+)
+FIRMWARE_CAMPAIGN_CANCELLED = _define(
+    "firmware_campaign.cancelled",
+    "firmware_campaign",
+    p.FirmwareCampaignEvent,
+    "Occurs whenever an operator cancels a firmware campaign (nothing more is sent).",
+)
+FIRMWARE_UPDATE_CONFIRMED = _define(
+    "firmware_update.confirmed",
+    "device",
+    p.FirmwareUpdateEvent,
+    "Occurs whenever a device confirms its new firmware (booted, reached the cloud, passed "
+    "its self-check).",
+)
+FIRMWARE_UPDATE_FAILED = _define(
+    "firmware_update.failed",
+    "device",
+    p.FirmwareUpdateEvent,
+    "Occurs whenever a device's firmware update fails (download, verification, install, or "
+    "no progress within the campaign's device timeout): it still runs its old firmware.",
+)
+FIRMWARE_UPDATE_ROLLED_BACK = _define(
+    "firmware_update.rolled_back",
+    "device",
+    p.FirmwareUpdateEvent,
+    "Occurs whenever a device's new firmware did not confirm itself and the device went "
+    "back to its previous firmware.",
+)
 WEBHOOK_ENDPOINT_DISABLED = _define(
     "webhook_endpoint.disabled",
     "webhook_endpoint",

@@ -324,6 +324,43 @@ class AlertEvent(NetworkEvent):
     note: str | None
 
 
+class FirmwareCampaignEvent(NetworkEvent):
+    """``firmware_campaign.*``: a campaign and its counts when it changed (issue 18)."""
+
+    campaign_id: int
+    name: str
+    image_id: int
+    target: str
+    version: str
+    state: str
+    #: The wave under way (1 = the canary), and how many there are.
+    current_wave: int
+    waves: int
+    #: Why it stopped (the threshold crossed, the operator's word).
+    reason: str | None
+    devices: int
+    confirmed: int
+    failed: int
+
+
+class FirmwareUpdateEvent(NetworkEvent):
+    """``firmware_update.*``: one device's update ended (confirmed, failed, rolled back)."""
+
+    #: None: a status no campaign of the cloud asked for (a technician's update).
+    campaign_id: int | None
+    device_id: str
+    #: 0: the mainboard or controller; n: spot board n.
+    spot: int
+    version: str
+    state: str
+    #: The last stage the device reported ("downloading", …, "rolled_back").
+    stage: str | None
+    reason: str | None
+    station_id: int | None
+    vehicle_id: int | None
+    at: datetime
+
+
 class EndpointEvent(NetworksEvent):
     """``webhook_endpoint.disabled``: an endpoint (never its secret)."""
 

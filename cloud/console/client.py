@@ -1,0 +1,153 @@
+"""The console's calls to the dashboard API, in process, with the operator's own token.
+
+Every page is rendered from what the JSON API answers (the same routes, services, access
+check and access log as any dashboard client): httpx over ASGI to the very app that serves
+the console, so there is no network hop and no second implementation of a rule.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from fastapi import Request
+
+log = logging.getLogger("kickstand.cloud.console.client")
+
+#: Cookies holding the dashboard API's tokens (HttpOnly: page scripts never see them).
+ACCESS_COOKIE = "ks_console_access"
+REFRESH_COOKIE = "ks_console_refresh"
+BASE_URL = "http://console.internal"
+
+
+class ApiAnswerError(Exception):
+    """The dashboard API refused: its status and envelope (``code``, ``message``, ``reason``)."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        self.status = status
+        self.code = int(body.get("code") or 0)
+        self.message = str(body.get("message") or "")
+        self.reason = body.get("reason")
+        self.errors: list[dict[str, Any]] = list(body.get("errors") or [])
+        super().__init__(f"{status} code={self.code} {self.message}")
+
+
+@dataclass
+class Tokens:
+    access: str | None
+    refresh: str | None
+    #: Set when a refresh gave new tokens: the response writes them back to the cookies.
+    renewed: bool = False
+
+
+@dataclass
+class DashboardClient:
+    """One page's calls. ``tokens`` come from the request's cookies."""
+
+    request: Request
+    tokens: Tokens
+    _http: httpx.AsyncClient | None = field(default=None, init=False)
+
+    @classmethod
+    def of(cls, request: Request) -> DashboardClient:
+        return cls(
+            request,
+            Tokens(request.cookies.get(ACCESS_COOKIE), request.cookies.get(REFRESH_COOKIE)),
+        )
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            # The caller's address, so per-address limits (login throttling) count the
+            # browser, not "the console".
+            peer = self.request.client
+            transport = httpx.ASGITransport(
+                app=self.request.app,
+                client=(peer.host, peer.port) if peer is not None else ("127.0.0.1", 0),
+            )
+            self._http = httpx.AsyncClient(transport=transport, base_url=BASE_URL, timeout=60)
+        return self._http
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+
+    async def _send(
+        self, method: str, path: str, *, params: dict[str, Any] | None, json: Any, token: str | None
+    ) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        clean = {k: v for k, v in (params or {}).items() if v is not None and v != ""}
+        return await self._client().request(method, path, params=clean, json=json, headers=headers)
+
+    async def call(
+        self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None
+    ) -> dict[str, Any]:
+        """The envelope of a successful answer; :class:`ApiAnswerError` otherwise. An expired
+        access token is refreshed once with the refresh token, and the call repeated."""
+        response = await self._send(
+            method, path, params=params, json=json, token=self.tokens.access
+        )
+        if response.status_code == 401 and self.tokens.refresh and await self._refresh():
+            response = await self._send(
+                method, path, params=params, json=json, token=self.tokens.access
+            )
+        body = _body(response)
+        if response.status_code >= 400:
+            raise ApiAnswerError(response.status_code, body)
+        return body
+
+    async def data(self, path: str, **params: Any) -> Any:
+        return (await self.call("GET", path, params=params)).get("data")
+
+    async def pages(self, path: str, *, limit: int = 5000, **params: Any) -> list[Any]:
+        """Every row of a keyset listing (``page_size`` 500), up to ``limit`` rows."""
+        rows: list[Any] = []
+        last: Any = None
+        while len(rows) < limit:
+            body = await self.call(
+                "GET", path, params={**params, "page_size": 500, "last_primary_key": last}
+            )
+            rows.extend(body.get("data") or [])
+            last = body.get("next_primary_key")
+            if last is None:
+                break
+        return rows[:limit]
+
+    async def login(self, email: str, password: str) -> None:
+        response = await self._send(
+            "POST", "/v1/auth/login", params=None,
+            json={"email": email, "password": password}, token=None,
+        )  # fmt: skip
+        body = _body(response)
+        if response.status_code >= 400:
+            raise ApiAnswerError(response.status_code, body)
+        data = body["data"]
+        self.tokens = Tokens(data["token"], data["refresh_token"], renewed=True)
+
+    async def logout(self) -> None:
+        if self.tokens.refresh and self.tokens.access:
+            response = await self._send(
+                "POST", "/v1/auth/logout", params=None,
+                json={"refresh_token": self.tokens.refresh}, token=self.tokens.access,
+            )  # fmt: skip
+            if response.status_code >= 400:
+                log.info("event=console_logout_refused status=%s", response.status_code)
+
+    async def _refresh(self) -> bool:
+        response = await self._send(
+            "POST", "/v1/auth/refresh", params=None, json=None, token=self.tokens.refresh
+        )
+        if response.status_code != 200:
+            return False
+        data = _body(response)["data"]
+        self.tokens = Tokens(data["access_token"], data["refresh_token"], renewed=True)
+        return True
+
+
+def _body(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {"code": -1, "message": response.text[:200]}
+    return body if isinstance(body, dict) else {"code": 0, "data": body}

@@ -1,0 +1,184 @@
+"""The console's live feed: one reader of new outbox records per API process, fanned out to
+every browser watching (server-sent events).
+
+The outbox is where every change others must hear of is written, in the change's
+transaction, as a typed event of the catalogue (``cloud/events``). The feed reads the rows
+written after it started (``id > last``, on the primary key), at most every ``poll_s``,
+and only while someone watches: a hundred browsers cost one query per interval, not a
+hundred. Each subscriber gets the events of the networks it may see (``networks_of`` of
+the event's definition, the webhooks' scoping); an installation-wide event (no network)
+goes to unscoped operators only. A browser too slow to take its events is dropped (its
+EventSource reconnects and the page reloads what it shows).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from kickstand.cloud.events import networks_of
+from kickstand.cloud.models import OutboxEvent
+from kickstand.cloud.outbox import jsonable
+from kickstand.cloud.transient import is_transient
+
+log = logging.getLogger("kickstand.cloud.console.live")
+
+#: Rows read per query; a burst larger than this is read in several queries back to back.
+BATCH = 500
+#: Events a browser may fall behind by before it is dropped.
+QUEUE_SIZE = 1000
+#: Topics the console shows (the others stay in the outbox for webhooks).
+TOPIC_PREFIXES = ("station.", "dock.", "vehicule.", "fleet_alert.", "trip.", "boitier.")
+
+
+@dataclass(frozen=True, slots=True)
+class LiveEvent:
+    id: int
+    topic: str
+    resource_type: str
+    resource_id: str
+    networks: frozenset[int]
+    payload: dict[str, Any]
+
+    def sse(self) -> str:
+        data = json.dumps(
+            {"id": self.id, "topic": self.topic, "resource_id": self.resource_id,
+             "payload": jsonable(self.payload)},
+            separators=(",", ":"),
+        )  # fmt: skip
+        return f"id: {self.id}\nevent: kickstand\ndata: {data}\n\n"
+
+
+@dataclass(eq=False)
+class Subscriber:
+    #: Networks the operator may see (None: every network).
+    allowed: frozenset[int] | None
+    #: The network the page shows (None: every allowed one).
+    network_id: int | None
+    queue: asyncio.Queue[LiveEvent | None] = field(
+        default_factory=lambda: asyncio.Queue(QUEUE_SIZE)
+    )
+    dropped: bool = False
+
+    def wants(self, event: LiveEvent) -> bool:
+        if self.network_id is not None and self.network_id not in event.networks:
+            return False
+        if self.allowed is None:
+            return True
+        return bool(event.networks) and event.networks <= self.allowed
+
+
+@dataclass
+class LiveStats:
+    queries: int = 0
+    events_read: int = 0
+    events_sent: int = 0
+    subscribers_dropped: int = 0
+    read_failures: int = 0
+
+
+class LiveFeed:
+    def __init__(self, maker: async_sessionmaker[AsyncSession], *, poll_s: float = 0.5) -> None:
+        self._maker = maker
+        self.poll_s = poll_s
+        self.subscribers: set[Subscriber] = set()
+        self.stats = LiveStats()
+        self._task: asyncio.Task[None] | None = None
+        self._last_id: int | None = None
+
+    @contextlib.asynccontextmanager
+    async def subscribe(
+        self, allowed: frozenset[int] | None, network_id: int | None
+    ) -> AsyncIterator[Subscriber]:
+        subscriber = Subscriber(allowed, network_id)
+        self.subscribers.add(subscriber)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="console-live-feed")
+        try:
+            yield subscriber
+        finally:
+            self.subscribers.discard(subscriber)
+
+    async def _run(self) -> None:
+        try:
+            if self._last_id is None:
+                self._last_id = await self._newest()
+            while self.subscribers:
+                read = await self._read_once()
+                if read < BATCH:
+                    await asyncio.sleep(self.poll_s)
+        except Exception:
+            log.exception("event=console_live_feed_failed")
+            for subscriber in list(self.subscribers):
+                self._drop(subscriber)
+            raise
+
+    async def _newest(self) -> int:
+        async with self._maker() as session:
+            newest = await session.scalar(select(func.max(OutboxEvent.id)))
+            await session.commit()
+        return int(newest or 0)
+
+    async def _read_once(self) -> int:
+        assert self._last_id is not None
+        stmt = (
+            select(
+                OutboxEvent.id, OutboxEvent.topic, OutboxEvent.resource_type,
+                OutboxEvent.resource_id, OutboxEvent.payload,
+            )
+            .where(OutboxEvent.id > self._last_id)
+            .order_by(OutboxEvent.id)
+            .limit(BATCH)
+        )  # fmt: skip
+        try:
+            async with self._maker() as session:
+                rows = (await session.execute(stmt)).all()
+                await session.commit()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            # The database restarting or failing over: the browsers wait, nothing is lost
+            # (the next read starts after the last row delivered).
+            self.stats.read_failures += 1
+            log.warning("event=console_live_read_transient error=%s", type(exc).__name__)
+            return 0
+        self.stats.queries += 1
+        for row in rows:
+            self._last_id = row.id
+            if not row.topic.startswith(TOPIC_PREFIXES):
+                continue
+            payload = dict(row.payload or {})
+            event = LiveEvent(
+                row.id, row.topic, row.resource_type, row.resource_id,
+                networks_of(row.topic, payload), payload,
+            )  # fmt: skip
+            self.stats.events_read += 1
+            self._fan_out(event)
+        return len(rows)
+
+    def _fan_out(self, event: LiveEvent) -> None:
+        for subscriber in list(self.subscribers):
+            if not subscriber.wants(event):
+                continue
+            try:
+                subscriber.queue.put_nowait(event)
+                self.stats.events_sent += 1
+            except asyncio.QueueFull:
+                self._drop(subscriber)
+
+    def _drop(self, subscriber: Subscriber) -> None:
+        self.subscribers.discard(subscriber)
+        subscriber.dropped = True
+        self.stats.subscribers_dropped += 1
+        # Make room for the end marker: the browser's stream closes and it reconnects.
+        with contextlib.suppress(asyncio.QueueEmpty):
+            subscriber.queue.get_nowait()
+        subscriber.queue.put_nowait(None)

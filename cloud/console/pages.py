@@ -1,0 +1,683 @@
+"""The console's pages. Each handler asks the dashboard API (``client.DashboardClient``) and
+renders; a refusal of the API becomes the matching page (login, 403, 404, error).
+
+Actions (maintenance, reboot, status, alerts, billing stop) are confirmed: with scripts,
+htmx asks (``hx-confirm``) and posts ``confirmed=1``; without, the first POST answers a
+confirmation page whose button posts again with ``confirmed=1``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from starlette.responses import StreamingResponse
+
+from kickstand.cloud.console import HERE, PREFIX, VENDOR_DIR, charts
+from kickstand.cloud.console.client import (
+    ACCESS_COOKIE,
+    REFRESH_COOKIE,
+    ApiAnswerError,
+    DashboardClient,
+)
+from kickstand.cloud.console.i18n import LANG_COOKIE, LANGS, negotiate, translator
+from kickstand.cloud.console.live import LiveFeed
+
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
+templates = Jinja2Templates(directory=HERE / "templates")
+#: Live feed keep-alive: proxies close idle streams; a comment line every so often.
+KEEPALIVE_S = 15.0
+#: The map's free-floating vehicles (keyset pages of 500).
+MAP_VEHICLES_MAX = 20_000
+LIVE_PERMISSION = "stations"
+
+Page = Callable[[DashboardClient], Awaitable[Response]]
+
+
+def install(app: FastAPI) -> None:
+    app.include_router(router)
+
+
+# ── rendering ─────────────────────────────────────────────────────────────────────────────
+
+
+def _render(
+    request: Request, name: str, context: dict[str, Any], status: int = 200
+) -> HTMLResponse:
+    lang = negotiate(request)
+    settings = request.app.state.settings
+    base = {
+        "request": request,
+        "lang": lang,
+        "langs": LANGS,
+        "t": translator(lang),
+        "prefix": PREFIX,
+        "tile_url": settings.CONSOLE_TILE_URL,
+        "tile_attribution": settings.CONSOLE_TILE_ATTRIBUTION,
+        "vendor_ok": (VENDOR_DIR / "leaflet" / "dist" / "leaflet.js").is_file(),
+    }
+    response = templates.TemplateResponse(request, name, {**base, **context}, status_code=status)
+    asked = request.query_params.get("lang")
+    if asked in LANGS:
+        response.set_cookie(LANG_COOKIE, asked, max_age=365 * 86400, samesite="lax")
+    return response
+
+
+def _keep_tokens(request: Request, response: Response, api: DashboardClient) -> None:
+    if not api.tokens.renewed:
+        return
+    secure = request.url.scheme == "https"
+    settings = request.app.state.settings
+    for name, value, max_age in (
+        (ACCESS_COOKIE, api.tokens.access, settings.JWT_REFRESH_TTL_S),
+        (REFRESH_COOKIE, api.tokens.refresh, settings.JWT_REFRESH_TTL_S),
+    ):
+        if value:
+            response.set_cookie(
+                name, value, max_age=max_age, httponly=True, samesite="strict", secure=secure,
+                path=PREFIX,
+            )  # fmt: skip
+
+
+def _login_redirect(request: Request) -> RedirectResponse:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"{PREFIX}/login?next={quote(target)}", status_code=303)
+
+
+async def _page(request: Request, build: Page) -> Response:
+    """Run ``build`` with the operator's client; the API's refusals become pages."""
+    api = DashboardClient.of(request)
+    if not api.tokens.access and not api.tokens.refresh:
+        return _login_redirect(request)
+    try:
+        response = await build(api)
+    except ApiAnswerError as exc:
+        response = _refusal(request, exc)
+    finally:
+        await api.aclose()
+    _keep_tokens(request, response, api)
+    return response
+
+
+def _refusal(request: Request, exc: ApiAnswerError) -> Response:
+    if exc.status == 401:
+        return _login_redirect(request)
+    if exc.status == 403:
+        return _render(request, "error.html", {"kind": "forbidden", "error": exc}, 403)
+    if exc.status == 404:
+        return _render(request, "error.html", {"kind": "not_found", "error": exc}, 404)
+    status = 400 if exc.status == 422 else exc.status
+    return _render(request, "error.html", {"kind": "error", "error": exc}, status)
+
+
+def _is_htmx(request: Request) -> bool:
+    return request.headers.get("hx-request") == "true"
+
+
+def _parse_int(value: Any) -> int | None:
+    try:
+        number = int(str(value))
+    except (TypeError, ValueError):
+        return None
+    return number if 1 <= number <= 2**31 - 1 else None
+
+
+# ── login ─────────────────────────────────────────────────────────────────────────────────
+
+
+def _safe_next(value: str | None) -> str:
+    # Only a console path: never an open redirect to another site.
+    if value and value.startswith(f"{PREFIX}/") and not value.startswith("//"):
+        return value
+    return f"{PREFIX}/"
+
+
+@router.get("/login")
+async def login_page(request: Request) -> Response:
+    return _render(request, "login.html", {"next": _safe_next(request.query_params.get("next"))})
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    form = await request.form()
+    email, password = str(form.get("email") or ""), str(form.get("password") or "")
+    target = _safe_next(str(form.get("next") or ""))
+    api = DashboardClient(request, DashboardClient.of(request).tokens)
+    try:
+        await api.login(email, password)
+    except ApiAnswerError as exc:
+        status = 429 if exc.status == 429 else 401 if exc.status in (401, 422) else exc.status
+        return _render(
+            request, "login.html", {"next": target, "error": exc, "email": email}, status
+        )
+    finally:
+        await api.aclose()
+    response = RedirectResponse(target, status_code=303)
+    _keep_tokens(request, response, api)
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    api = DashboardClient.of(request)
+    try:
+        await api.logout()
+    finally:
+        await api.aclose()
+    response = RedirectResponse(f"{PREFIX}/login", status_code=303)
+    for name in (ACCESS_COOKIE, REFRESH_COOKIE):
+        response.delete_cookie(name, path=PREFIX)
+    return response
+
+
+# ── networks, overview ────────────────────────────────────────────────────────────────────
+
+
+async def _networks(api: DashboardClient, network_id: int | None) -> tuple[list[Any], Any]:
+    """The operator's networks (the API's scope) and the one the page shows."""
+    networks: list[Any] = await api.data("/v1/dashboard/networks/short")
+    if not networks:
+        raise ApiAnswerError(403, {"code": 0, "message": "no network", "reason": "no-network"})
+    chosen = next((n for n in networks if n["network_id"] == network_id), networks[0])
+    return networks, chosen
+
+
+async def _timezone(api: DashboardClient, network_id: int) -> str:
+    detail = await api.data(f"/v1/dashboard/networks/{network_id}")
+    return str((detail or {}).get("timezone") or "UTC")
+
+
+@router.get("/")
+async def overview(request: Request) -> Response:
+    async def build(api: DashboardClient) -> Response:
+        networks, network = await _networks(api, _parse_int(request.query_params.get("network_id")))
+        nid = network["network_id"]
+        tz = await _timezone(api, nid)
+        today = datetime.now(UTC).date()
+        stations, vehicles, trips, usage = await asyncio.gather(
+            api.data("/v1/dashboard/overview/stations", networks=nid),
+            api.data("/v1/dashboard/overview/vehicles", networks=nid),
+            api.data("/v1/dashboard/overview/trips", networks=nid, timezone=tz),
+            api.data(
+                "/v1/dashboard/usage-stats", networks=nid, timezone=tz,
+                start_date=(today - timedelta(weeks=12)).isoformat(), end_date=today.isoformat(),
+            ),
+        )  # fmt: skip
+        points = [charts.Point(str(row["date"]), float(row["trips"])) for row in usage or []]
+        t = translator(negotiate(request))
+        return _render(
+            request,
+            "overview.html",
+            {
+                "networks": networks, "network": network, "stations": stations,
+                "vehicles": vehicles, "trips": trips, "usage": usage or [],
+                "usage_chart": charts.bars(t["usage"], points),
+            },
+        )  # fmt: skip
+
+    return await _page(request, build)
+
+
+# ── the live map ──────────────────────────────────────────────────────────────────────────
+
+
+def cluster_states(cluster: dict[str, Any], alerted: bool) -> list[str]:
+    """What the map says of a cluster, most urgent first (the marker takes the first)."""
+    states = []
+    if cluster["stations"] and cluster["stations_online"] < cluster["stations"]:
+        states.append("offline")
+    if alerted:
+        states.append("alert")
+    if cluster["spots_active"] < cluster["spots"]:
+        states.append("maintenance")
+    if cluster["vehicles"] == 0:
+        states.append("empty")
+    if cluster["spots_free"] == 0:
+        states.append("full")
+    return states or ["ok"]
+
+
+@router.get("/networks/{network_id}/map")
+async def map_page(request: Request, network_id: int) -> Response:
+    async def build(api: DashboardClient) -> Response:
+        networks, network = await _networks(api, network_id)
+        if network["network_id"] != network_id:
+            return RedirectResponse(f"{PREFIX}/networks/{network['network_id']}/map", 303)
+        detail = await api.data(f"/v1/dashboard/networks/{network_id}")
+        return _render(
+            request, "map.html", {"networks": networks, "network": network, "detail": detail}
+        )
+
+    return await _page(request, build)
+
+
+@router.get("/networks/{network_id}/map.json")
+async def map_data(request: Request, network_id: int) -> Response:
+    async def build(api: DashboardClient) -> Response:
+        clusters, vehicles, zones, alerts = await asyncio.gather(
+            api.data("/v1/dashboard/overview/map", networks=network_id),
+            api.pages("/v1/dashboard/vehicles", networks=network_id, limit=MAP_VEHICLES_MAX),
+            api.data("/v1/dashboard/geofencing/zones", network_id=network_id),
+            api.data("/v1/dashboard/fleet-alerts", networks=network_id),
+        )
+        alerted_clusters = {a.get("cluster_id") for a in alerts or []}
+        alerted_vehicles = {a.get("vehicle_id") for a in alerts or []}
+        for cluster in clusters or []:
+            cluster["states"] = cluster_states(cluster, cluster["cluster_id"] in alerted_clusters)
+        free = [
+            {**v, "alert": v["vehicle_id"] in alerted_vehicles}
+            for v in vehicles
+            if v.get("spot_id") is None and v.get("latitude") is not None
+        ]
+        return JSONResponse({"clusters": clusters, "vehicles": free, "zones": zones})
+
+    return await _page(request, build)
+
+
+@router.get("/events")
+async def events(request: Request) -> Response:
+    """Server-sent events of the operator's networks (``network_id``: one of them)."""
+    api = DashboardClient.of(request)
+    network_id = _parse_int(request.query_params.get("network_id"))
+    try:
+        # The API's scope for the live permission: what the operator may see.
+        scope = await _live_scope(api)
+    except ApiAnswerError as exc:
+        await api.aclose()
+        return Response(status_code=exc.status)
+    await api.aclose()
+    if network_id is not None and scope is not None and network_id not in scope:
+        return Response(status_code=403)
+    feed: LiveFeed = request.app.state.console_live
+
+    async def stream() -> AsyncIterator[str]:
+        async with feed.subscribe(scope, network_id) as subscriber:
+            yield "retry: 2000\n\n"
+            while not await request.is_disconnected():
+                try:
+                    event = await asyncio.wait_for(subscriber.queue.get(), KEEPALIVE_S)
+                except TimeoutError:
+                    yield ": keepalive\n\n"
+                    continue
+                if event is None:  # dropped: too slow; the browser reconnects
+                    return
+                yield event.sse()
+
+    response = StreamingResponse(stream(), media_type="text/event-stream")
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Accel-Buffering"] = "no"
+    _keep_tokens(request, response, api)
+    return response
+
+
+async def _live_scope(api: DashboardClient) -> frozenset[int] | None:
+    """Networks the operator sees, as the API answers them (``networks/short`` is scoped by
+    the one access check); an admin's unscoped grant shows as every network."""
+    networks = await api.data("/v1/dashboard/networks/short")
+    return frozenset(int(n["network_id"]) for n in networks or [])
+
+
+@router.get("/clusters/{cluster_id}")
+async def cluster_page(request: Request, cluster_id: int) -> Response:
+    """A cluster's station (the first, when it has several: each lists the others)."""
+
+    async def build(api: DashboardClient) -> Response:
+        stations = await api.data(f"/v1/dashboard/clusters/{cluster_id}/stations")
+        if not stations:
+            raise ApiAnswerError(404, {"code": 3, "message": "this cluster has no station"})
+        return RedirectResponse(f"{PREFIX}/stations/{stations[0]['station_id']}", 303)
+
+    return await _page(request, build)
+
+
+# ── stations ──────────────────────────────────────────────────────────────────────────────
+
+
+async def _device_of(
+    api: DashboardClient, kind: str, device_id: str | None, network_id: int
+) -> Any:
+    """The registry row (integer id) of a station's or vehicle's device."""
+    if not device_id:
+        return None
+    rows = await api.pages("/v1/dashboard/devices", kind=kind, network_id=network_id)
+    return next((r for r in rows if r["device_id"] == device_id), None)
+
+
+async def _commands(api: DashboardClient, device: Any) -> list[Any]:
+    if device is None:
+        return []
+    body = await api.call(
+        "GET", f"/v1/dashboard/devices/{device['id']}/commands", params={"page_size": 20}
+    )
+    return list(body.get("data") or [])
+
+
+@router.get("/stations/{station_id}")
+async def station_page(request: Request, station_id: int) -> Response:
+    async def build(api: DashboardClient) -> Response:
+        station = await api.data(f"/v1/dashboard/stations/{station_id}")
+        nid = station["network_id"]
+        tz = await _timezone(api, nid)
+        today = datetime.now(UTC).date()
+        device, alerts, maintenances, energy = await asyncio.gather(
+            _device_of(api, "station", station.get("device_id"), nid),
+            api.data("/v1/dashboard/fleet-alerts", networks=nid),
+            api.pages("/v1/dashboard/maintenances", networks=nid),
+            _optional(api.data(
+                f"/v1/dashboard/stations/{station_id}/energy-consumption", timezone=tz,
+                start_date=(today - timedelta(days=14)).isoformat(), end_date=today.isoformat(),
+            )),
+        )  # fmt: skip
+        spot_ids = {s["spot_id"] for s in station["spots"]}
+        t = translator(negotiate(request))
+        return _render(
+            request,
+            "station.html",
+            {
+                "station": station,
+                "device": device,
+                "commands": await _commands(api, device),
+                "alerts": [a for a in alerts or [] if a.get("station_id") == station_id
+                           or a.get("spot_id") in spot_ids],
+                "maintenances": [m for m in maintenances if m.get("station_id") == station_id
+                                 or m.get("spot_id") in spot_ids],
+                "energy_chart": charts.bars(t["energy"], _energy_points(energy)),
+                "message": request.query_params.get("done"),
+            },
+        )  # fmt: skip
+
+    return await _page(request, build)
+
+
+async def _optional(call: Awaitable[Any]) -> Any:
+    """A part of a page that may be unavailable (the telemetry store down: 503)."""
+    try:
+        return await call
+    except ApiAnswerError as exc:
+        if exc.status in (503, 422):
+            return None
+        raise
+
+
+def _energy_points(energy: Any) -> list[charts.Point]:
+    rows = energy if isinstance(energy, list) else (energy or {}).get("days") or []
+    points = []
+    for row in rows:
+        if isinstance(row, dict):
+            label = str(row.get("date") or row.get("day") or "")
+            value = row.get("wh") or row.get("energy_wh") or row.get("value") or 0
+            points.append(charts.Point(label, float(value)))
+    return points
+
+
+@router.get("/stations/{station_id}/spots")
+async def station_spots(request: Request, station_id: int) -> Response:
+    """The spots table alone (htmx swaps it on a live event or after an action)."""
+
+    async def build(api: DashboardClient) -> Response:
+        station = await api.data(f"/v1/dashboard/stations/{station_id}")
+        return _render(request, "_spots.html", {"station": station})
+
+    return await _page(request, build)
+
+
+STATION_ACTIONS = (
+    "spot-maintenance-on", "spot-maintenance-off", "station-maintenance-on",
+    "station-maintenance-off", "reboot", "trigger-status",
+)  # fmt: skip
+
+
+@router.post("/stations/{station_id}/action")
+async def station_action(request: Request, station_id: int) -> Response:
+    form = await request.form()
+    action = str(form.get("action") or "")
+    spot_id = _parse_int(form.get("spot_id"))
+    confirmed = form.get("confirmed") == "1"
+
+    async def build(api: DashboardClient) -> Response:
+        if action not in STATION_ACTIONS or (action.startswith("spot-") and spot_id is None):
+            raise ApiAnswerError(422, {"code": 2, "message": f"unknown action {action!r}"})
+        station = await api.data(f"/v1/dashboard/stations/{station_id}")
+        spot = next((s for s in station["spots"] if s["spot_id"] == spot_id), None)
+        if action.startswith("spot-") and spot is None:
+            raise ApiAnswerError(404, {"code": 3, "message": "no such spot at this station"})
+        if not confirmed:
+            return _render(
+                request,
+                "confirm.html",
+                {"action": action, "station": station, "spot": spot,
+                 "post_to": f"{PREFIX}/stations/{station_id}/action",
+                 "fields": {"action": action, "spot_id": spot_id or ""},
+                 "back": f"{PREFIX}/stations/{station_id}"},
+            )  # fmt: skip
+        answer = await _run_station_action(api, station, action, spot_id)
+        if _is_htmx(request):
+            response = _render(request, "_result.html", {"answer": answer})
+            response.headers["HX-Trigger"] = "spots-changed"
+            return response
+        return RedirectResponse(
+            f"{PREFIX}/stations/{station_id}?done={quote(answer)}", status_code=303
+        )
+
+    return await _page(request, build)
+
+
+async def _run_station_action(
+    api: DashboardClient, station: dict[str, Any], action: str, spot_id: int | None
+) -> str:
+    if action.startswith("spot-maintenance"):
+        body = await api.call(
+            "PUT", f"/v1/dashboard/spots/{spot_id}/maintenance",
+            json={"in_maintenance": action.endswith("-on"), "reason": "console"},
+        )  # fmt: skip
+        return str(body["data"].get("station_answer") or "done")
+    if action.startswith("station-maintenance"):
+        body = await api.call(
+            "PUT", f"/v1/dashboard/stations/{station['station_id']}/maintenance",
+            json={"in_maintenance": action.endswith("-on"), "reason": "console"},
+        )  # fmt: skip
+        return str(body["data"].get("station_answer") or "done")
+    device = await _device_of(api, "station", station.get("device_id"), station["network_id"])
+    if device is None:
+        raise ApiAnswerError(404, {"code": 3, "message": "this station has no device"})
+    path = f"/v1/dashboard/devices/{device['id']}/commands/"
+    if action == "reboot":
+        body = await api.call("POST", path + "reboot", json={"hard": False})
+    else:
+        body = await api.call("POST", path + "trigger-message", json={"which": "status"})
+    data = body.get("data") or {}
+    return str(data.get("status") or data.get("result") or "sent")
+
+
+# ── vehicles ──────────────────────────────────────────────────────────────────────────────
+
+
+@router.get("/vehicles/{vehicle_id}")
+async def vehicle_page(request: Request, vehicle_id: int) -> Response:
+    async def build(api: DashboardClient) -> Response:
+        vehicle = await api.data(f"/v1/dashboard/vehicles/{vehicle_id}")
+        since = (datetime.now(UTC) - timedelta(days=7)).isoformat()
+        device, alerts, maintenances, battery = await asyncio.gather(
+            _device_of(api, "vehicle", vehicle.get("device_id"), vehicle["network_id"]),
+            api.data(f"/v1/dashboard/vehicles/{vehicle_id}/alerts"),
+            api.data(f"/v1/dashboard/vehicles/{vehicle_id}/maintenances"),
+            _optional(api.data(f"/v1/dashboard/vehicles/{vehicle_id}/battery-history",
+                               date_min=since)),
+        )  # fmt: skip
+        t = translator(negotiate(request))
+        rows = battery if isinstance(battery, list) else []
+        points = [
+            charts.Point(str(r.get("date", ""))[:16], float(r.get("battery_level") or 0))
+            for r in rows if isinstance(r, dict)
+        ]  # fmt: skip
+        return _render(
+            request,
+            "vehicle.html",
+            {"vehicle": vehicle, "device": device, "commands": await _commands(api, device),
+             "alerts": [a for a in alerts or [] if a.get("state") not in ("resolved",)],
+             "maintenances": [m for m in maintenances or [] if m.get("stop_date") is None],
+             "battery_chart": charts.line(t["battery_history"], points)},
+        )  # fmt: skip
+
+    return await _page(request, build)
+
+
+# ── alerts inbox ──────────────────────────────────────────────────────────────────────────
+
+ALERT_ACTIONS = ("resolve", "silence", "escalate")
+
+
+@router.get("/alerts")
+async def alerts_page(request: Request) -> Response:
+    async def build(api: DashboardClient) -> Response:
+        networks, network = await _networks(api, _parse_int(request.query_params.get("network_id")))
+        alerts = await api.data("/v1/dashboard/fleet-alerts", networks=network["network_id"])
+        return _render(
+            request,
+            "alerts.html",
+            {"networks": networks, "network": network, "alerts": alerts or [],
+             "message": request.query_params.get("done")},
+        )  # fmt: skip
+
+    return await _page(request, build)
+
+
+@router.post("/alerts")
+async def alerts_action(request: Request) -> Response:
+    form = await request.form()
+    action = str(form.get("action") or "")
+    ids = [i for i in (_parse_int(v) for v in form.getlist("alert_ids")) if i is not None]
+    network_id = _parse_int(form.get("network_id"))
+    confirmed = form.get("confirmed") == "1"
+    back = f"{PREFIX}/alerts" + (f"?network_id={network_id}" if network_id else "")
+
+    async def build(api: DashboardClient) -> Response:
+        if action not in ALERT_ACTIONS or not ids:
+            raise ApiAnswerError(422, {"code": 2, "message": "choose alerts and an action"})
+        if not confirmed:
+            return _render(
+                request,
+                "confirm.html",
+                {"action": action, "count": len(ids), "post_to": f"{PREFIX}/alerts",
+                 "fields": {"action": action, "network_id": network_id or ""},
+                 "alert_ids": ids, "back": back},
+            )  # fmt: skip
+        await api.call("POST", f"/v1/dashboard/fleet-alerts/{action}", json={"alert_ids": ids})
+        if _is_htmx(request):
+            response = Response(status_code=204)
+            response.headers["HX-Refresh"] = "true"
+            return response
+        sep = "&" if "?" in back else "?"
+        return RedirectResponse(f"{back}{sep}done={action}", status_code=303)
+
+    return await _page(request, build)
+
+
+# ── trips ─────────────────────────────────────────────────────────────────────────────────
+
+TRIP_FILTERS = ("serial_number", "email", "state")
+
+
+@router.get("/trips")
+async def trips_page(request: Request) -> Response:
+    async def build(api: DashboardClient) -> Response:
+        networks, network = await _networks(api, _parse_int(request.query_params.get("network_id")))
+        filters = {k: request.query_params.get(k) or None for k in TRIP_FILTERS}
+        body = await api.call(
+            "GET", "/v1/dashboard/trips",
+            params={"networks": network["network_id"], "page_size": 50,
+                    "serial_number": filters["serial_number"], "email": filters["email"],
+                    "states": filters["state"]},
+        )  # fmt: skip
+        return _render(
+            request,
+            "trips.html",
+            {"networks": networks, "network": network, "trips": body.get("data") or [],
+             "filters": filters},
+        )  # fmt: skip
+
+    return await _page(request, build)
+
+
+@router.get("/trips/{trip_id}")
+async def trip_page(request: Request, trip_id: int) -> Response:
+    async def build(api: DashboardClient) -> Response:
+        trip = await api.data(f"/v1/dashboard/trips/{trip_id}")
+        return _render(
+            request,
+            "trip.html",
+            {"trip": trip, "breakdown": _flatten(trip.get("cost_detail") or {}),
+             "positions": json.dumps([[p["latitude"], p["longitude"]]
+                                      for p in trip.get("positions") or []]),
+             "message": request.query_params.get("done")},
+        )  # fmt: skip
+
+    return await _page(request, build)
+
+
+def _flatten(value: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """The billing engine's breakdown (nested dicts and lists) as label/value rows."""
+    if isinstance(value, dict):
+        rows: list[tuple[str, str]] = []
+        for key, item in value.items():
+            rows.extend(_flatten(item, f"{prefix}{key}" if not prefix else f"{prefix} › {key}"))
+        return rows
+    if isinstance(value, list):
+        rows = []
+        for i, item in enumerate(value, 1):
+            rows.extend(_flatten(item, f"{prefix} {i}"))
+        return rows
+    return [(prefix, "" if value is None else str(value))]
+
+
+@router.post("/trips/{trip_id}/billing-stop")
+async def trip_billing_stop(request: Request, trip_id: int) -> Response:
+    form = await request.form()
+    when = str(form.get("date") or "")
+    reason = str(form.get("reason") or "")
+    confirmed = form.get("confirmed") == "1"
+
+    async def build(api: DashboardClient) -> Response:
+        at = _aware(when)
+        if not confirmed:
+            trip = await api.data(f"/v1/dashboard/trips/{trip_id}")
+            return _render(
+                request,
+                "confirm.html",
+                {"action": "stop-billing", "trip": trip,
+                 "post_to": f"{PREFIX}/trips/{trip_id}/billing-stop",
+                 "fields": {"date": when, "reason": reason},
+                 "back": f"{PREFIX}/trips/{trip_id}"},
+            )  # fmt: skip
+        await api.call(
+            "PUT", f"/v1/dashboard/trips/{trip_id}/billing-stop",
+            json={"date": at.isoformat() if at else None, "reason": reason},
+        )  # fmt: skip
+        return RedirectResponse(f"{PREFIX}/trips/{trip_id}?done=billing-stop", status_code=303)
+
+    return await _page(request, build)
+
+
+def _aware(value: str) -> datetime | None:
+    """A ``datetime-local`` field (the browser's wall time, sent without a zone) as UTC;
+    empty: now."""
+    if not value:
+        return datetime.now(UTC)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise ApiAnswerError(
+            422, {"code": 2, "message": "date: give a date and time (2026-12-06T18:00)"}
+        ) from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+__all__ = ["cluster_states", "install", "router"]
+
