@@ -85,21 +85,6 @@ class Settings(BaseSettings):
     #: How often the campaign runner advances waves and sends updates.
     FIRMWARE_CAMPAIGN_EVERY_S: float = Field(default=10.0, gt=0)
 
-    # ── firmware (issue 18: kickstand.cloud.firmware) ──
-    #: The installation's firmware signing key (Ed25519), apart from the command key:
-    #: ``python -m kickstand.cloud pki firmware-key`` writes one. None: development uses
-    #: VAR_DIR/firmware-signing.key (created on first use); production refuses to sign.
-    FIRMWARE_SIGNING_KEY_FILE: Path | None = None
-    #: The content-addressed image store (None: VAR_DIR/firmware).
-    FIRMWARE_STORE_DIR: Path | None = None
-    #: The largest image an operator may upload.
-    FIRMWARE_MAX_IMAGE_BYTES: int = Field(default=64 * 1024 * 1024, ge=1)
-    #: The API's base URL as devices reach it; a manifest's url is
-    #: ``<base>/v1/firmware/images/<sha256>`` (None: http://API_HOST:API_PORT).
-    FIRMWARE_BASE_URL: str | None = None
-    #: How often the campaign runner advances waves and sends updates.
-    FIRMWARE_CAMPAIGN_EVERY_S: float = Field(default=10.0, gt=0)
-
     # ── rider accounts (kickstand.cloud.accounts) ──
     #: The SMTP server mails to riders go through (None: mails stay queued in
     #: ``mail_outbox`` and are sent once a server is configured). ``make run`` and the
