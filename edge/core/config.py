@@ -86,13 +86,11 @@ class EdgeSettings(BaseSettings):
     # The installation's firmware signing keys (SPEC §13.2), apart from the command keys:
     # raw Ed25519 public keys as hex, or paths of files of them (one per line).
     firmware_public_keys: list[str] = Field(default_factory=list)
-    # The installation's firmware signing keys (SPEC §13.2), apart from the command keys:
-    # raw Ed25519 public keys as hex, or paths of files of them (one per line).
-    firmware_public_keys: list[str] = Field(default_factory=list)
     max_clock_skew_ms: int = 30_000
     keepalive_s: int = 30
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
+    reconnect_stable_s: float = 60.0  # a connection up this long resets the back-off
     boot_timeout_s: float = 10.0
     connect_timeout_s: float = 5.0
     max_commands_in_flight: int = Field(default=64, ge=1)  # concurrent ones; beyond: BUSY
@@ -171,6 +169,7 @@ class EdgeSettings(BaseSettings):
             keepalive_s=self.keepalive_s,
             reconnect_min_s=self.reconnect_min_s,
             reconnect_max_s=self.reconnect_max_s,
+            reconnect_stable_s=self.reconnect_stable_s,
             boot_timeout_s=self.boot_timeout_s,
             connect_timeout_s=self.connect_timeout_s,
             max_commands_in_flight=self.max_commands_in_flight,

@@ -19,6 +19,13 @@ heartbeats every ``heartbeat_s`` (TimeReply adjusts the DeviceClock). A broker
 that is down for days only means more reconnect attempts with back-off (capped);
 the queue keeps everything.
 
+Reconnects (:class:`ReconnectBackoff`): "decorrelated jitter" (AWS Architecture Blog,
+*Exponential Backoff And Jitter*): each wait is ``min(cap, uniform(base, previous * 3))``, so
+a fleet that lost its broker at the same instant does not come back in the same second,
+and the back-off returns to ``base`` only once a connection has stayed up for
+``reconnect_stable_s``: a broker that accepts and drops a device at once gets ever rarer
+attempts from it, not one every ``base`` seconds.
+
 TLS (``LinkConfig.tls``, an ``mqtts://`` URL): the broker is verified against ``ca_file``
 (hostname included; never weakened), the device presents ``cert_file`` / ``key_file``, its
 identity at the broker (issue 17). A certificate that cannot be used is a
@@ -245,6 +252,7 @@ class LinkConfig:
     keepalive_s: int = 30
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
+    reconnect_stable_s: float = 60.0  # up this long: the next drop starts from reconnect_min_s
     boot_timeout_s: float = 10.0  # no BootReply within it: publish the birth again
     rejected_retry_s: float = 300.0
     default_heartbeat_s: int = 60
@@ -329,6 +337,42 @@ class _TlsAlerts(logging.Filter):
         return True
 
 
+class ReconnectBackoff:
+    """How long to wait before the next connection attempt (see the module docstring).
+
+    ``delay()`` after every failed attempt or lost connection; ``connected(at)`` when a
+    connection is up and ``disconnected(at)`` when it ends: only a connection that lasted
+    ``stable_s`` resets the back-off. ``rng`` is injectable so the policy is testable alone.
+    """
+
+    def __init__(
+        self,
+        base_s: float,
+        cap_s: float,
+        stable_s: float,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.base_s = base_s
+        self.cap_s = max(cap_s, base_s)
+        self.stable_s = stable_s
+        self._rng = rng or random.Random()
+        self._previous = base_s
+        self._connected_at: float | None = None
+
+    def delay(self) -> float:
+        wait = min(self.cap_s, self._rng.uniform(self.base_s, self._previous * 3))
+        self._previous = wait
+        return wait
+
+    def connected(self, at: float) -> None:
+        self._connected_at = at
+
+    def disconnected(self, at: float) -> None:
+        if self._connected_at is not None and at - self._connected_at >= self.stable_s:
+            self._previous = self.base_s
+        self._connected_at = None
+
+
 @dataclass(slots=True)
 class LinkCounters:
     connects: int = 0
@@ -373,6 +417,9 @@ class CloudLink:
         self._on_accepted = on_accepted
         self._on_badge_reply = on_badge_reply
         self.counters = LinkCounters()
+        self.backoff = ReconnectBackoff(
+            config.reconnect_min_s, config.reconnect_max_s, config.reconnect_stable_s
+        )
         self.connected = asyncio.Event()
         self.accepted = asyncio.Event()
         self.boot_status: BootStatus | None = None
@@ -500,7 +547,8 @@ class CloudLink:
     async def run(self) -> None:
         """Connect, serve, reconnect with back-off — for ever (cancel to stop)."""
         commands = asyncio.create_task(self._command_worker(), name="link-commands")
-        delay = self.config.reconnect_min_s
+        loop = asyncio.get_running_loop()
+        backoff = self.backoff
         try:
             while not self._stopping:
                 will = aiomqtt.Will(
@@ -516,8 +564,7 @@ class CloudLink:
                         self._tls_failed(exc)
                         if self._stopping:
                             break
-                        await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))
-                        delay = min(delay * 2, self.config.reconnect_max_s)
+                        await asyncio.sleep(backoff.delay())
                         continue
                 self._tls_alerts.last = None
                 connected_before = self.counters.connects
@@ -540,7 +587,7 @@ class CloudLink:
                 try:
                     async with client:
                         self.counters.connects += 1
-                        delay = self.config.reconnect_min_s
+                        backoff.connected(loop.time())
                         if self.tls_error is not None:
                             log.info("link_tls_ok device=%s", self.device_id)
                             self.tls_error = None
@@ -559,13 +606,13 @@ class CloudLink:
                     self.counters.connect_failures += 1
                     log.error("link_error device=%s error=%r", self.device_id, group.exceptions[0])
                 finally:
+                    backoff.disconnected(loop.time())
                     self._client = None
                     self.connected.clear()
                     self.accepted.clear()
                 if self._stopping:
                     break
-                await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))
-                delay = min(delay * 2, self.config.reconnect_max_s)
+                await asyncio.sleep(backoff.delay())
         finally:
             commands.cancel()
             with contextlib.suppress(asyncio.CancelledError):
