@@ -123,6 +123,8 @@ def _pki(args: argparse.Namespace) -> int:
         pem,
     )
 
+    if args.pki_command == "firmware-key":
+        return _firmware_key(args)
     directory = Path(args.dir)
     try:
         if args.pki_command == "init":
@@ -163,6 +165,28 @@ def _pki(args: argparse.Namespace) -> int:
         )
     else:
         sys.stdout.buffer.write(pem(cert))
+    return 0
+
+
+def _firmware_key(args: argparse.Namespace) -> int:
+    """``pki firmware-key``: the installation's firmware signing key (issue 18), apart from
+    the device CA and the command key; prints the line devices are provisioned with."""
+    from pathlib import Path
+
+    from kickstand.cloud.firmware.errors import FirmwareKeyError
+    from kickstand.cloud.firmware.keys import create_key, public_document, render
+    from kickstand.protocol.signing import load_private_key
+
+    path = Path(args.file)
+    try:
+        key = create_key(path, force=args.force) if not args.show else load_private_key(path)
+    except (FirmwareKeyError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if not args.show:
+        print(f"firmware signing key: {path} (mode 0600); set FIRMWARE_SIGNING_KEY_FILE={path}",
+              file=sys.stderr)
+    print(render(public_document(key), args.format))
     return 0
 
 
@@ -230,7 +254,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="read the password from the first line of stdin (else: asked twice)",
     )
-    pki = sub.add_parser("pki", help="the device CA: init (CA, broker certificate, CRL), sign-csr")
+    pki = sub.add_parser(
+        "pki",
+        help="the device CA: init (CA, broker certificate, CRL), sign-csr; firmware-key",
+    )
     pki_sub = pki.add_subparsers(dest="pki_command", required=True)
     pki_init = pki_sub.add_parser(
         "init", help="create the device CA, the broker's server certificate and an empty CRL"
@@ -261,6 +288,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     pki_sign.add_argument("--csr", required=True, help="the CSR file, or - for stdin")
     pki_sign.add_argument("--days", type=int, default=365)
     pki_sign.add_argument("--out", default=None, help="certificate file (default: stdout)")
+    fw_key = pki_sub.add_parser(
+        "firmware-key",
+        help="create the installation's firmware signing key (Ed25519, apart from the command "
+        "key) and print its public half for the devices' firmware_public_keys",
+    )
+    fw_key.add_argument("--file", required=True, help="the key file to write (mode 0600)")
+    fw_key.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing key (devices refuse manifests of a key they do not trust)",
+    )
+    fw_key.add_argument(
+        "--show", action="store_true", help="print the public half of the existing key only"
+    )
+    fw_key.add_argument(
+        "--format",
+        choices=("json", "toml", "env"),
+        default="json",
+        help="json: {alg, crv, key_id, public_key}; toml: the firmware_public_keys line of an "
+        "agent's settings; env: KICKSTAND_FIRMWARE_PUBLIC_KEYS",
+    )
     api = sub.add_parser("api", help="serve the rider API with uvicorn")
     api.add_argument("--host", default=None)
     api.add_argument("--port", type=int, default=None)

@@ -42,6 +42,7 @@ async def serve(args: argparse.Namespace) -> int:
     from kickstand.cloud.config import get_settings
     from kickstand.cloud.db import create_engine, create_sessionmaker
     from kickstand.cloud.devices.identity import DeviceCa
+    from kickstand.cloud.firmware.runner import CampaignRunner
     from kickstand.cloud.freefloat import FreeFloatHook
     from kickstand.cloud.geofence.store import GeofenceCache
     from kickstand.cloud.ingest.worker import IngestWorker
@@ -81,6 +82,16 @@ async def serve(args: argparse.Namespace) -> int:
             await stack.enter_async_context(commands)
             freefloat = FreeFloatHook(GeofenceCache(), commands=commands, alerts=alerts)
             stack.push_async_callback(freefloat.aclose)
+            # Firmware campaigns (issue 18): waves advanced and updates sent through the same
+            # signed gateway; processes side by side take each campaign in turn (SKIP LOCKED).
+            await stack.enter_async_context(
+                CampaignRunner(
+                    sessionmaker,
+                    commands,
+                    every_s=settings.FIRMWARE_CAMPAIGN_EVERY_S,
+                    alerts=alerts,
+                )
+            )
             workers = [
                 await stack.enter_async_context(
                     IngestWorker(
