@@ -96,6 +96,10 @@ def create_app(
     errors.install(app)
     openapi.install(app)
     docs.install(app, title=app.title)
+    # The operator console: pages over this same API (kickstand.cloud.console).
+    from kickstand.cloud import console
+
+    console.install(app, settings)
 
     app.router.routes.extend(_api_routes())
 
