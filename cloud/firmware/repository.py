@@ -170,9 +170,7 @@ async def campaign_devices(
     stmt = select(FirmwareCampaignDevice).where(FirmwareCampaignDevice.campaign_id == campaign_id)
     if state is not None:
         stmt = stmt.where(FirmwareCampaignDevice.state == state)
-    return list(
-        (await session.scalars(page_query(stmt, FirmwareCampaignDevice.id, keyset))).all()
-    )
+    return list((await session.scalars(page_query(stmt, FirmwareCampaignDevice.id, keyset))).all())
 
 
 async def wave_counts(

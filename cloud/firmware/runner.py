@@ -215,8 +215,11 @@ class CampaignRunner:
                 f"wave {wave}: {counts.failed} of {counts.total} devices failed or rolled back "
                 f"(error threshold {campaign.error_threshold_pct}%)",
             )
-            log.info("event=firmware_campaign_stopped campaign=%s reason=%r",
-                     campaign.id, campaign.reason)
+            log.info(
+                "event=firmware_campaign_stopped campaign=%s reason=%r",
+                campaign.id,
+                campaign.reason,
+            )
             return
         if campaign.state != CampaignState.RUNNING.value or counts.pending or counts.in_flight:
             return
@@ -267,8 +270,12 @@ class CampaignRunner:
             row.command_id = command.command_id.hex()
             issued.append((row.id, command))
         if issued:
-            log.info("event=firmware_updates_sent campaign=%s wave=%s devices=%s",
-                     campaign.id, campaign.current_wave, len(issued))
+            log.info(
+                "event=firmware_updates_sent campaign=%s wave=%s devices=%s",
+                campaign.id,
+                campaign.current_wave,
+                len(issued),
+            )
         return issued
 
 

@@ -323,9 +323,7 @@ async def resume_campaign(session: AsyncSession, campaign: FirmwareCampaign) -> 
 
 async def cancel_campaign(session: AsyncSession, campaign: FirmwareCampaign) -> None:
     """Nothing more is sent; updates under way finish on their devices and are counted."""
-    _refuse(
-        campaign, "cancelled", CampaignState.READY, CampaignState.RUNNING, CampaignState.PAUSED
-    )
+    _refuse(campaign, "cancelled", CampaignState.READY, CampaignState.RUNNING, CampaignState.PAUSED)
     await end_campaign(session, campaign, CampaignState.CANCELLED, None)
 
 

@@ -155,9 +155,7 @@ class CampaignDevicePublic(BaseModel):
     device_id: str
     spot: int
     wave: int
-    state: Literal[
-        "pending", "sent", "updating", "confirmed", "failed", "rolled-back", "cancelled"
-    ]
+    state: Literal["pending", "sent", "updating", "confirmed", "failed", "rolled-back", "cancelled"]
     stage: str | None
     bytes_done: int
     reason: str | None
@@ -463,9 +461,7 @@ async def get_campaign_devices(
     )
     await session.commit()
     page, next_key = cut(rows, keyset, key=lambda r: r.id)
-    return Page(
-        data=[_device(r, campaign.network_id) for r in page], next_primary_key=next_key
-    )
+    return Page(data=[_device(r, campaign.network_id) for r in page], next_primary_key=next_key)
 
 
 async def _act(
