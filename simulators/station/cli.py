@@ -50,9 +50,9 @@ def command_keys(args: argparse.Namespace) -> list[str]:
 
 def _broker(url: str) -> tuple[str, int]:
     parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
-        raise SystemExit(f"--mqtt-url {url!r}: expected mqtt://host:port")
-    return parts.hostname, parts.port or 1883
+    if parts.scheme not in ("mqtt", "tcp", "mqtts", "ssl") or not parts.hostname:
+        raise SystemExit(f"--mqtt-url {url!r}: expected mqtt[s]://host:port")
+    return parts.hostname, parts.port or (8883 if parts.scheme in ("mqtts", "ssl") else 1883)
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
@@ -111,9 +111,11 @@ async def start_station(
     seed_docked: bool,
     index: int | None = None,
     agent: bool = True,
+    proxy: bool = True,
     **overrides: Any,
 ) -> tuple[SimulatedStation, StationRig | None]:
-    """A simulated station (and, with ``agent``, its real agent) started in this loop."""
+    """A simulated station (and, with ``agent``, its real agent) started in this loop.
+    An ``mqtts://`` URL: the agent speaks TLS (its certificate in ``overrides``)."""
     serials = seed_serials(index if index is not None else _index_of(device_id))
     if not agent:
         sim = SimulatedStation(device_id, spots, workdir=workdir, nfc=nfc)
@@ -125,7 +127,8 @@ async def start_station(
         return sim, None
     host, port = _broker(mqtt_url)
     rig = StationRig(device_id, host, port, command_keys=keys, workdir=workdir, spots=spots,
-                     nfc=nfc, proxy=True, fast=fast, **overrides)
+                     nfc=nfc, proxy=proxy, fast=fast,
+                     tls=urlsplit(mqtt_url).scheme in ("mqtts", "ssl"), **overrides)
     # Dock before the agent's first poll, so the seed's vehicles are "already there".
     await rig.sim.start()
     if seed_docked:

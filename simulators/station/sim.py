@@ -221,12 +221,18 @@ class StationRig:
         proxy: bool = True,
         fast: bool = True,
         actuation_s: float = 0.0,
+        tls: bool = False,
         **overrides: Any,
     ) -> None:
+        """``tls``: the agent speaks ``mqtts://`` (its certificate in ``overrides``:
+        ``mqtt_ca_file``, ``mqtt_cert_file``, ``mqtt_key_file``); the broker's certificate
+        must then name the host the agent dials (the proxy's 127.0.0.1, or the broker's
+        host without a proxy)."""
         self.sim = SimulatedStation(
             device_id, spots, workdir=workdir, nfc=nfc, actuation_s=actuation_s
         )
         self.broker_host, self.broker_port = broker_host, broker_port
+        self.tls = tls
         self.proxy = LinkProxy(broker_host, broker_port) if proxy else None
         self.command_keys = command_keys
         self.overrides = {**(FAST if fast else {}), **overrides}
@@ -239,9 +245,10 @@ class StationRig:
 
     @property
     def mqtt_url(self) -> str:
+        scheme = "mqtts" if self.tls else "mqtt"
         if self.proxy is not None:
-            return f"mqtt://{self.proxy.host}:{self.proxy.port}"
-        return f"mqtt://{self.broker_host}:{self.broker_port}"
+            return f"{scheme}://{self.proxy.host}:{self.proxy.port}"
+        return f"{scheme}://{self.broker_host}:{self.broker_port}"
 
     async def __aenter__(self) -> StationRig:
         await self.start()

@@ -127,12 +127,16 @@ class VehicleFleet:
         self.members[sim.device_id] = member
         if self.with_agents:
             member.proxy = await CoverageProxy(self.mqtt_host, self.mqtt_port).start()
+            overrides = {**self.agent_overrides, **agent_overrides}
+            # An mqtt_url of the caller's wins (a TLS broker dialled directly: its
+            # certificate names the broker, not this proxy; coverage is then not simulated).
+            mqtt_url = overrides.pop("mqtt_url", f"mqtt://{member.proxy.host}:{member.proxy.port}")
             settings = agent_settings(
                 sim,
-                mqtt_url=f"mqtt://{member.proxy.host}:{member.proxy.port}",
+                mqtt_url=mqtt_url,
                 state_dir=self.base_dir / serial_number / "agent",
                 command_keys=self.command_keys,
-                **{**self.agent_overrides, **agent_overrides},
+                **overrides,
             )
             member.agent = VehicleAgent(settings)
             await member.agent.__aenter__()
