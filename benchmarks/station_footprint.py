@@ -7,10 +7,14 @@ spot boards on a pty, a badge peer, input files) and the harness's Mosquitto. Th
 script plays the cloud (answers birth and heartbeats). After a warm-up it samples
 the agent's resident memory and CPU time (psutil) over ``--seconds``.
 
-    .venv/bin/python benchmarks/station_footprint.py [--seconds 20] [--spots 20]
+    .venv/bin/python benchmarks/station_footprint.py [--seconds 20] [--spots 20] [--no-tls]
 
-Targets: RSS <= 60 MB, idle CPU <= 2 % of one core.
-Last line: ``station agent rss_mb: X idle_cpu_pct: Y``.
+Run twice in the same run (issue 17): over plain MQTT, then over TLS with the device's own
+certificate against the harness's Mosquitto with the deployment's TLS policy
+(``MosquittoService(tls=...)``: client certificate, CRL, identity from the CN).
+
+Targets: RSS <= 60 MB, idle CPU <= 2 % of one core, TLS included.
+Last line: ``station agent rss_mb: X idle_cpu_pct: Y tls_rss_mb: X tls_idle_cpu_pct: Y``.
 """
 
 from __future__ import annotations
@@ -25,55 +29,81 @@ from pathlib import Path
 
 import psutil
 
+from kickstand.cloud import pki
 from kickstand.simulators.station.cloudpeer import CloudPeer
 from kickstand.simulators.station.sim import SimulatedStation
-from kickstand.testing import MosquittoService
+from kickstand.testing import DeviceTls, MosquittoService
+
+DEVICE_ID = "st-bench01"
+
+
+def device_identity(tls: DeviceTls, work: Path) -> dict[str, str]:
+    """The station's key and certificate (CN = its id) signed by the broker's CA: the
+    agent's TLS settings."""
+    key = pki.device_key()
+    cert = tls.ca.sign_csr(pki.device_csr(key, DEVICE_ID), DEVICE_ID, 30)
+    pki.write_pem(work / "device.pem", cert)
+    pki.write_pem(work / "device.key", key)
+    return {
+        "mqtt_ca_file": str(tls.ca_file),
+        "mqtt_cert_file": str(work / "device.pem"),
+        "mqtt_key_file": str(work / "device.key"),
+    }
 
 
 async def measure(
-    seconds: float, spots: int, warmup: float
+    seconds: float, spots: int, warmup: float, *, tls: bool = False
 ) -> tuple[float, float, float, int]:
-    with tempfile.TemporaryDirectory() as tmp, MosquittoService() as broker:
+    with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        sim = SimulatedStation("st-bench01", spots, workdir=work, nfc=True)
-        await sim.start()
-        for spot in range(1, spots // 2 + 1):
-            sim.dock(spot, f"BN{spot:04d}")
-        async with CloudPeer(broker.host, broker.port, username=broker.cloud_username,
-                             password=broker.cloud_password, heartbeat_s=30) as cloud:
-            config = sim.write_config(
-                work / "station.toml", broker.device_url, [cloud.public_key_hex],
-                log_level="WARNING",
-            )
-            agent_log = open(work / "agent.log", "w")  # noqa: ASYNC230 - closed below
-            proc = subprocess.Popen(  # noqa: ASYNC220
-                [sys.executable, "-m", "kickstand.edge.station", "--config", str(config)],
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                stdout=agent_log,
-                stderr=subprocess.STDOUT,
-            )
+        device_tls = DeviceTls.create(work / "pki") if tls else None
+        with MosquittoService(tls=device_tls) as broker:
+            return await _measure(broker, work, seconds, spots, warmup)
+
+
+async def _measure(
+    broker: MosquittoService, work: Path, seconds: float, spots: int, warmup: float
+) -> tuple[float, float, float, int]:
+    identity = device_identity(broker.tls, work) if broker.tls is not None else {}
+    sim = SimulatedStation("st-bench01", spots, workdir=work, nfc=True)
+    await sim.start()
+    for spot in range(1, spots // 2 + 1):
+        sim.dock(spot, f"BN{spot:04d}")
+    async with CloudPeer(broker.host, broker.port, username=broker.cloud_username,
+                         password=broker.cloud_password, heartbeat_s=30) as cloud:
+        config = sim.write_config(
+            work / "station.toml", broker.device_url, [cloud.public_key_hex],
+            log_level="WARNING", **identity,
+        )
+        agent_log = open(work / "agent.log", "w")  # noqa: ASYNC230 - closed below
+        proc = subprocess.Popen(  # noqa: ASYNC220
+            [sys.executable, "-m", "kickstand.edge.station", "--config", str(config)],
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=agent_log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            await cloud.wait_birth("st-bench01", within=30)
+            await asyncio.sleep(warmup)
+            p = psutil.Process(proc.pid)
+            t0 = p.cpu_times()
+            await asyncio.sleep(seconds)
+            t1 = p.cpu_times()
+            rss_mb = p.memory_info().rss / 1e6
+            uss_mb = p.memory_full_info().uss / 1e6
+            cpu = (t1.user - t0.user) + (t1.system - t0.system)
+            cpu_pct = 100 * cpu / seconds
+            docked = len([b for b in cloud.bodies("st-bench01")
+                          if type(b).__name__ == "VehicleDocked"])
+        finally:
+            proc.terminate()
             try:
-                await cloud.wait_birth("st-bench01", within=30)
-                await asyncio.sleep(warmup)
-                p = psutil.Process(proc.pid)
-                t0 = p.cpu_times()
-                await asyncio.sleep(seconds)
-                t1 = p.cpu_times()
-                rss_mb = p.memory_info().rss / 1e6
-                uss_mb = p.memory_full_info().uss / 1e6
-                cpu = (t1.user - t0.user) + (t1.system - t0.system)
-                cpu_pct = 100 * cpu / seconds
-                docked = len([b for b in cloud.bodies("st-bench01")
-                              if type(b).__name__ == "VehicleDocked"])
-            finally:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                agent_log.close()
-        await sim.stop()
-        return rss_mb, uss_mb, cpu_pct, docked
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            agent_log.close()
+    await sim.stop()
+    return rss_mb, uss_mb, cpu_pct, docked
 
 
 def main() -> int:
@@ -81,16 +111,24 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--spots", type=int, default=20)
     parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--no-tls", action="store_true", help="plain MQTT only")
     args = parser.parse_args()
-    rss_mb, uss_mb, cpu_pct, docked = asyncio.run(
-        measure(args.seconds, args.spots, args.warmup)
-    )
-    print(f"spots: {args.spots} (vehicles docked and reported: {docked}), "
-          f"sampled over {args.seconds:.0f} s after {args.warmup:.0f} s warm-up")
-    print(f"unique memory (uss, without shared libraries): {uss_mb:.1f} MB")
-    print(f"targets: rss <= 60 MB ({'ok' if rss_mb <= 60 else 'OVER'}), "
-          f"idle cpu <= 2 % ({'ok' if cpu_pct <= 2 else 'OVER'})")
-    print(f"station agent rss_mb: {rss_mb:.1f} idle_cpu_pct: {cpu_pct:.2f}")
+    runs = [("plain", False)] + ([] if args.no_tls else [("tls", True)])
+    results: dict[str, tuple[float, float, float, int]] = {}
+    for name, tls in runs:
+        results[name] = asyncio.run(measure(args.seconds, args.spots, args.warmup, tls=tls))
+        rss_mb, uss_mb, cpu_pct, docked = results[name]
+        print(f"{name}: spots: {args.spots} (vehicles docked and reported: {docked}), "
+              f"sampled over {args.seconds:.0f} s after {args.warmup:.0f} s warm-up")
+        print(f"{name}: unique memory (uss, without shared libraries): {uss_mb:.1f} MB")
+        print(f"{name}: targets: rss <= 60 MB ({'ok' if rss_mb <= 60 else 'OVER'}), "
+              f"idle cpu <= 2 % ({'ok' if cpu_pct <= 2 else 'OVER'})")
+    rss_mb, _, cpu_pct, _ = results["plain"]
+    line = f"station agent rss_mb: {rss_mb:.1f} idle_cpu_pct: {cpu_pct:.2f}"
+    if "tls" in results:
+        tls_rss, _, tls_cpu, _ = results["tls"]
+        line += f" tls_rss_mb: {tls_rss:.1f} tls_idle_cpu_pct: {tls_cpu:.2f}"
+    print(line)
     return 0
 
 
