@@ -204,7 +204,14 @@ def _api_routes() -> tuple[BaseRoute, ...]:
     )
     for module in (*routers, freefloat, geofencing):
         api.include_router(module.router)
-    return tuple(api.routes)
+    # The public feeds sit beside /v1, at the paths their specifications use.
+    from kickstand.cloud.api.routes import gbfs, mds
+
+    api.include_router(mds.router)
+    feeds = APIRouter()
+    for feed in (gbfs, mds):
+        feeds.include_router(feed.feed)
+    return (*api.routes, *feeds.routes)
 
 
 __all__ = ["API_PREFIX", "create_app"]

@@ -14,6 +14,7 @@ import kickstand.cloud.accounts.models  # user_devices, user_wallets, user_api_r
 import kickstand.cloud.alerts.models  # fleet_alerts
 import kickstand.cloud.authlist.tables  # auth_lists, station_auth_lists, auth_list_sends
 import kickstand.cloud.devices.certificates  # device_certificates
+import kickstand.cloud.feeds.mds.models  # mds_agency_tokens
 import kickstand.cloud.firmware.models  # firmware_images, firmware_campaigns, …
 import kickstand.cloud.ingest.tables  # ingest/commands tables
 import kickstand.cloud.networks.models  # network_access_rules, network_speed_settings, …
