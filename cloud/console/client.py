@@ -7,7 +7,9 @@ the console, so there is no network hop and no second implementation of a rule.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,9 +18,16 @@ from fastapi import Request
 
 log = logging.getLogger("kickstand.cloud.console.client")
 
-#: Cookies holding the dashboard API's tokens (HttpOnly: page scripts never see them).
+#: Cookies holding the dashboard API's tokens (HttpOnly: page scripts never see them). The
+#: access token carries the operator's grants and outgrows a browser's 4 KB per cookie: it
+#: is cut into numbered cookies (``ks_console_access_0``, ``_1``, …).
 ACCESS_COOKIE = "ks_console_access"
 REFRESH_COOKIE = "ks_console_refresh"
+COOKIE_CHUNK = 3500
+MAX_CHUNKS = 8
+#: A refresh token presented again this soon gets the tokens its first use got (pages fire
+#: several requests at once; the API treats a second use as theft and ends the session).
+REFRESH_REUSE_S = 60.0
 BASE_URL = "http://console.internal"
 
 
@@ -52,10 +61,14 @@ class DashboardClient:
 
     @classmethod
     def of(cls, request: Request) -> DashboardClient:
-        return cls(
-            request,
-            Tokens(request.cookies.get(ACCESS_COOKIE), request.cookies.get(REFRESH_COOKIE)),
-        )
+        parts = []
+        for i in range(MAX_CHUNKS):
+            part = request.cookies.get(f"{ACCESS_COOKIE}_{i}")
+            if part is None:
+                break
+            parts.append(part)
+        access = "".join(parts) or None
+        return cls(request, Tokens(access, request.cookies.get(REFRESH_COOKIE)))
 
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:
@@ -135,14 +148,61 @@ class DashboardClient:
                 log.info("event=console_logout_refused status=%s", response.status_code)
 
     async def _refresh(self) -> bool:
-        response = await self._send(
-            "POST", "/v1/auth/refresh", params=None, json=None, token=self.tokens.refresh
-        )
-        if response.status_code != 200:
-            return False
-        data = _body(response)["data"]
+        old = self.tokens.refresh
+        assert old is not None
+        recent = _recent_refreshes(self.request)
+        async with recent.lock:
+            now = time.monotonic()
+            for key in [k for k, (_, _, at) in recent.tokens.items() if now - at > REFRESH_REUSE_S]:
+                del recent.tokens[key]
+            if old in recent.tokens:
+                access, refresh, _ = recent.tokens[old]
+                self.tokens = Tokens(access, refresh, renewed=True)
+                return True
+            response = await self._send(
+                "POST", "/v1/auth/refresh", params=None, json=None, token=old
+            )
+            if response.status_code != 200:
+                return False
+            data = _body(response)["data"]
+            recent.tokens[old] = (data["access_token"], data["refresh_token"], now)
         self.tokens = Tokens(data["access_token"], data["refresh_token"], renewed=True)
         return True
+
+
+@dataclass
+class RecentRefreshes:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: old refresh token → (access, refresh, monotonic time of the refresh)
+    tokens: dict[str, tuple[str, str, float]] = field(default_factory=dict)
+
+
+def _recent_refreshes(request: Request) -> RecentRefreshes:
+    state = request.app.state
+    recent: RecentRefreshes | None = getattr(state, "console_refreshes", None)
+    if recent is None:
+        recent = state.console_refreshes = RecentRefreshes()
+    return recent
+
+
+def cookies_of(tokens: Tokens) -> list[tuple[str, str]]:
+    """The cookies that carry ``tokens`` (name, value)."""
+    out: list[tuple[str, str]] = []
+    if tokens.access:
+        chunks = [
+            tokens.access[i : i + COOKIE_CHUNK]
+            for i in range(0, len(tokens.access), COOKIE_CHUNK)
+        ]
+        if len(chunks) > MAX_CHUNKS:
+            raise ValueError(f"access token of {len(tokens.access)} bytes: too large to keep")
+        out.extend((f"{ACCESS_COOKIE}_{i}", chunk) for i, chunk in enumerate(chunks))
+    if tokens.refresh:
+        out.append((REFRESH_COOKIE, tokens.refresh))
+    return out
+
+
+def cookie_names() -> list[str]:
+    return [*(f"{ACCESS_COOKIE}_{i}" for i in range(MAX_CHUNKS)), REFRESH_COOKIE]
 
 
 def _body(response: httpx.Response) -> dict[str, Any]:

@@ -22,10 +22,10 @@ from starlette.responses import StreamingResponse
 
 from kickstand.cloud.console import HERE, PREFIX, VENDOR_DIR, charts
 from kickstand.cloud.console.client import (
-    ACCESS_COOKIE,
-    REFRESH_COOKIE,
     ApiAnswerError,
     DashboardClient,
+    cookie_names,
+    cookies_of,
 )
 from kickstand.cloud.console.i18n import LANG_COOKIE, LANGS, negotiate, translator
 from kickstand.cloud.console.live import LiveFeed
@@ -75,15 +75,17 @@ def _keep_tokens(request: Request, response: Response, api: DashboardClient) -> 
         return
     secure = request.url.scheme == "https"
     settings = request.app.state.settings
-    for name, value, max_age in (
-        (ACCESS_COOKIE, api.tokens.access, settings.JWT_REFRESH_TTL_S),
-        (REFRESH_COOKIE, api.tokens.refresh, settings.JWT_REFRESH_TTL_S),
-    ):
-        if value:
-            response.set_cookie(
-                name, value, max_age=max_age, httponly=True, samesite="strict", secure=secure,
-                path=PREFIX,
-            )  # fmt: skip
+    kept = cookies_of(api.tokens)
+    for name, value in kept:
+        response.set_cookie(
+            name, value, max_age=settings.JWT_REFRESH_TTL_S, httponly=True, samesite="strict",
+            secure=secure, path=PREFIX,
+        )  # fmt: skip
+    # A shorter token than the last one: its extra chunks must not be read again.
+    names = {name for name, _ in kept}
+    for name in cookie_names():
+        if name not in names and name in request.cookies:
+            response.delete_cookie(name, path=PREFIX)
 
 
 def _login_redirect(request: Request) -> RedirectResponse:
@@ -172,8 +174,9 @@ async def logout(request: Request) -> Response:
     finally:
         await api.aclose()
     response = RedirectResponse(f"{PREFIX}/login", status_code=303)
-    for name in (ACCESS_COOKIE, REFRESH_COOKIE):
-        response.delete_cookie(name, path=PREFIX)
+    for name in cookie_names():
+        if name in request.cookies:
+            response.delete_cookie(name, path=PREFIX)
     return response
 
 
