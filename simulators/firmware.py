@@ -11,10 +11,15 @@ of range, ETag = the digest) and can misbehave on purpose: ``cut_after`` closes 
 connection after that many bytes of a response (a bad mobile link), ``flip_byte`` serves one
 byte wrong (a corrupt download). It counts the bytes it sent per image, so a test sees what
 a resume cost.
+
+:func:`refuse_images` turns a simulated spot board into one that refuses new images; the
+simulated mainboard or controller with A/B slots (a self-check that fails, a power cut
+mid-install) is :mod:`kickstand.simulators.firmware_device`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 import threading
@@ -30,7 +35,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kickstand.protocol import firmware
 from kickstand.protocol.signing import public_key_bytes
+from kickstand.protocol.spotbus import BusError, Cmd, Frame, error_response
 from kickstand.protocol.v1.messages import FirmwareUpdate
+from kickstand.simulators.spotboard import SpotBoard, SpotBusSim
 
 TEST_FIRMWARE_SEED = bytes(range(100, 132))  # TEST ONLY: the simulated installation's key
 IMAGE_PATH = "/v1/firmware/images/"
@@ -74,8 +81,6 @@ def signed_update(
     ``size`` for a fault)."""
     manifest = manifest_for(image, version, url, target)
     if fields:
-        import dataclasses
-
         manifest = dataclasses.replace(manifest, **fields)  # type: ignore[arg-type]
     return FirmwareUpdate(firmware.sign_manifest(key or signing_key(), manifest), spot)
 
@@ -118,7 +123,7 @@ class ImageServer:
     @contextmanager
     def running(self) -> Iterator[ImageServer]:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
         thread.start()
         try:
             yield self
@@ -138,6 +143,12 @@ def _handler(server: ImageServer) -> type[BaseHTTPRequestHandler]:
 
         def log_message(self, format: str, *args: object) -> None:
             pass  # the test reads server.requests instead of stderr
+
+        def handle(self) -> None:
+            try:
+                super().handle()
+            except ConnectionError:
+                pass  # the device went away mid-transfer (killed, power cut): its business
 
         def do_GET(self) -> None:
             digest = self.path.removeprefix(IMAGE_PATH)
@@ -200,3 +211,34 @@ def write_image(path: Path, image: bytes) -> str:
     """``image`` written at ``path``; its ``file://`` URL (the rig's images)."""
     path.write_bytes(image)
     return path.resolve().as_uri()
+
+
+# ------------------------------------------------------------------ a spot board that refuses
+
+
+@dataclass(slots=True)
+class RefusingBoard(SpotBoard):
+    """A spot board whose firmware refuses new images: it answers ``refuse_at`` (FW_BEGIN
+    or FW_COMMIT) with ``error`` and keeps running its image, as a board with a full flash
+    or a bootloader that rejects the image does."""
+
+    refuse_at: int = Cmd.FW_COMMIT
+    error: int = BusError.CHECKSUM_MISMATCH
+
+    def handle(self, req: Frame) -> Frame:
+        if req.request_cmd == self.refuse_at:
+            self.requests += 1
+            return error_response(req, BusError(self.error))
+        return SpotBoard.handle(self, req)
+
+
+def refuse_images(
+    bus: SpotBusSim, addr: int, *, at: int = Cmd.FW_COMMIT,
+    error: int = BusError.CHECKSUM_MISMATCH,
+) -> RefusingBoard:
+    """Replace the board at ``addr`` by one in the same state that refuses images."""
+    old = bus.boards[addr]
+    values = {f.name: getattr(old, f.name) for f in dataclasses.fields(old) if f.init}
+    board = RefusingBoard(**values, refuse_at=at, error=error)
+    bus.boards[addr] = board
+    return board

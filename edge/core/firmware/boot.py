@@ -1,0 +1,63 @@
+"""The bootloader step (SPEC §13.6): which slot this start runs, before the agent starts.
+
+An agent's ``__main__`` calls :func:`boot` first. With a pending slot it counts one trial
+attempt and runs that slot; a trial that was not confirmed falls back to the active slot.
+A chosen slot with an image (``root``) runs in a process whose ``PYTHONPATH`` starts with it
+(:func:`slot_environment`; :func:`exec_into` replaces the process), so the slot's package
+shadows the factory install; no root: the factory install runs.
+
+    python -m kickstand.edge.core.firmware.boot --state-dir ./state   # prints the choice
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from kickstand.edge.core.firmware.slots import DEFAULT_TRIAL_S, SlotChoice, Slots
+
+SLOT_ENV = "KICKSTAND_SLOT_ROOT"
+
+
+def boot(state_dir: Path, *, trial_s: float = DEFAULT_TRIAL_S) -> SlotChoice:
+    """The slot this start runs. In a process already started into its slot (the
+    environment names it), the choice is not made again: that would spend a trial."""
+    slots = Slots(state_dir, trial_s=trial_s)
+    return slots.running() if os.environ.get(SLOT_ENV) else slots.choose()
+
+
+def slot_environment(choice: SlotChoice, base: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ if base is None else base)
+    if choice.root is not None:
+        path = env.get("PYTHONPATH")
+        env["PYTHONPATH"] = f"{choice.root}{os.pathsep}{path}" if path else str(choice.root)
+        env[SLOT_ENV] = str(choice.root)
+    return env
+
+
+def exec_into(choice: SlotChoice, module: str, argv: Sequence[str]) -> None:
+    """Replace this process by ``python -m module argv`` running from the chosen slot;
+    returns without doing anything when the factory install is chosen or already running
+    from the slot."""
+    if choice.root is None or os.environ.get(SLOT_ENV) == str(choice.root):
+        return
+    os.execve(sys.executable, [sys.executable, "-m", module, *argv], slot_environment(choice))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--state-dir", type=Path, required=True)
+    parser.add_argument("--trial-s", type=float, default=DEFAULT_TRIAL_S)
+    args = parser.parse_args(argv)
+    choice = boot(args.state_dir, trial_s=args.trial_s)
+    print(json.dumps({"slot": choice.slot, "root": str(choice.root) if choice.root else None,
+                      "version": choice.version, "trial": choice.trial,
+                      "deadline": choice.deadline}))
+
+
+if __name__ == "__main__":
+    main()
