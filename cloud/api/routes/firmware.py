@@ -51,15 +51,16 @@ CampaignId = Annotated[Id, Path(description="Identifier of the firmware campaign
 NetworkId = Annotated[Id, Path(description="Identifier of the network.")]
 Version = Annotated[Text, Query(min_length=1, max_length=32, pattern=r"^[0-9A-Za-z._+-]+$")]
 HHMM = Annotated[Text, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+BINARY = {"schema": {"type": "string", "format": "binary"}}
 OCTETS = {
     "requestBody": {
         "required": True,
-        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        "content": {"application/octet-stream": BINARY},
     }
 }
 IMAGE_FILE: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"application/octet-stream": {}}, "description": "The whole image."},
-    206: {"content": {"application/octet-stream": {}}, "description": "The range asked for."},
+    200: {"content": {"application/octet-stream": BINARY}, "description": "The whole image."},
+    206: {"content": {"application/octet-stream": BINARY}, "description": "The range asked for."},
     416: {"description": "The range starts past the image (`Content-Range: bytes */size`)."},
 }
 
