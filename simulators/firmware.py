@@ -224,10 +224,12 @@ class RefusingBoard(SpotBoard):
 
     refuse_at: int = Cmd.FW_COMMIT
     error: int = BusError.CHECKSUM_MISMATCH
+    refused: int = 0  # requests refused so far
 
     def handle(self, req: Frame) -> Frame:
         if req.request_cmd == self.refuse_at:
             self.requests += 1
+            self.refused += 1
             return error_response(req, BusError(self.error))
         return SpotBoard.handle(self, req)
 
