@@ -10,5 +10,8 @@
   or rolled back at the next start;
 - :mod:`.image`: what an image is for our Python agents and simulated devices;
 - :mod:`.boot`: the bootloader step an agent's ``__main__`` runs before it starts;
-- :mod:`.updater`: the stages in order, each reported as a FirmwareStatus.
+- :mod:`.updater`: the stages in order, each reported as a FirmwareStatus;
+- :mod:`.command`: the FirmwareUpdate handler (spot 0) and the trial at start, for an agent.
+
+Spot boards keep the station's bus staging (SPEC §9.5) behind the same manifest checks.
 """

@@ -252,19 +252,20 @@ class Slots:
                 record.trial_s = self.trial_s  # the device's setting at this start
                 record.confirm_deadline = now + record.trial_s
                 self._write(record)
-                return self._choice(record.pending, trial=True, deadline=record.confirm_deadline)
-        return self._choice(record.active)
+                return self.choice_of(record.pending, trial=True, deadline=record.confirm_deadline)
+        return self.choice_of(record.active)
 
     def running(self) -> SlotChoice:
         """The choice :meth:`choose` made for this start, read again (nothing spent)."""
         record = self.record()
         if record.pending is not None and record.attempts:
-            return self._choice(record.pending, trial=True, deadline=record.confirm_deadline)
-        return self._choice(record.active)
+            return self.choice_of(record.pending, trial=True, deadline=record.confirm_deadline)
+        return self.choice_of(record.active)
 
-    def _choice(
+    def choice_of(
         self, slot: str, *, trial: bool = False, deadline: float | None = None
     ) -> SlotChoice:
+        """What running ``slot`` means: its root and version (None: the factory install)."""
         info = self.slot_info(slot)
         root = self.path(slot) / "root"
         if info is None or not root.is_dir():

@@ -53,7 +53,7 @@ def _assert_bootable(state: Path, old: str, new: str) -> str:
         assert (choice.root / "agent" / "pkg" / "m1499.py").stat().st_size == 2000
     if choice.trial:
         assert choice.version == new and record.pending == choice.slot
-        fallback = slots._choice(record.active)  # what a failed trial returns to
+        fallback = slots.choice_of(record.active)  # what a failed trial returns to
         assert fallback.version in (None, old)
     else:
         assert device.version == old
