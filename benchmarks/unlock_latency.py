@@ -43,10 +43,17 @@ when it is large, the figures above it are noisy.
 
     .venv/bin/python benchmarks/unlock_latency.py [--riders 50] [--unlocks-per-rider 4 |
         --duration S] [--think-s 5] [--rounds 2] [--actuator-ms 20] [--api-processes 1]
+        [--tls]
 
 Last three lines: ``stress unlock p50_ms: X p99_ms: Y``, ``burst unlock …``, then the
 headline ``unlock p50_ms: X p99_ms: Y`` for the riders workload (totals, actuator
 included; the "beyond actuator" lines above subtract it).
+
+``--tls`` (issue 17) runs the whole thing twice in the same run, on a fresh stack each:
+plain MQTT, then the deployment's TLS policy (``MosquittoService(tls=...)``: each station
+with its own client certificate on the TLS listener, ingest and the API with their own
+broker accounts). It ends with ``riders beyond actuator p99_ms plain: X tls: Y`` (and
+the p50s), the TLS cost on what riders wait for.
 """
 
 from __future__ import annotations
@@ -75,6 +82,7 @@ if TYPE_CHECKING:
     import asyncpg
 
     from kickstand.simulators.station.sim import StationRig
+    from kickstand.testing import DeviceTls, MosquittoService
 
 SPOTS_PER_STATION = 10
 RIDER_PASSWORD = "bench-rider-1"
@@ -104,12 +112,14 @@ async def run_stations(spec: dict[str, Any]) -> None:
     from kickstand.simulators.station.sim import StationRig
 
     rigs: list[StationRig] = []
+    identities: dict[str, dict[str, str]] = spec.get("identities") or {}
     async with contextlib.AsyncExitStack() as stack:
         for device_id, docked in spec["stations"].items():
             rig = StationRig(
                 device_id, spec["host"], spec["port"], command_keys=[spec["key"]],
                 workdir=Path(spec["workdir"]) / device_id, spots=spec["spots"], nfc=False,
                 proxy=False, unlock_window_s=spec["window_s"],
+                tls=device_id in identities, **identities.get(device_id, {}),
                 # Real-hardware polling (the test rigs' FAST polling would saturate this
                 # process with 50 boards); a bus answer may take the actuator's time.
                 poll_interval_s=1.0, active_poll_interval_s=0.2, response_timeout_s=0.2,
@@ -600,100 +610,145 @@ class Children:
             log.close()
 
 
-async def drive(args: argparse.Namespace) -> None:
+def station_identities(tls: DeviceTls, stations: dict[str, dict[int, str]],
+                       directory: Path) -> dict[str, dict[str, str]]:
+    """Each station's key and certificate (CN = its id), signed by the broker's CA: the
+    agents' TLS settings."""
+    from kickstand.cloud import pki
+
+    identities: dict[str, dict[str, str]] = {}
+    directory.mkdir(parents=True, exist_ok=True)
+    for device_id in stations:
+        key = pki.device_key()
+        pki.write_pem(directory / f"{device_id}.pem",
+                      tls.ca.sign_csr(pki.device_csr(key, device_id), device_id, 30))
+        pki.write_pem(directory / f"{device_id}.key", key)
+        identities[device_id] = {"mqtt_ca_file": str(tls.ca_file),
+                                 "mqtt_cert_file": str(directory / f"{device_id}.pem"),
+                                 "mqtt_key_file": str(directory / f"{device_id}.key")}
+    return identities
+
+
+async def drive(args: argparse.Namespace, *, tls: bool = False) -> tuple[Tally, Tally, Tally]:
+    from kickstand.testing import DeviceTls, MosquittoService, open_postgres
+    from kickstand.testing.mosquitto import API_ACCOUNT
+
+    stations = plan_stations(args.riders)
+    label = "[tls] " if tls else ("[plain] " if args.tls else "")
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        device_tls = DeviceTls.create(tmp / "pki") if tls else None
+        with MosquittoService(tls=device_tls) as broker, open_postgres() as pg:
+            return await _drive(args, tmp, broker, pg, stations, label,
+                                API_ACCOUNT if tls else None)
+
+
+async def _drive(args: argparse.Namespace, tmp: Path, broker: MosquittoService, pg: Any,
+                 stations: dict[str, dict[int, str]], label: str,
+                 api_account: str | None) -> tuple[Tally, Tally, Tally]:
     from kickstand.cloud.broker import free_port
     from kickstand.cloud.commands import load_signer
     from kickstand.cloud.config import Settings
-    from kickstand.testing import MosquittoService, open_postgres
 
-    stations = plan_stations(args.riders)
-    with tempfile.TemporaryDirectory() as tmpdir, MosquittoService() as broker, \
-            open_postgres() as pg:
-        tmp = Path(tmpdir)
-        db = pg.new_database()
-        await prepare_database(db.url, stations, args.riders)
-        var = tmp / "var"
-        key_file = var / "command-signing.key"
-        public_hex = load_signer(
-            Settings(VAR_DIR=var, COMMAND_SIGNING_KEY_FILE=key_file)).public_key.hex()
-        env = {
-            **os.environ,
-            "DATABASE_URL": db.url,
-            "MQTT_URL": broker.url,
-            "VAR_DIR": str(var),
-            "COMMAND_SIGNING_KEY_FILE": str(key_file),
-            "COMMAND_TIMEOUT_S": "5",
-            "RENT_UNLOCK_WINDOW_S": str(API_UNLOCK_WINDOW_S),
+    db = pg.new_database()
+    await prepare_database(db.url, stations, args.riders)
+    var = tmp / "var"
+    key_file = var / "command-signing.key"
+    public_hex = load_signer(
+        Settings(VAR_DIR=var, COMMAND_SIGNING_KEY_FILE=key_file)).public_key.hex()
+    env = {
+        **os.environ,
+        "DATABASE_URL": db.url,
+        "MQTT_URL": broker.url,
+        "VAR_DIR": str(var),
+        "COMMAND_SIGNING_KEY_FILE": str(key_file),
+        "COMMAND_TIMEOUT_S": "5",
+        "RENT_UNLOCK_WINDOW_S": str(API_UNLOCK_WINDOW_S),
+    }
+    children = Children(tmp)
+    riders: list[Rider] = []
+    try:
+        await children.start(
+            "ingest", sys.executable, "-m", "kickstand.cloud", "ingest", "--workers", "1",
+            "--client-id-prefix", f"bench-{uuid.uuid4().hex[:6]}", env=env)
+        ports = [free_port() for _ in range(args.api_processes)]
+        # TLS: the API with its own broker account (commands out, results in).
+        api_env = env if api_account is None else {
+            **env, "MQTT_URL": broker.service_url(api_account)}
+        for n, port in enumerate(ports):  # each API process has its own gateway
+            await children.start(f"api-{n}", sys.executable, "-m", "kickstand.cloud", "api",
+                                 "--port", str(port), env=api_env)
+        spec = {
+            "host": broker.host, "port": broker.tls_port or broker.port, "key": public_hex,
+            "workdir": str(tmp / "stations"), "spots": SPOTS_PER_STATION,
+            "stations": stations, "actuator_ms": args.actuator_ms,
+            "window_s": AGENT_UNLOCK_WINDOW_S,
+            "identities": (station_identities(broker.tls, stations, tmp / "identities")
+                           if broker.tls is not None else None),
         }
-        children = Children(tmp)
-        riders: list[Rider] = []
-        try:
-            await children.start(
-                "ingest", sys.executable, "-m", "kickstand.cloud", "ingest", "--workers", "1",
-                "--client-id-prefix", f"bench-{uuid.uuid4().hex[:6]}", env=env)
-            ports = [free_port() for _ in range(args.api_processes)]
-            for n, port in enumerate(ports):  # each API process has its own gateway
-                await children.start(f"api-{n}", sys.executable, "-m", "kickstand.cloud", "api",
-                                     "--port", str(port), env=env)
-            spec = {
-                "host": broker.host, "port": broker.port, "key": public_hex,
-                "workdir": str(tmp / "stations"), "spots": SPOTS_PER_STATION,
-                "stations": stations, "actuator_ms": args.actuator_ms,
-                "window_s": AGENT_UNLOCK_WINDOW_S,
-            }
-            child = await children.start("stations", sys.executable, __file__,
-                                         "--stations-child", json.dumps(spec), stdout_pipe=True)
-            for port in ports:
-                await wait_http("127.0.0.1", port, "/health")
-            await wait_line(child, "stations ready")
-            riders = [
-                Rider(f"rider{i:03d}@bench.example.com", spot,
-                      KeepAliveConnection("127.0.0.1", ports[i % len(ports)]))
-                for i, spot in enumerate(await spot_ids(db.url, stations))
-            ]
-            await log_in(riders)
-            services = {"api": children.pids("api-"), "ingest": children.pids("ingest"),
-                        "stations": children.pids("stations"), "mosquitto": [broker.pid or 0]}
-            async with CpuMeter(services, pg.dsn_for("postgres"), db.name) as meter:
-                ridden = await riders_workload(riders, args, meter, args.think_s)
-                print(f"riders: {len(ridden.latencies)} unlocked, "
-                      f"failures {dict(ridden.failures)}", flush=True)
-                stressed = await riders_workload(riders, args, meter, 0.0)
-                print(f"stress: {len(stressed.latencies)} unlocked, "
-                      f"failures {dict(stressed.failures)}", flush=True)
-                burst = await burst_workload(riders, args.rounds, meter)
-        except Exception:
-            children.print_log_tails()
-            raise
-        finally:
-            for rider in riders:
-                await rider.conn.close()
-            await children.terminate()
-        reconnects = sum(r.conn.connects - 1 for r in riders)
-        ridden_stages = await breakdown(db.url, ridden.wall)
-        stressed_stages = await breakdown(db.url, stressed.wall)
-        burst_stages = await breakdown(db.url, burst.wall)
+        child = await children.start("stations", sys.executable, __file__,
+                                     "--stations-child", json.dumps(spec), stdout_pipe=True)
+        for port in ports:
+            await wait_http("127.0.0.1", port, "/health")
+        await wait_line(child, "stations ready")
+        riders = [
+            Rider(f"rider{i:03d}@bench.example.com", spot,
+                  KeepAliveConnection("127.0.0.1", ports[i % len(ports)]))
+            for i, spot in enumerate(await spot_ids(db.url, stations))
+        ]
+        await log_in(riders)
+        services = {"api": children.pids("api-"), "ingest": children.pids("ingest"),
+                    "stations": children.pids("stations"), "mosquitto": [broker.pid or 0]}
+        async with CpuMeter(services, pg.dsn_for("postgres"), db.name) as meter:
+            ridden = await riders_workload(riders, args, meter, args.think_s)
+            print(f"riders: {len(ridden.latencies)} unlocked, "
+                  f"failures {dict(ridden.failures)}", flush=True)
+            stressed = await riders_workload(riders, args, meter, 0.0)
+            print(f"stress: {len(stressed.latencies)} unlocked, "
+                  f"failures {dict(stressed.failures)}", flush=True)
+            burst = await burst_workload(riders, args.rounds, meter)
+    except Exception:
+        children.print_log_tails()
+        raise
+    finally:
+        for rider in riders:
+            await rider.conn.close()
+        await children.terminate()
+    reconnects = sum(r.conn.connects - 1 for r in riders)
+    ridden_stages = await breakdown(db.url, ridden.wall)
+    stressed_stages = await breakdown(db.url, stressed.wall)
+    burst_stages = await breakdown(db.url, burst.wall)
 
-    print(f"API processes: {args.api_processes}, stations: {len(stations)} x "
+    print(f"{label}API processes: {args.api_processes}, stations: {len(stations)} x "
           f"{SPOTS_PER_STATION} spots (one agent process), ingest: 1 worker; "
           f"simulated actuator: {args.actuator_ms:.0f} ms (reported apart); "
           f"rider reconnects: {reconnects}; PostgreSQL backends metered: {meter.backends_seen}")
     how_long = (f"for {args.duration:.0f} s" if args.duration is not None
                 else f"{args.unlocks_per_rider} unlocks each")
-    report(f"riders: {args.riders} closed-loop riders, {how_long}, GET /v1/rents every "
+    report(f"{label}riders: {args.riders} closed-loop riders, {how_long}, GET /v1/rents every "
            f"{POLL_S} s while a rent is current, then {args.think_s:.0f} s mean think time "
            "(cpu: whole workload)", ridden, ridden_stages, args, args.riders)
-    report(f"stress: the same riders with no think time: each unlocks again as soon as "
+    report(f"{label}stress: the same riders with no think time: each unlocks again as soon as "
            f"its rent is over ({AGENT_UNLOCK_WINDOW_S} s unlock window)",
            stressed, stressed_stages, args, args.riders)
-    report(f"burst: {args.riders} riders fire at once, {args.rounds} rounds "
+    report(f"{label}burst: {args.riders} riders fire at once, {args.rounds} rounds "
            "(cpu: the herds only)", burst, burst_stages, args, args.riders)
     if not ridden.latencies or not stressed.latencies or not burst.latencies:
         raise SystemExit("a workload had no successful unlock")
     for prefix, tally in (("stress unlock", stressed), ("burst unlock", burst),
                           ("unlock", ridden)):
-        print(f"{prefix} p50_ms: {percentile(tally.latencies, 50):.1f} "
+        print(f"{label}{prefix} p50_ms: {percentile(tally.latencies, 50):.1f} "
               f"p99_ms: {percentile(tally.latencies, 99):.1f}")
+    return ridden, stressed, burst
+
+
+def tls_cost(plain: Tally, secure: Tally, actuator_ms: float) -> None:
+    """What TLS adds to what riders wait for, beyond the simulated actuator."""
+    for q in (50, 99):
+        before = percentile(plain.latencies, q) - actuator_ms
+        after = percentile(secure.latencies, q) - actuator_ms
+        print(f"riders beyond actuator p{q}_ms plain: {before:.1f} tls: {after:.1f} "
+              f"(tls - plain: {after - before:+.1f} ms)")
 
 
 def main() -> None:
@@ -708,6 +763,8 @@ def main() -> None:
                         help="riders: mean pause between a rent's end and the next unlock")
     parser.add_argument("--actuator-ms", type=float, default=20.0)
     parser.add_argument("--api-processes", type=int, default=1)
+    parser.add_argument("--tls", action="store_true",
+                        help="run plain, then with the deployment's TLS policy; compare")
     parser.add_argument("--stations-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if min(args.riders, args.api_processes, args.unlocks_per_rider, args.rounds) < 1:
@@ -718,7 +775,10 @@ def main() -> None:
         logging.basicConfig(level=logging.ERROR)
         asyncio.run(run_stations(json.loads(args.stations_child)))
         return
-    asyncio.run(drive(args))
+    plain = asyncio.run(drive(args))
+    if args.tls:
+        secure = asyncio.run(drive(args, tls=True))
+        tls_cost(plain[0], secure[0], args.actuator_ms)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from kickstand.cloud.ingest import IngestWorker
 from kickstand.cloud.models import Spot, Station
 from kickstand.simulators.station.sim import StationRig
 from kickstand.testing import MosquittoService, PostgresServer
+from kickstand.testing.mosquitto import API_ACCOUNT
 
 log = logging.getLogger("tests.e2e.city")
 
@@ -72,7 +73,10 @@ class City:
         cloud_clock_ms: Callable[[], int] | None = None,
         nfc: bool = False,
         settings: Mapping[str, Any] | None = None,
+        api_mqtt_url: str | None = None,
     ) -> None:
+        """``api_mqtt_url``: the API's own broker account (TLS broker: ``cloud-api``);
+        None: the API logs in as ingest does (``mqtt_url``)."""
         self.workdir = workdir
         self.broker_host, self.broker_port = broker_host, broker_port
         self.settings = Settings(
@@ -82,6 +86,12 @@ class City:
             COMMAND_TIMEOUT_S=command_timeout_s,
             RENT_UNLOCK_WINDOW_S=max(5, unlock_window_s),
             **(settings or {}),  # more of the cloud's settings (SMTP_HOST, …)
+        )
+        #: The API process's settings: its MQTT_URL its own account's when given.
+        self.api_settings = (
+            self.settings
+            if api_mqtt_url is None
+            else self.settings.model_copy(update={"MQTT_URL": api_mqtt_url})
         )
         self.station_plan = {k: dict(v) for k, v in stations.items()}
         self.spots = spots
@@ -166,8 +176,8 @@ class City:
             self.rigs[device_id] = rig
         for rig in self.rigs.values():
             await rig.accepted(within=15)
-        self.gateway = MqttCommandGateway.from_settings(settings, self.sessionmaker)
-        app = create_app(settings, command_gateway=self.gateway, engine=self.engine)
+        self.gateway = MqttCommandGateway.from_settings(self.api_settings, self.sessionmaker)
+        app = create_app(self.api_settings, command_gateway=self.gateway, engine=self.engine)
         port = free_port()
         config = uvicorn.Config(
             app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"
@@ -233,6 +243,10 @@ async def seeded_city(
     try:
         async with City(
             mqtt_url=mosquitto.url,
+            # The deployment's TLS policy: the API with its own account, as deployed.
+            api_mqtt_url=(
+                mosquitto.service_url(API_ACCOUNT) if mosquitto.tls is not None else None
+            ),
             broker_host=mosquitto.host,
             broker_port=mosquitto.port,
             database_url=database.url,
