@@ -410,14 +410,10 @@ async def _optional(call: Awaitable[Any]) -> Any:
 
 
 def _energy_points(energy: Any) -> list[charts.Point]:
-    rows = energy if isinstance(energy, list) else (energy or {}).get("days") or []
-    points = []
-    for row in rows:
-        if isinstance(row, dict):
-            label = str(row.get("date") or row.get("day") or "")
-            value = row.get("wh") or row.get("energy_wh") or row.get("value") or 0
-            points.append(charts.Point(label, float(value)))
-    return points
+    return [
+        charts.Point(str(row["date"]), float(row["energy_wh"] or 0))
+        for row in energy or []
+    ]
 
 
 @router.get("/stations/{station_id}/spots")
@@ -488,8 +484,13 @@ async def _run_station_action(
         )  # fmt: skip
         return str(body["data"].get("station_answer") or "done")
     device = await _device_of(api, "station", station.get("device_id"), station["network_id"])
+    return await _device_command(api, device, action)
+
+
+async def _device_command(api: DashboardClient, device: Any, action: str) -> str:
+    """Reboot or ask for a status (a station's mainboard or a vehicle's controller)."""
     if device is None:
-        raise ApiAnswerError(404, {"code": 3, "message": "this station has no device"})
+        raise ApiAnswerError(404, {"code": 3, "message": "no device is attached"})
     path = f"/v1/dashboard/devices/{device['id']}/commands/"
     if action == "reboot":
         body = await api.call("POST", path + "reboot", json={"hard": False})
@@ -526,8 +527,41 @@ async def vehicle_page(request: Request, vehicle_id: int) -> Response:
             {"vehicle": vehicle, "device": device, "commands": await _commands(api, device),
              "alerts": [a for a in alerts or [] if a.get("state") not in ("resolved",)],
              "maintenances": [m for m in maintenances or [] if m.get("stop_date") is None],
-             "battery_chart": charts.line(t["battery_history"], points)},
+             "battery_chart": charts.line(t["battery_history"], points),
+             "message": request.query_params.get("done")},
         )  # fmt: skip
+
+    return await _page(request, build)
+
+
+DEVICE_ACTIONS = ("reboot", "trigger-status")
+
+
+@router.post("/vehicles/{vehicle_id}/action")
+async def vehicle_action(request: Request, vehicle_id: int) -> Response:
+    form = await request.form()
+    action = str(form.get("action") or "")
+    confirmed = form.get("confirmed") == "1"
+
+    async def build(api: DashboardClient) -> Response:
+        if action not in DEVICE_ACTIONS:
+            raise ApiAnswerError(422, {"code": 2, "message": f"unknown action {action!r}"})
+        vehicle = await api.data(f"/v1/dashboard/vehicles/{vehicle_id}")
+        if not confirmed:
+            return _render(
+                request,
+                "confirm.html",
+                {"action": action, "vehicle": vehicle,
+                 "post_to": f"{PREFIX}/vehicles/{vehicle_id}/action",
+                 "fields": {"action": action}, "back": f"{PREFIX}/vehicles/{vehicle_id}"},
+            )  # fmt: skip
+        device = await _device_of(api, "vehicle", vehicle.get("device_id"), vehicle["network_id"])
+        answer = await _device_command(api, device, action)
+        if _is_htmx(request):
+            return _render(request, "_result.html", {"answer": answer})
+        return RedirectResponse(
+            f"{PREFIX}/vehicles/{vehicle_id}?done={quote(answer)}", status_code=303
+        )
 
     return await _page(request, build)
 
@@ -597,7 +631,7 @@ async def trips_page(request: Request) -> Response:
             "GET", "/v1/dashboard/trips",
             params={"networks": network["network_id"], "page_size": 50,
                     "serial_number": filters["serial_number"], "email": filters["email"],
-                    "states": filters["state"]},
+                    "state": filters["state"]},
         )  # fmt: skip
         return _render(
             request,

@@ -284,3 +284,22 @@ async def test_french_pages(app_client: httpx.AsyncClient) -> None:
     overview = await app_client.get("/console/")
     assert "Vue d'ensemble" in overview.text or "Vue d&#39;ensemble" in overview.text
 
+
+
+async def test_vehicle_commands_are_confirmed_and_sent_through_the_api(
+    app_client: httpx.AsyncClient,
+) -> None:
+    await login(app_client, OPERATOR)
+    page = await app_client.get("/console/vehicles/13")
+    assert 'action="/console/vehicles/13/action"' in page.text and "hx-confirm" in page.text
+    asked = await app_client.post("/console/vehicles/13/action", data={"action": "reboot"})
+    assert asked.status_code == 200 and "Please confirm" in asked.text and "LYF001" in asked.text
+    # No controller is connected here: the API's own refusal is what the page shows.
+    sent = await app_client.post(
+        "/console/vehicles/13/action", data={"action": "reboot", "confirmed": "1"}
+    )
+    assert sent.status_code >= 400 and 'role="alert"' in sent.text
+    unknown = await app_client.post(
+        "/console/vehicles/13/action", data={"action": "self-destruct", "confirmed": "1"}
+    )
+    assert unknown.status_code == 400
