@@ -3,12 +3,18 @@ a confirmed trial sticks, an unconfirmed one or one failing its self-check rolls
 
 from __future__ import annotations
 
+import asyncio
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from kickstand.edge.core.firmware.boot import boot, slot_environment
 from kickstand.edge.core.firmware.errors import FirmwareError
 from kickstand.edge.core.firmware.image import build_image
+from kickstand.edge.core.firmware.slots import Slots
 from kickstand.protocol.v1.enums import FirmwareState as S
 from kickstand.simulators.firmware import Faults, ImageServer, public_hex, signed_update
 from kickstand.simulators.firmware_device import Restart, SlotDevice
@@ -110,3 +116,28 @@ async def test_a_corrupt_download_leaves_the_running_slot(tmp_path: Path,
     assert dev.states()[-1] is S.VERIFY_FAILED
     assert dev.statuses()[-1]["reason"] == "sha256 mismatch"
     assert (device(state).choice.slot, device(state).version) == ("a", "1.0.0")
+
+
+async def test_the_chosen_slot_is_what_runs(tmp_path: Path, server: ImageServer) -> None:
+    """The bootloader step's environment puts the slot's files first on the import path; a
+    process started into its slot reads the choice again without spending the trial."""
+    state = tmp_path / "state"
+    image = build_image(TARGET, "2.0.0", {"slotprobe.py": b"VERSION = '2.0.0'\n"})
+    with pytest.raises(Restart):
+        await device(state).update(signed_update(image, "2.0.0", server.add(image),
+                                                 TARGET).manifest)
+    choice = boot(state)
+    assert choice.trial and choice.root is not None
+    env = slot_environment(choice)
+    probe = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-c", "import slotprobe; print(slotprobe.VERSION)"],
+        env=env, capture_output=True, text=True, check=True,
+    )
+    assert probe.stdout.strip() == "2.0.0"
+    again = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "kickstand.edge.core.firmware.boot", "--state-dir", str(state)],
+        env=env, capture_output=True, text=True, check=True,
+    )
+    assert json.loads(again.stdout)["slot"] == choice.slot
+    assert Slots(state).record().attempts == 1  # still the first (and only) trial start
