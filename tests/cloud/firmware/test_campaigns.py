@@ -26,7 +26,7 @@ from kickstand.cloud.alerts.types import AlertType
 from kickstand.cloud.commands import MqttCommandGateway, trusted_keys
 from kickstand.cloud.firmware.runner import CampaignRunner
 from kickstand.cloud.ingest.worker import IngestWorker
-from kickstand.cloud.models import Device, Rent, RentKind, RentStatus
+from kickstand.cloud.models import Device, Rent, RentKind, RentStatus, Spot, Station
 from kickstand.cloud.outbox import OutboxEvent
 from kickstand.protocol.firmware import verify_manifest
 from kickstand.protocol.signing import CommandVerifier, MemoryReplayGuard
@@ -39,6 +39,7 @@ from tests.cloud.ingest.fakes import FakeDevice, eventually, unique
 
 pytestmark = [pytest.mark.mqtt, pytest.mark.postgres]
 SERIALS = [f"LY{n:04d}" for n in range(1, 13)] + [f"LYF{n:03d}" for n in range(1, 5)]
+STATIONS = ["st-0001", "st-0002", "st-0003", "st-0004"]
 IMAGE = os.urandom(50_000)
 STAGES = (
     pe.FirmwareState.DOWNLOADED,
@@ -62,39 +63,57 @@ class Vehicle:
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def on_command(self, payload: bytes) -> None:
-        command = self.verifier.verify(payload).command
-        assert isinstance(command, m.FirmwareUpdate)
+        envelope = self.verifier.verify(payload)
+        command = envelope.command
+        if not isinstance(command, m.FirmwareUpdate):  # a station's authorization list
+            return
+        if self.fault == "silent":  # took it, then nothing: no progress ever
+            return
+        if self.fault == "refuse":
+            result = m.CommandResult(
+                envelope.command_id,
+                pe.ResultStatus.REJECTED,
+                pe.RejectReason.UNKNOWN_KEY,
+                "firmware key not trusted",
+            )
+            await self.device.send(result)
+            return
         task = asyncio.create_task(self.install(command))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def status(self, state: pe.FirmwareState, version: str, **more: Any) -> None:
-        await self.device.send(m.FirmwareStatus(state, version, **more))
-
     async def install(self, command: m.FirmwareUpdate) -> None:
+        spot = command.spot
+
+        async def status(state: pe.FirmwareState, version: str, **more: Any) -> None:
+            await self.device.send(m.FirmwareStatus(state, version, spot, **more))
+
         # Nothing is fetched before the manifest verifies with the provisioned key.
         manifest = verify_manifest(command.manifest, [self.fw.public_key])
-        self.updates.append(manifest.version)
+        self.updates.append(
+            manifest.version if not command.spot else f"{manifest.version}@{command.spot}"
+        )
         image = await self.fw.client.get(manifest.url.removeprefix("http://kickstand.test"))
         assert hashlib.sha256(image.content).digest() == manifest.sha256
-        await self.status(
-            pe.FirmwareState.DOWNLOADING, manifest.version, bytes_done=len(image.content)
-        )
-        for stage in STAGES:
+        await status(pe.FirmwareState.DOWNLOADING, manifest.version, bytes_done=len(image.content))
+        # A spot board is staged over the bus: INSTALLED is its last stage (no trial boot).
+        for stage in STAGES if spot == 0 else STAGES[:5]:
             if self.fault == "power-cut" and stage is pe.FirmwareState.INSTALLED:
-                await self.status(
+                await status(
                     pe.FirmwareState.INSTALL_FAILED,
                     manifest.version,
                     reason="power cut mid-install",
                 )
                 return
-            await self.status(stage, manifest.version)
+            await status(stage, manifest.version)
+        if spot:
+            return
         if self.fault == "self-check":
-            await self.status(
+            await status(
                 pe.FirmwareState.ROLLED_BACK, manifest.version, reason="self-check failed: gps"
             )
             return
-        await self.status(pe.FirmwareState.CONFIRMED, manifest.version)
+        await status(pe.FirmwareState.CONFIRMED, manifest.version)
 
 
 @dataclass
@@ -135,10 +154,19 @@ async def env(
                         vehicles[serial] = Vehicle(device, verifier, fw)
                         device.on_command = vehicles[serial].on_command
                         tg.create_task(device.__aenter__())
+                    for station in STATIONS:
+                        device = FakeDevice(mosquitto.host, mosquitto.port, station)
+                        verifier = CommandVerifier(station, keys, MemoryReplayGuard())
+                        vehicles[station] = Vehicle(device, verifier, fw)
+                        device.on_command = vehicles[station].on_command
+                        tg.create_task(device.__aenter__())
                 for serial, v in vehicles.items():
-                    await v.device.send(
-                        m.Birth(pe.DeviceKind.VEHICLE, "1.0.0", "vc1", serial_number=serial)
+                    birth = (
+                        m.Birth(pe.DeviceKind.STATION, "1.0.0", "mb1")
+                        if serial.startswith("st-")
+                        else m.Birth(pe.DeviceKind.VEHICLE, "1.0.0", "vc1", serial_number=serial)
                     )
+                    await v.device.send(birth)
                 for v in vehicles.values():
                     reply = await v.device.expect(Channel.BOOT, 15)
                     assert reply.status is pe.BootStatus.ACCEPTED
@@ -173,14 +201,20 @@ async def _settled(env: Env, campaign_id: int, wait_s: float = 20.0) -> dict[str
     return await _campaign(env, campaign_id)
 
 
-async def _create(env: Env, version: str, serials: list[str], **more: Any) -> dict[str, Any]:
-    image = await env.fw.upload(IMAGE + version.encode(), version=version)
+async def _create(
+    env: Env,
+    version: str,
+    serials: list[str],
+    target: str = "vehicle-controller:vc1",
+    **more: Any,
+) -> dict[str, Any]:
+    image = await env.fw.upload(IMAGE + version.encode(), target=target, version=version)
     assert image.status_code == 200, image.text
     body = {
         "name": f"controllers {version}",
         "network_id": env.fw.demo.network_id,
         "image_id": image.json()["data"]["id"],
-        "selection": {"device_ids": [f"vh-{s}" for s in serials]},
+        "selection": {"device_ids": [s if s.startswith("st-") else f"vh-{s}" for s in serials]},
         **more,
     }
     r = await env.fw.client.post(
@@ -314,3 +348,104 @@ async def test_window_pause_resume_rent_and_cancel(env: Env) -> None:
     final = await _settled(env, cid)
     assert (final["confirmed"], final["cancelled"]) == (3, 1)
     assert env.vehicles["LY0012"].updates == []
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_stations_one_spot_board_at_a_time_and_never_while_unlocking(env: Env) -> None:
+    campaign = await _create(
+        env, "3.0.0", ["st-0002"], target="spot-board:sb1", wave_sizes=[6], start=True
+    )
+    assert campaign["devices"] == 6  # one per spot board
+    for _ in range(6):
+        # The station keeps serving riders: never two of its spots at once.
+        assert await env.runner.step() == 1
+        await _settled(env, campaign["id"])
+    await env.runner.step()
+    done = await _campaign(env, campaign["id"])
+    assert (done["state"], done["confirmed"]) == ("completed", 6)
+    assert env.vehicles["st-0002"].updates == [f"3.0.0@{n}" for n in range(1, 7)]
+
+    # A rider unlocks spot 1 of st-0001: its mainboard is held, st-0003's goes.
+    async with env.fw.sessionmaker() as s, s.begin():
+        spot_id = await s.scalar(
+            select(Spot.id)
+            .join(Station, Station.id == Spot.station_id)
+            .where(Station.device_id == "st-0001", Spot.displayed_number == 1)
+        )
+        s.add(
+            Rent(
+                user_id=env.fw.demo.user_ids["bob@example.com"],
+                vehicle_id=env.fw.demo.vehicle_ids["LY0001"],
+                spot_id=spot_id,
+                kind=RentKind.APP_SPOT,
+                status=RentStatus.UNLOCKED,
+                created_at=datetime.now(UTC),
+            )
+        )
+    mainboards = await _create(
+        env,
+        "3.1.0",
+        ["st-0001", "st-0003"],
+        target="station-mainboard",
+        start=True,
+        wave_sizes=[2],
+    )
+    assert await env.runner.step() == 1
+    await _settled(env, mainboards["id"])
+    assert env.vehicles["st-0001"].updates == [] and env.vehicles["st-0003"].updates == ["3.1.0"]
+    async with env.fw.sessionmaker() as s:
+        version = await s.scalar(
+            select(Device.firmware_version).where(Device.device_id == "st-0003")
+        )
+    assert version == "3.1.0"
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_refused_update_and_a_silent_device_fail(env: Env) -> None:
+    env.vehicles["LYF003"].fault = "silent"
+    env.vehicles["LYF004"].fault = "refuse"
+    campaign = await _create(
+        env,
+        "4.0.0",
+        ["LYF003", "LYF004"],
+        wave_sizes=[2],
+        error_threshold_pct=100,
+        device_timeout_s=60,
+        start=True,
+    )
+    cid = campaign["id"]
+    assert await env.runner.step() == 2
+
+    async def refused() -> bool:
+        await env.runner.step()
+        return (await _campaign(env, cid))["failed"] == 1
+
+    await eventually(refused, 10)
+    assert (await _campaign(env, cid))["in_progress"] == 1  # the silent one, within its time
+    # A minute later: no progress from the silent one, it has failed too.
+    real = env.runner.clock
+    env.runner.clock = lambda: real() + timedelta(seconds=61)
+    try:
+        await env.runner.step()
+    finally:
+        env.runner.clock = real
+    final = await _campaign(env, cid)
+    assert final["state"] == "stopped" and final["failed"] == 2
+    assert final["reason"] == "wave 1: 2 of 2 devices failed or rolled back (error threshold 100%)"
+    devices = await env.fw.client.get(
+        f"/v1/dashboard/firmware/campaigns/{cid}/devices", headers=env.fw.operator
+    )
+    reasons = {d["device_id"]: d["reason"] for d in devices.json()["data"]}
+    assert reasons["vh-LYF003"] == "no progress for 60 s"
+    assert reasons["vh-LYF004"].startswith("command rejected")
+    async with env.fw.sessionmaker() as s:
+        alerted = set(
+            (
+                await s.scalars(
+                    select(FleetAlert.device_id).where(
+                        FleetAlert.alert_type == AlertType.FIRMWARE_UPDATE_FAILED
+                    )
+                )
+            ).all()
+        )
+    assert {"vh-LYF003", "vh-LYF004"} <= alerted
