@@ -1,6 +1,6 @@
 """The identifiers the feeds publish instead of our database ids.
 
-- GBFS ``vehicle_id`` (public): an HMAC of the vehicle and its latest trip under a key
+- GBFS ``vehicle_id`` (public): a MAC (keyed BLAKE2b) of the vehicle and its latest trip under a key
   derived from the installation's secret, so it looks random, changes after every trip
   (GBFS v3.0: rotated to a random string after each trip) and cannot be turned back
   into the vehicle; every API process computes the same one, with nothing stored.
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import uuid
 
 #: The namespace of every MDS UUID we derive (fixed: changing it renames everything).
@@ -28,8 +27,9 @@ def vehicle_id_key(secret: str) -> bytes:
 
 
 def public_vehicle_id(key: bytes, vehicle_id: int, last_trip_id: int | None) -> str:
-    mac = hmac.new(key, f"{vehicle_id}:{last_trip_id or 0}".encode(), hashlib.sha256)
-    return base64.b32encode(mac.digest()[:15]).decode().lower()
+    # BLAKE2b in keyed mode is a MAC in one call (HMAC-SHA256 costs three): 10,000 a build.
+    mac = hashlib.blake2b(f"{vehicle_id}:{last_trip_id or 0}".encode(), key=key, digest_size=15)
+    return base64.b32encode(mac.digest()).decode().lower()
 
 
 def mds_uuid(kind: str, key: object) -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import String, and_, func, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kickstand.cloud.liveness import PRESENCE_COLUMNS, Presence, presence_of
@@ -38,6 +38,17 @@ from kickstand.cloud.operations.models import (
 
 #: Vehicles no feed shows: gone from the fleet.
 GONE = (VehicleState.DECOMMISSIONED, VehicleState.LOST_OR_STOLEN)
+
+
+#: Enum columns are read as their strings and mapped here: SQLAlchemy's Enum result
+#: processing cost ~20 µs a value, 0.7 s of a 10,000-vehicle feed build.
+SPOT_STATES = {s.value: s for s in SpotState}
+VEHICLE_STATES = {s.value: s for s in VehicleState}
+VEHICLE_TYPES = {t.value: t for t in VehicleType}
+
+
+def _raw(column: Any) -> Any:
+    return type_coerce(column, String).label(f"{column.table.name}_{column.key}")
 
 
 def _values(row: Any) -> Any:
@@ -111,7 +122,7 @@ class SpotRow:
 
 async def spots(session: AsyncSession, network_id: int) -> list[SpotRow]:
     stmt = (
-        select(Spot.station_id, Spot.id, Spot.state, Vehicle.id)
+        select(Spot.station_id, Spot.id, _raw(Spot.state), Vehicle.id)
         .join(Station, Station.id == Spot.station_id)
         .join(Cluster, Cluster.id == Station.cluster_id)
         .outerjoin(Vehicle, Vehicle.spot_id == Spot.id)
@@ -122,7 +133,7 @@ async def spots(session: AsyncSession, network_id: int) -> list[SpotRow]:
         )
         .order_by(Spot.station_id, Spot.displayed_number)
     )
-    return [SpotRow(*_values(r)) for r in await session.execute(stmt)]
+    return [SpotRow(r[0], r[1], SPOT_STATES[r[2]], r[3]) for r in await session.execute(stmt)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,8 +163,8 @@ _VEHICLES = (
     select(
         Vehicle.id,
         Vehicle.serial_number,
-        Vehicle.vehicle_type,
-        Vehicle.state,
+        _raw(Vehicle.vehicle_type),
+        _raw(Vehicle.state),
         Vehicle.in_maintenance,
         Vehicle.battery_level,
         Vehicle.assist_battery_level,
@@ -162,7 +173,7 @@ _VEHICLES = (
         Vehicle.position_at,
         Vehicle.spot_id,
         Spot.station_id,
-        Spot.state,
+        _raw(Spot.state),
         select(func.max(Trip.id)).where(Trip.vehicle_id == Vehicle.id).scalar_subquery(),
         select(Trip.id)
         .where(Trip.vehicle_id == Vehicle.id, Trip.status.in_(ACTIVE_TRIP_STATUSES))
@@ -192,7 +203,16 @@ async def vehicles(
 def _vehicle_row(r: Any) -> VehicleRow:
     # The statement's columns are the dataclass's fields in order, then the presence.
     make: Any = VehicleRow
-    row: VehicleRow = make(*r[:17], presence=presence_of(r[17:]))
+    row: VehicleRow = make(
+        r[0],
+        r[1],
+        VEHICLE_TYPES[r[2]],
+        VEHICLE_STATES[r[3]],
+        *r[4:12],
+        SPOT_STATES[r[12]] if r[12] is not None else None,
+        *r[13:17],
+        presence=presence_of(r[17:]),
+    )
     return row
 
 
