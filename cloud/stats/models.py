@@ -123,6 +123,21 @@ class TripRollupHistogram(Base):
     trips: Mapped[int] = mapped_column(Integer)
 
 
+class TripRollupHistogramMonth(Base):
+    """:class:`TripRollupHistogram` summed per local month (``month``: its first day;
+    migration 0023): a period reads its whole months here and only its edge days from the
+    daily rows (a year: ~12 × 400 rows instead of ~365 × 400)."""
+
+    __tablename__ = "trip_rollup_histogram_month"
+
+    network_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+    measure: Mapped[str] = mapped_column(String(8), primary_key=True)
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True)
+    paid: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    trips: Mapped[int] = mapped_column(Integer)
+
+
 class TripRollupCluster(Base):
     """Finished trips per network, local day (of the start) and cluster: started there,
     ended there."""
@@ -134,6 +149,18 @@ class TripRollupCluster(Base):
     cluster_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     started: Mapped[int] = mapped_column(Integer)
     ended: Mapped[int] = mapped_column(Integer)
+
+
+class TripRollupRider(Base):
+    """Finished trips per network and rider (migration 0023): the network's riders are the
+    rows with trips (plus the riders of its trips the rollup does not hold), counted from
+    one index instead of every presence row of every year."""
+
+    __tablename__ = "trip_rollup_rider"
+
+    network_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    trips: Mapped[int] = mapped_column(Integer)
 
 
 class TripRollupPresence(Base):
@@ -178,7 +205,9 @@ __all__ = [
     "USER_ORGANIZATIONS_ORGANIZATION",
     "TripRollupCluster",
     "TripRollupHistogram",
+    "TripRollupHistogramMonth",
     "TripRollupHourly",
     "TripRollupLedger",
     "TripRollupPresence",
+    "TripRollupRider",
 ]

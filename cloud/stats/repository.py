@@ -45,6 +45,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -71,14 +72,18 @@ from kickstand.cloud.stats.models import (
     NOT_ROLLED_UP,
     TripRollupCluster,
     TripRollupHistogram,
+    TripRollupHistogramMonth,
     TripRollupHourly,
     TripRollupPresence,
+    TripRollupRider,
 )
 
 HOURLY = table_of(TripRollupHourly)
 HISTOGRAM = table_of(TripRollupHistogram)
+HISTOGRAM_MONTH = table_of(TripRollupHistogramMonth)
 CLUSTER = table_of(TripRollupCluster)
 PRESENCE = table_of(TripRollupPresence)
+RIDER = table_of(TripRollupRider)
 
 Unit = Literal["day", "week", "month", "quarter"]
 
@@ -415,18 +420,28 @@ async def station_distribution(
     session: AsyncSession, networks: Sequence[int], where: list[ColumnElement[bool]]
 ) -> list[ClusterCounts]:
     """Trips started and ended at each cluster of the networks (zero included)."""
-    started = (
-        select(Trip.start_cluster_id.label("cid"), func.count().label("n"))
-        .where(*where, Trip.start_cluster_id.is_not(None))
-        .group_by(Trip.start_cluster_id)
+    # Each trip's two ends in one scan of the period's trips.
+    ends = union_all(
+        select(
+            Trip.start_cluster_id.label("cid"), literal(1).label("s"), literal(0).label("e")
+        ).where(*where, Trip.start_cluster_id.is_not(None)),
+        select(Trip.end_cluster_id, literal(0), literal(1)).where(
+            *where, Trip.end_cluster_id.is_not(None)
+        ),
+    ).subquery()
+    counts = (
+        select(ends.c.cid, func.sum(ends.c.s).label("s"), func.sum(ends.c.e).label("e"))
+        .group_by(ends.c.cid)
         .subquery()
     )
-    ended = (
-        select(Trip.end_cluster_id.label("cid"), func.count().label("n"))
-        .where(*where, Trip.end_cluster_id.is_not(None))
-        .group_by(Trip.end_cluster_id)
-        .subquery()
-    )
+    return await _per_cluster(session, networks, counts)
+
+
+async def _per_cluster(
+    session: AsyncSession, networks: Sequence[int], counts: Any
+) -> list[ClusterCounts]:
+    """Every cluster of the networks with ``counts`` (columns ``cid``, ``s`` started, ``e``
+    ended) of it, zero when it has none."""
     rows = await session.execute(
         select(
             Cluster.id,
@@ -434,11 +449,10 @@ async def station_distribution(
             Cluster.name,
             Cluster.latitude,
             Cluster.longitude,
-            func.coalesce(started.c.n, 0),
-            func.coalesce(ended.c.n, 0),
+            func.coalesce(counts.c.s, 0),
+            func.coalesce(counts.c.e, 0),
         )
-        .outerjoin(started, started.c.cid == Cluster.id)
-        .outerjoin(ended, ended.c.cid == Cluster.id)
+        .outerjoin(counts, counts.c.cid == Cluster.id)
         .where(Cluster.network_id.in_(networks))
         .order_by(Cluster.id)
     )
@@ -449,11 +463,10 @@ async def organizations_of(
     session: AsyncSession, networks: Sequence[int]
 ) -> list[tuple[int, str, int]]:
     """(id, name, members who rode there) of organizations with a rider on the networks."""
-    rode = exists().where(Trip.user_id == UserOrganization.user_id, Trip.network_id.in_(networks))
     rows = await session.execute(
         select(Organization.id, Organization.name, func.count(UserOrganization.user_id))
         .join(UserOrganization, UserOrganization.organization_id == Organization.id)
-        .where(rode)
+        .where(rode_on(networks, UserOrganization.user_id))
         .group_by(Organization.id, Organization.name)
         .order_by(Organization.name, Organization.id)
     )
@@ -595,8 +608,7 @@ async def riders(
 ) -> int:
     """Users who ever rode on the networks (seed: a user belongs to a network from its first
     trip there), optionally only those registered since a time."""
-    rode = exists().where(Trip.user_id == User.id, Trip.network_id.in_(networks))
-    stmt = select(func.count()).select_from(User).where(rode)
+    stmt = select(func.count()).select_from(User).where(rode_on(networks, User.id))
     if registered_since is not None:
         stmt = stmt.where(User.created_at >= registered_since)
     return int(await session.scalar(stmt) or 0)
@@ -614,9 +626,18 @@ async def plan_each_time(session: AsyncSession) -> None:
     """PostgreSQL: plan this transaction's statements for their values. asyncpg prepares
     each statement; after five runs PostgreSQL may keep a generic plan, blind to the days
     and masks asked: the summary of a year went from 120 to 300 ms at the sixth call
-    (benchmarks/dashboard_queries.py). A custom plan costs a fraction of a millisecond."""
+    (benchmarks/dashboard_queries.py). A custom plan costs a fraction of a millisecond.
+
+    And no JIT: these statements run in milliseconds, but a subplan per row of ``users``
+    (:func:`rode_on`) is estimated past ``jit_above_cost`` and its compilation took 260 of
+    the 300 ms of the overview's new riders (EXPLAIN ANALYZE on the benchmark city)."""
     if not Dialect(session).sqlite:
-        await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+        await session.execute(
+            text(
+                "SELECT set_config('plan_cache_mode', 'force_custom_plan', true),"
+                " set_config('jit', 'off', true)"
+            )
+        )
 
 
 async def network_zones(session: AsyncSession, networks: Sequence[int]) -> set[str]:
@@ -703,18 +724,54 @@ async def rollup_histograms(
     end: date,
     measures: Sequence[Literal["distance", "duration"]],
 ) -> dict[str, dict[tuple[int, bool], int]]:
-    """Per measure: finished trips per (bucket, paid) of its fine histogram (one scan)."""
-    c = HISTOGRAM.c
+    """Per measure: finished trips per (bucket, paid) of its fine histogram (one
+    statement): the period's whole local months from the monthly rows, its other days from
+    the daily ones."""
+    first, last = whole_months(start, end)
+    c, month = HISTOGRAM.c, HISTOGRAM_MONTH.c
+    days = [(start, end)]
+    selects: list[Any] = []
+    if first <= last:
+        days = [(start, first - timedelta(days=1)), (next_month(last), end)]
+        selects.append(
+            select(month.measure, month.bucket, month.paid, month.trips).where(
+                month.network_id.in_(networks),
+                month.month >= first,
+                month.month <= last,
+                month.measure.in_(measures),
+            )
+        )
+    selects += [
+        select(c.measure, c.bucket, c.paid, c.trips).where(
+            *_days(HISTOGRAM, networks, lo, hi), c.measure.in_(measures)
+        )
+        for lo, hi in days
+        if lo <= hi
+    ]
+    both = union_all(*selects).subquery()
     rows = await session.execute(
-        select(c.measure, c.bucket, c.paid, func.sum(c.trips))
-        .where(*_days(HISTOGRAM, networks, start, end), c.measure.in_(measures))
-        .group_by(c.measure, c.bucket, c.paid)
+        select(both.c.measure, both.c.bucket, both.c.paid, func.sum(both.c.trips)).group_by(
+            both.c.measure, both.c.bucket, both.c.paid
+        )
     )
     out: dict[str, dict[tuple[int, bool], int]] = {m: {} for m in measures}
     for m, b, p, n in _all(rows):
         if n:
             out[str(m)][(int(b), bool(p))] = int(n)
     return out
+
+
+def next_month(day: date) -> date:
+    """The first day of the month after ``day``'s."""
+    return (day.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+def whole_months(start: date, end: date) -> tuple[date, date]:
+    """The first days of the first and the last month wholly within ``start`` … ``end``
+    (first > last: none)."""
+    first = start if start.day == 1 else next_month(start)
+    last = ((end + timedelta(days=1)).replace(day=1) - timedelta(days=1)).replace(day=1)
+    return first, last
 
 
 async def rollup_clusters(
@@ -731,21 +788,7 @@ async def rollup_clusters(
         .group_by(CLUSTER.c.cluster_id)
         .subquery()
     )
-    rows = await session.execute(
-        select(
-            Cluster.id,
-            Cluster.network_id,
-            Cluster.name,
-            Cluster.latitude,
-            Cluster.longitude,
-            func.coalesce(counts.c.s, 0),
-            func.coalesce(counts.c.e, 0),
-        )
-        .outerjoin(counts, counts.c.cid == Cluster.id)
-        .where(Cluster.network_id.in_(networks))
-        .order_by(Cluster.id)
-    )
-    return [ClusterCounts(*r) for r in _all(rows)]
+    return await _per_cluster(session, networks, counts)
 
 
 def day_masks(first: date, last: date) -> dict[int, list[int]]:
@@ -868,30 +911,48 @@ async def network_trip_count(session: AsyncSession, networks: Sequence[int]) -> 
     finished = await session.scalar(
         select(func.coalesce(func.sum(HOURLY.c.trips), 0)).where(HOURLY.c.network_id.in_(networks))
     )
-    # The index's own predicate, literally: PostgreSQL matches a partial index by its text.
     others = await session.scalar(
-        select(func.count())
-        .select_from(Trip)
-        .where(Trip.network_id.in_(networks), text(f"({NOT_ROLLED_UP})"))
+        select(func.count()).select_from(Trip).where(*_not_rolled_up(networks))
     )
     return int(finished or 0) + int(others or 0)
 
 
+def _not_rolled_up(networks: Sequence[int]) -> list[Any]:
+    # The partial index's own predicate, literally: PostgreSQL matches a partial index by
+    # its text (migration 0019).
+    return [Trip.network_id.in_(networks), text(f"({NOT_ROLLED_UP})")]
+
+
+def _rider_rows(networks: Sequence[int]) -> list[ColumnElement[bool]]:
+    return [RIDER.c.network_id.in_(networks), RIDER.c.trips > 0]
+
+
+def rode_on(networks: Sequence[int], user_id: Any) -> ColumnElement[bool]:
+    """``user_id`` rode on the networks: a finished trip there (the rollup's rider rows,
+    migration 0023) or another (running, on hold, cancelled: by the partial index of the
+    trips the rollup does not hold). Probes of two indexes per user, never a scan of
+    trips."""
+    return or_(
+        exists().where(*_rider_rows(networks), RIDER.c.user_id == user_id),
+        exists().where(*_not_rolled_up(networks), Trip.user_id == user_id),
+    )
+
+
 async def riders_of(session: AsyncSession, networks: Sequence[int]) -> int:
-    """Users who ever rode on the networks, as :func:`riders`: those of finished trips from
-    the rollup's presence rows (a year's own days, ``m*``), the others (running, on hold,
-    cancelled) from ``trips`` by the partial index of what the rollup does not hold."""
-    P = PRESENCE.c
-    rolled = select(P.subject_id).where(
-        P.network_id.in_(networks),
-        P.kind == "user",
-        or_(*[P[f"m{i}"] != 0 for i in range(MASKS)]),
+    """Users who ever rode on the networks, as :func:`riders` counts them, without reading
+    ``users``: the rollup's rider rows (one per network and rider: distinct as they are for
+    one network) plus the riders of the trips it does not hold that it has no row of."""
+    R = RIDER.c
+    rolled = func.count(distinct(R.user_id)) if len(set(networks)) > 1 else func.count()
+    n = await session.scalar(select(rolled).where(*_rider_rows(networks)))
+    others = await session.scalar(
+        select(func.count(distinct(Trip.user_id))).where(
+            *_not_rolled_up(networks),
+            Trip.user_id.is_not(None),
+            ~exists().where(*_rider_rows(networks), R.user_id == Trip.user_id),
+        )
     )
-    others = select(Trip.user_id).where(
-        Trip.network_id.in_(networks), text(f"({NOT_ROLLED_UP})"), Trip.user_id.is_not(None)
-    )
-    both = rolled.union(others).subquery()
-    return int(await session.scalar(select(func.count()).select_from(both)) or 0)
+    return int(n or 0) + int(others or 0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,10 +15,14 @@ the trip's start (its ``timezone``):
 - histogram: trips per 100 m of distance and per minute of duration (and paid or free):
   the distribution ranges (their edges are multiples of both) and the medians —
   bucket-accurate, the middle of the bucket holding the median;
+- histogram month: the same per local month (migration 0023): a long period reads its whole
+  months there and only its edge days from the daily rows;
 - cluster: trips started and ended at each cluster;
 - presence: the days of a year each rider and vehicle rode (bit masks), and those of the
   year before (so one row per subject answers a period within two years: a conditional
-  count is the distinct count), for the distinct riders / vehicles of any set of days.
+  count is the distinct count), for the distinct riders / vehicles of any set of days;
+- rider: finished trips per network and rider (migration 0023): the network's riders
+  (overview users, usage-stats organizations) from one index.
 
 Periods are whole local days (``start_date`` … ``end_date``), so a period asked in the
 network's zone is a set of whole rollup days: no partial edge. A period asked in another
@@ -59,6 +63,7 @@ from sqlalchemy import (
     extract,
     func,
     insert,
+    inspect,
     literal,
     literal_column,
     select,
@@ -79,16 +84,19 @@ from kickstand.cloud.stats.models import (
 from kickstand.cloud.stats.repository import (
     CLUSTER,
     HISTOGRAM,
+    HISTOGRAM_MONTH,
     HOURLY,
     PRESENCE,
+    RIDER,
     paid,
     utc_offsets,
 )
 from kickstand.cloud.stats.repository import distance_m as sql_distance
 
 LEDGER = table_of(TripRollupLedger)
-TABLES = (LEDGER, HOURLY, HISTOGRAM, CLUSTER, PRESENCE)
+TABLES = (LEDGER, HOURLY, HISTOGRAM, CLUSTER, PRESENCE, RIDER, HISTOGRAM_MONTH)
 MASK_ALL = (1 << MASK_BITS) - 1
+_BY_DAY = {HOURLY.name, HISTOGRAM.name, CLUSTER.name, PRESENCE.name}
 RESOLUTION = {"distance": DISTANCE_BUCKET_M, "duration": DURATION_BUCKET_S}
 
 
@@ -245,9 +253,10 @@ _ADDED = ("trips", "distance_n", "distance_sum", "duration_n", "duration_sum")
 
 
 async def _counts(session: AsyncSession, upsert: _Upsert, e: Entry, sign: int) -> None:
-    """Hourly, histogram and cluster counts of ``e``, added (1) or taken out (-1)."""
+    """Hourly, histogram (day and month), cluster and rider counts of ``e``, added (1) or
+    taken out (-1)."""
     day = {"network_id": e.network_id, "local_day": e.local_day}
-    # One order of rows for every transaction (hourly, histogram, cluster, presence): two
+    # One order of rows for every transaction (hourly, histogram, cluster, rider, presence): two
     # trips ending at once wait for each other instead of deadlocking.
     maxes: dict[str, Any] = {}
     if sign > 0:
@@ -275,6 +284,10 @@ async def _counts(session: AsyncSession, upsert: _Upsert, e: Entry, sign: int) -
             continue
         bucket = {"measure": measure, "bucket": bucket_of(value, measure), "paid": e.paid}
         await session.execute(upsert(HISTOGRAM, {**day, **bucket, "trips": sign}, ("trips",)))
+        month = {"network_id": e.network_id, "month": e.local_day.replace(day=1)}
+        await session.execute(
+            upsert(HISTOGRAM_MONTH, {**month, **bucket, "trips": sign}, ("trips",))
+        )
     ends: dict[int, list[int]] = {}
     if e.start_cluster_id is not None:
         ends.setdefault(e.start_cluster_id, [0, 0])[0] += sign
@@ -283,6 +296,9 @@ async def _counts(session: AsyncSession, upsert: _Upsert, e: Entry, sign: int) -
     for cluster_id, (started, ended) in sorted(ends.items()):
         values = {**day, "cluster_id": cluster_id, "started": started, "ended": ended}
         await session.execute(upsert(CLUSTER, values, ("started", "ended")))
+    if e.user_id is not None:
+        rider = {"network_id": e.network_id, "user_id": e.user_id, "trips": sign}
+        await session.execute(upsert(RIDER, rider, ("trips",)))
 
 
 async def _recompute_maxes(session: AsyncSession, e: Entry) -> None:
@@ -424,13 +440,49 @@ def _ledger_select(dialect: str, zone: ZoneInfo | None, span: Any) -> Any:
     )
 
 
-def rebuild(conn: Connection) -> None:
-    """Every rollup table recomputed from ``trips``, set-based (INSERT … SELECT): the
-    ledger first, then each aggregate from it. Migration 0019's backfill; run it through
-    ``AsyncConnection.run_sync`` from async code."""
-    dialect = conn.dialect.name
+def rebuild(conn: Connection, tables: Sequence[Table] = TABLES) -> None:
+    """The rollup's ``tables`` recomputed, set-based (INSERT … SELECT): the ledger from
+    ``trips`` first, then each aggregate from the ledger. Run it through
+    ``AsyncConnection.run_sync`` from async code.
+
+    A table that does not exist is skipped: migration 0019's backfill runs this at its own
+    revision, before the tables of later ones, which fill theirs from the ledger
+    (migration 0023: ``rebuild(conn, [RIDER, HISTOGRAM_MONTH])``, from the ledger and the
+    daily histogram)."""
+    present = set(inspect(conn).get_table_names())
+    wanted = {t.name for t in tables}
+    if wanted & _BY_DAY:
+        wanted |= _BY_DAY  # rebuilt together (_rebuild_days)
+    wanted &= present
     for table in TABLES:
-        conn.execute(delete(table))
+        if table.name in wanted:
+            conn.execute(delete(table))
+    if LEDGER.name in wanted:
+        _rebuild_ledger(conn)
+    L = LEDGER.c
+    if RIDER.name in wanted:
+        riders = (
+            select(L.network_id, L.user_id, func.count())
+            .where(L.user_id.is_not(None))
+            .group_by(L.network_id, L.user_id)
+        )
+        conn.execute(insert(RIDER).from_select(list(RIDER.c.keys()), riders))
+    if wanted & _BY_DAY:
+        _rebuild_days(conn)
+    if HISTOGRAM_MONTH.name in wanted:
+        H = HISTOGRAM.c
+        if conn.dialect.name == "sqlite":
+            month: Any = func.strftime("%Y-%m-01", H.local_day)
+        else:
+            month = cast(func.date_trunc("month", H.local_day), Date)
+        months = select(
+            H.network_id, month, H.measure, H.bucket, H.paid, func.sum(H.trips)
+        ).group_by(H.network_id, month, H.measure, H.bucket, H.paid)
+        conn.execute(insert(HISTOGRAM_MONTH).from_select(list(HISTOGRAM_MONTH.c.keys()), months))
+
+
+def _rebuild_ledger(conn: Connection) -> None:
+    dialect = conn.dialect.name
     columns = list(LEDGER.c.keys())
     if dialect == "sqlite":
         spans = conn.execute(
@@ -448,6 +500,10 @@ def rebuild(conn: Connection) -> None:
             )
     else:
         conn.execute(insert(LEDGER).from_select(columns, _ledger_select(dialect, None, None)))
+
+
+def _rebuild_days(conn: Connection) -> None:
+    """The tables keyed by local day, from the ledger."""
     L = LEDGER.c
     hourly = select(
         L.network_id,

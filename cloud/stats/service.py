@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -110,15 +109,6 @@ def unit_for(period: Window) -> Unit:
 def _bucket_starts(period: Window, unit: Unit) -> list[date]:
     """Every group's first day from the one holding ``start`` to the one holding ``end``."""
 
-    def first(day: date) -> date:
-        if unit == "day":
-            return day
-        if unit == "week":
-            return day - timedelta(days=day.weekday())
-        if unit == "month":
-            return day.replace(day=1)
-        return day.replace(month=(day.month - 1) // 3 * 3 + 1, day=1)
-
     def following(day: date) -> date:
         if unit == "day":
             return day + timedelta(days=1)
@@ -128,7 +118,7 @@ def _bucket_starts(period: Window, unit: Unit) -> list[date]:
         year, month = divmod(day.month - 1 + months, 12)
         return date(day.year + year, month + 1, 1)
 
-    out, day = [], first(period.start)
+    out, day = [], _first_of(period.start, unit)
     while day <= period.end:
         out.append(day)
         day = following(day)
@@ -377,13 +367,13 @@ async def distribution(
 async def stations(
     session: AsyncSession, networks: Sequence[int], period: Window, orgs: OrganizationFilter
 ) -> list[StationCount]:
+    live: Counter[int | None] = Counter()
     if await _rollup_answers(session, networks, period, orgs):
         rows = await repository.rollup_clusters(session, networks, period.start, period.end)
-        live = Counter(
+        live.update(
             t.start_cluster_id
             for t in await repository.live_trips(session, networks, period.since, period.until)
         )
-        rows = [replace(r, started=int(r.started) + live[r.id]) for r in rows]
     else:
         where = repository.trips_where(networks, period, orgs)
         rows = await repository.station_distribution(session, networks, where)
@@ -394,7 +384,7 @@ async def stations(
             name=r.name,
             latitude=r.latitude,
             longitude=r.longitude,
-            started=int(r.started),
+            started=int(r.started) + live[r.id],
             ended=int(r.ended),
         )
         for r in rows
@@ -402,6 +392,7 @@ async def stations(
 
 
 async def organizations(session: AsyncSession, networks: Sequence[int]) -> list[UsageOrganization]:
+    await repository.plan_each_time(session)
     rows = await repository.organizations_of(session, networks)
     return [UsageOrganization(id=i, name=n, users=u) for i, n, u in rows]
 
@@ -574,6 +565,7 @@ async def users_info(
         today, week, last_30 = await repository.riders_since(
             session, networks, [_days_ago(now, tz, d) for d in (0, 6, 29)], until
         )
+    await repository.plan_each_time(session)  # the trips path too: riders read the rollup
     return UsersInfo(
         total=await repository.riders_of(session, networks),
         new_last_30_days=await repository.riders(session, networks, registered_since=month),

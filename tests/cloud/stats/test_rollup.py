@@ -1,8 +1,9 @@
 """The usage rollup fed trip by trip (the engine's seam) equals the one rebuilt from scratch
 from ``trips`` (migration 0019's backfill), on SQLite and PostgreSQL: random trips ended in
 random order across a DST change and New Year, a late trip (started days before the others
-ended), a trip ended twice (a retried end), a billing stop through the engine (paid → free)
-and a trip whose share changes after its end."""
+ended), a trip ended twice (a retried end), a billing stop through the engine (paid → free),
+a trip whose share changes after its end and one taken out whole. Every table: the
+hourly, daily and monthly histograms, clusters, presence and riders (migration 0023)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,15 @@ from kickstand.cloud.models import (
 )
 from kickstand.cloud.security import hash_password
 from kickstand.cloud.stats import rollup
-from kickstand.cloud.stats.rollup import CLUSTER, HISTOGRAM, HOURLY, LEDGER, PRESENCE
+from kickstand.cloud.stats.rollup import (
+    CLUSTER,
+    HISTOGRAM,
+    HISTOGRAM_MONTH,
+    HOURLY,
+    LEDGER,
+    PRESENCE,
+    RIDER,
+)
 from tests.cloud.api.support import BOTH_DATABASES, Api
 
 pytestmark = BOTH_DATABASES
@@ -49,6 +58,8 @@ async def snapshot(session: AsyncSession, network_ids: list[int]) -> dict[str, A
         (HISTOGRAM, ("trips",)),
         (CLUSTER, ("started", "ended")),
         (PRESENCE, tuple(f"{x}{i}" for x in "mp" for i in range(6))),
+        (RIDER, ("trips",)),
+        (HISTOGRAM_MONTH, ("trips",)),
     ):
         rows = (
             await session.execute(select(table).where(table.c.network_id.in_(network_ids)))
@@ -155,8 +166,12 @@ async def test_rollup_fed_by_trip_ends_equals_a_rebuild(api: Api) -> None:
         changed = next(t for t in made if t.cost and t.cost > 0)
         changed.cost = Decimal(0)
         await rollup.apply_trip(session, changed)
+        # A share taken out whole (the trip no longer finished): its rider's count too.
+        gone = next(t for t in made if t.user_id is not None and t is not changed)
+        gone.status = TripStatus.CANCELLED
+        await rollup.apply_trip(session, gone)
         # The engine's billing stop re-bills a finished trip through the same seam.
-        billed = next(t for t in made if t.cost and t.cost > 0 and t is not changed)
+        billed = next(t for t in made if t.cost and t.cost > 0 and t not in (changed, gone))
         await session.commit()
         billed_id = billed.id
         ids = [paris.id, tokyo.id]
@@ -174,11 +189,18 @@ async def test_rollup_fed_by_trip_ends_equals_a_rebuild(api: Api) -> None:
         # No pricing rule for these networks: the re-bill leaves no cost, so "free" now.
         trip = await session.get_one(Trip, billed_id)
         assert after is bool(trip.cost is not None and trip.cost > 0)
-        assert sum(v["trips"] for v in fed["trip_rollup_hourly"].values()) == 60
+        assert sum(v["trips"] for v in fed["trip_rollup_hourly"].values()) == 59
+        with_rider = sum(1 for v in fed["trip_rollup_ledger"].values() if v["user_id"])
+        assert sum(v["trips"] for v in fed["trip_rollup_rider"].values()) == with_rider
+        daily, monthly = (
+            sum(v["trips"] for v in fed[name].values())
+            for name in ("trip_rollup_histogram", "trip_rollup_histogram_month")
+        )
+        assert monthly == daily > 59
     async with api.sessionmaker() as session:
         await (await session.connection()).run_sync(rollup.rebuild)
         await session.commit()
     async with api.sessionmaker() as session:
         rebuilt = await snapshot(session, ids)
-    assert len(rebuilt["trip_rollup_ledger"]) == 60
+    assert len(rebuilt["trip_rollup_ledger"]) == 59
     assert_same(fed, rebuilt)
