@@ -150,6 +150,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "all_states": ("All states", "Tous les états"),
     "back_to_map": ("Back to the map", "Retour à la carte"),
     "details": ("Details", "Détails"),
+    # what a page says after an action (``?done=``)
+    "done_billing-stop": ("Billing stopped.", "Facturation arrêtée."),
+    "done_resolve": ("Alerts resolved.", "Alertes résolues."),
+    "done_silence": ("Alerts silenced.", "Alertes mises en sourdine."),
+    "done_escalate": ("Alerts escalated.", "Alertes escaladées."),
 }
 
 

@@ -32,6 +32,22 @@ from kickstand.cloud.console.live import LiveFeed
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 templates = Jinja2Templates(directory=HERE / "templates")
+
+
+def when(value: Any) -> str:
+    """An API date (ISO 8601) as people read it, in UTC (the page says so)."""
+    if not value:
+        return "–"
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S") + (" UTC" if moment.tzinfo else "")
+
+
+templates.env.filters["when"] = when
 #: Live feed keep-alive: proxies close idle streams; a comment line every so often.
 KEEPALIVE_S = 15.0
 #: The map's free-floating vehicles (keyset pages of 500).

@@ -256,12 +256,23 @@ async def test_operator_journey(city: City, browser: webdriver.Chrome) -> None:
         shot(d, "08-trips")
         link.click()
         wait(d, ec.presence_of_element_located((By.ID, "price-h")))
+        assert d.find_element(By.ID, "trip-state").text == "running"
         shot(d, "09-trip")
+        # Stop billing (now): the confirmation page, then the trip shows the stop.
+        d.find_element(By.ID, "reason").send_keys("bike reported broken by phone")
+        d.find_element(By.CSS_SELECTOR, "#stop-h ~ form button[type=submit]").click()
+        wait(d, ec.presence_of_element_located((By.ID, "confirm-h")))
+        d.find_element(By.CSS_SELECTOR, "form button[autofocus]").click()
+        wait(d, lambda d: "done=billing-stop" in d.current_url)
+        assert "bike reported broken by phone" in d.find_element(By.ID, "stops-h").find_element(
+            By.XPATH, ".."
+        ).text
+        shot(d, "10-trip-billing-stopped")
         d.get(f"{base}/console/stations/{st2}?lang=fr")
         assert d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "fr"
-        shot(d, "10-station-fr")
+        shot(d, "11-station-fr")
         d.get(f"{base}/console/vehicles/13?lang=en")
-        shot(d, "11-vehicle")
+        shot(d, "12-vehicle")
 
     await run(other_pages)
     assert time.monotonic() - started < 60
@@ -275,7 +286,7 @@ async def test_a_rider_gets_no_console(city: City, browser: webdriver.Chrome) ->
         log_in(d, base, RIDER)
         wait(d, ec.presence_of_element_located((By.TAG_NAME, "h1")))
         assert d.find_element(By.TAG_NAME, "h1").text == "Access refused"
-        shot(d, "12-rider-refused")
+        shot(d, "13-rider-refused")
         d.get(f"{base}/console/networks/1/map")
         assert d.find_element(By.TAG_NAME, "h1").text == "Access refused"
         assert not d.find_elements(By.ID, "map")
