@@ -176,6 +176,7 @@ async def run(args: argparse.Namespace) -> int:
     from kickstand.cloud.commands.keys import load_signer
     from kickstand.cloud.config import get_settings
     from kickstand.cloud.db import create_engine, create_sessionmaker
+    from kickstand.cloud.firmware.runner import CampaignRunner
     from kickstand.cloud.freefloat import FreeFloatHook
     from kickstand.cloud.geofence.store import GeofenceCache
     from kickstand.cloud.ingest.worker import IngestWorker
@@ -251,6 +252,15 @@ async def run(args: argparse.Namespace) -> int:
                 freefloat=freefloat,
                 # Badge rides and authorization lists: ingest signs its own commands.
                 issuer=CommandIssuer.from_settings(settings, sent_by="ingest-demo"),
+            )
+        )
+        # Firmware campaigns (issue 18): advanced beside ingest, through its signed gateway.
+        await stack.enter_async_context(
+            CampaignRunner(
+                sessionmaker,
+                ingest_commands,
+                every_s=settings.FIRMWARE_CAMPAIGN_EVERY_S,
+                alerts=alerts,
             )
         )
         webhooks = await start_worker(sessionmaker, DeliveryPolicy.for_settings(settings))
