@@ -41,6 +41,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from kickstand.cloud import metrics
 from kickstand.cloud.config import Settings
 
 PREFIX = "/console"
@@ -54,9 +55,11 @@ def install(app: FastAPI, settings: Settings) -> None:
     from kickstand.cloud.console import live
     from kickstand.cloud.console import pages as console_pages
 
-    app.state.console_live = live.LiveFeed(
+    app.state.console_live = feed = live.LiveFeed(
         app.state.sessionmaker, poll_s=settings.CONSOLE_EVENTS_POLL_S
     )
+    # One API process serves one app: its feed's counters at /metrics.
+    metrics.register("console", "live", feed.stats)
     app.mount(f"{PREFIX}/assets/static", StaticFiles(directory=STATIC_DIR), name="console-static")
     # check_dir=False: a machine without the npm assets still serves the pages (the map
     # page says the assets are missing); ``make setup`` installs them.

@@ -78,6 +78,9 @@ class Subscriber:
 
 @dataclass
 class LiveStats:
+    """Exported at /metrics (``kickstand_console_…``): ints are counters, floats gauges."""
+
+    subscribers: float = 0.0
     queries: int = 0
     events_read: int = 0
     events_sent: int = 0
@@ -100,12 +103,14 @@ class LiveFeed:
     ) -> AsyncIterator[Subscriber]:
         subscriber = Subscriber(allowed, network_id)
         self.subscribers.add(subscriber)
+        self.stats.subscribers = float(len(self.subscribers))
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="console-live-feed")
         try:
             yield subscriber
         finally:
             self.subscribers.discard(subscriber)
+            self.stats.subscribers = float(len(self.subscribers))
 
     async def _run(self) -> None:
         try:
@@ -176,6 +181,7 @@ class LiveFeed:
 
     def _drop(self, subscriber: Subscriber) -> None:
         self.subscribers.discard(subscriber)
+        self.stats.subscribers = float(len(self.subscribers))
         subscriber.dropped = True
         self.stats.subscribers_dropped += 1
         # Make room for the end marker: the browser's stream closes and it reconnects.

@@ -272,6 +272,9 @@ async def test_live_feed_one_reader_for_every_browser_scoped_by_network(
         # Three browsers, one reader: queries follow time, not the number of subscribers.
         elapsed_queries = feed.stats.queries - queries_before
         assert 0 < elapsed_queries < 40
+        scrape = (await app_client.get("/metrics")).text
+        assert 'kickstand_console_subscribers{worker="live"} 3.0' in scrape
+        assert "kickstand_console_events_sent_total" in scrape
     assert not feed.subscribers
 
 
