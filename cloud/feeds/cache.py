@@ -2,8 +2,9 @@
 for its ``ttl``.
 
 A thousand aggregator polls a minute must cost almost nothing: a document is built once
-per ttl per process (one builder at a time per key; the others wait for its result), its
-bytes and ETag are served to everyone until it expires. When a rebuild gives the same
+per ttl per process (one builder at a time per key: the others get the previous document
+while it runs, or wait for the first one), its bytes and ETag are served to everyone until
+it expires. When a rebuild gives the same
 data, the old document (its ``last_updated`` and ETag) is kept, so a client's
 ``If-None-Match`` keeps answering 304 across rebuilds: ``last_updated`` is the last time
 the data changed, as GBFS defines it.
@@ -82,6 +83,10 @@ class FeedCache:
         if entry is not None and entry.expires_at > self._clock():
             return entry
         lock = self._locks.setdefault(key, asyncio.Lock())
+        if entry is not None and lock.locked():
+            # Being rebuilt: the previous document is served meanwhile, not a queue of
+            # requests waiting on the builder (the build takes ~1 s for 10,000 vehicles).
+            return entry
         async with lock:
             # Another request may have rebuilt it while this one waited.
             entry = self._entries.get(key)

@@ -10,12 +10,13 @@ describe it); errors are our envelope.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Any
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kickstand.cloud.api.deps import SessionmakerDep, SettingsDep
 from kickstand.cloud.api.errors import not_found
+from kickstand.cloud.config import Settings
 from kickstand.cloud.feeds.cache import Built, FeedCache, etag_matches
 from kickstand.cloud.feeds.gbfs import service
 
@@ -29,7 +30,7 @@ CORS = {
 }
 
 
-async def get_feed_cache(request: Request) -> FeedCache:
+def feed_cache(request: Request) -> FeedCache:
     """The process's cache of built documents (made on first use)."""
     cache: FeedCache | None = getattr(request.app.state, "feed_cache", None)
     if cache is None:
@@ -37,8 +38,8 @@ async def get_feed_cache(request: Request) -> FeedCache:
     return cache
 
 
-CacheDep = Annotated[FeedCache, Depends(get_feed_cache)]
-IfNoneMatch = Annotated[str | None, Header(alias="If-None-Match")]
+# The endpoints read what they need from the request itself rather than through FastAPI
+# dependencies: a revalidation (304) is the common request and each dependency costs.
 
 
 def _answer(built: Built, if_none_match: str | None, now: float) -> Response:
@@ -54,9 +55,9 @@ def _answer(built: Built, if_none_match: str | None, now: float) -> Response:
 
 
 @feed.get("/manifest.json", summary="GBFS manifest: every system of this installation")
-async def manifest(
-    request: Request, maker: SessionmakerDep, cache: CacheDep, if_none_match: IfNoneMatch = None
-) -> Response:
+async def manifest(request: Request) -> Response:
+    cache = feed_cache(request)
+    maker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     root = f"{request.base_url}{PREFIX}"
     built = await cache.get(
         ("gbfs-manifest", root),
@@ -64,34 +65,36 @@ async def manifest(
         lambda: service.build_manifest(maker, lambda n: f"{root}{service.system_id(n)}/gbfs.json"),
         lambda data, at: service.document(data, at, MANIFEST_TTL_S),
     )
-    return _answer(built, if_none_match, cache.now())
+    return _answer(built, request.headers.get("if-none-match"), cache.now())
 
 
 @feed.get("/{system_id}/{name}.json", summary="A GBFS v3.0 feed of one system")
-async def system_feed(
-    system_id: str,
-    name: str,
-    request: Request,
-    maker: SessionmakerDep,
-    settings: SettingsDep,
-    cache: CacheDep,
-    if_none_match: IfNoneMatch = None,
-) -> Response:
+async def system_feed(system_id: str, name: str, request: Request) -> Response:
     network_id = service.network_of_system(system_id)
     spec = service.FEEDS.get(name)
     if network_id is None or spec is None:
         raise not_found("GBFS feed", f"{system_id}/{name}.json")
+    cache = feed_cache(request)
     base = f"{request.base_url}{PREFIX}{system_id}/"
-    secret = settings.JWT_SECRET or ""
     built = await cache.get(
         ("gbfs", network_id, name, base),
         spec.ttl_s,
-        lambda: service.build(
-            maker, network_id, spec, secret=secret, mail_from=settings.MAIL_FROM, base_url=base
-        ),
+        lambda: _build(request, network_id, spec, base),
         lambda data, at: service.document(data, at, spec.ttl_s),
     )
-    return _answer(built, if_none_match, cache.now())
+    return _answer(built, request.headers.get("if-none-match"), cache.now())
+
+
+async def _build(request: Request, network_id: int, spec: service.Feed, base: str) -> Any:
+    settings: Settings = request.app.state.settings
+    return await service.build(
+        request.app.state.sessionmaker,
+        network_id,
+        spec,
+        secret=settings.JWT_SECRET or "",
+        mail_from=settings.MAIL_FROM,
+        base_url=base,
+    )
 
 
 @feed.options("/{path:path}", summary="CORS preflight of the GBFS feeds")
