@@ -7,6 +7,12 @@
                   commands) and ``CommandRouter`` (``@router.on(Unlock)``)
 - :mod:`.config`  ``EdgeSettings`` — file (TOML/YAML) + ``KICKSTAND_*`` environment
 - :mod:`.health`  ``HealthServer`` — a tiny local HTTP status endpoint, and the status CLI
+- :mod:`.agent`   ``EdgeAgent`` — the framework both agents stand on: lifecycle, Config,
+                  Reboot, TriggerMessage, AuthListUpdate, the FirmwareUpdate seam, the birth
+- :mod:`.state`   ``AgentState`` — the one persistent store (and the migration of older ones)
+- :mod:`.main`    the process entry point of every agent (re-executes itself on a Reboot)
+- :mod:`.authlist` ``LocalAuthList`` — badges allowed while offline
+- :mod:`.image_fetch` the firmware image fetch + verify seam the firmware library replaces
 
 Nothing in here knows about spots or vehicles.
 """

@@ -3,26 +3,33 @@
 Precedence, highest first: keyword arguments, environment (``KICKSTAND_MQTT_PORT=1884``,
 nested with ``__``), the file given to :meth:`EdgeSettings.load`, the defaults.
 Agents subclass :class:`EdgeSettings` and add their own fields.
+
+At run time a Config command changes the keys an agent names in ``CONFIGURABLE``
+(SPEC §7.5): :meth:`EdgeSettings.with_values` checks each value's type strictly against
+the field, then validates the whole model again, so the agent swaps in new settings
+all or nothing (never a half-applied Config, never a value its validators refuse).
 """
 
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, TypeAdapter, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from kickstand.edge.core.clock import DeviceClock
-from kickstand.edge.core.errors import ConfigError
+from kickstand.edge.core.errors import CommandRefused, ConfigError
 from kickstand.edge.core.link import LinkConfig
 from kickstand.protocol import topics
 from kickstand.protocol.errors import TopicError
 from kickstand.protocol.signing import CommandVerifier, ReplayGuard, key_id
+from kickstand.protocol.v1.enums import RejectReason
 
 _config_file: ContextVar[Path | None] = ContextVar("kickstand_edge_config_file", default=None)
 
@@ -72,7 +79,12 @@ class EdgeSettings(BaseSettings):
         env_prefix="KICKSTAND_", env_nested_delimiter="__", extra="ignore"
     )
 
+    #: The fields a Config command may change (SPEC §7.5); every other one is the file's.
+    CONFIGURABLE: ClassVar[frozenset[str]] = frozenset()
+
     device_id: str
+    firmware: str = ""  # the version this agent runs (the birth's), until one is installed
+    hardware: str = ""
     mqtt_url: str = "mqtt://127.0.0.1:1883"  # mqtt[s]://[user:password@]host:port
     # mqtts:// (TLS, port 8883 by default): the installation's CA the broker is verified
     # against (None: the system's CAs), and the device's certificate (CN = device_id) and
@@ -132,6 +144,30 @@ class EdgeSettings(BaseSettings):
             raise ConfigError(f"invalid settings: {exc}") from exc
         finally:
             _config_file.reset(token)
+
+    def with_values(self, values: Mapping[str, Any]) -> Self:
+        """These settings with a Config's ``values``, validated as a whole: all or nothing.
+
+        CommandRefused NOT_SUPPORTED for keys outside ``CONFIGURABLE`` (all of them named),
+        MALFORMED for a value of the wrong type (strictly: no bool for an int, no text for a
+        number) or one the model's validators refuse.
+        """
+        unknown = sorted(set(values) - self.CONFIGURABLE)
+        if unknown:
+            raise CommandRefused(RejectReason.NOT_SUPPORTED, "unknown keys: " + ",".join(unknown))
+        for key, value in values.items():
+            annotation = type(self).model_fields[key].annotation or Any
+            try:
+                TypeAdapter[Any](annotation).validate_python(value, strict=True)
+            except ValidationError:
+                raise CommandRefused(RejectReason.MALFORMED, f"{key}: {value!r}"[:100]) from None
+        try:
+            # model_validate, not the constructor: the file and environment are not read again.
+            return self.model_validate({**self.model_dump(), **values})
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(part) for part in error["loc"]) or "config"
+            raise CommandRefused(RejectReason.MALFORMED, f"{where}: {error['msg']}"[:100]) from None
 
     def trusted_keys(self) -> dict[bytes, bytes]:
         keys: dict[bytes, bytes] = {}

@@ -83,6 +83,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import aiomqtt
+import cbor2
 
 from kickstand.edge.core.clock import DeviceClock
 from kickstand.edge.core.errors import (
@@ -233,8 +234,12 @@ def _command_id_of(data: bytes) -> bytes:
         msg = Sign1Message.decode(bytes(data))
         if not isinstance(msg.payload, bytes):
             return NO_COMMAND_ID
-        cid = codec.decode_command_payload(msg.payload).command_id
-        return cid if len(cid) == 16 else NO_COMMAND_ID
+        # Key 0 of the payload map, read without decoding the rest: a command of a type this
+        # device does not know (SPEC §8) is answered NOT_SUPPORTED *with its id*, so the
+        # cloud can match the refusal to what it sent.
+        wire = cbor2.loads(msg.payload)
+        cid = wire.get(0) if isinstance(wire, dict) else None
+        return cid if isinstance(cid, bytes) and len(cid) == 16 else NO_COMMAND_ID
     except Exception:
         return NO_COMMAND_ID
 

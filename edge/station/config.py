@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field
 
 from kickstand.edge.core.config import EdgeSettings
@@ -9,6 +11,13 @@ from kickstand.protocol.spotbus import ACTUATION_TIMEOUT_S, UNLOCK_POLL_S
 
 
 class StationSettings(EdgeSettings):
+    # Changed at run time by a Config command (SPEC §7.5).
+    CONFIGURABLE: ClassVar[frozenset[str]] = frozenset({
+        "unlock_window_s", "offline_window_s", "offline_allow_unknown",
+        "temperature_high_c", "temperature_clear_c", "telemetry_interval_s",
+        "poll_interval_s", "active_poll_interval_s",
+    })
+
     spots: int = 8  # spot n is the board at bus address n
     spot_bus: str = "/dev/ttyS1"
     badge_reader: str = "none"  # usb:..., tty:..., udp:host:port, none

@@ -1,8 +1,13 @@
-"""The vehicle edge agent: GPS, lock box + chain, BMS, NFC, PIN pad, motion → CloudLink.
+"""The vehicle agent: the vehicle's part on the edge framework (:mod:`kickstand.edge.core.agent`).
 
     settings = VehicleSettings.load("vehicle.toml")
-    async with VehicleAgent(settings) as agent:      # runs until the block ends
+    async with VehicleAgent(settings) as agent:      # boots until the block ends
         await agent.link.accepted.wait()
+
+What is the vehicle's own: GPS, the lock box and chain sensor (its state machine is
+:mod:`kickstand.edge.vehicle.lock`), the batteries (BLE), NFC, the PIN pad and the motion
+sensor; the speed limit and maintenance. Config, Reboot, TriggerMessage, AuthListUpdate,
+the FirmwareUpdate seam, the store and the lifecycle are the framework's.
 
 Everything the cloud must hear of goes through ``link.emit`` (the edge core's
 DiskQueue, on disk before it is sent, stamped with the device time of the
@@ -20,29 +25,20 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Coroutine
-from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
 
-from kickstand.edge.core.authlist import LocalAuthList
-from kickstand.edge.core.clock import DeviceClock
+from kickstand.edge.core.agent import EdgeAgent, Job
 from kickstand.edge.core.errors import (
     CommandFailed,
     CommandRefused,
-    EdgeError,
     QueueError,
     TransportError,
 )
-from kickstand.edge.core.firmware.keys import firmware_keys
-from kickstand.edge.core.firmware.manifest import DevicePart, check_manifest
-from kickstand.edge.core.health import HealthServer
-from kickstand.edge.core.identity import DeviceIdentity
-from kickstand.edge.core.link import CloudLink, CommandRouter, Outcome
-from kickstand.edge.core.queue import DiskQueue
-from kickstand.edge.core.replay import SqliteReplayGuard
+from kickstand.edge.core.firmware.errors import FirmwareError
+from kickstand.edge.core.firmware.manifest import DevicePart
+from kickstand.edge.core.link import CommandRouter, Outcome
 from kickstand.edge.transports import SerialPort, open_badge_reader, open_serial
 from kickstand.edge.transports.ble import (
     BatteryMonitor,
@@ -52,245 +48,173 @@ from kickstand.edge.transports.ble import (
 from kickstand.edge.transports.gps import Fix, GpsReceiver
 from kickstand.edge.transports.motion import MotionSensor, Sensed
 from kickstand.edge.transports.pinpad import PinChecker, PinEntry, PinPad
-from kickstand.edge.vehicle.config import CONFIGURABLE, VehicleSettings
-from kickstand.edge.vehicle.errors import FirmwareError, LockBoxError
-from kickstand.edge.vehicle.firmware import MAX_FIRMWARE_BYTES, SCHEMES, stage_firmware
+from kickstand.edge.vehicle.config import VehicleSettings
+from kickstand.edge.vehicle.errors import LockBoxError
+from kickstand.edge.vehicle.lock import (
+    CHAIN_KEY,
+    LOCK_KEY,
+    LockMachine,
+    Step,
+    device_state,
+    offline_unlock_allowed,
+    relock_when_window_ends,
+)
 from kickstand.edge.vehicle.lockbox import LockBox
-from kickstand.edge.vehicle.store import VehicleStore
 from kickstand.protocol.errors import ProtocolError
 from kickstand.protocol.firmware import Manifest
 from kickstand.protocol.spotbus import BusLock
 from kickstand.protocol.v1.enums import (
     BatteryKind,
-    ChainType,
     DeviceKind,
     DeviceState,
     FirmwareState,
     LockCause,
-    LockState,
     MotionKind,
     RejectReason,
-    ResultStatus,
-    TriggerKind,
 )
 from kickstand.protocol.v1.fields import fit_text
 from kickstand.protocol.v1.messages import (
-    AuthListUpdate,
     BadgePresented,
     BatteryLow,
-    Birth,
-    BoardFault,
-    BoardRecovered,
-    CertIssued,
-    ChainInserted,
-    ChainRemoved,
-    ChainTypeChanged,
     CommandEnvelope,
-    CommandResult,
     Component,
-    Config,
-    FirmwareStatus,
-    FirmwareUpdate,
     Lock,
-    Locked,
     Motion,
     PinEntered,
     PinIncorrect,
-    Reboot,
     SetMaintenance,
     SetSpeedLimit,
     Status,
     Telemetry,
-    TriggerMessage,
     Unlock,
-    Unlocked,
     UnlockExpired,
     UpBody,
 )
 
 log = logging.getLogger("kickstand.edge.vehicle.agent")
 
-LOCK_STATE_KEY = "vehicle.lock"  # device state in the DiskQueue, written with its event
-CHAIN_STATE_KEY = "vehicle.chain"  # "<inserted 0|1>:<ChainType>"
-LOCKBOX_FAULT_AFTER = 3  # consecutive unanswered polls before a BoardFault
-_LOCK_STATE = {BusLock.LOCKED: LockState.LOCKED, BusLock.OPEN: LockState.OPEN,
-               BusLock.JAMMED: LockState.JAMMED}
+SPEED_LIMIT_KEY = "vehicle.speed_limit_kmh"
+MAINTENANCE_KEY = "vehicle.maintenance"  # {"on": bool, "reason": str}
 
 
-class _RebootRequested(Exception):
-    pass
+class VehicleAgent(EdgeAgent[VehicleSettings]):
+    """One vehicle controller. ``async with`` serves boots one after the other (a Reboot
+    ends one and the next starts in the same object: new boot id, peripherals reopened)."""
 
-
-class VehicleAgent:
-    """One vehicle controller. ``run()`` serves until cancelled; a Reboot command restarts
-    the whole agent in-process (new boot id, peripherals reopened)."""
+    kind: ClassVar[DeviceKind] = DeviceKind.VEHICLE
+    max_firmware_bytes: ClassVar[int] = 32 * 1024 * 1024
 
     def __init__(self, settings: VehicleSettings) -> None:
-        self.base_settings = settings
-        self.settings = settings
-        self.device_id = settings.device_id
-        self.state_dir = Path(settings.state_dir)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.clock = DeviceClock()
-        self.store = VehicleStore(self.state_dir / "vehicle.json")
-        self.authlist = LocalAuthList(self.state_dir / "authlist.json")
-        self.boots = 0
-        self.started = asyncio.Event()  # the current boot's link exists
+        super().__init__(settings)
         self.gps = GpsReceiver()
         self.pin = PinChecker()
         self.motion = MotionSensor()
         self.pinpad = PinPad()
+        self.motion.on_motion = self._on_motion
+        self.pinpad.on_entry = self._on_pin
         self.battery_monitor: BatteryMonitor | None = None
         self.lockbox: LockBox | None = None
         self.lockbox_firmware = ""
-        self.lock_state: BusLock | None = None  # LOCKED or OPEN: the last definite state
-        self.jammed = False  # the box reports its lock jammed (a fault, not a lock state)
-        self.chain: tuple[bool, int] | None = None
+        self.machine = LockMachine()
         self.batteries: dict[BatteryKind, BatteryReading] = {}
         self.counters: dict[str, int] = {}
-        self._queue: DiskQueue | None = None
-        self._link: CloudLink | None = None
-        self._reboot = asyncio.Event()
+        self.maintenance = False
+        self.maintenance_reason = ""
+        self.speed_limit_kmh: int | None = None
         self._probed = asyncio.Event()  # the lock box was asked for its version (or is absent)
         self._reporter_wake = asyncio.Event()
         self._bus = asyncio.Lock()
-        self._lockbox_failures = 0
-        self._lockbox_fault = False
         self._last_illegal_move = -1e9
         self._tracking_until = -1e9
         self._unlock_window: asyncio.Task[None] | None = None
-        self._background: set[asyncio.Task[Any]] = set()
         self._sent_battery: dict[BatteryKind, tuple[int | None, int | None]] = {}
         self._battery_low: dict[BatteryKind, bool | None] = {}
-        self._runner: asyncio.Task[None] | None = None
-        self._apply_config(self.store.memory.config_values)
 
-    # ---------------------------------------------------------------- lifecycle
+    # ---------------------------------------------------------------- the framework's hooks
 
     @property
-    def queue_depth(self) -> int:
-        """Messages stored and not yet acknowledged by the broker (0 when not running)."""
-        return self._queue.depth() if self._queue is not None else 0
+    def lock_state(self) -> BusLock | None:
+        return self.machine.lock_state
 
     @property
-    def link(self) -> CloudLink:
-        if self._link is None:
-            raise EdgeError("the agent is not running")
-        return self._link
+    def parked(self) -> bool:
+        return self.machine.parked
 
-    async def __aenter__(self) -> VehicleAgent:
-        self._runner = asyncio.create_task(self.run(), name=f"vehicle-agent {self.device_id}")
-        started = asyncio.ensure_future(self.started.wait())
-        await asyncio.wait({started, self._runner}, return_when=asyncio.FIRST_COMPLETED)
-        started.cancel()
-        if self._runner.done():
-            self._runner.result()  # raises what stopped it
-        return self
+    @property
+    def serial_number(self) -> str | None:
+        return self.settings.serial_number
 
-    async def __aexit__(self, *exc: object) -> None:
-        if self._runner is not None:
-            self._runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._runner
-
-    async def run(self) -> None:
-        """Serve until cancelled; a Reboot command starts a new boot in the same process."""
-        while True:
-            self._reboot.clear()
-            try:
-                await self._run_boot()
-            except _RebootRequested:
-                log.warning("vehicle_rebooting device=%s", self.device_id)
-                continue
-
-    async def _run_boot(self) -> None:
-        s = self.settings
-        self.boots += 1
-        queue = DiskQueue(
-            self.state_dir / "queue.db",
-            clock=self.clock.now_ms,
-            max_telemetry=s.queue_max_telemetry,
-            synchronous=s.queue_synchronous,
-        )
-        guard = SqliteReplayGuard(self.state_dir / "replay.db", clock=self.clock.now_ms)
-        router = CommandRouter()
-        self._register(router)
-        # Its TLS identity, renewed before expiry (issue 17; None: no client certificate).
-        identity = DeviceIdentity.of(s, self.clock)
-        if identity is not None:
-            router.add(CertIssued, identity.on_cert_issued)
-        link = CloudLink(
-            s.link_config(),
-            queue=queue,
-            birth=self._birth,
-            verifier=s.verifier(self.clock, guard),
-            router=router,
-            clock=self.clock,
-            on_accepted=self._on_accepted,
-        )
-        self._queue, self._link = queue, link
-        self.lock_state, self.chain, self.jammed = None, None, False
+    async def open(self) -> None:
+        self.machine = LockMachine()
         self._probed.clear()
-        if s.lockbox_port in ("", "none"):
+        if self.settings.lockbox_port in ("", "none"):
             self._probed.set()
         self._battery_low.clear()
-        health: HealthServer | None = None
-        tasks: list[asyncio.Task[Any]] = []
-        try:
-            if s.health_port is not None:
-                health = HealthServer(self.snapshot, host=s.health_host, port=s.health_port)
-                await health.start()
-            jobs: list[tuple[str, Coroutine[Any, Any, None]]] = [
-                ("link", self._run_link(link)),
-                *([("identity", identity.run(link))] if identity is not None else []),
-                ("gps", self._gps_loop()),
-                ("lockbox", self._lockbox_loop()),
-                ("reporter", self._reporter_loop()),
-                ("pinpad", self._line_loop(s.pinpad_port, self.pinpad.feed, "pinpad")),
-                ("motion", self._line_loop(s.motion_port, self.motion.feed, "motion")),
-                ("bms", self._bms_loop()),
-                ("nfc", self._nfc_loop()),
-            ]
-            tasks = [asyncio.create_task(coro, name=f"{self.device_id}-{name}")
-                     for name, coro in jobs]
-            self.started.set()
-            reboot = asyncio.create_task(self._reboot.wait())
-            running: set[asyncio.Task[Any]] = set(tasks)
-            try:
-                while True:
-                    done, _ = await asyncio.wait(
-                        {reboot, *running}, return_when=asyncio.FIRST_COMPLETED
-                    )
-                    if reboot in done:
-                        raise _RebootRequested()
-                    for task in done:
-                        running.discard(task)  # a peripheral that is "none" ends at once
-                        error = None if task.cancelled() else task.exception()
-                        if error is not None:
-                            log.error("vehicle_task_died task=%s error=%r", task.get_name(),
-                                      error)
-                            if task is tasks[0]:
-                                raise _RebootRequested()  # no link: start over
-            finally:
-                reboot.cancel()
-        finally:
-            self.started.clear()
-            for task in [*tasks, *self._background]:
-                task.cancel()
-            await asyncio.gather(*tasks, *self._background, return_exceptions=True)
-            self._background.clear()
-            if health is not None:
-                await health.stop()
-            queue.close()
-            guard_close = getattr(guard, "close", None)
-            if callable(guard_close):
-                guard_close()
-            self._link = None
+        self._unlock_window = None
+        limit = self.state.get(SPEED_LIMIT_KEY)
+        self.speed_limit_kmh = limit if isinstance(limit, int) else None
+        maintenance = self.state.get(MAINTENANCE_KEY, {})
+        if not isinstance(maintenance, dict):
+            maintenance = {}
+        self.maintenance = bool(maintenance.get("on", False))
+        self.maintenance_reason = str(maintenance.get("reason") or "")
 
-    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
-        task = asyncio.create_task(coro, name=name)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+    def jobs(self) -> list[Job]:
+        s = self.settings
+        return [
+            ("gps", self._gps_loop()),
+            ("lockbox", self._lockbox_loop()),
+            ("reporter", self._reporter_loop()),
+            ("pinpad", self._line_loop(s.pinpad_port, self.pinpad.feed, "pinpad")),
+            ("motion", self._line_loop(s.motion_port, self.motion.feed, "motion")),
+            ("bms", self._bms_loop()),
+            ("nfc", self._nfc_loop()),
+        ]
+
+    async def ready_for_birth(self) -> None:
+        """The birth carries the inventory: give the lock box a moment to answer first."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2.0):
+                await self._probed.wait()
+
+    def inventory(self) -> Sequence[Component]:
+        inventory = [Component("lockbox", 0, fit_text(self.lockbox_firmware, 32))]
+        s = self.settings
+        for kind, path in (("gps", s.gps_port), ("bms", s.bms_address), ("nfc", s.nfc_path),
+                           ("pinpad", s.pinpad_port), ("motion", s.motion_port)):
+            if path not in ("", "none"):
+                inventory.append(Component(kind, 0, ""))
+        return inventory
+
+    async def accepted(self) -> None:
+        link = self.link
+        link.heartbeat_s = max(link.heartbeat_s, self.settings.min_heartbeat_s)
+
+    def configured(self) -> None:
+        s = self.settings
+        self.gps.filter.max_hdop = s.max_hdop
+        self.gps.filter.min_satellites = s.min_satellites
+        self.gps.filter.max_speed_kmh = s.max_jump_speed_kmh
+        self.pin.set_code(s.pin_code)
+        self._reporter_wake.set()
+
+    def record(self, bodies: Sequence[UpBody]) -> None:
+        self.emit(*bodies)
+
+    def send_status(self, spot: int) -> None:
+        self.emit_status()  # a vehicle sends its one status whatever ``spot`` says
+
+    def send_telemetry(self) -> None:
+        body = self.telemetry(with_batteries=True)
+        if body is None:
+            raise CommandFailed(RejectReason.HARDWARE_FAULT, "no position nor battery value")
+        self.emit(body)
+
+    def register(self, router: CommandRouter) -> None:
+        router.add(Unlock, self._cmd_unlock)
+        router.add(Lock, self._cmd_lock)
+        router.add(SetSpeedLimit, self._cmd_speed_limit)
+        router.add(SetMaintenance, self._cmd_maintenance)
 
     def _count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
@@ -310,62 +234,22 @@ class VehicleAgent:
             log.error("vehicle_emit_failed device=%s bodies=%s error=%s", self.device_id,
                       [type(b).__name__ for b in items], exc)
 
-    def _load_state(self, key: str) -> str | None:
-        if self._queue is None:
-            return None
-        try:
-            return self._queue.load_state(key)
-        except (QueueError, sqlite3.Error) as exc:
-            log.error("vehicle_state_unreadable key=%s error=%s", key, exc)
-            return None
+    def _emit_step(self, step: Step) -> None:
+        self.emit(*step.events, self._status() if step.status else None, state=step.state)
 
-    # ---------------------------------------------------------------- birth, status
-
-    def _birth(self) -> Birth:
-        mem = self.store.memory
-        inventory = [Component("lockbox", 0, fit_text(self.lockbox_firmware, 32))]
-        s = self.settings
-        for kind, path in (("gps", s.gps_port), ("bms", s.bms_address), ("nfc", s.nfc_path),
-                           ("pinpad", s.pinpad_port), ("motion", s.motion_port)):
-            if path not in ("", "none"):
-                inventory.append(Component(kind, 0, ""))
-        return Birth(
-            kind=DeviceKind.VEHICLE,
-            firmware=fit_text(mem.firmware or s.firmware, 32),
-            hardware=fit_text(s.hardware, 32),
-            config_version=mem.config_version,
-            auth_list_version=self.authlist.version,
-            inventory=tuple(inventory),
-            serial_number=s.serial_number,
-        )
-
-    def _on_accepted(self) -> None:
-        link = self.link
-        link.heartbeat_s = max(link.heartbeat_s, self.settings.min_heartbeat_s)
+    # ---------------------------------------------------------------- status, telemetry
 
     @property
     def device_state(self) -> DeviceState:
-        if self.store.memory.maintenance:
-            return DeviceState.MAINTENANCE
-        if self.jammed or self._lockbox_fault:
-            return DeviceState.FAULT
-        if self.lock_state is BusLock.LOCKED:
-            return DeviceState.LOCKED
         fix = self._fresh_fix()
-        if self.motion.moving or (fix is not None and (fix.speed_kmh or 0) > 3):
-            return DeviceState.RIDING
-        return DeviceState.UNLOCKED
-
-    @property
-    def parked(self) -> bool:
-        return self.lock_state is BusLock.LOCKED or self.lock_state is None
+        return device_state(
+            self.machine,
+            maintenance=self.maintenance,
+            moving=self.motion.moving,
+            speed_kmh=fix.speed_kmh if fix is not None else None,
+        )
 
     def _status(self) -> Status:
-        fault = None
-        if self.jammed:
-            fault = "lock jammed"
-        elif self._lockbox_fault:
-            fault = "lock box not answering"
         level = None
         for kind in (BatteryKind.VAE, BatteryKind.INTERNAL):
             reading = self.batteries.get(kind)
@@ -375,11 +259,9 @@ class VehicleAgent:
         return Status(
             spot=0,
             state=self.device_state,
-            lock=LockState.JAMMED if self.jammed else (
-                _LOCK_STATE.get(self.lock_state) if self.lock_state is not None else None
-            ),
+            lock=self.machine.wire_lock(),
             serial_number=self.settings.serial_number,
-            fault=fault,
+            fault=self.machine.fault_text(),
             battery_pct=level,
         )
 
@@ -516,13 +398,6 @@ class VehicleAgent:
         if self._link is not None and self._link.counters.births:
             self._link.trigger_birth()
 
-    async def _run_link(self, link: CloudLink) -> None:
-        """The birth carries the inventory: give the peripherals a moment to answer first."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(2.0):
-                await self._probed.wait()
-        await link.run()
-
     async def poll_lockbox(self) -> None:
         if self.lockbox is None:
             return
@@ -531,39 +406,29 @@ class VehicleAgent:
                 report = await self.lockbox.status()
                 chain = await self.lockbox.chain()
             except (LockBoxError, TransportError) as exc:
-                self._lockbox_failures += 1
-                if self._lockbox_failures >= LOCKBOX_FAULT_AFTER and not self._lockbox_fault:
-                    self._lockbox_fault = True
+                step = self.machine.poll_failed(str(exc))
+                if step.events:
                     log.error("lockbox_fault device=%s reason=%s", self.device_id, exc)
-                    self.emit(BoardFault(0, fit_text(f"lock box: {exc}", 64)), self._status())
+                self._emit_step(step)
                 return
-            self._lockbox_failures = 0
-            if self._lockbox_fault:
-                self._lockbox_fault = False
-                self.emit(BoardRecovered(0), self._status())
-            self._observe_lock(report.lock)
-            self._observe_chain(chain.inserted, chain.chain_type)
-
-    def _observe_lock(self, lock: BusLock) -> None:
-        if lock is BusLock.JAMMED:
-            if not self.jammed:
-                self.jammed = True
+            self._emit_step(self.machine.poll_answered())
+            first = self.machine.lock_state is None
+            step = self.machine.observe_lock(
+                report.lock, self.state.text(LOCK_KEY) if first else None
+            )
+            if self.machine.jammed and step.events:
                 log.error("vehicle_lock_jammed device=%s", self.device_id)
-                self.emit(BoardFault(0, "lock jammed"), self._status())
-            return
-        if self.jammed:
-            self.jammed = False
-            self.emit(BoardRecovered(0), self._status())
-        if self.lock_state is None:
-            # First look after a (re)boot: report a change that happened while we were down.
-            last = self._load_state(LOCK_STATE_KEY)
-            if last is None or last not in BusLock.__members__:
-                self.lock_state = lock
-                self.emit(self._status(), state={LOCK_STATE_KEY: lock.name})
-                return
-            self.lock_state = BusLock[last]
-        if lock is not self.lock_state:
-            self._set_lock(lock, LockCause.MANUAL)
+            self._emit_step(step)
+            if step.moved is not None:
+                self._set_lock(step.moved, LockCause.MANUAL)
+            first_chain = self.machine.chain is None
+            chain_step = self.machine.observe_chain(
+                chain.inserted, chain.chain_type,
+                self.state.text(CHAIN_KEY) if first_chain else None,
+            )
+            if self.machine.chain_types_unknown:
+                self.counters["chain_type_unknown"] = self.machine.chain_types_unknown
+            self._emit_step(chain_step)
 
     def _set_lock(
         self, lock: BusLock, cause: LockCause, command_id: bytes | None = None,
@@ -571,54 +436,18 @@ class VehicleAgent:
     ) -> None:
         """The lock is now ``lock``: event, status and the position, with the new state,
         in one transaction (``extra`` bodies go first, e.g. UnlockExpired)."""
-        previous = self.lock_state
-        self.lock_state = lock
-        if lock is previous:
+        changed, event = self.machine.set(lock, cause, command_id, badge_uid, silent=silent)
+        if not changed:
             return
-        event: UpBody | None = None
-        if not silent and lock is BusLock.LOCKED:
-            event = Locked(0, cause, command_id)
-        elif not silent and lock is BusLock.OPEN:
-            event = Unlocked(0, cause, command_id, badge_uid)
         if lock is not BusLock.OPEN and self._unlock_window is not None:
             if self._unlock_window is not asyncio.current_task():
                 self._unlock_window.cancel()
             self._unlock_window = None
         # the position of the lock / unlock goes with it: where a free-floating trip ends
         self.emit(*extra, event, self._status(), self.telemetry(with_batteries=True),
-                  state={LOCK_STATE_KEY: lock.name})
+                  state={LOCK_KEY: lock.name})
         self._reporter_wake.set()
         log.info("vehicle_lock device=%s lock=%s cause=%s", self.device_id, lock.name, cause.name)
-
-    def _observe_chain(self, inserted: bool, code: int) -> None:
-        try:
-            chain_type = ChainType(code)
-        except ValueError:
-            self._count("chain_type_unknown")
-            chain_type = ChainType.STANDARD
-        previous = self.chain
-        self.chain = (inserted, int(chain_type))
-        state = {CHAIN_STATE_KEY: f"{int(inserted)}:{int(chain_type)}"}
-        if previous is None:
-            # First look after a (re)boot: what changed while the controller was off?
-            stored = self._load_state(CHAIN_STATE_KEY)
-            try:
-                was, _, kind = (stored or "").partition(":")
-                previous = (bool(int(was)), int(kind))
-            except ValueError:
-                self.emit(state=state)
-                return
-        if previous == self.chain:
-            return
-        was_in, old_type = previous
-        event: UpBody | None = None
-        if was_in and not inserted:
-            event = ChainRemoved()
-        elif inserted and not was_in:
-            event = ChainInserted(chain_type)
-        elif inserted and old_type != int(chain_type):
-            event = ChainTypeChanged(chain_type)
-        self.emit(event, state=state)
 
     async def _drive_lock(
         self, target: BusLock, cause: LockCause, command_id: bytes | None,
@@ -628,7 +457,7 @@ class VehicleAgent:
         if self.lockbox is None:
             raise CommandFailed(RejectReason.HARDWARE_FAULT, "lock box not connected")
         async with self._bus:
-            if self.lock_state is target:
+            if self.machine.lock_state is target:
                 return False
             try:
                 if target is BusLock.OPEN:
@@ -655,13 +484,18 @@ class VehicleAgent:
         """Nobody took the vehicle (chain still in, not moved): close the lock again."""
         moved = self.motion.events
         await asyncio.sleep(window_s)
-        if self.lock_state is not BusLock.OPEN or self.lockbox is None:
-            return
-        chain_in = self.chain is not None and self.chain[0]
-        if not chain_in or self.motion.events != moved or self.device_state is DeviceState.RIDING:
+
+        def due() -> bool:
+            return self.lockbox is not None and relock_when_window_ends(
+                self.machine,
+                moved=self.motion.events != moved,
+                riding=self.device_state is DeviceState.RIDING,
+            )
+
+        if not due():
             return
         async with self._bus:
-            if self.lock_state is not BusLock.OPEN or self.lockbox is None:
+            if self.lockbox is None or self.machine.lock_state is not BusLock.OPEN:
                 return  # closed by hand while we waited for the bus
             try:
                 await self.lockbox.lock()
@@ -685,14 +519,15 @@ class VehicleAgent:
             Sensed.FALLEN: MotionKind.FALLEN,
             Sensed.DISMANTLING: MotionKind.DISMANTLING,
         }.get(sensed)
-        if kind is None and sensed is Sensed.MOVING and self.lock_state is BusLock.LOCKED:
+        locked = self.machine.lock_state is BusLock.LOCKED
+        if kind is None and sensed is Sensed.MOVING and locked:
             now = time.monotonic()
             if now - self._last_illegal_move >= self.settings.illegal_move_every_s:
                 self._last_illegal_move = now
                 kind = MotionKind.ILLEGAL_MOVING
         if kind is not None:
             self.emit(Motion(kind))
-            if kind is not MotionKind.FALLEN and self.lock_state is BusLock.LOCKED:
+            if kind is not MotionKind.FALLEN and locked:
                 # A locked vehicle lifted, moved or taken apart: maybe a theft. Report its
                 # position at the riding cadence for a while.
                 self._tracking_until = time.monotonic() + self.settings.theft_tracking_s
@@ -707,7 +542,7 @@ class VehicleAgent:
         # stored with the event.
         key = f"vehicle.battery_low.{reading.kind.name.lower()}"
         if self._battery_low.get(reading.kind) is None:
-            self._battery_low[reading.kind] = self._load_state(key) == "sent"
+            self._battery_low[reading.kind] = self.state.text(key) == "sent"
         threshold = self.settings.battery_low_pct
         if level < threshold and not self._battery_low[reading.kind]:
             self._battery_low[reading.kind] = True
@@ -758,8 +593,9 @@ class VehicleAgent:
         offline = self._link is None or not self._link.accepted.is_set()
         authorized = uid in self.authlist
         self.emit(BadgePresented(uid, authorized, offline))
-        if offline and authorized and not self.store.memory.maintenance and \
-                self.lock_state is BusLock.LOCKED:
+        if offline and offline_unlock_allowed(
+            self.machine, authorized=authorized, maintenance=self.maintenance
+        ):
             try:
                 opened = await self._drive_lock(BusLock.OPEN, LockCause.OFFLINE_BADGE, None, uid)
             except CommandFailed as exc:
@@ -770,21 +606,6 @@ class VehicleAgent:
 
     # ---------------------------------------------------------------- commands
 
-    def _register(self, router: CommandRouter) -> None:
-        handlers: dict[type, Callable[[CommandEnvelope, Any], Awaitable[Outcome | None]]] = {
-            Unlock: self._cmd_unlock,
-            Lock: self._cmd_lock,
-            SetSpeedLimit: self._cmd_speed_limit,
-            SetMaintenance: self._cmd_maintenance,
-            Config: self._cmd_config,
-            Reboot: self._cmd_reboot,
-            TriggerMessage: self._cmd_trigger,
-            FirmwareUpdate: self._cmd_firmware,
-            AuthListUpdate: self._cmd_auth_list,
-        }
-        for command_type, handler in handlers.items():
-            router.add(command_type, handler)
-
     def _window(self, requested: int) -> float:
         # SPEC §7.4: the configured window wins; a command's 0 means "not given", as on
         # a station (0 s would lock again before the rider can reach the vehicle).
@@ -793,9 +614,9 @@ class VehicleAgent:
     async def _cmd_unlock(self, envelope: CommandEnvelope, cmd: Unlock) -> Outcome:
         if cmd.spot != 0:
             raise CommandRefused(RejectReason.MALFORMED, "a vehicle has spot 0 only")
-        if self.store.memory.maintenance:
-            raise CommandRefused(RejectReason.MAINTENANCE, self.store.memory.maintenance_reason)
-        if self.jammed:
+        if self.maintenance:
+            raise CommandRefused(RejectReason.MAINTENANCE, self.maintenance_reason)
+        if self.machine.jammed:
             raise CommandRefused(RejectReason.HARDWARE_FAULT, "lock jammed")
         opened = await self._drive_lock(BusLock.OPEN, LockCause.COMMAND, envelope.command_id)
         if not opened:
@@ -813,146 +634,65 @@ class VehicleAgent:
         if not 0 <= cmd.max_kmh <= 100:
             raise CommandRefused(RejectReason.MALFORMED, f"max {cmd.max_kmh} km/h")
         # The motor controller enforces it; the agent keeps it across reboots.
-        self.store.memory.speed_limit_kmh = cmd.max_kmh
-        self._save()
+        self._save({SPEED_LIMIT_KEY: cmd.max_kmh})
+        self.speed_limit_kmh = cmd.max_kmh
         log.info("vehicle_speed_limit device=%s max_kmh=%d", self.device_id, cmd.max_kmh)
         return Outcome(detail=f"max {cmd.max_kmh} km/h")
 
     async def _cmd_maintenance(self, envelope: CommandEnvelope, cmd: SetMaintenance) -> Outcome:
         if cmd.spot != 0:
             raise CommandRefused(RejectReason.MALFORMED, "a vehicle has spot 0 only")
-        mem = self.store.memory
-        mem.maintenance, mem.maintenance_reason = cmd.on, cmd.reason if cmd.on else ""
-        self._save()
+        reason = cmd.reason if cmd.on else ""
+        self._save({MAINTENANCE_KEY: {"on": cmd.on, "reason": reason}})
+        self.maintenance, self.maintenance_reason = cmd.on, reason
         self.emit_status()
         return Outcome()
 
-    async def _cmd_config(self, envelope: CommandEnvelope, cmd: Config) -> Outcome:
-        values: dict[str, Any] = {}
-        for key, value in cmd.values.items():
-            kind = CONFIGURABLE.get(key)
-            if kind is None:
-                raise CommandRefused(RejectReason.NOT_SUPPORTED, f"unknown key {key}"[:100])
-            if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
-                values[key] = float(value)
-            elif kind is int and isinstance(value, int) and not isinstance(value, bool):
-                values[key] = value
-            elif kind is str and isinstance(value, str):
-                values[key] = value
-            else:
-                raise CommandRefused(RejectReason.MALFORMED, f"{key}: {value!r}"[:100])
-        merged = {**self.store.memory.config_values, **values}
+    def _save(self, values: dict[str, Any]) -> None:
         try:
-            self._apply_config(merged)
-        except ValueError as exc:
-            raise CommandRefused(RejectReason.MALFORMED, str(exc)[:100]) from None
-        self.store.memory.config_values = merged
-        self.store.memory.config_version = cmd.version
-        self._save()
-        self._reporter_wake.set()
-        return Outcome(detail=f"config {cmd.version}")
-
-    def _apply_config(self, values: dict[str, Any]) -> None:
-        try:
-            settings = self.base_settings.model_validate(
-                {**self.base_settings.model_dump(), **values}
-            )
-        except Exception as exc:
-            raise ValueError(f"invalid config: {exc}") from None
-        self.settings = settings
-        self.gps.filter.max_hdop = settings.max_hdop
-        self.gps.filter.min_satellites = settings.min_satellites
-        self.gps.filter.max_speed_kmh = settings.max_jump_speed_kmh
-        self.pin.set_code(settings.pin_code)
-        self.motion.on_motion = self._on_motion
-        self.pinpad.on_entry = self._on_pin
-
-    async def _cmd_reboot(self, envelope: CommandEnvelope, cmd: Reboot) -> Outcome:
-        # The result is stored right after this returns; the reboot follows it.
-        asyncio.get_running_loop().call_later(0.2, self._reboot.set)
-        return Outcome()
-
-    async def _cmd_trigger(self, envelope: CommandEnvelope, cmd: TriggerMessage) -> Outcome:
-        if cmd.which is TriggerKind.BIRTH:
-            self.link.trigger_birth()
-        elif cmd.which is TriggerKind.STATUS:
-            self.emit_status()
-        elif cmd.which is TriggerKind.TELEMETRY:
-            body = self.telemetry(with_batteries=True)
-            if body is None:
-                raise CommandFailed(RejectReason.HARDWARE_FAULT, "no position nor battery value")
-            self.emit(body)
-        else:
-            self.link.trigger_heartbeat()
-        return Outcome()
-
-    async def _cmd_auth_list(self, envelope: CommandEnvelope, cmd: AuthListUpdate) -> Outcome:
-        try:
-            self.authlist.apply(cmd)  # CommandRefused on VERSION_MISMATCH / MALFORMED
-        except OSError as exc:
-            raise CommandFailed(RejectReason.HARDWARE_FAULT, f"storage: {exc}"[:100]) from None
-        return Outcome(detail=f"auth list {cmd.version}")
-
-    async def _cmd_firmware(self, envelope: CommandEnvelope, update: FirmwareUpdate) -> Outcome:
-        if update.spot != 0:
-            raise CommandRefused(RejectReason.NOT_SUPPORTED, "lock box firmware is not updatable")
-        cmd = check_manifest(
-            update.manifest,
-            firmware_keys(self.settings.firmware_public_keys),
-            DevicePart(f"vehicle-controller:{self.settings.hardware}", self.settings.hardware),
-        )
-        if not 0 < cmd.size <= MAX_FIRMWARE_BYTES or len(cmd.sha256) != 32:
-            raise CommandRefused(RejectReason.MALFORMED, "size or sha256 out of range")
-        if urlsplit(cmd.url).scheme not in SCHEMES:
-            raise CommandRefused(RejectReason.MALFORMED, f"url scheme of {cmd.url[:60]}")
-        self._spawn(self._firmware(envelope.command_id, cmd), "firmware")
-        return Outcome(status=ResultStatus.ACCEPTED)
-
-    async def _firmware(self, command_id: bytes, cmd: Manifest) -> None:
-        version = fit_text(cmd.version, 32)
-        try:
-            await stage_firmware(
-                cmd, self.state_dir, lambda state: self.emit(FirmwareStatus(state, version))
-            )
-            self.store.memory.firmware = version
-            self.store.save()
-        except FirmwareError as exc:
-            log.error("vehicle_firmware_failed version=%s reason=%s", version, exc.reason)
-            self.emit(FirmwareStatus(exc.state, version),
-                      CommandResult(command_id, ResultStatus.FAILED, exc.reject_reason,
-                                    fit_text(exc.reason, 120)))
-            return
-        except QueueError as exc:  # the staged image stays; the version did not get recorded
-            self.emit(FirmwareStatus(FirmwareState.INSTALL_FAILED, version),
-                      CommandResult(command_id, ResultStatus.FAILED,
-                                    RejectReason.HARDWARE_FAULT, fit_text(str(exc), 120)))
-            return
-        self.emit(FirmwareStatus(FirmwareState.INSTALLED, version),
-                  CommandResult(command_id, ResultStatus.DONE, None, f"firmware {version}"))
-        # The new image runs after a restart; the birth then carries its version.
-        asyncio.get_running_loop().call_later(0.5, self._reboot.set)
-
-    def _save(self) -> None:
-        try:
-            self.store.save()
+            self.state.put(values)
         except QueueError as exc:
             raise CommandFailed(RejectReason.HARDWARE_FAULT, f"storage: {exc}"[:100]) from None
+
+    # ---------------------------------------------------------------- controller firmware
+
+    def firmware_part(self, spot: int) -> DevicePart:
+        if spot != 0:
+            raise CommandRefused(RejectReason.NOT_SUPPORTED, "lock box firmware is not updatable")
+        hardware = self.settings.hardware
+        return DevicePart(f"vehicle-controller:{hardware}", hardware)
+
+    async def install_firmware(self, manifest: Manifest, image: bytes, spot: int) -> None:
+        """Stage the image under ``<state_dir>/firmware/`` (named by its digest): the
+        bootloader picks it up at the next start, which follows at once."""
+        target = self.state_dir / "firmware" / f"{manifest.sha256.hex()}.bin"
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_suffix(".part")
+            await asyncio.to_thread(tmp.write_bytes, image)
+            tmp.replace(target)
+            self.record_installed(fit_text(manifest.version, 32))
+        except (OSError, QueueError) as exc:
+            raise FirmwareError(f"install: {exc}", FirmwareState.INSTALL_FAILED) from None
+
+    def firmware_installed(self, manifest: Manifest, spot: int) -> None:
+        # The new image runs after a restart; the birth then carries its version.
+        self.reboot_soon(0.5)
 
     # ---------------------------------------------------------------- health
 
     def snapshot(self) -> dict[str, Any]:
-        out: dict[str, Any] = self._link.snapshot() if self._link is not None else {}
+        out = super().snapshot()
         stats = dataclasses.asdict(self.gps.stats)
-        mem = self.store.memory
         out["vehicle"] = {
             "serial_number": self.settings.serial_number,
             "state": self.device_state.name,
             "lock": self.lock_state.name if self.lock_state is not None else None,
-            "chain": self.chain,
-            "maintenance": mem.maintenance,
-            "speed_limit_kmh": mem.speed_limit_kmh,
-            "config_version": mem.config_version,
-            "firmware": mem.firmware or self.settings.firmware,
+            "chain": self.machine.chain,
+            "maintenance": self.maintenance,
+            "speed_limit_kmh": self.speed_limit_kmh,
+            "config_version": self.config_version,
+            "firmware": self.firmware_version,
             "batteries": {k.name: dataclasses.asdict(v) for k, v in self.batteries.items()},
             "gps": stats,
             "lockbox": dataclasses.asdict(self.lockbox.counters) if self.lockbox else None,
@@ -960,4 +700,3 @@ class VehicleAgent:
             "boots": self.boots,
         }
         return out
-

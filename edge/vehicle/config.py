@@ -17,26 +17,20 @@ A file (TOML / YAML) and ``KICKSTAND_*`` environment variables, as every agent::
 
 from __future__ import annotations
 
-from typing import Self
+from typing import ClassVar, Self
 
 from pydantic import field_validator, model_validator
 
 from kickstand.edge.core.config import EdgeSettings
 
-# Values a Config command may change, with their types (everything else: NOT_SUPPORTED).
-CONFIGURABLE: dict[str, type] = {
-    "riding_interval_s": float,
-    "parked_interval_s": float,
-    "battery_low_pct": int,
-    "pin_code": str,
-    "max_hdop": float,
-    "min_satellites": int,
-    "max_jump_speed_kmh": float,
-    "unlock_window_s": int,
-}
-
 
 class VehicleSettings(EdgeSettings):
+    # Changed at run time by a Config command (SPEC §7.5).
+    CONFIGURABLE: ClassVar[frozenset[str]] = frozenset({
+        "riding_interval_s", "parked_interval_s", "battery_low_pct", "pin_code", "max_hdop",
+        "min_satellites", "max_jump_speed_kmh", "unlock_window_s",
+    })
+
     serial_number: str
     firmware: str = "vh-1.0.0"
     hardware: str = "KS-VC2"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from kickstand.edge.core.errors import EdgeError
 from kickstand.protocol.spotbus import BusError
-from kickstand.protocol.v1.enums import FirmwareState, RejectReason
 
 
 class LockBoxError(EdgeError):
@@ -27,17 +26,3 @@ class LockBoxRefused(LockBoxError):
         super().__init__(f"command 0x{cmd:02x} refused: {name}")
         self.cmd = cmd
         self.error = error
-
-
-class FirmwareError(EdgeError):
-    """A firmware image that cannot be fetched, does not match, or cannot be stored.
-
-    ``state`` is the FirmwareStatus state to report (DOWNLOAD_FAILED, VERIFY_FAILED,
-    INSTALL_FAILED), ``reject_reason`` the reason of the FAILED command result.
-    """
-
-    def __init__(self, reason: str, state: FirmwareState, reject_reason: RejectReason) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.state = state
-        self.reject_reason = reject_reason

@@ -319,7 +319,7 @@ async def test_commands_verified_refused_and_applied(
 
     result = await command_ok(cloud, m, SetSpeedLimit(max_kmh=20))
     assert result.detail == "max 20 km/h"
-    assert m.agent is not None and m.agent.store.memory.speed_limit_kmh == 20
+    assert m.agent is not None and m.agent.speed_limit_kmh == 20
     env = cloud.envelope(dev, SetSpeedLimit(max_kmh=25))
     await cloud.send_envelope(env)
     await cloud.wait_result(dev, env.command_id)
@@ -448,7 +448,7 @@ async def test_firmware_update_checked_installed_and_rebooted(
     assert failed.body.detail == "size or sha256 mismatch"
     states = [f.state for f in of(cloud, m, FirmwareStatus)]
     assert states[-1] is FirmwareState.VERIFY_FAILED
-    assert m.agent.store.memory.firmware is None
+    assert m.agent.firmware_version == "vh-1.0.0"  # nothing installed
 
     boot = m.agent.link.queue.boot_id
     good = await cloud.send_command(m.device_id, signed_update(image, "vh-1.1.0", url, target))

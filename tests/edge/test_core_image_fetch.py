@@ -1,4 +1,4 @@
-"""Firmware staging: nothing that fails to download or verify is ever staged."""
+"""The firmware seam both agents call: an image that fails to download or verify is refused."""
 
 from __future__ import annotations
 
@@ -7,22 +7,20 @@ from pathlib import Path
 
 import pytest
 
-from kickstand.edge.vehicle.errors import FirmwareError
-from kickstand.edge.vehicle.firmware import stage_firmware
+from kickstand.edge.core.firmware.errors import FirmwareError
+from kickstand.edge.core.image_fetch import fetch_image, verify_image
 from kickstand.protocol.firmware import Manifest
 from kickstand.protocol.v1.enums import FirmwareState, RejectReason
 
 
-async def test_verified_image_is_staged(tmp_path: Path) -> None:
+async def test_a_verified_image_is_fetched(tmp_path: Path) -> None:
     image = b"\x7fELF" + bytes(range(256)) * 8
     (tmp_path / "fw.bin").write_bytes(image)
-    states: list[FirmwareState] = []
-    cmd = Manifest("vehicle-controller:vc", "vh-2.0.0", len(image),
-                   hashlib.sha256(image).digest(), (tmp_path / "fw.bin").as_uri())
-    target = await stage_firmware(cmd, tmp_path / "state", states.append)
-    assert target.read_bytes() == image
-    assert states == [FirmwareState.DOWNLOADING, FirmwareState.DOWNLOADED,
-                      FirmwareState.VERIFYING, FirmwareState.VERIFIED, FirmwareState.INSTALLING]
+    manifest = Manifest("vehicle-controller:vc", "vh-2.0.0", len(image),
+                        hashlib.sha256(image).digest(), (tmp_path / "fw.bin").as_uri())
+    fetched = await fetch_image(manifest.url, manifest.size)
+    verify_image(fetched, manifest)
+    assert fetched == image
 
 
 @pytest.mark.parametrize(
@@ -35,16 +33,13 @@ async def test_verified_image_is_staged(tmp_path: Path) -> None:
     ],
     ids=["missing", "oversized", "wrong-sha256", "scheme"],
 )
-async def test_bad_images_are_never_staged(
+async def test_bad_images_are_refused(
     tmp_path: Path, url: str, size: int, digest: bytes, state: FirmwareState
 ) -> None:
     (tmp_path / "fw").write_bytes(b"0123456789")
     full = "ftp://example.com/fw" if url == "ftp" else (tmp_path / url).as_uri()
+    manifest = Manifest("vehicle-controller:vc", "v", size, digest, full)
     with pytest.raises(FirmwareError) as failed:
-        await stage_firmware(Manifest("vehicle-controller:vc", "v", size, digest, full),
-                             tmp_path / "st", print)
+        verify_image(await fetch_image(manifest.url, manifest.size), manifest)
     assert failed.value.state is state
     assert failed.value.reject_reason in (RejectReason.MALFORMED, RejectReason.HARDWARE_FAULT)
-    assert not (tmp_path / "st" / "firmware").exists() or not any(
-        (tmp_path / "st" / "firmware").iterdir()
-    )

@@ -1,24 +1,23 @@
-"""Controller firmware update: fetch (http, https, file), verify size and SHA-256, stage.
+"""The one way an agent gets a firmware image today: streamed, capped, verified.
 
-The staged image is named by its digest under ``<state_dir>/firmware/``; the
-bootloader picks it up at the next start (the agent restarts right after), and
-the birth then reports the new version. Nothing is staged that did not verify,
-so a partial or corrupt download can never brick the controller.
+Both agents reach it through :meth:`kickstand.edge.core.agent.EdgeAgent._firmware` only:
+this is the seam the firmware library (:mod:`kickstand.edge.core.firmware`: range
+downloads with resume, A/B slots) replaces. The body is the vehicle's former
+``fetch_firmware`` (streamed with a size cap) — the station's downloaded the whole
+response and truncated it afterwards, holding any size in memory.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from kickstand.edge.vehicle.errors import FirmwareError
+from kickstand.edge.core.firmware.errors import FirmwareError
 from kickstand.protocol.firmware import Manifest
 from kickstand.protocol.v1.enums import FirmwareState, RejectReason
 
-MAX_FIRMWARE_BYTES = 32 * 1024 * 1024
 SCHEMES = ("http", "https", "file")
 
 
@@ -26,7 +25,7 @@ def _download_failed(reason: str) -> FirmwareError:
     return FirmwareError(reason, FirmwareState.DOWNLOAD_FAILED, RejectReason.HARDWARE_FAULT)
 
 
-async def fetch_firmware(url: str, size: int) -> bytes:
+async def fetch_image(url: str, size: int) -> bytes:
     """The image at ``url``, refusing anything larger than ``size``; FirmwareError if not."""
     parts = urlsplit(url)
     if parts.scheme == "file":
@@ -39,7 +38,7 @@ async def fetch_firmware(url: str, size: int) -> bytes:
             raise _download_failed(f"cannot read {path}: {exc}") from None
     if parts.scheme not in SCHEMES:
         raise _download_failed(f"unsupported url scheme {parts.scheme!r}")
-    import httpx
+    import httpx  # only devices that update need it in memory
 
     try:
         async with httpx.AsyncClient(timeout=30.0) as client, client.stream("GET", url) as resp:
@@ -55,29 +54,9 @@ async def fetch_firmware(url: str, size: int) -> bytes:
         raise _download_failed(f"GET {url}: {exc}") from None
 
 
-async def stage_firmware(
-    cmd: Manifest, state_dir: Path, on_state: Callable[[FirmwareState], None]
-) -> Path:
-    """Download, verify and stage ``cmd``'s image, reporting each state; FirmwareError if not."""
-    on_state(FirmwareState.DOWNLOADING)
-    image = await fetch_firmware(cmd.url, cmd.size)
-    on_state(FirmwareState.DOWNLOADED)
-    on_state(FirmwareState.VERIFYING)
-    digest = hashlib.sha256(image).digest()
-    if len(image) != cmd.size or digest != cmd.sha256:
+def verify_image(image: bytes, manifest: Manifest) -> None:
+    """FirmwareError VERIFY_FAILED unless ``image`` is the manifest's (size and SHA-256)."""
+    if len(image) != manifest.size or hashlib.sha256(image).digest() != manifest.sha256:
         raise FirmwareError(
             "size or sha256 mismatch", FirmwareState.VERIFY_FAILED, RejectReason.MALFORMED
         )
-    on_state(FirmwareState.VERIFIED)
-    on_state(FirmwareState.INSTALLING)
-    target = state_dir / "firmware" / f"{digest.hex()}.bin"
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".part")
-        await asyncio.to_thread(tmp.write_bytes, image)
-        tmp.replace(target)
-    except OSError as exc:
-        raise FirmwareError(
-            f"install: {exc}", FirmwareState.INSTALL_FAILED, RejectReason.HARDWARE_FAULT
-        ) from None
-    return target
