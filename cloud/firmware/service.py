@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterable, Callable, Collection, Sequence
-from datetime import UTC, datetime, time
+from datetime import datetime, time
 from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -145,7 +145,7 @@ async def get_image(session: AsyncSession, image_id: int) -> FirmwareImage:
     return image
 
 
-async def delete_image(session: AsyncSession, settings: Settings, image_id: int) -> None:
+async def delete_image(session: AsyncSession, image_id: int) -> None:
     """Refused while a campaign names it (its history keeps the image); the file goes
     once the row is gone (the caller commits first: see :func:`forget_file`)."""
     image = await get_image(session, image_id)
@@ -394,14 +394,8 @@ def in_window(window: FirmwareWindow | None, timezone: str, now: datetime) -> bo
     return local >= start or local < end
 
 
-def aware(at: datetime) -> datetime:
-    # SQLite gives naive datetimes back; every time the cloud stores is UTC.
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-
-
 __all__ = [
     "IMAGE_PATH",
-    "aware",
     "campaign_payload",
     "cancel_campaign",
     "clear_window",

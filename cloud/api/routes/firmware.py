@@ -340,7 +340,7 @@ async def delete_image(
 ) -> OkEnvelope:
     image = await service.get_image(session, image_id)
     digest = image.sha256
-    await service.delete_image(session, settings, image_id)
+    await service.delete_image(session, image_id)
     await session.commit()
     service.forget_file(settings, digest)
     return OkEnvelope()
