@@ -308,9 +308,10 @@ async def ready_devices(
 
 async def refused(
     session: AsyncSession, campaign_id: int
-) -> list[tuple[FirmwareCampaignDevice, str]]:
+) -> list[tuple[FirmwareCampaignDevice, str, str | None]]:
     """Sent updates whose command the device refused or failed (a manifest it would not
-    take: wrong target, unknown key, a spot board that refuses the image), with why."""
+    take: wrong target, unknown key, a spot board that refuses the image), with the
+    command's status and reason as ingest recorded them (``"unknown-key: …"``)."""
     rows = await session.execute(
         select(FirmwareCampaignDevice, DeviceCommand.status, DeviceCommand.reason)
         .join(DeviceCommand, DeviceCommand.command_id == FirmwareCampaignDevice.command_id)
@@ -320,7 +321,7 @@ async def refused(
             DeviceCommand.status.in_([CommandStatus.REJECTED, CommandStatus.FAILED]),
         )
     )
-    return [(row, f"command {status}: {why or 'no reason given'}") for row, status, why in rows]
+    return [(row, status, why) for row, status, why in rows]
 
 
 async def attached(session: AsyncSession, device_id: str) -> tuple[int | None, int | None]:

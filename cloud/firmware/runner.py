@@ -9,8 +9,8 @@ Each step takes every live campaign in its own transaction, locked with SKIP LOC
 number of runners may run side by side: a campaign is advanced by one at a time), and:
 
 1. settles what will not end by itself: updates whose FirmwareUpdate the device refused
-   (its command result), and updates without progress for the campaign's device timeout,
-   as failed;
+   (its command result; "busy" or "expired" are sent again), and updates without progress
+   for the campaign's device timeout, as failed;
 2. judges the wave under way: failures (failed or rolled back) at the error threshold stop
    the campaign; a wave all settled goes on to the next when its confirmed share reaches
    the success threshold, else stops the campaign; the last wave completes it;
@@ -53,6 +53,9 @@ from kickstand.cloud.rent_gateway import IssuedCommand
 from kickstand.protocol.v1 import messages as m
 
 log = logging.getLogger("kickstand.cloud.firmware.runner")
+#: Refusals after which the device is as it was (ingest's reason: the RejectReason's name):
+#: the update is sent again rather than counted as failed.
+RETRY_REFUSALS = ("busy", "expired", "not-yet-valid")
 
 
 class Publisher(Protocol):
@@ -194,9 +197,17 @@ class CampaignRunner:
     async def _settle_stuck(
         self, session: AsyncSession, campaign: FirmwareCampaign, now: datetime
     ) -> None:
-        for row, reason in await repository.refused(session, campaign.id):
+        for row, status, why in await repository.refused(session, campaign.id):
+            if why is not None and why.startswith(RETRY_REFUSALS):
+                # The device did nothing (busy, the command expired before it could act):
+                # the update is sent again at the next chance.
+                self.counters["retried"] += 1
+                row.state = UpdateState.PENDING.value
+                row.sent_at = row.progress_at = None
+                row.command_id = None
+                continue
             self.counters["refused"] += 1
-            await self._fail(session, campaign, row, reason, now)
+            await self._fail(session, campaign, row, f"command {status}: {why or 'no reason'}", now)
         timeout = campaign.device_timeout_s
         for row in await repository.stalled(session, campaign.id, now - timedelta(seconds=timeout)):
             self.counters["timed_out"] += 1
@@ -279,4 +290,4 @@ class CampaignRunner:
         return issued
 
 
-__all__ = ["CampaignRunner", "Publisher"]
+__all__ = ["RETRY_REFUSALS", "CampaignRunner", "Publisher"]

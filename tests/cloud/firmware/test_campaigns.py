@@ -69,6 +69,13 @@ class Vehicle:
             return
         if self.fault == "silent":  # took it, then nothing: no progress ever
             return
+        if self.fault == "busy-once":
+            self.fault = None
+            busy = m.CommandResult(
+                envelope.command_id, pe.ResultStatus.REJECTED, pe.RejectReason.BUSY, "syncing"
+            )
+            await self.device.send(busy)
+            return
         if self.fault == "refuse":
             result = m.CommandResult(
                 envelope.command_id,
@@ -449,3 +456,19 @@ async def test_a_refused_update_and_a_silent_device_fail(env: Env) -> None:
             ).all()
         )
     assert {"vh-LYF003", "vh-LYF004"} <= alerted
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_busy_device_is_sent_the_update_again(env: Env) -> None:
+    env.vehicles["LY0011"].fault = "busy-once"
+    campaign = await _create(env, "5.0.0", ["LY0011"], start=True)
+    assert await env.runner.step() == 1
+    retried = env.runner.counters["retried"]
+
+    async def sent_again() -> bool:
+        return await env.runner.step() == 1
+
+    await eventually(sent_again, 10)
+    assert env.runner.counters["retried"] == retried + 1
+    assert (await _settled(env, campaign["id"]))["confirmed"] == 1
+    assert env.vehicles["LY0011"].updates[-1] == "5.0.0"
