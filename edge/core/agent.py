@@ -213,8 +213,6 @@ class EdgeAgent(Generic[S]):
             self._prepare()
         self._fresh = False
         self.boots += 1
-        self._stop.clear()
-        self._result = "stopped"
         link, queue, guard = self.link, self.queue, self._guard
         assert guard is not None
         base = self.base_settings
@@ -252,7 +250,12 @@ class EdgeAgent(Generic[S]):
                 self.health = None
             queue.close()
             guard.close()
-        return self._result
+            result = self._result
+            # Reset for a next boot here, not at the start: a stop() that came before this
+            # boot began (a signal at start-up) must still end it.
+            self._stop.clear()
+            self._result = "stopped"
+        return result
 
     async def _watch(self, tasks: list[asyncio.Task[None]]) -> None:
         """Until stop() or the link's task ends; a device job that dies is logged only."""

@@ -3,6 +3,7 @@ unknown commands NOT_SUPPORTED — checked on both real agents where it is wire-
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -189,3 +190,16 @@ async def test_station_config_persists_reboot_and_unknown_command_types(
         assert birth.config_version == 7
         await eventually(lambda: rig.agent is not None and rig.agent.started.is_set())
         assert rig.agent is not None and rig.agent.settings.unlock_window_s == 9
+
+
+async def test_a_stop_before_the_boot_began_still_ends_it(tmp_path: Path) -> None:
+    """A signal at start-up (stop() before run() got going) is not lost."""
+    settings = VehicleSettings(
+        device_id="vh-STOP0001", serial_number="STOP0001", mqtt_url="mqtt://127.0.0.1:9",
+        state_dir=tmp_path, queue_synchronous="NORMAL",
+    )
+    agent = VehicleAgent(settings)
+    agent.stop()
+    async with asyncio.timeout(5):
+        assert await agent.run() == "stopped"
+    assert agent.boots == 1 and not agent.started.is_set()
