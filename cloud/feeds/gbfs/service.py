@@ -151,6 +151,9 @@ async def _system_information(ctx: BuildContext) -> Any:
         "feed_contact_email": ctx.contact_email,
         "timezone": network.timezone,
         "start_date": network.created_at.astimezone(UTC).date().isoformat(),
+        # GBFS: required when the publisher has several systems (one installation, several
+        # networks); given always, as the way to the others.
+        "manifest_url": ctx.base_url.rstrip("/").rsplit("/", 1)[0] + "/manifest.json",
     }
 
 

@@ -206,8 +206,18 @@ class Fleet:
     out_of_order: bool
 
 
+#: MDS: a vehicle ``removed`` stays in ``/vehicles/status`` 90 minutes, then leaves it.
+GONE_SHOWN = timedelta(minutes=90)
+
+
 async def _fleet(session: AsyncSession, network: Network, now: datetime) -> Fleet:
     rows = await feeds.vehicles(session, network.id, with_gone=True)
+    recent = {
+        d.vehicle_id
+        for d in await mds_repository.decommissions(session, network.id, now - GONE_SHOWN, now)
+    }
+    # Lost or stolen ones have no date on record: they are not shown as missing at all.
+    rows = [v for v in rows if v.state not in feeds.GONE or v.id in recent]
     stations = {s.id: s for s in await feeds.stations(session, network.id)}
     out_of_order = network.id in await out_of_order_now(session, [network.id], now)
     return Fleet(rows, stations, out_of_order)
@@ -486,14 +496,37 @@ async def events(
 async def telemetry(
     session: AsyncSession, network: Network, start: datetime, now: datetime
 ) -> list[dict[str, Any]]:
-    """The trips' points in the hour: each trip's start and end (MDS: at least those two).
-    The positions the vehicles stream during a ride live in the telemetry store and are not
-    published yet (docs/feeds.md)."""
+    """The trips' points in the hour: each trip's start and end (MDS: at least those two),
+    and the last position on record of each vehicle that reported it in the hour while on
+    no trip. The positions the vehicles stream during a ride live in the telemetry store
+    and are not published yet (docs/feeds.md)."""
     end = start + timedelta(hours=1)
     rows = await mds_repository.trips_touching(session, network.id, start, end)
+    parked = await feeds.vehicles(session, network.id)
     await session.commit()
     provider = provider_id(network.id)
     out = []
+    for v in parked:
+        seen = v.position_at
+        if v.on_trip or seen is None or v.latitude is None or v.longitude is None:
+            continue
+        if not start <= _aware(seen) < end:
+            continue
+        point: dict[str, Any] = {
+            "device_id": mds_id("vehicle", v.id),
+            "provider_id": provider,
+            "telemetry_id": mds_uuid("telemetry", f"position:{v.id}:{ms(seen)}"),
+            "timestamp": ms(seen),
+            "trip_ids": None,
+            "journey_id": None,
+            "location": gps(v.latitude, v.longitude),
+        }
+        battery = _battery(v.vehicle_type, v.battery_level, v.assist_battery_level)
+        if battery is not None:
+            point["battery_percent"] = battery
+        if v.station_id is not None:
+            point["stop_id"] = mds_id("stop", v.station_id)
+        out.append(point)
     for trip in rows:
         if trip.status != TripStatus.FINISHED:
             continue  # in-trip positions stay private until the trip ends

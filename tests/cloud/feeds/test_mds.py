@@ -15,7 +15,8 @@ from sqlalchemy import select
 
 from kickstand.cloud.feeds.mds import mapping
 from kickstand.cloud.feeds.mds.models import MdsAgencyToken
-from kickstand.cloud.models import VehicleType
+from kickstand.cloud.models import Vehicle, VehicleState, VehicleType
+from kickstand.cloud.vehicles.models import DecommissionReason, VehicleDecommission
 from tests.cloud.feeds.conftest import City
 
 pytestmark = pytest.mark.postgres
@@ -268,10 +269,14 @@ async def test_field_by_field_on_the_demo_city_after_a_ride(city: City) -> None:
     )
     assert recent["events"] == events
     telemetry = (await mds(city, "/telemetry", token, telemetry_time=label))["telemetry"]
-    assert [t["timestamp"] for t in telemetry] == [trip["start_time"], trip["end_time"]]
+    on_trip = [t for t in telemetry if t["trip_ids"]]
+    assert [t["timestamp"] for t in on_trip] == [trip["start_time"], trip["end_time"]]
+    assert {t["trip_ids"][0] for t in on_trip} == {trip["trip_id"]}
+    # and the position the vehicle reported once docked, on no trip
+    parked = [t for t in telemetry if t["trip_ids"] is None]
+    assert [(t["device_id"], t["timestamp"]) for t in parked] == [(ridden, trip["end_time"])]
     for t in telemetry:
         check_telemetry(t, "telemetry")
-        assert t["trip_ids"] == [trip["trip_id"]]
 
     # near-realtime: vehicles/status and stops
     status = await mds(city, "/vehicles/status", token)
@@ -323,3 +328,46 @@ async def test_hours_and_parameters(city: City) -> None:
     await mds(city, "/events/recent", token, status=400, start_time=old, end_time=fresh)
     await mds(city, "/events/recent", token, status=400, start_time=fresh)
     await mds(city, "/stops/not-a-uuid", token, status=404)
+
+
+async def test_gone_vehicles_in_status_and_events(city: City) -> None:
+    token = await issue(city)
+    now = datetime.now(UTC)
+    async with city.maker() as session:
+        gone = {
+            v.serial_number: v
+            for v in await session.scalars(
+                select(Vehicle).where(Vehicle.serial_number.in_(["LYF003", "LYF004"]))
+            )
+        }
+        gone["LYF003"].state = VehicleState.LOST_OR_STOLEN
+        gone["LYF004"].state = VehicleState.DECOMMISSIONED
+        session.add(
+            VehicleDecommission(
+                vehicle_id=gone["LYF004"].id,
+                network_id=city.demo.network_id,
+                reason=DecommissionReason.IRREPARABLE,
+                currency="EUR",
+                decommissioned_at=now - timedelta(minutes=5),
+            )
+        )
+        await session.commit()
+    status = (await mds(city, "/vehicles/status", token))["vehicles_status"]
+    by_device = {s["device_id"]: s["last_event"] for s in status}
+    listed = (await mds(city, "/vehicles", token, page_size=50))["vehicles"]
+    vehicles = {v["vehicle_id"]: v["device_id"] for v in listed}
+    assert vehicles["LYF003"] not in by_device  # missing, with no date on record: not shown
+    removed = by_device[vehicles["LYF004"]]
+    assert (removed["vehicle_state"], removed["event_types"]) == ("removed", ["decommissioned"])
+    recent = await mds(
+        city,
+        "/events/recent",
+        token,
+        start_time=str(int((now - timedelta(hours=1)).timestamp() * 1000)),
+        end_time=str(int(now.timestamp() * 1000) + 1),
+    )
+    assert [(e["device_id"], e["event_types"]) for e in recent["events"]] == [
+        (vehicles["LYF004"], ["decommissioned"])
+    ]
+    for e in recent["events"]:
+        check_event(e, "event")
