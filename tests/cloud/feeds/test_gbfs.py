@@ -335,3 +335,25 @@ async def test_unknown_private_and_closed_systems_are_404(city: City) -> None:
     assert (await city.client.get(SYSTEM + "gbfs.json")).status_code == 404
     manifest = await city.get_json("/gbfs/v3/manifest.json")
     assert manifest["data"]["datasets"] == []
+
+
+async def test_several_networks_on_one_installation(city: City) -> None:
+    async with city.maker() as session:
+        from kickstand.cloud.models import Network
+
+        other = Network(name="Villeurbanne", currency="EUR", timezone="Europe/Paris")
+        private = Network(name="Depot", currency="EUR", timezone="Europe/Paris", is_public=False)
+        session.add_all([other, private])
+        await session.commit()
+    manifest = await city.get_json("/gbfs/v3/manifest.json")
+    systems = [d["system_id"] for d in manifest["data"]["datasets"]]
+    assert systems == ["kickstand-1", f"kickstand-{other.id}"]
+    base = f"{BASE}/gbfs/v3/kickstand-{other.id}/"
+    info = await city.get_json(base + "system_information.json")
+    assert info["data"]["name"][0]["text"] == "Villeurbanne"
+    assert info["data"]["manifest_url"] == f"{BASE}/gbfs/v3/manifest.json"
+    assert (await city.get_json(base + "station_status.json"))["data"]["stations"] == []
+    assert (await city.get_json(base + "vehicle_types.json"))["data"]["vehicle_types"]
+    assert (
+        await city.client.get(f"{BASE}/gbfs/v3/kickstand-{private.id}/gbfs.json")
+    ).status_code == 404
