@@ -225,8 +225,8 @@ class VehicleAgent(EdgeAgent[VehicleSettings]):
         A disk error is logged and counted, never raised: the vehicle keeps working.
         """
         items = [b for b in bodies if b is not None]
-        if self._link is None or not (items or state):
-            return
+        if self._link is None or not self.started.is_set() or not (items or state):
+            return  # between boots: a power cut, nothing is stored
         try:
             self._link.emit_batch(items, state)
         except (QueueError, ProtocolError) as exc:
