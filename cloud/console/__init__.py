@@ -36,7 +36,10 @@ No tiles by default
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -60,6 +63,18 @@ def install(app: FastAPI, settings: Settings) -> None:
     )
     # One API process serves one app: its feed's counters at /metrics.
     metrics.register("console", "live", feed.stats)
+    # The feed stops before the app's own shutdown disposes of the database engine.
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(the_app: FastAPI) -> AsyncIterator[Any]:
+        async with inner(the_app) as state:
+            try:
+                yield state
+            finally:
+                await feed.close()
+
+    app.router.lifespan_context = lifespan
     app.mount(f"{PREFIX}/assets/static", StaticFiles(directory=STATIC_DIR), name="console-static")
     # check_dir=False: a machine without the npm assets still serves the pages (the map
     # page says the assets are missing); ``make setup`` installs them.

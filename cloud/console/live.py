@@ -9,6 +9,12 @@ hundred. Each subscriber gets the events of the networks it may see (``networks_
 the event's definition, the webhooks' scoping); an installation-wide event (no network)
 goes to unscoped operators only. A browser too slow to take its events is dropped (its
 EventSource reconnects and the page reloads what it shows).
+
+A stream lasts at most ``CONSOLE_STREAM_MAX_S``: a server shutting down waits for open
+responses, and an endless stream would hold it. The browser reconnects with the last id
+it saw (``Last-Event-ID``) and gets what it missed from the feed's memory of recent events
+(no database read); when that memory does not reach back far enough, a ``reload`` event
+tells the page to read its state again.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +43,11 @@ log = logging.getLogger("kickstand.cloud.console.live")
 BATCH = 500
 #: Events a browser may fall behind by before it is dropped.
 QUEUE_SIZE = 1000
+#: Recent events kept for browsers that reconnect (``Last-Event-ID``).
+RECENT = 5000
+#: The reader goes on this long after the last browser left (they reconnect when their
+#: stream ends), then stops.
+LINGER_S = 30.0
 #: Topics the console shows (the others stay in the outbox for webhooks).
 TOPIC_PREFIXES = ("station.", "dock.", "vehicule.", "fleet_alert.", "trip.", "boitier.")
 
@@ -67,6 +80,8 @@ class Subscriber:
         default_factory=lambda: asyncio.Queue(QUEUE_SIZE)
     )
     dropped: bool = False
+    #: Events were missed (a reconnection the feed's memory does not cover): reload.
+    gap: bool = False
 
     def wants(self, event: LiveEvent) -> bool:
         if self.network_id is not None and self.network_id not in event.networks:
@@ -96,12 +111,18 @@ class LiveFeed:
         self.stats = LiveStats()
         self._task: asyncio.Task[None] | None = None
         self._last_id: int | None = None
+        self._recent: deque[LiveEvent] = deque(maxlen=RECENT)
+        #: Events up to this id are not in memory (before the feed started, or forgotten).
+        self._forgotten_up_to: int | None = None
 
     @contextlib.asynccontextmanager
     async def subscribe(
-        self, allowed: frozenset[int] | None, network_id: int | None
+        self, allowed: frozenset[int] | None, network_id: int | None, after: int | None = None
     ) -> AsyncIterator[Subscriber]:
+        """``after``: the last event id the browser saw (what it missed is replayed)."""
         subscriber = Subscriber(allowed, network_id)
+        if after is not None:
+            self._replay(subscriber, after)
         self.subscribers.add(subscriber)
         self.stats.subscribers = float(len(self.subscribers))
         if self._task is None or self._task.done():
@@ -112,11 +133,40 @@ class LiveFeed:
             self.subscribers.discard(subscriber)
             self.stats.subscribers = float(len(self.subscribers))
 
+    async def close(self) -> None:
+        """Stop reading (the app is shutting down): open streams end."""
+        for subscriber in list(self.subscribers):
+            self._drop(subscriber)
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._task = None
+
+    def _replay(self, subscriber: Subscriber, after: int) -> None:
+        if self._forgotten_up_to is None or after < self._forgotten_up_to:
+            subscriber.gap = True
+            return
+        for event in self._recent:
+            if event.id > after and subscriber.wants(event):
+                if subscriber.queue.full():  # more missed than a browser may lag by
+                    subscriber.gap = True
+                    return
+                subscriber.queue.put_nowait(event)
+
     async def _run(self) -> None:
         try:
-            if self._last_id is None:
-                self._last_id = await self._newest()
-            while self.subscribers:
+            # After a while without browsers: start from now, not from a backlog.
+            self._recent.clear()
+            self._last_id = self._forgotten_up_to = await self._newest()
+            idle_since: float | None = None
+            while True:
+                if self.subscribers:
+                    idle_since = None
+                elif idle_since is None:
+                    idle_since = time.monotonic()
+                elif time.monotonic() - idle_since > LINGER_S:
+                    return
                 read = await self._read_once()
                 if read < BATCH:
                     await asyncio.sleep(self.poll_s)
@@ -166,6 +216,9 @@ class LiveFeed:
                 networks_of(row.topic, payload), payload,
             )  # fmt: skip
             self.stats.events_read += 1
+            if len(self._recent) == RECENT:
+                self._forgotten_up_to = self._recent[0].id
+            self._recent.append(event)
             self._fan_out(event)
         return len(rows)
 

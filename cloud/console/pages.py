@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -49,7 +50,10 @@ def when(value: Any) -> str:
 
 templates.env.filters["when"] = when
 #: Live feed keep-alive: proxies close idle streams; a comment line every so often.
-KEEPALIVE_S = 15.0
+KEEPALIVE_S = 10.0
+#: A stream's life: a shutting-down server waits for open responses (the browser reconnects
+#: at once with Last-Event-ID and misses nothing).
+STREAM_MAX_S = 10.0
 #: The map's free-floating vehicles (keyset pages of 500).
 MAP_VEHICLES_MAX = 20_000
 LIVE_PERMISSION = "stations"
@@ -315,13 +319,22 @@ async def events(request: Request) -> Response:
     if network_id is not None and scope is not None and network_id not in scope:
         return Response(status_code=403)
     feed: LiveFeed = request.app.state.console_live
+    after = _parse_int(request.headers.get("last-event-id"))
 
     async def stream() -> AsyncIterator[str]:
-        async with feed.subscribe(scope, network_id) as subscriber:
-            yield "retry: 2000\n\n"
+        ends = time.monotonic() + STREAM_MAX_S
+        async with feed.subscribe(scope, network_id, after) as subscriber:
+            yield "retry: 500\n\n"
+            if subscriber.gap:
+                yield "event: reload\ndata: {}\n\n"
             while not await request.is_disconnected():
+                left = ends - time.monotonic()
+                if left <= 0:
+                    return
                 try:
-                    event = await asyncio.wait_for(subscriber.queue.get(), KEEPALIVE_S)
+                    event = await asyncio.wait_for(
+                        subscriber.queue.get(), min(KEEPALIVE_S, left)
+                    )
                 except TimeoutError:
                     yield ": keepalive\n\n"
                     continue

@@ -9,6 +9,9 @@
     const log = document.getElementById("event-log");
     const source = new EventSource(spots.dataset.eventsUrl);
     let pending = null;
+    source.addEventListener("reload", () => {
+      document.body.dispatchEvent(new Event("live-update"));
+    });
     source.addEventListener("kickstand", (msg) => {
       const e = JSON.parse(msg.data);
       const p = e.payload || {};

@@ -152,6 +152,8 @@
     const source = new EventSource(el.dataset.eventsUrl);
     source.onopen = () => { liveState.textContent = texts.live_connected; };
     source.onerror = () => { liveState.textContent = texts.live_lost; };
+    // The feed could not replay what this page missed (a long disconnection): read it all.
+    source.addEventListener("reload", () => reloadSoon());
     source.addEventListener("kickstand", (msg) => {
       const e = JSON.parse(msg.data);
       logEvent(e);

@@ -277,6 +277,19 @@ async def test_live_feed_one_reader_for_every_browser_scoped_by_network(
         assert "kickstand_console_events_sent_total" in scrape
     assert not feed.subscribers
 
+    # A browser reconnecting with the last id it saw gets what it missed, from memory.
+    async with feed.subscribe(frozenset({1}), 1, after=first.id - 1) as back:
+        again = back.queue.get_nowait()
+        assert again is not None and again.id == first.id and not back.gap
+        assert back.queue.empty()  # the other network's event is not replayed to it
+    # One whose last id is older than the feed's memory (here: a feed started since, as in
+    # another API process) is told to reload.
+    fresh = LiveFeed(app.state.sessionmaker, poll_s=0.05)
+    async with fresh.subscribe(frozenset({1}), 1):
+        await asyncio.sleep(0.2)
+        async with fresh.subscribe(frozenset({1}), 1, after=first.id - 1) as late:
+            assert late.gap and late.queue.empty()
+
 
 async def test_french_pages(app_client: httpx.AsyncClient) -> None:
     await login(app_client, OPERATOR)
@@ -306,3 +319,14 @@ async def test_vehicle_commands_are_confirmed_and_sent_through_the_api(
         "/console/vehicles/13/action", data={"action": "self-destruct", "confirmed": "1"}
     )
     assert unknown.status_code == 400
+
+
+async def test_live_feed_reader_stops_with_the_app(sqlite_url: str, tmp_path: Path) -> None:
+    app = create_app(Settings(DATABASE_URL=sqlite_url, VAR_DIR=tmp_path / "var"))
+    async with app.router.lifespan_context(app):
+        feed: LiveFeed = app.state.console_live
+        async with feed.subscribe(None, None):
+            await asyncio.sleep(0.1)
+            reader = feed._task
+        assert reader is not None and not reader.done()  # it lingers for reconnections
+    assert reader.done()  # stopped before the engine was disposed
