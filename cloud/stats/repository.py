@@ -628,14 +628,20 @@ async def plan_each_time(session: AsyncSession) -> None:
     and masks asked: the summary of a year went from 120 to 300 ms at the sixth call
     (benchmarks/dashboard_queries.py). A custom plan costs a fraction of a millisecond.
 
-    And no JIT: these statements run in milliseconds, but a subplan per row of ``users``
+    No JIT: these statements run in milliseconds, but a subplan per row of ``users``
     (:func:`rode_on`) is estimated past ``jit_above_cost`` and its compilation took 260 of
-    the 300 ms of the overview's new riders (EXPLAIN ANALYZE on the benchmark city)."""
+    the 300 ms of the overview's new riders (EXPLAIN ANALYZE on the benchmark city).
+
+    No parallel workers: a scan of the year's presence rows (60k) took 44-59 ms with two
+    workers and 23-29 ms without on this 2-core machine under load (psql, load 6): their
+    start and their gathering cost more than they save, and an API serves other requests
+    meanwhile."""
     if not Dialect(session).sqlite:
         await session.execute(
             text(
                 "SELECT set_config('plan_cache_mode', 'force_custom_plan', true),"
-                " set_config('jit', 'off', true)"
+                " set_config('jit', 'off', true),"
+                " set_config('max_parallel_workers_per_gather', '0', true)"
             )
         )
 
@@ -847,26 +853,42 @@ async def presence_counts(
 
     # A group within two years is read from one row per subject of one network (its last
     # year's: m and p): there a conditional count is the distinct count, all such groups in
-    # one scan. A group over more years (or several networks) counts its subjects once
-    # each, a statement per group.
-    def meets_in_one_row(masks: dict[int, list[int]]) -> ColumnElement[bool]:
-        # The last year's row holds that year's days (m) and the year before's (p).
-        last = max(masks)
-        either = [P[f"m{i}"].op("&")(m) != 0 for i, m in enumerate(masks[last]) if m]
-        if last - 1 in masks:
-            either += [P[f"p{i}"].op("&")(m) != 0 for i, m in enumerate(masks[last - 1]) if m]
-        return and_(P.year == last, or_(*either))
-
+    # one scan per kind (no GROUP BY: it compared every row's kind). A group over more
+    # years (or several networks) counts its subjects once each, a statement per group.
     single = [g for g, m in enumerate(wanted) if len(networks) == 1 and len(m) <= 2]
+    top = max((max(wanted[g]) for g in single), default=0)
+
+    def row_year(masks: dict[int, list[int]]) -> int:
+        # A year's row holds its days (m) and the year before's (p): every group within the
+        # last two years reads the last year's rows (one year of rows scanned, not two).
+        return top if set(masks) <= {top - 1, top} else max(masks)
+
+    in_single = sorted({row_year(wanted[g]) for g in single})
+
+    def in_one_row(masks: dict[int, list[int]]) -> ColumnElement[Any]:
+        row = row_year(masks)
+        words = [(P[f"m{i}"], m) for i, m in enumerate(masks.get(row, [])) if m]
+        words += [(P[f"p{i}"], m) for i, m in enumerate(masks.get(row - 1, [])) if m]
+        of_year = (lambda v: v) if len(in_single) == 1 else (lambda v: case((P.year == row, v)))
+        if len(words) == 1 and words[0][1].bit_count() == 1:
+            # One day: its bit summed (half the time of a CASE per row over 30 days).
+            column, bit = words[0]
+            value = column.op(">>")(literal(bit.bit_length() - 1, Integer)).op("&")(1)
+            return func.coalesce(func.sum(of_year(value)), 0)
+        met = or_(*[column.op("&")(m) != 0 for column, m in words])
+        return func.count(of_year(case((met, 1))))
+
     if single:
-        in_single = sorted({max(wanted[g]) for g in single})
-        stmt = (
-            select(P.kind, *[func.count(case((meets_in_one_row(wanted[g]), 1))) for g in single])
-            .where(*base, P.year.in_(in_single))
-            .group_by(P.kind)
-        )
-        for kind, *values in _all(await session.execute(stmt)):
-            for g, value in zip(single, values, strict=True):
+        values = [in_one_row(wanted[g]) for g in single]
+        for kind in kinds:
+            row: Any = (
+                await session.execute(
+                    select(*values).where(
+                        P.network_id.in_(networks), P.kind == kind, P.year.in_(in_single)
+                    )
+                )
+            ).one()
+            for g, value in zip(single, row, strict=True):
                 counts[kind][g] = int(value)
     for g in (g for g in range(len(groups)) if g not in single):
         met = (
