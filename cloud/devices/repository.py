@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, ScalarResult, Select, and_, false, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kickstand.cloud.devices.scope import NETWORK
 from kickstand.cloud.ingest.tables import CommandStatus, DeviceBoot, DeviceCommand
 from kickstand.cloud.keyset import Keyset, page_query
 from kickstand.cloud.liveness import online_clause
@@ -23,10 +24,6 @@ from kickstand.cloud.models import (
     User,
     Vehicle,
 )
-
-#: The network of a device: its station's cluster's, or its vehicle's (None: attached to
-#: nothing).
-NETWORK = func.coalesce(Cluster.network_id, Vehicle.network_id)
 
 #: None: every network (and devices attached to nothing); a set: only those networks.
 Scope = frozenset[int] | None

@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kickstand.cloud.devices.repository import NETWORK
+from kickstand.cloud.devices.scope import NETWORK
 from kickstand.cloud.firmware.models import (
     IN_FLIGHT,
     LIVE_CAMPAIGN_STATES,
