@@ -72,6 +72,8 @@ class ErrorCode(enum.IntEnum):
     UNAVAILABLE = 22
     #: The MDS feeds (issue 19): the Accept header asks for a version we do not serve.
     NOT_ACCEPTABLE = 23
+    #: Firmware downloads (issue 18): a Range starting past the image's end.
+    RANGE_NOT_SATISFIABLE = 24
     # Rider accounts (kickstand.cloud.accounts): 30-39.
     TOO_MANY_ATTEMPTS = 30
     ACCOUNT_TOKEN_INVALID = 31
@@ -103,6 +105,10 @@ CODES: dict[ErrorCode, tuple[tuple[int, ...], str]] = {
     ErrorCode.TELEMETRY_UNAVAILABLE: ((502, 503), "telemetry down (503), query refused (502)"),
     ErrorCode.UNAVAILABLE: ((503,), "the database cannot be reached; retry after Retry-After"),
     ErrorCode.NOT_ACCEPTABLE: ((406,), "the Accept header asks for a version not served"),
+    ErrorCode.RANGE_NOT_SATISFIABLE: (
+        (416,),
+        "the Range starts past the end (`Content-Range: bytes */<size>`)",
+    ),
     ErrorCode.TOO_MANY_ATTEMPTS: ((429,), "too many attempts; retry after Retry-After"),
     ErrorCode.ACCOUNT_TOKEN_INVALID: ((400,), "the account token is unknown, used or expired"),
     ErrorCode.EMAIL_TAKEN: ((409,), "an account already uses this email"),
@@ -206,6 +212,18 @@ def bad_request(field: str, message: str) -> ApiError:
 
 def not_acceptable(message: str) -> ApiError:
     return ApiError(406, ErrorCode.NOT_ACCEPTABLE, message, reason="version-not-served")
+
+
+def range_not_satisfiable(size: int) -> ApiError:
+    """416 with ``Content-Range: bytes */<size>`` (RFC 9110 §15.5.17): the client learns
+    the size and starts over."""
+    return ApiError(
+        416,
+        ErrorCode.RANGE_NOT_SATISFIABLE,
+        f"the range starts past the end of the {size} bytes",
+        reason="range-not-satisfiable",
+        headers={"Content-Range": f"bytes */{size}"},
+    )
 
 
 def forbidden(message: str, *, reason: str = "forbidden") -> ApiError:
