@@ -106,9 +106,11 @@ GENERATE = [
        SELECT 'rider' || g || '@bench.example.com', 'x', 'Rider ' || g, 'rider', '[]', 20,
               true, 0, CAST(:t0 AS timestamptz) - (random() * interval '400 days'), 'en'
        FROM generate_series(1, :riders) g""",
+    # The network's own organizations (an operator reaches those: migration 0022).
     """INSERT INTO organizations (third_party_id, name, is_guarantor, allow_outside_rules,
-           paid_outside_rules_ratio, only_show_matching_clusters, pays_rule_overrun, created_at)
-       SELECT g, 'Org ' || g, false, false, 0, false, false, CAST(:t0 AS timestamptz)
+           paid_outside_rules_ratio, only_show_matching_clusters, pays_rule_overrun, created_at,
+           network_id)
+       SELECT g, 'Org ' || g, false, false, 0, false, false, CAST(:t0 AS timestamptz), :net
        FROM generate_series(1, 10) g""",
     """INSERT INTO user_organizations (user_id, organization_id, linked_at)
        SELECT u.id, o.id, CAST(:t0 AS timestamptz)

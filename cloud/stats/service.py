@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kickstand.cloud.access import repository as access
 from kickstand.cloud.errors import InvalidInputError
 from kickstand.cloud.liveness import online_of
 from kickstand.cloud.models import (
@@ -392,9 +393,16 @@ async def stations(
 
 
 async def organizations(session: AsyncSession, networks: Sequence[int]) -> list[UsageOrganization]:
+    """Organizations with members who rode on the networks, among those the networks reach
+    (the one scope rule of organizations): another network's are not named."""
     await repository.plan_each_time(session)
     rows = await repository.organizations_of(session, networks)
-    return [UsageOrganization(id=i, name=n, users=u) for i, n, u in rows]
+    reach = frozenset(networks)
+    return [
+        UsageOrganization(id=i, name=n, users=u)
+        for i, n, u in rows
+        if await access.organization_in_scope(session, i, reach) is not None
+    ]
 
 
 # ── overview ────────────────────────────────────────────────────────────────────────────

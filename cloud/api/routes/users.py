@@ -197,7 +197,8 @@ def _money(value: Decimal | None) -> str | None:
     return None if value is None else format(value.normalize(), "f")
 
 
-async def _public(session: AsyncSession, user: User) -> UserPublic:
+async def _public(session: AsyncSession, user: User, reach: frozenset[int] | None) -> UserPublic:
+    """``reach``: the operator's networks (None: every one)."""
     return UserPublic(
         id=user.id,
         email=user.email,
@@ -206,8 +207,19 @@ async def _public(session: AsyncSession, user: User) -> UserPublic:
         created_at=user.created_at,
         blocked=await repository.is_blocked(session, user.id),
         networks=sorted(await service.user_networks(session, user)),
-        organizations=await service.user_organizations(session, user.id),
+        organizations=await _organizations_reached(session, user.id, reach),
     )
+
+
+async def _organizations_reached(
+    session: AsyncSession, user_id: int, reach: frozenset[int] | None
+) -> list[int]:
+    """The user's organizations that ``reach`` reaches: another network's customers are
+    not confirmed (as for a link or an unlink)."""
+    ids = await service.user_organizations(session, user_id)
+    if reach is None:
+        return ids
+    return [i for i in ids if await repository.organization_in_scope(session, i, reach)]
 
 
 async def _reachable(session: AsyncSession, operator: OperatorContext, user_id: int) -> User:
@@ -217,7 +229,7 @@ async def _reachable(session: AsyncSession, operator: OperatorContext, user_id: 
 
 @router.get("", response_model=Page[UserPublic], summary="Get users")
 async def get_users(
-    _operator: ListOperator,
+    operator: ListOperator,
     session: SessionDep,
     networks: NetworksDep,
     keyset: KeysetDep,
@@ -239,7 +251,10 @@ async def get_users(
     )  # fmt: skip
     rows = await support.list_users(session, networks, filters, keyset)
     page, next_key = cut(rows, keyset, key=lambda u: u.id)
-    return Page(data=[await _public(session, u) for u in page], next_primary_key=next_key)
+    return Page(
+        data=[await _public(session, u, operator.networks) for u in page],
+        next_primary_key=next_key,
+    )
 
 
 @router.get("/search", response_model=Envelope[list[UserPublic]], summary="Search user")
@@ -250,7 +265,7 @@ async def search_user(
 ) -> Envelope[list[UserPublic]]:
     """Users of the operator's networks whose email contains the value (at most 50)."""
     found = await support.search(session, email, operator.networks)
-    return Envelope(data=[await _public(session, u) for u in found])
+    return Envelope(data=[await _public(session, u, operator.networks) for u in found])
 
 
 @router.get(
@@ -271,7 +286,8 @@ async def get_global_user_count(_operator: GrantOperator, session: SessionDep) -
 async def get_user(
     operator: ListOperator, session: SessionDep, user_id: UserId
 ) -> Envelope[UserPublic]:
-    return Envelope(data=await _public(session, await _reachable(session, operator, user_id)))
+    user = await _reachable(session, operator, user_id)
+    return Envelope(data=await _public(session, user, operator.networks))
 
 
 @router.get(

@@ -13,7 +13,8 @@ Period 2026-03-28 … 2026-03-30 (local days). Clusters A (48.00, 2.00), B (48.0
 | T5   | 03-30 22:30 | 03-31 00:30 Tue | out | 60   |                    |         | 1    | U1   |
 | T6   | 03-29 10:00 cancelled (never counted)                                     | U1   |
 
-U3 is a member of organization O1; U2 of O2 (who also rides elsewhere only through T7).
+U3 is a member of organization O1; U2 of O2 (who also rides elsewhere only through T7) and
+of Otherville's O4.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kickstand.cloud.access.models import Organization, UserOrganization
+from kickstand.cloud.access.models import Organization, OrganizationalUnit, UserOrganization
 from kickstand.cloud.config import Settings
 from kickstand.cloud.models import (
     Cluster,
@@ -45,6 +46,7 @@ from kickstand.cloud.models import (
     VehicleType,
 )
 from kickstand.cloud.security import create_access_token, hash_password
+from kickstand.cloud.seed import operator_permissions
 from kickstand.cloud.stats import rollup
 from kickstand.cloud.stats import service as stats_service
 from kickstand.cloud.stats.service import local_midnight, zone
@@ -70,6 +72,8 @@ class World:
     cluster_b: int
     o1: int
     o2: int
+    o4: int
+    u2: int
 
 
 async def _user(session: AsyncSession, email: str, role: UserRole = UserRole.RIDER) -> User:
@@ -103,10 +107,13 @@ async def build(api: Api) -> World:
         await session.flush()
         u1, u2, u3 = [await _user(session, f"stats-u{i}@example.com") for i in (1, 2, 3)]
         admin = await _user(session, "stats-admin@example.com", UserRole.ADMIN)
-        o1 = Organization(third_party_id=1, name="Org One")
-        o2 = Organization(third_party_id=2, name="Org Two")
-        o3 = Organization(third_party_id=3, name="Org Three")  # its member never rode here
-        session.add_all([o1, o2, o3])
+        o1 = Organization(third_party_id=1, name="Org One", network_id=usage.id)
+        o2 = Organization(third_party_id=2, name="Org Two", network_id=usage.id)
+        # Its member never rode here.
+        o3 = Organization(third_party_id=3, name="Org Three", network_id=usage.id)
+        # Otherville's: U2 rides here too, but Statsville's figures never name it.
+        o4 = Organization(third_party_id=4, name="Org Four", network_id=other.id)
+        session.add_all([o1, o2, o3, o4])
         await session.flush()
         u4 = await _user(session, "stats-u4@example.com")
         session.add_all(
@@ -114,6 +121,7 @@ async def build(api: Api) -> World:
                 UserOrganization(user_id=u3.id, organization_id=o1.id),
                 UserOrganization(user_id=u2.id, organization_id=o2.id),
                 UserOrganization(user_id=u4.id, organization_id=o3.id),
+                UserOrganization(user_id=u2.id, organization_id=o4.id),
             ]
         )
         v1, v2, v3, v4 = [_vehicle(usage, f"ST{i:04d}") for i in (1, 2, 3, 4)]
@@ -184,6 +192,8 @@ async def build(api: Api) -> World:
             b.id,
             o1.id,
             o2.id,
+            o4.id,
+            u2.id,
         )
 
 
@@ -502,3 +512,28 @@ async def test_rollup_and_trips_agree(
         else:
             assert a == b, path
     assert fed[1]["trips"] == trips
+
+
+async def test_another_networks_organizations_are_not_named(api: Api) -> None:
+    """Statsville's operator sees its own organizations only: in the usage stats and in a
+    rider's profile (U2 is also a member of Otherville's O4)."""
+    w = await build(api)
+    async with api.sessionmaker() as session:
+        unit = OrganizationalUnit(
+            name="Statsville", networks=[w.usage], clusters=[], app_labels=[], organizations=[]
+        )
+        session.add(unit)
+        await session.flush()
+        operator = await _user(session, "stats-op@example.com", UserRole.OPERATOR)
+        operator.permissions = operator_permissions(w.usage, unit.id)
+        await session.commit()
+        token = create_access_token(
+            Settings(JWT_SECRET=JWT), operator.id, operator.permissions, operator.token_generation
+        )
+    mine = World(**{**w.__dict__, "headers": {"Authorization": f"Bearer {token}"}})
+    orgs = await get(api, mine, "usage-stats/organizations", f"networks={w.usage}")
+    assert [o["id"] for o in orgs] == [w.o1, w.o2]
+    profile = await get(api, mine, f"users/{w.u2}", "")
+    assert profile["organizations"] == [w.o2]
+    # A global admin reaches every organization.
+    assert (await get(api, w, f"users/{w.u2}", ""))["organizations"] == sorted([w.o2, w.o4])
