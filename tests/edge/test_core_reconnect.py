@@ -65,6 +65,7 @@ def _link(broker: MosquittoService, state: Path, device: str) -> tuple[CloudLink
     return link, queue
 
 
+@pytest.mark.slow  # ~20 s: a 5 s outage and the reconnects spread after it, measured
 async def test_a_broker_restart_does_not_bring_the_fleet_back_in_one_second(
     mosquitto_private: MosquittoService, tmp_path: Path
 ) -> None:
