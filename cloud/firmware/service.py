@@ -4,7 +4,11 @@ ingest handler call these).
 Images: uploaded for a target and version, stored content-addressed
 (:mod:`~kickstand.cloud.firmware.store`), their manifest signed at upload with the
 installation's firmware key (:mod:`~kickstand.cloud.firmware.keys`); installation-wide
-(the same hardware runs in every network). An image used by a campaign stays.
+(the same hardware runs in every network). Any ``firmware`` operator reads them (a
+campaign of its network picks one); only a global grant uploads or deletes one: its
+signed manifest is valid on every device of every network, as a newly provisioned device
+belongs to no network yet (``devices.identity.provision``). An image used by a campaign
+stays.
 
 Campaigns (hawkBit's rollouts are the model): one network's devices chosen by target,
 vehicle model, current version or an explicit list, split into waves — a canary, then
@@ -29,7 +33,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kickstand.cloud import outbox
 from kickstand.cloud.config import Settings
-from kickstand.cloud.errors import ConflictError, InvalidInputError, NotFoundError
+from kickstand.cloud.errors import (
+    ConflictError,
+    ForbiddenError,
+    InvalidInputError,
+    NotFoundError,
+)
 from kickstand.cloud.events import catalogue as ev
 from kickstand.cloud.events import payloads as p
 from kickstand.cloud.events.catalogue import EventType
@@ -65,6 +74,16 @@ def image_store(settings: Settings) -> ImageStore:
     return ImageStore(settings.FIRMWARE_STORE_DIR or settings.VAR_DIR / "firmware")
 
 
+def require_global(networks: Collection[int] | None, action: str) -> None:
+    """Images are the installation's: ``networks`` (the caller's write scope) must be
+    None, a global grant, whatever networks a narrower grant names."""
+    if networks is not None:
+        raise ForbiddenError(
+            f"firmware images are installation-wide: only a global operator {action} them",
+            reason="global-grant-required",
+        )
+
+
 def image_url(settings: Settings, sha256_hex: str) -> str:
     base = settings.FIRMWARE_BASE_URL or f"http://{settings.API_HOST}:{settings.API_PORT}"
     return base.rstrip("/") + IMAGE_PATH.format(sha256=sha256_hex)
@@ -81,14 +100,18 @@ async def upload_image(
     min_hardware: str = "",
     min_bootloader: str = "",
     created_by: int | None = None,
+    networks: Collection[int] | None = None,
 ) -> FirmwareImage:
-    """Store the image streamed in ``chunks`` and sign its manifest (the caller commits)."""
+    """Store the image streamed in ``chunks`` and sign its manifest (the caller commits).
+    ``networks``: the uploader's scope (see :func:`require_global`); checked before a
+    byte of the body is read."""
     if not valid_target(target):
         raise ImageRefusedError(
             "a target is station-mainboard, spot-board:<model>, vehicle-controller:<model> "
             "or bms:<model>",
             field="target",
         )
+    require_global(networks, "uploads")
     if await repository.image_of_version(session, target, version) is not None:
         raise ConflictError(
             f"{target} already has an image of version {version}", reason="image-exists"
@@ -145,14 +168,19 @@ async def get_image(session: AsyncSession, image_id: int) -> FirmwareImage:
     return image
 
 
-async def delete_image(session: AsyncSession, image_id: int) -> None:
-    """Refused while a campaign names it (its history keeps the image); the file goes
-    once the row is gone (the caller commits first: see :func:`forget_file`)."""
+async def delete_image(
+    session: AsyncSession, image_id: int, networks: Collection[int] | None
+) -> FirmwareImage:
+    """Refused to a caller without a global grant (:func:`require_global`) and while a
+    campaign names it (its history keeps the image); the file goes once the row is gone
+    (the caller commits first, then :func:`forget_file` with the returned image's digest)."""
     image = await get_image(session, image_id)
+    require_global(networks, "deletes")
     using = await repository.campaigns_using(session, image_id)
     if using:
         raise ImageInUseError(image_id, using)
     await session.delete(image)
+    return image
 
 
 def forget_file(settings: Settings, sha256_hex: str) -> None:
@@ -411,6 +439,7 @@ __all__ = [
     "in_window",
     "pause_campaign",
     "plan_waves",
+    "require_global",
     "resume_campaign",
     "set_window",
     "start_campaign",

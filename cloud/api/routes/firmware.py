@@ -3,12 +3,15 @@ download for devices.
 
 * ``POST /v1/dashboard/firmware/images?target=&version=`` — the image as the raw body
   (``application/octet-stream``), streamed to the content-addressed store; its manifest
-  signed with the installation's firmware key. Images are installation-wide.
+  signed with the installation's firmware key. Images are installation-wide: any
+  ``firmware`` operator lists and reads them, only a global grant uploads or deletes one
+  (403 ``global-grant-required``; the signed manifest is valid on every network's devices).
 * ``/v1/dashboard/firmware/campaigns`` — a network's rollouts: create, list, detail,
   ``start`` / ``pause`` / ``resume`` / ``cancel``, per-device progress.
 * ``/v1/dashboard/firmware/networks/{network_id}/window`` — the network's maintenance window.
 * ``GET /v1/firmware/images/{sha256}`` — the image for devices, with ``Range`` (206 +
-  ``Content-Range``, 416 out of range) and the digest as ETag. No credentials: the image is
+  ``Content-Range``; 416 out of range and 400 malformed, in the error envelope) and the
+  digest as ETag. No credentials: the image is
   named by its digest and described by a signed manifest the device verifies first, so
   knowing the URL gives nothing a device would install.
 
@@ -23,10 +26,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
+from starlette.types import Message, Receive, Scope, Send
 
 from kickstand.cloud.api.access import Operator, OperatorContext
 from kickstand.cloud.api.deps import SessionDep, SettingsDep
-from kickstand.cloud.api.errors import not_found
+from kickstand.cloud.api.errors import ApiError, bad_request, not_found, range_not_satisfiable
 from kickstand.cloud.api.ids import Id, Text
 from kickstand.cloud.api.openapi import error_responses
 from kickstand.cloud.api.pagination import KeysetDep
@@ -61,8 +65,36 @@ OCTETS = {
 IMAGE_FILE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/octet-stream": BINARY}, "description": "The whole image."},
     206: {"content": {"application/octet-stream": BINARY}, "description": "The range asked for."},
-    416: {"description": "The range starts past the image (`Content-Range: bytes */size`)."},
+    **error_responses(400, 416),
 }
+
+
+class ImageFile(FileResponse):
+    """Starlette's FileResponse answers ranges itself, its refusals in plain text (416 out
+    of range, 400 malformed): those go out in the error envelope instead. Starlette's own
+    parser still decides (no second reading of ``Range`` to drift from it); only what it
+    would send is replaced."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        refused: list[Message] = []
+
+        async def enveloped(message: Message) -> None:
+            starts = message["type"] == "http.response.start"
+            if refused or (starts and message["status"] in (400, 416)):
+                refused.append(message)  # the start, then its body (the 400's reason)
+            else:
+                await send(message)
+
+        await super().__call__(scope, receive, enveloped)
+        if not refused:
+            return
+        error: ApiError
+        if refused[0]["status"] == 416:
+            error = range_not_satisfiable(int(self.headers["content-length"]))
+        else:
+            text = b"".join(m.get("body", b"") for m in refused[1:]).decode(errors="replace")
+            error = bad_request("Range", text or "malformed")
+        await error.response()(scope, receive, send)
 
 
 class ImagePublic(BaseModel):
@@ -296,6 +328,7 @@ async def upload_image(
         min_hardware=min_hardware,
         min_bootloader=min_bootloader,
         created_by=operator.user_id,
+        networks=operator.networks,
     )
     await session.commit()
     return Envelope(data=_image(image))
@@ -336,11 +369,9 @@ async def get_image(
     responses=error_responses(409),
 )
 async def delete_image(
-    _operator: FirmwareOperator, session: SessionDep, settings: SettingsDep, image_id: ImageId
+    operator: FirmwareOperator, session: SessionDep, settings: SettingsDep, image_id: ImageId
 ) -> OkEnvelope:
-    image = await service.get_image(session, image_id)
-    digest = image.sha256
-    await service.delete_image(session, image_id)
+    digest = (await service.delete_image(session, image_id, operator.networks)).sha256
     await session.commit()
     service.forget_file(settings, digest)
     return OkEnvelope()
@@ -348,26 +379,27 @@ async def delete_image(
 
 @router.get(
     "/firmware/images/{sha256}",
-    response_class=FileResponse,
+    response_class=ImageFile,
     response_model=None,
     responses=IMAGE_FILE,
     summary="Download firmware image",
     description="For devices, without credentials (the image is named by its digest and "
     "described by a signed manifest). `Range: bytes=<n>-` resumes a download (206 with "
-    "`Content-Range`); the ETag is the SHA-256.",
+    "`Content-Range`; 416 past the end, with `Content-Range: bytes */<size>`); the ETag "
+    "is the SHA-256.",
 )
 async def download_image(
     session: SessionDep,
     settings: SettingsDep,
     sha256: Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="SHA-256 (hex).")],
-) -> FileResponse:
+) -> ImageFile:
     image = await repository.image_by_digest(session, sha256)
     await session.commit()
     path = service.image_store(settings).path_of(sha256)
     if image is None or not path.is_file():
         raise not_found("firmware image", sha256)
-    # Starlette's FileResponse streams the file in chunks and answers ranges (206, 416).
-    return FileResponse(
+    # Streamed from the file in chunks, ranges answered (206; 416 and 400 enveloped).
+    return ImageFile(
         path,
         media_type="application/octet-stream",
         headers={"ETag": f'"{sha256}"', "Cache-Control": "public, max-age=31536000, immutable"},

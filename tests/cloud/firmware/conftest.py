@@ -1,5 +1,6 @@
 """Firmware fixtures: the API with a firmware key and an image store of the test's own,
-operators of the demo network and of another network, an image upload helper."""
+operators of the demo network and of another network, a global operator (an admin: images
+are the installation's), an image upload helper (as that admin)."""
 
 from __future__ import annotations
 
@@ -38,15 +39,22 @@ class Fw:
     #: An operator of another network (with the firmware permission there).
     other: dict[str, str]
     other_network: int
+    #: A global operator (role admin): the only one who uploads or deletes images.
+    admin: dict[str, str]
 
     async def upload(
-        self, data: bytes, target: str = "vehicle-controller:vc1", version: str = "2.0.0"
+        self,
+        data: bytes,
+        target: str = "vehicle-controller:vc1",
+        version: str = "2.0.0",
+        *,
+        as_: dict[str, str] | None = None,
     ) -> httpx.Response:
         return await self.client.post(
             "/v1/dashboard/firmware/images",
             params={"target": target, "version": version},
             content=data,
-            headers={**self.operator, "Content-Type": "application/octet-stream"},
+            headers={**(as_ or self.admin), "Content-Type": "application/octet-stream"},
         )
 
 
@@ -86,9 +94,16 @@ async def open_fw(
             permissions=operator_permissions(elsewhere.id),
             email_confirmed_at=datetime.now(UTC),
         )
-        session.add(other)
+        admin = User(
+            email="fw-admin@example.com",
+            password_hash=hash_password("not-used-here-1", demo=True),
+            role=UserRole.ADMIN,
+            email_confirmed_at=datetime.now(UTC),
+        )
+        session.add_all([other, admin])
         await session.flush()
         other_token = create_access_token(settings, other.id, other.permissions, 0)
+        admin_token = create_access_token(settings, admin.id, admin.permissions, 0)
         other_network = elsewhere.id
     from kickstand.cloud.firmware.keys import load_firmware_key
 
@@ -109,6 +124,7 @@ async def open_fw(
             {"Authorization": f"Bearer {r.json()['data']['token']}"},
             {"Authorization": f"Bearer {other_token}"},
             other_network,
+            {"Authorization": f"Bearer {admin_token}"},
         )
     await engine.dispose()
 

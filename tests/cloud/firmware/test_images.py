@@ -1,6 +1,8 @@
 """Images: an upload is stored by its digest, its manifest verifies with the firmware
-public key (as a device checks it), the download resumes with ranges; an image a
-campaign uses stays; another network's operator reaches no campaign of this one."""
+public key (as a device checks it), the download resumes with ranges and refuses a range
+in the error envelope; an image a campaign uses stays; images are the installation's (only
+a global operator uploads or deletes one); another network's operator reaches no campaign
+of this one."""
 
 from __future__ import annotations
 
@@ -72,6 +74,15 @@ async def test_download_resumes_with_a_range(fw: Fw) -> None:
     past = await fw.client.get(url, headers={"Range": f"bytes={len(IMAGE)}-"})
     assert past.status_code == 416
     assert past.headers["content-range"] == f"bytes */{len(IMAGE)}"
+    # Our envelope (CONTRIBUTING "API errors: one way out"), not Starlette's plain text.
+    assert past.headers["content-type"] == "application/json"
+    assert past.json()["code"] == 24 and past.json()["reason"] == "range-not-satisfiable"
+    malformed = await fw.client.get(url, headers={"Range": "lines=1-2"})
+    assert malformed.status_code == 400 and malformed.json()["code"] == 2
+    assert malformed.json()["errors"][0]["field"] == "Range"
+    # A range within the image is still Starlette's 206.
+    last = await fw.client.get(url, headers={"Range": f"bytes={len(IMAGE) - 1}-"})
+    assert last.status_code == 206 and last.content == IMAGE[-1:]
     missing = await fw.client.get(f"/v1/firmware/images/{'0' * 64}")
     assert missing.status_code == 404
 
@@ -102,8 +113,29 @@ async def test_an_image_in_a_campaign_stays_and_other_networks_are_refused(fw: F
         "vh-LY0002",
         "vh-LY0003",
     ]
-    gone = await fw.client.delete(
-        f"/v1/dashboard/firmware/images/{image['id']}", headers=fw.operator
-    )
+    gone = await fw.client.delete(f"/v1/dashboard/firmware/images/{image['id']}", headers=fw.admin)
     assert gone.status_code == 409 and gone.json()["reason"] == "image-in-use"
     assert (await fw.client.get(f"/v1/firmware/images/{DIGEST}")).status_code == 200
+
+
+async def test_images_are_managed_by_global_operators_only(fw: Fw) -> None:
+    """An image's signed manifest is valid on every network's devices: an operator of one
+    network (this one's or another's) neither uploads nor deletes one; every operator with
+    ``firmware`` reads them to pick one for a campaign."""
+    image = (await fw.upload(IMAGE)).json()["data"]
+    path = f"/v1/dashboard/firmware/images/{image['id']}"
+    for operator in (fw.other, fw.operator):
+        refused = await fw.upload(IMAGE, version="2.0.1", as_=operator)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["reason"] == "global-grant-required"
+        kept = await fw.client.delete(path, headers=operator)
+        assert kept.status_code == 403 and kept.json()["reason"] == "global-grant-required"
+        read = await fw.client.get(path, headers=operator)
+        assert read.status_code == 200 and read.json()["data"]["sha256"] == DIGEST
+    assert [p.name for p in fw.settings.FIRMWARE_STORE_DIR.rglob("*") if p.is_file()] == [DIGEST]  # type: ignore[union-attr]
+    # A malformed target is the request's 422 whoever asks (not a scope question).
+    bad = await fw.upload(IMAGE, target="toaster", as_=fw.other)
+    assert bad.status_code == 422
+    gone = await fw.client.delete(path, headers=fw.admin)
+    assert gone.status_code == 200, gone.text
+    assert (await fw.client.get(f"/v1/firmware/images/{DIGEST}")).status_code == 404
