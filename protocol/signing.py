@@ -19,12 +19,8 @@ from typing import Protocol
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from pycose.algorithms import EdDSA
-from pycose.headers import KID, Algorithm
-from pycose.keys import OKPKey
-from pycose.keys.curves import Ed25519
-from pycose.messages import Sign1Message
 
+from kickstand.protocol import cose
 from kickstand.protocol.errors import (
     CommandRejected,
     EncodeError,
@@ -92,18 +88,13 @@ def key_id(public: bytes) -> bytes:
 
 class CommandSigner:
     def __init__(self, private_key: Ed25519PrivateKey, kid: bytes | None = None) -> None:
-        seed = private_key_bytes(private_key)
         public = public_key_bytes(private_key)
         self.kid = kid if kid is not None else key_id(public)
         self.public_key = public
-        self._cose_key = OKPKey(crv=Ed25519, d=seed, x=public)
+        self._private_key = private_key
 
     def sign(self, envelope: CommandEnvelope) -> bytes:
-        msg = Sign1Message(
-            phdr={Algorithm: EdDSA, KID: self.kid}, payload=codec.encode_command_payload(envelope)
-        )
-        msg.key = self._cose_key
-        encoded: bytes = msg.encode(tag=True)
+        encoded = cose.sign1(self._private_key, self.kid, codec.encode_command_payload(envelope))
         limit = codec.MAX_SIZE[Channel.COMMAND]
         if len(encoded) > limit:
             # The device (and the broker's message_size_limit) would refuse it: say so here.
@@ -150,7 +141,9 @@ class CommandVerifier:
     ) -> None:
         """``trusted_keys`` maps key id -> raw Ed25519 public key (32 bytes)."""
         self.device_id = device_id
-        self._keys = {kid: OKPKey(crv=Ed25519, x=pub) for kid, pub in trusted_keys.items()}
+        self._keys = {
+            kid: Ed25519PublicKey.from_public_bytes(pub) for kid, pub in trusted_keys.items()
+        }
         self._replay = replay_guard
         self._clock = clock
         self._max_skew_ms = max_skew_ms
@@ -161,27 +154,21 @@ class CommandVerifier:
             if len(data) > codec.MAX_SIZE[Channel.COMMAND]:
                 raise ValueError(f"{len(data)} bytes is over the limit")
             schema.validate(Channel.COMMAND, bytes(data))
-            msg = Sign1Message.decode(bytes(data))
+            msg = cose.decode_sign1(bytes(data))
         except Exception as exc:
             raise CommandRejected(
                 f"not a COSE_Sign1 message: {exc}", RejectReason.MALFORMED
             ) from None
-        alg = msg.phdr.get(Algorithm)
-        if alg is not EdDSA and getattr(alg, "identifier", None) != EdDSA.identifier:
-            raise CommandRejected(f"algorithm {alg!r} is not EdDSA", RejectReason.BAD_SIGNATURE)
-        kid = msg.phdr.get(KID)
+        if msg.algorithm != cose.EDDSA:
+            raise CommandRejected(
+                f"algorithm {msg.algorithm!r} is not EdDSA", RejectReason.BAD_SIGNATURE
+            )
+        kid = msg.kid
         key = self._keys.get(kid) if isinstance(kid, bytes) else None
         if key is None:
             raise CommandRejected(f"key id {kid!r} is not trusted", RejectReason.UNKNOWN_KEY)
-        msg.key = key
-        try:
-            valid = msg.verify_signature()
-        except Exception:
-            valid = False
-        if not valid:
+        if not msg.verify(key):
             raise CommandRejected("signature does not verify", RejectReason.BAD_SIGNATURE)
-        if not isinstance(msg.payload, bytes):
-            raise CommandRejected("COSE_Sign1 without a payload", RejectReason.MALFORMED)
         try:
             envelope = codec.decode_command_payload(msg.payload)
         except UnknownTypeError as exc:

@@ -93,7 +93,7 @@ from kickstand.edge.core.errors import (
     QueueError,
 )
 from kickstand.edge.core.queue import DiskQueue
-from kickstand.protocol import topics
+from kickstand.protocol import cose, topics
 from kickstand.protocol.errors import CommandRejected, ProtocolError
 from kickstand.protocol.signing import CommandVerifier
 from kickstand.protocol.topics import Channel
@@ -229,11 +229,7 @@ class CommandRouter:
 def _command_id_of(data: bytes) -> bytes:
     """Best effort: the command id of an envelope that failed verification."""
     try:
-        from pycose.messages import Sign1Message
-
-        msg = Sign1Message.decode(bytes(data))
-        if not isinstance(msg.payload, bytes):
-            return NO_COMMAND_ID
+        msg = cose.decode_sign1(bytes(data))
         # Key 0 of the payload map, read without decoding the rest: a command of a type this
         # device does not know (SPEC §8) is answered NOT_SUPPORTED *with its id*, so the
         # cloud can match the refusal to what it sent.
