@@ -602,8 +602,13 @@ async def vehicle_removed(
     at: datetime,
     badge_uid: str | None = None,
     rent_id: int | str | None = None,
+    by_operator: bool = False,
 ) -> TripEventResult:
-    """The vehicle left spot ``spot_number`` at device time ``at``: start the trip."""
+    """The vehicle left spot ``spot_number`` at device time ``at``: start the trip.
+
+    ``by_operator``: the spot was opened by an operator's unlock without a rent (a
+    technician, :mod:`kickstand.cloud.technician`): the vehicle is taken by the operator,
+    no trip and no unauthorized removal (unless a rider's rent is open at the spot)."""
     _aware(at)
     found = await _station_spot(session, station_device_id, spot_number)
     if found is None:
@@ -667,6 +672,17 @@ async def vehicle_removed(
         outbox.emit(
             session, ev.DOCK_UPDATED, spot.id, dock_payload(spot, station, cluster.network_id, None)
         )
+
+    if rent is None and badge_uid is None and by_operator:
+        outbox.emit(session, ev.VEHICLE_UPDATED, vehicle.id, vehicle_payload(vehicle, at=at))
+        log.info(
+            "event=vehicle_taken_by_operator vehicle=%s station=%s spot=%s at=%s",
+            vehicle_serial,
+            station_device_id,
+            spot_number,
+            at.isoformat(),
+        )
+        return TripEventResult("updated", None, "taken-by-operator")
 
     if rent is None and (badge_uid is None or retired):
         outbox.emit(

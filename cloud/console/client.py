@@ -87,23 +87,37 @@ class DashboardClient:
             await self._http.aclose()
 
     async def _send(
-        self, method: str, path: str, *, params: dict[str, Any] | None, json: Any, token: str | None
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None,
+        json: Any,
+        token: str | None,
+        headers: dict[str, str] | None = None,
     ) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        sent = {**(headers or {}), **({"Authorization": f"Bearer {token}"} if token else {})}
         clean = {k: v for k, v in (params or {}).items() if v is not None and v != ""}
-        return await self._client().request(method, path, params=clean, json=json, headers=headers)
+        return await self._client().request(method, path, params=clean, json=json, headers=sent)
 
     async def call(
-        self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """The envelope of a successful answer; :class:`ApiAnswerError` otherwise. An expired
-        access token is refreshed once with the refresh token, and the call repeated."""
+        access token is refreshed once with the refresh token, and the call repeated (with
+        the same ``headers``: an Idempotency-Key stays the same attempt)."""
         response = await self._send(
-            method, path, params=params, json=json, token=self.tokens.access
+            method, path, params=params, json=json, token=self.tokens.access, headers=headers
         )
         if response.status_code == 401 and self.tokens.refresh and await self._refresh():
             response = await self._send(
-                method, path, params=params, json=json, token=self.tokens.access
+                method, path, params=params, json=json, token=self.tokens.access, headers=headers
             )
         body = _body(response)
         if response.status_code >= 400:
@@ -190,8 +204,7 @@ def cookies_of(tokens: Tokens) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     if tokens.access:
         chunks = [
-            tokens.access[i : i + COOKIE_CHUNK]
-            for i in range(0, len(tokens.access), COOKIE_CHUNK)
+            tokens.access[i : i + COOKIE_CHUNK] for i in range(0, len(tokens.access), COOKIE_CHUNK)
         ]
         if len(chunks) > MAX_CHUNKS:
             raise ValueError(f"access token of {len(tokens.access)} bytes: too large to keep")

@@ -97,10 +97,13 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "confirm_title": ("Please confirm", "Veuillez confirmer"),
     "done": ("Done.", "Fait."),
     "device_answer": ("Device answer", "Réponse de l'équipement"),
-    "unlock_unavailable": (
-        "Unlocking a spot for a technician is not offered by the dashboard API yet.",
-        "Le déverrouillage d'une bornette pour un technicien n'est pas encore proposé "
-        "par l'API du tableau de bord.",
+    "unlock_spot": ("Unlock for a technician", "Déverrouiller pour un technicien"),
+    "unlock_reason": ("Reason", "Motif"),
+    "unlock_note": (
+        "Unlocking a spot for a technician starts no trip; the vehicle taken is held in "
+        "maintenance until the record is resolved.",
+        "Le déverrouillage pour un technicien ne démarre aucun trajet ; le véhicule retiré "
+        "reste en maintenance jusqu'à la clôture de l'intervention.",
     ),
     "recent_events": ("Recent events", "Événements récents"),
     "no_events": ("No event since this page opened.", "Aucun événement depuis l'ouverture."),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -332,9 +333,7 @@ async def events(request: Request) -> Response:
                 if left <= 0:
                     return
                 try:
-                    event = await asyncio.wait_for(
-                        subscriber.queue.get(), min(KEEPALIVE_S, left)
-                    )
+                    event = await asyncio.wait_for(subscriber.queue.get(), min(KEEPALIVE_S, left))
                 except TimeoutError:
                     yield ": keepalive\n\n"
                     continue
@@ -439,10 +438,7 @@ async def _optional(call: Awaitable[Any]) -> Any:
 
 
 def _energy_points(energy: Any) -> list[charts.Point]:
-    return [
-        charts.Point(str(row["date"]), float(row["energy_wh"] or 0))
-        for row in energy or []
-    ]
+    return [charts.Point(str(row["date"]), float(row["energy_wh"] or 0)) for row in energy or []]
 
 
 @router.get("/stations/{station_id}/spots")
@@ -457,7 +453,7 @@ async def station_spots(request: Request, station_id: int) -> Response:
 
 
 STATION_ACTIONS = (
-    "spot-maintenance-on", "spot-maintenance-off", "station-maintenance-on",
+    "spot-maintenance-on", "spot-maintenance-off", "spot-unlock", "station-maintenance-on",
     "station-maintenance-off", "reboot", "trigger-status",
 )  # fmt: skip
 
@@ -468,10 +464,17 @@ async def station_action(request: Request, station_id: int) -> Response:
     action = str(form.get("action") or "")
     spot_id = _parse_int(form.get("spot_id"))
     confirmed = form.get("confirmed") == "1"
+    reason = str(form.get("reason") or "").strip()[:64]
+    # One attempt per confirmation form: a reload of the confirmed POST replays its answer.
+    attempt = str(form.get("attempt") or "") or f"console-{uuid.uuid4()}"
 
     async def build(api: DashboardClient) -> Response:
         if action not in STATION_ACTIONS or (action.startswith("spot-") and spot_id is None):
             raise ApiAnswerError(422, {"code": 2, "message": f"unknown action {action!r}"})
+        if action == "spot-unlock" and not reason:
+            raise ApiAnswerError(
+                422, {"code": 2, "message": "a reason is required to unlock a spot"}
+            )
         station = await api.data(f"/v1/dashboard/stations/{station_id}")
         spot = next((s for s in station["spots"] if s["spot_id"] == spot_id), None)
         if action.startswith("spot-") and spot is None:
@@ -482,10 +485,11 @@ async def station_action(request: Request, station_id: int) -> Response:
                 "confirm.html",
                 {"action": action, "station": station, "spot": spot,
                  "post_to": f"{PREFIX}/stations/{station_id}/action",
-                 "fields": {"action": action, "spot_id": spot_id or ""},
+                 "fields": {"action": action, "spot_id": spot_id or "", "reason": reason,
+                            "attempt": attempt},
                  "back": f"{PREFIX}/stations/{station_id}"},
             )  # fmt: skip
-        answer = await _run_station_action(api, station, action, spot_id)
+        answer = await _run_station_action(api, station, action, spot_id, reason, attempt)
         if _is_htmx(request):
             response = _render(request, "_result.html", {"answer": answer})
             response.headers["HX-Trigger"] = "spots-changed"
@@ -498,8 +502,19 @@ async def station_action(request: Request, station_id: int) -> Response:
 
 
 async def _run_station_action(
-    api: DashboardClient, station: dict[str, Any], action: str, spot_id: int | None
+    api: DashboardClient,
+    station: dict[str, Any],
+    action: str,
+    spot_id: int | None,
+    reason: str,
+    attempt: str,
 ) -> str:
+    if action == "spot-unlock":
+        body = await api.call(
+            "POST", f"/v1/dashboard/spots/{spot_id}/unlock", json={"reason": reason},
+            headers={"Idempotency-Key": attempt},
+        )  # fmt: skip
+        return str(body["data"]["command"]["outcome"])
     if action.startswith("spot-maintenance"):
         body = await api.call(
             "PUT", f"/v1/dashboard/spots/{spot_id}/maintenance",
@@ -746,4 +761,3 @@ def _aware(value: str) -> datetime | None:
 
 
 __all__ = ["cluster_states", "install", "router"]
-

@@ -170,6 +170,11 @@ class DeviceCommands:
             issued.expires_at,
         )
 
+    async def send_recorded(self, issued: IssuedCommand) -> CommandAnswer:
+        """A command recorded (and marked as this operator's) in the caller's committed
+        transaction (a technician's unlock): send it, await, write the answer."""
+        return await self._send(issued)
+
     async def plain(self, row: DeviceRow, command: m.CommandBody) -> CommandAnswer:
         """Config, Reboot, TriggerMessage, SetSpeedLimit (vehicles only)."""
         if isinstance(command, m.SetSpeedLimit):

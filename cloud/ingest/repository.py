@@ -111,6 +111,9 @@ _SEEN = (
 )
 _COMMANDS = _table(DeviceCommand)
 _RENT_OF_COMMAND = select(_COMMANDS.c.rent_id).where(_COMMANDS.c.command_id == bindparam("cid"))
+_OWNER_OF_COMMAND = select(_COMMANDS.c.rent_id, _COMMANDS.c.operator_id).where(
+    _COMMANDS.c.command_id == bindparam("cid")
+)
 _COMMAND_RESULT = (
     _COMMANDS.update()
     .where(
@@ -415,6 +418,15 @@ async def rent_of_command(session: AsyncSession, command_id: bytes) -> int | Non
         await session.execute(_RENT_OF_COMMAND, {"cid": command_id.hex()})
     ).scalar_one_or_none()
     return rent_id
+
+
+async def owner_of_command(session: AsyncSession, command_id: bytes) -> tuple[int | None, bool]:
+    """The command's rent, and whether an operator sent it without one (a technician's
+    unlock, :mod:`kickstand.cloud.technician`): one read for a removal."""
+    row = (await session.execute(_OWNER_OF_COMMAND, {"cid": command_id.hex()})).first()
+    if row is None:
+        return None, False
+    return row.rent_id, row.rent_id is None and row.operator_id is not None
 
 
 async def open_rent_at_spot(session: AsyncSession, device_id: str, spot: int) -> int | None:

@@ -10,22 +10,42 @@ record changes at once (the rent path refuses a spot in maintenance); the statio
 with a signed SetMaintenance and its answer is reported. A station that
 is offline or does not answer in time is told again when it next reports the spot in
 service (SPEC §4.4).
+
+``POST /v1/dashboard/spots/{spot_id}/unlock`` (issue 19): a technician's unlock of one
+spot, with a reason and an Idempotency-Key (it moves hardware), for an operator holding
+``stations.advanced`` (the permission of a station mainboard's commands). The rules are
+:mod:`kickstand.cloud.technician`'s: the Unlock is recorded on the station's command
+history with the operator's id, the station's answer is awaited (``COMMAND_TIMEOUT_S``),
+the vehicle taken out is no rider's trip and is held out of service.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, TypeVar
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Path
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from kickstand.cloud import maintenance
+from kickstand.cloud import maintenance, technician
 from kickstand.cloud.api.access import Operator, OperatorContext
-from kickstand.cloud.api.deps import GatewayDep, SessionmakerDep
-from kickstand.cloud.api.errors import not_found
+from kickstand.cloud.api.deps import GatewayDep, SessionmakerDep, SettingsDep
+from kickstand.cloud.api.errors import (
+    ApiError,
+    device_offline,
+    device_refused,
+    device_timeout,
+    not_found,
+    to_api_error,
+)
+from kickstand.cloud.api.idempotency import Idempotency, idempotency, request_hash
 from kickstand.cloud.api.ids import Id, Text
+from kickstand.cloud.api.openapi import error_responses
 from kickstand.cloud.api.schemas import Envelope
-from kickstand.cloud.errors import NotFoundError
+from kickstand.cloud.devices import service as device_commands
+from kickstand.cloud.devices.schemas import CommandSent
+from kickstand.cloud.errors import ConflictError, NotFoundError
 from kickstand.cloud.models import SpotState
 from kickstand.cloud.operations import service
 from kickstand.cloud.operations.models import MaintenanceTarget
@@ -35,6 +55,13 @@ from kickstand.cloud.rent_gateway import CommandGateway, IssuedCommand
 router = APIRouter(prefix="/dashboard", tags=["maintenances"])
 # The one operator access check (kickstand.cloud.api.access).
 MaintenanceOperator = Annotated[OperatorContext, Depends(Operator("maintenances"))]
+TechnicianOperator = Annotated[OperatorContext, Depends(Operator("stations.advanced"))]
+UNLOCK_OPERATION = "POST /v1/dashboard/spots/unlock"
+UnlockIdempotency = Annotated[
+    Idempotency, Depends(idempotency(UNLOCK_OPERATION, "unique per unlock attempt"))
+]
+#: How long a repeat waits for the first request's answer: the station's, plus margin.
+REPLAY_WAIT_S = 15.0
 
 SpotId = Annotated[Id, Path()]
 StationId = Annotated[Id, Path()]
@@ -164,3 +191,129 @@ async def put_station_maintenance(
         )
         await session.commit()
     return await _tell(gateway, change.command, public)
+
+
+class SpotUnlockBody(BaseModel):
+    #: Why the technician opens it (kept as the vehicle's maintenance comment).
+    reason: Text = Field(min_length=1, max_length=64)
+
+
+class SpotUnlockPublic(BaseModel):
+    spot_id: int
+    station_id: int
+    displayed_number: int
+    #: The vehicle in the spot when the unlock was sent (none: an empty spot).
+    vehicle_id: int | None
+    serial_number: str | None
+    #: The vehicle is held out of service (a maintenance record) until an operator
+    #: resolves it: true once the station confirmed the unlock.
+    vehicle_held: bool
+    command: CommandSent
+
+
+def _unlock_answer(
+    answer: device_commands.CommandAnswer, public: SpotUnlockPublic
+) -> ApiError | None:
+    """None when the station opened the spot; else the error of its outcome, the whole
+    answer in ``data``."""
+    data = public.model_dump(mode="json")
+    what = f"unlock of spot {public.displayed_number} ({answer.command_id})"
+    match answer.outcome:
+        case device_commands.DONE:
+            return None
+        case device_commands.OFFLINE:
+            return device_offline(f"{what} not sent: {answer.reason}", data=data)
+        case device_commands.TIMEOUT:
+            return device_timeout(
+                f"{what}: no answer in time; the station may still open it until "
+                f"{answer.expires_at.isoformat()}",
+                data=data,
+            )
+    return device_refused(f"{what} {answer.outcome}: {answer.reason or 'no reason'}", data=data)
+
+
+@router.post(
+    "/spots/{spot_id}/unlock",
+    response_model=Envelope[SpotUnlockPublic],
+    summary="Unlock a spot for a technician: no rider's trip; the vehicle held in maintenance",
+    responses=error_responses(409, 503, 504),
+)
+async def unlock_spot(
+    spot_id: SpotId,
+    body: SpotUnlockBody,
+    operator: TechnicianOperator,
+    idem: UnlockIdempotency,
+    maker: SessionmakerDep,
+    gateway: GatewayDep,
+    settings: SettingsDep,
+) -> Any:
+    digest = request_hash(body)
+    async with maker() as session:
+        key_id = await idem.claim(session, digest, datetime.now(UTC))
+        if key_id is None:
+            return await idem.replay(digest, wait_s=REPLAY_WAIT_S)
+        try:
+            ref = await maintenance.spot_ref(session, spot_id)
+        except NotFoundError as exc:
+            raise not_found("spot", spot_id) from exc
+        operator.check([ref.network_id])
+        try:
+            unlock = await technician.unlock_spot(
+                session,
+                gateway,
+                ref,
+                operator_id=operator.user_id,
+                window_s=settings.RENT_UNLOCK_WINDOW_S,
+            )
+        except ConflictError as exc:
+            await session.rollback()  # nothing recorded; the refusal stored under the key
+            key_id = await idem.claim(session, digest, datetime.now(UTC))
+            if key_id is None:  # a repeat claimed it meanwhile
+                return await idem.replay(digest, wait_s=REPLAY_WAIT_S)
+            refusal = to_api_error(exc)
+            await idem.store(session, key_id, refusal.status, refusal.body())
+            await session.commit()
+            raise refusal from exc
+        await session.commit()
+    # Nothing held while the station is awaited; the answer lands on the command's row.
+    commands = device_commands.DeviceCommands(maker, gateway, operator.user_id)
+    answer = await commands.send_recorded(unlock.issued)
+    public = SpotUnlockPublic(
+        spot_id=ref.spot.id,
+        station_id=ref.station.id,
+        displayed_number=ref.spot.displayed_number,
+        vehicle_id=unlock.vehicle_id,
+        serial_number=unlock.serial_number,
+        vehicle_held=False,
+        command=CommandSent(
+            command_id=answer.command_id,
+            command_type=answer.command_type,
+            outcome=answer.outcome,
+            reason=answer.reason,
+            issued_at=answer.issued_at,
+            expires_at=answer.expires_at,
+        ),
+    )
+    error = _unlock_answer(answer, public)
+    held = None
+    async with maker() as session:
+        if error is None and unlock.vehicle_id is not None:
+            held = await technician.hold_vehicle(
+                session,
+                gateway,
+                unlock.vehicle_id,
+                operator_id=operator.user_id,
+                reason=f"technician unlock: {body.reason}"[:64],
+            )
+            public.vehicle_held = True
+        envelope = Envelope(data=public)
+        status, stored = (
+            (error.status, error.body()) if error else (200, envelope.model_dump(mode="json"))
+        )
+        await idem.store(session, key_id, status, stored)
+        await session.commit()
+    if held is not None:
+        await gateway.send_command(held)  # the controller told; the cloud's record holds
+    if error is not None:
+        raise error
+    return JSONResponse(stored)

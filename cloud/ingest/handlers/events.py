@@ -55,6 +55,11 @@ async def removed(
     info: DeviceInfo,
     body: m.VehicleRemoved,
 ) -> None:
+    rent_id, by_operator = (
+        (None, False)
+        if body.command_id is None
+        else await repo.owner_of_command(session, body.command_id)
+    )
     r = await trips.vehicle_removed(
         session,
         item.device_id,
@@ -62,7 +67,8 @@ async def removed(
         body.serial_number,
         item.at,
         badge_uid=body.badge_uid.hex().upper() if body.badge_uid else None,
-        rent_id=await rent_of_command(session, body.command_id),
+        rent_id=rent_id,
+        by_operator=by_operator,
     )
     await trip_result(ctx, session, item, r)
 
