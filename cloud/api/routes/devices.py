@@ -29,6 +29,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 
 from kickstand.cloud.access.service import user_networks
 from kickstand.cloud.api.access import Operator, OperatorContext
+from kickstand.cloud.api.command_answers import command_error, command_sent
 from kickstand.cloud.api.deps import (
     CurrentUser,
     GatewayDep,
@@ -36,13 +37,7 @@ from kickstand.cloud.api.deps import (
     SessionmakerDep,
     SettingsDep,
 )
-from kickstand.cloud.api.errors import (
-    ApiError,
-    device_offline,
-    device_refused,
-    device_timeout,
-    not_found,
-)
+from kickstand.cloud.api.errors import ApiError, not_found
 from kickstand.cloud.api.ids import Id, Text
 from kickstand.cloud.api.openapi import error_responses
 from kickstand.cloud.api.pagination import KeysetDep
@@ -293,36 +288,14 @@ async def get_device_commands(
     )
 
 
-def _sent(answer: service.CommandAnswer) -> CommandSent:
-    return CommandSent(
-        command_id=answer.command_id,
-        command_type=answer.command_type,
-        outcome=answer.outcome,
-        reason=answer.reason,
-        issued_at=answer.issued_at,
-        expires_at=answer.expires_at,
-    )
-
-
 def _answer(answer: service.CommandAnswer) -> Envelope[CommandSent]:
     """Done: 200. Otherwise the error of its outcome, with the command in ``data``."""
-    sent = _sent(answer)
-    data = sent.model_dump(mode="json")
+    sent = command_sent(answer)
     what = f"{answer.command_type} {answer.command_id}"
-    match answer.outcome:
-        case service.DONE:
-            return Envelope(data=sent)
-        case service.OFFLINE:
-            raise device_offline(f"{what} not sent: {answer.reason}", data=data)
-        case service.TIMEOUT:
-            raise device_timeout(
-                f"{what}: no answer in time; the device may still execute it until "
-                f"{answer.expires_at.isoformat()}",
-                data=data,
-            )
-    raise device_refused(
-        f"{what} {answer.outcome}: {answer.reason or 'no reason given'}", data=data
-    )
+    error = command_error(answer, what, sent.model_dump(mode="json"))
+    if error is not None:
+        raise error
+    return Envelope(data=sent)
 
 
 COMMAND_ERRORS = error_responses(409, 503, 504)
@@ -382,7 +355,7 @@ async def command_auth_list_update(
     answers = await target.commands.auth_list_full(row, diff=body.kind == "DIFF")
     for answer in answers:
         _answer(answer)  # the first not done is the answer (an error)
-    return Envelope(data=AuthListSent(commands=[_sent(a) for a in answers]))
+    return Envelope(data=AuthListSent(commands=[command_sent(a) for a in answers]))
 
 
 @router.post(

@@ -30,15 +30,9 @@ from pydantic import BaseModel, Field
 
 from kickstand.cloud import maintenance, technician
 from kickstand.cloud.api.access import Operator, OperatorContext
+from kickstand.cloud.api.command_answers import command_error, command_sent
 from kickstand.cloud.api.deps import GatewayDep, SessionmakerDep, SettingsDep
-from kickstand.cloud.api.errors import (
-    ApiError,
-    device_offline,
-    device_refused,
-    device_timeout,
-    not_found,
-    to_api_error,
-)
+from kickstand.cloud.api.errors import not_found, to_api_error
 from kickstand.cloud.api.idempotency import Idempotency, idempotency, request_hash
 from kickstand.cloud.api.ids import Id, Text
 from kickstand.cloud.api.openapi import error_responses
@@ -211,27 +205,6 @@ class SpotUnlockPublic(BaseModel):
     command: CommandSent
 
 
-def _unlock_answer(
-    answer: device_commands.CommandAnswer, public: SpotUnlockPublic
-) -> ApiError | None:
-    """None when the station opened the spot; else the error of its outcome, the whole
-    answer in ``data``."""
-    data = public.model_dump(mode="json")
-    what = f"unlock of spot {public.displayed_number} ({answer.command_id})"
-    match answer.outcome:
-        case device_commands.DONE:
-            return None
-        case device_commands.OFFLINE:
-            return device_offline(f"{what} not sent: {answer.reason}", data=data)
-        case device_commands.TIMEOUT:
-            return device_timeout(
-                f"{what}: no answer in time; the station may still open it until "
-                f"{answer.expires_at.isoformat()}",
-                data=data,
-            )
-    return device_refused(f"{what} {answer.outcome}: {answer.reason or 'no reason'}", data=data)
-
-
 @router.post(
     "/spots/{spot_id}/unlock",
     response_model=Envelope[SpotUnlockPublic],
@@ -285,16 +258,10 @@ async def unlock_spot(
         vehicle_id=unlock.vehicle_id,
         serial_number=unlock.serial_number,
         vehicle_held=False,
-        command=CommandSent(
-            command_id=answer.command_id,
-            command_type=answer.command_type,
-            outcome=answer.outcome,
-            reason=answer.reason,
-            issued_at=answer.issued_at,
-            expires_at=answer.expires_at,
-        ),
+        command=command_sent(answer),
     )
-    error = _unlock_answer(answer, public)
+    what = f"unlock of spot {public.displayed_number} ({answer.command_id})"
+    error = command_error(answer, what, public.model_dump(mode="json"))
     held = None
     async with maker() as session:
         if error is None and unlock.vehicle_id is not None:
