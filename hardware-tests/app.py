@@ -15,7 +15,7 @@ from rich.console import Console
 
 from kickstand.rigs.bench import Bench
 from kickstand.rigs.config import RigDescription, StationRig, VehicleRig
-from kickstand.rigs.report import free_stem, write_reports
+from kickstand.rigs.report import agent_log_line, free_stem, write_reports
 from kickstand.rigs.results import Outcome, RunReport
 from kickstand.rigs.runner import Mode, SuiteRunner
 
@@ -101,7 +101,8 @@ async def run_rig(
     verdict = "[bold green]PASSED[/]" if report.ok else "[bold red]FAILED[/]"
     console.rule(f"{verdict} · {counts[Outcome.PASSED]} passed, "
                  f"{counts[Outcome.FAILED]} failed, {counts[Outcome.SKIPPED]} skipped")
-    console.print(f"report: {md_path}\n        {xml_path}", highlight=False)
+    console.print(f"report: {md_path}\n        {xml_path}\n{agent_log_line(report)}",
+                  highlight=False)
     return RigRun(report, xml_path, md_path)
 
 

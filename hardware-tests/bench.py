@@ -260,6 +260,14 @@ class AgentProcess:
         except OSError:
             return ""
 
+    def log_lines(self, *words: str) -> list[str]:
+        """The agent's log lines holding any of ``words`` (what a hint may quote)."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return []
+        return [line for line in text.splitlines() if any(w in line for w in words)]
+
 
 async def fetch_health(port: int, within_s: float = 3.0) -> dict[str, Any]:
     """The agent's local status endpoint (the same a technician reads with ``… status``)."""

@@ -132,6 +132,12 @@ def markdown(report: RunReport) -> str:
     out.append("")
     if report.notes:
         out += ["## Notes", ""] + [f"- {n}" for n in report.notes] + [""]
-    if report.agent_log is not None:
-        out += [f"Agent log: `{report.agent_log}`", ""]
+    out += [agent_log_line(report, "`"), ""]
     return "\n".join(out)
+
+
+def agent_log_line(report: RunReport, quote: str = "") -> str:
+    """The closing line naming the agent's own log (or why there is none)."""
+    if report.agent_log is not None and report.agent_log.exists():
+        return f"agent log: {quote}{report.agent_log}{quote}"
+    return "agent log: none (the agent was not started)"

@@ -159,6 +159,10 @@ class SuiteRunner:
         return all(s.passed for s in self.report.steps if s.id in ids) and \
             ids <= {s.id for s in self.report.steps}
 
+    def failed(self, step_id: str) -> bool:
+        """``step_id`` ran and failed (its fix item is in the report)."""
+        return any(s.id == step_id and s.outcome is Outcome.FAILED for s in self.report.steps)
+
     async def step(
         self,
         step_id: str,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,6 +14,7 @@ from kickstand.protocol.v1.enums import ResultStatus, TriggerKind
 from kickstand.protocol.v1.messages import Birth, CommandResult, Status, TriggerMessage
 from kickstand.rigs.bench import AgentProcess, Bench, fetch_health, free_port, write_toml
 from kickstand.rigs.errors import RigConfigError, StepFailed
+from kickstand.rigs.runner import StepContext
 from kickstand.simulators.station.cloudpeer import Received
 
 # Bench timings: quick polling so a lock cycle is measured, not the agent's idle cadence.
@@ -50,10 +54,31 @@ class DeviceSession:
         return await fetch_health(self.health_port)
 
     def agent_died(self) -> str | None:
+        """Why the agent process ended, in its own last words, or None while it runs."""
         if self.agent.process is not None and self.agent.process.returncode is not None:
-            return (f"the agent exited (status {self.agent.process.returncode}); "
-                    f"log {self.agent.log_path}:\n{self.agent.log_tail(8)}")
+            # The last line is the agent's reason (``kickstand-station: <path>: cannot
+            # open…`` for a bad setting, a traceback's last line for a crash).
+            tail = [line for line in self.agent.log_tail(8).splitlines() if line.strip()]
+            reason = tail[-1].strip() if tail else "no output"
+            return (f"the agent exited (status {self.agent.process.returncode}): {reason}; "
+                    f"see the agent log {self.agent.log_path}")
         return None
+
+    def check_serial_ports(self, s: StepContext, ports: dict[str, tuple[str, str]]) -> None:
+        """Fail ``s`` now if a configured serial port is not on this bench PC.
+
+        ``ports``: rig description key -> (path, the part behind it). Checked before the
+        boot: an agent without its port would only be noticed after the boot timeout.
+        """
+        problems = []
+        for key, (path, part) in ports.items():
+            problem = serial_port_problem(path)
+            if problem is not None:
+                s.measure(key, f"{path} {problem}")
+                problems.append(f"the serial port {path} of {part} {problem}: plug in "
+                                f"{part}, or correct [agent] {key} in the rig description")
+        if problems:
+            s.fail("; ".join(problems))
 
     # ---------------------------------------------------------------- the cloud's view
 
@@ -81,19 +106,28 @@ class DeviceSession:
         return received.body
 
     async def wait_birth(self, count: int, within: float) -> Birth:
-        peer = self.bench.peer
+        """The ``count``-th birth; fails as soon as the agent process ends without it."""
+        # The peer wakes only on messages: an agent that exits sends none, so its exit is
+        # awaited beside the birth (else a dead agent costs the whole boot timeout).
+        waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(
+            self.bench.peer.wait_until(lambda: len(self.births) >= count, within))]
+        if self.agent.process is not None:
+            waiters.append(asyncio.ensure_future(self.agent.process.wait()))
         try:
-            await peer.wait_until(lambda: len(self.births) >= count or
-                                  self.agent_died() is not None, within)
-        except TimeoutError:
-            raise StepFailed(
-                f"no birth from {self.device_id} within {within:.0f} s: the agent did not "
-                f"reach the rig's broker; see {self.agent.log_path}\n{self.agent.log_tail(6)}"
-            ) from None
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
+        if len(self.births) >= count:
+            return self.births[count - 1]
         died = self.agent_died()
-        if died and len(self.births) < count:
+        if died:
             raise StepFailed(died)
-        return self.births[count - 1]
+        raise StepFailed(
+            f"no birth from {self.device_id} within {within:.0f} s: the agent runs but did "
+            f"not reach the rig's broker; see {self.agent.log_path}\n{self.agent.log_tail(6)}"
+        )
 
     def latest_status(self, spot: int) -> Status | None:
         for body in reversed(self.bodies(Status)):
@@ -111,6 +145,25 @@ class DeviceSession:
         count = len(self.births)
         await self.trigger(TriggerKind.BIRTH, within=within)
         return await self.wait_birth(count + 1, within)
+
+
+def serial_port_problem(path: str) -> str | None:
+    """What is wrong with ``path`` as a serial port on this PC, or None.
+
+    Only device paths are judged; anything else (``none``, a typo without a slash) is
+    left to the agent, whose own message then says what it makes of it.
+    """
+    if not path.startswith("/"):
+        return None
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "does not exist"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    if not stat.S_ISCHR(mode):
+        return "is not a serial device"
+    return None
 
 
 def expect_done(result: CommandResult, what: str) -> None:

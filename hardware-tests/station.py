@@ -43,6 +43,7 @@ from kickstand.protocol.v1.messages import (
 )
 from kickstand.rigs.bench import Bench
 from kickstand.rigs.config import StationRig
+from kickstand.rigs.errors import StepFailed
 from kickstand.rigs.provisioning import ProvisioningSteps
 from kickstand.rigs.runner import StepContext, SuiteRunner
 from kickstand.rigs.session import BENCH_TIMINGS, DeviceSession, describe_result, expect_done
@@ -50,6 +51,10 @@ from kickstand.simulators.spotboard import firmware_image
 from kickstand.simulators.station.sim import SimulatedStation
 
 AGENT_MODULE = "kickstand.edge.station"
+# What the station agent logs about its badge reader (edge/station/agent.py,
+# edge/transports/nfc.py): the badge hint quotes these, and only these.
+READER_UNAVAILABLE = "badge_reader_unavailable"
+READER_ERROR = "nfc_error"
 STATION_TIMINGS: dict[str, Any] = {
     **BENCH_TIMINGS,
     "poll_interval_s": 0.25,
@@ -97,6 +102,9 @@ class StationSuite(DeviceSession):
         self.sim = sim
         self.inventory: dict[int, str] = {}
         self.docked_spot: int | None = None  # where the test vehicle is, if anywhere
+        # Spot boards found not answering: their one fix item is their firmware step; the
+        # steps that need the board say so instead of blaming the parts behind it.
+        self.dead_boards: set[int] = set()
 
     # ---------------------------------------------------------------- setup
 
@@ -168,6 +176,9 @@ class StationSuite(DeviceSession):
     # ---------------------------------------------------------------- steps
 
     async def step_boot(self, s: StepContext) -> None:
+        if self.sim is None:
+            self.check_serial_ports(s, {"spot_bus": (self.rig.agent.spot_bus,
+                                                     "the spot bus (RS-485 adapter)")})
         started = time.monotonic()
         await self.agent.start()
         birth = await self.wait_birth(1, self.rig.limits.boot_timeout_s)
@@ -191,14 +202,23 @@ class StationSuite(DeviceSession):
         expected = self.rig.expect.spot_firmware
         firmware = self.inventory.get(n)
         if not firmware:
+            self.dead_boards.add(n)
             s.measure("firmware", None)
-            s.fail(f"spot {n}: the board did not answer GET_INFO. Check its bus cable, its "
-                   f"address setting ({n}) and its power.")
+            status = self.latest_status(n)
+            agent = f" (agent: {status.fault})" if status is not None and status.fault else ""
+            s.fail(f"spot {n}: the board did not answer GET_INFO{agent}. Check spot board "
+                   f"{n}'s bus cable, its address setting ({n}) and its power.")
         s.check("firmware", firmware, equals=expected)
         s.hint = (f"Spot {n}'s board runs another firmware: flash {expected} "
                   f"(or stage it from the rig).")
 
+    def _skip_if_dead(self, s: StepContext, n: int) -> None:
+        if n in self.dead_boards:
+            s.skip(f"not run: spot board {n} does not answer (see Spot {n}: board answers "
+                   f"with its firmware)")
+
     async def step_serial(self, s: StepContext, n: int) -> None:
+        self._skip_if_dead(s, n)
         serial = self.rig.test.vehicle_serial
         sim = self.sim
         status = self.latest_status(n)
@@ -241,7 +261,8 @@ class StationSuite(DeviceSession):
             if "did not open" in detail:
                 s.fail(f"spot {n}: the board took the UNLOCK but its lock sensor never read "
                        f"open (agent: {detail}); check the latch solenoid or motor, its "
-                       f"supply, and the position sensor")
+                       f"supply, and the position sensor. The test vehicle stays locked in: "
+                       f"free it by hand")
             s.fail(f"spot {n}: unlock {describe_result(result)}; check the lock board")
         opened = await self._sensed(s, n, LockState.OPEN, started, budget)
         s.check("open sensed after", round(opened, 2), high=budget, unit="s")
@@ -278,10 +299,23 @@ class StationSuite(DeviceSession):
         sim = self.sim
         s.needs_person(f"take the test vehicle out of spot {n}; it stays there")
         result = await self.bench.command(self.device_id, Unlock(spot=n, window_s=120), 10)
-        s.measure("unlock", describe_result(result))
-        if "did not open" in (result.detail or ""):
+        detail = result.detail or ""
+        cycle_failed = self.runner.failed(f"spot{n}.lock_cycle")
+        if result.status is ResultStatus.DONE:
+            s.measure("unlock", "DONE")
+        elif "did not open" in detail:
+            if cycle_failed:  # that step's fix item already says it, with what to do
+                s.skip(f"the test vehicle stays locked in spot {n}: its latch does not open "
+                       f"(see Spot {n}: lock cycle); free it by hand")
             s.fail(f"spot {n}: the latch does not open, the test vehicle stays in the spot "
-                   f"(agent: {result.detail}); free it by hand, then repair the latch")
+                   f"(agent: {detail}); free it by hand, then repair the latch")
+        elif "did not close" in detail:
+            # The latch never closed on the vehicle: it comes out without an unlock.
+            s.measure("latch", "already open (it did not close)")
+        else:
+            s.measure("unlock", describe_result(result))
+            s.fail(f"spot {n}: the station refused to release the test vehicle "
+                   f"({describe_result(result)}); free it by hand and check spot board {n}")
         mark = self.mark()
         present = self.latest_status(n)
         if present is not None and present.state is SpotState.EMPTY:
@@ -304,15 +338,35 @@ class StationSuite(DeviceSession):
             assert self.sim is not None
             self.sim.present_badge(uid, 3.0)
 
-        body: BadgePresented = await s.person(
-            f"Place the test badge {uid.hex()} on the station's reader",
-            until=lambda: self.wait_body(BadgePresented, 1e6, mark),
-            simulate=simulate if self.sim else None,
-            missing=(f"no badge read: check the NFC reader ({reader}), its cable and "
-                     f"antenna; the agent log ({self.agent.log_path}) shows reader errors"),
-        )
+        if reader in ("", "none"):
+            s.skip("no badge reader configured ([agent] badge_reader in the rig description)")
+        try:
+            body: BadgePresented = await s.person(
+                f"Place the test badge {uid.hex()} on the station's reader",
+                until=lambda: self.wait_body(BadgePresented, 1e6, mark),
+                simulate=simulate if self.sim else None,
+            )
+        except StepFailed:
+            s.fail(self.badge_missing_hint(reader))
         s.check("badge uid", body.badge_uid.hex(), equals=uid.hex())
         s.hint = "Another card was read: use the test badge from the rig description."
+
+    def badge_missing_hint(self, reader: str) -> str:
+        """Where to look when no badge came: only what the agent's log really shows."""
+        log_path = self.agent.log_path
+        unavailable = self.agent.log_lines(READER_UNAVAILABLE)
+        if unavailable:
+            return (f"no badge read: the agent could not open the badge reader ({reader}); "
+                    f"check that it is plugged in and its path ([agent] badge_reader). "
+                    f"Agent log ({log_path}): {_logged(unavailable[-1])}")
+        errors = self.agent.log_lines(READER_ERROR)
+        if errors:
+            return (f"no badge read: the badge reader ({reader}) fails while polling "
+                    f"({len(errors)} errors); check its cable and supply. Agent log "
+                    f"({log_path}): {_logged(errors[-1])}")
+        return (f"no badge read: check the badge reader ({reader}), its antenna and its "
+                f"cable, and the test badge. The agent opened the reader and logged no "
+                f"reader error ({log_path}).")
 
     async def _telemetry(self) -> Telemetry:
         mark = self.mark()
@@ -330,6 +384,9 @@ class StationSuite(DeviceSession):
             s.measure("mainboard", None, "°C", "no sensor configured (inputs)")
         temps = dict(tlm.spot_temperatures_c)
         for n in range(1, self.rig.expect.spots + 1):
+            if n in self.dead_boards and n not in temps:  # the board's own fix item says why
+                s.measure(f"spot {n}", None, "°C", f"spot board {n} does not answer")
+                continue
             s.check(f"spot {n}", temps.get(n), low=lim.spot_temperature_c[0],
                     high=lim.spot_temperature_c[1], unit="°C")
         s.hint = ("A temperature out of range: check the sensor (a missing value means the "
@@ -444,6 +501,7 @@ class StationSuite(DeviceSession):
 
     async def step_firmware(self, s: StepContext) -> None:
         fw = self.rig.firmware
+        self._skip_if_dead(s, fw.spot)
         if self.sim is not None:
             image = firmware_image(fw.version or "sb-1.4.3")
             path = self.workdir / f"{fw.version}.bin"
@@ -481,6 +539,12 @@ class StationSuite(DeviceSession):
         if self.sim is not None:
             s.check("board runs (simulator)", self.sim.boards[n].firmware, equals=fw.version)
         s.hint = f"Spot {n}'s board did not take the image: re-stage it or replace the board."
+
+
+def _logged(line: str) -> str:
+    """A log line without its time stamp, for a fix item."""
+    parts = line.split(" ", 3)
+    return parts[3] if len(parts) == 4 and parts[2] in ("ERROR", "WARNING", "INFO") else line
 
 
 # ---------------------------------------------------------------- simulated hardware

@@ -130,6 +130,14 @@ class VehicleSuite(DeviceSession):
     # ---------------------------------------------------------------- steps
 
     async def step_boot(self, s: StepContext) -> None:
+        if self.sim is None:
+            p = self.rig.agent
+            self.check_serial_ports(s, {
+                "gps_port": (p.gps_port, "the GPS"),
+                "lockbox_port": (p.lockbox_port, "the lock box"),
+                "pinpad_port": (p.pinpad_port, "the PIN pad"),
+                "motion_port": (p.motion_port, "the motion sensor"),
+            })
         started = time.monotonic()
         await self.agent.start()
         birth = await self.wait_birth(1, self.rig.limits.boot_timeout_s)
