@@ -10,7 +10,8 @@ The simulated cloud peers (``CloudPeer``, the rigs' bench) sign manifests with
 of range, ETag = the digest) and can misbehave on purpose: ``cut_after`` closes the
 connection after that many bytes of a response (a bad mobile link), ``flip_byte`` serves one
 byte wrong (a corrupt download). It counts the bytes it sent per image, so a test sees what
-a resume cost.
+a resume cost. :class:`CuttingRelay` puts the same cut fault in front of another server
+(the cloud API itself), counting what that server sent.
 
 :func:`refuse_images` turns a simulated spot board into one that refuses new images; the
 simulated mainboard or controller with A/B slots (a self-check that fails, a power cut
@@ -19,6 +20,8 @@ mid-install) is :mod:`kickstand.simulators.firmware_device`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import re
@@ -30,6 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import TracebackType
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -209,6 +213,93 @@ def _handler(server: ImageServer) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(body)
 
     return Handler
+
+
+@dataclass
+class CuttingRelay:
+    """A TCP relay on loopback to an HTTP server (the cloud API's image route) with the cut
+    fault of :class:`Faults`: the first ``faults.cuts`` connections are closed after
+    ``faults.cut_after`` bytes from the server (headers included). Counts the bytes read
+    from the server (what it served) and the connections.
+
+        async with CuttingRelay(("127.0.0.1", api_port), Faults(cut_after=400_000, cuts=50)) as r:
+            url = r.base_url + "/v1/firmware/images/..."
+    """
+
+    upstream: tuple[str, int]
+    faults: Faults = field(default_factory=Faults)
+    bytes_from_server: int = 0
+    bytes_to_clients: int = 0
+    connections: int = 0
+    cut: int = 0  # connections cut so far
+    _server: asyncio.Server | None = None
+    _open: set[asyncio.Task[None]] = field(default_factory=set)
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None, "enter the relay first"
+        host, port = self._server.sockets[0].getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    async def __aenter__(self) -> CuttingRelay:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._server is not None:
+            self._server.close()
+            for task in list(self._open):  # kept-alive connections: Server.close leaves them
+                task.cancel()
+            await asyncio.gather(*self._open, return_exceptions=True)
+            await self._server.wait_closed()
+
+    async def _relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._open.add(task)
+        task.add_done_callback(self._open.discard)
+        self.connections += 1
+        budget: int | None = None
+        if self.faults.cut_after is not None and self.faults.cuts > 0:
+            self.faults.cuts -= 1
+            budget = self.faults.cut_after
+        try:
+            server_r, server_w = await asyncio.open_connection(*self.upstream)
+        except OSError:
+            client_w.close()
+            return
+        requests = asyncio.create_task(_pump(client_r, server_w))
+        try:
+            while data := await server_r.read(64 * 1024):
+                self.bytes_from_server += len(data)
+                if budget is not None and len(data) >= budget:
+                    # An abrupt cut as a dropped link gives it: no more bytes, socket closed.
+                    client_w.write(data[:budget])
+                    self.bytes_to_clients += budget
+                    self.cut += 1
+                    break
+                if budget is not None:
+                    budget -= len(data)
+                client_w.write(data)
+                self.bytes_to_clients += len(data)
+                await client_w.drain()
+        except ConnectionError:
+            pass  # the device went away: its business
+        finally:
+            requests.cancel()
+            for writer in (client_w, server_w):
+                writer.close()
+                with contextlib.suppress(ConnectionError):
+                    await writer.wait_closed()
+
+
+async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(ConnectionError):
+        while data := await reader.read(64 * 1024):
+            writer.write(data)
+            await writer.drain()
 
 
 def write_image(path: Path, image: bytes) -> str:

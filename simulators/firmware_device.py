@@ -3,7 +3,8 @@
 It runs the real device-side library (:mod:`kickstand.edge.core.firmware`): the bootloader
 step at each start, the manifest checks, the download, the install and the trial. What is
 simulated is the rest of the device: its statuses go to ``<state_dir>/statuses.jsonl``
-(written and fsynced before the call returns, as the agents' queue does), "reaching the
+(written and fsynced before the call returns, as the agents' queue does) and, with
+``on_status``, to whoever sends them on (the campaign benchmark: over MQTT), "reaching the
 cloud" is an event the test sets, and the self-check reads the running image's
 ``self_check`` ("fail": new firmware that fails its self-check). A restart is the end of the
 :class:`SlotDevice` object (or of the process): the test starts a new one, as power does.
@@ -20,7 +21,7 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from kickstand.edge.core.firmware.boot import boot
@@ -52,8 +53,10 @@ class SlotDevice:
         trial_s: float = 5.0,
         keys: Sequence[bytes] = (),
         backoff_s: float = 0.05,
+        on_status: Callable[[FirmwareStatus], None] | None = None,
     ) -> None:
         self.state_dir = state_dir
+        self.on_status = on_status
         self.part = DevicePart(target, hardware, bootloader)
         self.factory_version = factory_version
         self.keys = list(keys)
@@ -80,6 +83,8 @@ class SlotDevice:
             handle.write(json.dumps(to_jsonable(status)) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
+        if self.on_status is not None:
+            self.on_status(status)
 
     def _restart(self) -> None:
         self.restarted = True
