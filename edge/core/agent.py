@@ -30,10 +30,20 @@ The framework owns, for every agent:
   - Reboot: DONE, then (once the queue drained, at most 3 s) the boot ends with a Death
     "reboot". TriggerMessage: BIRTH and HEARTBEAT by the link, TELEMETRY and STATUS by the
     device (``send_telemetry``, ``send_status``); nothing else is asked of a device.
-  - FirmwareUpdate: the manifest checked (device part from ``firmware_part``, which
-    refuses what the device cannot take), ACCEPTED, then in the background the one seam
-    (:mod:`kickstand.edge.core.image_fetch`: fetch, verify) and the device's
-    ``install_firmware``; every stage a FirmwareStatus, the end a CommandResult.
+  - FirmwareUpdate of spot 0 (the mainboard, the controller: the device names its part in
+    ``slot_part``): the A/B slots of :mod:`kickstand.edge.core.firmware`
+    (:class:`~kickstand.edge.core.firmware.command.SlotFirmware`): downloaded into the
+    inactive slot, switched, a restart into the trial; the trial confirms itself once the
+    cloud accepted its birth and its self-check passed (the image's simulated outcome, then
+    the device's ``self_check``), else the device falls back at once (or at its next start)
+    and reports ROLLED_BACK; an update cut by a restart (a power cut) is reported failed at
+    the next start. Which slot a boot runs is the bootloader step's
+    (:func:`~kickstand.edge.core.firmware.boot.boot`): the ``__main__`` runs it before
+    the process starts the agent (``slot_choice``), an in-process supervisor gets it at
+    each boot. Other spots (spot boards): the manifest checked (``firmware_part``),
+    ACCEPTED, then in the background the one seam (:mod:`kickstand.edge.core.image_fetch`:
+    fetch, verify) and the device's ``install_firmware``; every stage a FirmwareStatus,
+    the end a CommandResult.
 - **persistent state** — :class:`~kickstand.edge.core.state.AgentState` on the queue's
   device-state table (written with the events it goes with); the local authorization list.
 - the birth (kind, firmware, hardware, config and list versions, the device's
@@ -55,10 +65,21 @@ from typing import Any, ClassVar, Generic, Self, TypeVar
 from kickstand.edge.core.authlist import LocalAuthList
 from kickstand.edge.core.clock import DeviceClock
 from kickstand.edge.core.config import EdgeSettings
-from kickstand.edge.core.errors import CommandFailed, CommandRefused, EdgeError, QueueError
+from kickstand.edge.core.errors import (
+    CommandFailed,
+    CommandRefused,
+    ConfigError,
+    EdgeError,
+    QueueError,
+)
+from kickstand.edge.core.firmware.boot import boot
+from kickstand.edge.core.firmware.command import SlotFirmware
 from kickstand.edge.core.firmware.errors import FirmwareError
+from kickstand.edge.core.firmware.image import read_info
 from kickstand.edge.core.firmware.keys import firmware_keys
 from kickstand.edge.core.firmware.manifest import DevicePart, check_manifest
+from kickstand.edge.core.firmware.slots import SlotChoice
+from kickstand.edge.core.firmware.updater import FirmwareUpdater
 from kickstand.edge.core.health import HealthServer
 from kickstand.edge.core.identity import DeviceIdentity
 from kickstand.edge.core.image_fetch import fetch_image, verify_image
@@ -121,6 +142,11 @@ class EdgeAgent(Generic[S]):
         self.identity: DeviceIdentity | None = None
         self.health: HealthServer | None = None
         self._installed: str | None = None  # the firmware a FirmwareUpdate installed
+        #: The bootloader step's choice for the next boot, made before the process started
+        #: the agent (``__main__``); None: the boot makes it.
+        self.slot_choice: SlotChoice | None = None
+        self.choice = SlotChoice("a", None, None)  # the slot this boot runs
+        self._slot_firmware: SlotFirmware | None = None
         self._queue: DiskQueue | None = None
         self._state: AgentState | None = None
         self._link: CloudLink | None = None
@@ -160,7 +186,8 @@ class EdgeAgent(Generic[S]):
 
     @property
     def firmware_version(self) -> str:
-        return self._installed or self.settings.firmware
+        """What runs: the chosen slot's image, else the factory install's version."""
+        return self.choice.version or self._installed or self.settings.firmware
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -183,6 +210,11 @@ class EdgeAgent(Generic[S]):
             state = AgentState(queue)
             migrate(state, self.state_dir)
             self._load(state)
+            self.choice = self.slot_choice or boot(
+                self.state_dir, trial_s=base.firmware_trial_s
+            )
+            self.slot_choice = None
+            self._slot_firmware = self._slots_for(self.slot_part())
             router = CommandRouter()
             self._register(router)
             self.register(router)
@@ -233,6 +265,8 @@ class EdgeAgent(Generic[S]):
             tasks = [
                 asyncio.create_task(coro, name=f"{self.device_id}-{name}") for name, coro in jobs
             ]
+            if self._slot_firmware is not None:
+                self._spawn(self._slot_start(self._slot_firmware, link), "firmware-trial")
             self.started.set()
             await self._watch(tasks)
             if self._stop.is_set():
@@ -398,7 +432,60 @@ class EdgeAgent(Generic[S]):
             raise CommandFailed(RejectReason.HARDWARE_FAULT, f"storage: {exc}"[:100]) from None
         return Outcome(detail=f"version {cmd.version}, {len(self.authlist)}")
 
+    # ---------------------------------------------------------------- slot firmware (spot 0)
+
+    def _slots_for(self, part: DevicePart | None) -> SlotFirmware | None:
+        if part is None:
+            return None
+        updater = FirmwareUpdater(
+            self.state_dir,
+            lambda status: self.record([status]),
+            self.reboot_soon,
+            finish=self._firmware_result,
+            trial_s=self.base_settings.firmware_trial_s,
+        )
+        try:
+            keys = firmware_keys(self.settings.firmware_public_keys)
+        except ConfigError as exc:  # the device must start all the same; updates refused
+            log.error("firmware_keys_unusable device=%s error=%s", self.device_id, exc)
+            keys = []
+        return SlotFirmware(updater, keys, part, lambda coro: self._spawn(coro, "firmware"))
+
+    async def _slot_start(self, firmware: SlotFirmware, link: CloudLink) -> None:
+        """What this start owes (CONFIRMED, ROLLED_BACK, an update cut by a restart), once
+        the device can report, then the trial when this boot runs a pending slot."""
+        await self.ready_for_birth()
+        if self.choice.trial:
+            await firmware.trial(self.choice, link.accepted.wait(), self._self_check)
+        else:
+            firmware.updater.send_reports()
+
+    def _firmware_result(self, command_id: bytes, ok: bool, reason: str) -> None:
+        """The CommandResult of a slot update, from the image that ends it (SPEC §13.5)."""
+        if ok:
+            result = CommandResult(command_id, ResultStatus.DONE, None, "confirmed")
+        else:
+            result = CommandResult(command_id, ResultStatus.FAILED, RejectReason.HARDWARE_FAULT,
+                                   fit_text(reason, 120))
+        self._firmware_end(result)
+
+    async def _self_check(self) -> str:
+        """A trial slot's self-check: "" when it works. The image's simulated outcome
+        (SPEC §13.6), then the device's own (``self_check``)."""
+        if self.choice.root is not None:
+            try:
+                problem = read_info(self.choice.root).self_check_problem(self.device_id)
+            except FirmwareError as exc:
+                return exc.reason
+            if problem:
+                return problem
+        return await self.self_check()
+
+    # ---------------------------------------------------------------- other parts' firmware
+
     async def _cmd_firmware(self, envelope: CommandEnvelope, update: FirmwareUpdate) -> Outcome:
+        if update.spot == 0 and self._slot_firmware is not None:
+            return await self._slot_firmware.handle(envelope, update)
         part = self.firmware_part(update.spot)  # refuses what this device cannot take now
         manifest = check_manifest(
             update.manifest, firmware_keys(self.settings.firmware_public_keys), part
@@ -453,11 +540,6 @@ class EdgeAgent(Generic[S]):
         except (EdgeError, ProtocolError) as exc:
             log.error("firmware_result_not_stored device=%s error=%s", self.device_id, exc)
 
-    def record_installed(self, version: str) -> None:
-        """The device runs ``version`` from its next boot (the birth says so then)."""
-        self.state.put({FIRMWARE: version})
-        self._installed = version
-
     def reboot_soon(self, delay_s: float = 0.5) -> None:
         self._spawn(self._reboot_after_delivery(delay_s), "reboot")
 
@@ -505,8 +587,17 @@ class EdgeAgent(Generic[S]):
     def send_telemetry(self) -> None:
         raise CommandRefused(RejectReason.NOT_SUPPORTED, "no telemetry")
 
+    def slot_part(self) -> DevicePart | None:
+        """The part with A/B slots this agent runs on (spot 0); None: no slots."""
+        return None
+
+    async def self_check(self) -> str:
+        """A trial boot's check of the device: "" when it works, else what does not."""
+        return ""
+
     def firmware_part(self, spot: int) -> DevicePart:
-        """What an image for ``spot`` must fit; CommandRefused for what cannot be updated."""
+        """What an image for a part other than the slots' (a spot board) must fit;
+        CommandRefused for what cannot be updated."""
         raise CommandRefused(RejectReason.NOT_SUPPORTED, "no firmware updates")
 
     def firmware_started(self, spot: int) -> None:

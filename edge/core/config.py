@@ -92,12 +92,18 @@ class EdgeSettings(BaseSettings):
     mqtt_ca_file: Path | None = None
     mqtt_cert_file: Path | None = None
     mqtt_key_file: Path | None = None
+    # The name the broker's certificate carries when the device does not dial it by that
+    # name (a local proxy at 127.0.0.1): checked instead of the URL's host, never skipped.
+    broker_server_name: str | None = None
     state_dir: Path = Path("./state")
     # Raw Ed25519 public keys (hex) of the cloud's command signers; kid = first 8 bytes.
     command_keys: list[str] = Field(default_factory=list)
     # The installation's firmware signing keys (SPEC §13.2), apart from the command keys:
     # raw Ed25519 public keys as hex, or paths of files of them (one per line).
     firmware_public_keys: list[str] = Field(default_factory=list)
+    bootloader: str = ""  # the bootloader's version (a manifest's min_bootloader)
+    # A new slot must reach the cloud and pass its self-check within this (SPEC §13.6).
+    firmware_trial_s: float = Field(default=300.0, gt=0)
     max_clock_skew_ms: int = 30_000
     keepalive_s: int = 30
     reconnect_min_s: float = 0.5
@@ -196,6 +202,9 @@ class EdgeSettings(BaseSettings):
             )
         if (self.mqtt_cert_file is None) != (self.mqtt_key_file is None):
             raise ConfigError("mqtt_cert_file and mqtt_key_file go together")
+        if self.broker_server_name and not tls:
+            raise ConfigError(f"broker_server_name is set but mqtt_url {self.mqtt_url!r} is "
+                              "not mqtts:// (there is no certificate to check it against)")
         return LinkConfig(
             device_id=self.device_id,
             host=url.hostname,
@@ -215,6 +224,7 @@ class EdgeSettings(BaseSettings):
             ca_file=str(self.mqtt_ca_file) if self.mqtt_ca_file else None,
             cert_file=str(self.mqtt_cert_file) if self.mqtt_cert_file else None,
             key_file=str(self.mqtt_key_file) if self.mqtt_key_file else None,
+            server_name=self.broker_server_name or None,
         )
 
     def verifier(self, clock: DeviceClock, replay_guard: ReplayGuard) -> CommandVerifier:

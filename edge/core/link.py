@@ -27,8 +27,10 @@ and the back-off returns to ``base`` only once a connection has stayed up for
 attempts from it, not one every ``base`` seconds.
 
 TLS (``LinkConfig.tls``, an ``mqtts://`` URL): the broker is verified against ``ca_file``
-(hostname included; never weakened), the device presents ``cert_file`` / ``key_file``, its
-identity at the broker (issue 17). A certificate that cannot be used is a
+(hostname included; never weakened: the name checked is the host dialled, or
+``server_name`` for a device that reaches the broker through a local proxy), the device
+presents ``cert_file`` / ``key_file``, its identity at the broker (issue 17). A
+certificate that cannot be used is a
 :class:`~kickstand.edge.core.errors.DeviceCertificateError` kept in ``tls_error`` (and the
 snapshot): files missing or unreadable (no attempt is made), or the broker refusing it
 (revoked, another CA, expired): the link goes on retrying with back-off exactly as for a cut
@@ -269,6 +271,21 @@ class LinkConfig:
     ca_file: str | None = None
     cert_file: str | None = None
     key_file: str | None = None
+    # The name the broker's certificate must carry when it is not ``host`` (a device that
+    # dials a local proxy: 127.0.0.1 on the wire, the broker's name in its certificate).
+    server_name: str | None = None
+
+
+class _NamedContext(ssl.SSLContext):
+    """A client context that checks (and sends as SNI) ``server_name`` instead of the host
+    the MQTT client dials: paho passes its host to ``wrap_socket``, with no other hook."""
+
+    server_name: str | None = None
+
+    def wrap_socket(self, sock: Any, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
+        if self.server_name is not None:
+            kwargs["server_hostname"] = self.server_name
+        return super().wrap_socket(sock, *args, **kwargs)
 
 
 def tls_context(config: LinkConfig) -> ssl.SSLContext:
@@ -284,8 +301,15 @@ def tls_context(config: LinkConfig) -> ssl.SSLContext:
     if (config.cert_file is None) != (config.key_file is None):
         missing = "key_file" if config.key_file is None else "cert_file"
         raise DeviceCertificateError("missing", f"{missing} is not configured")
+    # What ssl.create_default_context(SERVER_AUTH) makes (CERT_REQUIRED, hostname checked),
+    # in the class that checks ``server_name`` when one is set.
+    context = _NamedContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.server_name = config.server_name
     try:
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=config.ca_file)
+        if config.ca_file is not None:
+            context.load_verify_locations(cafile=config.ca_file)
+        else:
+            context.load_default_certs(ssl.Purpose.SERVER_AUTH)
     except (ssl.SSLError, OSError) as exc:
         raise DeviceCertificateError("unreadable", str(exc), path=config.ca_file) from None
     context.minimum_version = ssl.TLSVersion.TLSv1_2

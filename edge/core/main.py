@@ -4,9 +4,13 @@
     status [URL]    the health endpoint's snapshot, readable
 
 Exit status: 0 stopped (SIGTERM / SIGINT end the boot with a Death "stopped"), 2 bad
-configuration. A Reboot command ends the boot with a Death "reboot" and the process
-executes itself again, as a mainboard's supervisor restarts the agent: a new process, a
-new boot id, every port opened again.
+configuration. Before the agent starts, the bootloader step (SPEC §13.6,
+:func:`~kickstand.edge.core.firmware.boot.boot`) chooses the firmware slot this start runs
+(a pending one on trial) and, when that slot holds an image, re-executes the process from
+it. A Reboot command (or a firmware update's restart) ends the boot with a Death "reboot"
+and the process executes itself again from the factory environment, as a mainboard's
+supervisor restarts the agent: a new process, a new boot id, the slot chosen again, every
+port opened again.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 from kickstand.edge.core.agent import EdgeAgent
 from kickstand.edge.core.config import EdgeSettings
 from kickstand.edge.core.errors import ConfigError, EdgeError
+from kickstand.edge.core.firmware.boot import boot, exec_into, factory_environment
 from kickstand.protocol.errors import ProtocolError
 
 
@@ -60,7 +65,11 @@ def main(
     try:
         settings = load(args.config)
         _configure_logging(settings.log_level)
-        result = asyncio.run(_run(build(settings)))
+        choice = boot(Path(settings.state_dir), trial_s=settings.firmware_trial_s)
+        exec_into(choice, module, argv)  # returns when this process runs the chosen slot
+        agent = build(settings)
+        agent.slot_choice = choice
+        result = asyncio.run(_run(agent))
     except (ConfigError, EdgeError, ProtocolError, ValueError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
@@ -68,5 +77,6 @@ def main(
         return 0
     if result == "reboot":
         logging.getLogger(module).info("rebooting")
-        os.execv(sys.executable, [sys.executable, "-m", module, *argv])
+        os.execve(sys.executable, [sys.executable, "-m", module, *argv],
+                  factory_environment(os.environ))
     return 0

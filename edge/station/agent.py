@@ -139,6 +139,7 @@ class StationAgent(EdgeAgent[StationSettings]):
         }
         self.limits = Thresholds()
         self._poke = asyncio.Event()
+        self._staging = asyncio.Lock()  # one spot board takes an image at a time
         self._first_accept = True
         self._status_sent: set[int] = set()  # spots (0 = station) whose status this boot sent
 
@@ -505,11 +506,20 @@ class StationAgent(EdgeAgent[StationSettings]):
 
     # ---------------------------------------------------------------- spot board firmware
 
+    def slot_part(self) -> DevicePart:
+        return DevicePart("station-mainboard", self.settings.hardware, self.settings.bootloader)
+
     def firmware_part(self, spot: int) -> DevicePart:
-        if spot == 0:
-            raise CommandRefused(RejectReason.NOT_SUPPORTED, "mainboard update by package only")
+        # Spot 0 (the mainboard) is the framework's slots; here only the spot boards.
         self._spot(spot).check_updatable()
         return DevicePart("spot-board:")
+
+    async def self_check(self) -> str:
+        """A trial boot works when the spot bus does: the first poll round reached a board."""
+        await self.ready.wait()
+        if self.spots and all(s.board_fault for s in self.spots.values()):
+            return "no spot board answers on the bus"
+        return ""
 
     def firmware_started(self, spot: int) -> None:
         self.spots[spot].updating = True
@@ -518,7 +528,12 @@ class StationAgent(EdgeAgent[StationSettings]):
         self.spots[spot].updating = False
 
     async def install_firmware(self, manifest: Manifest, image: bytes, spot: int) -> None:
-        """Stage the image to the board over the bus, then read back what it runs."""
+        """Stage the image to the board over the bus, then read back what it runs. One
+        board at a time across the station (SPEC §9.5): the others keep serving riders."""
+        async with self._staging:
+            await self._stage(manifest, image, spot)
+
+    async def _stage(self, manifest: Manifest, image: bytes, spot: int) -> None:
         record = self.spots[spot]
         try:
             await self.bus.transact(spot, Cmd.FW_BEGIN, fw_begin_payload(len(image),

@@ -36,7 +36,6 @@ from kickstand.edge.core.errors import (
     QueueError,
     TransportError,
 )
-from kickstand.edge.core.firmware.errors import FirmwareError
 from kickstand.edge.core.firmware.manifest import DevicePart
 from kickstand.edge.core.link import CommandRouter, Outcome
 from kickstand.edge.transports import SerialPort, open_badge_reader, open_serial
@@ -61,13 +60,11 @@ from kickstand.edge.vehicle.lock import (
 )
 from kickstand.edge.vehicle.lockbox import LockBox
 from kickstand.protocol.errors import ProtocolError
-from kickstand.protocol.firmware import Manifest
 from kickstand.protocol.spotbus import BusLock
 from kickstand.protocol.v1.enums import (
     BatteryKind,
     DeviceKind,
     DeviceState,
-    FirmwareState,
     LockCause,
     MotionKind,
     RejectReason,
@@ -656,28 +653,13 @@ class VehicleAgent(EdgeAgent[VehicleSettings]):
 
     # ---------------------------------------------------------------- controller firmware
 
-    def firmware_part(self, spot: int) -> DevicePart:
-        if spot != 0:
-            raise CommandRefused(RejectReason.NOT_SUPPORTED, "lock box firmware is not updatable")
+    def slot_part(self) -> DevicePart:
         hardware = self.settings.hardware
-        return DevicePart(f"vehicle-controller:{hardware}", hardware)
+        return DevicePart(f"vehicle-controller:{hardware}", hardware, self.settings.bootloader)
 
-    async def install_firmware(self, manifest: Manifest, image: bytes, spot: int) -> None:
-        """Stage the image under ``<state_dir>/firmware/`` (named by its digest): the
-        bootloader picks it up at the next start, which follows at once."""
-        target = self.state_dir / "firmware" / f"{manifest.sha256.hex()}.bin"
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_suffix(".part")
-            await asyncio.to_thread(tmp.write_bytes, image)
-            tmp.replace(target)
-            self.record_installed(fit_text(manifest.version, 32))
-        except (OSError, QueueError) as exc:
-            raise FirmwareError(f"install: {exc}", FirmwareState.INSTALL_FAILED) from None
-
-    def firmware_installed(self, manifest: Manifest, spot: int) -> None:
-        # The new image runs after a restart; the birth then carries its version.
-        self.reboot_soon(0.5)
+    def firmware_part(self, spot: int) -> DevicePart:
+        # Spot 0 is the controller's slots (the framework's); nothing else is updatable.
+        raise CommandRefused(RejectReason.NOT_SUPPORTED, "lock box firmware is not updatable")
 
     # ---------------------------------------------------------------- health
 

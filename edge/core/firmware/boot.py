@@ -15,12 +15,14 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from kickstand.edge.core.firmware.slots import DEFAULT_TRIAL_S, SlotChoice, Slots
 
 SLOT_ENV = "KICKSTAND_SLOT_ROOT"
+#: The PYTHONPATH before the bootloader step put a slot in front ("" when there was none).
+BASE_PATH_ENV = "KICKSTAND_BASE_PYTHONPATH"
 
 
 def boot(state_dir: Path, *, trial_s: float = DEFAULT_TRIAL_S) -> SlotChoice:
@@ -31,12 +33,28 @@ def boot(state_dir: Path, *, trial_s: float = DEFAULT_TRIAL_S) -> SlotChoice:
 
 
 def slot_environment(choice: SlotChoice, base: dict[str, str] | None = None) -> dict[str, str]:
-    env = dict(os.environ if base is None else base)
+    env = factory_environment(os.environ if base is None else base)
     if choice.root is not None:
         path = env.get("PYTHONPATH")
+        env[BASE_PATH_ENV] = path or ""
         env["PYTHONPATH"] = f"{choice.root}{os.pathsep}{path}" if path else str(choice.root)
         env[SLOT_ENV] = str(choice.root)
     return env
+
+
+def factory_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` as it was before a bootloader step chose a slot: what a restart starts from
+    (the next step chooses again; a process that kept the slot's variables would take the
+    old slot for the new choice and never run a pending one)."""
+    out = dict(env)
+    if SLOT_ENV in out:
+        del out[SLOT_ENV]
+        base = out.pop(BASE_PATH_ENV, "")
+        if base:
+            out["PYTHONPATH"] = base
+        else:
+            out.pop("PYTHONPATH", None)
+    return out
 
 
 def exec_into(choice: SlotChoice, module: str, argv: Sequence[str]) -> None:

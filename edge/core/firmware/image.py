@@ -2,7 +2,9 @@
 
 An image is a tar archive (POSIX ustar, optionally gzip-compressed) holding
 ``kickstand-image.json`` — ``{"target": …, "version": …}``, and for simulated devices
-``"self_check": "pass" | "fail"`` — plus the agent's files. A slot unpacks it under
+``"self_check": "pass" | "fail"`` and ``"self_check_fails": [device ids]`` (those devices
+fail, the others pass: one campaign's image with a fault on a few of its devices) — plus the
+agent's files. A slot unpacks it under
 ``<slot>/root/``; the bootloader step then runs the agent from there. The simulated
 devices' images are the same archives with the JSON file only (and padding, for size).
 """
@@ -27,6 +29,13 @@ class ImageInfo:
     target: str
     version: str
     self_check: str = "pass"  # simulated devices: "fail" makes the new slot fail its check
+    self_check_fails: tuple[str, ...] = ()  # simulated devices failing it (the others pass)
+
+    def self_check_problem(self, device_id: str) -> str:
+        """The simulated self-check's outcome on ``device_id``: "" passes."""
+        if self.self_check != "pass" or device_id in self.self_check_fails:
+            return f"image {self.version} fails its self-check on {device_id}"
+        return ""
 
 
 def build_image(
@@ -35,11 +44,14 @@ def build_image(
     files: dict[str, bytes] | None = None,
     *,
     self_check: str = "pass",
+    self_check_fails: tuple[str, ...] = (),
     pad_to: int = 0,
 ) -> bytes:
     """An image archive for ``target`` at ``version`` with ``files`` (path → bytes); at
     least ``pad_to`` bytes long (a padding file), for transfer-size tests."""
-    info = {"target": target, "version": version, "self_check": self_check}
+    info: dict[str, object] = {"target": target, "version": version, "self_check": self_check}
+    if self_check_fails:
+        info["self_check_fails"] = list(self_check_fails)
     members = {INFO_NAME: json.dumps(info, sort_keys=True).encode(), **(files or {})}
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as tar:
@@ -92,7 +104,11 @@ def _info(data: bytes) -> ImageInfo:
     try:
         raw = json.loads(data)
         check = str(raw.get("self_check", "pass"))
-        info = ImageInfo(str(raw["target"]), str(raw["version"]), check)
+        fails = raw.get("self_check_fails", [])
+        if not isinstance(fails, list):
+            raise TypeError("self_check_fails is not a list")
+        info = ImageInfo(str(raw["target"]), str(raw["version"]), check,
+                         tuple(str(d) for d in fails))
     except (ValueError, KeyError, TypeError) as exc:
         raise _bad(f"{INFO_NAME}: {exc}") from None
     return info

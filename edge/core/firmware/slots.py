@@ -3,6 +3,8 @@
 Layout under ``<state_dir>/slots/``::
 
     boot.json          the boot record (below), replaced atomically, never edited in place
+    update.json        the update under way (command, version, stage) until it fails or
+                       switches: found at a start, it was cut by a restart (a power cut)
     a/ b/              one slot each: root/ (the unpacked image), slot.json (its manifest's
                        target, version, sha256), image.part (a download in progress)
 
@@ -40,6 +42,7 @@ log = logging.getLogger("kickstand.edge.core.firmware.slots")
 
 SLOT_NAMES = ("a", "b")
 RECORD = "boot.json"
+UPDATE = "update.json"
 DEFAULT_TRIAL_S = 300.0
 HASH_CHUNK = 256 * 1024
 
@@ -305,6 +308,46 @@ class Slots:
         record = self.record()
         record.reports = [r for r in record.reports if r not in sent]
         self._write(record)
+
+    # ---------------------------------------------------------------- an update under way
+
+    def begin_update(self, manifest: Manifest, command_id: bytes, stage: FirmwareState) -> None:
+        """Note the update and its stage: a start that finds it knows it was cut."""
+        note = {"version": manifest.version, "command_id": command_id.hex(), "stage": stage.name}
+        try:
+            self.base.mkdir(parents=True, exist_ok=True)
+            write_atomically(self.base / UPDATE, json.dumps(note).encode())
+        except OSError as exc:
+            raise SlotError(f"{self.base / UPDATE}: {exc}") from None
+
+    def end_update(self) -> None:
+        with contextlib.suppress(OSError):
+            (self.base / UPDATE).unlink()
+
+    def interrupted(self) -> Report | None:
+        """The update a restart cut before it failed or switched (a power cut mid-way), as
+        its *_FAILED report; None when there was none, or when it did switch (the trial or
+        its rollback reports it). Forgotten once read."""
+        try:
+            note = json.loads((self.base / UPDATE).read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            log.warning("firmware_update_note_unreadable error=%s", exc)
+            self.end_update()
+            return None
+        record = self.record()
+        command_id = str(note.get("command_id", ""))
+        if record.pending is not None and record.command_id == command_id:
+            return None  # it switched: the trial (or its rollback) ends it
+        self.end_update()
+        if any(r.command_id == command_id for r in record.reports):
+            return None
+        failed = (FirmwareState.INSTALL_FAILED if note.get("stage") == "INSTALLING"
+                  else FirmwareState.DOWNLOAD_FAILED)
+        stage = str(note.get("stage", "")).lower()
+        return Report(failed.name, str(note.get("version", "")),
+                      f"interrupted by a restart while {stage} (power cut?)", command_id)
 
     def discard_staging(self) -> None:
         """Remove a partial download (a corrupt one must not be resumed)."""

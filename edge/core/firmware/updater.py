@@ -69,6 +69,9 @@ class FirmwareUpdater:
         version = manifest.version
         try:
             part = await asyncio.to_thread(self.slots.staging, manifest)
+            await asyncio.to_thread(
+                self.slots.begin_update, manifest, command_id, FirmwareState.DOWNLOADING
+            )
             self._status(FirmwareState.DOWNLOADING, version)
             download = Downloader(
                 manifest.url, part, manifest.size, manifest.sha256,
@@ -83,13 +86,19 @@ class FirmwareUpdater:
             self._status(FirmwareState.VERIFYING, version)
             await download.verify()
             self._status(FirmwareState.VERIFIED, version)
+            await asyncio.to_thread(
+                self.slots.begin_update, manifest, command_id, FirmwareState.INSTALLING
+            )
             self._status(FirmwareState.INSTALLING, version)
             await asyncio.to_thread(self.slots.install, manifest, part, command_id)
+            self.slots.end_update()
             self._status(FirmwareState.INSTALLED, version)
         except SlotError as exc:
+            self.slots.end_update()
             self._status(FirmwareState.INSTALL_FAILED, version, str(exc))
             raise FirmwareError(str(exc), FirmwareState.INSTALL_FAILED) from None
         except FirmwareError as exc:
+            self.slots.end_update()
             self._status(exc.state, version, exc.reason)
             raise
         finally:
@@ -126,7 +135,14 @@ class FirmwareUpdater:
 
     def send_reports(self) -> list[Report]:
         """Emit the statuses owed across restarts (CONFIRMED, ROLLED_BACK) and their command
-        results, then forget them. Called once the agent's queue is open."""
+        results, then forget them; an update a restart cut (a power cut) is reported failed.
+        Called once the agent's queue is open."""
+        cut = self.slots.interrupted()
+        if cut is not None:
+            log.warning("firmware_update_interrupted version=%s", cut.version)
+            self._status(cut.firmware_state, cut.version, cut.reason)
+            if self.finish and cut.command_id:
+                self.finish(bytes.fromhex(cut.command_id), False, cut.reason)
         reports = self.slots.reports()
         for report in reports:
             self._status(report.firmware_state, report.version, report.reason)

@@ -21,13 +21,6 @@ from kickstand.testing import MosquittoService
 
 
 @pytest.fixture
-async def cloud(mosquitto: MosquittoService) -> AsyncIterator[CloudPeer]:
-    async with CloudPeer(mosquitto.host, mosquitto.port, username=mosquitto.cloud_username,
-                         password=mosquitto.cloud_password) as peer:
-        yield peer
-
-
-@pytest.fixture
 async def station(mosquitto: MosquittoService, cloud: CloudPeer,
                   tmp_path: Path) -> AsyncIterator[StationRig]:
     async with StationRig("st-fw01", mosquitto.host, mosquitto.port,

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from kickstand.edge.core.firmware.image import build_image
 from kickstand.edge.vehicle import VehicleAgent
 from kickstand.protocol.signing import CommandSigner, generate_private_key
 from kickstand.protocol.v1.enums import (
@@ -431,12 +432,13 @@ async def test_firmware_update_checked_installed_and_rebooted(
 ) -> None:
     m = await online(fleet, cloud)
     assert m.agent is not None
-    image = secrets.token_bytes(3000)
-    path = tmp_path / "vh-1.1.0.bin"
+    target = "vehicle-controller:KS-VC2"
+    # The controller's image (SPEC §13.6): an archive its slot unpacks.
+    image = build_image(target, "vh-1.1.0", {"random.bin": secrets.token_bytes(3000)})
+    path = tmp_path / "vh-1.1.0.tar"
     path.write_bytes(image)
     url = path.as_uri()
 
-    target = "vehicle-controller:KS-VC2"
     bad = await cloud.send_command(
         m.device_id,
         signed_update(image, "vh-1.1.0", url, target, sha256=hashlib.sha256(b"other").digest()),
@@ -445,7 +447,7 @@ async def test_firmware_update_checked_installed_and_rebooted(
         m.device_id, lambda r: isinstance(r.body, CommandResult) and r.body.command_id == bad
         and r.body.status is ResultStatus.FAILED,
     )
-    assert failed.body.detail == "size or sha256 mismatch"
+    assert failed.body.detail == "sha256 mismatch"
     states = [f.state for f in of(cloud, m, FirmwareStatus)]
     assert states[-1] is FirmwareState.VERIFY_FAILED
     assert m.agent.firmware_version == "vh-1.0.0"  # nothing installed
@@ -459,7 +461,10 @@ async def test_firmware_update_checked_installed_and_rebooted(
     birth = await cloud.wait_birth(m.device_id, 2)
     assert birth.firmware == "vh-1.1.0"
     assert m.agent.link.queue.boot_id != boot and m.agent.boots == 2
-    assert FirmwareState.INSTALLED in [f.state for f in of(cloud, m, FirmwareStatus)]
+    states = [f.state for f in of(cloud, m, FirmwareStatus)]
+    # Installed into the inactive slot, restarted into it, confirmed by the new boot.
+    assert states[-3:] == [FirmwareState.INSTALLED, FirmwareState.REBOOTING,
+                           FirmwareState.CONFIRMED]
 
     cid = await cloud.send_command(m.device_id, Reboot())
     assert (await cloud.wait_result(m.device_id, cid)).status is ResultStatus.DONE
