@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kickstand.cloud.api import create_app
@@ -41,6 +42,8 @@ class Fw:
     other_network: int
     #: A global operator (role admin): the only one who uploads or deletes images.
     admin: dict[str, str]
+    #: The app behind ``client`` (a test serves it over real HTTP).
+    app: FastAPI
 
     async def upload(
         self,
@@ -125,6 +128,7 @@ async def open_fw(
             {"Authorization": f"Bearer {other_token}"},
             other_network,
             {"Authorization": f"Bearer {admin_token}"},
+            app,
         )
     await engine.dispose()
 
