@@ -22,6 +22,9 @@ BENCH_TIMINGS: dict[str, Any] = {
     "reconnect_min_s": 0.1,
     "reconnect_max_s": 0.5,
     "boot_timeout_s": 2.0,
+    # A connection the broker side drops unanswered is given up (and logged) in 2 s, well
+    # within the rig's boot timeout, so the boot's fix item can quote it.
+    "connect_timeout_s": 2.0,
 }
 
 
@@ -124,10 +127,29 @@ class DeviceSession:
         died = self.agent_died()
         if died:
             raise StepFailed(died)
-        raise StepFailed(
-            f"no birth from {self.device_id} within {within:.0f} s: the agent runs but did "
-            f"not reach the rig's broker; see {self.agent.log_path}\n{self.agent.log_tail(6)}"
-        )
+        raise StepFailed(f"no birth from {self.device_id} within {within:.0f} s: "
+                         f"{self.link_trouble()}")
+
+    def link_trouble(self) -> str:
+        """Why the agent is not heard, from what its log says of its link (edge/core/link.py)."""
+        log_path, broker = self.agent.log_path, self.bench.device_mqtt_url
+        tls = self.agent.log_lines("link_tls_error")
+        if tls:
+            return (f"the broker at {broker} refused the device's certificate: check its "
+                    f"certificate and key. Agent log ({log_path}): {logged(tls[-1])}")
+        # link_down / link_error are the link's own; the MQTT client's errors (a reset,
+        # a refused connection) come first, under the link's logger.
+        down = [line for line in self.agent.log_lines("link_down", "kickstand.edge.core.link")
+                if "link_down" in line or " ERROR " in line or " WARNING " in line]
+        if down:
+            return (f"the agent cannot reach the broker at {broker}: check the broker "
+                    f"address and the network between them. Agent log ({log_path}): "
+                    f"{logged(down[-1])}")
+        if self.agent.log_lines("link_up"):
+            return (f"the agent reached the broker at {broker} but the rig saw no birth: "
+                    f"see the agent log ({log_path})")
+        return (f"the agent runs but logged no connection to the broker at {broker}: see "
+                f"the agent log ({log_path})\n{self.agent.log_tail(6)}")
 
     def latest_status(self, spot: int) -> Status | None:
         for body in reversed(self.bodies(Status)):
@@ -145,6 +167,12 @@ class DeviceSession:
         count = len(self.births)
         await self.trigger(TriggerKind.BIRTH, within=within)
         return await self.wait_birth(count + 1, within)
+
+
+def logged(line: str) -> str:
+    """An agent log line without its time stamp, to quote in a fix item."""
+    parts = line.split(" ", 3)
+    return parts[3] if len(parts) == 4 and parts[2] in ("ERROR", "WARNING", "INFO") else line
 
 
 def serial_port_problem(path: str) -> str | None:

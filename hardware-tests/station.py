@@ -46,7 +46,13 @@ from kickstand.rigs.config import StationRig
 from kickstand.rigs.errors import StepFailed
 from kickstand.rigs.provisioning import ProvisioningSteps
 from kickstand.rigs.runner import StepContext, SuiteRunner
-from kickstand.rigs.session import BENCH_TIMINGS, DeviceSession, describe_result, expect_done
+from kickstand.rigs.session import (
+    BENCH_TIMINGS,
+    DeviceSession,
+    describe_result,
+    expect_done,
+    logged,
+)
 from kickstand.simulators.spotboard import firmware_image
 from kickstand.simulators.station.sim import SimulatedStation
 
@@ -358,12 +364,12 @@ class StationSuite(DeviceSession):
         if unavailable:
             return (f"no badge read: the agent could not open the badge reader ({reader}); "
                     f"check that it is plugged in and its path ([agent] badge_reader). "
-                    f"Agent log ({log_path}): {_logged(unavailable[-1])}")
+                    f"Agent log ({log_path}): {logged(unavailable[-1])}")
         errors = self.agent.log_lines(READER_ERROR)
         if errors:
             return (f"no badge read: the badge reader ({reader}) fails while polling "
                     f"({len(errors)} errors); check its cable and supply. Agent log "
-                    f"({log_path}): {_logged(errors[-1])}")
+                    f"({log_path}): {logged(errors[-1])}")
         return (f"no badge read: check the badge reader ({reader}), its antenna and its "
                 f"cable, and the test badge. The agent opened the reader and logged no "
                 f"reader error ({log_path}).")
@@ -539,12 +545,6 @@ class StationSuite(DeviceSession):
         if self.sim is not None:
             s.check("board runs (simulator)", self.sim.boards[n].firmware, equals=fw.version)
         s.hint = f"Spot {n}'s board did not take the image: re-stage it or replace the board."
-
-
-def _logged(line: str) -> str:
-    """A log line without its time stamp, for a fix item."""
-    parts = line.split(" ", 3)
-    return parts[3] if len(parts) == 4 and parts[2] in ("ERROR", "WARNING", "INFO") else line
 
 
 # ---------------------------------------------------------------- simulated hardware

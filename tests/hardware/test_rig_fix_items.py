@@ -25,7 +25,13 @@ from kickstand.rigs.bench import Bench
 from kickstand.rigs.config import StationRig, VehicleRig, load_rig, parse_rig
 from kickstand.rigs.results import Outcome, RunReport
 from kickstand.rigs.runner import Mode, SuiteRunner
-from kickstand.rigs.station import READER_ERROR, READER_UNAVAILABLE, StationFaults, StationSuite
+from kickstand.rigs.station import (
+    READER_ERROR,
+    READER_UNAVAILABLE,
+    StationFaults,
+    StationSuite,
+    start_simulated_station,
+)
 from kickstand.testing import MosquittoService
 
 FAULTS = StationFaults(stuck_locks={1}, jammed_locks={2}, board_firmware={3: "sb-1.3.9"},
@@ -223,3 +229,60 @@ def test_the_badge_hint_follows_the_agent_log(
     for fragment in absent:
         assert fragment not in message, message
     assert str(suite.agent.log_path) in message
+
+
+async def test_an_agent_that_cannot_reach_the_broker_is_told_with_the_address(
+    mosquitto: MosquittoService, tmp_path: Path,
+) -> None:
+    rig = StationRig.simulated(spots=1).model_copy(update={"device_id": "st-rig06"})
+    rig = rig.model_copy(update={"limits": rig.limits.model_copy(update={"boot_timeout_s": 4.0})})
+    report = RunReport("station", rig.device_id, rig.serial, datetime.now(UTC), True, False,
+                       "simulated")
+    runner = SuiteRunner(report, mode=Mode.SIMULATED, console=Console(file=io.StringIO()),
+                         person_timeout_s=1)
+    sim = await start_simulated_station(rig, tmp_path, None)
+    try:
+        async with Bench(tmp_path, mosquitto.url) as bench:
+            suite = StationSuite(rig, bench, runner, tmp_path, sim)
+            suite.configure_agent()
+            bench.cut_link()  # the device side of the rig's broker refuses connections
+            broker = bench.device_mqtt_url
+            try:
+                step = await runner.step("boot", "boot", suite.step_boot, timeout_s=10)
+            finally:
+                await suite.agent.stop()
+    finally:
+        await sim.stop()
+    assert step.outcome is Outcome.FAILED
+    assert f"cannot reach the broker at {broker}" in step.message, step.message
+    assert "Agent log" in step.message and "st-rig06" in step.message, step.message
+
+
+@pytest.mark.parametrize(
+    ("logged", "expected"),
+    [
+        ("2026-12-06 23:15:03,889 WARNING kickstand.edge.core.link link_tls_error "
+         "device=st-0001 reason=refused error=the broker refused the TLS handshake",
+         "refused the device's certificate: check its certificate and key"),
+        ("2026-12-06 23:15:03,889 INFO kickstand.edge.core.link link_down device=st-0001 "
+         "error=[Errno 111] Connection refused", "cannot reach the broker at mqtt://"),
+        ("2026-12-06 23:15:03,889 INFO kickstand.edge.core.link link_up device=st-0001 "
+         "boot_id=3", "reached the broker at mqtt://"),
+    ],
+)
+def test_the_boot_hint_follows_what_the_agent_logged_of_its_link(
+    tmp_path: Path, logged: str, expected: str,
+) -> None:
+    from kickstand.simulators.station.proxy import LinkProxy
+
+    rig = StationRig()
+    report = RunReport("station", rig.device_id, rig.serial, datetime.now(UTC), False, False,
+                       "bench.toml")
+    runner = SuiteRunner(report, mode=Mode.INTERACTIVE, console=Console(file=io.StringIO()),
+                         person_timeout_s=1)
+    bench = Bench(tmp_path)
+    bench.proxy = LinkProxy("127.0.0.1", 1883, port=18830)  # not started: only its address
+    suite = StationSuite(rig, bench, runner, tmp_path)
+    suite.agent.log_path.write_text(f"---- start 1\n{logged}\n")
+    message = suite.link_trouble()
+    assert expected in message and str(suite.agent.log_path) in message, message
