@@ -375,9 +375,12 @@ async def run(args: argparse.Namespace) -> None:
                     campaign = r.json()["data"]
                     path = f"/v1/dashboard/firmware/campaigns/{campaign['id']}"
                     deadline = started + args.timeout_s
+                    wave_started = [0.0]  # seconds from the start, per wave (as polled)
                     while campaign["state"] not in FINAL and time.monotonic() < deadline:
                         await asyncio.sleep(0.2)
                         campaign = (await http.get(path, headers=operator)).json()["data"]
+                        if campaign["current_wave"] > len(wave_started):
+                            wave_started.append(time.monotonic() - started)
                     wall = time.monotonic() - started
                     await meter.stop()
                     high_water = meter.high_water()
@@ -395,6 +398,10 @@ async def run(args: argparse.Namespace) -> None:
     print(f"campaign {campaign['state']}: {campaign['confirmed']} confirmed, "
           f"{campaign['failed']} failed of {devices}; waves {campaign['wave_sizes']}; "
           f"runner every {args.runner_every_s:g} s")
+    ends = [*wave_started[1:], wall]
+    print("wave s: " + ", ".join(f"{size} devices {end - start:.1f}" for size, start, end
+                                  in zip(campaign["wave_sizes"], wave_started, ends,
+                                         strict=False)))
     print(f"image {len(image)} B; downloads: {relay.connections} connections, {relay.cut} cut "
           f"after {args.cut_kb} KiB and resumed")
     print(f"served by the API: {served} B = {per_device:.0f} B/device "
