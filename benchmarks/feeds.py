@@ -14,10 +14,14 @@ directory holding copies of the two feed documents), driven from this process ov
   the server's code, sequentially: builds/s);
 - 200: every request gets the full document (served from the cache);
 - 304: every request revalidates with ``If-None-Match`` (what a polite aggregator sends);
-- static 200 / static 304: the same bytes from ``StaticFiles`` (its own ETag).
+- static 200 / static 304: the same bytes from ``StaticFiles`` (its own ETag);
+- loop: what a build costs the server's other requests: ``/health`` asked every 2 ms on
+  its own connection while the server builds the feed (a request under a Host never seen
+  before: a cache key of its own), the worst and the median answer time during the build,
+  over ``--builds`` builds.
 
     .venv/bin/python benchmarks/feeds.py [--small] [--stations 1000] [--vehicles 10000]
-        [--connections 16] [--seconds 5]
+        [--connections 16] [--seconds 5] [--builds 5]
 
 Last line: ``gbfs req/s: N (static: M)``: station_status 200 from the cache, and the
 static copy of the same document, 200.
@@ -193,6 +197,48 @@ async def load(
     return done / (time.monotonic() - started)
 
 
+async def _get_as_host(port: int, path: str, host: str) -> int:
+    """One GET under another Host (the feed cache keys documents by their base URL)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        await writer.drain()
+        answer = await reader.read()
+    finally:
+        writer.close()
+    return int(answer.split(b" ", 2)[1])
+
+
+async def _poll_health(port: int, building: asyncio.Event, times: list[float]) -> None:
+    """``/health`` every 2 ms until the build is over, each answer time (ms) kept."""
+    async with KeepAliveConnection("127.0.0.1", port) as conn:
+        while not building.is_set():
+            started = time.perf_counter()
+            r = await conn.request("GET", "/health")
+            times.append((time.perf_counter() - started) * 1000)
+            if r.status != 200:
+                raise RuntimeError(f"/health: {r.status}")
+            await asyncio.sleep(0.002)
+
+
+async def loop_block(port: int, path: str, builds: int) -> tuple[float, float]:
+    """Worst and median ``/health`` answer times (ms) while the server builds ``path``."""
+    worst: list[float] = []
+    for k in range(builds):
+        times: list[float] = []
+        built = asyncio.Event()
+        poller = asyncio.create_task(_poll_health(port, built, times))
+        await asyncio.sleep(0.05)  # the poller is running before the build starts
+        status = await _get_as_host(port, path, f"build-{k}-{time.monotonic_ns()}.bench")
+        built.set()
+        await poller
+        if status != 200:
+            raise RuntimeError(f"{path}: {status}")
+        worst.append(max(times))
+    worst.sort()
+    return worst[-1], worst[len(worst) // 2]
+
+
 async def build_rate(url: str, network_id: int, name: str, rounds: int) -> float:
     engine = create_engine(url)
     maker = create_sessionmaker(engine)
@@ -209,7 +255,9 @@ async def build_rate(url: str, network_id: int, name: str, rounds: int) -> float
         await engine.dispose()
 
 
-async def measure(url: str, network_id: int, connections: int, seconds: float) -> None:
+async def measure(
+    url: str, network_id: int, connections: int, seconds: float, n_builds: int
+) -> None:
     static = Path(tempfile.mkdtemp(prefix="kickstand-feeds-"))
     port = free_port()
     env = {**os.environ, "BENCH_DATABASE_URL": url, "BENCH_STATIC_DIR": str(static),
@@ -246,6 +294,10 @@ async def measure(url: str, network_id: int, connections: int, seconds: float) -
                 "static 304": (f"/static/{name}.json", {"If-None-Match": static_tag}, 304),
             }
             results[f"{name} build"] = builds
+            block_max, block_median = await loop_block(port, system + name + ".json", n_builds)
+            print(f"  loop: /health during a build: worst {block_max:.0f} ms, median of "
+                  f"{n_builds} builds' worst {block_median:.0f} ms", flush=True)  # fmt: skip
+            results[f"{name} loop"] = block_max
             for case, (path, headers, status) in cases.items():
                 rate = await load(port, path, headers, connections, seconds, status)
                 results[f"{name} {case}"] = rate
@@ -253,13 +305,14 @@ async def measure(url: str, network_id: int, connections: int, seconds: float) -
     finally:
         server.terminate()
         server.wait(timeout=30)
+    print(f"vehicle_status build: /health waited at most {results['vehicle_status loop']:.0f} ms")
     print(
         f"gbfs req/s: {results['station_status 200']:.0f} "
         f"(static: {results['station_status static 200']:.0f})"
     )
 
 
-async def run(size: Size, connections: int, seconds: float) -> None:
+async def run(size: Size, connections: int, seconds: float, builds: int) -> None:
     with open_postgres() as pg:
         db = pg.new_database()
         try:
@@ -267,7 +320,7 @@ async def run(size: Size, connections: int, seconds: float) -> None:
             started = time.perf_counter()
             network_id = await generate(db.url, size)
             print(f"generated in {time.perf_counter() - started:.1f} s", flush=True)
-            await measure(db.url, network_id, connections, seconds)
+            await measure(db.url, network_id, connections, seconds, builds)
         finally:
             pg.drop_database(db.name)
 
@@ -279,12 +332,13 @@ def main() -> None:
     parser.add_argument("--vehicles", type=int, default=None)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--builds", type=int, default=5, help="builds timed for the loop case")
     args = parser.parse_args()
     size = Size(
         stations=args.stations or (50 if args.small else 1000),
         vehicles=args.vehicles or (500 if args.small else 10000),
     )
-    asyncio.run(run(size, args.connections, 2.0 if args.small else args.seconds))
+    asyncio.run(run(size, args.connections, 2.0 if args.small else args.seconds, args.builds))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ Choices (docs/feeds.md):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -33,7 +34,12 @@ from kickstand.cloud.errors import NoPricingRuleError, NotFoundError
 from kickstand.cloud.feeds import repository
 from kickstand.cloud.feeds.cache import rfc3339
 from kickstand.cloud.feeds.ids import public_vehicle_id, vehicle_id_key
-from kickstand.cloud.feeds.state import free_vehicle_offered, station_states, vehicle_offered
+from kickstand.cloud.feeds.state import (
+    StationState,
+    free_vehicle_offered,
+    station_states,
+    vehicle_offered,
+)
 from kickstand.cloud.geofence.model import OutsideReturnPolicy
 from kickstand.cloud.geofence.store import load_zones
 from kickstand.cloud.liveness import is_online
@@ -261,7 +267,9 @@ async def _snapshot(ctx: BuildContext) -> tuple[Any, Any, Any, bool]:
     vehicles = await repository.vehicles(session, network_id)
     maintenance = {m.station_id for m in await repository.station_maintenances(session, network_id)}
     out_of_order = network_id in await out_of_order_now(session, [network_id], ctx.now)
-    states = station_states(
+    # CPU only from here: beside the event loop (other requests are served meanwhile).
+    states = await asyncio.to_thread(
+        station_states,
         stations,
         spots,
         vehicles,
@@ -275,6 +283,10 @@ async def _snapshot(ctx: BuildContext) -> tuple[Any, Any, Any, bool]:
 
 async def _station_status(ctx: BuildContext) -> Any:
     _, _, states, _ = await _snapshot(ctx)
+    return await asyncio.to_thread(_station_status_data, ctx, states)
+
+
+def _station_status_data(ctx: BuildContext, states: dict[int, StationState]) -> Any:
     out = []
     for state in states.values():
         seen = state.station.presence.last_seen_at
@@ -310,8 +322,20 @@ def _range(spec: VehicleTypeSpec, percent: int | None) -> int:
 
 async def _vehicle_status(ctx: BuildContext) -> Any:
     _, vehicles, states, out_of_order = await _snapshot(ctx)
-    minimum = ctx.network.min_battery_to_rent
     _, default_plan = await _pricing(ctx)
+    return await asyncio.to_thread(
+        _vehicle_status_data, ctx, vehicles, states, out_of_order, default_plan
+    )
+
+
+def _vehicle_status_data(
+    ctx: BuildContext,
+    vehicles: list[repository.VehicleRow],
+    states: dict[int, StationState],
+    out_of_order: bool,
+    default_plan: str | None,
+) -> Any:
+    minimum = ctx.network.min_battery_to_rent
     out = []
     for v in vehicles:
         if v.on_trip:
