@@ -487,6 +487,13 @@ async def cluster_rows(session: AsyncSession, networks: Sequence[int]) -> list[A
     return _all(rows)
 
 
+async def count_clusters(session: AsyncSession, networks: Sequence[int]) -> int:
+    n = await session.scalar(
+        select(func.count()).select_from(Cluster).where(Cluster.network_id.in_(networks))
+    )
+    return int(n or 0)
+
+
 async def station_presence(
     session: AsyncSession, networks: Sequence[int]
 ) -> list[tuple[int, tuple[Any, ...]]]:
@@ -826,8 +833,8 @@ async def presence_counts(
     """Distinct riders ("user") / vehicles ("vehicle") of each kind of ``extra`` with a
     finished trip on the networks on a day of each group (``first``, ``last`` inclusive),
     plus those of ``extra`` (subject → its days of running trips) not counted already. One
-    scan of the presence rows of the years asked (a rider-year is one row, whatever the
-    number of its trips)."""
+    scan per kind of the presence rows of one year (a rider-year is one row, whatever the
+    number of its trips) when the groups lie within two years of one network."""
     kinds = sorted(extra)
     if not groups or not kinds:
         return {k: [] for k in kinds}
