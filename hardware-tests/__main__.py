@@ -18,7 +18,7 @@ from kickstand.rigs.errors import RigConfigError, RigError
 
 FAULT_HELP = """simulated faults (repeatable):
   station: lock-jam:SPOT  lock-stuck:SPOT  board-firmware:SPOT=VERSION
-           board-silent:SPOT  badge-dead  spot-hot:SPOT=CELSIUS
+           board-silent:SPOT  badge-dead  spot-hot:SPOT=CELSIUS  mains-off
   vehicle: gps-bad-checksums  lock-jam  ble-dead  pinpad-dead"""
 
 
@@ -45,6 +45,8 @@ def parse_faults(kind: str, specs: list[str]) -> object | None:
                     sf.silent_boards.add(int(arg))
                 elif name == "badge-dead":
                     sf.dead_badge_reader = True
+                elif name == "mains-off":
+                    sf.mains_off = True
                 elif name == "spot-hot":
                     spot, _, celsius = arg.partition("=")
                     sf.hot_spots[int(spot)] = float(celsius or 75)

@@ -1,10 +1,10 @@
 """Rig reports that point at the right fix: one fault, one fix item naming the part.
 
 Tried as a technician would, with faults injected in the simulators: a dead spot board,
-a latch that does not close, one that does not open, a board on old firmware and a dead
-badge reader in one station run (module-scoped: one run, read by every test); a serial
-port that is not there and an agent that cannot start, which must fail at once with the
-right headline instead of after the boot timeout.
+a latch that does not close, one that does not open, a board on old firmware, a dead
+badge reader and the mains off in one station run (module-scoped: one run, read by every
+test); a serial port that is not there and an agent that cannot start, which must fail at
+once with the right headline instead of after the boot timeout; a broker out of reach.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from kickstand.rigs.station import (
 from kickstand.testing import MosquittoService
 
 FAULTS = StationFaults(stuck_locks={1}, jammed_locks={2}, board_firmware={3: "sb-1.3.9"},
-                       silent_boards={4}, dead_badge_reader=True)
+                       silent_boards={4}, dead_badge_reader=True, mains_off=True)
 
 
 @dataclass(slots=True)
@@ -65,17 +65,26 @@ def faulty(mosquitto: MosquittoService, tmp_path_factory: pytest.TempPathFactory
 
 def test_one_fault_one_fix_item(faulty: FaultyRun) -> None:
     assert set(faulty.failed) == {"spot1.lock_cycle", "spot2.lock_cycle", "spot3.firmware",
-                                  "spot4.firmware", "badge"}
+                                  "spot4.firmware", "badge", "power"}
     page = faulty.run.md_path.read_text()
     fixes = page.split("## What to fix", 1)[1].split("## Steps", 1)[0]
-    assert len([line for line in fixes.splitlines() if line.startswith("- ")]) == 5
+    assert len([line for line in fixes.splitlines() if line.startswith("- ")]) == 6
     cases = ET.parse(faulty.run.xml_path).getroot().iter("testcase")
     assert {c.get("name") for c in cases if c.find("failure") is not None} == set(faulty.failed)
     assert faulty.run.exit_code == 1
     # the other steps ran and passed: the faults did not spill over
-    for step in ("boot", "spot3.lock_cycle", "temperature", "power", "offline_queue",
+    for step in ("boot", "spot3.lock_cycle", "temperature", "offline_queue",
                  "firmware_staging"):
         assert faulty.report.step(step).outcome is Outcome.PASSED, step
+
+
+def test_mains_off_is_the_power_steps_fix_item_not_the_offline_queues(
+    faulty: FaultyRun,
+) -> None:
+    assert "mains present False (expected True)" in faulty.failed["power"]
+    offline = {m.name: m.value for m in faulty.report.step("offline_queue").measurements}
+    assert offline["power cut"] == "not tried: the mains were already off"
+    assert offline["UnlockExpired spot 3"] == 1 and offline["lost (seq gaps)"] == 0
 
 
 def test_a_dead_spot_board_is_one_fix_item_naming_the_board(faulty: FaultyRun) -> None:
