@@ -22,6 +22,9 @@ from kickstand.protocol.v1.enums import FirmwareState, RejectReason
 
 INFO_NAME = "kickstand-image.json"
 MAX_INFO_BYTES = 4096
+#: What an image may unpack to: a compressed archive of a few KiB can hold gigabytes
+#: (a "tar bomb") and a slot's flash is finite; the manifest's size caps only the download.
+MAX_UNPACKED_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +76,16 @@ def _bad(reason: str) -> FirmwareError:
     return FirmwareError(reason, FirmwareState.INSTALL_FAILED, RejectReason.MALFORMED)
 
 
-def unpack(image: Path, dest: Path) -> ImageInfo:
+def unpack(image: Path, dest: Path, *, max_bytes: int = MAX_UNPACKED_BYTES) -> ImageInfo:
     """Unpack ``image`` into ``dest`` (which must not exist yet) and return its info.
     Members that would land outside ``dest`` (absolute paths, ``..``, links out, devices)
-    are refused by tarfile's ``data`` filter: FirmwareError INSTALL_FAILED."""
+    are refused by tarfile's ``data`` filter, an archive unpacking to more than
+    ``max_bytes`` before a byte is written: FirmwareError INSTALL_FAILED."""
     try:
         with tarfile.open(image, mode="r:*") as tar:
+            total = sum(m.size for m in tar.getmembers())  # reads headers, writes nothing
+            if total > max_bytes:
+                raise _bad(f"image unpacks to {total} bytes, over {max_bytes}")
             member = tar.getmember(INFO_NAME)
             if member.size > MAX_INFO_BYTES:
                 raise _bad(f"{INFO_NAME} of {member.size} bytes")

@@ -1,10 +1,14 @@
 """What a restart owes: an update a power cut interrupted is reported failed at the next
 start (once), an update that switched is left to its trial; a restart starts from the
-factory environment, so the next bootloader step chooses again."""
+factory environment, so the next bootloader step chooses again. And an image that would
+unpack past what a slot holds is refused before it is written."""
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
+
+import pytest
 
 from kickstand.edge.core.firmware.boot import (
     BASE_PATH_ENV,
@@ -12,7 +16,8 @@ from kickstand.edge.core.firmware.boot import (
     factory_environment,
     slot_environment,
 )
-from kickstand.edge.core.firmware.image import build_image
+from kickstand.edge.core.firmware.errors import FirmwareError
+from kickstand.edge.core.firmware.image import build_image, unpack
 from kickstand.edge.core.firmware.slots import SlotChoice, Slots
 from kickstand.protocol.v1.enums import FirmwareState
 from kickstand.simulators.firmware import manifest_for
@@ -60,3 +65,15 @@ def test_a_restart_starts_from_the_factory_environment(tmp_path: Path) -> None:
     assert factory_environment(into) == base
     bare = slot_environment(SlotChoice("b", tmp_path / "b" / "root", "2.0.0"), {"HOME": "/r"})
     assert factory_environment(bare) == {"HOME": "/r"}
+
+
+def test_an_archive_unpacking_past_the_cap_is_refused_before_writing(tmp_path: Path) -> None:
+    # 64 KiB on the wire, 8 MiB unpacked: refused under a 4 MiB cap, nothing written.
+    bomb = gzip.compress(build_image(TARGET, "2.0.0", pad_to=8 << 20))
+    assert len(bomb) < 64 * 1024
+    (tmp_path / "image.part").write_bytes(bomb)
+    with pytest.raises(FirmwareError) as refused:
+        unpack(tmp_path / "image.part", tmp_path / "root", max_bytes=4 << 20)
+    assert refused.value.state is FirmwareState.INSTALL_FAILED
+    assert "unpacks to" in refused.value.reason and not (tmp_path / "root").exists()
+    assert unpack(tmp_path / "image.part", tmp_path / "root").version == "2.0.0"
