@@ -58,6 +58,7 @@ def install(app: FastAPI, settings: Settings) -> None:
     from kickstand.cloud.console import live
     from kickstand.cloud.console import pages as console_pages
 
+    app.state.console_streams = live.StreamScopes()
     app.state.console_live = feed = live.LiveFeed(
         app.state.sessionmaker, poll_s=settings.CONSOLE_EVENTS_POLL_S
     )

@@ -15,12 +15,20 @@ responses, and an endless stream would hold it. The browser reconnects with the 
 it saw (``Last-Event-ID``) and gets what it missed from the feed's memory of recent events
 (no database read); when that memory does not reach back far enough, a ``reload`` event
 tells the page to read its state again.
+
+Who watches is checked through the API (its one access check, which writes the access log)
+once per stream, not once per reconnect: a page names its stream (``stream``, drawn when
+the page is rendered) and :class:`StreamScopes` remembers, per access token and stream, the
+networks the check answered, for ``SCOPE_REUSE_S``. An auditor reads one row when a page
+starts watching (and one every ``SCOPE_REUSE_S`` while it goes on), not one every 10 s;
+a revoked grant stops a stream within that time (sooner when its token changes).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import time
@@ -48,6 +56,10 @@ RECENT = 5000
 #: The reader goes on this long after the last browser left (they reconnect when their
 #: stream ends), then stops.
 LINGER_S = 30.0
+#: How long a stream's access check stands for its reconnections (see the module's doc).
+SCOPE_REUSE_S = 300.0
+#: Streams remembered at most (the oldest are forgotten first: checked again).
+STREAMS_KEPT = 10_000
 #: Topics the console shows (the others stay in the outbox for webhooks).
 TOPIC_PREFIXES = ("station.", "dock.", "vehicule.", "fleet_alert.", "trip.", "boitier.")
 
@@ -101,6 +113,42 @@ class LiveStats:
     events_sent: int = 0
     subscribers_dropped: int = 0
     read_failures: int = 0
+
+
+Scope = frozenset[int] | None
+
+
+class StreamScopes:
+    """Per (access token, stream): the networks the access check answered, and when."""
+
+    def __init__(self, reuse_s: float = SCOPE_REUSE_S, clock: Any = time.monotonic) -> None:
+        self.reuse_s = reuse_s
+        self._clock = clock
+        #: key -> (reusable until, on ``clock``; the scope)
+        self._checked: dict[tuple[str, str], tuple[float, Scope]] = {}
+        #: Checks spared (reconnections of a stream already checked).
+        self.reused = 0
+
+    @staticmethod
+    def key(token: str, stream: str) -> tuple[str, str]:
+        # The token itself is not kept in memory: its digest names it.
+        return hashlib.sha256(token.encode()).hexdigest(), stream
+
+    def get(self, key: tuple[str, str]) -> tuple[bool, Scope]:
+        """(known, scope): known when checked within ``reuse_s``."""
+        found = self._checked.get(key)
+        if found is None or self._clock() > found[0]:
+            return False, None
+        self.reused += 1
+        return True, found[1]
+
+    def put(self, key: tuple[str, str], scope: Scope, token_left_s: float) -> None:
+        """``token_left_s``: the checked token's life left (never reused past it)."""
+        until = self._clock() + min(self.reuse_s, token_left_s)
+        self._checked.pop(key, None)
+        self._checked[key] = (until, scope)
+        while len(self._checked) > STREAMS_KEPT:
+            del self._checked[next(iter(self._checked))]
 
 
 class LiveFeed:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
+import jwt
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
@@ -30,7 +33,7 @@ from kickstand.cloud.console.client import (
     cookies_of,
 )
 from kickstand.cloud.console.i18n import LANG_COOKIE, LANGS, negotiate, translator
-from kickstand.cloud.console.live import LiveFeed
+from kickstand.cloud.console.live import LiveFeed, StreamScopes
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -58,6 +61,8 @@ STREAM_MAX_S = 10.0
 #: The map's free-floating vehicles (keyset pages of 500).
 MAP_VEHICLES_MAX = 20_000
 LIVE_PERMISSION = "stations"
+#: A page's stream id (drawn at render: ``new_stream_id``).
+STREAM_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 Page = Callable[[DashboardClient], Awaitable[Response]]
 
@@ -83,6 +88,8 @@ def _render(
         "tile_url": settings.CONSOLE_TILE_URL,
         "tile_attribution": settings.CONSOLE_TILE_ATTRIBUTION,
         "vendor_ok": (VENDOR_DIR / "leaflet" / "dist" / "leaflet.js").is_file(),
+        # The live feed's stream of this page (its reconnections are not checked again).
+        "stream_id": secrets.token_urlsafe(16),
     }
     response = templates.TemplateResponse(request, name, {**base, **context}, status_code=status)
     asked = request.query_params.get("lang")
@@ -310,12 +317,26 @@ async def events(request: Request) -> Response:
     """Server-sent events of the operator's networks (``network_id``: one of them)."""
     api = DashboardClient.of(request)
     network_id = _parse_int(request.query_params.get("network_id"))
-    try:
-        # The API's scope for the live permission: what the operator may see.
-        scope = await _live_scope(api)
-    except ApiAnswerError as exc:
-        await api.aclose()
-        return Response(status_code=exc.status)
+    streams: StreamScopes = request.app.state.console_streams
+    stream_id = request.query_params.get("stream") or ""
+    key = (
+        streams.key(api.tokens.access, stream_id)
+        if api.tokens.access and STREAM_ID.fullmatch(stream_id)
+        else None
+    )
+    known, scope = streams.get(key) if key is not None else (False, None)
+    if not known:
+        try:
+            # The API's scope for the live permission: what the operator may see (checked,
+            # and written in the access log, once per stream: its reconnections reuse it).
+            scope = await _live_scope(api)
+        except ApiAnswerError as exc:
+            await api.aclose()
+            return Response(status_code=exc.status)
+        if key is not None and api.tokens.access:
+            # Under the token the browser holds from now on (a refresh may have renewed it).
+            token = api.tokens.access
+            streams.put(streams.key(token, stream_id), scope, _token_left_s(token))
     await api.aclose()
     if network_id is not None and scope is not None and network_id not in scope:
         return Response(status_code=403)
@@ -346,6 +367,16 @@ async def events(request: Request) -> Response:
     response.headers["X-Accel-Buffering"] = "no"
     _keep_tokens(request, response, api)
     return response
+
+
+def _token_left_s(token: str) -> float:
+    """The life left of an access token the API has just accepted (its ``exp``; read, not
+    verified: it only shortens how long the stream's check is reused)."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+        return max(0.0, float(claims["exp"]) - time.time())
+    except (jwt.PyJWTError, KeyError, TypeError, ValueError):
+        return 0.0
 
 
 async def _live_scope(api: DashboardClient) -> frozenset[int] | None:

@@ -15,12 +15,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import select
 
+from kickstand.cloud.access.models import AccessLog
 from kickstand.cloud.alerts.core import AlertCore, Subject
 from kickstand.cloud.alerts.types import AlertType
 from kickstand.cloud.api import create_app
 from kickstand.cloud.config import Settings
-from kickstand.cloud.console import VENDOR_DIR
+from kickstand.cloud.console import VENDOR_DIR, pages
 from kickstand.cloud.console.live import LiveFeed
 from kickstand.cloud.events import catalogue
 from kickstand.cloud.events.payloads import DockEvent
@@ -301,7 +303,6 @@ async def test_french_pages(app_client: httpx.AsyncClient) -> None:
     assert "Vue d'ensemble" in overview.text or "Vue d&#39;ensemble" in overview.text
 
 
-
 async def test_vehicle_commands_are_confirmed_and_sent_through_the_api(
     app_client: httpx.AsyncClient,
 ) -> None:
@@ -330,3 +331,41 @@ async def test_live_feed_reader_stops_with_the_app(sqlite_url: str, tmp_path: Pa
             reader = feed._task
         assert reader is not None and not reader.done()  # it lingers for reconnections
     assert reader.done()  # stopped before the engine was disposed
+
+
+async def test_live_stream_checked_once_per_stream_not_per_reconnect(
+    app_client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page's stream is checked through the API (one access-log row) when it starts; its
+    reconnections (one every STREAM_MAX_S) reuse that check; another page is checked."""
+    app = app_client.app  # type: ignore[attr-defined]
+    monkeypatch.setattr(pages, "STREAM_MAX_S", 0.05)
+
+    async def scope_checks() -> int:
+        await app.state.access_log.flush()
+        async with app.state.sessionmaker() as session:
+            paths = (await session.scalars(select(AccessLog.target_path))).all()
+        return sum(p.startswith("/v1/dashboard/networks/short") for p in paths)
+
+    async def events_url() -> str:
+        page = await app_client.get("/console/networks/1/map")
+        found = re.search(r'data-events-url="([^"]+)"', page.text)
+        assert found is not None and "stream=" in found.group(1)
+        return found.group(1).replace("&amp;", "&")
+
+    await login(app_client, OPERATOR)
+    url = await events_url()
+    before = await scope_checks()  # the page's own reads counted
+    for _ in range(4):  # the first connection and three reconnections
+        r = await app_client.get(url, headers={"Last-Event-ID": "1"})
+        assert r.status_code == 200 and r.text.startswith("retry:"), r.text
+    assert await scope_checks() == before + 1
+    # Another page (another stream): checked again.
+    other = await events_url()
+    assert other != url
+    before = await scope_checks()
+    assert (await app_client.get(other)).status_code == 200
+    assert await scope_checks() == before + 1
+    # A rider naming the operator's stream is checked (its token is not the one that was).
+    await login(app_client, RIDER)
+    assert (await app_client.get(url)).status_code == 403
