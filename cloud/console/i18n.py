@@ -118,6 +118,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "comment": ("Comment", "Commentaire"),
     "since": ("Since", "Depuis"),
     "energy": ("Energy (Wh per day)", "Énergie (Wh par jour)"),
+    "temperature": ("Temperature (°C, last 24 h)", "Température (°C, dernières 24 h)"),
+    "latest_reading": ("Latest reading", "Dernière mesure"),
     "battery_history": ("Battery (last 7 days)", "Batterie (7 derniers jours)"),
     "position": ("Position", "Position"),
     "select": ("Select", "Sélectionner"),

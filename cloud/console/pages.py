@@ -58,6 +58,10 @@ KEEPALIVE_S = 10.0
 #: A stream's life: a shutting-down server waits for open responses (the browser reconnects
 #: at once with Last-Event-ID and misses nothing).
 STREAM_MAX_S = 10.0
+#: The station page's temperature chart: its own sensor over this period, at most so many
+#: readings (the oldest of the period first: a longer series is cut at its end).
+TEMPERATURE_PERIOD = timedelta(hours=24)
+TEMPERATURE_POINTS = 2000
 #: The map's free-floating vehicles (keyset pages of 500).
 MAP_VEHICLES_MAX = 20_000
 LIVE_PERMISSION = "stations"
@@ -428,13 +432,18 @@ async def station_page(request: Request, station_id: int) -> Response:
         nid = station["network_id"]
         tz = await _timezone(api, nid)
         today = datetime.now(UTC).date()
-        device, alerts, maintenances, energy = await asyncio.gather(
+        since = (datetime.now(UTC) - TEMPERATURE_PERIOD).isoformat()
+        device, alerts, maintenances, energy, temperature = await asyncio.gather(
             _device_of(api, "station", station.get("device_id"), nid),
             api.data("/v1/dashboard/fleet-alerts", networks=nid),
             api.pages("/v1/dashboard/maintenances", networks=nid),
             _optional(api.data(
                 f"/v1/dashboard/stations/{station_id}/energy-consumption", timezone=tz,
                 start_date=(today - timedelta(days=14)).isoformat(), end_date=today.isoformat(),
+            )),
+            _optional(api.data(
+                f"/v1/dashboard/stations/{station_id}/temperature-history", date_min=since,
+                page_size=TEMPERATURE_POINTS,
             )),
         )  # fmt: skip
         spot_ids = {s["spot_id"] for s in station["spots"]}
@@ -451,6 +460,12 @@ async def station_page(request: Request, station_id: int) -> Response:
                 "maintenances": [m for m in maintenances if m.get("station_id") == station_id
                                  or m.get("spot_id") in spot_ids],
                 "energy_chart": charts.bars(t["energy"], _energy_points(energy)),
+                "temperature_chart": charts.line(
+                    t["temperature"],
+                    [charts.Point(when(r["date"]), float(r["temperature"]))
+                     for r in temperature or []],
+                ),
+                "temperatures": (temperature or [])[-1:],
                 "message": request.query_params.get("done"),
             },
         )  # fmt: skip

@@ -40,6 +40,7 @@ from kickstand.cloud.telemetry.store import (
     HeatmapPoint,
     PositionSample,
     TelemetryStore,
+    TemperatureSample,
     WriterStats,
 )
 from kickstand.cloud.telemetry.writer import InfluxV1Writer
@@ -66,6 +67,7 @@ __all__ = [
     "TelemetryStore",
     "TelemetryUnavailableError",
     "Temperature",
+    "TemperatureSample",
     "VehicleBattery",
     "VehiclePosition",
     "WriterClosedError",

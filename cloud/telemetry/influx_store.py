@@ -11,6 +11,7 @@ from typing import Any, Self
 
 from kickstand.cloud.telemetry.points import (
     STATION_ENERGY,
+    TEMPERATURE,
     VEHICLE_BATTERY,
     VEHICLE_POSITION,
     TelemetryPoint,
@@ -23,6 +24,7 @@ from kickstand.cloud.telemetry.store import (
     DailyEnergy,
     HeatmapPoint,
     PositionSample,
+    TemperatureSample,
     WriterStats,
     aggregate_heatmap,
     check_limit,
@@ -144,6 +146,31 @@ class InfluxTelemetryStore:
                 voltage=_opt_float(r.get("voltage")),
             )
             for r in rows(result)
+        ]
+        samples.sort(key=lambda s: s.time_ns)
+        return samples[:limit]
+
+    async def temperature_history(
+        self,
+        station: str,
+        start: datetime,
+        end: datetime,
+        *,
+        spot: str | None = None,
+        limit: int = 10_000,
+    ) -> list[TemperatureSample]:
+        start_ns, end_ns = time_range_ns(start, end)
+        # The station's own readings carry no spot tag: InfluxQL's `spot = ''` selects them.
+        q = (
+            f"SELECT celsius FROM {TEMPERATURE} WHERE station = {quote(station)} "
+            f"AND spot = {quote(spot or '')} AND time >= {start_ns} AND time <= {end_ns} "
+            f"ORDER BY time ASC LIMIT {check_limit(limit)}"
+        )
+        (result,) = await self.writer.query(q)
+        samples = [
+            TemperatureSample(time_ns=int(r["time"]), celsius=float(r["celsius"]))
+            for r in rows(result)
+            if r.get("celsius") is not None
         ]
         samples.sort(key=lambda s: s.time_ns)
         return samples[:limit]

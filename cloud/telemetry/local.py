@@ -42,6 +42,7 @@ from kickstand.cloud.telemetry.store import (
     DailyEnergy,
     HeatmapPoint,
     PositionSample,
+    TemperatureSample,
     WriterStats,
     aggregate_heatmap,
     check_limit,
@@ -324,6 +325,24 @@ class LocalTelemetryStore:
         )
         found = await self._select(sql, [vehicle, start_ns, end_ns, check_limit(limit)])
         return [BatterySample(*row) for row in found]
+
+    async def temperature_history(
+        self,
+        station: str,
+        start: datetime,
+        end: datetime,
+        *,
+        spot: str | None = None,
+        limit: int = 10_000,
+    ) -> list[TemperatureSample]:
+        start_ns, end_ns = time_range_ns(start, end)
+        # The station's own readings are stored under the spot "" (the key has no NULL).
+        sql = (
+            "SELECT time_ns, celsius FROM temperature WHERE station = ? AND spot = ? "
+            "AND time_ns >= ? AND time_ns <= ? ORDER BY time_ns LIMIT ?"
+        )
+        params = [station, spot or "", start_ns, end_ns, check_limit(limit)]
+        return [TemperatureSample(*row) for row in await self._select(sql, params)]
 
     async def station_energy_consumption(
         self, station: str, start_date: date, end_date: date, timezone: str

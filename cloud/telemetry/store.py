@@ -86,6 +86,18 @@ class BatterySample:
 
 
 @dataclass(frozen=True, slots=True)
+class TemperatureSample:
+    """A station's reading (its cabinet) or one spot's, in °C."""
+
+    time_ns: int
+    celsius: float
+
+    @property
+    def time(self) -> datetime:
+        return datetime_from_ns(self.time_ns)
+
+
+@dataclass(frozen=True, slots=True)
 class DailyEnergy:
     """Energy consumed by a station on one local day (Wh); None when the meter sent
     no reading that day."""
@@ -175,6 +187,18 @@ class TelemetryStore(Protocol):
     async def battery_history(
         self, vehicle: str, start: datetime, end: datetime, *, limit: int = 10_000
     ) -> list[BatterySample]: ...
+
+    async def temperature_history(
+        self,
+        station: str,
+        start: datetime,
+        end: datetime,
+        *,
+        spot: str | None = None,
+        limit: int = 10_000,
+    ) -> list[TemperatureSample]:
+        """One series, oldest first: the station's own (``spot`` None) or one spot's."""
+        ...
 
     async def station_energy_consumption(
         self, station: str, start_date: date, end_date: date, timezone: str

@@ -1,5 +1,6 @@
 """Telemetry for operators (seed 002): trip positions, vehicle timeline, battery history,
-station energy consumption, heatmap.
+station energy consumption, heatmap; and a station's temperature history (issue 19: the
+console's chart; not in the seed, named in its words).
 
 Mounted by the app factory under ``/v1``: ``/v1/dashboard/…``. Served from the app's
 telemetry store (:data:`~kickstand.cloud.api.deps.TelemetryDep`: InfluxDB when
@@ -52,6 +53,7 @@ from kickstand.cloud.telemetry import (
     TelemetryQueryError,
     TelemetryStore,
     TelemetryUnavailableError,
+    TemperatureSample,
     WriterClosedError,
     telemetry_store_from_settings,
 )
@@ -234,6 +236,18 @@ class TripPositionsEnvelope(BaseModel):
     next_date_min: datetime | None
 
 
+class TemperaturePublic(BaseModel):
+    date: datetime
+    #: °C
+    temperature: float
+
+
+class TemperaturePage(BaseModel):
+    code: int = 0
+    data: list[TemperaturePublic]
+    next_date_min: datetime | None
+
+
 class DailyEnergyPublic(BaseModel):
     #: The local day (in the requested timezone).
     date: date
@@ -289,7 +303,9 @@ async def _positions(
     return [_position(s) for s in samples[:page_size]], _next(samples, page_size)
 
 
-def _next(samples: list[PositionSample] | list[BatterySample], page_size: int) -> datetime | None:
+def _next(
+    samples: list[PositionSample] | list[BatterySample] | list[TemperatureSample], page_size: int
+) -> datetime | None:
     if len(samples) <= page_size:
         return None
     # The next page starts right after the last sample of this one (microsecond precision
@@ -389,6 +405,59 @@ async def get_vehicle_battery_history(
     )
 
 
+async def _station_device(
+    session: AsyncSession, operator: OperatorContext, station_id: int
+) -> tuple[str, int]:
+    """The station's device id (its telemetry's tag) and network, checked."""
+    found = (
+        await session.execute(
+            select(Station.device_id, Cluster.network_id)
+            .join(Cluster, Cluster.id == Station.cluster_id)
+            .where(Station.id == station_id)
+        )
+    ).first()
+    if found is None:
+        raise not_found("station", station_id)
+    device_id, network_id = found
+    operator.check([network_id])
+    await _release(session)
+    return device_id, network_id
+
+
+@router.get(
+    "/stations/{station_id}/temperature-history",
+    response_model=TemperaturePage,
+    summary="Get station temperature history (its cabinet, or one spot; oldest first)",
+)
+async def get_station_temperature_history(
+    operator: StationsOperator,
+    session: SessionDep,
+    store: TelemetryDep,
+    station_id: StationIdPath,
+    date_min: DateMin,
+    date_max: DateMax = None,
+    spot: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=255,
+            description="The spot's displayed number; 0 (default): the station's own sensor.",
+        ),
+    ] = 0,
+    page_size: PageSize = DEFAULT_PAGE_SIZE,
+) -> TemperaturePage:
+    device_id, _ = await _station_device(session, operator, station_id)
+    start, end = _period(date_min, date_max)
+    with telemetry_errors(_PERIOD_FIELDS):
+        samples = await store.temperature_history(
+            device_id, start, end, spot=str(spot) if spot else None, limit=page_size + 1
+        )
+    return TemperaturePage(
+        data=[TemperaturePublic(date=s.time, temperature=s.celsius) for s in samples[:page_size]],
+        next_date_min=_next(samples, page_size),
+    )
+
+
 @router.get(
     "/stations/{station_id}/energy-consumption",
     response_model=EnergyEnvelope,
@@ -414,18 +483,7 @@ async def get_energy_consumption(
         ),
     ],
 ) -> EnergyEnvelope:
-    found = (
-        await session.execute(
-            select(Station.device_id, Cluster.network_id)
-            .join(Cluster, Cluster.id == Station.cluster_id)
-            .where(Station.id == station_id)
-        )
-    ).first()
-    if found is None:
-        raise not_found("station", station_id)
-    device_id, network_id = found
-    operator.check([network_id])
-    await _release(session)
+    device_id, _ = await _station_device(session, operator, station_id)
     if end_date < start_date:
         raise invalid("end_date", "must not be before start_date")
     with telemetry_errors():
