@@ -74,7 +74,7 @@ from kickstand.edge.core.errors import (
 )
 from kickstand.edge.core.firmware.boot import boot
 from kickstand.edge.core.firmware.command import SlotFirmware
-from kickstand.edge.core.firmware.errors import FirmwareError
+from kickstand.edge.core.firmware.errors import FirmwareError, SlotError
 from kickstand.edge.core.firmware.image import read_info
 from kickstand.edge.core.firmware.keys import firmware_keys
 from kickstand.edge.core.firmware.manifest import DevicePart, check_manifest
@@ -614,4 +614,18 @@ class EdgeAgent(Generic[S]):
         """After INSTALLED and DONE are stored (e.g. restart into the new image)."""
 
     def snapshot(self) -> dict[str, Any]:
-        return self._link.snapshot() if self._link is not None else {}
+        data = self._link.snapshot() if self._link is not None else {}
+        # What runs, for a technician reading the health endpoint during an update.
+        slots = self._slot_firmware
+        if slots is not None:
+            try:
+                pending = slots.updater.slots.record().pending
+            except SlotError as exc:
+                pending = f"unreadable: {exc}"
+            data["firmware_slot"] = {
+                "version": self.firmware_version,
+                "slot": self.choice.slot,
+                "pending": pending,  # on trial while it names the running slot
+                "updating": slots.updater.updating,
+            }
+        return data

@@ -67,6 +67,10 @@ async def test_the_mainboard_updates_through_its_slots_and_confirms(
     assert birth.firmware == "mb-2.0.0"
     record = Slots(Path(station.sim.workdir) / "state").record()
     assert (record.active, record.pending) == ("b", None)
+    assert station.agent is not None  # the rig's agent of the new boot: its health says so
+    assert station.agent.snapshot()["firmware_slot"] == {
+        "version": "mb-2.0.0", "slot": "b", "pending": None, "updating": False,
+    }
 
 
 async def test_a_new_image_failing_its_self_check_rolls_back(
