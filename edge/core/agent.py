@@ -484,8 +484,16 @@ class EdgeAgent(Generic[S]):
     # ---------------------------------------------------------------- other parts' firmware
 
     async def _cmd_firmware(self, envelope: CommandEnvelope, update: FirmwareUpdate) -> Outcome:
-        if update.spot == 0 and self._slot_firmware is not None:
-            return await self._slot_firmware.handle(envelope, update)
+        slots = self._slot_firmware
+        if update.spot == 0 and slots is not None:
+            # The slot update ends in a restart: not while another part takes an image.
+            if busy := self.firmware_busy():
+                raise CommandRefused(RejectReason.BUSY, busy)
+            return await slots.handle(envelope, update)
+        if slots is not None and (
+            slots.updater.updating or slots.updater.slots.record().pending is not None
+        ):  # installed or on trial: a restart (or a rollback) is coming
+            raise CommandRefused(RejectReason.BUSY, "the device's own firmware is updating")
         part = self.firmware_part(update.spot)  # refuses what this device cannot take now
         manifest = check_manifest(
             update.manifest, firmware_keys(self.settings.firmware_public_keys), part
@@ -594,6 +602,10 @@ class EdgeAgent(Generic[S]):
     async def self_check(self) -> str:
         """A trial boot's check of the device: "" when it works, else what does not."""
         return ""
+
+    def firmware_busy(self) -> str | None:
+        """Why the device's own update (a restart at its end) must wait now; None: it may go."""
+        return None
 
     def firmware_part(self, spot: int) -> DevicePart:
         """What an image for a part other than the slots' (a spot board) must fit;

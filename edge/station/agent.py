@@ -509,6 +509,10 @@ class StationAgent(EdgeAgent[StationSettings]):
     def slot_part(self) -> DevicePart:
         return DevicePart("station-mainboard", self.settings.hardware, self.settings.bootloader)
 
+    def firmware_busy(self) -> str | None:
+        staging = [s.spot for s in self.spots.values() if s.updating]
+        return f"spot board {staging[0]} is taking an image" if staging else None
+
     def firmware_part(self, spot: int) -> DevicePart:
         # Spot 0 (the mainboard) is the framework's slots; here only the spot boards.
         self._spot(spot).check_updatable()

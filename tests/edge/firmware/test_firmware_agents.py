@@ -18,7 +18,7 @@ import pytest
 from kickstand.edge.core.firmware.image import build_image
 from kickstand.edge.core.firmware.slots import Slots
 from kickstand.protocol.spotbus import Cmd, Frame
-from kickstand.protocol.v1.enums import FirmwareState, ResultStatus
+from kickstand.protocol.v1.enums import FirmwareState, RejectReason, ResultStatus
 from kickstand.protocol.v1.messages import CommandResult, FirmwareStatus
 from kickstand.simulators.firmware import public_hex, signed_update, write_image
 from kickstand.simulators.spotboard import SpotBoard, firmware_image
@@ -132,3 +132,31 @@ async def test_spot_boards_take_images_one_at_a_time(
     for i in range(0, 6, 2):
         assert order[i][1] == Cmd.FW_BEGIN and order[i + 1] == (order[i][0], Cmd.FW_COMMIT)
     assert all(station.sim.boards[n].firmware == "sb-1.5.0" for n in (1, 2, 3))
+
+
+async def test_the_mainboard_waits_while_a_spot_board_takes_an_image(
+    station: StationRig, cloud: CloudPeer, tmp_path: Path
+) -> None:
+    dev = station.device_id
+    assert station.agent is not None
+    # A slow bus: the board's staging lasts about a second.
+    station.agent.settings = station.agent.settings.model_copy(
+        update={"firmware_chunk_delay_s": 0.05}
+    )
+    board = firmware_image("sb-1.5.0", 4000)
+    url = write_image(tmp_path / "sb-1.5.0.bin", board)
+    spot = await cloud.send_command(
+        dev, signed_update(board, "sb-1.5.0", url, "spot-board:sb", spot=1)
+    )
+    await cloud.wait_until(lambda: FirmwareState.INSTALLING in [
+        b.state for b in cloud.bodies(dev, FirmwareStatus) if b.spot == 1
+    ])
+    image = build_image(TARGET, "mb-2.0.0")
+    mainboard = write_image(tmp_path / "mb-2.0.0.tar", image)
+    cid = await cloud.send_command(dev, signed_update(image, "mb-2.0.0", mainboard, TARGET))
+    refused = await cloud.wait_result(dev, cid)
+    assert (refused.status, refused.reason) == (ResultStatus.REJECTED, RejectReason.BUSY)
+    assert refused.detail == "spot board 1 is taking an image"
+    await cloud.wait_until(lambda: len(_results(cloud, dev, spot)) == 2, 20)
+    assert _results(cloud, dev, spot)[-1].status is ResultStatus.DONE
+    assert Slots(Path(station.sim.workdir) / "state").record().pending is None
