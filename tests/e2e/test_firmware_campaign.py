@@ -134,6 +134,7 @@ class PowerCut:
         self.station = station
         self.note = station.state_dir / "slots" / "update.json"
         self.cut_at: float | None = None
+        self.delay_s: float | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
 
@@ -147,6 +148,9 @@ class PowerCut:
             if installing and proc is not None:
                 os.kill(proc.pid, signal.SIGKILL)
                 self.cut_at = time.monotonic()
+                # How long after the note the cut came (the unpack takes ~200 ms).
+                with contextlib.suppress(OSError):
+                    self.delay_s = time.time() - self.note.stat().st_mtime
                 return
             time.sleep(0.001)
 
@@ -381,6 +385,7 @@ async def test_firmware_campaign_journey(
 
         stopped = await j.until(cid, "stopped", 40)
     assert cut.cut_at is not None, "the power cut never found st-0004 installing"
+    log.info("power cut %.3f s after the INSTALLING note", cut.delay_s or -1)
     assert stopped["reason"].startswith("wave 2:"), stopped
     devices = await j.devices_of(cid)
     assert devices["st-0003"]["state"] == "rolled-back", devices["st-0003"]
