@@ -555,7 +555,11 @@ class OutboxEvent(Base):
     published_at: Mapped[datetime | None] = mapped_column(default=None)
     delivered_at: Mapped[datetime | None] = mapped_column(default=None)
 
-    __table_args__ = (Index("ix_outbox_unpublished", "published_at", "id"),)
+    __table_args__ = (
+        Index("ix_outbox_unpublished", "published_at", "id"),
+        # A resource's history newest first (a station page's events; migration 0028).
+        Index("ix_outbox_resource", "resource_type", "resource_id", "id"),
+    )
 
 
 class IdempotencyKey(Base):

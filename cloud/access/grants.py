@@ -54,6 +54,8 @@ OPERATOR_PERMISSIONS: tuple[str, ...] = (
 )  # fmt: skip
 #: 0025: firmware campaigns of the network.
 OPERATOR_PERMISSIONS += ("firmware",)
+#: 0028: a technician's unlock of a spot (seed 002's ``unlock.admin``).
+OPERATOR_PERMISSIONS += ("unlock.admin",)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ service (SPEC §4.4).
 
 ``POST /v1/dashboard/spots/{spot_id}/unlock`` (issue 19): a technician's unlock of one
 spot, with a reason and an Idempotency-Key (it moves hardware), for an operator holding
-``stations.advanced`` (the permission of a station mainboard's commands). The rules are
+seed 002's ``unlock.admin`` (in the operator role since migration 0028). The rules are
 :mod:`kickstand.cloud.technician`'s: the Unlock is recorded on the station's command
 history with the operator's id, the station's answer is awaited (``COMMAND_TIMEOUT_S``),
 the vehicle taken out is no rider's trip and is held out of service.
@@ -49,7 +49,7 @@ from kickstand.cloud.rent_gateway import CommandGateway, IssuedCommand
 router = APIRouter(prefix="/dashboard", tags=["maintenances"])
 # The one operator access check (kickstand.cloud.api.access).
 MaintenanceOperator = Annotated[OperatorContext, Depends(Operator("maintenances"))]
-TechnicianOperator = Annotated[OperatorContext, Depends(Operator("stations.advanced"))]
+TechnicianOperator = Annotated[OperatorContext, Depends(Operator("unlock.admin"))]
 UNLOCK_OPERATION = "POST /v1/dashboard/spots/unlock"
 UnlockIdempotency = Annotated[
     Idempotency, Depends(idempotency(UNLOCK_OPERATION, "unique per unlock attempt"))
