@@ -33,6 +33,7 @@ from kickstand.cloud.telemetry.store import (
     daily_consumption,
     energy_plan,
     heatmap_period_ns,
+    read_fleet,
     time_range_ns,
 )
 from kickstand.cloud.telemetry.writer import InfluxV1Writer
@@ -58,6 +59,21 @@ def rows(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _opt_float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def _has_fix(r: dict[str, Any]) -> bool:
+    return r.get("lat") is not None and r.get("lon") is not None
+
+
+def _position(r: dict[str, Any]) -> PositionSample:
+    return PositionSample(
+        time_ns=int(r["time"]),
+        lat=float(r["lat"]),
+        lon=float(r["lon"]),
+        speed=_opt_float(r.get("speed")),
+        heading=_opt_float(r.get("heading")),
+        trip=r.get("trip") or None,
+    )
 
 
 class InfluxTelemetryStore:
@@ -113,20 +129,29 @@ class InfluxTelemetryStore:
             f"LIMIT {check_limit(limit)}"
         )
         (result,) = await self.writer.query(q)
-        samples = [
-            PositionSample(
-                time_ns=int(r["time"]),
-                lat=float(r["lat"]),
-                lon=float(r["lon"]),
-                speed=_opt_float(r.get("speed")),
-                heading=_opt_float(r.get("heading")),
-                trip=r.get("trip") or None,
-            )
-            for r in rows(result)
-            if r.get("lat") is not None and r.get("lon") is not None
-        ]
+        samples = [_position(r) for r in rows(result) if _has_fix(r)]
         samples.sort(key=lambda s: s.time_ns)
         return samples[:limit]
+
+    async def fleet_positions(
+        self, vehicles: Sequence[str], start: datetime, end: datetime
+    ) -> dict[str, list[PositionSample]]:
+        start_ns, end_ns = time_range_ns(start, end)
+
+        async def read(names: list[str], at_most: int) -> list[tuple[str, PositionSample]]:
+            named = " OR ".join(f"vehicle = {quote(v)}" for v in names)
+            # GROUP BY vehicle: each row carries its series' tag (``rows`` merges it in);
+            # LIMIT counts per series there: read_fleet caps the total.
+            q = (
+                f"SELECT lat, lon, speed, heading, trip FROM {VEHICLE_POSITION} "
+                f"WHERE ({named}) AND time >= {start_ns} AND time < {end_ns} "
+                f"GROUP BY vehicle ORDER BY time ASC LIMIT {at_most}"
+            )
+            (result,) = await self.writer.query(q)
+            found = [(str(r["vehicle"]), _position(r)) for r in rows(result) if _has_fix(r)]
+            return sorted(found, key=lambda vs: vs[1].time_ns)
+
+        return await read_fleet(vehicles, read)
 
     async def battery_history(
         self, vehicle: str, start: datetime, end: datetime, *, limit: int = 10_000

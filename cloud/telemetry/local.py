@@ -51,6 +51,7 @@ from kickstand.cloud.telemetry.store import (
     daily_consumption,
     energy_plan,
     heatmap_period_ns,
+    read_fleet,
     time_range_ns,
 )
 
@@ -314,6 +315,27 @@ class LocalTelemetryStore:
             PositionSample(t, lat, lon, speed, heading, trip_id or None)
             for t, lat, lon, speed, heading, trip_id in await self._select(sql, params)
         ]
+
+    async def fleet_positions(
+        self, vehicles: Sequence[str], start: datetime, end: datetime
+    ) -> dict[str, list[PositionSample]]:
+        start_ns, end_ns = time_range_ns(start, end)
+
+        async def read(names: list[str], at_most: int) -> list[tuple[str, PositionSample]]:
+            marks = ",".join("?" * len(names))
+            sql = (
+                "SELECT vehicle, time_ns, lat, lon, speed, heading, trip FROM vehicle_position "
+                f"WHERE vehicle IN ({marks}) AND time_ns >= ? AND time_ns < ? "
+                "ORDER BY time_ns LIMIT ?"
+            )
+            return [
+                (v, PositionSample(t, lat, lon, speed, heading, trip_id or None))
+                for v, t, lat, lon, speed, heading, trip_id in await self._select(
+                    sql, [*names, start_ns, end_ns, at_most]
+                )
+            ]
+
+        return await read_fleet(vehicles, read)
 
     async def battery_history(
         self, vehicle: str, start: datetime, end: datetime, *, limit: int = 10_000

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from types import TracebackType
@@ -29,6 +29,8 @@ MAX_ENERGY_DAYS = 366
 # How far back the last meter reading before a day may be to count as its start.
 ENERGY_LOOKBACK_NS = 35 * 86_400 * 1_000_000_000
 MAX_TIMELINE_LIMIT = 100_000
+#: Vehicles named in one statement of ``fleet_positions``.
+FLEET_SLICE = 200
 # Positions a heatmap may aggregate (they are counted in the API process).
 MAX_HEATMAP_POSITIONS = 2_000_000
 
@@ -184,6 +186,14 @@ class TelemetryStore(Protocol):
         limit: int = 10_000,
     ) -> list[PositionSample]: ...
 
+    async def fleet_positions(
+        self, vehicles: Sequence[str], start: datetime, end: datetime
+    ) -> dict[str, list[PositionSample]]:
+        """The positions of several vehicles (serial numbers) in [start, end), oldest first
+        per vehicle; at most ``MAX_TIMELINE_LIMIT`` in all (the earliest), read in slices of
+        ``FLEET_SLICE`` vehicles (one bounded statement each, not one per vehicle)."""
+        ...
+
     async def battery_history(
         self, vehicle: str, start: datetime, end: datetime, *, limit: int = 10_000
     ) -> list[BatterySample]: ...
@@ -227,6 +237,31 @@ def time_range_ns(start: datetime, end: datetime) -> tuple[int, int]:
     if end_ns < start_ns:
         raise QueryRangeError("end", f"{end.isoformat()} is before {start.isoformat()}")
     return start_ns, end_ns
+
+
+def fleet_slices(vehicles: Sequence[str]) -> list[list[str]]:
+    """``fleet_positions``' vehicles, each once, in slices of ``FLEET_SLICE``."""
+    unique = sorted(set(vehicles))
+    return [unique[i : i + FLEET_SLICE] for i in range(0, len(unique), FLEET_SLICE)]
+
+
+async def read_fleet(
+    vehicles: Sequence[str],
+    read_slice: Callable[[list[str], int], Awaitable[Iterable[tuple[str, PositionSample]]]],
+) -> dict[str, list[PositionSample]]:
+    """``fleet_positions`` over a store's statement for one slice of vehicles
+    (``read_slice(names, at_most)``: (vehicle, sample) rows, earliest first)."""
+    out: dict[str, list[PositionSample]] = {}
+    left = MAX_TIMELINE_LIMIT
+    for names in fleet_slices(vehicles):
+        if left <= 0:
+            break
+        for vehicle, sample in list(await read_slice(names, left))[:left]:
+            out.setdefault(vehicle, []).append(sample)
+            left -= 1
+    for samples in out.values():
+        samples.sort(key=lambda p: p.time_ns)
+    return out
 
 
 def check_limit(limit: int) -> int:

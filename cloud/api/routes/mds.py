@@ -12,14 +12,21 @@ success bodies are MDS's, not our envelope); errors are our envelope.
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 
 from kickstand.cloud.api.access import Operator, OperatorContext
-from kickstand.cloud.api.deps import BearerDep, SessionDep
-from kickstand.cloud.api.errors import bad_request, not_acceptable, not_found, unauthenticated
+from kickstand.cloud.api.deps import BearerDep, SessionDep, TelemetryDep
+from kickstand.cloud.api.errors import (
+    bad_request,
+    not_acceptable,
+    not_found,
+    telemetry_unavailable,
+    unauthenticated,
+)
 from kickstand.cloud.api.ids import Id
 from kickstand.cloud.api.openapi import error_responses
 from kickstand.cloud.api.pagination import KeysetDep
@@ -31,7 +38,9 @@ from kickstand.cloud.feeds.mds.models import MdsAgencyToken
 from kickstand.cloud.feeds.mds.schemas import MdsTokenCreate, MdsTokenIssued, MdsTokenPublic
 from kickstand.cloud.keyset import cut
 from kickstand.cloud.models import Network
+from kickstand.cloud.telemetry import TelemetryError
 
+log = logging.getLogger("kickstand.cloud.api.routes.mds")
 feed = APIRouter(prefix="/mds", tags=["mds"], include_in_schema=False)
 router = APIRouter(prefix="/dashboard/networks", tags=["mds"])
 # The one operator access check: a city's access is part of running the network.
@@ -147,11 +156,21 @@ async def trips(
 
 @feed.get("/telemetry", summary="MDS telemetry of an hour")
 async def telemetry(
-    session: SessionDep, network: AgencyNetwork, telemetry_time: str | None = None
+    session: SessionDep,
+    network: AgencyNetwork,
+    store: TelemetryDep,
+    telemetry_time: str | None = None,
 ) -> Response:
+    """503 while the telemetry store cannot answer: an hour without its ride points would
+    look complete to the agency."""
     now = datetime.now(UTC)
     start = _hour(network, telemetry_time, "telemetry_time", now)
-    return _mds({"telemetry": await service.telemetry(session, network, start, now)})
+    try:
+        points = await service.telemetry(session, network, start, now, store)
+    except (TelemetryError, OSError) as exc:
+        log.warning("event=mds_telemetry_unavailable error=%s", exc)
+        raise telemetry_unavailable() from exc
+    return _mds({"telemetry": points})
 
 
 @feed.get("/events/historical", summary="MDS events of an hour")

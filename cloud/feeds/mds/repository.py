@@ -76,6 +76,25 @@ async def trips_touching(
     return (await session.scalars(stmt.order_by(Trip.id))).all()
 
 
+async def trips_riding(
+    session: AsyncSession, network_id: int, start: datetime, end: datetime
+) -> Sequence[tuple[Trip, str]]:
+    """Finished trips ridden during [start, end) (started before its end, ended at or after
+    its start: also a trip spanning the whole window), with their vehicle's serial number
+    (the telemetry store's vehicle key)."""
+    stmt = (
+        select(Trip, Vehicle.serial_number)
+        .join(Vehicle, Vehicle.id == Trip.vehicle_id)
+        .where(
+            Trip.network_id == network_id,
+            Trip.status == TripStatus.FINISHED,
+            Trip.started_at < end,
+            Trip.ended_at >= start,
+        )
+    )
+    return [(trip, serial) for trip, serial in (await session.execute(stmt.order_by(Trip.id)))]
+
+
 async def vehicle_maintenances(
     session: AsyncSession, network_id: int, start: datetime, end: datetime
 ) -> Sequence[Maintenance]:

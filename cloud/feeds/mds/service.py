@@ -31,6 +31,7 @@ from kickstand.cloud.feeds.state import station_states
 from kickstand.cloud.keyset import Keyset
 from kickstand.cloud.models import Network, Trip, TripStatus, Vehicle, VehicleType
 from kickstand.cloud.networks.repository import out_of_order_now
+from kickstand.cloud.telemetry import PositionSample, TelemetryStore
 
 #: The release checked field by field (openmobilityfoundation/mobility-data-specification
 #: tag 2.0.2); the media type carries major.minor only.
@@ -494,16 +495,23 @@ async def events(
 
 
 async def telemetry(
-    session: AsyncSession, network: Network, start: datetime, now: datetime
+    session: AsyncSession,
+    network: Network,
+    start: datetime,
+    now: datetime,
+    store: TelemetryStore,
 ) -> list[dict[str, Any]]:
     """The trips' points in the hour: each trip's start and end (MDS: at least those two),
-    and the last position on record of each vehicle that reported it in the hour while on
-    no trip. The positions the vehicles stream during a ride live in the telemetry store
-    and are not published yet (docs/feeds.md)."""
+    every GPS point the vehicle streamed during the ride (the telemetry store), and the
+    last position on record of each vehicle that reported it in the hour while on no trip.
+    A trip is published once it has ended (in-trip positions stay private until then)."""
     end = start + timedelta(hours=1)
     rows = await mds_repository.trips_touching(session, network.id, start, end)
+    riding = await mds_repository.trips_riding(session, network.id, start, end)
     parked = await feeds.vehicles(session, network.id)
+    # The read transaction ends before the store is asked (on SQLite it holds the lock).
     await session.commit()
+    streamed = await store.fleet_positions([serial for _, serial in riding], start, end)
     provider = provider_id(network.id)
     out = []
     for v in parked:
@@ -547,7 +555,43 @@ async def telemetry(
                     "location": gps(*where),
                 }
             )
+    out += _ride_points(provider, riding, streamed)
     out.sort(key=lambda t: (t["timestamp"], t["telemetry_id"]))
+    return out
+
+
+def _ride_points(
+    provider: str,
+    riding: Sequence[tuple[Trip, str]],
+    streamed: dict[str, list[PositionSample]],
+) -> list[dict[str, Any]]:
+    """One MDS telemetry row per GPS point a vehicle streamed during one of its trips (the
+    point's time within the trip's start and end), with the trip's id."""
+    out: list[dict[str, Any]] = []
+    for trip, serial in riding:
+        assert trip.ended_at is not None  # finished trips only (trips_riding)
+        first, last = ms(trip.started_at), ms(trip.ended_at)
+        trip_ids = [mds_id("trip", trip.id)]
+        for sample in streamed.get(serial, ()):
+            at = sample.time_ns // 1_000_000
+            if not first <= at <= last:
+                continue
+            location: dict[str, Any] = gps(sample.lat, sample.lon)
+            if sample.heading is not None:
+                location["heading"] = round(sample.heading, 1)
+            if sample.speed is not None:
+                location["speed"] = round(sample.speed / 3.6, 2)  # km/h → MDS's m/s
+            out.append(
+                {
+                    "device_id": mds_id("vehicle", trip.vehicle_id),
+                    "provider_id": provider,
+                    "telemetry_id": mds_uuid("telemetry", f"ride:{trip.id}:{sample.time_ns}"),
+                    "timestamp": at,
+                    "trip_ids": trip_ids,
+                    "journey_id": None,
+                    "location": location,
+                }
+            )
     return out
 
 

@@ -24,6 +24,7 @@ from kickstand.cloud.models import Device, Network, Station, User, Vehicle
 from kickstand.cloud.rent_gateway import UnlockOutcome
 from kickstand.cloud.rents import apply_unlock_outcome, open_rent
 from kickstand.cloud.seed import DemoRefs
+from kickstand.cloud.telemetry import LocalTelemetryStore
 from tests.cloud.conftest import demo_refs
 
 BASE = "http://kickstand.test"
@@ -127,8 +128,11 @@ async def city(pg_seeded_url: str, tmp_path: Path) -> AsyncIterator[City]:
     engine = create_engine(pg_seeded_url)
     app = create_app(settings, engine=engine)
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
-        yield City(app, client, create_sessionmaker(engine), demo_refs(pg_seeded_url))
+    # MDS telemetry reads the ride's points from the store (the lifespan is not run here).
+    async with LocalTelemetryStore(tmp_path / "telemetry.sqlite3") as store:
+        app.state.telemetry_store = store
+        async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
+            yield City(app, client, create_sessionmaker(engine), demo_refs(pg_seeded_url))
     await engine.dispose()
 
 
