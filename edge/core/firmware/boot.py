@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from kickstand.edge.core.firmware.errors import SlotError
 from kickstand.edge.core.firmware.slots import DEFAULT_TRIAL_S, SlotChoice, Slots
+
+log = logging.getLogger("kickstand.edge.core.firmware.boot")
 
 SLOT_ENV = "KICKSTAND_SLOT_ROOT"
 #: The PYTHONPATH before the bootloader step put a slot in front ("" when there was none).
@@ -27,9 +31,15 @@ BASE_PATH_ENV = "KICKSTAND_BASE_PYTHONPATH"
 
 def boot(state_dir: Path, *, trial_s: float = DEFAULT_TRIAL_S) -> SlotChoice:
     """The slot this start runs. In a process already started into its slot (the
-    environment names it), the choice is not made again: that would spend a trial."""
+    environment names it), the choice is not made again: that would spend a trial. A boot
+    record that cannot be read starts the factory install (the device must come up and
+    say so; an update then fails on the same record, reported)."""
     slots = Slots(state_dir, trial_s=trial_s)
-    return slots.running() if os.environ.get(SLOT_ENV) else slots.choose()
+    try:
+        return slots.running() if os.environ.get(SLOT_ENV) else slots.choose()
+    except SlotError as exc:
+        log.error("boot_record_unusable error=%s: starting the factory install", exc)
+        return SlotChoice("a", None, None)
 
 
 def slot_environment(choice: SlotChoice, base: dict[str, str] | None = None) -> dict[str, str]:

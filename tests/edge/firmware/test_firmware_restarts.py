@@ -13,6 +13,7 @@ import pytest
 from kickstand.edge.core.firmware.boot import (
     BASE_PATH_ENV,
     SLOT_ENV,
+    boot,
     factory_environment,
     slot_environment,
 )
@@ -77,3 +78,9 @@ def test_an_archive_unpacking_past_the_cap_is_refused_before_writing(tmp_path: P
     assert refused.value.state is FirmwareState.INSTALL_FAILED
     assert "unpacks to" in refused.value.reason and not (tmp_path / "root").exists()
     assert unpack(tmp_path / "image.part", tmp_path / "root").version == "2.0.0"
+
+
+def test_an_unreadable_boot_record_starts_the_factory_install(tmp_path: Path) -> None:
+    (tmp_path / "slots").mkdir()
+    (tmp_path / "slots" / "boot.json").write_text("{not json")
+    assert boot(tmp_path) == SlotChoice("a", None, None)
