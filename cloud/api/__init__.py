@@ -154,6 +154,7 @@ def _api_routes() -> tuple[BaseRoute, ...]:
         reports,
         roles,
         spots,
+        station_events,
         stations,
         stocks,
         telemetry,
@@ -199,6 +200,7 @@ def _api_routes() -> tuple[BaseRoute, ...]:
         devices,
         cluster_admin,
         stations,
+        station_events,
         stocks,
         firmware,
     )

@@ -107,6 +107,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "recent_events": ("Recent events", "Événements récents"),
     "no_events": ("No event since this page opened.", "Aucun événement depuis l'ouverture."),
+    "no_history": ("No event on record.", "Aucun événement enregistré."),
     "commands": ("Commands sent", "Commandes envoyées"),
     "command": ("Command", "Commande"),
     "result": ("Result", "Résultat"),

@@ -62,6 +62,8 @@ STREAM_MAX_S = 10.0
 #: readings (the oldest of the period first: a longer series is cut at its end).
 TEMPERATURE_PERIOD = timedelta(hours=24)
 TEMPERATURE_POINTS = 2000
+#: The station page's recent events read from history (the live feed adds to them).
+STATION_EVENTS = 50
 #: The map's free-floating vehicles (keyset pages of 500).
 MAP_VEHICLES_MAX = 20_000
 LIVE_PERMISSION = "stations"
@@ -433,7 +435,7 @@ async def station_page(request: Request, station_id: int) -> Response:
         tz = await _timezone(api, nid)
         today = datetime.now(UTC).date()
         since = (datetime.now(UTC) - TEMPERATURE_PERIOD).isoformat()
-        device, alerts, maintenances, energy, temperature = await asyncio.gather(
+        device, alerts, maintenances, energy, temperature, events = await asyncio.gather(
             _device_of(api, "station", station.get("device_id"), nid),
             api.data("/v1/dashboard/fleet-alerts", networks=nid),
             api.pages("/v1/dashboard/maintenances", networks=nid),
@@ -445,6 +447,7 @@ async def station_page(request: Request, station_id: int) -> Response:
                 f"/v1/dashboard/stations/{station_id}/temperature-history", date_min=since,
                 page_size=TEMPERATURE_POINTS,
             )),
+            api.data(f"/v1/dashboard/stations/{station_id}/events", page_size=STATION_EVENTS),
         )  # fmt: skip
         spot_ids = {s["spot_id"] for s in station["spots"]}
         t = translator(negotiate(request))
@@ -466,11 +469,28 @@ async def station_page(request: Request, station_id: int) -> Response:
                      for r in temperature or []],
                 ),
                 "temperatures": (temperature or [])[-1:],
+                "events": [event_line(e) for e in events or []],
                 "message": request.query_params.get("done"),
             },
         )  # fmt: skip
 
     return await _page(request, build)
+
+
+def event_line(event: dict[str, Any]) -> str:
+    """One recent event in words, as the live feed writes them (console.js): when, topic,
+    the spot, the state it went to, the vehicle, a device's own event."""
+    p = event.get("data") or {}
+    line = f"{when(event.get('created_at'))} · {event.get('topic')}"
+    if p.get("event"):
+        line += f" · {p['event']}"
+    if p.get("displayed_number"):
+        line += f" · #{p['displayed_number']}"
+    if p.get("state"):
+        line += f" → {p['state']}"
+    if p.get("serial_number"):
+        line += f" ({p['serial_number']})"
+    return line
 
 
 async def _optional(call: Awaitable[Any]) -> Any:

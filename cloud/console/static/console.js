@@ -23,7 +23,7 @@
           (p.displayed_number ? ` · #${p.displayed_number}` : "") + (p.state ? ` → ${p.state}` : "") +
           (p.serial_number ? ` (${p.serial_number})` : "");
         log.prepend(li);
-        while (log.children.length > 30) log.lastChild.remove();
+        while (log.children.length > 50) log.lastChild.remove();
       }
       // Several events of one change arrive together: one reload.
       if (pending) return;
