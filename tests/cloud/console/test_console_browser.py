@@ -7,7 +7,9 @@ The journey: an operator logs in, sees the map with the seeded clusters and free
 vehicles, watches spot 1 of st-0001 empty live while a rider takes the bike (rent through
 the rider API, removal at the simulated board, through the broker and ingest into the
 outbox and the console's live feed), resolves the alert the station's alarm input raised,
-and puts spot 4 in maintenance (confirmed; the station is told). A rider gets no console.
+puts spot 4 in maintenance (confirmed; the station is told), and unlocks spot 2 for a
+technician (reason, confirmed; the latch opens at the simulated board, the bike taken
+empties the spot live). A rider gets no console.
 Screenshots of each page are kept in ``reports/console/``.
 """
 
@@ -248,6 +250,33 @@ async def test_operator_journey(city: City, browser: webdriver.Chrome) -> None:
         shot(d, "07-station-maintenance")
 
     await run(maintenance)
+
+    # ── spot 2 unlocked for a technician (reason, confirmed): the station opens the latch,
+    # the technician takes the bike, the spot empties live on the same page ──
+    def technician_unlock() -> None:
+        assert spot_state(d, 2) == "occupied"
+        d.execute_script(
+            "window.__sameDocument = 'unlock';"
+            "document.getElementById('action-result').replaceChildren();"
+        )
+        d.find_element(By.ID, "unlock-reason-2").send_keys("brake check")
+        d.find_element(
+            By.CSS_SELECTOR, 'button[aria-label="Unlock for a technician — Spot 2"]'
+        ).click()
+        assert "Spot 2" in accept_confirmation(d)
+        result = wait(d, lambda d: d.find_element(By.ID, "action-result").text, 20)
+        assert "Done." in result and "done" in result.split(":")[-1], result
+
+    await run(technician_unlock)
+    assert city.rigs["st-0001"].sim.boards[2].lock.name == "OPEN", "the Unlock reached the board"
+    assert city.rigs["st-0001"].sim.take(2) == "LY0002"  # the technician takes the bike
+
+    def unlocked_spot_emptied_live() -> None:
+        wait(d, lambda d: spot_state(d, 2) == "free", 20)
+        assert d.execute_script("return window.__sameDocument") == "unlock", "the page reloaded"
+        shot(d, "07b-station-technician-unlock")
+
+    await run(unlocked_spot_emptied_live)
 
     # ── the other pages, for the record ──
     def other_pages() -> None:
