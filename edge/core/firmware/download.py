@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-import httpx
-
 from kickstand.edge.core.firmware.errors import FirmwareError
 from kickstand.edge.core.link import ReconnectBackoff
 from kickstand.protocol.v1.enums import FirmwareState, RejectReason
@@ -79,6 +77,11 @@ class Downloader:
         """Download until ``size`` bytes are in ``dest`` (then :meth:`verify`); FirmwareError
         DOWNLOAD_FAILED when the attempts are spent, on a permanent HTTP error or an image
         longer than the manifest says."""
+        # httpx is imported only when a download runs: an idle station agent would pay
+        # several MB of its 60 MB budget for it (and, where installed, for the rich and
+        # pygments of httpx's command line); an agent installs then restarts anyway.
+        import httpx
+
         scheme = urlsplit(self.url).scheme
         if scheme not in ("http", "https", "file"):
             raise _failed(f"unsupported url scheme {scheme!r}", RejectReason.NOT_SUPPORTED)
@@ -166,6 +169,8 @@ class Downloader:
             raise _failed(f"cannot read {path}: {exc}") from None
 
     async def _fetch_http(self) -> None:
+        import httpx  # see run()
+
         headers = {"Range": f"bytes={self._held}-"} if self._held else {}
         timeout = httpx.Timeout(self.timeout_s)
         async with (
