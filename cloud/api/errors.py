@@ -44,6 +44,8 @@ log = logging.getLogger("kickstand.cloud.api.errors")
 
 #: Seconds a client is asked to wait when the database is unreachable.
 UNAVAILABLE_RETRY_AFTER_S = 5
+#: A device offline: about one heartbeat (30 s) before it may be back.
+DEVICE_OFFLINE_RETRY_AFTER_S = 30
 
 
 class ErrorCode(enum.IntEnum):
@@ -286,7 +288,11 @@ def idempotency_in_progress(message: str, *, reason: str) -> ApiError:
 
 
 def device_offline(message: str, *, data: Any) -> ApiError:
-    return ApiError(503, ErrorCode.DEVICE_OFFLINE, message, reason="device-offline", data=data)
+    # A 503 says when to try again (as every 503 here): about a heartbeat of a device.
+    return ApiError(
+        503, ErrorCode.DEVICE_OFFLINE, message, reason="device-offline", data=data,
+        headers={"Retry-After": str(DEVICE_OFFLINE_RETRY_AFTER_S)},
+    )  # fmt: skip
 
 
 def device_refused(message: str, *, data: Any) -> ApiError:
