@@ -19,6 +19,7 @@ import asyncio
 import itertools
 import logging
 import random
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +41,19 @@ from kickstand.simulators.vehicle.wire import PtyLine
 log = logging.getLogger("kickstand.simulators.vehicle")
 
 DEFAULT_POSITION = (4.835659, 45.764043)  # (lon, lat): Lyon, place Bellecour
+
+
+#: A Unix socket's path fits in 107 bytes (sun_path); a test's deep working folder may not.
+_SUN_PATH_MAX = 100
+
+
+def _socket_path(base_dir: Path, name: str) -> str:
+    """``base_dir/name``, or the same name in a short temporary folder when that is too long
+    for a Unix socket (the agent is told the path, wherever it is)."""
+    path = str(base_dir / name)
+    if len(path.encode()) <= _SUN_PATH_MAX:
+        return path
+    return str(Path(tempfile.mkdtemp(prefix="ks-")) / name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +105,7 @@ class SimulatedVehicle:
         self.motion_line = PtyLine(f"{serial_number}-motion")
         self.lockbox = LockBoxFirmware(self.lockbox_line, serial_number)
         base_dir.mkdir(parents=True, exist_ok=True)
-        self.bms = BmsPeer(str(base_dir / f"bms-{serial_number}.sock"))
+        self.bms = BmsPeer(_socket_path(base_dir, f"bms-{serial_number}.sock"))
         self.nfc = BadgeTagPeer() if nfc else None
         self._task: asyncio.Task[None] | None = None
 

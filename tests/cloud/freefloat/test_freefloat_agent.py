@@ -172,7 +172,7 @@ async def test_free_floating_ride_with_the_real_vehicle_agent(
             await until(lambda: len([c for c in hook.sent if c.outcome == "done"]) >= 2)
             limits = [(c.command.max_kmh, c.outcome) for c in hook.sent]  # type: ignore[union-attr]
             assert limits == [(10, "done"), (25, "done")], limits
-            assert agent.store.memory.speed_limit_kmh == 25  # the agent applied the last one
+            assert agent.speed_limit_kmh == 25  # the agent applied the last one
 
             scooter.sim.rider_lock()
 
