@@ -36,7 +36,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kickstand.cloud.api.deps import ClaimsDep, SessionmakerDep
-from kickstand.cloud.api.errors import ApiError, idempotency_in_progress, idempotency_key_reused
+from kickstand.cloud.api.errors import (
+    UNAVAILABLE_RETRY_AFTER_S,
+    ApiError,
+    idempotency_in_progress,
+    idempotency_key_reused,
+)
 from kickstand.cloud.models import IdempotencyKey, table_of
 
 log = logging.getLogger("kickstand.cloud.api.idempotency")
@@ -131,10 +136,11 @@ class Idempotency:
             if row.request_hash != request_hash:
                 raise idempotency_key_reused()
             if row.response_status is not None and row.response_body is not None:
+                headers = {"Idempotent-Replayed": "true"}
+                if row.response_status == 503:  # every 503 says when to try again
+                    headers["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER_S)
                 return JSONResponse(
-                    row.response_body,
-                    status_code=row.response_status,
-                    headers={"Idempotent-Replayed": "true"},
+                    row.response_body, status_code=row.response_status, headers=headers
                 )
             if datetime.now(UTC) - row.created_at > timedelta(seconds=2 * wait_s):
                 # The process that claimed the key died before answering.

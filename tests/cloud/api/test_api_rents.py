@@ -123,6 +123,12 @@ async def test_offline_station_fails_fast_and_frees_the_vehicle(api: Api) -> Non
     assert await commands_of(api, body["data"]["rent_id"]) == [
         ("st-0004", "unlock", 1, "not-sent")
     ]
+    # The same key again: the stored answer, which says when to try again as every 503 does.
+    again = await api.client.post(
+        "/v1/rents", json={"spot_id": sid}, headers={**auth, "Idempotency-Key": "offline-001"}
+    )
+    assert again.status_code == 503 and again.headers["idempotent-replayed"] == "true"
+    assert int(again.headers["retry-after"]) > 0
     api.gateway.outcome = UnlockOutcome.unlocked()
     retry = await api.client.post(
         "/v1/rents", json={"spot_id": sid}, headers={**auth, "Idempotency-Key": "offline-002"}
