@@ -60,8 +60,11 @@ LINGER_S = 30.0
 SCOPE_REUSE_S = 300.0
 #: Streams remembered at most (the oldest are forgotten first: checked again).
 STREAMS_KEPT = 10_000
-#: Topics the console shows (the others stay in the outbox for webhooks).
-TOPIC_PREFIXES = ("station.", "dock.", "vehicule.", "fleet_alert.", "trip.", "boitier.")
+#: Topics the console shows (the others stay in the outbox for webhooks); ``device.`` for a
+#: station page's log of its mainboard's reports (the page's history has them too).
+TOPIC_PREFIXES = (
+    "station.", "dock.", "vehicule.", "fleet_alert.", "trip.", "boitier.", "device.",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

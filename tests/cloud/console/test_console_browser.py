@@ -204,8 +204,15 @@ async def test_operator_journey(city: City, browser: webdriver.Chrome) -> None:
     def spot_emptied_live() -> None:
         wait(d, lambda d: spot_state(d, 1) == "free", 20)
         assert d.execute_script("return window.__sameDocument") == "yes", "the page reloaded"
-        log = d.find_element(By.ID, "event-log").text
-        assert "dock.updated" in log
+
+        def live_lines(d: webdriver.Chrome) -> str:
+            return " | ".join(
+                li.text for li in d.find_elements(By.CSS_SELECTOR, "#event-log li.live")
+            )
+
+        # The spot's change and the mainboard's own report of it, live above the history.
+        log = wait(d, lambda d: "device.event" in (t := live_lines(d)) and t, 5)
+        assert "dock.updated" in log, log
         shot(d, "04-station-live")
 
     await run(spot_emptied_live)
@@ -240,9 +247,7 @@ async def test_operator_journey(city: City, browser: webdriver.Chrome) -> None:
     def maintenance() -> None:
         d.get(f"{base}/console/stations/{st1}")
         assert spot_state(d, 4) == "free"
-        d.find_element(
-            By.CSS_SELECTOR, 'button[aria-label="Put in maintenance — Spot 4"]'
-        ).click()
+        d.find_element(By.CSS_SELECTOR, 'button[aria-label="Put in maintenance — Spot 4"]').click()
         assert "Spot 4" in accept_confirmation(d)
         wait(d, lambda d: spot_state(d, 4) == "maintenance")
         result = wait(d, lambda d: d.find_element(By.ID, "action-result").text)
@@ -259,10 +264,17 @@ async def test_operator_journey(city: City, browser: webdriver.Chrome) -> None:
             "window.__sameDocument = 'unlock';"
             "document.getElementById('action-result').replaceChildren();"
         )
-        d.find_element(By.ID, "unlock-reason-2").send_keys("brake check")
-        d.find_element(
-            By.CSS_SELECTOR, 'button[aria-label="Unlock for a technician — Spot 2"]'
-        ).click()
+
+        def press_unlock(d: webdriver.Chrome) -> bool:
+            # The spots table may be swapped (a live update of the maintenance) between the
+            # typing and the click: a stale element is typed again into the new table.
+            d.find_element(By.ID, "unlock-reason-2").send_keys("brake check")
+            d.find_element(
+                By.CSS_SELECTOR, 'button[aria-label="Unlock for a technician — Spot 2"]'
+            ).click()
+            return True
+
+        wait(d, press_unlock, 10)
         assert "Spot 2" in accept_confirmation(d)
         result = wait(d, lambda d: d.find_element(By.ID, "action-result").text, 20)
         assert "Done." in result and "done" in result.split(":")[-1], result
@@ -293,9 +305,10 @@ async def test_operator_journey(city: City, browser: webdriver.Chrome) -> None:
         wait(d, ec.presence_of_element_located((By.ID, "confirm-h")))
         d.find_element(By.CSS_SELECTOR, "form button[autofocus]").click()
         wait(d, lambda d: "done=billing-stop" in d.current_url)
-        assert "bike reported broken by phone" in d.find_element(By.ID, "stops-h").find_element(
-            By.XPATH, ".."
-        ).text
+        assert (
+            "bike reported broken by phone"
+            in d.find_element(By.ID, "stops-h").find_element(By.XPATH, "..").text
+        )
         shot(d, "10-trip-billing-stopped")
         d.get(f"{base}/console/stations/{st2}?lang=fr")
         assert d.find_element(By.TAG_NAME, "html").get_attribute("lang") == "fr"
