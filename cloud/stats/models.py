@@ -125,7 +125,7 @@ class TripRollupHistogram(Base):
 
 class TripRollupHistogramMonth(Base):
     """:class:`TripRollupHistogram` summed per local month (``month``: its first day;
-    migration 0023): a period reads its whole months here and only its edge days from the
+    migration 0027): a period reads its whole months here and only its edge days from the
     daily rows (a year: ~12 × 400 rows instead of ~365 × 400)."""
 
     __tablename__ = "trip_rollup_histogram_month"
@@ -152,7 +152,7 @@ class TripRollupCluster(Base):
 
 
 class TripRollupRider(Base):
-    """Finished trips per network and rider (migration 0023): the network's riders are the
+    """Finished trips per network and rider (migration 0027): the network's riders are the
     rows with trips (plus the riders of its trips the rollup does not hold), counted from
     one index instead of every presence row of every year."""
 

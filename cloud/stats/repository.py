@@ -958,7 +958,7 @@ def _rider_rows(networks: Sequence[int]) -> list[ColumnElement[bool]]:
 
 def rode_on(networks: Sequence[int], user_id: Any) -> ColumnElement[bool]:
     """``user_id`` rode on the networks: a finished trip there (the rollup's rider rows,
-    migration 0023) or another (running, on hold, cancelled: by the partial index of the
+    migration 0027) or another (running, on hold, cancelled: by the partial index of the
     trips the rollup does not hold). Probes of two indexes per user, never a scan of
     trips."""
     return or_(

@@ -15,13 +15,13 @@ the trip's start (its ``timezone``):
 - histogram: trips per 100 m of distance and per minute of duration (and paid or free):
   the distribution ranges (their edges are multiples of both) and the medians —
   bucket-accurate, the middle of the bucket holding the median;
-- histogram month: the same per local month (migration 0023): a long period reads its whole
+- histogram month: the same per local month (migration 0027): a long period reads its whole
   months there and only its edge days from the daily rows;
 - cluster: trips started and ended at each cluster;
 - presence: the days of a year each rider and vehicle rode (bit masks), and those of the
   year before (so one row per subject answers a period within two years: a conditional
   count is the distinct count), for the distinct riders / vehicles of any set of days;
-- rider: finished trips per network and rider (migration 0023): the network's riders
+- rider: finished trips per network and rider (migration 0027): the network's riders
   (overview users, usage-stats organizations) from one index.
 
 Periods are whole local days (``start_date`` … ``end_date``), so a period asked in the
@@ -447,7 +447,7 @@ def rebuild(conn: Connection, tables: Sequence[Table] = TABLES) -> None:
 
     A table that does not exist is skipped: migration 0019's backfill runs this at its own
     revision, before the tables of later ones, which fill theirs from the ledger
-    (migration 0023: ``rebuild(conn, [RIDER, HISTOGRAM_MONTH])``, from the ledger and the
+    (migration 0027: ``rebuild(conn, [RIDER, HISTOGRAM_MONTH])``, from the ledger and the
     daily histogram)."""
     present = set(inspect(conn).get_table_names())
     wanted = {t.name for t in tables}

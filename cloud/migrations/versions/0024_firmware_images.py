@@ -1,7 +1,7 @@
 """firmware images (issue 18): the images operators upload, content-addressed by SHA-256,
 with the manifest signed by the installation's firmware key.
 
-Chained to 0022: 0023 (reserved) did not exist when this was written.
+Chained to 0022: there is no 0023 (the number was reserved for a migration that came later as 0027).
 
 Revision ID: 0024_firmware_images
 Revises: 0022_organizations_scope

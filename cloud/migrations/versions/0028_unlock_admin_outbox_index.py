@@ -10,10 +10,10 @@
   page reads the last ones of each resource newest first, one index range each, instead
   of a scan of the whole outbox backwards.
 
-Chained to 0023, the single head when this was written.
+Chained to 0027.
 
 Revision ID: 0028_unlock_admin_outbox_index
-Revises: 0023_usage_rollup_riders_months
+Revises: 0027_usage_rollup_riders_months
 Create Date: 2026-12-06 23:45:00
 """
 
@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0028_unlock_admin_outbox_index"
-down_revision: str | None = "0023_usage_rollup_riders_months"
+down_revision: str | None = "0027_usage_rollup_riders_months"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

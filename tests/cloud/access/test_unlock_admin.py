@@ -36,7 +36,7 @@ async def test_0028_grants_unlock_admin_through_the_role_and_indexes_the_outbox(
         {"perm_key": "stations", "write": True, "ou": None},  # not from the role
     ]
     try:
-        await upgrade(engine, "0023_usage_rollup_riders_months")
+        await upgrade(engine, "0027_usage_rollup_riders_months")
         sql(
             path,
             "INSERT INTO users (id, email, password_hash, role, permissions, wallet_balance,"
@@ -56,7 +56,7 @@ async def test_0028_grants_unlock_admin_through_the_role_and_indexes_the_outbox(
         ]
         indexes = {r[0] for r in sql(path, "SELECT name FROM sqlite_master WHERE type='index'")}
         assert "ix_outbox_resource" in indexes
-        await downgrade(engine, "0023_usage_rollup_riders_months")
+        await downgrade(engine, "0027_usage_rollup_riders_months")
         entries = json.loads(str(sql(path, "SELECT permissions FROM users WHERE id = 1")[0][0]))
         assert entries == granted
         (perms,) = sql(path, "SELECT perms FROM roles WHERE key = 'operator'")[0]

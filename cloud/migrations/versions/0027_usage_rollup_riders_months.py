@@ -6,9 +6,10 @@ local month: a year's summary and distributions read ~12 months of rows plus the
 days instead of ~365 days of rows). Backfilled from the ledger and the daily histogram
 (:func:`kickstand.cloud.stats.rollup.rebuild`).
 
-Chained to 0026: 0023 was reserved for this; 0024-0026 chained to 0022 before it existed.
+Chained to 0026: it was written as 0023 after 0024-0026 had chained to 0022, and renumbered
+so the files read in the order they run.
 
-Revision ID: 0023_usage_rollup_riders_months
+Revision ID: 0027_usage_rollup_riders_months
 Revises: 0026_mds_agency_tokens
 Create Date: 2026-12-06 23:20:00
 """
@@ -20,7 +21,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0023_usage_rollup_riders_months"
+revision: str = "0027_usage_rollup_riders_months"
 down_revision: str | None = "0026_mds_agency_tokens"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
