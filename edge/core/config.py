@@ -1,8 +1,14 @@
 """Agent settings: a file (TOML or YAML) plus environment overrides (``KICKSTAND_*``).
 
 Precedence, highest first: keyword arguments, environment (``KICKSTAND_MQTT_PORT=1884``,
+names in any case; a list or mapping field as JSON, ``KICKSTAND_COMMAND_KEYS='["ab.."]'``;
 nested with ``__``), the file given to :meth:`EdgeSettings.load`, the defaults.
 Agents subclass :class:`EdgeSettings` and add their own fields.
+
+A plain pydantic model reads those sources itself (:func:`_sources`): pydantic-settings
+brought ~5 MB of resident memory to a station that only needs these three sources (its
+CLI, dotenv and cloud secret-store providers, importlib.metadata, argparse, zipfile;
+benchmarks/station_footprint.py, issue 17).
 
 At run time a Config command changes the keys an agent names in ``CONFIGURABLE``
 (SPEC §7.5): :meth:`EdgeSettings.with_values` checks each value's type strictly against
@@ -12,16 +18,18 @@ all or nothing (never a half-applied Config, never a value its validators refuse
 
 from __future__ import annotations
 
+import json
+import os
 import tomllib
+import types
+import typing
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, ClassVar, Self
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, TypeAdapter, ValidationError, field_validator
-from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from kickstand.edge.core.clock import DeviceClock
 from kickstand.edge.core.errors import CommandRefused, ConfigError
@@ -59,25 +67,79 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
-class _FileSource(PydanticBaseSettingsSource):
-    def __init__(self, settings_cls: type[BaseSettings]) -> None:
-        super().__init__(settings_cls)
-        path = _config_file.get()
-        self._data = read_config_file(path) if path is not None else {}
-
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        return self._data.get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return {k: v for k, v in self._data.items() if k in self.settings_cls.model_fields}
+ENV_PREFIX = "KICKSTAND_"
+ENV_NESTED = "__"
 
 
-class EdgeSettings(BaseSettings):
+def _is_complex(annotation: Any) -> bool:
+    """A field the environment gives as JSON (a list, a mapping, a model), as
+    pydantic-settings did; ``X | None`` is looked through."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return any(_is_complex(arg) for arg in typing.get_args(annotation) if arg is not type(None))
+    origin = typing.get_origin(annotation) or annotation
+    return isinstance(origin, type) and (
+        issubclass(origin, (list, tuple, set, frozenset, dict)) or issubclass(origin, BaseModel)
+    )
+
+
+def _environment(model: type[BaseModel], environ: Mapping[str, str]) -> dict[str, Any]:
+    """The ``KICKSTAND_*`` variables naming a field (any case): complex fields decoded from
+    JSON, ``FIELD__KEY`` nested into a complex field."""
+    values: dict[str, Any] = {}
+    prefix = ENV_PREFIX.lower()
+    for raw_name, text in environ.items():
+        name = raw_name.lower()
+        if not name.startswith(prefix):
+            continue
+        path = name[len(prefix):].split(ENV_NESTED)
+        field = model.model_fields.get(path[0])
+        if field is None:
+            continue
+        value: Any = text
+        if _is_complex(field.annotation) and len(path) == 1:
+            try:
+                value = json.loads(text)
+            except ValueError as exc:
+                raise ConfigError(f"{raw_name}: not JSON ({exc})") from None
+        elif len(path) > 1 and not _is_complex(field.annotation):
+            continue
+        target = values
+        for key in path[:-1]:
+            nested = target.setdefault(key, {})
+            if not isinstance(nested, dict):
+                break
+            target = nested
+        else:
+            target[path[-1]] = value
+    return values
+
+
+def _merge(low: Mapping[str, Any], high: Mapping[str, Any]) -> dict[str, Any]:
+    """``high`` over ``low``, mappings merged key by key (pydantic-settings' deep update)."""
+    merged = dict(low)
+    for key, value in high.items():
+        below = merged.get(key)
+        if isinstance(value, Mapping) and isinstance(below, Mapping):
+            merged[key] = _merge(below, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _sources(model: type[BaseModel], init: Mapping[str, Any]) -> dict[str, Any]:
+    """The values a settings model validates: keyword arguments, over the environment,
+    over the file of :meth:`EdgeSettings.load` (its known keys only)."""
+    path = _config_file.get()
+    data = read_config_file(path) if path is not None else {}
+    from_file = {k: v for k, v in data.items() if k in model.model_fields}
+    return _merge(_merge(from_file, _environment(model, os.environ)), init)
+
+
+class EdgeSettings(BaseModel):
     """What every agent needs: identity, broker, state directory, trusted command keys."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="KICKSTAND_", env_nested_delimiter="__", extra="ignore"
-    )
+    # As pydantic-settings had them: defaults validated too, unknown keys ignored.
+    model_config = ConfigDict(extra="ignore", validate_default=True)
 
     #: The fields a Config command may change (SPEC §7.5); every other one is the file's.
     CONFIGURABLE: ClassVar[frozenset[str]] = frozenset()
@@ -129,16 +191,12 @@ class EdgeSettings(BaseSettings):
         except TopicError as exc:
             raise ValueError(exc.reason) from None
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _FileSource(settings_cls))
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**_sources(type(self), values))
+
+    # pydantic calls a model's own __init__ from model_validate unless told it is the base
+    # one: with_values' model_validate must not read the environment again.
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
 
     @classmethod
     def load(cls, path: Path | str | None = None, **overrides: Any) -> Self:

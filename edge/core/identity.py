@@ -16,8 +16,10 @@ start) finishes the job. The states on disk:
 * ``<key>.next`` present, the certificate holds the *new* key: the certificate was renamed
   into place, the key not yet: :meth:`recover` renames it (rolls forward).
 
-``cryptography`` is imported only when a certificate is looked at (as the link does): an
-agent without a client certificate does not pay for it.
+``cryptography`` is imported only when a key is made or read, or a certificate installed: an
+agent without a client certificate does not pay for it, nor does an idle one (its hourly
+look at the dates reads them with :mod:`.certdates`; a start without a pending key reads
+no key).
 
 The old certificate is never revoked by a renewal: until the new pair is in place the
 device keeps using the old one.
@@ -34,6 +36,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kickstand.edge.core.certdates import file_validity
 from kickstand.edge.core.clock import DeviceClock
 from kickstand.edge.core.config import EdgeSettings
 from kickstand.edge.core.errors import CommandRefused
@@ -147,22 +150,26 @@ class DeviceIdentity:
             return None
 
     def _pending_key(self) -> ec.EllipticCurvePrivateKey | None:
+        try:
+            pem = self.pending_key_file.read_bytes()
+        except OSError:
+            return None  # the usual case: no renewal under way, nothing to load
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric import ec
 
         try:
-            key = serialization.load_pem_private_key(
-                self.pending_key_file.read_bytes(), password=None
-            )
-        except (OSError, ValueError, TypeError):
+            key = serialization.load_pem_private_key(pem, password=None)
+        except (ValueError, TypeError):
             return None
         return key if isinstance(key, ec.EllipticCurvePrivateKey) else None
 
     def recover(self) -> None:
         """Finish an installation a restart cut short (see the module)."""
         pending = self._pending_key()
+        if pending is None:
+            return
         cert = self.certificate()
-        if pending is None or cert is None:
+        if cert is None:
             return
         if _public_der(cert.public_key()) == _public_der(pending.public_key()):
             os.replace(self.pending_key_file, self.key_file)
@@ -178,8 +185,11 @@ class DeviceIdentity:
 
     def due(self) -> bool:
         """The certificate expires within ``renew_before`` (by the device's clock)."""
-        cert = self.certificate()
-        return cert is not None and self.now() >= cert.not_valid_after_utc - self.renew_before
+        try:
+            _, not_after = file_validity(self.cert_file)
+        except (OSError, ValueError):
+            return False  # as an unreadable certificate always was: nothing to renew from
+        return self.now() >= not_after - self.renew_before
 
     def renewal_request(self) -> CertRenew:
         """The CertRenew to send: a CSR of the pending key (made now if there is none)."""

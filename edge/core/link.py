@@ -87,6 +87,7 @@ from typing import Any, TypeVar
 import aiomqtt
 import cbor2
 
+from kickstand.edge.core.certdates import file_validity
 from kickstand.edge.core.clock import DeviceClock
 from kickstand.edge.core.errors import (
     CommandFailed,
@@ -325,23 +326,20 @@ def tls_context(config: LinkConfig) -> ssl.SSLContext:
 def certificate_validity(path: str, now: datetime) -> DeviceCertificateError | None:
     """``expired`` / ``not-yet-valid`` when the certificate's dates exclude ``now``, else None.
 
-    Only a report: the broker's clock decides (see the module docstring)."""
-    from cryptography import x509  # loaded only by devices that use a certificate
-
+    Only a report: the broker's clock decides (see the module docstring). The dates are read
+    by :mod:`.certdates`, not ``cryptography.x509`` (an idle station's memory, issue 17);
+    the certificate itself was loaded by OpenSSL in :func:`tls_context` just before."""
     try:
-        with open(path, "rb") as file:
-            cert = x509.load_pem_x509_certificate(file.read())
+        not_before, not_after = file_validity(path)
     except (OSError, ValueError) as exc:
         return DeviceCertificateError("unreadable", str(exc), path=path)
-    if now > cert.not_valid_after_utc:
+    if now > not_after:
         return DeviceCertificateError(
-            "expired", f"not valid after {cert.not_valid_after_utc:%Y-%m-%dT%H:%MZ}", path=path
+            "expired", f"not valid after {not_after:%Y-%m-%dT%H:%MZ}", path=path
         )
-    if now < cert.not_valid_before_utc:
+    if now < not_before:
         return DeviceCertificateError(
-            "not-yet-valid",
-            f"not valid before {cert.not_valid_before_utc:%Y-%m-%dT%H:%MZ}",
-            path=path,
+            "not-yet-valid", f"not valid before {not_before:%Y-%m-%dT%H:%MZ}", path=path
         )
     return None
 
