@@ -69,6 +69,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "full": ("no free spot", "aucune bornette libre"),
     "empty": ("no vehicle", "aucun véhicule"),
     "legend": ("Legend", "Légende"),
+    "legend_order": (
+        "Each station's marker takes the first of its states in this order;"
+        " the table lists them all.",
+        "Le repère de chaque station prend le premier de ses états dans cet ordre ;"
+        " le tableau les donne tous.",
+    ),
     "map_assets_missing": (
         "The map's scripts are not installed on this server (run `make setup`).",
         "Les scripts de la carte ne sont pas installés sur ce serveur (lancer `make setup`).",

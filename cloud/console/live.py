@@ -16,6 +16,12 @@ it saw (``Last-Event-ID``) and gets what it missed from the feed's memory of rec
 (no database read); when that memory does not reach back far enough, a ``reload`` event
 tells the page to read its state again.
 
+No gap between a page and its stream: a page is rendered with the outbox position its data
+reflects (:meth:`LiveFeed.position`, read before the data) and its stream starts there
+(``since``, or ``Last-Event-ID`` on a reconnection). What the feed's memory does not hold of
+that range (the feed started after the page was rendered, here or in another process) is read
+once from the outbox for that stream, at most ``CATCH_UP`` ids back; further back, ``reload``.
+
 Who watches is checked through the API (its one access check, which writes the access log)
 once per stream, not once per reconnect: a page names its stream (``stream``, drawn when
 the page is rendered) and :class:`StreamScopes` remembers, per access token and stream, the
@@ -53,6 +59,9 @@ BATCH = 500
 QUEUE_SIZE = 1000
 #: Recent events kept for browsers that reconnect (``Last-Event-ID``).
 RECENT = 5000
+#: A stream starting this many outbox ids before the feed's memory is caught up from the
+#: database (one query); further back, its page reloads.
+CATCH_UP = 500
 #: The reader goes on this long after the last browser left (they reconnect when their
 #: stream ends), then stops.
 LINGER_S = 30.0
@@ -116,6 +125,8 @@ class LiveStats:
     events_sent: int = 0
     subscribers_dropped: int = 0
     read_failures: int = 0
+    #: Streams that started before the feed's memory: read once from the outbox.
+    catch_ups: int = 0
 
 
 Scope = frozenset[int] | None
@@ -165,24 +176,48 @@ class LiveFeed:
         self._recent: deque[LiveEvent] = deque(maxlen=RECENT)
         #: Events up to this id are not in memory (before the feed started, or forgotten).
         self._forgotten_up_to: int | None = None
+        #: Set once the reader has its starting point (``_forgotten_up_to``).
+        self._started = asyncio.Event()
+        #: Streams catching up before they join ``subscribers``.
+        self._joining = 0
 
     @contextlib.asynccontextmanager
     async def subscribe(
         self, allowed: frozenset[int] | None, network_id: int | None, after: int | None = None
     ) -> AsyncIterator[Subscriber]:
-        """``after``: the last event id the browser saw (what it missed is replayed)."""
+        """``after``: the last event id the browser saw, or the position its page was
+        rendered at (what came after is delivered first)."""
         subscriber = Subscriber(allowed, network_id)
-        if after is not None:
-            self._replay(subscriber, after)
-        self.subscribers.add(subscriber)
-        self.stats.subscribers = float(len(self.subscribers))
         if self._task is None or self._task.done():
+            self._started = asyncio.Event()
             self._task = asyncio.create_task(self._run(), name="console-live-feed")
+        # Held before waiting: the reader does not stop for want of watchers meanwhile.
+        self._joining += 1
+        try:
+            if after is not None and await self._wait_started():
+                await self._catch_up(subscriber, after)
+            elif after is not None:
+                subscriber.gap = True
+            self.subscribers.add(subscriber)
+        finally:
+            self._joining -= 1
+        self.stats.subscribers = float(len(self.subscribers))
         try:
             yield subscriber
         finally:
             self.subscribers.discard(subscriber)
             self.stats.subscribers = float(len(self.subscribers))
+
+    async def position(self) -> int:
+        """The outbox position now: a page whose data is read after this call reflects every
+        event up to it, and its stream starts from it (``subscribe(after=…)``)."""
+        return await self._newest()
+
+    def checkpoint(self) -> str:
+        """An SSE ``id`` line at the feed's read position, for a stream with nothing pending
+        (every event up to it was sent): the browser's ``Last-Event-ID`` moves there, no event
+        fires."""
+        return "" if self._last_id is None else f"id: {self._last_id}\n"
 
     async def close(self) -> None:
         """Stop reading (the app is shutting down): open streams end."""
@@ -194,12 +229,40 @@ class LiveFeed:
                 await self._task
         self._task = None
 
-    def _replay(self, subscriber: Subscriber, after: int) -> None:
-        if self._forgotten_up_to is None or after < self._forgotten_up_to:
+    async def _wait_started(self) -> bool:
+        """Wait for the reader's starting point; False when it failed before having one."""
+        assert self._task is not None
+        started = asyncio.create_task(self._started.wait())
+        await asyncio.wait({started, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        started.cancel()
+        return self._started.is_set()
+
+    async def _catch_up(self, subscriber: Subscriber, after: int) -> None:
+        """Queue what ``subscriber`` missed after ``after``: from the database for the ids
+        before the feed's memory, then from the memory; ``gap`` when that cannot be done."""
+        upto = self._forgotten_up_to
+        assert upto is not None  # the reader has started
+        missed: list[LiveEvent] = []
+        if after < upto:
+            if upto - after > CATCH_UP:
+                subscriber.gap = True
+                return
+            try:
+                missed = await self._read_range(after, upto)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                self.stats.read_failures += 1
+                subscriber.gap = True  # the page reads its state again
+                return
+            self.stats.catch_ups += 1
+        # From here to the subscriber's joining, no await: nothing read meanwhile is lost.
+        if self._forgotten_up_to != upto:  # the memory moved on while the database answered
             subscriber.gap = True
             return
-        for event in self._recent:
-            if event.id > after and subscriber.wants(event):
+        start = max(after, upto)
+        for event in [*missed, *(e for e in self._recent if e.id > start)]:
+            if subscriber.wants(event):
                 if subscriber.queue.full():  # more missed than a browser may lag by
                     subscriber.gap = True
                     return
@@ -210,9 +273,10 @@ class LiveFeed:
             # After a while without browsers: start from now, not from a backlog.
             self._recent.clear()
             self._last_id = self._forgotten_up_to = await self._newest()
+            self._started.set()
             idle_since: float | None = None
             while True:
-                if self.subscribers:
+                if self.subscribers or self._joining:
                     idle_since = None
                 elif idle_since is None:
                     idle_since = time.monotonic()
@@ -233,20 +297,39 @@ class LiveFeed:
             await session.commit()
         return int(newest or 0)
 
+    @staticmethod
+    def _rows(after: int, upto: int | None) -> Any:
+        stmt = select(
+            OutboxEvent.id, OutboxEvent.topic, OutboxEvent.resource_type,
+            OutboxEvent.resource_id, OutboxEvent.payload,
+        ).where(OutboxEvent.id > after)  # fmt: skip
+        if upto is not None:
+            stmt = stmt.where(OutboxEvent.id <= upto)
+        return stmt.order_by(OutboxEvent.id).limit(BATCH)
+
+    @staticmethod
+    def _event(row: Any) -> LiveEvent | None:
+        """The console's event of an outbox row (None: a topic it does not show)."""
+        if not row.topic.startswith(TOPIC_PREFIXES):
+            return None
+        payload = dict(row.payload or {})
+        return LiveEvent(
+            row.id, row.topic, row.resource_type, row.resource_id,
+            networks_of(row.topic, payload), payload,
+        )  # fmt: skip
+
+    async def _read_range(self, after: int, upto: int) -> list[LiveEvent]:
+        """The console's events with ids in (after, upto] (at most ``CATCH_UP`` ids)."""
+        async with self._maker() as session:
+            rows = (await session.execute(self._rows(after, upto))).all()
+            await session.commit()
+        return [event for event in map(self._event, rows) if event is not None]
+
     async def _read_once(self) -> int:
         assert self._last_id is not None
-        stmt = (
-            select(
-                OutboxEvent.id, OutboxEvent.topic, OutboxEvent.resource_type,
-                OutboxEvent.resource_id, OutboxEvent.payload,
-            )
-            .where(OutboxEvent.id > self._last_id)
-            .order_by(OutboxEvent.id)
-            .limit(BATCH)
-        )  # fmt: skip
         try:
             async with self._maker() as session:
-                rows = (await session.execute(stmt)).all()
+                rows = (await session.execute(self._rows(self._last_id, None))).all()
                 await session.commit()
         except Exception as exc:
             if not is_transient(exc):
@@ -259,13 +342,9 @@ class LiveFeed:
         self.stats.queries += 1
         for row in rows:
             self._last_id = row.id
-            if not row.topic.startswith(TOPIC_PREFIXES):
+            event = self._event(row)
+            if event is None:
                 continue
-            payload = dict(row.payload or {})
-            event = LiveEvent(
-                row.id, row.topic, row.resource_type, row.resource_id,
-                networks_of(row.topic, payload), payload,
-            )  # fmt: skip
             self.stats.events_read += 1
             if len(self._recent) == RECENT:
                 self._forgotten_up_to = self._recent[0].id

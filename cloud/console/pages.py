@@ -265,20 +265,98 @@ async def overview(request: Request) -> Response:
 # ── the live map ──────────────────────────────────────────────────────────────────────────
 
 
-def cluster_states(cluster: dict[str, Any], alerted: bool) -> list[str]:
-    """What the map says of a cluster, most urgent first (the marker takes the first)."""
+#: A station's states on the map, most urgent first: its marker takes the first (the legend
+#: lists them in this order), the table beside the map says them all.
+STATION_STATES = ("offline", "maintenance", "alert", "empty", "full", "ok")
+#: Clusters whose stations are read at once (``clusters/{id}/stations``, in process).
+CLUSTERS_AT_ONCE = 8
+
+
+def station_states(station: dict[str, Any], alerted: bool) -> list[str]:
+    """What the map says of a station (``STATION_STATES`` order): offline, a spot in
+    maintenance (or out of order), an open alert, no vehicle available, no free spot."""
+    spots = station["spots"]
+    active = [s for s in spots if s["state"] == "active"]
     states = []
-    if cluster["stations"] and cluster["stations_online"] < cluster["stations"]:
+    if not station["online"]:
         states.append("offline")
+    if len(active) < len(spots):
+        states.append("maintenance")
     if alerted:
         states.append("alert")
-    if cluster["spots_active"] < cluster["spots"]:
-        states.append("maintenance")
-    if cluster["vehicles"] == 0:
+    if not any(s["vehicle_id"] is not None for s in active):
         states.append("empty")
-    if cluster["spots_free"] == 0:
+    if not any(s["vehicle_id"] is None for s in active):
         states.append("full")
     return states or ["ok"]
+
+
+def map_station(
+    station: dict[str, Any], cluster: dict[str, Any], slot: int, of: int, alerts: list[Any]
+) -> dict[str, Any]:
+    """One station's marker and row: at its cluster's position (stations have none of their
+    own), ``slot`` of ``of`` for the map to spread a cluster's stations around it."""
+    spot_ids = {s["spot_id"] for s in station["spots"]}
+    alerted = any(
+        a.get("station_id") == station["station_id"] or a.get("spot_id") in spot_ids for a in alerts
+    )
+    active = [s for s in station["spots"] if s["state"] == "active"]
+    return {
+        "station_id": station["station_id"], "name": station["name"],
+        "device_id": station["device_id"], "cluster_id": cluster["cluster_id"],
+        "cluster_name": cluster["name"], "latitude": cluster["latitude"],
+        "longitude": cluster["longitude"], "slot": slot, "of": of,
+        "online": station["online"], "spots": len(station["spots"]),
+        "spots_free": sum(s["vehicle_id"] is None for s in active),
+        "vehicles_available": sum(s["vehicle_id"] is not None for s in active),
+        "states": station_states(station, alerted),
+    }  # fmt: skip
+
+
+async def _open_alerts(api: DashboardClient, network_id: int) -> list[Any]:
+    alerts = await api.data("/v1/dashboard/fleet-alerts", networks=network_id)
+    return list(alerts or [])
+
+
+async def _map_stations(
+    api: DashboardClient, clusters: list[Any], alerts: list[Any]
+) -> list[dict[str, Any]]:
+    """Every station of the clusters, one marker each. The dashboard API lists stations per
+    cluster: one call each, a few at a time."""
+    limit = asyncio.Semaphore(CLUSTERS_AT_ONCE)
+
+    async def of_cluster(cluster: dict[str, Any]) -> list[dict[str, Any]]:
+        async with limit:
+            stations = await api.data(f"/v1/dashboard/clusters/{cluster['cluster_id']}/stations")
+        stations = sorted(stations or [], key=lambda st: st["station_id"])
+        return [map_station(st, cluster, i, len(stations), alerts) for i, st in enumerate(stations)]
+
+    per_cluster = await asyncio.gather(*(of_cluster(c) for c in clusters))
+    return [station for stations in per_cluster for station in stations]
+
+
+async def _map_data(api: DashboardClient, network_id: int) -> dict[str, Any]:
+    """The map's stations, free-floating vehicles and zones (what ``map.json`` answers)."""
+    clusters, vehicles, zones, alerts = await asyncio.gather(
+        api.data("/v1/dashboard/overview/map", networks=network_id),
+        api.pages("/v1/dashboard/vehicles", networks=network_id, limit=MAP_VEHICLES_MAX),
+        api.data("/v1/dashboard/geofencing/zones", network_id=network_id),
+        _open_alerts(api, network_id),
+    )
+    alerted_vehicles = {a.get("vehicle_id") for a in alerts}
+    free = [
+        {**v, "alert": v["vehicle_id"] in alerted_vehicles}
+        for v in vehicles
+        if v.get("spot_id") is None and v.get("latitude") is not None
+    ]
+    stations = await _map_stations(api, clusters or [], alerts)
+    return {"stations": stations, "vehicles": free, "zones": zones}
+
+
+async def _position(request: Request) -> int:
+    """The outbox position a page reflects: read before its data (its stream starts there)."""
+    feed: LiveFeed = request.app.state.console_live
+    return await feed.position()
 
 
 @router.get("/networks/{network_id}/map")
@@ -287,10 +365,16 @@ async def map_page(request: Request, network_id: int) -> Response:
         networks, network = await _networks(api, network_id)
         if network["network_id"] != network_id:
             return RedirectResponse(f"{PREFIX}/networks/{network['network_id']}/map", 303)
-        detail = await api.data(f"/v1/dashboard/networks/{network_id}")
-        return _render(
-            request, "map.html", {"networks": networks, "network": network, "detail": detail}
+        since = await _position(request)
+        detail, data = await asyncio.gather(
+            api.data(f"/v1/dashboard/networks/{network_id}"), _map_data(api, network_id)
         )
+        return _render(
+            request,
+            "map.html",
+            {"networks": networks, "network": network, "detail": detail,
+             "map_data": {**data, "since": since}, "since": since},
+        )  # fmt: skip
 
     return await _page(request, build)
 
@@ -298,22 +382,24 @@ async def map_page(request: Request, network_id: int) -> Response:
 @router.get("/networks/{network_id}/map.json")
 async def map_data(request: Request, network_id: int) -> Response:
     async def build(api: DashboardClient) -> Response:
-        clusters, vehicles, zones, alerts = await asyncio.gather(
-            api.data("/v1/dashboard/overview/map", networks=network_id),
-            api.pages("/v1/dashboard/vehicles", networks=network_id, limit=MAP_VEHICLES_MAX),
-            api.data("/v1/dashboard/geofencing/zones", network_id=network_id),
-            api.data("/v1/dashboard/fleet-alerts", networks=network_id),
+        since = await _position(request)
+        return JSONResponse({**await _map_data(api, network_id), "since": since})
+
+    return await _page(request, build)
+
+
+@router.get("/stations/{station_id}/map.json")
+async def station_map_data(request: Request, station_id: int) -> Response:
+    """One station's marker and row (a live event about it redraws that marker only)."""
+
+    async def build(api: DashboardClient) -> Response:
+        station = await api.data(f"/v1/dashboard/stations/{station_id}")
+        cluster, alerts = await asyncio.gather(
+            api.data(f"/v1/dashboard/clusters/{station['cluster_id']}"),
+            _open_alerts(api, station["network_id"]),
         )
-        alerted_clusters = {a.get("cluster_id") for a in alerts or []}
-        alerted_vehicles = {a.get("vehicle_id") for a in alerts or []}
-        for cluster in clusters or []:
-            cluster["states"] = cluster_states(cluster, cluster["cluster_id"] in alerted_clusters)
-        free = [
-            {**v, "alert": v["vehicle_id"] in alerted_vehicles}
-            for v in vehicles
-            if v.get("spot_id") is None and v.get("latitude") is not None
-        ]
-        return JSONResponse({"clusters": clusters, "vehicles": free, "zones": zones})
+        # Its slot among the cluster's stations is the page's (drawn with the whole map).
+        return JSONResponse(map_station(station, cluster, 0, 1, alerts))
 
     return await _page(request, build)
 
@@ -347,7 +433,11 @@ async def events(request: Request) -> Response:
     if network_id is not None and scope is not None and network_id not in scope:
         return Response(status_code=403)
     feed: LiveFeed = request.app.state.console_live
-    after = _parse_int(request.headers.get("last-event-id"))
+    # A reconnection carries the last event seen; a first connection the position its page
+    # was rendered at (``since``): either way what came after is delivered, none missed.
+    after = _parse_position(request.headers.get("last-event-id"))
+    if after is None:
+        after = _parse_position(request.query_params.get("since"))
 
     async def stream() -> AsyncIterator[str]:
         ends = time.monotonic() + STREAM_MAX_S
@@ -362,7 +452,10 @@ async def events(request: Request) -> Response:
                 try:
                     event = await asyncio.wait_for(subscriber.queue.get(), min(KEEPALIVE_S, left))
                 except TimeoutError:
-                    yield ": keepalive\n\n"
+                    # Nothing pending for this stream: a reconnection may start from the
+                    # feed's position (else a quiet page's ``since`` would fall ever further
+                    # behind the feed's memory).
+                    yield feed.checkpoint() + ": keepalive\n\n"
                     continue
                 if event is None:  # dropped: too slow; the browser reconnects
                     return
@@ -373,6 +466,13 @@ async def events(request: Request) -> Response:
     response.headers["X-Accel-Buffering"] = "no"
     _keep_tokens(request, response, api)
     return response
+
+
+def _parse_position(value: Any) -> int | None:
+    """An outbox position (0: before any event)."""
+    if value == "0":
+        return 0
+    return _parse_int(value)
 
 
 def _token_left_s(token: str) -> float:
@@ -430,6 +530,7 @@ async def _commands(api: DashboardClient, device: Any) -> list[Any]:
 @router.get("/stations/{station_id}")
 async def station_page(request: Request, station_id: int) -> Response:
     async def build(api: DashboardClient) -> Response:
+        position = await _position(request)
         station = await api.data(f"/v1/dashboard/stations/{station_id}")
         nid = station["network_id"]
         tz = await _timezone(api, nid)
@@ -471,6 +572,7 @@ async def station_page(request: Request, station_id: int) -> Response:
                 "temperatures": (temperature or [])[-1:],
                 "events": [event_line(e) for e in events or []],
                 "message": request.query_params.get("done"),
+                "since": position,
             },
         )  # fmt: skip
 
@@ -826,4 +928,4 @@ def _aware(value: str) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-__all__ = ["cluster_states", "install", "router"]
+__all__ = ["install", "map_station", "router", "station_states"]

@@ -1,16 +1,23 @@
 // The live map: the network's own geometry as the base layer (no tiles unless configured),
-// clusters coloured by state, free-floating vehicles by state and battery; updates from the
-// console's server-sent events (one outbox reader per server, shared by every browser).
+// each station its own marker coloured by its most urgent state (a cluster's stations spread
+// around its position), free-floating vehicles by state and battery; updates from the
+// console's server-sent events (one outbox reader per server, shared by every browser), from
+// the outbox position the page was rendered at: nothing committed in between is missed.
 "use strict";
 (function () {
   const el = document.getElementById("map");
   if (!el) return;
   const texts = JSON.parse(el.dataset.texts || "{}");
-  const clusterTable = document.querySelector("#cluster-table tbody");
+  const stationTable = document.querySelector("#station-table tbody");
   const vehicleTable = document.querySelector("#vehicle-table tbody");
   const hasLeaflet = typeof window.L !== "undefined";
-  let map = null, baseLayer = null, clusterLayer = null, vehicleLayer = null;
+  let map = null, baseLayer = null, stationLayer = null, vehicleLayer = null;
   const vehicleMarkers = new Map();
+  const stationMarkers = new Map();
+  let stations = new Map();
+  // A cluster's stations share its position: each is drawn this many pixels from it (the
+  // same at every zoom), spread around a circle.
+  const SPREAD_PX = 14, MARKER_PX = 20;
   const COLOURS = {ok: "#1b7f3b", offline: "#6b6b6b", alert: "#c0161d", maintenance: "#6a3d9a",
     empty: "#d9730d", full: "#1f5fbf"};
 
@@ -28,7 +35,7 @@
     if (el.dataset.tileUrl) {
       L.tileLayer(el.dataset.tileUrl, {attribution: el.dataset.tileAttribution || ""}).addTo(map);
     }
-    clusterLayer = L.layerGroup().addTo(map);
+    stationLayer = L.layerGroup().addTo(map);
     vehicleLayer = L.layerGroup().addTo(map);
   }
 
@@ -47,43 +54,85 @@
     if (bounds.isValid() && !drawZones.fitted) { map.fitBounds(bounds); drawZones.fitted = true; }
   }
 
-  function drawClusters(clusters) {
-    clusterTable.replaceChildren();
-    if (clusterLayer) clusterLayer.clearLayers();
-    for (const c of clusters) {
-      const state = c.states[0];
-      const tr = document.createElement("tr");
-      tr.dataset.clusterId = c.cluster_id;
-      tr.dataset.state = state;
-      const name = document.createElement("td");
-      const link = document.createElement("a");
-      link.href = `${el.dataset.clusterUrl}${c.cluster_id}`;
-      link.textContent = c.name;
-      name.append(link);
-      tr.append(name, cell(stateText(c.states)), cell(`${c.stations_online}/${c.stations}`),
-        cell(String(c.spots_free)), cell(String(c.vehicles)));
-      clusterTable.append(tr);
-      if (clusterLayer) {
-        const marker = L.circleMarker([c.latitude, c.longitude], {radius: 11, color: "#fff",
-          weight: 2, fillColor: COLOURS[state] || "#333", fillOpacity: 0.95,
-          className: `cluster-marker st-${state}`});
-        marker.bindTooltip(`${c.name}: ${stateText(c.states)} · ${texts.spots_free} ${c.spots_free}` +
-          ` · ${texts.vehicles} ${c.vehicles}`);
-        marker.on("click", () => openCluster(c));
-        clusterLayer.addLayer(marker);
-      }
+  // The table row of one station or vehicle (made the first time): live updates replace its
+  // cells, the row stays in its place.
+  function rowOf(table, key, id) {
+    let tr = table.querySelector(`tr[data-${key}-id="${id}"]`);
+    if (!tr) {
+      tr = document.createElement("tr");
+      tr.setAttribute(`data-${key}-id`, id);
+      table.append(tr);
+    }
+    return tr;
+  }
+
+  function stationRow(st) {
+    const tr = rowOf(stationTable, "station", st.station_id);
+    tr.dataset.state = st.states[0];
+    const name = document.createElement("td");
+    const link = document.createElement("a");
+    link.href = `${el.dataset.stationUrl}${st.station_id}`;
+    link.textContent = st.name;
+    name.append(link);
+    tr.replaceChildren(name, cell(st.cluster_name), cell(stateText(st.states)),
+      cell(String(st.spots_free)), cell(`${st.vehicles_available}/${st.spots}`));
+  }
+
+  function stationIcon(st) {
+    const state = st.states[0];
+    let dx = 0, dy = 0;
+    if (st.of > 1) {
+      const angle = (2 * Math.PI * st.slot) / st.of - Math.PI / 2;
+      dx = Math.round(SPREAD_PX * Math.cos(angle));
+      dy = Math.round(SPREAD_PX * Math.sin(angle));
+    }
+    const half = MARKER_PX / 2;
+    return L.divIcon({
+      className: `station-marker st-${state}`,
+      html: `<span style="background:${COLOURS[state] || "#333"}"></span>`,
+      iconSize: [MARKER_PX, MARKER_PX], iconAnchor: [half - dx, half - dy],
+    });
+  }
+
+  function drawStation(st) {
+    const known = stations.get(st.station_id);
+    // A single station's update does not know its slot in the cluster: keep the page's.
+    if (known) { st = {...st, slot: known.slot, of: known.of}; }
+    stations.set(st.station_id, st);
+    stationRow(st);
+    if (!stationLayer) return;
+    const label = `${texts.station} ${st.name} (${st.cluster_name}): ${stateText(st.states)}` +
+      ` · ${texts.spots_free} ${st.spots_free} · ${texts.vehicles} ${st.vehicles_available}`;
+    let marker = stationMarkers.get(st.station_id);
+    if (!marker) {
+      marker = L.marker([st.latitude, st.longitude], {icon: stationIcon(st), title: label,
+        alt: label, keyboard: true});
+      marker.on("click", () => { window.location = `${el.dataset.stationUrl}${st.station_id}`; });
+      stationLayer.addLayer(marker);
+      stationMarkers.set(st.station_id, marker);
+    } else {
+      marker.setLatLng([st.latitude, st.longitude]);
+      marker.setIcon(stationIcon(st));
+    }
+    marker.unbindTooltip().bindTooltip(label);
+    const node = marker.getElement();
+    if (node) {
+      node.dataset.stationId = st.station_id;
+      node.dataset.state = st.states[0];
+      node.setAttribute("aria-label", label);
+      node.title = label;
     }
   }
 
-  function openCluster(c) { window.location = `${el.dataset.clusterUrl}${c.cluster_id}`; }
+  function drawStations(list) {
+    stationTable.replaceChildren();
+    if (stationLayer) { stationLayer.clearLayers(); stationMarkers.clear(); }
+    stations = new Map();
+    for (const st of list) drawStation(st);
+  }
 
   function vehicleRow(v) {
-    let tr = vehicleTable.querySelector(`tr[data-vehicle-id="${v.vehicle_id}"]`);
-    if (!tr) {
-      tr = document.createElement("tr");
-      tr.dataset.vehicleId = v.vehicle_id;
-      vehicleTable.append(tr);
-    }
+    const tr = rowOf(vehicleTable, "vehicle", v.vehicle_id);
     const link = document.createElement("a");
     link.href = `${el.dataset.vehicleUrl}${v.vehicle_id}`;
     link.textContent = v.serial_number;
@@ -113,12 +162,17 @@
   }
 
   let vehicles = new Map();
-  async function load() {
-    const r = await fetch(el.dataset.mapUrl, {credentials: "same-origin"});
-    if (r.status === 401 || r.redirected) { window.location.reload(); return; }
-    const data = await r.json();
+  function removeVehicle(id) {
+    vehicles.delete(id);
+    const marker = vehicleMarkers.get(id);
+    if (marker) { marker.remove(); vehicleMarkers.delete(id); }
+    const tr = vehicleTable.querySelector(`tr[data-vehicle-id="${id}"]`);
+    if (tr) tr.remove();
+  }
+
+  function draw(data) {
     drawZones(data.zones);
-    drawClusters(data.clusters);
+    drawStations(data.stations);
     vehicleTable.replaceChildren();
     if (vehicleLayer) { vehicleLayer.clearLayers(); vehicleMarkers.clear(); }
     vehicles = new Map(data.vehicles.map((v) => [v.vehicle_id, v]));
@@ -127,7 +181,25 @@
     document.body.dataset.mapReady = "1";
   }
 
-  // Clusters' figures are aggregates: a dock, station or alert event reloads them, at most
+  async function load() {
+    const r = await fetch(el.dataset.mapUrl, {credentials: "same-origin"});
+    if (r.status === 401 || r.redirected) { window.location.reload(); return; }
+    draw(await r.json());
+  }
+
+  // One station's marker and row, read again (an event about it), at most every 250 ms.
+  const stationPending = new Map();
+  function refreshStation(id) {
+    if (stationPending.has(id)) return;
+    stationPending.set(id, setTimeout(async () => {
+      stationPending.delete(id);
+      const r = await fetch(`${el.dataset.stationUrl}${id}/map.json`, {credentials: "same-origin"});
+      if (r.status === 401 || r.redirected) { window.location.reload(); return; }
+      if (r.ok) drawStation(await r.json());
+    }, 250));
+  }
+
+  // Anything else (a vehicle docking, an alert on no station): the whole map again, at most
   // once a second however many events arrive.
   let pending = null;
   function reloadSoon() {
@@ -158,9 +230,19 @@
       const e = JSON.parse(msg.data);
       logEvent(e);
       const p = e.payload || {};
+      // A station's own change (dock, online, alert): that station's marker.
+      if (p.station_id !== undefined && p.station_id !== null && stations.has(p.station_id)) {
+        refreshStation(p.station_id);
+        if (!e.topic.startsWith("vehicule.")) return;
+      }
+      if (e.topic.startsWith("device.") || e.topic.startsWith("trip.")) return;
       if (e.topic.startsWith("vehicule.") && p.vehicle_id !== undefined) {
         const known = vehicles.get(p.vehicle_id);
-        if (p.spot_id !== null && p.spot_id !== undefined) { reloadSoon(); return; }
+        if (p.spot_id !== null && p.spot_id !== undefined) {
+          // Docked: no longer free-floating (its station's marker follows its dock event).
+          if (known) removeVehicle(p.vehicle_id);
+          return;
+        }
         if (known || p.latitude !== null) {
           const v = {...(known || {}), ...p};
           vehicles.set(p.vehicle_id, v);
@@ -172,5 +254,7 @@
     });
   }
 
-  load().then(listen);
+  // The page carries its data, read after the outbox position its stream starts from.
+  draw(JSON.parse(document.getElementById("map-data").textContent));
+  listen();
 })();

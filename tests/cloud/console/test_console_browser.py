@@ -3,8 +3,9 @@ driven by Selenium), against the whole system on loopback (``tests/e2e/city.py``
 harness's Mosquitto and PostgreSQL, ingest, the API under uvicorn, the REAL station agents
 on simulated spot boards).
 
-The journey: an operator logs in, sees the map with the seeded clusters and free-floating
-vehicles, watches spot 1 of st-0001 empty live while a rider takes the bike (rent through
+The journey: an operator logs in, sees the map with each seeded station its own marker and
+the free-floating vehicles, watches st-0002's marker turn to alert live when its alarm input
+fires, watches spot 1 of st-0001 empty live while a rider takes the bike (rent through
 the rider API, removal at the simulated board, through the broker and ingest into the
 outbox and the console's live feed), resolves the alert the station's alarm input raised,
 puts spot 4 in maintenance (confirmed; the station is told), and unlocks spot 2 for a
@@ -136,6 +137,12 @@ async def station_id(city: City, device_id: str) -> int:
     return sid
 
 
+def marker_state(driver: webdriver.Chrome, station: int) -> str | None:
+    """The state a station's marker on the map shows (None: no marker)."""
+    found = driver.find_elements(By.CSS_SELECTOR, f'.station-marker[data-station-id="{station}"]')
+    return found[0].get_attribute("data-state") if found else None
+
+
 def spot_state(driver: webdriver.Chrome, number: int) -> str | None:
     rows = driver.find_elements(By.ID, f"spot-{number}")
     return rows[0].get_attribute("data-state") if rows else None
@@ -163,26 +170,45 @@ async def test_operator_journey(city: City, browser: webdriver.Chrome) -> None:
 
     await run(overview)
 
-    # ── the map: seeded clusters and free-floating vehicles, live ──
+    # ── the map: each station its own marker, free-floating vehicles, live ──
     def map_page() -> None:
         d.get(f"{base}/console/networks/1/map")
         wait(d, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-map-ready"))
-        clusters = d.find_elements(By.CSS_SELECTOR, "#cluster-table tbody tr")
-        assert len(clusters) == 4
-        assert len(d.find_elements(By.CSS_SELECTOR, "path.cluster-marker")) == 4
+        rows = d.find_elements(By.CSS_SELECTOR, "#station-table tbody tr")
+        assert len(rows) == 4
+        markers = d.find_elements(By.CSS_SELECTOR, ".station-marker[data-station-id]")
+        assert len(markers) == 4 and all(m.is_displayed() for m in markers)
         vehicles = d.find_elements(By.CSS_SELECTOR, "#vehicle-table tbody tr")
         assert sorted(r.find_element(By.TAG_NAME, "a").text for r in vehicles) == [
             "LYF001", "LYF002", "LYF003", "LYF004",
         ]  # fmt: skip
         assert len(d.find_elements(By.CSS_SELECTOR, "path.vehicle-marker")) == 4
-        # Bellecour (st-0001) has a running agent: online; Perrache has none: offline.
+        # st-0001 (Bellecour) has a running agent: online; Perrache has none: offline. The
+        # marker and the row say the same.
         states = {r.find_element(By.TAG_NAME, "a").text: r.get_attribute("data-state")
-                  for r in clusters}  # fmt: skip
+                  for r in rows}  # fmt: skip
         assert states["Perrache"] == "offline" and states["Bellecour"] != "offline", states
+        assert marker_state(d, st1) == states["Bellecour"]
+        assert marker_state(d, st2) not in ("alert", "offline")
         wait(d, lambda d: d.find_element(By.ID, "live-state").text == "live")
         shot(d, "03-map")
 
     await run(map_page)
+    # ── an alert raised by st-0002's alarm input turns its marker (and row) live ──
+    city.rigs["st-0002"].sim.trigger_alarm("cabinet open")
+
+    def station_alerted_live() -> None:
+        wait(d, lambda d: marker_state(d, st2) == "alert", 20)
+        row = d.find_element(By.CSS_SELECTOR, f'#station-table tr[data-station-id="{st2}"]')
+        assert row.get_attribute("data-state") == "alert"
+        assert "st-alert" in (
+            d.find_element(By.CSS_SELECTOR, f'.station-marker[data-station-id="{st2}"]')
+            .get_attribute("class")
+        )  # fmt: skip
+        assert marker_state(d, st1) != "alert"
+        shot(d, "03b-map-station-alert")
+
+    await run(station_alerted_live)
 
     # ── a spot changes live while a rider takes the bike ──
     def station_page() -> None:
@@ -217,8 +243,7 @@ async def test_operator_journey(city: City, browser: webdriver.Chrome) -> None:
 
     await run(spot_emptied_live)
 
-    # ── an alert raised by the station's alarm input, resolved from the inbox ──
-    city.rigs["st-0002"].sim.trigger_alarm("cabinet open")
+    # ── the alert raised by the station's alarm input (on the map), resolved from the inbox ──
 
     def resolve_alert() -> None:
         deadline = time.monotonic() + 20
