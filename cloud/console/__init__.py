@@ -18,7 +18,9 @@ Live updates
     One in-process fan-out per API process (``live.LiveFeed``) reads the outbox records
     written since it started (the event catalogue's payloads, scoped by
     ``events.networks_of``) and pushes them to every browser as server-sent events; the
-    database is read by that one reader, however many browsers watch (none: it stops).
+    database is read by that one reader, however many browsers watch (none: it stops). A
+    page is rendered with the outbox position its data reflects and its stream starts there
+    (``since``, then ``Last-Event-ID``): nothing committed between the two is missed.
 
 Browser assets: why npm
     htmx and Leaflet come from the npm registry, pinned in ``package-lock.json`` (with

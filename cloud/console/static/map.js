@@ -82,9 +82,11 @@
     const state = st.states[0];
     let dx = 0, dy = 0;
     if (st.of > 1) {
+      // A circle wide enough for its markers side by side, however many the cluster has.
+      const radius = Math.max(SPREAD_PX, (st.of * (MARKER_PX + 2)) / (2 * Math.PI));
       const angle = (2 * Math.PI * st.slot) / st.of - Math.PI / 2;
-      dx = Math.round(SPREAD_PX * Math.cos(angle));
-      dy = Math.round(SPREAD_PX * Math.sin(angle));
+      dx = Math.round(radius * Math.cos(angle));
+      dy = Math.round(radius * Math.sin(angle));
     }
     const half = MARKER_PX / 2;
     return L.divIcon({

@@ -190,6 +190,9 @@ async def test_alerts_are_resolved_several_at_once(app_client: httpx.AsyncClient
     assert done.status_code == 303
     inbox = await app_client.get(done.headers["location"])
     assert not any(f'data-alert-id="{i}"' in inbox.text for i in ids)
+    # Resolved: the station's marker no longer says alert.
+    data = (await app_client.get("/console/networks/1/map.json")).json()
+    assert next(s for s in data["stations"] if s["name"] == "Bellecour")["states"] == ["offline"]
 
 
 async def test_pages_load_nothing_from_elsewhere(app_client: httpx.AsyncClient) -> None:
