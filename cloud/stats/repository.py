@@ -50,7 +50,10 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kickstand.cloud.access.models import Organization, UserOrganization
+from kickstand.cloud.alerts.models import FleetAlert
+from kickstand.cloud.alerts.types import CURRENT_STATES
 from kickstand.cloud.api.geo import EARTH_RADIUS_M
+from kickstand.cloud.keyset import Keyset, page_query
 from kickstand.cloud.liveness import PRESENCE_COLUMNS
 from kickstand.cloud.models import (
     ACTIVE_TRIP_STATUSES,
@@ -58,6 +61,7 @@ from kickstand.cloud.models import (
     Device,
     Network,
     Spot,
+    SpotState,
     Station,
     Trip,
     TripStatus,
@@ -555,6 +559,85 @@ async def vehicle_groups(
         (str(s), str(t), bool(m), None if ss is None else str(ss), bool(lo), int(n))
         for s, t, m, ss, lo, n in _all(rows)
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class StationPage:
+    """The stations of a page by id range: what the per-station aggregates of
+    :func:`spots_of_stations` and :func:`open_alerts_of_stations` read, one statement each
+    whatever the page's size (a range and the networks, not a list of 1,000 ids)."""
+
+    networks: Sequence[int]
+    first_id: int
+    last_id: int
+
+    def where(self) -> ColumnElement[bool]:
+        return and_(
+            Station.id.between(self.first_id, self.last_id),
+            Station.decommissioned_at.is_(None),
+            Cluster.network_id.in_(self.networks),
+        )
+
+
+async def map_station_rows(
+    session: AsyncSession, networks: Sequence[int], keyset: Keyset
+) -> list[Any]:
+    """A keyset page (by station id) of the networks' stations in service: (id, name,
+    device_id, cluster_id, cluster name, network_id, latitude, longitude, *presence)."""
+    stmt = (
+        select(
+            Station.id,
+            Station.name,
+            Station.device_id,
+            Station.cluster_id,
+            Cluster.name,
+            Cluster.network_id,
+            Cluster.latitude,
+            Cluster.longitude,
+            *PRESENCE_COLUMNS,
+        )
+        .join(Cluster, Cluster.id == Station.cluster_id)
+        .outerjoin(Device, Device.device_id == Station.device_id)
+        .where(Cluster.network_id.in_(networks), Station.decommissioned_at.is_(None))
+    )
+    return _all(await session.execute(page_query(stmt, Station.id, keyset)))
+
+
+async def spots_of_stations(session: AsyncSession, page: StationPage) -> dict[int, tuple[int, ...]]:
+    """Station id → (spots, active spots, active and empty, active holding a vehicle)."""
+    active = Spot.state == SpotState.ACTIVE
+    docked = Vehicle.id.is_not(None)
+    rows = await session.execute(
+        select(
+            Spot.station_id,
+            func.count(),
+            func.sum(case((active, 1), else_=0)),
+            func.sum(case((and_(active, ~docked), 1), else_=0)),
+            func.sum(case((and_(active, docked), 1), else_=0)),
+        )
+        .join(Station, Station.id == Spot.station_id)
+        .join(Cluster, Cluster.id == Station.cluster_id)
+        .outerjoin(Vehicle, Vehicle.spot_id == Spot.id)
+        .where(page.where())
+        .group_by(Spot.station_id)
+    )
+    return {int(r[0]): tuple(int(n or 0) for n in r[1:]) for r in _all(rows)}
+
+
+async def open_alerts_of_stations(session: AsyncSession, page: StationPage) -> dict[int, int]:
+    """Station id → fleet alerts needing attention (new, escalated) on it or one of its
+    spots (an alert naming both counts once)."""
+    station_id = func.coalesce(FleetAlert.station_id, Spot.station_id)
+    rows = await session.execute(
+        select(station_id, func.count())
+        .select_from(FleetAlert)
+        .outerjoin(Spot, Spot.id == FleetAlert.spot_id)
+        .join(Station, Station.id == station_id)
+        .join(Cluster, Cluster.id == Station.cluster_id)
+        .where(page.where(), FleetAlert.state.in_(CURRENT_STATES))
+        .group_by(station_id)
+    )
+    return {int(s): int(n) for s, n in _all(rows)}
 
 
 async def active_trips(session: AsyncSession, networks: Sequence[int]) -> dict[str, int]:

@@ -91,6 +91,32 @@ class MapStation(BaseModel):
     vehicles: int
 
 
+class MapStationState(BaseModel):
+    """One station as the map draws it (``overview/map/stations``, every station of the
+    networks in keyset pages). Stations have no position of their own: their cluster's."""
+
+    station_id: int
+    name: str
+    device_id: str
+    cluster_id: int
+    cluster_name: str
+    network_id: int
+    latitude: float
+    longitude: float
+    #: The liveness rule on its mainboard (reported online, heard within its heartbeats).
+    online: bool
+    #: A spot in maintenance or out of order.
+    maintenance: bool
+    #: Fleet alerts needing attention (new, escalated) on the station or one of its spots.
+    open_alerts: int
+    spots: int
+    spots_active: int
+    #: Active spots without a vehicle (a rider can return one there).
+    spots_free: int
+    #: Vehicles docked in active spots.
+    vehicles_available: int
+
+
 # ── usage stats ─────────────────────────────────────────────────────────────────────────
 
 

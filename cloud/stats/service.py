@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kickstand.cloud.access import repository as access
 from kickstand.cloud.errors import InvalidInputError
+from kickstand.cloud.keyset import Keyset, cut
 from kickstand.cloud.liveness import online_of
 from kickstand.cloud.models import (
     SpotState,
@@ -31,6 +32,7 @@ from kickstand.cloud.stats.schemas import (
     DowCount,
     HourCount,
     MapStation,
+    MapStationState,
     Measures,
     RangeCount,
     StationCount,
@@ -476,6 +478,45 @@ async def map_info(
         )
         for c in clusters
     ]
+
+
+async def map_stations(
+    session: AsyncSession, networks: Sequence[int], keyset: Keyset, now: datetime
+) -> tuple[list[MapStationState], int | None]:
+    """A keyset page of the networks' stations with what the map draws, and the next key:
+    three statements whatever the page's size (the stations, their spots, their alerts)."""
+    rows = await repository.map_station_rows(session, networks, keyset)
+    page, next_key = cut(rows, keyset, key=lambda r: int(r[0]))
+    if not page:
+        return [], None
+    ids = [int(r[0]) for r in page]
+    of_page = repository.StationPage(networks, min(ids), max(ids))
+    spots = await repository.spots_of_stations(session, of_page)
+    alerts = await repository.open_alerts_of_stations(session, of_page)
+    answer = []
+    for r in page:
+        n, active, free, docked = spots.get(int(r[0]), (0, 0, 0, 0))
+        station = dict(zip(_MAP_ROW, r[: len(_MAP_ROW)], strict=True))
+        answer.append(
+            MapStationState(
+                **station,
+                online=online_of(r[len(_MAP_ROW) :], now),
+                maintenance=active < n,
+                open_alerts=alerts.get(int(r[0]), 0),
+                spots=n,
+                spots_active=active,
+                spots_free=free,
+                vehicles_available=docked,
+            )
+        )
+    return answer, next_key
+
+
+#: The columns of :func:`repository.map_station_rows` before the presence columns.
+_MAP_ROW = (
+    "station_id", "name", "device_id", "cluster_id", "cluster_name", "network_id",
+    "latitude", "longitude",
+)  # fmt: skip
 
 
 async def vehicles_info(session: AsyncSession, networks: Sequence[int]) -> VehiclesInfo:

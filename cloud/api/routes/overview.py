@@ -4,17 +4,20 @@ users, the stations on the map). Figures from :mod:`kickstand.cloud.stats.servic
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 
 from kickstand.cloud.alerts.api import NetworksDep
 from kickstand.cloud.api.access import Operator, OperatorContext
 from kickstand.cloud.api.deps import SessionDep
-from kickstand.cloud.api.schemas import Envelope
+from kickstand.cloud.api.ids import Id
+from kickstand.cloud.api.schemas import Envelope, Page
+from kickstand.cloud.keyset import Keyset
 from kickstand.cloud.stats import service
 from kickstand.cloud.stats.schemas import (
     MapStation,
+    MapStationState,
     StationsInfo,
     TimezoneQuery,
     TripsInfo,
@@ -63,3 +66,44 @@ async def get_map_info(
     _operator: StationsOperator, session: SessionDep, networks: NetworksDep
 ) -> Envelope[list[MapStation]]:
     return Envelope(data=await service.map_info(session, networks, datetime.now(UTC)))
+
+
+#: A city's stations in one page: the map draws them all at once (the listings' 500 would
+#: take two requests for a 1,000-station city).
+MAP_PAGE_MAX = 1000
+
+
+def map_keyset(
+    page_size: Annotated[
+        int, Query(ge=10, le=MAP_PAGE_MAX, description="The maximum items to return.")
+    ] = MAP_PAGE_MAX,
+    last_primary_key: Annotated[
+        Id | None,
+        Query(description="Identifier of the last item of the current page (next page)."),
+    ] = None,
+    primary_key_dir: Annotated[
+        Literal["ASC", "DESC"], Query(description="Order of the identifiers.")
+    ] = "ASC",
+) -> Keyset:
+    """The listings' keyset parameters (:mod:`kickstand.cloud.api.pagination`) with pages
+    of up to :data:`MAP_PAGE_MAX`."""
+    return Keyset(page_size, last_primary_key, primary_key_dir)
+
+
+@router.get(
+    "/map/stations",
+    response_model=Page[MapStationState],
+    summary="Get map stations",
+    description=(
+        "Every station of the networks with what the map draws of it (liveness, spots, "
+        "vehicles, open alerts), by station id in keyset pages of up to 1,000."
+    ),
+)
+async def get_map_stations(
+    _operator: StationsOperator,
+    session: SessionDep,
+    networks: NetworksDep,
+    keyset: Annotated[Keyset, Depends(map_keyset)],
+) -> Page[MapStationState]:
+    stations, next_key = await service.map_stations(session, networks, keyset, datetime.now(UTC))
+    return Page(data=stations, next_primary_key=next_key)
