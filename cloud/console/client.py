@@ -127,13 +127,15 @@ class DashboardClient:
     async def data(self, path: str, **params: Any) -> Any:
         return (await self.call("GET", path, params=params)).get("data")
 
-    async def pages(self, path: str, *, limit: int = 5000, **params: Any) -> list[Any]:
-        """Every row of a keyset listing (``page_size`` 500), up to ``limit`` rows."""
+    async def pages(
+        self, path: str, *, limit: int = 5000, page_size: int = 500, **params: Any
+    ) -> list[Any]:
+        """Every row of a keyset listing (``page_size`` rows a request), up to ``limit``."""
         rows: list[Any] = []
         last: Any = None
         while len(rows) < limit:
             body = await self.call(
-                "GET", path, params={**params, "page_size": 500, "last_primary_key": last}
+                "GET", path, params={**params, "page_size": page_size, "last_primary_key": last}
             )
             rows.extend(body.get("data") or [])
             last = body.get("next_primary_key")

@@ -268,51 +268,63 @@ async def overview(request: Request) -> Response:
 #: A station's states on the map, most urgent first: its marker takes the first (the legend
 #: lists them in this order), the table beside the map says them all.
 STATION_STATES = ("offline", "maintenance", "alert", "empty", "full", "ok")
-#: Clusters whose stations are read at once (``clusters/{id}/stations``, in process). The
-#: dashboard API lists stations per cluster only: one call each (measured on SQLite, in
-#: process: 4 clusters ~120 ms, 204 clusters ~1.5 s for the page); a live event then
-#: redraws one station, not the map.
-CLUSTERS_AT_ONCE = 8
+#: The map's stations per request (``overview/map/stations``' largest page): a city of 1,000
+#: stations is one request (before, one ``clusters/{id}/stations`` call per cluster, 8 at a
+#: time: 204 clusters ~1.5 s for the page in process on SQLite); a live event then redraws
+#: one station, not the map.
+MAP_STATIONS_PAGE = 1000
+#: The map's stations, at most (pages of :data:`MAP_STATIONS_PAGE`).
+MAP_STATIONS_MAX = 20_000
 
 
-def station_states(station: dict[str, Any], alerted: bool) -> list[str]:
-    """What the map says of a station (``STATION_STATES`` order): offline, a spot in
-    maintenance (or out of order), an open alert, no vehicle available, no free spot."""
-    spots = station["spots"]
-    active = [s for s in spots if s["state"] == "active"]
+def station_states(station: dict[str, Any]) -> list[str]:
+    """What the map says of a station (``STATION_STATES`` order), from its
+    ``overview/map/stations`` row: offline, a spot in maintenance (or out of order), an open
+    alert, no vehicle available (in an active spot), no free spot (active and empty)."""
     states = []
     if not station["online"]:
         states.append("offline")
-    if len(active) < len(spots):
+    if station["maintenance"]:
         states.append("maintenance")
-    if alerted:
+    if station["open_alerts"]:
         states.append("alert")
-    if not any(s["vehicle_id"] is not None for s in active):
+    if not station["vehicles_available"]:
         states.append("empty")
-    if not any(s["vehicle_id"] is None for s in active):
+    if not station["spots_free"]:
         states.append("full")
     return states or ["ok"]
 
 
-def map_station(
-    station: dict[str, Any], cluster: dict[str, Any], slot: int, of: int, alerts: list[Any]
-) -> dict[str, Any]:
-    """One station's marker and row: at its cluster's position (stations have none of their
-    own), ``slot`` of ``of`` for the map to spread a cluster's stations around it."""
+def map_station(station: dict[str, Any], slot: int, of: int) -> dict[str, Any]:
+    """One station's marker and row from its ``overview/map/stations`` row: at its cluster's
+    position (stations have none of their own), ``slot`` of ``of`` for the map to spread a
+    cluster's stations around it."""
+    keep = ("station_id", "name", "device_id", "cluster_id", "cluster_name", "latitude",
+            "longitude", "online", "spots", "spots_free", "vehicles_available")  # fmt: skip
+    return {
+        **{k: station[k] for k in keep}, "slot": slot, "of": of,
+        "states": station_states(station),
+    }  # fmt: skip
+
+
+def map_row(station: dict[str, Any], cluster: dict[str, Any], alerts: list[Any]) -> dict[str, Any]:
+    """A station's ``overview/map/stations`` row made of its detail (``stations/{id}``), its
+    cluster and the network's current alerts: the live redraw of one marker."""
     spot_ids = {s["spot_id"] for s in station["spots"]}
-    alerted = any(
-        a.get("station_id") == station["station_id"] or a.get("spot_id") in spot_ids for a in alerts
-    )
     active = [s for s in station["spots"] if s["state"] == "active"]
     return {
         "station_id": station["station_id"], "name": station["name"],
         "device_id": station["device_id"], "cluster_id": cluster["cluster_id"],
         "cluster_name": cluster["name"], "latitude": cluster["latitude"],
-        "longitude": cluster["longitude"], "slot": slot, "of": of,
-        "online": station["online"], "spots": len(station["spots"]),
+        "longitude": cluster["longitude"], "online": station["online"],
+        "maintenance": len(active) < len(station["spots"]),
+        "open_alerts": sum(
+            a.get("station_id") == station["station_id"] or a.get("spot_id") in spot_ids
+            for a in alerts
+        ),
+        "spots": len(station["spots"]),
         "spots_free": sum(s["vehicle_id"] is None for s in active),
         "vehicles_available": sum(s["vehicle_id"] is not None for s in active),
-        "states": station_states(station, alerted),
     }  # fmt: skip
 
 
@@ -321,39 +333,34 @@ async def _open_alerts(api: DashboardClient, network_id: int) -> list[Any]:
     return list(alerts or [])
 
 
-async def _map_stations(
-    api: DashboardClient, clusters: list[Any], alerts: list[Any]
-) -> list[dict[str, Any]]:
-    """Every station of the clusters, one marker each. The dashboard API lists stations per
-    cluster: one call each, a few at a time."""
-    limit = asyncio.Semaphore(CLUSTERS_AT_ONCE)
-
-    async def of_cluster(cluster: dict[str, Any]) -> list[dict[str, Any]]:
-        async with limit:
-            stations = await api.data(f"/v1/dashboard/clusters/{cluster['cluster_id']}/stations")
-        stations = sorted(stations or [], key=lambda st: st["station_id"])
-        return [map_station(st, cluster, i, len(stations), alerts) for i, st in enumerate(stations)]
-
-    per_cluster = await asyncio.gather(*(of_cluster(c) for c in clusters))
-    return [station for stations in per_cluster for station in stations]
+def _map_stations(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every station one marker, its slot among its cluster's stations (by id)."""
+    by_cluster: dict[int, list[dict[str, Any]]] = {}
+    for row in sorted(rows, key=lambda r: r["station_id"]):
+        by_cluster.setdefault(row["cluster_id"], []).append(row)
+    return [
+        map_station(row, slot, len(of)) for of in by_cluster.values() for slot, row in enumerate(of)
+    ]
 
 
 async def _map_data(api: DashboardClient, network_id: int) -> dict[str, Any]:
     """The map's stations, free-floating vehicles and zones (what ``map.json`` answers)."""
-    clusters, vehicles, zones, alerts = await asyncio.gather(
-        api.data("/v1/dashboard/overview/map", networks=network_id),
+    rows, vehicles, zones, alerts = await asyncio.gather(
+        api.pages(
+            "/v1/dashboard/overview/map/stations", networks=network_id,
+            page_size=MAP_STATIONS_PAGE, limit=MAP_STATIONS_MAX, primary_key_dir="ASC",
+        ),
         api.pages("/v1/dashboard/vehicles", networks=network_id, limit=MAP_VEHICLES_MAX),
         api.data("/v1/dashboard/geofencing/zones", network_id=network_id),
         _open_alerts(api, network_id),
-    )
+    )  # fmt: skip
     alerted_vehicles = {a.get("vehicle_id") for a in alerts}
     free = [
         {**v, "alert": v["vehicle_id"] in alerted_vehicles}
         for v in vehicles
         if v.get("spot_id") is None and v.get("latitude") is not None
     ]
-    stations = await _map_stations(api, clusters or [], alerts)
-    return {"stations": stations, "vehicles": free, "zones": zones}
+    return {"stations": _map_stations(rows), "vehicles": free, "zones": zones}
 
 
 async def _position(request: Request) -> int:
@@ -402,7 +409,7 @@ async def station_map_data(request: Request, station_id: int) -> Response:
             _open_alerts(api, station["network_id"]),
         )
         # Its slot among the cluster's stations is the page's (drawn with the whole map).
-        return JSONResponse(map_station(station, cluster, 0, 1, alerts))
+        return JSONResponse(map_station(map_row(station, cluster, alerts), 0, 1))
 
     return await _page(request, build)
 

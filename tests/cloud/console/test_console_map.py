@@ -44,25 +44,27 @@ def _page_data(text: str) -> dict[str, Any]:
     return data
 
 
-def _station(online: bool, spots: list[tuple[str, int | None]]) -> dict[str, Any]:
+def _station(online: bool, spots: list[tuple[str, int | None]], alerts: int) -> dict[str, Any]:
+    """The ``overview/map/stations`` row of a station with these spots (state, vehicle)."""
+    active = [vehicle for state, vehicle in spots if state == "active"]
     return {
-        "station_id": 1, "online": online,
-        "spots": [{"spot_id": i, "state": state, "vehicle_id": vehicle}
-                  for i, (state, vehicle) in enumerate(spots, 1)],
+        "station_id": 1, "online": online, "maintenance": len(active) < len(spots),
+        "open_alerts": alerts, "spots_free": sum(v is None for v in active),
+        "vehicles_available": sum(v is not None for v in active),
     }  # fmt: skip
 
 
 def test_station_states_most_urgent_first() -> None:
-    ok = _station(True, [("active", 7), ("active", None)])
-    assert pages.station_states(ok, alerted=False) == ["ok"]
-    assert pages.station_states(ok, alerted=True) == ["alert"]
-    empty = _station(True, [("active", None), ("maintenance", 8)])
+    ok = [("active", 7), ("active", None)]
+    assert pages.station_states(_station(True, ok, alerts=0)) == ["ok"]
+    assert pages.station_states(_station(True, ok, alerts=1)) == ["alert"]
+    empty = _station(True, [("active", None), ("maintenance", 8)], alerts=2)
     # A vehicle in a spot in maintenance is not available.
-    assert pages.station_states(empty, alerted=True) == ["maintenance", "alert", "empty"]
-    full = _station(True, [("active", 7), ("out-of-order", None)])
-    assert pages.station_states(full, alerted=False) == ["maintenance", "full"]
-    down = _station(False, [("active", 7), ("active", None)])
-    assert pages.station_states(down, alerted=True) == ["offline", "alert"]
+    assert pages.station_states(empty) == ["maintenance", "alert", "empty"]
+    full = _station(True, [("active", 7), ("out-of-order", None)], alerts=0)
+    assert pages.station_states(full) == ["maintenance", "full"]
+    down = _station(False, ok, alerts=1)
+    assert pages.station_states(down) == ["offline", "alert"]
     # Every state the function says is in the legend's order.
     for states in (["maintenance", "alert", "empty"], ["offline", "alert"]):
         order = [pages.STATION_STATES.index(s) for s in states]
