@@ -690,5 +690,6 @@ class StationAgent(EdgeAgent[StationSettings]):
             for s in self.spots.values()
         ]
         data["bus"] = self.bus.snapshot()
+        data["badge_reader"] = self.badge_reader.liveness()
         data["counters"] = dict(self.counters)
         return data

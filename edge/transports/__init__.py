@@ -16,6 +16,7 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from kickstand.edge.core.errors import TransportError
 
@@ -78,6 +79,12 @@ class BadgeReader(abc.ABC):
     def shown(self) -> list[BadgeIndication]:
         """What the reader was asked to show, oldest first (the last 32)."""
         return list(self._shown or ())
+
+    def liveness(self) -> dict[str, Any]:
+        """What the health snapshot shows of the reader (``state``: none, polling, stalled,
+        unavailable, stopped; reads, errors, the last read and error and their ages in
+        seconds). A reader without a polling loop of its own says only its path."""
+        return {"path": self.path, "state": "none"}
 
     @abc.abstractmethod
     async def start(self) -> None: ...

@@ -50,3 +50,22 @@ async def test_offline_the_station_shows_its_own_refusal(rig: StationRig, cloud:
         rig.device_id, lambda r: isinstance(r.body, BadgePresented), within=10
     )
     assert refused.body == BadgePresented(STRANGER, False, True, 0)
+
+
+async def test_the_snapshot_shows_the_readers_liveness(rig: StationRig, cloud: CloudPeer) -> None:
+    """A reader whose peer stopped answering (a dead RF field at the wire: the same silence
+    as no badge) still polls: the health snapshot says so, with the last read's age."""
+    agent = rig.agent
+    assert agent is not None and rig.sim.badge is not None
+    rig.sim.present_badge(BADGE, 1.5)
+    await cloud.wait_for(rig.device_id, lambda r: isinstance(r.body, BadgePresented), within=5)
+    seen = agent.snapshot()["badge_reader"]
+    assert seen["path"] == rig.sim.badge.path and seen["state"] == "polling"
+    assert (seen["reads"], seen["errors"], seen["last_error"]) == (1, 0, None)
+    assert seen["last_read_age_s"] is not None and seen["last_read_age_s"] < 5
+    await rig.sim.badge.stop()
+    polls = seen["polls"]
+    await eventually(lambda: agent.snapshot()["badge_reader"]["polls"] >= polls + 2, within=5)
+    silent = agent.snapshot()["badge_reader"]
+    assert (silent["state"], silent["reads"], silent["errors"]) == ("polling", 1, 0)
+    assert silent["last_poll_age_s"] < 3 and silent["last_read_age_s"] >= seen["last_read_age_s"]
