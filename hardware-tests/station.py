@@ -58,7 +58,8 @@ from kickstand.simulators.station.sim import SimulatedStation
 
 AGENT_MODULE = "kickstand.edge.station"
 # What the station agent logs about its badge reader (edge/station/agent.py,
-# edge/transports/nfc.py): the badge hint quotes these, and only these.
+# edge/transports/nfc.py): the badge hint quotes these, and only these, beside the reader's
+# liveness in the agent's health snapshot (``badge_reader``: polls, reads, errors, ages).
 READER_UNAVAILABLE = "badge_reader_unavailable"
 READER_ERROR = "nfc_error"
 STATION_TIMINGS: dict[str, Any] = {
@@ -356,23 +357,50 @@ class StationSuite(DeviceSession):
                 simulate=simulate if self.sim else None,
             )
         except StepFailed:
-            s.fail(self.badge_missing_hint(reader))
+            s.fail(self.badge_missing_hint(reader, await self.reader_liveness()))
         s.check("badge uid", body.badge_uid.hex(), equals=uid.hex())
         s.hint = "Another card was read: use the test badge from the rig description."
 
-    def badge_missing_hint(self, reader: str) -> str:
-        """Where to look when no badge came: only what the agent's log really shows."""
+    async def reader_liveness(self) -> dict[str, Any] | None:
+        """The badge reader's liveness from the agent's health snapshot (polls, reads,
+        errors, their ages), or None when the agent does not answer."""
+        try:
+            seen = (await self.health()).get("badge_reader")
+        except (OSError, ValueError, TimeoutError):
+            return None
+        return seen if isinstance(seen, dict) else None
+
+    def badge_missing_hint(self, reader: str, liveness: dict[str, Any] | None = None) -> str:
+        """Where to look when no badge came: only what the agent's log and its health
+        snapshot (``liveness``, None: not read) really show."""
         log_path = self.agent.log_path
         unavailable = self.agent.log_lines(READER_UNAVAILABLE)
         if unavailable:
             return (f"no badge read: the agent could not open the badge reader ({reader}); "
                     f"check that it is plugged in and its path ([agent] badge_reader). "
                     f"Agent log ({log_path}): {logged(unavailable[-1])}")
+        live = liveness or {}
         errors = self.agent.log_lines(READER_ERROR)
-        if errors:
+        if errors or live.get("errors"):
+            # The agent logs a failing reader once a minute: its own count is the truth.
+            count = live.get("errors") or len(errors)
+            last = (f"Agent log ({log_path}): {logged(errors[-1])}" if errors
+                    else f"last error: {live.get('last_error')} ({log_path})")
             return (f"no badge read: the badge reader ({reader}) fails while polling "
-                    f"({len(errors)} errors); check its cable and supply. Agent log "
-                    f"({log_path}): {logged(errors[-1])}")
+                    f"({count} errors); check its cable and supply. {last}")
+        if live.get("state") in ("stalled", "stopped"):
+            return (f"no badge read: the badge reader ({reader}) stopped polling (its last "
+                    f"round {live.get('last_poll_age_s')} s ago, {live.get('state')}): unplug "
+                    f"and plug it back, check its cable and supply. Agent log ({log_path}).")
+        if live.get("state") == "polling":
+            last_read = live.get("last_read_age_s")
+            reads = (f"{live.get('reads')} badge reads since the agent started"
+                     + (f", the last {last_read} s ago" if last_read is not None else ""))
+            return (f"no badge read: the badge reader ({reader}) polls ({live.get('polls')} "
+                    f"rounds, the last {live.get('last_poll_age_s')} s ago) and no card "
+                    f"answered ({reads}): check its antenna and RF field, its cable, and the "
+                    f"test badge. The agent opened the reader and logged no reader error "
+                    f"({log_path}).")
         return (f"no badge read: check the badge reader ({reader}), its antenna and its "
                 f"cable, and the test badge. The agent opened the reader and logged no "
                 f"reader error ({log_path}).")

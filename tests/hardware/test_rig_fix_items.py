@@ -107,6 +107,8 @@ def test_the_badge_hint_claims_only_what_the_agent_log_shows(faulty: FaultyRun) 
     assert "shows reader errors" not in message
     assert "logged no reader error" in message and str(log) in message
     assert "antenna" in message
+    # from the agent's health snapshot: its peer gone, the reader still polls, hears nothing
+    assert "polls (" in message and "no card answered (0 badge reads since" in message
 
 
 def test_pass_lines_read_right(faulty: FaultyRun) -> None:
@@ -238,6 +240,43 @@ def test_the_badge_hint_follows_the_agent_log(
     for fragment in absent:
         assert fragment not in message, message
     assert str(suite.agent.log_path) in message
+
+
+_POLLING = {"state": "polling", "polls": 57, "reads": 2, "errors": 0, "last_poll_age_s": 0.4,
+            "last_read_age_s": 80.2, "last_error_age_s": None, "last_error": None}
+
+
+@pytest.mark.parametrize(
+    ("liveness", "expected", "absent"),
+    [
+        (_POLLING, ["polls (57 rounds, the last 0.4 s ago)", "no card answered",
+                    "2 badge reads since the agent started, the last 80.2 s ago", "antenna"],
+         ["fails while", "stopped polling"]),
+        ({**_POLLING, "state": "stalled", "last_poll_age_s": 42.0},
+         ["stopped polling (its last round 42.0 s ago, stalled)", "plug it back"],
+         ["no card answered", "fails while"]),
+        # the log holds one line a minute: the count is the agent's
+        ({**_POLLING, "errors": 7, "last_error": "[Errno 5] Input/output error"},
+         ["fails while polling (7 errors)", "last error: [Errno 5] Input/output error"],
+         ["no card answered"]),
+    ],
+)
+def test_the_badge_hint_follows_the_readers_liveness(
+    tmp_path: Path, liveness: dict[str, object], expected: list[str], absent: list[str],
+) -> None:
+    rig = parse_rig({"kind": "station", "agent": {"badge_reader": "usb:072f:2200"}})
+    assert isinstance(rig, StationRig)
+    report = RunReport("station", rig.device_id, rig.serial, datetime.now(UTC), False, False,
+                       "bench.toml")
+    runner = SuiteRunner(report, mode=Mode.INTERACTIVE, console=Console(file=io.StringIO()),
+                         person_timeout_s=1)
+    suite = StationSuite(rig, Bench(tmp_path), runner, tmp_path)
+    suite.agent.log_path.write_text("---- start 1\n")
+    message = suite.badge_missing_hint("usb:072f:2200", liveness)
+    for fragment in expected:
+        assert fragment in message, message
+    for fragment in absent:
+        assert fragment not in message, message
 
 
 async def test_an_agent_that_cannot_reach_the_broker_is_told_with_the_address(
