@@ -8,7 +8,11 @@ dependency made by :func:`idempotency` and, inside the transaction that changes 
    then fail it, aborting nothing else); ``None``: a repeat — roll back and
    ``return await idem.replay(request_hash, wait_s)``;
 2. do the work, then ``await idem.store(session, key_id, status, body)`` with the HTTP
-   answer (a refusal too) before the commit, so the answer and the change are one.
+   answer (a refusal too) before the commit, so the answer and the change are one — or,
+   when nothing was done under the key (a command not sent: the device offline, a 503
+   "try again"), ``await idem.release(session, key_id)`` instead: the retry with the same
+   key runs again rather than replaying the 503 forever. Something that may have happened
+   (a command sent, even unanswered: the device may still act) is always stored.
 
 A repeat with the same request gets the stored answer (``Idempotent-Replayed: true``); with
 another request, 422 ``IDEMPOTENCY_KEY_REUSED``; while the first is still running it waits
@@ -56,6 +60,7 @@ Recover = Callable[[AsyncSession], Awaitable[Answer | None]]
 _KEYS = table_of(IdempotencyKey)
 #: Built once: the compiled forms and their cache keys are reused on every request.
 _CLAIM_KEY = insert(_KEYS).returning(_KEYS.c.id)
+_RELEASE_KEY = delete(_KEYS).where(_KEYS.c.id == bindparam("key_id"))
 _STORE_ANSWER = (
     update(_KEYS)
     .where(_KEYS.c.id == bindparam("key_id"))
@@ -120,6 +125,11 @@ class Idempotency:
             {"key_id": key_id, "status": status, "body": body, "at": datetime.now(UTC)},
         )
 
+    async def release(self, session: AsyncSession, key_id: int) -> None:
+        """Nothing was done under the key: free it in the caller's transaction (commit it
+        with whatever the attempt recorded), so a retry with the same key runs again."""
+        await session.execute(_RELEASE_KEY, {"key_id": key_id})
+
     async def replay(
         self, request_hash: str, wait_s: float, recover: Recover | None = None
     ) -> JSONResponse:
@@ -157,7 +167,7 @@ class Idempotency:
         async with self.maker() as session:
             answer = await recover(session) if recover is not None else None
             if answer is None:  # nothing was done under this key: the retry may run again
-                await session.execute(delete(IdempotencyKey).where(IdempotencyKey.id == key_id))
+                await self.release(session, key_id)
                 await session.commit()
                 raise _retry_error(
                     "the first request with this Idempotency-Key did not finish; retry it"

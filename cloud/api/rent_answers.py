@@ -2,7 +2,9 @@
 
 Shared by ``POST /v1/rents`` and ``POST /v1/freefloat/unlock`` (the same flow, the same
 Idempotency-Key space). The answer (201 with the rent, or the device's outcome as an error
-carrying the rent) is stored under the key in the flow's own transactions.
+carrying the rent) is stored under the key in the flow's own transactions — except "device
+offline": the Unlock was never sent, so the key is released (and the refused rent lets go
+of it) and a retry with the same key runs the flow again.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kickstand.cloud.api.deps import check_rider, verify_rider
 from kickstand.cloud.api.errors import (
+    DEVICE_OFFLINE_RETRY_AFTER_S,
     ApiError,
     device_offline,
     device_refused,
@@ -28,7 +31,7 @@ from kickstand.cloud.api.schemas import RentCreate, RentPublic
 from kickstand.cloud.api.views import public_of, rent_public
 from kickstand.cloud.config import Settings
 from kickstand.cloud.errors import RiderSessionError
-from kickstand.cloud.models import LockStatus, Rent, RentStatus, Spot, Trip, Vehicle
+from kickstand.cloud.models import LockStatus, Rent, RentStatus, Spot, Trip, Vehicle, table_of
 from kickstand.cloud.rent_flow import (
     REFUSALS,
     Unlocked,
@@ -121,6 +124,24 @@ def _decide(rent: Rent, public: RentPublic, window_s: int, outcome: UnlockOutcom
     return error.status, error.body()
 
 
+_RENTS = table_of(Rent)
+#: A rent refused because its Unlock was never sent lets go of its Idempotency-Key (one rent
+#: per rider and key: the retry opens its own).
+_FORGET_RENT_KEY = (
+    update(_RENTS)
+    .where(_RENTS.c.id == bindparam("rent_id"), _RENTS.c.status == RentStatus.REFUSED)
+    .values(idempotency_key=None)
+)
+
+
+def _not_sent(done: Unlocked) -> bool:
+    """Nothing happened under the key: the device was offline, the command never left."""
+    return (
+        done.outcome.result == UnlockResult.DEVICE_OFFLINE
+        and done.rent.status == RentStatus.REFUSED
+    )
+
+
 @dataclass
 class _KeyRecorder:
     """The flow's writes for an Idempotency-Key: claim, stored refusal, stored answer."""
@@ -151,7 +172,11 @@ class _KeyRecorder:
             self.answer = await answer_of(session, done.rent, self.window_s, done.outcome)
         else:
             self.answer = _answer_opened(done, self.window_s)
-        await self.idem.store(session, self.key_id, *self.answer)
+        if _not_sent(done):  # a 503 "try again": the retry with this key runs again
+            await self.idem.release(session, self.key_id)
+            await session.execute(_FORGET_RENT_KEY, {"rent_id": done.rent.id})
+        else:
+            await self.idem.store(session, self.key_id, *self.answer)
 
 
 async def unlock_response(
@@ -201,4 +226,7 @@ async def unlock_response(
         done.rent.status.value,
         status,
     )
-    return JSONResponse(payload, status_code=status)
+    # The answer is a stored body without headers; a 503 (device offline) says when to try
+    # again, as every 503 does.
+    headers = {"Retry-After": str(DEVICE_OFFLINE_RETRY_AFTER_S)} if status == 503 else None
+    return JSONResponse(payload, status_code=status, headers=headers)

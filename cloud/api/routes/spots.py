@@ -16,7 +16,8 @@ spot, with a reason and an Idempotency-Key (it moves hardware), for an operator 
 seed 002's ``unlock.admin`` (in the operator role since migration 0028). The rules are
 :mod:`kickstand.cloud.technician`'s: the Unlock is recorded on the station's command
 history with the operator's id, the station's answer is awaited (``COMMAND_TIMEOUT_S``),
-the vehicle taken out is no rider's trip and is held out of service.
+the vehicle taken out is no rider's trip and is held out of service. An unlock not sent (the
+station offline, 503) releases its Idempotency-Key: the retry with the same key runs again.
 """
 
 from __future__ import annotations
@@ -277,7 +278,12 @@ async def unlock_spot(
         status, stored = (
             (error.status, error.body()) if error else (200, envelope.model_dump(mode="json"))
         )
-        await idem.store(session, key_id, status, stored)
+        if answer.outcome == device_commands.OFFLINE:
+            # Not sent: a 503 "try again", so the retry with this key runs again. Sent but
+            # unanswered (504) stays stored: the station may still open the spot.
+            await idem.release(session, key_id)
+        else:
+            await idem.store(session, key_id, status, stored)
         await session.commit()
     if held is not None:
         await gateway.send_command(held)  # the controller told; the cloud's record holds

@@ -109,6 +109,7 @@ async def test_concurrent_riders_same_vehicle_one_wins(api: Api) -> None:
     assert await count_rents(api) == 1 and len(api.gateway.calls) == 1
 
 
+@BOTH_DATABASES
 async def test_offline_station_fails_fast_and_frees_the_vehicle(api: Api) -> None:
     auth = await api.login()
     api.gateway.outcome = UnlockOutcome.offline()
@@ -123,17 +124,26 @@ async def test_offline_station_fails_fast_and_frees_the_vehicle(api: Api) -> Non
     assert await commands_of(api, body["data"]["rent_id"]) == [
         ("st-0004", "unlock", 1, "not-sent")
     ]
-    # The same key again: the stored answer, which says when to try again as every 503 does.
+    assert int(r.headers["retry-after"]) > 0
+    # Nothing was sent, so nothing is stored under the key: the same key runs again (still
+    # offline: a new 503, not a replay), then succeeds once the station is back.
     again = await api.client.post(
         "/v1/rents", json={"spot_id": sid}, headers={**auth, "Idempotency-Key": "offline-001"}
     )
-    assert again.status_code == 503 and again.headers["idempotent-replayed"] == "true"
-    assert int(again.headers["retry-after"]) > 0
+    assert again.status_code == 503 and "idempotent-replayed" not in again.headers
+    assert again.json()["data"]["rent_id"] != body["data"]["rent_id"]
     api.gateway.outcome = UnlockOutcome.unlocked()
     retry = await api.client.post(
-        "/v1/rents", json={"spot_id": sid}, headers={**auth, "Idempotency-Key": "offline-002"}
+        "/v1/rents", json={"spot_id": sid}, headers={**auth, "Idempotency-Key": "offline-001"}
     )
-    assert retry.status_code == 201
+    assert retry.status_code == 201 and "idempotent-replayed" not in retry.headers
+    assert len(api.gateway.calls) == 3
+    # Now something happened under the key: it replays.
+    replayed = await api.client.post(
+        "/v1/rents", json={"spot_id": sid}, headers={**auth, "Idempotency-Key": "offline-001"}
+    )
+    assert replayed.status_code == 201 and replayed.headers["idempotent-replayed"] == "true"
+    assert replayed.json() == retry.json() and len(api.gateway.calls) == 3
 
 
 async def test_timeout_and_refusal_answers(api: Api) -> None:
