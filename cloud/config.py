@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     #: Ingest merges a device's end-to-end Acks over this long (SPEC §4.6): fewer bytes on
     #: a vehicle's cellular link; well below the devices' 30 s ack timeout.
     ACK_DELAY_S: float = Field(default=10.0, ge=0, le=20)
+    #: Outbox records are deleted this long after their publication by the webhook delivery
+    #: worker (never one an endpoint still has to receive): how far back a station's event
+    #: history reaches.
+    OUTBOX_RETENTION_DAYS: float = Field(default=30.0, gt=0)
 
     # ── device certificates (issue 17: kickstand.cloud.pki, kickstand.cloud.devices) ──
     #: The installation's device CA (ca.pem, ca.key, crl.pem; ``pki init`` writes it). None:

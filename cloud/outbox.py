@@ -4,6 +4,10 @@ Every event is a definition of the typed catalogue (:mod:`kickstand.cloud.events
 its payload model, which carries the event's network scope. Consumers (webhooks,
 alerts, the MQTT fan-out) read rows with ``published_at IS NULL`` in id order,
 act, then set ``published_at`` (and ``delivered_at`` once acknowledged).
+
+Retention: a published record is deleted ``OUTBOX_RETENTION_DAYS`` after its publication
+(:func:`prune`, in bounded batches, run by the webhook delivery worker), unless a
+consumer still needs it; an unpublished one is never deleted, however old.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any, TypeVar
 
-from sqlalchemy import ScalarResult, select
+from sqlalchemy import ScalarResult, Select, delete, select
 from sqlalchemy import insert as sa_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -82,3 +86,39 @@ async def unpublished(session: AsyncSession, limit: int = 100) -> list[OutboxEve
         .limit(limit)
     )
     return list(rows)
+
+
+async def prune(
+    session: AsyncSession,
+    *,
+    published_before: datetime,
+    limit: int,
+    keep: Select[int | None] | None = None,
+) -> int:
+    """Delete up to ``limit`` records published before ``published_before``, oldest first,
+    except the ids ``keep`` selects (what a consumer has not settled yet); returns the
+    records deleted. One bounded batch in the caller's transaction: call again while it
+    returns ``limit``.
+
+    The batch is read by ``ix_outbox_unpublished`` (published_at, id), so it costs the
+    batch, not the table. ``published_at`` is never before ``created_at``: every record
+    younger than the retention stays.
+    """
+    batch = (
+        select(OutboxEvent.id)
+        .where(OutboxEvent.published_at.is_not(None))
+        .where(OutboxEvent.published_at < published_before)
+        .order_by(OutboxEvent.published_at, OutboxEvent.id)
+        .limit(limit)
+    )
+    if keep is not None:
+        # NOT IN over a set without NULLs: a consumer's keep set is small (what is in
+        # flight), so PostgreSQL hashes it once (a hashed SubPlan) for the whole batch.
+        kept = keep.where(keep.selected_columns[0].is_not(None))
+        batch = batch.where(OutboxEvent.id.not_in(kept))
+    result = await session.execute(
+        delete(OutboxEvent)
+        .where(OutboxEvent.id.in_(batch))
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -1,7 +1,10 @@
 """A station's recent events (issue 19), newest first, from the outbox: it keeps every event
 others heard of, keyed by resource — the station's own (``station.*``), its spots'
 (``dock.updated``) and every event its mainboard reported (``device.event``, keyed by the
-device id) — and nothing prunes it, so the history reaches back past the page's opening.
+device id) — so the history reaches back past the page's opening, over the outbox's
+retention: ``OUTBOX_RETENTION_DAYS`` (30 by default) after an event was published, the
+webhook delivery worker deletes it (:func:`kickstand.cloud.outbox.prune`; an event still
+pending delivery to an endpoint stays longer). Older events are not in the history.
 
 Why the outbox and not another store: the events are already there, typed by the catalogue
 and in the network's scope, written in the change's transaction; the telemetry store keeps

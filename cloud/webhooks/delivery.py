@@ -96,19 +96,33 @@ class DeliveryPolicy:
     #: Finished attempts wait at most this long to be recorded together.
     batch_window_s: float = 0.02
     #: Published outbox rows and finished deliveries (with their attempts) are deleted
-    #: after these many days (None: kept), checked every ``prune_every_s``.
-    outbox_retention_days: float | None = 7.0
+    #: after these many days (None: kept), checked every ``prune_every_s``. The outbox's
+    #: is the setting OUTBOX_RETENTION_DAYS (``for_settings``); a row with a delivery still
+    #: pending is kept however old.
+    outbox_retention_days: float | None = 30.0
     delivery_retention_days: float | None = 30.0
     prune_every_s: float = 3600.0
+    #: Outbox rows deleted per transaction, and transactions per round: a round holds up
+    #: claiming for a few batches only; a backlog (the first round on a city) continues
+    #: one poll interval later.
+    outbox_prune_batch: int = 5000
+    outbox_prune_batches: int = 10
     #: Targets on loopback, private, link-local… addresses are refused unless this is set
     #: (development: ``for_settings``); see ``targets.py``.
     allow_internal_targets: bool = False
 
     @classmethod
     def for_settings(cls, settings: Settings, **overrides: Any) -> DeliveryPolicy:
-        """The defaults, internal targets allowed in development only."""
+        """The defaults, internal targets allowed in development only, the outbox's
+        retention of the settings."""
         internal = settings.ENVIRONMENT == "development"
-        return cls(**{"allow_internal_targets": internal, **overrides})
+        return cls(
+            **{
+                "allow_internal_targets": internal,
+                "outbox_retention_days": settings.OUTBOX_RETENTION_DAYS,
+                **overrides,
+            }
+        )
 
     def delay_s(self, failed_attempts: int, rng: random.Random) -> float | None:
         """Delay before the next attempt after ``failed_attempts`` failures (None: give up)."""
@@ -295,6 +309,8 @@ class WebhookWorker:
         self._results: list[tuple[Job, AttemptResult]] = []
         self._results_since = 0.0
         self._analyzed_at = 0
+        #: The last prune left old outbox rows for another round (a batch cap was hit).
+        self.outbox_backlog = False
         self._metrics_name = f"webhooks-{os.getpid()}-{id(self):x}"
 
     async def __aenter__(self) -> WebhookWorker:
@@ -585,19 +601,17 @@ class WebhookWorker:
         return len(jobs)
 
     async def prune(self) -> int:
-        """Delete old published outbox rows and old finished deliveries; returns rows deleted."""
+        """Delete old published outbox rows (bounded batches, one transaction each; none
+        with a delivery still pending) and old finished deliveries; returns rows deleted.
+        ``outbox_backlog`` tells whether old outbox rows are left for the next round."""
         now = self.clock()
         removed = 0
-        async with self.sessionmaker() as session, session.begin():
-            if self.policy.outbox_retention_days is not None:
-                limit = now - timedelta(days=self.policy.outbox_retention_days)
-                result = await session.execute(
-                    delete(OutboxEvent).where(
-                        OutboxEvent.published_at.is_not(None), OutboxEvent.published_at < limit
-                    )
-                )
-                removed += int(getattr(result, "rowcount", 0) or 0)
-            if self.policy.delivery_retention_days is not None:
+        if self.policy.outbox_retention_days is not None:
+            removed += await self._prune_outbox(
+                now - timedelta(days=self.policy.outbox_retention_days)
+            )
+        if self.policy.delivery_retention_days is not None:
+            async with self.sessionmaker() as session, session.begin():
                 limit = now - timedelta(days=self.policy.delivery_retention_days)
                 old = select(WebhookDelivery.id).where(
                     WebhookDelivery.status != DeliveryStatus.PENDING,
@@ -614,10 +628,44 @@ class WebhookWorker:
                 result = await session.execute(
                     delete(WebhookDelivery).where(WebhookDelivery.id.in_(old))
                 )
-                removed += int(getattr(result, "rowcount", 0) or 0)
+                deliveries = int(getattr(result, "rowcount", 0) or 0)
+            self.counters["deliveries_pruned"] += deliveries
+            removed += deliveries
         if removed:
             log.info("event=webhook_pruned rows=%s", removed)
         return removed
+
+    async def _prune_outbox(self, published_before: datetime) -> int:
+        # What an endpoint still has to receive: unpublished rows (never pruned) and rows
+        # with a pending delivery (the delivery carries its data, but the event stays in
+        # the history until every endpoint settled it).
+        in_flight = select(WebhookDelivery.outbox_id).where(
+            WebhookDelivery.status == DeliveryStatus.PENDING
+        )
+        batch = self.policy.outbox_prune_batch
+        pruned = batches = 0
+        self.outbox_backlog = False
+        for _ in range(self.policy.outbox_prune_batches):
+            async with self.sessionmaker() as session, session.begin():
+                n = await outbox.prune(
+                    session, published_before=published_before, limit=batch, keep=in_flight
+                )
+            batches += 1
+            pruned += n
+            self.counters["outbox_pruned"] += n
+            if n < batch:
+                break
+        else:
+            self.outbox_backlog = True
+        if pruned:
+            log.info(
+                "event=outbox_pruned rows=%s batches=%s published_before=%s backlog=%s",
+                pruned,
+                batches,
+                published_before.isoformat(),
+                self.outbox_backlog,
+            )
+        return pruned
 
     async def run_once(self) -> int:
         """One fan-out and one delivery batch; returns the deliveries attempted."""
@@ -672,6 +720,8 @@ class WebhookWorker:
                 if loop_now >= next_prune:
                     next_prune = loop_now + self.policy.prune_every_s
                     await self.prune()
+                    if self.outbox_backlog:
+                        next_prune = loop_now + self.policy.poll_interval_s
                 free = self.policy.concurrency - sum(self._inflight.values())
                 if free >= min_batch or (free > 0 and not self._tasks):
                     jobs = await self.claim(min(free, self.policy.batch_size), self._inflight)

@@ -49,6 +49,8 @@ class StationEventPublic(BaseModel):
 async def list_station_events(
     operator: StationsOperator, session: SessionDep, station_id: StationId, keyset: KeysetDep
 ) -> Page[StationEventPublic]:
+    """The history covers the outbox's retention: events published more than
+    `OUTBOX_RETENTION_DAYS` ago (30 by default) are deleted and no longer listed."""
     view = await service.station(session, station_id, operator.check)
     resources = await station_events.resources_of(session, view.station)
     rows = await station_events.station_events(session, resources, keyset)
