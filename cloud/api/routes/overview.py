@@ -4,14 +4,14 @@ users, the stations on the map). Figures from :mod:`kickstand.cloud.stats.servic
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends
 
 from kickstand.cloud.alerts.api import NetworksDep
 from kickstand.cloud.api.access import Operator, OperatorContext
 from kickstand.cloud.api.deps import SessionDep
-from kickstand.cloud.api.ids import Id
+from kickstand.cloud.api.pagination import keyset_of
 from kickstand.cloud.api.schemas import Envelope, Page
 from kickstand.cloud.keyset import Keyset
 from kickstand.cloud.stats import service
@@ -71,23 +71,10 @@ async def get_map_info(
 #: A city's stations in one page: the map draws them all at once (the listings' 500 would
 #: take two requests for a 1,000-station city).
 MAP_PAGE_MAX = 1000
-
-
-def map_keyset(
-    page_size: Annotated[
-        int, Query(ge=10, le=MAP_PAGE_MAX, description="The maximum items to return.")
-    ] = MAP_PAGE_MAX,
-    last_primary_key: Annotated[
-        Id | None,
-        Query(description="Identifier of the last item of the current page (next page)."),
-    ] = None,
-    primary_key_dir: Annotated[
-        Literal["ASC", "DESC"], Query(description="Order of the identifiers.")
-    ] = "ASC",
-) -> Keyset:
-    """The listings' keyset parameters (:mod:`kickstand.cloud.api.pagination`) with pages
-    of up to :data:`MAP_PAGE_MAX`."""
-    return Keyset(page_size, last_primary_key, primary_key_dir)
+MapKeyset = Annotated[
+    Keyset, Depends(keyset_of(max_page_size=MAP_PAGE_MAX, default_page_size=MAP_PAGE_MAX,
+                              default_dir="ASC"))
+]  # fmt: skip
 
 
 @router.get(
@@ -103,7 +90,7 @@ async def get_map_stations(
     _operator: StationsOperator,
     session: SessionDep,
     networks: NetworksDep,
-    keyset: Annotated[Keyset, Depends(map_keyset)],
+    keyset: MapKeyset,
 ) -> Page[MapStationState]:
     stations, next_key = await service.map_stations(session, networks, keyset, datetime.now(UTC))
     return Page(data=stations, next_primary_key=next_key)
