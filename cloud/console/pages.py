@@ -546,7 +546,8 @@ async def station_page(request: Request, station_id: int) -> Response:
         tz = await _timezone(api, nid)
         today = datetime.now(UTC).date()
         since = (datetime.now(UTC) - TEMPERATURE_PERIOD).isoformat()
-        device, alerts, maintenances, energy, temperature, events = await asyncio.gather(
+        (device, alerts, maintenances, energy, temperature, events,
+         may_unlock) = await asyncio.gather(
             _device_of(api, "station", station.get("device_id"), nid),
             api.data("/v1/dashboard/fleet-alerts", networks=nid),
             api.pages("/v1/dashboard/maintenances", networks=nid),
@@ -559,6 +560,7 @@ async def station_page(request: Request, station_id: int) -> Response:
                 page_size=TEMPERATURE_POINTS,
             )),
             api.data(f"/v1/dashboard/stations/{station_id}/events", page_size=STATION_EVENTS),
+            _may_unlock(api, station_id),
         )  # fmt: skip
         spot_ids = {s["spot_id"] for s in station["spots"]}
         t = translator(negotiate(request))
@@ -581,12 +583,20 @@ async def station_page(request: Request, station_id: int) -> Response:
                 ),
                 "temperatures": (temperature or [])[-1:],
                 "events": [event_line(e) for e in events or []],
+                "may_unlock": may_unlock,
                 "message": request.query_params.get("done"),
                 "since": position,
             },
         )  # fmt: skip
 
     return await _page(request, build)
+
+
+async def _may_unlock(api: DashboardClient, station_id: int) -> bool:
+    """Whether the technician unlock is offered: the API's answer of what this operator may
+    do there (``unlock.admin`` with write on the station's network), not a guess of ours."""
+    access = await api.data(f"/v1/dashboard/stations/{station_id}/technician-unlock")
+    return bool(access and access.get("allowed"))
 
 
 def event_line(event: dict[str, Any]) -> str:
@@ -624,8 +634,10 @@ async def station_spots(request: Request, station_id: int) -> Response:
     """The spots table alone (htmx swaps it on a live event or after an action)."""
 
     async def build(api: DashboardClient) -> Response:
-        station = await api.data(f"/v1/dashboard/stations/{station_id}")
-        return _render(request, "_spots.html", {"station": station})
+        station, may_unlock = await asyncio.gather(
+            api.data(f"/v1/dashboard/stations/{station_id}"), _may_unlock(api, station_id)
+        )
+        return _render(request, "_spots.html", {"station": station, "may_unlock": may_unlock})
 
     return await _page(request, build)
 

@@ -30,7 +30,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from kickstand.cloud import maintenance, technician
-from kickstand.cloud.api.access import Operator, OperatorContext
+from kickstand.cloud.api.access import Operator, OperatorContext, scope_of
 from kickstand.cloud.api.command_answers import command_error, command_sent
 from kickstand.cloud.api.deps import GatewayDep, SessionmakerDep, SettingsDep
 from kickstand.cloud.api.errors import not_found, to_api_error
@@ -42,7 +42,7 @@ from kickstand.cloud.devices import service as device_commands
 from kickstand.cloud.devices.schemas import CommandSent
 from kickstand.cloud.errors import ConflictError, NotFoundError
 from kickstand.cloud.models import SpotState
-from kickstand.cloud.operations import service
+from kickstand.cloud.operations import repository, service
 from kickstand.cloud.operations.models import MaintenanceTarget
 from kickstand.cloud.operations.schemas import ANSWER, StationTold
 from kickstand.cloud.rent_gateway import CommandGateway, IssuedCommand
@@ -50,6 +50,7 @@ from kickstand.cloud.rent_gateway import CommandGateway, IssuedCommand
 router = APIRouter(prefix="/dashboard", tags=["maintenances"])
 # The one operator access check (kickstand.cloud.api.access).
 MaintenanceOperator = Annotated[OperatorContext, Depends(Operator("maintenances"))]
+StationsOperator = Annotated[OperatorContext, Depends(Operator("stations"))]
 TechnicianOperator = Annotated[OperatorContext, Depends(Operator("unlock.admin"))]
 UNLOCK_OPERATION = "POST /v1/dashboard/spots/unlock"
 UnlockIdempotency = Annotated[
@@ -186,6 +187,34 @@ async def put_station_maintenance(
         )
         await session.commit()
     return await _tell(gateway, change.command, public)
+
+
+class TechnicianUnlockAccess(BaseModel):
+    station_id: int
+    network_id: int
+    #: The caller holds ``unlock.admin`` with write on the station's network: its spots'
+    #: technician unlock would not be refused for want of a permission.
+    allowed: bool
+
+
+@router.get(
+    "/stations/{station_id}/technician-unlock",
+    response_model=Envelope[TechnicianUnlockAccess],
+    summary="May I unlock this station's spots for a technician (unlock.admin with write)?",
+)
+async def get_technician_unlock_access(
+    station_id: StationId, operator: StationsOperator, maker: SessionmakerDep
+) -> Envelope[TechnicianUnlockAccess]:
+    async with maker() as session:
+        network_id = await repository.station_network(session, station_id)
+    if network_id is None:
+        raise not_found("station", station_id)
+    operator.check([network_id])
+    networks = scope_of(operator.user, "unlock.admin", write=True)
+    allowed = networks is None or network_id in networks
+    return Envelope(
+        data=TechnicianUnlockAccess(station_id=station_id, network_id=network_id, allowed=allowed)
+    )
 
 
 class SpotUnlockBody(BaseModel):

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kickstand.cloud.api import create_app
 from kickstand.cloud.config import Settings
@@ -20,6 +22,24 @@ RIDER = ("alice@example.com", "alice-demo-1")
 STRANGER = ("stranger@example.com", "stranger-demo-1")
 
 
+async def add_operator(
+    maker: async_sessionmaker[AsyncSession], who: tuple[str, str], permissions: list[dict[str, Any]]
+) -> None:
+    """An operator beside the demo's users, logging in with ``who`` (email, password)."""
+    async with maker() as session:
+        session.add(
+            User(
+                email=who[0],
+                password_hash=hash_password(who[1], demo=True),
+                full_name=f"Operator {who[0]}",
+                role=UserRole.OPERATOR,
+                permissions=permissions,
+                email_confirmed_at=DEMO_CONFIRMED_AT,
+            )
+        )
+        await session.commit()
+
+
 @pytest.fixture
 async def app_client(sqlite_url: str, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(
@@ -27,19 +47,8 @@ async def app_client(sqlite_url: str, tmp_path: Path) -> AsyncIterator[httpx.Asy
     )
     async with app.router.lifespan_context(app):
         maker = app.state.sessionmaker
-        async with maker() as session:
-            # An operator of another network (999): nothing of Lyon (network 1) is theirs.
-            session.add(
-                User(
-                    email=STRANGER[0],
-                    password_hash=hash_password(STRANGER[1], demo=True),
-                    full_name="Other Operator",
-                    role=UserRole.OPERATOR,
-                    permissions=operator_permissions(999),
-                    email_confirmed_at=DEMO_CONFIRMED_AT,
-                )
-            )
-            await session.commit()
+        # An operator of another network (999): nothing of Lyon (network 1) is theirs.
+        await add_operator(maker, STRANGER, operator_permissions(999))
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://console.test") as c:
             c.app = app  # type: ignore[attr-defined]

@@ -27,7 +27,8 @@ from kickstand.cloud.events import catalogue
 from kickstand.cloud.events.payloads import DockEvent
 from kickstand.cloud.models import Spot, SpotState
 from kickstand.cloud.outbox import emit
-from tests.cloud.console.conftest import OPERATOR, RIDER, STRANGER
+from kickstand.cloud.seed import operator_permissions
+from tests.cloud.console.conftest import OPERATOR, RIDER, STRANGER, add_operator
 
 
 async def login(client: httpx.AsyncClient, who: tuple[str, str]) -> httpx.Response:
@@ -346,3 +347,42 @@ async def test_live_stream_checked_once_per_stream_not_per_reconnect(
     # A rider naming the operator's stream is checked (its token is not the one that was).
     await login(app_client, RIDER)
     assert (await app_client.get(url)).status_code == 403
+
+
+async def test_technician_unlock_offered_only_with_unlock_admin(
+    app_client: httpx.AsyncClient,
+) -> None:
+    """The button shows to an operator holding ``unlock.admin`` (write) on the station's
+    network, as the API answers it; one without it sees no unlock form and no note."""
+    without = ("no-unlock@example.com", "no-unlock-demo-1")
+    app = app_client.app  # type: ignore[attr-defined]
+    permissions = [p for p in operator_permissions(1) if p["perm_key"] != "unlock.admin"]
+    await add_operator(app.state.sessionmaker, without, permissions)
+    for who, offered in ((OPERATOR, True), (without, False)):
+        await login(app_client, who)
+        page = await app_client.get("/console/stations/1")
+        spots = await app_client.get("/console/stations/1/spots")
+        assert page.status_code == 200 and spots.status_code == 200, who
+        assert 'id="spot-1" data-spot-id="1"' in page.text  # the table itself is shown
+        for html in (page.text, spots.text):
+            assert ('value="spot-unlock"' in html) is offered, who
+            assert ("Unlock for a technician" in html) is offered, who
+
+    # The API's answer the console reads: per caller and station; another network's
+    # operator learns nothing of network 1's station.
+    for who, status, allowed in (
+        (OPERATOR, 200, True),
+        (without, 200, False),
+        (STRANGER, 403, None),
+    ):
+        login_answer = await app_client.post(
+            "/v1/auth/login", json={"email": who[0], "password": who[1]}
+        )
+        token = login_answer.json()["data"]["token"]
+        r = await app_client.get(
+            "/v1/dashboard/stations/1/technician-unlock",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert r.status_code == status, (who, r.text)
+        if allowed is not None:
+            assert r.json()["data"] == {"station_id": 1, "network_id": 1, "allowed": allowed}
