@@ -84,10 +84,22 @@ async def presence(session: AsyncSession, device_ids: Collection[str]) -> dict[s
 
 
 async def count_live_stations(session: AsyncSession, cluster_id: int) -> int:
-    stmt = select(func.count()).where(
-        Station.cluster_id == cluster_id, Station.decommissioned_at.is_(None)
+    return (await live_station_counts(session, [cluster_id])).get(cluster_id, 0)
+
+
+async def live_station_counts(
+    session: AsyncSession, cluster_ids: Collection[int]
+) -> dict[int, int]:
+    """Stations in service per cluster, one statement for a whole page (a cluster without
+    any is absent)."""
+    if not cluster_ids:
+        return {}
+    stmt = (
+        select(Station.cluster_id, func.count())
+        .where(Station.cluster_id.in_(cluster_ids), Station.decommissioned_at.is_(None))
+        .group_by(Station.cluster_id)
     )
-    return int(await session.scalar(stmt) or 0)
+    return {cluster_id: int(n) for cluster_id, n in (await session.execute(stmt)).all()}
 
 
 async def open_trips_from(session: AsyncSession, station_id: int) -> int:
@@ -179,13 +191,26 @@ async def outage_ended(session: AsyncSession, device_id: str, at: datetime) -> N
 
 
 async def pictures(session: AsyncSession, cluster_id: int) -> Sequence[ClusterPicture]:
+    return (await pictures_of(session, [cluster_id])).get(cluster_id, [])
+
+
+async def pictures_of(
+    session: AsyncSession, cluster_ids: Collection[int]
+) -> dict[int, list[ClusterPicture]]:
+    """Each cluster's pictures in upload order, one statement for a whole page (a cluster
+    without any is absent)."""
+    if not cluster_ids:
+        return {}
     stmt = (
         select(ClusterPicture)
         .options(defer(ClusterPicture.data))  # a listing: keys and sizes, not the bytes
-        .where(ClusterPicture.cluster_id == cluster_id)
+        .where(ClusterPicture.cluster_id.in_(cluster_ids))
         .order_by(ClusterPicture.id)
     )
-    return (await session.scalars(stmt)).all()
+    found: dict[int, list[ClusterPicture]] = {}
+    for picture in (await session.scalars(stmt)).all():
+        found.setdefault(picture.cluster_id, []).append(picture)
+    return found
 
 
 async def picture_by_key(session: AsyncSession, cluster_id: int, key: str) -> ClusterPicture | None:

@@ -183,15 +183,24 @@ async def update_description(
 
 async def description_in(session: AsyncSession, found: Cluster, lang: str | None) -> str | None:
     """The cluster's description in ``lang``, else its default."""
-    if lang is not None:
-        text: str | None = await session.scalar(
-            select(ClusterDescription.description).where(
-                ClusterDescription.cluster_id == found.id, ClusterDescription.lang == lang
+    return (await descriptions_in(session, [found], lang))[0]
+
+
+async def descriptions_in(
+    session: AsyncSession, clusters: Sequence[Cluster], lang: str | None
+) -> list[str | None]:
+    """Each cluster's description in ``lang``, else its default, in the clusters' order;
+    one statement for a whole page (none without ``lang``)."""
+    localized: dict[int, str] = {}
+    if lang is not None and clusters:
+        rows = await session.execute(
+            select(ClusterDescription.cluster_id, ClusterDescription.description).where(
+                ClusterDescription.cluster_id.in_([c.id for c in clusters]),
+                ClusterDescription.lang == lang,
             )
         )
-        if text is not None:
-            return text
-    return found.description
+        localized = {cluster_id: text for cluster_id, text in rows.all()}
+    return [localized.get(c.id, c.description) for c in clusters]
 
 
 # ── stations of a cluster ─────────────────────────────────────────────────────────────
@@ -557,6 +566,7 @@ __all__ = [
     "delete_cluster",
     "delete_picture",
     "description_in",
+    "descriptions_in",
     "list_clusters",
     "maintenances",
     "out_of_order",

@@ -54,13 +54,16 @@ class PictureContent(s.PicturePublic):
 async def _admin(
     session: SessionDep, clusters: list[Cluster], lang: str | None = None
 ) -> list[s.ClusterAdmin]:
+    # Set-based reads, one statement each for the whole page (never one per cluster).
     public = await clusters_public(session, clusters)
+    ids = [c.id for c in clusters]
+    station_counts = await repository.live_station_counts(session, ids)
+    pictures_of = await repository.pictures_of(session, ids)
+    descriptions = await service.descriptions_in(session, clusters, lang)
     answer = []
-    for cluster, view in zip(clusters, public, strict=True):
-        stations = await repository.count_live_stations(session, cluster.id)
-        pictures = [p.key for p in await repository.pictures(session, cluster.id)]
+    for cluster, view, description in zip(clusters, public, descriptions, strict=True):
         data = view.model_dump()
-        data["description"] = await service.description_in(session, cluster, lang)
+        data["description"] = description
         answer.append(
             s.ClusterAdmin(
                 **data,
@@ -69,8 +72,8 @@ async def _admin(
                 comment=cluster.comment,
                 max_unlock_distance=cluster.max_unlock_distance,
                 decommissioned_at=cluster.decommissioned_at,
-                station_count=stations,
-                pictures=pictures,
+                station_count=station_counts.get(cluster.id, 0),
+                pictures=[p.key for p in pictures_of.get(cluster.id, [])],
             )
         )
     return answer
