@@ -10,6 +10,14 @@ the event's definition, the webhooks' scoping); an installation-wide event (no n
 goes to unscoped operators only. A browser too slow to take its events is dropped (its
 EventSource reconnects and the page reloads what it shows).
 
+Ids are drawn when a row is inserted but become visible when its transaction commits, in
+any order: row 41 may commit after row 42 was read. An id the reader skipped (a gap below
+its cursor) is looked for again, in the same query (``id > last OR id IN (gaps)``), for
+``GAP_S``; a row found there is delivered late (``LiveEvent.read_after``). A gap older than
+that is a rolled-back insert (or a transaction open longer than any the API holds): dropped.
+The webhooks do not need this: they read ``published_at IS NULL`` rows, which a late commit
+still is.
+
 A stream lasts at most ``CONSOLE_STREAM_MAX_S``: a server shutting down waits for open
 responses, and an endless stream would hold it. The browser reconnects with the last id
 it saw (``Last-Event-ID``) and gets what it missed from the feed's memory of recent events
@@ -43,7 +51,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kickstand.cloud.events import networks_of
@@ -67,6 +75,11 @@ CATCH_UP = 500
 LINGER_S = 30.0
 #: How long a stream's access check stands for its reconnections (see the module's doc).
 SCOPE_REUSE_S = 300.0
+#: How long an outbox id skipped by the reader (its row not committed yet) is looked for.
+GAP_S = 30.0
+#: Skipped ids looked for at most (the newest are kept: a jump larger than this in the
+#: sequence is a bulk rollback, not rows about to commit).
+GAPS_KEPT = 2000
 #: Streams remembered at most (the oldest are forgotten first: checked again).
 STREAMS_KEPT = 10_000
 #: Topics the console shows (the others stay in the outbox for webhooks); ``device.`` for a
@@ -84,6 +97,9 @@ class LiveEvent:
     resource_id: str
     networks: frozenset[int]
     payload: dict[str, Any]
+    #: For a row committed late (its id below ids already read): the feed's position when it
+    #: was read. A browser that reconnects from that position or earlier gets it again.
+    read_after: int | None = None
 
     def sse(self) -> str:
         data = json.dumps(
@@ -91,7 +107,10 @@ class LiveEvent:
              "payload": jsonable(self.payload)},
             separators=(",", ":"),
         )  # fmt: skip
-        return f"id: {self.id}\nevent: kickstand\ndata: {data}\n\n"
+        # A late event does not move the browser's ``Last-Event-ID`` back (a reconnection
+        # would replay everything after it): it stands at the position it was read at.
+        position = self.id if self.read_after is None else self.read_after
+        return f"id: {position}\nevent: kickstand\ndata: {data}\n\n"
 
 
 @dataclass(eq=False)
@@ -127,6 +146,10 @@ class LiveStats:
     read_failures: int = 0
     #: Streams that started before the feed's memory: read once from the outbox.
     catch_ups: int = 0
+    #: Rows read after rows with higher ids (committed late), delivered all the same.
+    events_late: int = 0
+    #: Skipped ids no row came for within ``GAP_S`` (rolled-back inserts).
+    gaps_expired: int = 0
 
 
 Scope = frozenset[int] | None
@@ -173,6 +196,8 @@ class LiveFeed:
         self.stats = LiveStats()
         self._task: asyncio.Task[None] | None = None
         self._last_id: int | None = None
+        #: Ids below ``_last_id`` not read yet -> when first skipped (on ``time.monotonic``).
+        self._gaps: dict[int, float] = {}
         self._recent: deque[LiveEvent] = deque(maxlen=RECENT)
         #: Events up to this id are not in memory (before the feed started, or forgotten).
         self._forgotten_up_to: int | None = None
@@ -261,17 +286,29 @@ class LiveFeed:
             subscriber.gap = True
             return
         start = max(after, upto)
-        for event in [*missed, *(e for e in self._recent if e.id > start)]:
+        queued: set[int] = set()
+        for event in [*missed, *(e for e in self._recent if self._after(e, start))]:
+            if event.id in queued:  # read late and also from the database
+                continue
+            queued.add(event.id)
             if subscriber.wants(event):
                 if subscriber.queue.full():  # more missed than a browser may lag by
                     subscriber.gap = True
                     return
                 subscriber.queue.put_nowait(event)
 
+    @staticmethod
+    def _after(event: LiveEvent, start: int) -> bool:
+        """Whether a browser at ``start`` may not have had ``event``: a late one read once
+        the feed was at or past ``start`` may be (a few events repeated on reconnection,
+        none missed)."""
+        return event.id > start or (event.read_after is not None and event.read_after >= start)
+
     async def _run(self) -> None:
         try:
             # After a while without browsers: start from now, not from a backlog.
             self._recent.clear()
+            self._gaps.clear()
             self._last_id = self._forgotten_up_to = await self._newest()
             self._started.set()
             idle_since: float | None = None
@@ -298,24 +335,25 @@ class LiveFeed:
         return int(newest or 0)
 
     @staticmethod
-    def _rows(after: int, upto: int | None) -> Any:
+    def _rows(after: int, upto: int | None, gaps: list[int] | None = None) -> Any:
+        newer = OutboxEvent.id > after
         stmt = select(
             OutboxEvent.id, OutboxEvent.topic, OutboxEvent.resource_type,
             OutboxEvent.resource_id, OutboxEvent.payload,
-        ).where(OutboxEvent.id > after)  # fmt: skip
+        ).where(or_(newer, OutboxEvent.id.in_(gaps)) if gaps else newer)  # fmt: skip
         if upto is not None:
             stmt = stmt.where(OutboxEvent.id <= upto)
         return stmt.order_by(OutboxEvent.id).limit(BATCH)
 
     @staticmethod
-    def _event(row: Any) -> LiveEvent | None:
+    def _event(row: Any, read_after: int | None = None) -> LiveEvent | None:
         """The console's event of an outbox row (None: a topic it does not show)."""
         if not row.topic.startswith(TOPIC_PREFIXES):
             return None
         payload = dict(row.payload or {})
         return LiveEvent(
             row.id, row.topic, row.resource_type, row.resource_id,
-            networks_of(row.topic, payload), payload,
+            networks_of(row.topic, payload), payload, read_after,
         )  # fmt: skip
 
     async def _read_range(self, after: int, upto: int) -> list[LiveEvent]:
@@ -325,11 +363,30 @@ class LiveFeed:
             await session.commit()
         return [event for event in map(self._event, rows) if event is not None]
 
+    def _expire_gaps(self) -> None:
+        too_old = time.monotonic() - GAP_S
+        expired = [gap for gap, since in self._gaps.items() if since < too_old]
+        for gap in expired:
+            del self._gaps[gap]
+        self.stats.gaps_expired += len(expired)
+
+    def _skipped(self, after: int, upto: int) -> None:
+        """Ids in (after, upto) were not read: look for them again (see the module's doc)."""
+        now = time.monotonic()
+        for gap in range(max(after + 1, upto - GAPS_KEPT), upto):
+            self._gaps[gap] = now
+        if len(self._gaps) > GAPS_KEPT:
+            for gap in sorted(self._gaps)[: len(self._gaps) - GAPS_KEPT]:
+                del self._gaps[gap]
+                self.stats.gaps_expired += 1
+
     async def _read_once(self) -> int:
         assert self._last_id is not None
+        self._expire_gaps()
         try:
             async with self._maker() as session:
-                rows = (await session.execute(self._rows(self._last_id, None))).all()
+                stmt = self._rows(self._last_id, None, sorted(self._gaps))
+                rows = (await session.execute(stmt)).all()
                 await session.commit()
         except Exception as exc:
             if not is_transient(exc):
@@ -341,13 +398,24 @@ class LiveFeed:
             return 0
         self.stats.queries += 1
         for row in rows:
-            self._last_id = row.id
-            event = self._event(row)
+            read_after: int | None = None
+            if row.id <= self._last_id:  # one of the gaps: committed late
+                self._gaps.pop(row.id, None)
+                read_after = self._last_id
+            else:
+                if row.id > self._last_id + 1:
+                    self._skipped(self._last_id, row.id)
+                self._last_id = row.id
+            event = self._event(row, read_after)
             if event is None:
                 continue
             self.stats.events_read += 1
+            if read_after is not None:
+                self.stats.events_late += 1
             if len(self._recent) == RECENT:
-                self._forgotten_up_to = self._recent[0].id
+                assert self._forgotten_up_to is not None  # set when the reader started
+                # The memory is in read order: a late event may be forgotten after later ids.
+                self._forgotten_up_to = max(self._forgotten_up_to, self._recent[0].id)
             self._recent.append(event)
             self._fan_out(event)
         return len(rows)
