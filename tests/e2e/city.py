@@ -179,9 +179,12 @@ class City:
         self.gateway = MqttCommandGateway.from_settings(self.api_settings, self.sessionmaker)
         app = create_app(self.api_settings, command_gateway=self.gateway, engine=self.engine)
         port = free_port()
+        # Keep-alive longer than any pause of a test (uvicorn's 5 s default closed an idle
+        # connection just as the client reused it: ReadError after a 5 s wait).
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-        )
+            app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+            timeout_keep_alive=120,
+        )  # fmt: skip
         self._server = uvicorn.Server(config)
         self._server_task = asyncio.create_task(self._server.serve())
         self._stack.push_async_callback(_bounded, "api server", self._stop_server)

@@ -27,7 +27,10 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import (
+    ElementNotInteractableException,
+    StaleElementReferenceException,
+)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.alert import Alert
 from selenium.webdriver.common.by import By
@@ -102,9 +105,13 @@ async def run(step: Callable[[], Any]) -> Any:
 
 
 def wait(driver: webdriver.Chrome, condition: Callable[[Any], Any], timeout: float = 15) -> Any:
-    # A page htmx is swapping can hand back an element that is gone a moment later.
+    # A page htmx is swapping can hand back an element that is gone a moment later, or not
+    # shown yet (the unlock form appears once the operator's permission for it is read).
     return WebDriverWait(
-        driver, timeout, poll_frequency=0.1, ignored_exceptions=[StaleElementReferenceException]
+        driver,
+        timeout,
+        poll_frequency=0.1,
+        ignored_exceptions=[StaleElementReferenceException, ElementNotInteractableException],
     ).until(condition)
 
 
@@ -293,7 +300,9 @@ async def test_operator_journey(city: City, browser: webdriver.Chrome) -> None:
         def press_unlock(d: webdriver.Chrome) -> bool:
             # The spots table may be swapped (a live update of the maintenance) between the
             # typing and the click: a stale element is typed again into the new table.
-            d.find_element(By.ID, "unlock-reason-2").send_keys("brake check")
+            reason = d.find_element(By.ID, "unlock-reason-2")
+            reason.clear()  # typed again after a swap or a refused click: once
+            reason.send_keys("brake check")
             d.find_element(
                 By.CSS_SELECTOR, 'button[aria-label="Unlock for a technician — Spot 2"]'
             ).click()
