@@ -184,7 +184,26 @@ async def wave_counts(
     )
     if wave is not None:
         stmt = stmt.where(FirmwareCampaignDevice.wave == wave)
-    by_state = {UpdateState(s): n for s, n in (await session.execute(stmt)).all()}
+    return _counts({UpdateState(s): n for s, n in (await session.execute(stmt)).all()})
+
+
+async def campaign_counts(
+    session: AsyncSession, campaign_ids: Collection[int]
+) -> dict[int, WaveCounts]:
+    """Each listed campaign's devices by state, in one statement (a page of campaigns)."""
+    by_campaign: dict[int, dict[UpdateState, int]] = {cid: {} for cid in campaign_ids}
+    if campaign_ids:
+        stmt = (
+            select(FirmwareCampaignDevice.campaign_id, FirmwareCampaignDevice.state, func.count())
+            .where(FirmwareCampaignDevice.campaign_id.in_(list(campaign_ids)))
+            .group_by(FirmwareCampaignDevice.campaign_id, FirmwareCampaignDevice.state)
+        )
+        for cid, state, n in (await session.execute(stmt)).all():
+            by_campaign[cid][UpdateState(state)] = n
+    return {cid: _counts(by_state) for cid, by_state in by_campaign.items()}
+
+
+def _counts(by_state: dict[UpdateState, int]) -> WaveCounts:
     return WaveCounts(
         total=sum(by_state.values()),
         pending=by_state.get(UpdateState.PENDING, 0),
@@ -193,6 +212,16 @@ async def wave_counts(
         failed=by_state.get(UpdateState.FAILED, 0) + by_state.get(UpdateState.ROLLED_BACK, 0),
         cancelled=by_state.get(UpdateState.CANCELLED, 0),
     )
+
+
+async def images_by_id(
+    session: AsyncSession, image_ids: Collection[int]
+) -> dict[int, FirmwareImage]:
+    """The listed images, in one statement."""
+    if not image_ids:
+        return {}
+    found = await session.scalars(select(FirmwareImage).where(FirmwareImage.id.in_(image_ids)))
+    return {image.id: image for image in found}
 
 
 async def live_campaign_ids(session: AsyncSession) -> list[int]:

@@ -20,6 +20,7 @@ The rules: :mod:`kickstand.cloud.firmware.service`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -231,8 +232,21 @@ def _image(image: FirmwareImage) -> ImagePublic:
 
 
 async def _campaign(session: SessionDep, campaign: FirmwareCampaign) -> CampaignPublic:
-    image = await service.get_image(session, campaign.image_id)
-    counts = await repository.wave_counts(session, campaign.id)
+    return (await _campaigns(session, [campaign]))[0]
+
+
+async def _campaigns(
+    session: SessionDep, campaigns: Sequence[FirmwareCampaign]
+) -> list[CampaignPublic]:
+    """The campaigns as answered, their images and device counts read once for all of them."""
+    images = await repository.images_by_id(session, {c.image_id for c in campaigns})
+    counts = await repository.campaign_counts(session, [c.id for c in campaigns])
+    return [_campaign_public(c, images[c.image_id], counts[c.id]) for c in campaigns]
+
+
+def _campaign_public(
+    campaign: FirmwareCampaign, image: FirmwareImage, counts: repository.WaveCounts
+) -> CampaignPublic:
     return CampaignPublic(
         id=campaign.id,
         campaign_id=campaign.id,
@@ -455,7 +469,7 @@ async def get_campaigns(
     scope = {network_id} if network_id is not None else operator.networks
     rows = await repository.campaigns(session, keyset, scope, state.value if state else None)
     page, next_key = cut(rows, keyset, key=lambda c: c.id)
-    data = [await _campaign(session, c) for c in page]
+    data = await _campaigns(session, page)
     await session.commit()
     return Page(data=data, next_primary_key=next_key)
 

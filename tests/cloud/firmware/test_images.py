@@ -107,6 +107,8 @@ async def test_an_image_in_a_campaign_stays_and_other_networks_are_refused(fw: F
     assert (await fw.client.post(f"{path}/cancel", headers=fw.other)).status_code == 403
     mine = await fw.client.get("/v1/dashboard/firmware/campaigns", headers=fw.other)
     assert mine.status_code == 200 and mine.json()["data"] == []
+    listed = await fw.client.get("/v1/dashboard/firmware/campaigns", headers=fw.operator)
+    assert listed.json()["data"] == [campaign]  # a page reads images and counts at once
     devices = await fw.client.get(f"{path}/devices", headers=fw.operator)
     assert sorted(d["device_id"] for d in devices.json()["data"]) == [
         "vh-LY0001",
